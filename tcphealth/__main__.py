@@ -1,0 +1,3 @@
+from tcphealth.cli import main
+
+main()

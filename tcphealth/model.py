@@ -1,0 +1,417 @@
+"""The plain data every layer of tcphealth passes along.
+
+Collectors produce a :class:`Snapshot`; the diagnosis turns it into :class:`Finding` values;
+the report and the renderers only read these. This module imports nothing else of ours, so any
+layer may depend on it without creating a cycle.
+
+Convention: a field whose value the source could not know is ``None`` -- never ``0``. A copy of
+/proc has no listener backlog, psutil has no queues, a TIME_WAIT row carries no uid; each of
+these is ``None`` so that the diagnosis can say "not checked" instead of reasoning from a fake
+zero.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Union
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+class Family(str, enum.Enum):
+    """Address family of a socket, as the kernel table it came from says."""
+
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+
+class TcpState(str, enum.Enum):
+    """The eleven TCP states under one canonical spelling each (Linux netstat's).
+
+    BOUND_INACTIVE (kernel code 0x0D, a socket bound but neither listening nor connecting) and
+    UNKNOWN (a code or word we do not recognise) are kept apart so that nothing is silently
+    folded into a real state.
+    """
+
+    ESTABLISHED = "ESTABLISHED"
+    SYN_SENT = "SYN_SENT"
+    SYN_RECV = "SYN_RECV"
+    FIN_WAIT1 = "FIN_WAIT1"
+    FIN_WAIT2 = "FIN_WAIT2"
+    TIME_WAIT = "TIME_WAIT"
+    CLOSE = "CLOSE"
+    CLOSE_WAIT = "CLOSE_WAIT"
+    LAST_ACK = "LAST_ACK"
+    LISTEN = "LISTEN"
+    CLOSING = "CLOSING"
+    BOUND_INACTIVE = "BOUND_INACTIVE"
+    UNKNOWN = "UNKNOWN"
+
+
+# The eleven states of RFC 793 as Linux names them; BOUND_INACTIVE and UNKNOWN are not in it.
+TCP_STATES: tuple[TcpState, ...] = (
+    TcpState.ESTABLISHED,
+    TcpState.SYN_SENT,
+    TcpState.SYN_RECV,
+    TcpState.FIN_WAIT1,
+    TcpState.FIN_WAIT2,
+    TcpState.TIME_WAIT,
+    TcpState.CLOSE,
+    TcpState.CLOSE_WAIT,
+    TcpState.LAST_ACK,
+    TcpState.LISTEN,
+    TcpState.CLOSING,
+)
+
+# include/net/tcp_states.h. 0x0C (TCP_NEW_SYN_RECV) is the request socket of a connection in
+# its handshake; user space (ss, netstat) shows it as SYN_RECV, and so do we.
+_KERNEL_CODES: dict[int, TcpState] = {
+    0x01: TcpState.ESTABLISHED,
+    0x02: TcpState.SYN_SENT,
+    0x03: TcpState.SYN_RECV,
+    0x04: TcpState.FIN_WAIT1,
+    0x05: TcpState.FIN_WAIT2,
+    0x06: TcpState.TIME_WAIT,
+    0x07: TcpState.CLOSE,
+    0x08: TcpState.CLOSE_WAIT,
+    0x09: TcpState.LAST_ACK,
+    0x0A: TcpState.LISTEN,
+    0x0B: TcpState.CLOSING,
+    0x0C: TcpState.SYN_RECV,
+    0x0D: TcpState.BOUND_INACTIVE,
+}
+
+# Every spelling another tool prints, folded to upper case with '-' turned into '_'.
+# ss: ESTAB SYN-SENT SYN-RECV FIN-WAIT-1 FIN-WAIT-2 TIME-WAIT UNCONN CLOSE-WAIT LAST-ACK LISTEN
+#     CLOSING; Linux netstat: the canonical names; BSD/macOS: SYN_RCVD, FIN_WAIT_1, CLOSED;
+# Windows: LISTENING, SYN_RECEIVED, DELETE_TCB, BOUND (Get-NetTCPConnection); psutil: NONE.
+_SPELLINGS: dict[str, TcpState] = {
+    "ESTAB": TcpState.ESTABLISHED,
+    "ESTABLISHED": TcpState.ESTABLISHED,
+    "SYN_SENT": TcpState.SYN_SENT,
+    "SYN_RECV": TcpState.SYN_RECV,
+    "SYN_RCVD": TcpState.SYN_RECV,
+    "SYN_RECEIVED": TcpState.SYN_RECV,
+    "NEW_SYN_RECV": TcpState.SYN_RECV,
+    "FIN_WAIT1": TcpState.FIN_WAIT1,
+    "FIN_WAIT_1": TcpState.FIN_WAIT1,
+    "FIN_WAIT2": TcpState.FIN_WAIT2,
+    "FIN_WAIT_2": TcpState.FIN_WAIT2,
+    "TIME_WAIT": TcpState.TIME_WAIT,
+    "TIMEWAIT": TcpState.TIME_WAIT,
+    "CLOSE": TcpState.CLOSE,
+    "CLOSED": TcpState.CLOSE,
+    "UNCONN": TcpState.CLOSE,
+    # psutil reports NONE for a socket with no TCP state to show and Windows DELETE_TCB for a
+    # control block being torn down: both are, for diagnosis, a closed socket.
+    "NONE": TcpState.CLOSE,
+    "DELETE_TCB": TcpState.CLOSE,
+    "CLOSE_WAIT": TcpState.CLOSE_WAIT,
+    "CLOSEWAIT": TcpState.CLOSE_WAIT,
+    "LAST_ACK": TcpState.LAST_ACK,
+    "LISTEN": TcpState.LISTEN,
+    "LISTENING": TcpState.LISTEN,
+    "CLOSING": TcpState.CLOSING,
+    "BOUND_INACTIVE": TcpState.BOUND_INACTIVE,
+    "BOUND": TcpState.BOUND_INACTIVE,
+    "UNKNOWN": TcpState.UNKNOWN,
+}
+
+
+def state_from_kernel_code(code: int) -> TcpState:
+    """Map the kernel's numeric state (the ``st`` column of /proc/net/tcp) to a state.
+
+    >>> state_from_kernel_code(0x08)
+    <TcpState.CLOSE_WAIT: 'CLOSE_WAIT'>
+    >>> state_from_kernel_code(0x42)
+    <TcpState.UNKNOWN: 'UNKNOWN'>
+    """
+    return _KERNEL_CODES.get(code, TcpState.UNKNOWN)
+
+
+def parse_state(text: str) -> TcpState | None:
+    """Map any tool's spelling of a state to the canonical one; ``None`` if it is no state.
+
+    Case, surrounding blanks, and '-' versus '_' do not matter: ``ESTAB``, ``fin-wait-1``,
+    ``FIN_WAIT_1`` and ``SYN_RCVD`` are all understood.
+    """
+    key = text.strip().upper().replace("-", "_").replace(" ", "_")
+    return _SPELLINGS.get(key)
+
+
+class TimerKind(str, enum.Enum):
+    """The ``tr`` column of /proc/net/tcp (and ss's ``timer:(NAME,…)``)."""
+
+    NONE = "none"  # 0: no timer pending
+    RETRANSMIT = "retransmit"  # 1: retransmission or tail-loss probe (ss: "on")
+    KEEPALIVE = "keepalive"  # 2: keepalive, or the generic socket timer
+    TIME_WAIT = "timewait"  # 3: TIME_WAIT expiry, also used by orphaned FIN_WAIT2
+    ZERO_WINDOW_PROBE = "probe"  # 4: zero-window probe (ss: "persist")
+    UNKNOWN = "unknown"
+
+
+_TIMER_CODES: dict[int, TimerKind] = {
+    0: TimerKind.NONE,
+    1: TimerKind.RETRANSMIT,
+    2: TimerKind.KEEPALIVE,
+    3: TimerKind.TIME_WAIT,
+    4: TimerKind.ZERO_WINDOW_PROBE,
+}
+
+
+def timer_from_kernel_code(code: int) -> TimerKind:
+    return _TIMER_CODES.get(code, TimerKind.UNKNOWN)
+
+
+class OwnerSource(str, enum.Enum):
+    """How the pids of a socket were found -- or why there are none."""
+
+    FD = "fd"  # a /proc/PID/fd entry links to the socket's inode
+    LISTENER = "listener"  # inode 0, attributed to the listener on the same local address:port
+    NONE = "none"  # nobody holds it: inode 0 (TIME_WAIT, orphans) with no listener to credit
+    UNSEEN = "unseen"  # it has an inode but no process we could read holds it
+    UNKNOWN = "unknown"  # the source says nothing about owners (e.g. a /proc/net/tcp copy)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An address and port. IPv6 stays IPv6; a v4-mapped address (``::ffff:a.b.c.d``) is kept
+    as the kernel reported it and recognised by :attr:`ipv4_mapped`.
+
+    ``port`` is ``None`` where the source lost it (``*`` in netstat output, a truncated field).
+    """
+
+    address: IPAddress
+    port: int | None
+
+    @property
+    def ipv4_mapped(self) -> ipaddress.IPv4Address | None:
+        if isinstance(self.address, ipaddress.IPv6Address):
+            return self.address.ipv4_mapped
+        return None
+
+    @property
+    def is_unspecified(self) -> bool:
+        return self.address.is_unspecified
+
+    def __str__(self) -> str:
+        port = "*" if self.port is None else str(self.port)
+        if isinstance(self.address, ipaddress.IPv6Address):
+            return f"[{self.address}]:{port}"
+        return f"{self.address}:{port}"
+
+
+@dataclass(frozen=True)
+class TcpInfo:
+    """Fields of the kernel's ``struct tcp_info`` (netlink sources only). Times in ms except
+    where named ``_us``."""
+
+    last_data_recv_ms: int | None = None
+    last_data_sent_ms: int | None = None
+    last_ack_recv_ms: int | None = None
+    retransmits: int | None = None
+    probes: int | None = None
+    backoff: int | None = None
+    rto_us: int | None = None
+    rtt_us: int | None = None
+    total_retrans: int | None = None
+    unacked: int | None = None
+
+
+@dataclass(frozen=True)
+class Socket:
+    """One TCP socket as the kernel listed it.
+
+    For a LISTEN socket ``recv_queue`` is the current accept-queue length and ``listen_backlog``
+    its maximum (known only from netlink or ``ss``). For other sockets the queues are bytes:
+    ``send_queue`` sent but not acknowledged plus not yet sent, ``recv_queue`` received but not
+    read by the application (the peer's FIN counts as one byte).
+    """
+
+    family: Family
+    local: Endpoint
+    remote: Endpoint
+    state: TcpState
+    send_queue: int | None = None
+    recv_queue: int | None = None
+    listen_backlog: int | None = None
+    timer: TimerKind | None = None
+    timer_seconds: float | None = None  # time left until the timer fires
+    retransmits: int | None = None  # consecutive unrecovered retransmission timeouts
+    probes: int | None = None  # unanswered keepalive / zero-window probes
+    uid: int | None = None
+    inode: int | None = None
+    pids: tuple[int, ...] = ()
+    owner_source: OwnerSource = OwnerSource.UNKNOWN
+    raw_state: str | None = None  # what the source printed, when it mapped to UNKNOWN
+    cookie: int | None = None
+    tcp_info: TcpInfo | None = None
+
+    @property
+    def is_orphan(self) -> bool | None:
+        """True when no file descriptor holds the socket; None when the source cannot tell."""
+        if self.inode is None:
+            return None
+        return self.inode == 0
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    name: str | None = None
+    user: str | None = None
+    uid: int | None = None
+    cmdline: tuple[str, ...] | None = None
+    open_fds: int | None = None
+    fd_soft_limit: int | None = None
+    fd_hard_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    hostname: str | None
+    kernel: str | None
+    taken_at: float  # seconds since the epoch, UTC
+    source: str  # "procfs", "psutil", "snapshot:FILE", …
+    privileged: bool | None  # ran with root / CAP_SYS_PTRACE, so every /proc/PID/fd was readable
+    platform: str | None = None
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """How complete the socket-to-process mapping is."""
+
+    attempted: bool  # False where the source gives no owners at all (a /proc/net/tcp copy)
+    processes_scanned: int = 0
+    processes_vanished: int = 0  # exited during the scan
+    processes_forbidden: int = 0  # fd directory unreadable (another user's, without root)
+    sockets_unseen: int = 0  # sockets with an inode that no readable process holds
+
+    @property
+    def complete(self) -> bool:
+        return self.attempted and self.processes_forbidden == 0 and self.sockets_unseen == 0
+
+
+@dataclass(frozen=True)
+class Sysctls:
+    """The kernel settings that decide how long a state may last (KERNEL.md)."""
+
+    tcp_fin_timeout: int | None = None
+    tcp_max_tw_buckets: int | None = None
+    ip_local_port_range: tuple[int, int] | None = None
+    somaxconn: int | None = None
+    tcp_syn_retries: int | None = None
+    tcp_synack_retries: int | None = None
+    tcp_orphan_retries: int | None = None
+    tcp_max_orphans: int | None = None
+    tcp_tw_reuse: int | None = None
+    tcp_syncookies: int | None = None
+    tcp_abort_on_overflow: int | None = None
+    tcp_retries2: int | None = None
+    tcp_keepalive_time: int | None = None
+    tcp_keepalive_intvl: int | None = None
+    tcp_keepalive_probes: int | None = None
+
+    @property
+    def ephemeral_port_count(self) -> int | None:
+        if self.ip_local_port_range is None:
+            return None
+        low, high = self.ip_local_port_range
+        return high - low + 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one look at a host saw.
+
+    ``counters`` holds kernel counters by qualified name: ``TcpExt.ListenOverflows`` from
+    /proc/net/netstat, ``Tcp.RetransSegs`` from /proc/net/snmp, ``sockstat.TCP.tw`` from
+    /proc/net/sockstat. A counter the source did not have is absent from the mapping.
+    ``notes`` are what the source wants the reader to know (duplicate rows dropped, lines
+    skipped, owners not visible).
+    """
+
+    host: HostInfo
+    attribution: Attribution
+    sysctls: Sysctls = field(default_factory=Sysctls)
+    counters: dict[str, int] = field(default_factory=dict)
+    processes: tuple[Process, ...] = ()
+    sockets: tuple[Socket, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Findings: what the diagnosis says about a snapshot.
+
+
+class Severity(enum.IntEnum):
+    OK = 0
+    INFO = 1
+    WARNING = 2
+    CRITICAL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+class Blame(str, enum.Enum):
+    LOCAL_APPLICATION = "local-application"
+    REMOTE_PEER = "remote-peer"
+    NETWORK = "network"
+    KERNEL_LIMIT = "kernel-limit"
+    NONE = "none"
+
+
+class SubjectKind(str, enum.Enum):
+    PROCESS = "process"
+    LISTENER = "listener"
+    PEER = "peer"  # a remote address (and port) many sockets point at
+    HOST = "host"  # the whole host (a kernel-wide limit)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a finding is about. ``pid``/``process`` name the local process where one is known;
+    ``endpoint`` is the listener's local address or the remote peer, as text."""
+
+    kind: SubjectKind
+    pid: int | None = None
+    process: str | None = None
+    endpoint: str | None = None
+
+    def describe(self) -> str:
+        parts: list[str] = []
+        if self.pid is not None:
+            parts.append(f"pid {self.pid}" + (f" ({self.process})" if self.process else ""))
+        elif self.process:
+            parts.append(self.process)
+        if self.endpoint:
+            parts.append(self.endpoint)
+        return " ".join(parts) if parts else self.kind.value
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One fact a finding rests on: ``name`` is stable (``recv_queue``, ``ListenOverflows``,
+    ``tcp_fin_timeout``), ``value`` what was seen, ``detail`` a short reading of it."""
+
+    name: str
+    value: int | float | str | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str  # stable, e.g. "close-wait-not-reading"
+    severity: Severity
+    state: TcpState | None
+    blame: Blame
+    subject: Subject
+    count: int  # sockets concerned
+    summary: str  # the diagnosis, one sentence
+    evidence: tuple[Evidence, ...] = ()
+    next_steps: tuple[str, ...] = ()
+    unchecked: tuple[str, ...] = ()  # what the snapshot could not tell us for this finding
