@@ -15,19 +15,18 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Union
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class Family(str, enum.Enum):
+class Family(enum.StrEnum):
     """Address family of a socket, as the kernel table it came from says."""
 
     IPV4 = "ipv4"
     IPV6 = "ipv6"
 
 
-class TcpState(str, enum.Enum):
+class TcpState(enum.StrEnum):
     """The eleven TCP states under one canonical spelling each (Linux netstat's).
 
     BOUND_INACTIVE (kernel code 0x0D, a socket bound but neither listening nor connecting) and
@@ -141,7 +140,7 @@ def parse_state(text: str) -> TcpState | None:
     return _SPELLINGS.get(key)
 
 
-class TimerKind(str, enum.Enum):
+class TimerKind(enum.StrEnum):
     """The ``tr`` column of /proc/net/tcp (and ss's ``timer:(NAME,…)``)."""
 
     NONE = "none"  # 0: no timer pending
@@ -165,7 +164,7 @@ def timer_from_kernel_code(code: int) -> TimerKind:
     return _TIMER_CODES.get(code, TimerKind.UNKNOWN)
 
 
-class OwnerSource(str, enum.Enum):
+class OwnerSource(enum.StrEnum):
     """How the pids of a socket were found -- or why there are none."""
 
     FD = "fd"  # a /proc/PID/fd entry links to the socket's inode
@@ -357,7 +356,7 @@ class Severity(enum.IntEnum):
         return self.name
 
 
-class Blame(str, enum.Enum):
+class Blame(enum.StrEnum):
     LOCAL_APPLICATION = "local-application"
     REMOTE_PEER = "remote-peer"
     NETWORK = "network"
@@ -365,7 +364,7 @@ class Blame(str, enum.Enum):
     NONE = "none"
 
 
-class SubjectKind(str, enum.Enum):
+class SubjectKind(enum.StrEnum):
     PROCESS = "process"
     LISTENER = "listener"
     PEER = "peer"  # a remote address (and port) many sockets point at

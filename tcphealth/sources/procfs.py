@@ -1,0 +1,546 @@
+"""The Linux /proc source: /proc/net/tcp{,6}, one walk over /proc/*/fd, sysctls and counters.
+
+Everything is read below ``proc_root``, so a copied /proc tree (or a fixture directory) parses
+exactly like the live one.
+
+Row format (Documentation/networking/proc_net_tcp.rst), one socket per line::
+
+   sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …
+   3: 802AA8C0:D450 2104C798:01BB 08 00000000:00000052 02:00000A6F 00000000 1000 0 149098 …
+
+Addresses are 32-bit words printed as hex in *host* byte order: ``0100007F`` is 127.0.0.1 on
+x86. An IPv6 address is four such words, each in host order -- not one reversed 128-bit number.
+Ports, states, queues and the timer are plain hex; uid, timeout and inode are decimal.
+TIME_WAIT and SYN_RECV request sockets are "mini sockets" with 12 columns whose uid (TIME_WAIT
+only), probe count and retransmit count are placeholders, so we record those as unknown.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import pwd
+import socket as socket_module
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from tcphealth.errors import ProcParseError
+from tcphealth.model import (
+    Attribution,
+    Endpoint,
+    Family,
+    HostInfo,
+    IPAddress,
+    OwnerSource,
+    Process,
+    Snapshot,
+    Socket,
+    Sysctls,
+    TcpState,
+    TimerKind,
+    state_from_kernel_code,
+    timer_from_kernel_code,
+)
+
+ByteOrder = Literal["little", "big"]
+
+# /proc prints timer expiry in USER_HZ ticks (clock_t), which is 100 on every Linux ABI.
+USER_HZ = 100
+
+# Sockets that can sit on a listener's port with no file descriptor because the listener's
+# process has not accept()ed them yet: a handshake in progress, or a finished connection (which
+# may already have received the peer's FIN) still in the accept queue. Orphans (FIN_WAIT*,
+# LAST_ACK, CLOSING) and TIME_WAIT also have inode 0, but they had an owner who closed them.
+_UNACCEPTED_STATES = frozenset({TcpState.SYN_RECV, TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
+
+
+# --- parsing a table ----------------------------------------------------------------------------
+
+
+@dataclass
+class TableParse:
+    """What parsing one /proc/net/tcp-style table produced."""
+
+    sockets: list[Socket] = field(default_factory=list)
+    duplicates: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+
+def decode_address(text: str, byteorder: ByteOrder = sys.byteorder) -> IPAddress:
+    """Decode a /proc address column (without the port).
+
+    >>> decode_address("0100007F", "little")
+    IPv4Address('127.0.0.1')
+    >>> decode_address("B80D01200000000067452301EFCDAB89", "little")
+    IPv6Address('2001:db8::123:4567:89ab:cdef')
+    """
+    if len(text) == 8:
+        return ipaddress.IPv4Address(int(text, 16).to_bytes(4, byteorder))
+    if len(text) == 32:
+        packed = b"".join(int(text[i : i + 8], 16).to_bytes(4, byteorder) for i in range(0, 32, 8))
+        return ipaddress.IPv6Address(packed)
+    raise ValueError(f"address {text!r} is neither 8 nor 32 hex digits")
+
+
+def decode_endpoint(text: str, byteorder: ByteOrder = sys.byteorder) -> Endpoint:
+    address, separator, port = text.partition(":")
+    if not separator:
+        raise ValueError(f"endpoint {text!r} has no ':port'")
+    return Endpoint(decode_address(address, byteorder), int(port, 16))
+
+
+def _check_header(header: str, where: str) -> None:
+    words = header.split()
+    if "local_address" not in words or "st" not in words:
+        raise ProcParseError(
+            where, "not a /proc/net/tcp table (no 'local_address … st' header)", line=1
+        )
+    # /proc/net/udp{,6} shares the layout but ends its header with "ref pointer drops"; its
+    # rows would parse, and its state 07 would read as a TCP CLOSE. Refuse it by name.
+    if "drops" in words:
+        raise ProcParseError(
+            where,
+            "this is a UDP table (its header ends in 'drops', as /proc/net/udp does), not TCP",
+            line=1,
+        )
+
+
+def parse_row(line: str, family: Family, byteorder: ByteOrder) -> Socket:
+    """Parse one data row. Raises ValueError (with a reason) when it is malformed."""
+    fields = line.split()
+    if len(fields) < 10:
+        raise ValueError(f"{len(fields)} columns, at least 10 expected")
+    if not fields[0].endswith(":"):
+        raise ValueError(f"first column {fields[0]!r} is not a slot number like '12:'")
+    local = decode_endpoint(fields[1], byteorder)
+    remote = decode_endpoint(fields[2], byteorder)
+    expected = 8 if family is Family.IPV4 else 32
+    if len(fields[1].partition(":")[0]) != expected:
+        raise ValueError(f"{family.value} address expected, got {fields[1]!r}")
+    state_code = int(fields[3], 16)
+    state = state_from_kernel_code(state_code)
+    tx_text, _, rx_text = fields[4].partition(":")
+    timer_text, _, when_text = fields[5].partition(":")
+    send_queue, recv_queue = int(tx_text, 16), int(rx_text, 16)
+    timer = timer_from_kernel_code(int(timer_text, 16))
+    ticks = int(when_text, 16)
+    retransmits: int | None = int(fields[6], 16)
+    uid: int | None = int(fields[7])
+    probes: int | None = int(fields[8])
+    inode = int(fields[9])
+    if len(fields) <= 12:
+        # A mini socket: for TIME_WAIT the kernel prints zeros for uid, retransmits and probes;
+        # for a SYN_RECV request the uid is the listener's and retrnsmt counts SYN-ACK resends,
+        # but "timeout" is a constant zero.
+        probes = None
+        if state is TcpState.TIME_WAIT:
+            uid = None
+            retransmits = None
+    return Socket(
+        family=family,
+        local=local,
+        remote=remote,
+        state=state,
+        send_queue=send_queue,
+        recv_queue=recv_queue,
+        timer=timer,
+        timer_seconds=None if timer is TimerKind.NONE else ticks / USER_HZ,
+        retransmits=retransmits,
+        probes=probes,
+        uid=uid,
+        inode=inode,
+        raw_state=f"{state_code:02X}" if state is TcpState.UNKNOWN else None,
+    )
+
+
+def parse_table(
+    lines: Iterable[str],
+    family: Family,
+    where: str,
+    *,
+    byteorder: ByteOrder = sys.byteorder,
+    strict: bool = False,
+) -> TableParse:
+    """Parse the text of /proc/net/tcp (``Family.IPV4``) or /proc/net/tcp6 (``Family.IPV6``).
+
+    A row listed twice (a non-atomic read can do that while sockets churn) is kept once: the
+    key is the 4-tuple plus the inode, which tells SO_REUSEPORT listeners apart. A malformed
+    row is skipped and reported in ``skipped``, or raises with ``strict``.
+    """
+    result = TableParse()
+    seen: set[tuple[Endpoint, Endpoint, int]] = set()
+    iterator = iter(lines)
+    header = next(iterator, None)
+    if header is None or not header.strip():
+        raise ProcParseError(where, "empty: not even a header line")
+    _check_header(header, where)
+    for number, raw in enumerate(iterator, start=2):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        if "local_address" in line:  # a second capture pasted after the first
+            _check_header(line, where)
+            continue
+        try:
+            sock = parse_row(line, family, byteorder)
+        except ValueError as error:
+            if strict:
+                raise ProcParseError(where, f"{error}: {line.strip()!r}", line=number) from None
+            result.skipped.append((number, str(error)))
+            continue
+        key = (sock.local, sock.remote, sock.inode or 0)
+        if key in seen:
+            result.duplicates += 1
+            continue
+        seen.add(key)
+        result.sockets.append(sock)
+    return result
+
+
+# --- who holds each socket ----------------------------------------------------------------------
+
+
+@dataclass
+class FdScan:
+    """One pass over /proc/*/fd: which pids hold each socket inode, and how many fds each has."""
+
+    pids_by_inode: dict[int, list[int]] = field(default_factory=dict)
+    open_fds: dict[int, int] = field(default_factory=dict)
+    scanned: int = 0
+    vanished: int = 0
+    forbidden: int = 0
+
+
+def _pid_dirs(proc_root: Path) -> Iterator[int]:
+    with os.scandir(proc_root) as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                yield int(entry.name)
+
+
+def scan_fds(proc_root: Path) -> FdScan:
+    """Read every /proc/PID/fd link once. A process that exits meanwhile is counted as
+    vanished, one whose fds we may not read as forbidden; neither stops the scan."""
+    scan = FdScan()
+    pids_by_inode = scan.pids_by_inode
+    for pid in _pid_dirs(proc_root):
+        fd_dir = f"{proc_root}/{pid}/fd"
+        try:
+            names = os.listdir(fd_dir)
+        except (FileNotFoundError, ProcessLookupError):
+            scan.vanished += 1
+            continue
+        except PermissionError:
+            scan.forbidden += 1
+            continue
+        except NotADirectoryError:  # a pid directory replaced under us
+            scan.vanished += 1
+            continue
+        scan.scanned += 1
+        scan.open_fds[pid] = len(names)
+        for name in names:
+            try:
+                target = os.readlink(f"{fd_dir}/{name}")
+            except OSError:  # the fd was closed between listdir and readlink
+                continue
+            if target.startswith("socket:["):
+                inode = int(target[8:-1])
+                holders = pids_by_inode.get(inode)
+                if holders is None:
+                    pids_by_inode[inode] = [pid]
+                elif holders[-1] != pid:  # one process may hold the same socket on many fds
+                    holders.append(pid)
+    return scan
+
+
+def attribute(sockets: list[Socket], scan: FdScan) -> tuple[list[Socket], int]:
+    """Credit every socket to every pid that holds it; credit sockets still waiting in an
+    accept queue (inode 0) to the process of the listener on their local address and port.
+
+    Returns the attributed sockets and how many sockets with an inode no readable process held.
+    """
+    attributed: list[Socket] = []
+    unseen = 0
+    for sock in sockets:
+        if sock.inode:
+            holders = scan.pids_by_inode.get(sock.inode)
+            if holders:
+                sock = replace(sock, pids=tuple(sorted(holders)), owner_source=OwnerSource.FD)
+            else:
+                sock = replace(sock, owner_source=OwnerSource.UNSEEN)
+                unseen += 1
+        else:
+            sock = replace(sock, owner_source=OwnerSource.NONE)
+        attributed.append(sock)
+
+    listeners = _index_listeners(attributed)
+    if not listeners:
+        return attributed, unseen
+    for index, sock in enumerate(attributed):
+        if sock.inode != 0 or sock.state not in _UNACCEPTED_STATES:
+            continue
+        owners = _listener_pids(listeners, sock)
+        if owners is not None:
+            attributed[index] = replace(sock, pids=owners, owner_source=OwnerSource.LISTENER)
+    return attributed, unseen
+
+
+_ListenerIndex = dict[tuple[Family, int | None], list[Socket]]
+
+
+def _index_listeners(sockets: list[Socket]) -> _ListenerIndex:
+    index: _ListenerIndex = {}
+    for sock in sockets:
+        if sock.state is TcpState.LISTEN:
+            index.setdefault((sock.family, sock.local.port), []).append(sock)
+    return index
+
+
+def _listener_pids(index: _ListenerIndex, sock: Socket) -> tuple[int, ...] | None:
+    """The pids of the listener a not-yet-accepted socket belongs to: one bound to exactly its
+    local address if any, else a wildcard one; all of them where SO_REUSEPORT made several."""
+    candidates = index.get((sock.family, sock.local.port))
+    if not candidates:
+        return None
+    exact = [lst for lst in candidates if lst.local.address == sock.local.address]
+    matches = exact or [lst for lst in candidates if lst.local.is_unspecified]
+    if not matches:
+        return None
+    return tuple(sorted({pid for lst in matches for pid in lst.pids}))
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", errors="backslashreplace")
+    except OSError:
+        return None
+
+
+def _fd_limits(limits_text: str | None) -> tuple[int | None, int | None]:
+    """Soft and hard 'Max open files' from /proc/PID/limits (``unlimited`` is None)."""
+    if limits_text is None:
+        return None, None
+    for line in limits_text.splitlines():
+        if line.startswith("Max open files"):
+            parts = line[len("Max open files") :].split()
+            if len(parts) >= 2:
+                soft = int(parts[0]) if parts[0].isdigit() else None
+                hard = int(parts[1]) if parts[1].isdigit() else None
+                return soft, hard
+    return None, None
+
+
+def _user_name(uid: int | None, cache: dict[int, str | None]) -> str | None:
+    if uid is None:
+        return None
+    if uid not in cache:
+        try:
+            cache[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            cache[uid] = None
+    return cache[uid]
+
+
+def read_process(
+    proc_root: Path, pid: int, open_fds: int | None, users: dict[int, str | None]
+) -> Process:
+    """What /proc says of one process. Anything unreadable (it exited, it is not ours) is
+    left unknown rather than failing."""
+    base = f"{proc_root}/{pid}"
+    comm = _read_text(f"{base}/comm")
+    cmdline_text = _read_text(f"{base}/cmdline")
+    status = _read_text(f"{base}/status")
+    uid: int | None = None
+    if status:
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                uid = int(line.split()[1])
+                break
+    soft, hard = _fd_limits(_read_text(f"{base}/limits"))
+    cmdline = None
+    if cmdline_text is not None:
+        cmdline = tuple(arg for arg in cmdline_text.split("\0") if arg) or None
+    return Process(
+        pid=pid,
+        name=comm.rstrip("\n") if comm is not None else None,
+        user=_user_name(uid, users),
+        uid=uid,
+        cmdline=cmdline,
+        open_fds=open_fds,
+        fd_soft_limit=soft,
+        fd_hard_limit=hard,
+    )
+
+
+# --- sysctls and counters ----------------------------------------------------------------------
+
+_SYSCTL_FILES: dict[str, str] = {
+    "tcp_fin_timeout": "sys/net/ipv4/tcp_fin_timeout",
+    "tcp_max_tw_buckets": "sys/net/ipv4/tcp_max_tw_buckets",
+    "somaxconn": "sys/net/core/somaxconn",
+    "tcp_syn_retries": "sys/net/ipv4/tcp_syn_retries",
+    "tcp_synack_retries": "sys/net/ipv4/tcp_synack_retries",
+    "tcp_orphan_retries": "sys/net/ipv4/tcp_orphan_retries",
+    "tcp_max_orphans": "sys/net/ipv4/tcp_max_orphans",
+    "tcp_tw_reuse": "sys/net/ipv4/tcp_tw_reuse",
+    "tcp_syncookies": "sys/net/ipv4/tcp_syncookies",
+    "tcp_abort_on_overflow": "sys/net/ipv4/tcp_abort_on_overflow",
+    "tcp_retries2": "sys/net/ipv4/tcp_retries2",
+    "tcp_keepalive_time": "sys/net/ipv4/tcp_keepalive_time",
+    "tcp_keepalive_intvl": "sys/net/ipv4/tcp_keepalive_intvl",
+    "tcp_keepalive_probes": "sys/net/ipv4/tcp_keepalive_probes",
+}
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def read_sysctls(proc_root: Path) -> Sysctls:
+    values: dict[str, int | None] = {
+        name: _read_int(proc_root / relative) for name, relative in _SYSCTL_FILES.items()
+    }
+    port_range: tuple[int, int] | None = None
+    try:
+        low, high = (proc_root / "sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        port_range = (int(low), int(high))
+    except (OSError, ValueError):
+        port_range = None
+    return Sysctls(ip_local_port_range=port_range, **values)
+
+
+def parse_counter_pairs(text: str) -> dict[str, int]:
+    """Parse /proc/net/netstat or /proc/net/snmp: a line of names, then a line of values, per
+    prefix. ``TcpExt: ListenOverflows …`` / ``TcpExt: 12 …`` gives ``TcpExt.ListenOverflows``."""
+    counters: dict[str, int] = {}
+    lines = text.splitlines()
+    for names_line, values_line in zip(lines[::2], lines[1::2], strict=False):
+        prefix, _, names = names_line.partition(":")
+        value_prefix, _, values = values_line.partition(":")
+        if prefix != value_prefix or prefix not in ("Tcp", "TcpExt"):
+            continue
+        for name, value in zip(names.split(), values.split(), strict=False):
+            try:
+                counters[f"{prefix}.{name}"] = int(value)
+            except ValueError:
+                continue
+    return counters
+
+
+def parse_sockstat(text: str) -> dict[str, int]:
+    """``TCP: inuse 1 orphan 0 tw 8 alloc 1 mem 145`` gives ``sockstat.TCP.tw`` = 8, …"""
+    counters: dict[str, int] = {}
+    for line in text.splitlines():
+        prefix, _, rest = line.partition(":")
+        if prefix not in ("TCP", "TCP6", "sockets"):
+            continue
+        words = rest.split()
+        for name, value in zip(words[::2], words[1::2], strict=False):
+            if value.isdigit():
+                counters[f"sockstat.{prefix}.{name}"] = int(value)
+    return counters
+
+
+def read_counters(proc_root: Path) -> dict[str, int]:
+    counters: dict[str, int] = {}
+    for name in ("net/snmp", "net/netstat"):
+        text = _read_text(f"{proc_root}/{name}")
+        if text:
+            counters.update(parse_counter_pairs(text))
+    for name in ("net/sockstat", "net/sockstat6"):
+        text = _read_text(f"{proc_root}/{name}")
+        if text:
+            counters.update(parse_sockstat(text))
+    return dict(sorted(counters.items()))
+
+
+# --- the whole snapshot -------------------------------------------------------------------------
+
+
+def read_tables(proc_root: Path, *, strict: bool = False) -> tuple[list[Socket], list[str]]:
+    """Both TCP tables below ``proc_root``, with notes on what was dropped or skipped."""
+    sockets: list[Socket] = []
+    notes: list[str] = []
+    for name, family in (("net/tcp", Family.IPV4), ("net/tcp6", Family.IPV6)):
+        path = proc_root / name
+        try:
+            with open(path, encoding="ascii", errors="replace") as handle:
+                parsed = parse_table(handle, family, str(path), strict=strict)
+        except FileNotFoundError:
+            if family is Family.IPV6:  # a kernel without IPv6
+                continue
+            raise ProcParseError(str(path), "does not exist") from None
+        sockets.extend(parsed.sockets)
+        if parsed.duplicates:
+            notes.append(
+                f"{path}: {parsed.duplicates} row(s) listed a socket a second time "
+                "(the kernel's table changed while it was read); counted once"
+            )
+        for number, reason in parsed.skipped:
+            notes.append(f"{path}:{number}: line skipped: {reason}")
+    return sockets, notes
+
+
+def collect(
+    proc_root: Path = Path("/proc"), *, with_processes: bool = True, strict: bool = False
+) -> Snapshot:
+    """Look at the host (or the copied /proc tree) below ``proc_root``."""
+    taken_at = time.time()
+    sockets, notes = read_tables(proc_root, strict=strict)
+    processes: list[Process] = []
+    if with_processes:
+        scan = scan_fds(proc_root)
+        sockets, unseen = attribute(sockets, scan)
+        users: dict[int, str | None] = {}
+        holders = sorted({pid for sock in sockets for pid in sock.pids})
+        processes = [read_process(proc_root, pid, scan.open_fds.get(pid), users) for pid in holders]
+        attribution = Attribution(
+            attempted=True,
+            processes_scanned=scan.scanned,
+            processes_vanished=scan.vanished,
+            processes_forbidden=scan.forbidden,
+            sockets_unseen=unseen,
+        )
+        if scan.forbidden:
+            notes.append(
+                f"the file descriptors of {scan.forbidden} process(es) were not readable, so "
+                f"{unseen} socket(s) have no known owner; run as root to see them"
+            )
+        elif unseen:
+            notes.append(
+                f"{unseen} socket(s) are held by no process visible here (a process in another "
+                "PID namespace, or one that exited during the scan)"
+            )
+    else:
+        attribution = Attribution(attempted=False)
+    hostname = _read_text(f"{proc_root}/sys/kernel/hostname")
+    kernel = _read_text(f"{proc_root}/sys/kernel/osrelease")
+    live = proc_root == Path("/proc")
+    host = HostInfo(
+        hostname=hostname.strip() if hostname else (socket_module.gethostname() if live else None),
+        kernel=kernel.strip() if kernel else None,
+        taken_at=taken_at,
+        source="procfs" if live else f"procfs:{proc_root}",
+        privileged=(os.geteuid() == 0) if live else None,
+        platform="linux",
+    )
+    return Snapshot(
+        host=host,
+        attribution=attribution,
+        sysctls=read_sysctls(proc_root),
+        counters=read_counters(proc_root),
+        processes=tuple(processes),
+        sockets=tuple(sockets),
+        notes=tuple(notes),
+    )
