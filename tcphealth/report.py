@@ -7,7 +7,9 @@ few hundred thousand dictionary updates, never a sort or a search per socket.
 Sockets are summarised per process in *groups*: sockets of one process in one state between the
 same two endpoints, where the ephemeral side's port is dropped (shown as ``*``). So 400
 CLOSE_WAIT connections from ``10.0.0.5:40001..40400`` to a database read as one row
-``CLOSE_WAIT 10.0.0.5:* → 10.20.0.15:5432 count 400``.
+``CLOSE_WAIT 10.0.0.5:* → 10.20.0.15:5432 count 400``. On the server side the clients' addresses
+are dropped too when there are several: 90 connections from 40 clients to port 8000 read as
+``ESTABLISHED 10.0.0.6:8000 → *:* count 90 peers 40``.
 """
 
 from __future__ import annotations
@@ -58,11 +60,16 @@ class SocketGroup:
 
     state: TcpState
     local: Endpoint
-    remote: Endpoint
+    remote: Endpoint | None  # None: several remote addresses (``peers`` of them), shown "*:*"
     count: int
     recv_queue_max: int | None = None
     send_queue_max: int | None = None
     listen_backlog: int | None = None
+    peers: int = 1  # distinct remote addresses in the group
+
+    @property
+    def remote_text(self) -> str:
+        return "*:*" if self.remote is None else str(self.remote)
 
 
 @dataclass(frozen=True)
@@ -164,18 +171,35 @@ class _GroupAccumulator:
 
     def add(self, sock: Socket) -> None:
         self.count += 1
-        if sock.recv_queue is not None and (
-            self.recv_queue_max is None or sock.recv_queue > self.recv_queue_max
-        ):
-            self.recv_queue_max = sock.recv_queue
-        if sock.send_queue is not None and (
-            self.send_queue_max is None or sock.send_queue > self.send_queue_max
-        ):
-            self.send_queue_max = sock.send_queue
-        if sock.listen_backlog is not None and (
-            self.listen_backlog is None or sock.listen_backlog > self.listen_backlog
-        ):
-            self.listen_backlog = sock.listen_backlog
+        self.recv_queue_max = _larger(self.recv_queue_max, sock.recv_queue)
+        self.send_queue_max = _larger(self.send_queue_max, sock.send_queue)
+        self.listen_backlog = _larger(self.listen_backlog, sock.listen_backlog)
+
+    def merge(self, other: _GroupAccumulator) -> None:
+        self.count += other.count
+        self.recv_queue_max = _larger(self.recv_queue_max, other.recv_queue_max)
+        self.send_queue_max = _larger(self.send_queue_max, other.send_queue_max)
+        self.listen_backlog = _larger(self.listen_backlog, other.listen_backlog)
+
+    def group(
+        self, state: TcpState, local: Endpoint, remote: Endpoint | None, peers: int
+    ) -> SocketGroup:
+        return SocketGroup(
+            state=state,
+            local=local,
+            remote=remote,
+            count=self.count,
+            recv_queue_max=self.recv_queue_max,
+            send_queue_max=self.send_queue_max,
+            listen_backlog=self.listen_backlog,
+            peers=peers,
+        )
+
+
+def _larger(current: int | None, seen: int | None) -> int | None:
+    if seen is None:
+        return current
+    return seen if current is None or seen > current else current
 
 
 _GroupKey = tuple[TcpState, Endpoint, Endpoint]
@@ -198,18 +222,24 @@ class _OwnerAccumulator:
         group.add(sock)
 
     def summary(self, process: Process | None, findings: tuple[Finding, ...]) -> OwnerSummary:
-        groups = [
-            SocketGroup(
-                state=state,
-                local=local,
-                remote=remote,
-                count=acc.count,
-                recv_queue_max=acc.recv_queue_max,
-                send_queue_max=acc.send_queue_max,
-                listen_backlog=acc.listen_backlog,
-            )
-            for (state, local, remote), acc in self.groups.items()
-        ]
+        groups: list[SocketGroup] = []
+        # Server side (the remote port was dropped): one group per (state, local endpoint),
+        # whatever the clients' addresses, when there are several of them.
+        served: dict[tuple[TcpState, Endpoint], list[tuple[Endpoint, _GroupAccumulator]]] = {}
+        for (state, local, remote), acc in self.groups.items():
+            if remote.port is None and local.port is not None:
+                served.setdefault((state, local), []).append((remote, acc))
+            else:
+                groups.append(acc.group(state, local, remote, peers=1))
+        for (state, local), members in served.items():
+            if len(members) == 1:
+                remote, acc = members[0]
+                groups.append(acc.group(state, local, remote, peers=1))
+                continue
+            total = _GroupAccumulator()
+            for _, acc in members:
+                total.merge(acc)
+            groups.append(total.group(state, local, None, peers=len(members)))
         # Biggest groups first so a cut-off table keeps what matters; the rest only makes the
         # order reproducible.
         groups.sort(key=_group_sort_key)
@@ -223,7 +253,7 @@ class _OwnerAccumulator:
 
 
 def _group_sort_key(group: SocketGroup) -> tuple[int, int, str, str]:
-    return (-group.count, _STATE_RANK[group.state], str(group.local), str(group.remote))
+    return (-group.count, _STATE_RANK[group.state], str(group.local), group.remote_text)
 
 
 def _ordered_states(counts: Mapping[TcpState, int]) -> dict[TcpState, int]:

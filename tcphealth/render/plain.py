@@ -1,18 +1,21 @@
 """Plain lines for pipes: one self-contained record per line, no colour, never wrapped.
 
 Every line starts with a word saying what it is, then ``key=value`` fields in a fixed order,
-every field always present (``-`` when unknown)::
+every field always present (``-`` when unknown). Three kinds of line (each shown wrapped here,
+always one line in the output)::
 
     CRITICAL code=C state=S count=N pid=P process=NAME endpoint=E subject=KIND blame=B
-             summary="..." evidence="..." next="..." unchecked="..."        (one line)
-    STATE count=N local=A remote=B recv_q=R send_q=S backlog=L pid=P process=NAME user=U
-    STATE local=A remote=B recv_q=R send_q=S backlog=L timer=T timer_s=X retrans=N
-          pid=P process=NAME uid=U inode=I owner=O                          (one line)
+        summary="..." evidence="..." next="..." unchecked="..."
+    STATE count=N local=A remote=B peers=K recv_q=R send_q=S backlog=L pid=P process=NAME
+        user=U
+    STATE local=A remote=B recv_q=R send_q=S backlog=L timer=T timer_s=X retrans=N pid=P
+        process=NAME uid=U inode=I owner=O
 
-The first is a finding (CRITICAL, WARNING or INFO), the second the sockets one process holds
-in one state between two endpoints (``count=`` follows the state; the ephemeral side's port is
-``*``), the third one socket (``tcphealth sockets``, or ``--sockets``). Sockets nobody holds
-have ``pid=- process=-``; several holders are listed with commas (``pid=812,813``).
+The first is a finding (CRITICAL, WARNING or INFO). The second is a group: the sockets one
+process holds in one state between two endpoints (``count=`` follows the state); the ephemeral
+side's port is ``*``, and ``remote=*:* peers=K`` folds K client addresses into one line. The
+third is one socket (``tcphealth sockets``, or ``--sockets``). Sockets nobody holds have
+``pid=- process=-``; several holders are listed with commas (``pid=812,813``).
 
 A value that is empty, ``-``, or holds a space, ``"``, ``=``, ``\\`` or any non-printable
 character is written in double quotes with backslash escapes (``\\"``, ``\\\\``, ``\\n``,
@@ -90,7 +93,8 @@ def group_line(group: SocketGroup, owner: OwnerSummary) -> str:
     fields = (
         ("count", group.count),
         ("local", str(group.local)),
-        ("remote", str(group.remote)),
+        ("remote", group.remote_text),
+        ("peers", group.peers),
         ("recv_q", group.recv_queue_max),
         ("send_q", group.send_queue_max),
         ("backlog", group.listen_backlog),

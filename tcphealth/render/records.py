@@ -91,7 +91,8 @@ def group_record(group: SocketGroup) -> JSONObject:
     return {
         "state": group.state.value,
         "local": str(group.local),
-        "remote": str(group.remote),
+        "remote": group.remote_text,
+        "peers": group.peers,
         "count": group.count,
         "recv_queue_max": group.recv_queue_max,
         "send_queue_max": group.send_queue_max,

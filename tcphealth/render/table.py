@@ -217,7 +217,11 @@ def _group_row(group: SocketGroup, state_styles: dict[TcpState, str]) -> _Row:
             Text(f"{group.count:,}"),
         ),
         local=Text(endpoint_text(group.local)),
-        remote=Text(endpoint_text(group.remote)),
+        remote=Text(
+            endpoint_text(group.remote)
+            if group.remote is not None
+            else f"{group.remote_text} ({group.peers:,} peers)"
+        ),
         after=(
             _queue(group.recv_queue_max, group.listen_backlog),
             _queue(group.send_queue_max),
@@ -226,6 +230,8 @@ def _group_row(group: SocketGroup, state_styles: dict[TcpState, str]) -> _Row:
 
 
 def _process_title(owner: OwnerSummary) -> Text:
+    """``pid 812 java  user app  300 sockets  fds 311/65,536  CRITICAL close-wait-leak``, and
+    the command line under it."""
     title = Text()
     process = owner.process
     if process is None:
@@ -244,6 +250,11 @@ def _process_title(owner: OwnerSummary) -> Text:
         title.append("  ")
         title.append(worst.severity.label, style=SEVERITY_STYLE[worst.severity])
         title.append(" " + inert(worst.code))
+    if process and process.cmdline:
+        command = inert(" ".join(process.cmdline))
+        if len(command) > CMDLINE_SHOWN:
+            command = command[: CMDLINE_SHOWN - 3] + "..."
+        title.append("\n" + command, style="dim")
     return title
 
 
@@ -256,12 +267,6 @@ def owner_table(
             state_styles[finding.state] = SEVERITY_STYLE[finding.severity]
     shown = owner.groups if show_all else owner.groups[:TABLE_GROUP_LIMIT]
     captions: list[str] = []
-    process = owner.process
-    if process and process.cmdline:
-        command = inert(" ".join(process.cmdline))
-        if len(command) > CMDLINE_SHOWN:
-            command = command[: CMDLINE_SHOWN - 3] + "..."
-        captions.append(command)
     hidden = len(owner.groups) - len(shown)
     if hidden:
         captions.append(f"{plural(hidden, 'more row')} not shown (--all shows them)")
@@ -277,18 +282,18 @@ def owner_table(
     )
 
 
-def _quiet_line(quiet: Sequence[OwnerSummary]) -> Text:
+def _quiet_line(quiet: Sequence[OwnerSummary], others: bool) -> Text:
     sockets = sum(owner.socket_count for owner in quiet)
     names = [
-        f"{inert(owner.process.name or '?')} ({owner.pid})"
+        f"{inert(owner.process.name or '?')} (pid {owner.pid})"
         for owner in quiet[:QUIET_NAMES_SHOWN]
         if owner.process
     ]
     more = len(quiet) - len(names)
     listed = ", ".join(names) + (f" and {more:,} more" if more else "")
-    others = "other process" if len(quiet) == 1 else "other processes"
+    noun = "process" if len(quiet) == 1 else "processes"
     return Text(
-        f"{len(quiet):,} {others} with nothing wrong hold {plural(sockets, 'socket')}: "
+        f"{len(quiet):,} {'other ' if others else ''}{noun} with nothing wrong hold {plural(sockets, 'socket')}: "
         f"{listed} (--all shows them)",
         style="dim",
     )
@@ -303,7 +308,7 @@ def processes_section(console: Console, report: Report, options: RenderOptions) 
         else:
             quiet.append(owner)
     if quiet:
-        console.print(_quiet_line(quiet))
+        console.print(_quiet_line(quiet, others=len(quiet) < len(report.processes)))
         console.print()
     if report.unowned.socket_count:
         why = None
