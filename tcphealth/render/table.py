@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rich import box
-from rich.console import Console, Group, OverflowMethod, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
 from rich.measure import Measurement
 from rich.padding import Padding
 from rich.table import Table
@@ -35,7 +36,7 @@ SEVERITY_STYLE: dict[Severity, str] = {
     Severity.OK: "green",
 }
 QUIET_NAMES_SHOWN = 8  # processes named in the "nothing wrong" line
-CMDLINE_SHOWN = 200  # characters of a command line shown under its table
+CMDLINE_SHOWN = 200  # characters of a command line shown under the process title
 
 
 def make_console(env: Environment) -> Console:
@@ -125,6 +126,9 @@ def findings_section(console: Console, report: Report) -> None:
 # --- tables with a local and a remote address ---------------------------------------------------
 
 Justify = Literal["left", "right"]
+# A wrapping column (timer, process name) is counted this wide when deciding whether a layout
+# fits: narrower than its content, it wraps; the addresses never do.
+WRAP_FLOOR = 8
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class _Column:
     header: str
     justify: Justify = "left"
     wrap: bool = False  # only prose-like columns wrap; numbers and states never do
+    label: str | None = None  # how a card names the value (None: the value alone)
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,58 @@ class _Row:
     after: Sequence[Text]
 
 
-def _fits(console: Console, table: Table) -> bool:
-    wide = console.options.update(width=1 << 16)
-    return Measurement.get(console, wide, table).minimum <= console.width
+def _floored(text: Text) -> Text:
+    widest = max((cell_len(line) for line in text.plain.split("\n")), default=0)
+    return Text("x" * min(widest, WRAP_FLOOR))
+
+
+def _table(
+    before: Sequence[_Column],
+    after: Sequence[_Column],
+    rows: Sequence[_Row],
+    *,
+    stacked: bool,
+    probe: bool = False,
+) -> Table:
+    """The table with local and remote side by side, or stacked in one column. A ``probe``
+    table has its wrapping columns cut to :data:`WRAP_FLOOR`, so its natural width is the
+    least the real table needs without breaking any address."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for column in before:
+        table.add_column(column.header, justify=column.justify, no_wrap=not column.wrap)
+    for name in ("LOCAL\n\u2192 REMOTE",) if stacked else ("LOCAL", "REMOTE"):
+        table.add_column(name, no_wrap=True)
+    for column in after:
+        table.add_column(
+            column.header, justify=column.justify, no_wrap=not column.wrap, overflow="fold"
+        )
+    wraps = [column.wrap for column in after]
+    for row in rows:
+        tail = [_floored(c) if probe and w else c for c, w in zip(row.after, wraps, strict=True)]
+        if stacked:
+            table.add_row(*row.before, Text.assemble(row.local, "\n\u2192 ", row.remote), *tail)
+        else:
+            table.add_row(*row.before, row.local, row.remote, *tail)
+    return table
+
+
+def _cards(before: Sequence[_Column], after: Sequence[_Column], rows: Sequence[_Row]) -> Group:
+    """For a terminal too narrow for any table: each row as a short block, every address on
+    a line of its own (folded only if the terminal is narrower than the address itself)."""
+    blocks: list[RenderableType] = []
+    for row in rows:
+        first = Text()
+        for column, value in zip((*before, *after), (*row.before, *row.after), strict=True):
+            if first:
+                first.append("  ")
+            first.append(f"{column.label} " if column.label else "")
+            first.append_text(value)
+        local = Text.assemble(Text("  local  ", style="dim"), row.local)
+        remote = Text.assemble(Text("  remote ", style="dim"), row.remote)
+        for line in (local, remote):
+            line.overflow = "fold"
+        blocks.append(Group(first, local, remote))
+    return Group(*blocks)
 
 
 def address_table(
@@ -152,56 +206,24 @@ def address_table(
     before: Sequence[_Column],
     after: Sequence[_Column],
     rows: Sequence[_Row],
-    *,
-    title: Text | None = None,
-    caption: Text | None = None,
-) -> Table:
+) -> RenderableType:
     """Local and remote side by side where that fits the width without breaking an address;
-    else stacked in one column; folded over lines only as a last resort."""
-
-    def build(stacked: bool, fold: bool) -> Table:
-        table = Table(
-            box=box.SIMPLE_HEAD,
-            title=title,
-            title_justify="left",
-            caption=caption,
-            caption_justify="left",
-            pad_edge=False,
-            show_edge=False,
-            collapse_padding=True,
-        )
-        for column in before:
-            table.add_column(column.header, justify=column.justify, no_wrap=not column.wrap)
-        overflow: OverflowMethod = "fold" if fold else "ellipsis"
-        headers = ("LOCAL\n\u2192 REMOTE",) if stacked else ("LOCAL", "REMOTE")
-        for name in headers:
-            table.add_column(name, no_wrap=not fold, overflow=overflow)
-        for column in after:
-            table.add_column(
-                column.header,
-                justify=column.justify,
-                no_wrap=not column.wrap,
-                overflow="fold",
-            )
-        for row in rows:
-            if stacked:
-                pair = Text.assemble(row.local, "\n\u2192 ", row.remote)
-                table.add_row(*row.before, pair, *row.after)
-            else:
-                table.add_row(*row.before, row.local, row.remote, *row.after)
-        return table
-
+    else stacked in one column; else one small block per row."""
     for stacked in (False, True):
-        candidate = build(stacked, fold=False)
-        if _fits(console, candidate):
-            return candidate
-    return build(stacked=True, fold=True)
+        probe = _table(before, after, rows, stacked=stacked, probe=True)
+        needed = Measurement.get(console, console.options.update(width=1 << 16), probe).maximum
+        if needed <= console.width:
+            return _table(before, after, rows, stacked=stacked)
+    return _cards(before, after, rows)
 
 
 # --- per-process tables ------------------------------------------------------------------------
 
-_GROUP_BEFORE = (_Column("STATE"), _Column("COUNT", "right"))
-_GROUP_AFTER = (_Column("RECV-Q", "right"), _Column("SEND-Q", "right"))
+_GROUP_BEFORE = (_Column("STATE"), _Column("COUNT", "right", label="count"))
+_GROUP_AFTER = (
+    _Column("RECV-Q", "right", label="recv-q"),
+    _Column("SEND-Q", "right", label="send-q"),
+)
 
 
 def _queue(value: int | None, backlog: int | None = None) -> Text:
@@ -260,7 +282,9 @@ def _process_title(owner: OwnerSummary) -> Text:
 
 def owner_table(
     console: Console, owner: OwnerSummary, show_all: bool, extra_caption: str | None = None
-) -> Table:
+) -> RenderableType:
+    """The title line (over the full width, not squeezed to the table's), the table of
+    groups, and a note of rows left out."""
     state_styles: dict[TcpState, str] = {}
     for finding in reversed(owner.findings):  # the worst finding of a state sets its colour
         if finding.state is not None:
@@ -272,14 +296,13 @@ def owner_table(
         captions.append(f"{plural(hidden, 'more row')} not shown (--all shows them)")
     if extra_caption:
         captions.append(extra_caption)
-    return address_table(
-        console,
-        _GROUP_BEFORE,
-        _GROUP_AFTER,
-        [_group_row(group, state_styles) for group in shown],
-        title=_process_title(owner),
-        caption=Text("\n".join(captions), style="dim") if captions else None,
+    table = address_table(
+        console, _GROUP_BEFORE, _GROUP_AFTER, [_group_row(group, state_styles) for group in shown]
     )
+    parts: list[RenderableType] = [_process_title(owner), table]
+    if captions:
+        parts.append(Text("\n".join(captions), style="dim"))
+    return Group(*parts)
 
 
 def _quiet_line(quiet: Sequence[OwnerSummary], others: bool) -> Text:
@@ -291,9 +314,10 @@ def _quiet_line(quiet: Sequence[OwnerSummary], others: bool) -> Text:
     ]
     more = len(quiet) - len(names)
     listed = ", ".join(names) + (f" and {more:,} more" if more else "")
-    noun = "process" if len(quiet) == 1 else "processes"
+    noun, verb = ("process", "holds") if len(quiet) == 1 else ("processes", "hold")
     return Text(
-        f"{len(quiet):,} {'other ' if others else ''}{noun} with nothing wrong hold {plural(sockets, 'socket')}: "
+        f"{len(quiet):,} {'other ' if others else ''}{noun} with nothing wrong {verb} "
+        f"{plural(sockets, 'socket')}: "
         f"{listed} (--all shows them)",
         style="dim",
     )
@@ -321,10 +345,10 @@ def processes_section(console: Console, report: Report, options: RenderOptions) 
 
 _SOCKET_BEFORE = (_Column("STATE"),)
 _SOCKET_AFTER = (
-    _Column("RECV-Q", "right"),
-    _Column("SEND-Q", "right"),
-    _Column("TIMER", wrap=True),
-    _Column("PROCESS", wrap=True),
+    _Column("RECV-Q", "right", label="recv-q"),
+    _Column("SEND-Q", "right", label="send-q"),
+    _Column("TIMER", wrap=True, label="timer"),
+    _Column("PROCESS", wrap=True, label="process"),
 )
 
 
