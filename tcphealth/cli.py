@@ -10,6 +10,7 @@ command body ever looks at raw option values.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,8 @@ class Inputs:
         """Load or collect the snapshot; unreadable input raises :class:`InputUnreadable`."""
         try:
             if self.from_file is not None:
-                return sources.load(self.from_file)
+                # sys.stdin now, not the one bound as a default when sources was imported
+                return sources.load(self.from_file, sys.stdin)
             return sources.collect_live(
                 self.source, self.proc_root, with_processes=not self.no_processes
             )
@@ -438,6 +440,6 @@ def snapshot(inputs: Inputs, flt: SocketFilter, output: Path | None) -> None:
     taken = inputs.load()
     report_notes(taken)
     try:
-        write_snapshot(apply_filter(taken, flt), output)
+        write_snapshot(apply_filter(taken, flt), output, sys.stdout)
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None

@@ -11,12 +11,12 @@ from tcphealth.filters import (
     filter_findings,
     parse_network,
 )
-from tcphealth.model import Family, Severity, TcpState
+from tcphealth.model import Family, Severity, Socket, TcpState
 from tests.scenario_helpers import finding, leak_snapshot, proc, snap, sock
 
 
-def _states(snapshot_sockets: tuple[object, ...]) -> list[str]:
-    return [s.state.value for s in snapshot_sockets]  # type: ignore[attr-defined]
+def _states(sockets: tuple[Socket, ...]) -> list[str]:
+    return [s.state.value for s in sockets]
 
 
 @pytest.mark.parametrize(
