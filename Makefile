@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint golden clean
+.PHONY: run test lint fixtures golden clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,17 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check tcphealth tests
-	$(VENV)/bin/ruff format --check tcphealth tests
+	$(VENV)/bin/ruff check tcphealth tests fixtures
+	$(VENV)/bin/ruff format --check tcphealth tests fixtures
 	$(VENV)/bin/mypy
+
+# The scenario snapshots in fixtures/ are generated from fixtures/make_scenarios.py ...
+fixtures: $(VENV)/.installed-test
+	$(PY) fixtures/make_scenarios.py
+
+# ... and the expected output of each, in every format, lives in tests/golden/.
+golden: $(VENV)/.installed-test
+	$(PY) -m tests.golden_update
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
