@@ -6,7 +6,6 @@ to know how a snapshot was made.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import IO
 
@@ -32,6 +31,6 @@ def collect_live(
     return psutil_source.collect(with_processes=with_processes)
 
 
-def load(path: Path | str, stdin: IO[str] = sys.stdin) -> Snapshot:
+def load(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
     """Read a saved snapshot file (``-`` for standard input)."""
     return snapshot_file.read_snapshot(path, stdin)

@@ -475,7 +475,7 @@ def read_tables(proc_root: Path, *, strict: bool = False) -> tuple[list[Socket],
     for name, family in (("net/tcp", Family.IPV4), ("net/tcp6", Family.IPV6)):
         path = proc_root / name
         try:
-            with open(path, encoding="ascii", errors="replace") as handle:
+            with open(path, encoding="utf-8", errors="replace") as handle:
                 parsed = parse_table(handle, family, str(path), strict=strict)
         except FileNotFoundError:
             if family is Family.IPV6:  # a kernel without IPv6
