@@ -255,6 +255,9 @@ class Socket:
     raw_state: str | None = None  # what the source printed, when it mapped to UNKNOWN
     cookie: int | None = None
     tcp_info: TcpInfo | None = None
+    # sk_shutdown bits from netlink: 1 = receive side shut (e.g. CLOSE_WAIT after the peer's
+    # FIN), 2 = send side shut (e.g. an owned FIN_WAIT2 after shutdown(SHUT_WR)).
+    shutdown: int | None = None
 
     @property
     def is_orphan(self) -> bool | None:
