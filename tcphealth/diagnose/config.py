@@ -1,0 +1,194 @@
+"""Thresholds that turn counts into severities, and the TOML file that overrides them.
+
+The file is optional. Without ``--config FILE`` we look for ``./tcphealth.toml``, then
+``/etc/tcphealth.toml``; the first that exists wins, and the defaults below fill every key it
+leaves out. All keys live in one ``[thresholds]`` table::
+
+    [thresholds]
+    close_wait_warning = 20
+    fd_critical_ratio = 0.9
+
+A mistake in the file is an error, never silently ignored: an unknown key (a typo would
+otherwise leave the default in force unnoticed), a value of the wrong type, a negative number,
+or a warning level above its critical level each raise :class:`ConfigError` naming the file and
+the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TABLE = "thresholds"
+SEARCH_PATHS: tuple[Path, ...] = (Path("tcphealth.toml"), Path("/etc/tcphealth.toml"))
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used. The message is one line naming file and key."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a pattern of sockets becomes a WARNING or a CRITICAL finding.
+
+    Counts are numbers of sockets; ``*_ratio`` values are fractions (0.8 = 80 %); byte sizes
+    are bytes. Below the warning level a rule says nothing: healthy sockets make no noise.
+    """
+
+    # CLOSE_WAIT held by one process (counted per set of pids holding them), and unaccepted
+    # CLOSE_WAIT on a listener whose accept queue is not (known to be) full.
+    close_wait_warning: int = 10
+    close_wait_critical: int = 500
+
+    # Accept queue of a listener: queued connections / listen backlog. The kernel queues
+    # backlog+1 before it drops, so 1.0 means "the next one may be dropped".
+    accept_queue_warning_ratio: float = 0.8
+    accept_queue_critical_ratio: float = 1.0
+
+    # SYN_RECV on one listener whose accept queue is not full (final ACKs not arriving).
+    syn_recv_warning: int = 64
+    syn_recv_critical: int = 1024
+
+    # SYN_SENT: a socket counts as stuck once its SYN was retransmitted this many times
+    # (2 = no answer for about 3 s); the counts are per destination address:port.
+    syn_sent_min_retransmits: int = 2
+    syn_sent_warning: int = 1
+    syn_sent_critical: int = 50
+
+    # FIN_WAIT1, CLOSING, LAST_ACK: a socket counts once its FIN was retransmitted this many
+    # times; the counts are per state, host-wide.
+    closing_min_retransmits: int = 2
+    closing_warning: int = 10
+    closing_critical: int = 1000
+
+    # FIN_WAIT2 still held by a process (half-closed, waits forever), per process.
+    fin_wait2_held_warning: int = 10
+    fin_wait2_held_critical: int = 500
+    # Orphaned FIN_WAIT2 (reaped after tcp_fin_timeout) host-wide; normal below this.
+    fin_wait2_orphan_warning: int = 5000
+
+    # TIME_WAIT toward one destination (local address, remote address, remote port), as a
+    # fraction of the ephemeral port range (ip_local_port_range).
+    time_wait_ports_warning_ratio: float = 0.5
+    time_wait_ports_critical_ratio: float = 0.9
+    # TIME_WAIT host-wide as a fraction of tcp_max_tw_buckets; 1.0 = at the ceiling.
+    time_wait_buckets_warning_ratio: float = 0.8
+    time_wait_buckets_critical_ratio: float = 1.0
+
+    # Open file descriptors of a process as a fraction of its soft limit (RLIMIT_NOFILE).
+    fd_warning_ratio: float = 0.8
+    fd_critical_ratio: float = 0.95
+
+    # ESTABLISHED: bytes received and not read by the local application on one socket.
+    established_recv_queue_bytes: int = 524288
+    # ESTABLISHED: a socket with unacknowledged data counts as stalled after this many
+    # consecutive retransmission timeouts (3 = at least ~1.4 s without any ACK).
+    established_min_retransmits: int = 3
+    # ESTABLISHED: how many such sockets (per process, or per peer) make a warning / critical.
+    established_warning: int = 1
+    established_critical: int = 100
+
+
+# (warning key, critical key): the warning level must not exceed the critical one.
+_ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
+    ("close_wait_warning", "close_wait_critical"),
+    ("accept_queue_warning_ratio", "accept_queue_critical_ratio"),
+    ("syn_recv_warning", "syn_recv_critical"),
+    ("syn_sent_warning", "syn_sent_critical"),
+    ("closing_warning", "closing_critical"),
+    ("fin_wait2_held_warning", "fin_wait2_held_critical"),
+    ("time_wait_ports_warning_ratio", "time_wait_ports_critical_ratio"),
+    ("time_wait_buckets_warning_ratio", "time_wait_buckets_critical_ratio"),
+    ("fd_warning_ratio", "fd_critical_ratio"),
+    ("established_warning", "established_critical"),
+)
+
+
+def _field_types() -> dict[str, type]:
+    defaults = Thresholds()
+    return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(Thresholds)}
+
+
+def thresholds_from_mapping(values: dict[str, Any], *, origin: str) -> Thresholds:
+    """Validate ``values`` (the ``[thresholds]`` table) over the defaults.
+
+    ``origin`` names the file in error messages.
+    """
+    types = _field_types()
+    # Any: the values go to dataclasses.replace(), which mypy cannot check key by key; the
+    # loop below checks each against the field's own type instead.
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        where = f"{origin}: {TABLE}.{key}"
+        if key not in types:
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(types))})")
+        expected = types[key]
+        # bool is a subclass of int in Python; `true` is never a count.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__}")
+        if expected is int and not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{where}: must not be negative, got {value!r}")
+        checked[key] = float(value) if expected is float else value
+    thresholds = dataclasses.replace(Thresholds(), **checked)
+    for warning_key, critical_key in _ORDERED_PAIRS:
+        warning, critical = getattr(thresholds, warning_key), getattr(thresholds, critical_key)
+        if warning > critical:
+            # Name the key the file set; if it set both, the warning one.
+            key = warning_key if warning_key in values else critical_key
+            raise ConfigError(
+                f"{origin}: {TABLE}.{key}: {warning_key} ({warning}) is above "
+                f"{critical_key} ({critical})"
+            )
+    return thresholds
+
+
+def parse_thresholds(text: str, *, origin: str) -> Thresholds:
+    """Parse TOML text holding an optional ``[thresholds]`` table."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{origin}: not valid TOML: {error}") from error
+    unknown_tables = sorted(key for key in document if key != TABLE)
+    if unknown_tables:
+        raise ConfigError(f"{origin}: {unknown_tables[0]}: unknown key (expected [{TABLE}])")
+    table = document.get(TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: {TABLE}: expected a table")
+    return thresholds_from_mapping(table, origin=origin)
+
+
+def load_thresholds(path: Path | None, *, search: bool = True) -> tuple[Thresholds, Path | None]:
+    """Read thresholds from ``path``, or from the first file of :data:`SEARCH_PATHS`.
+
+    Returns the thresholds and the file they came from (``None``: defaults only). A ``path``
+    given explicitly must exist; the search paths may be missing. ``search=False`` skips the
+    search (defaults unless ``path`` is given).
+    """
+    if path is not None:
+        candidates: tuple[Path, ...] = (path,)
+    elif search:
+        candidates = tuple(p for p in SEARCH_PATHS if p.is_file())
+    else:
+        candidates = ()
+    if not candidates:
+        return Thresholds(), None
+    chosen = candidates[0]
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{chosen}: cannot read: {error}") from error
+    return parse_thresholds(text, origin=str(chosen)), chosen
+
+
+def thresholds_as_toml(thresholds: Thresholds) -> str:
+    """The effective thresholds as a TOML document that :func:`parse_thresholds` reads back."""
+    lines = [f"[{TABLE}]"]
+    for f in dataclasses.fields(Thresholds):
+        value = getattr(thresholds, f.name)
+        lines.append(f"{f.name} = {value!r}")
+    return "\n".join(lines) + "\n"
