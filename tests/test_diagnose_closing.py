@@ -120,7 +120,10 @@ def test_fin_wait2_held_by_a_process_waits_forever() -> None:
     assert finding.subject.kind is SubjectKind.PROCESS
     assert (finding.subject.pid, finding.subject.process) == (77, "backup-agent")
     assert finding.count == 30
-    assert "tcp_fin_timeout (60 s) does not apply, so they wait forever" in finding.summary
+    assert "tcp_fin_timeout (for orphans only) does not apply and they wait forever" in (
+        finding.summary
+    )
+    assert {e.name: e.value for e in finding.evidence}["tcp_fin_timeout"] == 60
     assert finding.next_steps[0] == "ss -tnpo state fin-wait-2 | grep -F 'pid=77,'"
 
 
@@ -128,7 +131,7 @@ def test_fin_wait2_held_by_an_unseen_owner_still_counts_by_inode() -> None:
     (finding,) = diagnose(snapshot(half_closed(10, None)))
     assert finding.code == "fin-wait2-held"
     assert finding.subject.pid is None
-    assert "default 60 s assumed" in finding.summary
+    assert finding.summary.startswith("an unidentified process holds 10 connections")
 
 
 def orphaned_fin_wait2(count: int) -> list[Socket]:

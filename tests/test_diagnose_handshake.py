@@ -176,6 +176,6 @@ def test_syn_sent_without_retransmit_information_is_info_and_unchecked() -> None
     assert finding.severity is Severity.INFO
     assert finding.count == 2
     assert finding.unchecked == (
-        "whether 2 of these are stuck or just starting: the source has no retransmit count or "
-        "timer for them",
+        "whether these 2 attempts are stuck or just starting: the source has no retransmit "
+        "count or timer for them",
     )

@@ -276,7 +276,7 @@ def test_prometheus_fd_limit_is_the_top_critical_finding() -> None:
     assert top.subject.kind is SubjectKind.PROCESS
     assert (top.subject.pid, top.subject.process) == (22347, "prometheus")
     assert top.count == 572  # sockets it holds in the snapshot (listener included)
-    assert "1,019 of its 1,024 file descriptors" in top.summary
+    assert "1,019 of its 1,024 file descriptors open (99.5%)" in top.summary
     assert {e.name: e.value for e in top.evidence}["fd_hard_limit"] == 4096
     assert "cat /proc/22347/limits   # Max open files" in top.next_steps
     assert sum(f.severity is Severity.CRITICAL for f in findings) == 1
@@ -294,6 +294,7 @@ def test_prometheus_syn_sent_to_9100_is_secondary_per_target() -> None:
         assert finding.subject.pid == 22347
         assert finding.blame is Blame.REMOTE_PEER
         assert finding.count == 1
+        assert "has 1 connection attempt to" in finding.summary
         # netstat gives no retransmit count: the finding says so instead of guessing.
         assert any("no retransmit count" in u for u in finding.unchecked)
 

@@ -211,9 +211,9 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                 count=count,
                 summary=(
                     f"{holder} holds {number(count)} connections in FIN_WAIT2: it shut down its "
-                    f"sending side and waits for peers that never close theirs, and since it "
-                    f"keeps the descriptors {timeout_text} does not apply, so they wait forever; "
-                    f"mostly to {most_common_text(destinations)}."
+                    "sending side and waits for peers that never close theirs; because it keeps "
+                    "the descriptors, tcp_fin_timeout (for orphans only) does not apply and they "
+                    f"wait forever; mostly to {most_common_text(destinations)}."
                 ),
                 evidence=(
                     Evidence("fin_wait2_held", count, "half-closed, descriptor still open"),

@@ -28,6 +28,7 @@ from tcphealth.diagnose.wording import (
     level,
     number,
     pids_key,
+    plural,
     ss_peer_filter,
     top_destinations,
     who,
@@ -269,9 +270,14 @@ def _syn_sent_finding(
     count = len(group.stuck) + len(group.unknown)
     unchecked: list[str] = []
     if group.unknown:
+        these = (
+            "this attempt is"
+            if len(group.unknown) == 1
+            else (f"these {number(len(group.unknown))} attempts are")
+        )
         unchecked.append(
-            f"whether {number(len(group.unknown))} of these are stuck or just starting: the "
-            "source has no retransmit count or timer for them"
+            f"whether {these} stuck or just starting: the source has no retransmit count or "
+            "timer for them"
         )
 
     # A destination on this host: the listener there may be the one not answering.
@@ -293,7 +299,7 @@ def _syn_sent_finding(
         if severity is None:
             return None
         summary = (
-            f"{client} cannot reach {target}: {number(len(group.stuck))} connection attempts "
+            f"{client} cannot reach {target}: {plural(len(group.stuck), 'connection attempt')} "
             f"got no answer after {group.max_retransmits} or more SYN retransmissions -- the "
             f"host is down or a firewall drops the SYN; connect() fails after {give_up}."
         )
@@ -301,9 +307,9 @@ def _syn_sent_finding(
     else:
         severity = Severity.INFO
         summary = (
-            f"{client} has {number(len(group.unknown))} connection attempts to {target} "
-            "waiting for an answer; the source shows no retransmissions, so whether they are "
-            "stuck could not be checked."
+            f"{client} has {plural(len(group.unknown), 'connection attempt')} to {target} "
+            "waiting for an answer; the source shows no retransmissions, so whether "
+            f"{'it is' if len(group.unknown) == 1 else 'they are'} stuck could not be checked."
         )
         code, blame = "syn-sent-unconfirmed", Blame.REMOTE_PEER
     return Finding(

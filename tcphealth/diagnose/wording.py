@@ -19,7 +19,16 @@ def number(value: int) -> str:
 
 
 def percent(ratio: float) -> str:
-    return f"{ratio:.0%}"
+    """``83%``; never ``100%`` for a value short of it (1019 of 1024 is ``99.5%``)."""
+    shown = f"{ratio:.0%}"
+    if shown == "100%" and ratio < 1.0:
+        return f"{ratio * 100:.1f}%"
+    return shown
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 connection attempt``, ``3 connection attempts``."""
+    return f"{number(count)} {word if count == 1 else (words or word + 's')}"
 
 
 def address_text(address: IPAddress) -> str:
