@@ -12,6 +12,7 @@ from tcphealth.diagnose.config import (
     Thresholds,
     load_thresholds,
     parse_thresholds,
+    threshold_help,
     thresholds_as_toml,
 )
 
@@ -143,9 +144,19 @@ def test_thresholds_as_toml_round_trips_every_key() -> None:
     assert "close_wait_warning = 1\n" in text
     assert "fd_warning_ratio = 0.25\n" in text
     assert parse_thresholds(text, origin="round-trip") == changed
-    assert text.count("\n") == len(dataclasses.fields(Thresholds)) + 1
+    keys = [line for line in text.splitlines() if line and line[0].isalpha()]
+    assert len(keys) == len(dataclasses.fields(Thresholds))
 
 
 def test_every_warning_default_is_at_most_its_critical_default() -> None:
     # parse of the defaults runs the same ordering checks a user's file gets.
     assert parse_thresholds(thresholds_as_toml(Thresholds()), origin="defaults") == Thresholds()
+
+
+def test_every_threshold_is_documented_and_the_comment_precedes_its_key() -> None:
+    help_texts = threshold_help()
+    assert list(help_texts) == [f.name for f in dataclasses.fields(Thresholds)]
+    assert all(len(text) > 10 for text in help_texts.values())
+    lines = thresholds_as_toml(Thresholds()).splitlines()
+    index = lines.index("close_wait_warning = 10")
+    assert lines[index - 1] == f"# {help_texts['close_wait_warning']}"

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 TABLE = "thresholds"
 SEARCH_PATHS: tuple[Path, ...] = (Path("tcphealth.toml"), Path("/etc/tcphealth.toml"))
@@ -30,66 +30,96 @@ class ConfigError(Exception):
     """The configuration file cannot be used. The message is one line naming file and key."""
 
 
+_T = TypeVar("_T", int, float)
+
+
+def _knob(default: _T, help: str) -> _T:
+    """A threshold field with its one-line documentation (printed by thresholds_as_toml)."""
+    value: _T = field(default=default, metadata={"help": help})
+    return value
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When a pattern of sockets becomes a WARNING or a CRITICAL finding.
 
     Counts are numbers of sockets; ``*_ratio`` values are fractions (0.8 = 80 %); byte sizes
     are bytes. Below the warning level a rule says nothing: healthy sockets make no noise.
+    Each field's ``help`` metadata documents it; :func:`threshold_help` returns them all.
     """
 
-    # CLOSE_WAIT held by one process (counted per set of pids holding them), and unaccepted
-    # CLOSE_WAIT on a listener whose accept queue is not (known to be) full.
-    close_wait_warning: int = 10
-    close_wait_critical: int = 500
+    close_wait_warning: int = _knob(
+        10,
+        "CLOSE_WAIT held by one process (per set of pids), or never accepted on one listener "
+        "with room in its queue: warn from this many.",
+    )
+    close_wait_critical: int = _knob(500, "The same CLOSE_WAIT counts: critical from this many.")
+    accept_queue_warning_ratio: float = _knob(
+        0.8,
+        "Listener accept queue / listen backlog: warn from this fill. The kernel queues "
+        "backlog+1 before dropping.",
+    )
+    accept_queue_critical_ratio: float = _knob(
+        1.0, "Accept queue fill: critical from this (1.0: the next connection may be dropped)."
+    )
+    syn_recv_warning: int = _knob(
+        64, "SYN_RECV on one listener whose queue is not full (final ACKs missing): warn."
+    )
+    syn_recv_critical: int = _knob(1024, "SYN_RECV on one listener with room: critical.")
+    syn_sent_min_retransmits: int = _knob(
+        2, "A SYN_SENT counts as unanswered once its SYN was resent this often (2: ~3 s)."
+    )
+    syn_sent_warning: int = _knob(1, "Unanswered SYN_SENT to one address:port: warn.")
+    syn_sent_critical: int = _knob(50, "Unanswered SYN_SENT to one address:port: critical.")
+    closing_min_retransmits: int = _knob(
+        2, "A FIN_WAIT1 / CLOSING / LAST_ACK counts once its FIN was resent this often."
+    )
+    closing_warning: int = _knob(10, "Such sockets in one state, host-wide: warn.")
+    closing_critical: int = _knob(1000, "Unacknowledged FINs in one state, host-wide: critical.")
+    fin_wait2_held_warning: int = _knob(
+        10, "FIN_WAIT2 still held by one process (half-closed, no timer ends it): warn."
+    )
+    fin_wait2_held_critical: int = _knob(500, "FIN_WAIT2 held by one process: critical.")
+    fin_wait2_orphan_warning: int = _knob(
+        5000, "Orphaned FIN_WAIT2 host-wide (each ends after tcp_fin_timeout): warn."
+    )
+    time_wait_ports_warning_ratio: float = _knob(
+        0.5,
+        "TIME_WAIT from one local address to one remote address:port, as a fraction of the "
+        "ephemeral port range: warn.",
+    )
+    time_wait_ports_critical_ratio: float = _knob(
+        0.9, "TIME_WAIT toward one destination / ephemeral ports: critical."
+    )
+    time_wait_buckets_warning_ratio: float = _knob(
+        0.8, "TIME_WAIT host-wide as a fraction of tcp_max_tw_buckets: warn."
+    )
+    time_wait_buckets_critical_ratio: float = _knob(
+        1.0, "TIME_WAIT / tcp_max_tw_buckets: critical (1.0: at the ceiling)."
+    )
+    fd_warning_ratio: float = _knob(
+        0.8, "Open descriptors of a process / its soft limit (RLIMIT_NOFILE): warn."
+    )
+    fd_critical_ratio: float = _knob(0.95, "Open descriptors / soft limit: critical.")
+    established_recv_queue_bytes: int = _knob(
+        524288, "ESTABLISHED socket with this many bytes received and unread: not reading."
+    )
+    established_min_retransmits: int = _knob(
+        3,
+        "ESTABLISHED socket with unacknowledged data counts as stalled after this many "
+        "consecutive timeouts (3: at least ~1.4 s without an ACK).",
+    )
+    established_warning: int = _knob(
+        1, "Stalled / unread / zero-window ESTABLISHED per process or peer: warn."
+    )
+    established_critical: int = _knob(
+        100, "Stalled / unread / zero-window ESTABLISHED per process or peer: critical."
+    )
 
-    # Accept queue of a listener: queued connections / listen backlog. The kernel queues
-    # backlog+1 before it drops, so 1.0 means "the next one may be dropped".
-    accept_queue_warning_ratio: float = 0.8
-    accept_queue_critical_ratio: float = 1.0
 
-    # SYN_RECV on one listener whose accept queue is not full (final ACKs not arriving).
-    syn_recv_warning: int = 64
-    syn_recv_critical: int = 1024
-
-    # SYN_SENT: a socket counts as stuck once its SYN was retransmitted this many times
-    # (2 = no answer for about 3 s); the counts are per destination address:port.
-    syn_sent_min_retransmits: int = 2
-    syn_sent_warning: int = 1
-    syn_sent_critical: int = 50
-
-    # FIN_WAIT1, CLOSING, LAST_ACK: a socket counts once its FIN was retransmitted this many
-    # times; the counts are per state, host-wide.
-    closing_min_retransmits: int = 2
-    closing_warning: int = 10
-    closing_critical: int = 1000
-
-    # FIN_WAIT2 still held by a process (half-closed, waits forever), per process.
-    fin_wait2_held_warning: int = 10
-    fin_wait2_held_critical: int = 500
-    # Orphaned FIN_WAIT2 (reaped after tcp_fin_timeout) host-wide; normal below this.
-    fin_wait2_orphan_warning: int = 5000
-
-    # TIME_WAIT toward one destination (local address, remote address, remote port), as a
-    # fraction of the ephemeral port range (ip_local_port_range).
-    time_wait_ports_warning_ratio: float = 0.5
-    time_wait_ports_critical_ratio: float = 0.9
-    # TIME_WAIT host-wide as a fraction of tcp_max_tw_buckets; 1.0 = at the ceiling.
-    time_wait_buckets_warning_ratio: float = 0.8
-    time_wait_buckets_critical_ratio: float = 1.0
-
-    # Open file descriptors of a process as a fraction of its soft limit (RLIMIT_NOFILE).
-    fd_warning_ratio: float = 0.8
-    fd_critical_ratio: float = 0.95
-
-    # ESTABLISHED: bytes received and not read by the local application on one socket.
-    established_recv_queue_bytes: int = 524288
-    # ESTABLISHED: a socket with unacknowledged data counts as stalled after this many
-    # consecutive retransmission timeouts (3 = at least ~1.4 s without any ACK).
-    established_min_retransmits: int = 3
-    # ESTABLISHED: how many such sockets (per process, or per peer) make a warning / critical.
-    established_warning: int = 1
-    established_critical: int = 100
+def threshold_help() -> dict[str, str]:
+    """Each threshold's name and its one-line documentation, in declaration order."""
+    return {f.name: str(f.metadata["help"]) for f in dataclasses.fields(Thresholds)}
 
 
 # (warning key, critical key): the warning level must not exceed the critical one.
@@ -186,9 +216,10 @@ def load_thresholds(path: Path | None, *, search: bool = True) -> tuple[Threshol
 
 
 def thresholds_as_toml(thresholds: Thresholds) -> str:
-    """The effective thresholds as a TOML document that :func:`parse_thresholds` reads back."""
+    """The effective thresholds as a TOML document that :func:`parse_thresholds` reads back,
+    each key under a comment that says what it is."""
     lines = [f"[{TABLE}]"]
-    for f in dataclasses.fields(Thresholds):
-        value = getattr(thresholds, f.name)
-        lines.append(f"{f.name} = {value!r}")
+    for name, help_text in threshold_help().items():
+        lines.append(f"# {help_text}")
+        lines.append(f"{name} = {getattr(thresholds, name)!r}")
     return "\n".join(lines) + "\n"
