@@ -198,6 +198,7 @@ def test_tengine_time_wait_at_tcp_max_tw_buckets_is_a_critical_kernel_limit() ->
     evidence = {e.name: e.value for e in top.evidence}
     assert evidence["tcp_max_tw_buckets"] == 65536
     assert evidence["TCPTimeWaitOverflow"] == 1523
+    assert evidence["tcp_tw_reuse"] == 0
     # The side that closes first is named: this host, as kafka's client, on 52,500 of them.
     assert "as the client, on 52,500" in top.summary
 

@@ -42,7 +42,7 @@ from tcphealth.states import DEFAULT_PORT_RANGE, LINUX_DEFAULTS
 PortKey = tuple[IPAddress, IPAddress, int | None]
 
 
-def _tw_reuse_evidence(reuse: int | None, loopback: bool) -> Evidence:
+def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
     if reuse is None:
         return Evidence(
             "tcp_tw_reuse",
@@ -117,7 +117,7 @@ def _ports_finding(
             f"ip_local_port_range {low}-{high}" + (" (default assumed)" if range_assumed else ""),
         ),
         Evidence("port_use", round(ratio, 3), f"{percent(ratio)} of the range"),
-        _tw_reuse_evidence(index.snapshot.sysctls.tcp_tw_reuse, remote.is_loopback),
+        _tw_reuse_evidence(index.snapshot.sysctls.tcp_tw_reuse, loopback=remote.is_loopback),
     ]
     holders = index.established_pids_by_destination.get((remote, remote_port))
     client = ""
@@ -182,6 +182,7 @@ def _bucket_finding(
             Evidence("TCPTimeWaitOverflow", overflows, "closes that skipped TIME_WAIT since boot")
         )
     evidence.extend(top_destinations(everywhere))
+    evidence.append(_tw_reuse_evidence(sysctls.tcp_tw_reuse, loopback=False))
     unchecked: tuple[str, ...] = ()
 
     if limit is None or limit == 0:
