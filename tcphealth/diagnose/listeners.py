@@ -186,8 +186,10 @@ def _check_listener(
         evidence.append(Evidence("tcp_abort_on_overflow", abort, detail))
 
     unchecked = queue.unchecked(endpoint) + owner_unchecked(listener)
-    if queue.fill is None:
-        # Without any bound we say what we saw and that fullness could not be checked.
+
+    def backlog_unknown() -> Finding:
+        # The source gave no backlog (or only an upper bound that proves nothing): say what
+        # waits in the queue and that fullness could not be checked.
         return Finding(
             code="listen-backlog-unknown",
             severity=Severity.INFO,
@@ -205,6 +207,10 @@ def _check_listener(
             unchecked=unchecked,
         )
 
+    if queue.fill is None:
+        # Without any bound we say what we saw and that fullness could not be checked.
+        return backlog_unknown()
+
     severity = _severity(queue.fill, thresholds)
     if severity is None:
         if not queue.fill_is_lower_bound:
@@ -213,22 +219,7 @@ def _check_listener(
         # backlog. Say so only when something on this port hints at trouble.
         if not (syn_recv or unaccepted):
             return None
-        return Finding(
-            code="listen-backlog-unknown",
-            severity=Severity.INFO,
-            state=TcpState.LISTEN,
-            blame=Blame.NONE,
-            subject=listener_subject(index, listener),
-            count=queue.queued,
-            summary=(
-                f"{number(queue.queued)} connections wait for {owner} to accept them on "
-                f"{endpoint}; its backlog is not reported, so whether the queue is full "
-                "could not be checked."
-            ),
-            evidence=tuple(evidence),
-            next_steps=owner_next_steps(pids, listener.local.port),
-            unchecked=unchecked,
-        )
+        return backlog_unknown()
 
     fill_text = f"its accept queue holds {number(queue.queued)} for {queue.limit_text()}" + (
         f" ({percent(queue.fill)} or more)" if queue.fill_is_lower_bound else ""
