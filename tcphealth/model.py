@@ -198,8 +198,16 @@ class Endpoint:
     def __str__(self) -> str:
         port = "*" if self.port is None else str(self.port)
         if isinstance(self.address, ipaddress.IPv6Address):
-            return f"[{self.address}]:{port}"
+            return f"[{format_address(self.address)}]:{port}"
         return f"{self.address}:{port}"
+
+
+def format_address(address: IPAddress) -> str:
+    """The address as ss prints it: a v4-mapped IPv6 address keeps its dotted tail
+    (``::ffff:127.0.0.1``), which Python 3.11's ``str()`` would write as ``::ffff:7f00:1``."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
 
 
 @dataclass(frozen=True)
@@ -247,6 +255,9 @@ class Socket:
     raw_state: str | None = None  # what the source printed, when it mapped to UNKNOWN
     cookie: int | None = None
     tcp_info: TcpInfo | None = None
+    # sk_shutdown bits from netlink: 1 = receive side shut (e.g. CLOSE_WAIT after the peer's
+    # FIN), 2 = send side shut (e.g. an owned FIN_WAIT2 after shutdown(SHUT_WR)).
+    shutdown: int | None = None
 
     @property
     def is_orphan(self) -> bool | None:

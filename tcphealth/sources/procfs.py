@@ -475,7 +475,7 @@ def read_tables(proc_root: Path, *, strict: bool = False) -> tuple[list[Socket],
     for name, family in (("net/tcp", Family.IPV4), ("net/tcp6", Family.IPV6)):
         path = proc_root / name
         try:
-            with open(path, encoding="ascii", errors="replace") as handle:
+            with open(path, encoding="utf-8", errors="replace") as handle:
                 parsed = parse_table(handle, family, str(path), strict=strict)
         except FileNotFoundError:
             if family is Family.IPV6:  # a kernel without IPv6
@@ -498,6 +498,29 @@ def collect(
     """Look at the host (or the copied /proc tree) below ``proc_root``."""
     taken_at = time.time()
     sockets, notes = read_tables(proc_root, strict=strict)
+    live = proc_root == Path("/proc")
+    return assemble(
+        sockets,
+        notes,
+        proc_root,
+        taken_at=taken_at,
+        source="procfs" if live else f"procfs:{proc_root}",
+        with_processes=with_processes,
+    )
+
+
+def assemble(
+    sockets: list[Socket],
+    notes: list[str],
+    proc_root: Path,
+    *,
+    taken_at: float,
+    source: str,
+    with_processes: bool,
+) -> Snapshot:
+    """Complete a socket list into a snapshot: owners (one /proc/*/fd walk), the owning
+    processes, host facts, sysctls and counters -- all read below ``proc_root``. Shared by
+    every source that reads the socket table some other way (netlink)."""
     processes: list[Process] = []
     if with_processes:
         scan = scan_fds(proc_root)
@@ -531,7 +554,7 @@ def collect(
         hostname=hostname.strip() if hostname else (socket_module.gethostname() if live else None),
         kernel=kernel.strip() if kernel else None,
         taken_at=taken_at,
-        source="procfs" if live else f"procfs:{proc_root}",
+        source=source,
         privileged=(os.geteuid() == 0) if live else None,
         platform="linux",
     )

@@ -60,12 +60,12 @@ def snapshot_to_json(snapshot: Snapshot) -> str:
     return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 
-def write_snapshot(snapshot: Snapshot, path: Path | None, stdout: IO[str] = sys.stdout) -> None:
+def write_snapshot(snapshot: Snapshot, path: Path | None, stdout: IO[str] | None = None) -> None:
     """Write to ``path`` atomically (temporary file, then rename), or to stdout when ``None``
     or ``-``: a failed run never leaves a half-written file or truncates the previous one."""
     text = snapshot_to_json(snapshot)
     if path is None or str(path) == "-":
-        stdout.write(text)
+        (stdout or sys.stdout).write(text)
         return
     directory = path.parent if str(path.parent) else Path(".")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -217,10 +217,10 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
     return decoded
 
 
-def read_snapshot(path: Path | str, stdin: IO[str] = sys.stdin) -> Snapshot:
+def read_snapshot(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
     """Read a snapshot from a file, or from standard input when ``path`` is ``-``."""
     if str(path) == "-":
-        return snapshot_from_json(stdin.read(), "<stdin>")
+        return snapshot_from_json((stdin or sys.stdin).read(), "<stdin>")
     where = str(path)
     try:
         size = os.stat(path).st_size

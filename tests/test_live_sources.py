@@ -1,0 +1,200 @@
+"""Live checks of the other ways in: psutil as a source, running without root, the CLI entry
+points. Real loopback sockets, closed in ``finally``; child processes stopped by pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tcphealth.model import OwnerSource, TcpState
+from tcphealth.sources import psutil_source
+
+pytestmark = pytest.mark.live
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for_fin_wait2(port: int) -> None:
+    """The ACK of the FIN may trail the FIN itself; wait (bounded) until the closer has it."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        rows = subprocess.run(
+            ["ss", "-tanH", "state", "fin-wait-2", f"( dport = :{port} )"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        if rows.strip():
+            return
+        time.sleep(0.02)
+    raise AssertionError("the half-closing client never reached FIN_WAIT2")
+
+
+@pytest.fixture
+def close_wait_pair() -> Iterator[tuple[socket.socket, socket.socket, int]]:
+    """A listener and a connection the peer has closed, left in CLOSE_WAIT on our side."""
+    listener = socket.socket()
+    client = socket.socket()
+    accepted: socket.socket | None = None
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        client.connect(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        client.shutdown(socket.SHUT_WR)
+        accepted.settimeout(5)
+        # Reading to EOF consumes the FIN: this is the "read everything, never closed" case,
+        # so the kernel shows recv_queue 0 for it.
+        assert accepted.recv(1) == b""
+        wait_for_fin_wait2(port)
+        yield listener, accepted, port
+    finally:
+        for sock in (listener, client, accepted):
+            if sock is not None:
+                sock.close()
+
+
+def test_psutil_source_sees_states_and_pids_but_no_queues(
+    close_wait_pair: tuple[socket.socket, socket.socket, int],
+) -> None:
+    _, _, port = close_wait_pair
+    snap = psutil_source.collect()
+    mine = [s for s in snap.sockets if port in (s.local.port, s.remote.port)]
+    states = sorted(s.state.value for s in mine)
+    assert states == ["CLOSE_WAIT", "FIN_WAIT2", "LISTEN"]
+    for sock in mine:
+        assert sock.pids == (os.getpid(),)
+        assert sock.owner_source is OwnerSource.FD
+        # psutil cannot know these: absent, not zero.
+        assert (sock.send_queue, sock.recv_queue, sock.inode, sock.timer) == (None,) * 4
+    assert snap.host.source == "psutil"
+    assert snap.sysctls.tcp_fin_timeout is None
+    assert any(p.pid == os.getpid() and p.name for p in snap.processes)
+
+
+def run_tcphealth(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tcphealth", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def run_cli_as(user: str, args: list[str], workdir: Path) -> tuple[int, str, str]:
+    """Run the CLI in a forked child that dropped to ``user``.
+
+    A fork, not a new interpreter: the interpreter under /root is not executable by nobody,
+    and everything the CLI needs is imported before the fork.
+    """
+    from tcphealth.cli import main
+
+    entry = pwd.getpwnam(user)
+    out_path, err_path = workdir / "stdout", workdir / "stderr"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            code = 70
+            try:
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout = os.fdopen(1, "w", closefd=False)
+                sys.stderr = os.fdopen(2, "w", closefd=False)
+                # Drop the inherited sockets, or this child would be their visible owner.
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+                os.setgroups([])
+                os.setgid(entry.pw_gid)
+                os.setuid(entry.pw_uid)
+                try:
+                    main.main(args, prog_name="tcphealth", standalone_mode=True)
+                    code = 0
+                except SystemExit as exit_:
+                    code = exit_.code if isinstance(exit_.code, int) else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+    deadline = time.monotonic() + 60
+    while True:
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("tcphealth as nobody did not finish in 60 s")
+        time.sleep(0.05)
+    return os.waitstatus_to_exitcode(status), out_path.read_text(), err_path.read_text()
+
+
+def test_python_dash_m_snapshot_finds_our_close_wait(
+    close_wait_pair: tuple[socket.socket, socket.socket, int],
+) -> None:
+    _, _, port = close_wait_pair
+    result = run_tcphealth("snapshot")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    sockets = document["snapshot"]["sockets"]
+    (close_wait,) = [
+        s for s in sockets if s["state"] == "CLOSE_WAIT" and s["local"]["port"] == port
+    ]
+    assert close_wait["pids"] == [os.getpid()]
+    assert close_wait["recv_queue"] == 0  # the application read the FIN (EOF) and kept the fd
+
+
+def _can_drop_to_nobody() -> bool:
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        return False
+    return os.geteuid() == 0
+
+
+@pytest.mark.skipif(not _can_drop_to_nobody(), reason="needs root and a 'nobody' user")
+def test_without_root_owners_are_marked_unseen_and_said_once(
+    close_wait_pair: tuple[socket.socket, socket.socket, int], tmp_path: Path
+) -> None:
+    _, _, port = close_wait_pair
+    code, stdout, stderr = run_cli_as("nobody", ["snapshot"], tmp_path)
+    assert code == 0, stderr
+    snap = json.loads(stdout)["snapshot"]
+    assert snap["host"]["privileged"] is False
+    assert snap["attribution"]["processes_forbidden"] > 0
+    (close_wait,) = [
+        s
+        for s in snap["sockets"]
+        if s["state"] == TcpState.CLOSE_WAIT.value and s["local"]["port"] == port
+    ]
+    # Our (root's) descriptors are unreadable to nobody: no pid, and marked so.
+    assert close_wait["pids"] == []
+    assert close_wait["owner_source"] == OwnerSource.UNSEEN.value
+    notes = [line for line in stderr.splitlines() if "run as root" in line]
+    assert len(notes) == 1, stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_makefile_targets_exist() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    for target in ("run:", "test:", "lint:"):
+        assert f"\n{target}" in makefile
+    readme_head = (REPO / "README.md").read_text().splitlines()[:8]
+    assert any(line.startswith("make run") for line in readme_head)
+    assert any(line.startswith("make test") for line in readme_head)
+    assert "make test" in (REPO / ".ci" / "run").read_text()

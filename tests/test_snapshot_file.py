@@ -1,0 +1,210 @@
+"""The versioned snapshot file: save -> load loses nothing; bad files are one clear error."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tcphealth.cli import main
+from tcphealth.errors import SnapshotFormatError
+from tcphealth.model import (
+    Attribution,
+    Endpoint,
+    Family,
+    HostInfo,
+    OwnerSource,
+    Process,
+    Snapshot,
+    Socket,
+    Sysctls,
+    TcpInfo,
+    TcpState,
+    TimerKind,
+)
+from tcphealth.sources.snapshot_file import (
+    FORMAT_VERSION,
+    read_snapshot,
+    snapshot_from_json,
+    snapshot_to_json,
+    write_snapshot,
+)
+
+
+def full_snapshot() -> Snapshot:
+    """A snapshot with every kind of field set, including unknowns (None)."""
+    v4 = Socket(
+        family=Family.IPV4,
+        local=Endpoint(ipaddress.IPv4Address("10.0.0.1"), 5432),
+        remote=Endpoint(ipaddress.IPv4Address("10.0.0.9"), 40000),
+        state=TcpState.CLOSE_WAIT,
+        send_queue=0,
+        recv_queue=1,
+        timer=TimerKind.KEEPALIVE,
+        timer_seconds=12.34,
+        retransmits=0,
+        probes=None,
+        uid=1000,
+        inode=4242,
+        pids=(812, 813),
+        owner_source=OwnerSource.FD,
+        cookie=2**63 + 5,
+        tcp_info=TcpInfo(last_data_recv_ms=6000, rtt_us=40, unacked=None),
+    )
+    v6 = Socket(
+        family=Family.IPV6,
+        local=Endpoint(ipaddress.IPv6Address("::ffff:127.0.0.1"), 80),
+        remote=Endpoint(ipaddress.IPv6Address("fe80::1"), None),
+        state=TcpState.UNKNOWN,
+        raw_state="3F",
+    )
+    listener = Socket(
+        family=Family.IPV6,
+        local=Endpoint(ipaddress.IPv6Address("::"), 80),
+        remote=Endpoint(ipaddress.IPv6Address("::"), 0),
+        state=TcpState.LISTEN,
+        recv_queue=129,
+        listen_backlog=128,
+    )
+    return Snapshot(
+        host=HostInfo(
+            hostname="db-1",
+            kernel="6.18.0",
+            taken_at=1763737200.125,
+            source="procfs",
+            privileged=True,
+            platform="linux",
+        ),
+        attribution=Attribution(attempted=True, processes_scanned=70, processes_vanished=2),
+        sysctls=Sysctls(tcp_fin_timeout=60, ip_local_port_range=(32768, 60999)),
+        counters={"TcpExt.ListenOverflows": 7, "sockstat.TCP.tw": 0},
+        processes=(
+            Process(
+                pid=812,
+                name="java",
+                user="app",
+                uid=1000,
+                cmdline=("java", "-jar", "[bold red]x\x1b[2J"),
+                open_fds=900,
+                fd_soft_limit=1024,
+                fd_hard_limit=None,
+            ),
+            Process(pid=813),
+        ),
+        sockets=(v4, v6, listener),
+        notes=("net/tcp: 1 row(s) listed a socket a second time",),
+    )
+
+
+def test_round_trip_is_identical() -> None:
+    snap = full_snapshot()
+    text = snapshot_to_json(snap)
+    assert snapshot_from_json(text, "t") == snap
+    assert snapshot_to_json(snapshot_from_json(text, "t")) == text  # stable bytes
+
+
+def test_document_shape() -> None:
+    text = snapshot_to_json(full_snapshot())
+    assert text.endswith("}\n")
+    document = json.loads(text)
+    assert (document["format"], document["version"]) == ("tcphealth.snapshot", FORMAT_VERSION)
+    assert list(document) == sorted(document)
+    sock = document["snapshot"]["sockets"][0]
+    assert sock["state"] == "CLOSE_WAIT"
+    assert sock["local"] == {"address": "10.0.0.1", "port": 5432}
+    assert sock["probes"] is None  # unknown is null, never 0
+    assert document["snapshot"]["sysctls"]["tcp_syn_retries"] is None
+
+
+def test_write_is_atomic_and_keeps_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "snap.json"
+    target.write_text("old content\n")
+
+    bad = full_snapshot()
+    object.__setattr__(bad, "counters", {"x": object()})  # cannot be encoded
+    with pytest.raises(TypeError):
+        write_snapshot(bad, target)
+    assert target.read_text() == "old content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap.json"]  # no temp file left
+
+    write_snapshot(full_snapshot(), target)
+    assert read_snapshot(target) == full_snapshot()
+
+
+def test_read_from_stdin() -> None:
+    text = snapshot_to_json(full_snapshot())
+    assert read_snapshot("-", io.StringIO(text)) == full_snapshot()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(version=2), "version 2 is newer than this tcphealth reads"),
+        (lambda d: d.update(version="1"), '"version" must be an integer'),
+        (lambda d: d.update(format="other"), "not a tcphealth snapshot"),
+        (lambda d: d["snapshot"]["sockets"][0].update(state="BOGUS"), "snapshot.sockets[0].state"),
+        (lambda d: d["snapshot"]["sockets"][0].update(pids=["x"]), "snapshot.sockets[0].pids[0]"),
+        (lambda d: d["snapshot"]["sockets"][0].update(recv_queue=True), "expected an integer"),
+        (lambda d: d["snapshot"]["sockets"][0]["local"].update(address="999.1.1.1"), "address"),
+        (lambda d: d["snapshot"]["host"].pop("taken_at"), "missing field 'taken_at'"),
+        (lambda d: d["snapshot"]["host"].update(colour=1), "unknown field 'colour'"),
+        (lambda d: d["snapshot"].update(sockets={}), "snapshot.sockets: expected a list"),
+    ],
+)
+def test_wrong_shapes_name_the_field(mutate, message: str) -> None:
+    document = json.loads(snapshot_to_json(full_snapshot()))
+    mutate(document)
+    with pytest.raises(SnapshotFormatError) as caught:
+        snapshot_from_json(json.dumps(document), "snap.json")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("snap.json")
+
+
+def test_truncated_json_names_the_line() -> None:
+    text = snapshot_to_json(full_snapshot())
+    with pytest.raises(SnapshotFormatError) as caught:
+        snapshot_from_json(text[: len(text) // 2], "cut.json")
+    assert caught.value.line is not None
+    assert "not valid JSON" in str(caught.value)
+
+
+def test_cli_snapshot_then_from(tmp_path: Path) -> None:
+    source = tmp_path / "in.json"
+    source.write_text(snapshot_to_json(full_snapshot()))
+    out = tmp_path / "out.json"
+    runner = CliRunner()
+    result = runner.invoke(main, ["snapshot", "--from", str(source), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == source.read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not valid JSON"),
+        (b"\x00\xff\xfe binary", "not UTF-8"),
+        (b'{"format": "tcphealth.snapshot", "version": 99, "snapshot": {}}', "version 99"),
+    ],
+)
+def test_cli_unreadable_snapshot_exits_3_with_one_line(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    result = CliRunner().invoke(main, ["snapshot", "--from", str(bad)])
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"tcphealth: {bad}")
+    assert message in line
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_missing_file_exits_3(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["snapshot", "--from", str(tmp_path / "nope.json")])
+    assert result.exit_code == 3
+    assert "No such file or directory" in result.stderr
