@@ -187,6 +187,8 @@ def _check_listener(
 
     unchecked = queue.unchecked(endpoint) + owner_unchecked(listener)
 
+    queued = queue.queued  # known and non-zero here (checked above)
+
     def backlog_unknown() -> Finding:
         # The source gave no backlog (or only an upper bound that proves nothing): say what
         # waits in the queue and that fullness could not be checked.
@@ -196,9 +198,9 @@ def _check_listener(
             state=TcpState.LISTEN,
             blame=Blame.NONE,
             subject=listener_subject(index, listener),
-            count=queue.queued,
+            count=queued,
             summary=(
-                f"{number(queue.queued)} connections wait for {owner} to accept them on "
+                f"{number(queued)} connections wait for {owner} to accept them on "
                 f"{endpoint}; the source reports no backlog, so whether the queue is full "
                 "could not be checked."
             ),
