@@ -9,6 +9,7 @@ command body ever looks at raw option values.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable, Sequence
@@ -19,26 +20,50 @@ from typing import IO, Any, TypeVar, cast
 import click
 from click.core import ParameterSource
 
-from tcphealth import __version__, sources
-from tcphealth.diagnose.config import ConfigError, Thresholds, load_thresholds
+from tcphealth import __version__, sources, states
+from tcphealth.diagnose.config import (
+    SEARCH_PATHS,
+    ConfigError,
+    Thresholds,
+    load_thresholds,
+    thresholds_as_toml,
+)
 from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.filters import FilterError, SocketFilter, apply_filter, parse_network
-from tcphealth.model import Family, Severity, Snapshot, TcpState, parse_state
+from tcphealth.model import (
+    TCP_STATES,
+    Family,
+    Severity,
+    Snapshot,
+    Sysctls,
+    TcpState,
+    parse_state,
+)
 from tcphealth.pipeline import analyse
 from tcphealth.render import FORMATS, Environment, RenderOptions, View, render
+from tcphealth.render.json import dumps
 from tcphealth.render.nagios import status_line, unknown_line
+from tcphealth.render.records import explanation_record
 from tcphealth.report import ExitCode, Report
+from tcphealth.sources import procfs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Prose (tcphealth explain) sent to a pipe or a file is wrapped at this width.
+PIPE_TEXT_WIDTH = 88
 
-class InputUnreadable(click.ClickException):
-    """No report can be made: the snapshot, the /proc tree or the config file is unusable."""
+
+class Failure(click.ClickException):
+    """A request tcphealth cannot carry out: one line on stderr, exit code 3."""
 
     exit_code = ExitCode.INPUT_UNREADABLE
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"tcphealth: {self.format_message()}", err=True)
+
+
+class InputUnreadable(Failure):
+    """No report can be made: the snapshot, the /proc tree or the config file is unusable."""
 
 
 class UsageProblem(click.UsageError):
@@ -105,28 +130,30 @@ class Inputs:
             raise InputUnreadable(str(error)) from None
 
 
+FROM_OPTION = click.option(
+    "--from",
+    "from_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read a saved snapshot (tcphealth snapshot -o FILE) instead of this host; "
+    "'-' reads standard input.",
+)
+PROC_ROOT_OPTION = click.option(
+    "--proc-root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path("/proc"),
+    show_default=True,
+    help="Read a copied /proc tree instead of the live one.",
+)
 SNAPSHOT_OPTIONS = [
-    click.option(
-        "--from",
-        "from_file",
-        type=click.Path(dir_okay=False, allow_dash=True),
-        help="Read a saved snapshot (tcphealth snapshot -o FILE) instead of this host; "
-        "'-' reads standard input.",
-    ),
+    FROM_OPTION,
     click.option(
         "--source",
         type=click.Choice(sources.LIVE_SOURCES),
         default="auto",
         show_default=True,
-        help="How to look at this host: /proc (Linux) or psutil (any OS).",
+        help="How to look at this host: netlink (what ss uses), /proc, or psutil (any OS).",
     ),
-    click.option(
-        "--proc-root",
-        type=click.Path(file_okay=False, exists=True, path_type=Path),
-        default=Path("/proc"),
-        show_default=True,
-        help="Read a copied /proc tree instead of the live one.",
-    ),
+    PROC_ROOT_OPTION,
     click.option(
         "--no-processes",
         is_flag=True,
@@ -249,34 +276,31 @@ def filter_options(command: F) -> F:
 
 # --- how the results look, and the thresholds ----------------------------------------------------
 
-OUTPUT_OPTIONS = [
-    click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(list(FORMATS)),
-        default=None,
-        help="Output format. Default: table on a terminal, plain when piped.",
-    ),
-    click.option(
-        "--config",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Thresholds file (TOML). Default: ./tcphealth.toml, then /etc/tcphealth.toml.",
-    ),
-]
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    default=None,
+    help="Output format. Default: table on a terminal, plain when piped.",
+)
+CONFIG_OPTION = click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Thresholds file (TOML). Default: ./tcphealth.toml, then /etc/tcphealth.toml.",
+)
 
 
 def output_options(command: F) -> F:
     """``--format`` and ``--config``, for the commands that diagnose and render."""
-    return cast(F, _add_options(command, OUTPUT_OPTIONS))
+    return cast(F, _add_options(command, [FORMAT_OPTION, CONFIG_OPTION]))
 
 
-def load_config(path: Path | None) -> Thresholds:
+def load_config(path: Path | None) -> tuple[Thresholds, Path | None]:
     try:
-        thresholds, _ = load_thresholds(path)
+        return load_thresholds(path)
     except ConfigError as error:
         raise InputUnreadable(str(error)) from None
-    return thresholds
 
 
 def report_notes(snapshot: Snapshot) -> None:
@@ -286,7 +310,7 @@ def report_notes(snapshot: Snapshot) -> None:
 
 
 def make_report(inputs: Inputs, flt: SocketFilter, config: Path | None) -> Report:
-    thresholds = load_config(config)  # before the collection: a bad file fails fast
+    thresholds, _ = load_config(config)  # before the collection: a bad file fails fast
     snapshot = inputs.load()
     report_notes(snapshot)
     return analyse(snapshot, flt, thresholds)
@@ -443,3 +467,49 @@ def snapshot(inputs: Inputs, flt: SocketFilter, output: Path | None) -> None:
         write_snapshot(apply_filter(taken, flt), output, sys.stdout)
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+
+
+@main.command()
+@click.argument("state")
+@FROM_OPTION
+@PROC_ROOT_OPTION
+@FORMAT_OPTION
+def explain(state: str, from_file: str | None, proc_root: Path, fmt: str | None) -> None:
+    """What STATE means, how a connection gets there and out, what it says when connections
+    stay in it, and how long this host's kernel lets them. STATE may be spelled as any tool
+    prints it: close-wait, CLOSE_WAIT, ESTAB, SYN-RECV, FIN_WAIT_2, LISTENING."""
+    parsed = parse_state(state)
+    if parsed is None or parsed is TcpState.UNKNOWN:
+        known = ", ".join(s.value for s in TCP_STATES)
+        raise Failure(f"not a TCP state: {state!r} (one of {known}, in any spelling)")
+    if from_file is not None:
+        sysctls: Sysctls | None = Inputs(from_file=from_file).load().sysctls
+    elif (proc_root / "sys" / "net").is_dir():
+        sysctls = procfs.read_sysctls(proc_root)
+    else:  # no /proc here: the Linux defaults, which the explanation names as assumed
+        sysctls = None
+    explanation = states.explain(parsed, sysctls)
+    env = Environment.detect()
+    if (fmt or env.default_format) in ("json", "ndjson"):
+        click.echo(dumps(explanation_record(explanation), indent=2 if fmt == "json" else None))
+    else:
+        width = env.width if env.stdout_isatty else PIPE_TEXT_WIDTH
+        click.echo(states.format_explanation(explanation, width=width), nl=False)
+
+
+@main.command(name="config")
+@CONFIG_OPTION
+@FORMAT_OPTION
+def show_config(config: Path | None, fmt: str | None) -> None:
+    """Print the thresholds in effect (defaults, overridden by the config file) as TOML that
+    tcphealth reads back; a mistake in the file is one line naming the key, exit 3."""
+    thresholds, origin = load_config(config)
+    searched = " or ".join(str(path) for path in SEARCH_PATHS)
+    where = f"from {origin}" if origin else f"defaults (no {searched})"
+    env = Environment.detect()
+    if (fmt or env.default_format) in ("json", "ndjson"):
+        record = {"source": str(origin) if origin else None, **dataclasses.asdict(thresholds)}
+        click.echo(dumps(record, indent=2 if fmt == "json" else None))
+    else:
+        click.echo(f"# tcphealth thresholds: {where}")
+        click.echo(thresholds_as_toml(thresholds), nl=False)

@@ -1,6 +1,6 @@
 """The one status line of a Nagios/Icinga plugin, for ``tcphealth check --nagios``::
 
-    TCPHEALTH CRITICAL - 1 critical: close-wait-leak pid 812 (java): ... | established=4;;; ...
+    TCPHEALTH CRITICAL - 2 critical: listen-queue-full: On 0.0.0.0:8000, ... | established=91;;; ...
 
 The status word follows the exit code (so ``--fail-on`` applies); the perfdata after ``|``
 has one ``state=count;;;`` item for each of the eleven TCP states, always in the same order.
@@ -39,7 +39,8 @@ def status_line(report: Report, fail_on: Severity = Severity.WARNING) -> str:
             if count and severity is not Severity.OK
         )
         worst = report.findings[0]
-        text = f"{counts}: {worst.code} {worst.subject.describe()}: {worst.summary}"
+        # The summary names its subject already ("pid 812 (java) holds ...").
+        text = f"{counts}: {worst.code}: {worst.summary}"
         if code is ExitCode.OK:
             text += f" (below --fail-on {fail_on.label.lower()})"
     else:

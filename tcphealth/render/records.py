@@ -13,6 +13,7 @@ from typing import Any
 from tcphealth.model import TCP_STATES, Finding, Socket, TcpState
 from tcphealth.render.text import utc_iso
 from tcphealth.report import OwnerSummary, Report, SocketGroup
+from tcphealth.states import StateExplanation
 
 REPORT_FORMAT = "tcphealth.report"
 REPORT_VERSION = 1
@@ -166,4 +167,24 @@ def report_record(report: Report) -> JSONObject:
         "processes": [process_record(summary) for summary in report.processes],
         "unowned": unowned_record(report.unowned),
         "notes": list(report.notes),
+    }
+
+
+def explanation_record(explanation: StateExplanation) -> JSONObject:
+    """``tcphealth explain STATE --format json``."""
+    return {
+        "format": "tcphealth.explanation",
+        "version": 1,
+        "state": explanation.state.value,
+        "spellings": list(explanation.spellings),
+        "meaning": explanation.meaning,
+        "enters": explanation.enters,
+        "leaves": explanation.leaves,
+        "stays": explanation.stays,
+        "usual_blame": explanation.usual_blame.value,
+        "normal_duration": explanation.normal_duration,
+        "limit_seconds": explanation.limit_seconds,
+        "action": explanation.action,
+        "settings": {name: value for name, value in explanation.settings},
+        "assumed": list(explanation.assumed),
     }
