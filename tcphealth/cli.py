@@ -21,8 +21,8 @@ import click
 from click.core import ParameterSource
 
 from tcphealth import __version__, sources, states
+from tcphealth.diagnose import config as diagnose_config
 from tcphealth.diagnose.config import (
-    SEARCH_PATHS,
     ConfigError,
     Thresholds,
     load_thresholds,
@@ -504,7 +504,7 @@ def show_config(config: Path | None, fmt: str | None) -> None:
     """Print the thresholds in effect (defaults, overridden by the config file) as TOML that
     tcphealth reads back; a mistake in the file is one line naming the key, exit 3."""
     thresholds, origin = load_config(config)
-    searched = " or ".join(str(path) for path in SEARCH_PATHS)
+    searched = " or ".join(str(path) for path in diagnose_config.SEARCH_PATHS)
     where = f"from {origin}" if origin else f"defaults (no {searched})"
     env = Environment.detect()
     if (fmt or env.default_format) in ("json", "ndjson"):

@@ -5,6 +5,7 @@ CLI's own behaviour (formats, filters, exit codes, errors) whatever the rules fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -318,18 +319,24 @@ def test_unreadable_input_with_nagios_prints_unknown(tmp_path: Path) -> None:
     )
 
 
-def test_bad_config_is_exit_3(
-    leak_file: Path, monkeypatch: pytest.MonkeyPatch, findings: list[Finding]
-) -> None:
-    import tcphealth.cli
+def test_bad_config_is_one_line_naming_the_key_and_exit_3(leak_file: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tcphealth.toml"
+    config.write_text("[thresholds]\nclose_wait_warnin = 3\n", encoding="utf-8")
+    for command in ([], ["sockets"], ["check"], ["config"]):
+        from_args = [] if command == ["config"] else ["--from", str(leak_file)]
+        result = run(*command, *from_args, "--config", config)
+        assert result.exit_code == 3
+        assert result.stderr.startswith(
+            f"tcphealth: {config}: thresholds.close_wait_warnin: unknown key (known: "
+        )
+        assert len(result.stderr.splitlines()) == 1
+        assert result.stdout == ""
 
-    def refuse(path: Path | None, *, search: bool = True) -> object:
-        raise diagnose_config.ConfigError(f"{path}: thresholds.close_wait_warnin: unknown key")
 
-    monkeypatch.setattr(tcphealth.cli, "load_thresholds", refuse)
-    result = run("check", "--from", leak_file, "--config", "x.toml")
+def test_missing_config_file_is_exit_3(leak_file: Path, tmp_path: Path) -> None:
+    result = run("check", "--from", leak_file, "--config", tmp_path / "none.toml")
     assert result.exit_code == 3
-    assert result.stderr == "tcphealth: x.toml: thresholds.close_wait_warnin: unknown key\n"
+    assert result.stderr.startswith(f"tcphealth: {tmp_path / 'none.toml'}: cannot read")
 
 
 # --- snapshot ---
@@ -363,3 +370,136 @@ def test_live_host_plain_and_json() -> None:
     document = json.loads(result.stdout)
     assert len(document["sockets"]) <= 5
     assert document["host"]["source"] in ("netlink", "procfs", "psutil")
+
+
+# --- the real diagnosis on the fixtures ---
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURE_VERDICTS = {
+    "healthy": (0, []),
+    "close-wait-leak": (1, ["close-wait-not-closed"]),
+    "listener-not-accepting": (2, ["listen-queue-full", "close-wait-unaccepted"]),
+    "time-wait-port-exhaustion": (2, ["time-wait-ports-exhausting"]),
+    "time-wait-buckets": (2, ["time-wait-bucket-limit"]),
+    "half-close-fin-wait2": (1, ["fin-wait2-held"]),
+    "syn-sent-unanswered": (1, ["syn-sent-unanswered"]),
+    "fd-limit": (2, ["fd-limit-near"]),
+}
+
+
+@pytest.mark.parametrize(("name", "verdict"), sorted(FIXTURE_VERDICTS.items()))
+def test_check_on_each_fixture(name: str, verdict: tuple[int, list[str]]) -> None:
+    code, codes = verdict
+    result = run("check", "--from", FIXTURES / f"{name}.json", "--format", "plain")
+    assert result.exit_code == code
+    assert [line.split()[1].removeprefix("code=") for line in result.stdout.splitlines()] == codes
+
+
+def test_thresholds_from_the_config_file_apply(tmp_path: Path) -> None:
+    leak = FIXTURES / "close-wait-leak.json"
+    config = tmp_path / "tcphealth.toml"
+    config.write_text(
+        "[thresholds]\nclose_wait_warning = 300\nclose_wait_critical = 1000\n", encoding="utf-8"
+    )
+    assert run("check", "--from", leak).exit_code == 1
+    assert run("check", "--from", leak, "--config", config).exit_code == 0
+    config.write_text("[thresholds]\nclose_wait_critical = 200\n", encoding="utf-8")
+    assert run("check", "--from", leak, "--config", config).exit_code == 2
+
+
+def test_grep_close_wait_on_the_leak_fixture() -> None:
+    """The script user: `tcphealth --from fixtures/close-wait-leak.json | grep CLOSE_WAIT`."""
+    out = run("--from", FIXTURES / "close-wait-leak.json").stdout
+    matching = [line for line in out.splitlines() if "CLOSE_WAIT" in line]
+    assert matching[0].startswith(
+        "WARNING code=close-wait-not-closed state=CLOSE_WAIT count=240 pid=812 process=java "
+    )
+    assert matching[1:] == [
+        "CLOSE_WAIT count=240 local=10.0.0.5:* remote=10.20.0.15:5432 peers=1 recv_q=0 "
+        "send_q=0 backlog=- pid=812 process=java user=app"
+    ]
+
+
+# --- explain ---
+
+
+@pytest.mark.parametrize("spelling", ["close-wait", "CLOSE_WAIT", "CLOSE-WAIT", " closewait "])
+def test_explain_any_spelling(spelling: str) -> None:
+    result = run("explain", spelling, "--from", FIXTURES / "healthy.json")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "CLOSE_WAIT (also written CLOSE-WAIT (ss))"
+    assert lines[1].startswith("  What it is: ")
+    assert any(line.startswith("  How long here: No timer and no sysctl") for line in lines)
+    assert all(len(line) <= 88 for line in lines)
+
+
+def test_explain_uses_the_snapshot_sysctls(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tcphealth.model import Sysctls
+
+    path = tmp_path / "s.json"
+    path.write_text(
+        snapshot_to_json(replace(leak_snapshot(), sysctls=Sysctls(tcp_syn_retries=3))),
+        encoding="utf-8",
+    )
+    document = json.loads(run("explain", "SYN-SENT", "--from", path, "--format", "json").stdout)
+    assert document["format"] == "tcphealth.explanation"
+    assert document["state"] == "SYN_SENT"
+    assert document["limit_seconds"] == 15.0
+    assert document["settings"] == {"tcp_syn_retries": "3"}
+    assert document["assumed"] == []
+
+
+@pytest.mark.parametrize("text", ["bogus", "UNKNOWN", "ESTABLISHEDX"])
+def test_explain_unknown_state_is_one_line_and_exit_3(text: str) -> None:
+    result = run("explain", text)
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"tcphealth: not a TCP state: '{text}' (one of ESTABLISHED, ")
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_explain_needs_a_state() -> None:
+    result = run("explain")
+    assert result.exit_code == 3
+    assert "Missing argument 'STATE'" in result.stderr
+
+
+# --- config ---
+
+
+def test_config_prints_the_defaults_as_toml_read_back_identically(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tomllib
+
+    from tcphealth.diagnose.config import Thresholds
+
+    absent = (tmp_path / "tcphealth.toml", tmp_path / "etc.toml")
+    monkeypatch.setattr(diagnose_config, "SEARCH_PATHS", absent)
+    result = run("config")
+    assert result.exit_code == 0
+    first, _, body = result.stdout.partition("\n")
+    assert first == f"# tcphealth thresholds: defaults (no {absent[0]} or {absent[1]})"
+    assert tomllib.loads(body)["thresholds"] == dataclasses.asdict(Thresholds())
+
+
+def test_config_file_found_by_the_search(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    found = tmp_path / "tcphealth.toml"
+    found.write_text("[thresholds]\nfd_warning_ratio = 0.5\n", encoding="utf-8")
+    monkeypatch.setattr(diagnose_config, "SEARCH_PATHS", (found,))
+    result = run("config")
+    assert result.stdout.splitlines()[0] == f"# tcphealth thresholds: from {found}"
+    assert "\nfd_warning_ratio = 0.5\n" in result.stdout
+
+
+def test_config_shows_the_file_values(tmp_path: Path) -> None:
+    config = tmp_path / "t.toml"
+    config.write_text("[thresholds]\nclose_wait_warning = 42\n", encoding="utf-8")
+    result = run("config", "--config", config)
+    assert result.stdout.splitlines()[0] == f"# tcphealth thresholds: from {config}"
+    assert "\nclose_wait_warning = 42\n" in result.stdout
+    document = json.loads(run("config", "--config", config, "--format", "json").stdout)
+    assert (document["source"], document["close_wait_warning"]) == (str(config), 42)
