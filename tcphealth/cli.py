@@ -214,6 +214,7 @@ FILTER_OPTIONS = [
         "--port",
         "ports",
         multiple=True,
+        metavar="PORT",
         type=click.IntRange(0, 65535),
         help="Only sockets with this local or remote port; repeatable.",
     ),
@@ -221,6 +222,7 @@ FILTER_OPTIONS = [
         "--pid",
         "pids",
         multiple=True,
+        metavar="PID",
         type=click.IntRange(0),
         help="Only sockets held by this process id; repeatable.",
     ),
@@ -347,6 +349,7 @@ def _reject_group_options(context: click.Context) -> None:
 @click.option(
     "--limit",
     type=click.IntRange(0),
+    metavar="N",
     default=None,
     help="List at most N sockets (0: all). Default: 200 in a table, all otherwise.",
 )
@@ -384,6 +387,7 @@ def main(
 @click.option(
     "--limit",
     type=click.IntRange(0),
+    metavar="N",
     default=None,
     help="List at most N sockets (0: all). Default: 200 in a table, all otherwise.",
 )

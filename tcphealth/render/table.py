@@ -428,6 +428,10 @@ def render(report: Report, options: RenderOptions, env: Environment) -> None:
     console = make_console(env)
     with console.capture() as capture:
         _print_all(console, report, options)
-    # rich pads every table line to the table's width; the blanks carry nothing.
-    for line in capture.get().splitlines():
-        env.stdout.write(line.rstrip() + "\n")
+    # rich pads every table line to the table's width; the blanks carry nothing, and neither
+    # do empty lines at the end.
+    lines = [line.rstrip() for line in capture.get().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    for line in lines:
+        env.stdout.write(line + "\n")
