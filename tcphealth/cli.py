@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,8 +81,23 @@ class UsageProblem(click.UsageError):
         return cls(error.format_message(), error.ctx)
 
 
+# What a shell reports for a program killed by SIGPIPE: the reader (`| head`) went away.
+EXIT_BROKEN_PIPE = 141
+
+
+def stdout_closed() -> None:
+    """The reader of stdout went away: send the rest to /dev/null, so that neither later writes
+    nor the flush at exit raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (tests)
+        pass
+
+
 class TcphealthGroup(click.Group):
-    """A click group whose usage errors are :class:`UsageProblem` (exit code 3)."""
+    """A click group whose usage errors are :class:`UsageProblem` (exit code 3), and where a
+    closed pipe on stdout ends the run quietly."""
 
     def make_context(
         self,
@@ -99,6 +116,9 @@ class TcphealthGroup(click.Group):
             return super().invoke(ctx)
         except click.UsageError as error:
             raise UsageProblem.from_click(error) from None
+        except BrokenPipeError:
+            stdout_closed()
+            raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
 
 
 def _add_options(command: Callable[..., Any], options: Sequence[Callable[[F], F]]) -> Any:
@@ -440,7 +460,10 @@ def check(
     if nagios:
         click.echo(status_line(report, threshold))
     else:
-        render(report, fmt or env.default_format, RenderOptions(view=View.CHECK), env)
+        try:
+            render(report, fmt or env.default_format, RenderOptions(view=View.CHECK), env)
+        except BrokenPipeError:  # `check | head -1` still answers with the verdict
+            stdout_closed()
         counts = report.count_by_severity()
         click.echo(
             f"tcphealth: check: {counts[Severity.CRITICAL]} critical, "

@@ -503,3 +503,32 @@ def test_config_shows_the_file_values(tmp_path: Path) -> None:
     assert "\nclose_wait_warning = 42\n" in result.stdout
     document = json.loads(run("config", "--config", config, "--format", "json").stdout)
     assert (document["source"], document["close_wait_warning"]) == (str(config), 42)
+
+
+# --- a closed pipe ---
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["sockets", "--from", "fixtures/time-wait-buckets.json"], 141),
+        (["--from", "fixtures/time-wait-buckets.json", "--format", "json", "--sockets"], 141),
+        (["check", "--from", "fixtures/listener-not-accepting.json"], 2),
+    ],
+)
+def test_a_reader_that_goes_away_ends_the_run_quietly(args: list[str], code: int) -> None:
+    """`tcphealth sockets | head -1`: no traceback; check still answers with its verdict."""
+    import subprocess
+    import sys
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "tcphealth", *args],
+        cwd=FIXTURES.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        child.stdout.close()  # before the child writes anything
+        errors = child.stderr.read().decode()
+        assert child.wait(timeout=120) == code
+    assert "Traceback" not in errors and "BrokenPipe" not in errors
