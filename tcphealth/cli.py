@@ -312,6 +312,14 @@ CONFIG_OPTION = click.option(
     help="Thresholds file (TOML). Default: ./tcphealth.toml, then /etc/tcphealth.toml.",
 )
 
+LIMIT_OPTION = click.option(
+    "--limit",
+    type=click.IntRange(0),
+    metavar="N",
+    default=None,
+    help="List at most N sockets (0: all). Default: 200 in a table, all otherwise.",
+)
+
 
 def output_options(command: F) -> F:
     """``--format`` and ``--config``, for the commands that diagnose and render."""
@@ -366,13 +374,7 @@ def _reject_group_options(context: click.Context) -> None:
 @output_options
 @click.option("--all", "show_all", is_flag=True, help="Show every process and every row.")
 @click.option("--sockets", "with_sockets", is_flag=True, help="Also list every socket.")
-@click.option(
-    "--limit",
-    type=click.IntRange(0),
-    metavar="N",
-    default=None,
-    help="List at most N sockets (0: all). Default: 200 in a table, all otherwise.",
-)
+@LIMIT_OPTION
 @click.pass_context
 def main(
     context: click.Context,
@@ -404,13 +406,7 @@ def main(
 @snapshot_options
 @filter_options
 @output_options
-@click.option(
-    "--limit",
-    type=click.IntRange(0),
-    metavar="N",
-    default=None,
-    help="List at most N sockets (0: all). Default: 200 in a table, all otherwise.",
-)
+@LIMIT_OPTION
 def sockets(
     inputs: Inputs, flt: SocketFilter, fmt: str | None, config: Path | None, limit: int | None
 ) -> None:
@@ -492,8 +488,10 @@ def snapshot(inputs: Inputs, flt: SocketFilter, output: Path | None) -> None:
     report_notes(taken)
     try:
         write_snapshot(apply_filter(taken, flt), output, sys.stdout)
+    except BrokenPipeError:
+        raise  # the reader went away: the group ends the run quietly
     except OSError as error:
-        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+        raise Failure(f"cannot write {output}: {error.strerror or error}") from None
 
 
 @main.command()

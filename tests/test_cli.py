@@ -351,6 +351,13 @@ def test_snapshot_writes_the_filtered_snapshot(leak_file: Path, tmp_path: Path) 
     assert saved["snapshot"]["processes"] == []
 
 
+def test_snapshot_that_cannot_be_written_is_exit_3(leak_file: Path, tmp_path: Path) -> None:
+    target = tmp_path / "missing-directory" / "out.json"
+    result = run("snapshot", "--from", leak_file, "-o", target)
+    assert result.exit_code == 3
+    assert result.stderr == f"tcphealth: cannot write {target}: No such file or directory\n"
+
+
 def test_snapshot_round_trips_to_stdout(leak_file: Path) -> None:
     result = run("snapshot", "--from", leak_file)
     assert result.stdout == leak_file.read_text(encoding="utf-8")
@@ -514,6 +521,7 @@ def test_config_shows_the_file_values(tmp_path: Path) -> None:
         (["sockets", "--from", "fixtures/time-wait-buckets.json"], 141),
         (["--from", "fixtures/time-wait-buckets.json", "--format", "json", "--sockets"], 141),
         (["check", "--from", "fixtures/listener-not-accepting.json"], 2),
+        (["snapshot", "--from", "fixtures/time-wait-buckets.json"], 141),
     ],
 )
 def test_a_reader_that_goes_away_ends_the_run_quietly(args: list[str], code: int) -> None:
