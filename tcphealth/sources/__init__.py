@@ -6,19 +6,38 @@ to know how a snapshot was made.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import IO
 
 from tcphealth.errors import SourceUnavailableError
 from tcphealth.model import Snapshot
 from tcphealth.sources import netlink, procfs, psutil_source, snapshot_file
+from tcphealth.sources import netns as netns_module
 
 LIVE_SOURCES = ("auto", "netlink", "procfs", "psutil")
 
 
 def collect_live(
-    source: str = "auto", proc_root: Path = Path("/proc"), *, with_processes: bool = True
+    source: str = "auto",
+    proc_root: Path = Path("/proc"),
+    *,
+    with_processes: bool = True,
+    netns: str | None = None,
 ) -> Snapshot:
+    """Look at this host now, or into the network namespace ``netns`` (a name from
+    ``ip netns list`` or a path like /proc/PID/ns/net)."""
+    if netns is None:
+        return _collect(source, proc_root, with_processes)
+    with netns_module.entered(netns):
+        snapshot = _collect(source, proc_root, with_processes)
+    return dataclasses.replace(
+        snapshot,
+        host=dataclasses.replace(snapshot.host, source=f"{snapshot.host.source}:netns={netns}"),
+    )
+
+
+def _collect(source: str, proc_root: Path, with_processes: bool) -> Snapshot:
     """Look at this host now. ``auto`` asks the kernel over netlink (what ``ss`` uses), falls
     back to /proc/net/tcp where netlink is not offered, and to psutil where there is no /proc."""
     if source not in LIVE_SOURCES:
