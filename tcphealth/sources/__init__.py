@@ -101,7 +101,7 @@ def load_series(
         if input_format not in ("auto", "proc"):
             raise InputError(where, f"a directory, not {input_format} output")
         return [_proc_tree(Path(path), strict=strict)]
-    if input_format == "snapshot":
+    if input_format == "snapshot" or (input_format == "auto" and str(path).endswith(".json")):
         return [snapshot_file.read_snapshot(path, stdin)]
     content, taken_at = _read(path, stdin)
     if input_format == "auto" and text_detect.detect(content) == text_detect.SNAPSHOT:

@@ -2,8 +2,8 @@
 
 ::
 
-    Proto Recv-Q Send-Q Local Address   Foreign Address State  User Inode PID/Program name  Timer
-    tcp        1      0 127.0.0.1:46397 0.0.0.0:*       LISTEN 0    19944 9740/python3 off (0.00/0/0)
+    Proto Recv-Q Send-Q Local Address   Foreign Address State  User Inode PID/Program name Timer
+    tcp        1      0 127.0.0.1:46397 0.0.0.0:*       LISTEN 0   19944 9740/python3 off (0.00/0/0)
     tcp6       0      0 :::22           :::*             LISTEN      -
     tcp        0    356 172.31.4.6:22   172.31.10.66:52562 ESTABLISHED 13091/sshd: deploye
 
