@@ -255,6 +255,9 @@ class Socket:
     raw_state: str | None = None  # what the source printed, when it mapped to UNKNOWN
     cookie: int | None = None
     tcp_info: TcpInfo | None = None
+    # sk_shutdown bits from netlink: 1 = receive side shut (e.g. CLOSE_WAIT after the peer's
+    # FIN), 2 = send side shut (e.g. an owned FIN_WAIT2 after shutdown(SHUT_WR)).
+    shutdown: int | None = None
     # The source cut this socket's printed address or port short (macOS netstat keeps 18
     # characters, Linux netstat 23 without -W): ``local``/``remote`` hold what was printed, a
     # possibly wrong prefix, so a port here must not be taken as certain.

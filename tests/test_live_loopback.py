@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tcphealth.model import OwnerSource, Snapshot, Socket, TcpState, parse_state
-from tcphealth.sources import procfs
+from tcphealth.sources import netlink, procfs
 
 pytestmark = [
     pytest.mark.live,
@@ -72,6 +72,19 @@ class Scene:
                 child.stdin.close()
         for sock in self.sockets:
             sock.close()
+
+
+COLLECTORS: dict[str, Callable[[], Snapshot]] = {
+    "procfs": procfs.collect,
+    "netlink": netlink.collect,
+}
+
+
+@pytest.fixture(params=sorted(COLLECTORS))
+def collect(request: pytest.FixtureRequest) -> Callable[[], Snapshot]:
+    if request.param == "netlink" and not netlink.available():
+        pytest.skip("netlink sock_diag is not available here")
+    return COLLECTORS[request.param]
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -185,35 +198,45 @@ def _child_fds(pid: int) -> list[str]:
         return []
 
 
-def test_state_counts_match_ss(scene: Scene) -> None:
+def test_state_counts_match_ss(scene: Scene, collect: Callable[[], Snapshot]) -> None:
     ports = set(scene.ports.values())
     before = Counter(r[0] for r in ss_rows(ports))
-    snap = procfs.collect()
+    snap = collect()
     after = Counter(r[0] for r in ss_rows(ports))
     assert before == after  # nothing moved while we looked
     assert Counter(s.state for s in ours(snap, ports)) == before
 
 
-def test_queues_and_states_match_ss_per_socket(scene: Scene) -> None:
+def test_queues_and_states_match_ss_per_socket(
+    scene: Scene, collect: Callable[[], Snapshot]
+) -> None:
     ports = set(scene.ports.values())
     oracle = {(r[0], r[1], r[2]): (r[3], r[4]) for r in ss_rows(ports)}
-    snap = procfs.collect()
-    seen = {}
+    snap = collect()
+    seen: dict[tuple[TcpState, str, str], tuple[int | None, int | None]] = {}
     for sock in ours(snap, ports):
-        remote = str(sock.remote).replace(":0", ":*") if sock.remote.port == 0 else str(sock.remote)
-        if sock.remote.is_unspecified:
+        remote = str(sock.remote)
+        if sock.remote.is_unspecified:  # ss writes a listener's peer as "0.0.0.0:*"
             remote = "0.0.0.0:*" if scene.family == socket.AF_INET else "[::]:*"
         key = (sock.state, str(sock.local), remote)
-        # ss shows a listener's backlog as Send-Q; /proc does not have it.
-        send = sock.send_queue if sock.state is not TcpState.LISTEN else oracle[key][1]
+        if sock.state is TcpState.LISTEN:
+            # ss shows a listener's maximum backlog as Send-Q: netlink has it, /proc does not.
+            assert sock.listen_backlog in (None, oracle[key][1])
+            send: int | None = (
+                oracle[key][1] if sock.listen_backlog is None else sock.listen_backlog
+            )
+        else:
+            send = sock.send_queue
         seen[key] = (sock.recv_queue, send)
     assert seen == oracle
 
 
-def test_owners_every_pid_and_listener_credit(scene: Scene) -> None:
+def test_owners_every_pid_and_listener_credit(
+    scene: Scene, collect: Callable[[], Snapshot]
+) -> None:
     me = os.getpid()
     child_pid = scene.children[0].pid
-    snap = procfs.collect()
+    snap = collect()
     mine = ours(snap, set(scene.ports.values()))
 
     shared = next(
@@ -263,3 +286,29 @@ def test_owners_every_pid_and_listener_credit(scene: Scene) -> None:
     assert open_fds is not None and open_fds >= len(scene.sockets)
     child_cmdline = processes[child_pid].cmdline
     assert child_cmdline is not None and child_cmdline[:2] == (sys.executable, "-c")
+
+
+def test_netlink_and_procfs_agree(scene: Scene) -> None:
+    if not netlink.available():
+        pytest.skip("netlink sock_diag is not available here")
+    ports = set(scene.ports.values())
+
+    def view(snapshot: Snapshot) -> set[tuple[object, ...]]:
+        return {
+            (s.state, str(s.local), str(s.remote), s.recv_queue, s.inode, s.pids, s.owner_source)
+            for s in ours(snapshot, ports)
+        }
+
+    from_proc = view(procfs.collect())
+    from_netlink = netlink.collect()
+    assert view(from_netlink) == from_proc
+    full = next(
+        s
+        for s in ours(from_netlink, ports)
+        if s.state is TcpState.LISTEN and s.local.port == scene.ports["full"]
+    )
+    assert (full.recv_queue, full.listen_backlog) == (2, 1)
+    (close_wait,) = [s for s in ours(from_netlink, ports) if s.state is TcpState.CLOSE_WAIT]
+    assert close_wait.shutdown == 1
+    assert close_wait.tcp_info is not None
+    assert close_wait.tcp_info.last_data_recv_ms is not None

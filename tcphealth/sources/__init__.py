@@ -15,10 +15,10 @@ from typing import IO
 
 from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.model import Snapshot
-from tcphealth.sources import procfs, psutil_source, snapshot_file, text
+from tcphealth.sources import netlink, procfs, psutil_source, snapshot_file, text
 from tcphealth.sources.text import detect as text_detect
 
-LIVE_SOURCES = ("auto", "procfs", "psutil")
+LIVE_SOURCES = ("auto", "netlink", "procfs", "psutil")
 
 # What `load` reads: ``auto`` recognises each by itself; the others force one.
 INPUT_FORMATS = (
@@ -39,13 +39,23 @@ MAX_TEXT_BYTES = 256 << 20
 def collect_live(
     source: str = "auto", proc_root: Path = Path("/proc"), *, with_processes: bool = True
 ) -> Snapshot:
-    """Look at this host now. ``auto`` reads /proc where it exists, else asks psutil."""
+    """Look at this host now. ``auto`` asks the kernel over netlink (what ``ss`` uses), falls
+    back to /proc/net/tcp where netlink is not offered, and to psutil where there is no /proc."""
     if source not in LIVE_SOURCES:
         raise ValueError(f"unknown source {source!r}")
+    has_proc = (proc_root / "net" / "tcp").exists()
     if source == "auto":
-        source = "procfs" if (proc_root / "net" / "tcp").exists() else "psutil"
+        # netlink reads the namespace of this process, not of a copied tree: only for /proc.
+        if proc_root == Path("/proc") and netlink.available():
+            source = "netlink"
+        else:
+            source = "procfs" if has_proc else "psutil"
+    if source == "netlink":
+        if not netlink.available():
+            raise SourceUnavailableError("netlink sock_diag is not available on this host")
+        return netlink.collect(proc_root, with_processes=with_processes)
     if source == "procfs":
-        if not (proc_root / "net" / "tcp").exists():
+        if not has_proc:
             raise SourceUnavailableError(f"{proc_root}/net/tcp does not exist on this host")
         return procfs.collect(proc_root, with_processes=with_processes)
     return psutil_source.collect(with_processes=with_processes)

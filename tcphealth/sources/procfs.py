@@ -459,6 +459,29 @@ def collect(
     """Look at the host (or the copied /proc tree) below ``proc_root``."""
     taken_at = time.time()
     sockets, notes = read_tables(proc_root, strict=strict)
+    live = proc_root == Path("/proc")
+    return assemble(
+        sockets,
+        notes,
+        proc_root,
+        taken_at=taken_at,
+        source="procfs" if live else f"procfs:{proc_root}",
+        with_processes=with_processes,
+    )
+
+
+def assemble(
+    sockets: list[Socket],
+    notes: list[str],
+    proc_root: Path,
+    *,
+    taken_at: float,
+    source: str,
+    with_processes: bool,
+) -> Snapshot:
+    """Complete a socket list into a snapshot: owners (one /proc/*/fd walk), the owning
+    processes, host facts, sysctls and counters -- all read below ``proc_root``. Shared by
+    every source that reads the socket table some other way (netlink)."""
     processes: list[Process] = []
     if with_processes:
         scan = scan_fds(proc_root)
@@ -492,7 +515,7 @@ def collect(
         hostname=hostname.strip() if hostname else (socket_module.gethostname() if live else None),
         kernel=kernel.strip() if kernel else None,
         taken_at=taken_at,
-        source="procfs" if live else f"procfs:{proc_root}",
+        source=source,
         privileged=(os.geteuid() == 0) if live else None,
         platform="linux",
     )

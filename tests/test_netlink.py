@@ -1,0 +1,101 @@
+"""The netlink sock_diag parser over a reply recorded from a real kernel
+(fixtures/netlink/record.py), and over truncated and corrupted copies of it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcphealth.model import TcpState
+from tcphealth.sources.netlink import NLMSG_ERROR, NetlinkError, parse_messages
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "netlink"
+
+
+@pytest.fixture(scope="module")
+def recorded() -> tuple[bytes, dict[str, int]]:
+    dump, setup = FIXTURES / "tcp4-dump.bin", FIXTURES / "tcp4-dump.json"
+    assert dump.is_file() and setup.is_file(), "recorded netlink fixture missing"
+    return dump.read_bytes(), json.loads(setup.read_text())
+
+
+def test_recorded_reply_decodes_what_was_set_up(recorded: tuple[bytes, dict[str, int]]) -> None:
+    data, setup = recorded
+    sockets, done = parse_messages(data, "tcp4-dump.bin")
+    assert done
+    port = setup["listener_port"]
+    (listener,) = [s for s in sockets if s.state is TcpState.LISTEN and s.local.port == port]
+    # Only netlink knows the maximum backlog: listen(7).
+    assert (listener.recv_queue, listener.listen_backlog) == (1, 7)
+    assert listener.send_queue is None
+
+    on_port = [s for s in sockets if s.local.port == port and s.state is not TcpState.LISTEN]
+    reader = next(s for s in on_port if s.remote.port == setup["reader_peer_port"])
+    assert (reader.state, reader.recv_queue, reader.send_queue) == (TcpState.ESTABLISHED, 100, 0)
+    assert reader.tcp_info is not None and reader.tcp_info.rtt_us is not None
+
+    close_wait = next(s for s in on_port if s.remote.port == setup["close_wait_peer_port"])
+    assert (close_wait.state, close_wait.recv_queue, close_wait.shutdown) == (
+        TcpState.CLOSE_WAIT,
+        1,
+        1,  # receive side shut by the peer's FIN
+    )
+    half_closer = next(s for s in sockets if s.local.port == setup["close_wait_peer_port"])
+    assert (half_closer.state, half_closer.shutdown) == (TcpState.FIN_WAIT2, 2)
+
+    unaccepted = [s for s in on_port if s.inode == 0]
+    assert [s.state for s in unaccepted] == [TcpState.ESTABLISHED]
+    assert all(s.cookie for s in sockets)
+    assert len({s.cookie for s in sockets}) == len(sockets)
+
+
+def test_every_truncation_is_an_error_or_an_unfinished_dump(
+    recorded: tuple[bytes, dict[str, int]],
+) -> None:
+    data, _ = recorded
+    for cut in range(0, len(data), 7):
+        try:
+            _, done = parse_messages(data[:cut], "cut")
+        except NetlinkError:
+            continue
+        assert not done, f"a reply cut at {cut} bytes must not look complete"
+
+
+def test_corrupted_lengths_are_errors(recorded: tuple[bytes, dict[str, int]]) -> None:
+    data, _ = recorded
+    too_long = struct.pack("=I", len(data) + 100) + data[4:]
+    with pytest.raises(NetlinkError, match="does not fit"):
+        parse_messages(too_long, "bad")
+    too_short = struct.pack("=I", 8) + data[4:]
+    with pytest.raises(NetlinkError):
+        parse_messages(too_short, "bad")
+
+
+def test_kernel_error_answer_is_named() -> None:
+    error = struct.pack("=IHHII", 36, NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -1) + bytes(16)
+    with pytest.raises(NetlinkError, match="EPERM"):
+        parse_messages(error, "netlink")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_give_sockets_or_our_error(data: bytes) -> None:
+    with contextlib.suppress(NetlinkError):
+        parse_messages(data, "fuzz")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_flipped_bytes_in_a_real_reply(data: st.DataObject) -> None:
+    original = (FIXTURES / "tcp4-dump.bin").read_bytes()
+    position = data.draw(st.integers(0, len(original) - 1))
+    value = data.draw(st.integers(0, 255))
+    mutated = original[:position] + bytes([value]) + original[position + 1 :]
+    with contextlib.suppress(NetlinkError):
+        parse_messages(mutated, "mutated")
