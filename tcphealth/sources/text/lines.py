@@ -78,6 +78,14 @@ class Row:
 # --- numbers ------------------------------------------------------------------------------------
 
 
+def ascii_int(text: str, max_digits: int = 19) -> int | None:
+    """A plain decimal number of at most ``max_digits`` ASCII digits, else None (so that
+    ``²``, Arabic-Indic digits or a 200,000-digit run never reach ``int()``)."""
+    if not text or len(text) > max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def parse_count(text: str, what: str) -> int:
     """A non-negative decimal count such as a queue length; RowError otherwise."""
     if not text.isascii() or not text.isdigit() or len(text) > 19:
@@ -201,7 +209,8 @@ def state_word(token: str) -> TcpState | None:
 # --- timers -------------------------------------------------------------------------------------
 
 _SS_MS_TIMER = re.compile(
-    r"^(?:(?P<min>\d+)min)?(?:(?P<sec>\d+)(?P<sep>sec|\.))?(?:(?P<ms>\d+)ms)?$"
+    r"^(?:(?P<min>\d{1,9})min)?(?:(?P<sec>\d{1,9})(?P<sep>sec|\.))?(?:(?P<ms>\d{1,9})ms)?$",
+    re.ASCII,
 )
 
 
@@ -369,7 +378,8 @@ def match_sysctl(line: str) -> tuple[str, str] | None:
 
 
 _SUMMARY = re.compile(
-    r"^\s*(?:(?P<state1>[A-Z][A-Z0-9_-]*)\s+(?P<count1>\d+)|(?P<count2>\d+)\s+(?P<state2>[A-Z][A-Z0-9_-]*))\s*(?:--.*)?$"
+    r"^\s*(?:(?P<state1>[A-Z][A-Z0-9_-]*)\s+(?P<count1>\d+)|(?P<count2>\d+)\s+(?P<state2>[A-Z][A-Z0-9_-]*))\s*(?:--.*)?$",
+    re.ASCII,
 )
 
 
@@ -397,18 +407,26 @@ def match_fd_limits(line: str) -> tuple[int | None, int | None] | None:
     if match is None:
         return None
     soft, hard = match.group("soft"), match.group("hard")
-    return (
-        int(soft) if soft.isdigit() else None,
-        int(hard) if hard.isdigit() else None,
-    )
+    return ascii_int(soft), ascii_int(hard)
 
 
 _COUNTER_SENTENCES = (
-    (re.compile(r"^\s*(\d+) times the listen queue of a socket overflowed\s*$"), "ListenOverflows"),
-    (re.compile(r"^\s*(\d+) SYNs to LISTEN sockets (?:dropped|ignored)\s*$"), "ListenDrops"),
-    (re.compile(r"^\s*(\d+) connections aborted due to timeout\s*$"), "TCPAbortOnTimeout"),
+    (
+        re.compile(r"^\s*(\d{1,19}) times the listen queue of a socket overflowed\s*$", re.A),
+        "ListenOverflows",
+    ),
+    (
+        re.compile(r"^\s*(\d{1,19}) SYNs to LISTEN sockets (?:dropped|ignored)\s*$", re.A),
+        "ListenDrops",
+    ),
+    (
+        re.compile(r"^\s*(\d{1,19}) connections aborted due to timeout\s*$", re.A),
+        "TCPAbortOnTimeout",
+    ),
 )
-_NSTAT = re.compile(r"^\s*TcpExt(?P<name>[A-Za-z]+)\s+(?P<value>\d+)(?:\s+[\d.]+)?\s*$")
+_NSTAT = re.compile(
+    r"^\s*TcpExt(?P<name>[A-Za-z]+)\s+(?P<value>\d{1,19})(?:\s+[\d.]+)?\s*$", re.ASCII
+)
 
 
 def match_counter(line: str) -> tuple[str, int] | None:
@@ -425,7 +443,8 @@ def match_counter(line: str) -> tuple[str, int] | None:
 
 # ``ll /proc/15902/fd | wc -l``: how many lines the listing prints besides one per fd.
 _FD_COUNT_PART = re.compile(
-    r"^\s*(?P<ls>ls|ll|ls\s+-l|ls\s+-la|ls\s+-al|ls\s+-1)\s+/proc/(?P<pid>\d+)/fd/?\s*\|\s*wc\s+-l\s*$"
+    r"^\s*(?P<ls>ls|ll|ls\s+-l|ls\s+-la|ls\s+-al|ls\s+-1)\s+/proc/(?P<pid>\d{1,9})/fd/?\s*\|\s*wc\s+-l\s*$",
+    re.ASCII,
 )
 _EXTRA_LINES = {"ls": 0, "ls -1": 0, "ls -l": 1, "ll": 3, "ls -la": 3, "ls -al": 3}
 

@@ -42,6 +42,7 @@ from tcphealth.sources.text.lines import (
     Row,
     RowError,
     TableCommand,
+    ascii_int,
     fd_count_commands,
     match_counter,
     match_fd_limits,
@@ -244,8 +245,7 @@ class _Reader:
     def read_fact(self, number: int, line: str) -> bool:
         sysctl = match_sysctl(line)
         if sysctl is not None:
-            name, value = sysctl
-            self.store_sysctl(name, value)
+            self.store_sysctl(*sysctl)
             return True
         limits = match_fd_limits(line)
         if limits is not None:
@@ -257,11 +257,12 @@ class _Reader:
             self.facts.counters[counter[0]] = counter[1]
             return True
         stripped = line.strip()
-        if stripped.isdigit() and self.expected_counts:
+        printed = ascii_int(stripped)
+        if printed is not None and self.expected_counts:
             expected = self.expected_counts.pop(0)
             if expected is not None:
                 pid, extra, part = expected
-                count = max(int(stripped) - extra, 0)
+                count = max(printed - extra, 0)
                 self.facts.open_fds[pid] = count
                 if extra:
                     self.facts.notes.append(
@@ -274,12 +275,14 @@ class _Reader:
     def store_sysctl(self, name: str, value: str) -> None:
         words = value.split()
         if name == "net.ipv4.ip_local_port_range":
-            if len(words) == 2 and all(word.isdigit() for word in words):
-                self.facts.port_range = (int(words[0]), int(words[1]))
+            low, high = (ascii_int(word, 5) for word in [*words, "", ""][:2])
+            if len(words) == 2 and low is not None and high is not None:
+                self.facts.port_range = (low, high)
             return
         field_name = SYSCTL_FIELDS.get(name)
-        if field_name is not None and len(words) == 1 and words[0].isdigit():
-            self.facts.sysctls[field_name] = int(words[0])
+        number = ascii_int(words[0]) if len(words) == 1 else None
+        if field_name is not None and number is not None:
+            self.facts.sysctls[field_name] = number
 
     def classify(self, tokens: list[str]) -> str | None:
         if netstat_windows.looks_like_row(tokens):
@@ -307,7 +310,7 @@ class _Reader:
             row = self.parse_row(kind, line)
         except NotTcp:
             return
-        except RowError as error:
+        except (RowError, ValueError) as error:  # ValueError: a number beyond reason
             self.skip(number, str(error), line)
             return
         row.line = number

@@ -16,7 +16,7 @@ from tcphealth.model import Family, Socket
 from tcphealth.sources import procfs
 
 NAME = "proc"
-_ROW = re.compile(r"^\s*(?P<sl>\d+):\s+(?P<address>[0-9A-Fa-f]+):[0-9A-Fa-f]{4}\s")
+_ROW = re.compile(r"^\s*(?P<sl>[0-9]{1,9}):\s+(?P<address>[0-9A-Fa-f]+):[0-9A-Fa-f]{4}\s")
 
 
 def looks_like(first_line: str) -> bool:
