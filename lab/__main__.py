@@ -9,6 +9,7 @@ its pidfile and deletes any namespace of ours left behind).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -47,10 +48,8 @@ def up(seconds: float) -> int:
 def down() -> int:
     if PIDFILE.exists():
         pid = int(PIDFILE.read_text())
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it may have ended by itself
             os.kill(pid, signal.SIGTERM)  # the holder we started, by its pid
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + 10
         while PIDFILE.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
