@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint fixtures golden clean
+.PHONY: run test lint fixtures golden clean lab lab-down
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,8 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check tcphealth tests fixtures
-	$(VENV)/bin/ruff format --check tcphealth tests fixtures
+	$(VENV)/bin/ruff check tcphealth tests fixtures lab
+	$(VENV)/bin/ruff format --check tcphealth tests fixtures lab
 	$(VENV)/bin/mypy
 
 # The scenario snapshots in fixtures/ are generated from fixtures/make_scenarios.py ...
@@ -37,6 +37,15 @@ fixtures: $(VENV)/.installed-test
 # ... and the expected output of each, in every format, lives in tests/golden/.
 golden: $(VENV)/.installed-test
 	$(PY) -m tests.golden_update
+
+# The namespace lab (root, iproute2, nftables): every TCP state held for real, for a look by
+# hand with `tcphealth --netns NAME`. It stops by itself after SECONDS.
+SECONDS ?= 600
+lab: $(VENV)/.installed-test
+	$(PY) -m lab up --seconds $(SECONDS)
+
+lab-down: $(VENV)/.installed-test
+	$(PY) -m lab down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

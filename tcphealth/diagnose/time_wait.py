@@ -172,8 +172,14 @@ def _bucket_finding(
     # sockstat's tw is the kernel's own count (it includes orphaned FIN_WAIT2 on the same
     # timer); the socket list may have been read a moment apart, so take the larger.
     sockstat_tw = counters.get("sockstat.TCP.tw")
-    count = max(listed, sockstat_tw or 0)
+    # A pasted `netstat -n | awk '{++S[$NF]}'` summary counts TIME_WAIT it does not list.
+    summarised = index.snapshot.state_counts.get(TcpState.TIME_WAIT.value)
+    count = max(listed, sockstat_tw or 0, summarised or 0)
     evidence: list[Evidence] = [Evidence("time_wait", listed, "listed in the snapshot")]
+    if summarised is not None:
+        evidence.append(
+            Evidence("time_wait_summary", summarised, "a per-state count in the source")
+        )
     if sockstat_tw is not None:
         evidence.append(Evidence("sockstat_tw", sockstat_tw, "the kernel's count"))
     evidence.append(Evidence("tcp_max_tw_buckets", limit, "beyond it closes skip TIME_WAIT"))
@@ -218,12 +224,21 @@ def _bucket_finding(
             )
     if overflows:
         state_text += f" (TCPTimeWaitOverflow {number(overflows)})"
-    closer = (
-        f"; this host closed first, as the client, on {number(closed_as_client)} of them "
-        f"-- reuse those connections"
-        if closed_as_client
-        else "; this host closed first on them as the server"
-    )
+    if listed:
+        closer = (
+            f"; this host closed first, as the client, on {number(closed_as_client)} of them "
+            f"-- reuse those connections"
+            if closed_as_client
+            else "; this host closed first on them as the server"
+        )
+        toward = f"; mostly toward {most_common_text(everywhere)}"
+    else:
+        closer = toward = ""
+        unchecked = (
+            *unchecked,
+            "which side closed first, and toward whom: the source counts TIME_WAIT but does "
+            "not list the sockets",
+        )
     return Finding(
         code="time-wait-bucket-limit",
         severity=severity,
@@ -231,7 +246,7 @@ def _bucket_finding(
         blame=Blame.KERNEL_LIMIT,
         subject=Subject(kind=SubjectKind.HOST),
         count=count,
-        summary=f"{state_text}{closer}; mostly toward {most_common_text(everywhere)}.",
+        summary=f"{state_text}{closer}{toward}.",
         evidence=tuple(evidence),
         next_steps=(
             "nstat -az TcpExtTCPTimeWaitOverflow   # still rising?",
