@@ -136,15 +136,25 @@ class Inputs:
     source: str = "auto"
     proc_root: Path = Path("/proc")
     no_processes: bool = False
+    input_format: str = "auto"
+    strict: bool = False
+    netns: str | None = None
 
     def load(self) -> Snapshot:
         """Load or collect the snapshot; unreadable input raises :class:`InputUnreadable`."""
+        if self.netns is not None and self.from_file is not None:
+            raise click.UsageError("--netns looks into a live namespace; it cannot read --from")
         try:
             if self.from_file is not None:
                 # sys.stdin now, not the one bound as a default when sources was imported
-                return sources.load(self.from_file, sys.stdin)
+                return sources.load(
+                    self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
+                )
             return sources.collect_live(
-                self.source, self.proc_root, with_processes=not self.no_processes
+                self.source,
+                self.proc_root,
+                with_processes=not self.no_processes,
+                netns=self.netns,
             )
         except (InputError, SourceUnavailableError) as error:
             raise InputUnreadable(str(error)) from None
@@ -153,8 +163,10 @@ class Inputs:
 FROM_OPTION = click.option(
     "--from",
     "from_file",
-    type=click.Path(dir_okay=False, allow_dash=True),
-    help="Read a saved snapshot (tcphealth snapshot -o FILE) instead of this host; "
+    type=click.Path(allow_dash=True),
+    metavar="PATH",
+    help="Read PATH instead of this host: a saved snapshot (tcphealth snapshot -o FILE), "
+    "ss or netstat output, a copy of /proc/net/tcp, or a copied /proc directory; "
     "'-' reads standard input.",
 )
 PROC_ROOT_OPTION = click.option(
@@ -179,6 +191,26 @@ SNAPSHOT_OPTIONS = [
         is_flag=True,
         help="Skip the socket-to-process mapping (faster; owners are shown as unknown).",
     ),
+    click.option(
+        "--netns",
+        metavar="NAME",
+        default=None,
+        help="Look into the network namespace NAME (ip netns list) or PATH "
+        "(/proc/PID/ns/net) instead of this one; needs root.",
+    ),
+    click.option(
+        "--input-format",
+        type=click.Choice(sources.INPUT_FORMATS),
+        default="auto",
+        show_default=True,
+        help="What --from holds; auto recognises each by itself.",
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        help="Refuse --from input with a row that cannot be read (exit 3) instead of "
+        "skipping it with a note.",
+    ),
 ]
 
 
@@ -193,6 +225,9 @@ def snapshot_options(command: F) -> F:
             source=kwargs.pop("source"),
             proc_root=kwargs.pop("proc_root"),
             no_processes=kwargs.pop("no_processes"),
+            netns=kwargs.pop("netns"),
+            input_format=kwargs.pop("input_format"),
+            strict=kwargs.pop("strict"),
         )
         return command(*args, inputs=inputs, **kwargs)
 

@@ -102,6 +102,10 @@ class Report:
     unowned: OwnerSummary  # sockets no process holds (or whose holder we could not see)
     notes: tuple[str, ...] = ()
     filters: tuple[str, ...] = ()  # how the snapshot was narrowed, e.g. ("state=CLOSE_WAIT",)
+    # Counts per state a pasted summary gave without listing the sockets (Snapshot.state_counts).
+    reported_states: dict[str, int] = field(default_factory=dict)
+    truncated_sockets: int = 0  # sockets whose printed address the source's tool cut short
+    skipped_lines: int = 0  # input lines that looked like rows and could not be read
     sockets: tuple[Socket, ...] = ()  # every socket, in snapshot order, for the sockets views
     process_by_pid: Mapping[int, Process] = field(default_factory=dict)
 
@@ -272,8 +276,10 @@ def build_report(
     states: Counter[TcpState] = Counter()
     owners: dict[int, _OwnerAccumulator] = {}
     unowned = _OwnerAccumulator()
+    truncated = 0
     for sock in snapshot.sockets:  # the one pass over the sockets
         states[sock.state] += 1
+        truncated += sock.truncated
         local, remote = _group_endpoints(sock, ephemeral)
         key = (sock.state, local, remote)
         if not sock.pids:
@@ -310,6 +316,9 @@ def build_report(
         unowned=unowned.summary(None, ()),
         notes=snapshot.notes,
         filters=filters,
+        reported_states=dict(snapshot.state_counts),
+        truncated_sockets=truncated,
+        skipped_lines=snapshot.skipped_lines,
         sockets=snapshot.sockets,
         process_by_pid=process_by_pid,
     )

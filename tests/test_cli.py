@@ -540,3 +540,72 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(args: list[str], code: int
         errors = child.stderr.read().decode()
         assert child.wait(timeout=120) == code
     assert "Traceback" not in errors and "BrokenPipe" not in errors
+
+
+# --- pasted text, namespaces ---
+
+REALWORLD = FIXTURES / "realworld"
+
+
+def test_pasted_ss_output_is_diagnosed() -> None:
+    paste = REALWORLD / "moooofly-lls_k8s-node2_ss_synrecv-closewait_accept-queue-129of128.txt"
+    result = run("check", "--from", paste, "--format", "plain")
+    assert result.exit_code == 2
+    assert result.stdout.splitlines()[0].startswith("CRITICAL code=listen-queue-full ")
+    table = run("--from", paste, "--format", "table", env={"COLUMNS": "100"}).stdout
+    assert "the source's summary also counts (not listed): CLOSE_WAIT 577," in table
+    document = json.loads(run("--from", paste, "--format", "json").stdout)
+    assert document["summary"]["reported_states"]["CLOSE_WAIT"] == 577
+
+
+def test_addresses_cut_short_by_netstat_are_marked() -> None:
+    paste = REALWORLD / "jc_macos-10.14.6_netstat-An_closewait_truncated-ports.txt"
+    lines = run("sockets", "--from", paste).stdout.splitlines()
+    assert len(lines) == 49
+    assert sum(line.endswith(" truncated=yes") for line in lines) == 46
+    assert sum(line.endswith(" truncated=no") for line in lines) == 3
+    document = json.loads(run("--from", paste, "--format", "json").stdout)
+    assert document["summary"]["truncated_sockets"] == 46
+    table = run("--from", paste, "--format", "table").stdout
+    assert "46 sockets printed with an address cut short by the tool" in table
+
+
+def test_input_format_forces_the_reader(tmp_path: Path) -> None:
+    paste = REALWORLD / "moooofly-lls_k8s-node2_ss_synrecv-closewait_accept-queue-129of128.txt"
+    result = run("check", "--from", paste, "--input-format", "snapshot")
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"tcphealth: {paste}")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_strict_refuses_a_row_it_cannot_read(tmp_path: Path) -> None:
+    copy = tmp_path / "tcp.txt"
+    copy.write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+        "timeout inode\n"
+        "   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0"
+        "        0 12345 1 0000000000000000 100 0 0 10 0\n"
+        "   1: this is not a row\n",
+        encoding="utf-8",
+    )
+    lenient = run("sockets", "--from", copy, "--input-format", "proc")
+    assert lenient.exit_code == 0
+    assert lenient.stdout.startswith("LISTEN local=127.0.0.1:22 ")
+    assert "line skipped" in lenient.stderr
+    strict = run("sockets", "--from", copy, "--input-format", "proc", "--strict")
+    assert strict.exit_code == 3
+    assert strict.stderr.startswith(f"tcphealth: {copy}:3: ")
+    assert len(strict.stderr.splitlines()) == 1
+
+
+def test_netns_cannot_be_combined_with_from(leak_file: Path) -> None:
+    result = run("--netns", "lab", "--from", leak_file)
+    assert result.exit_code == 3
+    assert "--netns looks into a live namespace; it cannot read --from" in result.stderr
+
+
+def test_an_unknown_netns_is_one_line_and_exit_3() -> None:
+    result = run("check", "--netns", "tcphealth-no-such-namespace")
+    assert result.exit_code == 3
+    assert result.stderr.startswith("tcphealth: /run/netns/tcphealth-no-such-namespace: ")
+    assert len(result.stderr.splitlines()) == 1

@@ -110,3 +110,23 @@ def test_the_exit_codes_quoted_for_the_fixtures_are_real() -> None:
     for name, code in quoted.items():
         result = CliRunner().invoke(main, ["check", "--from", str(fixtures / f"{name}.json")])
         assert result.exit_code == int(code), name
+
+
+def test_the_script_samples_are_real_output() -> None:
+    from click.testing import CliRunner
+
+    root = Path(__file__).resolve().parent.parent
+    command = (
+        "$ tcphealth sockets --from fixtures/close-wait-leak.json --state close-wait --limit 2\n"
+    )
+    sample = README.split(command, 1)[1].split("```", 1)[0]
+    args = ["sockets", "--from", str(root / "fixtures" / "close-wait-leak.json")]
+    result = CliRunner().invoke(main, [*args, "--state", "close-wait", "--limit", "2"])
+    assert result.stdout == sample
+    grep = "$ tcphealth --from fixtures/close-wait-leak.json | grep CLOSE_WAIT\n"
+    quoted = README.split(grep, 1)[1].split("$ ", 1)[0].splitlines()
+    result = CliRunner().invoke(main, ["--from", str(root / "fixtures" / "close-wait-leak.json")])
+    real = [line for line in result.stdout.splitlines() if "CLOSE_WAIT" in line]
+    assert len(quoted) == len(real) == 2
+    assert real[0].startswith(quoted[0].split(": ...", 1)[0])  # the README cuts it short
+    assert quoted[1] == real[1]

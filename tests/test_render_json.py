@@ -73,6 +73,9 @@ def test_document_header_host_and_summary() -> None:
         },
         "findings": {"CRITICAL": 1, "WARNING": 0, "INFO": 0},
         "worst": "CRITICAL",
+        "reported_states": {},
+        "truncated_sockets": 0,
+        "skipped_lines": 0,
     }
     assert "sockets" not in document
 
@@ -171,6 +174,7 @@ def test_sockets_are_included_on_request_with_nulls_for_the_unknown() -> None:
         "uid": None,
         "inode": 0,
         "raw_state": None,
+        "truncated": False,
         "tcp_info": None,
     }
     assert _json(View.SOCKETS)["sockets"] == sockets

@@ -40,7 +40,7 @@ GROUP_LINES = [
 ]
 TIME_WAIT_SOCKET_LINE = (
     "TIME_WAIT local=10.0.0.5:80 remote=192.0.2.40:49200 recv_q=0 send_q=0 backlog=- "
-    "timer=timewait timer_s=12.5 retrans=- pid=- process=- uid=- inode=0 owner=none"
+    "timer=timewait timer_s=12.5 retrans=- pid=- process=- uid=- inode=0 owner=none truncated=no"
 )
 
 
@@ -93,7 +93,7 @@ def test_every_field_is_present_in_a_fixed_order() -> None:
     assert all(line_keys == keys[0] for line_keys in keys)
     assert keys[0] == [
         "local", "remote", "recv_q", "send_q", "backlog", "timer", "timer_s", "retrans",
-        "pid", "process", "uid", "inode", "owner",
+        "pid", "process", "uid", "inode", "owner", "truncated",
     ]  # fmt: skip
 
 

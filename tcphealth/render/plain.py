@@ -9,12 +9,13 @@ always one line in the output)::
     STATE count=N local=A remote=B peers=K recv_q=R send_q=S backlog=L pid=P process=NAME
         user=U
     STATE local=A remote=B recv_q=R send_q=S backlog=L timer=T timer_s=X retrans=N pid=P
-        process=NAME uid=U inode=I owner=O
+        process=NAME uid=U inode=I owner=O truncated=no
 
 The first is a finding (CRITICAL, WARNING or INFO). The second is a group: the sockets one
 process holds in one state between two endpoints (``count=`` follows the state); the ephemeral
 side's port is ``*``, and ``remote=*:* peers=K`` folds K client addresses into one line. The
-third is one socket (``tcphealth sockets``, or ``--sockets``). Sockets nobody holds have
+third is one socket (``tcphealth sockets``, or ``--sockets``); ``truncated=yes`` when the tool
+that printed it cut an address short, so its port may be wrong. Sockets nobody holds have
 ``pid=- process=-``; several holders are listed with commas (``pid=812,813``).
 
 A value that is empty, ``-``, or holds a space, ``"``, ``=``, ``\\`` or any non-printable
@@ -120,6 +121,7 @@ def socket_line(report: Report, sock: Socket) -> str:
         ("uid", sock.uid),
         ("inode", sock.inode),
         ("owner", sock.owner_source.value),
+        ("truncated", "yes" if sock.truncated else "no"),
     )
     return sock.state.value + "".join(f" {key}={value(item)}" for key, item in fields)
 

@@ -47,6 +47,9 @@ def summary_record(report: Report) -> JSONObject:
         "states": states_record(report.states),
         "findings": {sev.label: count for sev, count in report.count_by_severity().items() if sev},
         "worst": report.worst_severity.label,
+        "reported_states": dict(report.reported_states),
+        "truncated_sockets": report.truncated_sockets,
+        "skipped_lines": report.skipped_lines,
     }
 
 
@@ -150,6 +153,7 @@ def socket_record(report: Report, sock: Socket) -> JSONObject:
         "uid": sock.uid,
         "inode": sock.inode,
         "raw_state": sock.raw_state,
+        "truncated": sock.truncated,
         "tcp_info": (dataclasses.asdict(info) if info else None),
     }
 

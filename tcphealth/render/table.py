@@ -74,6 +74,15 @@ def header(report: Report) -> Text:
     text.append(plural(report.socket_count, "socket"), style="bold")
     if report.states:
         text.append(": " + ", ".join(f"{s.value} {n:,}" for s, n in report.states.items()))
+    if report.reported_states:
+        counts = ", ".join(f"{inert(k)} {n:,}" for k, n in report.reported_states.items())
+        text.append(f"\nthe source's summary also counts (not listed): {counts}", style="dim")
+    if report.truncated_sockets:
+        text.append(
+            f"\n{plural(report.truncated_sockets, 'socket')} printed with an address cut short "
+            "by the tool: their ports may be wrong",
+            style="dim",
+        )
     if report.filters:
         text.append("\nfiltered: " + inert(" ".join(report.filters)), style="dim")
     return text
