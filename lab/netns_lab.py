@@ -502,31 +502,29 @@ class Lab:
         server.close()
         self.record("last-ack", b, net, TcpState.LAST_ACK, *ends, False)
 
-        # CLOSING: both FINs are held back, then only FINs may pass. The first FIN to get
-        # through puts its receiver in CLOSING (its ACK is dropped, so it stays there); the
-        # other end learns of both and moves on to TIME_WAIT.
+        # CLOSING: both ends send a FIN while everything between them is dropped; then only
+        # the client's FIN may pass. The server, itself in FIN_WAIT1, receives a FIN that does
+        # not acknowledge its own: CLOSING. Its ACK and its FIN never reach the client (still
+        # in FIN_WAIT1), so neither end can move on. Letting one direction through (not both)
+        # keeps this deterministic: with both open, crossing retransmissions can complete the
+        # close on both ends.
         crossing = self.listener(b, net, net.server, 8)
         port = crossing.getsockname()[1]
         client, server = self.pair(crossing, net)
-        # Taken now: the end that moves on to TIME_WAIT has no peer name any more.
         client_ends = (client.getsockname()[:2], client.getpeername()[:2])
         server_ends = (server.getsockname()[:2], server.getpeername()[:2])
         to_server = f"{net.nft_family} saddr {net.client} tcp dport {port}"
-        to_client = f"{net.nft_family} saddr {net.server} tcp sport {port}"
-        held = [(b, self.drop(b, to_server)), (a, self.drop(a, to_client))]
+        held = self.drop(b, to_server)
+        self.drop(a, f"{net.nft_family} saddr {net.server} tcp sport {port}")
         client.shutdown(socket.SHUT_WR)
         server.shutdown(socket.SHUT_WR)
         self.wait_for(a, TcpState.FIN_WAIT1, *client_ends)
         self.wait_for(b, TcpState.FIN_WAIT1, *server_ends)
         self.drop(b, f"{to_server} tcp flags & fin == 0")
-        self.drop(a, f"{to_client} tcp flags & fin == 0")
-        for namespace, handle in held:
-            self.undrop(namespace, handle)
-        closing_side = self.wait_for_either(
-            (a, *client_ends), (b, *server_ends), state=TcpState.CLOSING
-        )
-        namespace, local, remote = closing_side
-        self.record("closing", namespace, net, TcpState.CLOSING, local, remote, True)
+        self.undrop(b, held)
+        self.wait_for(b, TcpState.CLOSING, *server_ends)
+        self.record("closing", b, net, TcpState.CLOSING, *server_ends, True)
+        self.record("closing-peer", a, net, TcpState.FIN_WAIT1, *client_ends, True)
 
         # TIME_WAIT: the client closes first.
         client, server = self.pair(main, net)
@@ -634,20 +632,6 @@ class Lab:
         raise RuntimeError(
             f"{state.value} {want_local} -> {want_remote} never appeared in {namespace}"
         )
-
-    def wait_for_either(
-        self,
-        *candidates: tuple[str, tuple[str, int], tuple[str, int]],
-        state: TcpState = TcpState.CLOSING,
-    ) -> tuple[str, tuple[str, int], tuple[str, int]]:
-        deadline = time.monotonic() + SETUP_TIMEOUT
-        while time.monotonic() < deadline:
-            for namespace, local, remote in candidates:
-                want = (state, endpoint_text(*local), endpoint_text(*remote))
-                if any(row[:3] == want for row in ss_rows(namespace)):
-                    return namespace, local, remote
-            time.sleep(0.05)
-        raise RuntimeError(f"neither end reached {state.value}")
 
     def verify(self) -> None:
         """Every recorded socket is listed by ss in its namespace with its state (and pinned
