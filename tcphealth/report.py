@@ -143,22 +143,31 @@ def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     return tuple(sorted(findings, key=lambda finding: -finding.severity))
 
 
-def _group_endpoints(sock: Socket, ephemeral: tuple[int, int]) -> tuple[Endpoint, Endpoint]:
-    """The endpoints a socket is grouped under: the ephemeral side loses its port.
+def _group_endpoints(
+    sock: Socket, ephemeral: tuple[int, int], listening: frozenset[int]
+) -> tuple[Endpoint, Endpoint]:
+    """The endpoints a socket is grouped under: the client side loses its port.
 
-    A listener keeps both. Otherwise the side whose port lies in the ephemeral range is the
-    client side; when both or neither do, the side with the higher port is taken to be it.
+    A listener keeps both. A socket whose local port is one this host listens on is the
+    service side; one whose remote port is, and whose local port is not, is a client of it.
+    Otherwise the side whose port lies in the ephemeral range is the client side; when both or
+    neither do, the side with the higher port is taken to be it.
     """
     local, remote = sock.local, sock.remote
     if sock.state is TcpState.LISTEN or local.port is None or remote.port is None:
         return local, remote
-    low, high = ephemeral
-    local_ephemeral = low <= local.port <= high
-    remote_ephemeral = low <= remote.port <= high
-    if local_ephemeral != remote_ephemeral:
-        collapse_local = local_ephemeral
+    if local.port in listening:
+        collapse_local = False
+    elif remote.port in listening:
+        collapse_local = True
     else:
-        collapse_local = local.port >= remote.port
+        low, high = ephemeral
+        local_ephemeral = low <= local.port <= high
+        remote_ephemeral = low <= remote.port <= high
+        if local_ephemeral != remote_ephemeral:
+            collapse_local = local_ephemeral
+        else:
+            collapse_local = local.port >= remote.port
     if collapse_local:
         return Endpoint(local.address, None), remote
     return local, Endpoint(remote.address, None)
@@ -277,10 +286,15 @@ def build_report(
     owners: dict[int, _OwnerAccumulator] = {}
     unowned = _OwnerAccumulator()
     truncated = 0
-    for sock in snapshot.sockets:  # the one pass over the sockets
+    listening = frozenset(
+        sock.local.port
+        for sock in snapshot.sockets
+        if sock.state is TcpState.LISTEN and sock.local.port is not None
+    )
+    for sock in snapshot.sockets:  # the one pass that groups the sockets
         states[sock.state] += 1
         truncated += sock.truncated
-        local, remote = _group_endpoints(sock, ephemeral)
+        local, remote = _group_endpoints(sock, ephemeral, listening)
         key = (sock.state, local, remote)
         if not sock.pids:
             unowned.add(sock, key)
