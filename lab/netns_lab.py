@@ -284,6 +284,27 @@ class Lab:
             )
         )
 
+    def held(
+        self,
+        role: str,
+        namespace: str,
+        net: Net,
+        state: TcpState,
+        sock: socket.socket,
+        **queues: int,
+    ) -> None:
+        """Record a connected socket this process holds, by its own two ends."""
+        self.record(
+            role,
+            namespace,
+            net,
+            state,
+            sock.getsockname()[:2],
+            sock.getpeername()[:2],
+            True,
+            **queues,
+        )
+
     # --- the states -----------------------------------------------------------------------------
 
     def build(self, net: Net) -> None:
@@ -304,25 +325,8 @@ class Lab:
         def established(
             role: str, client: socket.socket, server: socket.socket, **queues: int
         ) -> None:
-            self.record(
-                f"{role}-client",
-                a,
-                net,
-                TcpState.ESTABLISHED,
-                client.getsockname()[:2],
-                client.getpeername()[:2],
-                True,
-            )
-            self.record(
-                f"{role}-server",
-                b,
-                net,
-                TcpState.ESTABLISHED,
-                server.getsockname()[:2],
-                server.getpeername()[:2],
-                True,
-                **queues,
-            )
+            self.held(f"{role}-client", a, net, TcpState.ESTABLISHED, client)
+            self.held(f"{role}-server", b, net, TcpState.ESTABLISHED, server, **queues)
 
         # ESTABLISHED, idle.
         client, server = self.pair(main, net)
@@ -338,26 +342,10 @@ class Lab:
         client, server = self.pair(unacked, net)
         self.drop(b, f"{net.nft_family} saddr {net.client} tcp dport {unacked.getsockname()[1]}")
         client.send(b"n" * 100)
-        self.record(
-            "established-unacked-client",
-            a,
-            net,
-            TcpState.ESTABLISHED,
-            client.getsockname()[:2],
-            client.getpeername()[:2],
-            True,
-            send_queue=100,
+        self.held(
+            "established-unacked-client", a, net, TcpState.ESTABLISHED, client, send_queue=100
         )
-        self.record(
-            "established-unacked-server",
-            b,
-            net,
-            TcpState.ESTABLISHED,
-            server.getsockname()[:2],
-            server.getpeername()[:2],
-            True,
-            recv_queue=0,
-        )
+        self.held("established-unacked-server", b, net, TcpState.ESTABLISHED, server, recv_queue=0)
 
         # SYN_SENT: the server namespace drops SYNs to a port.
         dark_port = DARK_PORT
@@ -405,49 +393,16 @@ class Lab:
         orphan_ends = (orphan_client.getsockname()[:2], orphan_client.getpeername()[:2])
         owned_client.shutdown(socket.SHUT_WR)
         orphan_client.close()
-        self.record(
-            "fin-wait1-owned",
-            a,
-            net,
-            TcpState.FIN_WAIT1,
-            owned_client.getsockname()[:2],
-            owned_client.getpeername()[:2],
-            True,
-        )
+        self.held("fin-wait1-owned", a, net, TcpState.FIN_WAIT1, owned_client)
         self.record("fin-wait1-orphan", a, net, TcpState.FIN_WAIT1, *orphan_ends, False)
         for server in (owned_server, orphan_server):
-            self.record(
-                "fin-wait1-peer",
-                b,
-                net,
-                TcpState.ESTABLISHED,
-                server.getsockname()[:2],
-                server.getpeername()[:2],
-                True,
-            )
+            self.held("fin-wait1-peer", b, net, TcpState.ESTABLISHED, server)
 
         # FIN_WAIT2 owned / CLOSE_WAIT with the FIN unread (receive queue 1).
         client, server = self.pair(main, net)
         client.shutdown(socket.SHUT_WR)
-        self.record(
-            "fin-wait2-owned",
-            a,
-            net,
-            TcpState.FIN_WAIT2,
-            client.getsockname()[:2],
-            client.getpeername()[:2],
-            True,
-        )
-        self.record(
-            "close-wait-rq1",
-            b,
-            net,
-            TcpState.CLOSE_WAIT,
-            server.getsockname()[:2],
-            server.getpeername()[:2],
-            True,
-            recv_queue=1,
-        )
+        self.held("fin-wait2-owned", a, net, TcpState.FIN_WAIT2, client)
+        self.held("close-wait-rq1", b, net, TcpState.CLOSE_WAIT, server, recv_queue=1)
 
         # FIN_WAIT2 orphaned / CLOSE_WAIT read to EOF and never closed (receive queue 0).
         client, server = self.pair(main, net)
@@ -457,40 +412,14 @@ class Lab:
         if server.recv(1) != b"":
             raise RuntimeError("expected EOF on the CLOSE_WAIT side")
         self.record("fin-wait2-orphan", a, net, TcpState.FIN_WAIT2, *ends, False)
-        self.record(
-            "close-wait-rq0",
-            b,
-            net,
-            TcpState.CLOSE_WAIT,
-            server.getsockname()[:2],
-            server.getpeername()[:2],
-            True,
-            recv_queue=0,
-        )
+        self.held("close-wait-rq0", b, net, TcpState.CLOSE_WAIT, server, recv_queue=0)
 
         # CLOSE_WAIT with 50 unread data bytes plus the FIN (receive queue 51).
         client, server = self.pair(main, net)
         client.sendall(b"d" * 50)
         client.shutdown(socket.SHUT_WR)
-        self.record(
-            "fin-wait2-owned-2",
-            a,
-            net,
-            TcpState.FIN_WAIT2,
-            client.getsockname()[:2],
-            client.getpeername()[:2],
-            True,
-        )
-        self.record(
-            "close-wait-rq51",
-            b,
-            net,
-            TcpState.CLOSE_WAIT,
-            server.getsockname()[:2],
-            server.getpeername()[:2],
-            True,
-            recv_queue=51,
-        )
+        self.held("fin-wait2-owned-2", a, net, TcpState.FIN_WAIT2, client)
+        self.held("close-wait-rq51", b, net, TcpState.CLOSE_WAIT, server, recv_queue=51)
 
         # LAST_ACK: the server closes after the client's FIN; the client's ACK is dropped.
         last = self.listener(b, net, net.server, 8)
@@ -587,24 +516,8 @@ class Lab:
             dual.settimeout(SETUP_TIMEOUT)
             server, _ = dual.accept()
             self.sockets.append(server)
-            self.record(
-                "dual-stack-client",
-                a,
-                IPV4,
-                TcpState.ESTABLISHED,
-                client.getsockname()[:2],
-                client.getpeername()[:2],
-                True,
-            )
-            self.record(
-                "dual-stack-server",
-                b,
-                IPV6,
-                TcpState.ESTABLISHED,
-                server.getsockname()[:2],
-                server.getpeername()[:2],
-                True,
-            )
+            self.held("dual-stack-client", a, IPV4, TcpState.ESTABLISHED, client)
+            self.held("dual-stack-server", b, IPV6, TcpState.ESTABLISHED, server)
 
     # --- waiting and checking ----------------------------------------------------------------
 
