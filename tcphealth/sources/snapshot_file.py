@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import ipaddress
 import json
 import os
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Union
 
@@ -37,21 +39,24 @@ MAX_SNAPSHOT_BYTES = 1 << 30
 # --- encoding ----------------------------------------------------------------------------------
 
 
+@functools.cache
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _encode(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        if isinstance(value, enum.Enum):  # str-based enums are str instances too
-            return value.value
-        return value
-    if isinstance(value, enum.Enum):
+    if isinstance(value, enum.Enum):  # before str: str-based enums are str instances too
         return value.value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
         return [_encode(item) for item in value]
     if isinstance(value, dict):
         return {str(key): _encode(item) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _encode(getattr(value, name)) for name in _field_names(type(value))}
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
@@ -179,6 +184,150 @@ class _Decoder:
         return cls(**arguments)
 
 
+class _Invalid(Exception):
+    """The fast decoder met something it does not accept; the slow one says what and where."""
+
+
+_Decode = Callable[[Any], Any]
+
+
+@functools.cache
+def _compile(hint: Any) -> _Decode:
+    """A decoder for one declared type, built once: the snapshot of a busy host holds hundreds
+    of thousands of sockets, and looking up type hints for each would dominate loading. It
+    checks the same things as :class:`_Decoder` but reports nothing; on any doubt it raises
+    :class:`_Invalid` and the caller reruns the checking decoder for the message."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [option for option in typing.get_args(hint) if option is not type(None)]
+        nullable = len(options) < len(typing.get_args(hint))
+        if set(options) == {ipaddress.IPv4Address, ipaddress.IPv6Address}:
+            inner: _Decode = _decode_any_address
+        elif len(options) == 1:
+            inner = _compile(options[0])
+        else:
+            inner = _first_of([_compile(option) for option in options])
+        if not nullable:
+            return lambda value: inner(_not_null(value))
+        return lambda value: None if value is None else inner(value)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _compile(args[0])
+            return lambda value: tuple(map(item, _list(value)))
+        items = [_compile(arg) for arg in args]
+
+        def fixed(value: Any) -> tuple[Any, ...]:
+            values = _list(value)
+            if len(values) != len(items):
+                raise _Invalid
+            return tuple(decode(v) for decode, v in zip(items, values, strict=True))
+
+        return fixed
+    if origin is dict:
+        _, value_hint = typing.get_args(hint)
+        item = _compile(value_hint)
+        return lambda value: {str(k): item(v) for k, v in _object(value).items()}
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return lambda value: _enum(hint, value)
+    if hint in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+        return lambda value: hint(_typed(value, str))
+    if hint is bool:
+        return lambda value: _typed(value, bool)
+    if hint is int:
+        return lambda value: _typed(value, int)
+    if hint is float:
+        return _float
+    if hint is str:
+        return lambda value: _typed(value, str)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _compile_dataclass(hint)
+    raise TypeError(f"no decoder for {hint!r}")
+
+
+def _compile_dataclass(cls: type[Any]) -> _Decode:
+    hints = typing.get_type_hints(cls, vars(model))
+    fields = [
+        (
+            f.name,
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    ]
+    known = frozenset(name for name, _ in fields)
+    decoders = {name: _compile(hints[name]) for name, _ in fields}
+
+    def decode(value: Any) -> Any:
+        document = _object(value)
+        if not known.issuperset(document):
+            raise _Invalid
+        arguments = {}
+        for name, required in fields:
+            if name in document:
+                arguments[name] = decoders[name](document[name])
+            elif required:
+                raise _Invalid
+        return cls(**arguments)
+
+    return decode
+
+
+def _first_of(decoders: list[_Decode]) -> _Decode:
+    def decode(value: Any) -> Any:
+        for each in decoders:
+            try:
+                return each(value)
+            except _Invalid:
+                continue
+        raise _Invalid
+
+    return decode
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise _Invalid
+    return value
+
+
+def _typed(value: Any, kind: type[Any]) -> Any:
+    if type(value) is not kind:  # exact: a JSON true must not pass as the integer 1
+        raise _Invalid
+    return value
+
+
+def _float(value: Any) -> float:
+    if type(value) not in (int, float):
+        raise _Invalid
+    return float(value)
+
+
+def _list(value: Any) -> list[Any]:
+    if type(value) is not list:
+        raise _Invalid
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise _Invalid
+    return value
+
+
+def _enum(cls: type[enum.Enum], value: Any) -> enum.Enum:
+    try:
+        return cls(value)
+    except ValueError:
+        raise _Invalid from None
+
+
+def _decode_any_address(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(_typed(value, str))
+    except ValueError:
+        raise _Invalid from None
+
+
 def _json_type(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
         type(value), "null" if value is None else "a number"
@@ -212,7 +361,11 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
         )
     if version < 1:
         raise SnapshotFormatError(where, f"snapshot version {version} does not exist")
-    decoded = _Decoder(where).decode_dataclass(document.get("snapshot"), Snapshot, "snapshot")
+    try:
+        decoded = _compile(Snapshot)(document.get("snapshot"))
+    except (_Invalid, ValueError, TypeError):
+        # Decode again, slowly, to name the field that is wrong.
+        decoded = _Decoder(where).decode_dataclass(document.get("snapshot"), Snapshot, "snapshot")
     assert isinstance(decoded, Snapshot)
     return decoded
 
