@@ -94,6 +94,8 @@ def test_near_tcp_max_tw_buckets_warns_and_at_it_is_critical() -> None:
         ("time-wait-bucket-limit", Severity.WARNING, Blame.KERNEL_LIMIT)
     ]
     assert "at 90% of its limit" in near[0].summary
+    # Below the limit nothing skips TIME_WAIT yet: the sentence must say "once", not "so".
+    assert "once it is reached, further closes skip TIME_WAIT" in near[0].summary
     assert "this host closed first on them as the server" in near[0].summary
     at = diagnose(
         snapshot(

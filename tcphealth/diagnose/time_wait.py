@@ -216,11 +216,15 @@ def _bucket_finding(
             )
         else:
             severity = found
-            at = "at the kernel's ceiling" if ratio >= 1.0 else f"at {percent(ratio)} of its limit"
+            if ratio >= 1.0:
+                consequence = "so further closes skip TIME_WAIT"
+                at = "at the kernel's ceiling"
+            else:
+                consequence = "and once it is reached, further closes skip TIME_WAIT"
+                at = f"at {percent(ratio)} of its limit"
             state_text = (
-                f"TIME_WAIT is {at}: {number(count)} of tcp_max_tw_buckets {number(limit)}, so "
-                "further closes skip TIME_WAIT and late packets of old connections can reach "
-                "new ones"
+                f"TIME_WAIT is {at}: {number(count)} of tcp_max_tw_buckets {number(limit)}, "
+                f"{consequence} and late packets of old connections can reach new ones"
             )
     if overflows:
         state_text += f" (TCPTimeWaitOverflow {number(overflows)})"
