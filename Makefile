@@ -26,8 +26,8 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check tcphealth tests fixtures
-	$(VENV)/bin/ruff format --check tcphealth tests fixtures
+	$(VENV)/bin/ruff check tcphealth tests fixtures benchmarks
+	$(VENV)/bin/ruff format --check tcphealth tests fixtures benchmarks
 	$(VENV)/bin/mypy
 
 clean:
