@@ -64,6 +64,9 @@ ESTABLISHED_SHARE = 0.6  # of the descriptor-held sockets that are not listeners
 DEFAULT_TIME_WAIT_SHARE = 0.1
 SETTLE_SECONDS = 10.0  # how long the controller waits for ss to show every state reached
 STOP_SECONDS = 30.0  # how long a stopped worker may take to close its sockets
+# The controller stops the workers at the deadline; they end by themselves this much later, in
+# case it could not (so an early worker exit always means a failure).
+WORKER_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -420,7 +423,7 @@ def run(args: argparse.Namespace) -> int:
             receiver, sender = context.Pipe(duplex=False)
             process = context.Process(
                 target=_worker_main,
-                args=(worker_plan, deadline, os.getpid(), sender),
+                args=(worker_plan, deadline + WORKER_GRACE_SECONDS, os.getpid(), sender),
                 name=f"loadgen-worker-{worker_plan.index}",
             )
             process.start()
