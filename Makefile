@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint golden clean
+.PHONY: run test lint golden clean lab lab-down
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,18 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check tcphealth tests fixtures benchmarks
-	$(VENV)/bin/ruff format --check tcphealth tests fixtures benchmarks
+	$(VENV)/bin/ruff check tcphealth tests fixtures lab benchmarks
+	$(VENV)/bin/ruff format --check tcphealth tests fixtures lab benchmarks
 	$(VENV)/bin/mypy
+
+# The namespace lab (root, iproute2, nftables): every TCP state held for real, for a look by
+# hand with `tcphealth --netns NAME`. It stops by itself after SECONDS.
+SECONDS ?= 600
+lab: $(VENV)/.installed-test
+	$(PY) -m lab up --seconds $(SECONDS)
+
+lab-down: $(VENV)/.installed-test
+	$(PY) -m lab down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

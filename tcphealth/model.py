@@ -258,6 +258,10 @@ class Socket:
     # sk_shutdown bits from netlink: 1 = receive side shut (e.g. CLOSE_WAIT after the peer's
     # FIN), 2 = send side shut (e.g. an owned FIN_WAIT2 after shutdown(SHUT_WR)).
     shutdown: int | None = None
+    # The source cut this socket's printed address or port short (macOS netstat keeps 18
+    # characters, Linux netstat 23 without -W): ``local``/``remote`` hold what was printed, a
+    # possibly wrong prefix, so a port here must not be taken as certain.
+    truncated: bool = False
 
     @property
     def is_orphan(self) -> bool | None:
@@ -340,7 +344,12 @@ class Snapshot:
     /proc/net/netstat, ``Tcp.RetransSegs`` from /proc/net/snmp, ``sockstat.TCP.tw`` from
     /proc/net/sockstat. A counter the source did not have is absent from the mapping.
     ``notes`` are what the source wants the reader to know (duplicate rows dropped, lines
-    skipped, owners not visible).
+    skipped, owners not visible). ``skipped_lines`` counts the input lines that looked like
+    socket rows but could not be read (each also has a note naming its line).
+    ``state_counts`` holds socket counts per state that a source reported without listing the
+    sockets -- a pasted ``netstat -n | awk '{++S[$NF]}'`` summary, say -- keyed by the
+    canonical state name (``TIME_WAIT``). They may cover more sockets than ``sockets`` lists
+    (the listing next to them is often filtered), and are empty where no summary was given.
     """
 
     host: HostInfo
@@ -350,6 +359,8 @@ class Snapshot:
     processes: tuple[Process, ...] = ()
     sockets: tuple[Socket, ...] = ()
     notes: tuple[str, ...] = ()
+    skipped_lines: int = 0
+    state_counts: dict[str, int] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------

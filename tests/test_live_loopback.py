@@ -8,6 +8,7 @@ when a test fails. Nothing here leaves loopback.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import socket
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tcphealth.model import OwnerSource, Snapshot, Socket, TcpState, parse_state
+from tcphealth.model import Endpoint, OwnerSource, Snapshot, Socket, TcpState, parse_state
 from tcphealth.sources import netlink, procfs
 
 pytestmark = [
@@ -30,7 +31,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) as the oracle"),
 ]
 
-WAIT_SECONDS = 5.0
+WAIT_SECONDS = 20.0  # generous: a loaded host (300k sockets) makes each ss call slow
 PAYLOAD = b"x" * 100
 
 
@@ -41,6 +42,11 @@ class Scene:
     sockets: list[socket.socket] = field(default_factory=list)
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)  # role -> port
+    # (local, peer) of every connection of this scene, both ends, as ss prints them. Rows are
+    # ours by their 4-tuple, not by port alone: a TIME_WAIT left by an earlier scene can share
+    # a port number with one of this scene's listeners.
+    pairs: set[tuple[str, str]] = field(default_factory=set)
+    listening: set[str] = field(default_factory=set)
 
     def make(self) -> socket.socket:
         sock = socket.socket(self.family, socket.SOCK_STREAM)
@@ -52,7 +58,16 @@ class Scene:
         sock.bind((self.host, 0))
         sock.listen(backlog)
         self.ports[role] = sock.getsockname()[1]
+        self.listening.add(text(sock.getsockname()))
         return sock
+
+    def remember(self, local: tuple[str, int], peer: tuple[str, int]) -> None:
+        self.pairs |= {(text(local), text(peer)), (text(peer), text(local))}
+
+    def owns(self, state: TcpState, local: str, peer: str) -> bool:
+        if state is TcpState.LISTEN:
+            return local in self.listening
+        return (local, peer) in self.pairs
 
     def connect(self, port: int, *, blocking: bool = True) -> socket.socket:
         sock = self.make()
@@ -96,8 +111,13 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"timed out after {WAIT_SECONDS} s waiting for {what}")
 
 
-def ss_rows(ports: set[int]) -> list[tuple[TcpState, str, str, int, int]]:
-    """(state, local, peer, recv-q, send-q) of every ss row touching one of ``ports``."""
+def text(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    """An address as ss (and tcphealth) print it: ``127.0.0.1:80``, ``[::1]:80``."""
+    return str(Endpoint(ipaddress.ip_address(address[0]), address[1]))
+
+
+def ss_rows(scene: Scene) -> list[tuple[TcpState, str, str, int, int]]:
+    """(state, local, peer, recv-q, send-q) of every ss row of the scene's sockets."""
     output = subprocess.run(
         ["ss", "-tanH"], capture_output=True, text=True, check=True, timeout=10
     ).stdout
@@ -106,13 +126,13 @@ def ss_rows(ports: set[int]) -> list[tuple[TcpState, str, str, int, int]]:
         state_text, recv_q, send_q, local, peer = line.split()[:5]
         state = parse_state(state_text)
         assert state is not None, line
-        if int(local.rsplit(":", 1)[1]) in ports or peer.rsplit(":", 1)[1] in map(str, ports):
+        if scene.owns(state, local, peer):
             rows.append((state, local, peer, int(recv_q), int(send_q)))
     return rows
 
 
-def ours(snapshot: Snapshot, ports: set[int]) -> list[Socket]:
-    return [s for s in snapshot.sockets if s.local.port in ports or s.remote.port in ports]
+def ours(snapshot: Snapshot, scene: Scene) -> list[Socket]:
+    return [s for s in snapshot.sockets if scene.owns(s.state, str(s.local), str(s.remote))]
 
 
 @pytest.fixture(params=[socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
@@ -136,6 +156,7 @@ def build(scene: Scene) -> None:
     sender = scene.connect(scene.ports["main"])
     receiver, _ = main.accept()
     scene.sockets.append(receiver)
+    scene.remember(sender.getsockname(), sender.getpeername())
     sender.sendall(PAYLOAD)
 
     # The peer half-closes: it sits in FIN_WAIT2 still holding its descriptor, and the side
@@ -143,20 +164,23 @@ def build(scene: Scene) -> None:
     half_closer = scene.connect(scene.ports["main"])
     close_waiter, _ = main.accept()
     scene.sockets.append(close_waiter)
+    scene.remember(half_closer.getsockname(), half_closer.getpeername())
     half_closer.shutdown(socket.SHUT_WR)
 
     # The active closer of a finished connection ends in TIME_WAIT.
     active_closer = scene.connect(scene.ports["main"])
     passive, _ = main.accept()
+    scene.remember(active_closer.getsockname(), active_closer.getpeername())
     active_closer.close()
     wait_until(lambda: passive.recv(1) == b"", "the FIN to reach the passive side")
     passive.close()
 
     # A listener nobody accepts from: listen(1) holds backlog+1 = 2 finished connections in
     # its accept queue; the third client's SYN is dropped and it stays in SYN_SENT.
-    scene.listener("full", 1)
+    full = scene.listener("full", 1)
     for _ in range(3):
-        scene.connect(scene.ports["full"], blocking=False)
+        client = scene.connect(scene.ports["full"], blocking=False)
+        scene.remember(client.getsockname(), full.getsockname())
 
     # A listener shared with a forked child that inherited the descriptor.
     shared = scene.listener("shared", 4)
@@ -167,7 +191,6 @@ def build(scene: Scene) -> None:
     )
     scene.children.append(child)
 
-    ports = set(scene.ports.values())
     expected = {
         TcpState.LISTEN: 3,
         TcpState.ESTABLISHED: 6,
@@ -178,7 +201,7 @@ def build(scene: Scene) -> None:
     }
 
     def settled() -> bool:
-        rows = ss_rows(ports)
+        rows = ss_rows(scene)
         queued = {(r[0], r[3]) for r in rows}
         return (
             Counter(r[0] for r in rows) == expected
@@ -199,22 +222,20 @@ def _child_fds(pid: int) -> list[str]:
 
 
 def test_state_counts_match_ss(scene: Scene, collect: Callable[[], Snapshot]) -> None:
-    ports = set(scene.ports.values())
-    before = Counter(r[0] for r in ss_rows(ports))
+    before = Counter(r[0] for r in ss_rows(scene))
     snap = collect()
-    after = Counter(r[0] for r in ss_rows(ports))
+    after = Counter(r[0] for r in ss_rows(scene))
     assert before == after  # nothing moved while we looked
-    assert Counter(s.state for s in ours(snap, ports)) == before
+    assert Counter(s.state for s in ours(snap, scene)) == before
 
 
 def test_queues_and_states_match_ss_per_socket(
     scene: Scene, collect: Callable[[], Snapshot]
 ) -> None:
-    ports = set(scene.ports.values())
-    oracle = {(r[0], r[1], r[2]): (r[3], r[4]) for r in ss_rows(ports)}
+    oracle = {(r[0], r[1], r[2]): (r[3], r[4]) for r in ss_rows(scene)}
     snap = collect()
     seen: dict[tuple[TcpState, str, str], tuple[int | None, int | None]] = {}
-    for sock in ours(snap, ports):
+    for sock in ours(snap, scene):
         remote = str(sock.remote)
         if sock.remote.is_unspecified:  # ss writes a listener's peer as "0.0.0.0:*"
             remote = "0.0.0.0:*" if scene.family == socket.AF_INET else "[::]:*"
@@ -237,7 +258,7 @@ def test_owners_every_pid_and_listener_credit(
     me = os.getpid()
     child_pid = scene.children[0].pid
     snap = collect()
-    mine = ours(snap, set(scene.ports.values()))
+    mine = ours(snap, scene)
 
     shared = next(
         s for s in mine if s.state is TcpState.LISTEN and s.local.port == scene.ports["shared"]
@@ -291,12 +312,11 @@ def test_owners_every_pid_and_listener_credit(
 def test_netlink_and_procfs_agree(scene: Scene) -> None:
     if not netlink.available():
         pytest.skip("netlink sock_diag is not available here")
-    ports = set(scene.ports.values())
 
     def view(snapshot: Snapshot) -> set[tuple[object, ...]]:
         return {
             (s.state, str(s.local), str(s.remote), s.recv_queue, s.inode, s.pids, s.owner_source)
-            for s in ours(snapshot, ports)
+            for s in ours(snapshot, scene)
         }
 
     from_proc = view(procfs.collect())
@@ -304,11 +324,11 @@ def test_netlink_and_procfs_agree(scene: Scene) -> None:
     assert view(from_netlink) == from_proc
     full = next(
         s
-        for s in ours(from_netlink, ports)
+        for s in ours(from_netlink, scene)
         if s.state is TcpState.LISTEN and s.local.port == scene.ports["full"]
     )
     assert (full.recv_queue, full.listen_backlog) == (2, 1)
-    (close_wait,) = [s for s in ours(from_netlink, ports) if s.state is TcpState.CLOSE_WAIT]
+    (close_wait,) = [s for s in ours(from_netlink, scene) if s.state is TcpState.CLOSE_WAIT]
     assert close_wait.shutdown == 1
     assert close_wait.tcp_info is not None
     assert close_wait.tcp_info.last_data_recv_ms is not None

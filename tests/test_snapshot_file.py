@@ -155,7 +155,7 @@ def test_read_from_stdin() -> None:
         (lambda d: d["snapshot"].update(sockets={}), "snapshot.sockets: expected a list"),
     ],
 )
-def test_wrong_shapes_name_the_field(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_shapes_name_the_field(mutate, message: str) -> None:
     document = json.loads(snapshot_to_json(full_snapshot()))
     mutate(document)
     with pytest.raises(SnapshotFormatError) as caught:

@@ -1,4 +1,5 @@
-"""Sources turn something -- the live host, a saved file -- into a :class:`Snapshot`.
+"""Sources turn something -- the live host, a saved file, pasted text -- into a
+:class:`Snapshot`.
 
 Each source is a peer module; this package only chooses between them, so the CLI never needs
 to know how a snapshot was made.
@@ -6,19 +7,55 @@ to know how a snapshot was made.
 
 from __future__ import annotations
 
+import os
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from tcphealth.errors import SourceUnavailableError
+from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.model import Snapshot
-from tcphealth.sources import netlink, procfs, psutil_source, snapshot_file
+from tcphealth.sources import netlink, procfs, psutil_source, snapshot_file, text
+from tcphealth.sources import netns as netns_module
+from tcphealth.sources.text import detect as text_detect
 
 LIVE_SOURCES = ("auto", "netlink", "procfs", "psutil")
 
+# What `load` reads: ``auto`` recognises each by itself; the others force one.
+INPUT_FORMATS = (
+    "auto",
+    "snapshot",
+    "proc",
+    "ss",
+    "netstat",
+    "netstat-linux",
+    "netstat-macos",
+    "netstat-windows",
+)
+
+# A pasted text file is read whole; refuse something that cannot be a paste.
+MAX_TEXT_BYTES = 256 << 20
+
 
 def collect_live(
-    source: str = "auto", proc_root: Path = Path("/proc"), *, with_processes: bool = True
+    source: str = "auto",
+    proc_root: Path = Path("/proc"),
+    *,
+    with_processes: bool = True,
+    netns: str | None = None,
 ) -> Snapshot:
+    """Look at this host now, or into the network namespace ``netns`` (a name from
+    ``ip netns list`` or a path like /proc/PID/ns/net)."""
+    if netns is None:
+        return _collect(source, proc_root, with_processes)
+    with netns_module.entered(netns):
+        snapshot = _collect(source, proc_root, with_processes)
+    return replace(
+        snapshot, host=replace(snapshot.host, source=f"{snapshot.host.source}:netns={netns}")
+    )
+
+
+def _collect(source: str, proc_root: Path, with_processes: bool) -> Snapshot:
     """Look at this host now. ``auto`` asks the kernel over netlink (what ``ss`` uses), falls
     back to /proc/net/tcp where netlink is not offered, and to psutil where there is no /proc."""
     if source not in LIVE_SOURCES:
@@ -41,6 +78,103 @@ def collect_live(
     return psutil_source.collect(with_processes=with_processes)
 
 
-def load(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
-    """Read a saved snapshot file (``-`` for standard input)."""
-    return snapshot_file.read_snapshot(path, stdin)
+def load(
+    path: Path | str,
+    stdin: IO[str] | None = None,
+    *,
+    input_format: str = "auto",
+    strict: bool = False,
+) -> Snapshot:
+    """Read one snapshot from ``path`` (``-`` for standard input): a saved snapshot, a copied
+    /proc tree (a directory), a copy of /proc/net/tcp{,6}, or ``ss``/``netstat`` text.
+
+    Where the text holds several captures (see :func:`load_series`), the last one is returned
+    with a note saying how many were found; its notes and ``skipped_lines`` cover every line
+    skipped in the whole file."""
+    series = load_series(path, stdin, input_format=input_format, strict=strict)
+    last = series[-1]
+    if len(series) == 1:
+        return last
+    earlier_notes = [
+        note for snapshot in series[:-1] for note in snapshot.notes if ": line skipped: " in note
+    ]
+    note = (
+        f"{_where(path)}: {len(series)} captures were found (a repeated header, command or "
+        "'---'); only the last is diagnosed"
+    )
+    return replace(
+        last,
+        notes=(note, *earlier_notes, *last.notes),
+        skipped_lines=sum(snapshot.skipped_lines for snapshot in series),
+    )
+
+
+def load_series(
+    path: Path | str,
+    stdin: IO[str] | None = None,
+    *,
+    input_format: str = "auto",
+    strict: bool = False,
+) -> list[Snapshot]:
+    """Every capture in ``path``, oldest first: one snapshot per capture of a paste (a header
+    repeated, ``sl`` restarting at 0, the same command run again), else a list of one.
+
+    Raises :class:`InputError` (the CLI exits 3) when the input cannot be read as the format,
+    and ``ValueError`` for an ``input_format`` not in :data:`INPUT_FORMATS`."""
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {input_format!r}")
+    where = _where(path)
+    if str(path) != "-" and Path(path).is_dir():
+        if input_format not in ("auto", "proc"):
+            raise InputError(where, f"a directory, not {input_format} output")
+        return [_proc_tree(Path(path), strict=strict)]
+    if input_format == "snapshot" or (input_format == "auto" and str(path).endswith(".json")):
+        return [snapshot_file.read_snapshot(path, stdin)]
+    content, taken_at = _read(path, stdin)
+    if input_format == "auto" and text_detect.detect(content) == text_detect.SNAPSHOT:
+        return [snapshot_file.snapshot_from_json(content, where)]
+    return text.read_text(
+        content, where, input_format=input_format, strict=strict, taken_at=taken_at
+    )
+
+
+def _where(path: Path | str) -> str:
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
+def _read(path: Path | str, stdin: IO[str] | None) -> tuple[str, float]:
+    """The text and the time to give its snapshots: the file's modification time (the capture
+    is no later than that), or now for standard input."""
+    import time
+
+    if str(path) == "-":
+        return (stdin or sys.stdin).read(), time.time()
+    where = str(path)
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_TEXT_BYTES:
+            raise InputError(where, f"{size} bytes is over the {MAX_TEXT_BYTES} byte limit")
+        with open(path, "rb") as handle:
+            data = handle.read()
+        taken_at = os.stat(path).st_mtime
+    except OSError as error:
+        raise InputError(where, error.strerror or str(error)) from None
+    if b"\0" in data[:4096] and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        # Windows PowerShell's `netstat > file` writes UTF-16.
+        return data.decode("utf-16", errors="replace"), taken_at
+    return data.decode("utf-8", errors="replace"), taken_at
+
+
+def _proc_tree(root: Path, *, strict: bool) -> Snapshot:
+    """A copied /proc: net/tcp{,6} and the counters; owners only if pid directories exist."""
+    has_pids = any(entry.name.isdigit() and entry.is_dir() for entry in os.scandir(root))
+    snapshot = procfs.collect(root, with_processes=has_pids, strict=strict)
+    if not has_pids:
+        snapshot = replace(
+            snapshot,
+            notes=(
+                *snapshot.notes,
+                f"{root}: no /proc/PID directories in the copy, so owners are unknown",
+            ),
+        )
+    return snapshot

@@ -47,17 +47,12 @@ from tcphealth.model import (
     state_from_kernel_code,
     timer_from_kernel_code,
 )
+from tcphealth.sources.owners import credit_unaccepted_to_listeners
 
 ByteOrder = Literal["little", "big"]
 
 # /proc prints timer expiry in USER_HZ ticks (clock_t), which is 100 on every Linux ABI.
 USER_HZ = 100
-
-# Sockets that can sit on a listener's port with no file descriptor because the listener's
-# process has not accept()ed them yet: a handshake in progress, or a finished connection (which
-# may already have received the peer's FIN) still in the accept queue. Orphans (FIN_WAIT*,
-# LAST_ACK, CLOSING) and TIME_WAIT also have inode 0, but they had an owner who closed them.
-_UNACCEPTED_STATES = frozenset({TcpState.SYN_RECV, TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 
 
 @contextlib.contextmanager
@@ -309,46 +304,7 @@ def attribute(sockets: list[Socket], scan: FdScan) -> tuple[list[Socket], int]:
         pids, owner_source = owner_fields(sock.inode, scan.pids_by_inode)
         unseen += owner_source is OwnerSource.UNSEEN
         attributed.append(replace(sock, pids=pids, owner_source=owner_source))
-    return credit_listeners(attributed), unseen
-
-
-def credit_listeners(sockets: list[Socket]) -> list[Socket]:
-    """Credit sockets still waiting in an accept queue (inode 0) to the pids of the listener
-    on their local address and port. Changes the list in place and returns it."""
-    listeners = _index_listeners(sockets)
-    if not listeners:
-        return sockets
-    for index, sock in enumerate(sockets):
-        if sock.inode != 0 or sock.state not in _UNACCEPTED_STATES:
-            continue
-        owners = _listener_pids(listeners, sock)
-        if owners is not None:
-            sockets[index] = replace(sock, pids=owners, owner_source=OwnerSource.LISTENER)
-    return sockets
-
-
-_ListenerIndex = dict[tuple[Family, int | None], list[Socket]]
-
-
-def _index_listeners(sockets: list[Socket]) -> _ListenerIndex:
-    index: _ListenerIndex = {}
-    for sock in sockets:
-        if sock.state is TcpState.LISTEN:
-            index.setdefault((sock.family, sock.local.port), []).append(sock)
-    return index
-
-
-def _listener_pids(index: _ListenerIndex, sock: Socket) -> tuple[int, ...] | None:
-    """The pids of the listener a not-yet-accepted socket belongs to: one bound to exactly its
-    local address if any, else a wildcard one; all of them where SO_REUSEPORT made several."""
-    candidates = index.get((sock.family, sock.local.port))
-    if not candidates:
-        return None
-    exact = [lst for lst in candidates if lst.local.address == sock.local.address]
-    matches = exact or [lst for lst in candidates if lst.local.is_unspecified]
-    if not matches:
-        return None
-    return tuple(sorted({pid for lst in matches for pid in lst.pids}))
+    return credit_unaccepted_to_listeners(attributed), unseen
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -570,7 +526,7 @@ def assemble(
             scan = scan_fds(proc_root)
             sockets, unseen = attribute(sockets, scan)
         else:
-            sockets = credit_listeners(sockets)
+            sockets = credit_unaccepted_to_listeners(sockets)
             unseen = sum(1 for sock in sockets if sock.owner_source is OwnerSource.UNSEEN)
         users: dict[int, str | None] = {}
         holders = sorted({pid for sock in sockets for pid in sock.pids})

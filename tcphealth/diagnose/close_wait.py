@@ -1,0 +1,355 @@
+"""CLOSE_WAIT: the peer has closed, and something on this host has not.
+
+Three cases, told apart by who holds the socket:
+
+* a process holds it (a descriptor): that application never closed it. Its receive queue says
+  how -- 1 byte is the peer's FIN alone (it stopped reading), 0 means it read to end-of-file and
+  forgot close() (a descriptor leak), more means data it never read.
+* no descriptor holds it, and a listener owns the port: the connection was never accepted; the
+  peer sent its request, waited, and gave up. The listener's process is not calling accept().
+* the source does not say who holds it: we report the numbers and say what we could not check.
+
+CLOSE_WAIT has no timer (KERNEL.md): only the application, its exit, or ``ss -K`` ends it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
+from tcphealth.diagnose.listeners import (
+    assess_accept_queue,
+    listener_owner,
+    listener_subject,
+    overflow_counter_evidence,
+    owner_next_steps,
+    owner_unchecked,
+)
+from tcphealth.diagnose.wording import (
+    attribution_gaps,
+    level,
+    most_common_text,
+    number,
+    pid_evidence,
+    pids_key,
+    process_subject,
+    sockets_text,
+    top_destinations,
+    who,
+)
+from tcphealth.model import (
+    Blame,
+    Evidence,
+    Finding,
+    Severity,
+    Socket,
+    Subject,
+    SubjectKind,
+    TcpState,
+)
+
+# The receive-queue reading of a held CLOSE_WAIT socket, most telling first: a leak (0) is the
+# surest diagnosis, then "not reading" (the FIN alone), then unread data, then unknown.
+NOT_CLOSED = "close-wait-not-closed"
+NOT_READING = "close-wait-not-reading"
+UNREAD_DATA = "close-wait-unread-data"
+HELD = "close-wait-held"
+_KIND_ORDER = (NOT_CLOSED, NOT_READING, UNREAD_DATA, HELD)
+
+_KIND_READING = {
+    NOT_CLOSED: (
+        "it read each to end-of-file and never called close(), a descriptor leak",
+        "read to end-of-file, never closed (receive queue 0)",
+    ),
+    NOT_READING: (
+        "it has not read from them since the peer's FIN arrived, so it stopped reading "
+        "these connections",
+        "not read since the FIN (receive queue 1 byte: the FIN)",
+    ),
+    UNREAD_DATA: (
+        "they still hold data it never read, so it stopped reading before the peer finished",
+        "unread data besides the FIN (receive queue over 1 byte)",
+    ),
+    HELD: (
+        "the source gives no receive queue, so whether it stopped reading or forgot close() "
+        "could not be told",
+        "receive queue not reported",
+    ),
+}
+
+
+def reading_of(sock: Socket) -> str:
+    """Which of the four readings the receive queue of a held CLOSE_WAIT socket gives."""
+    queued = sock.recv_queue
+    if queued is None:
+        return HELD
+    if queued == 0:
+        return NOT_CLOSED
+    if queued == 1:
+        return NOT_READING
+    return UNREAD_DATA
+
+
+@dataclass
+class _Held:
+    """CLOSE_WAIT sockets held by one set of pids."""
+
+    count: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    destinations: Counter[Destination] = field(default_factory=Counter)
+    local_ports: Counter[int | None] = field(default_factory=Counter)
+    longest_idle_ms: int | None = None
+
+    def add(self, sock: Socket) -> None:
+        self.count += 1
+        self.kinds[reading_of(sock)] += 1
+        self.destinations[destination(sock.remote)] += 1
+        self.local_ports[sock.local.port] += 1
+        idle = None if sock.tcp_info is None else sock.tcp_info.last_data_recv_ms
+        if idle is not None and (self.longest_idle_ms is None or idle > self.longest_idle_ms):
+            self.longest_idle_ms = idle
+
+    def dominant_kind(self) -> str:
+        return max(_KIND_ORDER, key=lambda kind: (self.kinds[kind], -_KIND_ORDER.index(kind)))
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    held: dict[tuple[int, ...], _Held] = {}
+    unknown: list[Socket] = []
+    for sock in index.sockets(TcpState.CLOSE_WAIT):
+        if owned_by_fd(sock):
+            key = pids_key(sock.pids)
+            group = held.get(key)
+            if group is None:
+                group = held[key] = _Held()
+            group.add(sock)
+        elif not _is_unaccepted(index, sock):
+            unknown.append(sock)
+    findings = [
+        finding
+        for pids, group in held.items()
+        if (finding := _held_finding(index, pids, group, thresholds)) is not None
+    ]
+    findings.extend(_unaccepted_findings(index, thresholds))
+    owner_unknown = _owner_unknown_finding(index, unknown, thresholds)
+    if owner_unknown is not None:
+        findings.append(owner_unknown)
+    return findings
+
+
+def _is_unaccepted(index: SnapshotIndex, sock: Socket) -> bool:
+    """The index credited it to a listener as never accepted (see index._attach_to_listeners)."""
+    return id(sock) in index.unaccepted_close_wait_ids
+
+
+def _held_finding(
+    index: SnapshotIndex, pids: tuple[int, ...], group: _Held, thresholds: Thresholds
+) -> Finding | None:
+    severity = level(group.count, thresholds.close_wait_warning, thresholds.close_wait_critical)
+    if severity is None:
+        return None
+    kind = group.dominant_kind()
+    reading, _ = _KIND_READING[kind]
+    holder = who(index, pids)
+    mixed = "" if group.kinds[kind] == group.count else f" ({number(group.kinds[kind])} of them)"
+    summary = (
+        f"{holder} holds {number(group.count)} connections in CLOSE_WAIT: the peers closed and "
+        f"this application never did; {reading}{mixed}; mostly to "
+        f"{most_common_text(group.destinations)}."
+    )
+    evidence: list[Evidence] = [Evidence("close_wait", group.count, "held by a descriptor")]
+    for each in _KIND_ORDER:
+        if group.kinds[each]:
+            evidence.append(Evidence(each, group.kinds[each], _KIND_READING[each][1]))
+    evidence.extend(top_destinations(group.destinations))
+    evidence.extend(pid_evidence(pids))
+    if group.longest_idle_ms is not None:
+        evidence.append(
+            Evidence(
+                "longest_idle_s",
+                round(group.longest_idle_ms / 1000, 1),
+                "since data last arrived on the oldest of them (tcp_info)",
+            )
+        )
+    process = index.process(pids[0] if pids else None)
+    if process is not None and process.open_fds is not None:
+        limit = process.fd_soft_limit
+        evidence.append(
+            Evidence(
+                "open_fds",
+                process.open_fds,
+                None if limit is None else f"soft limit {number(limit)}",
+            )
+        )
+    return Finding(
+        code=kind,
+        severity=severity,
+        state=TcpState.CLOSE_WAIT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=process_subject(index, pids),
+        count=group.count,
+        summary=summary,
+        evidence=tuple(evidence),
+        next_steps=_held_next_steps(pids, kind, group),
+        unchecked=attribution_gaps(index) if not index.snapshot.attribution.complete else (),
+    )
+
+
+def _held_next_steps(pids: tuple[int, ...], kind: str, group: _Held) -> tuple[str, ...]:
+    pid = pids[0]
+    steps: list[str] = []
+    ports = [port for port, _ in group.local_ports.most_common(1) if port is not None]
+    if len(group.local_ports) == 1 and ports:
+        # All on one local port: a server whose clients hung up.
+        steps.append(f"ss -tnpo state close-wait '( sport = :{ports[0]} )'")
+    else:
+        steps.append(f"ss -tnpo state close-wait | grep -F 'pid={pid},'")
+    steps.append(f"ls -l /proc/{pid}/fd | grep -c socket   # descriptors held by sockets")
+    steps.append(f"cat /proc/{pid}/limits   # Max open files: how far the leak can go")
+    if kind == NOT_CLOSED:
+        steps.append(
+            "Find the code path that sees end-of-file (a read returning 0) or an error and "
+            "returns without close(): error branches, response bodies never closed, pooled "
+            "connections never released."
+        )
+    elif kind in (NOT_READING, UNREAD_DATA):
+        steps.append(
+            f"grep State /proc/{pid}/status   # T = stopped; then a thread dump: where is the "
+            "reader blocked?"
+        )
+        steps.append(
+            "Find why the application stopped reading these connections (a stuck worker, a "
+            "pool that no longer polls idle connections)."
+        )
+    steps.append(
+        "No sysctl shortens CLOSE_WAIT; restarting the process or `ss -K` (root) only clears "
+        "the symptom."
+    )
+    return tuple(steps)
+
+
+def _unaccepted_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    findings: list[Finding] = []
+    sysctls = index.snapshot.sysctls
+    for listener_id, sockets in index.unaccepted_close_wait_by_listener.items():
+        listener = index.listener_by_id[listener_id]
+        queue = assess_accept_queue(listener, sysctls)
+        full = queue.is_full(thresholds)
+        count = len(sockets)
+        severity = (
+            Severity.CRITICAL
+            if full
+            else level(count, thresholds.close_wait_warning, thresholds.close_wait_critical)
+        )
+        if severity is None:
+            continue
+        pids = listener_owner(listener)
+        owner = who(index, pids) if pids else "the listener's owner"
+        endpoint = str(listener.local)
+        queue_text = (
+            f"its accept queue holds {number(queue.queued)} for {queue.limit_text()}"
+            if queue.queued is not None
+            else "its accept queue length is not reported"
+        )
+        summary = (
+            f"{number(count)} connections to {endpoint} sit in CLOSE_WAIT without ever being "
+            f"accepted: the clients sent their request and gave up, while {owner} is not "
+            f"calling accept() ({queue_text}); this is not a close() leak."
+        )
+        received = [s.recv_queue for s in sockets if s.recv_queue is not None]
+        evidence: list[Evidence] = [
+            Evidence("close_wait_unaccepted", count, "no descriptor holds them"),
+        ]
+        if received:
+            evidence.append(
+                Evidence(
+                    "recv_queue_bytes",
+                    f"{number(min(received))}-{number(max(received))}",
+                    "request bytes (plus the FIN) that nobody will read",
+                )
+            )
+        if queue.queued is not None:
+            evidence.append(Evidence("accept_queue", queue.queued, "connections waiting"))
+        if queue.backlog is not None:
+            evidence.append(Evidence("listen_backlog", queue.backlog, None))
+        evidence.extend(overflow_counter_evidence(index))
+        top: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
+        evidence.extend(top_destinations(top, name="top_client"))
+        findings.append(
+            Finding(
+                code="close-wait-unaccepted",
+                severity=severity,
+                state=TcpState.CLOSE_WAIT,
+                blame=Blame.LOCAL_APPLICATION,
+                subject=listener_subject(index, listener),
+                count=count,
+                summary=summary,
+                evidence=tuple(evidence),
+                next_steps=owner_next_steps(pids, listener.local.port),
+                unchecked=queue.unchecked(endpoint) + owner_unchecked(listener),
+            )
+        )
+    return findings
+
+
+def _owner_unknown_finding(
+    index: SnapshotIndex, sockets: list[Socket], thresholds: Thresholds
+) -> Finding | None:
+    """CLOSE_WAIT whose holder the source does not name: counted, never attributed by guess."""
+    count = len(sockets)
+    severity = level(count, thresholds.close_wait_warning, thresholds.close_wait_critical)
+    if severity is None:
+        return None
+    destinations: Counter[Destination] = Counter()
+    local_ports: Counter[int | None] = Counter()
+    with_descriptor = 0
+    near_full_listener = 0
+    sysctls = index.snapshot.sysctls
+    for sock in sockets:
+        destinations[destination(sock.remote)] += 1
+        local_ports[sock.local.port] += 1
+        if sock.inode:
+            with_descriptor += 1
+        listener = index.listener_for(sock.local)
+        if listener is not None and assess_accept_queue(listener, sysctls).is_full(thresholds):
+            near_full_listener += 1
+    evidence: list[Evidence] = [Evidence("close_wait", count, "holder not named by the source")]
+    if with_descriptor:
+        evidence.append(
+            Evidence("with_inode", with_descriptor, "a descriptor holds them: a process leaks")
+        )
+    if near_full_listener:
+        evidence.append(
+            Evidence(
+                "on_full_listener_port",
+                near_full_listener,
+                "on the port of a listener with a full accept queue: maybe never accepted",
+            )
+        )
+    for port, port_count in sorted(local_ports.items(), key=lambda i: (-i[1], i[0] or 0))[:3]:
+        evidence.append(Evidence("top_local_port", port, sockets_text(port_count)))
+    evidence.extend(top_destinations(destinations))
+    unchecked = attribution_gaps(index) or (
+        "which process holds these sockets: the source does not name their owners",
+    )
+    return Finding(
+        code="close-wait-owner-unknown",
+        severity=severity,
+        state=TcpState.CLOSE_WAIT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=Subject(kind=SubjectKind.HOST),
+        count=count,
+        summary=(
+            f"{number(count)} connections sit in CLOSE_WAIT: their peers closed and a local "
+            "application has not, but the source does not say which one; mostly to "
+            f"{most_common_text(destinations)}."
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            "ss -tnpo state close-wait   # as root, to see the owning processes",
+            "ss -tn state close-wait | awk 'NR>1 {print $3}' | sort | uniq -c | sort -rn | head",
+        ),
+        unchecked=tuple(unchecked),
+    )

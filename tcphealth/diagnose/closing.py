@@ -1,0 +1,272 @@
+"""Closes that do not finish: FIN_WAIT1, CLOSING and LAST_ACK retransmitting their FIN, and
+FIN_WAIT2 waiting for a peer that never closes.
+
+* FIN_WAIT1 / CLOSING / LAST_ACK stay when our FIN is not acknowledged: the peer or the path to
+  it is gone. Orphans (closed by the application) are retried tcp_orphan_retries times; above
+  tcp_max_orphans the kernel resets them.
+* FIN_WAIT2 held by a process (it half-closed with shutdown() and kept the descriptor) waits
+  forever: tcp_fin_timeout applies only to orphans. The remote application never closes, and
+  the local one has no timeout. Orphaned FIN_WAIT2 goes away after tcp_fin_timeout and is
+  normal unless there are very many.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.handshake import retransmits_of
+from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
+from tcphealth.diagnose.wording import (
+    attribution_gaps,
+    level,
+    most_common_text,
+    number,
+    percent,
+    pid_evidence,
+    pids_key,
+    process_subject,
+    top_destinations,
+    who,
+)
+from tcphealth.model import (
+    Blame,
+    Evidence,
+    Finding,
+    IPAddress,
+    Severity,
+    Socket,
+    Subject,
+    SubjectKind,
+    TcpState,
+    TimerKind,
+)
+from tcphealth.states import (
+    LINUX_DEFAULTS,
+    duration_text,
+    effective_orphan_retries,
+    retransmission_budget,
+)
+
+_FIN_STATES = (TcpState.FIN_WAIT1, TcpState.CLOSING, TcpState.LAST_ACK)
+_SS_STATE = {
+    TcpState.FIN_WAIT1: "fin-wait-1",
+    TcpState.CLOSING: "closing",
+    TcpState.LAST_ACK: "last-ack",
+    TcpState.FIN_WAIT2: "fin-wait-2",
+}
+# Above this share of tcp_max_orphans the kernel is about to reset orphans outright.
+_ORPHAN_PRESSURE = 0.8
+
+
+def _orphan_evidence(index: SnapshotIndex) -> tuple[list[Evidence], bool]:
+    """tcp_orphan_retries, tcp_max_orphans and the sockstat orphan count; True when orphans
+    are close to the limit."""
+    sysctls = index.snapshot.sysctls
+    evidence: list[Evidence] = []
+    if sysctls.tcp_orphan_retries is not None:
+        retries = effective_orphan_retries(sysctls.tcp_orphan_retries)
+        evidence.append(
+            Evidence(
+                "tcp_orphan_retries",
+                sysctls.tcp_orphan_retries,
+                f"an orphan's FIN is given up after at least "
+                f"{duration_text(retransmission_budget(retries, 0.2))}",
+            )
+        )
+    orphans = index.snapshot.counters.get("sockstat.TCP.orphan")
+    if orphans is not None:
+        evidence.append(Evidence("orphans", orphans, "sockets no process holds any more"))
+    pressure = False
+    if sysctls.tcp_max_orphans is not None:
+        detail = "beyond it the kernel resets orphans"
+        if orphans is not None and sysctls.tcp_max_orphans > 0:
+            ratio = orphans / sysctls.tcp_max_orphans
+            pressure = ratio >= _ORPHAN_PRESSURE
+            detail = f"{percent(ratio)} used; {detail}"
+        evidence.append(Evidence("tcp_max_orphans", sysctls.tcp_max_orphans, detail))
+    return evidence, pressure
+
+
+def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    findings: list[Finding] = []
+    orphan_evidence, orphan_pressure = _orphan_evidence(index)
+    for state in _FIN_STATES:
+        stuck: list[Socket] = []
+        peers: Counter[IPAddress] = Counter()
+        destinations: Counter[Destination] = Counter()
+        orphaned = 0
+        for sock in index.sockets(state):
+            retransmits = retransmits_of(sock)
+            if retransmits is None or retransmits < thresholds.closing_min_retransmits:
+                continue
+            stuck.append(sock)
+            dest = destination(sock.remote)
+            destinations[dest] += 1
+            peers[dest[0]] += 1
+            if sock.inode == 0:
+                orphaned += 1
+        severity = level(len(stuck), thresholds.closing_warning, thresholds.closing_critical)
+        if severity is None:
+            continue
+        if orphan_pressure:
+            severity = Severity.CRITICAL
+        count = len(stuck)
+        single_peer = next(iter(peers)) if len(peers) == 1 else None
+        subject = (
+            Subject(kind=SubjectKind.PEER, endpoint=str(single_peer))
+            if single_peer is not None
+            else Subject(kind=SubjectKind.HOST)
+        )
+        evidence = [
+            Evidence(state.value.lower(), count, "FIN retransmitted, not acknowledged"),
+            Evidence("orphaned", orphaned, "already closed by the application (inode 0)"),
+            Evidence("peers", len(peers), "distinct remote addresses"),
+            *top_destinations(destinations),
+            *orphan_evidence,
+        ]
+        timeouts = index.snapshot.counters.get("TcpExt.TCPAbortOnTimeout")
+        if timeouts is not None:
+            evidence.append(Evidence("TCPAbortOnTimeout", timeouts, "gave up after retries"))
+        pressure_text = (
+            "; orphans are near tcp_max_orphans, so the kernel will start resetting them"
+            if orphan_pressure
+            else ""
+        )
+        findings.append(
+            Finding(
+                code=f"{state.value.lower().replace('_', '-')}-fin-unacknowledged",
+                severity=severity,
+                state=state,
+                blame=Blame.NETWORK,
+                subject=subject,
+                count=count,
+                summary=(
+                    f"{number(count)} connections sit in {state.value} with their FIN sent "
+                    f"{thresholds.closing_min_retransmits} or more times and never "
+                    f"acknowledged: the peer or the path to it is gone; mostly to "
+                    f"{most_common_text(destinations)}{pressure_text}."
+                ),
+                evidence=tuple(evidence),
+                next_steps=(
+                    f"ss -tno state {_SS_STATE[state]}   # retransmit timers and peers",
+                    _path_probe(destinations),
+                    "nstat -az TcpExtTCPAbortOnTimeout; cat /proc/net/sockstat",
+                ),
+            )
+        )
+    return findings
+
+
+def _path_probe(destinations: Counter[Destination]) -> str:
+    """An mtr command toward the most frequent peer (ties broken by address text)."""
+    (address, port), _ = min(destinations.items(), key=lambda i: (-i[1], str(i[0])))
+    port_option = f" -P {port}" if port is not None else ""
+    return f"mtr -T{port_option} -c 10 -r {address}   # where do packets to the top peer stop?"
+
+
+def _is_orphaned_fin_wait2(sock: Socket) -> bool:
+    # The TIME_WAIT timer on a FIN_WAIT2 socket is the orphan's tcp_fin_timeout (KERNEL.md).
+    return sock.inode == 0 or sock.timer is TimerKind.TIME_WAIT
+
+
+def _is_held_fin_wait2(sock: Socket) -> bool:
+    return owned_by_fd(sock) or (sock.inode is not None and sock.inode != 0)
+
+
+def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    held: dict[tuple[int, ...], list[Socket]] = {}
+    orphaned = 0
+    orphan_peers: Counter[Destination] = Counter()
+    for sock in index.sockets(TcpState.FIN_WAIT2):
+        if _is_orphaned_fin_wait2(sock):
+            orphaned += 1
+            orphan_peers[destination(sock.remote)] += 1
+        elif _is_held_fin_wait2(sock):
+            held.setdefault(pids_key(sock.pids), []).append(sock)
+    findings: list[Finding] = []
+    sysctls = index.snapshot.sysctls
+    fin_timeout = sysctls.tcp_fin_timeout
+    timeout_text = (
+        f"tcp_fin_timeout ({fin_timeout} s)"
+        if fin_timeout is not None
+        else f"tcp_fin_timeout (default {LINUX_DEFAULTS['tcp_fin_timeout']} s assumed)"
+    )
+    for pids, sockets in held.items():
+        severity = level(
+            len(sockets), thresholds.fin_wait2_held_warning, thresholds.fin_wait2_held_critical
+        )
+        if severity is None:
+            continue
+        destinations: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
+        holder = who(index, pids)
+        count = len(sockets)
+        findings.append(
+            Finding(
+                code="fin-wait2-held",
+                severity=severity,
+                state=TcpState.FIN_WAIT2,
+                blame=Blame.REMOTE_PEER,
+                subject=process_subject(index, pids),
+                count=count,
+                summary=(
+                    f"{holder} holds {number(count)} connections in FIN_WAIT2: it shut down its "
+                    "sending side and waits for peers that never close theirs; because it keeps "
+                    "the descriptors, tcp_fin_timeout (for orphans only) does not apply and they "
+                    f"wait forever; mostly to {most_common_text(destinations)}."
+                ),
+                evidence=(
+                    Evidence("fin_wait2_held", count, "half-closed, descriptor still open"),
+                    Evidence(
+                        "tcp_fin_timeout",
+                        fin_timeout,
+                        "applies only to orphans, not to these",
+                    ),
+                    *top_destinations(destinations),
+                    *pid_evidence(pids),
+                ),
+                next_steps=(
+                    f"ss -tnpo state fin-wait-2 | grep -F 'pid={pids[0]},'"
+                    if pids
+                    else "ss -tnpo state fin-wait-2",
+                    "On the peer host: ss -tnp state close-wait   # the application that never "
+                    "closes",
+                    "Give the local application a read timeout after shutdown(), so it closes "
+                    "when the peer never answers.",
+                ),
+                unchecked=() if pids else attribution_gaps(index),
+            )
+        )
+    if orphaned >= thresholds.fin_wait2_orphan_warning:
+        findings.append(
+            Finding(
+                code="fin-wait2-orphans",
+                severity=Severity.WARNING,
+                state=TcpState.FIN_WAIT2,
+                blame=Blame.REMOTE_PEER,
+                subject=Subject(kind=SubjectKind.HOST),
+                count=orphaned,
+                summary=(
+                    f"{number(orphaned)} closed connections wait in FIN_WAIT2 for peers to "
+                    f"close their side; each goes after {timeout_text}, but this many means "
+                    f"peers routinely fail to close -- mostly {most_common_text(orphan_peers)}."
+                ),
+                evidence=(
+                    Evidence("fin_wait2_orphaned", orphaned, "no process holds them"),
+                    Evidence("tcp_fin_timeout", fin_timeout, "how long each may wait"),
+                    *top_destinations(orphan_peers),
+                ),
+                next_steps=(
+                    "ss -tno state fin-wait-2   # which peers do not close",
+                    "cat /proc/net/sockstat   # tw counts these too",
+                ),
+                unchecked=()
+                if fin_timeout is not None
+                else ("tcp_fin_timeout: not in the snapshot",),
+            )
+        )
+    return findings
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    return _fin_findings(index, thresholds) + _fin_wait2_findings(index, thresholds)

@@ -1,0 +1,225 @@
+"""Thresholds that turn counts into severities, and the TOML file that overrides them.
+
+The file is optional. Without ``--config FILE`` we look for ``./tcphealth.toml``, then
+``/etc/tcphealth.toml``; the first that exists wins, and the defaults below fill every key it
+leaves out. All keys live in one ``[thresholds]`` table::
+
+    [thresholds]
+    close_wait_warning = 20
+    fd_critical_ratio = 0.9
+
+A mistake in the file is an error, never silently ignored: an unknown key (a typo would
+otherwise leave the default in force unnoticed), a value of the wrong type, a negative number,
+or a warning level above its critical level each raise :class:`ConfigError` naming the file and
+the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+TABLE = "thresholds"
+SEARCH_PATHS: tuple[Path, ...] = (Path("tcphealth.toml"), Path("/etc/tcphealth.toml"))
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used. The message is one line naming file and key."""
+
+
+_T = TypeVar("_T", int, float)
+
+
+def _knob(default: _T, help: str) -> _T:
+    """A threshold field with its one-line documentation (printed by thresholds_as_toml)."""
+    value: _T = field(default=default, metadata={"help": help})
+    return value
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a pattern of sockets becomes a WARNING or a CRITICAL finding.
+
+    Counts are numbers of sockets; ``*_ratio`` values are fractions (0.8 = 80 %); byte sizes
+    are bytes. Below the warning level a rule says nothing: healthy sockets make no noise.
+    Each field's ``help`` metadata documents it; :func:`threshold_help` returns them all.
+    """
+
+    close_wait_warning: int = _knob(
+        10,
+        "CLOSE_WAIT held by one process (per set of pids), or never accepted on one listener "
+        "with room in its queue: warn from this many.",
+    )
+    close_wait_critical: int = _knob(500, "The same CLOSE_WAIT counts: critical from this many.")
+    accept_queue_warning_ratio: float = _knob(
+        0.8,
+        "Listener accept queue / listen backlog: warn from this fill. The kernel queues "
+        "backlog+1 before dropping.",
+    )
+    accept_queue_critical_ratio: float = _knob(
+        1.0, "Accept queue fill: critical from this (1.0: the next connection may be dropped)."
+    )
+    syn_recv_warning: int = _knob(
+        64, "SYN_RECV on one listener whose queue is not full (final ACKs missing): warn."
+    )
+    syn_recv_critical: int = _knob(1024, "SYN_RECV on one listener with room: critical.")
+    syn_sent_min_retransmits: int = _knob(
+        2, "A SYN_SENT counts as unanswered once its SYN was resent this often (2: ~3 s)."
+    )
+    syn_sent_warning: int = _knob(1, "Unanswered SYN_SENT to one address:port: warn.")
+    syn_sent_critical: int = _knob(50, "Unanswered SYN_SENT to one address:port: critical.")
+    closing_min_retransmits: int = _knob(
+        2, "A FIN_WAIT1 / CLOSING / LAST_ACK counts once its FIN was resent this often."
+    )
+    closing_warning: int = _knob(10, "Such sockets in one state, host-wide: warn.")
+    closing_critical: int = _knob(1000, "Unacknowledged FINs in one state, host-wide: critical.")
+    fin_wait2_held_warning: int = _knob(
+        10, "FIN_WAIT2 still held by one process (half-closed, no timer ends it): warn."
+    )
+    fin_wait2_held_critical: int = _knob(500, "FIN_WAIT2 held by one process: critical.")
+    fin_wait2_orphan_warning: int = _knob(
+        5000, "Orphaned FIN_WAIT2 host-wide (each ends after tcp_fin_timeout): warn."
+    )
+    time_wait_ports_warning_ratio: float = _knob(
+        0.5,
+        "TIME_WAIT from one local address to one remote address:port, as a fraction of the "
+        "ephemeral port range: warn.",
+    )
+    time_wait_ports_critical_ratio: float = _knob(
+        0.9, "TIME_WAIT toward one destination / ephemeral ports: critical."
+    )
+    time_wait_buckets_warning_ratio: float = _knob(
+        0.8, "TIME_WAIT host-wide as a fraction of tcp_max_tw_buckets: warn."
+    )
+    time_wait_buckets_critical_ratio: float = _knob(
+        1.0, "TIME_WAIT / tcp_max_tw_buckets: critical (1.0: at the ceiling)."
+    )
+    fd_warning_ratio: float = _knob(
+        0.8, "Open descriptors of a process / its soft limit (RLIMIT_NOFILE): warn."
+    )
+    fd_critical_ratio: float = _knob(0.95, "Open descriptors / soft limit: critical.")
+    established_recv_queue_bytes: int = _knob(
+        524288, "ESTABLISHED socket with this many bytes received and unread: not reading."
+    )
+    established_min_retransmits: int = _knob(
+        3,
+        "ESTABLISHED socket with unacknowledged data counts as stalled after this many "
+        "consecutive timeouts (3: at least ~1.4 s without an ACK).",
+    )
+    established_warning: int = _knob(
+        1, "Stalled / unread / zero-window ESTABLISHED per process or peer: warn."
+    )
+    established_critical: int = _knob(
+        100, "Stalled / unread / zero-window ESTABLISHED per process or peer: critical."
+    )
+
+
+def threshold_help() -> dict[str, str]:
+    """Each threshold's name and its one-line documentation, in declaration order."""
+    return {f.name: str(f.metadata["help"]) for f in dataclasses.fields(Thresholds)}
+
+
+# (warning key, critical key): the warning level must not exceed the critical one.
+_ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
+    ("close_wait_warning", "close_wait_critical"),
+    ("accept_queue_warning_ratio", "accept_queue_critical_ratio"),
+    ("syn_recv_warning", "syn_recv_critical"),
+    ("syn_sent_warning", "syn_sent_critical"),
+    ("closing_warning", "closing_critical"),
+    ("fin_wait2_held_warning", "fin_wait2_held_critical"),
+    ("time_wait_ports_warning_ratio", "time_wait_ports_critical_ratio"),
+    ("time_wait_buckets_warning_ratio", "time_wait_buckets_critical_ratio"),
+    ("fd_warning_ratio", "fd_critical_ratio"),
+    ("established_warning", "established_critical"),
+)
+
+
+def _field_types() -> dict[str, type]:
+    defaults = Thresholds()
+    return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(Thresholds)}
+
+
+def thresholds_from_mapping(values: dict[str, Any], *, origin: str) -> Thresholds:
+    """Validate ``values`` (the ``[thresholds]`` table) over the defaults.
+
+    ``origin`` names the file in error messages.
+    """
+    types = _field_types()
+    # Any: the values go to dataclasses.replace(), which mypy cannot check key by key; the
+    # loop below checks each against the field's own type instead.
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        where = f"{origin}: {TABLE}.{key}"
+        if key not in types:
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(types))})")
+        expected = types[key]
+        # bool is a subclass of int in Python; `true` is never a count.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__}")
+        if expected is int and not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{where}: must not be negative, got {value!r}")
+        checked[key] = float(value) if expected is float else value
+    thresholds = dataclasses.replace(Thresholds(), **checked)
+    for warning_key, critical_key in _ORDERED_PAIRS:
+        warning, critical = getattr(thresholds, warning_key), getattr(thresholds, critical_key)
+        if warning > critical:
+            # Name the key the file set; if it set both, the warning one.
+            key = warning_key if warning_key in values else critical_key
+            raise ConfigError(
+                f"{origin}: {TABLE}.{key}: {warning_key} ({warning}) is above "
+                f"{critical_key} ({critical})"
+            )
+    return thresholds
+
+
+def parse_thresholds(text: str, *, origin: str) -> Thresholds:
+    """Parse TOML text holding an optional ``[thresholds]`` table."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{origin}: not valid TOML: {error}") from error
+    unknown_tables = sorted(key for key in document if key != TABLE)
+    if unknown_tables:
+        raise ConfigError(f"{origin}: {unknown_tables[0]}: unknown key (expected [{TABLE}])")
+    table = document.get(TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: {TABLE}: expected a table")
+    return thresholds_from_mapping(table, origin=origin)
+
+
+def load_thresholds(path: Path | None, *, search: bool = True) -> tuple[Thresholds, Path | None]:
+    """Read thresholds from ``path``, or from the first file of :data:`SEARCH_PATHS`.
+
+    Returns the thresholds and the file they came from (``None``: defaults only). A ``path``
+    given explicitly must exist; the search paths may be missing. ``search=False`` skips the
+    search (defaults unless ``path`` is given).
+    """
+    if path is not None:
+        candidates: tuple[Path, ...] = (path,)
+    elif search:
+        candidates = tuple(p for p in SEARCH_PATHS if p.is_file())
+    else:
+        candidates = ()
+    if not candidates:
+        return Thresholds(), None
+    chosen = candidates[0]
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{chosen}: cannot read: {error}") from error
+    return parse_thresholds(text, origin=str(chosen)), chosen
+
+
+def thresholds_as_toml(thresholds: Thresholds) -> str:
+    """The effective thresholds as a TOML document that :func:`parse_thresholds` reads back,
+    each key under a comment that says what it is."""
+    lines = [f"[{TABLE}]"]
+    for name, help_text in threshold_help().items():
+        lines.append(f"# {help_text}")
+        lines.append(f"{name} = {getattr(thresholds, name)!r}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,71 @@
+"""Processes close to their file-descriptor limit.
+
+Every socket a process holds is a descriptor. At the soft limit (RLIMIT_NOFILE) accept(),
+connect() and open() fail with EMFILE, and the symptoms show up as TCP trouble: listeners stop
+accepting, clients cannot connect, and CLOSE_WAIT or SYN_SENT pile up.
+"""
+
+from __future__ import annotations
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.wording import level, number, percent, process_subject, who
+from tcphealth.model import Blame, Evidence, Finding, Process
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    findings: list[Finding] = []
+    for process in index.processes.values():
+        finding = _check_process(index, process, thresholds)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+def _check_process(
+    index: SnapshotIndex, process: Process, thresholds: Thresholds
+) -> Finding | None:
+    used, limit = process.open_fds, process.fd_soft_limit
+    if used is None or limit is None or limit <= 0:
+        return None  # unknown usage or limit: nothing to compare
+    ratio = used / limit
+    severity = level(ratio, thresholds.fd_warning_ratio, thresholds.fd_critical_ratio)
+    if severity is None:
+        return None
+    pid = process.pid
+    sockets = index.sockets_per_pid.get(pid, 0)
+    holder = who(index, (pid,))
+    hard = process.fd_hard_limit
+    raise_text = (
+        f"raise the soft limit (LimitNOFILE=, ulimit -n; the hard limit is {number(hard)})"
+        if hard is not None and hard > limit
+        else "raise the limit (LimitNOFILE=, ulimit -n)"
+    )
+    evidence = [
+        Evidence("open_fds", used, f"{percent(ratio)} of the soft limit"),
+        Evidence("fd_soft_limit", limit, "RLIMIT_NOFILE; EMFILE beyond it"),
+    ]
+    if hard is not None:
+        evidence.append(Evidence("fd_hard_limit", hard, "how far the soft limit may be raised"))
+    evidence.append(Evidence("sockets", sockets, "TCP sockets it holds in this snapshot"))
+    return Finding(
+        code="fd-limit-near",
+        severity=severity,
+        state=None,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=process_subject(index, (pid,)),
+        count=sockets,
+        summary=(
+            f"{holder} has {number(used)} of its {number(limit)} file descriptors open "
+            f"({percent(ratio)}), {number(sockets)} of them TCP sockets: new connections and "
+            "files fail with 'too many open files' (EMFILE) once the rest are gone."
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            f"ls /proc/{pid}/fd | wc -l",
+            f"ls -l /proc/{pid}/fd | grep -c socket",
+            f"cat /proc/{pid}/limits   # Max open files",
+            f"If the load is legitimate, {raise_text}; if the count only grows, look for a "
+            "leak (CLOSE_WAIT findings for this pid).",
+        ),
+    )

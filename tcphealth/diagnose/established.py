@@ -1,0 +1,215 @@
+"""ESTABLISHED connections whose queues show a side that stopped moving.
+
+* Data sent, unacknowledged, retransmitted again and again: the peer or the path is gone
+  (the kernel gives up after tcp_retries2, at least ~924 s by default).
+* A large receive queue: the local application is not reading what arrived.
+* A zero-window probe timer: the peer advertised a closed window -- it is not reading.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.handshake import retransmits_of
+from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.wording import (
+    attribution_gaps,
+    level,
+    most_common_text,
+    number,
+    pid_evidence,
+    pids_key,
+    process_subject,
+    top_destinations,
+    who,
+)
+from tcphealth.model import (
+    Blame,
+    Evidence,
+    Finding,
+    IPAddress,
+    Socket,
+    Subject,
+    SubjectKind,
+    TcpState,
+    TimerKind,
+)
+from tcphealth.states import LINUX_DEFAULTS, duration_text, retransmission_budget
+
+
+@dataclass
+class _Group:
+    sockets: int = 0
+    queued_bytes: int = 0
+    max_retransmits: int = 0
+    destinations: Counter[Destination] = field(default_factory=Counter)
+    pids: Counter[tuple[int, ...]] = field(default_factory=Counter)
+
+    def add(self, sock: Socket, queued: int | None, retransmits: int | None = None) -> None:
+        self.sockets += 1
+        self.queued_bytes += queued or 0
+        self.max_retransmits = max(self.max_retransmits, retransmits or 0)
+        self.destinations[destination(sock.remote)] += 1
+        self.pids[pids_key(sock.pids)] += 1
+
+
+def _is_stalled(sock: Socket, thresholds: Thresholds) -> bool:
+    retransmits = retransmits_of(sock)
+    if retransmits is None or retransmits < thresholds.established_min_retransmits:
+        return False
+    # Retransmissions with nothing queued would be a loss probe on an idle socket.
+    return sock.send_queue is None or sock.send_queue > 0
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    stalled: dict[IPAddress, _Group] = {}
+    not_reading: dict[tuple[int, ...], _Group] = {}
+    peer_not_reading: dict[IPAddress, _Group] = {}
+    for sock in index.sockets(TcpState.ESTABLISHED):
+        peer = plain_address(sock.remote.address)
+        if _is_stalled(sock, thresholds):
+            stalled.setdefault(peer, _Group()).add(sock, sock.send_queue, retransmits_of(sock))
+        elif sock.timer is TimerKind.ZERO_WINDOW_PROBE:
+            peer_not_reading.setdefault(peer, _Group()).add(sock, sock.send_queue)
+        queued = sock.recv_queue
+        if queued is not None and queued >= thresholds.established_recv_queue_bytes:
+            not_reading.setdefault(pids_key(sock.pids), _Group()).add(sock, queued)
+
+    findings: list[Finding] = []
+    for peer, group in stalled.items():
+        finding = _stalled_finding(index, peer, group, thresholds)
+        if finding is not None:
+            findings.append(finding)
+    for peer, group in peer_not_reading.items():
+        finding = _peer_not_reading_finding(index, peer, group, thresholds)
+        if finding is not None:
+            findings.append(finding)
+    for pids, group in not_reading.items():
+        finding = _not_reading_finding(index, pids, group, thresholds)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+def _clients_text(index: SnapshotIndex, group: _Group) -> str:
+    holders = [pids for pids, _ in group.pids.most_common() if pids]
+    if len(holders) == 1:
+        return f" of {who(index, holders[0])}"
+    if holders:
+        return f" of {len(holders)} processes"
+    return ""
+
+
+def _stalled_finding(
+    index: SnapshotIndex, peer: IPAddress, group: _Group, thresholds: Thresholds
+) -> Finding | None:
+    severity = level(group.sockets, thresholds.established_warning, thresholds.established_critical)
+    if severity is None:
+        return None
+    retries2 = index.snapshot.sysctls.tcp_retries2
+    assumed = retries2 is None
+    retries2 = LINUX_DEFAULTS["tcp_retries2"] if retries2 is None else retries2
+    give_up = duration_text(retransmission_budget(retries2, 0.2))
+    return Finding(
+        code="established-peer-unreachable",
+        severity=severity,
+        state=TcpState.ESTABLISHED,
+        blame=Blame.NETWORK,
+        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer)),
+        count=group.sockets,
+        summary=(
+            f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} have "
+            f"{number(group.queued_bytes)} bytes unacknowledged, retransmitted up to "
+            f"{group.max_retransmits} times: the peer or the path to it is gone; the kernel "
+            f"drops them after at least {give_up}."
+        ),
+        evidence=(
+            Evidence("stalled", group.sockets, "retransmit timer running, no ACK"),
+            Evidence("send_queue_bytes", group.queued_bytes, "sent and not acknowledged"),
+            Evidence("max_retransmits", group.max_retransmits, "consecutive timeouts"),
+            Evidence(
+                "tcp_retries2",
+                retries2,
+                f"gives up after at least {give_up}" + (" (default assumed)" if assumed else ""),
+            ),
+            *top_destinations(group.destinations),
+        ),
+        next_steps=(
+            f"ss -tnpo state established dst {peer}   # timer:(on,...) and Send-Q",
+            f"mtr -T -c 10 -r {peer}",
+            "nstat -az TcpExtTCPTimeouts TcpRetransSegs TcpExtTCPAbortOnTimeout",
+        ),
+    )
+
+
+def _peer_not_reading_finding(
+    index: SnapshotIndex, peer: IPAddress, group: _Group, thresholds: Thresholds
+) -> Finding | None:
+    severity = level(group.sockets, thresholds.established_warning, thresholds.established_critical)
+    if severity is None:
+        return None
+    return Finding(
+        code="established-peer-not-reading",
+        severity=severity,
+        state=TcpState.ESTABLISHED,
+        blame=Blame.REMOTE_PEER,
+        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer)),
+        count=group.sockets,
+        summary=(
+            f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} are "
+            f"probing a zero window with {number(group.queued_bytes)} bytes waiting to be "
+            f"sent: the application at {peer} has stopped reading."
+        ),
+        evidence=(
+            Evidence("zero_window", group.sockets, "zero-window probe timer running"),
+            Evidence("send_queue_bytes", group.queued_bytes, "waiting for the peer's window"),
+            *top_destinations(group.destinations),
+        ),
+        next_steps=(
+            f"ss -tnpo state established dst {peer}   # timer:(persist,...) and Send-Q",
+            f"On {peer}: ss -tnp   # a large Recv-Q there names the application not reading",
+        ),
+    )
+
+
+def _not_reading_finding(
+    index: SnapshotIndex, pids: tuple[int, ...], group: _Group, thresholds: Thresholds
+) -> Finding | None:
+    severity = level(group.sockets, thresholds.established_warning, thresholds.established_critical)
+    if severity is None:
+        return None
+    holder = who(index, pids)
+    return Finding(
+        code="established-not-reading",
+        severity=severity,
+        state=TcpState.ESTABLISHED,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=process_subject(index, pids),
+        count=group.sockets,
+        summary=(
+            f"{holder} is not reading {number(group.sockets)} connections: "
+            f"{number(group.queued_bytes)} bytes have arrived and wait unread (at least "
+            f"{number(thresholds.established_recv_queue_bytes)} each); mostly from "
+            f"{most_common_text(group.destinations)}."
+        ),
+        evidence=(
+            Evidence("recv_queue_bytes", group.queued_bytes, "received, not read"),
+            Evidence("sockets", group.sockets, None),
+            *top_destinations(group.destinations),
+            *pid_evidence(pids),
+        ),
+        next_steps=(
+            f"ss -tnpo state established | grep -F 'pid={pids[0]},'"
+            if pids
+            else "ss -tnpo state established   # as root, to see the owners",
+            f"grep State /proc/{pids[0]}/status   # T = stopped"
+            if pids
+            else "Find the process from the local port.",
+            "A thread dump shows where the reader is blocked.",
+        ),
+        unchecked=()
+        if pids
+        else (attribution_gaps(index) or ("which process holds them: the source does not say",)),
+    )

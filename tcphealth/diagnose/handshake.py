@@ -1,0 +1,382 @@
+"""Handshakes that do not complete: SYN_RECV on our listeners, SYN_SENT from our clients.
+
+SYN_RECV that piles up on a listener whose accept queue is full is the listener's fault and is
+reported by :mod:`listeners`; here only the other case: the queue has room, yet the clients'
+final ACKs do not arrive (a SYN flood, or a path that loses them).
+
+SYN_SENT that keeps retransmitting means the destination does not answer. When that
+destination is a listener on this very host whose queue is full, the listener is to blame.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.listeners import (
+    assess_accept_queue,
+    listener_owner,
+    listener_subject,
+    overflow_counter_evidence,
+    owner_next_steps,
+    owner_unchecked,
+)
+from tcphealth.diagnose.wording import (
+    destination_text,
+    level,
+    number,
+    pids_key,
+    plural,
+    ss_peer_filter,
+    top_destinations,
+    who,
+)
+from tcphealth.model import (
+    Blame,
+    Endpoint,
+    Evidence,
+    Finding,
+    IPAddress,
+    Severity,
+    Socket,
+    Subject,
+    SubjectKind,
+    TcpState,
+)
+from tcphealth.states import LINUX_DEFAULTS, duration_text, retransmission_budget
+
+_SYN_FIRST_TIMEOUT = 1.0
+
+
+def retransmits_of(sock: Socket) -> int | None:
+    """Consecutive retransmission timeouts: the socket's own field, else tcp_info's."""
+    if sock.retransmits is not None:
+        return sock.retransmits
+    if sock.tcp_info is not None:
+        return sock.tcp_info.retransmits
+    return None
+
+
+# --- SYN_RECV ------------------------------------------------------------------------------
+
+
+def _syncookies_text(value: int | None) -> str:
+    if value is None:
+        return "whether syncookies are on is not known"
+    return {
+        0: "syncookies are off, so a full SYN queue turns new clients away",
+        1: "syncookies are on and take over when the SYN queue overflows",
+        2: "syncookies are sent for every SYN",
+    }.get(value, f"tcp_syncookies is {value}")
+
+
+def _syn_queue_evidence(index: SnapshotIndex) -> list[Evidence]:
+    counters = index.snapshot.counters
+    sysctls = index.snapshot.sysctls
+    evidence: list[Evidence] = []
+    if sysctls.tcp_syncookies is not None:
+        evidence.append(
+            Evidence(
+                "tcp_syncookies", sysctls.tcp_syncookies, _syncookies_text(sysctls.tcp_syncookies)
+            )
+        )
+    if sysctls.tcp_synack_retries is not None:
+        budget = retransmission_budget(sysctls.tcp_synack_retries, _SYN_FIRST_TIMEOUT)
+        evidence.append(
+            Evidence(
+                "tcp_synack_retries",
+                sysctls.tcp_synack_retries,
+                f"a half-open entry expires after {duration_text(budget)}",
+            )
+        )
+    for name, detail in (
+        ("SyncookiesSent", "SYN queue overflowed and cookies were sent"),
+        ("SyncookiesFailed", "ACKs with a cookie that did not check out"),
+        ("TCPReqQFullDrop", "SYNs dropped because the SYN queue was full"),
+        ("TCPReqQFullDoCookies", "SYNs answered with a cookie because the SYN queue was full"),
+    ):
+        value = counters.get(f"TcpExt.{name}")
+        if value is not None:
+            evidence.append(Evidence(name, value, detail))
+    return evidence
+
+
+@dataclass
+class _SynRecvGroup:
+    sockets: list[Socket]
+    listener: Socket | None
+
+
+def _syn_recv_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    groups = [
+        _SynRecvGroup(sockets, index.listener_by_id[listener_id])
+        for listener_id, sockets in index.syn_recv_by_listener.items()
+    ]
+    # SYN_RECV whose listener is not in the snapshot: grouped by local port, not dropped.
+    by_port: dict[int | None, list[Socket]] = {}
+    for sock in index.syn_recv_without_listener:
+        by_port.setdefault(sock.local.port, []).append(sock)
+    groups.extend(_SynRecvGroup(sockets, None) for sockets in by_port.values())
+
+    findings: list[Finding] = []
+    sysctls = index.snapshot.sysctls
+    for group in groups:
+        count = len(group.sockets)
+        severity = level(count, thresholds.syn_recv_warning, thresholds.syn_recv_critical)
+        if severity is None:
+            continue
+        unchecked: list[str] = []
+        if group.listener is not None:
+            queue = assess_accept_queue(group.listener, sysctls)
+            if queue.is_full(thresholds):
+                continue  # accept-queue overflow: the listener finding says it all
+            endpoint = str(group.listener.local)
+            subject = listener_subject(index, group.listener)
+            pids = listener_owner(group.listener)
+            place = f"{endpoint} ({who(index, pids)})" if pids else endpoint
+            if queue.backlog is None:
+                unchecked.extend(queue.unchecked(endpoint))
+                unchecked.append(
+                    "whether these SYN_RECV are accept-queue overflow instead: that needs the "
+                    "listener's backlog"
+                )
+            unchecked.extend(owner_unchecked(group.listener))
+            port = group.listener.local.port
+        else:
+            port = group.sockets[0].local.port
+            endpoint = f"port {port}"
+            place = endpoint
+            subject = Subject(kind=SubjectKind.LISTENER, endpoint=endpoint)
+            unchecked.append(f"the listener on {endpoint}: it is not in the snapshot")
+        sources: Counter[Destination] = Counter()
+        source_hosts: set[IPAddress] = set()
+        retransmitted = 0
+        for sock in group.sockets:
+            sources[destination(sock.remote)] += 1
+            source_hosts.add(plain_address(sock.remote.address))
+            if (retransmits_of(sock) or 0) > 0:
+                retransmitted += 1
+        syncookies = _syncookies_text(sysctls.tcp_syncookies)
+        evidence: list[Evidence] = [
+            Evidence("syn_recv", count, "half-open: SYN-ACK sent, final ACK missing"),
+            Evidence("source_addresses", len(source_hosts), "distinct client addresses"),
+        ]
+        if retransmitted:
+            evidence.append(Evidence("synack_retransmitted", retransmitted, None))
+        evidence.extend(_syn_queue_evidence(index))
+        evidence.extend(overflow_counter_evidence(index))
+        evidence.extend(top_destinations(sources, name="top_source", limit=3))
+        findings.append(
+            Finding(
+                code="syn-recv-no-final-ack",
+                severity=severity,
+                state=TcpState.SYN_RECV,
+                blame=Blame.REMOTE_PEER,
+                subject=subject,
+                count=count,
+                summary=(
+                    f"{number(count)} handshakes to {place} wait in SYN_RECV from "
+                    f"{number(len(source_hosts))} client addresses while the accept queue has "
+                    f"room: the clients' final ACKs do not arrive (a SYN flood, or a path that "
+                    f"loses them); {syncookies}."
+                ),
+                evidence=tuple(evidence),
+                next_steps=(
+                    f"ss -tn state syn-recv '( sport = :{port} )'   # how many sources?",
+                    "nstat -az TcpExtSyncookiesSent TcpExtTCPReqQFullDrop TcpExtListenOverflows",
+                    f"tcpdump -ni any 'tcp port {port} and tcp[tcpflags] & tcp-ack != 0'   "
+                    "# do final ACKs arrive?",
+                    "sysctl net.ipv4.tcp_syncookies net.ipv4.tcp_max_syn_backlog",
+                ),
+                unchecked=tuple(unchecked),
+            )
+        )
+    return findings
+
+
+# --- SYN_SENT ------------------------------------------------------------------------------
+
+
+@dataclass
+class _SynSentGroup:
+    stuck: list[Socket] = field(default_factory=list)  # retransmitted enough: no answer
+    unknown: list[Socket] = field(default_factory=list)  # the source has no retransmit count
+    pids: Counter[tuple[int, ...]] = field(default_factory=Counter)
+    max_retransmits: int = 0
+
+
+def _syn_sent_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    groups: dict[Destination, _SynSentGroup] = {}
+    for sock in index.sockets(TcpState.SYN_SENT):
+        retransmits = retransmits_of(sock)
+        if retransmits is not None and retransmits < thresholds.syn_sent_min_retransmits:
+            continue  # a connect() in its first seconds: normal
+        dest = destination(sock.remote)
+        group = groups.get(dest)
+        if group is None:
+            group = groups[dest] = _SynSentGroup()
+        if retransmits is None:
+            group.unknown.append(sock)
+        else:
+            group.stuck.append(sock)
+            group.max_retransmits = max(group.max_retransmits, retransmits)
+        group.pids[pids_key(sock.pids)] += 1
+    findings: list[Finding] = []
+    for dest, group in groups.items():
+        finding = _syn_sent_finding(index, dest, group, thresholds)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+def _syn_sent_finding(
+    index: SnapshotIndex, dest: Destination, group: _SynSentGroup, thresholds: Thresholds
+) -> Finding | None:
+    address, port = dest
+    target = destination_text(dest)
+    clients = [pids for pids, _ in group.pids.most_common() if pids]
+    client_pids = clients[0] if len(clients) == 1 else ()
+    client = who(index, client_pids) if client_pids else "Local clients"
+    sysctls = index.snapshot.sysctls
+    retries = sysctls.tcp_syn_retries
+    assumed_retries = retries is None
+    retries = LINUX_DEFAULTS["tcp_syn_retries"] if retries is None else retries
+    give_up = duration_text(retransmission_budget(retries, _SYN_FIRST_TIMEOUT))
+
+    evidence: list[Evidence] = []
+    if group.stuck:
+        evidence.append(Evidence("syn_sent_retransmitting", len(group.stuck), None))
+        evidence.append(Evidence("max_retransmits", group.max_retransmits, "SYNs resent"))
+    if group.unknown:
+        evidence.append(
+            Evidence("syn_sent_unchecked", len(group.unknown), "no retransmit count in source")
+        )
+    evidence.append(
+        Evidence(
+            "tcp_syn_retries",
+            retries,
+            f"connect() fails after {give_up}" + (" (default assumed)" if assumed_retries else ""),
+        )
+    )
+    for name in ("TCPSynRetrans", "TCPAbortOnTimeout"):
+        value = index.snapshot.counters.get(f"TcpExt.{name}")
+        if value is not None:
+            evidence.append(Evidence(name, value, "host-wide since boot"))
+    if len(clients) > 1:
+        evidence.append(Evidence("client_processes", len(clients), None))
+
+    count = len(group.stuck) + len(group.unknown)
+    unchecked: list[str] = []
+    if group.unknown:
+        these = (
+            "this attempt is"
+            if len(group.unknown) == 1
+            else (f"these {number(len(group.unknown))} attempts are")
+        )
+        unchecked.append(
+            f"whether {these} stuck or just starting: the source has no retransmit count or "
+            "timer for them"
+        )
+
+    # A destination on this host: the listener there may be the one not answering.
+    listener = index.listener_for(Endpoint(address, port)) if index.is_local(address) else None
+    if listener is not None:
+        queue = assess_accept_queue(listener, sysctls)
+        if queue.is_full(thresholds):
+            return _syn_sent_to_full_listener(
+                index, listener, queue.queued, count, client, target, evidence, thresholds
+            )
+        evidence.append(
+            Evidence("local_listener", str(listener.local), "a listener here, queue not full")
+        )
+
+    if group.stuck:
+        severity = level(
+            len(group.stuck), thresholds.syn_sent_warning, thresholds.syn_sent_critical
+        )
+        if severity is None:
+            return None
+        summary = (
+            f"{client} cannot reach {target}: {plural(len(group.stuck), 'connection attempt')} "
+            f"got no answer after {group.max_retransmits} or more SYN retransmissions -- the "
+            f"host is down or a firewall drops the SYN; connect() fails after {give_up}."
+        )
+        code, blame = "syn-sent-unanswered", Blame.REMOTE_PEER
+    else:
+        severity = Severity.INFO
+        summary = (
+            f"{client} has {plural(len(group.unknown), 'connection attempt')} to {target} "
+            "waiting for an answer; the source shows no retransmissions, so whether "
+            f"{'it is' if len(group.unknown) == 1 else 'they are'} stuck could not be checked."
+        )
+        code, blame = "syn-sent-unconfirmed", Blame.REMOTE_PEER
+    return Finding(
+        code=code,
+        severity=severity,
+        state=TcpState.SYN_SENT,
+        blame=blame,
+        subject=Subject(
+            kind=SubjectKind.PEER,
+            pid=client_pids[0] if client_pids else None,
+            process=index.process_name(client_pids[0]) if client_pids else None,
+            endpoint=target,
+        ),
+        count=count,
+        summary=summary,
+        evidence=tuple(evidence),
+        next_steps=(
+            f"ss -tnpo state syn-sent {ss_peer_filter(address, port)}",
+            f"ip route get {address}",
+            f"traceroute -T -p {port} {address}   # where do the SYNs stop?"
+            if port is not None
+            else f"traceroute -T {address}",
+            "Check the firewall rules on both sides and whether the service there runs; give "
+            "the client a connect timeout shorter than the kernel's.",
+        ),
+        unchecked=tuple(unchecked),
+    )
+
+
+def _syn_sent_to_full_listener(
+    index: SnapshotIndex,
+    listener: Socket,
+    queued: int | None,
+    count: int,
+    client: str,
+    target: str,
+    evidence: list[Evidence],
+    thresholds: Thresholds,
+) -> Finding | None:
+    severity = level(count, thresholds.syn_sent_warning, thresholds.syn_sent_critical)
+    if severity is None:
+        return None
+    pids = listener_owner(listener)
+    owner = who(index, pids) if pids else "the listener's owner"
+    evidence = [
+        *evidence,
+        Evidence("listener", str(listener.local), "on this host"),
+        Evidence("accept_queue", queued, "connections waiting for accept()"),
+        *overflow_counter_evidence(index),
+    ]
+    return Finding(
+        code="syn-sent-to-full-listener",
+        severity=severity,
+        state=TcpState.SYN_SENT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=listener_subject(index, listener),
+        count=count,
+        summary=(
+            f"{client} cannot connect to {target} on this same host: {owner} does not accept "
+            f"on {listener.local} and its full accept queue drops the SYNs, so "
+            f"{number(count)} attempts wait in SYN_SENT."
+        ),
+        evidence=tuple(evidence),
+        next_steps=owner_next_steps(pids, listener.local.port),
+        unchecked=owner_unchecked(listener),
+    )
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    return _syn_recv_findings(index, thresholds) + _syn_sent_findings(index, thresholds)

@@ -1,0 +1,177 @@
+"""One pass over a snapshot's sockets, building the lookups every rule needs.
+
+A host can hold 300,000 sockets. Every rule works on the groups built here (sockets by state,
+listeners by port, processes by pid) so the whole diagnosis stays linear: no rule ever scans
+all sockets again for each socket it looks at.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from tcphealth.model import (
+    Endpoint,
+    IPAddress,
+    OwnerSource,
+    Process,
+    Snapshot,
+    Socket,
+    TcpState,
+)
+
+# A destination as TCP sees it for port allocation: (address, port), address normalised.
+Destination = tuple[IPAddress, int | None]
+
+
+def plain_address(address: IPAddress) -> IPAddress:
+    """The address with a v4-mapped IPv6 address (``::ffff:10.0.0.1``) turned back into IPv4.
+
+    A dual-stack listener reports its IPv4 clients as v4-mapped; comparing them with IPv4
+    addresses elsewhere needs one spelling.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def destination(endpoint: Endpoint) -> Destination:
+    return (plain_address(endpoint.address), endpoint.port)
+
+
+def owned_by_fd(sock: Socket) -> bool:
+    """A process holds a file descriptor to this socket, and we know which."""
+    return sock.owner_source is OwnerSource.FD and bool(sock.pids)
+
+
+def never_accepted(sock: Socket) -> bool:
+    """No descriptor holds the socket, so it cannot have been accepted (KERNEL.md: inode 0).
+
+    ``LISTENER`` means the collector already credited it to the listener on its port; ``NONE``
+    means the source looked for owners and found none.
+    """
+    if sock.owner_source in (OwnerSource.LISTENER, OwnerSource.NONE):
+        return True
+    return sock.inode == 0
+
+
+@dataclass
+class SnapshotIndex:
+    """Lookups over one snapshot. Built once by :meth:`build`; rules only read it."""
+
+    snapshot: Snapshot
+    processes: dict[int, Process] = field(default_factory=dict)
+    by_state: dict[TcpState, list[Socket]] = field(default_factory=dict)
+    listeners_by_port: dict[int, list[Socket]] = field(default_factory=dict)
+    # Addresses this host answers on, as seen in its own sockets' local side.
+    local_addresses: set[IPAddress] = field(default_factory=set)
+    sockets_per_pid: Counter[int] = field(default_factory=Counter)
+    # Which pids hold ESTABLISHED connections to each destination: names the likely client
+    # behind TIME_WAIT toward it (TIME_WAIT itself has no owner).
+    established_pids_by_destination: dict[Destination, Counter[int]] = field(default_factory=dict)
+    # Connections that belong to a listener here but were never accepted, keyed by
+    # ``id(listener)`` (:attr:`listener_by_id` gives the listener back): half-open SYN_RECV,
+    # and CLOSE_WAIT that no descriptor holds. Those whose listener is not in the snapshot
+    # are kept apart rather than guessed at.
+    listener_by_id: dict[int, Socket] = field(default_factory=dict)
+    syn_recv_by_listener: dict[int, list[Socket]] = field(default_factory=dict)
+    syn_recv_without_listener: list[Socket] = field(default_factory=list)
+    unaccepted_close_wait_by_listener: dict[int, list[Socket]] = field(default_factory=dict)
+    unaccepted_close_wait_without_listener: list[Socket] = field(default_factory=list)
+    unaccepted_close_wait_ids: set[int] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, snapshot: Snapshot) -> SnapshotIndex:
+        index = cls(snapshot=snapshot)
+        index.processes = {process.pid: process for process in snapshot.processes}
+        by_state: defaultdict[TcpState, list[Socket]] = defaultdict(list)
+        listeners: defaultdict[int, list[Socket]] = defaultdict(list)
+        established: defaultdict[Destination, Counter[int]] = defaultdict(Counter)
+        for sock in snapshot.sockets:
+            by_state[sock.state].append(sock)
+            local = plain_address(sock.local.address)
+            if not local.is_unspecified:
+                index.local_addresses.add(local)
+            for pid in sock.pids:
+                index.sockets_per_pid[pid] += 1
+            if sock.state is TcpState.LISTEN and sock.local.port is not None:
+                listeners[sock.local.port].append(sock)
+            elif sock.state is TcpState.ESTABLISHED and sock.pids:
+                established[destination(sock.remote)].update(sock.pids)
+        index.by_state = dict(by_state)
+        index.listeners_by_port = dict(listeners)
+        index.established_pids_by_destination = dict(established)
+        index._attach_to_listeners()
+        return index
+
+    def _attach_to_listeners(self) -> None:
+        """Credit SYN_RECV and never-accepted CLOSE_WAIT to the listener on their local port.
+
+        Runs after the main pass (the listeners must be known first) and looks only at those
+        two states, each socket once, with a dict lookup: still linear.
+        """
+        syn_recv: defaultdict[int, list[Socket]] = defaultdict(list)
+        for sock in self.sockets(TcpState.SYN_RECV):
+            listener = self.listener_for(sock.local)
+            if listener is None:
+                self.syn_recv_without_listener.append(sock)
+            else:
+                self.listener_by_id[id(listener)] = listener
+                syn_recv[id(listener)].append(sock)
+        unaccepted: defaultdict[int, list[Socket]] = defaultdict(list)
+        for sock in self.sockets(TcpState.CLOSE_WAIT):
+            if owned_by_fd(sock) or not never_accepted(sock):
+                continue
+            listener = self.listener_for(sock.local)
+            if listener is None:
+                self.unaccepted_close_wait_without_listener.append(sock)
+            else:
+                self.listener_by_id[id(listener)] = listener
+                unaccepted[id(listener)].append(sock)
+                self.unaccepted_close_wait_ids.add(id(sock))
+        self.syn_recv_by_listener = dict(syn_recv)
+        self.unaccepted_close_wait_by_listener = dict(unaccepted)
+
+    def sockets(self, state: TcpState) -> list[Socket]:
+        return self.by_state.get(state, [])
+
+    def listener_for(self, endpoint: Endpoint) -> Socket | None:
+        """The listener that accepts connections arriving at ``endpoint``, if it is here.
+
+        A listener bound to that very address wins over a wildcard one (that is how the
+        kernel picks too); among wildcards, one of the endpoint's own address family (``::``
+        for a v4-mapped peer of a dual-stack listener) wins over the other. With several equal
+        candidates (SO_REUSEPORT) the first listed is taken, so the answer is stable.
+        """
+        if endpoint.port is None:
+            return None
+        candidates = self.listeners_by_port.get(endpoint.port)
+        if not candidates:
+            return None
+        wanted = plain_address(endpoint.address)
+        same_family_wildcard: Socket | None = None
+        other_wildcard: Socket | None = None
+        for listener in candidates:
+            bound = listener.local.address
+            if plain_address(bound) == wanted:
+                return listener
+            if not bound.is_unspecified:
+                continue
+            if bound.version == endpoint.address.version:
+                same_family_wildcard = same_family_wildcard or listener
+            else:
+                other_wildcard = other_wildcard or listener
+        return same_family_wildcard or other_wildcard
+
+    def is_local(self, address: IPAddress) -> bool:
+        """The address belongs to this host: loopback, or the local side of one of its sockets."""
+        plain = plain_address(address)
+        return plain.is_loopback or plain in self.local_addresses
+
+    def process(self, pid: int | None) -> Process | None:
+        return None if pid is None else self.processes.get(pid)
+
+    def process_name(self, pid: int | None) -> str | None:
+        process = self.process(pid)
+        return None if process is None else process.name

@@ -1,0 +1,259 @@
+"""TIME_WAIT: normal one by one, a problem only in numbers.
+
+TIME_WAIT sits on the side that closed first, for a fixed 60 s. Two limits matter:
+
+* toward one destination (local address, remote address, remote port) a client can have only
+  as many connections as there are ephemeral ports (ip_local_port_range); TIME_WAIT near that
+  number means new connects there will fail with EADDRNOTAVAIL. Only TIME_WAIT whose local port
+  lies in the ephemeral range uses those ports -- this host was the client and closed first.
+* host-wide, tcp_max_tw_buckets caps TIME_WAIT; beyond it the kernel skips TIME_WAIT for new
+  closes and counts TCPTimeWaitOverflow.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.wording import (
+    destination_text,
+    level,
+    most_common_text,
+    number,
+    percent,
+    ss_peer_filter,
+    top_destinations,
+    who,
+)
+from tcphealth.model import (
+    Blame,
+    Evidence,
+    Finding,
+    IPAddress,
+    Severity,
+    Subject,
+    SubjectKind,
+    TcpState,
+)
+from tcphealth.states import DEFAULT_PORT_RANGE, LINUX_DEFAULTS
+
+# (local address, remote address, remote port): what one ephemeral port range is shared by.
+PortKey = tuple[IPAddress, IPAddress, int | None]
+
+
+def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
+    if reuse is None:
+        return Evidence(
+            "tcp_tw_reuse",
+            None,
+            f"not in the snapshot (Linux default {LINUX_DEFAULTS['tcp_tw_reuse']}: loopback only)",
+        )
+    if reuse == 1 or (reuse == 2 and loopback):
+        detail = "new outgoing connections may reuse these ports when timestamps allow"
+    elif reuse == 2:
+        detail = "reuse on loopback only, so not for this destination"
+    else:
+        detail = "off: these ports stay taken for the full 60 s"
+    return Evidence("tcp_tw_reuse", reuse, detail)
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    sockets = index.sockets(TcpState.TIME_WAIT)
+    sysctls = index.snapshot.sysctls
+    port_range = sysctls.ip_local_port_range
+    range_assumed = port_range is None
+    low, high = DEFAULT_PORT_RANGE if port_range is None else port_range
+    ports = high - low + 1
+
+    per_destination: Counter[PortKey] = Counter()
+    everywhere: Counter[Destination] = Counter()
+    closed_as_client = 0
+    for sock in sockets:
+        remote = destination(sock.remote)
+        everywhere[remote] += 1
+        local_port = sock.local.port
+        if local_port is not None and low <= local_port <= high:
+            closed_as_client += 1
+            per_destination[(plain_address(sock.local.address), *remote)] += 1
+
+    findings: list[Finding] = []
+    if ports > 0:
+        for key, count in per_destination.items():
+            finding = _ports_finding(
+                index, key, count, ports, (low, high), range_assumed, thresholds
+            )
+            if finding is not None:
+                findings.append(finding)
+    bucket = _bucket_finding(index, len(sockets), closed_as_client, everywhere, thresholds)
+    if bucket is not None:
+        findings.append(bucket)
+    return findings
+
+
+def _ports_finding(
+    index: SnapshotIndex,
+    key: PortKey,
+    count: int,
+    ports: int,
+    port_range: tuple[int, int],
+    range_assumed: bool,
+    thresholds: Thresholds,
+) -> Finding | None:
+    ratio = count / ports
+    severity = level(
+        ratio, thresholds.time_wait_ports_warning_ratio, thresholds.time_wait_ports_critical_ratio
+    )
+    if severity is None:
+        return None
+    local, remote, remote_port = key
+    target = destination_text((remote, remote_port))
+    low, high = port_range
+    evidence: list[Evidence] = [
+        Evidence("time_wait", count, f"from {local} to {target}"),
+        Evidence(
+            "ephemeral_ports",
+            ports,
+            f"ip_local_port_range {low}-{high}" + (" (default assumed)" if range_assumed else ""),
+        ),
+        Evidence("port_use", round(ratio, 3), f"{percent(ratio)} of the range"),
+        _tw_reuse_evidence(index.snapshot.sysctls.tcp_tw_reuse, loopback=remote.is_loopback),
+    ]
+    holders = index.established_pids_by_destination.get((remote, remote_port))
+    client = ""
+    if holders:
+        pid, held = min(holders.items(), key=lambda item: (-item[1], item[0]))
+        name = who(index, (pid,))
+        evidence.append(
+            Evidence("established_client", name, f"holds {number(held)} open connections there")
+        )
+        client = f" ({name} has open connections there)"
+    unchecked = (
+        ("ip_local_port_range: not in the snapshot; the Linux default 32768-60999 was assumed",)
+        if range_assumed
+        else ()
+    )
+    return Finding(
+        code="time-wait-ports-exhausting",
+        severity=severity,
+        state=TcpState.TIME_WAIT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=Subject(kind=SubjectKind.PEER, endpoint=target),
+        count=count,
+        summary=(
+            f"This host holds {number(count)} TIME_WAIT from {local} to {target}, "
+            f"{percent(ratio)} of its {number(ports)} ephemeral ports: a client here"
+            f"{client} closes first and opens a new connection per request; once the range "
+            "is used up, connects there fail with EADDRNOTAVAIL -- reuse connections "
+            "(keep-alive, a pool)."
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            f"ss -tan state time-wait {ss_peer_filter(remote, remote_port)} | wc -l",
+            "sysctl net.ipv4.ip_local_port_range net.ipv4.tcp_tw_reuse",
+            "Make the client keep its connections open and reuse them; widening "
+            "ip_local_port_range or tcp_tw_reuse=1 only buys room.",
+        ),
+        unchecked=unchecked,
+    )
+
+
+def _bucket_finding(
+    index: SnapshotIndex,
+    listed: int,
+    closed_as_client: int,
+    everywhere: Counter[Destination],
+    thresholds: Thresholds,
+) -> Finding | None:
+    sysctls = index.snapshot.sysctls
+    counters = index.snapshot.counters
+    limit = sysctls.tcp_max_tw_buckets
+    overflows = counters.get("TcpExt.TCPTimeWaitOverflow")
+    # sockstat's tw is the kernel's own count (it includes orphaned FIN_WAIT2 on the same
+    # timer); the socket list may have been read a moment apart, so take the larger.
+    sockstat_tw = counters.get("sockstat.TCP.tw")
+    # A pasted `netstat -n | awk '{++S[$NF]}'` summary counts TIME_WAIT it does not list.
+    summarised = index.snapshot.state_counts.get(TcpState.TIME_WAIT.value)
+    count = max(listed, sockstat_tw or 0, summarised or 0)
+    evidence: list[Evidence] = [Evidence("time_wait", listed, "listed in the snapshot")]
+    if summarised is not None:
+        evidence.append(
+            Evidence("time_wait_summary", summarised, "a per-state count in the source")
+        )
+    if sockstat_tw is not None:
+        evidence.append(Evidence("sockstat_tw", sockstat_tw, "the kernel's count"))
+    evidence.append(Evidence("tcp_max_tw_buckets", limit, "beyond it closes skip TIME_WAIT"))
+    if overflows is not None:
+        evidence.append(
+            Evidence("TCPTimeWaitOverflow", overflows, "closes that skipped TIME_WAIT since boot")
+        )
+    evidence.extend(top_destinations(everywhere))
+    evidence.append(_tw_reuse_evidence(sysctls.tcp_tw_reuse, loopback=False))
+    unchecked: tuple[str, ...] = ()
+
+    if limit is None or limit == 0:
+        if not overflows:
+            return None
+        severity: Severity = Severity.WARNING
+        unchecked = ("tcp_max_tw_buckets: not in the snapshot, so the headroom is unknown",)
+        state_text = (
+            f"TIME_WAIT has overflowed tcp_max_tw_buckets {number(overflows)} times since boot"
+        )
+    else:
+        ratio = count / limit
+        found = level(
+            ratio,
+            thresholds.time_wait_buckets_warning_ratio,
+            thresholds.time_wait_buckets_critical_ratio,
+        )
+        if found is None:
+            if not overflows:
+                return None
+            severity = Severity.INFO
+            state_text = (
+                f"TIME_WAIT ({number(count)}) is below tcp_max_tw_buckets ({number(limit)}) now "
+                f"but overflowed it {number(overflows)} times since boot"
+            )
+        else:
+            severity = found
+            at = "at the kernel's ceiling" if ratio >= 1.0 else f"at {percent(ratio)} of its limit"
+            state_text = (
+                f"TIME_WAIT is {at}: {number(count)} of tcp_max_tw_buckets {number(limit)}, so "
+                "further closes skip TIME_WAIT and late packets of old connections can reach "
+                "new ones"
+            )
+    if overflows:
+        state_text += f" (TCPTimeWaitOverflow {number(overflows)})"
+    if listed:
+        closer = (
+            f"; this host closed first, as the client, on {number(closed_as_client)} of them "
+            f"-- reuse those connections"
+            if closed_as_client
+            else "; this host closed first on them as the server"
+        )
+        toward = f"; mostly toward {most_common_text(everywhere)}"
+    else:
+        closer = toward = ""
+        unchecked = (
+            *unchecked,
+            "which side closed first, and toward whom: the source counts TIME_WAIT but does "
+            "not list the sockets",
+        )
+    return Finding(
+        code="time-wait-bucket-limit",
+        severity=severity,
+        state=TcpState.TIME_WAIT,
+        blame=Blame.KERNEL_LIMIT,
+        subject=Subject(kind=SubjectKind.HOST),
+        count=count,
+        summary=f"{state_text}{closer}{toward}.",
+        evidence=tuple(evidence),
+        next_steps=(
+            "nstat -az TcpExtTCPTimeWaitOverflow   # still rising?",
+            "dmesg | grep -i 'time wait bucket table overflow'",
+            "ss -tan state time-wait | awk 'NR>1 {print $4}' | sort | uniq -c | sort -rn | head",
+            "Reuse connections on the side that closes first; raise "
+            "net.ipv4.tcp_max_tw_buckets if memory allows.",
+        ),
+        unchecked=unchecked,
+    )

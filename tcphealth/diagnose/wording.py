@@ -1,0 +1,163 @@
+"""Small helpers every rule uses to name things the same way.
+
+Numbers get thousands separators (``3,120``), processes read ``pid 812 (java)``, endpoints
+bracket IPv6 (``[2001:db8::1]:443``), and ss filters are spelt so they can be pasted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable
+
+from tcphealth.diagnose.index import Destination, SnapshotIndex
+from tcphealth.model import Endpoint, Evidence, IPAddress, Severity, Subject, SubjectKind
+
+
+def number(value: int) -> str:
+    return f"{value:,}"
+
+
+def percent(ratio: float) -> str:
+    """``83%``; never ``100%`` for a value short of it (1019 of 1024 is ``99.5%``)."""
+    shown = f"{ratio:.0%}"
+    if shown == "100%" and ratio < 1.0:
+        return f"{ratio * 100:.1f}%"
+    return shown
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 connection attempt``, ``3 connection attempts``."""
+    return f"{number(count)} {word if count == 1 else (words or word + 's')}"
+
+
+def address_text(address: IPAddress) -> str:
+    return str(address)
+
+
+def sockets_text(count: int) -> str:
+    return f"{number(count)} socket" if count == 1 else f"{number(count)} sockets"
+
+
+def destination_text(dest: Destination) -> str:
+    """``10.0.0.5:6379``, ``[2001:db8::1]:443``; the bare address when the port is ``None``."""
+    address, port = dest
+    if port is None:
+        return str(address)
+    if isinstance(address, ipaddress.IPv6Address):
+        return f"[{address}]:{port}"
+    return f"{address}:{port}"
+
+
+def by_host_if_ports_vary(counts: Counter[Destination]) -> Counter[Destination]:
+    """Count by address alone when no address:port repeats.
+
+    The far side of a server's connections is the client's ephemeral port, different every
+    time; listing ``10.0.0.7:40001 (1), 10.0.0.7:40002 (1)`` would hide that one client holds
+    them all.
+    """
+    if len(counts) <= 1 or max(counts.values()) > 1:
+        return counts
+    hosts: Counter[Destination] = Counter()
+    for (address, _), count in counts.items():
+        hosts[(address, None)] += count
+    return hosts
+
+
+def endpoint_text(endpoint: Endpoint) -> str:
+    return str(endpoint)
+
+
+def pids_key(pids: Iterable[int]) -> tuple[int, ...]:
+    """The set of pids holding a socket, as a stable dict key (forked holders share sockets)."""
+    return tuple(sorted(set(pids)))
+
+
+def who(index: SnapshotIndex, pids: tuple[int, ...]) -> str:
+    """``pid 812 (java)``, ``pids 812, 813 (java)``, or ``an unidentified process``."""
+    if not pids:
+        return "an unidentified process"
+    names = sorted({name for pid in pids if (name := index.process_name(pid))})
+    label = f"pid {pids[0]}" if len(pids) == 1 else "pids " + ", ".join(str(p) for p in pids)
+    return f"{label} ({', '.join(names)})" if names else label
+
+
+def process_subject(
+    index: SnapshotIndex,
+    pids: tuple[int, ...],
+    kind: SubjectKind = SubjectKind.PROCESS,
+    endpoint: str | None = None,
+) -> Subject:
+    """A subject naming the lowest pid of ``pids`` (the parent, usually, after a fork)."""
+    pid = pids[0] if pids else None
+    return Subject(kind=kind, pid=pid, process=index.process_name(pid), endpoint=endpoint)
+
+
+def pid_evidence(pids: tuple[int, ...]) -> tuple[Evidence, ...]:
+    if len(pids) <= 1:
+        return ()
+    shown = ", ".join(str(pid) for pid in pids)
+    return (Evidence("pids", shown, "these processes share the same sockets (forked)"),)
+
+
+def top_destinations(
+    counts: Counter[Destination], name: str = "top_destination", limit: int = 3
+) -> tuple[Evidence, ...]:
+    """The ``limit`` most frequent destinations, most frequent first, ties by text."""
+    ranked = _ranked(by_host_if_ports_vary(counts))
+    return tuple(
+        Evidence(name, destination_text(dest), sockets_text(count))
+        for dest, count in ranked[:limit]
+    )
+
+
+def _ranked(counts: Counter[Destination]) -> list[tuple[Destination, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], destination_text(item[0])))
+
+
+def most_common_text(counts: Counter[Destination], limit: int = 3) -> str:
+    """``10.0.0.5:6379 (2,900), 10.0.0.6:6379 (220)`` for a summary sentence."""
+    ranked = _ranked(by_host_if_ports_vary(counts))
+    return ", ".join(
+        f"{destination_text(dest)} ({number(count)})" for dest, count in ranked[:limit]
+    )
+
+
+def ss_peer_filter(address: IPAddress, port: int | None) -> str:
+    """An ss filter matching one remote address (and port): ``dst 10.0.0.5 '( dport = :80 )'``."""
+    text = f"dst {address}"
+    if port is not None:
+        text += f" '( dport = :{port} )'"
+    return text
+
+
+def ss_local_port_filter(port: int | None) -> str:
+    return "" if port is None else f"'( sport = :{port} )'"
+
+
+def level(count: float, warning: float, critical: float) -> Severity | None:
+    """CRITICAL at or above ``critical``, WARNING at or above ``warning``, else nothing."""
+    if count >= critical:
+        return Severity.CRITICAL
+    if count >= warning:
+        return Severity.WARNING
+    return None
+
+
+def attribution_gaps(index: SnapshotIndex) -> tuple[str, ...]:
+    """What the snapshot could not tell about which process holds which socket."""
+    attribution = index.snapshot.attribution
+    if not attribution.attempted:
+        return ("which processes hold these sockets: the source lists no owners",)
+    gaps: list[str] = []
+    if attribution.processes_forbidden:
+        gaps.append(
+            f"the descriptors of {number(attribution.processes_forbidden)} processes were not "
+            "readable (run as root to see every owner)"
+        )
+    if attribution.sockets_unseen:
+        gaps.append(
+            f"{number(attribution.sockets_unseen)} sockets with a descriptor had no owner we "
+            "could see"
+        )
+    return tuple(gaps)

@@ -1,0 +1,60 @@
+"""Who holds a socket nobody holds: crediting not-yet-accepted connections to their listener.
+
+Shared by every source that knows which sockets have no owning file descriptor -- the /proc
+walk (inode 0) and the text of ``ss -p`` / ``netstat -p`` (a row with no ``users:`` or ``-``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from tcphealth.model import Family, OwnerSource, Socket, TcpState
+
+# Sockets that can sit on a listener's port with no file descriptor because the listener's
+# process has not accept()ed them yet: a handshake in progress, or a finished connection (which
+# may already have received the peer's FIN) still in the accept queue. Orphans (FIN_WAIT*,
+# LAST_ACK, CLOSING) and TIME_WAIT also have no descriptor, but they had an owner who closed them.
+UNACCEPTED_STATES = frozenset({TcpState.SYN_RECV, TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
+
+_ListenerIndex = dict[tuple[Family, int | None], list[Socket]]
+
+
+def credit_unaccepted_to_listeners(sockets: Sequence[Socket]) -> list[Socket]:
+    """Credit every socket no process holds (``OwnerSource.NONE``) in a state that can wait in
+    an accept queue to the pids of the listener on its local address and port, with
+    ``OwnerSource.LISTENER``. Everything else is returned unchanged, in the same order."""
+    result = list(sockets)
+    listeners = _index_listeners(result)
+    if not listeners:
+        return result
+    for index, sock in enumerate(result):
+        if sock.owner_source is not OwnerSource.NONE or sock.state not in UNACCEPTED_STATES:
+            continue
+        if sock.inode:  # a descriptor exists, we just could not see whose
+            continue
+        owners = _listener_pids(listeners, sock)
+        if owners is not None:
+            result[index] = replace(sock, pids=owners, owner_source=OwnerSource.LISTENER)
+    return result
+
+
+def _index_listeners(sockets: Sequence[Socket]) -> _ListenerIndex:
+    index: _ListenerIndex = {}
+    for sock in sockets:
+        if sock.state is TcpState.LISTEN:
+            index.setdefault((sock.family, sock.local.port), []).append(sock)
+    return index
+
+
+def _listener_pids(index: _ListenerIndex, sock: Socket) -> tuple[int, ...] | None:
+    """The pids of the listener a not-yet-accepted socket belongs to: one bound to exactly its
+    local address if any, else a wildcard one; all of them where SO_REUSEPORT made several."""
+    candidates = index.get((sock.family, sock.local.port))
+    if not candidates:
+        return None
+    exact = [lst for lst in candidates if lst.local.address == sock.local.address]
+    matches = exact or [lst for lst in candidates if lst.local.is_unspecified]
+    if not matches:
+        return None
+    return tuple(sorted({pid for lst in matches for pid in lst.pids}))

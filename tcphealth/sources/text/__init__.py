@@ -1,0 +1,94 @@
+"""Text someone pasted into a ticket, read into snapshots: ``ss`` and Linux ``netstat`` output,
+macOS and Windows ``netstat``, a copy of /proc/net/tcp{,6}.
+
+Each format has its own small module (:mod:`.ss`, :mod:`.netstat_linux`, :mod:`.netstat_macos`,
+:mod:`.netstat_windows`, :mod:`.proc_copy`) over the shared line helpers in :mod:`.lines`;
+:mod:`.paste` walks a paste that may mix them with prompts, summaries and prose, and
+:mod:`.detect` tells a snapshot file, a /proc copy and a paste apart.
+
+What a format does not show is unknown (``None``), never 0.
+"""
+
+from __future__ import annotations
+
+from tcphealth.errors import InputError
+from tcphealth.model import Attribution, Family, HostInfo, Snapshot
+from tcphealth.sources import procfs
+from tcphealth.sources.text import detect as detect_module
+from tcphealth.sources.text import (
+    netstat_linux,
+    netstat_macos,
+    netstat_windows,
+    paste,
+    proc_copy,
+    ss,
+)
+
+# --input-format choices that are text: "netstat" is any of the three netstat flavours.
+TEXT_INPUT_FORMATS: dict[str, frozenset[str]] = {
+    "ss": frozenset({ss.NAME}),
+    "netstat": frozenset({netstat_linux.NAME, netstat_macos.NAME, netstat_windows.NAME}),
+    netstat_linux.NAME: frozenset({netstat_linux.NAME}),
+    netstat_macos.NAME: frozenset({netstat_macos.NAME}),
+    netstat_windows.NAME: frozenset({netstat_windows.NAME}),
+    "text": frozenset(paste.TEXT_FORMATS),
+}
+
+
+def read_text(
+    text: str,
+    where: str,
+    *,
+    input_format: str = "auto",
+    strict: bool = False,
+    taken_at: float = 0.0,
+) -> list[Snapshot]:
+    """Every capture in ``text`` (oldest first) as a snapshot. ``input_format`` is ``auto``,
+    ``proc`` or one of :data:`TEXT_INPUT_FORMATS`. Raises :class:`InputError` when nothing in
+    the text is a TCP table of the format, or (``strict``) a row cannot be read."""
+    lines = text.splitlines()
+    if input_format == "auto":
+        kind = detect_module.detect(text)
+        if kind == detect_module.SNAPSHOT:
+            raise InputError(where, "a JSON snapshot, not text")  # the caller handles these
+        input_format = proc_copy.NAME if kind == detect_module.PROC else "text"
+    if input_format == proc_copy.NAME:
+        return _proc_snapshots(lines, where, strict=strict, taken_at=taken_at)
+    formats = TEXT_INPUT_FORMATS.get(input_format)
+    if formats is None:
+        raise ValueError(f"unknown input format {input_format!r}")
+    return paste.read_paste(lines, where, formats=formats, strict=strict, taken_at=taken_at)
+
+
+def _proc_snapshots(
+    lines: list[str], where: str, *, strict: bool, taken_at: float
+) -> list[Snapshot]:
+    captures = proc_copy.parse(lines, where, strict=strict)
+    if not captures:
+        # A header and no rows: an empty table, once the header is known to be TCP's.
+        header = next((line for line in lines if line.strip()), "")
+        procfs.parse_table([header], Family.IPV4, where, strict=strict)
+        captures = [proc_copy.CopyCapture()]
+    snapshots = []
+    for capture in captures:
+        notes = list(capture.notes)
+        notes.extend(
+            f"{where}:{number}: line skipped: {reason}" for number, reason in capture.skipped
+        )
+        snapshots.append(
+            Snapshot(
+                host=HostInfo(
+                    hostname=None,
+                    kernel=None,
+                    taken_at=taken_at,
+                    source=f"proc:{where}",
+                    privileged=None,
+                    platform="linux",
+                ),
+                attribution=Attribution(attempted=False),
+                sockets=tuple(capture.sockets),
+                notes=tuple(notes),
+                skipped_lines=len(capture.skipped),
+            )
+        )
+    return snapshots

@@ -1,0 +1,467 @@
+"""Line-level pieces the text formats share: a parsed row, endpoints in colon, bracket and dot
+form, numbers, shell prompts and the commands they ran, and the non-table lines a paste often
+carries (sysctl output, ``Max open files``, per-state summaries, ``netstat -s`` counters).
+
+Nothing here knows a whole format; each format module (``ss``, ``netstat_linux``, …) turns one
+line into a :class:`Row` and leaves sections, captures and owners to :mod:`.paste`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from tcphealth.model import (
+    Endpoint,
+    Family,
+    IPAddress,
+    TcpInfo,
+    TcpState,
+    TimerKind,
+    parse_state,
+)
+
+ANY_V4 = ipaddress.IPv4Address(0)
+ANY_V6 = ipaddress.IPv6Address(0)
+
+
+class RowError(ValueError):
+    """A line that looks like a socket row of the format but cannot be read; the message says
+    why. The paste parser skips it with a note (or, strict, refuses the input)."""
+
+
+class NotTcp(Exception):
+    """A row of the format that is not a TCP socket (a UDP or UNIX row): skipped quietly."""
+
+
+@dataclass
+class Holder:
+    pid: int
+    name: str | None = None
+
+
+@dataclass
+class Row:
+    """One socket as one line of text printed it, before owners are resolved.
+
+    ``holders`` is ``None`` when the row's format (or its flags) carries no owner column at
+    all, ``[]`` when the column is there and names nobody (``-``, no ``users:``, PID 0).
+    ``timer`` is ``None`` when the row shows no timer; whether that means "no timer pending"
+    or "timers not shown" is decided per section (ss prints ``timer:`` only when one runs).
+    """
+
+    family: Family
+    local: Endpoint
+    remote: Endpoint
+    state: TcpState
+    send_queue: int | None = None
+    recv_queue: int | None = None
+    listen_backlog: int | None = None
+    timer: TimerKind | None = None
+    timer_seconds: float | None = None
+    retransmits: int | None = None
+    probes: int | None = None
+    uid: int | None = None
+    user_name: str | None = None
+    inode: int | None = None
+    cookie: int | None = None
+    holders: list[Holder] | None = None
+    tcp_info: TcpInfo | None = None
+    truncated: bool = False
+    extended: bool = False  # ss -e fields (ino:, sk:) were on the row
+    raw_state: str | None = None
+    line: int = 0
+    service_lines: list[str] = field(default_factory=list)
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+def ascii_int(text: str, max_digits: int = 19) -> int | None:
+    """A plain decimal number of at most ``max_digits`` ASCII digits, else None (so that
+    ``²``, Arabic-Indic digits or a 200,000-digit run never reach ``int()``)."""
+    if not text or len(text) > max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def parse_count(text: str, what: str) -> int:
+    """A non-negative decimal count such as a queue length; RowError otherwise."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise RowError(f"{what} {text!r} is not a number")
+    return int(text)
+
+
+def parse_port(text: str) -> int | None:
+    """``*`` is no port (a wildcard); anything but 0-65535 is an error (a service name such as
+    ``ssh`` means the output was not numeric: run the tool with ``-n``)."""
+    if text == "*":
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > 65535:
+        raise RowError(f"port {text!r} is not a number (was the tool run without -n?)")
+    return int(text)
+
+
+# --- addresses ----------------------------------------------------------------------------------
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """An IPv4 or IPv6 address as tools print it; ``None`` for the wildcard ``*``.
+
+    An interface suffix (``127.0.0.53%lo``) is dropped from IPv4; an IPv6 zone (``%14``) is
+    kept when Python accepts it. A host name means the tool resolved names: RowError.
+    """
+    if text == "*":
+        return None
+    base, percent, zone = text.partition("%")
+    try:
+        if ":" in base:
+            if percent and zone:
+                try:
+                    return ipaddress.IPv6Address(f"{base}%{zone}")
+                except ValueError:
+                    pass
+            return ipaddress.IPv6Address(base)
+        return ipaddress.IPv4Address(base)
+    except ValueError:
+        raise RowError(f"address {text!r} is not numeric (was the tool run without -n?)") from None
+
+
+def recover_cut_address(text: str) -> IPAddress:
+    """The best reading of an IPv6 address a tool cut short (``2600:1700:bab0:d``,
+    ``fe80::aede:48ff:``): the printed groups, completed with ``::``. The socket is marked
+    truncated, so nobody takes the result as the real address."""
+    try:
+        address = parse_address(text)
+    except RowError:
+        address = None
+    if address is not None:
+        return address
+    stem = text.split("%")[0].rstrip(":")
+    for candidate in (stem, f"{stem}::"):
+        try:
+            return ipaddress.IPv6Address(candidate)
+        except ValueError:
+            continue
+    raise RowError(f"address {text!r} is cut short beyond recognition")
+
+
+def wildcard_for(family: Family) -> IPAddress:
+    return ANY_V6 if family is Family.IPV6 else ANY_V4
+
+
+def family_of(address: IPAddress) -> Family:
+    return Family.IPV6 if isinstance(address, ipaddress.IPv6Address) else Family.IPV4
+
+
+_BRACKETED = re.compile(r"^\[(?P<host>[^\]]*)\](?:%(?P<iface>[^:\s]*))?:(?P<port>[^:\s]+)$")
+
+
+def split_colon_endpoint(text: str) -> tuple[str, str]:
+    """``1.2.3.4:80``, ``[::1]:80``, ``[fe80::1]%eth0:546``, ``:::30720``, ``*:*``,
+    ``::ffff:10.0.0.1:8080`` -> (host, port) as text. The port follows the last colon unless the
+    host is in brackets."""
+    if text.startswith("["):
+        match = _BRACKETED.match(text)
+        if match is None:
+            raise RowError(f"endpoint {text!r} is not [address]:port")
+        return match.group("host"), match.group("port")
+    host, colon, port = text.rpartition(":")
+    if not colon or not host:
+        raise RowError(f"endpoint {text!r} has no ':port'")
+    return host, port
+
+
+def split_dot_endpoint(text: str) -> tuple[str, str]:
+    """The BSD form: ``192.168.1.221.54860``, ``fe80::1.22``, ``*.*`` -> (host, port)."""
+    host, dot, port = text.rpartition(".")
+    if not dot or not host:
+        raise RowError(f"endpoint {text!r} has no '.port'")
+    return host, port
+
+
+def endpoints(
+    local: tuple[IPAddress | None, int | None], remote: tuple[IPAddress | None, int | None]
+) -> tuple[Family, Endpoint, Endpoint]:
+    """Build both endpoints; a wildcard address (``*``) takes the family of the other side, or
+    IPv4 when both are wildcards (as older ss printed an IPv4 ``INADDR_ANY``)."""
+    concrete = local[0] if local[0] is not None else remote[0]
+    family = family_of(concrete) if concrete is not None else Family.IPV4
+    local_address = local[0] if local[0] is not None else wildcard_for(family)
+    remote_address = remote[0] if remote[0] is not None else wildcard_for(family)
+    if family_of(local_address) is not family_of(remote_address):
+        raise RowError("local and remote addresses are of different families")
+    return family, Endpoint(local_address, local[1]), Endpoint(remote_address, remote[1])
+
+
+# --- states -------------------------------------------------------------------------------------
+
+
+def state_word(token: str) -> TcpState | None:
+    """A state as tools print it: upper case, in any tool's spelling. Lower or mixed case is
+    prose ("Listen", "established"), not a table cell."""
+    if not token or token != token.upper() or not token[0].isalpha():
+        return None
+    return parse_state(token)
+
+
+# --- timers -------------------------------------------------------------------------------------
+
+_SS_MS_TIMER = re.compile(
+    r"^(?:(?P<min>\d{1,9})min)?(?:(?P<sec>\d{1,9})(?P<sep>sec|\.))?(?:(?P<ms>\d{1,9})ms)?$",
+    re.ASCII,
+)
+
+
+def parse_ss_duration(text: str) -> float:
+    """ss's timer text in seconds. ss prints minutes, then seconds, then milliseconds, dropping
+    the smaller units once the larger are big: ``59sec``, ``1min2sec``, ``10min``, ``052ms``
+    (zero-padded), ``1.076ms`` (1 s and 076 ms), ``5.200ms``; an empty text is 0."""
+    match = _SS_MS_TIMER.match(text)
+    if match is None:
+        raise RowError(f"timer duration {text!r} is not in ss's form")
+    minutes = int(match.group("min") or 0)
+    seconds = int(match.group("sec") or 0)
+    millis = int(match.group("ms") or 0)
+    if match.group("sep") == "." and match.group("ms") is None:
+        raise RowError(f"timer duration {text!r} is not in ss's form")
+    return minutes * 60 + seconds + millis / 1000
+
+
+# --- prompts and commands ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A shell prompt line: who ran what, where."""
+
+    command: str
+    user: str | None = None
+    host: str | None = None
+    cwd: str | None = None
+    sigil: str | None = None
+
+    @property
+    def privileged(self) -> bool | None:
+        if self.user == "root" or self.sigil == "#" or self.command.startswith("sudo "):
+            return True
+        if self.user is not None:
+            return False
+        return None
+
+
+_PROMPTS = (
+    # root@ip-172-1-57-200:~# ss -nltp     deploy@web:/srv$ netstat -tanp
+    re.compile(
+        r"^(?P<user>[\w.-]+)@(?P<host>[\w.-]+)(?::(?P<cwd>[^#$%\s]*))?\s*(?P<sigil>[#$%])\s*(?P<cmd>.*)$"
+    ),
+    # [#556#root@ubuntu-1604 ~]$while true; do …       [user@host dir]# cmd
+    re.compile(
+        r"^\[(?:#\d+#)?(?P<user>[\w.-]+)@(?P<host>[\w.-]+)(?:\s+(?P<cwd>[^\]]*))?\]\s*(?P<sigil>[#$%])\s*(?P<cmd>.*)$"
+    ),
+    # host:~ user$ netstat -an   (macOS bash)
+    re.compile(
+        r"^(?P<host>[\w.-]+):(?P<cwd>\S*)\s+(?P<user>[\w.-]+)(?P<sigil>[$#])\s*(?P<cmd>.*)$"
+    ),
+    # C:\Users\me>netstat -ano
+    re.compile(r"^(?P<cwd>[A-Za-z]:\\[^>]*)>\s*(?P<cmd>.*)$"),
+    # $ ss -tanp      # netstat -tanp   (only with a command we know, so '# comment' is prose)
+    re.compile(
+        r"^(?P<sigil>[#$%])\s+(?P<cmd>(?:sudo\s+)?(?:ss|netstat|cat|sysctl|lsof|ls|ll|ulimit|while|for|watch|nstat)\b.*)$"
+    ),
+)
+
+
+def match_prompt(line: str) -> Prompt | None:
+    for pattern in _PROMPTS:
+        match = pattern.match(line)
+        if match is not None:
+            groups = match.groupdict()
+            return Prompt(
+                command=(groups.get("cmd") or "").strip(),
+                user=groups.get("user"),
+                host=groups.get("host"),
+                cwd=(groups.get("cwd") or None),
+                sigil=groups.get("sigil"),
+            )
+    return None
+
+
+_TABLE_COMMAND = re.compile(r"(?:^|[\s;|&(])(?P<tool>ss|netstat)(?P<args>(?:\s+[^\s|;&]+)*)")
+
+
+@dataclass(frozen=True)
+class TableCommand:
+    """An ``ss`` or ``netstat`` invocation: the tool, its one-letter flags (long options
+    folded to them), and ss's ``state X`` filter."""
+
+    tool: str
+    text: str
+    flags: frozenset[str]
+    state_filter: TcpState | None = None
+
+
+_LONG_FLAGS = {
+    "--processes": "p",
+    "--program": "p",
+    "--options": "o",
+    "--timers": "o",
+    "--extended": "e",
+    "--extend": "e",
+    "--info": "i",
+    "--memory": "m",
+    "--numeric": "n",
+    "--all": "a",
+    "--tcp": "t",
+    "--listening": "l",
+    "--wide": "W",
+}
+
+_FILTER_STATES = {"listening": TcpState.LISTEN, "connected": None, "synchronized": None}
+
+
+def parse_table_command(command: str) -> TableCommand | None:
+    """The first ``ss``/``netstat`` call in a command line (inside a pipe or loop too)."""
+    match = _TABLE_COMMAND.search(command)
+    if match is None:
+        return None
+    args = match.group("args").split()
+    flags: set[str] = set()
+    state_filter: TcpState | None = None
+    for position, arg in enumerate(args):
+        if arg.startswith("--"):
+            if arg in _LONG_FLAGS:
+                flags.add(_LONG_FLAGS[arg])
+        elif arg.startswith("-") and len(arg) > 1:
+            flags.update(arg[1:])
+        elif arg == "state" and position + 1 < len(args):
+            name = args[position + 1].strip("'\"")
+            state_filter = _FILTER_STATES.get(name.lower(), parse_state(name))
+    return TableCommand(
+        tool=match.group("tool"),
+        text=command.strip(),
+        flags=frozenset(flags),
+        state_filter=state_filter,
+    )
+
+
+# --- non-table lines worth keeping ---------------------------------------------------------------
+
+_SYSCTL = re.compile(r"^\s*(?P<name>(?:net|fs)\.[\w.-]+)\s*=\s*(?P<value>.*?)\s*$")
+
+SYSCTL_FIELDS = {
+    "net.ipv4.tcp_fin_timeout": "tcp_fin_timeout",
+    "net.ipv4.tcp_max_tw_buckets": "tcp_max_tw_buckets",
+    "net.core.somaxconn": "somaxconn",
+    "net.ipv4.tcp_syn_retries": "tcp_syn_retries",
+    "net.ipv4.tcp_synack_retries": "tcp_synack_retries",
+    "net.ipv4.tcp_orphan_retries": "tcp_orphan_retries",
+    "net.ipv4.tcp_max_orphans": "tcp_max_orphans",
+    "net.ipv4.tcp_tw_reuse": "tcp_tw_reuse",
+    "net.ipv4.tcp_syncookies": "tcp_syncookies",
+    "net.ipv4.tcp_abort_on_overflow": "tcp_abort_on_overflow",
+    "net.ipv4.tcp_retries2": "tcp_retries2",
+    "net.ipv4.tcp_keepalive_time": "tcp_keepalive_time",
+    "net.ipv4.tcp_keepalive_intvl": "tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes": "tcp_keepalive_probes",
+}
+
+
+def match_sysctl(line: str) -> tuple[str, str] | None:
+    """``net.ipv4.tcp_max_tw_buckets = 65536`` -> (name, value text); any ``net.``/``fs.``
+    assignment matches, whether or not we keep it."""
+    match = _SYSCTL.match(line)
+    if match is None:
+        return None
+    return match.group("name"), match.group("value")
+
+
+_SUMMARY = re.compile(
+    r"^\s*(?:(?P<state1>[A-Z][A-Z0-9_-]*)\s+(?P<count1>\d+)|(?P<count2>\d+)\s+(?P<state2>[A-Z][A-Z0-9_-]*))\s*(?:--.*)?$",
+    re.ASCII,
+)
+
+
+def match_summary(line: str) -> tuple[TcpState, int] | None:
+    """A per-state count as ``awk '{++S[$NF]} END {…}'`` (``TIME_WAIT 65547``) or
+    ``sort | uniq -c`` (``  19 CLOSE_WAIT``) print it; a trailing ``-- comment`` is allowed."""
+    match = _SUMMARY.match(line)
+    if match is None:
+        return None
+    word = match.group("state1") or match.group("state2")
+    count = match.group("count1") or match.group("count2")
+    state = state_word(word)
+    if state is None or state in (TcpState.UNKNOWN,) or len(count) > 12:
+        return None
+    return state, int(count)
+
+
+_MAX_OPEN_FILES = re.compile(r"^Max open files\s+(?P<soft>\S+)\s+(?P<hard>\S+)")
+
+
+def match_fd_limits(line: str) -> tuple[int | None, int | None] | None:
+    """``Max open files  1024  4096  files`` (from /proc/PID/limits) -> (soft, hard);
+    ``unlimited`` is None."""
+    match = _MAX_OPEN_FILES.match(line)
+    if match is None:
+        return None
+    soft, hard = match.group("soft"), match.group("hard")
+    return ascii_int(soft), ascii_int(hard)
+
+
+_COUNTER_SENTENCES = (
+    (
+        re.compile(r"^\s*(\d{1,19}) times the listen queue of a socket overflowed\s*$", re.A),
+        "ListenOverflows",
+    ),
+    (
+        re.compile(r"^\s*(\d{1,19}) SYNs to LISTEN sockets (?:dropped|ignored)\s*$", re.A),
+        "ListenDrops",
+    ),
+    (
+        re.compile(r"^\s*(\d{1,19}) connections aborted due to timeout\s*$", re.A),
+        "TCPAbortOnTimeout",
+    ),
+)
+_NSTAT = re.compile(
+    r"^\s*TcpExt(?P<name>[A-Za-z]+)\s+(?P<value>\d{1,19})(?:\s+[\d.]+)?\s*$", re.ASCII
+)
+
+
+def match_counter(line: str) -> tuple[str, int] | None:
+    """A TcpExt counter from ``netstat -s`` prose or ``nstat`` output, by qualified name."""
+    for pattern, name in _COUNTER_SENTENCES:
+        match = pattern.match(line)
+        if match is not None:
+            return f"TcpExt.{name}", int(match.group(1))
+    match = _NSTAT.match(line)
+    if match is not None:
+        return f"TcpExt.{match.group('name')}", int(match.group("value"))
+    return None
+
+
+# ``ll /proc/15902/fd | wc -l``: how many lines the listing prints besides one per fd.
+_FD_COUNT_PART = re.compile(
+    r"^\s*(?P<ls>ls|ll|ls\s+-l|ls\s+-la|ls\s+-al|ls\s+-1)\s+/proc/(?P<pid>\d{1,9})/fd/?\s*\|\s*wc\s+-l\s*$",
+    re.ASCII,
+)
+_EXTRA_LINES = {"ls": 0, "ls -1": 0, "ls -l": 1, "ll": 3, "ls -la": 3, "ls -al": 3}
+
+
+def fd_count_commands(command: str) -> list[tuple[int, int, str] | None]:
+    """For each ``;``-separated part of a command whose output is one number, what that number
+    says: ``(pid, extra lines to subtract, part)`` for a plain listing of /proc/PID/fd counted
+    with ``wc -l``, ``None`` for any other part (a filtered count)."""
+    parts = [part for part in command.split(";") if part.strip()]
+    result: list[tuple[int, int, str] | None] = []
+    for part in parts:
+        if not re.search(r"\|\s*wc\s+-l\s*$", part):
+            return []  # not a list of counts
+        match = _FD_COUNT_PART.match(part)
+        if match is None:
+            result.append(None)
+            continue
+        listing = " ".join(match.group("ls").split())
+        result.append((int(match.group("pid")), _EXTRA_LINES[listing], part.strip()))
+    return result

@@ -1,0 +1,119 @@
+"""macOS (BSD) ``netstat -an -p tcp`` and ``netstat -An`` output.
+
+::
+
+    Active Internet connections
+    Socket           Flowhash Proto Recv-Q Send-Q  Local Address      Foreign Address    (state)
+    7fb03cb94bcb6475 4ca24b6e tcp4      31      0  192.168.1.221.5442 35.236.87.93.8081  CLOSE_WAIT
+    7fb03cb946c1cbcd  3c023c0 tcp6       0      0  2600:1700:bab0:d.5 2607:f8b0:4003:c.9 ESTABLISHED
+
+Address and port are joined with a dot; ``*.*`` is the wildcard. netstat prints at most 16
+characters of the address, then ``.port``, and cuts the whole to 18 characters (without
+``-W``): any 18-character field may have lost the end of its port (``35.235.123.194.555`` is
+port 5555), and an IPv6 address of 16 printed characters may itself be cut. Such sockets keep
+what was printed and are marked truncated. ``tcp46`` is a dual-stack (IPv6) socket.
+
+There are no owners (``-v`` would add pids; not read here) and no timers. Recv-Q and Send-Q
+are socket-buffer bytes; for a listener they are not its accept queue, so they are unknown.
+The UNIX-domain and kernel-control sections that follow are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tcphealth.model import Endpoint, Family, TcpState
+from tcphealth.sources.text.lines import (
+    NotTcp,
+    Row,
+    RowError,
+    family_of,
+    parse_address,
+    parse_count,
+    parse_port,
+    recover_cut_address,
+    split_dot_endpoint,
+    state_word,
+    wildcard_for,
+)
+
+NAME = "netstat-macos"
+PROTOS = frozenset({"tcp4", "tcp6", "tcp46", "udp4", "udp6", "udp46", "icm4", "icm6"})
+_FIELD_WIDTH = 18
+_HOST_WIDTH = 16
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+# Section titles after which rows are not TCP sockets.
+FOREIGN_SECTIONS = (
+    "Active LOCAL (UNIX) domain sockets",
+    "Registered kernel control modules",
+    "Active kernel event sockets",
+    "Active kernel control sockets",
+)
+
+
+def is_header(line: str) -> bool:
+    words = line.split()
+    return "Proto" in words and "Recv-Q" in words and "(state)" in words
+
+
+def looks_like_row(tokens: list[str]) -> bool:
+    index = _proto_index(tokens)
+    if index is None or len(tokens) < index + 5:
+        return False
+    return tokens[index + 1].isdigit() and bool(re.search(r"\.(\d+|\*)$", tokens[index + 3]))
+
+
+def _proto_index(tokens: list[str]) -> int | None:
+    if tokens and tokens[0] in PROTOS:
+        return 0
+    if (
+        len(tokens) > 2
+        and tokens[2] in PROTOS
+        and _HEX.match(tokens[0]) is not None
+        and _HEX.match(tokens[1]) is not None
+    ):
+        return 2  # -A: Socket and Flowhash columns first
+    return None
+
+
+def parse_row(line: str) -> Row:
+    tokens = line.split()
+    index = _proto_index(tokens)
+    if index is None:
+        raise RowError("no tcp4/tcp6/tcp46 in the Proto column")
+    proto = tokens[index]
+    if not proto.startswith("tcp"):
+        raise NotTcp(proto)
+    if len(tokens) < index + 6:
+        raise RowError(f"{len(tokens)} columns, too few for queues, two endpoints and a state")
+    recv_queue = parse_count(tokens[index + 1], "Recv-Q")
+    send_queue = parse_count(tokens[index + 2], "Send-Q")
+    family = Family.IPV4 if proto == "tcp4" else Family.IPV6
+    parsed: list[Endpoint] = []
+    truncated = False
+    for text in (tokens[index + 3], tokens[index + 4]):
+        host, port_text = split_dot_endpoint(text)
+        field_cut = len(text) >= _FIELD_WIDTH
+        host_cut = family is Family.IPV6 and len(host) >= _HOST_WIDTH
+        address = recover_cut_address(host) if host_cut else parse_address(host)
+        if address is None:
+            address = wildcard_for(family)
+        elif family_of(address) is not family:
+            raise RowError(f"{proto} row with the address {host!r}")
+        parsed.append(Endpoint(address, parse_port(port_text)))
+        truncated = truncated or field_cut or host_cut
+    local, remote = parsed
+    raw_state = tokens[index + 5]
+    state = state_word(raw_state)
+    if state is None:
+        raise RowError(f"{raw_state!r} is not a TCP state")
+    return Row(
+        family=family,
+        local=local,
+        remote=remote,
+        state=state,
+        recv_queue=None if state is TcpState.LISTEN else recv_queue,
+        send_queue=None if state is TcpState.LISTEN else send_queue,
+        truncated=truncated,
+    )

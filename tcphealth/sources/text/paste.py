@@ -1,0 +1,584 @@
+"""Read a paste: the text of ``ss``/``netstat`` runs, often several, often among other output.
+
+A paste is read line by line. Shell prompts (``root@node:~# ss -antp``) tell which command
+printed what follows, who ran it (root or not) and on which host; a table header or a ``---``
+separator starts a new *section*. Each row is recognised by its shape -- so ``ss`` rows piped
+through ``grep`` need no header -- and read by its format's module. ``sysctl`` lines,
+``Max open files`` limits, ``/proc/PID/fd | wc -l`` counts, ``netstat -s`` counters and
+per-state summaries (``TIME_WAIT 65547``) are kept; any other text is passed over quietly. Only
+a line that looks like a socket row but cannot be read is reported as skipped.
+
+Sections become *captures* (one look at the host each): a section joins the current capture
+unless that capture already holds a section printed by the same command under the same header,
+in which case the same look was taken again and a new capture starts. So ``ss -nltp`` followed
+by ``ss -antp | grep 30720`` is one capture, and a loop printing ``ss -natp`` between ``---``
+lines is a series.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+from tcphealth.errors import InputError
+from tcphealth.model import (
+    Attribution,
+    HostInfo,
+    OwnerSource,
+    Process,
+    Snapshot,
+    Socket,
+    Sysctls,
+    TcpState,
+    TimerKind,
+)
+from tcphealth.sources.owners import credit_unaccepted_to_listeners
+from tcphealth.sources.text import netstat_linux, netstat_macos, netstat_windows, ss
+from tcphealth.sources.text.lines import (
+    SYSCTL_FIELDS,
+    NotTcp,
+    Prompt,
+    Row,
+    RowError,
+    TableCommand,
+    ascii_int,
+    fd_count_commands,
+    match_counter,
+    match_fd_limits,
+    match_prompt,
+    match_summary,
+    match_sysctl,
+    parse_table_command,
+)
+
+TEXT_FORMATS = (ss.NAME, netstat_linux.NAME, netstat_macos.NAME, netstat_windows.NAME)
+PLATFORMS = {
+    ss.NAME: "linux",
+    netstat_linux.NAME: "linux",
+    netstat_macos.NAME: "darwin",
+    netstat_windows.NAME: "windows",
+}
+SEPARATORS = frozenset({"---", "----", "-----", "===", "====", "#####"})
+TITLES = ("Active Internet connections", "Active Connections")
+
+
+@dataclass
+class Section:
+    kind: str | None  # a format name; None for a section of summaries only
+    signature: tuple[str | None, str | None]  # (the command, the header) that printed it
+    command: TableCommand | None
+    header: str | None
+    privileged: bool | None
+    rows: list[Row] = field(default_factory=list)
+    state_counts: Counter[str] = field(default_factory=Counter)
+    first_line: int = 0
+
+    @property
+    def has_content(self) -> bool:
+        return bool(self.rows or self.state_counts)
+
+
+@dataclass
+class Capture:
+    sections: list[Section] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    hostname: str | None = None
+
+
+@dataclass
+class Facts:
+    """What the paste says about the host as a whole; given to every capture."""
+
+    sysctls: dict[str, int] = field(default_factory=dict)
+    port_range: tuple[int, int] | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    fd_limits: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
+    open_fds: dict[int, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class _Reader:
+    def __init__(self, where: str, formats: frozenset[str], strict: bool) -> None:
+        self.where = where
+        self.formats = formats
+        self.strict = strict
+        self.facts = Facts()
+        self.captures: list[Capture] = [Capture()]
+        self.section: Section | None = None
+        self.command: TableCommand | None = None
+        self.prompt: Prompt | None = None
+        self.privileged: bool | None = None
+        self.hostname: str | None = None
+        self.header: str | None = None
+        self.header_kind: str | None = None
+        self.foreign = False  # inside a UNIX-socket or kernel-control section
+        self.pending: Row | None = None
+        self.pending_kind: str | None = None
+        self.expected_counts: list[tuple[int, int, str] | None] = []
+        self.limits_pid: int | None = None
+
+    # --- sections and captures -------------------------------------------------------------
+
+    def close_section(self) -> None:
+        self.flush_pending()
+        section = self.section
+        self.section = None
+        if section is None or not section.has_content:
+            return
+        capture = self.captures[-1]
+        if any(old.signature == section.signature for old in capture.sections):
+            capture = Capture()
+            self.captures.append(capture)
+        capture.sections.append(section)
+        capture.hostname = capture.hostname or self.hostname
+
+    def open_section(self, kind: str | None, number: int) -> Section:
+        command_text = self.command.text if self.command is not None else None
+        self.section = Section(
+            kind=kind,
+            signature=(command_text, " ".join(self.header.split()) if self.header else None),
+            command=self.command,
+            header=self.header,
+            privileged=self.privileged,
+            first_line=number,
+        )
+        return self.section
+
+    def flush_pending(self) -> None:
+        if self.pending is not None and self.section is not None:
+            self.section.rows.append(self.pending)
+        self.pending = None
+        self.pending_kind = None
+
+    # --- one line ----------------------------------------------------------------------------
+
+    def feed(self, number: int, line: str) -> None:
+        stripped = line.strip()
+        if not stripped:
+            return
+        if self.pending is not None and self.pending_kind is not None:
+            module_continues = {
+                ss.NAME: ss.is_continuation,
+                netstat_windows.NAME: netstat_windows.is_continuation,
+            }.get(self.pending_kind)
+            if module_continues is not None and module_continues(line):
+                if self.pending_kind == ss.NAME:
+                    self.pending = ss.read_continuation(line, self.pending)
+                else:
+                    self.pending = netstat_windows.read_continuation(line, self.pending)
+                return
+        prompt = match_prompt(line)
+        if prompt is not None:
+            self.on_prompt(prompt)
+            return
+        if stripped in SEPARATORS:
+            self.close_section()
+            return
+        if stripped.startswith(netstat_macos.FOREIGN_SECTIONS) or stripped.startswith(
+            ("Active UNIX domain sockets", "Active Bluetooth connections")
+        ):
+            self.close_section()
+            self.foreign = True
+            self.header = None
+            return
+        if stripped.startswith(TITLES):
+            self.close_section()
+            self.foreign = False
+            self.header = None
+            return
+        kind = self.header_kind_of(line)
+        if kind is not None:
+            self.close_section()
+            self.foreign = False
+            self.header = line
+            self.header_kind = kind
+            return
+        if self.foreign:
+            return
+        if stripped.startswith(netstat_linux.NOT_ROOT_WARNINGS):
+            self.privileged = False
+            if self.section is not None:
+                self.section.privileged = False
+            return
+        if self.read_fact(number, line):
+            return
+        summary = match_summary(line)
+        if summary is not None:
+            self.flush_pending()
+            state, count = summary
+            section = self.section
+            if section is None or section.rows:
+                self.close_section()
+                section = self.open_section(None, number)
+            section.state_counts[state.value] += count
+            return
+        self.read_row(number, line)
+
+    def header_kind_of(self, line: str) -> str | None:
+        if ss.is_header(line):
+            return ss.NAME
+        if netstat_macos.is_header(line):
+            return netstat_macos.NAME
+        if netstat_linux.is_header(line):
+            return netstat_linux.NAME
+        if netstat_windows.is_header(line):
+            return netstat_windows.NAME
+        return None
+
+    def on_prompt(self, prompt: Prompt) -> None:
+        self.close_section()
+        self.prompt = prompt
+        self.foreign = False
+        self.header = None
+        self.header_kind = None
+        if prompt.host:
+            self.hostname = prompt.host
+        privileged = prompt.privileged
+        table_command = parse_table_command(prompt.command)
+        if table_command is not None:
+            self.command = table_command
+            self.privileged = privileged
+        self.expected_counts = fd_count_commands(prompt.command)
+        self.limits_pid = _limits_pid(prompt)
+
+    def read_fact(self, number: int, line: str) -> bool:
+        sysctl = match_sysctl(line)
+        if sysctl is not None:
+            self.store_sysctl(*sysctl)
+            return True
+        limits = match_fd_limits(line)
+        if limits is not None:
+            if self.limits_pid is not None:
+                self.facts.fd_limits[self.limits_pid] = limits
+            return True
+        counter = match_counter(line)
+        if counter is not None:
+            self.facts.counters[counter[0]] = counter[1]
+            return True
+        stripped = line.strip()
+        printed = ascii_int(stripped)
+        if printed is not None and self.expected_counts:
+            expected = self.expected_counts.pop(0)
+            if expected is not None:
+                pid, extra, part = expected
+                count = max(printed - extra, 0)
+                self.facts.open_fds[pid] = count
+                if extra:
+                    self.facts.notes.append(
+                        f"pid {pid}: {count} open file descriptors from `{part}` "
+                        f"({stripped} lines, less {extra} that are not descriptors)"
+                    )
+            return True
+        return False
+
+    def store_sysctl(self, name: str, value: str) -> None:
+        words = value.split()
+        if name == "net.ipv4.ip_local_port_range":
+            low, high = (ascii_int(word, 5) for word in [*words, "", ""][:2])
+            if len(words) == 2 and low is not None and high is not None:
+                self.facts.port_range = (low, high)
+            return
+        field_name = SYSCTL_FIELDS.get(name)
+        number = ascii_int(words[0]) if len(words) == 1 else None
+        if field_name is not None and number is not None:
+            self.facts.sysctls[field_name] = number
+
+    def classify(self, tokens: list[str]) -> str | None:
+        if netstat_windows.looks_like_row(tokens):
+            return netstat_windows.NAME
+        if netstat_macos.looks_like_row(tokens):
+            return netstat_macos.NAME
+        if netstat_linux.looks_like_row(tokens):
+            return netstat_linux.NAME
+        if ss.looks_like_row(tokens):
+            return ss.NAME
+        ss_context = self.header_kind == ss.NAME or (
+            self.command is not None and self.command.tool == "ss"
+        )
+        if ss_context and ss.looks_like_stateless_row(tokens):
+            return ss.NAME
+        return None
+
+    def read_row(self, number: int, line: str) -> None:
+        tokens = line.split()
+        kind = self.classify(tokens)
+        if kind is None or kind not in self.formats:
+            return  # prose, a command's other output, or a format not asked for
+        self.flush_pending()
+        try:
+            row = self.parse_row(kind, line)
+        except NotTcp:
+            return
+        except (RowError, ValueError) as error:  # ValueError: a number beyond reason
+            self.skip(number, str(error), line)
+            return
+        row.line = number
+        section = self.section
+        if section is None or section.kind != kind:
+            if section is not None and section.kind is None and section.rows == []:
+                # summaries just before a listing from the same command belong with it
+                section.kind = kind
+            else:
+                self.close_section()
+                section = self.open_section(kind, number)
+        if section.privileged is None:
+            section.privileged = self.privileged
+        self.pending = row
+        self.pending_kind = kind
+
+    def parse_row(self, kind: str, line: str) -> Row:
+        command = self.command
+        header = self.header if self.header_kind == kind else None
+        if kind == ss.NAME:
+            has_state = header is None or ss.header_has_state(header)
+            state_filter = command.state_filter if command is not None else None
+            return ss.parse_row(line, state_filter=state_filter, has_state=has_state)
+        if kind == netstat_linux.NAME:
+            wide = command is not None and "W" in command.flags
+            return netstat_linux.parse_row(line, netstat_linux.Columns(header), wide=wide)
+        if kind == netstat_macos.NAME:
+            return netstat_macos.parse_row(line)
+        row = netstat_windows.parse_row(line)
+        if header is not None and not netstat_windows.header_has_pid(header):
+            row.holders = None
+        return row
+
+    def skip(self, number: int, reason: str, line: str) -> None:
+        if self.strict:
+            raise InputError(
+                self.where, f"line skipped: {reason}: {line.strip()[:200]!r}", line=number
+            )
+        self.captures[-1].skipped.append((number, reason))
+
+
+def _limits_pid(prompt: Prompt) -> int | None:
+    """The pid whose /proc/PID/limits the command prints: ``cat /proc/22347/limits``, or
+    ``cat limits`` in ``/proc/22347``."""
+    words = prompt.command.split()
+    if len(words) != 2 or words[0] != "cat":
+        return None
+    target = words[1]
+    if not target.startswith("/") and prompt.cwd:
+        target = f"{prompt.cwd.rstrip('/')}/{target}"
+    parts = target.strip("/").split("/")
+    if len(parts) == 3 and parts[0] == "proc" and parts[1].isdigit() and parts[2] == "limits":
+        return int(parts[1])
+    return None
+
+
+# --- from captures to snapshots -------------------------------------------------------------
+
+
+def read_paste(
+    lines: list[str],
+    where: str,
+    *,
+    formats: frozenset[str] = frozenset(TEXT_FORMATS),
+    strict: bool = False,
+    taken_at: float = 0.0,
+) -> list[Snapshot]:
+    """Every capture in the paste, oldest first. Raises InputError when there is none."""
+    reader = _Reader(where, formats, strict)
+    for number, raw in enumerate(lines, start=1):
+        reader.feed(number, raw.rstrip("\r\n"))
+    reader.close_section()
+    captures = [capture for capture in reader.captures if capture.sections]
+    if not captures:
+        wanted = " or ".join(sorted(formats))
+        raise InputError(where, f"no TCP socket table found (looked for {wanted} output)")
+    # Skipped lines read before the first capture, or after the last, belong to a neighbour.
+    orphans = [
+        item for capture in reader.captures if not capture.sections for item in capture.skipped
+    ]
+    if orphans:
+        captures[-1].skipped.extend(orphans)
+        captures[-1].skipped.sort()
+    return [_snapshot(capture, reader.facts, where, taken_at) for capture in captures]
+
+
+def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Snapshot:
+    kinds = sorted({s.kind or _summary_kind(s) for s in capture.sections})
+    notes: list[str] = []
+    per_section: list[list[Socket]] = []
+    names: dict[int, str | None] = {}
+    users: dict[int, str] = {}
+    unseen = 0
+    attempted = False
+    privileged_values = {s.privileged for s in capture.sections}
+    for section in capture.sections:
+        section_sockets, section_attempted, section_unseen = _section_sockets(section, notes)
+        attempted = attempted or section_attempted
+        unseen += section_unseen
+        per_section.append(section_sockets)
+        for row in section.rows:
+            for holder in row.holders or ():
+                if names.get(holder.pid) is None:
+                    names[holder.pid] = holder.name
+                if row.user_name is not None and len(row.holders or ()) == 1:
+                    users[holder.pid] = row.user_name
+    sockets, duplicates = _deduplicate(per_section)
+    if duplicates:
+        notes.append(
+            f"{where}: {duplicates} row(s) showed a socket already listed in the same capture "
+            "(overlapping commands); counted once"
+        )
+    sockets = credit_unaccepted_to_listeners(sockets)
+    truncated = sum(1 for sock in sockets if sock.truncated)
+    if truncated:
+        notes.append(
+            f"{where}: {truncated} row(s) have an address cut short by the tool (macOS netstat "
+            "keeps 18 characters, Linux netstat 23 without -W); their ports and addresses are "
+            "what was printed, possibly a prefix of the real one, and are marked truncated"
+        )
+    state_counts: Counter[str] = Counter()
+    for section in capture.sections:
+        for state, count in section.state_counts.items():
+            # Several summaries in one capture: the largest is the best lower bound.
+            state_counts[state] = max(state_counts[state], count)
+    pids = sorted(set(names) | set(facts.fd_limits) | set(facts.open_fds))
+    processes = tuple(
+        Process(
+            pid=pid,
+            name=names.get(pid),
+            user=users.get(pid),
+            open_fds=facts.open_fds.get(pid),
+            fd_soft_limit=facts.fd_limits.get(pid, (None, None))[0],
+            fd_hard_limit=facts.fd_limits.get(pid, (None, None))[1],
+        )
+        for pid in pids
+    )
+    for number, reason in capture.skipped:
+        notes.append(f"{where}:{number}: line skipped: {reason}")
+    notes.extend(facts.notes)
+    platform = PLATFORMS.get(kinds[0]) if len({PLATFORMS.get(k) for k in kinds}) == 1 else None
+    privileged = privileged_values.pop() if len(privileged_values) == 1 else None
+    host = HostInfo(
+        hostname=capture.hostname,
+        kernel=None,
+        taken_at=taken_at,
+        source=f"{'+'.join(kinds)}:{where}",
+        privileged=privileged,
+        platform=platform,
+    )
+    return Snapshot(
+        host=host,
+        attribution=Attribution(attempted=attempted, sockets_unseen=unseen),
+        sysctls=Sysctls(ip_local_port_range=facts.port_range, **facts.sysctls),
+        counters=dict(sorted(facts.counters.items())),
+        processes=processes,
+        sockets=tuple(sockets),
+        notes=tuple(notes),
+        skipped_lines=len(capture.skipped),
+        state_counts=dict(sorted(state_counts.items())),
+    )
+
+
+def _summary_kind(section: Section) -> str:
+    if section.command is not None and section.command.tool == "ss":
+        return ss.NAME
+    if section.command is not None and section.command.tool == "netstat":
+        return netstat_linux.NAME
+    return "summary"
+
+
+def _section_sockets(section: Section, notes: list[str]) -> tuple[list[Socket], bool, int]:
+    """Turn a section's rows into sockets: decide what an absent owner or timer means."""
+    command = section.command
+    flags = command.flags if command is not None else frozenset()
+    rows = section.rows
+    owners_shown = any(row.holders is not None for row in rows) or (
+        section.kind in (ss.NAME, netstat_linux.NAME) and "p" in flags
+    )
+    # ss prints timer:(…) only while a timer runs; with -o a row without one has none.
+    timers_shown = section.kind == ss.NAME and (
+        "o" in flags or any(row.timer is not None for row in rows)
+    )
+    sockets: list[Socket] = []
+    unseen = 0
+    guessed = 0
+    for row in rows:
+        timer = row.timer
+        if timer is None and timers_shown:
+            timer = TimerKind.NONE
+        pids: tuple[int, ...] = ()
+        if not owners_shown:
+            owner = OwnerSource.UNKNOWN
+        elif row.holders:
+            owner = OwnerSource.FD
+            pids = tuple(sorted({holder.pid for holder in row.holders}))
+        elif row.inode is not None:
+            owner = OwnerSource.NONE if row.inode == 0 else OwnerSource.UNSEEN
+        elif section.privileged is False:
+            owner = OwnerSource.UNSEEN
+        else:
+            # ss/netstat run as root show every holder, so a row without one has none.
+            owner = OwnerSource.NONE
+            if section.privileged is None and row.state not in (
+                TcpState.TIME_WAIT,
+                TcpState.SYN_RECV,
+            ):
+                guessed += 1
+        if owner is OwnerSource.UNSEEN:
+            unseen += 1
+        sockets.append(
+            Socket(
+                family=row.family,
+                local=row.local,
+                remote=row.remote,
+                state=row.state,
+                send_queue=row.send_queue,
+                recv_queue=row.recv_queue,
+                listen_backlog=row.listen_backlog,
+                timer=timer,
+                timer_seconds=row.timer_seconds,
+                retransmits=row.retransmits,
+                probes=row.probes,
+                uid=row.uid,
+                inode=row.inode,
+                pids=pids,
+                owner_source=owner,
+                raw_state=row.raw_state,
+                cookie=row.cookie,
+                tcp_info=row.tcp_info,
+                truncated=row.truncated,
+            )
+        )
+    if guessed:
+        notes.append(
+            f"{guessed} row(s) from line {section.first_line} on name no process; they are "
+            "read as held by none (as when ss/netstat run as root), but the paste does not "
+            "show who ran the command: without root they may belong to other users"
+        )
+    return sockets, owners_shown, unseen
+
+
+def _deduplicate(sections: list[list[Socket]]) -> tuple[list[Socket], int]:
+    """Overlapping commands in one capture (``ss -nltp`` then ``ss -antp | grep PORT``) list
+    some sockets twice: keep the later row, the fresher look, per (local, remote, inode). Rows
+    of one section are never merged -- a table may print two sockets alike (SO_REUSEPORT
+    listeners, or addresses cut short) -- and neither are truncated rows."""
+    keep: list[list[Socket]] = []
+    seen_later: set[tuple[object, ...]] = set()
+    duplicates = 0
+    for section_sockets in reversed(sections):
+        kept = []
+        for sock in section_sockets:
+            if not sock.truncated and (sock.local, sock.remote, sock.inode) in seen_later:
+                duplicates += 1
+            else:
+                kept.append(sock)
+        seen_later.update((s.local, s.remote, s.inode) for s in kept if not s.truncated)
+        keep.append(kept)
+    return [sock for kept in reversed(keep) for sock in kept], duplicates
+
+
+def replace_notes(snapshot: Snapshot, notes: tuple[str, ...]) -> Snapshot:
+    return replace(snapshot, notes=notes)
+
+
+def file_time(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0

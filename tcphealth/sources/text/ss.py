@@ -1,0 +1,225 @@
+"""``ss`` output (iproute2), with any of ``-t -a -n -p -o -e -i -m``, old and new spellings.
+
+A row::
+
+    [Netid] State  Recv-Q Send-Q Local Address:Port Peer Address:Port [extras…]
+    LISTEN  129    128    :::30720   :::*   users:(("kube-proxy",pid=1448,fd=21))
+    FIN-WAIT-2 0 0 127.0.0.1:39836 127.0.0.1:12345 timer:(timewait,59sec,0) ino:0 sk:3a1
+
+For LISTEN, Recv-Q is the accept-queue length and Send-Q the maximum backlog; for other states
+both are bytes. Extras: ``users:((…))`` (``-p``; old ss wrote ``("name",pid,fd)``),
+``timer:(on|keepalive|timewait|persist,DURATION,N)`` (``-o``; ss prints it only when a timer
+runs), ``uid:`` (only when not 0), ``ino:``, ``sk:`` (the socket cookie, hex) (``-e``).
+``-i`` puts tcp_info on a following indented line (``rto:204 rtt:0.05/0.02 lastsnd:1520 …``);
+``-m`` adds ``skmem:(…)``, which the model does not keep.
+
+Addresses: ``1.2.3.4:80``, ``[::1]:80`` (new), ``:::22`` and ``::ffff:1.2.3.4:80`` (old),
+``*:12345`` (old ss: IPv4 any), ``127.0.0.53%lo:53`` (bound to an interface).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from tcphealth.model import TcpInfo, TcpState, TimerKind
+from tcphealth.sources.text.lines import (
+    Holder,
+    NotTcp,
+    Row,
+    RowError,
+    endpoints,
+    parse_address,
+    parse_count,
+    parse_port,
+    parse_ss_duration,
+    split_colon_endpoint,
+    state_word,
+)
+
+NAME = "ss"
+NETIDS = frozenset(
+    {"tcp", "udp", "raw", "u_str", "u_dgr", "u_seq", "nl", "p_raw", "p_dgr", "v_str", "v_dgr",
+     "sctp", "mptcp", "tipc", "xdp", "icmp6", "u_seqpacket"}
+)  # fmt: skip
+
+_TIMER_KINDS = {
+    "on": TimerKind.RETRANSMIT,
+    "keepalive": TimerKind.KEEPALIVE,
+    "timewait": TimerKind.TIME_WAIT,
+    "persist": TimerKind.ZERO_WINDOW_PROBE,
+    "unknown": TimerKind.UNKNOWN,
+}
+_TIMER = re.compile(r"timer:\((?P<name>[a-z]+),(?P<when>[^,)]*),(?P<count>\d+)\)")
+_USERS = re.compile(r'users:\((?P<body>(?:\("(?:[^"\\]|\\.)*"[^()]*\),?)*)\)')
+_USER = re.compile(r'\("(?P<name>(?:[^"\\]|\\.)*)",(?:pid=)?(?P<pid>\d+),(?:fd=)?(?P<fd>\d+)\)')
+_KEYED = re.compile(r"(?:^|\s)(?P<key>uid|ino|sk|cookie):(?P<value>[0-9A-Fa-fx]+)(?=\s|$)")
+
+
+def is_header(line: str) -> bool:
+    words = line.split()
+    return "Recv-Q" in words and "Send-Q" in words and "Address:Port" in line
+
+
+def header_has_state(line: str) -> bool:
+    return "State" in line.split()
+
+
+def looks_like_row(tokens: list[str]) -> bool:
+    """Shape only: ``[netid] STATE n n …`` or, without a State column, ``n n addr addr``."""
+    if len(tokens) < 2:
+        return False
+    first = tokens[0]
+    if first in NETIDS and len(tokens) > 1:
+        return state_word(tokens[1]) is not None or tokens[1] in ("UNCONN", "ESTAB")
+    if state_word(first) is None:
+        return False
+    # "ESTAB 0 0 a:p b:p" -- a state then numbers or endpoints, not "LISTEN to this"
+    return any(token.isdigit() or ":" in token for token in tokens[1:4])
+
+
+def looks_like_stateless_row(tokens: list[str]) -> bool:
+    return (
+        len(tokens) >= 4
+        and tokens[0].isdigit()
+        and tokens[1].isdigit()
+        and ":" in tokens[2]
+        and ":" in tokens[3]
+    )
+
+
+def parse_row(line: str, *, state_filter: TcpState | None = None, has_state: bool = True) -> Row:
+    """Parse one ss row. ``has_state=False`` reads a row of ``ss … state X`` (no State
+    column), taking the state from ``state_filter``."""
+    spans = [(m.group(), m.end()) for m in re.finditer(r"\S+", line)]
+    tokens = [token for token, _ in spans]
+    index = 0
+    if tokens and tokens[0] in NETIDS:
+        if tokens[0] not in ("tcp", "mptcp"):
+            raise NotTcp(tokens[0])
+        index = 1
+    if has_state and index < len(tokens) and tokens[index][0].isdigit() and state_filter:
+        has_state = False  # a paste of `ss state X` under a header we did not see
+    if has_state:
+        if index >= len(tokens):
+            raise RowError("no state column")
+        raw = tokens[index]
+        state = state_word(raw)
+        if state is None:
+            raise RowError(f"{raw!r} is not a TCP state")
+        if raw == "UNCONN":
+            raise NotTcp(raw)
+        index += 1
+    else:
+        if state_filter is None:
+            raise RowError("no State column and no `state X` filter to tell the state")
+        state = state_filter
+    if len(tokens) < index + 4:
+        raise RowError(f"{len(tokens)} columns, too few for queues and two endpoints")
+    first_queue = parse_count(tokens[index], "Recv-Q")
+    second_queue = parse_count(tokens[index + 1], "Send-Q")
+    local_host, local_port = split_colon_endpoint(tokens[index + 2])
+    remote_host, remote_port = split_colon_endpoint(tokens[index + 3])
+    family, local, remote = endpoints(
+        (parse_address(local_host), parse_port(local_port)),
+        (parse_address(remote_host), parse_port(remote_port)),
+    )
+    rest = line[spans[index + 3][1] :]
+    row = Row(family=family, local=local, remote=remote, state=state)
+    if state is TcpState.LISTEN:
+        # ss shows a listener's accept queue as Recv-Q and its backlog as Send-Q.
+        row.recv_queue, row.listen_backlog = first_queue, second_queue
+    else:
+        row.recv_queue, row.send_queue = first_queue, second_queue
+    _read_extras(row, rest)
+    return row
+
+
+def _read_extras(row: Row, rest: str) -> None:
+    users = _USERS.search(rest)
+    if users is not None:
+        row.holders = []
+        for entry in _USER.finditer(users.group("body")):
+            pid = int(entry.group("pid"))
+            if all(holder.pid != pid for holder in row.holders):
+                row.holders.append(Holder(pid, entry.group("name").replace('\\"', '"')))
+        if not row.holders:
+            raise RowError(f"users:{users.group('body')!r} names no process")
+        rest = rest[: users.start()] + rest[users.end() :]
+    timer = _TIMER.search(rest)
+    if timer is not None:
+        kind = _TIMER_KINDS.get(timer.group("name"), TimerKind.UNKNOWN)
+        row.timer = kind
+        row.timer_seconds = parse_ss_duration(timer.group("when"))
+        count = int(timer.group("count"))
+        # The third number is icsk_retransmits for the retransmit timer and the unanswered
+        # probe count for keepalive and zero-window probes; for TIME_WAIT it is a placeholder.
+        if kind is TimerKind.RETRANSMIT:
+            row.retransmits = count
+        elif kind in (TimerKind.KEEPALIVE, TimerKind.ZERO_WINDOW_PROBE):
+            row.probes = count
+    elif "timer:(" in rest:
+        raise RowError("timer:(…) is not NAME,DURATION,COUNT")
+    for match in _KEYED.finditer(rest):
+        key, value = match.group("key"), match.group("value")
+        try:
+            if key == "uid":
+                row.uid = int(value)
+            elif key == "ino":
+                row.inode = int(value)
+                row.extended = True
+            elif key in ("sk", "cookie"):
+                row.cookie = int(value, 16)
+                row.extended = True
+        except ValueError:
+            raise RowError(f"{key}:{value} is not a number") from None
+    if row.extended and row.uid is None and row.state is not TcpState.TIME_WAIT:
+        row.uid = 0  # ss -e leaves uid: out when it is 0
+    if row.state is TcpState.TIME_WAIT:
+        row.uid = None  # a placeholder in the kernel's TIME_WAIT mini socket
+
+
+# tcp_info on the indented line after a row (-i). Times in ms; rto and rtt as ms with decimals.
+_INFO = re.compile(r"(?:^|\s)(?P<key>[a-z_]+):(?P<value>[0-9./]+)(?=\s|$)")
+
+
+def is_continuation(line: str) -> bool:
+    """An indented line of ``-i``/``-m`` details under a row."""
+    if not line[:1].isspace():
+        return False
+    tokens = line.split()
+    if not tokens or looks_like_row(tokens):
+        return False
+    return any(":" in token for token in tokens) or tokens[0] in ("cubic", "bbr", "reno", "ts")
+
+
+def read_continuation(line: str, row: Row) -> Row:
+    values: dict[str, str] = {m.group("key"): m.group("value") for m in _INFO.finditer(line)}
+    if not values:
+        return row
+
+    def whole(key: str) -> int | None:
+        text = values.get(key)
+        return int(text) if text is not None and text.isdigit() else None
+
+    def micros(key: str) -> int | None:
+        text = values.get(key, "").split("/")[0]
+        try:
+            return round(float(text) * 1000) if text else None
+        except ValueError:
+            return None
+
+    total = values.get("retrans", "").split("/")
+    info = TcpInfo(
+        last_data_recv_ms=whole("lastrcv"),
+        last_data_sent_ms=whole("lastsnd"),
+        last_ack_recv_ms=whole("lastack"),
+        backoff=whole("backoff"),
+        rto_us=micros("rto"),
+        rtt_us=micros("rtt"),
+        total_retrans=int(total[1]) if len(total) == 2 and total[1].isdigit() else None,
+        unacked=whole("unacked"),
+    )
+    if info == TcpInfo():
+        return row
+    return replace(row, tcp_info=info)

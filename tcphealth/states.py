@@ -1,0 +1,555 @@
+"""What each TCP state is, and what it says about a connection that stays in it.
+
+This is the one table of state knowledge in tcphealth: ``tcphealth explain STATE`` prints it, and
+the diagnosis rules use its clocks (how long the kernel lets a state last on this host). How long
+a state lasts depends on sysctls; :func:`explain` computes it from the host's values and, where a
+value is unknown, from the Linux default -- and says so in :attr:`StateExplanation.assumed`.
+
+Example::
+
+    >>> from tcphealth.model import Sysctls, TcpState
+    >>> explain(TcpState.SYN_SENT, Sysctls(tcp_syn_retries=3)).limit_seconds
+    15.0
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tcphealth.model import Blame, Sysctls, TcpState, parse_state
+
+# Linux defaults for the settings that set a state's clock (ip-sysctl.rst). tcp_max_tw_buckets
+# is missing on purpose: its default is sized from memory at boot, so there is none to assume.
+LINUX_DEFAULTS: dict[str, int] = {
+    "tcp_syn_retries": 6,
+    "tcp_synack_retries": 5,
+    "tcp_fin_timeout": 60,
+    "tcp_orphan_retries": 0,
+    "tcp_retries2": 15,
+    "tcp_keepalive_time": 7200,
+    "tcp_keepalive_intvl": 75,
+    "tcp_keepalive_probes": 9,
+    "tcp_tw_reuse": 2,
+    "tcp_syncookies": 1,
+    "tcp_abort_on_overflow": 0,
+    "somaxconn": 4096,
+}
+DEFAULT_PORT_RANGE: tuple[int, int] = (32768, 60999)
+_DEFAULT_NOTES: dict[str, str] = {"somaxconn": "Linux default since 5.4, 128 before"}
+
+TIME_WAIT_SECONDS = 60.0  # TCP_TIMEWAIT_LEN: compiled into the kernel, no sysctl changes it
+_RTO_MAX = 120.0  # TCP_RTO_MAX: a retransmission timeout never grows past this
+_RTO_MIN = 0.2  # TCP_RTO_MIN: the smallest timeout, used for data on a fast path
+_SYN_RTO = 1.0  # TCP_TIMEOUT_INIT: the first SYN / SYN-ACK timeout
+
+
+def retransmission_budget(retries: int, first_timeout: float) -> float:
+    """Seconds from the first transmission until the kernel gives up after ``retries`` retries.
+
+    Each timeout doubles, up to 120 s; this mirrors the kernel's ``tcp_model_timeout``.
+    With SYNs (first timeout 1 s) and the default 6 retries: 1+2+4+...+64 = 127 s.
+
+    >>> retransmission_budget(6, 1.0)
+    127.0
+    >>> round(retransmission_budget(15, 0.2), 1)
+    924.6
+    """
+    doubling_steps = int(math.log2(_RTO_MAX / first_timeout))
+    if retries <= doubling_steps:
+        return float(((2 << retries) - 1) * first_timeout)
+    return ((2 << doubling_steps) - 1) * first_timeout + (retries - doubling_steps) * _RTO_MAX
+
+
+def last_retry_after(retries: int, first_timeout: float) -> float:
+    """Seconds from the first transmission to the last retransmission (63 s for 6 SYN retries)."""
+    return 0.0 if retries <= 0 else retransmission_budget(retries - 1, first_timeout)
+
+
+def effective_orphan_retries(configured: int) -> int:
+    """``tcp_orphan_retries`` 0 means 8 to the kernel (a safe number for a live peer)."""
+    return 8 if configured == 0 else configured
+
+
+def duration_text(seconds: float) -> str:
+    """``63 s``; past two minutes the seconds with a rounder figure: ``924 s (about 15 min)``.
+
+    Seconds are truncated, not rounded: the kernel's clocks are lower bounds.
+    """
+    whole = f"{int(seconds):,} s"
+    if seconds < 120:
+        return whole
+    if seconds < 3 * 3600:
+        return f"{whole} (about {seconds / 60:.0f} min)"
+    return f"{whole} (about {seconds / 3600:.1f} h)"
+
+
+@dataclass
+class _Settings:
+    """Reads sysctls, falling back to Linux defaults and remembering which it assumed."""
+
+    sysctls: Sysctls | None
+    assumed: list[str] = field(default_factory=list)
+    used: list[tuple[str, str]] = field(default_factory=list)
+
+    def get(self, name: str) -> int:
+        value = None if self.sysctls is None else getattr(self.sysctls, name)
+        if value is None:
+            value = LINUX_DEFAULTS[name]
+            origin = _DEFAULT_NOTES.get(name, "Linux default")
+            note = f"{name} = {value} ({origin}; not read from this host)"
+            if note not in self.assumed:
+                self.assumed.append(note)
+        pair = (name, str(value))
+        if pair not in self.used:
+            self.used.append(pair)
+        return int(value)
+
+
+@dataclass(frozen=True)
+class StateExplanation:
+    """Everything ``tcphealth explain STATE`` says about one state."""
+
+    state: TcpState
+    spellings: tuple[str, ...]  # how ss, netstat, BSD/macOS and Windows print it
+    meaning: str  # what the state is
+    enters: str  # how a connection gets here
+    leaves: str  # how it gets out
+    stays: str  # what it says when connections stay here
+    usual_blame: Blame  # who is usually at fault when they stay
+    normal_duration: str  # how long it normally lasts on this host
+    limit_seconds: float | None  # when the kernel ends it at the latest; None: no kernel timer
+    action: str  # what to do about connections that stay
+    settings: tuple[tuple[str, str], ...] = ()  # sysctl name and value used for the clock
+    assumed: tuple[str, ...] = ()  # defaults used because the host's value was not known
+
+
+@dataclass(frozen=True)
+class _Entry:
+    spellings: tuple[str, ...]
+    meaning: str
+    enters: str
+    leaves: str
+    stays: str
+    usual_blame: Blame
+    action: str
+    clock: Callable[[_Settings], tuple[str, float | None]]
+
+
+def _syn_sent_clock(settings: _Settings) -> tuple[str, float | None]:
+    retries = settings.get("tcp_syn_retries")
+    last = last_retry_after(retries, _SYN_RTO)
+    limit = retransmission_budget(retries, _SYN_RTO)
+    return (
+        f"Normally one round trip (milliseconds). Unanswered, the SYN is sent again "
+        f"{retries} times (tcp_syn_retries), the last after {duration_text(last)}, and the "
+        f"attempt fails after {duration_text(limit)} unless the application gives up sooner.",
+        limit,
+    )
+
+
+def _syn_recv_clock(settings: _Settings) -> tuple[str, float | None]:
+    retries = settings.get("tcp_synack_retries")
+    limit = retransmission_budget(retries, _SYN_RTO)
+    return (
+        f"Normally one round trip. Without the client's ACK the SYN-ACK is sent again "
+        f"{retries} times (tcp_synack_retries) and the half-open entry is dropped after "
+        f"{duration_text(limit)}.",
+        limit,
+    )
+
+
+def _established_clock(settings: _Settings) -> tuple[str, float | None]:
+    retries2 = settings.get("tcp_retries2")
+    stalled = retransmission_budget(retries2, _RTO_MIN)
+    idle = settings.get("tcp_keepalive_time")
+    interval = settings.get("tcp_keepalive_intvl")
+    probes = settings.get("tcp_keepalive_probes")
+    dead_idle = idle + interval * probes
+    return (
+        f"As long as both applications want: no timer ends a healthy connection. Unacknowledged "
+        f"data is retransmitted for at least {duration_text(stalled)} (tcp_retries2 = "
+        f"{retries2}) before the kernel drops the connection. An idle connection to a vanished "
+        f"peer is noticed only with SO_KEEPALIVE, after {duration_text(dead_idle)} "
+        f"({idle} s idle, then {probes} probes {interval} s apart); without it, never.",
+        None,
+    )
+
+
+def _orphan_clock(settings: _Settings) -> tuple[str, float | None]:
+    configured = settings.get("tcp_orphan_retries")
+    retries = effective_orphan_retries(configured)
+    limit = retransmission_budget(retries, _RTO_MIN)
+    shown = f"{configured}, which the kernel reads as 8" if configured == 0 else str(configured)
+    return (
+        f"Normally one round trip. If the application has already closed (an orphan), the FIN "
+        f"is retried tcp_orphan_retries times ({shown}): at least {duration_text(limit)}, more "
+        f"on a slow path; above tcp_max_orphans the kernel resets orphans at once. If the "
+        f"application still holds the socket, tcp_retries2 applies instead.",
+        limit,
+    )
+
+
+def _fin_wait2_clock(settings: _Settings) -> tuple[str, float | None]:
+    timeout = settings.get("tcp_fin_timeout")
+    return (
+        f"Until the peer closes. Only if the application has closed its socket (an orphan) "
+        f"does the kernel give the peer tcp_fin_timeout = {timeout} s; a socket the application "
+        f"still holds after shutdown() waits with no limit at all.",
+        float(timeout),
+    )
+
+
+def _time_wait_clock(settings: _Settings) -> tuple[str, float | None]:
+    reuse = settings.get("tcp_tw_reuse")
+    reuse_text = {
+        0: "never reused for new outgoing connections",
+        1: "reusable for new outgoing connections when TCP timestamps allow it",
+        2: "reusable for new outgoing connections on loopback only",
+    }.get(reuse, f"tcp_tw_reuse = {reuse}")
+    return (
+        f"Exactly {TIME_WAIT_SECONDS:.0f} s (fixed in the kernel, no sysctl changes it; "
+        f"tcp_fin_timeout does not). Meanwhile its local port is {reuse_text} "
+        f"(tcp_tw_reuse = {reuse}).",
+        TIME_WAIT_SECONDS,
+    )
+
+
+def _no_clock(text: str) -> Callable[[_Settings], tuple[str, float | None]]:
+    def clock(settings: _Settings) -> tuple[str, float | None]:
+        return text, None
+
+    return clock
+
+
+def _listen_clock(settings: _Settings) -> tuple[str, float | None]:
+    somaxconn = settings.get("somaxconn")
+    return (
+        f"As long as the application runs: LISTEN has no timer. The accept queue holds at "
+        f"most the backlog given to listen() plus one, and the backlog is cut to "
+        f"net.core.somaxconn = {somaxconn}.",
+        None,
+    )
+
+
+_TABLE: dict[TcpState, _Entry] = {
+    TcpState.LISTEN: _Entry(
+        spellings=("LISTEN", "LISTENING (Windows)"),
+        meaning="A server socket waiting for clients; it never carries data itself.",
+        enters="The application calls listen() on a bound socket.",
+        leaves="The application closes it or exits.",
+        stays=(
+            "Staying is its purpose. What matters is its accept queue: connections the kernel "
+            "has completed but the application has not yet taken with accept(). A queue at "
+            "its backlog means the application is not accepting fast enough, and new clients "
+            "are dropped."
+        ),
+        usual_blame=Blame.NONE,
+        action=(
+            "Compare Recv-Q (waiting to be accepted) with Send-Q (the backlog) in "
+            "`ss -ltn`, and watch ListenOverflows in `nstat -az`. A full queue is fixed in "
+            "the accept loop of the application, not with a bigger backlog."
+        ),
+        clock=_listen_clock,
+    ),
+    TcpState.SYN_SENT: _Entry(
+        spellings=("SYN_SENT", "SYN-SENT (ss)"),
+        meaning="This host asked a remote port for a connection and waits for its SYN-ACK.",
+        enters="The application calls connect(); the kernel sends a SYN.",
+        leaves=(
+            "A SYN-ACK makes it ESTABLISHED; a reset (nothing listens there) or the end of "
+            "the retries fails the connect() and the socket drops to CLOSE."
+        ),
+        stays=(
+            "The other side never answers: the host is down or unreachable, or a firewall "
+            "silently discards the SYN. If the destination is a listener on this very host, "
+            "its accept queue may be full and dropping SYNs."
+        ),
+        usual_blame=Blame.REMOTE_PEER,
+        action=(
+            "Check the destination and the path: `ip route get ADDR`, a TCP traceroute to the "
+            "port, the firewall rules on both sides. Give the client a connect timeout shorter "
+            "than the kernel's."
+        ),
+        clock=_syn_sent_clock,
+    ),
+    TcpState.SYN_RECV: _Entry(
+        spellings=("SYN_RECV", "SYN-RECV (ss)", "SYN_RCVD (BSD)", "SYN_RECEIVED (Windows)"),
+        meaning=(
+            "A client's SYN reached one of our listeners; we answered with a SYN-ACK and wait "
+            "for the client's ACK that completes the handshake."
+        ),
+        enters="A SYN arrives for a port that a listener holds.",
+        leaves=(
+            "The client's ACK completes the handshake and the connection joins the listener's "
+            "accept queue (ESTABLISHED); without it the entry expires."
+        ),
+        stays=(
+            "The client's final ACK is not getting through: a SYN flood with forged sources, or "
+            "a path that loses packets. But when the listener's accept queue is full, the "
+            "kernel itself ignores that ACK, so a pile-up on a full listener is the application "
+            "not accepting, not an attack."
+        ),
+        usual_blame=Blame.REMOTE_PEER,
+        action=(
+            "First look at the listener's queue (`ss -ltn`): if Recv-Q exceeds Send-Q the "
+            "application is the problem. Otherwise look at who sends the SYNs (how many "
+            "sources, `nstat -az TcpExtSyncookiesSent TcpExtTCPReqQFullDrop`) and keep "
+            "tcp_syncookies on."
+        ),
+        clock=_syn_recv_clock,
+    ),
+    TcpState.ESTABLISHED: _Entry(
+        spellings=("ESTABLISHED", "ESTAB (ss)"),
+        meaning="The handshake is complete; both sides may send data.",
+        enters="From SYN_SENT on a SYN-ACK, or from SYN_RECV on the client's ACK.",
+        leaves=(
+            "This side closes first (FIN_WAIT1) or the peer does (CLOSE_WAIT); a reset or the "
+            "retransmission limit ends it abruptly."
+        ),
+        stays=(
+            "Nothing, by itself. The queues tell the story: a receive queue that grows means "
+            "the local application is not reading; a send queue with retransmissions means the "
+            "peer or the path is gone; a zero-window probe timer means the peer is not reading."
+        ),
+        usual_blame=Blame.NONE,
+        action=(
+            "Look at Recv-Q, Send-Q and the timer in `ss -tnpo state established`; enable "
+            "keepalive or an application-level timeout for connections that may sit idle."
+        ),
+        clock=_established_clock,
+    ),
+    TcpState.FIN_WAIT1: _Entry(
+        spellings=("FIN_WAIT1", "FIN-WAIT-1 (ss)", "FIN_WAIT_1 (BSD, Windows)"),
+        meaning="This side has closed and sent its FIN, which the peer has not yet acknowledged.",
+        enters="The local application calls close() or shutdown() on an open connection.",
+        leaves=(
+            "The ACK of our FIN makes it FIN_WAIT2; a FIN from the peer at the same time makes "
+            "it CLOSING; a FIN together with the ACK goes straight to TIME_WAIT."
+        ),
+        stays=(
+            "Our FIN, and often data queued before it, is not acknowledged: the peer is gone, "
+            "or stopped reading with a zero window, or the path drops packets."
+        ),
+        usual_blame=Blame.NETWORK,
+        action=(
+            "See where these go (`ss -tno state fin-wait-1`) and test the path to those peers. "
+            "Counters: TCPAbortOnTimeout for those the kernel gave up on."
+        ),
+        clock=_orphan_clock,
+    ),
+    TcpState.FIN_WAIT2: _Entry(
+        spellings=("FIN_WAIT2", "FIN-WAIT-2 (ss)", "FIN_WAIT_2 (BSD, Windows)"),
+        meaning=(
+            "Our FIN has been acknowledged; this side waits for the peer to close its side "
+            "too. The peer may still send data."
+        ),
+        enters="From FIN_WAIT1 when the peer acknowledges our FIN.",
+        leaves="The peer's FIN moves it to TIME_WAIT; for an orphan, tcp_fin_timeout ends it.",
+        stays=(
+            "The remote application has not closed its end: it is in CLOSE_WAIT over there, "
+            "leaking or slow. If the local application still holds the socket (it used "
+            "shutdown() to half-close), no timer ever ends the wait."
+        ),
+        usual_blame=Blame.REMOTE_PEER,
+        action=(
+            "Find the peer application that does not close (look for CLOSE_WAIT on the remote "
+            "host). Locally, give a half-closing application a read timeout; tune "
+            "tcp_fin_timeout only for orphans."
+        ),
+        clock=_fin_wait2_clock,
+    ),
+    TcpState.TIME_WAIT: _Entry(
+        spellings=("TIME_WAIT", "TIME-WAIT (ss)"),
+        meaning=(
+            "The connection is over; the side that closed first keeps its four-tuple reserved "
+            "for a while so that stray packets of the old connection cannot enter a new one."
+        ),
+        enters="The side that closed first receives the peer's FIN (from FIN_WAIT2 or CLOSING).",
+        leaves="Its fixed timer expires.",
+        stays=(
+            "It always stays its full time: that is normal. Trouble starts with numbers: toward "
+            "one destination they can use up the ephemeral ports (new connects fail with "
+            "EADDRNOTAVAIL), and host-wide they can hit tcp_max_tw_buckets, beyond which the "
+            "kernel skips TIME_WAIT."
+        ),
+        usual_blame=Blame.NONE,
+        action=(
+            "Find who closes first: TIME_WAIT is on that side. A client that opens a connection "
+            "per request should keep connections open and reuse them; widening "
+            "ip_local_port_range or raising tcp_max_tw_buckets only buys room."
+        ),
+        clock=_time_wait_clock,
+    ),
+    TcpState.CLOSE: _Entry(
+        spellings=("CLOSE", "CLOSED (BSD, Windows)", "UNCONN (ss)"),
+        meaning="No connection: a socket that is not (or no longer) connected to anything.",
+        enters=(
+            "A new socket starts here; a connection ends here after TIME_WAIT or LAST_ACK, a "
+            "reset, or a failed connect()."
+        ),
+        leaves="connect() or listen() on the socket, or the application closes it.",
+        stays=(
+            "A descriptor still refers to a socket that has no connection: often a client whose "
+            "connect() failed and which kept the socket, or one bound and never used."
+        ),
+        usual_blame=Blame.LOCAL_APPLICATION,
+        action="Find the holder (`ss -tanp state closed`) and check that it closes failed sockets.",
+        clock=_no_clock("No timer: as long as a descriptor holds the socket."),
+    ),
+    TcpState.CLOSE_WAIT: _Entry(
+        spellings=("CLOSE_WAIT", "CLOSE-WAIT (ss)"),
+        meaning=(
+            "The peer has closed its side (its FIN arrived and was acknowledged); the kernel "
+            "waits for the local application to close as well."
+        ),
+        enters="A FIN arrives on an ESTABLISHED connection.",
+        leaves="The local application calls close() (the socket moves to LAST_ACK) or exits.",
+        stays=(
+            "The local application has not closed the socket after the peer did. Its receive "
+            "queue tells how: 1 byte (the FIN alone) means it stopped reading; 0 means it read "
+            "to the end and forgot close() -- a descriptor leak; more means unread data too. "
+            "If no descriptor holds it, it was never accepted: the listener is not calling "
+            "accept()."
+        ),
+        usual_blame=Blame.LOCAL_APPLICATION,
+        action=(
+            "Fix the application that holds them (`ss -tnp state close-wait` names it): close "
+            "on end-of-file and on every error path. No sysctl shortens CLOSE_WAIT; restarting "
+            "the process, or `ss -K` as root, only clears the symptom."
+        ),
+        clock=_no_clock(
+            "No timer and no sysctl: until the application closes the socket or exits, "
+            "however long that takes."
+        ),
+    ),
+    TcpState.LAST_ACK: _Entry(
+        spellings=("LAST_ACK", "LAST-ACK (ss)"),
+        meaning=(
+            "The peer closed first, then this side closed too and sent its FIN; it waits for "
+            "the acknowledgement of that FIN."
+        ),
+        enters="The local application closes a connection that was in CLOSE_WAIT.",
+        leaves="The ACK of our FIN ends the connection (CLOSE); no TIME_WAIT on this side.",
+        stays=(
+            "Our final FIN is not acknowledged: the peer went away right after closing, or the "
+            "path drops packets."
+        ),
+        usual_blame=Blame.NETWORK,
+        action="See where they go (`ss -tno state last-ack`) and test the path to those peers.",
+        clock=_orphan_clock,
+    ),
+    TcpState.CLOSING: _Entry(
+        spellings=("CLOSING",),
+        meaning=(
+            "Both sides closed at nearly the same moment: we sent our FIN and received theirs "
+            "before they acknowledged ours."
+        ),
+        enters="From FIN_WAIT1 when the peer's FIN arrives before the ACK of our FIN.",
+        leaves="The ACK of our FIN moves it to TIME_WAIT.",
+        stays=(
+            "As in FIN_WAIT1, the acknowledgement of our FIN does not arrive: the peer is gone "
+            "or the path drops packets."
+        ),
+        usual_blame=Blame.NETWORK,
+        action="See where they go (`ss -tno state closing`) and test the path to those peers.",
+        clock=_orphan_clock,
+    ),
+    TcpState.BOUND_INACTIVE: _Entry(
+        spellings=("BOUND_INACTIVE", "BOUND (Windows)"),
+        meaning=(
+            "Not one of the eleven TCP states: a socket bound to an address and port that "
+            "neither listens nor connects (newer kernels report it separately)."
+        ),
+        enters="The application calls bind() and nothing else yet.",
+        leaves="listen(), connect() or close().",
+        stays=(
+            "The port is reserved by a socket that does nothing with it; many of them use up ports."
+        ),
+        usual_blame=Blame.LOCAL_APPLICATION,
+        action="Find the holder and check why it binds without using the socket.",
+        clock=_no_clock("No timer: as long as a descriptor holds the socket."),
+    ),
+}
+
+
+class UnknownStateError(ValueError):
+    """The text names no TCP state we know."""
+
+
+def explain(state: TcpState, sysctls: Sysctls | None = None) -> StateExplanation:
+    """What ``state`` means and how long it lasts with ``sysctls`` (Linux defaults if None).
+
+    Raises :class:`UnknownStateError` for :attr:`TcpState.UNKNOWN`.
+    """
+    entry = _TABLE.get(state)
+    if entry is None:
+        raise UnknownStateError(f"no explanation for {state.value}")
+    settings = _Settings(sysctls)
+    duration, limit = entry.clock(settings)
+    return StateExplanation(
+        state=state,
+        spellings=entry.spellings,
+        meaning=entry.meaning,
+        enters=entry.enters,
+        leaves=entry.leaves,
+        stays=entry.stays,
+        usual_blame=entry.usual_blame,
+        normal_duration=duration,
+        limit_seconds=limit,
+        action=entry.action,
+        settings=tuple(settings.used),
+        assumed=tuple(settings.assumed),
+    )
+
+
+def explain_name(name: str, sysctls: Sysctls | None = None) -> StateExplanation:
+    """:func:`explain` for a state written in any tool's spelling (``CLOSE-WAIT``, ``ESTAB``,
+    ``SYN_RCVD``, ``LISTENING``); raises :class:`UnknownStateError` naming the text otherwise."""
+    state = parse_state(name)
+    if state is None or state is TcpState.UNKNOWN:
+        raise UnknownStateError(f"not a TCP state: {name!r}")
+    return explain(state, sysctls)
+
+
+def format_explanation(explanation: StateExplanation, width: int = 88) -> str:
+    """Plain text for a terminal or a pipe: a title line, then one labelled paragraph each."""
+    title = explanation.state.value
+    others = [s for s in explanation.spellings if s != title]
+    if others:
+        title += f" (also written {', '.join(others)})"
+    sections: list[tuple[str, str]] = [
+        ("What it is", explanation.meaning),
+        ("Gets here", explanation.enters),
+        ("Leaves", explanation.leaves),
+        ("If it stays", explanation.stays),
+        ("Usually to blame", explanation.usual_blame.value),
+        ("How long here", explanation.normal_duration),
+        ("What to do", explanation.action),
+    ]
+    if explanation.assumed:
+        sections.append(("Assumed", "; ".join(explanation.assumed) + "."))
+    lines = [title]
+    for label, text in sections:
+        filled = textwrap.fill(
+            _glue_commands(text),
+            width=width,
+            initial_indent=f"  {label}: ",
+            subsequent_indent="    ",
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+        lines.append(filled.replace(_GLUE, " "))
+    return "\n".join(lines) + "\n"
+
+
+_GLUE = "\x00"
+
+
+def _glue_commands(text: str) -> str:
+    """Join the words of each `command` so that wrapping never splits a command in two."""
+    parts = text.split("`")
+    # Odd-numbered parts are inside backticks.
+    return "`".join(part.replace(" ", _GLUE) if i % 2 else part for i, part in enumerate(parts))

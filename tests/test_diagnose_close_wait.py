@@ -1,0 +1,243 @@
+"""CLOSE_WAIT: held by a process (three readings of the receive queue), never accepted, or
+held by an owner the source does not name."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tcphealth.diagnose import diagnose
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.model import (
+    Attribution,
+    Blame,
+    Finding,
+    OwnerSource,
+    Severity,
+    Socket,
+    SubjectKind,
+    Sysctls,
+    TcpInfo,
+    TcpState,
+)
+from tests.builders import listener, many, proc_copy_attribution, process, snapshot, sock
+
+
+def only(findings: list[Finding], code: str) -> Finding:
+    matching = [f for f in findings if f.code == code]
+    assert len(matching) == 1, [f.code for f in findings]
+    return matching[0]
+
+
+def held(
+    count: int, pid: int, recv_queue: int | None, remote: str = "10.0.0.5", port: int = 5432
+) -> list[Socket]:
+    return many(
+        count,
+        lambda i: sock(
+            "CLOSE_WAIT",
+            f"10.0.0.1:{40000 + i}",
+            f"{remote}:{port}",
+            pids=(pid,),
+            recv_queue=recv_queue,
+            send_queue=0,
+            inode=1000 + i,
+        ),
+    )
+
+
+def test_receive_queue_zero_is_a_descriptor_leak_blamed_on_the_process() -> None:
+    snap = snapshot(held(3120, 812, 0), processes=[process(812, "java")])
+    finding = only(diagnose(snap), "close-wait-not-closed")
+    assert finding.severity is Severity.CRITICAL  # 3,120 >= 500
+    assert finding.blame is Blame.LOCAL_APPLICATION
+    assert finding.state is TcpState.CLOSE_WAIT
+    assert finding.subject.kind is SubjectKind.PROCESS
+    assert (finding.subject.pid, finding.subject.process) == (812, "java")
+    assert finding.count == 3120
+    assert finding.summary.startswith(
+        "pid 812 (java) holds 3,120 connections in CLOSE_WAIT: the peers closed and this "
+        "application never did"
+    )
+    assert "never called close()" in finding.summary
+    assert "10.0.0.5:5432 (3,120)" in finding.summary
+    assert "ls -l /proc/812/fd | grep -c socket   # descriptors held by sockets" in (
+        finding.next_steps
+    )
+    assert "cat /proc/812/limits   # Max open files: how far the leak can go" in finding.next_steps
+
+
+def test_receive_queue_one_means_the_application_stopped_reading() -> None:
+    snap = snapshot(
+        held(40, 77, 1, remote="10.9.0.19", port=19000), processes=[process(77, "puma")]
+    )
+    finding = only(diagnose(snap), "close-wait-not-reading")
+    assert finding.severity is Severity.WARNING  # 10 <= 40 < 500
+    assert finding.count == 40
+    assert finding.subject.pid == 77
+    assert "stopped reading" in finding.summary
+    assert {e.name: e.value for e in finding.evidence}["close-wait-not-reading"] == 40
+    assert any("grep State /proc/77/status" in step for step in finding.next_steps)
+
+
+def test_receive_queue_over_one_means_unread_data() -> None:
+    snap = snapshot(held(12, 5, 83), processes=[process(5, "searchapp")])
+    finding = only(diagnose(snap), "close-wait-unread-data")
+    assert finding.count == 12
+    assert "never read" in finding.summary
+
+
+def test_unknown_receive_queue_is_said_not_guessed() -> None:
+    finding = only(diagnose(snapshot(held(15, 5, None))), "close-wait-held")
+    assert "could not be told" in finding.summary
+
+
+def test_mixed_readings_take_the_dominant_one_and_count_each() -> None:
+    snap = snapshot(held(30, 9, 0), held(11, 9, 1, port=6379), processes=[process(9, "app")])
+    finding = only(diagnose(snap), "close-wait-not-closed")
+    assert finding.count == 41
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert evidence["close-wait-not-closed"] == 30
+    assert evidence["close-wait-not-reading"] == 11
+    assert "(30 of them)" in finding.summary
+    tops = [e.value for e in finding.evidence if e.name == "top_destination"]
+    assert tops == ["10.0.0.5:5432", "10.0.0.5:6379"]
+
+
+def test_one_finding_per_process_and_forked_holders_share_one() -> None:
+    forked = many(
+        20,
+        lambda i: sock(
+            "CLOSE-WAIT", "10.0.0.1:8080", f"10.0.3.9:{50000 + i}", pids=(101, 100), recv_queue=0
+        ),
+    )
+    snap = snapshot(
+        forked, held(25, 300, 0), processes=[process(100, "gunicorn"), process(300, "x")]
+    )
+    findings = [f for f in diagnose(snap) if f.state is TcpState.CLOSE_WAIT]
+    assert [(f.subject.pid, f.count) for f in findings] == [(300, 25), (100, 20)]
+    shared = findings[1]
+    assert shared.summary.startswith("pids 100, 101 (gunicorn) holds 20 connections")
+    assert {e.name: e.value for e in shared.evidence}["pids"] == "100, 101"
+    # All on one local port: the ss command filters on it.
+    assert shared.next_steps[0] == "ss -tnpo state close-wait '( sport = :8080 )'"
+    # Clients' ports differ every time, so the destinations are counted by host.
+    assert shared.summary.endswith("mostly to 10.0.3.9 (20).")
+
+
+def test_below_the_warning_count_there_is_no_finding() -> None:
+    snap = snapshot(held(9, 812, 0), processes=[process(812, "java")])
+    assert diagnose(snap) == []
+
+
+def test_thresholds_decide_the_severity() -> None:
+    snap = snapshot(held(9, 812, 0))
+    strict = dataclasses.replace(Thresholds(), close_wait_warning=2, close_wait_critical=5)
+    assert only(diagnose(snap, strict), "close-wait-not-closed").severity is Severity.CRITICAL
+
+
+def test_longest_idle_from_tcp_info_is_evidence() -> None:
+    sockets = [
+        dataclasses.replace(s, tcp_info=TcpInfo(last_data_recv_ms=1000 * (i + 1)))
+        for i, s in enumerate(held(10, 4, 0))
+    ]
+    finding = only(diagnose(snapshot(sockets)), "close-wait-not-closed")
+    assert {e.name: e.value for e in finding.evidence}["longest_idle_s"] == 10.0
+
+
+def test_incomplete_attribution_is_listed_as_unchecked() -> None:
+    partial = Attribution(attempted=True, processes_scanned=50, processes_forbidden=3)
+    finding = only(diagnose(snapshot(held(10, 4, 0), attribution=partial)), "close-wait-not-closed")
+    assert any("3 processes were not readable" in u for u in finding.unchecked)
+
+
+def unaccepted(
+    count: int, port: int, *, owner: OwnerSource, inode: int | None = None
+) -> list[Socket]:
+    return many(
+        count,
+        lambda i: sock(
+            "CLOSE-WAIT",
+            f"192.168.1.10:{port}",
+            f"192.168.1.{50 + i % 3}:{41000 + i}",
+            recv_queue=200 + i,
+            owner=owner,
+            inode=inode,
+        ),
+    )
+
+
+def test_unowned_close_wait_on_a_full_listener_blames_the_listener_not_a_leak() -> None:
+    snap = snapshot(
+        listener("0.0.0.0:8443", 129, 128, pids=(2200,)),
+        unaccepted(40, 8443, owner=OwnerSource.LISTENER, inode=0),
+        processes=[process(2200, "envoy")],
+    )
+    finding = only(diagnose(snap), "close-wait-unaccepted")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.blame is Blame.LOCAL_APPLICATION
+    assert finding.subject.kind is SubjectKind.LISTENER
+    assert (finding.subject.pid, finding.subject.process) == (2200, "envoy")
+    assert finding.subject.endpoint == "0.0.0.0:8443"
+    assert finding.count == 40
+    assert "not calling accept()" in finding.summary and "not a close() leak" in finding.summary
+    assert {e.name: e.value for e in finding.evidence}["recv_queue_bytes"] == "200-239"
+    assert not any(f.code == "close-wait-not-closed" for f in diagnose(snap))
+
+
+def test_unaccepted_on_a_listener_with_room_is_a_warning_by_count() -> None:
+    snap = snapshot(
+        listener("0.0.0.0:8443", 20, 128, pids=(2200,)),
+        unaccepted(12, 8443, owner=OwnerSource.NONE),
+    )
+    finding = only(diagnose(snap), "close-wait-unaccepted")
+    assert finding.severity is Severity.WARNING
+    assert finding.count == 12
+
+
+def test_unaccepted_with_a_proc_copy_listener_says_the_backlog_was_not_checked() -> None:
+    snap = snapshot(
+        listener("0.0.0.0:8443", 20, None),
+        unaccepted(12, 8443, owner=OwnerSource.UNKNOWN, inode=0),
+        attribution=proc_copy_attribution(),
+    )
+    finding = only(diagnose(snap), "close-wait-unaccepted")
+    assert finding.subject.pid is None
+    assert finding.subject.endpoint == "0.0.0.0:8443"
+    assert any("listen backlog of 0.0.0.0:8443" in u for u in finding.unchecked)
+    assert any("which process owns the listener" in u for u in finding.unchecked)
+
+
+def test_close_wait_with_no_named_owner_is_counted_not_attributed() -> None:
+    # A /proc/net/tcp copy: inodes, no owners. Nobody is named; the gap is said.
+    sockets = many(
+        600,
+        lambda i: sock(
+            "CLOSE-WAIT", f"10.0.0.1:{30000 + i}", "10.0.0.7:443", inode=5000 + i, recv_queue=1
+        ),
+    )
+    snap = snapshot(sockets, attribution=proc_copy_attribution(), sysctls=Sysctls())
+    finding = only(diagnose(snap), "close-wait-owner-unknown")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.blame is Blame.LOCAL_APPLICATION
+    assert finding.subject.kind is SubjectKind.HOST and finding.subject.pid is None
+    assert finding.count == 600
+    assert {e.name: e.value for e in finding.evidence}["with_inode"] == 600
+    assert finding.unchecked == ("which processes hold these sockets: the source lists no owners",)
+
+
+def test_healthy_established_sockets_give_no_close_wait_finding() -> None:
+    snap = snapshot(
+        many(
+            500,
+            lambda i: sock(
+                "ESTAB",
+                f"10.0.0.1:{30000 + i}",
+                "10.0.0.7:443",
+                pids=(1,),
+                recv_queue=0,
+                send_queue=0,
+            ),
+        ),
+        processes=[process(1, "ok", open_fds=520, soft_limit=65536)],
+    )
+    assert diagnose(snap) == []

@@ -1,0 +1,166 @@
+"""The table of states: every state explained, clocks computed from the host's sysctls."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tcphealth.model import TCP_STATES, Blame, Sysctls, TcpState
+from tcphealth.states import (
+    UnknownStateError,
+    explain,
+    explain_name,
+    format_explanation,
+    last_retry_after,
+    retransmission_budget,
+)
+
+TEXT_FIELDS = ("meaning", "enters", "leaves", "stays", "normal_duration", "action")
+
+
+@pytest.mark.parametrize("state", TCP_STATES, ids=lambda s: s.value)
+def test_every_state_has_every_field_filled(state: TcpState) -> None:
+    explanation = explain(state, None)
+    assert explanation.state is state
+    for name in TEXT_FIELDS:
+        value = getattr(explanation, name)
+        assert isinstance(value, str) and len(value) > 20, name
+    assert explanation.spellings and explanation.spellings[0] == state.value
+    assert isinstance(explanation.usual_blame, Blame)
+
+
+def test_the_table_covers_exactly_the_eleven_states_plus_bound_inactive() -> None:
+    explained = {s for s in TcpState if s is not TcpState.UNKNOWN}
+    for state in explained:
+        explain(state)
+    assert len(TCP_STATES) == 11
+    with pytest.raises(UnknownStateError):
+        explain(TcpState.UNKNOWN)
+
+
+def test_explanation_is_frozen() -> None:
+    explanation = explain(TcpState.CLOSE_WAIT)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        explanation.meaning = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("spelling", "state"),
+    [
+        ("CLOSE-WAIT", TcpState.CLOSE_WAIT),  # ss
+        ("close_wait", TcpState.CLOSE_WAIT),
+        ("ESTAB", TcpState.ESTABLISHED),  # ss
+        ("SYN-RECV", TcpState.SYN_RECV),  # ss
+        ("SYN_RCVD", TcpState.SYN_RECV),  # BSD / macOS
+        ("SYN_RECEIVED", TcpState.SYN_RECV),  # Windows
+        ("FIN_WAIT_2", TcpState.FIN_WAIT2),  # BSD / Windows
+        ("fin-wait-1", TcpState.FIN_WAIT1),  # ss
+        ("LISTENING", TcpState.LISTEN),  # Windows
+        ("CLOSED", TcpState.CLOSE),  # BSD / Windows
+        ("UNCONN", TcpState.CLOSE),  # ss
+        (" time-wait ", TcpState.TIME_WAIT),
+    ],
+)
+def test_explain_name_accepts_other_tools_spellings(spelling: str, state: TcpState) -> None:
+    assert explain_name(spelling).state is state
+
+
+@pytest.mark.parametrize("text", ["", "HALF_OPEN", "UNKNOWN", "ESTABLISHED!"])
+def test_explain_name_rejects_non_states_naming_the_text(text: str) -> None:
+    with pytest.raises(UnknownStateError, match="not a TCP state"):
+        explain_name(text)
+
+
+def test_retransmission_budgets_match_the_kernel_figures() -> None:
+    # KERNEL.md: 6 SYN retries -> last retry ~63 s, give up ~127 s; tcp_retries2=15 -> ~924 s.
+    assert last_retry_after(6, 1.0) == 63.0
+    assert retransmission_budget(6, 1.0) == 127.0
+    assert retransmission_budget(5, 1.0) == 63.0  # tcp_synack_retries default
+    assert retransmission_budget(15, 0.2) == pytest.approx(924.6)
+    assert retransmission_budget(8, 0.2) == pytest.approx(102.2)  # orphan retries 0 -> 8
+    # Past 120 s per timeout the growth is linear: 7 SYN retries = 127 + 120.
+    assert retransmission_budget(7, 1.0) == 247.0
+
+
+def test_syn_sent_clock_follows_the_hosts_syn_retries() -> None:
+    explanation = explain(TcpState.SYN_SENT, Sysctls(tcp_syn_retries=3))
+    assert explanation.limit_seconds == 15.0
+    assert "3 times" in explanation.normal_duration
+    assert explanation.settings == (("tcp_syn_retries", "3"),)
+    assert explanation.assumed == ()
+
+
+def test_defaults_are_named_when_sysctls_are_unknown() -> None:
+    explanation = explain(TcpState.SYN_SENT, None)
+    assert explanation.limit_seconds == 127.0
+    assert explanation.assumed == ("tcp_syn_retries = 6 (Linux default; not read from this host)",)
+    # A snapshot that lacks just this one value assumes just this one.
+    partial = explain(TcpState.FIN_WAIT2, Sysctls(tcp_syn_retries=2))
+    assert partial.assumed == ("tcp_fin_timeout = 60 (Linux default; not read from this host)",)
+
+
+def test_fin_wait2_timeout_is_for_orphans_only() -> None:
+    explanation = explain(TcpState.FIN_WAIT2, Sysctls(tcp_fin_timeout=30))
+    assert explanation.limit_seconds == 30.0
+    assert "30 s" in explanation.normal_duration
+    assert "no limit" in explanation.normal_duration
+    assert explanation.assumed == ()
+
+
+def test_time_wait_is_fixed_at_60_seconds_whatever_fin_timeout_says() -> None:
+    explanation = explain(TcpState.TIME_WAIT, Sysctls(tcp_fin_timeout=5, tcp_tw_reuse=1))
+    assert explanation.limit_seconds == 60.0
+    assert "60 s" in explanation.normal_duration
+    assert "tcp_tw_reuse = 1" in explanation.normal_duration
+
+
+@pytest.mark.parametrize("state", [TcpState.CLOSE_WAIT, TcpState.LISTEN, TcpState.ESTABLISHED])
+def test_states_without_a_kernel_timer_have_no_limit(state: TcpState) -> None:
+    assert explain(state, Sysctls()).limit_seconds is None
+
+
+def test_close_wait_has_no_timer_and_reads_the_receive_queue() -> None:
+    explanation = explain(TcpState.CLOSE_WAIT)
+    assert "No timer" in explanation.normal_duration
+    assert "1 byte" in explanation.stays and "0 means" in explanation.stays
+    assert explanation.usual_blame is Blame.LOCAL_APPLICATION
+
+
+def test_orphan_retries_zero_is_read_as_eight() -> None:
+    explanation = explain(TcpState.LAST_ACK, Sysctls(tcp_orphan_retries=0))
+    assert explanation.limit_seconds == pytest.approx(102.2)
+    assert "reads as 8" in explanation.normal_duration
+
+
+def test_established_names_retries2_and_keepalive() -> None:
+    sysctls = Sysctls(
+        tcp_retries2=8, tcp_keepalive_time=600, tcp_keepalive_intvl=10, tcp_keepalive_probes=3
+    )
+    text = explain(TcpState.ESTABLISHED, sysctls).normal_duration
+    assert "102 s" in text  # 8 retries at RTO 200 ms
+    assert "630 s" in text  # 600 + 3 * 10
+    assert "SO_KEEPALIVE" in text
+
+
+def test_format_explanation_is_plain_labelled_text() -> None:
+    text = format_explanation(explain_name("close-wait", None))
+    lines = text.splitlines()
+    assert lines[0] == "CLOSE_WAIT (also written CLOSE-WAIT (ss))"
+    for label in ("What it is:", "Gets here:", "Leaves:", "If it stays:", "How long here:"):
+        assert any(line.startswith(f"  {label}") for line in lines), label
+    assert all(len(line) <= 88 for line in lines)
+    assert "\x1b" not in text  # no colour codes: it may go to a pipe
+
+
+def test_format_explanation_lists_assumed_defaults_and_keeps_commands_whole() -> None:
+    text = format_explanation(explain(TcpState.LISTEN, None), width=60)
+    assert "Assumed: somaxconn = 4096" in text
+    assert "`ss -ltn`" in text  # never broken across lines
+    assert "\x00" not in text
+
+
+def test_format_explanation_has_no_assumed_line_when_all_values_known() -> None:
+    text = format_explanation(explain(TcpState.SYN_RECV, Sysctls(tcp_synack_retries=2)))
+    assert "Assumed" not in text
+    assert "7 s" in text  # 1 + 2 + 4
