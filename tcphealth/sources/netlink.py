@@ -17,6 +17,7 @@ host order.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import socket
 import struct
@@ -60,7 +61,7 @@ _SOCKID_TAIL = struct.Struct("=III")
 # The whole inet_diag_msg in one unpack: family, state, timer, retrans; sockid {sport, dport,
 # src, dst, if, cookie[2]}; expires (ms), rqueue, wqueue, uid, inode. The ports are in network
 # byte order while everything else is in host order, so they are unpacked as host-order
-# integers and swapped through _PORTS.
+# integers and swapped through _port_table().
 _MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
 _MSG_SIZE = _MSG.size  # 72
 _RTATTR = struct.Struct("=HH")
@@ -81,13 +82,16 @@ _U32 = struct.Struct("=I")
 _TCPI_ALL = struct.Struct("=2xBBB3xI12xI16xI4xII8xI28xI")
 assert _TCPI_ALL.size == _TCPI_TOTAL_RETRANS + 4
 
-# Port number as the wire carries it (read as a host-order u16) -> the port. One shared int per
-# port, so 300,000 sockets do not carry 600,000 separate int objects.
-_PORTS: list[int] = (
-    list(range(1 << 16))
-    if sys.byteorder == "big"
-    else [((raw & 0xFF) << 8) | (raw >> 8) for raw in range(1 << 16)]
-)
+
+@functools.cache
+def _port_table() -> list[int]:
+    """Port number as the wire carries it (read as a host-order u16) -> the port. One shared
+    int per port, so 300,000 sockets do not carry 600,000 separate int objects. Built on the
+    first dump (a few ms), not on import."""
+    if sys.byteorder == "big":
+        return list(range(1 << 16))
+    return [((raw & 0xFF) << 8) | (raw >> 8) for raw in range(1 << 16)]
+
 
 # Caches bounded in size, so a host talking to millions of distinct peers costs no more than
 # building each value afresh.
@@ -196,6 +200,7 @@ class Decoder:
 
     def __init__(self, owners: Mapping[int, tuple[int, ...]] | None = None) -> None:
         self.owners = owners
+        self._ports = _port_table()
         self._addresses: dict[int, dict[bytes, IPAddress]] = {
             socket.AF_INET: {},
             socket.AF_INET6: {},
@@ -248,8 +253,8 @@ class Decoder:
             endpoint_key = 1 << 16
         else:
             raise NetlinkError(where, f"address family {family_code} in a TCP dump")
-        sport = _PORTS[sport]
-        dport = _PORTS[dport]
+        sport = self._ports[sport]
+        dport = self._ports[dport]
 
         tcp_info: TcpInfo | None = None
         shutdown: int | None = None
