@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint golden clean lab lab-down
+.PHONY: run test lint fixtures golden clean lab lab-down
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check tcphealth tests fixtures lab benchmarks
 	$(VENV)/bin/ruff format --check tcphealth tests fixtures lab benchmarks
 	$(VENV)/bin/mypy
+
+# The scenario snapshots in fixtures/ are generated from fixtures/make_scenarios.py ...
+fixtures: $(VENV)/.installed-test
+	$(PY) fixtures/make_scenarios.py
+
+# ... and the expected output of each, in every format, lives in tests/golden/.
+golden: $(VENV)/.installed-test
+	$(PY) -m tests.golden_update
 
 # The namespace lab (root, iproute2, nftables): every TCP state held for real, for a look by
 # hand with `tcphealth --netns NAME`. It stops by itself after SECONDS.

@@ -284,6 +284,27 @@ class Lab:
             )
         )
 
+    def held(
+        self,
+        role: str,
+        namespace: str,
+        net: Net,
+        state: TcpState,
+        sock: socket.socket,
+        **queues: int,
+    ) -> None:
+        """Record a connected socket this process holds, by its own two ends."""
+        self.record(
+            role,
+            namespace,
+            net,
+            state,
+            sock.getsockname()[:2],
+            sock.getpeername()[:2],
+            True,
+            **queues,
+        )
+
     # --- the states -----------------------------------------------------------------------------
 
     def build(self, net: Net) -> None:
@@ -304,25 +325,8 @@ class Lab:
         def established(
             role: str, client: socket.socket, server: socket.socket, **queues: int
         ) -> None:
-            self.record(
-                f"{role}-client",
-                a,
-                net,
-                TcpState.ESTABLISHED,
-                client.getsockname()[:2],
-                client.getpeername()[:2],
-                True,
-            )
-            self.record(
-                f"{role}-server",
-                b,
-                net,
-                TcpState.ESTABLISHED,
-                server.getsockname()[:2],
-                server.getpeername()[:2],
-                True,
-                **queues,
-            )
+            self.held(f"{role}-client", a, net, TcpState.ESTABLISHED, client)
+            self.held(f"{role}-server", b, net, TcpState.ESTABLISHED, server, **queues)
 
         # ESTABLISHED, idle.
         client, server = self.pair(main, net)
@@ -338,26 +342,10 @@ class Lab:
         client, server = self.pair(unacked, net)
         self.drop(b, f"{net.nft_family} saddr {net.client} tcp dport {unacked.getsockname()[1]}")
         client.send(b"n" * 100)
-        self.record(
-            "established-unacked-client",
-            a,
-            net,
-            TcpState.ESTABLISHED,
-            client.getsockname()[:2],
-            client.getpeername()[:2],
-            True,
-            send_queue=100,
+        self.held(
+            "established-unacked-client", a, net, TcpState.ESTABLISHED, client, send_queue=100
         )
-        self.record(
-            "established-unacked-server",
-            b,
-            net,
-            TcpState.ESTABLISHED,
-            server.getsockname()[:2],
-            server.getpeername()[:2],
-            True,
-            recv_queue=0,
-        )
+        self.held("established-unacked-server", b, net, TcpState.ESTABLISHED, server, recv_queue=0)
 
         # SYN_SENT: the server namespace drops SYNs to a port.
         dark_port = DARK_PORT
@@ -405,49 +393,16 @@ class Lab:
         orphan_ends = (orphan_client.getsockname()[:2], orphan_client.getpeername()[:2])
         owned_client.shutdown(socket.SHUT_WR)
         orphan_client.close()
-        self.record(
-            "fin-wait1-owned",
-            a,
-            net,
-            TcpState.FIN_WAIT1,
-            owned_client.getsockname()[:2],
-            owned_client.getpeername()[:2],
-            True,
-        )
+        self.held("fin-wait1-owned", a, net, TcpState.FIN_WAIT1, owned_client)
         self.record("fin-wait1-orphan", a, net, TcpState.FIN_WAIT1, *orphan_ends, False)
         for server in (owned_server, orphan_server):
-            self.record(
-                "fin-wait1-peer",
-                b,
-                net,
-                TcpState.ESTABLISHED,
-                server.getsockname()[:2],
-                server.getpeername()[:2],
-                True,
-            )
+            self.held("fin-wait1-peer", b, net, TcpState.ESTABLISHED, server)
 
         # FIN_WAIT2 owned / CLOSE_WAIT with the FIN unread (receive queue 1).
         client, server = self.pair(main, net)
         client.shutdown(socket.SHUT_WR)
-        self.record(
-            "fin-wait2-owned",
-            a,
-            net,
-            TcpState.FIN_WAIT2,
-            client.getsockname()[:2],
-            client.getpeername()[:2],
-            True,
-        )
-        self.record(
-            "close-wait-rq1",
-            b,
-            net,
-            TcpState.CLOSE_WAIT,
-            server.getsockname()[:2],
-            server.getpeername()[:2],
-            True,
-            recv_queue=1,
-        )
+        self.held("fin-wait2-owned", a, net, TcpState.FIN_WAIT2, client)
+        self.held("close-wait-rq1", b, net, TcpState.CLOSE_WAIT, server, recv_queue=1)
 
         # FIN_WAIT2 orphaned / CLOSE_WAIT read to EOF and never closed (receive queue 0).
         client, server = self.pair(main, net)
@@ -457,40 +412,14 @@ class Lab:
         if server.recv(1) != b"":
             raise RuntimeError("expected EOF on the CLOSE_WAIT side")
         self.record("fin-wait2-orphan", a, net, TcpState.FIN_WAIT2, *ends, False)
-        self.record(
-            "close-wait-rq0",
-            b,
-            net,
-            TcpState.CLOSE_WAIT,
-            server.getsockname()[:2],
-            server.getpeername()[:2],
-            True,
-            recv_queue=0,
-        )
+        self.held("close-wait-rq0", b, net, TcpState.CLOSE_WAIT, server, recv_queue=0)
 
         # CLOSE_WAIT with 50 unread data bytes plus the FIN (receive queue 51).
         client, server = self.pair(main, net)
         client.sendall(b"d" * 50)
         client.shutdown(socket.SHUT_WR)
-        self.record(
-            "fin-wait2-owned-2",
-            a,
-            net,
-            TcpState.FIN_WAIT2,
-            client.getsockname()[:2],
-            client.getpeername()[:2],
-            True,
-        )
-        self.record(
-            "close-wait-rq51",
-            b,
-            net,
-            TcpState.CLOSE_WAIT,
-            server.getsockname()[:2],
-            server.getpeername()[:2],
-            True,
-            recv_queue=51,
-        )
+        self.held("fin-wait2-owned-2", a, net, TcpState.FIN_WAIT2, client)
+        self.held("close-wait-rq51", b, net, TcpState.CLOSE_WAIT, server, recv_queue=51)
 
         # LAST_ACK: the server closes after the client's FIN; the client's ACK is dropped.
         last = self.listener(b, net, net.server, 8)
@@ -502,31 +431,29 @@ class Lab:
         server.close()
         self.record("last-ack", b, net, TcpState.LAST_ACK, *ends, False)
 
-        # CLOSING: both FINs are held back, then only FINs may pass. The first FIN to get
-        # through puts its receiver in CLOSING (its ACK is dropped, so it stays there); the
-        # other end learns of both and moves on to TIME_WAIT.
+        # CLOSING: both ends send a FIN while everything between them is dropped; then only
+        # the client's FIN may pass. The server, itself in FIN_WAIT1, receives a FIN that does
+        # not acknowledge its own: CLOSING. Its ACK and its FIN never reach the client (still
+        # in FIN_WAIT1), so neither end can move on. Letting one direction through (not both)
+        # keeps this deterministic: with both open, crossing retransmissions can complete the
+        # close on both ends.
         crossing = self.listener(b, net, net.server, 8)
         port = crossing.getsockname()[1]
         client, server = self.pair(crossing, net)
-        # Taken now: the end that moves on to TIME_WAIT has no peer name any more.
         client_ends = (client.getsockname()[:2], client.getpeername()[:2])
         server_ends = (server.getsockname()[:2], server.getpeername()[:2])
         to_server = f"{net.nft_family} saddr {net.client} tcp dport {port}"
-        to_client = f"{net.nft_family} saddr {net.server} tcp sport {port}"
-        held = [(b, self.drop(b, to_server)), (a, self.drop(a, to_client))]
+        held = self.drop(b, to_server)
+        self.drop(a, f"{net.nft_family} saddr {net.server} tcp sport {port}")
         client.shutdown(socket.SHUT_WR)
         server.shutdown(socket.SHUT_WR)
         self.wait_for(a, TcpState.FIN_WAIT1, *client_ends)
         self.wait_for(b, TcpState.FIN_WAIT1, *server_ends)
         self.drop(b, f"{to_server} tcp flags & fin == 0")
-        self.drop(a, f"{to_client} tcp flags & fin == 0")
-        for namespace, handle in held:
-            self.undrop(namespace, handle)
-        closing_side = self.wait_for_either(
-            (a, *client_ends), (b, *server_ends), state=TcpState.CLOSING
-        )
-        namespace, local, remote = closing_side
-        self.record("closing", namespace, net, TcpState.CLOSING, local, remote, True)
+        self.undrop(b, held)
+        self.wait_for(b, TcpState.CLOSING, *server_ends)
+        self.record("closing", b, net, TcpState.CLOSING, *server_ends, True)
+        self.record("closing-peer", a, net, TcpState.FIN_WAIT1, *client_ends, True)
 
         # TIME_WAIT: the client closes first.
         client, server = self.pair(main, net)
@@ -589,24 +516,8 @@ class Lab:
             dual.settimeout(SETUP_TIMEOUT)
             server, _ = dual.accept()
             self.sockets.append(server)
-            self.record(
-                "dual-stack-client",
-                a,
-                IPV4,
-                TcpState.ESTABLISHED,
-                client.getsockname()[:2],
-                client.getpeername()[:2],
-                True,
-            )
-            self.record(
-                "dual-stack-server",
-                b,
-                IPV6,
-                TcpState.ESTABLISHED,
-                server.getsockname()[:2],
-                server.getpeername()[:2],
-                True,
-            )
+            self.held("dual-stack-client", a, IPV4, TcpState.ESTABLISHED, client)
+            self.held("dual-stack-server", b, IPV6, TcpState.ESTABLISHED, server)
 
     # --- waiting and checking ----------------------------------------------------------------
 
@@ -634,20 +545,6 @@ class Lab:
         raise RuntimeError(
             f"{state.value} {want_local} -> {want_remote} never appeared in {namespace}"
         )
-
-    def wait_for_either(
-        self,
-        *candidates: tuple[str, tuple[str, int], tuple[str, int]],
-        state: TcpState = TcpState.CLOSING,
-    ) -> tuple[str, tuple[str, int], tuple[str, int]]:
-        deadline = time.monotonic() + SETUP_TIMEOUT
-        while time.monotonic() < deadline:
-            for namespace, local, remote in candidates:
-                want = (state, endpoint_text(*local), endpoint_text(*remote))
-                if any(row[:3] == want for row in ss_rows(namespace)):
-                    return namespace, local, remote
-            time.sleep(0.05)
-        raise RuntimeError(f"neither end reached {state.value}")
 
     def verify(self) -> None:
         """Every recorded socket is listed by ss in its namespace with its state (and pinned

@@ -1,78 +1,371 @@
 """The command line: parse options, choose the source and the output, exit. No logic lives here;
-every command is a thin call into the library."""
+every command is a thin call into the library (:func:`tcphealth.pipeline.analyse`, the
+renderers), and every library error becomes one line on stderr and exit code 3.
+
+Options shared by several commands are one decorator each, and each decorator hands its
+command one ready value (:class:`Inputs`, :class:`~tcphealth.filters.SocketFilter`), so no
+command body ever looks at raw option values.
+"""
 
 from __future__ import annotations
 
-import enum
+import dataclasses
+import functools
+import io
+import os
 import sys
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import click
+from click.core import ParameterSource
 
-from tcphealth import __version__, sources
+from tcphealth import __version__, sources, states
+from tcphealth.diagnose import config as diagnose_config
+from tcphealth.diagnose.config import (
+    ConfigError,
+    Thresholds,
+    load_thresholds,
+    thresholds_as_toml,
+)
 from tcphealth.errors import InputError, SourceUnavailableError
-from tcphealth.model import Snapshot
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    WARNING = 1
-    CRITICAL = 2
-    INPUT_UNREADABLE = 3
-
+from tcphealth.filters import FilterError, SocketFilter, apply_filter, parse_network
+from tcphealth.model import (
+    TCP_STATES,
+    Family,
+    Severity,
+    Snapshot,
+    Sysctls,
+    TcpState,
+    parse_state,
+)
+from tcphealth.pipeline import analyse
+from tcphealth.render import FORMATS, Environment, RenderOptions, View, render
+from tcphealth.render.json import dumps
+from tcphealth.render.nagios import status_line, unknown_line
+from tcphealth.render.records import explanation_record
+from tcphealth.report import ExitCode, Report
+from tcphealth.sources import procfs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Prose (tcphealth explain) sent to a pipe or a file is wrapped at this width.
+PIPE_TEXT_WIDTH = 88
 
-def snapshot_options(command: F) -> F:
-    """The options every command shares to say where the snapshot comes from."""
-    options = [
-        click.option(
-            "--from",
-            "from_file",
-            type=click.Path(dir_okay=False, allow_dash=True),
-            help="Read a saved snapshot (tcphealth snapshot -o FILE) instead of this host; "
-            "'-' reads standard input.",
-        ),
-        click.option(
-            "--source",
-            type=click.Choice(sources.LIVE_SOURCES),
-            default="auto",
-            show_default=True,
-            help="How to look at this host: /proc (Linux) or psutil (any OS).",
-        ),
-        click.option(
-            "--proc-root",
-            type=click.Path(file_okay=False, exists=True, path_type=Path),
-            default=Path("/proc"),
-            show_default=True,
-            help="Read a copied /proc tree instead of the live one.",
-        ),
-        click.option(
-            "--no-processes",
-            is_flag=True,
-            help="Skip the socket-to-process mapping (faster; owners are shown as unknown).",
-        ),
-    ]
+
+class Failure(click.ClickException):
+    """A request tcphealth cannot carry out: one line on stderr, exit code 3."""
+
+    exit_code = ExitCode.INPUT_UNREADABLE
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"tcphealth: {self.format_message()}", err=True)
+
+
+class InputUnreadable(Failure):
+    """No report can be made: the snapshot, the /proc tree or the config file is unusable."""
+
+
+class UsageProblem(click.UsageError):
+    """A usage error that exits with 3, not click's 2: for ``check``, 2 means a critical
+    finding, and a monitoring system must not read a typo as one."""
+
+    exit_code = ExitCode.INPUT_UNREADABLE
+
+    @classmethod
+    def from_click(cls, error: click.UsageError) -> UsageProblem:
+        if isinstance(error, UsageProblem):
+            return error
+        return cls(error.format_message(), error.ctx)
+
+
+# What a shell reports for a program killed by SIGPIPE: the reader (`| head`) went away.
+EXIT_BROKEN_PIPE = 141
+
+
+def stdout_closed() -> None:
+    """The reader of stdout went away: send the rest to /dev/null, so that neither later writes
+    nor the flush at exit raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (tests)
+        pass
+
+
+class TcphealthGroup(click.Group):
+    """A click group whose usage errors are :class:`UsageProblem` (exit code 3), and where a
+    closed pipe on stdout ends the run quietly."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            raise UsageProblem.from_click(error) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            raise UsageProblem.from_click(error) from None
+        except BrokenPipeError:
+            stdout_closed()
+            raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
+
+
+def _add_options(command: Callable[..., Any], options: Sequence[Callable[[F], F]]) -> Any:
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def obtain_snapshot(
-    from_file: str | None, source: str, proc_root: Path, no_processes: bool
-) -> Snapshot:
-    """Load or collect the snapshot; any unreadable input ends the run with exit code 3."""
+# --- where the snapshot comes from --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    from_file: str | None = None
+    source: str = "auto"
+    proc_root: Path = Path("/proc")
+    no_processes: bool = False
+    input_format: str = "auto"
+    strict: bool = False
+    netns: str | None = None
+
+    def load(self) -> Snapshot:
+        """Load or collect the snapshot; unreadable input raises :class:`InputUnreadable`."""
+        if self.netns is not None and self.from_file is not None:
+            raise click.UsageError("--netns looks into a live namespace; it cannot read --from")
+        try:
+            if self.from_file is not None:
+                # sys.stdin now, not the one bound as a default when sources was imported
+                return sources.load(
+                    self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
+                )
+            return sources.collect_live(
+                self.source,
+                self.proc_root,
+                with_processes=not self.no_processes,
+                netns=self.netns,
+            )
+        except (InputError, SourceUnavailableError) as error:
+            raise InputUnreadable(str(error)) from None
+
+
+FROM_OPTION = click.option(
+    "--from",
+    "from_file",
+    type=click.Path(allow_dash=True),
+    metavar="PATH",
+    help="Read PATH instead of this host: a saved snapshot (tcphealth snapshot -o FILE), "
+    "ss or netstat output, a copy of /proc/net/tcp, or a copied /proc directory; "
+    "'-' reads standard input.",
+)
+PROC_ROOT_OPTION = click.option(
+    "--proc-root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path("/proc"),
+    show_default=True,
+    help="Read a copied /proc tree instead of the live one.",
+)
+SNAPSHOT_OPTIONS = [
+    FROM_OPTION,
+    click.option(
+        "--source",
+        type=click.Choice(sources.LIVE_SOURCES),
+        default="auto",
+        show_default=True,
+        help="How to look at this host: netlink (what ss uses), /proc, or psutil (any OS).",
+    ),
+    PROC_ROOT_OPTION,
+    click.option(
+        "--no-processes",
+        is_flag=True,
+        help="Skip the socket-to-process mapping (faster; owners are shown as unknown).",
+    ),
+    click.option(
+        "--netns",
+        metavar="NAME",
+        default=None,
+        help="Look into the network namespace NAME (ip netns list) or PATH "
+        "(/proc/PID/ns/net) instead of this one; needs root.",
+    ),
+    click.option(
+        "--input-format",
+        type=click.Choice(sources.INPUT_FORMATS),
+        default="auto",
+        show_default=True,
+        help="What --from holds; auto recognises each by itself.",
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        help="Refuse --from input with a row that cannot be read (exit 3) instead of "
+        "skipping it with a note.",
+    ),
+]
+
+
+def snapshot_options(command: F) -> F:
+    """The options every command shares to say where the snapshot comes from; the command
+    receives them as ``inputs: Inputs``."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        inputs = Inputs(
+            from_file=kwargs.pop("from_file"),
+            source=kwargs.pop("source"),
+            proc_root=kwargs.pop("proc_root"),
+            no_processes=kwargs.pop("no_processes"),
+            netns=kwargs.pop("netns"),
+            input_format=kwargs.pop("input_format"),
+            strict=kwargs.pop("strict"),
+        )
+        return command(*args, inputs=inputs, **kwargs)
+
+    return cast(F, _add_options(wrapper, SNAPSHOT_OPTIONS))
+
+
+# --- which sockets ------------------------------------------------------------------------------
+
+
+def _states(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> list[TcpState]:
+    states: list[TcpState] = []
+    for text in values:
+        state = parse_state(text)
+        if state is None:
+            raise click.BadParameter(
+                f"{text!r} is not a TCP state (e.g. CLOSE_WAIT, close-wait, ESTAB, SYN-RECV)"
+            )
+        states.append(state)
+    return states
+
+
+def _networks(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> list[Any]:
     try:
-        if from_file is not None:
-            return sources.load(from_file)
-        return sources.collect_live(source, proc_root, with_processes=not no_processes)
-    except (InputError, SourceUnavailableError) as error:
-        click.echo(f"tcphealth: {error}", err=True)
-        sys.exit(ExitCode.INPUT_UNREADABLE)
+        return [parse_network(text) for text in values]
+    except FilterError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+FILTER_OPTIONS = [
+    click.option(
+        "--state",
+        "states",
+        multiple=True,
+        metavar="STATE",
+        callback=_states,
+        help="Only sockets in STATE, in any spelling (CLOSE_WAIT, close-wait, ESTAB); repeatable.",
+    ),
+    click.option(
+        "--port",
+        "ports",
+        multiple=True,
+        metavar="PORT",
+        type=click.IntRange(0, 65535),
+        help="Only sockets with this local or remote port; repeatable.",
+    ),
+    click.option(
+        "--pid",
+        "pids",
+        multiple=True,
+        metavar="PID",
+        type=click.IntRange(0),
+        help="Only sockets held by this process id; repeatable.",
+    ),
+    click.option(
+        "--process",
+        "processes",
+        multiple=True,
+        metavar="GLOB",
+        help="Only sockets held by a process whose name matches GLOB (java, 'post*'); repeatable.",
+    ),
+    click.option(
+        "--local",
+        "local",
+        multiple=True,
+        metavar="ADDR|CIDR",
+        callback=_networks,
+        help="Only sockets whose local address is ADDR or in CIDR; repeatable.",
+    ),
+    click.option(
+        "--remote",
+        "remote",
+        multiple=True,
+        metavar="ADDR|CIDR",
+        callback=_networks,
+        help="Only sockets whose remote address is ADDR or in CIDR; repeatable.",
+    ),
+    click.option("-4", "ipv4", is_flag=True, help="Only IPv4 sockets."),
+    click.option("-6", "ipv6", is_flag=True, help="Only IPv6 sockets."),
+]
+
+
+def filter_options(command: F) -> F:
+    """The options that narrow the sockets; the command receives ``flt: SocketFilter``."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        families = {Family.IPV4} if kwargs.pop("ipv4") else set()
+        if kwargs.pop("ipv6"):
+            families.add(Family.IPV6)
+        flt = SocketFilter(
+            states=frozenset(kwargs.pop("states")),
+            ports=frozenset(kwargs.pop("ports")),
+            pids=frozenset(kwargs.pop("pids")),
+            processes=tuple(kwargs.pop("processes")),
+            local=tuple(kwargs.pop("local")),
+            remote=tuple(kwargs.pop("remote")),
+            families=frozenset(families),
+        )
+        return command(*args, flt=flt, **kwargs)
+
+    return cast(F, _add_options(wrapper, FILTER_OPTIONS))
+
+
+# --- how the results look, and the thresholds ----------------------------------------------------
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    default=None,
+    help="Output format. Default: table on a terminal, plain when piped.",
+)
+CONFIG_OPTION = click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Thresholds file (TOML). Default: ./tcphealth.toml, then /etc/tcphealth.toml.",
+)
+
+LIMIT_OPTION = click.option(
+    "--limit",
+    type=click.IntRange(0),
+    metavar="N",
+    default=None,
+    help="List at most N sockets (0: all). Default: 200 in a table, all otherwise.",
+)
+
+
+def output_options(command: F) -> F:
+    """``--format`` and ``--config``, for the commands that diagnose and render."""
+    return cast(F, _add_options(command, [FORMAT_OPTION, CONFIG_OPTION]))
+
+
+def load_config(path: Path | None) -> tuple[Thresholds, Path | None]:
+    try:
+        return load_thresholds(path)
+    except ConfigError as error:
+        raise InputUnreadable(str(error)) from None
 
 
 def report_notes(snapshot: Snapshot) -> None:
@@ -81,29 +374,140 @@ def report_notes(snapshot: Snapshot) -> None:
         click.echo(f"tcphealth: note: {note}", err=True)
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+def make_report(inputs: Inputs, flt: SocketFilter, config: Path | None) -> Report:
+    thresholds, _ = load_config(config)  # before the collection: a bad file fails fast
+    snapshot = inputs.load()
+    report_notes(snapshot)
+    return analyse(snapshot, flt, thresholds)
+
+
+def _reject_group_options(context: click.Context) -> None:
+    """``tcphealth --from x check`` would silently ignore --from; say where it belongs."""
+    given = [
+        name
+        for name in context.params
+        if context.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+    ]
+    if given:
+        raise click.UsageError(
+            f"options given before '{context.invoked_subcommand}' belong to the report; "
+            f"write them after the command name: tcphealth {context.invoked_subcommand} [OPTIONS]"
+        )
+
+
+# --- the commands --------------------------------------------------------------------------------
+
+
+@click.group(
+    cls=TcphealthGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="tcphealth")
 @snapshot_options
+@filter_options
+@output_options
+@click.option("--all", "show_all", is_flag=True, help="Show every process and every row.")
+@click.option("--sockets", "with_sockets", is_flag=True, help="Also list every socket.")
+@LIMIT_OPTION
 @click.pass_context
 def main(
     context: click.Context,
-    from_file: str | None,
-    source: str,
-    proc_root: Path,
-    no_processes: bool,
+    inputs: Inputs,
+    flt: SocketFilter,
+    fmt: str | None,
+    config: Path | None,
+    show_all: bool,
+    with_sockets: bool,
+    limit: int | None,
 ) -> None:
-    """Tell what is wrong with the TCP connections on this host, and who is to blame."""
+    """Tell what is wrong with the TCP connections on this host, and who is to blame.
+
+    Without a command: the findings, most severe first, then the sockets of each process.
+    Exit codes: 0 report made, 3 input unreadable or bad usage (see 'check' for 1 and 2).
+    """
     if context.invoked_subcommand is not None:
+        _reject_group_options(context)
         return
-    snapshot = obtain_snapshot(from_file, source, proc_root, no_processes)
-    report_notes(snapshot)
-    states = Counter(sock.state.value for sock in snapshot.sockets)
-    summary = " ".join(f"{state}={count}" for state, count in sorted(states.items()))
-    click.echo(f"{snapshot.host.hostname} {len(snapshot.sockets)} sockets {summary}")
+    env = Environment.detect()
+    report = make_report(inputs, flt, config)
+    options = RenderOptions(
+        view=View.REPORT, show_all=show_all, with_sockets=with_sockets, limit=limit
+    )
+    render(report, fmt or env.default_format, options, env)
 
 
 @main.command()
 @snapshot_options
+@filter_options
+@output_options
+@LIMIT_OPTION
+def sockets(
+    inputs: Inputs, flt: SocketFilter, fmt: str | None, config: Path | None, limit: int | None
+) -> None:
+    """List the sockets, one per row: state, addresses, queues, timer, process."""
+    env = Environment.detect()
+    report = make_report(inputs, flt, config)
+    render(report, fmt or env.default_format, RenderOptions(view=View.SOCKETS, limit=limit), env)
+
+
+@main.command()
+@snapshot_options
+@filter_options
+@output_options
+@click.option(
+    "--fail-on",
+    type=click.Choice(["info", "warning", "critical"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="The least severe finding that makes the exit code non-zero.",
+)
+@click.option(
+    "--nagios",
+    is_flag=True,
+    help="Print one Nagios/Icinga status line with perfdata instead of the findings.",
+)
+@click.pass_context
+def check(
+    context: click.Context,
+    inputs: Inputs,
+    flt: SocketFilter,
+    fmt: str | None,
+    config: Path | None,
+    fail_on: str,
+    nagios: bool,
+) -> None:
+    """Print the findings and exit 0 (nothing reaches --fail-on), 1 (warning), 2 (critical)
+    or 3 (input unreadable), for CI and monitoring."""
+    env = Environment.detect()
+    threshold = Severity[fail_on.upper()]
+    try:
+        report = make_report(inputs, flt, config)
+    except InputUnreadable as error:
+        if nagios:
+            click.echo(unknown_line(error.format_message()))
+        raise
+    code = report.exit_code(threshold)
+    if nagios:
+        click.echo(status_line(report, threshold))
+    else:
+        try:
+            render(report, fmt or env.default_format, RenderOptions(view=View.CHECK), env)
+        except BrokenPipeError:  # `check | head -1` still answers with the verdict
+            stdout_closed()
+        counts = report.count_by_severity()
+        click.echo(
+            f"tcphealth: check: {counts[Severity.CRITICAL]} critical, "
+            f"{counts[Severity.WARNING]} warning, {counts[Severity.INFO]} info "
+            f"(--fail-on {threshold.label.lower()}): exit {code.value}",
+            err=True,
+        )
+    context.exit(code)
+
+
+@main.command()
+@snapshot_options
+@filter_options
 @click.option(
     "-o",
     "--output",
@@ -111,19 +515,61 @@ def main(
     default=None,
     help="Write the snapshot to FILE (atomically) instead of standard output.",
 )
-def snapshot(
-    from_file: str | None,
-    source: str,
-    proc_root: Path,
-    no_processes: bool,
-    output: Path | None,
-) -> None:
+def snapshot(inputs: Inputs, flt: SocketFilter, output: Path | None) -> None:
     """Save what tcphealth sees as a versioned JSON snapshot, to diagnose later or elsewhere."""
     from tcphealth.sources.snapshot_file import write_snapshot
 
-    taken = obtain_snapshot(from_file, source, proc_root, no_processes)
+    taken = inputs.load()
     report_notes(taken)
     try:
-        write_snapshot(taken, output)
+        write_snapshot(apply_filter(taken, flt), output, sys.stdout)
+    except BrokenPipeError:
+        raise  # the reader went away: the group ends the run quietly
     except OSError as error:
-        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+        raise Failure(f"cannot write {output}: {error.strerror or error}") from None
+
+
+@main.command()
+@click.argument("state")
+@FROM_OPTION
+@PROC_ROOT_OPTION
+@FORMAT_OPTION
+def explain(state: str, from_file: str | None, proc_root: Path, fmt: str | None) -> None:
+    """What STATE means, how a connection gets there and out, what it says when connections
+    stay in it, and how long this host's kernel lets them. STATE may be spelled as any tool
+    prints it: close-wait, CLOSE_WAIT, ESTAB, SYN-RECV, FIN_WAIT_2, LISTENING."""
+    parsed = parse_state(state)
+    if parsed is None or parsed is TcpState.UNKNOWN:
+        known = ", ".join(s.value for s in TCP_STATES)
+        raise Failure(f"not a TCP state: {state!r} (one of {known}, in any spelling)")
+    if from_file is not None:
+        sysctls: Sysctls | None = Inputs(from_file=from_file).load().sysctls
+    elif (proc_root / "sys" / "net").is_dir():
+        sysctls = procfs.read_sysctls(proc_root)
+    else:  # no /proc here: the Linux defaults, which the explanation names as assumed
+        sysctls = None
+    explanation = states.explain(parsed, sysctls)
+    env = Environment.detect()
+    if (fmt or env.default_format) in ("json", "ndjson"):
+        click.echo(dumps(explanation_record(explanation), indent=2 if fmt == "json" else None))
+    else:
+        width = env.width if env.stdout_isatty else PIPE_TEXT_WIDTH
+        click.echo(states.format_explanation(explanation, width=width), nl=False)
+
+
+@main.command(name="config")
+@CONFIG_OPTION
+@FORMAT_OPTION
+def show_config(config: Path | None, fmt: str | None) -> None:
+    """Print the thresholds in effect (defaults, overridden by the config file) as TOML that
+    tcphealth reads back; a mistake in the file is one line naming the key, exit 3."""
+    thresholds, origin = load_config(config)
+    searched = " or ".join(str(path) for path in diagnose_config.SEARCH_PATHS)
+    where = f"from {origin}" if origin else f"defaults (no {searched})"
+    env = Environment.detect()
+    if (fmt or env.default_format) in ("json", "ndjson"):
+        record = {"source": str(origin) if origin else None, **dataclasses.asdict(thresholds)}
+        click.echo(dumps(record, indent=2 if fmt == "json" else None))
+    else:
+        click.echo(f"# tcphealth thresholds: {where}")
+        click.echo(thresholds_as_toml(thresholds), nl=False)

@@ -148,3 +148,38 @@ def test_link_local_and_v4_mapped_addresses() -> None:
     mapped = decode_endpoint("0000000000000000FFFF00000100007F:1F90", "little")
     assert mapped.ipv4_mapped == ipaddress.IPv4Address("127.0.0.1")
     assert str(mapped) == "[::ffff:127.0.0.1]:8080"
+
+
+# sha256 prefixes recorded in ../shared/realworld/SOURCES.md at collection time: the copies in
+# fixtures/realworld/ must stay byte-for-byte what was collected (CRLF, padding, cut lines).
+COLLECTED_SHA256 = {
+    "eminence-procfs_tcp6_ipv6-byteorder_vectors_old-bug-vs-fixed.txt": "159d4e869b12",
+    "jc_macos-10.14.6_netstat-An_closewait_truncated-ports.txt": "0889b0e7511a",
+    "jc_proc_net_tcp6_global-ipv6_timewait.txt": "0ea80de5a904",
+    "jc_proc_net_tcp_two-captures_finwait1_closewait-rxq_padded.txt": "1c774522918a",
+    "jc_windows10_netstat-aonb_crlf_closewait-searchapp.txt": "9c0864ca8fd9",
+    "moooofly-lls_k8s-node2_ss_synrecv-closewait_accept-queue-129of128.txt": "7195bbdfd7ed",
+    "moooofly-lls_k8s-node_ss_kube-proxy-accept-queue-full_closewait-no-owner.txt": "84e48e67efc3",
+    "moooofly-lls_k8s-pod_ss_closewait-to-codis19000_3-samples.txt": "63b6409047d0",
+    "moooofly-lls_lab_ss-natp-o_timers_closewait-unaccepted_finwait2-timewait-timer_synsent-collision.txt": "677ec358fbf0",  # noqa: E501
+    "moooofly-lls_prometheus_netstat-lsof_synsent-9100_fd-1019-of-1024.txt": "710b21a88cb2",
+    "moooofly-lls_tengine_netstat-ss_timewait-pinned-65536-tw_buckets_kafka9092.txt": "45415964f7ab",  # noqa: E501
+    "node_exporter_proc_net_tcpstat_padded_txq.txt": "ed759bf6e389",
+    "prometheus-procfs_fixture_proc_net_tcp6_udp-style-header_linklocal.txt": "0ef1a7cd6727",
+    "prometheus-procfs_fixture_proc_net_tcp_queues.txt": "c953a8976a39",
+    "teleport-careers_proc_net_tcp_aws-host_timewait_kptr-zeroed.txt": "d2dec111d9f3",
+}
+
+
+@pytest.mark.parametrize("name", sorted(COLLECTED_SHA256))
+def test_realworld_copy_is_byte_for_byte_what_was_collected(name: str) -> None:
+    import hashlib
+
+    path = REALWORLD / name
+    assert path.is_file(), f"fixture missing: {path}"
+    assert hashlib.sha256(path.read_bytes()).hexdigest()[:12] == COLLECTED_SHA256[name]
+
+
+def test_no_realworld_copy_without_a_recorded_checksum() -> None:
+    copies = {p.name for p in REALWORLD.glob("*.txt")}
+    assert copies == set(COLLECTED_SHA256)

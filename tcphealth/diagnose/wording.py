@@ -152,12 +152,12 @@ def attribution_gaps(index: SnapshotIndex) -> tuple[str, ...]:
     gaps: list[str] = []
     if attribution.processes_forbidden:
         gaps.append(
-            f"the descriptors of {number(attribution.processes_forbidden)} processes were not "
-            "readable (run as root to see every owner)"
+            f"the descriptors of {plural(attribution.processes_forbidden, 'process', 'processes')}"
+            " were not readable (run as root to see every owner)"
         )
     if attribution.sockets_unseen:
         gaps.append(
-            f"{number(attribution.sockets_unseen)} sockets with a descriptor had no owner we "
+            f"{plural(attribution.sockets_unseen, 'socket')} with a descriptor had no owner we "
             "could see"
         )
     return tuple(gaps)

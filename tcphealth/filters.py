@@ -1,0 +1,176 @@
+"""Narrow a snapshot to the sockets a user asked about, before the diagnosis sees it.
+
+Every criterion is optional. Values of one criterion are alternatives (``--state CLOSE_WAIT
+--state TIME_WAIT`` keeps both states); different criteria must all hold (``--state LISTEN
+--port 80`` keeps listeners on port 80). ``--port`` matches the local or the remote port;
+``--local``/``--remote`` take an address or a CIDR network, and an IPv4 network also matches
+the v4-mapped IPv6 form of its addresses (``::ffff:10.0.0.5`` is in ``10.0.0.0/8``).
+``--pid``/``--process`` keep sockets held by a matching process; a socket nobody holds never
+matches them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from tcphealth.model import Family, Finding, IPAddress, Snapshot, Socket, TcpState
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class FilterError(ValueError):
+    """A filter value that means nothing, e.g. ``--local 10.0.0.300``. The message is one line."""
+
+
+def parse_network(text: str) -> IPNetwork:
+    """An address or a CIDR network; an IPv6 address may be written in brackets.
+
+    >>> parse_network("10.0.0.0/8")
+    IPv4Network('10.0.0.0/8')
+    >>> parse_network("[2001:db8::1]")
+    IPv6Network('2001:db8::1/128')
+    """
+    cleaned = text.strip()
+    if cleaned.startswith("[") and "]" in cleaned:
+        address, _, rest = cleaned[1:].partition("]")
+        cleaned = address + rest
+    try:
+        return ipaddress.ip_network(cleaned, strict=False)
+    except ValueError:
+        raise FilterError(
+            f"{text!r} is not an IP address or a CIDR network (use --port for ports)"
+        ) from None
+
+
+def _address_in(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    for network in networks:
+        if address.version == network.version and address in network:
+            return True
+        if mapped is not None and network.version == 4 and mapped in network:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class SocketFilter:
+    states: frozenset[TcpState] = frozenset()
+    ports: frozenset[int] = frozenset()
+    pids: frozenset[int] = frozenset()
+    processes: tuple[str, ...] = ()  # fnmatch globs on the process name, case-sensitive
+    local: tuple[IPNetwork, ...] = ()
+    remote: tuple[IPNetwork, ...] = ()
+    families: frozenset[Family] = frozenset()
+
+    @property
+    def active(self) -> bool:
+        return any(
+            (
+                self.states,
+                self.ports,
+                self.pids,
+                self.processes,
+                self.local,
+                self.remote,
+                self.families,
+            )
+        )
+
+    @property
+    def selects_owners(self) -> bool:
+        return bool(self.pids or self.processes)
+
+    def describe(self) -> tuple[str, ...]:
+        """The criteria as ``key=value`` words, for the report header."""
+        words: list[str] = []
+        if self.states:
+            order = list(TcpState)
+            words.append("state=" + ",".join(s.value for s in sorted(self.states, key=order.index)))
+        if self.ports:
+            words.append("port=" + ",".join(str(port) for port in sorted(self.ports)))
+        if self.pids:
+            words.append("pid=" + ",".join(str(pid) for pid in sorted(self.pids)))
+        if self.processes:
+            words.append("process=" + ",".join(self.processes))
+        if self.local:
+            words.append("local=" + ",".join(str(network) for network in self.local))
+        if self.remote:
+            words.append("remote=" + ",".join(str(network) for network in self.remote))
+        if self.families:
+            words.append("family=" + ",".join(sorted(family.value for family in self.families)))
+        return tuple(words)
+
+
+def _matching_pids(snapshot: Snapshot, flt: SocketFilter) -> set[int]:
+    """Pids (of listed processes and of socket holders) that pass --pid and --process."""
+    names = {process.pid: process.name for process in snapshot.processes}
+    candidates = set(names)
+    for sock in snapshot.sockets:
+        candidates.update(sock.pids)
+    matching: set[int] = set()
+    for pid in candidates:
+        if flt.pids and pid not in flt.pids:
+            continue
+        if flt.processes:
+            name = names.get(pid)
+            if name is None or not any(fnmatch.fnmatchcase(name, g) for g in flt.processes):
+                continue
+        matching.add(pid)
+    return matching
+
+
+def _socket_matches(sock: Socket, flt: SocketFilter, owners: set[int] | None) -> bool:
+    if flt.states and sock.state not in flt.states:
+        return False
+    if flt.families and sock.family not in flt.families:
+        return False
+    if flt.ports and sock.local.port not in flt.ports and sock.remote.port not in flt.ports:
+        return False
+    if flt.local and not _address_in(sock.local.address, flt.local):
+        return False
+    if flt.remote and not _address_in(sock.remote.address, flt.remote):
+        return False
+    return owners is None or any(pid in owners for pid in sock.pids)
+
+
+def apply_filter(snapshot: Snapshot, flt: SocketFilter) -> Snapshot:
+    """The snapshot with only the matching sockets, and only the processes holding them (plus,
+    with --pid/--process, the matching processes themselves). Host facts, sysctls and counters
+    stay: they describe the host, not a socket."""
+    if not flt.active:
+        return snapshot
+    owners = _matching_pids(snapshot, flt) if flt.selects_owners else None
+    sockets = tuple(sock for sock in snapshot.sockets if _socket_matches(sock, flt, owners))
+    keep = {pid for sock in sockets for pid in sock.pids}
+    if owners is not None:
+        keep |= owners
+    processes = tuple(process for process in snapshot.processes if process.pid in keep)
+    return replace(snapshot, sockets=sockets, processes=processes)
+
+
+def filter_findings(
+    findings: Iterable[Finding], flt: SocketFilter, snapshot: Snapshot
+) -> list[Finding]:
+    """Drop findings the filter rules out by their own state or process.
+
+    The diagnosis of a filtered snapshot can still speak from host-wide counters (a
+    TIME_WAIT overflow counter while the user asked for CLOSE_WAIT); such a finding is dropped
+    when its state is not asked for, or when it names a process that --pid/--process did not
+    select. A finding without a state or a process is kept. ``snapshot`` is the one the
+    findings were made from (it names the processes).
+    """
+    if not flt.active:
+        return list(findings)
+    owners = _matching_pids(snapshot, flt) if flt.selects_owners else None
+    selected: list[Finding] = []
+    for finding in findings:
+        if flt.states and finding.state is not None and finding.state not in flt.states:
+            continue
+        pid = finding.subject.pid
+        if owners is not None and pid is not None and pid not in owners:
+            continue
+        selected.append(finding)
+    return selected

@@ -1,0 +1,146 @@
+"""Plain lines for pipes: one self-contained record per line, no colour, never wrapped.
+
+Every line starts with a word saying what it is, then ``key=value`` fields in a fixed order,
+every field always present (``-`` when unknown). Three kinds of line (each shown wrapped here,
+always one line in the output)::
+
+    CRITICAL code=C state=S count=N pid=P process=NAME endpoint=E subject=KIND blame=B
+        summary="..." evidence="..." next="..." unchecked="..."
+    STATE count=N local=A remote=B peers=K recv_q=R send_q=S backlog=L pid=P process=NAME
+        user=U
+    STATE local=A remote=B recv_q=R send_q=S backlog=L timer=T timer_s=X retrans=N pid=P
+        process=NAME uid=U inode=I owner=O truncated=no
+
+The first is a finding (CRITICAL, WARNING or INFO). The second is a group: the sockets one
+process holds in one state between two endpoints (``count=`` follows the state); the ephemeral
+side's port is ``*``, and ``remote=*:* peers=K`` folds K client addresses into one line. The
+third is one socket (``tcphealth sockets``, or ``--sockets``); ``truncated=yes`` when the tool
+that printed it cut an address short, so its port may be wrong. Sockets nobody holds have
+``pid=- process=-``; several holders are listed with commas (``pid=812,813``).
+
+A value that is empty, ``-``, or holds a space, ``"``, ``=``, ``\\`` or any non-printable
+character is written in double quotes with backslash escapes (``\\"``, ``\\\\``, ``\\n``,
+``\\x1b``), so one record is always one line and ``grep CLOSE_WAIT`` finds whole records.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+
+from tcphealth.model import Finding, Socket
+from tcphealth.render.environment import Environment
+from tcphealth.render.options import RenderOptions, View
+from tcphealth.render.text import inert
+from tcphealth.report import OwnerSummary, Report, SocketGroup
+
+_BARE = re.compile(r'[^\s"=\\]+')
+
+
+def _quote(text: str) -> str:
+    escaped = inert(text.replace("\\", "\\\\").replace('"', '\\"'))
+    return f'"{escaped}"'
+
+
+def value(item: object) -> str:
+    """One field value as it appears after ``key=``.
+
+    >>> value(None), value(12), value("java"), value("Web Content"), value("")
+    ('-', '12', 'java', '"Web Content"', '""')
+    """
+    if item is None:
+        return "-"
+    if isinstance(item, int):
+        return str(item)
+    if isinstance(item, float):
+        return f"{item:.2f}".rstrip("0").rstrip(".")
+    text = str(item)
+    if text != "-" and text.isprintable() and _BARE.fullmatch(text):
+        return text
+    return _quote(text)
+
+
+def _pids(pids: tuple[int, ...]) -> str | None:
+    return ",".join(str(pid) for pid in pids) if pids else None
+
+
+def finding_line(finding: Finding) -> str:
+    subject = finding.subject
+    evidence = "; ".join(
+        f"{item.name}={'-' if item.value is None else item.value}"
+        + (f" ({item.detail})" if item.detail else "")
+        for item in finding.evidence
+    )
+    fields = (
+        ("code", finding.code),
+        ("state", finding.state.value if finding.state else None),
+        ("count", finding.count),
+        ("pid", subject.pid),
+        ("process", subject.process),
+        ("endpoint", subject.endpoint),
+        ("subject", subject.kind.value),
+        ("blame", finding.blame.value),
+        ("summary", finding.summary),
+        ("evidence", evidence or None),
+        ("next", "; ".join(finding.next_steps) or None),
+        ("unchecked", "; ".join(finding.unchecked) or None),
+    )
+    return finding.severity.label + "".join(f" {key}={value(item)}" for key, item in fields)
+
+
+def group_line(group: SocketGroup, owner: OwnerSummary) -> str:
+    process = owner.process
+    fields = (
+        ("count", group.count),
+        ("local", str(group.local)),
+        ("remote", group.remote_text),
+        ("peers", group.peers),
+        ("recv_q", group.recv_queue_max),
+        ("send_q", group.send_queue_max),
+        ("backlog", group.listen_backlog),
+        ("pid", process.pid if process else None),
+        ("process", process.name if process else None),
+        ("user", process.user if process else None),
+    )
+    return group.state.value + "".join(f" {key}={value(item)}" for key, item in fields)
+
+
+def socket_line(report: Report, sock: Socket) -> str:
+    fields = (
+        ("local", str(sock.local)),
+        ("remote", str(sock.remote)),
+        ("recv_q", sock.recv_queue),
+        ("send_q", sock.send_queue),
+        ("backlog", sock.listen_backlog),
+        ("timer", sock.timer.value if sock.timer else None),
+        ("timer_s", sock.timer_seconds),
+        ("retrans", sock.retransmits),
+        ("pid", _pids(sock.pids)),
+        ("process", report.process_names(sock.pids)),
+        ("uid", sock.uid),
+        ("inode", sock.inode),
+        ("owner", sock.owner_source.value),
+        ("truncated", "yes" if sock.truncated else "no"),
+    )
+    return sock.state.value + "".join(f" {key}={value(item)}" for key, item in fields)
+
+
+def lines(report: Report, options: RenderOptions) -> Iterator[str]:
+    """The records, one at a time, without the newline."""
+    if options.view is not View.SOCKETS:
+        for finding in report.findings:
+            yield finding_line(finding)
+    if options.view is View.REPORT:
+        for owner in (*report.processes, report.unowned):
+            for group in owner.groups:
+                yield group_line(group, owner)
+    if options.view is View.SOCKETS or options.with_sockets:
+        for sock in itertools.islice(report.sockets, options.socket_limit(table=False)):
+            yield socket_line(report, sock)
+
+
+def render(report: Report, options: RenderOptions, env: Environment) -> None:
+    out = env.stdout
+    for line in lines(report, options):  # streamed: 300,000 sockets are 300,000 writes
+        out.write(line + "\n")

@@ -1,0 +1,194 @@
+"""The JSON shape of a report's parts, shared by the JSON and NDJSON renderers.
+
+Unknown values are ``null``, never ``0``. States use their canonical names (``CLOSE_WAIT``),
+severities their labels (``CRITICAL``), endpoints ``"ip:port"`` with IPv6 in brackets
+(``"[2001:db8::1]:443"``) and ``*`` for a port left out of a group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tcphealth.model import TCP_STATES, Finding, Socket, TcpState
+from tcphealth.render.text import utc_iso
+from tcphealth.report import OwnerSummary, Report, SocketGroup
+from tcphealth.states import StateExplanation
+
+REPORT_FORMAT = "tcphealth.report"
+REPORT_VERSION = 1
+
+JSONObject = dict[str, Any]
+
+
+def host_record(report: Report) -> JSONObject:
+    host = report.host
+    return {
+        "hostname": host.hostname,
+        "kernel": host.kernel,
+        "platform": host.platform,
+        "source": host.source,
+        "taken_at": utc_iso(host.taken_at),
+        "taken_at_epoch": host.taken_at,
+        "privileged": host.privileged,
+    }
+
+
+def states_record(states: dict[TcpState, int]) -> dict[str, int]:
+    """Every one of the eleven states (0 where none), then any odd state that occurred."""
+    record = {state.value: states.get(state, 0) for state in TCP_STATES}
+    record.update({state.value: count for state, count in states.items() if count})
+    return record
+
+
+def summary_record(report: Report) -> JSONObject:
+    return {
+        "sockets": report.socket_count,
+        "states": states_record(report.states),
+        "findings": {sev.label: count for sev, count in report.count_by_severity().items() if sev},
+        "worst": report.worst_severity.label,
+        "reported_states": dict(report.reported_states),
+        "truncated_sockets": report.truncated_sockets,
+        "skipped_lines": report.skipped_lines,
+    }
+
+
+def attribution_record(report: Report) -> JSONObject:
+    attribution = report.attribution
+    return {
+        "attempted": attribution.attempted,
+        "complete": attribution.complete,
+        "processes_scanned": attribution.processes_scanned,
+        "processes_vanished": attribution.processes_vanished,
+        "processes_forbidden": attribution.processes_forbidden,
+        "sockets_unseen": attribution.sockets_unseen,
+    }
+
+
+def finding_record(finding: Finding) -> JSONObject:
+    subject = finding.subject
+    return {
+        "code": finding.code,
+        "severity": finding.severity.label,
+        "state": finding.state.value if finding.state else None,
+        "blame": finding.blame.value,
+        "pid": subject.pid,
+        "process": subject.process,
+        "count": finding.count,
+        "summary": finding.summary,
+        "evidence": [
+            {"name": item.name, "value": item.value, "detail": item.detail}
+            for item in finding.evidence
+        ],
+        "next_steps": list(finding.next_steps),
+        "subject": {
+            "kind": subject.kind.value,
+            "pid": subject.pid,
+            "process": subject.process,
+            "endpoint": subject.endpoint,
+        },
+        "unchecked": list(finding.unchecked),
+    }
+
+
+def group_record(group: SocketGroup) -> JSONObject:
+    return {
+        "state": group.state.value,
+        "local": str(group.local),
+        "remote": group.remote_text,
+        "peers": group.peers,
+        "count": group.count,
+        "recv_queue_max": group.recv_queue_max,
+        "send_queue_max": group.send_queue_max,
+        "listen_backlog": group.listen_backlog,
+    }
+
+
+def process_record(summary: OwnerSummary) -> JSONObject:
+    process = summary.process
+    assert process is not None
+    worst = summary.worst
+    return {
+        "pid": process.pid,
+        "name": process.name,
+        "user": process.user,
+        "uid": process.uid,
+        "cmdline": list(process.cmdline) if process.cmdline is not None else None,
+        "open_fds": process.open_fds,
+        "fd_soft_limit": process.fd_soft_limit,
+        "fd_hard_limit": process.fd_hard_limit,
+        "sockets": summary.socket_count,
+        "states": {state.value: count for state, count in summary.states.items()},
+        "worst": {"code": worst.code, "severity": worst.severity.label} if worst else None,
+        "findings": [finding.code for finding in summary.findings],
+        "groups": [group_record(group) for group in summary.groups],
+    }
+
+
+def unowned_record(summary: OwnerSummary) -> JSONObject:
+    return {
+        "sockets": summary.socket_count,
+        "states": {state.value: count for state, count in summary.states.items()},
+        "groups": [group_record(group) for group in summary.groups],
+    }
+
+
+def socket_record(report: Report, sock: Socket) -> JSONObject:
+    info = sock.tcp_info
+    return {
+        "state": sock.state.value,
+        "family": sock.family.value,
+        "local": str(sock.local),
+        "remote": str(sock.remote),
+        "pids": list(sock.pids),
+        "process": report.process_names(sock.pids),
+        "owner": sock.owner_source.value,
+        "send_queue": sock.send_queue,
+        "recv_queue": sock.recv_queue,
+        "listen_backlog": sock.listen_backlog,
+        "timer": sock.timer.value if sock.timer else None,
+        "timer_seconds": sock.timer_seconds,
+        "retransmits": sock.retransmits,
+        "probes": sock.probes,
+        "uid": sock.uid,
+        "inode": sock.inode,
+        "raw_state": sock.raw_state,
+        "truncated": sock.truncated,
+        "tcp_info": (dataclasses.asdict(info) if info else None),
+    }
+
+
+def report_record(report: Report) -> JSONObject:
+    """The whole report except the sockets, which a renderer streams after it."""
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "host": host_record(report),
+        "filters": list(report.filters),
+        "summary": summary_record(report),
+        "attribution": attribution_record(report),
+        "findings": [finding_record(finding) for finding in report.findings],
+        "processes": [process_record(summary) for summary in report.processes],
+        "unowned": unowned_record(report.unowned),
+        "notes": list(report.notes),
+    }
+
+
+def explanation_record(explanation: StateExplanation) -> JSONObject:
+    """``tcphealth explain STATE --format json``."""
+    return {
+        "format": "tcphealth.explanation",
+        "version": 1,
+        "state": explanation.state.value,
+        "spellings": list(explanation.spellings),
+        "meaning": explanation.meaning,
+        "enters": explanation.enters,
+        "leaves": explanation.leaves,
+        "stays": explanation.stays,
+        "usual_blame": explanation.usual_blame.value,
+        "normal_duration": explanation.normal_duration,
+        "limit_seconds": explanation.limit_seconds,
+        "action": explanation.action,
+        "settings": {name: value for name, value in explanation.settings},
+        "assumed": list(explanation.assumed),
+    }

@@ -1,0 +1,446 @@
+"""Rich tables for a person at a terminal: the findings on top, then a table per process.
+
+Two rich traps are avoided here on purpose. Every value that comes from the host is a
+``rich.text.Text`` made by :func:`inert`, never a string rich would parse as markup (a process
+named ``[bold red]x`` stays that text, an address ``[fe80::1]:443`` keeps its brackets). And no
+address is ever cut: a table with local and remote side by side is used only when it fits the
+width without breaking an address; otherwise the two are stacked in one column, and only when
+even that does not fit are they folded over lines (never truncated with an ellipsis).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from tcphealth.model import Finding, Severity, Socket, TcpState, TimerKind
+from tcphealth.render.environment import Environment
+from tcphealth.render.options import TABLE_GROUP_LIMIT, RenderOptions, View
+from tcphealth.render.text import endpoint_text, inert, plural, utc_text
+from tcphealth.report import OwnerSummary, Report, SocketGroup
+
+SEVERITY_STYLE: dict[Severity, str] = {
+    Severity.CRITICAL: "bold red",
+    Severity.WARNING: "bold yellow",
+    Severity.INFO: "cyan",
+    Severity.OK: "green",
+}
+QUIET_NAMES_SHOWN = 8  # processes named in the "nothing wrong" line
+CMDLINE_SHOWN = 200  # characters of a command line shown under the process title
+
+
+def make_console(env: Environment) -> Console:
+    """A console that writes to the environment's stdout and decides nothing by itself."""
+    return Console(
+        file=env.stdout,
+        width=env.width,
+        color_system="auto" if env.color else None,
+        force_terminal=env.color,
+        no_color=not env.color,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        soft_wrap=False,
+    )
+
+
+def _t(value: object, style: str = "") -> Text:
+    """A host value as inert text (never markup, never a control sequence)."""
+    return Text(inert("-" if value is None else str(value)), style=style)
+
+
+# --- the header --------------------------------------------------------------------------------
+
+
+def header(report: Report) -> Text:
+    host = report.host
+    text = Text()
+    text.append(inert(host.hostname or "unknown host"), style="bold")
+    if host.kernel:
+        text.append(f"  kernel {inert(host.kernel)}")
+    text.append(f"  source {inert(host.source)}")
+    text.append(f"  {utc_text(host.taken_at)}")
+    text.append("\n")
+    text.append(plural(report.socket_count, "socket"), style="bold")
+    if report.states:
+        text.append(": " + ", ".join(f"{s.value} {n:,}" for s, n in report.states.items()))
+    if report.reported_states:
+        counts = ", ".join(f"{inert(k)} {n:,}" for k, n in report.reported_states.items())
+        text.append(f"\nthe source's summary also counts (not listed): {counts}", style="dim")
+    if report.truncated_sockets:
+        text.append(
+            f"\n{plural(report.truncated_sockets, 'socket')} printed with an address cut short "
+            "by the tool: their ports may be wrong",
+            style="dim",
+        )
+    if report.filters:
+        text.append("\nfiltered: " + inert(" ".join(report.filters)), style="dim")
+    return text
+
+
+# --- findings ----------------------------------------------------------------------------------
+
+
+def _evidence_text(finding: Finding) -> list[Text]:
+    items: list[Text] = []
+    for item in finding.evidence:
+        shown = "unknown" if item.value is None else str(item.value)
+        line = f"{item.name} {shown}" + (f": {item.detail}" if item.detail else "")
+        items.append(_t(line))
+    return items
+
+
+def finding_block(finding: Finding) -> RenderableType:
+    title = Text()
+    title.append(finding.severity.label, style=SEVERITY_STYLE[finding.severity])
+    title.append(" ")
+    title.append(inert(finding.code), style="bold")
+    title.append("  " + inert(finding.subject.describe()))
+    count = plural(finding.count, "socket")
+    title.append(f"  {count}" + (f" in {finding.state.value}" if finding.state else ""))
+
+    details = Table.grid(padding=(0, 1))
+    details.add_column(style="dim", no_wrap=True)
+    details.add_column(overflow="fold")
+    details.add_row(Text("blame"), _t(finding.blame.value.replace("-", " ")))
+    for label, values in (
+        ("evidence", _evidence_text(finding)),
+        ("next", [_t(step) for step in finding.next_steps]),
+        ("not checked", [_t(item) for item in finding.unchecked]),
+    ):
+        for index, shown in enumerate(values):
+            details.add_row(Text(label if index == 0 else ""), shown)
+    return Group(title, Padding(Group(_t(finding.summary), details), (0, 0, 0, 2)))
+
+
+def findings_section(console: Console, report: Report) -> None:
+    if not report.findings:
+        console.print(Text("No problems found.", style=SEVERITY_STYLE[Severity.OK]))
+        return
+    for finding in report.findings:
+        console.print(finding_block(finding))
+        console.print()
+
+
+# --- tables with a local and a remote address ---------------------------------------------------
+
+Justify = Literal["left", "right"]
+# A wrapping column (timer, process name) is counted this wide when deciding whether a layout
+# fits: narrower than its content, it wraps; the addresses never do.
+WRAP_FLOOR = 8
+
+
+@dataclass(frozen=True)
+class _Column:
+    header: str
+    justify: Justify = "left"
+    wrap: bool = False  # only prose-like columns wrap; numbers and states never do
+    label: str | None = None  # how a card names the value (None: the value alone)
+
+
+@dataclass(frozen=True)
+class _Row:
+    before: Sequence[Text]
+    local: Text
+    remote: Text
+    after: Sequence[Text]
+
+
+def _floored(text: Text) -> Text:
+    widest = max((cell_len(line) for line in text.plain.split("\n")), default=0)
+    return Text("x" * min(widest, WRAP_FLOOR))
+
+
+def _table(
+    before: Sequence[_Column],
+    after: Sequence[_Column],
+    rows: Sequence[_Row],
+    *,
+    stacked: bool,
+    probe: bool = False,
+) -> Table:
+    """The table with local and remote side by side, or stacked in one column. A ``probe``
+    table has its wrapping columns cut to :data:`WRAP_FLOOR`, so its natural width is the
+    least the real table needs without breaking any address."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for column in before:
+        table.add_column(column.header, justify=column.justify, no_wrap=not column.wrap)
+    for name in ("LOCAL\n\u2192 REMOTE",) if stacked else ("LOCAL", "REMOTE"):
+        table.add_column(name, no_wrap=True)
+    for column in after:
+        table.add_column(
+            column.header, justify=column.justify, no_wrap=not column.wrap, overflow="fold"
+        )
+    wraps = [column.wrap for column in after]
+    for row in rows:
+        tail = [_floored(c) if probe and w else c for c, w in zip(row.after, wraps, strict=True)]
+        if stacked:
+            table.add_row(*row.before, Text.assemble(row.local, "\n\u2192 ", row.remote), *tail)
+        else:
+            table.add_row(*row.before, row.local, row.remote, *tail)
+    return table
+
+
+def _cards(before: Sequence[_Column], after: Sequence[_Column], rows: Sequence[_Row]) -> Group:
+    """For a terminal too narrow for any table: each row as a short block, every address on
+    a line of its own (folded only if the terminal is narrower than the address itself)."""
+    blocks: list[RenderableType] = []
+    for row in rows:
+        first = Text()
+        for column, value in zip((*before, *after), (*row.before, *row.after), strict=True):
+            if first:
+                first.append("  ")
+            first.append(f"{column.label} " if column.label else "")
+            first.append_text(value)
+        local = Text.assemble(Text("  local  ", style="dim"), row.local)
+        remote = Text.assemble(Text("  remote ", style="dim"), row.remote)
+        for line in (local, remote):
+            line.overflow = "fold"
+        blocks.append(Group(first, local, remote))
+    return Group(*blocks)
+
+
+def address_table(
+    console: Console,
+    before: Sequence[_Column],
+    after: Sequence[_Column],
+    rows: Sequence[_Row],
+) -> RenderableType:
+    """Local and remote side by side where that fits the width without breaking an address;
+    else stacked in one column; else one small block per row."""
+    for stacked in (False, True):
+        probe = _table(before, after, rows, stacked=stacked, probe=True)
+        needed = Measurement.get(console, console.options.update(width=1 << 16), probe).maximum
+        if needed <= console.width:
+            return _table(before, after, rows, stacked=stacked)
+    return _cards(before, after, rows)
+
+
+# --- per-process tables ------------------------------------------------------------------------
+
+_GROUP_BEFORE = (_Column("STATE"), _Column("COUNT", "right", label="count"))
+_GROUP_AFTER = (
+    _Column("RECV-Q", "right", label="recv-q"),
+    _Column("SEND-Q", "right", label="send-q"),
+)
+
+
+def _queue(value: int | None, backlog: int | None = None) -> Text:
+    if value is None:
+        return Text("-")
+    return Text(f"{value:,}" + (f"/{backlog:,}" if backlog is not None else ""))
+
+
+def _group_row(group: SocketGroup, state_styles: dict[TcpState, str]) -> _Row:
+    return _Row(
+        before=(
+            Text(group.state.value, style=state_styles.get(group.state, "")),
+            Text(f"{group.count:,}"),
+        ),
+        local=Text(endpoint_text(group.local)),
+        remote=Text(
+            endpoint_text(group.remote)
+            if group.remote is not None
+            else f"{group.remote_text} ({group.peers:,} peers)"
+        ),
+        after=(
+            _queue(group.recv_queue_max, group.listen_backlog),
+            _queue(group.send_queue_max),
+        ),
+    )
+
+
+def _process_title(owner: OwnerSummary) -> Text:
+    """``pid 812 java  user app  300 sockets  fds 311/65,536  CRITICAL close-wait-leak``, and
+    the command line under it."""
+    title = Text()
+    process = owner.process
+    if process is None:
+        title.append("no process holds these", style="bold")
+    else:
+        title.append(f"pid {process.pid} ", style="bold")
+        title.append(inert(process.name or "(name unknown)"), style="bold")
+        if process.user:
+            title.append(f"  user {inert(process.user)}")
+    title.append(f"  {plural(owner.socket_count, 'socket')}")
+    if process and process.open_fds is not None:
+        limit = "?" if process.fd_soft_limit is None else f"{process.fd_soft_limit:,}"
+        title.append(f"  fds {process.open_fds:,}/{limit}")
+    worst = owner.worst
+    if worst:
+        title.append("  ")
+        title.append(worst.severity.label, style=SEVERITY_STYLE[worst.severity])
+        title.append(" " + inert(worst.code))
+    if process and process.cmdline:
+        command = inert(" ".join(process.cmdline))
+        if len(command) > CMDLINE_SHOWN:
+            command = command[: CMDLINE_SHOWN - 3] + "..."
+        title.append("\n" + command, style="dim")
+    return title
+
+
+def owner_table(
+    console: Console, owner: OwnerSummary, show_all: bool, extra_caption: str | None = None
+) -> RenderableType:
+    """The title line (over the full width, not squeezed to the table's), the table of
+    groups, and a note of rows left out."""
+    state_styles: dict[TcpState, str] = {}
+    for finding in reversed(owner.findings):  # the worst finding of a state sets its colour
+        if finding.state is not None:
+            state_styles[finding.state] = SEVERITY_STYLE[finding.severity]
+    shown = owner.groups if show_all else owner.groups[:TABLE_GROUP_LIMIT]
+    captions: list[str] = []
+    hidden = len(owner.groups) - len(shown)
+    if hidden:
+        captions.append(f"{plural(hidden, 'more row')} not shown (--all shows them)")
+    if extra_caption:
+        captions.append(extra_caption)
+    table = address_table(
+        console, _GROUP_BEFORE, _GROUP_AFTER, [_group_row(group, state_styles) for group in shown]
+    )
+    parts: list[RenderableType] = [_process_title(owner), table]
+    if captions:
+        parts.append(Text("\n".join(captions), style="dim"))
+    return Group(*parts)
+
+
+def _quiet_line(quiet: Sequence[OwnerSummary], others: bool) -> Text:
+    sockets = sum(owner.socket_count for owner in quiet)
+    names = [
+        f"{inert(owner.process.name or '?')} (pid {owner.pid})"
+        for owner in quiet[:QUIET_NAMES_SHOWN]
+        if owner.process
+    ]
+    more = len(quiet) - len(names)
+    listed = ", ".join(names) + (f" and {more:,} more" if more else "")
+    noun, verb = ("process", "holds") if len(quiet) == 1 else ("processes", "hold")
+    return Text(
+        f"{len(quiet):,} {'other ' if others else ''}{noun} with nothing wrong {verb} "
+        f"{plural(sockets, 'socket')}: "
+        f"{listed} (--all shows them)",
+        style="dim",
+    )
+
+
+def processes_section(console: Console, report: Report, options: RenderOptions) -> None:
+    quiet: list[OwnerSummary] = []
+    for owner in report.processes:
+        if options.show_all or owner.findings:
+            console.print(owner_table(console, owner, options.show_all))
+            console.print()
+        else:
+            quiet.append(owner)
+    if quiet:
+        console.print(_quiet_line(quiet, others=len(quiet) < len(report.processes)))
+        console.print()
+    if report.unowned.socket_count:
+        why = None
+        if not report.attribution.attempted:
+            why = "owners were not looked up (--no-processes, or a source without owners)"
+        console.print(owner_table(console, report.unowned, options.show_all, why))
+
+
+# --- one row per socket -------------------------------------------------------------------------
+
+_SOCKET_BEFORE = (_Column("STATE"),)
+_SOCKET_AFTER = (
+    _Column("RECV-Q", "right", label="recv-q"),
+    _Column("SEND-Q", "right", label="send-q"),
+    _Column("TIMER", wrap=True, label="timer"),
+    _Column("PROCESS", wrap=True, label="process"),
+)
+
+
+def _timer(sock: Socket) -> Text:
+    if sock.timer is None or sock.timer in (TimerKind.NONE, TimerKind.UNKNOWN):
+        shown = "-"
+    else:
+        shown = sock.timer.value
+        if sock.timer_seconds is not None:
+            shown += f" {sock.timer_seconds:.1f}s"
+    if sock.retransmits:
+        shown += f" retrans {sock.retransmits}"
+    return Text(shown)
+
+
+def _socket_row(report: Report, sock: Socket) -> _Row:
+    pids = ",".join(str(pid) for pid in sock.pids)
+    names = report.process_names(sock.pids)
+    owner = " ".join(part for part in (pids, inert(names) if names else "") if part) or "-"
+    return _Row(
+        before=(Text(sock.state.value),),
+        local=Text(endpoint_text(sock.local)),
+        remote=Text(endpoint_text(sock.remote)),
+        after=(
+            _queue(sock.recv_queue, sock.listen_backlog),
+            _queue(sock.send_queue),
+            _timer(sock),
+            Text(owner),
+        ),
+    )
+
+
+def sockets_section(console: Console, report: Report, options: RenderOptions) -> None:
+    limit = options.socket_limit(table=True)
+    shown = list(itertools.islice(report.sockets, limit))
+    if not shown:
+        console.print(Text("No sockets.", style="dim"))
+        return
+    console.print(
+        address_table(
+            console,
+            _SOCKET_BEFORE,
+            _SOCKET_AFTER,
+            [_socket_row(report, sock) for sock in shown],
+        )
+    )
+    hidden = len(report.sockets) - len(shown)
+    if hidden:
+        console.print(
+            Text(
+                f"{plural(hidden, 'more socket')} not shown: --limit 0 shows all, "
+                "--state/--port/--pid narrow them, --format plain streams them",
+                style="dim",
+            )
+        )
+
+
+# --- the whole output ----------------------------------------------------------------------------
+
+
+def _print_all(console: Console, report: Report, options: RenderOptions) -> None:
+    console.print(header(report))
+    console.print()
+    if options.view is View.SOCKETS:
+        sockets_section(console, report, options)
+        return
+    findings_section(console, report)
+    if options.view is View.CHECK:
+        return
+    processes_section(console, report, options)
+    if options.with_sockets:
+        console.print()
+        sockets_section(console, report, options)
+
+
+def render(report: Report, options: RenderOptions, env: Environment) -> None:
+    console = make_console(env)
+    with console.capture() as capture:
+        _print_all(console, report, options)
+    # rich pads every table line to the table's width; the blanks carry nothing, and neither
+    # do empty lines at the end.
+    lines = [line.rstrip() for line in capture.get().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    for line in lines:
+        env.stdout.write(line + "\n")

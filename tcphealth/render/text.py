@@ -1,0 +1,64 @@
+"""Turning host values into safe text: shared by every renderer.
+
+Process names, command lines and (scoped IPv6) addresses come from the host or from a snapshot
+file anyone could have written. None of them may restyle a terminal: :func:`inert` shows every
+control or invisible character as an escape (``\\x1b``, ``\\n``, ``\\u202e``), so a process
+named ``"\\x1b[2J"`` prints as that text instead of clearing the screen.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from tcphealth.model import Endpoint
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(char: str) -> str:
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    if char.isprintable() or char == " ":
+        return char
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def inert(value: str) -> str:
+    """``value`` with every non-printable character written as a Python-style escape.
+
+    >>> inert("java")
+    'java'
+    >>> inert("evil\\x1b[31m")
+    'evil\\\\x1b[31m'
+    """
+    if value.isprintable():  # the common case, checked in C
+        return value
+    return "".join(_escape_char(char) for char in value)
+
+
+def endpoint_text(endpoint: Endpoint) -> str:
+    """``10.0.0.5:443``, ``[2001:db8::1]:443``; ``*`` for a port left out (grouped, unknown)."""
+    return inert(str(endpoint))
+
+
+def utc_text(epoch: float) -> str:
+    """``2024-05-01 12:00:00 UTC``: always UTC, so output does not depend on the machine."""
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def utc_iso(epoch: float) -> str:
+    """``2024-05-01T12:00:00Z``"""
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def plural(count: int, word: str, plural_word: str | None = None) -> str:
+    """``1 socket``, ``2 sockets``, ``1,024 sockets``."""
+    chosen = word if count == 1 else (plural_word or word + "s")
+    return f"{count:,} {chosen}"

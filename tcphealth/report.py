@@ -1,0 +1,343 @@
+"""The report: one snapshot and its findings, arranged for reading, and the exit-code policy.
+
+Every renderer (table, plain, JSON, NDJSON) reads a :class:`Report` and nothing else, so the
+outputs cannot disagree. Building one is a single pass over the sockets: 300,000 sockets cost a
+few hundred thousand dictionary updates, never a sort or a search per socket.
+
+Sockets are summarised per process in *groups*: sockets of one process in one state between the
+same two endpoints, where the ephemeral side's port is dropped (shown as ``*``). So 400
+CLOSE_WAIT connections from ``10.0.0.5:40001..40400`` to a database read as one row
+``CLOSE_WAIT 10.0.0.5:* → 10.20.0.15:5432 count 400``. On the server side the clients' addresses
+are dropped too when there are several: 90 connections from 40 clients to port 8000 read as
+``ESTABLISHED 10.0.0.6:8000 → *:* count 90 peers 40``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from tcphealth.model import (
+    TCP_STATES,
+    Attribution,
+    Endpoint,
+    Finding,
+    HostInfo,
+    Process,
+    Severity,
+    Snapshot,
+    Socket,
+    TcpState,
+)
+
+
+class ExitCode(enum.IntEnum):
+    """What the process exit status means; the same numbers Nagios/Icinga plugins use."""
+
+    OK = 0  # nothing reached --fail-on
+    WARNING = 1  # the worst finding at or above --fail-on is a warning (or info)
+    CRITICAL = 2  # a critical finding
+    INPUT_UNREADABLE = 3  # no report could be made: unreadable input, bad config, bad usage
+
+
+# The order states are listed in everywhere: the eleven TCP states, then the two odd ones.
+STATE_ORDER: tuple[TcpState, ...] = (*TCP_STATES, TcpState.BOUND_INACTIVE, TcpState.UNKNOWN)
+_STATE_RANK = {state: rank for rank, state in enumerate(STATE_ORDER)}
+
+# Linux's default ip_local_port_range, used when the snapshot does not know the real one.
+DEFAULT_EPHEMERAL_RANGE = (32768, 60999)
+
+
+@dataclass(frozen=True)
+class SocketGroup:
+    """Sockets of one owner in one state between the same endpoints (ephemeral port as ``*``).
+
+    Queue values are the largest seen in the group (``None`` when no socket in it had one);
+    for LISTEN, ``recv_queue_max`` is the accept-queue length and ``listen_backlog`` its limit.
+    """
+
+    state: TcpState
+    local: Endpoint
+    remote: Endpoint | None  # None: several remote addresses (``peers`` of them), shown "*:*"
+    count: int
+    recv_queue_max: int | None = None
+    send_queue_max: int | None = None
+    listen_backlog: int | None = None
+    peers: int = 1  # distinct remote addresses in the group
+
+    @property
+    def remote_text(self) -> str:
+        return "*:*" if self.remote is None else str(self.remote)
+
+
+@dataclass(frozen=True)
+class OwnerSummary:
+    """The sockets of one process -- or, with ``process`` None, the sockets no process holds."""
+
+    process: Process | None
+    socket_count: int
+    states: dict[TcpState, int]
+    groups: tuple[SocketGroup, ...]
+    findings: tuple[Finding, ...] = ()  # those whose subject is this process, worst first
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def worst(self) -> Finding | None:
+        return self.findings[0] if self.findings else None
+
+
+@dataclass(frozen=True)
+class Report:
+    host: HostInfo
+    attribution: Attribution
+    socket_count: int
+    states: dict[TcpState, int]  # only states that occur, in STATE_ORDER
+    findings: tuple[Finding, ...]  # most severe first; equal severities keep the diagnosis order
+    processes: tuple[OwnerSummary, ...]  # processes with findings first, then by socket count
+    unowned: OwnerSummary  # sockets no process holds (or whose holder we could not see)
+    notes: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()  # how the snapshot was narrowed, e.g. ("state=CLOSE_WAIT",)
+    # Counts per state a pasted summary gave without listing the sockets (Snapshot.state_counts).
+    reported_states: dict[str, int] = field(default_factory=dict)
+    truncated_sockets: int = 0  # sockets whose printed address the source's tool cut short
+    skipped_lines: int = 0  # input lines that looked like rows and could not be read
+    sockets: tuple[Socket, ...] = ()  # every socket, in snapshot order, for the sockets views
+    process_by_pid: Mapping[int, Process] = field(default_factory=dict)
+
+    @property
+    def worst_severity(self) -> Severity:
+        return self.findings[0].severity if self.findings else Severity.OK
+
+    def count_by_severity(self) -> dict[Severity, int]:
+        counts = Counter(finding.severity for finding in self.findings)
+        return {severity: counts[severity] for severity in sorted(Severity, reverse=True)}
+
+    def exit_code(self, fail_on: Severity = Severity.WARNING) -> ExitCode:
+        """0 when no finding reaches ``fail_on``; else 2 for a critical finding, 1 otherwise
+        (so ``fail_on=INFO`` with only INFO findings gives 1)."""
+        worst = self.worst_severity
+        if worst is Severity.OK or worst < fail_on:
+            return ExitCode.OK
+        if worst >= Severity.CRITICAL:
+            return ExitCode.CRITICAL
+        return ExitCode.WARNING
+
+    def process_names(self, pids: Iterable[int]) -> str | None:
+        """The distinct names of the processes holding a socket, joined by ','."""
+        names: list[str] = []
+        for pid in pids:
+            process = self.process_by_pid.get(pid)
+            name = process.name if process and process.name else None
+            if name is not None and name not in names:
+                names.append(name)
+        return ",".join(names) if names else None
+
+
+def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    """Most severe first; a stable sort, so the diagnosis's own order breaks ties."""
+    return tuple(sorted(findings, key=lambda finding: -finding.severity))
+
+
+def _group_endpoints(
+    sock: Socket, ephemeral: tuple[int, int], listening: frozenset[int]
+) -> tuple[Endpoint, Endpoint]:
+    """The endpoints a socket is grouped under: the client side loses its port.
+
+    A listener keeps both. A socket whose local port is one this host listens on is the
+    service side; one whose remote port is, and whose local port is not, is a client of it.
+    Otherwise the side whose port lies in the ephemeral range is the client side; when both or
+    neither do, the side with the higher port is taken to be it.
+    """
+    local, remote = sock.local, sock.remote
+    if sock.state is TcpState.LISTEN or local.port is None or remote.port is None:
+        return local, remote
+    if local.port in listening:
+        collapse_local = False
+    elif remote.port in listening:
+        collapse_local = True
+    else:
+        low, high = ephemeral
+        local_ephemeral = low <= local.port <= high
+        remote_ephemeral = low <= remote.port <= high
+        if local_ephemeral != remote_ephemeral:
+            collapse_local = local_ephemeral
+        else:
+            collapse_local = local.port >= remote.port
+    if collapse_local:
+        return Endpoint(local.address, None), remote
+    return local, Endpoint(remote.address, None)
+
+
+class _GroupAccumulator:
+    __slots__ = ("count", "listen_backlog", "recv_queue_max", "send_queue_max")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.recv_queue_max: int | None = None
+        self.send_queue_max: int | None = None
+        self.listen_backlog: int | None = None
+
+    def add(self, sock: Socket) -> None:
+        self.count += 1
+        self.recv_queue_max = _larger(self.recv_queue_max, sock.recv_queue)
+        self.send_queue_max = _larger(self.send_queue_max, sock.send_queue)
+        self.listen_backlog = _larger(self.listen_backlog, sock.listen_backlog)
+
+    def merge(self, other: _GroupAccumulator) -> None:
+        self.count += other.count
+        self.recv_queue_max = _larger(self.recv_queue_max, other.recv_queue_max)
+        self.send_queue_max = _larger(self.send_queue_max, other.send_queue_max)
+        self.listen_backlog = _larger(self.listen_backlog, other.listen_backlog)
+
+    def group(
+        self, state: TcpState, local: Endpoint, remote: Endpoint | None, peers: int
+    ) -> SocketGroup:
+        return SocketGroup(
+            state=state,
+            local=local,
+            remote=remote,
+            count=self.count,
+            recv_queue_max=self.recv_queue_max,
+            send_queue_max=self.send_queue_max,
+            listen_backlog=self.listen_backlog,
+            peers=peers,
+        )
+
+
+def _larger(current: int | None, seen: int | None) -> int | None:
+    if seen is None:
+        return current
+    return seen if current is None or seen > current else current
+
+
+_GroupKey = tuple[TcpState, Endpoint, Endpoint]
+
+
+class _OwnerAccumulator:
+    __slots__ = ("groups", "socket_count", "states")
+
+    def __init__(self) -> None:
+        self.socket_count = 0
+        self.states: Counter[TcpState] = Counter()
+        self.groups: dict[_GroupKey, _GroupAccumulator] = {}
+
+    def add(self, sock: Socket, key: _GroupKey) -> None:
+        self.socket_count += 1
+        self.states[sock.state] += 1
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _GroupAccumulator()
+        group.add(sock)
+
+    def summary(self, process: Process | None, findings: tuple[Finding, ...]) -> OwnerSummary:
+        groups: list[SocketGroup] = []
+        # Server side (the remote port was dropped): one group per (state, local endpoint),
+        # whatever the clients' addresses, when there are several of them.
+        served: dict[tuple[TcpState, Endpoint], list[tuple[Endpoint, _GroupAccumulator]]] = {}
+        for (state, local, remote), acc in self.groups.items():
+            if remote.port is None and local.port is not None:
+                served.setdefault((state, local), []).append((remote, acc))
+            else:
+                groups.append(acc.group(state, local, remote, peers=1))
+        for (state, local), members in served.items():
+            if len(members) == 1:
+                remote, acc = members[0]
+                groups.append(acc.group(state, local, remote, peers=1))
+                continue
+            total = _GroupAccumulator()
+            for _, acc in members:
+                total.merge(acc)
+            groups.append(total.group(state, local, None, peers=len(members)))
+        # Biggest groups first so a cut-off table keeps what matters; the rest only makes the
+        # order reproducible.
+        groups.sort(key=_group_sort_key)
+        return OwnerSummary(
+            process=process,
+            socket_count=self.socket_count,
+            states=_ordered_states(self.states),
+            groups=tuple(groups),
+            findings=findings,
+        )
+
+
+def _group_sort_key(group: SocketGroup) -> tuple[int, int, str, str]:
+    return (-group.count, _STATE_RANK[group.state], str(group.local), group.remote_text)
+
+
+def _ordered_states(counts: Mapping[TcpState, int]) -> dict[TcpState, int]:
+    return {state: counts[state] for state in STATE_ORDER if counts.get(state)}
+
+
+def build_report(
+    snapshot: Snapshot,
+    findings: Iterable[Finding],
+    *,
+    filters: tuple[str, ...] = (),
+) -> Report:
+    """Arrange a (possibly filtered) snapshot and the findings the diagnosis made of it."""
+    ordered = sort_findings(findings)
+    ephemeral = snapshot.sysctls.ip_local_port_range or DEFAULT_EPHEMERAL_RANGE
+    states: Counter[TcpState] = Counter()
+    owners: dict[int, _OwnerAccumulator] = {}
+    unowned = _OwnerAccumulator()
+    truncated = 0
+    listening = frozenset(
+        sock.local.port
+        for sock in snapshot.sockets
+        if sock.state is TcpState.LISTEN and sock.local.port is not None
+    )
+    for sock in snapshot.sockets:  # the one pass that groups the sockets
+        states[sock.state] += 1
+        truncated += sock.truncated
+        local, remote = _group_endpoints(sock, ephemeral, listening)
+        key = (sock.state, local, remote)
+        if not sock.pids:
+            unowned.add(sock, key)
+            continue
+        for pid in sock.pids:  # a socket shared after fork() counts for every holder
+            owner = owners.get(pid)
+            if owner is None:
+                owner = owners[pid] = _OwnerAccumulator()
+            owner.add(sock, key)
+
+    process_by_pid = {process.pid: process for process in snapshot.processes}
+    findings_by_pid: dict[int, list[Finding]] = {}
+    for finding in ordered:
+        if finding.subject.pid is not None:
+            findings_by_pid.setdefault(finding.subject.pid, []).append(finding)
+
+    # Every process the snapshot lists, every pid holding a socket, every pid a finding names.
+    pids = set(process_by_pid) | set(owners) | set(findings_by_pid)
+    summaries = [
+        owners.get(pid, _OwnerAccumulator()).summary(
+            process_by_pid.get(pid, Process(pid=pid)), tuple(findings_by_pid.get(pid, ()))
+        )
+        for pid in pids
+    ]
+    summaries.sort(key=_process_sort_key)
+    return Report(
+        host=snapshot.host,
+        attribution=snapshot.attribution,
+        socket_count=len(snapshot.sockets),
+        states=_ordered_states(states),
+        findings=ordered,
+        processes=tuple(summaries),
+        unowned=unowned.summary(None, ()),
+        notes=snapshot.notes,
+        filters=filters,
+        reported_states=dict(snapshot.state_counts),
+        truncated_sockets=truncated,
+        skipped_lines=snapshot.skipped_lines,
+        sockets=snapshot.sockets,
+        process_by_pid=process_by_pid,
+    )
+
+
+def _process_sort_key(summary: OwnerSummary) -> tuple[int, int, int]:
+    worst = summary.worst.severity if summary.worst else Severity.OK
+    return (-worst, -summary.socket_count, summary.pid or 0)

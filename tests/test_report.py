@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import pytest
+
+from tcphealth.model import Endpoint, Severity, Sysctls, TcpState
+from tcphealth.report import ExitCode, build_report
+from tests.scenario_helpers import ep, finding, leak_finding, leak_snapshot, proc, snap, sock
+
+
+def test_states_are_counted_in_canonical_order_and_only_when_present() -> None:
+    report = build_report(leak_snapshot(), [])
+    assert report.socket_count == 6
+    assert list(report.states.items()) == [
+        (TcpState.TIME_WAIT, 1),
+        (TcpState.CLOSE_WAIT, 3),
+        (TcpState.LISTEN, 2),
+    ]
+
+
+def test_findings_are_ordered_most_severe_first_keeping_the_diagnosis_order_for_ties() -> None:
+    info = finding("a-info", Severity.INFO)
+    warning_1 = finding("b-warning", Severity.WARNING)
+    critical = finding("c-critical", Severity.CRITICAL)
+    warning_2 = finding("d-warning", Severity.WARNING)
+    report = build_report(snap(), [info, warning_1, critical, warning_2])
+    assert [f.code for f in report.findings] == ["c-critical", "b-warning", "d-warning", "a-info"]
+
+
+def test_process_summary_has_states_worst_finding_and_comes_first_when_it_has_findings() -> None:
+    minor = finding("minor", Severity.INFO, pid=812)
+    report = build_report(leak_snapshot(), [minor, leak_finding()])
+    java, sshd = report.processes
+    assert java.pid == 812
+    assert java.process is not None and java.process.name == "java"
+    assert java.socket_count == 4
+    assert java.states == {TcpState.CLOSE_WAIT: 3, TcpState.LISTEN: 1}
+    assert java.worst is not None and java.worst.code == "close-wait-leak"
+    assert [f.code for f in java.findings] == ["close-wait-leak", "minor"]
+    assert sshd.pid == 611 and sshd.worst is None and sshd.socket_count == 1
+
+
+def test_processes_without_findings_are_ordered_by_socket_count_then_pid() -> None:
+    sockets = [
+        sock("LISTEN", "0.0.0.0:22", "0.0.0.0:0", 30),
+        sock("LISTEN", "0.0.0.0:80", "0.0.0.0:0", 20),
+        sock("LISTEN", "0.0.0.0:81", "0.0.0.0:0", 20),
+        sock("LISTEN", "0.0.0.0:23", "0.0.0.0:0", 10),
+    ]
+    report = build_report(snap(sockets, [proc(10, "a"), proc(20, "b"), proc(30, "c")]), [])
+    assert [owner.pid for owner in report.processes] == [20, 10, 30]
+
+
+def test_unowned_sockets_are_their_own_group() -> None:
+    report = build_report(leak_snapshot(), [])
+    assert report.unowned.process is None
+    assert report.unowned.socket_count == 1
+    assert report.unowned.states == {TcpState.TIME_WAIT: 1}
+    assert all(owner.pid is not None for owner in report.processes)
+
+
+def test_a_socket_shared_after_fork_counts_for_every_holder() -> None:
+    shared = sock("LISTEN", "0.0.0.0:80", "0.0.0.0:0", 700, 701)
+    report = build_report(snap([shared], [proc(700, "nginx"), proc(701, "nginx")]), [])
+    assert {owner.pid: owner.socket_count for owner in report.processes} == {700: 1, 701: 1}
+    assert report.socket_count == 1
+    assert report.process_names((700, 701)) == "nginx"
+
+
+def test_a_pid_named_only_by_a_socket_or_a_finding_still_gets_a_summary() -> None:
+    report = build_report(
+        snap([sock("ESTABLISHED", "10.0.0.5:41000", "10.0.0.9:6379", 55)]),
+        [finding("fd-limit", Severity.WARNING, None, pid=77)],
+    )
+    by_pid = {owner.pid: owner for owner in report.processes}
+    assert set(by_pid) == {55, 77}
+    assert by_pid[55].process is not None and by_pid[55].process.name is None
+    assert by_pid[77].socket_count == 0 and by_pid[77].worst is not None
+
+
+def test_client_side_groups_drop_the_local_ephemeral_port() -> None:
+    report = build_report(leak_snapshot(), [])
+    java = report.processes[0]
+    group = java.groups[0]
+    assert (group.state, str(group.local), group.remote_text, group.count) == (
+        TcpState.CLOSE_WAIT,
+        "10.0.0.5:*",
+        "10.20.0.15:5432",
+        3,
+    )
+    assert group.recv_queue_max == 1 and group.send_queue_max == 0 and group.peers == 1
+
+
+def test_server_side_groups_fold_several_clients_into_one_row() -> None:
+    sockets = [
+        sock("ESTABLISHED", "10.0.0.5:443", "192.0.2.1:50001", 9, recv_queue=5),
+        sock("ESTABLISHED", "10.0.0.5:443", "192.0.2.1:50002", 9),
+        sock("ESTABLISHED", "10.0.0.5:443", "192.0.2.2:50003", 9, recv_queue=7),
+        sock("ESTABLISHED", "10.0.0.5:22", "192.0.2.10:50122", 9),
+    ]
+    groups = build_report(snap(sockets, [proc(9, "srv")]), []).processes[0].groups
+    shown = [(str(g.local), g.remote_text, g.count, g.peers, g.recv_queue_max) for g in groups]
+    assert shown == [
+        ("10.0.0.5:443", "*:*", 3, 2, 7),
+        # a single client keeps its address
+        ("10.0.0.5:22", "192.0.2.10:*", 1, 1, 0),
+    ]
+
+
+def test_listen_groups_keep_both_endpoints_and_the_backlog() -> None:
+    report = build_report(leak_snapshot(), [])
+    listen = next(g for g in report.processes[0].groups if g.state is TcpState.LISTEN)
+    assert (str(listen.local), str(listen.remote), listen.listen_backlog) == (
+        "0.0.0.0:8080",
+        "0.0.0.0:0",
+        100,
+    )
+
+
+def test_the_ephemeral_range_comes_from_the_snapshot() -> None:
+    # With a range of 1000-2000, port 1500 is the client side even though it is the lower one.
+    connection = sock("ESTABLISHED", "10.0.0.5:1500", "10.0.0.9:3000", 5)
+    snapshot = snap([connection], [proc(5, "x")], sysctls=Sysctls(ip_local_port_range=(1000, 2000)))
+    group = build_report(snapshot, []).processes[0].groups[0]
+    assert (str(group.local), group.remote_text) == ("10.0.0.5:*", "10.0.0.9:3000")
+
+
+def test_ipv6_endpoints_are_bracketed() -> None:
+    connection = sock("ESTABLISHED", "[2001:db8::5]:443", "[2001:db8::77]:52000", 5)
+    group = build_report(snap([connection], [proc(5, "x")]), []).processes[0].groups[0]
+    assert (str(group.local), group.remote_text) == ("[2001:db8::5]:443", "[2001:db8::77]:*")
+    assert group.local == Endpoint(ep("[2001:db8::5]:443").address, 443)
+
+
+@pytest.mark.parametrize(
+    ("severities", "fail_on", "expected"),
+    [
+        ((), Severity.WARNING, ExitCode.OK),
+        ((Severity.INFO,), Severity.WARNING, ExitCode.OK),
+        ((Severity.INFO,), Severity.INFO, ExitCode.WARNING),
+        ((Severity.WARNING,), Severity.WARNING, ExitCode.WARNING),
+        ((Severity.WARNING, Severity.INFO), Severity.INFO, ExitCode.WARNING),
+        ((Severity.WARNING,), Severity.CRITICAL, ExitCode.OK),
+        ((Severity.CRITICAL, Severity.WARNING), Severity.WARNING, ExitCode.CRITICAL),
+        ((Severity.CRITICAL,), Severity.CRITICAL, ExitCode.CRITICAL),
+        ((Severity.CRITICAL,), Severity.INFO, ExitCode.CRITICAL),
+    ],
+)
+def test_exit_code_policy(
+    severities: tuple[Severity, ...], fail_on: Severity, expected: ExitCode
+) -> None:
+    findings = [finding(f"f{index}", severity) for index, severity in enumerate(severities)]
+    assert build_report(snap(), findings).exit_code(fail_on) is expected
+
+
+def test_exit_code_defaults_to_failing_on_warnings() -> None:
+    assert build_report(snap(), [finding("w", Severity.WARNING)]).exit_code() is ExitCode.WARNING
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 3]
+
+
+def test_count_by_severity_lists_every_severity() -> None:
+    report = build_report(snap(), [finding("a", Severity.WARNING), finding("b", Severity.WARNING)])
+    assert report.count_by_severity() == {
+        Severity.CRITICAL: 0,
+        Severity.WARNING: 2,
+        Severity.INFO: 0,
+        Severity.OK: 0,
+    }
+
+
+def test_a_large_host_aggregates_into_a_handful_of_groups() -> None:
+    # Speed is the benchmark's business (benchmarks/); this checks that 30,000 sockets
+    # summarise into groups rather than rows.
+    sockets = [
+        sock(
+            "TIME_WAIT" if index % 3 else "ESTABLISHED",
+            f"10.0.{index // 6000}.5:{1024 + index % 6000}",
+            "198.51.100.20:443",
+            *((7,) if index % 3 == 0 else ()),
+        )
+        for index in range(30_000)
+    ]
+    report = build_report(snap(sockets, [proc(7, "client")]), [])
+    assert report.socket_count == 30_000
+    assert report.states == {TcpState.ESTABLISHED: 10_000, TcpState.TIME_WAIT: 20_000}
+    assert report.processes[0].socket_count == 10_000
+    # Five local addresses, one destination: a handful of groups, not 30,000 rows.
+    assert len(report.unowned.groups) == 5
+
+
+def test_a_listening_port_in_the_ephemeral_range_stays_the_service_side() -> None:
+    # A listener bound to port 0 gets an ephemeral-range port (42511 here); its accepted
+    # sockets must still group under it, with the clients' ports dropped -- not the reverse.
+    listener = sock("LISTEN", "127.0.0.1:42511", "0.0.0.0:0", 8035)
+    server_sides = [
+        sock("CLOSE_WAIT", "127.0.0.1:42511", f"127.0.0.1:{39894 + n}", 8035, recv_queue=1)
+        for n in range(12)
+    ]
+    client_sides = [
+        sock("FIN_WAIT2", f"127.0.0.1:{39894 + n}", "127.0.0.1:42511") for n in range(12)
+    ]
+    report = build_report(snap([listener, *server_sides, *client_sides], [proc(8035, "py")]), [])
+    (owner,) = report.processes
+    close_wait = [g for g in owner.groups if g.state is TcpState.CLOSE_WAIT]
+    assert [(str(g.local), g.remote_text, g.count) for g in close_wait] == [
+        ("127.0.0.1:42511", "127.0.0.1:*", 12)
+    ]
+    assert [(str(g.local), g.remote_text, g.count) for g in report.unowned.groups] == [
+        ("127.0.0.1:*", "127.0.0.1:42511", 12)
+    ]
