@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -164,11 +165,15 @@ def measure(
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
         )
+        # A blocking wait: Popen.wait(timeout=...) polls with sleeps of up to 50 ms, which
+        # would round every time up to the next poll. A watchdog kills (only) this pid if it
+        # overruns.
+        watchdog = threading.Timer(timeout, process.kill)
+        watchdog.start()
         try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()  # only the pid we started
-            process.wait(timeout=30)
+            process.wait()
+        finally:
+            watchdog.cancel()
         wall = time.perf_counter() - start
         stderr.seek(0)
         tail = stderr.read()[-2000:].decode("utf-8", "replace")
