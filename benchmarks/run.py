@@ -487,16 +487,22 @@ def wait_for_earlier_time_wait(sockets: int, processes: int, seconds: float = 65
         for worker in plans
         for port in range(worker.first_port, worker.first_port + loadgen.PORTS_PER_WORKER)
     )
-    give_up = time.monotonic() + seconds
+    started = time.monotonic()
+    told = False
     while True:
         left = count_states(run_ss(), ports)[TcpState.TIME_WAIT]
+        waited = time.monotonic() - started
         if not left:
+            if told:
+                print(f"waited {waited:.0f} s for them", flush=True)
             return
-        if time.monotonic() > give_up:
+        if waited > seconds:
             print(f"warning: {left} TIME_WAIT sockets of an earlier run are still there")
             return
-        print(f"waiting for {left} TIME_WAIT sockets of an earlier run to expire", flush=True)
-        time.sleep(5)
+        if not told:
+            print(f"waiting for {left} TIME_WAIT sockets of an earlier run to expire", flush=True)
+            told = True
+        time.sleep(2)
 
 
 @contextlib.contextmanager
