@@ -17,7 +17,8 @@ listeners never run out of ephemeral ports. Each worker raises RLIMIT_NOFILE to 
 more workers are started where ``--processes`` of them could not hold N descriptors.
 
 Safety: every loop is bounded in count and by the deadline; the run ends by itself after
-``--seconds``; SIGTERM or Ctrl-C to the pid in ``--pidfile`` stops it. Workers close every
+``--seconds`` (or, with ``--exit-with-parent``, when whatever started it exits); SIGTERM or
+Ctrl-C to the pid in ``--pidfile`` stops it. Workers close every
 socket with an RST (SO_LINGER 0), so a stopped run leaves no TIME_WAIT or orphan behind, and
 they exit on their own if the controller disappears.
 
@@ -410,6 +411,7 @@ def run(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     deadline = started + args.seconds
+    parent_pid = os.getppid()
     context = multiprocessing.get_context("fork")
     workers: list[multiprocessing.process.BaseProcess] = []
     channels: dict[multiprocessing.connection.Connection, int] = {}
@@ -479,6 +481,9 @@ def run(args: argparse.Namespace) -> int:
             if gone:
                 _say("a worker exited before the deadline; stopping")
                 return 1
+            if args.exit_with_parent and os.getppid() != parent_pid:
+                _say("the process that started us is gone; stopping")
+                return 0
         _say(f"{args.seconds:g} s are up; stopping")
         return 0
     except (_StopRequested, KeyboardInterrupt) as stop:
@@ -524,6 +529,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--seconds", type=float, default=600.0, help="stop by itself after this (default 600)"
     )
     parser.add_argument("--pidfile", type=Path, help="write the controller's pid here")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="also stop when the process that started this one exits (checked every 5 s)",
+    )
     parser.add_argument("--state-file", type=Path, help="write ports and counts here as JSON")
     parser.add_argument(
         "--base-port",

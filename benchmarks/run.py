@@ -518,6 +518,7 @@ def load_generator(
         f"--processes={processes}",
         f"--seconds={seconds}",
         f"--state-file={state_file}",
+        "--exit-with-parent",  # should this runner be killed outright
     ]
     process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
@@ -591,8 +592,9 @@ def main(argv: list[str] | None = None) -> int:
         print("missing: GNU time (/usr/bin/time), so no peak memory -- run 'make bench-deps'")
     tools = ours + references
     print(f"commands: {', '.join(t.name for t in tools)}")
-    # Long enough for the slowest tools at this size; stopped by pid as soon as we are done.
-    seconds = 600 + args.sockets / 100 * args.rounds
+    # Long enough for the slowest tools at this size (a round took 120 s at 300k sockets
+    # here); stopped by pid as soon as we are done.
+    seconds = 600 + args.rounds * args.sockets / 500
     wait_for_earlier_time_wait(args.sockets, args.processes)
     with tempfile.TemporaryDirectory() as directory:
         state_file = Path(directory) / "loadgen.json"

@@ -191,3 +191,27 @@ def test_ends_by_itself_after_its_time(tmp_path: Path) -> None:
     assert completed.stdout.startswith("READY")
     assert "are up; stopping" in completed.stderr
     assert not state_file.exists()
+
+
+@pytest.mark.live
+@pytest.mark.benchmark
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux")
+def test_exits_with_its_parent(tmp_path: Path) -> None:
+    """Started by a shell that then exits, the generator stops within its 5 s check."""
+    state_file = tmp_path / "state.json"
+    command = (
+        f"{sys.executable} -m benchmarks.loadgen --sockets=40 --processes=2 --seconds=60 "
+        f"--base-port={BASE_PORT + 128} --state-file={state_file} --exit-with-parent "
+        ">/dev/null 2>&1 & echo $!; sleep 3"
+    )
+    shell = subprocess.run(
+        ["sh", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    pid = int(shell.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)  # by pid: the generator this test started
+        raise AssertionError("the generator outlived the shell that started it")
+    assert not state_file.exists()
