@@ -26,8 +26,8 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check tcphealth tests fixtures lab
-	$(VENV)/bin/ruff format --check tcphealth tests fixtures lab
+	$(VENV)/bin/ruff check tcphealth tests fixtures lab benchmarks
+	$(VENV)/bin/ruff format --check tcphealth tests fixtures lab benchmarks
 	$(VENV)/bin/mypy
 
 # The scenario snapshots in fixtures/ are generated from fixtures/make_scenarios.py ...
@@ -49,3 +49,22 @@ lab-down: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The scale benchmark (benchmarks/run.py): `make bench N=300000`. Never part of `make test`/CI.
+N ?= 100000
+ROUNDS ?= 5
+.PHONY: bench bench-deps
+bench: $(VENV)/.installed-test
+	$(PY) -m benchmarks.run --sockets $(N) --rounds $(ROUNDS)
+
+# The tools the benchmark compares with -- ss (iproute2), netstat (net-tools), lsof -- and GNU
+# time, which measures each one's peak memory.
+bench-deps:
+	@missing=""; \
+	command -v ss >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v netstat >/dev/null 2>&1 || missing="$$missing net-tools"; \
+	command -v lsof >/dev/null 2>&1 || missing="$$missing lsof"; \
+	/usr/bin/time --version 2>&1 | grep -q GNU || missing="$$missing time"; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "bench-deps: ss, netstat, lsof and GNU time are installed"; fi

@@ -17,12 +17,13 @@ host order.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tcphealth.errors import InputError
@@ -30,6 +31,7 @@ from tcphealth.model import (
     Endpoint,
     Family,
     IPAddress,
+    OwnerSource,
     Snapshot,
     Socket,
     TcpInfo,
@@ -56,10 +58,12 @@ _REQUEST = struct.Struct("=BBBxI")
 # inet_diag_sockid: sport, dport (big-endian), src[16], dst[16], if, cookie[2] (host order)
 _SOCKID = struct.Struct("!HH16s16s")
 _SOCKID_TAIL = struct.Struct("=III")
-# inet_diag_msg head and tail around the sockid
-_MSG_HEAD = struct.Struct("=BBBB")
-_MSG_TAIL = struct.Struct("=IIIII")  # expires (ms), rqueue, wqueue, uid, inode
-_MSG_SIZE = _MSG_HEAD.size + _SOCKID.size + _SOCKID_TAIL.size + _MSG_TAIL.size  # 72
+# The whole inet_diag_msg in one unpack: family, state, timer, retrans; sockid {sport, dport,
+# src, dst, if, cookie[2]}; expires (ms), rqueue, wqueue, uid, inode. The ports are in network
+# byte order while everything else is in host order, so they are unpacked as host-order
+# integers and swapped through _port_table().
+_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
+_MSG_SIZE = _MSG.size  # 72
 _RTATTR = struct.Struct("=HH")
 
 # struct tcp_info offsets (include/uapi/linux/tcp.h); older kernels send a shorter struct.
@@ -72,6 +76,26 @@ _TCPI_LAST_ACK_RECV = 56
 _TCPI_RTT = 68
 _TCPI_TOTAL_RETRANS = 100
 _U32 = struct.Struct("=I")
+# Every field we use, in one unpack, from a tcp_info long enough to hold them all (any kernel
+# since 2.6.x): retransmits, probes, backoff, rto, unacked, last_data_sent, last_data_recv,
+# last_ack_recv, rtt, total_retrans.
+_TCPI_ALL = struct.Struct("=2xBBB3xI12xI16xI4xII8xI28xI")
+assert _TCPI_ALL.size == _TCPI_TOTAL_RETRANS + 4
+
+
+@functools.cache
+def _port_table() -> list[int]:
+    """Port number as the wire carries it (read as a host-order u16) -> the port. One shared
+    int per port, so 300,000 sockets do not carry 600,000 separate int objects. Built on the
+    first dump (a few ms), not on import."""
+    if sys.byteorder == "big":
+        return list(range(1 << 16))
+    return [((raw & 0xFF) << 8) | (raw >> 8) for raw in range(1 << 16)]
+
+
+# Caches bounded in size, so a host talking to millions of distinct peers costs no more than
+# building each value afresh.
+_CACHE_LIMIT = 1 << 16
 
 RECEIVE_BUFFER = 1 << 20
 
@@ -96,14 +120,48 @@ def build_request(family: int, sequence: int, *, with_tcp_info: bool) -> bytes:
     return header + body
 
 
-def _address(raw: bytes, family: Family) -> IPAddress:
-    if family is Family.IPV4:
-        return ipaddress.IPv4Address(raw[:4])
-    return ipaddress.IPv6Address(raw)
+def _tcp_info_from(data: memoryview, offset: int, ints: dict[int, int] | None = None) -> TcpInfo:
+    """The fields we use from a tcp_info of at least ``_TCPI_ALL.size`` bytes at ``offset``.
+
+    With ``ints``, the times (ms since an event, the rto and rtt in µs) are shared with equal
+    ones already seen: idle sockets set up together repeat them, and each int is 28 bytes."""
+    (
+        retransmits,
+        probes,
+        backoff,
+        rto,
+        unacked,
+        last_data_sent,
+        last_data_recv,
+        last_ack_recv,
+        rtt,
+        total_retrans,
+    ) = _TCPI_ALL.unpack_from(data, offset)
+    if ints is not None and len(ints) < _CACHE_LIMIT:
+        shared = ints.setdefault
+        rto = shared(rto, rto)
+        rtt = shared(rtt, rtt)
+        last_data_sent = shared(last_data_sent, last_data_sent)
+        last_data_recv = shared(last_data_recv, last_data_recv)
+        last_ack_recv = shared(last_ack_recv, last_ack_recv)
+    return TcpInfo(
+        last_data_recv_ms=last_data_recv,
+        last_data_sent_ms=last_data_sent,
+        last_ack_recv_ms=last_ack_recv,
+        retransmits=retransmits,
+        probes=probes,
+        backoff=backoff,
+        rto_us=rto,
+        rtt_us=rtt,
+        total_retrans=total_retrans,
+        unacked=unacked,
+    )
 
 
 def parse_tcp_info(data: memoryview) -> TcpInfo:
     """Read the fields we use from a ``struct tcp_info`` of any kernel's length."""
+    if len(data) >= _TCPI_ALL.size:
+        return _tcp_info_from(data, 0)
 
     def u32(offset: int) -> int | None:
         if len(data) < offset + 4:
@@ -127,90 +185,208 @@ def parse_tcp_info(data: memoryview) -> TcpInfo:
     )
 
 
+class Decoder:
+    """Decodes the inet_diag messages of one dump.
+
+    Values that many sockets have in common are built once and shared -- they are immutable:
+    addresses (a host has few of its own), the endpoint of each listening port (every accepted
+    connection has it as its local end, every local client of it as its remote end), the
+    tuple of pids holding a socket (from the fd walk), uids, and the times in tcp_info. At
+    300,000 sockets this saves about a third of the memory a fresh object per field takes.
+
+    With ``owners`` (inode -> pids, from one /proc/*/fd walk) each socket is built with its
+    owners at once, instead of being rebuilt for them afterwards.
+    """
+
+    def __init__(self, owners: Mapping[int, tuple[int, ...]] | None = None) -> None:
+        self.owners = owners
+        self._ports = _port_table()
+        self._addresses: dict[int, dict[bytes, IPAddress]] = {
+            socket.AF_INET: {},
+            socket.AF_INET6: {},
+        }
+        # listening port (plus 65536 for IPv6) -> packed address -> endpoint
+        self._endpoints: dict[int, dict[bytes, Endpoint]] = {}
+        self._cached_endpoints = 0
+        self._ints: dict[int, int] = {}  # equal integers seen before, to share
+
+    def address(self, family_code: int, packed: bytes) -> IPAddress:
+        """The address in a 16-byte ``idiag_src``/``idiag_dst`` (IPv4 in the first four)."""
+        cache = self._addresses[family_code]
+        address = cache.get(packed)
+        if address is None:
+            if family_code == socket.AF_INET:
+                address = ipaddress.IPv4Address(packed[:4])
+            else:
+                address = ipaddress.IPv6Address(packed)
+            if len(cache) < _CACHE_LIMIT:
+                cache[packed] = address
+        return address
+
+    def message(self, data: memoryview, start: int, end: int, where: str) -> Socket:
+        """Decode the inet_diag_msg and its attributes in ``data[start:end]``."""
+        if end - start < _MSG_SIZE:
+            raise NetlinkError(where, f"inet_diag message of {end - start} bytes, need {_MSG_SIZE}")
+        (
+            family_code,
+            state_code,
+            timer_code,
+            retrans,
+            sport,
+            dport,
+            src,
+            dst,
+            _interface,
+            cookie_low,
+            cookie_high,
+            expires,
+            rqueue,
+            wqueue,
+            uid,
+            inode,
+        ) = _MSG.unpack_from(data, start)
+        if family_code == _AF_INET:
+            family = Family.IPV4
+            endpoint_key = 0
+        elif family_code == _AF_INET6:
+            family = Family.IPV6
+            endpoint_key = 1 << 16
+        else:
+            raise NetlinkError(where, f"address family {family_code} in a TCP dump")
+        sport = self._ports[sport]
+        dport = self._ports[dport]
+
+        tcp_info: TcpInfo | None = None
+        shutdown: int | None = None
+        offset = start + ((_MSG_SIZE + 3) & ~3)
+        while offset + 4 <= end:
+            length, kind = _RTATTR.unpack_from(data, offset)
+            if length < 4 or offset + length > end:
+                raise NetlinkError(where, f"attribute of length {length} runs past its message")
+            if kind == INET_DIAG_INFO:
+                tcp_info = (
+                    _tcp_info_from(data, offset + 4, self._ints)
+                    if length - 4 >= _TCPI_ALL.size
+                    else parse_tcp_info(data[offset + 4 : offset + length])
+                )
+            elif kind == INET_DIAG_SHUTDOWN and length >= 5:
+                shutdown = data[offset + 4]
+            offset += (length + 3) & ~3
+
+        state = _STATE_BY_CODE[state_code]
+        timer = _TIMER_BY_CODE[timer_code]
+        is_listener = state is TcpState.LISTEN
+        is_time_wait = state is TcpState.TIME_WAIT
+        retransmits: int | None = retrans
+        probes: int | None = None
+        if timer is TimerKind.ZERO_WINDOW_PROBE or timer is TimerKind.KEEPALIVE:
+            # inet_diag reports the probe count in the retrans byte for these timers.
+            retransmits, probes = None, retrans
+        if tcp_info is not None:
+            mini = (is_time_wait or state is TcpState.SYN_RECV) and inode == 0
+            if not mini:
+                retransmits = tcp_info.retransmits
+            probes = tcp_info.probes
+        if is_time_wait:
+            retransmits = None
+
+        # Endpoints: shared for the ports something listens on (the dump lists listeners
+        # first), built afresh for the rest.
+        endpoints = self._endpoints
+        if is_listener:
+            endpoints.setdefault(endpoint_key + sport, {})
+        by_address = endpoints.get(endpoint_key + sport)
+        local = None if by_address is None else by_address.get(src)
+        if local is None:
+            local = Endpoint(self.address(family_code, src), sport)
+            if by_address is not None:
+                self._remember(by_address, src, local)
+        by_address = endpoints.get(endpoint_key + dport)
+        remote = None if by_address is None else by_address.get(dst)
+        if remote is None:
+            remote = Endpoint(self.address(family_code, dst), dport)
+            if by_address is not None:
+                self._remember(by_address, dst, remote)
+
+        pids: tuple[int, ...] = ()
+        owner_source = OwnerSource.UNKNOWN
+        owners = self.owners
+        if owners is not None:
+            if inode:
+                holders = owners.get(inode)
+                if holders:
+                    pids, owner_source = holders, OwnerSource.FD
+                else:
+                    owner_source = OwnerSource.UNSEEN
+            else:
+                owner_source = OwnerSource.NONE
+        return Socket(
+            family=family,
+            local=local,
+            remote=remote,
+            state=state,
+            # A listener's rqueue is its accept-queue length and wqueue its maximum backlog.
+            send_queue=None if is_listener else wqueue,
+            recv_queue=rqueue,
+            listen_backlog=wqueue if is_listener else None,
+            timer=timer,
+            timer_seconds=None if timer is TimerKind.NONE else expires / 1000,
+            retransmits=retransmits,
+            probes=probes,
+            uid=None if is_time_wait else self._ints.setdefault(uid, uid),
+            inode=inode,
+            pids=pids,
+            owner_source=owner_source,
+            raw_state=f"{state_code:02X}" if state is TcpState.UNKNOWN else None,
+            cookie=cookie_low | (cookie_high << 32),
+            tcp_info=tcp_info,
+            shutdown=shutdown,
+        )
+
+    def _remember(
+        self, by_address: dict[bytes, Endpoint], packed: bytes, endpoint: Endpoint
+    ) -> None:
+        if self._cached_endpoints < _CACHE_LIMIT:
+            by_address[packed] = endpoint
+            self._cached_endpoints += 1
+
+
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+# Kernel state and timer codes are one byte each: look them up by index.
+_STATE_BY_CODE = [state_from_kernel_code(code) for code in range(256)]
+_TIMER_BY_CODE = [timer_from_kernel_code(code) for code in range(256)]
+
+
 def parse_diag_message(payload: memoryview, where: str) -> Socket:
     """Decode one inet_diag_msg and its attributes."""
-    if len(payload) < _MSG_SIZE:
-        raise NetlinkError(where, f"inet_diag message of {len(payload)} bytes, need {_MSG_SIZE}")
-    family_code, state_code, timer_code, retrans = _MSG_HEAD.unpack_from(payload, 0)
-    if family_code == socket.AF_INET:
-        family = Family.IPV4
-    elif family_code == socket.AF_INET6:
-        family = Family.IPV6
-    else:
-        raise NetlinkError(where, f"address family {family_code} in a TCP dump")
-    sport, dport, src, dst = _SOCKID.unpack_from(payload, 4)
-    _, cookie_low, cookie_high = _SOCKID_TAIL.unpack_from(payload, 4 + _SOCKID.size)
-    expires, rqueue, wqueue, uid, inode = _MSG_TAIL.unpack_from(payload, _MSG_SIZE - 20)
-
-    tcp_info: TcpInfo | None = None
-    shutdown: int | None = None
-    offset = (_MSG_SIZE + 3) & ~3
-    while offset + _RTATTR.size <= len(payload):
-        length, kind = _RTATTR.unpack_from(payload, offset)
-        if length < _RTATTR.size or offset + length > len(payload):
-            raise NetlinkError(where, f"attribute of length {length} runs past its message")
-        value = payload[offset + _RTATTR.size : offset + length]
-        if kind == INET_DIAG_INFO:
-            tcp_info = parse_tcp_info(value)
-        elif kind == INET_DIAG_SHUTDOWN and len(value) >= 1:
-            shutdown = value[0]
-        offset += (length + 3) & ~3
-
-    state = state_from_kernel_code(state_code)
-    timer = timer_from_kernel_code(timer_code)
-    is_listener = state is TcpState.LISTEN
-    mini = state in (TcpState.TIME_WAIT, TcpState.SYN_RECV) and inode == 0
-    retransmits: int | None = retrans
-    probes: int | None = None
-    if timer in (TimerKind.ZERO_WINDOW_PROBE, TimerKind.KEEPALIVE):
-        # inet_diag reports the probe count in the retrans byte for these timers.
-        retransmits, probes = None, retrans
-    if tcp_info is not None:
-        retransmits = tcp_info.retransmits if not mini else retransmits
-        probes = tcp_info.probes
-    if state is TcpState.TIME_WAIT:
-        retransmits = None
-    return Socket(
-        family=family,
-        local=Endpoint(_address(src, family), sport),
-        remote=Endpoint(_address(dst, family), dport),
-        state=state,
-        # A listener's rqueue is its accept-queue length and wqueue its maximum backlog.
-        send_queue=None if is_listener else wqueue,
-        recv_queue=rqueue,
-        listen_backlog=wqueue if is_listener else None,
-        timer=timer,
-        timer_seconds=None if timer is TimerKind.NONE else expires / 1000,
-        retransmits=retransmits,
-        probes=probes,
-        uid=None if state is TcpState.TIME_WAIT else uid,
-        inode=inode,
-        raw_state=f"{state_code:02X}" if state is TcpState.UNKNOWN else None,
-        cookie=cookie_low | (cookie_high << 32),
-        tcp_info=tcp_info,
-        shutdown=shutdown,
-    )
+    return Decoder().message(payload, 0, len(payload), where)
 
 
-def parse_messages(data: bytes | memoryview, where: str) -> tuple[list[Socket], bool]:
+def parse_messages(
+    data: bytes | memoryview, where: str, decoder: Decoder | None = None
+) -> tuple[list[Socket], bool]:
     """Decode one buffer of netlink messages. Returns the sockets and whether NLMSG_DONE came."""
     view = memoryview(data)
+    decode = (decoder or Decoder()).message
     sockets: list[Socket] = []
+    append = sockets.append
     offset = 0
-    while offset < len(view):
-        if len(view) - offset < _NLMSGHDR.size:
-            raise NetlinkError(where, f"{len(view) - offset} stray bytes after the last message")
+    end = len(view)
+    while offset < end:
+        if end - offset < _NLMSGHDR.size:
+            raise NetlinkError(where, f"{end - offset} stray bytes after the last message")
         length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(view, offset)
-        if length < _NLMSGHDR.size or offset + length > len(view):
+        if length < _NLMSGHDR.size or offset + length > end:
             raise NetlinkError(where, f"message length {length} does not fit the reply")
-        body = view[offset + _NLMSGHDR.size : offset + length]
-        if kind == NLMSG_DONE:
+        if kind == SOCK_DIAG_BY_FAMILY:
+            append(decode(view, offset + _NLMSGHDR.size, offset + length, where))
+        elif kind == NLMSG_DONE:
             return sockets, True
-        if kind == NLMSG_ERROR:
+        elif kind == NLMSG_ERROR:
+            body = view[offset + _NLMSGHDR.size : offset + length]
             code = -struct.unpack_from("=i", body, 0)[0] if len(body) >= 4 else 0
             raise NetlinkError(where, f"kernel answered error {errno.errorcode.get(code, code)}")
-        if kind == SOCK_DIAG_BY_FAMILY:
-            sockets.append(parse_diag_message(body, where))
         offset += (length + 3) & ~3
     return sockets, False
 
@@ -222,8 +398,15 @@ def _open() -> socket.socket:
         raise NetlinkUnavailable(str(error)) from None
 
 
-def dump(family: Family, *, with_tcp_info: bool = True, timeout: float = 10.0) -> Iterator[Socket]:
-    """Every TCP socket of one family in this network namespace."""
+def dump(
+    family: Family,
+    *,
+    with_tcp_info: bool = True,
+    timeout: float = 10.0,
+    owners: Mapping[int, tuple[int, ...]] | None = None,
+) -> Iterator[Socket]:
+    """Every TCP socket of one family in this network namespace; with ``owners`` (inode ->
+    pids), each one carries the pids that hold it."""
     where = f"netlink sock_diag ({family.value})"
     address_family = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
     with _open() as channel:
@@ -231,6 +414,7 @@ def dump(family: Family, *, with_tcp_info: bool = True, timeout: float = 10.0) -
         channel.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         channel.sendto(build_request(address_family, 1, with_tcp_info=with_tcp_info), (0, 0))
         buffer = bytearray(RECEIVE_BUFFER)
+        decoder = Decoder(owners)
         while True:
             try:
                 size = channel.recv_into(buffer)
@@ -238,7 +422,7 @@ def dump(family: Family, *, with_tcp_info: bool = True, timeout: float = 10.0) -
                 raise NetlinkError(where, f"no end of dump after {timeout} s") from None
             if size == 0:
                 raise NetlinkError(where, "the kernel closed the channel before the dump ended")
-            sockets, done = parse_messages(memoryview(buffer)[:size], where)
+            sockets, done = parse_messages(memoryview(buffer)[:size], where, decoder)
             yield from sockets
             if done:
                 return
@@ -258,16 +442,23 @@ def collect(
     proc_root: Path = Path("/proc"), *, with_processes: bool = True, with_tcp_info: bool = True
 ) -> Snapshot:
     """Look at this host's network namespace through netlink; owners, processes, sysctls and
-    counters still come from /proc."""
+    counters still come from /proc.
+
+    The /proc/*/fd walk comes first, as in ``ss -p``, so that each socket is built once with
+    its owners. A socket opened between the walk and the dump shows as held by no visible
+    process, as one closed between a dump and a later walk would."""
     taken_at = time.time()
+    scan = procfs.scan_fds(proc_root) if with_processes else None
+    owners = scan.pids_by_inode if scan is not None else None
     sockets: list[Socket] = []
-    for family in (Family.IPV4, Family.IPV6):
-        try:
-            sockets.extend(dump(family, with_tcp_info=with_tcp_info))
-        except OSError as error:
-            if family is Family.IPV6 and error.errno == errno.EAFNOSUPPORT:
-                continue  # a kernel without IPv6
-            raise NetlinkError(f"netlink sock_diag ({family.value})", str(error)) from None
+    with procfs.gc_paused():
+        for family in (Family.IPV4, Family.IPV6):
+            try:
+                sockets.extend(dump(family, with_tcp_info=with_tcp_info, owners=owners))
+            except OSError as error:
+                if family is Family.IPV6 and error.errno == errno.EAFNOSUPPORT:
+                    continue  # a kernel without IPv6
+                raise NetlinkError(f"netlink sock_diag ({family.value})", str(error)) from None
     return procfs.assemble(
         sockets,
         [],
@@ -275,4 +466,5 @@ def collect(
         taken_at=taken_at,
         source="netlink",
         with_processes=with_processes,
+        scan=scan,
     )

@@ -17,13 +17,15 @@ only), probe count and retransmit count are placeholders, so we record those as 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import ipaddress
 import os
 import pwd
 import socket as socket_module
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -51,6 +53,24 @@ ByteOrder = Literal["little", "big"]
 
 # /proc prints timer expiry in USER_HZ ticks (clock_t), which is 100 on every Linux ABI.
 USER_HZ = 100
+
+
+@contextlib.contextmanager
+def gc_paused() -> Generator[None, None, None]:
+    """Pause the cyclic garbage collector while a source builds its sockets.
+
+    A snapshot of 300,000 sockets is a million small objects, none of them in a reference
+    cycle. Every few hundred allocations the collector would walk the young ones, and now and
+    then all of them, finding nothing: about a third of the time of a large dump. Reference
+    counting still frees everything as usual; the collector is switched back on (if it was on)
+    when the block ends, also on an error."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --- parsing a table ----------------------------------------------------------------------------
@@ -201,9 +221,12 @@ def parse_table(
 
 @dataclass
 class FdScan:
-    """One pass over /proc/*/fd: which pids hold each socket inode, and how many fds each has."""
+    """One pass over /proc/*/fd: which pids hold each socket inode, and how many fds each has.
 
-    pids_by_inode: dict[int, list[int]] = field(default_factory=dict)
+    ``pids_by_inode`` maps an inode to the sorted pids holding it. The tuples are shared: every
+    socket held by one process alone refers to the same ``(pid,)``."""
+
+    pids_by_inode: dict[int, tuple[int, ...]] = field(default_factory=dict)
     open_fds: dict[int, int] = field(default_factory=dict)
     scanned: int = 0
     vanished: int = 0
@@ -222,34 +245,51 @@ def scan_fds(proc_root: Path) -> FdScan:
     vanished, one whose fds we may not read as forbidden; neither stops the scan."""
     scan = FdScan()
     pids_by_inode = scan.pids_by_inode
+    readlink = os.readlink
     for pid in _pid_dirs(proc_root):
-        fd_dir = f"{proc_root}/{pid}/fd"
+        fd_path = f"{proc_root}/{pid}/fd"
         try:
-            names = os.listdir(fd_dir)
-        except (FileNotFoundError, ProcessLookupError):
-            scan.vanished += 1
+            names = os.listdir(fd_path)
+            # Links are read relative to the open directory: one path lookup per process,
+            # not one per descriptor (half the cost of a readlink on a full path).
+            fd_dir = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+            scan.vanished += 1  # exited, or a pid directory replaced under us
             continue
         except PermissionError:
             scan.forbidden += 1
             continue
-        except NotADirectoryError:  # a pid directory replaced under us
-            scan.vanished += 1
-            continue
-        scan.scanned += 1
-        scan.open_fds[pid] = len(names)
-        for name in names:
-            try:
-                target = os.readlink(f"{fd_dir}/{name}")
-            except OSError:  # the fd was closed between listdir and readlink
-                continue
-            if target.startswith("socket:["):
-                inode = int(target[8:-1])
-                holders = pids_by_inode.get(inode)
-                if holders is None:
-                    pids_by_inode[inode] = [pid]
-                elif holders[-1] != pid:  # one process may hold the same socket on many fds
-                    holders.append(pid)
+        try:
+            scan.scanned += 1
+            scan.open_fds[pid] = len(names)
+            alone = (pid,)
+            for name in names:
+                try:
+                    target = readlink(name, dir_fd=fd_dir)
+                except OSError:  # the fd was closed between listdir and readlink
+                    continue
+                if target.startswith("socket:["):
+                    inode = int(target[8:-1])
+                    holders = pids_by_inode.get(inode)
+                    if holders is None:
+                        pids_by_inode[inode] = alone
+                    elif pid not in holders:  # one process may hold a socket on many fds
+                        pids_by_inode[inode] = tuple(sorted((*holders, pid)))
+        finally:
+            os.close(fd_dir)
     return scan
+
+
+def owner_fields(
+    inode: int | None, pids_by_inode: dict[int, tuple[int, ...]]
+) -> tuple[tuple[int, ...], OwnerSource]:
+    """The pids holding a socket with this inode, and how we know."""
+    if not inode:
+        return (), OwnerSource.NONE
+    holders = pids_by_inode.get(inode)
+    if holders:
+        return holders, OwnerSource.FD
+    return (), OwnerSource.UNSEEN
 
 
 def attribute(sockets: list[Socket], scan: FdScan) -> tuple[list[Socket], int]:
@@ -261,16 +301,9 @@ def attribute(sockets: list[Socket], scan: FdScan) -> tuple[list[Socket], int]:
     attributed: list[Socket] = []
     unseen = 0
     for sock in sockets:
-        if sock.inode:
-            holders = scan.pids_by_inode.get(sock.inode)
-            if holders:
-                sock = replace(sock, pids=tuple(sorted(holders)), owner_source=OwnerSource.FD)
-            else:
-                sock = replace(sock, owner_source=OwnerSource.UNSEEN)
-                unseen += 1
-        else:
-            sock = replace(sock, owner_source=OwnerSource.NONE)
-        attributed.append(sock)
+        pids, owner_source = owner_fields(sock.inode, scan.pids_by_inode)
+        unseen += owner_source is OwnerSource.UNSEEN
+        attributed.append(replace(sock, pids=pids, owner_source=owner_source))
     return credit_unaccepted_to_listeners(attributed), unseen
 
 
@@ -458,7 +491,8 @@ def collect(
 ) -> Snapshot:
     """Look at the host (or the copied /proc tree) below ``proc_root``."""
     taken_at = time.time()
-    sockets, notes = read_tables(proc_root, strict=strict)
+    with gc_paused():
+        sockets, notes = read_tables(proc_root, strict=strict)
     live = proc_root == Path("/proc")
     return assemble(
         sockets,
@@ -478,14 +512,22 @@ def assemble(
     taken_at: float,
     source: str,
     with_processes: bool,
+    scan: FdScan | None = None,
 ) -> Snapshot:
     """Complete a socket list into a snapshot: owners (one /proc/*/fd walk), the owning
     processes, host facts, sysctls and counters -- all read below ``proc_root``. Shared by
-    every source that reads the socket table some other way (netlink)."""
+    every source that reads the socket table some other way (netlink).
+
+    A source that walked /proc/*/fd itself and built its sockets with their owners passes
+    that ``scan``; only the listener credit for unaccepted sockets is left to do then."""
     processes: list[Process] = []
     if with_processes:
-        scan = scan_fds(proc_root)
-        sockets, unseen = attribute(sockets, scan)
+        if scan is None:
+            scan = scan_fds(proc_root)
+            sockets, unseen = attribute(sockets, scan)
+        else:
+            sockets = credit_unaccepted_to_listeners(sockets)
+            unseen = sum(1 for sock in sockets if sock.owner_source is OwnerSource.UNSEEN)
         users: dict[int, str | None] = {}
         holders = sorted({pid for sock in sockets for pid in sock.pids})
         processes = [read_process(proc_root, pid, scan.open_fds.get(pid), users) for pid in holders]
