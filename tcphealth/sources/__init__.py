@@ -64,9 +64,8 @@ def _collect(source: str, proc_root: Path, with_processes: bool) -> Snapshot:
     if source == "auto":
         # netlink reads the namespace of this process, not of a copied tree: only for /proc.
         if proc_root == Path("/proc") and netlink.available():
-            source = "netlink"
-        else:
-            source = "procfs" if has_proc else "psutil"
+            return netlink.collect(proc_root, with_processes=with_processes)
+        source = "procfs" if has_proc else "psutil"
     if source == "netlink":
         if not netlink.available():
             raise SourceUnavailableError("netlink sock_diag is not available on this host")
