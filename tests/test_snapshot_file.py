@@ -185,7 +185,7 @@ def test_cli_snapshot_then_from(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"", "not valid JSON"),
+        (b"", "empty (0 bytes): nothing to read"),
         (b"\x00\xff\xfe binary", "not UTF-8"),
         (b'{"format": "tcphealth.snapshot", "version": 99, "snapshot": {}}', "version 99"),
     ],

@@ -8,14 +8,13 @@ to know how a snapshot was made.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.model import Snapshot
-from tcphealth.sources import netlink, procfs, psutil_source, snapshot_file, text
+from tcphealth.sources import netlink, procfs, psutil_source, reading, snapshot_file, text
 from tcphealth.sources import netns as netns_module
 from tcphealth.sources.text import detect as text_detect
 
@@ -35,6 +34,7 @@ INPUT_FORMATS = (
 
 # A pasted text file is read whole; refuse something that cannot be a paste.
 MAX_TEXT_BYTES = 256 << 20
+TEXT_LIMIT = reading.Limit(MAX_TEXT_BYTES, "pasted text")
 
 
 def collect_live(
@@ -129,39 +129,67 @@ def load_series(
         return [_proc_tree(Path(path), strict=strict)]
     if input_format == "snapshot" or (input_format == "auto" and str(path).endswith(".json")):
         return [snapshot_file.read_snapshot(path, stdin)]
-    content, taken_at = _read(path, stdin)
+    data, taken_at = _read(path, stdin, input_format)
+    content = _decode(data)
     if input_format == "auto" and text_detect.detect(content) == text_detect.SNAPSHOT:
         return [snapshot_file.snapshot_from_json(content, where)]
-    return text.read_text(
-        content, where, input_format=input_format, strict=strict, taken_at=taken_at
-    )
+    try:
+        return text.read_text(
+            content, where, input_format=input_format, strict=strict, taken_at=taken_at
+        )
+    except InputError as error:
+        binary = _binary_note(data)
+        if error.line is None and binary:  # say why nothing was found
+            raise InputError(where, f"{error.problem}; {binary}") from None
+        raise
 
 
 def _where(path: Path | str) -> str:
-    return "<stdin>" if str(path) == "-" else str(path)
+    return reading.where_of(path)
 
 
-def _read(path: Path | str, stdin: IO[str] | None) -> tuple[str, float]:
-    """The text and the time to give its snapshots: the file's modification time (the capture
-    is no later than that), or now for standard input."""
-    import time
+def _read(path: Path | str, stdin: IO[str] | None, input_format: str) -> tuple[bytes, float]:
+    """The bytes, and the time to give their snapshots: the file's modification time (the
+    capture is no later than that), or now for standard input. What looks like a JSON
+    snapshot may be as large as a snapshot file; anything else is held to the text limit."""
 
-    if str(path) == "-":
-        return (stdin or sys.stdin).read(), time.time()
-    where = str(path)
+    def limit(head: bytes) -> reading.Limit:
+        if input_format == "auto" and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+            return snapshot_file.SNAPSHOT_LIMIT
+        return TEXT_LIMIT
+
+    read = reading.read_input(path, stdin, limit)
+    return read.data, read.taken_at
+
+
+def _utf16(data: bytes) -> bool:
+    # Windows PowerShell's `netstat > file` writes UTF-16.
+    return b"\0" in data[:4096] and data[:2] in (b"\xff\xfe", b"\xfe\xff")
+
+
+def _decode(data: bytes) -> str:
+    if _utf16(data):
+        return data.decode("utf-16", errors="replace")
+    return data.decode("utf-8", errors="replace")
+
+
+def _binary_note(data: bytes) -> str | None:
+    """``it holds binary data (12 NUL bytes), not text`` for input that is not text at all."""
+    if _utf16(data):
+        return None  # its NULs are half of every character
+    nuls = data.count(b"\0")
+    undecodable = 0
     try:
-        size = os.stat(path).st_size
-        if size > MAX_TEXT_BYTES:
-            raise InputError(where, f"{size} bytes is over the {MAX_TEXT_BYTES} byte limit")
-        with open(path, "rb") as handle:
-            data = handle.read()
-        taken_at = os.stat(path).st_mtime
-    except OSError as error:
-        raise InputError(where, error.strerror or str(error)) from None
-    if b"\0" in data[:4096] and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        # Windows PowerShell's `netstat > file` writes UTF-16.
-        return data.decode("utf-16", errors="replace"), taken_at
-    return data.decode("utf-8", errors="replace"), taken_at
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        replaced = data.decode("utf-8", errors="replace").count("\ufffd")
+        undecodable = replaced - data.decode("utf-8", errors="ignore").count("\ufffd")
+    parts = []
+    if nuls:
+        parts.append(f"{nuls:,} NUL byte{'s' if nuls != 1 else ''}")
+    if undecodable:
+        parts.append(f"{undecodable:,} byte sequence{'s' if undecodable != 1 else ''} not UTF-8")
+    return f"it holds binary data ({', '.join(parts)}), not text" if parts else None
 
 
 def _proc_tree(root: Path, *, strict: bool) -> Snapshot:

@@ -16,6 +16,7 @@ import enum
 import functools
 import ipaddress
 import json
+import math
 import os
 import sys
 import tempfile
@@ -26,14 +27,16 @@ from pathlib import Path
 from typing import IO, Any, Union
 
 from tcphealth import model
-from tcphealth.errors import SnapshotFormatError
+from tcphealth.errors import InputError, SnapshotFormatError
 from tcphealth.model import Snapshot
+from tcphealth.sources.reading import Limit, read_input, where_of
 
 FORMAT_NAME = "tcphealth.snapshot"
 FORMAT_VERSION = 1
 
 # Refuse before parsing: a snapshot of 300,000 sockets is about 150 MB of JSON.
 MAX_SNAPSHOT_BYTES = 1 << 30
+SNAPSHOT_LIMIT = Limit(MAX_SNAPSHOT_BYTES, "a snapshot")
 
 
 # --- encoding ----------------------------------------------------------------------------------
@@ -153,7 +156,10 @@ class _Decoder:
         if hint is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise self.fail(path, f"expected a number, got {_json_type(value)}")
-            return float(value)
+            try:
+                return _finite(value)
+            except _Invalid:  # 1e999 reads as infinity
+                raise self.fail(path, "not a finite number") from None
         if hint is str:
             if not isinstance(value, str):
                 raise self.fail(path, f"expected a string, got {_json_type(value)}")
@@ -299,7 +305,19 @@ def _typed(value: Any, kind: type[Any]) -> Any:
 def _float(value: Any) -> float:
     if type(value) not in (int, float):
         raise _Invalid
-    return float(value)
+    return _finite(value)
+
+
+def _finite(value: int | float) -> float:
+    """``value`` as a float; :class:`_Invalid` where it is not a finite one (``1e999``, an
+    integer of 400 digits)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _Invalid from None
+    if not math.isfinite(number):
+        raise _Invalid
+    return number
 
 
 def _list(value: Any) -> list[Any]:
@@ -334,13 +352,29 @@ def _json_type(value: Any) -> str:
     )
 
 
+class _NotJson(ValueError):
+    """Text Python's json module accepts but JSON does not."""
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; json.loads would accept them, and a NaN time or queue
+    # would then break the renderers (and make our own JSON output invalid).
+    raise _NotJson(f"{name} is not a JSON value")
+
+
 def snapshot_from_json(text: str, where: str) -> Snapshot:
     """Parse the text of a snapshot file. ``where`` names it in error messages."""
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise SnapshotFormatError(
             where, f"not valid JSON: {error.msg} (column {error.colno})", line=error.lineno
+        ) from None
+    except _NotJson as error:
+        raise SnapshotFormatError(where, f"not valid JSON: {error}") from None
+    except ValueError:  # Python refuses to convert an integer of thousands of digits
+        raise SnapshotFormatError(
+            where, "not valid JSON: a number over 4,300 digits long"
         ) from None
     except RecursionError:
         raise SnapshotFormatError(where, "JSON nested too deeply") from None
@@ -372,19 +406,11 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
 
 def read_snapshot(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
     """Read a snapshot from a file, or from standard input when ``path`` is ``-``."""
-    if str(path) == "-":
-        return snapshot_from_json((stdin or sys.stdin).read(), "<stdin>")
-    where = str(path)
     try:
-        size = os.stat(path).st_size
-        if size > MAX_SNAPSHOT_BYTES:
-            raise SnapshotFormatError(
-                where, f"{size} bytes is over the {MAX_SNAPSHOT_BYTES} byte limit for a snapshot"
-            )
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as error:
-        raise SnapshotFormatError(where, error.strerror or str(error)) from None
+        data = read_input(path, stdin, SNAPSHOT_LIMIT).data
+    except InputError as error:
+        raise SnapshotFormatError(error.where, error.problem) from None
+    where = where_of(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -1,0 +1,143 @@
+"""Read an input file, or standard input, into memory -- but never more than a stated limit.
+
+Files come from strangers: a sparse 2 GB file, ``/dev/zero``, a named pipe nobody writes to, a
+directory. The size of a regular file is checked before a byte is read; anything whose size is
+not known in advance (standard input, a pipe, a device) is read in chunks and refused as soon
+as it passes the limit. A named pipe is opened without waiting for a writer, so one with no
+writer reads as empty instead of hanging. Every failure is an :class:`InputError` naming the
+input.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from tcphealth.errors import InputError
+
+CHUNK = 1 << 20
+# What is looked at to choose the limit (a snapshot or text) before the rest is read.
+HEAD = 64 << 10
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The most bytes an input may hold, and what it is called in the refusal."""
+
+    size: int
+    what: str  # "a snapshot", "pasted text"
+
+    def refusal(self, where: str, size: int | None) -> InputError:
+        """``size`` is the input's size where known beforehand (a regular file)."""
+        limit = f"the {_human(self.size)} limit for {self.what} ({self.size:,} bytes)"
+        if size is None:
+            return InputError(where, f"over {limit}; stopped reading there")
+        return InputError(where, f"{size:,} bytes ({_human(size)}) is over {limit}; not read")
+
+
+LimitChoice = Limit | Callable[[bytes], Limit]
+
+
+@dataclass(frozen=True)
+class Input:
+    data: bytes
+    taken_at: float  # the file's modification time, or now for a stream
+
+
+def where_of(path: Path | str) -> str:
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
+def read_input(path: Path | str, stdin: IO[str] | None, limit: LimitChoice) -> Input:
+    """The bytes of ``path`` (``-``: ``stdin``, else the process's standard input).
+
+    ``limit`` is a :class:`Limit`, or a function that chooses one from the first bytes (a
+    snapshot may be larger than pasted text). Raises :class:`InputError` for an input that is
+    missing, unreadable, a directory, over the limit, or empty."""
+    where = where_of(path)
+    if str(path) == "-":
+        data = _read_stream(stdin if stdin is not None else sys.stdin, where, limit)
+        taken_at = time.time()
+    else:
+        data, taken_at = _read_path(path, where, limit)
+    if not data.strip():
+        problem = "empty (0 bytes)" if not data else f"only blank space ({len(data):,} bytes)"
+        raise InputError(where, f"{problem}: nothing to read")
+    return Input(data, taken_at)
+
+
+def _choose(limit: LimitChoice, head: bytes) -> Limit:
+    return limit if isinstance(limit, Limit) else limit(head)
+
+
+def _read_stream(stream: IO[str], where: str, limit: LimitChoice) -> bytes:
+    binary: IO[bytes] | None = getattr(stream, "buffer", None)
+    if binary is None:  # a text stream without bytes below it (io.StringIO in tests)
+        head_text = stream.read(HEAD)
+        chosen = _choose(limit, head_text.encode("utf-8", "surrogateescape"))
+        rest = stream.read(chosen.size + 1 - len(head_text))
+        data = (head_text + rest).encode("utf-8", "surrogateescape")
+        if len(data) > chosen.size:
+            raise chosen.refusal(where, None)
+        return data
+    return _read_chunks(binary.read, where, limit)
+
+
+def _read_chunks(read: Callable[[int], bytes], where: str, limit: LimitChoice) -> bytes:
+    """Read until the end, refusing as soon as the total passes the limit."""
+    parts: list[bytes] = []
+    total = 0
+    chosen: Limit | None = None
+    while True:
+        chunk = read(CHUNK)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        total += len(chunk)
+        if chosen is None:
+            chosen = _choose(limit, b"".join(parts)[:HEAD])
+        if total > chosen.size:
+            raise chosen.refusal(where, None)
+
+
+def _read_path(path: Path | str, where: str, limit: LimitChoice) -> tuple[bytes, float]:
+    try:
+        # O_NONBLOCK: opening a named pipe must not wait for a writer that may never come.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise InputError(where, error.strerror or str(error)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(where, "a directory, not a file")
+        # From here on, reads may block as usual: a pipe with a writer is waited for.
+        os.set_blocking(fd, True)
+        if stat.S_ISREG(info.st_mode):
+            head = os.pread(fd, HEAD, 0)
+            chosen = _choose(limit, head)
+            if info.st_size > chosen.size:  # refused before reading it
+                raise chosen.refusal(where, info.st_size)
+            # Read at most one byte more than allowed: the file may be growing meanwhile.
+            data = _read_chunks(lambda size: os.read(fd, size), where, chosen)
+            return data, info.st_mtime
+        return _read_chunks(lambda size: os.read(fd, size), where, limit), time.time()
+    except OSError as error:
+        raise InputError(where, error.strerror or str(error)) from None
+    finally:
+        os.close(fd)
+
+
+def _human(size: int) -> str:
+    """``256 MiB``, ``1 GiB``."""
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.3g} {unit}"
+        value /= 1024
+    return f"{value:.3g} TiB"
