@@ -23,12 +23,13 @@ import ipaddress
 import os
 import pwd
 import socket as socket_module
+import stat
 import sys
 import time
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from tcphealth.errors import ProcParseError
 from tcphealth.model import (
@@ -268,7 +269,7 @@ def scan_fds(proc_root: Path) -> FdScan:
                     target = readlink(name, dir_fd=fd_dir)
                 except OSError:  # the fd was closed between listdir and readlink
                     continue
-                if target.startswith("socket:["):
+                if target.startswith("socket:[") and target[8:-1].isdigit():
                     inode = int(target[8:-1])
                     holders = pids_by_inode.get(inode)
                     if holders is None:
@@ -310,12 +311,54 @@ def attribute(sockets: list[Socket], scan: FdScan) -> tuple[list[Socket], int]:
 # --- processes ----------------------------------------------------------------------------------
 
 
+# A copied /proc may hold anything: no file of it is read past this, nor waited on.
+MAX_PROC_FILE_BYTES = 4 << 20
+MAX_TABLE_BYTES = 256 << 20
+
+
 def _read_text(path: str) -> str | None:
+    """A small /proc file as text, None where it cannot be read. Bytes that are not UTF-8
+    (a process may name itself anything) become ``\\xff`` escapes, visible and inert."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", errors="backslashreplace")
+        # O_NONBLOCK: a named pipe in a copied tree reads as nothing instead of hanging.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        parts: list[bytes] = []
+        total = 0
+        while total < MAX_PROC_FILE_BYTES:
+            chunk = os.read(fd, MAX_PROC_FILE_BYTES - total)
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+        return b"".join(parts).decode("utf-8", errors="backslashreplace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _open_table(path: Path) -> TextIO:
+    """Open /proc/net/tcp{,6} -- or a copied tree's file of that name, which must be a regular
+    file of reasonable size (the live ones report size 0)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ProcParseError(str(path), "not a regular file")
+        if info.st_size > MAX_TABLE_BYTES:
+            raise ProcParseError(
+                str(path),
+                f"{info.st_size:,} bytes is over the limit of {MAX_TABLE_BYTES:,} bytes "
+                "for a TCP table; not read",
+            )
+        os.set_blocking(fd, True)
+        return open(fd, encoding="utf-8", errors="replace")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _fd_limits(limits_text: str | None) -> tuple[int | None, int | None]:
@@ -356,7 +399,8 @@ def read_process(
     if status:
         for line in status.splitlines():
             if line.startswith("Uid:"):
-                uid = int(line.split()[1])
+                words = line.split()
+                uid = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
                 break
     soft, hard = _fd_limits(_read_text(f"{base}/limits"))
     cmdline = None
@@ -462,19 +506,24 @@ def read_counters(proc_root: Path) -> dict[str, int]:
 # --- the whole snapshot -------------------------------------------------------------------------
 
 
-def read_tables(proc_root: Path, *, strict: bool = False) -> tuple[list[Socket], list[str]]:
-    """Both TCP tables below ``proc_root``, with notes on what was dropped or skipped."""
+def read_tables(proc_root: Path, *, strict: bool = False) -> tuple[list[Socket], list[str], int]:
+    """Both TCP tables below ``proc_root``, with notes on what was dropped or skipped, and
+    how many rows were skipped. Where there were rows and not one could be read, the tables
+    are not what we take them for: that is an error, not an empty host."""
     sockets: list[Socket] = []
     notes: list[str] = []
+    skipped: list[tuple[str, int, str]] = []  # (file, line number, reason)
     for name, family in (("net/tcp", Family.IPV4), ("net/tcp6", Family.IPV6)):
         path = proc_root / name
         try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
+            with _open_table(path) as handle:
                 parsed = parse_table(handle, family, str(path), strict=strict)
         except FileNotFoundError:
             if family is Family.IPV6:  # a kernel without IPv6
                 continue
             raise ProcParseError(str(path), "does not exist") from None
+        except OSError as error:
+            raise ProcParseError(str(path), error.strerror or str(error)) from None
         sockets.extend(parsed.sockets)
         if parsed.duplicates:
             notes.append(
@@ -483,7 +532,16 @@ def read_tables(proc_root: Path, *, strict: bool = False) -> tuple[list[Socket],
             )
         for number, reason in parsed.skipped:
             notes.append(f"{path}:{number}: line skipped: {reason}")
-    return sockets, notes
+            skipped.append((str(path), number, reason))
+    if skipped and not sockets:
+        where, number, reason = skipped[0]
+        raise ProcParseError(where, no_row_readable(len(skipped), reason), line=number)
+    return sockets, notes, len(skipped)
+
+
+def no_row_readable(skipped: int, first_reason: str) -> str:
+    rows = "its only row" if skipped == 1 else f"none of its {skipped:,} rows"
+    return f"{rows} could be read as a TCP socket (here: {first_reason})"
 
 
 def collect(
@@ -492,9 +550,9 @@ def collect(
     """Look at the host (or the copied /proc tree) below ``proc_root``."""
     taken_at = time.time()
     with gc_paused():
-        sockets, notes = read_tables(proc_root, strict=strict)
+        sockets, notes, skipped = read_tables(proc_root, strict=strict)
     live = proc_root == Path("/proc")
-    return assemble(
+    snapshot = assemble(
         sockets,
         notes,
         proc_root,
@@ -502,6 +560,7 @@ def collect(
         source="procfs" if live else f"procfs:{proc_root}",
         with_processes=with_processes,
     )
+    return replace(snapshot, skipped_lines=skipped)
 
 
 def assemble(

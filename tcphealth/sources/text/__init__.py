@@ -64,6 +64,11 @@ def _proc_snapshots(
     lines: list[str], where: str, *, strict: bool, taken_at: float
 ) -> list[Snapshot]:
     captures = proc_copy.parse(lines, where, strict=strict)
+    skipped = sorted(item for capture in captures for item in capture.skipped)
+    if skipped and not any(capture.sockets for capture in captures):
+        # Rows, and not one readable: a broken file, not a host without sockets.
+        number, reason = skipped[0]
+        raise InputError(where, procfs.no_row_readable(len(skipped), reason), line=number)
     if not captures:
         # A header and no rows: an empty table, once the header is known to be TCP's.
         header = next((line for line in lines if line.strip()), "")
