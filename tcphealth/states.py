@@ -57,6 +57,8 @@ def retransmission_budget(retries: int, first_timeout: float) -> float:
     >>> round(retransmission_budget(15, 0.2), 1)
     924.6
     """
+    # A snapshot file may say anything; a negative count of retries means none.
+    retries = max(retries, 0)
     doubling_steps = int(math.log2(_RTO_MAX / first_timeout))
     if retries <= doubling_steps:
         return float(((2 << retries) - 1) * first_timeout)
