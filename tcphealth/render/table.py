@@ -83,6 +83,12 @@ def header(report: Report) -> Text:
             "by the tool: their ports may be wrong",
             style="dim",
         )
+    if report.skipped_lines:
+        text.append(
+            f"\n{plural(report.skipped_lines, 'input line')} could not be read and "
+            "were left out (the notes on stderr name them)",
+            style="yellow",
+        )
     if report.filters:
         text.append("\nfiltered: " + inert(" ".join(report.filters)), style="dim")
     return text

@@ -46,16 +46,25 @@ def endpoint_text(endpoint: Endpoint) -> str:
     return inert(str(endpoint))
 
 
+def _utc(epoch: float) -> datetime.datetime | None:
+    # A snapshot file may carry any number as its time; years past 9999 have no date.
+    try:
+        return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def utc_text(epoch: float) -> str:
-    """``2024-05-01 12:00:00 UTC``: always UTC, so output does not depend on the machine."""
-    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    """``2024-05-01 12:00:00 UTC``: always UTC, so output does not depend on the machine;
+    ``time unknown`` for a time no calendar date has."""
+    moment = _utc(epoch)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "time unknown"
 
 
-def utc_iso(epoch: float) -> str:
-    """``2024-05-01T12:00:00Z``"""
-    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def utc_iso(epoch: float) -> str | None:
+    """``2024-05-01T12:00:00Z``; None for a time no calendar date has."""
+    moment = _utc(epoch)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 def plural(count: int, word: str, plural_word: str | None = None) -> str:
