@@ -14,6 +14,7 @@ import functools
 import io
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ from tcphealth.render import FORMATS, Environment, RenderOptions, View, render
 from tcphealth.render.json import dumps
 from tcphealth.render.nagios import status_line, unknown_line
 from tcphealth.render.records import explanation_record
+from tcphealth.render.text import inert, plural
 from tcphealth.report import ExitCode, Report
 from tcphealth.sources import procfs
 
@@ -61,11 +63,24 @@ class Failure(click.ClickException):
     exit_code = ExitCode.INPUT_UNREADABLE
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"tcphealth: {self.format_message()}", err=True)
+        # The message may quote a file name or a field of a stranger's file: shown inert.
+        click.echo(f"tcphealth: {inert(self.format_message())}", err=True)
 
 
 class InputUnreadable(Failure):
     """No report can be made: the snapshot, the /proc tree or the config file is unusable."""
+
+
+class InternalError(Failure):
+    """A bug in tcphealth. Exit 3 like unreadable input, so a monitoring system reads
+    UNKNOWN, never a warning (1) or a critical finding (2)."""
+
+
+def _print_traceback(error: BaseException) -> None:
+    """For ``--debug``: the traceback of what went wrong, before the one-line message. A
+    :class:`Failure` is raised ``from None``; its context is the error worth seeing."""
+    cause = error.__context__ if isinstance(error, Failure) and error.__context__ else error
+    click.echo("".join(traceback.format_exception(cause)), err=True, nl=False)
 
 
 class UsageProblem(click.UsageError):
@@ -112,6 +127,7 @@ class TcphealthGroup(click.Group):
             raise UsageProblem.from_click(error) from None
 
     def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except click.UsageError as error:
@@ -119,6 +135,19 @@ class TcphealthGroup(click.Group):
         except BrokenPipeError:
             stdout_closed()
             raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
+        except Failure as failure:
+            if debug:
+                _print_traceback(failure)
+            raise
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:  # a bug: one line; --debug shows where
+            if debug:
+                _print_traceback(error)
+            raise InternalError(
+                f"internal error: {type(error).__name__}: {error} "
+                "(a bug in tcphealth; --debug shows where)"
+            ) from None
 
 
 def _add_options(command: Callable[..., Any], options: Sequence[Callable[[F], F]]) -> Any:
@@ -369,9 +398,17 @@ def load_config(path: Path | None) -> tuple[Thresholds, Path | None]:
 
 
 def report_notes(snapshot: Snapshot) -> None:
-    """Source notes (skipped rows, unseen owners) go to stderr once, never into the results."""
+    """Source notes (skipped rows, unseen owners) go to stderr once, never into the results;
+    then how many input lines were skipped, so a diagnosis of part of a paste says so."""
     for note in snapshot.notes:
-        click.echo(f"tcphealth: note: {note}", err=True)
+        click.echo(f"tcphealth: note: {inert(note)}", err=True)
+    if snapshot.skipped_lines:
+        click.echo(
+            f"tcphealth: warning: {plural(snapshot.skipped_lines, 'input line')} looked like "
+            "socket rows but could not be read; the diagnosis leaves them out "
+            "(--strict refuses such input)",
+            err=True,
+        )
 
 
 def make_report(inputs: Inputs, flt: SocketFilter, config: Path | None) -> Report:
@@ -386,7 +423,8 @@ def _reject_group_options(context: click.Context) -> None:
     given = [
         name
         for name in context.params
-        if context.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        if name != "debug"  # the one option that applies to every command
+        and context.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
     ]
     if given:
         raise click.UsageError(
@@ -410,6 +448,13 @@ def _reject_group_options(context: click.Context) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Show every process and every row.")
 @click.option("--sockets", "with_sockets", is_flag=True, help="Also list every socket.")
 @LIMIT_OPTION
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="TCPHEALTH_DEBUG",
+    help="On an error, also print the Python traceback (for a bug report). "
+    "Give it before the command: tcphealth --debug check ...",
+)
 @click.pass_context
 def main(
     context: click.Context,
@@ -420,6 +465,7 @@ def main(
     show_all: bool,
     with_sockets: bool,
     limit: int | None,
+    debug: bool,
 ) -> None:
     """Tell what is wrong with the TCP connections on this host, and who is to blame.
 
