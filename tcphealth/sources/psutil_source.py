@@ -61,14 +61,22 @@ def _process(pid: int) -> Process:
         hard = None if limits[1] == infinity else int(limits[1])
     return Process(
         pid=pid,
-        name=name,
+        name=_visible_bytes(name) if name is not None else None,
         user=user,
         uid=uids.real if uids is not None else None,
-        cmdline=tuple(cmdline) if cmdline else None,
+        cmdline=tuple(_visible_bytes(arg) for arg in cmdline) if cmdline else None,
         open_fds=open_fds,
         fd_soft_limit=soft,
         fd_hard_limit=hard,
     )
+
+
+def _visible_bytes(text: str) -> str:
+    """psutil hands bytes that are not UTF-8 over as lone surrogates (``\\udcff``); write them
+    as the procfs source does (``\\xff``), so a name reads the same whichever source saw it."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _try(call: Any) -> Any:

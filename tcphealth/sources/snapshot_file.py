@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import functools
 import ipaddress
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 import types
@@ -65,25 +67,70 @@ def _encode(value: Any) -> Any:
 
 def snapshot_to_json(snapshot: Snapshot) -> str:
     document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": _encode(snapshot)}
-    return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+    text = json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+    if text.isascii():  # the usual case, and a constant-time check
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (how Python spells a byte that was not UTF-8, e.g. in a file name)
+        # has no UTF-8 form. It can only sit inside a JSON string, where the escape
+        # "\udcff" that backslashreplace writes reads back as the very same character.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def write_snapshot(snapshot: Snapshot, path: Path | None, stdout: IO[str] | None = None) -> None:
     """Write to ``path`` atomically (temporary file, then rename), or to stdout when ``None``
-    or ``-``: a failed run never leaves a half-written file or truncates the previous one."""
+    or ``-``: a failed run never leaves a half-written file or truncates the previous one.
+
+    A ``path`` that is a character device or a named pipe (``/dev/null``, ``/dev/stdout``,
+    ``<(...)``) is written into: renaming a file over it would replace the device node
+    itself, and as root ``-o /dev/null`` would have turned /dev/null into a file."""
     text = snapshot_to_json(snapshot)
     if path is None or str(path) == "-":
         (stdout or sys.stdout).write(text)
         return
+    data = text.encode("utf-8")
+    if _is_stream(path):
+        _write_into(path, data)
+        return
     directory = path.parent if str(path.parent) else Path(".")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename makes it the snapshot
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _is_stream(path: Path) -> bool:
+    try:
+        mode = os.stat(path).st_mode  # follows a link: /dev/stdout is one
+    except OSError:
+        return False  # missing (or unreadable): the rename decides
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def _write_into(path: Path, data: bytes) -> None:
+    # O_NONBLOCK: a named pipe nobody reads fails at once (ENXIO) instead of waiting forever.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            raise OSError(error.errno, "a named pipe that nobody reads") from None
+        raise
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 # --- decoding ----------------------------------------------------------------------------------
