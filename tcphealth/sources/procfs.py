@@ -22,6 +22,7 @@ import gc
 import ipaddress
 import os
 import pwd
+import re
 import socket as socket_module
 import stat
 import sys
@@ -204,9 +205,10 @@ def parse_table(
         try:
             sock = parse_row(line, family, byteorder)
         except ValueError as error:
+            reason = _reason(error)
             if strict:
-                raise ProcParseError(where, f"{error}: {line.strip()!r}", line=number) from None
-            result.skipped.append((number, str(error)))
+                raise ProcParseError(where, f"{reason}: {line.strip()!r}", line=number) from None
+            result.skipped.append((number, reason))
             continue
         key = (sock.local, sock.remote, sock.inode or 0)
         if key in seen:
@@ -215,6 +217,21 @@ def parse_table(
         seen.add(key)
         result.sockets.append(sock)
     return result
+
+
+_INT_ERROR = re.compile(r"invalid literal for int\(\) with base (\d+): (.*)")
+
+
+def _reason(error: ValueError) -> str:
+    """Why a row was skipped, in our words: ``'0100007G' is not hexadecimal`` rather than
+    Python's ``invalid literal for int() with base 16``. Only skipped rows pay for this; the
+    row parser itself stays a straight line of int() calls."""
+    text = str(error)
+    match = _INT_ERROR.fullmatch(text)
+    if match is None:
+        return text
+    kind = "hexadecimal" if match.group(1) == "16" else "a decimal number"
+    return f"{match.group(2)} is not {kind}"
 
 
 # --- who holds each socket ----------------------------------------------------------------------
@@ -540,8 +557,10 @@ def read_tables(proc_root: Path, *, strict: bool = False) -> tuple[list[Socket],
 
 
 def no_row_readable(skipped: int, first_reason: str) -> str:
-    rows = "its only row" if skipped == 1 else f"none of its {skipped:,} rows"
-    return f"{rows} could be read as a TCP socket (here: {first_reason})"
+    """The problem of a table whose rows are all unreadable, given the first one's reason."""
+    if skipped == 1:
+        return f"its only row cannot be read as a TCP socket: {first_reason}"
+    return f"none of its {skipped:,} rows can be read as a TCP socket; the first: {first_reason}"
 
 
 def collect(
