@@ -192,7 +192,8 @@ class Inputs:
 FROM_OPTION = click.option(
     "--from",
     "from_file",
-    type=click.Path(allow_dash=True),
+    # readable=False: an unreadable file is the source's one-line error, not click's usage text
+    type=click.Path(allow_dash=True, readable=False),
     metavar="PATH",
     help="Read PATH instead of this host: a saved snapshot (tcphealth snapshot -o FILE), "
     "ss or netstat output, a copy of /proc/net/tcp, or a copied /proc directory; "

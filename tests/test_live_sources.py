@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 
 from tcphealth.model import OwnerSource, TcpState
 from tcphealth.sources import psutil_source
+from tests.privileges import can_drop_to, run_cli_as
 
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parent.parent
@@ -93,56 +93,6 @@ def run_tcphealth(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_cli_as(user: str, args: list[str], workdir: Path) -> tuple[int, str, str]:
-    """Run the CLI in a forked child that dropped to ``user``.
-
-    A fork, not a new interpreter: the interpreter under /root is not executable by nobody,
-    and everything the CLI needs is imported before the fork.
-    """
-    from tcphealth.cli import main
-
-    entry = pwd.getpwnam(user)
-    out_path, err_path = workdir / "stdout", workdir / "stderr"
-    with open(out_path, "w") as out, open(err_path, "w") as err:
-        pid = os.fork()
-        if pid == 0:  # the child: never return into pytest
-            code = 70
-            try:
-                os.dup2(out.fileno(), 1)
-                os.dup2(err.fileno(), 2)
-                sys.stdout = os.fdopen(1, "w", closefd=False)
-                sys.stderr = os.fdopen(2, "w", closefd=False)
-                # Drop the inherited sockets, or this child would be their visible owner.
-                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-                os.setgroups([])
-                os.setgid(entry.pw_gid)
-                os.setuid(entry.pw_uid)
-                try:
-                    main.main(args, prog_name="tcphealth", standalone_mode=True)
-                    code = 0
-                except SystemExit as exit_:
-                    code = exit_.code if isinstance(exit_.code, int) else 1
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-    deadline = time.monotonic() + 60
-    while True:
-        finished, status = os.waitpid(pid, os.WNOHANG)
-        if finished:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            raise AssertionError("tcphealth as nobody did not finish in 60 s")
-        time.sleep(0.05)
-    return os.waitstatus_to_exitcode(status), out_path.read_text(), err_path.read_text()
-
-
 def test_python_dash_m_snapshot_finds_our_close_wait(
     close_wait_pair: tuple[socket.socket, socket.socket, int],
 ) -> None:
@@ -158,15 +108,7 @@ def test_python_dash_m_snapshot_finds_our_close_wait(
     assert close_wait["recv_queue"] == 0  # the application read the FIN (EOF) and kept the fd
 
 
-def _can_drop_to_nobody() -> bool:
-    try:
-        pwd.getpwnam("nobody")
-    except KeyError:
-        return False
-    return os.geteuid() == 0
-
-
-@pytest.mark.skipif(not _can_drop_to_nobody(), reason="needs root and a 'nobody' user")
+@pytest.mark.skipif(not can_drop_to("nobody"), reason="needs root and a 'nobody' user")
 def test_without_root_owners_are_marked_unseen_and_said_once(
     close_wait_pair: tuple[socket.socket, socket.socket, int], tmp_path: Path
 ) -> None:
