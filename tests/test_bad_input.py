@@ -27,6 +27,7 @@ import tcphealth.pipeline
 from tcphealth import sources
 from tcphealth.cli import main
 from tcphealth.diagnose import config as diagnose_config
+from tcphealth.errors import InputError
 from tcphealth.sources import reading, snapshot_file
 from tests.privileges import can_drop_to, run_cli_as
 
@@ -424,7 +425,7 @@ def test_directories(tmp_path: Path) -> None:
     )
     forced = run("check", "--from", empty, "--input-format", "ss")
     assert forced.stderr == f"tcphealth: {empty}: a directory, not ss output\n"
-    with pytest.raises(reading.InputError, match=r"a directory, not a file"):
+    with pytest.raises(InputError, match=r"a directory, not a file"):
         reading.read_input(empty, None, sources.TEXT_LIMIT)
 
 
