@@ -330,6 +330,7 @@ def attribute(sockets: list[Socket], scan: FdScan) -> tuple[list[Socket], int]:
 
 # A copied /proc may hold anything: no file of it is read past this, nor waited on.
 MAX_PROC_FILE_BYTES = 4 << 20
+PROC_READ_CHUNK = 64 << 10
 MAX_TABLE_BYTES = 256 << 20
 
 
@@ -345,7 +346,9 @@ def _read_text(path: str) -> str | None:
         parts: list[bytes] = []
         total = 0
         while total < MAX_PROC_FILE_BYTES:
-            chunk = os.read(fd, MAX_PROC_FILE_BYTES - total)
+            # In small reads: /proc/sys allocates a kernel buffer of the size asked for, and
+            # fails with ENOMEM for megabytes.
+            chunk = os.read(fd, min(PROC_READ_CHUNK, MAX_PROC_FILE_BYTES - total))
             if not chunk:
                 break
             parts.append(chunk)
@@ -609,10 +612,22 @@ def assemble(
         users: dict[int, str | None] = {}
         holders = sorted({pid for sock in sockets for pid in sock.pids})
         processes = [read_process(proc_root, pid, scan.open_fds.get(pid), users) for pid in holders]
+        # A holder that exited between the fd walk and reading its name: still listed (its
+        # sockets name its pid), counted, and said once -- a race of a busy host, not an error.
+        exited = sum(
+            1
+            for process in processes
+            if process.name is None and not os.path.isdir(f"{proc_root}/{process.pid}")
+        )
+        if exited:
+            notes.append(
+                f"{exited} process(es) holding sockets exited while they were read; "
+                "their sockets show the pid without a name"
+            )
         attribution = Attribution(
             attempted=True,
             processes_scanned=scan.scanned,
-            processes_vanished=scan.vanished,
+            processes_vanished=scan.vanished + exited,
             processes_forbidden=scan.forbidden,
             sockets_unseen=unseen,
         )
