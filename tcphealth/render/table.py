@@ -266,13 +266,17 @@ def _group_row(group: SocketGroup, state_styles: dict[TcpState, str]) -> _Row:
     )
 
 
-def _process_title(owner: OwnerSummary) -> Text:
+def _process_title(owner: OwnerSummary, owners_hidden: bool = False) -> Text:
     """``pid 812 java  user app  300 sockets  fds 311/65,536  CRITICAL close-wait-leak``, and
-    the command line under it."""
+    the command line under it. For the sockets without an owner, ``owners_hidden`` says that
+    some holders could not be seen, so the title does not claim that nobody holds them."""
     title = Text()
     process = owner.process
     if process is None:
-        title.append("no process holds these", style="bold")
+        title.append(
+            "no process seen holding these" if owners_hidden else "no process holds these",
+            style="bold",
+        )
     else:
         title.append(f"pid {process.pid} ", style="bold")
         title.append(inert(process.name or "(name unknown)"), style="bold")
@@ -296,7 +300,11 @@ def _process_title(owner: OwnerSummary) -> Text:
 
 
 def owner_table(
-    console: Console, owner: OwnerSummary, show_all: bool, extra_caption: str | None = None
+    console: Console,
+    owner: OwnerSummary,
+    show_all: bool,
+    extra_caption: str | None = None,
+    owners_hidden: bool = False,
 ) -> RenderableType:
     """The title line (over the full width, not squeezed to the table's), the table of
     groups, and a note of rows left out."""
@@ -314,7 +322,7 @@ def owner_table(
     table = address_table(
         console, _GROUP_BEFORE, _GROUP_AFTER, [_group_row(group, state_styles) for group in shown]
     )
-    parts: list[RenderableType] = [_process_title(owner), table]
+    parts: list[RenderableType] = [_process_title(owner, owners_hidden), table]
     if captions:
         parts.append(Text("\n".join(captions), style="dim"))
     return Group(*parts)
@@ -351,9 +359,21 @@ def processes_section(console: Console, report: Report, options: RenderOptions) 
         console.print()
     if report.unowned.socket_count:
         why = None
-        if not report.attribution.attempted:
+        attribution = report.attribution
+        if not attribution.attempted:
             why = "owners were not looked up (--no-processes, or a source without owners)"
-        console.print(owner_table(console, report.unowned, options.show_all, why))
+        elif attribution.processes_forbidden:
+            why = (
+                "some of these are held by processes whose descriptors this user may not "
+                "read: run as root to see them"
+            )
+        elif attribution.sockets_unseen:
+            why = (
+                "some of these are held by processes not visible here (another PID "
+                "namespace, or one that exited during the scan)"
+            )
+        hidden = attribution.attempted and not attribution.complete
+        console.print(owner_table(console, report.unowned, options.show_all, why, hidden))
 
 
 # --- one row per socket -------------------------------------------------------------------------

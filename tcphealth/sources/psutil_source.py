@@ -144,6 +144,12 @@ def collect(*, with_processes: bool = True) -> Snapshot:
     if with_processes:
         processes = tuple(_process(pid) for pid in sorted({p for s in sockets for p in s.pids}))
     is_root = os.geteuid() == 0 if hasattr(os, "geteuid") else None
+    if complete and unseen and is_root is False:
+        # As on procfs: say once how to see the owners psutil could not.
+        notes.append(
+            f"{unseen} socket(s) have no owner psutil could see: this user may not look into "
+            "other users' processes; run as root to see them"
+        )
     return Snapshot(
         host=HostInfo(
             hostname=socket_module.gethostname(),
