@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -129,6 +130,47 @@ def test_without_root_owners_are_marked_unseen_and_said_once(
     notes = [line for line in stderr.splitlines() if "run as root" in line]
     assert len(notes) == 1, stderr
     assert "Traceback" not in stderr
+
+
+NOTE_FORBIDDEN = re.compile(
+    r"tcphealth: note: the file descriptors of \d+ process\(es\) were not readable, so \d+ "
+    r"socket\(s\) have no known owner; run as root to see them"
+)
+NOTE_PSUTIL = re.compile(
+    r"tcphealth: note: \d+ socket\(s\) have no owner psutil could see: this user may not look "
+    r"into other users' processes; run as root to see them"
+)
+
+
+@pytest.mark.skipif(not can_drop_to("nobody"), reason="needs root and a 'nobody' user")
+@pytest.mark.parametrize(
+    ("source", "note"),
+    [("netlink", NOTE_FORBIDDEN), ("procfs", NOTE_FORBIDDEN), ("psutil", NOTE_PSUTIL)],
+)
+def test_without_root_every_source_runs_marks_unseen_and_says_once_how_to_see_more(
+    close_wait_pair: tuple[socket.socket, socket.socket, int],
+    tmp_path: Path,
+    source: str,
+    note: re.Pattern[str],
+) -> None:
+    """The report itself as nobody: exit 0, our CLOSE_WAIT listed with no owner and marked
+    unseen, exactly one line on stderr, and it says how to see more."""
+    _, _, port = close_wait_pair
+    args = ["--source", source, "--port", str(port), "--sockets"]
+    code, stdout, stderr = run_cli_as("nobody", [*args, "--format", "plain"], tmp_path, 180)
+    assert code == 0, stderr
+    (line,) = stderr.splitlines()
+    assert note.fullmatch(line), line
+    (close_wait,) = [line for line in stdout.splitlines() if line.startswith("CLOSE_WAIT local=")]
+    assert f"local=127.0.0.1:{port} " in close_wait
+    assert " pid=- process=- " in close_wait and " owner=unseen " in close_wait
+    code, stdout, _ = run_cli_as("nobody", [*args, "--format", "table"], tmp_path, 180)
+    assert code == 0
+    # The table does not claim that nobody holds them.
+    assert "no process seen holding these" in stdout
+    assert "no process holds these" not in stdout
+    if source != "psutil":
+        assert "read: run as root to see them" in stdout.replace("\n", " ")
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
