@@ -24,7 +24,6 @@ from click.testing import CliRunner, Result
 from tcphealth.cli import main
 from tcphealth.diagnose import config as diagnose_config
 from tcphealth.model import Process
-from tcphealth.sources import snapshot_file
 from tcphealth.sources.snapshot_file import read_snapshot, snapshot_to_json, write_snapshot
 from tests.scenario_helpers import leak_snapshot, snap, sock
 
@@ -123,7 +122,7 @@ def test_a_writer_failing_halfway_leaves_the_old_file_and_no_temporary(
         half_written.append(fd)
         return _FailingHalfway(real_fdopen(fd, *args, **kwargs))
 
-    monkeypatch.setattr(snapshot_file.os, "fdopen", fdopen)
+    monkeypatch.setattr("tcphealth.sources.snapshot_file.os.fdopen", fdopen)
     target = tmp_path / "snap.json"
     target.write_text(OLD)
     result = run("snapshot", "--from", LARGE, "-o", target)
@@ -142,7 +141,7 @@ def test_an_interrupted_write_cleans_up_too(
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(snapshot_file.os, "replace", interrupted)
+    monkeypatch.setattr("tcphealth.sources.snapshot_file.os.replace", interrupted)
     target = tmp_path / "snap.json"
     target.write_text(OLD)
     with pytest.raises(KeyboardInterrupt):
