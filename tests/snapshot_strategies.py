@@ -38,6 +38,7 @@ HOSTILE_TEXT = [
 texts = st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=20))
 integers = st.one_of(
     st.integers(0, 70000),
+    st.integers(-3, 3),  # a negative count or sysctl, where only >= 0 makes sense
     st.sampled_from([0, 1, 128, 129, 1024, 65535, 1 << 31, 1 << 63, 1 << 64]),
     st.integers(-(1 << 70), 1 << 70),
 )
