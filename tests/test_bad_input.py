@@ -24,11 +24,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tcphealth.pipeline
-from tcphealth import sources
+from tcphealth import reading, sources
 from tcphealth.cli import main
 from tcphealth.diagnose import config as diagnose_config
 from tcphealth.errors import InputError
-from tcphealth.sources import reading, snapshot_file
+from tcphealth.sources import snapshot_file
 from tests.privileges import can_drop_to, run_cli_as
 
 REPO = Path(__file__).resolve().parent.parent
@@ -305,7 +305,7 @@ def test_streams_of_unknown_size_stop_at_the_limit() -> None:
 def test_real_stdin_that_never_ends_is_refused_not_read_forever() -> None:
     """A real file descriptor, not CliRunner's buffer: `tcphealth --from - < /dev/zero`."""
     code = (
-        "import tcphealth.sources as s, tcphealth.sources.reading as r; "
+        "import tcphealth.sources as s, tcphealth.reading as r; "
         "s.TEXT_LIMIT = r.Limit(1 << 20, 'pasted text'); "
         "from tcphealth.cli import main; main(['check', '--from', '-'])"
     )
@@ -558,3 +558,27 @@ def test_file_names_and_fields_with_escapes_stay_inert_on_stderr(tmp_path: Path)
     assert result.stderr == (
         f"tcphealth: {shown}: snapshot.counters.\\x1b]0;x\\x07: expected an integer, got a string\n"
     )
+
+
+def test_a_config_file_is_read_bounded_and_never_waited_on(tmp_path: Path) -> None:
+    """--config /dev/zero read forever, a named pipe hung, a sparse 2 GB file was read whole."""
+    huge = tmp_path / "huge.toml"
+    with open(huge, "wb") as handle:
+        handle.truncate(2 << 30)
+    pipe = tmp_path / "pipe.toml"
+    os.mkfifo(pipe)
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert run("config", "--config", "/dev/zero").stderr == (
+        "tcphealth: /dev/zero: cannot read: over the 1 MiB limit for a thresholds file "
+        "(1,048,576 bytes); stopped reading there\n"
+    )
+    assert run("config", "--config", huge).stderr == (
+        f"tcphealth: {huge}: cannot read: 2,147,483,648 bytes (2 GiB) is over the 1 MiB limit "
+        "for a thresholds file (1,048,576 bytes); not read\n"
+    )
+    # Empty is a valid thresholds file, and so is a pipe nobody writes to: the defaults.
+    for path in (pipe, empty):
+        result = run("config", "--config", path)
+        assert result.exit_code == 0
+        assert result.stdout.startswith(f"# tcphealth thresholds: from {path}\n")

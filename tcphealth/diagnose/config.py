@@ -22,8 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tcphealth.errors import InputError
+from tcphealth.reading import Limit, read_input
+
 TABLE = "thresholds"
 SEARCH_PATHS: tuple[Path, ...] = (Path("tcphealth.toml"), Path("/etc/tcphealth.toml"))
+# A thresholds file is a few dozen lines; anything this large is not one.
+CONFIG_LIMIT = Limit(1 << 20, "a thresholds file")
 
 
 class ConfigError(Exception):
@@ -209,8 +214,11 @@ def load_thresholds(path: Path | None, *, search: bool = True) -> tuple[Threshol
         return Thresholds(), None
     chosen = candidates[0]
     try:
-        text = chosen.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        # Bounded, and without waiting on a named pipe: --config /dev/zero hung before.
+        text = read_input(chosen, None, CONFIG_LIMIT, allow_empty=True).data.decode("utf-8")
+    except InputError as error:
+        raise ConfigError(f"{chosen}: cannot read: {error.problem}") from error
+    except UnicodeDecodeError as error:
         raise ConfigError(f"{chosen}: cannot read: {error}") from error
     return parse_thresholds(text, origin=str(chosen)), chosen
 

@@ -12,9 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
+from tcphealth import reading
 from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.model import Snapshot
-from tcphealth.sources import netlink, procfs, psutil_source, reading, snapshot_file, text
+from tcphealth.sources import netlink, procfs, psutil_source, snapshot_file, text
 from tcphealth.sources import netns as netns_module
 from tcphealth.sources.text import detect as text_detect
 

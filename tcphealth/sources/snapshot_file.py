@@ -31,7 +31,7 @@ from typing import IO, Any, Union
 from tcphealth import model
 from tcphealth.errors import InputError, SnapshotFormatError
 from tcphealth.model import Snapshot
-from tcphealth.sources.reading import Limit, read_input, where_of
+from tcphealth.reading import Limit, read_input, where_of
 
 FORMAT_NAME = "tcphealth.snapshot"
 FORMAT_VERSION = 1

@@ -54,19 +54,21 @@ def where_of(path: Path | str) -> str:
     return "<stdin>" if str(path) == "-" else str(path)
 
 
-def read_input(path: Path | str, stdin: IO[str] | None, limit: LimitChoice) -> Input:
+def read_input(
+    path: Path | str, stdin: IO[str] | None, limit: LimitChoice, *, allow_empty: bool = False
+) -> Input:
     """The bytes of ``path`` (``-``: ``stdin``, else the process's standard input).
 
     ``limit`` is a :class:`Limit`, or a function that chooses one from the first bytes (a
     snapshot may be larger than pasted text). Raises :class:`InputError` for an input that is
-    missing, unreadable, a directory, over the limit, or empty."""
+    missing, unreadable, a directory, over the limit, or (unless ``allow_empty``) empty."""
     where = where_of(path)
     if str(path) == "-":
         data = _read_stream(stdin if stdin is not None else sys.stdin, where, limit)
         taken_at = time.time()
     else:
         data, taken_at = _read_path(path, where, limit)
-    if not data.strip():
+    if not data.strip() and not allow_empty:
         problem = "empty (0 bytes)" if not data else f"only blank space ({len(data):,} bytes)"
         raise InputError(where, f"{problem}: nothing to read")
     return Input(data, taken_at)
