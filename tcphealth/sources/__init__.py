@@ -115,8 +115,9 @@ def load_series(
     input_format: str = "auto",
     strict: bool = False,
 ) -> list[Snapshot]:
-    """Every capture in ``path``, oldest first: one snapshot per capture of a paste (a header
-    repeated, ``sl`` restarting at 0, the same command run again), else a list of one.
+    """Every capture in ``path``, oldest first: the samples of a series file (``tcphealth
+    snapshot --samples``), one snapshot per capture of a paste (a header repeated, ``sl``
+    restarting at 0, the same command run again), else a list of one.
 
     Raises :class:`InputError` (the CLI exits 3) when the input cannot be read as the format,
     and ``ValueError`` for an ``input_format`` not in :data:`INPUT_FORMATS`."""
@@ -128,10 +129,10 @@ def load_series(
             raise InputError(where, f"a directory, not {input_format} output")
         return [_proc_tree(Path(path), strict=strict)]
     if input_format == "snapshot" or (input_format == "auto" and str(path).endswith(".json")):
-        return [snapshot_file.read_snapshot(path, stdin)]
+        return snapshot_file.read_snapshots(path, stdin)
     content, taken_at = _read(path, stdin)
     if input_format == "auto" and text_detect.detect(content) == text_detect.SNAPSHOT:
-        return [snapshot_file.snapshot_from_json(content, where)]
+        return snapshot_file.snapshots_from_json(content, where)
     return text.read_text(
         content, where, input_format=input_format, strict=strict, taken_at=taken_at
     )

@@ -15,6 +15,7 @@ import dataclasses
 import enum
 import functools
 import ipaddress
+import itertools
 import json
 import os
 import sys
@@ -31,6 +32,11 @@ from tcphealth.model import Snapshot
 
 FORMAT_NAME = "tcphealth.snapshot"
 FORMAT_VERSION = 1
+# Several samples of one host, oldest first (tcphealth snapshot --samples N): the file is
+# ``{"format": "tcphealth.series", "version": 1, "samples": [...]}`` where each sample is a
+# whole snapshot document as above, one per line.
+SERIES_FORMAT_NAME = "tcphealth.series"
+SERIES_FORMAT_VERSION = 1
 
 # Refuse before parsing: a snapshot of 300,000 sockets is about 150 MB of JSON.
 MAX_SNAPSHOT_BYTES = 1 << 30
@@ -65,10 +71,33 @@ def snapshot_to_json(snapshot: Snapshot) -> str:
     return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 
+def series_to_json(samples: list[Snapshot]) -> str:
+    """A series file: the header, then one compact snapshot document per line."""
+    lines = [
+        json.dumps(
+            {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": _encode(sample)},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for sample in samples
+    ]
+    head = f'{{"format": "{SERIES_FORMAT_NAME}", "version": {SERIES_FORMAT_VERSION}, "samples": [\n'
+    return head + ",\n".join(lines) + "\n]}\n"
+
+
 def write_snapshot(snapshot: Snapshot, path: Path | None, stdout: IO[str] | None = None) -> None:
     """Write to ``path`` atomically (temporary file, then rename), or to stdout when ``None``
     or ``-``: a failed run never leaves a half-written file or truncates the previous one."""
-    text = snapshot_to_json(snapshot)
+    write_text(snapshot_to_json(snapshot), path, stdout)
+
+
+def write_series(samples: list[Snapshot], path: Path | None, stdout: IO[str] | None = None) -> None:
+    """Write a series file, as :func:`write_snapshot` writes a snapshot."""
+    write_text(series_to_json(samples), path, stdout)
+
+
+def write_text(text: str, path: Path | None, stdout: IO[str] | None = None) -> None:
     if path is None or str(path) == "-":
         (stdout or sys.stdout).write(text)
         return
@@ -347,6 +376,40 @@ def snapshot_from_json(text: str, where: str) -> Snapshot:
     return snapshot_from_document(document, where)
 
 
+def snapshots_from_json(text: str, where: str) -> list[Snapshot]:
+    """The samples of a series file, oldest first, or the one snapshot of a snapshot file."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SnapshotFormatError(
+            where, f"not valid JSON: {error.msg} (column {error.colno})", line=error.lineno
+        ) from None
+    except RecursionError:
+        raise SnapshotFormatError(where, "JSON nested too deeply") from None
+    if not isinstance(document, dict) or document.get("format") != SERIES_FORMAT_NAME:
+        return [snapshot_from_document(document, where)]
+    version = document.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise SnapshotFormatError(where, '"version" must be a positive integer')
+    if version > SERIES_FORMAT_VERSION:
+        raise SnapshotFormatError(
+            where,
+            f"series version {version} is newer than this tcphealth reads "
+            f"(up to {SERIES_FORMAT_VERSION}); upgrade tcphealth",
+        )
+    samples = document.get("samples")
+    if not isinstance(samples, list) or not samples:
+        raise SnapshotFormatError(where, '"samples" must be a non-empty list of snapshots')
+    snapshots = [
+        snapshot_from_document(sample, f"{where}: sample {number}")
+        for number, sample in enumerate(samples, start=1)
+    ]
+    times = [snapshot.host.taken_at for snapshot in snapshots]
+    if any(later <= earlier for earlier, later in itertools.pairwise(times)):
+        raise SnapshotFormatError(where, "the samples are not in the order they were taken")
+    return snapshots
+
+
 def snapshot_from_document(document: Any, where: str) -> Snapshot:
     if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
         raise SnapshotFormatError(where, f'not a tcphealth snapshot (no "format": "{FORMAT_NAME}")')
@@ -372,8 +435,18 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
 
 def read_snapshot(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
     """Read a snapshot from a file, or from standard input when ``path`` is ``-``."""
+    return snapshot_from_json(*_read_text(path, stdin))
+
+
+def read_snapshots(path: Path | str, stdin: IO[str] | None = None) -> list[Snapshot]:
+    """Read a series file (its samples, oldest first) or a snapshot file (a list of one)."""
+    return snapshots_from_json(*_read_text(path, stdin))
+
+
+def _read_text(path: Path | str, stdin: IO[str] | None) -> tuple[str, str]:
+    """The text of ``path`` (``-``: standard input) and the name to give it in messages."""
     if str(path) == "-":
-        return snapshot_from_json((stdin or sys.stdin).read(), "<stdin>")
+        return (stdin or sys.stdin).read(), "<stdin>"
     where = str(path)
     try:
         size = os.stat(path).st_size
@@ -389,4 +462,4 @@ def read_snapshot(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise SnapshotFormatError(where, f"not UTF-8 text (byte {error.start})") from None
-    return snapshot_from_json(text, where)
+    return text, where
