@@ -142,7 +142,9 @@ def _age(seconds: float | None) -> float | None:
 
 def series_line(series: SeriesFacts) -> str:
     counters = "; ".join(
-        f"{delta.name}=+{delta.delta} ({delta.per_second:.1f}/s)" for delta in series.counter_deltas
+        f"{delta.name}=+{delta.delta} ({delta.per_second:.1f}/s)"
+        for delta in series.counter_deltas
+        if delta.delta  # the JSON lists the counters that stayed still too
     )
     growth = "; ".join(
         f"pid {g.pid} {g.state.value} {g.first}->{g.last} ({g.per_minute:+.1f}/min)"

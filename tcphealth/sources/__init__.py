@@ -7,8 +7,11 @@ to know how a snapshot was made.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
@@ -55,6 +58,55 @@ def collect_live(
     )
 
 
+def sample_live(
+    count: int | None,
+    interval: float,
+    collect: Callable[[], Snapshot],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Snapshot]:
+    """``count`` samples (``None``: without end) made by ``collect``, ``interval`` seconds apart
+    from the start of one to the start of the next; a collection slower than the interval is
+    followed by the next at once, never by a burst to catch up."""
+    for number in itertools.count(1) if count is None else range(1, count + 1):
+        started = clock()
+        yield collect()
+        if count is not None and number >= count:
+            return
+        sleep(max(0.0, interval - (clock() - started)))
+
+
+def is_timed_series(series: Sequence[Snapshot]) -> bool:
+    """Several samples with times that say how far apart they were: a series to diagnose with
+    time. Captures pasted from one file all carry the file's time, so they are not one."""
+    return len(series) > 1 and all(
+        later.host.taken_at > earlier.host.taken_at for earlier, later in itertools.pairwise(series)
+    )
+
+
+def latest_of(path: Path | str, series: Sequence[Snapshot]) -> Snapshot:
+    """The last of several captures, with a note saying the earlier ones were not used."""
+    last = series[-1]
+    if len(series) == 1:
+        return last
+    earlier_notes = [
+        note for snapshot in series[:-1] for note in snapshot.notes if ": line skipped: " in note
+    ]
+    if is_timed_series(series):
+        note = f"{_where(path)}: a series of {len(series)} samples; only the latest is used here"
+    else:
+        note = (
+            f"{_where(path)}: {len(series)} captures were found (a repeated header, command or "
+            "'---'); only the last is diagnosed"
+        )
+    return replace(
+        last,
+        notes=(note, *earlier_notes, *last.notes),
+        skipped_lines=sum(snapshot.skipped_lines for snapshot in series),
+    )
+
+
 def _collect(source: str, proc_root: Path, with_processes: bool) -> Snapshot:
     """Look at this host now. ``auto`` asks the kernel over netlink (what ``ss`` uses), falls
     back to /proc/net/tcp where netlink is not offered, and to psutil where there is no /proc."""
@@ -90,22 +142,7 @@ def load(
     Where the text holds several captures (see :func:`load_series`), the last one is returned
     with a note saying how many were found; its notes and ``skipped_lines`` cover every line
     skipped in the whole file."""
-    series = load_series(path, stdin, input_format=input_format, strict=strict)
-    last = series[-1]
-    if len(series) == 1:
-        return last
-    earlier_notes = [
-        note for snapshot in series[:-1] for note in snapshot.notes if ": line skipped: " in note
-    ]
-    note = (
-        f"{_where(path)}: {len(series)} captures were found (a repeated header, command or "
-        "'---'); only the last is diagnosed"
-    )
-    return replace(
-        last,
-        notes=(note, *earlier_notes, *last.notes),
-        skipped_lines=sum(snapshot.skipped_lines for snapshot in series),
-    )
+    return latest_of(path, load_series(path, stdin, input_format=input_format, strict=strict))
 
 
 def load_series(
