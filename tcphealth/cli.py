@@ -168,6 +168,8 @@ class Inputs:
     def load_series(self, sampling: Sampling) -> list[Snapshot]:
         """The samples to diagnose, oldest first: those of a series file (or the captures of a
         paste) given with --from, else ``sampling.samples`` looks at this host."""
+        if self.netns is not None and self.from_file is not None:
+            raise click.UsageError("--netns looks into a live namespace; it cannot read --from")
         if self.from_file is not None:
             if sampling.samples > 1:
                 raise click.UsageError(
