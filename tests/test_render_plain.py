@@ -40,7 +40,8 @@ GROUP_LINES = [
 ]
 TIME_WAIT_SOCKET_LINE = (
     "TIME_WAIT local=10.0.0.5:80 remote=192.0.2.40:49200 recv_q=0 send_q=0 backlog=- "
-    "timer=timewait timer_s=12.5 retrans=- pid=- process=- uid=- inode=0 owner=none truncated=no age_s=-"
+    "timer=timewait timer_s=12.5 retrans=- pid=- process=- uid=- inode=0 owner=none "
+    "truncated=no age_s=-"
 )
 
 
