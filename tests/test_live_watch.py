@@ -112,7 +112,7 @@ def test_watch_ndjson_follows_a_close_wait_and_its_age_grows(close_waits: CloseW
             "close-wait",
             "--port",
             str(close_waits.port),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -152,7 +152,7 @@ def test_samples_call_close_wait_that_stays_a_leak(close_waits: CloseWaits) -> N
             str(os.getpid()),
             "--port",
             str(close_waits.port),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -206,7 +206,7 @@ def test_samples_call_close_wait_replaced_all_the_time_a_slow_close(
                 str(os.getpid()),
                 "--port",
                 str(close_waits.port),
-            ],  # fmt: skip
+            ],
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
@@ -236,7 +236,7 @@ def test_ctrl_c_ends_watch_with_a_summary_and_130(close_waits: CloseWaits) -> No
         first = child.stdout.readline()  # a plain line, flushed as soon as it was made
         assert first.startswith("SERIES samples=1 ")
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=TIMEOUT)
+        _, err = child.communicate(timeout=TIMEOUT)
     finally:
         if child.poll() is None:
             child.kill()
