@@ -698,7 +698,7 @@ def watch(
                 if note not in noted:
                     noted.add(note)
                     click.echo(f"tcphealth: note: {note}", err=True)
-            status = watch_render.status_line(taken, count or None, interval, replay)
+            status = watch_render.status_line(taken, count or None, interval, replay, window)
             if screen is not None:
                 screen.show(report, taken, status)
             else:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.padding import Padding
 from rich.text import Text
 
 from tcphealth.render import plain
@@ -80,7 +81,7 @@ def live_view(report: Report, number: int, status: str, console: Console) -> Ren
         title.append(inert(finding.code), style="bold")
         title.append(f"  {inert(finding.subject.describe())}  {plural(finding.count, 'socket')}")
         parts.append(title)
-        parts.append(Text("  " + inert(finding.summary)))
+        parts.append(Padding(Text(inert(finding.summary)), (0, 0, 0, 2)))
     hidden = len(report.findings) - LIVE_FINDINGS
     if hidden > 0:
         parts.append(Text(f"{plural(hidden, 'more finding')} (tcphealth check)", style="dim"))
@@ -115,11 +116,12 @@ class LiveScreen:
         self._live.stop()
 
 
-def status_line(number: int, count: int | None, interval: float, replay: bool) -> str:
+def status_line(number: int, count: int | None, interval: float, replay: bool, window: int) -> str:
     of = f"/{count}" if count else ""
+    compared = f"; the last {window} compared" if number > window else ""
     if replay:
-        return f"sample {number}{of} of a saved series"
-    return f"sample {number}{of}, every {interval:g} s; Ctrl-C stops"
+        return f"sample {number}{of} of a saved series{compared}"
+    return f"sample {number}{of}, every {interval:g} s{compared}; Ctrl-C stops"
 
 
 __all__ = [
