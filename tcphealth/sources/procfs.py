@@ -546,7 +546,7 @@ def assemble(
         elif unseen:
             notes.append(
                 f"{unseen} socket(s) are held by no process visible here (a process in another "
-                "PID namespace, or one that exited during the scan)"
+                "PID namespace, or a socket opened or a process ended while the scan ran)"
             )
     else:
         attribution = Attribution(attempted=False)
