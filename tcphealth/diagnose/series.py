@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from tcphealth.diagnose import diagnose
+from tcphealth.diagnose import diagnose, finding_order
 from tcphealth.diagnose.close_wait import HELD, NOT_CLOSED, NOT_READING, UNREAD_DATA
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import destination, owned_by_fd
@@ -150,12 +150,8 @@ def diagnose_series(
     findings.extend(_past_timer(window))
     findings = _counters(window, findings)
     findings = _growing(window, findings, effective)
-    findings.sort(key=_order)
+    findings.sort(key=finding_order)
     return findings, facts
-
-
-def _order(finding: Finding) -> tuple[int, int, str, str]:
-    return (-finding.severity, -finding.count, finding.code, finding.subject.describe())
 
 
 @dataclass(frozen=True)
