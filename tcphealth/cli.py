@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import io
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -694,10 +695,16 @@ def watch(
             ages = tracker.observe(snapshot)
             recent.append(snapshot)
             report = analyse_series(list(recent), flt, thresholds, ages)
-            for note in snapshot.notes:  # each note once, not once per sample
-                if note not in noted:
-                    noted.add(note)
-                    click.echo(f"tcphealth: note: {note}", err=True)
+            for note in snapshot.notes:
+                # Each kind of note once, not once per sample: "12 socket(s) ..." and
+                # "13 socket(s) ..." say the same thing.
+                kind = re.sub(r"\d+", "N", note)
+                if kind not in noted:
+                    noted.add(kind)
+                    if screen is not None:
+                        screen.note(f"tcphealth: note: {note}")
+                    else:
+                        click.echo(f"tcphealth: note: {note}", err=True)
             status = watch_render.status_line(taken, count or None, interval, replay, window)
             if screen is not None:
                 screen.show(report, taken, status)

@@ -112,6 +112,11 @@ class LiveScreen:
     def show(self, report: Report, number: int, status: str) -> None:
         self._live.update(live_view(report, number, status, self.console), refresh=True)
 
+    def note(self, text: str) -> None:
+        """A note above the redrawn view: written straight to the terminal's stderr it would
+        shift the view, and every later redraw would leave a copy of its top behind."""
+        self._live.console.print(Text(inert(text), style="dim"))
+
     def stop(self) -> None:
         self._live.stop()
 
