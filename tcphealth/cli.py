@@ -13,9 +13,10 @@ import dataclasses
 import functools
 import io
 import os
+import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
@@ -42,7 +43,7 @@ from tcphealth.model import (
     TcpState,
     parse_state,
 )
-from tcphealth.pipeline import analyse
+from tcphealth.pipeline import analyse, analyse_series
 from tcphealth.render import FORMATS, Environment, RenderOptions, View, render
 from tcphealth.render.json import dumps
 from tcphealth.render.nagios import status_line, unknown_line
@@ -98,6 +99,8 @@ class UsageProblem(click.UsageError):
 
 # What a shell reports for a program killed by SIGPIPE: the reader (`| head`) went away.
 EXIT_BROKEN_PIPE = 141
+# What a shell reports for a program ended by Ctrl-C (SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 def stdout_closed() -> None:
@@ -135,6 +138,10 @@ class TcphealthGroup(click.Group):
         except BrokenPipeError:
             stdout_closed()
             raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
+        except KeyboardInterrupt:
+            # Ctrl-C while sampling or collecting: no traceback, the shell's usual status.
+            click.echo("tcphealth: interrupted", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except Failure as failure:
             if debug:
                 _print_traceback(failure)
@@ -187,6 +194,65 @@ class Inputs:
             )
         except (InputError, SourceUnavailableError) as error:
             raise InputUnreadable(str(error)) from None
+
+    def load_series(self, sampling: Sampling) -> list[Snapshot]:
+        """The samples to diagnose, oldest first: those of a series file (or the captures of a
+        paste) given with --from, else ``sampling.samples`` looks at this host."""
+        if self.netns is not None and self.from_file is not None:
+            raise click.UsageError("--netns looks into a live namespace; it cannot read --from")
+        if self.from_file is not None:
+            if sampling.samples > 1:
+                raise click.UsageError(
+                    "--samples looks at this host again and again; --from reads samples "
+                    "already taken (a series file from 'tcphealth snapshot --samples')"
+                )
+            try:
+                return sources.load_series(
+                    self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
+                )
+            except InputError as error:
+                raise InputUnreadable(str(error)) from None
+        return list(self.live_samples(sampling.samples, sampling.interval))
+
+    def live_samples(self, count: int | None, interval: float) -> Iterator[Snapshot]:
+        """Samples of this host (or of --netns), ``interval`` seconds apart."""
+        return sources.sample_live(count, interval, self.load)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    samples: int = 1
+    interval: float = 1.0
+
+
+SAMPLES_OPTION = click.option(
+    "--samples",
+    type=click.IntRange(1, 10_000),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Look N times, --interval apart, and diagnose with time: what stayed, what was "
+    "replaced, what grew, which kernel counters rose.",
+)
+INTERVAL_OPTION = click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 86_400),
+    default=None,
+    metavar="SECONDS",
+    help="Seconds between samples (default 1 with --samples, 2 for watch).",
+)
+
+
+def sampling_options(command: F) -> F:
+    """``--samples`` and ``--interval``; the command receives ``sampling: Sampling``."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        interval = kwargs.pop("interval")
+        sampling = Sampling(kwargs.pop("samples"), 1.0 if interval is None else interval)
+        return command(*args, sampling=sampling, **kwargs)
+
+    return cast(F, _add_options(wrapper, [SAMPLES_OPTION, INTERVAL_OPTION]))
 
 
 FROM_OPTION = click.option(
@@ -412,9 +478,16 @@ def report_notes(snapshot: Snapshot) -> None:
         )
 
 
-def make_report(inputs: Inputs, flt: SocketFilter, config: Path | None) -> Report:
+def make_report(
+    inputs: Inputs, flt: SocketFilter, config: Path | None, sampling: Sampling = Sampling()
+) -> Report:
+    """One snapshot, or several samples diagnosed with time (--samples, a series file)."""
     thresholds, _ = load_config(config)  # before the collection: a bad file fails fast
-    snapshot = inputs.load()
+    series = inputs.load_series(sampling)
+    if sources.is_timed_series(series):
+        report_notes(series[-1])
+        return analyse_series(series, flt, thresholds)
+    snapshot = sources.latest_of(inputs.from_file or "-", series)
     report_notes(snapshot)
     return analyse(snapshot, flt, thresholds)
 
@@ -444,6 +517,7 @@ def _reject_group_options(context: click.Context) -> None:
 )
 @click.version_option(__version__, prog_name="tcphealth")
 @snapshot_options
+@sampling_options
 @filter_options
 @output_options
 @click.option("--all", "show_all", is_flag=True, help="Show every process and every row.")
@@ -460,6 +534,7 @@ def _reject_group_options(context: click.Context) -> None:
 def main(
     context: click.Context,
     inputs: Inputs,
+    sampling: Sampling,
     flt: SocketFilter,
     fmt: str | None,
     config: Path | None,
@@ -477,7 +552,7 @@ def main(
         _reject_group_options(context)
         return
     env = Environment.detect()
-    report = make_report(inputs, flt, config)
+    report = make_report(inputs, flt, config, sampling)
     options = RenderOptions(
         view=View.REPORT, show_all=show_all, with_sockets=with_sockets, limit=limit
     )
@@ -500,6 +575,7 @@ def sockets(
 
 @main.command()
 @snapshot_options
+@sampling_options
 @filter_options
 @output_options
 @click.option(
@@ -518,6 +594,7 @@ def sockets(
 def check(
     context: click.Context,
     inputs: Inputs,
+    sampling: Sampling,
     flt: SocketFilter,
     fmt: str | None,
     config: Path | None,
@@ -529,7 +606,7 @@ def check(
     env = Environment.detect()
     threshold = Severity[fail_on.upper()]
     try:
-        report = make_report(inputs, flt, config)
+        report = make_report(inputs, flt, config, sampling)
     except InputUnreadable as error:
         if nagios:
             click.echo(unknown_line(error.format_message()))
@@ -554,6 +631,7 @@ def check(
 
 @main.command()
 @snapshot_options
+@sampling_options
 @filter_options
 @click.option(
     "-o",
@@ -562,10 +640,22 @@ def check(
     default=None,
     help="Write the snapshot to FILE (atomically) instead of standard output.",
 )
-def snapshot(inputs: Inputs, flt: SocketFilter, output: Path | None) -> None:
-    """Save what tcphealth sees as a versioned JSON snapshot, to diagnose later or elsewhere."""
-    from tcphealth.sources.snapshot_file import write_snapshot
+def snapshot(inputs: Inputs, sampling: Sampling, flt: SocketFilter, output: Path | None) -> None:
+    """Save what tcphealth sees as a versioned JSON snapshot, to diagnose later or elsewhere.
+    With --samples N, a series file of N samples, which --from replays with the same
+    time-based verdicts."""
+    from tcphealth.sources.snapshot_file import write_series, write_snapshot
 
+    if sampling.samples > 1:
+        samples = inputs.load_series(sampling)
+        report_notes(samples[-1])
+        try:
+            write_series([apply_filter(taken, flt) for taken in samples], output, sys.stdout)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise Failure(f"cannot write {output}: {error.strerror or error}") from None
+        return
     taken = inputs.load()
     report_notes(taken)
     try:
@@ -574,6 +664,121 @@ def snapshot(inputs: Inputs, flt: SocketFilter, output: Path | None) -> None:
         raise  # the reader went away: the group ends the run quietly
     except OSError as error:
         raise Failure(f"cannot write {output}: {error.strerror or error}") from None
+
+
+@main.command()
+@snapshot_options
+@filter_options
+@output_options
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 86_400),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between samples.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(0),
+    default=0,
+    metavar="N",
+    help="Stop after N samples (default: until Ctrl-C).",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(2, 1000),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="How many recent samples the diagnosis compares (what stayed, what was replaced).",
+)
+@click.option(
+    "--sockets", "with_sockets", is_flag=True, help="Piped: also every socket, with its age."
+)
+@click.pass_context
+def watch(
+    context: click.Context,
+    inputs: Inputs,
+    flt: SocketFilter,
+    fmt: str | None,
+    config: Path | None,
+    interval: float,
+    count: int,
+    window: int,
+    with_sockets: bool,
+) -> None:
+    """Look again every --interval seconds and follow each connection: how long it has been in
+    its state, what stays, what is replaced, what grows. On a terminal the view is redrawn in
+    place; piped, every sample is written at once (plain lines ending in sample=N, or one
+    NDJSON object per sample). --from replays a series file. Ctrl-C ends with a summary on
+    stderr and exit code 130."""
+    from collections import deque
+
+    from tcphealth.diagnose.timeline import Tracker
+    from tcphealth.render import watch as watch_render
+
+    thresholds, _ = load_config(config)
+    env = Environment.detect()
+    chosen = fmt or env.default_format
+    replay = inputs.from_file is not None
+    if replay:
+        samples: Iterator[Snapshot] = iter(inputs.load_series(Sampling()))
+    else:
+        samples = inputs.live_samples(count or None, interval)
+    options = RenderOptions(view=View.REPORT, with_sockets=with_sockets)
+    tracker = Tracker()
+    recent: deque[Snapshot] = deque(maxlen=window)
+    screen = watch_render.LiveScreen(env) if chosen == "table" else None
+    noted: set[str] = set()
+    taken = 0
+    report: Report | None = None
+    first_at: float | None = None
+    interrupted = False
+    try:
+        for snapshot in samples:
+            taken += 1
+            first_at = snapshot.host.taken_at if first_at is None else first_at
+            ages = tracker.observe(snapshot)
+            recent.append(snapshot)
+            report = analyse_series(list(recent), flt, thresholds, ages)
+            for note in snapshot.notes:
+                # Each kind of note once, not once per sample: "12 socket(s) ..." and
+                # "13 socket(s) ..." say the same thing.
+                kind = re.sub(r"\d+", "N", note)
+                if kind not in noted:
+                    noted.add(kind)
+                    if screen is not None:
+                        screen.note(f"tcphealth: note: {inert(note)}")
+                    else:
+                        click.echo(f"tcphealth: note: {inert(note)}", err=True)
+            status = watch_render.status_line(taken, count or None, interval, replay, window)
+            if screen is not None:
+                screen.show(report, taken, status)
+            else:
+                watch_render.write_sample(report, taken, chosen, options, env)
+            if count and taken >= count:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    except InputUnreadable:
+        raise
+    except (InputError, SourceUnavailableError) as error:
+        raise InputUnreadable(str(error)) from None
+    finally:
+        if screen is not None:
+            screen.stop()
+    if report is not None and first_at is not None:
+        counts = report.count_by_severity()
+        worst = ", ".join(sorted({finding.code for finding in report.findings})) or "none"
+        click.echo(
+            f"tcphealth: watch: {taken} sample{'s' if taken != 1 else ''} over "
+            f"{report.host.taken_at - first_at:.1f} s; in the last: "
+            f"{counts[Severity.CRITICAL]} critical, {counts[Severity.WARNING]} warning, "
+            f"{counts[Severity.INFO]} info ({worst})",
+            err=True,
+        )
+    context.exit(EXIT_INTERRUPTED if interrupted else 0)
 
 
 @main.command()

@@ -1,10 +1,14 @@
 """The one-way flow of a run, callable without the command line:
-snapshot -> filter -> diagnose -> report."""
+snapshot (or a series of them) -> filter -> diagnose -> report."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.series import diagnose_series
+from tcphealth.diagnose.timeline import Age, ConnectionKey
 from tcphealth.filters import SocketFilter, apply_filter, filter_findings
 from tcphealth.model import Snapshot
 from tcphealth.report import Report, build_report
@@ -20,3 +24,21 @@ def analyse(
     narrowed = apply_filter(snapshot, flt)
     findings = filter_findings(diagnose(narrowed, thresholds), flt, narrowed)
     return build_report(narrowed, findings, filters=flt.describe())
+
+
+def analyse_series(
+    series: Sequence[Snapshot],
+    flt: SocketFilter | None = None,
+    thresholds: Thresholds | None = None,
+    ages: Mapping[ConnectionKey, Age] | None = None,
+) -> Report:
+    """Like :func:`analyse` for several samples of one host, oldest first: the report is of
+    the latest, with the findings time corrects and adds (see :mod:`tcphealth.diagnose.series`).
+    ``ages`` comes from a tracker that followed the host for longer (``watch``)."""
+    flt = flt or SocketFilter()
+    narrowed = [apply_filter(snapshot, flt) for snapshot in series]
+    findings, facts = diagnose_series(narrowed, thresholds, ages)
+    latest = narrowed[-1]
+    return build_report(
+        latest, filter_findings(findings, flt, latest), filters=flt.describe(), series=facts
+    )

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from tcphealth.diagnose.series import SeriesFacts
+from tcphealth.diagnose.timeline import Age, connection_key, kernel_age_floor
 from tcphealth.model import (
     TCP_STATES,
     Attribution,
@@ -66,6 +68,9 @@ class SocketGroup:
     send_queue_max: int | None = None
     listen_backlog: int | None = None
     peers: int = 1  # distinct remote addresses in the group
+    # The longest any socket of the group has been in its state, at least (the series, or
+    # tcp_info's floor; see diagnose.timeline); None where neither tells.
+    oldest_seconds: float | None = None
 
     @property
     def remote_text(self) -> str:
@@ -108,6 +113,19 @@ class Report:
     skipped_lines: int = 0  # input lines that looked like rows and could not be read
     sockets: tuple[Socket, ...] = ()  # every socket, in snapshot order, for the sockets views
     process_by_pid: Mapping[int, Process] = field(default_factory=dict)
+    # Made from several samples (--samples, watch, a series file): what time showed.
+    series: SeriesFacts | None = None
+
+    def age_of(self, sock: Socket) -> Age | None:
+        """How long ``sock`` has been in its state, as far as the series followed it."""
+        if self.series is None:
+            return None
+        return self.series.ages.get(connection_key(sock))
+
+    def age_at_least(self, sock: Socket) -> float | None:
+        """Seconds ``sock`` has been in its state at least: the series, else tcp_info's floor."""
+        age = self.age_of(sock)
+        return age.at_least_seconds if age is not None else kernel_age_floor(sock)
 
     @property
     def worst_severity(self) -> Severity:
@@ -174,25 +192,30 @@ def _group_endpoints(
 
 
 class _GroupAccumulator:
-    __slots__ = ("count", "listen_backlog", "recv_queue_max", "send_queue_max")
+    __slots__ = ("count", "listen_backlog", "oldest", "recv_queue_max", "send_queue_max")
 
     def __init__(self) -> None:
         self.count = 0
         self.recv_queue_max: int | None = None
         self.send_queue_max: int | None = None
         self.listen_backlog: int | None = None
+        self.oldest: float | None = None
 
-    def add(self, sock: Socket) -> None:
+    def add(self, sock: Socket, age: float | None) -> None:
         self.count += 1
         self.recv_queue_max = _larger(self.recv_queue_max, sock.recv_queue)
         self.send_queue_max = _larger(self.send_queue_max, sock.send_queue)
         self.listen_backlog = _larger(self.listen_backlog, sock.listen_backlog)
+        if age is not None and (self.oldest is None or age > self.oldest):
+            self.oldest = age
 
     def merge(self, other: _GroupAccumulator) -> None:
         self.count += other.count
         self.recv_queue_max = _larger(self.recv_queue_max, other.recv_queue_max)
         self.send_queue_max = _larger(self.send_queue_max, other.send_queue_max)
         self.listen_backlog = _larger(self.listen_backlog, other.listen_backlog)
+        if other.oldest is not None and (self.oldest is None or other.oldest > self.oldest):
+            self.oldest = other.oldest
 
     def group(
         self, state: TcpState, local: Endpoint, remote: Endpoint | None, peers: int
@@ -206,6 +229,7 @@ class _GroupAccumulator:
             send_queue_max=self.send_queue_max,
             listen_backlog=self.listen_backlog,
             peers=peers,
+            oldest_seconds=self.oldest,
         )
 
 
@@ -226,13 +250,13 @@ class _OwnerAccumulator:
         self.states: Counter[TcpState] = Counter()
         self.groups: dict[_GroupKey, _GroupAccumulator] = {}
 
-    def add(self, sock: Socket, key: _GroupKey) -> None:
+    def add(self, sock: Socket, key: _GroupKey, age: float | None) -> None:
         self.socket_count += 1
         self.states[sock.state] += 1
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _GroupAccumulator()
-        group.add(sock)
+        group.add(sock, age)
 
     def summary(self, process: Process | None, findings: tuple[Finding, ...]) -> OwnerSummary:
         groups: list[SocketGroup] = []
@@ -278,8 +302,10 @@ def build_report(
     findings: Iterable[Finding],
     *,
     filters: tuple[str, ...] = (),
+    series: SeriesFacts | None = None,
 ) -> Report:
-    """Arrange a (possibly filtered) snapshot and the findings the diagnosis made of it."""
+    """Arrange a (possibly filtered) snapshot and the findings the diagnosis made of it;
+    ``series`` when the snapshot is the latest of several samples."""
     ordered = sort_findings(findings)
     ephemeral = snapshot.sysctls.ip_local_port_range or DEFAULT_EPHEMERAL_RANGE
     states: Counter[TcpState] = Counter()
@@ -291,19 +317,22 @@ def build_report(
         for sock in snapshot.sockets
         if sock.state is TcpState.LISTEN and sock.local.port is not None
     )
+    ages = series.ages if series is not None else None
     for sock in snapshot.sockets:  # the one pass that groups the sockets
         states[sock.state] += 1
         truncated += sock.truncated
         local, remote = _group_endpoints(sock, ephemeral, listening)
         key = (sock.state, local, remote)
+        tracked = ages.get(connection_key(sock)) if ages is not None else None
+        age = tracked.at_least_seconds if tracked is not None else kernel_age_floor(sock)
         if not sock.pids:
-            unowned.add(sock, key)
+            unowned.add(sock, key, age)
             continue
         for pid in sock.pids:  # a socket shared after fork() counts for every holder
             owner = owners.get(pid)
             if owner is None:
                 owner = owners[pid] = _OwnerAccumulator()
-            owner.add(sock, key)
+            owner.add(sock, key, age)
 
     process_by_pid = {process.pid: process for process in snapshot.processes}
     findings_by_pid: dict[int, list[Finding]] = {}
@@ -335,6 +364,7 @@ def build_report(
         skipped_lines=snapshot.skipped_lines,
         sockets=snapshot.sockets,
         process_by_pid=process_by_pid,
+        series=series,
     )
 
 

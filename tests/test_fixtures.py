@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 
 from tcphealth import sources
-from tcphealth.sources.snapshot_file import snapshot_to_json
+from tcphealth.sources.snapshot_file import series_to_json, snapshot_to_json
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 DOCUMENTATION_AND_PRIVATE = [
@@ -103,3 +103,19 @@ def test_the_scenarios_have_the_shape_their_names_promise() -> None:
     assert {str(s.remote) for s in syn_sent} == {"198.51.100.40:9100"}
     fds = SCENARIOS["fd-limit"]()
     assert any((p.open_fds, p.fd_soft_limit) == (1019, 1024) for p in fds.processes)
+
+
+SERIES = _scenarios().SERIES
+
+
+def test_the_series_directory_holds_exactly_the_series_scenarios() -> None:
+    assert sorted(path.stem for path in (FIXTURES / "series").glob("*.json")) == sorted(SERIES)
+
+
+@pytest.mark.parametrize("name", sorted(SERIES))
+def test_series_fixture_is_up_to_date_and_loads(name: str) -> None:
+    path = FIXTURES / "series" / f"{name}.json"
+    samples = SERIES[name]()
+    assert path.read_text(encoding="utf-8") == series_to_json(samples), "run `make fixtures`"
+    assert sources.load_series(path) == samples
+    assert [s.host.taken_at - 1714564800.0 for s in samples] == [0.0, 10.0, 20.0]

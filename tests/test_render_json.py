@@ -44,6 +44,7 @@ def test_document_header_host_and_summary() -> None:
         "findings",
         "processes",
         "unowned",
+        "series",
         "notes",
     ]
     assert (document["format"], document["version"]) == ("tcphealth.report", 1)
@@ -134,6 +135,7 @@ def test_process_and_unowned_shape() -> None:
                 "recv_queue_max": 1,
                 "send_queue_max": 0,
                 "listen_backlog": None,
+                "oldest_seconds": None,
             },
             {
                 "state": "LISTEN",
@@ -144,6 +146,7 @@ def test_process_and_unowned_shape() -> None:
                 "recv_queue_max": 0,
                 "send_queue_max": 0,
                 "listen_backlog": 100,
+                "oldest_seconds": None,
             },
         ],
     }
@@ -176,6 +179,10 @@ def test_sockets_are_included_on_request_with_nulls_for_the_unknown() -> None:
         "raw_state": None,
         "truncated": False,
         "tcp_info": None,
+        "first_seen": None,
+        "age_seconds": None,
+        "samples_seen": None,
+        "age_at_least_seconds": None,
     }
     assert _json(View.SOCKETS)["sockets"] == sockets
 

@@ -30,17 +30,18 @@ FINDING_LINE = (
 )
 GROUP_LINES = [
     "CLOSE_WAIT count=3 local=10.0.0.5:* remote=10.20.0.15:5432 peers=1 recv_q=1 send_q=0 "
-    "backlog=- pid=812 process=java user=app",
+    "backlog=- pid=812 process=java user=app age_s=-",
     "LISTEN count=1 local=0.0.0.0:8080 remote=0.0.0.0:0 peers=1 recv_q=0 send_q=0 "
-    "backlog=100 pid=812 process=java user=app",
+    "backlog=100 pid=812 process=java user=app age_s=-",
     "LISTEN count=1 local=0.0.0.0:22 remote=0.0.0.0:0 peers=1 recv_q=0 send_q=0 "
-    "backlog=128 pid=611 process=sshd user=root",
+    "backlog=128 pid=611 process=sshd user=root age_s=-",
     "TIME_WAIT count=1 local=10.0.0.5:80 remote=192.0.2.40:* peers=1 recv_q=0 send_q=0 "
-    "backlog=- pid=- process=- user=-",
+    "backlog=- pid=- process=- user=- age_s=-",
 ]
 TIME_WAIT_SOCKET_LINE = (
     "TIME_WAIT local=10.0.0.5:80 remote=192.0.2.40:49200 recv_q=0 send_q=0 backlog=- "
-    "timer=timewait timer_s=12.5 retrans=- pid=- process=- uid=- inode=0 owner=none truncated=no"
+    "timer=timewait timer_s=12.5 retrans=- pid=- process=- uid=- inode=0 owner=none "
+    "truncated=no age_s=-"
 )
 
 
@@ -93,7 +94,7 @@ def test_every_field_is_present_in_a_fixed_order() -> None:
     assert all(line_keys == keys[0] for line_keys in keys)
     assert keys[0] == [
         "local", "remote", "recv_q", "send_q", "backlog", "timer", "timer_s", "retrans",
-        "pid", "process", "uid", "inode", "owner", "truncated",
+        "pid", "process", "uid", "inode", "owner", "truncated", "age_s",
     ]  # fmt: skip
 
 
@@ -132,7 +133,7 @@ def test_hostile_process_names_stay_on_one_line_and_inert() -> None:
     lines = output(env).splitlines()
     assert lines == [
         "ESTABLISHED count=1 local=10.0.0.5:* remote=192.0.2.9:443 peers=1 recv_q=0 send_q=0 "
-        'backlog=- pid=66 process="evil\\nCRITICAL fake\\x1b[2J" user=root'
+        'backlog=- pid=66 process="evil\\nCRITICAL fake\\x1b[2J" user=root age_s=-'
     ]
     assert "\x1b" not in output(env)
 

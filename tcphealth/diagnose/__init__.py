@@ -31,7 +31,7 @@ from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.model import Finding, Snapshot
 
-__all__ = ["diagnose"]
+__all__ = ["diagnose", "finding_order"]
 
 Rule = Callable[[SnapshotIndex, Thresholds], list[Finding]]
 
@@ -46,7 +46,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def _order(finding: Finding) -> tuple[int, int, str, str]:
+def finding_order(finding: Finding) -> tuple[int, int, str, str]:
     # Most severe first, then the largest, then by code; the subject breaks the last ties so
     # that the same snapshot always gives the same list.
     return (-finding.severity, -finding.count, finding.code, finding.subject.describe())
@@ -63,5 +63,5 @@ def diagnose(snapshot: Snapshot, thresholds: Thresholds | None = None) -> list[F
     findings: list[Finding] = []
     for rule in RULES:
         findings.extend(rule(index, effective))
-    findings.sort(key=_order)
+    findings.sort(key=finding_order)
     return findings

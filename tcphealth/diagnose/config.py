@@ -121,6 +121,22 @@ class Thresholds:
         100, "Stalled / unread / zero-window ESTABLISHED per process or peer: critical."
     )
 
+    persist_samples: int = _knob(
+        3,
+        "With --samples or watch: a SYN_SENT seen in this many samples in a row is stuck, "
+        "and a process's count must rise in this many to be growing.",
+    )
+    churn_ratio: float = _knob(
+        0.8,
+        "With --samples or watch: CLOSE_WAIT of one process of which this share is replaced "
+        "between samples (and fewer than close_wait_warning stay) is a slow close, not a leak.",
+    )
+    growth_per_minute_warning: float = _knob(
+        60.0,
+        "With --samples or watch: a process whose ESTABLISHED, CLOSE_WAIT, FIN_WAIT2, SYN_SENT, "
+        "FIN_WAIT1 or LAST_ACK count rises in every sample by this many per minute: warn.",
+    )
+
 
 def threshold_help() -> dict[str, str]:
     """Each threshold's name and its one-line documentation, in declaration order."""

@@ -7,9 +7,9 @@ always one line in the output)::
     CRITICAL code=C state=S count=N pid=P process=NAME endpoint=E subject=KIND blame=B
         summary="..." evidence="..." next="..." unchecked="..."
     STATE count=N local=A remote=B peers=K recv_q=R send_q=S backlog=L pid=P process=NAME
-        user=U
+        user=U age_s=A
     STATE local=A remote=B recv_q=R send_q=S backlog=L timer=T timer_s=X retrans=N pid=P
-        process=NAME uid=U inode=I owner=O truncated=no
+        process=NAME uid=U inode=I owner=O truncated=no age_s=A
 
 The first is a finding (CRITICAL, WARNING or INFO). The second is a group: the sockets one
 process holds in one state between two endpoints (``count=`` follows the state); the ephemeral
@@ -17,6 +17,13 @@ side's port is ``*``, and ``remote=*:* peers=K`` folds K client addresses into o
 third is one socket (``tcphealth sockets``, or ``--sockets``); ``truncated=yes`` when the tool
 that printed it cut an address short, so its port may be wrong. Sockets nobody holds have
 ``pid=- process=-``; several holders are listed with commas (``pid=812,813``).
+
+``age_s`` is how long the socket (of a group: its oldest) has been in its state at least: seen
+so over several samples (``--samples``, ``watch``), or from the kernel's time since the last
+ACK, which is a floor for ESTABLISHED, CLOSE_WAIT and FIN_WAIT2; ``-`` where neither tells.
+A report made from several samples adds one line after the findings::
+
+    SERIES samples=N window_s=W started=T0 ended=T1 counters="..." growth="..."
 
 A value that is empty, ``-``, or holds a space, ``"``, ``=``, ``\\`` or any non-printable
 character is written in double quotes with backslash escapes (``\\"``, ``\\\\``, ``\\n``,
@@ -29,10 +36,11 @@ import itertools
 import re
 from collections.abc import Iterator
 
+from tcphealth.diagnose.series import SeriesFacts
 from tcphealth.model import Finding, Socket
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import RenderOptions, View
-from tcphealth.render.text import inert
+from tcphealth.render.text import inert, utc_iso
 from tcphealth.report import OwnerSummary, Report, SocketGroup
 
 _BARE = re.compile(r'[^\s"=\\]+')
@@ -102,6 +110,7 @@ def group_line(group: SocketGroup, owner: OwnerSummary) -> str:
         ("pid", process.pid if process else None),
         ("process", process.name if process else None),
         ("user", process.user if process else None),
+        ("age_s", _age(group.oldest_seconds)),
     )
     return group.state.value + "".join(f" {key}={value(item)}" for key, item in fields)
 
@@ -122,8 +131,34 @@ def socket_line(report: Report, sock: Socket) -> str:
         ("inode", sock.inode),
         ("owner", sock.owner_source.value),
         ("truncated", "yes" if sock.truncated else "no"),
+        ("age_s", _age(report.age_at_least(sock))),
     )
     return sock.state.value + "".join(f" {key}={value(item)}" for key, item in fields)
+
+
+def _age(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+def series_line(series: SeriesFacts) -> str:
+    counters = "; ".join(
+        f"{delta.name}=+{delta.delta} ({delta.per_second:.1f}/s)"
+        for delta in series.counter_deltas
+        if delta.delta  # the JSON lists the counters that stayed still too
+    )
+    growth = "; ".join(
+        f"pid {g.pid} {g.state.value} {g.first}->{g.last} ({g.per_minute:+.1f}/min)"
+        for g in series.growth
+    )
+    fields = (
+        ("samples", series.samples),
+        ("window_s", round(series.window_seconds, 1)),
+        ("started", utc_iso(series.started_at)),
+        ("ended", utc_iso(series.ended_at)),
+        ("counters", counters or None),
+        ("growth", growth or None),
+    )
+    return "SERIES" + "".join(f" {key}={value(item)}" for key, item in fields)
 
 
 def lines(report: Report, options: RenderOptions) -> Iterator[str]:
@@ -131,6 +166,8 @@ def lines(report: Report, options: RenderOptions) -> Iterator[str]:
     if options.view is not View.SOCKETS:
         for finding in report.findings:
             yield finding_line(finding)
+        if report.series is not None:
+            yield series_line(report.series)
     if options.view is View.REPORT:
         for owner in (*report.processes, report.unowned):
             for group in owner.groups:

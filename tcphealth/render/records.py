@@ -8,8 +8,10 @@ severities their labels (``CRITICAL``), endpoints ``"ip:port"`` with IPv6 in bra
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
+from tcphealth.diagnose.series import SeriesFacts
 from tcphealth.model import TCP_STATES, Finding, Socket, TcpState
 from tcphealth.render.text import utc_iso
 from tcphealth.report import OwnerSummary, Report, SocketGroup
@@ -34,7 +36,7 @@ def host_record(report: Report) -> JSONObject:
     }
 
 
-def states_record(states: dict[TcpState, int]) -> dict[str, int]:
+def states_record(states: Mapping[TcpState, int]) -> dict[str, int]:
     """Every one of the eleven states (0 where none), then any odd state that occurred."""
     record = {state.value: states.get(state, 0) for state in TCP_STATES}
     record.update({state.value: count for state, count in states.items() if count})
@@ -101,7 +103,12 @@ def group_record(group: SocketGroup) -> JSONObject:
         "recv_queue_max": group.recv_queue_max,
         "send_queue_max": group.send_queue_max,
         "listen_backlog": group.listen_backlog,
+        "oldest_seconds": _seconds(group.oldest_seconds),
     }
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def process_record(summary: OwnerSummary) -> JSONObject:
@@ -135,6 +142,7 @@ def unowned_record(summary: OwnerSummary) -> JSONObject:
 
 def socket_record(report: Report, sock: Socket) -> JSONObject:
     info = sock.tcp_info
+    age = report.age_of(sock)
     return {
         "state": sock.state.value,
         "family": sock.family.value,
@@ -155,6 +163,49 @@ def socket_record(report: Report, sock: Socket) -> JSONObject:
         "raw_state": sock.raw_state,
         "truncated": sock.truncated,
         "tcp_info": (dataclasses.asdict(info) if info else None),
+        # Followed over samples (--samples, watch): since when it is in this state, and for
+        # how long; age_at_least_seconds adds tcp_info's floor and is there for one sample too.
+        "first_seen": None if age is None else round(age.first_seen, 3),
+        "age_seconds": None if age is None else round(age.observed_seconds, 1),
+        "samples_seen": None if age is None else age.samples,
+        "age_at_least_seconds": _seconds(report.age_at_least(sock)),
+    }
+
+
+def series_record(series: SeriesFacts | None) -> JSONObject | None:
+    """What the samples showed besides findings; None for a report of one snapshot."""
+    if series is None:
+        return None
+    return {
+        "samples": series.samples,
+        "started_at": utc_iso(series.started_at),
+        "ended_at": utc_iso(series.ended_at),
+        "window_seconds": round(series.window_seconds, 3),
+        "states": [
+            {"taken_at": utc_iso(taken_at), "taken_at_epoch": taken_at, **states_record(counts)}
+            for taken_at, counts in series.state_history
+        ],
+        "counters": [
+            {
+                "name": delta.name,
+                "delta": delta.delta,
+                "per_second": round(delta.per_second, 3),
+                "meaning": delta.meaning,
+            }
+            for delta in series.counter_deltas
+        ],
+        "growth": [
+            {
+                "pid": growth.pid,
+                "process": growth.process,
+                "state": growth.state.value,
+                "first": growth.first,
+                "last": growth.last,
+                "per_minute": round(growth.per_minute, 2),
+                "steady": growth.steady,
+            }
+            for growth in series.growth
+        ],
     }
 
 
@@ -170,6 +221,7 @@ def report_record(report: Report) -> JSONObject:
         "findings": [finding_record(finding) for finding in report.findings],
         "processes": [process_record(summary) for summary in report.processes],
         "unowned": unowned_record(report.unowned),
+        "series": series_record(report.series),
         "notes": list(report.notes),
     }
 

@@ -26,7 +26,7 @@ from rich.text import Text
 from tcphealth.model import Finding, Severity, Socket, TcpState, TimerKind
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import TABLE_GROUP_LIMIT, RenderOptions, View
-from tcphealth.render.text import endpoint_text, inert, plural, utc_text
+from tcphealth.render.text import age_text, endpoint_text, inert, plural, utc_text
 from tcphealth.report import OwnerSummary, Report, SocketGroup
 
 SEVERITY_STYLE: dict[Severity, str] = {
@@ -36,6 +36,7 @@ SEVERITY_STYLE: dict[Severity, str] = {
     Severity.OK: "green",
 }
 QUIET_NAMES_SHOWN = 8  # processes named in the "nothing wrong" line
+TREND_SAMPLES = 6  # samples whose per-state counts the header shows, newest last
 CMDLINE_SHOWN = 200  # characters of a command line shown under the process title
 
 
@@ -91,6 +92,35 @@ def header(report: Report) -> Text:
         )
     if report.filters:
         text.append("\nfiltered: " + inert(" ".join(report.filters)), style="dim")
+    if report.series is not None:
+        text.append("\n")
+        text.append_text(series_text(report))
+    return text
+
+
+def series_text(report: Report) -> Text:
+    """What several samples showed: how many over how long, each state's count over them,
+    the counters that rose."""
+    series = report.series
+    text = Text()
+    if series is None:
+        return text
+    text.append(
+        f"{plural(series.samples, 'sample')} over {series.window_seconds:.1f} s", style="bold"
+    )
+    history = series.state_history[-TREND_SAMPLES:]
+    shown_states = [state for state in report.states if state is not TcpState.LISTEN]
+    for state in shown_states:
+        counts = [counts.get(state, 0) for _, counts in history]
+        if len(set(counts)) > 1:
+            trend = " \u2192 ".join(f"{count:,}" for count in counts)
+            text.append(f"\n  {state.value} {trend}")
+    for delta in series.counter_deltas:
+        if delta.delta:
+            text.append(
+                f"\n  {delta.name} +{delta.delta:,} ({delta.per_second:.1f}/s): {delta.meaning}",
+                style="dim",
+            )
     return text
 
 
@@ -239,6 +269,8 @@ _GROUP_AFTER = (
     _Column("RECV-Q", "right", label="recv-q"),
     _Column("SEND-Q", "right", label="send-q"),
 )
+# With ages known (a series, or tcp_info): the oldest socket's time in its state, at least.
+_GROUP_AFTER_AGED = (*_GROUP_AFTER, _Column("AGE", "right", label="age"))
 
 
 def _queue(value: int | None, backlog: int | None = None) -> Text:
@@ -247,7 +279,8 @@ def _queue(value: int | None, backlog: int | None = None) -> Text:
     return Text(f"{value:,}" + (f"/{backlog:,}" if backlog is not None else ""))
 
 
-def _group_row(group: SocketGroup, state_styles: dict[TcpState, str]) -> _Row:
+def _group_row(group: SocketGroup, state_styles: dict[TcpState, str], aged: bool) -> _Row:
+    age = (Text(age_text(group.oldest_seconds) if group.oldest_seconds is not None else "-"),)
     return _Row(
         before=(
             Text(group.state.value, style=state_styles.get(group.state, "")),
@@ -262,6 +295,7 @@ def _group_row(group: SocketGroup, state_styles: dict[TcpState, str]) -> _Row:
         after=(
             _queue(group.recv_queue_max, group.listen_backlog),
             _queue(group.send_queue_max),
+            *(age if aged else ()),
         ),
     )
 
@@ -319,8 +353,12 @@ def owner_table(
         captions.append(f"{plural(hidden, 'more row')} not shown (--all shows them)")
     if extra_caption:
         captions.append(extra_caption)
+    aged = any(group.oldest_seconds is not None for group in shown)
     table = address_table(
-        console, _GROUP_BEFORE, _GROUP_AFTER, [_group_row(group, state_styles) for group in shown]
+        console,
+        _GROUP_BEFORE,
+        _GROUP_AFTER_AGED if aged else _GROUP_AFTER,
+        [_group_row(group, state_styles, aged) for group in shown],
     )
     parts: list[RenderableType] = [_process_title(owner, owners_hidden), table]
     if captions:

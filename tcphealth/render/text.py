@@ -71,3 +71,19 @@ def plural(count: int, word: str, plural_word: str | None = None) -> str:
     """``1 socket``, ``2 sockets``, ``1,024 sockets``."""
     chosen = word if count == 1 else (plural_word or word + "s")
     return f"{count:,} {chosen}"
+
+
+def age_text(seconds: float) -> str:
+    """``4.2s``, ``3m05s``, ``2h03m``, ``3d04h``: short enough for a table column.
+
+    >>> [age_text(x) for x in (4.24, 65, 7380, 273600)]
+    ['4.2s', '1m05s', '2h03m', '3d04h']
+    """
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"

@@ -7,7 +7,10 @@ to know how a snapshot was made.
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
@@ -56,6 +59,55 @@ def collect_live(
     )
 
 
+def sample_live(
+    count: int | None,
+    interval: float,
+    collect: Callable[[], Snapshot],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Snapshot]:
+    """``count`` samples (``None``: without end) made by ``collect``, ``interval`` seconds apart
+    from the start of one to the start of the next; a collection slower than the interval is
+    followed by the next at once, never by a burst to catch up."""
+    for number in itertools.count(1) if count is None else range(1, count + 1):
+        started = clock()
+        yield collect()
+        if count is not None and number >= count:
+            return
+        sleep(max(0.0, interval - (clock() - started)))
+
+
+def is_timed_series(series: Sequence[Snapshot]) -> bool:
+    """Several samples with times that say how far apart they were: a series to diagnose with
+    time. Captures pasted from one file all carry the file's time, so they are not one."""
+    return len(series) > 1 and all(
+        later.host.taken_at > earlier.host.taken_at for earlier, later in itertools.pairwise(series)
+    )
+
+
+def latest_of(path: Path | str, series: Sequence[Snapshot]) -> Snapshot:
+    """The last of several captures, with a note saying the earlier ones were not used."""
+    last = series[-1]
+    if len(series) == 1:
+        return last
+    earlier_notes = [
+        note for snapshot in series[:-1] for note in snapshot.notes if ": line skipped: " in note
+    ]
+    if is_timed_series(series):
+        note = f"{_where(path)}: a series of {len(series)} samples; only the latest is used here"
+    else:
+        note = (
+            f"{_where(path)}: {len(series)} captures were found (a repeated header, command or "
+            "'---'); only the last is diagnosed"
+        )
+    return replace(
+        last,
+        notes=(note, *earlier_notes, *last.notes),
+        skipped_lines=sum(snapshot.skipped_lines for snapshot in series),
+    )
+
+
 def _collect(source: str, proc_root: Path, with_processes: bool) -> Snapshot:
     """Look at this host now. ``auto`` asks the kernel over netlink (what ``ss`` uses), falls
     back to /proc/net/tcp where netlink is not offered, and to psutil where there is no /proc."""
@@ -91,22 +143,7 @@ def load(
     Where the text holds several captures (see :func:`load_series`), the last one is returned
     with a note saying how many were found; its notes and ``skipped_lines`` cover every line
     skipped in the whole file."""
-    series = load_series(path, stdin, input_format=input_format, strict=strict)
-    last = series[-1]
-    if len(series) == 1:
-        return last
-    earlier_notes = [
-        note for snapshot in series[:-1] for note in snapshot.notes if ": line skipped: " in note
-    ]
-    note = (
-        f"{_where(path)}: {len(series)} captures were found (a repeated header, command or "
-        "'---'); only the last is diagnosed"
-    )
-    return replace(
-        last,
-        notes=(note, *earlier_notes, *last.notes),
-        skipped_lines=sum(snapshot.skipped_lines for snapshot in series),
-    )
+    return latest_of(path, load_series(path, stdin, input_format=input_format, strict=strict))
 
 
 def load_series(
@@ -116,8 +153,9 @@ def load_series(
     input_format: str = "auto",
     strict: bool = False,
 ) -> list[Snapshot]:
-    """Every capture in ``path``, oldest first: one snapshot per capture of a paste (a header
-    repeated, ``sl`` restarting at 0, the same command run again), else a list of one.
+    """Every capture in ``path``, oldest first: the samples of a series file (``tcphealth
+    snapshot --samples``), one snapshot per capture of a paste (a header repeated, ``sl``
+    restarting at 0, the same command run again), else a list of one.
 
     Raises :class:`InputError` (the CLI exits 3) when the input cannot be read as the format,
     and ``ValueError`` for an ``input_format`` not in :data:`INPUT_FORMATS`."""
@@ -129,11 +167,11 @@ def load_series(
             raise InputError(where, f"a directory, not {input_format} output")
         return [_proc_tree(Path(path), strict=strict)]
     if input_format == "snapshot" or (input_format == "auto" and str(path).endswith(".json")):
-        return [snapshot_file.read_snapshot(path, stdin)]
+        return snapshot_file.read_snapshots(path, stdin)
     data, taken_at = _read(path, stdin, input_format)
     content = _decode(data)
     if input_format == "auto" and text_detect.detect(content) == text_detect.SNAPSHOT:
-        return [snapshot_file.snapshot_from_json(content, where)]
+        return snapshot_file.snapshots_from_json(content, where)
     try:
         return text.read_text(
             content, where, input_format=input_format, strict=strict, taken_at=taken_at

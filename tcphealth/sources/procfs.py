@@ -298,6 +298,79 @@ def scan_fds(proc_root: Path) -> FdScan:
     return scan
 
 
+# The most descriptors the second look (below) reads again; past it, the unseen sockets stay
+# unseen and the note says so, rather than doubling the cost of a run on a huge host.
+SECOND_LOOK_FD_BUDGET = 50_000
+
+
+def second_look(sockets: list[Socket], scan: FdScan, proc_root: Path) -> tuple[list[Socket], int]:
+    """Find the holders of sockets opened while the fd walk ran (they were not in any fd
+    directory yet when the walk passed it), by reading again the fds of the processes most
+    likely to hold them: those listening on the socket's local port (an accepted
+    connection), and those already holding another socket to the same remote endpoint (a
+    client connecting again). Returns the sockets and how many stay unseen.
+
+    On a host that opens connections fast, a walk of a second or more would otherwise leave
+    every new connection of that second without an owner."""
+    unseen = [sock for sock in sockets if sock.owner_source is OwnerSource.UNSEEN]
+    if not unseen:
+        return sockets, 0
+    listeners: dict[int, set[int]] = {}
+    peers: dict[Endpoint, set[int]] = {}
+    for sock in sockets:
+        if not sock.pids:
+            continue
+        if sock.state is TcpState.LISTEN:
+            if sock.local.port is not None:
+                listeners.setdefault(sock.local.port, set()).update(sock.pids)
+        elif sock.remote.port is not None:
+            peers.setdefault(sock.remote, set()).update(sock.pids)
+    candidates: set[int] = set()
+    for sock in unseen:
+        candidates |= listeners.get(sock.local.port or -1, set())
+        candidates |= peers.get(sock.remote, set())
+    found: dict[int, tuple[int, ...]] = {}
+    wanted = {sock.inode for sock in unseen}
+    budget = SECOND_LOOK_FD_BUDGET
+    # The smallest first: many small processes are cheaper to read again than one huge one.
+    for pid in sorted(candidates, key=lambda pid: (scan.open_fds.get(pid, 0), pid)):
+        budget -= scan.open_fds.get(pid, 0)
+        if budget < 0:
+            break
+        for inode in _socket_inodes(proc_root, pid):
+            if inode in wanted:
+                found[inode] = tuple(sorted({*found.get(inode, ()), pid}))
+    if not found:
+        return sockets, len(unseen)
+    result = [
+        replace(sock, pids=found[sock.inode], owner_source=OwnerSource.FD)
+        if sock.owner_source is OwnerSource.UNSEEN and sock.inode in found
+        else sock
+        for sock in sockets
+    ]
+    return result, len(unseen) - sum(1 for sock in unseen if sock.inode in found)
+
+
+def _socket_inodes(proc_root: Path, pid: int) -> Iterator[int]:
+    """The inodes of the sockets process ``pid`` holds now; nothing if it is gone."""
+    fd_path = f"{proc_root}/{pid}/fd"
+    try:
+        names = os.listdir(fd_path)
+        fd_dir = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        for name in names:
+            try:
+                target = os.readlink(name, dir_fd=fd_dir)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1].isdigit():  # a copy may lie
+                yield int(target[8:-1])
+    finally:
+        os.close(fd_dir)
+
+
 def owner_fields(
     inode: int | None, pids_by_inode: dict[int, tuple[int, ...]]
 ) -> tuple[tuple[int, ...], OwnerSource]:
@@ -608,7 +681,8 @@ def assemble(
             sockets, unseen = attribute(sockets, scan)
         else:
             sockets = credit_unaccepted_to_listeners(sockets)
-            unseen = sum(1 for sock in sockets if sock.owner_source is OwnerSource.UNSEEN)
+            # The walk came before the socket table: look again for what it could not see.
+            sockets, unseen = second_look(sockets, scan, proc_root)
         users: dict[int, str | None] = {}
         holders = sorted({pid for sock in sockets for pid in sock.pids})
         processes = [read_process(proc_root, pid, scan.open_fds.get(pid), users) for pid in holders]
@@ -639,7 +713,7 @@ def assemble(
         elif unseen:
             notes.append(
                 f"{unseen} socket(s) are held by no process visible here (a process in another "
-                "PID namespace, or one that exited during the scan)"
+                "PID namespace, or a socket opened or a process ended while the scan ran)"
             )
     else:
         attribution = Attribution(attempted=False)

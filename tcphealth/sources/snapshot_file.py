@@ -16,6 +16,7 @@ import enum
 import errno
 import functools
 import ipaddress
+import itertools
 import json
 import math
 import os
@@ -35,6 +36,11 @@ from tcphealth.reading import Limit, read_input, where_of
 
 FORMAT_NAME = "tcphealth.snapshot"
 FORMAT_VERSION = 1
+# Several samples of one host, oldest first (tcphealth snapshot --samples N): the file is
+# ``{"format": "tcphealth.series", "version": 1, "samples": [...]}`` where each sample is a
+# whole snapshot document as above, one per line.
+SERIES_FORMAT_NAME = "tcphealth.series"
+SERIES_FORMAT_VERSION = 1
 
 # Refuse before parsing: a snapshot of 300,000 sockets is about 150 MB of JSON.
 MAX_SNAPSHOT_BYTES = 1 << 30
@@ -67,27 +73,55 @@ def _encode(value: Any) -> Any:
 
 def snapshot_to_json(snapshot: Snapshot) -> str:
     document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": _encode(snapshot)}
-    text = json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+    return _utf8_safe(json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+
+
+def _utf8_safe(text: str) -> str:
+    """JSON text that can be written as UTF-8. A lone surrogate (how Python spells a byte that
+    was not UTF-8, e.g. in a file name) has no UTF-8 form; it can only sit inside a JSON
+    string, where the escape "\\udcff" that backslashreplace writes reads back as the very
+    same character."""
     if text.isascii():  # the usual case, and a constant-time check
         return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        # A lone surrogate (how Python spells a byte that was not UTF-8, e.g. in a file name)
-        # has no UTF-8 form. It can only sit inside a JSON string, where the escape
-        # "\udcff" that backslashreplace writes reads back as the very same character.
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
 
 
+def series_to_json(samples: list[Snapshot]) -> str:
+    """A series file: the header, then one compact snapshot document per line."""
+    lines = [
+        json.dumps(
+            {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": _encode(sample)},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for sample in samples
+    ]
+    head = f'{{"format": "{SERIES_FORMAT_NAME}", "version": {SERIES_FORMAT_VERSION}, "samples": [\n'
+    return _utf8_safe(head + ",\n".join(lines) + "\n]}\n")
+
+
 def write_snapshot(snapshot: Snapshot, path: Path | None, stdout: IO[str] | None = None) -> None:
     """Write to ``path`` atomically (temporary file, then rename), or to stdout when ``None``
-    or ``-``: a failed run never leaves a half-written file or truncates the previous one.
+    or ``-``: a failed run never leaves a half-written file or truncates the previous one."""
+    write_text(snapshot_to_json(snapshot), path, stdout)
+
+
+def write_series(samples: list[Snapshot], path: Path | None, stdout: IO[str] | None = None) -> None:
+    """Write a series file, as :func:`write_snapshot` writes a snapshot."""
+    write_text(series_to_json(samples), path, stdout)
+
+
+def write_text(text: str, path: Path | None, stdout: IO[str] | None = None) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed into place, or to stdout.
 
     A ``path`` that is a character device or a named pipe (``/dev/null``, ``/dev/stdout``,
     ``<(...)``) is written into: renaming a file over it would replace the device node
     itself, and as root ``-o /dev/null`` would have turned /dev/null into a file."""
-    text = snapshot_to_json(snapshot)
     if path is None or str(path) == "-":
         (stdout or sys.stdout).write(text)
         return
@@ -411,8 +445,13 @@ def _refuse_constant(name: str) -> Any:
 
 def snapshot_from_json(text: str, where: str) -> Snapshot:
     """Parse the text of a snapshot file. ``where`` names it in error messages."""
+    return snapshot_from_document(_parse_json(text, where), where)
+
+
+def _parse_json(text: str, where: str) -> Any:
+    """The JSON document in ``text``; anything that is not JSON is a SnapshotFormatError."""
     try:
-        document = json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise SnapshotFormatError(
             where, f"not valid JSON: {error.msg} (column {error.colno})", line=error.lineno
@@ -425,7 +464,33 @@ def snapshot_from_json(text: str, where: str) -> Snapshot:
         ) from None
     except RecursionError:
         raise SnapshotFormatError(where, "JSON nested too deeply") from None
-    return snapshot_from_document(document, where)
+
+
+def snapshots_from_json(text: str, where: str) -> list[Snapshot]:
+    """The samples of a series file, oldest first, or the one snapshot of a snapshot file."""
+    document = _parse_json(text, where)
+    if not isinstance(document, dict) or document.get("format") != SERIES_FORMAT_NAME:
+        return [snapshot_from_document(document, where)]
+    version = document.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise SnapshotFormatError(where, '"version" must be a positive integer')
+    if version > SERIES_FORMAT_VERSION:
+        raise SnapshotFormatError(
+            where,
+            f"series version {version} is newer than this tcphealth reads "
+            f"(up to {SERIES_FORMAT_VERSION}); upgrade tcphealth",
+        )
+    samples = document.get("samples")
+    if not isinstance(samples, list) or not samples:
+        raise SnapshotFormatError(where, '"samples" must be a non-empty list of snapshots')
+    snapshots = [
+        snapshot_from_document(sample, f"{where}: sample {number}")
+        for number, sample in enumerate(samples, start=1)
+    ]
+    times = [snapshot.host.taken_at for snapshot in snapshots]
+    if any(later <= earlier for earlier, later in itertools.pairwise(times)):
+        raise SnapshotFormatError(where, "the samples are not in the order they were taken")
+    return snapshots
 
 
 def snapshot_from_document(document: Any, where: str) -> Snapshot:
@@ -453,6 +518,17 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
 
 def read_snapshot(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
     """Read a snapshot from a file, or from standard input when ``path`` is ``-``."""
+    return snapshot_from_json(*_read_text(path, stdin))
+
+
+def read_snapshots(path: Path | str, stdin: IO[str] | None = None) -> list[Snapshot]:
+    """Read a series file (its samples, oldest first) or a snapshot file (a list of one)."""
+    return snapshots_from_json(*_read_text(path, stdin))
+
+
+def _read_text(path: Path | str, stdin: IO[str] | None) -> tuple[str, str]:
+    """The text of ``path`` (``-``: standard input) and the name to give it in messages;
+    read bounded (see :mod:`tcphealth.reading`)."""
     try:
         data = read_input(path, stdin, SNAPSHOT_LIMIT).data
     except InputError as error:
@@ -462,4 +538,4 @@ def read_snapshot(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise SnapshotFormatError(where, f"not UTF-8 text (byte {error.start})") from None
-    return snapshot_from_json(text, where)
+    return text, where

@@ -1,0 +1,139 @@
+"""``tcphealth watch``: on a terminal a view redrawn in place after every sample; into a pipe one
+record per sample, written and flushed as it is made, so ``tcphealth watch | grep`` is live.
+
+Piped records:
+
+* ``plain``: the lines of the plain report (:mod:`tcphealth.render.plain`), each ending with
+  `` sample=N`` so a line still says which look it belongs to once grep has picked it out.
+* ``ndjson`` (and ``json``, which in a stream is the same thing): one JSON object per sample on
+  one line, ``{"type": "sample", "sample": N, ...}`` with the whole report in it, and with
+  ``--sockets`` every socket with its age.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.padding import Padding
+from rich.text import Text
+
+from tcphealth.render import plain
+from tcphealth.render.environment import Environment
+from tcphealth.render.json import dumps
+from tcphealth.render.options import RenderOptions
+from tcphealth.render.records import report_record, socket_record
+from tcphealth.render.table import (
+    SEVERITY_STYLE,
+    header,
+    make_console,
+    owner_table,
+)
+from tcphealth.render.text import inert, plural
+from tcphealth.report import Report
+
+# How much of the report the live view shows: it must fit a terminal redrawn every interval.
+LIVE_FINDINGS = 5
+LIVE_PROCESSES = 3
+
+PIPED_FORMATS = ("plain", "ndjson", "json")
+
+
+def sample_lines(report: Report, number: int, options: RenderOptions) -> Iterator[str]:
+    """The plain records of one sample, each tagged with its sample number."""
+    for line in plain.lines(report, options):
+        yield f"{line} sample={number}"
+
+
+def sample_record(report: Report, number: int, options: RenderOptions) -> dict[str, object]:
+    record: dict[str, object] = {"type": "sample", "sample": number, **report_record(report)}
+    if options.with_sockets:
+        sockets = itertools.islice(report.sockets, options.socket_limit(table=False))
+        record["sockets"] = [socket_record(report, sock) for sock in sockets]
+    return record
+
+
+def write_sample(
+    report: Report, number: int, fmt: str, options: RenderOptions, env: Environment
+) -> None:
+    """One sample into a pipe or file, flushed at once."""
+    out = env.stdout
+    if fmt == "plain":
+        for line in sample_lines(report, number, options):
+            out.write(line + "\n")
+    else:
+        out.write(dumps(sample_record(report, number, options)) + "\n")
+    out.flush()
+
+
+def live_view(report: Report, number: int, status: str, console: Console) -> RenderableType:
+    """The whole screen for one sample: header with the trend, the worst findings, the
+    processes they are about (with each group's age), and what was left out."""
+    parts: list[RenderableType] = [header(report), Text(status, style="dim"), Text()]
+    if not report.findings:
+        parts.append(Text("No problems found.", style=SEVERITY_STYLE[report.worst_severity]))
+    for finding in report.findings[:LIVE_FINDINGS]:
+        title = Text()
+        title.append(finding.severity.label, style=SEVERITY_STYLE[finding.severity])
+        title.append(" ")
+        title.append(inert(finding.code), style="bold")
+        title.append(f"  {inert(finding.subject.describe())}  {plural(finding.count, 'socket')}")
+        parts.append(title)
+        parts.append(Padding(Text(inert(finding.summary)), (0, 0, 0, 2)))
+    hidden = len(report.findings) - LIVE_FINDINGS
+    if hidden > 0:
+        parts.append(Text(f"{plural(hidden, 'more finding')} (tcphealth check)", style="dim"))
+    parts.append(Text())
+    shown = [owner for owner in report.processes if owner.findings][:LIVE_PROCESSES]
+    for owner in shown:
+        parts.append(owner_table(console, owner, show_all=False))
+        parts.append(Text())
+    others = len(report.processes) - len(shown)
+    if others > 0:
+        parts.append(Text(f"{plural(others, 'other process', 'other processes')}", style="dim"))
+    return Group(*parts)
+
+
+class LiveScreen:
+    """The terminal view: rich's Live, redrawn only when a sample arrives."""
+
+    def __init__(self, env: Environment) -> None:
+        self.console = make_console(env)
+        self._live = Live(
+            console=self.console,
+            auto_refresh=False,
+            transient=False,
+            vertical_overflow="crop",
+        )
+        self._live.start()
+
+    def show(self, report: Report, number: int, status: str) -> None:
+        self._live.update(live_view(report, number, status, self.console), refresh=True)
+
+    def note(self, text: str) -> None:
+        """A note above the redrawn view: written straight to the terminal's stderr it would
+        shift the view, and every later redraw would leave a copy of its top behind."""
+        self._live.console.print(Text(inert(text), style="dim"))
+
+    def stop(self) -> None:
+        self._live.stop()
+
+
+def status_line(number: int, count: int | None, interval: float, replay: bool, window: int) -> str:
+    of = f"/{count}" if count else ""
+    compared = f"; the last {window} compared" if number > window else ""
+    if replay:
+        return f"sample {number}{of} of a saved series{compared}"
+    return f"sample {number}{of}, every {interval:g} s{compared}; Ctrl-C stops"
+
+
+__all__ = [
+    "PIPED_FORMATS",
+    "LiveScreen",
+    "sample_lines",
+    "sample_record",
+    "status_line",
+    "write_sample",
+]
