@@ -37,6 +37,9 @@ from tcphealth.model import (
     TcpInfo,
     TcpState,
     TimerKind,
+    new_endpoint,
+    new_socket,
+    new_tcp_info,
     state_from_kernel_code,
     timer_from_kernel_code,
 )
@@ -144,17 +147,17 @@ def _tcp_info_from(data: memoryview, offset: int, ints: dict[int, int] | None = 
         last_data_sent = shared(last_data_sent, last_data_sent)
         last_data_recv = shared(last_data_recv, last_data_recv)
         last_ack_recv = shared(last_ack_recv, last_ack_recv)
-    return TcpInfo(
-        last_data_recv_ms=last_data_recv,
-        last_data_sent_ms=last_data_sent,
-        last_ack_recv_ms=last_ack_recv,
-        retransmits=retransmits,
-        probes=probes,
-        backoff=backoff,
-        rto_us=rto,
-        rtt_us=rtt,
-        total_retrans=total_retrans,
-        unacked=unacked,
+    return new_tcp_info(
+        last_data_recv,
+        last_data_sent,
+        last_ack_recv,
+        retransmits,
+        probes,
+        backoff,
+        rto,
+        rtt,
+        total_retrans,
+        unacked,
     )
 
 
@@ -298,13 +301,13 @@ class Decoder:
         by_address = endpoints.get(endpoint_key + sport)
         local = None if by_address is None else by_address.get(src)
         if local is None:
-            local = Endpoint(self.address(family_code, src), sport)
+            local = new_endpoint(self.address(family_code, src), sport)
             if by_address is not None:
                 self._remember(by_address, src, local)
         by_address = endpoints.get(endpoint_key + dport)
         remote = None if by_address is None else by_address.get(dst)
         if remote is None:
-            remote = Endpoint(self.address(family_code, dst), dport)
+            remote = new_endpoint(self.address(family_code, dst), dport)
             if by_address is not None:
                 self._remember(by_address, dst, remote)
 
@@ -320,27 +323,29 @@ class Decoder:
                     owner_source = OwnerSource.UNSEEN
             else:
                 owner_source = OwnerSource.NONE
-        return Socket(
-            family=family,
-            local=local,
-            remote=remote,
-            state=state,
+        # Every field of Socket, in its order (new_socket is the fast constructor).
+        return new_socket(
+            family,
+            local,
+            remote,
+            state,
             # A listener's rqueue is its accept-queue length and wqueue its maximum backlog.
-            send_queue=None if is_listener else wqueue,
-            recv_queue=rqueue,
-            listen_backlog=wqueue if is_listener else None,
-            timer=timer,
-            timer_seconds=None if timer is TimerKind.NONE else expires / 1000,
-            retransmits=retransmits,
-            probes=probes,
-            uid=None if is_time_wait else self._ints.setdefault(uid, uid),
-            inode=inode,
-            pids=pids,
-            owner_source=owner_source,
-            raw_state=f"{state_code:02X}" if state is TcpState.UNKNOWN else None,
-            cookie=cookie_low | (cookie_high << 32),
-            tcp_info=tcp_info,
-            shutdown=shutdown,
+            None if is_listener else wqueue,  # send_queue
+            rqueue,  # recv_queue
+            wqueue if is_listener else None,  # listen_backlog
+            timer,
+            None if timer is TimerKind.NONE else expires / 1000,  # timer_seconds
+            retransmits,
+            probes,
+            None if is_time_wait else self._ints.setdefault(uid, uid),  # uid
+            inode,
+            pids,
+            owner_source,
+            f"{state_code:02X}" if state is TcpState.UNKNOWN else None,  # raw_state
+            cookie_low | (cookie_high << 32),  # cookie
+            tcp_info,
+            shutdown,
+            False,  # truncated
         )
 
     def _remember(
