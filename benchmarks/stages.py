@@ -58,6 +58,7 @@ class Stages:
 def measure(stages: Stages) -> int:
     """Run every stage against the live host; returns how many sockets it saw."""
     stages.run("import tcphealth.cli", lambda: importlib.import_module("tcphealth.cli"))
+    from tcphealth import gcpause
     from tcphealth.model import Family
     from tcphealth.sources import netlink, procfs
 
@@ -66,7 +67,7 @@ def measure(stages: Stages) -> int:
 
     def dump() -> list[Any]:
         sockets: list[Any] = []
-        with procfs.gc_paused():
+        with gcpause.paused():
             for family in (Family.IPV4, Family.IPV6):
                 sockets.extend(netlink.dump(family, owners=scan.pids_by_inode))
         return sockets

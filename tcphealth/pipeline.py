@@ -3,6 +3,7 @@ snapshot -> filter -> diagnose -> report."""
 
 from __future__ import annotations
 
+from tcphealth import gcpause
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.filters import SocketFilter, apply_filter, filter_findings
@@ -17,6 +18,7 @@ def analyse(
 ) -> Report:
     """Narrow the snapshot to what ``flt`` selects, diagnose that, and arrange the report."""
     flt = flt or SocketFilter()
-    narrowed = apply_filter(snapshot, flt)
-    findings = filter_findings(diagnose(narrowed, thresholds), flt, narrowed)
-    return build_report(narrowed, findings, filters=flt.describe())
+    with gcpause.paused():  # indexes and groups over every socket: no cycles among them
+        narrowed = apply_filter(snapshot, flt)
+        findings = filter_findings(diagnose(narrowed, thresholds), flt, narrowed)
+        return build_report(narrowed, findings, filters=flt.describe())

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from tcphealth import gcpause
 from tcphealth.errors import InputError
 from tcphealth.model import (
     Endpoint,
@@ -456,7 +457,7 @@ def collect(
     scan = procfs.scan_fds(proc_root) if with_processes else None
     owners = scan.pids_by_inode if scan is not None else None
     sockets: list[Socket] = []
-    with procfs.gc_paused():
+    with gcpause.paused():
         for family in (Family.IPV4, Family.IPV6):
             try:
                 sockets.extend(dump(family, with_tcp_info=with_tcp_info, owners=owners))

@@ -17,19 +17,18 @@ only), probe count and retransmit count are placeholders, so we record those as 
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import ipaddress
 import os
 import pwd
 import socket as socket_module
 import sys
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from tcphealth import gcpause
 from tcphealth.errors import ProcParseError
 from tcphealth.model import (
     Attribution,
@@ -53,24 +52,6 @@ ByteOrder = Literal["little", "big"]
 
 # /proc prints timer expiry in USER_HZ ticks (clock_t), which is 100 on every Linux ABI.
 USER_HZ = 100
-
-
-@contextlib.contextmanager
-def gc_paused() -> Generator[None, None, None]:
-    """Pause the cyclic garbage collector while a source builds its sockets.
-
-    A snapshot of 300,000 sockets is a million small objects, none of them in a reference
-    cycle. Every few hundred allocations the collector would walk the young ones, and now and
-    then all of them, finding nothing: about a third of the time of a large dump. Reference
-    counting still frees everything as usual; the collector is switched back on (if it was on)
-    when the block ends, also on an error."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 # --- parsing a table ----------------------------------------------------------------------------
@@ -491,7 +472,7 @@ def collect(
 ) -> Snapshot:
     """Look at the host (or the copied /proc tree) below ``proc_root``."""
     taken_at = time.time()
-    with gc_paused():
+    with gcpause.paused():
         sockets, notes = read_tables(proc_root, strict=strict)
     live = proc_root == Path("/proc")
     return assemble(
