@@ -2,7 +2,9 @@
 :class:`Snapshot`.
 
 Each source is a peer module; this package only chooses between them, so the CLI never needs
-to know how a snapshot was made.
+to know how a snapshot was made. Only the live Linux sources are imported up front; the others
+(psutil, snapshot files, pasted text, namespaces) when a run asks for them, so that a live run
+does not pay for importing what it never uses.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from typing import IO
 
 from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.model import Snapshot
-from tcphealth.sources import netlink, procfs, psutil_source, snapshot_file, text
-from tcphealth.sources import netns as netns_module
-from tcphealth.sources.text import detect as text_detect
+from tcphealth.sources import netlink, procfs
 
 LIVE_SOURCES = ("auto", "netlink", "procfs", "psutil")
 
@@ -48,6 +48,8 @@ def collect_live(
     ``ip netns list`` or a path like /proc/PID/ns/net)."""
     if netns is None:
         return _collect(source, proc_root, with_processes)
+    from tcphealth.sources import netns as netns_module
+
     with netns_module.entered(netns):
         snapshot = _collect(source, proc_root, with_processes)
     return replace(
@@ -74,6 +76,8 @@ def _collect(source: str, proc_root: Path, with_processes: bool) -> Snapshot:
         if not has_proc:
             raise SourceUnavailableError(f"{proc_root}/net/tcp does not exist on this host")
         return procfs.collect(proc_root, with_processes=with_processes)
+    from tcphealth.sources import psutil_source
+
     return psutil_source.collect(with_processes=with_processes)
 
 
@@ -127,6 +131,9 @@ def load_series(
         if input_format not in ("auto", "proc"):
             raise InputError(where, f"a directory, not {input_format} output")
         return [_proc_tree(Path(path), strict=strict)]
+    from tcphealth.sources import snapshot_file, text
+    from tcphealth.sources.text import detect as text_detect
+
     if input_format == "snapshot" or (input_format == "auto" and str(path).endswith(".json")):
         return [snapshot_file.read_snapshot(path, stdin)]
     content, taken_at = _read(path, stdin)
