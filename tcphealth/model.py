@@ -289,6 +289,9 @@ class Socket:
 # printing as one made by its constructor -- built in a fifth of the time. The builders take
 # every field, positionally, in declaration order; tests/test_model_builders.py checks that
 # they stay in step with the dataclasses.
+#
+# A SocketDraft is a socket whose owners are not known yet (the netlink source decodes while
+# another process walks /proc/*/fd): mutable until SocketDraft.finish() makes it a Socket.
 
 
 class _EndpointBuilder:
@@ -327,7 +330,9 @@ class _TcpInfoBuilder:
         self.unacked = unacked
 
 
-class _SocketBuilder:
+class SocketDraft:
+    """Every field of a :class:`Socket`, mutable, until :meth:`finish` turns it into one."""
+
     __slots__ = Socket.__slots__
 
     def __init__(
@@ -373,6 +378,14 @@ class _SocketBuilder:
         self.tcp_info = tcp_info
         self.shutdown = shutdown
         self.truncated = truncated
+
+    def finish(self, pids: tuple[int, ...], owner_source: OwnerSource) -> Socket:
+        """This object, with its owners set, as a (frozen) Socket. Do not keep the draft."""
+        self.pids = pids
+        self.owner_source = owner_source
+        built: Any = self
+        built.__class__ = Socket
+        return cast(Socket, built)
 
 
 def new_endpoint(address: IPAddress, port: int | None) -> Endpoint:
@@ -434,7 +447,7 @@ def new_socket(
     truncated: bool,
 ) -> Socket:
     """``Socket(...)`` with every field given in declaration order, built faster."""
-    built: Any = _SocketBuilder(
+    built: Any = SocketDraft(
         family,
         local,
         remote,

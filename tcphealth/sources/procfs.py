@@ -221,13 +221,18 @@ def _pid_dirs(proc_root: Path) -> Iterator[int]:
                 yield int(entry.name)
 
 
-def scan_fds(proc_root: Path) -> FdScan:
+def scan_fds(proc_root: Path, *, skip_pid: int | None = None) -> FdScan:
     """Read every /proc/PID/fd link once. A process that exits meanwhile is counted as
-    vanished, one whose fds we may not read as forbidden; neither stops the scan."""
+    vanished, one whose fds we may not read as forbidden; neither stops the scan.
+
+    ``skip_pid`` is left out: a forked helper walking for its parent holds copies of all the
+    parent's descriptors, and must not be named as their owner."""
     scan = FdScan()
     pids_by_inode = scan.pids_by_inode
     readlink = os.readlink
     for pid in _pid_dirs(proc_root):
+        if pid == skip_pid:
+            continue
         fd_path = f"{proc_root}/{pid}/fd"
         try:
             names = os.listdir(fd_path)
