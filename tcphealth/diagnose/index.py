@@ -21,8 +21,11 @@ from tcphealth.model import (
     TcpState,
 )
 
-# A destination as TCP sees it for port allocation: (address, port), address normalised.
-Destination = tuple[IPAddress, int | None]
+# A destination as TCP sees it for port allocation: the remote endpoint, its address
+# normalised (a v4-mapped IPv6 address turned back into IPv4). An Endpoint rather than an
+# (address, port) tuple: rules count sockets per destination, and an Endpoint hashes without
+# ipaddress's slow __hash__ -- usually it is the socket's own remote endpoint, unchanged.
+Destination = Endpoint
 
 
 def plain_address(address: IPAddress) -> IPAddress:
@@ -37,7 +40,10 @@ def plain_address(address: IPAddress) -> IPAddress:
 
 
 def destination(endpoint: Endpoint) -> Destination:
-    return (plain_address(endpoint.address), endpoint.port)
+    address = endpoint.address
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return Endpoint(address.ipv4_mapped, endpoint.port)
+    return endpoint
 
 
 def owned_by_fd(sock: Socket) -> bool:
