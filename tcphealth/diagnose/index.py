@@ -73,9 +73,8 @@ class SnapshotIndex:
     # Addresses this host answers on, as seen in its own sockets' local side.
     local_addresses: set[IPAddress] = field(default_factory=set)
     sockets_per_pid: Counter[int] = field(default_factory=Counter)
-    # Which pids hold ESTABLISHED connections to each destination: names the likely client
-    # behind TIME_WAIT toward it (TIME_WAIT itself has no owner).
-    established_pids_by_destination: dict[Destination, Counter[int]] = field(default_factory=dict)
+    # Which pids hold ESTABLISHED connections to each destination: see established_pids().
+    _established_by_destination: dict[Destination, Counter[int]] | None = None
     # Connections that belong to a listener here but were never accepted, keyed by
     # ``id(listener)`` (:attr:`listener_by_id` gives the listener back): half-open SYN_RECV,
     # and CLOSE_WAIT that no descriptor holds. Those whose listener is not in the snapshot
@@ -100,8 +99,7 @@ class SnapshotIndex:
         # Keyed by identity: every object is alive (the snapshot holds it) during the pass.
         local_address_by_id: dict[int, IPAddress] = {}
         holders: dict[tuple[int, ...], int] = {}  # pid tuple -> sockets it holds
-        established: dict[tuple[Endpoint, tuple[int, ...]], int] = {}  # (remote, pids) -> n
-        listen, connected = TcpState.LISTEN, TcpState.ESTABLISHED
+        listen = TcpState.LISTEN
         for sock in snapshot.sockets:
             state = sock.state
             by_state[state].append(sock)
@@ -111,12 +109,8 @@ class SnapshotIndex:
             pids = sock.pids
             if pids:
                 holders[pids] = holders.get(pids, 0) + 1
-            if state is listen:
-                if sock.local.port is not None:
-                    listeners[sock.local.port].append(sock)
-            elif state is connected and pids:
-                key = (sock.remote, pids)
-                established[key] = established.get(key, 0) + 1
+            if state is listen and sock.local.port is not None:
+                listeners[sock.local.port].append(sock)
 
         for address in local_address_by_id.values():
             local = plain_address(address)
@@ -125,14 +119,8 @@ class SnapshotIndex:
         for pids, count in holders.items():
             for pid in pids:
                 index.sockets_per_pid[pid] += count
-        by_destination: defaultdict[Destination, Counter[int]] = defaultdict(Counter)
-        for (remote, pids), count in established.items():
-            counter = by_destination[destination(remote)]
-            for pid in pids:
-                counter[pid] += count
         index.by_state = {state: found for state, found in by_state.items() if found}
         index.listeners_by_port = dict(listeners)
-        index.established_pids_by_destination = dict(by_destination)
         index._attach_to_listeners()
         return index
 
@@ -163,6 +151,18 @@ class SnapshotIndex:
                 self.unaccepted_close_wait_ids.add(id(sock))
         self.syn_recv_by_listener = dict(syn_recv)
         self.unaccepted_close_wait_by_listener = dict(unaccepted)
+
+    def established_pids(self, dest: Destination) -> Counter[int] | None:
+        """Which pids hold ESTABLISHED connections to ``dest``, and how many each: names the
+        likely client behind TIME_WAIT toward it (TIME_WAIT itself has no owner). Worked out
+        for every destination the first time it is asked -- rarely: only for a finding."""
+        if self._established_by_destination is None:
+            by_destination: defaultdict[Destination, Counter[int]] = defaultdict(Counter)
+            for sock in self.sockets(TcpState.ESTABLISHED):
+                if sock.pids:
+                    by_destination[destination(sock.remote)].update(sock.pids)
+            self._established_by_destination = dict(by_destination)
+        return self._established_by_destination.get(dest)
 
     def sockets(self, state: TcpState) -> list[Socket]:
         return self.by_state.get(state, [])

@@ -124,7 +124,7 @@ def _ports_finding(
         Evidence("port_use", round(ratio, 3), f"{percent(ratio)} of the range"),
         _tw_reuse_evidence(index.snapshot.sysctls.tcp_tw_reuse, loopback=remote.is_loopback),
     ]
-    holders = index.established_pids_by_destination.get(Endpoint(remote, remote_port))
+    holders = index.established_pids(Endpoint(remote, remote_port))
     client = ""
     if holders:
         pid, held = min(holders.items(), key=lambda item: (-item[1], item[0]))

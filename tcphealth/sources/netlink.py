@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from tcphealth import gcpause
 from tcphealth.errors import InputError
@@ -581,9 +581,13 @@ def collect(
             pending = stack.enter_context(background_scan.started(proc_root))
         with gcpause.paused():
             drafts = _dump_both_families(with_tcp_info)
-            scan = pending.result() if pending is not None else None
+            scan = None
+            if pending is not None:
+                scan = pending.result(only=(draft.inode for draft in drafts if draft.inode))
             owners = scan.pids_by_inode if scan is not None else None
-            sockets = [finished(draft, owners) for draft in drafts]
+            for draft in drafts:
+                finished(draft, owners)  # the draft object itself becomes the Socket
+            sockets = cast(list[Socket], drafts)
             del drafts
     return procfs.assemble(
         sockets,

@@ -46,7 +46,7 @@ from tcphealth.model import (
     state_from_kernel_code,
     timer_from_kernel_code,
 )
-from tcphealth.sources.owners import credit_unaccepted_to_listeners
+from tcphealth.sources.owners import credit_in_place, credit_unaccepted_to_listeners
 
 ByteOrder = Literal["little", "big"]
 
@@ -505,14 +505,15 @@ def assemble(
     every source that reads the socket table some other way (netlink).
 
     A source that walked /proc/*/fd itself and built its sockets with their owners passes
-    that ``scan``; only the listener credit for unaccepted sockets is left to do then."""
+    that ``scan``; only the listener credit for unaccepted sockets is left to do then, in the
+    list given (which the caller hands over)."""
     processes: list[Process] = []
     if with_processes:
         if scan is None:
             scan = scan_fds(proc_root)
             sockets, unseen = attribute(sockets, scan)
         else:
-            sockets = credit_unaccepted_to_listeners(sockets)
+            credit_in_place(sockets)  # the caller's list: it built it for this snapshot
             unseen = sum(1 for sock in sockets if sock.owner_source is OwnerSource.UNSEEN)
         users: dict[int, str | None] = {}
         holders = sorted({pid for sock in sockets for pid in sock.pids})
