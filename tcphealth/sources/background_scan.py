@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import signal
-import threading
+import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -75,6 +74,8 @@ class PendingScan:
         self._pid = None
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             return None
+        import pickle  # only needed once a child has answered: not imported by --no-processes
+
         try:
             payload: _Payload = pickle.loads(data)
             return _decode(payload, only)
@@ -106,13 +107,17 @@ def started(proc_root: Path) -> Iterator[PendingScan]:
 
 def _can_fork() -> bool:
     # fork() copies only the calling thread: with others running, a lock one of them holds
-    # would stay held in the child forever.
-    return hasattr(os, "fork") and threading.active_count() == 1
+    # would stay held in the child forever. (Without threading imported, no other thread was
+    # started from Python.)
+    threading = sys.modules.get("threading")
+    return hasattr(os, "fork") and (threading is None or threading.active_count() == 1)
 
 
 def _child(proc_root: Path, write_end: int) -> None:
     code = 1
     try:
+        import pickle
+
         # Our own descriptors are copies of the parent's: the parent holds those sockets.
         scan = scan_fds(proc_root, skip_pid=os.getpid())
         data = pickle.dumps(_encode(scan), protocol=pickle.HIGHEST_PROTOCOL)
