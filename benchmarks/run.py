@@ -19,6 +19,7 @@ and lsof) and left out; nothing else is skipped.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import os
@@ -455,6 +456,15 @@ def growth(results: list[Result], sockets: int, results_dir: Path) -> list[str]:
 # --- machine and the generator ---------------------------------------------------------------
 
 
+def byte_compile() -> None:
+    """Byte-compile tcphealth's sources, as ``pip install`` does. With PYTHONDONTWRITEBYTECODE
+    set (it is on the machine of RESULTS.md) an editable install never writes them, and every
+    run of tcphealth would compile its modules again first."""
+    package = REPO / "tcphealth"
+    ok = compileall.compile_dir(package, quiet=1)
+    print(f"byte-compiled {package.relative_to(REPO)}/" + ("" if ok else " (with errors)"))
+
+
 def machine() -> dict[str, str]:
     def first_line(argv: list[str]) -> str:
         try:
@@ -583,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     facts = machine()
     print("machine: " + "; ".join(f"{k} {v}" for k, v in facts.items()))
+    byte_compile()
     ours = tcphealth_tools(args.tcphealth)
     references, missing = reference_tools(sys.executable)
     for note in missing:

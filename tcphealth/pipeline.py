@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from tcphealth import gcpause
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.series import diagnose_series
@@ -21,9 +22,10 @@ def analyse(
 ) -> Report:
     """Narrow the snapshot to what ``flt`` selects, diagnose that, and arrange the report."""
     flt = flt or SocketFilter()
-    narrowed = apply_filter(snapshot, flt)
-    findings = filter_findings(diagnose(narrowed, thresholds), flt, narrowed)
-    return build_report(narrowed, findings, filters=flt.describe())
+    with gcpause.paused():  # indexes and groups over every socket: no cycles among them
+        narrowed = apply_filter(snapshot, flt)
+        findings = filter_findings(diagnose(narrowed, thresholds), flt, narrowed)
+        return build_report(narrowed, findings, filters=flt.describe())
 
 
 def analyse_series(
@@ -36,9 +38,10 @@ def analyse_series(
     the latest, with the findings time corrects and adds (see :mod:`tcphealth.diagnose.series`).
     ``ages`` comes from a tracker that followed the host for longer (``watch``)."""
     flt = flt or SocketFilter()
-    narrowed = [apply_filter(snapshot, flt) for snapshot in series]
-    findings, facts = diagnose_series(narrowed, thresholds, ages)
-    latest = narrowed[-1]
-    return build_report(
-        latest, filter_findings(findings, flt, latest), filters=flt.describe(), series=facts
-    )
+    with gcpause.paused():
+        narrowed = [apply_filter(snapshot, flt) for snapshot in series]
+        findings, facts = diagnose_series(narrowed, thresholds, ages)
+        latest = narrowed[-1]
+        return build_report(
+            latest, filter_findings(findings, flt, latest), filters=flt.describe(), series=facts
+        )

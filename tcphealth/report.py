@@ -161,34 +161,51 @@ def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     return tuple(sorted(findings, key=lambda finding: -finding.severity))
 
 
-def _group_endpoints(
-    sock: Socket, ephemeral: tuple[int, int], listening: frozenset[int]
-) -> tuple[Endpoint, Endpoint]:
+class _Grouping:
     """The endpoints a socket is grouped under: the client side loses its port.
 
     A listener keeps both. A socket whose local port is one this host listens on is the
     service side; one whose remote port is, and whose local port is not, is a client of it.
     Otherwise the side whose port lies in the ephemeral range is the client side; when both or
     neither do, the side with the higher port is taken to be it.
+
+    The endpoint without its port is made once per address object and shared: sources share
+    address objects, so 300,000 sockets need a few of them, not 300,000.
     """
-    local, remote = sock.local, sock.remote
-    if sock.state is TcpState.LISTEN or local.port is None or remote.port is None:
-        return local, remote
-    if local.port in listening:
-        collapse_local = False
-    elif remote.port in listening:
-        collapse_local = True
-    else:
-        low, high = ephemeral
-        local_ephemeral = low <= local.port <= high
-        remote_ephemeral = low <= remote.port <= high
-        if local_ephemeral != remote_ephemeral:
-            collapse_local = local_ephemeral
+
+    def __init__(self, ephemeral: tuple[int, int], listening: frozenset[int]) -> None:
+        self.low, self.high = ephemeral
+        self.listening = listening
+        self._without_port: dict[int, Endpoint] = {}  # id(address) -> Endpoint(address, None)
+        self._addresses: list[object] = []  # keeps those ids' objects alive, hence unique
+
+    def endpoints(self, sock: Socket) -> tuple[Endpoint, Endpoint]:
+        local, remote = sock.local, sock.remote
+        local_port, remote_port = local.port, remote.port
+        if sock.state is TcpState.LISTEN or local_port is None or remote_port is None:
+            return local, remote
+        if local_port in self.listening:
+            collapse_local = False
+        elif remote_port in self.listening:
+            collapse_local = True
         else:
-            collapse_local = local.port >= remote.port
-    if collapse_local:
-        return Endpoint(local.address, None), remote
-    return local, Endpoint(remote.address, None)
+            local_ephemeral = self.low <= local_port <= self.high
+            remote_ephemeral = self.low <= remote_port <= self.high
+            if local_ephemeral != remote_ephemeral:
+                collapse_local = local_ephemeral
+            else:
+                collapse_local = local_port >= remote_port
+        if collapse_local:
+            return self.without_port(local), remote
+        return local, self.without_port(remote)
+
+    def without_port(self, endpoint: Endpoint) -> Endpoint:
+        address = endpoint.address
+        shared = self._without_port.get(id(address))
+        if shared is None:
+            shared = self._without_port[id(address)] = Endpoint(address, None)
+            self._addresses.append(address)
+        return shared
 
 
 class _GroupAccumulator:
@@ -202,10 +219,17 @@ class _GroupAccumulator:
         self.oldest: float | None = None
 
     def add(self, sock: Socket, age: float | None) -> None:
+        # The most frequent call of a report: kept to plain comparisons.
         self.count += 1
-        self.recv_queue_max = _larger(self.recv_queue_max, sock.recv_queue)
-        self.send_queue_max = _larger(self.send_queue_max, sock.send_queue)
-        self.listen_backlog = _larger(self.listen_backlog, sock.listen_backlog)
+        value = sock.recv_queue
+        if value is not None and (self.recv_queue_max is None or value > self.recv_queue_max):
+            self.recv_queue_max = value
+        value = sock.send_queue
+        if value is not None and (self.send_queue_max is None or value > self.send_queue_max):
+            self.send_queue_max = value
+        value = sock.listen_backlog
+        if value is not None and (self.listen_backlog is None or value > self.listen_backlog):
+            self.listen_backlog = value
         if age is not None and (self.oldest is None or age > self.oldest):
             self.oldest = age
 
@@ -250,13 +274,14 @@ class _OwnerAccumulator:
         self.states: Counter[TcpState] = Counter()
         self.groups: dict[_GroupKey, _GroupAccumulator] = {}
 
-    def add(self, sock: Socket, key: _GroupKey, age: float | None) -> None:
-        self.socket_count += 1
-        self.states[sock.state] += 1
+    def add_group(self, key: _GroupKey, sockets: _GroupAccumulator) -> None:
+        """Add the sockets of one group (all in state ``key[0]``)."""
+        self.socket_count += sockets.count
+        self.states[key[0]] += sockets.count
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _GroupAccumulator()
-        group.add(sock, age)
+        group.merge(sockets)
 
     def summary(self, process: Process | None, findings: tuple[Finding, ...]) -> OwnerSummary:
         groups: list[SocketGroup] = []
@@ -308,31 +333,44 @@ def build_report(
     ``series`` when the snapshot is the latest of several samples."""
     ordered = sort_findings(findings)
     ephemeral = snapshot.sysctls.ip_local_port_range or DEFAULT_EPHEMERAL_RANGE
-    states: Counter[TcpState] = Counter()
-    owners: dict[int, _OwnerAccumulator] = {}
-    unowned = _OwnerAccumulator()
-    truncated = 0
     listening = frozenset(
         sock.local.port
         for sock in snapshot.sockets
         if sock.state is TcpState.LISTEN and sock.local.port is not None
     )
+    grouping = _Grouping(ephemeral, listening)
     ages = series.ages if series is not None else None
-    for sock in snapshot.sockets:  # the one pass that groups the sockets
-        states[sock.state] += 1
+    # The one pass over the sockets: each goes into the group of its holders (the pid tuple),
+    # state and endpoints. The groups are then handed to each holder, so a socket costs one
+    # dictionary update however many processes share it.
+    by_holders: dict[tuple[tuple[int, ...], TcpState, Endpoint, Endpoint], _GroupAccumulator]
+    by_holders = {}
+    truncated = 0
+    endpoints = grouping.endpoints
+    for sock in snapshot.sockets:
         truncated += sock.truncated
-        local, remote = _group_endpoints(sock, ephemeral, listening)
-        key = (sock.state, local, remote)
-        tracked = ages.get(connection_key(sock)) if ages is not None else None
-        age = tracked.at_least_seconds if tracked is not None else kernel_age_floor(sock)
-        if not sock.pids:
-            unowned.add(sock, key, age)
-            continue
-        for pid in sock.pids:  # a socket shared after fork() counts for every holder
+        local, remote = endpoints(sock)
+        key = (sock.pids, sock.state, local, remote)
+        group = by_holders.get(key)
+        if group is None:
+            group = by_holders[key] = _GroupAccumulator()
+        if ages is not None and (tracked := ages.get(connection_key(sock))) is not None:
+            group.add(sock, tracked.at_least_seconds)
+        else:
+            group.add(sock, kernel_age_floor(sock))
+
+    states: Counter[TcpState] = Counter()
+    owners: dict[int, _OwnerAccumulator] = {}
+    unowned = _OwnerAccumulator()
+    for (holders, state, local, remote), group in by_holders.items():
+        states[state] += group.count
+        if not holders:
+            unowned.add_group((state, local, remote), group)
+        for pid in holders:  # a socket shared after fork() counts for every holder
             owner = owners.get(pid)
             if owner is None:
                 owner = owners[pid] = _OwnerAccumulator()
-            owner.add(sock, key, age)
+            owner.add_group((state, local, remote), group)
 
     process_by_pid = {process.pid: process for process in snapshot.processes}
     findings_by_pid: dict[int, list[Finding]] = {}

@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcphealth.model import TcpState
-from tcphealth.sources.netlink import NLMSG_ERROR, NetlinkError, parse_messages
+from tcphealth.sources.netlink import (
+    INET_DIAG_SHUTDOWN,
+    NLMSG_ERROR,
+    SOCK_DIAG_BY_FAMILY,
+    Decoder,
+    NetlinkError,
+    parse_messages,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "netlink"
 
@@ -99,3 +106,53 @@ def test_flipped_bytes_in_a_real_reply(data: st.DataObject) -> None:
     mutated = original[:position] + bytes([value]) + original[position + 1 :]
     with contextlib.suppress(NetlinkError):
         parse_messages(mutated, "mutated")
+
+
+def _messages(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every inet_diag message body in a recorded reply."""
+    spans = []
+    offset = 0
+    while offset < len(data):
+        length, kind = struct.unpack_from("=IH", data, offset)
+        if kind == SOCK_DIAG_BY_FAMILY:
+            spans.append((offset + 16, offset + length))
+        offset += (length + 3) & ~3
+    return spans
+
+
+def test_learnt_layouts_decode_as_the_attribute_walk(
+    recorded: tuple[bytes, dict[str, int]],
+) -> None:
+    data, _ = recorded
+    view = memoryview(data)
+    shared = Decoder()
+    # A fresh decoder per message knows no layout and walks every attribute.
+    walked = [Decoder().message(view, start, end, "walk") for start, end in _messages(data)]
+    # One decoder for all learns each message length's layout and reads most in one unpack.
+    fast = [shared.message(view, start, end, "fast") for start, end in _messages(data)]
+    assert shared._layouts, "expected the recorded reply to teach a layout"
+    assert len(walked) > len(shared._layouts)
+    assert fast == walked
+    assert [s.tcp_info for s in fast] == [s.tcp_info for s in walked]
+
+
+def test_a_message_unlike_its_learnt_layout_is_walked(
+    recorded: tuple[bytes, dict[str, int]],
+) -> None:
+    data, _ = recorded
+    start, end = next(
+        (s, e)
+        for s, e in _messages(data)
+        if Decoder().message(memoryview(data), s, e, "x").shutdown
+    )
+    message = bytearray(data[start:end])
+    decoder = Decoder()
+    assert decoder.message(memoryview(bytes(message)), 0, len(message), "learn").shutdown
+    # Same length, but the shutdown attribute's type changed to one we do not read.
+    offset = 72
+    while struct.unpack_from("=H", message, offset + 2)[0] != INET_DIAG_SHUTDOWN:
+        offset += (struct.unpack_from("=H", message, offset)[0] + 3) & ~3
+    struct.pack_into("=H", message, offset + 2, 99)
+    changed = decoder.message(memoryview(bytes(message)), 0, len(message), "changed")
+    assert changed.shutdown is None
+    assert changed == Decoder().message(memoryview(bytes(message)), 0, len(message), "walk")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ from tcphealth.model import (
     TimerKind,
 )
 from tcphealth.sources.snapshot_file import (
+    FORMAT_NAME,
     FORMAT_VERSION,
+    _encode,
     read_snapshot,
     snapshot_from_json,
     snapshot_to_json,
@@ -208,3 +211,54 @@ def test_cli_missing_file_exits_3(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["snapshot", "--from", str(tmp_path / "nope.json")])
     assert result.exit_code == 3
     assert "No such file or directory" in result.stderr
+
+
+def _indented_everywhere(snapshot: Snapshot) -> str:
+    """The file as tcphealth wrote it before sockets went one per line: every level indented
+    (json's own encoder over the generic _encode), kept here as the reference."""
+    document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": _encode(snapshot)}
+    return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+def _scenario_snapshots() -> list[Snapshot]:
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    return [read_snapshot(path) for path in sorted(fixtures.glob("*.json"))]
+
+
+def test_the_same_document_as_the_indented_writer() -> None:
+    for snap in [full_snapshot(), replace(full_snapshot(), sockets=()), *_scenario_snapshots()]:
+        assert json.loads(snapshot_to_json(snap)) == json.loads(_indented_everywhere(snap))
+
+
+def test_files_indented_everywhere_still_load() -> None:
+    for snap in [full_snapshot(), *_scenario_snapshots()]:
+        text = _indented_everywhere(snap)
+        assert snapshot_from_json(text, "old.json") == snap
+        # ... and saving what they hold gives the current layout, stably.
+        assert snapshot_to_json(snapshot_from_json(text, "old.json")) == snapshot_to_json(snap)
+
+
+def test_one_line_per_socket() -> None:
+    snap = full_snapshot()
+    lines = snapshot_to_json(snap).splitlines()
+    start = lines.index('  "sockets": [')
+    records = lines[start + 1 : start + 1 + len(snap.sockets)]
+    assert lines[start + 1 + len(snap.sockets)] == "  ],"
+    assert [json.loads(line.strip().rstrip(",")) for line in records] == json.loads(
+        _indented_everywhere(snap)
+    )["snapshot"]["sockets"]
+    assert all(line.startswith("   {") for line in records)
+
+
+def test_no_sockets_is_an_empty_list() -> None:
+    text = snapshot_to_json(replace(full_snapshot(), sockets=()))
+    assert '  "sockets": [],\n' in text
+    assert text == _indented_everywhere(replace(full_snapshot(), sockets=()))
+
+
+def test_streamed_to_stdout_as_to_a_file(tmp_path: Path) -> None:
+    out = io.StringIO()
+    write_snapshot(full_snapshot(), None, out)
+    target = tmp_path / "snap.json"
+    write_snapshot(full_snapshot(), target)
+    assert out.getvalue() == target.read_text(encoding="utf-8") == snapshot_to_json(full_snapshot())

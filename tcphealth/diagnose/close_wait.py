@@ -111,22 +111,39 @@ class _Held:
         if idle is not None and (self.longest_idle_ms is None or idle > self.longest_idle_ms):
             self.longest_idle_ms = idle
 
+    def merge(self, other: _Held) -> None:
+        self.count += other.count
+        self.kinds.update(other.kinds)
+        self.destinations.update(other.destinations)
+        self.local_ports.update(other.local_ports)
+        idle = other.longest_idle_ms
+        if idle is not None and (self.longest_idle_ms is None or idle > self.longest_idle_ms):
+            self.longest_idle_ms = idle
+
     def dominant_kind(self) -> str:
         return max(_KIND_ORDER, key=lambda kind: (self.kinds[kind], -_KIND_ORDER.index(kind)))
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
-    held: dict[tuple[int, ...], _Held] = {}
+    # Grouped by the pid tuple as the source gave it (sources share one tuple between all
+    # the sockets of a holder), then by its normal form, once per distinct tuple.
+    held_as_given: dict[tuple[int, ...], _Held] = {}
     unknown: list[Socket] = []
     for sock in index.sockets(TcpState.CLOSE_WAIT):
         if owned_by_fd(sock):
-            key = pids_key(sock.pids)
-            group = held.get(key)
+            group = held_as_given.get(sock.pids)
             if group is None:
-                group = held[key] = _Held()
+                group = held_as_given[sock.pids] = _Held()
             group.add(sock)
         elif not _is_unaccepted(index, sock):
             unknown.append(sock)
+    held: dict[tuple[int, ...], _Held] = {}
+    for pids, group in held_as_given.items():
+        key = pids_key(pids)
+        if key in held:
+            held[key].merge(group)
+        else:
+            held[key] = group
     findings = [
         finding
         for pids, group in held.items()

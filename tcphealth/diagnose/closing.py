@@ -103,7 +103,7 @@ def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]
             stuck.append(sock)
             dest = destination(sock.remote)
             destinations[dest] += 1
-            peers[dest[0]] += 1
+            peers[dest.address] += 1
             if sock.inode == 0:
                 orphaned += 1
         severity = level(len(stuck), thresholds.closing_warning, thresholds.closing_critical)
@@ -160,7 +160,9 @@ def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]
 
 def _path_probe(destinations: Counter[Destination]) -> str:
     """An mtr command toward the most frequent peer (ties broken by address text)."""
-    (address, port), _ = min(destinations.items(), key=lambda i: (-i[1], str(i[0])))
+    # Ties go by the text of the (address, port) pair, as they always have.
+    top, _ = min(destinations.items(), key=lambda i: (-i[1], str((i[0].address, i[0].port))))
+    address, port = top.address, top.port
     port_option = f" -P {port}" if port is not None else ""
     return f"mtr -T{port_option} -c 10 -r {address}   # where do packets to the top peer stop?"
 
@@ -175,7 +177,7 @@ def _is_held_fin_wait2(sock: Socket) -> bool:
 
 
 def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
-    held: dict[tuple[int, ...], list[Socket]] = {}
+    held_as_given: dict[tuple[int, ...], list[Socket]] = {}  # by the source's own pid tuple
     orphaned = 0
     orphan_peers: Counter[Destination] = Counter()
     for sock in index.sockets(TcpState.FIN_WAIT2):
@@ -183,7 +185,10 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
             orphaned += 1
             orphan_peers[destination(sock.remote)] += 1
         elif _is_held_fin_wait2(sock):
-            held.setdefault(pids_key(sock.pids), []).append(sock)
+            held_as_given.setdefault(sock.pids, []).append(sock)
+    held: dict[tuple[int, ...], list[Socket]] = {}
+    for pids, sockets in held_as_given.items():
+        held.setdefault(pids_key(pids), []).extend(sockets)
     findings: list[Finding] = []
     sysctls = index.snapshot.sysctls
     fin_timeout = sysctls.tcp_fin_timeout

@@ -234,7 +234,7 @@ def _syn_sent_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fin
 def _syn_sent_finding(
     index: SnapshotIndex, dest: Destination, group: _SynSentGroup, thresholds: Thresholds
 ) -> Finding | None:
-    address, port = dest
+    address, port = dest.address, dest.port
     target = destination_text(dest)
     clients = [pids for pids, _ in group.pids.most_common() if pids]
     client_pids = clients[0] if len(clients) == 1 else ()

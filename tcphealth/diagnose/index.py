@@ -21,8 +21,11 @@ from tcphealth.model import (
     TcpState,
 )
 
-# A destination as TCP sees it for port allocation: (address, port), address normalised.
-Destination = tuple[IPAddress, int | None]
+# A destination as TCP sees it for port allocation: the remote endpoint, its address
+# normalised (a v4-mapped IPv6 address turned back into IPv4). An Endpoint rather than an
+# (address, port) tuple: rules count sockets per destination, and an Endpoint hashes without
+# ipaddress's slow __hash__ -- usually it is the socket's own remote endpoint, unchanged.
+Destination = Endpoint
 
 
 def plain_address(address: IPAddress) -> IPAddress:
@@ -37,7 +40,10 @@ def plain_address(address: IPAddress) -> IPAddress:
 
 
 def destination(endpoint: Endpoint) -> Destination:
-    return (plain_address(endpoint.address), endpoint.port)
+    address = endpoint.address
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return Endpoint(address.ipv4_mapped, endpoint.port)
+    return endpoint
 
 
 def owned_by_fd(sock: Socket) -> bool:
@@ -67,9 +73,8 @@ class SnapshotIndex:
     # Addresses this host answers on, as seen in its own sockets' local side.
     local_addresses: set[IPAddress] = field(default_factory=set)
     sockets_per_pid: Counter[int] = field(default_factory=Counter)
-    # Which pids hold ESTABLISHED connections to each destination: names the likely client
-    # behind TIME_WAIT toward it (TIME_WAIT itself has no owner).
-    established_pids_by_destination: dict[Destination, Counter[int]] = field(default_factory=dict)
+    # Which pids hold ESTABLISHED connections to each destination: see established_pids().
+    _established_by_destination: dict[Destination, Counter[int]] | None = None
     # Connections that belong to a listener here but were never accepted, keyed by
     # ``id(listener)`` (:attr:`listener_by_id` gives the listener back): half-open SYN_RECV,
     # and CLOSE_WAIT that no descriptor holds. Those whose listener is not in the snapshot
@@ -85,23 +90,37 @@ class SnapshotIndex:
     def build(cls, snapshot: Snapshot) -> SnapshotIndex:
         index = cls(snapshot=snapshot)
         index.processes = {process.pid: process for process in snapshot.processes}
-        by_state: defaultdict[TcpState, list[Socket]] = defaultdict(list)
+        # The one pass over every socket does as little as it can per socket: it counts what
+        # repeats (address objects, pid tuples, remote endpoints) and works each distinct
+        # value out once afterwards. Sources share these objects between sockets, so there
+        # are a few thousand distinct ones among 300,000 sockets.
+        by_state: dict[TcpState, list[Socket]] = {state: [] for state in TcpState}
         listeners: defaultdict[int, list[Socket]] = defaultdict(list)
-        established: defaultdict[Destination, Counter[int]] = defaultdict(Counter)
+        # Keyed by identity: every object is alive (the snapshot holds it) during the pass.
+        local_address_by_id: dict[int, IPAddress] = {}
+        holders: dict[tuple[int, ...], int] = {}  # pid tuple -> sockets it holds
+        listen = TcpState.LISTEN
         for sock in snapshot.sockets:
-            by_state[sock.state].append(sock)
-            local = plain_address(sock.local.address)
+            state = sock.state
+            by_state[state].append(sock)
+            address = sock.local.address
+            if id(address) not in local_address_by_id:
+                local_address_by_id[id(address)] = address
+            pids = sock.pids
+            if pids:
+                holders[pids] = holders.get(pids, 0) + 1
+            if state is listen and sock.local.port is not None:
+                listeners[sock.local.port].append(sock)
+
+        for address in local_address_by_id.values():
+            local = plain_address(address)
             if not local.is_unspecified:
                 index.local_addresses.add(local)
-            for pid in sock.pids:
-                index.sockets_per_pid[pid] += 1
-            if sock.state is TcpState.LISTEN and sock.local.port is not None:
-                listeners[sock.local.port].append(sock)
-            elif sock.state is TcpState.ESTABLISHED and sock.pids:
-                established[destination(sock.remote)].update(sock.pids)
-        index.by_state = dict(by_state)
+        for pids, count in holders.items():
+            for pid in pids:
+                index.sockets_per_pid[pid] += count
+        index.by_state = {state: found for state, found in by_state.items() if found}
         index.listeners_by_port = dict(listeners)
-        index.established_pids_by_destination = dict(established)
         index._attach_to_listeners()
         return index
 
@@ -132,6 +151,18 @@ class SnapshotIndex:
                 self.unaccepted_close_wait_ids.add(id(sock))
         self.syn_recv_by_listener = dict(syn_recv)
         self.unaccepted_close_wait_by_listener = dict(unaccepted)
+
+    def established_pids(self, dest: Destination) -> Counter[int] | None:
+        """Which pids hold ESTABLISHED connections to ``dest``, and how many each: names the
+        likely client behind TIME_WAIT toward it (TIME_WAIT itself has no owner). Worked out
+        for every destination the first time it is asked -- rarely: only for a finding."""
+        if self._established_by_destination is None:
+            by_destination: defaultdict[Destination, Counter[int]] = defaultdict(Counter)
+            for sock in self.sockets(TcpState.ESTABLISHED):
+                if sock.pids:
+                    by_destination[destination(sock.remote)].update(sock.pids)
+            self._established_by_destination = dict(by_destination)
+        return self._established_by_destination.get(dest)
 
     def sockets(self, state: TcpState) -> list[Socket]:
         return self.by_state.get(state, [])

@@ -28,6 +28,7 @@ from tcphealth.diagnose.wording import (
 )
 from tcphealth.model import (
     Blame,
+    Endpoint,
     Evidence,
     Finding,
     IPAddress,
@@ -66,8 +67,9 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     low, high = DEFAULT_PORT_RANGE if port_range is None else port_range
     ports = high - low + 1
 
-    per_destination: Counter[PortKey] = Counter()
     everywhere: Counter[Destination] = Counter()
+    # (local address, destination) -> TIME_WAIT; folded into PortKey once per distinct pair
+    from_client: Counter[tuple[IPAddress, Destination]] = Counter()
     closed_as_client = 0
     for sock in sockets:
         remote = destination(sock.remote)
@@ -75,7 +77,10 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         local_port = sock.local.port
         if local_port is not None and low <= local_port <= high:
             closed_as_client += 1
-            per_destination[(plain_address(sock.local.address), *remote)] += 1
+            from_client[(sock.local.address, remote)] += 1
+    per_destination: Counter[PortKey] = Counter()
+    for (local, remote), count in from_client.items():
+        per_destination[(plain_address(local), remote.address, remote.port)] += count
 
     findings: list[Finding] = []
     if ports > 0:
@@ -107,7 +112,7 @@ def _ports_finding(
     if severity is None:
         return None
     local, remote, remote_port = key
-    target = destination_text((remote, remote_port))
+    target = destination_text(Endpoint(remote, remote_port))
     low, high = port_range
     evidence: list[Evidence] = [
         Evidence("time_wait", count, f"from {local} to {target}"),
@@ -119,7 +124,7 @@ def _ports_finding(
         Evidence("port_use", round(ratio, 3), f"{percent(ratio)} of the range"),
         _tw_reuse_evidence(index.snapshot.sysctls.tcp_tw_reuse, loopback=remote.is_loopback),
     ]
-    holders = index.established_pids_by_destination.get((remote, remote_port))
+    holders = index.established_pids(Endpoint(remote, remote_port))
     client = ""
     if holders:
         pid, held = min(holders.items(), key=lambda item: (-item[1], item[0]))

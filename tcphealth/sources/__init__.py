@@ -2,7 +2,9 @@
 :class:`Snapshot`.
 
 Each source is a peer module; this package only chooses between them, so the CLI never needs
-to know how a snapshot was made.
+to know how a snapshot was made. Only the live Linux sources are imported up front; the others
+(psutil, snapshot files, pasted text, namespaces) when a run asks for them, so that a live run
+does not pay for importing what it never uses.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from typing import IO
 from tcphealth import reading
 from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.model import Snapshot
-from tcphealth.sources import netlink, procfs, psutil_source, snapshot_file, text
-from tcphealth.sources import netns as netns_module
-from tcphealth.sources.text import detect as text_detect
+from tcphealth.sources import netlink, procfs
 
 LIVE_SOURCES = ("auto", "netlink", "procfs", "psutil")
 
@@ -52,6 +52,8 @@ def collect_live(
     ``ip netns list`` or a path like /proc/PID/ns/net)."""
     if netns is None:
         return _collect(source, proc_root, with_processes)
+    from tcphealth.sources import netns as netns_module
+
     with netns_module.entered(netns):
         snapshot = _collect(source, proc_root, with_processes)
     return replace(
@@ -127,6 +129,8 @@ def _collect(source: str, proc_root: Path, with_processes: bool) -> Snapshot:
         if not has_proc:
             raise SourceUnavailableError(f"{proc_root}/net/tcp does not exist on this host")
         return procfs.collect(proc_root, with_processes=with_processes)
+    from tcphealth.sources import psutil_source
+
     return psutil_source.collect(with_processes=with_processes)
 
 
@@ -166,6 +170,9 @@ def load_series(
         if input_format not in ("auto", "proc"):
             raise InputError(where, f"a directory, not {input_format} output")
         return [_proc_tree(Path(path), strict=strict)]
+    from tcphealth.sources import snapshot_file, text
+    from tcphealth.sources.text import detect as text_detect
+
     if input_format == "snapshot" or (input_format == "auto" and str(path).endswith(".json")):
         return snapshot_file.read_snapshots(path, stdin)
     data, taken_at = _read(path, stdin, input_format)
@@ -191,6 +198,8 @@ def _read(path: Path | str, stdin: IO[str] | None, input_format: str) -> tuple[b
     """The bytes, and the time to give their snapshots: the file's modification time (the
     capture is no later than that), or now for standard input. What looks like a JSON
     snapshot may be as large as a snapshot file; anything else is held to the text limit."""
+
+    from tcphealth.sources import snapshot_file
 
     def limit(head: bytes) -> reading.Limit:
         if input_format == "auto" and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):

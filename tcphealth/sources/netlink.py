@@ -16,16 +16,21 @@ host order.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import ipaddress
+import operator
 import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
+from tcphealth import gcpause
 from tcphealth.errors import InputError
 from tcphealth.model import (
     Endpoint,
@@ -34,13 +39,18 @@ from tcphealth.model import (
     OwnerSource,
     Snapshot,
     Socket,
+    SocketDraft,
     TcpInfo,
     TcpState,
     TimerKind,
+    new_endpoint,
+    new_tcp_info,
     state_from_kernel_code,
     timer_from_kernel_code,
 )
-from tcphealth.sources import procfs
+from tcphealth.sources import background_scan, procfs
+
+T = TypeVar("T")
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -120,48 +130,10 @@ def build_request(family: int, sequence: int, *, with_tcp_info: bool) -> bytes:
     return header + body
 
 
-def _tcp_info_from(data: memoryview, offset: int, ints: dict[int, int] | None = None) -> TcpInfo:
-    """The fields we use from a tcp_info of at least ``_TCPI_ALL.size`` bytes at ``offset``.
-
-    With ``ints``, the times (ms since an event, the rto and rtt in µs) are shared with equal
-    ones already seen: idle sockets set up together repeat them, and each int is 28 bytes."""
-    (
-        retransmits,
-        probes,
-        backoff,
-        rto,
-        unacked,
-        last_data_sent,
-        last_data_recv,
-        last_ack_recv,
-        rtt,
-        total_retrans,
-    ) = _TCPI_ALL.unpack_from(data, offset)
-    if ints is not None and len(ints) < _CACHE_LIMIT:
-        shared = ints.setdefault
-        rto = shared(rto, rto)
-        rtt = shared(rtt, rtt)
-        last_data_sent = shared(last_data_sent, last_data_sent)
-        last_data_recv = shared(last_data_recv, last_data_recv)
-        last_ack_recv = shared(last_ack_recv, last_ack_recv)
-    return TcpInfo(
-        last_data_recv_ms=last_data_recv,
-        last_data_sent_ms=last_data_sent,
-        last_ack_recv_ms=last_ack_recv,
-        retransmits=retransmits,
-        probes=probes,
-        backoff=backoff,
-        rto_us=rto,
-        rtt_us=rtt,
-        total_retrans=total_retrans,
-        unacked=unacked,
-    )
-
-
 def parse_tcp_info(data: memoryview) -> TcpInfo:
     """Read the fields we use from a ``struct tcp_info`` of any kernel's length."""
     if len(data) >= _TCPI_ALL.size:
-        return _tcp_info_from(data, 0)
+        return Decoder()._tcp_info(_TCPI_ALL.unpack_from(data, 0))
 
     def u32(offset: int) -> int | None:
         if len(data) < offset + 4:
@@ -183,6 +155,64 @@ def parse_tcp_info(data: memoryview) -> TcpInfo:
         total_retrans=u32(_TCPI_TOTAL_RETRANS),
         unacked=u32(_TCPI_UNACKED),
     )
+
+
+_MAX_LAYOUTS = 64  # message lengths whose layout is remembered
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the attributes sit in the messages of one length, learnt from the first one.
+
+    Every socket of a kind (full sockets, TIME_WAIT, request sockets) comes with the same
+    attributes in the same order, so one ``struct`` reads a whole message -- the inet_diag_msg,
+    each attribute's header, the tcp_info fields and the shutdown byte -- in one call instead
+    of a loop over the attributes. A message is decoded this way only when every attribute
+    header it holds is the one learnt (``headers``); any other is walked attribute by
+    attribute, with every check, as before.
+    """
+
+    struct: struct.Struct
+    headers_of: Callable[[tuple[Any, ...]], tuple[int, ...]]  # each attribute's (length, type)
+    headers: tuple[int, ...]  # their values in the message this was learnt from
+    info_at: int  # where the _TCPI_ALL fields start in the unpacked values; -1: no tcp_info
+    shutdown_at: int  # where the shutdown byte is; -1: none
+
+    @classmethod
+    def of(cls, attributes: list[tuple[int, int]]) -> _Layout | None:
+        """The layout of a message whose attributes are ``(length, type)`` in this order."""
+        if not attributes:
+            return None
+        fmt = _MSG.format  # "=..." : standard sizes, no automatic padding
+        count = 16  # values _MSG yields
+        positions: list[int] = []
+        headers: list[int] = []
+        info_at = shutdown_at = -1
+        for length, kind in attributes:
+            padded = (length + 3) & ~3
+            fmt += "HH"
+            positions += [count, count + 1]
+            headers += [length, kind]
+            count += 2
+            payload = padded - 4
+            if kind == INET_DIAG_INFO and length - 4 >= _TCPI_ALL.size:
+                fmt += _TCPI_ALL.format.lstrip("=") + f"{payload - _TCPI_ALL.size}x"
+                info_at, count = count, count + 10
+            elif kind == INET_DIAG_SHUTDOWN and length >= 5:
+                fmt += f"B{payload - 1}x"
+                shutdown_at, count = count, count + 1
+            elif kind == INET_DIAG_INFO:
+                return None  # a short tcp_info: leave it to parse_tcp_info
+            else:
+                fmt += f"{payload}x"
+        # Two or more positions, so itemgetter returns a tuple.
+        return cls(
+            struct.Struct(fmt),
+            operator.itemgetter(*positions),
+            tuple(headers),
+            info_at,
+            shutdown_at,
+        )
 
 
 class Decoder:
@@ -209,6 +239,7 @@ class Decoder:
         self._endpoints: dict[int, dict[bytes, Endpoint]] = {}
         self._cached_endpoints = 0
         self._ints: dict[int, int] = {}  # equal integers seen before, to share
+        self._layouts: dict[int, _Layout] = {}  # by message length
 
     def address(self, family_code: int, packed: bytes) -> IPAddress:
         """The address in a 16-byte ``idiag_src``/``idiag_dst`` (IPv4 in the first four)."""
@@ -225,8 +256,94 @@ class Decoder:
 
     def message(self, data: memoryview, start: int, end: int, where: str) -> Socket:
         """Decode the inet_diag_msg and its attributes in ``data[start:end]``."""
+        return finished(self.draft(data, start, end, where), self.owners)
+
+    def draft(self, data: memoryview, start: int, end: int, where: str) -> SocketDraft:
+        """The socket in ``data[start:end]``, its owners not set yet."""
+        layout = self._layouts.get(end - start)
+        if layout is not None:
+            values = layout.struct.unpack_from(data, start)
+            if layout.headers_of(values) == layout.headers:
+                info_at, shutdown_at = layout.info_at, layout.shutdown_at
+                tcp_info = None if info_at < 0 else self._tcp_info(values[info_at : info_at + 10])
+                shutdown = None if shutdown_at < 0 else values[shutdown_at]
+                return self._socket(values, tcp_info, shutdown, where)
+        return self._message_walking_attributes(data, start, end, where)
+
+    def _message_walking_attributes(
+        self, data: memoryview, start: int, end: int, where: str
+    ) -> SocketDraft:
+        """Decode one message attribute by attribute, checking each, and learn its layout."""
         if end - start < _MSG_SIZE:
             raise NetlinkError(where, f"inet_diag message of {end - start} bytes, need {_MSG_SIZE}")
+        values = _MSG.unpack_from(data, start)
+        tcp_info: TcpInfo | None = None
+        shutdown: int | None = None
+        attributes: list[tuple[int, int]] = []
+        offset = start + _MSG_SIZE
+        while offset + 4 <= end:
+            length, kind = _RTATTR.unpack_from(data, offset)
+            if length < 4 or offset + length > end:
+                raise NetlinkError(where, f"attribute of length {length} runs past its message")
+            attributes.append((length, kind))
+            if kind == INET_DIAG_INFO:
+                tcp_info = (
+                    self._tcp_info(_TCPI_ALL.unpack_from(data, offset + 4))
+                    if length - 4 >= _TCPI_ALL.size
+                    else parse_tcp_info(data[offset + 4 : offset + length])
+                )
+            elif kind == INET_DIAG_SHUTDOWN and length >= 5:
+                shutdown = data[offset + 4]
+            offset += (length + 3) & ~3
+        sock = self._socket(values, tcp_info, shutdown, where)
+        if offset == end and len(self._layouts) < _MAX_LAYOUTS:
+            layout = _Layout.of(attributes)
+            if layout is not None:
+                self._layouts[end - start] = layout
+        return sock
+
+    def _tcp_info(self, values: tuple[int, ...]) -> TcpInfo:
+        """A TcpInfo from the fields of ``_TCPI_ALL``, in its order. The times (ms since an
+        event, the rto and rtt in us) are shared with equal ones already seen: idle sockets
+        set up together repeat them, and each int is 28 bytes."""
+        (
+            retransmits,
+            probes,
+            backoff,
+            rto,
+            unacked,
+            last_data_sent,
+            last_data_recv,
+            last_ack_recv,
+            rtt,
+            total_retrans,
+        ) = values
+        ints = self._ints
+        if len(ints) < _CACHE_LIMIT:
+            shared = ints.setdefault
+            rto = shared(rto, rto)
+            rtt = shared(rtt, rtt)
+            last_data_sent = shared(last_data_sent, last_data_sent)
+            last_data_recv = shared(last_data_recv, last_data_recv)
+            last_ack_recv = shared(last_ack_recv, last_ack_recv)
+        return new_tcp_info(
+            last_data_recv,
+            last_data_sent,
+            last_ack_recv,
+            retransmits,
+            probes,
+            backoff,
+            rto,
+            rtt,
+            total_retrans,
+            unacked,
+        )
+
+    def _socket(
+        self, values: tuple[Any, ...], tcp_info: TcpInfo | None, shutdown: int | None, where: str
+    ) -> SocketDraft:
+        """The socket from the inet_diag_msg fields (``values``, in ``_MSG`` order; more may
+        follow) and what its attributes said."""
         (
             family_code,
             state_code,
@@ -244,7 +361,7 @@ class Decoder:
             wqueue,
             uid,
             inode,
-        ) = _MSG.unpack_from(data, start)
+        ) = values[:16]
         if family_code == _AF_INET:
             family = Family.IPV4
             endpoint_key = 0
@@ -255,23 +372,6 @@ class Decoder:
             raise NetlinkError(where, f"address family {family_code} in a TCP dump")
         sport = self._ports[sport]
         dport = self._ports[dport]
-
-        tcp_info: TcpInfo | None = None
-        shutdown: int | None = None
-        offset = start + ((_MSG_SIZE + 3) & ~3)
-        while offset + 4 <= end:
-            length, kind = _RTATTR.unpack_from(data, offset)
-            if length < 4 or offset + length > end:
-                raise NetlinkError(where, f"attribute of length {length} runs past its message")
-            if kind == INET_DIAG_INFO:
-                tcp_info = (
-                    _tcp_info_from(data, offset + 4, self._ints)
-                    if length - 4 >= _TCPI_ALL.size
-                    else parse_tcp_info(data[offset + 4 : offset + length])
-                )
-            elif kind == INET_DIAG_SHUTDOWN and length >= 5:
-                shutdown = data[offset + 4]
-            offset += (length + 3) & ~3
 
         state = _STATE_BY_CODE[state_code]
         timer = _TIMER_BY_CODE[timer_code]
@@ -298,49 +398,39 @@ class Decoder:
         by_address = endpoints.get(endpoint_key + sport)
         local = None if by_address is None else by_address.get(src)
         if local is None:
-            local = Endpoint(self.address(family_code, src), sport)
+            local = new_endpoint(self.address(family_code, src), sport)
             if by_address is not None:
                 self._remember(by_address, src, local)
         by_address = endpoints.get(endpoint_key + dport)
         remote = None if by_address is None else by_address.get(dst)
         if remote is None:
-            remote = Endpoint(self.address(family_code, dst), dport)
+            remote = new_endpoint(self.address(family_code, dst), dport)
             if by_address is not None:
                 self._remember(by_address, dst, remote)
 
-        pids: tuple[int, ...] = ()
-        owner_source = OwnerSource.UNKNOWN
-        owners = self.owners
-        if owners is not None:
-            if inode:
-                holders = owners.get(inode)
-                if holders:
-                    pids, owner_source = holders, OwnerSource.FD
-                else:
-                    owner_source = OwnerSource.UNSEEN
-            else:
-                owner_source = OwnerSource.NONE
-        return Socket(
-            family=family,
-            local=local,
-            remote=remote,
-            state=state,
+        # Every field of Socket, in its order; the owners are set by finish().
+        return SocketDraft(
+            family,
+            local,
+            remote,
+            state,
             # A listener's rqueue is its accept-queue length and wqueue its maximum backlog.
-            send_queue=None if is_listener else wqueue,
-            recv_queue=rqueue,
-            listen_backlog=wqueue if is_listener else None,
-            timer=timer,
-            timer_seconds=None if timer is TimerKind.NONE else expires / 1000,
-            retransmits=retransmits,
-            probes=probes,
-            uid=None if is_time_wait else self._ints.setdefault(uid, uid),
-            inode=inode,
-            pids=pids,
-            owner_source=owner_source,
-            raw_state=f"{state_code:02X}" if state is TcpState.UNKNOWN else None,
-            cookie=cookie_low | (cookie_high << 32),
-            tcp_info=tcp_info,
-            shutdown=shutdown,
+            None if is_listener else wqueue,  # send_queue
+            rqueue,  # recv_queue
+            wqueue if is_listener else None,  # listen_backlog
+            timer,
+            None if timer is TimerKind.NONE else expires / 1000,  # timer_seconds
+            retransmits,
+            probes,
+            None if is_time_wait else self._ints.setdefault(uid, uid),  # uid
+            inode,
+            (),  # pids
+            OwnerSource.UNKNOWN,  # owner_source
+            f"{state_code:02X}" if state is TcpState.UNKNOWN else None,  # raw_state
+            cookie_low | (cookie_high << 32),  # cookie
+            tcp_info,
+            shutdown,
+            False,  # truncated
         )
 
     def _remember(
@@ -349,6 +439,20 @@ class Decoder:
         if self._cached_endpoints < _CACHE_LIMIT:
             by_address[packed] = endpoint
             self._cached_endpoints += 1
+
+
+def finished(draft: SocketDraft, owners: Mapping[int, tuple[int, ...]] | None) -> Socket:
+    """The socket with its owners: the pids holding its inode (from one /proc/*/fd walk), or
+    none, and how we know (as :func:`tcphealth.sources.procfs.owner_fields` says)."""
+    if owners is None:
+        return draft.finish((), OwnerSource.UNKNOWN)
+    inode = draft.inode
+    if not inode:
+        return draft.finish((), OwnerSource.NONE)
+    holders = owners.get(inode)
+    if holders:
+        return draft.finish(holders, OwnerSource.FD)
+    return draft.finish((), OwnerSource.UNSEEN)
 
 
 _AF_INET = socket.AF_INET
@@ -367,10 +471,16 @@ def parse_messages(
     data: bytes | memoryview, where: str, decoder: Decoder | None = None
 ) -> tuple[list[Socket], bool]:
     """Decode one buffer of netlink messages. Returns the sockets and whether NLMSG_DONE came."""
+    return _parse(data, where, (decoder or Decoder()).message)
+
+
+def _parse(
+    data: bytes | memoryview, where: str, decode: Callable[[memoryview, int, int, str], T]
+) -> tuple[list[T], bool]:
+    """Decode one buffer of netlink messages, each with ``decode``; True when NLMSG_DONE came."""
     view = memoryview(data)
-    decode = (decoder or Decoder()).message
-    sockets: list[Socket] = []
-    append = sockets.append
+    decoded: list[T] = []
+    append = decoded.append
     offset = 0
     end = len(view)
     while offset < end:
@@ -382,13 +492,13 @@ def parse_messages(
         if kind == SOCK_DIAG_BY_FAMILY:
             append(decode(view, offset + _NLMSGHDR.size, offset + length, where))
         elif kind == NLMSG_DONE:
-            return sockets, True
+            return decoded, True
         elif kind == NLMSG_ERROR:
             body = view[offset + _NLMSGHDR.size : offset + length]
             code = -struct.unpack_from("=i", body, 0)[0] if len(body) >= 4 else 0
             raise NetlinkError(where, f"kernel answered error {errno.errorcode.get(code, code)}")
         offset += (length + 3) & ~3
-    return sockets, False
+    return decoded, False
 
 
 def _open() -> socket.socket:
@@ -407,6 +517,23 @@ def dump(
 ) -> Iterator[Socket]:
     """Every TCP socket of one family in this network namespace; with ``owners`` (inode ->
     pids), each one carries the pids that hold it."""
+    return _dump(family, Decoder(owners).message, with_tcp_info=with_tcp_info, timeout=timeout)
+
+
+def dump_drafts(
+    family: Family, *, with_tcp_info: bool = True, timeout: float = 10.0
+) -> Iterator[SocketDraft]:
+    """:func:`dump`, with every socket still a draft whose owners are to be set."""
+    return _dump(family, Decoder().draft, with_tcp_info=with_tcp_info, timeout=timeout)
+
+
+def _dump(
+    family: Family,
+    decode: Callable[[memoryview, int, int, str], T],
+    *,
+    with_tcp_info: bool,
+    timeout: float,
+) -> Iterator[T]:
     where = f"netlink sock_diag ({family.value})"
     address_family = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
     with _open() as channel:
@@ -414,7 +541,6 @@ def dump(
         channel.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         channel.sendto(build_request(address_family, 1, with_tcp_info=with_tcp_info), (0, 0))
         buffer = bytearray(RECEIVE_BUFFER)
-        decoder = Decoder(owners)
         while True:
             try:
                 size = channel.recv_into(buffer)
@@ -422,8 +548,8 @@ def dump(
                 raise NetlinkError(where, f"no end of dump after {timeout} s") from None
             if size == 0:
                 raise NetlinkError(where, "the kernel closed the channel before the dump ended")
-            sockets, done = parse_messages(memoryview(buffer)[:size], where, decoder)
-            yield from sockets
+            decoded, done = _parse(memoryview(buffer)[:size], where, decode)
+            yield from decoded
             if done:
                 return
 
@@ -444,21 +570,25 @@ def collect(
     """Look at this host's network namespace through netlink; owners, processes, sysctls and
     counters still come from /proc.
 
-    The /proc/*/fd walk comes first, as in ``ss -p``, so that each socket is built once with
-    its owners. A socket opened between the walk and the dump shows as held by no visible
-    process, as one closed between a dump and a later walk would."""
+    With processes, a child process walks /proc/*/fd (see :mod:`.background_scan`) while this
+    one decodes the dump; each socket is finished with its owners once both are done. A
+    socket opened or closed while they run may show as held by no visible process, as with
+    ``ss -p``, which walks first and dumps after."""
     taken_at = time.time()
-    scan = procfs.scan_fds(proc_root) if with_processes else None
-    owners = scan.pids_by_inode if scan is not None else None
-    sockets: list[Socket] = []
-    with procfs.gc_paused():
-        for family in (Family.IPV4, Family.IPV6):
-            try:
-                sockets.extend(dump(family, with_tcp_info=with_tcp_info, owners=owners))
-            except OSError as error:
-                if family is Family.IPV6 and error.errno == errno.EAFNOSUPPORT:
-                    continue  # a kernel without IPv6
-                raise NetlinkError(f"netlink sock_diag ({family.value})", str(error)) from None
+    with contextlib.ExitStack() as stack:
+        pending: background_scan.PendingScan | None = None
+        if with_processes:
+            pending = stack.enter_context(background_scan.started(proc_root))
+        with gcpause.paused():
+            drafts = _dump_both_families(with_tcp_info)
+            scan = None
+            if pending is not None:
+                scan = pending.result(only=(draft.inode for draft in drafts if draft.inode))
+            owners = scan.pids_by_inode if scan is not None else None
+            for draft in drafts:
+                finished(draft, owners)  # the draft object itself becomes the Socket
+            sockets = cast(list[Socket], drafts)
+            del drafts
     return procfs.assemble(
         sockets,
         [],
@@ -468,3 +598,15 @@ def collect(
         with_processes=with_processes,
         scan=scan,
     )
+
+
+def _dump_both_families(with_tcp_info: bool) -> list[SocketDraft]:
+    drafts: list[SocketDraft] = []
+    for family in (Family.IPV4, Family.IPV6):
+        try:
+            drafts.extend(dump_drafts(family, with_tcp_info=with_tcp_info))
+        except OSError as error:
+            if family is Family.IPV6 and error.errno == errno.EAFNOSUPPORT:
+                continue  # a kernel without IPv6
+            raise NetlinkError(f"netlink sock_diag ({family.value})", str(error)) from None
+    return drafts

@@ -17,8 +17,6 @@ only), probe count and retransmit count are placeholders, so we record those as 
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import ipaddress
 import os
 import pwd
@@ -27,11 +25,12 @@ import socket as socket_module
 import stat
 import sys
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TextIO
 
+from tcphealth import gcpause
 from tcphealth.errors import ProcParseError
 from tcphealth.model import (
     Attribution,
@@ -49,30 +48,12 @@ from tcphealth.model import (
     state_from_kernel_code,
     timer_from_kernel_code,
 )
-from tcphealth.sources.owners import credit_unaccepted_to_listeners
+from tcphealth.sources.owners import credit_in_place, credit_unaccepted_to_listeners
 
 ByteOrder = Literal["little", "big"]
 
 # /proc prints timer expiry in USER_HZ ticks (clock_t), which is 100 on every Linux ABI.
 USER_HZ = 100
-
-
-@contextlib.contextmanager
-def gc_paused() -> Generator[None, None, None]:
-    """Pause the cyclic garbage collector while a source builds its sockets.
-
-    A snapshot of 300,000 sockets is a million small objects, none of them in a reference
-    cycle. Every few hundred allocations the collector would walk the young ones, and now and
-    then all of them, finding nothing: about a third of the time of a large dump. Reference
-    counting still frees everything as usual; the collector is switched back on (if it was on)
-    when the block ends, also on an error."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 # --- parsing a table ----------------------------------------------------------------------------
@@ -258,13 +239,18 @@ def _pid_dirs(proc_root: Path) -> Iterator[int]:
                 yield int(entry.name)
 
 
-def scan_fds(proc_root: Path) -> FdScan:
+def scan_fds(proc_root: Path, *, skip_pid: int | None = None) -> FdScan:
     """Read every /proc/PID/fd link once. A process that exits meanwhile is counted as
-    vanished, one whose fds we may not read as forbidden; neither stops the scan."""
+    vanished, one whose fds we may not read as forbidden; neither stops the scan.
+
+    ``skip_pid`` is left out: a forked helper walking for its parent holds copies of all the
+    parent's descriptors, and must not be named as their owner."""
     scan = FdScan()
     pids_by_inode = scan.pids_by_inode
     readlink = os.readlink
     for pid in _pid_dirs(proc_root):
+        if pid == skip_pid:
+            continue
         fd_path = f"{proc_root}/{pid}/fd"
         try:
             names = os.listdir(fd_path)
@@ -644,7 +630,7 @@ def collect(
 ) -> Snapshot:
     """Look at the host (or the copied /proc tree) below ``proc_root``."""
     taken_at = time.time()
-    with gc_paused():
+    with gcpause.paused():
         sockets, notes, skipped = read_tables(proc_root, strict=strict)
     live = proc_root == Path("/proc")
     snapshot = assemble(
@@ -673,15 +659,16 @@ def assemble(
     every source that reads the socket table some other way (netlink).
 
     A source that walked /proc/*/fd itself and built its sockets with their owners passes
-    that ``scan``; only the listener credit for unaccepted sockets is left to do then."""
+    that ``scan``; only the listener credit for unaccepted sockets is left to do then, in the
+    list given (which the caller hands over)."""
     processes: list[Process] = []
     if with_processes:
         if scan is None:
             scan = scan_fds(proc_root)
             sockets, unseen = attribute(sockets, scan)
         else:
-            sockets = credit_unaccepted_to_listeners(sockets)
-            # The walk came before the socket table: look again for what it could not see.
+            credit_in_place(sockets)  # the caller's list: it built it for this snapshot
+            # The walk ran while the table was read: look again for what it could not see.
             sockets, unseen = second_look(sockets, scan, proc_root)
         users: dict[int, str | None] = {}
         holders = sorted({pid for sock in sockets for pid in sock.pids})

@@ -2,6 +2,10 @@
 
 The file is ``{"format": "tcphealth.snapshot", "version": 1, "snapshot": {...}}`` with sorted
 keys and a trailing newline, so two saves of the same snapshot are byte-identical and diff well.
+Everything is indented one space per level, except the sockets: each is one line (its keys
+sorted too), so a snapshot of 300,000 sockets is written one socket at a time, in linear time
+and without building the whole text in memory, and ``grep``/``diff`` still see one socket per
+line. Files whose sockets are indented like the rest (written before) read the same.
 
 The codec is driven by the dataclass type hints of :mod:`tcphealth.model`, so a field added
 there is saved and loaded without touching this module. Loading checks every value against its
@@ -19,13 +23,14 @@ import ipaddress
 import itertools
 import json
 import math
+import operator
 import os
 import stat
 import sys
 import tempfile
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Union
 
@@ -71,9 +76,113 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+# Stands for the sockets in the document's text until they are written in its place.
+_SOCKETS_HERE = "\u0000tcphealth: the sockets go here\u0000"
+_SOCKET_INDENT = "\n   "  # the items of snapshot.sockets sit three levels deep
+
+
 def snapshot_to_json(snapshot: Snapshot) -> str:
-    document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": _encode(snapshot)}
-    return _utf8_safe(json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+    return "".join(snapshot_json_chunks(snapshot))
+
+
+def snapshot_json_chunks(snapshot: Snapshot) -> Iterator[str]:
+    """The text of the snapshot file, in pieces: the document around the sockets, then one
+    line per socket."""
+    body = _encode(dataclasses.replace(snapshot, sockets=()))
+    body["sockets"] = _SOCKETS_HERE
+    document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": body}
+    text = json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+    marker = json.dumps(_SOCKETS_HERE, ensure_ascii=False)
+    head, tail = text.split(marker)  # the marker cannot occur in any value: exactly two parts
+    yield _utf8_safe(head)
+    if not snapshot.sockets:
+        yield "[]"
+    else:
+        record = _RecordEncoder().for_class(model.Socket)
+        # The records come with their keys sorted, and are trees just built (no cycles to
+        # look for).
+        dump = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+        separator = "[" + _SOCKET_INDENT
+        for sock in snapshot.sockets:
+            yield _utf8_safe(separator + dump(record(sock)))
+            separator = "," + _SOCKET_INDENT
+        yield "\n  ]"
+    yield _utf8_safe(tail)
+
+
+class _RecordEncoder:
+    """Gives what :func:`_encode` gives for dataclass instances -- the same JSON once dumped
+    -- for the many sockets of one file: the work of looking at the type hints is done once
+    per class, and each address object's text is made once (sources share address objects
+    between sockets; ``str()`` of an address is a few microseconds of Python)."""
+
+    def __init__(self) -> None:
+        self._by_class: dict[type[Any], Callable[[Any], dict[str, Any]]] = {}
+        # id(address) -> (the address, kept alive so that its id stays unique; its text)
+        self._address_texts: dict[int, tuple[object, str]] = {}
+
+    def for_class(self, cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+        known = self._by_class.get(cls)
+        if known is not None:
+            return known
+        hints = typing.get_type_hints(cls, vars(model))
+        # In sorted order, so that the records need no sorting when dumped.
+        names = tuple(sorted(field.name for field in dataclasses.fields(cls)))
+        convert: list[tuple[str, Callable[[Any], Any]]] = []
+        for name in names:
+            converter = self._converter(hints[name])
+            if converter is not None:
+                convert.append((name, converter))
+        values_of = operator.attrgetter(*names)
+
+        def record(value: Any) -> dict[str, Any]:
+            document = dict(zip(names, values_of(value), strict=True))
+            for name, converter in convert:
+                document[name] = converter(document[name])
+            return document
+
+        self._by_class[cls] = record
+        return record
+
+    def _converter(self, hint: Any) -> Callable[[Any], Any] | None:
+        """None when json writes a value of this type exactly as :func:`_encode` would."""
+        origin = typing.get_origin(hint)
+        if origin in (Union, types.UnionType):
+            options = [option for option in typing.get_args(hint) if option is not type(None)]
+            if set(options) == {ipaddress.IPv4Address, ipaddress.IPv6Address}:
+                inner: Callable[[Any], Any] | None = self._address
+            elif len(options) == 1:
+                inner = self._converter(options[0])
+            else:
+                inner = _encode if any(self._converter(o) is not None for o in options) else None
+            if inner is None:
+                return None
+            convert = inner
+            return lambda value: None if value is None else convert(value)
+        if origin is tuple:
+            args = [arg for arg in typing.get_args(hint) if arg is not Ellipsis]
+            return None if all(self._converter(arg) is None for arg in args) else _encode
+        if hint in (int, float, str, bool, type(None)):
+            return None  # json writes a float as repr() does, which is what _encode leaves
+        if isinstance(hint, type) and issubclass(hint, enum.Enum) and issubclass(hint, str):
+            return None  # a str enum is written as its value
+        if hint in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+            return self._address
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            return self.for_class(hint)
+        return _encode
+
+    def _address(self, address: Any) -> str:
+        known = self._address_texts.get(id(address))
+        if known is not None:
+            return known[1]
+        text = str(address)
+        if len(self._address_texts) < _ADDRESS_TEXTS_KEPT:
+            self._address_texts[id(address)] = (address, text)
+        return text
+
+
+_ADDRESS_TEXTS_KEPT = 1 << 16
 
 
 def _utf8_safe(text: str) -> str:
@@ -81,7 +190,7 @@ def _utf8_safe(text: str) -> str:
     was not UTF-8, e.g. in a file name) has no UTF-8 form; it can only sit inside a JSON
     string, where the escape "\\udcff" that backslashreplace writes reads back as the very
     same character."""
-    if text.isascii():  # the usual case, and a constant-time check
+    if text.isascii():  # the usual case, and a quick check
         return text
     try:
         text.encode("utf-8")
@@ -108,32 +217,36 @@ def series_to_json(samples: list[Snapshot]) -> str:
 def write_snapshot(snapshot: Snapshot, path: Path | None, stdout: IO[str] | None = None) -> None:
     """Write to ``path`` atomically (temporary file, then rename), or to stdout when ``None``
     or ``-``: a failed run never leaves a half-written file or truncates the previous one."""
-    write_text(snapshot_to_json(snapshot), path, stdout)
+    write_chunks(snapshot_json_chunks(snapshot), path, stdout)
 
 
 def write_series(samples: list[Snapshot], path: Path | None, stdout: IO[str] | None = None) -> None:
     """Write a series file, as :func:`write_snapshot` writes a snapshot."""
-    write_text(series_to_json(samples), path, stdout)
+    write_chunks([series_to_json(samples)], path, stdout)
 
 
-def write_text(text: str, path: Path | None, stdout: IO[str] | None = None) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place, or to stdout.
+def write_chunks(chunks: Iterable[str], path: Path | None, stdout: IO[str] | None = None) -> None:
+    """Write the text made of ``chunks`` to ``path`` through a temporary file renamed into
+    place, or to stdout. The chunks are written as they come: a snapshot of 300,000 sockets
+    is never one string in memory.
 
     A ``path`` that is a character device or a named pipe (``/dev/null``, ``/dev/stdout``,
     ``<(...)``) is written into: renaming a file over it would replace the device node
     itself, and as root ``-o /dev/null`` would have turned /dev/null into a file."""
     if path is None or str(path) == "-":
-        (stdout or sys.stdout).write(text)
+        out = stdout or sys.stdout
+        for chunk in chunks:
+            out.write(chunk)
         return
-    data = text.encode("utf-8")
     if _is_stream(path):
-        _write_into(path, data)
+        _write_into(path, chunks)
         return
     directory = path.parent if str(path.parent) else Path(".")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())  # on disk before the rename makes it the snapshot
         os.replace(temporary, path)
@@ -150,7 +263,7 @@ def _is_stream(path: Path) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
-def _write_into(path: Path, data: bytes) -> None:
+def _write_into(path: Path, chunks: Iterable[str]) -> None:
     # O_NONBLOCK: a named pipe nobody reads fails at once (ENXIO) instead of waiting forever.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -160,9 +273,10 @@ def _write_into(path: Path, data: bytes) -> None:
         raise
     try:
         os.set_blocking(fd, True)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for chunk in chunks:
+            view = memoryview(chunk.encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
