@@ -342,22 +342,35 @@ def build_report(
     ages = series.ages if series is not None else None
     # The one pass over the sockets: each goes into the group of its holders (the pid tuple),
     # state and endpoints. The groups are then handed to each holder, so a socket costs one
-    # dictionary update however many processes share it.
-    by_holders: dict[tuple[tuple[int, ...], TcpState, Endpoint, Endpoint], _GroupAccumulator]
-    by_holders = {}
+    # dictionary update however many processes share it. The pass keys the endpoints by
+    # object identity (sources and the grouping share endpoint objects, and hashing an
+    # Endpoint is Python code); groups of equal endpoints held in different objects are
+    # joined afterwards, once per group instead of once per socket.
+    by_identity: dict[
+        tuple[tuple[int, ...], TcpState, int, int], tuple[Endpoint, Endpoint, _GroupAccumulator]
+    ] = {}
     truncated = 0
     endpoints = grouping.endpoints
     for sock in snapshot.sockets:
         truncated += sock.truncated
         local, remote = endpoints(sock)
-        key = (sock.pids, sock.state, local, remote)
-        group = by_holders.get(key)
-        if group is None:
-            group = by_holders[key] = _GroupAccumulator()
+        key = (sock.pids, sock.state, id(local), id(remote))
+        entry = by_identity.get(key)
+        if entry is None:
+            entry = by_identity[key] = (local, remote, _GroupAccumulator())
         if ages is not None and (tracked := ages.get(connection_key(sock))) is not None:
-            group.add(sock, tracked.at_least_seconds)
+            entry[2].add(sock, tracked.at_least_seconds)
         else:
-            group.add(sock, kernel_age_floor(sock))
+            entry[2].add(sock, kernel_age_floor(sock))
+    by_holders: dict[tuple[tuple[int, ...], TcpState, Endpoint, Endpoint], _GroupAccumulator]
+    by_holders = {}
+    for (holders, state, _, _), (local, remote, group) in by_identity.items():
+        same = by_holders.get((holders, state, local, remote))
+        if same is None:
+            by_holders[(holders, state, local, remote)] = group
+        else:
+            same.merge(group)
+    del by_identity
 
     states: Counter[TcpState] = Counter()
     owners: dict[int, _OwnerAccumulator] = {}

@@ -207,3 +207,13 @@ def test_a_listening_port_in_the_ephemeral_range_stays_the_service_side() -> Non
     assert [(str(g.local), g.remote_text, g.count) for g in report.unowned.groups] == [
         ("127.0.0.1:*", "127.0.0.1:42511", 12)
     ]
+
+
+def test_equal_endpoints_held_in_different_objects_make_one_group() -> None:
+    # The grouping pass keys endpoints by identity; equal ones must still end up together.
+    first = sock("CLOSE_WAIT", "10.0.0.5:40001", "10.20.0.15:5432", 9, recv_queue=1)
+    second = sock("CLOSE_WAIT", "10.0.0.5:40002", "10.20.0.15:5432", 9, recv_queue=3)
+    assert first.remote == second.remote and first.remote is not second.remote
+    groups = build_report(snap([first, second], [proc(9, "app")]), []).processes[0].groups
+    shown = [(str(g.local), g.remote_text, g.count, g.recv_queue_max) for g in groups]
+    assert shown == [("10.0.0.5:*", "10.20.0.15:5432", 2, 3)]

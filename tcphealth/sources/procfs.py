@@ -301,20 +301,20 @@ def second_look(sockets: list[Socket], scan: FdScan, proc_root: Path) -> tuple[l
     unseen = [sock for sock in sockets if sock.owner_source is OwnerSource.UNSEEN]
     if not unseen:
         return sockets, 0
-    listeners: dict[int, set[int]] = {}
-    peers: dict[Endpoint, set[int]] = {}
+    # Only the ports and peers of the unseen sockets are looked for: on a busy host a few
+    # unseen sockets must not cost a dictionary of every connection.
+    local_ports = {sock.local.port for sock in unseen}
+    remotes = {sock.remote for sock in unseen}
+    remote_ports = {remote.port for remote in remotes}  # a cheap test before hashing endpoints
+    candidates: set[int] = set()
     for sock in sockets:
         if not sock.pids:
             continue
         if sock.state is TcpState.LISTEN:
-            if sock.local.port is not None:
-                listeners.setdefault(sock.local.port, set()).update(sock.pids)
-        elif sock.remote.port is not None:
-            peers.setdefault(sock.remote, set()).update(sock.pids)
-    candidates: set[int] = set()
-    for sock in unseen:
-        candidates |= listeners.get(sock.local.port or -1, set())
-        candidates |= peers.get(sock.remote, set())
+            if sock.local.port in local_ports:
+                candidates.update(sock.pids)
+        elif sock.remote.port in remote_ports and sock.remote in remotes:
+            candidates.update(sock.pids)
     found: dict[int, tuple[int, ...]] = {}
     wanted = {sock.inode for sock in unseen}
     budget = SECOND_LOOK_FD_BUDGET
