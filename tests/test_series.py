@@ -159,6 +159,25 @@ def test_half_replaced_close_wait_is_still_a_leak() -> None:
     assert evidence(findings[0], "replaced_ratio") == 0.5
 
 
+def test_close_wait_living_longer_than_an_interval_but_closed_within_the_window_is_slow() -> None:
+    # Each socket is seen in two samples 4 s apart and closed before the third (about 6 s of
+    # CLOSE_WAIT): one in three is replaced between two samples, all are between first and last.
+    batches = [[close_wait(41000 + 100 * b + i) for i in range(5)] for b in range(4)]
+    series = [
+        at(snapshot(*batches[t], *batches[t + 1], processes=[process(700, "api")]), t * 4)
+        for t in range(3)
+    ]
+    findings, _ = diagnose_series(series)
+    assert [(f.code, f.severity.label, f.count) for f in findings] == [(SLOW_CLOSE, "INFO", 10)]
+    assert evidence(findings[0], "stayed") == 0
+    assert evidence(findings[0], "replaced_ratio") == 0.5
+    assert evidence(findings[0], "gone_by_last") == 1.0
+    assert "100% of those in the first sample were closed by the last" in findings[0].summary
+    # Two samples are not enough to say the first sample's sockets were closed over a window.
+    two, _ = diagnose_series(series[:2])
+    assert codes(two) == ["close-wait-not-reading"]
+
+
 def syn_sent(port: int, remote: str = "198.51.100.7:443") -> Socket:
     return sock("SYN-SENT", f"10.0.0.5:{port}", remote, pids=(900,), inode=60000 + port)
 

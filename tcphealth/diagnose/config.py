@@ -129,7 +129,8 @@ class Thresholds:
     churn_ratio: float = _knob(
         0.8,
         "With --samples or watch: CLOSE_WAIT of one process of which this share is replaced "
-        "between samples (and fewer than close_wait_warning stay) is a slow close, not a leak.",
+        "between samples, or closed between the first of 3+ samples and the last (and fewer "
+        "than close_wait_warning stay), is a slow close, not a leak.",
     )
     growth_per_minute_warning: float = _knob(
         60.0,

@@ -255,6 +255,25 @@ def _replaced_ratio(memberships: Sequence[set[ConnectionKey]]) -> float | None:
     return sum(ratios) / len(ratios) if ratios else None
 
 
+def _gone_by_last(memberships: Sequence[set[ConnectionKey]]) -> float | None:
+    """The share of the first sample's members no longer there in the last; None when the
+    first had none or there is one sample."""
+    if len(memberships) < 2 or not memberships[0]:
+        return None
+    first, last = memberships[0], memberships[-1]
+    return len(first - last) / len(first)
+
+
+def _churn(replaced: float | None, gone: float | None, ratio: float) -> str | None:
+    """How the members were seen to be replaced, worded for the summary, when at least
+    ``ratio`` of them were: from one sample to the next, or over the whole window."""
+    if replaced is not None and replaced >= ratio:
+        return f"{percent(replaced)} of them were replaced from one sample to the next"
+    if gone is not None and gone >= ratio:
+        return f"{percent(gone)} of those in the first sample were closed by the last"
+    return None
+
+
 def _close_wait(window: _Window, findings: list[Finding], thresholds: Thresholds) -> list[Finding]:
     per_sample = [_held_close_wait(snapshot) for snapshot in window.series]
     latest = per_sample[-1]
@@ -283,12 +302,21 @@ def _close_wait(window: _Window, findings: list[Finding], thresholds: Thresholds
                     "share of each sample's CLOSE_WAIT gone by the next",
                 )
             )
-        if (
-            replaced is not None
-            and replaced >= thresholds.churn_ratio
-            and stayed < thresholds.close_wait_warning
-        ):
-            result.append(_slow_close(finding, window, replaced, stayed, evidence))
+        # A socket that lives longer than one interval but shorter than the window is seen
+        # in two samples and replaced by the third: compare the first sample with the last
+        # too, or a slow closer watched at a short interval would pass for a leak.
+        gone = _gone_by_last([sample.get(pids, set()) for sample in per_sample])
+        if gone is not None and window.samples > 2:
+            evidence.append(
+                Evidence(
+                    "gone_by_last",
+                    round(gone, 2),
+                    "share of the first sample's CLOSE_WAIT closed by the last",
+                )
+            )
+        churn = _churn(replaced, gone if window.samples > 2 else None, thresholds.churn_ratio)
+        if churn is not None and stayed < thresholds.close_wait_warning:
+            result.append(_slow_close(finding, window, churn, stayed, evidence))
             continue
         summary = finding.summary
         if stayed:
@@ -320,15 +348,15 @@ def _stayed_key(window: _Window, key: ConnectionKey) -> bool:
 def _slow_close(
     finding: Finding,
     window: _Window,
-    replaced: float,
+    churn: str,
     stayed: int,
     evidence: list[Evidence],
 ) -> Finding:
     lower = Severity(max(Severity.INFO, finding.severity - 1))
     holder = finding.subject.describe()
     summary = (
-        f"{holder} closes its CLOSE_WAIT connections, but late: {percent(replaced)} of them "
-        f"were replaced from one sample to the next and {number(stayed)} stayed through the "
+        f"{holder} closes its CLOSE_WAIT connections, but late: {churn}, "
+        f"and {number(stayed)} stayed through the "
         f"whole {window.span_text()}, so this is an application slow to call close(), not a "
         f"leak; at any moment {number(finding.count)} wait for it."
     )
