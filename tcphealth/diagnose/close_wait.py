@@ -280,10 +280,11 @@ def _unaccepted_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[F
             Evidence("close_wait_unaccepted", count, "no descriptor holds them"),
         ]
         if received:
+            low, high = min(received), max(received)
             evidence.append(
                 Evidence(
                     "recv_queue_bytes",
-                    f"{number(min(received))}-{number(max(received))}",
+                    low if low == high else f"{number(low)}-{number(high)}",
                     "request bytes (plus the FIN) that nobody will read",
                 )
             )
