@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -25,7 +26,7 @@ FINDING_LINE = (
     "endpoint=10.20.0.15:5432 subject=process blame=local-application "
     'summary="java read the peer\'s FIN but never closed 3 connections." '
     'evidence="recv_queue=0 (read to EOF, close() never called)" '
-    'next="Find where java opens connections to 10.20.0.15:5432 without closing them." '
+    'next="Find where java opens connections to 10.20.0.15:5432 without closing them" '
     'unchecked="how long the sockets have been idle"'
 )
 GROUP_LINES = [
@@ -187,3 +188,16 @@ def test_state_names_are_canonical() -> None:
         build_report(snap(), []), sock(TcpState.FIN_WAIT2, "10.0.0.5:1", "10.0.0.6:2")
     )
     assert line.startswith("FIN_WAIT2 ")
+
+
+def test_next_steps_written_as_sentences_join_without_a_period_before_the_semicolon() -> None:
+    steps = (
+        "ss -tnp state close-wait   # who holds them",
+        "Find the error branch that skips close().",
+        "Restarting only clears the symptom.",
+    )
+    line = plain.finding_line(replace(finding("x", Severity.WARNING), next_steps=steps))
+    assert (
+        ' next="ss -tnp state close-wait   # who holds them; Find the error branch that skips '
+        'close(); Restarting only clears the symptom" '
+    ) in line

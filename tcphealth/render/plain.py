@@ -91,10 +91,16 @@ def finding_line(finding: Finding) -> str:
         ("blame", finding.blame.value),
         ("summary", finding.summary),
         ("evidence", evidence or None),
-        ("next", "; ".join(finding.next_steps) or None),
+        ("next", _steps(finding.next_steps)),
         ("unchecked", "; ".join(finding.unchecked) or None),
     )
     return finding.severity.label + "".join(f" {key}={value(item)}" for key, item in fields)
+
+
+def _steps(steps: tuple[str, ...]) -> str | None:
+    """The next steps on one line, "; " between them; a step written as a sentence loses its
+    final period there, or the line would read "... idle connections).; No sysctl ..."."""
+    return "; ".join(step[:-1] if step.endswith(".") else step for step in steps) or None
 
 
 def group_line(group: SocketGroup, owner: OwnerSummary) -> str:
