@@ -424,55 +424,6 @@ def new_tcp_info(
     return cast(TcpInfo, built)
 
 
-def new_socket(
-    family: Family,
-    local: Endpoint,
-    remote: Endpoint,
-    state: TcpState,
-    send_queue: int | None,
-    recv_queue: int | None,
-    listen_backlog: int | None,
-    timer: TimerKind | None,
-    timer_seconds: float | None,
-    retransmits: int | None,
-    probes: int | None,
-    uid: int | None,
-    inode: int | None,
-    pids: tuple[int, ...],
-    owner_source: OwnerSource,
-    raw_state: str | None,
-    cookie: int | None,
-    tcp_info: TcpInfo | None,
-    shutdown: int | None,
-    truncated: bool,
-) -> Socket:
-    """``Socket(...)`` with every field given in declaration order, built faster."""
-    built: Any = SocketDraft(
-        family,
-        local,
-        remote,
-        state,
-        send_queue,
-        recv_queue,
-        listen_backlog,
-        timer,
-        timer_seconds,
-        retransmits,
-        probes,
-        uid,
-        inode,
-        pids,
-        owner_source,
-        raw_state,
-        cookie,
-        tcp_info,
-        shutdown,
-        truncated,
-    )
-    built.__class__ = Socket
-    return cast(Socket, built)
-
-
 @dataclass(frozen=True)
 class Process:
     pid: int
