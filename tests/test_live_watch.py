@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -93,6 +94,31 @@ def ss_close_wait_ports(port: int) -> list[int]:
     return sorted(int(line.split()[-1].rsplit(":", 1)[1]) for line in out.splitlines())
 
 
+def sampled_report(port: int, *, interval: float) -> dict[str, Any]:
+    """`tcphealth --samples 3` as JSON, for this process's sockets on ``port``."""
+    result = subprocess.run(
+        [
+            *TCPHEALTH,
+            "--samples",
+            "3",
+            "--interval",
+            str(interval),
+            "--format",
+            "json",
+            "--pid",
+            str(os.getpid()),
+            "--port",
+            str(port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
 def test_watch_ndjson_follows_a_close_wait_and_its_age_grows(close_waits: CloseWaits) -> None:
     held = close_waits.add()
     peer_port = held.getpeername()[1]
@@ -139,26 +165,7 @@ def test_watch_ndjson_follows_a_close_wait_and_its_age_grows(close_waits: CloseW
 def test_samples_call_close_wait_that_stays_a_leak(close_waits: CloseWaits) -> None:
     for _ in range(12):
         close_waits.add()
-    result = subprocess.run(
-        [
-            *TCPHEALTH,
-            "--samples",
-            "3",
-            "--interval",
-            "0.5",
-            "--format",
-            "json",
-            "--pid",
-            str(os.getpid()),
-            "--port",
-            str(close_waits.port),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)
+    document = sampled_report(close_waits.port, interval=0.5)
     (finding,) = [f for f in document["findings"] if f["state"] == "CLOSE_WAIT"]
     assert (finding["code"], finding["pid"], finding["count"]) == (
         "close-wait-not-reading",
@@ -194,29 +201,10 @@ def test_samples_call_close_wait_replaced_all_the_time_a_slow_close(
     worker = threading.Thread(target=churn, daemon=True)
     worker.start()
     try:
-        result = subprocess.run(
-            [
-                *TCPHEALTH,
-                "--samples",
-                "3",
-                "--interval",
-                "5",
-                "--format",
-                "json",
-                "--pid",
-                str(os.getpid()),
-                "--port",
-                str(close_waits.port),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
+        document = sampled_report(close_waits.port, interval=5)
     finally:
         stop.set()
         worker.join(timeout=10)
-    assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)
     # Host-wide findings (counters another test on this machine moves) are not this test's.
     (finding,) = [f for f in document["findings"] if f["state"] == "CLOSE_WAIT"]
     assert (finding["code"], finding["pid"]) == ("close-wait-slow-close", os.getpid())
