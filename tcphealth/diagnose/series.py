@@ -257,8 +257,8 @@ def _replaced_ratio(memberships: Sequence[set[ConnectionKey]]) -> float | None:
 
 def _gone_by_last(memberships: Sequence[set[ConnectionKey]]) -> float | None:
     """The share of the first sample's members no longer there in the last; None when the
-    first had none or there is one sample."""
-    if len(memberships) < 2 or not memberships[0]:
+    first had none, or with fewer than three samples (with two it is the replaced ratio)."""
+    if len(memberships) < 3 or not memberships[0]:
         return None
     first, last = memberships[0], memberships[-1]
     return len(first - last) / len(first)
@@ -306,7 +306,7 @@ def _close_wait(window: _Window, findings: list[Finding], thresholds: Thresholds
         # in two samples and replaced by the third: compare the first sample with the last
         # too, or a slow closer watched at a short interval would pass for a leak.
         gone = _gone_by_last([sample.get(pids, set()) for sample in per_sample])
-        if gone is not None and window.samples > 2:
+        if gone is not None:
             evidence.append(
                 Evidence(
                     "gone_by_last",
@@ -314,7 +314,7 @@ def _close_wait(window: _Window, findings: list[Finding], thresholds: Thresholds
                     "share of the first sample's CLOSE_WAIT closed by the last",
                 )
             )
-        churn = _churn(replaced, gone if window.samples > 2 else None, thresholds.churn_ratio)
+        churn = _churn(replaced, gone, thresholds.churn_ratio)
         if churn is not None and stayed < thresholds.close_wait_warning:
             result.append(_slow_close(finding, window, churn, stayed, evidence))
             continue
