@@ -68,9 +68,16 @@ def close_wait_pair() -> Iterator[tuple[socket.socket, socket.socket, int]]:
 def test_psutil_source_sees_states_and_pids_but_no_queues(
     close_wait_pair: tuple[socket.socket, socket.socket, int],
 ) -> None:
-    _, _, port = close_wait_pair
+    _, accepted, port = close_wait_pair
+    ours = {port, accepted.getpeername()[1]}
     snap = psutil_source.collect()
-    mine = [s for s in snap.sockets if port in (s.local.port, s.remote.port)]
+    # The pair's own three sockets: a TIME_WAIT of another test that happened to use the same
+    # port number (as an ephemeral port, towards somebody else) is not one of them.
+    mine = [
+        s
+        for s in snap.sockets
+        if s.local.port in ours and (s.state is TcpState.LISTEN or s.remote.port in ours)
+    ]
     states = sorted(s.state.value for s in mine)
     assert states == ["CLOSE_WAIT", "FIN_WAIT2", "LISTEN"]
     for sock in mine:
