@@ -1,12 +1,16 @@
 """Running the CLI as another user, for the tests of what tcphealth does without privileges.
 
 A fork, not a new interpreter: the interpreter under /root is not executable by ``nobody``, and
-everything the CLI needs is imported before the fork. The child never returns into pytest.
+nor is its standard library readable, so everything the CLI may need is imported before the
+fork (:func:`_import_everything`) -- tcphealth imports renderers, sources and ``pickle`` only
+when a run uses them. The child never returns into pytest.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import pwd
 import sys
 import time
@@ -21,6 +25,18 @@ def can_drop_to(user: str) -> bool:
     return os.geteuid() == 0
 
 
+def _import_everything() -> None:
+    """Every tcphealth module and what they import, and the standard-library modules tcphealth
+    imports inside functions; a real unprivileged user can read them later, this child
+    cannot."""
+    import tcphealth
+
+    for module in pkgutil.walk_packages(tcphealth.__path__, "tcphealth."):
+        if not module.name.endswith(".__main__"):  # that one runs the CLI when imported
+            importlib.import_module(module.name)
+    importlib.import_module("pickle")  # tcphealth.sources.background_scan, on demand
+
+
 def run_cli_as(
     user: str, args: list[str], workdir: Path, timeout: float = 60
 ) -> tuple[int, str, str]:
@@ -28,6 +44,7 @@ def run_cli_as(
     the captured output and must be writable by root (the files are opened before the drop)."""
     from tcphealth.cli import main
 
+    _import_everything()
     entry = pwd.getpwnam(user)
     out_path, err_path = workdir / "stdout", workdir / "stderr"
     with open(out_path, "w") as out, open(err_path, "w") as err:
