@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import struct
 from pathlib import Path
 
@@ -125,15 +126,60 @@ def test_learnt_layouts_decode_as_the_attribute_walk(
 ) -> None:
     data, _ = recorded
     view = memoryview(data)
-    shared = Decoder()
-    # A fresh decoder per message knows no layout and walks every attribute.
+    # Each message on its own, attribute by attribute, with every check.
     walked = [Decoder().message(view, start, end, "walk") for start, end in _messages(data)]
-    # One decoder for all learns each message length's layout and reads most in one unpack.
-    fast = [shared.message(view, start, end, "fast") for start, end in _messages(data)]
+    # The whole reply through the fast path: one decoder learns each message length's layout
+    # from the first such message and reads the others with one unpack each.
+    shared = Decoder()
+    fast, done = parse_messages(data, "fast", shared)
+    assert done
     assert shared._layouts, "expected the recorded reply to teach a layout"
     assert len(walked) > len(shared._layouts)
     assert fast == walked
     assert [s.tcp_info for s in fast] == [s.tcp_info for s in walked]
+
+
+def _framed(*bodies: bytes) -> bytes:
+    """inet_diag message bodies as one netlink reply, each behind its nlmsghdr."""
+    return b"".join(
+        struct.pack("=IHHII", 16 + len(body), SOCK_DIAG_BY_FAMILY, 2, 1, 0) + body
+        for body in bodies
+    )
+
+
+def test_a_time_wait_message_without_attributes_is_read_by_its_layout() -> None:
+    # The kernel sends a TIME_WAIT socket as a bare inet_diag_msg: no attribute at all.
+    body = struct.pack(
+        "=BBBBHH16s16sIIIIIIII",
+        2,  # AF_INET
+        6,  # TIME_WAIT
+        3,  # its timer
+        0,
+        socket.htons(80),
+        socket.htons(40000),
+        bytes([127, 0, 0, 1]) + bytes(12),
+        bytes([127, 0, 0, 2]) + bytes(12),
+        0,
+        7,  # cookie, low half
+        0,
+        59_000,  # ms left
+        0,
+        0,
+        0,
+        0,  # no inode
+    )
+    decoder = Decoder()
+    sockets, done = parse_messages(_framed(body, body), "tw", decoder)
+    assert not done
+    assert list(decoder._layouts) == [72]  # learnt from the first, used for the second
+    assert sockets[0] == sockets[1]
+    sock = sockets[1]
+    assert (sock.state, str(sock.local), str(sock.remote)) == (
+        TcpState.TIME_WAIT,
+        "127.0.0.1:80",
+        "127.0.0.2:40000",
+    )
+    assert (sock.timer_seconds, sock.cookie, sock.uid, sock.tcp_info) == (59.0, 7, None, None)
 
 
 def test_a_message_unlike_its_learnt_layout_is_walked(
@@ -146,13 +192,19 @@ def test_a_message_unlike_its_learnt_layout_is_walked(
         if Decoder().message(memoryview(data), s, e, "x").shutdown
     )
     message = bytearray(data[start:end])
-    decoder = Decoder()
-    assert decoder.message(memoryview(bytes(message)), 0, len(message), "learn").shutdown
     # Same length, but the shutdown attribute's type changed to one we do not read.
     offset = 72
     while struct.unpack_from("=H", message, offset + 2)[0] != INET_DIAG_SHUTDOWN:
         offset += (struct.unpack_from("=H", message, offset)[0] + 3) & ~3
-    struct.pack_into("=H", message, offset + 2, 99)
-    changed = decoder.message(memoryview(bytes(message)), 0, len(message), "changed")
+    changed_message = bytearray(message)
+    struct.pack_into("=H", changed_message, offset + 2, 99)
+    # The first message teaches the layout; the second has its length but not its attributes.
+    decoder = Decoder()
+    (learnt, changed), _ = parse_messages(
+        _framed(bytes(message), bytes(changed_message)), "x", decoder
+    )
+    assert len(message) in decoder._layouts
+    assert learnt.shutdown
     assert changed.shutdown is None
-    assert changed == Decoder().message(memoryview(bytes(message)), 0, len(message), "walk")
+    walk = Decoder().message(memoryview(bytes(changed_message)), 0, len(changed_message), "walk")
+    assert changed == walk

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from tcphealth import gcpause
 from tcphealth.errors import InputError
@@ -50,8 +50,6 @@ from tcphealth.model import (
 )
 from tcphealth.sources import background_scan, procfs
 
-T = TypeVar("T")
-
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLMSG_ERROR = 2
@@ -63,6 +61,7 @@ INET_DIAG_SHUTDOWN = 8
 ALL_STATES = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_NLMSGHDR_HEAD = struct.Struct("=IH")  # its len and type alone
 # inet_diag_req_v2: family, protocol, ext, pad, states, then sockid
 _REQUEST = struct.Struct("=BBBxI")
 # inet_diag_sockid: sport, dport (big-endian), src[16], dst[16], if, cookie[2] (host order)
@@ -160,6 +159,10 @@ def parse_tcp_info(data: memoryview) -> TcpInfo:
 _MAX_LAYOUTS = 64  # message lengths whose layout is remembered
 
 
+def _no_headers(values: tuple[Any, ...]) -> tuple[int, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class _Layout:
     """Where the attributes sit in the messages of one length, learnt from the first one.
@@ -180,9 +183,8 @@ class _Layout:
 
     @classmethod
     def of(cls, attributes: list[tuple[int, int]]) -> _Layout | None:
-        """The layout of a message whose attributes are ``(length, type)`` in this order."""
-        if not attributes:
-            return None
+        """The layout of a message whose attributes are ``(length, type)`` in this order
+        (none at all for a TIME_WAIT socket)."""
         fmt = _MSG.format  # "=..." : standard sizes, no automatic padding
         count = 16  # values _MSG yields
         positions: list[int] = []
@@ -208,7 +210,7 @@ class _Layout:
         # Two or more positions, so itemgetter returns a tuple.
         return cls(
             struct.Struct(fmt),
-            operator.itemgetter(*positions),
+            operator.itemgetter(*positions) if positions else _no_headers,
             tuple(headers),
             info_at,
             shutdown_at,
@@ -255,20 +257,9 @@ class Decoder:
         return address
 
     def message(self, data: memoryview, start: int, end: int, where: str) -> Socket:
-        """Decode the inet_diag_msg and its attributes in ``data[start:end]``."""
-        return finished(self.draft(data, start, end, where), self.owners)
-
-    def draft(self, data: memoryview, start: int, end: int, where: str) -> SocketDraft:
-        """The socket in ``data[start:end]``, its owners not set yet."""
-        layout = self._layouts.get(end - start)
-        if layout is not None:
-            values = layout.struct.unpack_from(data, start)
-            if layout.headers_of(values) == layout.headers:
-                info_at, shutdown_at = layout.info_at, layout.shutdown_at
-                tcp_info = None if info_at < 0 else self._tcp_info(values[info_at : info_at + 10])
-                shutdown = None if shutdown_at < 0 else values[shutdown_at]
-                return self._socket(values, tcp_info, shutdown, where)
-        return self._message_walking_attributes(data, start, end, where)
+        """Decode the inet_diag_msg and its attributes in ``data[start:end]``, checking each
+        attribute (:meth:`drafts` is the fast path for whole buffers)."""
+        return finished(self._message_walking_attributes(data, start, end, where), self.owners)
 
     def _message_walking_attributes(
         self, data: memoryview, start: int, end: int, where: str
@@ -301,6 +292,180 @@ class Decoder:
             if layout is not None:
                 self._layouts[end - start] = layout
         return sock
+
+    def drafts(self, data: memoryview, where: str) -> tuple[list[SocketDraft], bool]:
+        """Every socket in one buffer of netlink messages, owners not set yet, and whether
+        NLMSG_DONE came.
+
+        The hot loop of a run: at 300,000 sockets each Python call per message costs about
+        0.1 s, so what :meth:`_tcp_info` and :meth:`_socket` do is written out here once
+        more, for a message whose layout was learnt (:class:`_Layout`). Any other message is
+        walked attribute by attribute, with every check (:meth:`_message_walking_attributes`),
+        which teaches its layout for the next ones. tests/test_netlink.py decodes recorded
+        replies both ways and compares every field.
+        """
+        drafts: list[SocketDraft] = []
+        append = drafts.append
+        layouts = self._layouts
+        header = _NLMSGHDR_HEAD.unpack_from
+        ints = self._ints
+        shared = ints.setdefault
+        ports = self._ports
+        address = self.address
+        endpoints = self._endpoints
+        remember = self._remember
+        states = _STATE_BY_CODE
+        timers = _TIMER_BY_CODE
+        listen, time_wait, syn_recv = TcpState.LISTEN, TcpState.TIME_WAIT, TcpState.SYN_RECV
+        no_timer, keepalive, zero_window = (
+            TimerKind.NONE,
+            TimerKind.KEEPALIVE,
+            TimerKind.ZERO_WINDOW_PROBE,
+        )
+        unknown_state, unknown_owner = TcpState.UNKNOWN, OwnerSource.UNKNOWN
+        ipv4, ipv6 = Family.IPV4, Family.IPV6
+        offset = 0
+        end = len(data)
+        while offset < end:
+            if end - offset < _NLMSGHDR.size:
+                raise NetlinkError(where, f"{end - offset} stray bytes after the last message")
+            length, kind = header(data, offset)
+            if length < _NLMSGHDR.size or offset + length > end:
+                raise NetlinkError(where, f"message length {length} does not fit the reply")
+            if kind != SOCK_DIAG_BY_FAMILY:
+                if kind == NLMSG_DONE:
+                    return drafts, True
+                if kind == NLMSG_ERROR:
+                    body = data[offset + _NLMSGHDR.size : offset + length]
+                    code = -struct.unpack_from("=i", body, 0)[0] if len(body) >= 4 else 0
+                    raise NetlinkError(
+                        where, f"kernel answered error {errno.errorcode.get(code, code)}"
+                    )
+                offset += (length + 3) & ~3
+                continue
+            start = offset + _NLMSGHDR.size
+            offset += (length + 3) & ~3
+            layout = layouts.get(length - _NLMSGHDR.size)
+            if layout is None:
+                append(self._message_walking_attributes(data, start, start + length - 16, where))
+                continue
+            values = layout.struct.unpack_from(data, start)
+            if layout.headers_of(values) != layout.headers:
+                append(self._message_walking_attributes(data, start, start + length - 16, where))
+                continue
+            (
+                family_code,
+                state_code,
+                timer_code,
+                retrans,
+                sport,
+                dport,
+                src,
+                dst,
+                _interface,
+                cookie_low,
+                cookie_high,
+                expires,
+                rqueue,
+                wqueue,
+                uid,
+                inode,
+            ) = values[:16]
+            if family_code == _AF_INET:
+                family = ipv4
+                endpoint_key = 0
+            elif family_code == _AF_INET6:
+                family = ipv6
+                endpoint_key = 1 << 16
+            else:
+                raise NetlinkError(where, f"address family {family_code} in a TCP dump")
+            sport = ports[sport]
+            dport = ports[dport]
+            state = states[state_code]
+            timer = timers[timer_code]
+            retransmits: int | None = retrans
+            probes: int | None = None
+            if timer is zero_window or timer is keepalive:
+                retransmits, probes = None, retrans
+            info_at = layout.info_at
+            tcp_info: TcpInfo | None = None
+            if info_at >= 0:
+                (
+                    info_retransmits,
+                    info_probes,
+                    backoff,
+                    rto,
+                    unacked,
+                    last_data_sent,
+                    last_data_recv,
+                    last_ack_recv,
+                    rtt,
+                    total_retrans,
+                ) = values[info_at : info_at + 10]
+                if len(ints) < _CACHE_LIMIT:
+                    rto = shared(rto, rto)
+                    rtt = shared(rtt, rtt)
+                    last_data_sent = shared(last_data_sent, last_data_sent)
+                    last_data_recv = shared(last_data_recv, last_data_recv)
+                    last_ack_recv = shared(last_ack_recv, last_ack_recv)
+                tcp_info = new_tcp_info(
+                    last_data_recv,
+                    last_data_sent,
+                    last_ack_recv,
+                    info_retransmits,
+                    info_probes,
+                    backoff,
+                    rto,
+                    rtt,
+                    total_retrans,
+                    unacked,
+                )
+                if not ((state is time_wait or state is syn_recv) and inode == 0):
+                    retransmits = info_retransmits
+                probes = info_probes
+            if state is time_wait:
+                retransmits = None
+            is_listener = state is listen
+            if is_listener:
+                endpoints.setdefault(endpoint_key + sport, {})
+            by_address = endpoints.get(endpoint_key + sport)
+            local = None if by_address is None else by_address.get(src)
+            if local is None:
+                local = new_endpoint(address(family_code, src), sport)
+                if by_address is not None:
+                    remember(by_address, src, local)
+            by_address = endpoints.get(endpoint_key + dport)
+            remote = None if by_address is None else by_address.get(dst)
+            if remote is None:
+                remote = new_endpoint(address(family_code, dst), dport)
+                if by_address is not None:
+                    remember(by_address, dst, remote)
+            shutdown_at = layout.shutdown_at
+            append(
+                SocketDraft(
+                    family,
+                    local,
+                    remote,
+                    state,
+                    None if is_listener else wqueue,
+                    rqueue,
+                    wqueue if is_listener else None,
+                    timer,
+                    None if timer is no_timer else expires / 1000,
+                    retransmits,
+                    probes,
+                    None if state is time_wait else shared(uid, uid),
+                    inode,
+                    (),
+                    unknown_owner,
+                    f"{state_code:02X}" if state is unknown_state else None,
+                    cookie_low | (cookie_high << 32),
+                    tcp_info,
+                    None if shutdown_at < 0 else values[shutdown_at],
+                    False,
+                )
+            )
+        return drafts, False
 
     def _tcp_info(self, values: tuple[int, ...]) -> TcpInfo:
         """A TcpInfo from the fields of ``_TCPI_ALL``, in its order. The times (ms since an
@@ -455,6 +620,25 @@ def finished(draft: SocketDraft, owners: Mapping[int, tuple[int, ...]] | None) -
     return draft.finish((), OwnerSource.UNSEEN)
 
 
+def _finish_all(drafts: list[SocketDraft], owners: Mapping[int, tuple[int, ...]] | None) -> None:
+    """:func:`finished` for every draft, in place (each draft object becomes its Socket),
+    written out for the loop over every socket of a run."""
+    if owners is None:
+        for draft in drafts:
+            draft.finish((), OwnerSource.UNKNOWN)
+        return
+    holders_of = owners.get
+    held, unseen, nobody = OwnerSource.FD, OwnerSource.UNSEEN, OwnerSource.NONE
+    for draft in drafts:
+        inode = draft.inode
+        if not inode:
+            draft.finish((), nobody)
+        elif holders := holders_of(inode):
+            draft.finish(holders, held)
+        else:
+            draft.finish((), unseen)
+
+
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 # Kernel state and timer codes are one byte each: look them up by index.
@@ -471,34 +655,9 @@ def parse_messages(
     data: bytes | memoryview, where: str, decoder: Decoder | None = None
 ) -> tuple[list[Socket], bool]:
     """Decode one buffer of netlink messages. Returns the sockets and whether NLMSG_DONE came."""
-    return _parse(data, where, (decoder or Decoder()).message)
-
-
-def _parse(
-    data: bytes | memoryview, where: str, decode: Callable[[memoryview, int, int, str], T]
-) -> tuple[list[T], bool]:
-    """Decode one buffer of netlink messages, each with ``decode``; True when NLMSG_DONE came."""
-    view = memoryview(data)
-    decoded: list[T] = []
-    append = decoded.append
-    offset = 0
-    end = len(view)
-    while offset < end:
-        if end - offset < _NLMSGHDR.size:
-            raise NetlinkError(where, f"{end - offset} stray bytes after the last message")
-        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(view, offset)
-        if length < _NLMSGHDR.size or offset + length > end:
-            raise NetlinkError(where, f"message length {length} does not fit the reply")
-        if kind == SOCK_DIAG_BY_FAMILY:
-            append(decode(view, offset + _NLMSGHDR.size, offset + length, where))
-        elif kind == NLMSG_DONE:
-            return decoded, True
-        elif kind == NLMSG_ERROR:
-            body = view[offset + _NLMSGHDR.size : offset + length]
-            code = -struct.unpack_from("=i", body, 0)[0] if len(body) >= 4 else 0
-            raise NetlinkError(where, f"kernel answered error {errno.errorcode.get(code, code)}")
-        offset += (length + 3) & ~3
-    return decoded, False
+    decoder = decoder or Decoder()
+    drafts, done = decoder.drafts(memoryview(data), where)
+    return [finished(draft, decoder.owners) for draft in drafts], done
 
 
 def _open() -> socket.socket:
@@ -517,30 +676,23 @@ def dump(
 ) -> Iterator[Socket]:
     """Every TCP socket of one family in this network namespace; with ``owners`` (inode ->
     pids), each one carries the pids that hold it."""
-    return _dump(family, Decoder(owners).message, with_tcp_info=with_tcp_info, timeout=timeout)
+    for draft in dump_drafts(family, with_tcp_info=with_tcp_info, timeout=timeout):
+        yield finished(draft, owners)
 
 
 def dump_drafts(
     family: Family, *, with_tcp_info: bool = True, timeout: float = 10.0
 ) -> Iterator[SocketDraft]:
     """:func:`dump`, with every socket still a draft whose owners are to be set."""
-    return _dump(family, Decoder().draft, with_tcp_info=with_tcp_info, timeout=timeout)
-
-
-def _dump(
-    family: Family,
-    decode: Callable[[memoryview, int, int, str], T],
-    *,
-    with_tcp_info: bool,
-    timeout: float,
-) -> Iterator[T]:
     where = f"netlink sock_diag ({family.value})"
     address_family = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
+    decoder = Decoder()
     with _open() as channel:
         channel.settimeout(timeout)
         channel.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         channel.sendto(build_request(address_family, 1, with_tcp_info=with_tcp_info), (0, 0))
         buffer = bytearray(RECEIVE_BUFFER)
+        view = memoryview(buffer)
         while True:
             try:
                 size = channel.recv_into(buffer)
@@ -548,8 +700,8 @@ def _dump(
                 raise NetlinkError(where, f"no end of dump after {timeout} s") from None
             if size == 0:
                 raise NetlinkError(where, "the kernel closed the channel before the dump ended")
-            decoded, done = _parse(memoryview(buffer)[:size], where, decode)
-            yield from decoded
+            drafts, done = decoder.drafts(view[:size], where)
+            yield from drafts
             if done:
                 return
 
@@ -584,9 +736,7 @@ def collect(
             scan = None
             if pending is not None:
                 scan = pending.result(only=(draft.inode for draft in drafts if draft.inode))
-            owners = scan.pids_by_inode if scan is not None else None
-            for draft in drafts:
-                finished(draft, owners)  # the draft object itself becomes the Socket
+            _finish_all(drafts, scan.pids_by_inode if scan is not None else None)
             sockets = cast(list[Socket], drafts)
             del drafts
     return procfs.assemble(
