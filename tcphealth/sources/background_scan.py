@@ -3,13 +3,18 @@
 Naming the owner of every socket takes one ``readlink`` per open descriptor on the host: about
 4 us each, nearly all of it in the kernel, so 1.3 s at 300,000 sockets -- as long as
 decoding the netlink dump, which is all Python. Neither needs the other until the very end, so
-:func:`started` forks a child to walk /proc/*/fd and send back what it found, and the caller
-decodes meanwhile. On a machine with two free cores a run takes the longer of the two instead
-of their sum; on one core it costs what the walk in this process would, plus the transfer.
+:func:`started` forks a child to walk /proc/*/fd, and the caller decodes meanwhile. On a
+machine with two free cores a run takes the longer of the two instead of their sum; on one
+core it costs what the walk in this process would, plus the transfer.
+
+The child keeps its inode map: the caller sends the inodes it wants owners for
+(:meth:`PendingScan.owners`) and gets back, for each, a number standing for one of a few
+holder tuples. At 300,000 sockets a map rebuilt here would be another 10 MB at the very
+moment all the sockets are in memory -- the peak of a run.
 
 Whenever a child cannot do it (no ``fork``, other threads running, the child failed or sent
-something unreadable) the walk simply runs here, when the result is asked for: the outcome
-is the same :class:`~tcphealth.sources.procfs.FdScan` either way.
+something unreadable) the walk simply runs here, when the owners are asked for: the answer
+is the same either way.
 """
 
 from __future__ import annotations
@@ -19,54 +24,121 @@ import os
 import signal
 import sys
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tcphealth.sources.procfs import FdScan, scan_fds
 
-# What the child sends: an FdScan with its inode map grouped by holders, as arrays of inodes.
-_Payload = tuple[dict[tuple[int, ...], bytes], dict[int, int], int, int, int]
+# The question the child is asked: this byte, then the inodes (an array("Q")). Without it
+# (the parent closed the pipe without asking) the child leaves without answering.
+_THESE_INODES = b"Q"
+
+
+@dataclass(frozen=True)
+class Owners:
+    """The holders of each inode asked about: ``groups[index[k]]`` for the k-th inode, where
+    ``groups[0]`` is ``()``, no process we could read holds it. ``scan`` is the rest of the
+    walk (counts, descriptors per process), its inode map left empty."""
+
+    scan: FdScan
+    groups: list[tuple[int, ...]]
+    index: array[int]
+
+
+class _OwnerIndex:
+    """A walk's inode map as numbers: each distinct holder tuple gets one (0 for none), so an
+    answer about 300,000 inodes is an array of them and a short list of tuples. Built by the
+    child as soon as its walk is done, while the parent may still be decoding."""
+
+    def __init__(self, scan: FdScan) -> None:
+        self.groups: list[tuple[int, ...]] = [()]
+        number: dict[tuple[int, ...], int] = {(): 0}
+        for holders in scan.pids_by_inode.values():
+            if holders not in number:
+                number[holders] = len(self.groups)
+                self.groups.append(holders)
+        self.number_of = {inode: number[holders] for inode, holders in scan.pids_by_inode.items()}
+        self.rest = FdScan(
+            open_fds=scan.open_fds,
+            scanned=scan.scanned,
+            vanished=scan.vanished,
+            forbidden=scan.forbidden,
+        )
+
+    def owners(self, inodes: array[int]) -> Owners:
+        get = self.number_of.get
+        return Owners(self.rest, self.groups, array("I", [get(inode, 0) for inode in inodes]))
+
+
+def owners_from(scan: FdScan, inodes: array[int]) -> Owners:
+    """The answer to :meth:`PendingScan.owners` from a walk at hand (what the child answers,
+    and what a walk done here gives)."""
+    return _OwnerIndex(scan).owners(inodes)
 
 
 class PendingScan:
-    """A walk of /proc/*/fd under way; :meth:`result` waits for it and returns the scan."""
+    """A walk of /proc/*/fd under way; :meth:`owners` waits for it and asks it about inodes."""
 
     def __init__(self, proc_root: Path) -> None:
         self.proc_root = proc_root
         self._pid: int | None = None  # the child walking, if there is one
         self._pipe: int | None = None  # our end of the pipe it answers on
-        self._scan: FdScan | None = None
+        self._question: int | None = None  # our end of the pipe we ask it on
 
     def start(self) -> None:
         if not _can_fork():
             return
         read_end, write_end = os.pipe()
+        question_read, question_write = os.pipe()
         try:
             pid = os.fork()
         except OSError:
-            os.close(read_end)
-            os.close(write_end)
+            for end in (read_end, write_end, question_read, question_write):
+                os.close(end)
             return
         if pid == 0:  # the child: walk, answer, and leave without running any cleanup of ours
             os.close(read_end)
-            _child(self.proc_root, write_end)
+            os.close(question_write)
+            _child(self.proc_root, question_read, write_end)
         os.close(write_end)
-        self._pid, self._pipe = pid, read_end
+        os.close(question_read)
+        self._pid, self._pipe, self._question = pid, read_end, question_write
 
-    def result(self, only: Iterable[int] | None = None) -> FdScan:
-        """The scan. With ``only`` (inodes), the child's answer is kept for those inodes alone,
-        in a map whose keys are the very int objects given: at 300,000 sockets, a map of its
-        own ints would hold another 8 MB while the sockets are finished. (The walk done here,
-        without a child, maps every inode as always.)"""
-        if self._scan is None:
-            self._scan = self._from_child(only) or scan_fds(self.proc_root)
-        return self._scan
+    def owners(self, inodes: array[int]) -> Owners:
+        """Who holds each of ``inodes``, asked of the child that walked (see :class:`Owners`),
+        or found by a walk here when there is no child or its answer is not usable."""
+        answer = self._ask(inodes)
+        if answer is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                groups, index_bytes, open_fds, scanned, vanished, forbidden = answer
+                index = array("I")
+                index.frombytes(index_bytes)
+                if len(index) == len(inodes) and all(
+                    isinstance(holders, tuple) for holders in groups
+                ):
+                    scan = FdScan(
+                        open_fds=open_fds, scanned=scanned, vanished=vanished, forbidden=forbidden
+                    )
+                    if max(index, default=0) < len(groups):
+                        return Owners(scan, list(groups), index)
+        return owners_from(scan_fds(self.proc_root), inodes)
 
-    def _from_child(self, only: Iterable[int] | None) -> FdScan | None:
-        """The child's scan; None when there is no child or its answer is not usable."""
-        if self._pid is None or self._pipe is None:
+    def _ask(self, inodes: array[int]) -> Any:
+        """Ask the child about ``inodes`` and return its unpickled answer; None when there is
+        no child or it did not answer usably (the caller then walks here)."""
+        if self._pid is None or self._pipe is None or self._question is None:
             return None
+        try:
+            # The child reads the question only once its walk is done: until then this write
+            # waits, which is what this process would do anyway.
+            with os.fdopen(self._question, "wb") as asking:
+                self._question = None
+                asking.write(_THESE_INODES)
+                asking.write(inodes)  # the array's own buffer, not a copy of it
+        except OSError:  # the child is gone (BrokenPipeError): walk here
+            pass
         with os.fdopen(self._pipe, "rb") as answer:
             self._pipe = None
             data = answer.read()
@@ -77,16 +149,16 @@ class PendingScan:
         import pickle  # only needed once a child has answered: not imported by --no-processes
 
         try:
-            payload: _Payload = pickle.loads(data)
-            return _decode(payload, only)
+            return pickle.loads(data)
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError):
             return None
 
     def cancel(self) -> None:
         """Stop the child (by its pid) if its answer was never collected."""
-        if self._pipe is not None:
-            os.close(self._pipe)
-            self._pipe = None
+        for end in (self._pipe, self._question):
+            if end is not None:
+                os.close(end)
+        self._pipe = self._question = None
         if self._pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._pid, signal.SIGKILL)
@@ -113,62 +185,38 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and (threading is None or threading.active_count() == 1)
 
 
-def _child(proc_root: Path, write_end: int) -> None:
+def _child(proc_root: Path, question_end: int, write_end: int) -> None:
     code = 1
     try:
         import pickle
 
         # Our own descriptors are copies of the parent's: the parent holds those sockets.
         scan = scan_fds(proc_root, skip_pid=os.getpid())
-        data = pickle.dumps(_encode(scan), protocol=pickle.HIGHEST_PROTOCOL)
-        with os.fdopen(write_end, "wb") as answer:
-            answer.write(data)
+        index = _OwnerIndex(scan)
+        del scan
+        with os.fdopen(question_end, "rb") as asking:
+            question = asking.read()
+        if question[:1] != _THESE_INODES:  # the parent went away without asking
+            return
+        inodes = array("Q")
+        inodes.frombytes(question[1:])
+        del question
+        owners = index.owners(inodes)
+        rest = owners.scan
+        answer = (
+            owners.groups,
+            owners.index.tobytes(),
+            rest.open_fds,
+            rest.scanned,
+            rest.vanished,
+            rest.forbidden,
+        )
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(write_end, "wb") as answering:
+            answering.write(data)
         code = 0
     except BaseException:  # anything at all: the parent walks by itself instead
         code = 1
     finally:
         # _exit: no atexit handlers, no flushing of the stdio buffers copied from the parent.
         os._exit(code)
-
-
-def _encode(scan: FdScan) -> _Payload:
-    """The inode map grouped by holders (most sockets have one holder, shared by thousands),
-    each group's inodes as one array: compact to send, and quick to rebuild with
-    ``dict.fromkeys``."""
-    groups: dict[tuple[int, ...], array[int]] = {}
-    for inode, holders in scan.pids_by_inode.items():
-        group = groups.get(holders)
-        if group is None:
-            group = groups[holders] = array("Q")
-        group.append(inode)
-    packed = {holders: inodes.tobytes() for holders, inodes in groups.items()}
-    return packed, scan.open_fds, scan.scanned, scan.vanished, scan.forbidden
-
-
-def _decode(payload: Any, only: Iterable[int] | None = None) -> FdScan:
-    packed, open_fds, scanned, vanished, forbidden = payload
-    pids_by_inode: dict[int, tuple[int, ...]]
-    if only is None:
-        pids_by_inode = {}
-        for holders, data in packed.items():
-            inodes = array("Q")
-            inodes.frombytes(data)
-            pids_by_inode.update(dict.fromkeys(inodes, holders))
-    else:
-        nobody: tuple[int, ...] = ()
-        pids_by_inode = dict.fromkeys(only, nobody)
-        for holders, data in packed.items():
-            inodes = array("Q")
-            inodes.frombytes(data)
-            for inode in inodes:
-                if inode in pids_by_inode:
-                    pids_by_inode[inode] = holders
-        for inode in [inode for inode, holders in pids_by_inode.items() if not holders]:
-            del pids_by_inode[inode]  # held by no process the child could read
-    return FdScan(
-        pids_by_inode=pids_by_inode,
-        open_fds=open_fds,
-        scanned=scanned,
-        vanished=vanished,
-        forbidden=forbidden,
-    )

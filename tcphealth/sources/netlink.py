@@ -25,6 +25,7 @@ import socket
 import struct
 import sys
 import time
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -620,21 +621,24 @@ def finished(draft: SocketDraft, owners: Mapping[int, tuple[int, ...]] | None) -
     return draft.finish((), OwnerSource.UNSEEN)
 
 
-def _finish_all(drafts: list[SocketDraft], owners: Mapping[int, tuple[int, ...]] | None) -> None:
+_INODE = operator.attrgetter("inode")
+
+
+def _finish_all(drafts: list[SocketDraft], owners: background_scan.Owners | None) -> None:
     """:func:`finished` for every draft, in place (each draft object becomes its Socket),
-    written out for the loop over every socket of a run."""
+    with the owners the fd walk found for each draft's inode, in the drafts' order; written
+    out for the loop over every socket of a run."""
     if owners is None:
         for draft in drafts:
             draft.finish((), OwnerSource.UNKNOWN)
         return
-    holders_of = owners.get
+    groups = owners.groups
     held, unseen, nobody = OwnerSource.FD, OwnerSource.UNSEEN, OwnerSource.NONE
-    for draft in drafts:
-        inode = draft.inode
-        if not inode:
+    for draft, group in zip(drafts, owners.index, strict=True):
+        if not draft.inode:
             draft.finish((), nobody)
-        elif holders := holders_of(inode):
-            draft.finish(holders, held)
+        elif group:
+            draft.finish(groups[group], held)
         else:
             draft.finish((), unseen)
 
@@ -734,9 +738,13 @@ def collect(
         with gcpause.paused():
             drafts = _dump_both_families(with_tcp_info)
             scan = None
-            if pending is not None:
-                scan = pending.result(only=(draft.inode for draft in drafts if draft.inode))
-            _finish_all(drafts, scan.pids_by_inode if scan is not None else None)
+            if pending is None:
+                _finish_all(drafts, None)
+            else:
+                owners = pending.owners(array("Q", map(_INODE, drafts)))
+                scan = owners.scan
+                _finish_all(drafts, owners)
+                del owners
             sockets = cast(list[Socket], drafts)
             del drafts
     return procfs.assemble(
