@@ -671,23 +671,11 @@ def _open() -> socket.socket:
         raise NetlinkUnavailable(str(error)) from None
 
 
-def dump(
-    family: Family,
-    *,
-    with_tcp_info: bool = True,
-    timeout: float = 10.0,
-    owners: Mapping[int, tuple[int, ...]] | None = None,
-) -> Iterator[Socket]:
-    """Every TCP socket of one family in this network namespace; with ``owners`` (inode ->
-    pids), each one carries the pids that hold it."""
-    for draft in dump_drafts(family, with_tcp_info=with_tcp_info, timeout=timeout):
-        yield finished(draft, owners)
-
-
 def dump_drafts(
     family: Family, *, with_tcp_info: bool = True, timeout: float = 10.0
 ) -> Iterator[SocketDraft]:
-    """:func:`dump`, with every socket still a draft whose owners are to be set."""
+    """Every TCP socket of one family in this network namespace, each still a draft whose
+    owners are to be set."""
     where = f"netlink sock_diag ({family.value})"
     address_family = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
     decoder = Decoder()
