@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -287,22 +286,34 @@ class Socket:
 # class by __class__ assignment, which CPython allows between classes of identical layout.
 # The result is an ordinary, frozen instance of the model class -- equal, hashing and
 # printing as one made by its constructor -- built in a fifth of the time. The builders take
-# every field, positionally, in declaration order; tests/test_model_builders.py checks that
-# they stay in step with the dataclasses.
+# every field, positionally, in declaration order, and finish() makes the object the model
+# class; tests/test_model_builders.py checks that they stay in step with the dataclasses.
+# (finish() is annotated rather than passing through typing.cast, which is a Python call of
+# its own, on a path taken once per socket.)
 #
 # A SocketDraft is a socket whose owners are not known yet (the netlink source decodes while
 # another process walks /proc/*/fd): mutable until SocketDraft.finish() makes it a Socket.
 
 
-class _EndpointBuilder:
+class EndpointDraft:
+    """``EndpointDraft(address, port).finish()`` is ``Endpoint(address, port)``, built faster."""
+
     __slots__ = Endpoint.__slots__
 
     def __init__(self, address: IPAddress, port: int | None) -> None:
         self.address = address
         self.port = port
 
+    def finish(self) -> Endpoint:
+        built: Endpoint = self  # type: ignore[assignment]
+        built.__class__ = Endpoint
+        return built
 
-class _TcpInfoBuilder:
+
+class TcpInfoDraft:
+    """``TcpInfoDraft(...).finish()``, every field given in declaration order, is
+    ``TcpInfo(...)``, built faster."""
+
     __slots__ = TcpInfo.__slots__
 
     def __init__(
@@ -328,6 +339,11 @@ class _TcpInfoBuilder:
         self.rtt_us = rtt_us
         self.total_retrans = total_retrans
         self.unacked = unacked
+
+    def finish(self) -> TcpInfo:
+        built: TcpInfo = self  # type: ignore[assignment]
+        built.__class__ = TcpInfo
+        return built
 
 
 class SocketDraft:
@@ -383,47 +399,9 @@ class SocketDraft:
         """This object, with its owners set, as a (frozen) Socket. Do not keep the draft."""
         self.pids = pids
         self.owner_source = owner_source
-        built: Any = self
+        built: Socket = self  # type: ignore[assignment]
         built.__class__ = Socket
-        return cast(Socket, built)
-
-
-def new_endpoint(address: IPAddress, port: int | None) -> Endpoint:
-    """``Endpoint(address, port)``, built faster."""
-    # Annotated as the model class rather than passed through typing.cast, which is a Python
-    # call of its own on a path taken once per socket.
-    built: Endpoint = _EndpointBuilder(address, port)  # type: ignore[assignment]
-    built.__class__ = Endpoint
-    return built
-
-
-def new_tcp_info(
-    last_data_recv_ms: int | None,
-    last_data_sent_ms: int | None,
-    last_ack_recv_ms: int | None,
-    retransmits: int | None,
-    probes: int | None,
-    backoff: int | None,
-    rto_us: int | None,
-    rtt_us: int | None,
-    total_retrans: int | None,
-    unacked: int | None,
-) -> TcpInfo:
-    """``TcpInfo(...)`` with every field given in declaration order, built faster."""
-    built: TcpInfo = _TcpInfoBuilder(  # type: ignore[assignment]
-        last_data_recv_ms,
-        last_data_sent_ms,
-        last_ack_recv_ms,
-        retransmits,
-        probes,
-        backoff,
-        rto_us,
-        rtt_us,
-        total_retrans,
-        unacked,
-    )
-    built.__class__ = TcpInfo
-    return built
+        return built
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from tcphealth import gcpause
 from tcphealth.errors import InputError
 from tcphealth.model import (
     Endpoint,
+    EndpointDraft,
     Family,
     IPAddress,
     OwnerSource,
@@ -42,10 +43,9 @@ from tcphealth.model import (
     Socket,
     SocketDraft,
     TcpInfo,
+    TcpInfoDraft,
     TcpState,
     TimerKind,
-    new_endpoint,
-    new_tcp_info,
     state_from_kernel_code,
     timer_from_kernel_code,
 )
@@ -409,7 +409,7 @@ class Decoder:
                     last_data_sent = shared(last_data_sent, last_data_sent)
                     last_data_recv = shared(last_data_recv, last_data_recv)
                     last_ack_recv = shared(last_ack_recv, last_ack_recv)
-                tcp_info = new_tcp_info(
+                tcp_info = TcpInfoDraft(
                     last_data_recv,
                     last_data_sent,
                     last_ack_recv,
@@ -420,7 +420,7 @@ class Decoder:
                     rtt,
                     total_retrans,
                     unacked,
-                )
+                ).finish()
                 if not ((state is time_wait or state is syn_recv) and inode == 0):
                     retransmits = info_retransmits
                 probes = info_probes
@@ -432,13 +432,13 @@ class Decoder:
             by_address = endpoints.get(endpoint_key + sport)
             local = None if by_address is None else by_address.get(src)
             if local is None:
-                local = new_endpoint(address(family_code, src), sport)
+                local = EndpointDraft(address(family_code, src), sport).finish()
                 if by_address is not None:
                     remember(by_address, src, local)
             by_address = endpoints.get(endpoint_key + dport)
             remote = None if by_address is None else by_address.get(dst)
             if remote is None:
-                remote = new_endpoint(address(family_code, dst), dport)
+                remote = EndpointDraft(address(family_code, dst), dport).finish()
                 if by_address is not None:
                     remember(by_address, dst, remote)
             shutdown_at = layout.shutdown_at
@@ -492,7 +492,7 @@ class Decoder:
             last_data_sent = shared(last_data_sent, last_data_sent)
             last_data_recv = shared(last_data_recv, last_data_recv)
             last_ack_recv = shared(last_ack_recv, last_ack_recv)
-        return new_tcp_info(
+        return TcpInfoDraft(
             last_data_recv,
             last_data_sent,
             last_ack_recv,
@@ -503,7 +503,7 @@ class Decoder:
             rtt,
             total_retrans,
             unacked,
-        )
+        ).finish()
 
     def _socket(
         self, values: tuple[Any, ...], tcp_info: TcpInfo | None, shutdown: int | None, where: str
@@ -564,13 +564,13 @@ class Decoder:
         by_address = endpoints.get(endpoint_key + sport)
         local = None if by_address is None else by_address.get(src)
         if local is None:
-            local = new_endpoint(self.address(family_code, src), sport)
+            local = EndpointDraft(self.address(family_code, src), sport).finish()
             if by_address is not None:
                 self._remember(by_address, src, local)
         by_address = endpoints.get(endpoint_key + dport)
         remote = None if by_address is None else by_address.get(dst)
         if remote is None:
-            remote = new_endpoint(self.address(family_code, dst), dport)
+            remote = EndpointDraft(self.address(family_code, dst), dport).finish()
             if by_address is not None:
                 self._remember(by_address, dst, remote)
 
