@@ -26,7 +26,7 @@ import struct
 import sys
 import time
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -223,16 +223,15 @@ class Decoder:
 
     Values that many sockets have in common are built once and shared -- they are immutable:
     addresses (a host has few of its own), the endpoint of each listening port (every accepted
-    connection has it as its local end, every local client of it as its remote end), the
-    tuple of pids holding a socket (from the fd walk), uids, and the times in tcp_info. At
-    300,000 sockets this saves about a third of the memory a fresh object per field takes.
+    connection has it as its local end, every local client of it as its remote end), uids,
+    and the times in tcp_info. At 300,000 sockets this saves about a third of the memory a
+    fresh object per field takes.
 
-    With ``owners`` (inode -> pids, from one /proc/*/fd walk) each socket is built with its
-    owners at once, instead of being rebuilt for them afterwards.
+    It decodes sockets as drafts: their owners are set afterwards, once the fd walk is done
+    (:func:`collect`).
     """
 
-    def __init__(self, owners: Mapping[int, tuple[int, ...]] | None = None) -> None:
-        self.owners = owners
+    def __init__(self) -> None:
         self._ports = _port_table()
         self._addresses: dict[int, dict[bytes, IPAddress]] = {
             socket.AF_INET: {},
@@ -260,7 +259,8 @@ class Decoder:
     def message(self, data: memoryview, start: int, end: int, where: str) -> Socket:
         """Decode the inet_diag_msg and its attributes in ``data[start:end]``, checking each
         attribute (:meth:`drafts` is the fast path for whole buffers)."""
-        return finished(self._message_walking_attributes(data, start, end, where), self.owners)
+        draft = self._message_walking_attributes(data, start, end, where)
+        return draft.finish((), OwnerSource.UNKNOWN)
 
     def _message_walking_attributes(
         self, data: memoryview, start: int, end: int, where: str
@@ -607,27 +607,14 @@ class Decoder:
             self._cached_endpoints += 1
 
 
-def finished(draft: SocketDraft, owners: Mapping[int, tuple[int, ...]] | None) -> Socket:
-    """The socket with its owners: the pids holding its inode (from one /proc/*/fd walk), or
-    none, and how we know (as :func:`tcphealth.sources.procfs.owner_fields` says)."""
-    if owners is None:
-        return draft.finish((), OwnerSource.UNKNOWN)
-    inode = draft.inode
-    if not inode:
-        return draft.finish((), OwnerSource.NONE)
-    holders = owners.get(inode)
-    if holders:
-        return draft.finish(holders, OwnerSource.FD)
-    return draft.finish((), OwnerSource.UNSEEN)
-
-
 _INODE = operator.attrgetter("inode")
 
 
 def _finish_all(drafts: list[SocketDraft], owners: background_scan.Owners | None) -> None:
-    """:func:`finished` for every draft, in place (each draft object becomes its Socket),
-    with the owners the fd walk found for each draft's inode, in the drafts' order; written
-    out for the loop over every socket of a run."""
+    """Finish every draft in place (each draft object becomes its Socket) with the owners the
+    fd walk found for its inode, in the drafts' order, and how we know them -- the rule of
+    :func:`tcphealth.sources.procfs.owner_fields`, written out for the loop over every socket
+    of a run. Without owners (no walk), every socket's owners are unknown."""
     if owners is None:
         for draft in drafts:
             draft.finish((), OwnerSource.UNKNOWN)
@@ -650,18 +637,12 @@ _STATE_BY_CODE = [state_from_kernel_code(code) for code in range(256)]
 _TIMER_BY_CODE = [timer_from_kernel_code(code) for code in range(256)]
 
 
-def parse_diag_message(payload: memoryview, where: str) -> Socket:
-    """Decode one inet_diag_msg and its attributes."""
-    return Decoder().message(payload, 0, len(payload), where)
-
-
 def parse_messages(
     data: bytes | memoryview, where: str, decoder: Decoder | None = None
 ) -> tuple[list[Socket], bool]:
     """Decode one buffer of netlink messages. Returns the sockets and whether NLMSG_DONE came."""
-    decoder = decoder or Decoder()
-    drafts, done = decoder.drafts(memoryview(data), where)
-    return [finished(draft, decoder.owners) for draft in drafts], done
+    drafts, done = (decoder or Decoder()).drafts(memoryview(data), where)
+    return [draft.finish((), OwnerSource.UNKNOWN) for draft in drafts], done
 
 
 def _open() -> socket.socket:
