@@ -8,7 +8,7 @@ import socket
 import sys
 import threading
 from array import array
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -73,10 +73,10 @@ def test_a_failing_child_means_the_walk_runs_here(
     parent = os.getpid()
     real_scan = procfs.scan_fds
 
-    def fails_in_the_child(proc_root: Path, *, skip_pid: int | None = None) -> FdScan:
+    def fails_in_the_child(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
         if os.getpid() != parent:
             raise OSError("simulated failure in the child")
-        return real_scan(proc_root, skip_pid=skip_pid)
+        return real_scan(proc_root, skip_pids=skip_pids)
 
     monkeypatch.setattr(background_scan, "scan_fds", fails_in_the_child)
     with background_scan.started(PROC) as pending:

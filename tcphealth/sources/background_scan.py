@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import sys
 from array import array
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tcphealth.sources import children
 from tcphealth.sources.procfs import FdScan, scan_fds
 
 # The question the child is asked: this byte, then the inodes (an array("Q")). Without it
@@ -81,14 +80,15 @@ def owners_from(scan: FdScan, inodes: array[int]) -> Owners:
 class PendingScan:
     """A walk of /proc/*/fd under way; :meth:`owners` waits for it and asks it about inodes."""
 
-    def __init__(self, proc_root: Path) -> None:
+    def __init__(self, proc_root: Path, skip_pids: Collection[int] = ()) -> None:
         self.proc_root = proc_root
+        self.skip_pids = tuple(skip_pids)  # other helpers of ours, holding copies of our fds
         self._pid: int | None = None  # the child walking, if there is one
         self._pipe: int | None = None  # our end of the pipe it answers on
         self._question: int | None = None  # our end of the pipe we ask it on
 
     def start(self) -> None:
-        if not _can_fork():
+        if not children.can_fork():
             return
         read_end, write_end = os.pipe()
         question_read, question_write = os.pipe()
@@ -101,7 +101,7 @@ class PendingScan:
         if pid == 0:  # the child: walk, answer, and leave without running any cleanup of ours
             os.close(read_end)
             os.close(question_write)
-            _child(self.proc_root, question_read, write_end)
+            _child(self.proc_root, self.skip_pids, question_read, write_end)
         os.close(write_end)
         os.close(question_read)
         self._pid, self._pipe, self._question = pid, read_end, question_write
@@ -120,7 +120,7 @@ class PendingScan:
             and max(answer.index, default=0) < len(answer.groups)
         ):
             return answer
-        return owners_from(scan_fds(self.proc_root), inodes)
+        return owners_from(scan_fds(self.proc_root, skip_pids=self.skip_pids), inodes)
 
     def _ask(self, inodes: array[int]) -> Any:
         """Ask the child about ``inodes`` and return its unpickled answer; None when there is
@@ -157,16 +157,15 @@ class PendingScan:
                 os.close(end)
         self._pipe = self._question = None
         if self._pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
+            children.stop(self._pid)
             self._pid = None
 
 
 @contextlib.contextmanager
-def started(proc_root: Path) -> Iterator[PendingScan]:
-    """Start walking ``proc_root``/*/fd in a child; the child is gone when the block ends."""
-    pending = PendingScan(proc_root)
+def started(proc_root: Path, skip_pids: Collection[int] = ()) -> Iterator[PendingScan]:
+    """Start walking ``proc_root``/*/fd in a child; the child is gone when the block ends.
+    ``skip_pids``: other children of this process, whose descriptors are copies of ours."""
+    pending = PendingScan(proc_root, skip_pids)
     pending.start()
     try:
         yield pending
@@ -174,21 +173,13 @@ def started(proc_root: Path) -> Iterator[PendingScan]:
         pending.cancel()
 
 
-def _can_fork() -> bool:
-    # fork() copies only the calling thread: with others running, a lock one of them holds
-    # would stay held in the child forever. (Without threading imported, no other thread was
-    # started from Python.)
-    threading = sys.modules.get("threading")
-    return hasattr(os, "fork") and (threading is None or threading.active_count() == 1)
-
-
-def _child(proc_root: Path, question_end: int, write_end: int) -> None:
+def _child(proc_root: Path, skip_pids: tuple[int, ...], question_end: int, write_end: int) -> None:
     code = 1
     try:
         import pickle
 
         # Our own descriptors are copies of the parent's: the parent holds those sockets.
-        scan = scan_fds(proc_root, skip_pid=os.getpid())
+        scan = scan_fds(proc_root, skip_pids=(os.getpid(), *skip_pids))
         index = _OwnerIndex(scan)
         del scan
         with os.fdopen(question_end, "rb") as asking:

@@ -49,7 +49,7 @@ from tcphealth.model import (
     state_from_kernel_code,
     timer_from_kernel_code,
 )
-from tcphealth.sources import background_scan, procfs
+from tcphealth.sources import background_scan, dump_relay, procfs
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -108,6 +108,8 @@ def _port_table() -> list[int]:
 _CACHE_LIMIT = 1 << 16
 
 RECEIVE_BUFFER = 1 << 20
+DUMP_TIMEOUT = 10.0  # seconds without a reply before a dump is given up
+_FAMILIES = (Family.IPV4, Family.IPV6)
 
 
 class NetlinkError(InputError):
@@ -652,18 +654,23 @@ def _open() -> socket.socket:
         raise NetlinkUnavailable(str(error)) from None
 
 
-def dump_drafts(
-    family: Family, *, with_tcp_info: bool = True, timeout: float = 10.0
-) -> Iterator[SocketDraft]:
-    """Every TCP socket of one family in this network namespace, each still a draft whose
-    owners are to be set."""
-    where = f"netlink sock_diag ({family.value})"
-    address_family = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
-    decoder = Decoder()
+def _where(family: Family) -> str:
+    return f"netlink sock_diag ({family.value})"
+
+
+def _address_family(family: Family) -> int:
+    return socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
+
+
+def _received(family: Family, with_tcp_info: bool, timeout: float) -> Iterator[memoryview]:
+    """The datagrams of one family's dump, received here; each is valid until the next."""
+    where = _where(family)
     with _open() as channel:
         channel.settimeout(timeout)
         channel.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        channel.sendto(build_request(address_family, 1, with_tcp_info=with_tcp_info), (0, 0))
+        channel.sendto(
+            build_request(_address_family(family), 1, with_tcp_info=with_tcp_info), (0, 0)
+        )
         buffer = bytearray(RECEIVE_BUFFER)
         view = memoryview(buffer)
         while True:
@@ -673,10 +680,30 @@ def dump_drafts(
                 raise NetlinkError(where, f"no end of dump after {timeout} s") from None
             if size == 0:
                 raise NetlinkError(where, "the kernel closed the channel before the dump ended")
-            drafts, done = decoder.drafts(view[:size], where)
-            yield from drafts
-            if done:
-                return
+            yield view[:size]
+
+
+def _relayed(relay: dump_relay.Relay, number: int, family: Family) -> Iterator[memoryview]:
+    """The messages of one family's dump, received by the relay's child (request
+    ``number``); its failures raised as receiving here would raise them."""
+    try:
+        yield from relay.dump(number)
+    except dump_relay.ReceiveFailed as failure:
+        if failure.errno:
+            raise OSError(failure.errno, failure.text) from None
+        raise NetlinkError(_where(family), failure.text) from None
+
+
+def _decode_into(drafts: list[SocketDraft], family: Family, chunks: Iterator[memoryview]) -> None:
+    """Decode one family's dump, chunk by chunk as it comes, onto ``drafts``."""
+    where = _where(family)
+    decoder = Decoder()
+    for chunk in chunks:
+        found, done = decoder.drafts(chunk, where)
+        drafts.extend(found)
+        if done:
+            return
+    raise NetlinkError(where, "the dump ended without NLMSG_DONE")
 
 
 def available() -> bool:
@@ -695,17 +722,28 @@ def collect(
     """Look at this host's network namespace through netlink; owners, processes, sysctls and
     counters still come from /proc.
 
-    With processes, a child process walks /proc/*/fd (see :mod:`.background_scan`) while this
-    one decodes the dump; each socket is finished with its owners once both are done. A
-    socket opened or closed while they run may show as held by no visible process, as with
-    ``ss -p``, which walks first and dumps after."""
+    Up to three processes share the work (each child where it can be forked): one child
+    receives the dump from the kernel (:mod:`.dump_relay`), another walks /proc/*/fd
+    (:mod:`.background_scan`), and this one decodes the dump as it arrives; each socket is
+    finished with its owners once all are done. A socket opened or closed while they run may
+    show as held by no visible process, as with ``ss -p``, which walks first and dumps after."""
     taken_at = time.time()
+    requests = [
+        build_request(_address_family(family), 1, with_tcp_info=with_tcp_info)
+        for family in _FAMILIES
+    ]
     with contextlib.ExitStack() as stack:
+        # The relay first: the walking child, forked after it, then knows its pid to skip,
+        # and holds no copy of the relay's pipe.
+        relay = stack.enter_context(
+            dump_relay.started(requests, buffer_size=RECEIVE_BUFFER, timeout=DUMP_TIMEOUT)
+        )
         pending: background_scan.PendingScan | None = None
         if with_processes:
-            pending = stack.enter_context(background_scan.started(proc_root))
+            helpers = () if relay is None or relay.pid is None else (relay.pid,)
+            pending = stack.enter_context(background_scan.started(proc_root, helpers))
         with gcpause.paused():
-            drafts = _dump_both_families(with_tcp_info)
+            drafts = _dump_both_families(with_tcp_info, relay)
             scan = None
             if pending is None:
                 _finish_all(drafts, None)
@@ -727,13 +765,28 @@ def collect(
     )
 
 
-def _dump_both_families(with_tcp_info: bool) -> list[SocketDraft]:
-    drafts: list[SocketDraft] = []
-    for family in (Family.IPV4, Family.IPV6):
+def _dump_both_families(
+    with_tcp_info: bool, relay: dump_relay.Relay | None = None
+) -> list[SocketDraft]:
+    """Every socket of both families: relayed by ``relay``'s child if there is one, else (or
+    when the child stops before the end) received here."""
+    if relay is not None:
         try:
-            drafts.extend(dump_drafts(family, with_tcp_info=with_tcp_info))
+            return _dump_each_family(lambda number, family: _relayed(relay, number, family))
+        except dump_relay.RelayLost:
+            pass  # start again here; the child's answers so far are dropped with it
+    return _dump_each_family(lambda _, family: _received(family, with_tcp_info, DUMP_TIMEOUT))
+
+
+def _dump_each_family(
+    chunks_of: Callable[[int, Family], Iterator[memoryview]],
+) -> list[SocketDraft]:
+    drafts: list[SocketDraft] = []
+    for number, family in enumerate(_FAMILIES):
+        try:
+            _decode_into(drafts, family, chunks_of(number, family))
         except OSError as error:
             if family is Family.IPV6 and error.errno == errno.EAFNOSUPPORT:
                 continue  # a kernel without IPv6
-            raise NetlinkError(f"netlink sock_diag ({family.value})", str(error)) from None
+            raise NetlinkError(_where(family), str(error)) from None
     return drafts

@@ -25,7 +25,7 @@ import socket as socket_module
 import stat
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TextIO
@@ -239,17 +239,17 @@ def _pid_dirs(proc_root: Path) -> Iterator[int]:
                 yield int(entry.name)
 
 
-def scan_fds(proc_root: Path, *, skip_pid: int | None = None) -> FdScan:
+def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
     """Read every /proc/PID/fd link once. A process that exits meanwhile is counted as
     vanished, one whose fds we may not read as forbidden; neither stops the scan.
 
-    ``skip_pid`` is left out: a forked helper walking for its parent holds copies of all the
-    parent's descriptors, and must not be named as their owner."""
+    ``skip_pids`` are left out: a forked helper of ours holds copies of all our descriptors,
+    and must not be named as their owner."""
     scan = FdScan()
     pids_by_inode = scan.pids_by_inode
     readlink = os.readlink
     for pid in _pid_dirs(proc_root):
-        if pid == skip_pid:
+        if pid in skip_pids:
             continue
         fd_path = f"{proc_root}/{pid}/fd"
         try:

@@ -1,0 +1,195 @@
+"""The netlink dump received by a forked child and relayed through a pipe gives what receiving
+it in this process gives; whatever goes wrong in the child is an error or a dump received
+here, never a crash, a hang or a child left behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from tcphealth.model import Family, Socket, SocketDraft, TcpState
+from tcphealth.sources import dump_relay, netlink
+from tcphealth.sources.netlink import NetlinkError
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not netlink.available(),
+    reason="needs netlink sock_diag",
+)
+
+_HEADER = struct.Struct("=IHHII")
+
+
+def _message(kind: int, body: bytes = b"") -> bytes:
+    return _HEADER.pack(_HEADER.size + len(body), kind, 0, 1, 0) + body
+
+
+@pytest.fixture
+def scene() -> Iterator[set[str]]:
+    """A listener, an accepted connection, and one in CLOSE_WAIT, held by this process; the
+    local endpoints of their sockets."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    closing = socket.create_connection(listener.getsockname())
+    closed_by_peer, _ = listener.accept()
+    closing_end = closing.getsockname()
+    closing.close()  # the accepted end, still held, goes to CLOSE_WAIT
+    held = [listener, client, server, closed_by_peer]
+    try:
+        yield {
+            f"{host}:{port}"
+            for host, port in (listener.getsockname(), client.getsockname(), closing_end)
+        }
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _requests() -> list[bytes]:
+    return [
+        netlink.build_request(netlink._address_family(family), 1, with_tcp_info=True)
+        for family in netlink._FAMILIES
+    ]
+
+
+def _is_ours(sock: SocketDraft | Socket, scene: set[str]) -> bool:
+    # Both ends: another connection may share an ephemeral port, toward another peer.
+    return str(sock.local) in scene and (sock.state is TcpState.LISTEN or str(sock.remote) in scene)
+
+
+def _ours(drafts: Sequence[SocketDraft], scene: set[str]) -> set[tuple[object, ...]]:
+    """What a dump says of the scene's sockets, in fields that do not change between dumps."""
+    return {
+        (d.state, str(d.local), str(d.remote), d.inode, d.cookie, d.recv_queue, d.shutdown)
+        for d in drafts
+        if _is_ours(d, scene)
+    }
+
+
+def test_relayed_dump_is_the_dump_received_here(scene: set[str]) -> None:
+    here = netlink._dump_both_families(True)
+    with dump_relay.started(_requests(), buffer_size=netlink.RECEIVE_BUFFER, timeout=10) as relay:
+        assert relay is not None and relay.pid is not None, "expected a relaying child here"
+        child = relay.pid
+        relayed = netlink._dump_both_families(True, relay)
+    mine = _ours(relayed, scene)
+    assert mine == _ours(here, scene)
+    assert len(mine) == 5  # listener, both ends of the open pair, CLOSE_WAIT and FIN_WAIT2
+    assert TcpState.CLOSE_WAIT in {state for state, *_ in mine}
+    # The block reaped the child: it is no child of ours any more.
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child, os.WNOHANG)
+
+
+def test_collect_names_this_process_alone(scene: set[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both helpers hold copies of this process's descriptors for a while: neither may be
+    named as an owner, nor listed as a process."""
+    children: list[int] = []
+    real_start = dump_relay._start
+
+    def recording(
+        requests: Sequence[bytes], buffer_size: int, timeout: float
+    ) -> dump_relay.Relay | None:
+        relay = real_start(requests, buffer_size, timeout)
+        if relay is not None and relay.pid is not None:
+            children.append(relay.pid)
+        return relay
+
+    monkeypatch.setattr(dump_relay, "_start", recording)
+    snapshot = netlink.collect()
+    assert len(children) == 1, "expected the dump to be relayed by a child"
+    me = os.getpid()
+    mine = [s for s in snapshot.sockets if _is_ours(s, scene)]
+    held = [s for s in mine if s.state is not TcpState.FIN_WAIT2]
+    (orphan,) = [s for s in mine if s.state is TcpState.FIN_WAIT2]  # we closed it
+    assert len(held) == 4
+    assert {s.pids for s in held} == {(me,)}
+    assert (orphan.inode, orphan.pids) == (0, ())
+    assert children[0] not in {process.pid for process in snapshot.processes}
+
+
+def test_a_child_lost_midway_means_the_dump_is_received_here(
+    scene: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dies_after_one_frame(
+        requests: Sequence[bytes], write_end: int, buffer_size: int, timeout: float
+    ) -> None:
+        os.write(write_end, dump_relay._FRAME.pack(0, dump_relay._DATA, 100) + b"\0" * 10)
+        os._exit(1)
+
+    monkeypatch.setattr(dump_relay, "_child", dies_after_one_frame)
+    with dump_relay.started(_requests(), buffer_size=netlink.RECEIVE_BUFFER, timeout=10) as relay:
+        assert relay is not None
+        with pytest.raises(dump_relay.RelayLost):
+            list(relay.dump(0))
+    with dump_relay.started(_requests(), buffer_size=netlink.RECEIVE_BUFFER, timeout=10) as relay:
+        drafts = netlink._dump_both_families(True, relay)
+    assert _ours(drafts, scene) == _ours(netlink._dump_both_families(True), scene)
+    assert len(_ours(drafts, scene)) == 5
+
+
+def test_the_kernels_error_answer_comes_through() -> None:
+    # A request for address family 255: the kernel answers with an error message, which the
+    # child forwards as the end of that dump and the decoder here names.
+    request = bytearray(_requests()[0])
+    request[16] = 255
+    with dump_relay.started([bytes(request)], buffer_size=1 << 16, timeout=5) as relay:
+        assert relay is not None
+        with pytest.raises(NetlinkError, match="kernel answered error E"):
+            netlink._decode_into([], Family.IPV4, netlink._relayed(relay, 0, Family.IPV4))
+
+
+def test_a_request_never_answered_is_a_timeout_error() -> None:
+    # Too short to be a netlink message: the kernel drops it and never answers.
+    with dump_relay.started([b"\0\0\0"], buffer_size=1 << 16, timeout=0.3) as relay:
+        assert relay is not None
+        with pytest.raises(NetlinkError, match=r"no end of dump after 0\.3 s"):
+            netlink._decode_into([], Family.IPV4, netlink._relayed(relay, 0, Family.IPV4))
+
+
+def test_each_request_is_answered_after_a_failed_one() -> None:
+    with dump_relay.started(
+        [b"\0\0\0", _requests()[0]], buffer_size=netlink.RECEIVE_BUFFER, timeout=0.3
+    ) as relay:
+        assert relay is not None
+        with pytest.raises(dump_relay.ReceiveFailed):
+            list(relay.dump(0))
+        drafts: list[SocketDraft] = []
+        netlink._decode_into(drafts, Family.IPV4, netlink._relayed(relay, 1, Family.IPV4))
+    assert drafts, "the IPv4 dump after the failed request came through"
+
+
+def test_no_child_while_other_threads_run() -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        with dump_relay.started(_requests(), buffer_size=1 << 16, timeout=5) as relay:
+            assert relay is None
+    finally:
+        stop.set()
+        other.join()
+
+
+@pytest.mark.parametrize(
+    ("datagram", "ended"),
+    [
+        (_message(netlink.SOCK_DIAG_BY_FAMILY, bytes(72)) * 3, False),
+        (_message(netlink.SOCK_DIAG_BY_FAMILY, bytes(72)) + _message(3, bytes(4)), True),
+        (_message(2, struct.pack("=i", -22) + bytes(16)), True),
+        (struct.pack("=IHHII", 8, 20, 0, 1, 0) + bytes(80), True),  # length below a header
+        (_message(netlink.SOCK_DIAG_BY_FAMILY, bytes(72)) + b"\1\2\3", True),  # stray bytes
+        (b"", False),
+    ],
+    ids=["sockets", "done", "error", "broken-length", "stray-bytes", "empty"],
+)
+def test_where_a_dump_ends(datagram: bytes, ended: bool) -> None:
+    assert dump_relay.dump_ended(memoryview(datagram)) is ended
