@@ -1,3 +1,3 @@
-from tcphealth.cli import main
+from tcphealth.cli import run
 
-main()
+run()

@@ -542,6 +542,56 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(args: list[str], code: int
     assert "Traceback" not in errors and "BrokenPipe" not in errors
 
 
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["sockets", "--from", "fixtures/time-wait-buckets.json", "--format", "plain"], 0),
+        (["--from", "fixtures/close-wait-leak.json", "--format", "json", "--sockets"], 0),
+        (["check", "--from", "fixtures/listener-not-accepting.json", "--format", "plain"], 2),
+        (["--from", "fixtures/missing.json"], 3),
+    ],
+)
+def test_the_console_script_leaves_at_once_with_everything_said(
+    args: list[str], code: int, tmp_path: Path
+) -> None:
+    """run() exits without tearing down: the output written to a file is the whole of it,
+    byte for byte what main() writes, and the status is main's."""
+    import subprocess
+    import sys
+
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        status = subprocess.run(
+            [sys.executable, "-m", "tcphealth", *args],
+            cwd=FIXTURES.parent,
+            stdout=stdout,
+            stderr=stderr,
+            timeout=120,
+            check=False,
+        ).returncode
+    in_process = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert (status, in_process.exit_code) == (code, code)
+    assert out.read_text() == in_process.stdout
+    assert err.read_text() == in_process.stderr
+    assert len(out.read_bytes()) > 0 or code == 3
+
+
+def test_exit_statuses_are_those_of_sys_exit(capsys: pytest.CaptureFixture[str]) -> None:
+    from tcphealth.cli import _exit_status
+
+    assert [_exit_status(code) for code in (None, 0, 1, 2, 3, 141, 256 + 2)] == [
+        0,
+        0,
+        1,
+        2,
+        3,
+        141,
+        2,
+    ]
+    assert _exit_status("tcphealth: gone") == 1
+    assert capsys.readouterr().err == "tcphealth: gone\n"
+
+
 # --- pasted text, namespaces ---
 
 REALWORLD = FIXTURES / "realworld"
