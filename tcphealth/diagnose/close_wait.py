@@ -14,6 +14,7 @@ CLOSE_WAIT has no timer (KERNEL.md): only the application, its exit, or ``ss -K`
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -312,6 +313,11 @@ def _unaccepted_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[F
     return findings
 
 
+_REMOTE = operator.attrgetter("remote")
+_LOCAL = operator.attrgetter("local")
+_INODE = operator.attrgetter("inode")
+
+
 def _owner_unknown_finding(
     index: SnapshotIndex, sockets: list[Socket], thresholds: Thresholds
 ) -> Finding | None:
@@ -320,19 +326,21 @@ def _owner_unknown_finding(
     severity = level(count, thresholds.close_wait_warning, thresholds.close_wait_critical)
     if severity is None:
         return None
-    destinations: Counter[Destination] = Counter()
+    # Tens of thousands of sockets, counted in C loops (map, Counter) wherever it can be:
+    # each remote by its destination; each local endpoint object (the snapshot shares one per
+    # listening address, and keeps them all alive) by identity, then judged once.
+    destinations: Counter[Destination] = Counter(map(destination, map(_REMOTE, sockets)))
+    with_descriptor = count - operator.countOf(map(_INODE, sockets), 0)
+    local_by_id = {id(local): local for local in map(_LOCAL, sockets)}
     local_ports: Counter[int | None] = Counter()
-    with_descriptor = 0
     near_full_listener = 0
     sysctls = index.snapshot.sysctls
-    for sock in sockets:
-        destinations[destination(sock.remote)] += 1
-        local_ports[sock.local.port] += 1
-        if sock.inode:
-            with_descriptor += 1
-        listener = index.listener_for(sock.local)
+    for key, local_count in Counter(map(id, map(_LOCAL, sockets))).items():
+        local = local_by_id[key]
+        local_ports[local.port] += local_count
+        listener = index.listener_for(local)
         if listener is not None and assess_accept_queue(listener, sysctls).is_full(thresholds):
-            near_full_listener += 1
+            near_full_listener += local_count
     evidence: list[Evidence] = [Evidence("close_wait", count, "holder not named by the source")]
     if with_descriptor:
         evidence.append(
