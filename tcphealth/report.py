@@ -20,7 +20,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tcphealth.diagnose.series import SeriesFacts
-from tcphealth.diagnose.timeline import Age, connection_key, kernel_age_floor
+from tcphealth.diagnose.timeline import (
+    ENTERED_ON_ACK,
+    Age,
+    ConnectionKey,
+    connection_key,
+    kernel_age_floor,
+)
 from tcphealth.model import (
     TCP_STATES,
     Attribution,
@@ -176,7 +182,8 @@ class _Grouping:
     def __init__(self, ephemeral: tuple[int, int], listening: frozenset[int]) -> None:
         self.low, self.high = ephemeral
         self.listening = listening
-        self._without_port: dict[int, Endpoint] = {}  # id(address) -> Endpoint(address, None)
+        # id(address) -> Endpoint(address, None)
+        self.without_port_by_id: dict[int, Endpoint] = {}
         self._addresses: list[object] = []  # keeps those ids' objects alive, hence unique
 
     def endpoints(self, sock: Socket) -> tuple[Endpoint, Endpoint]:
@@ -201,9 +208,9 @@ class _Grouping:
 
     def without_port(self, endpoint: Endpoint) -> Endpoint:
         address = endpoint.address
-        shared = self._without_port.get(id(address))
+        shared = self.without_port_by_id.get(id(address))
         if shared is None:
-            shared = self._without_port[id(address)] = Endpoint(address, None)
+            shared = self.without_port_by_id[id(address)] = Endpoint(address, None)
             self._addresses.append(address)
         return shared
 
@@ -322,6 +329,72 @@ def _ordered_states(counts: Mapping[TcpState, int]) -> dict[TcpState, int]:
     return {state: counts[state] for state in STATE_ORDER if counts.get(state)}
 
 
+_GroupsByIdentity = dict[
+    tuple[tuple[int, ...], TcpState, int, int], tuple[Endpoint, Endpoint, _GroupAccumulator]
+]
+
+
+def _group_by_identity(
+    sockets: Iterable[Socket], grouping: _Grouping, ages: Mapping[ConnectionKey, Age] | None
+) -> tuple[_GroupsByIdentity, int]:
+    """The groups of ``sockets`` keyed by holders, state and the identity of the endpoints
+    they are grouped under (:meth:`_Grouping.endpoints`), and how many sockets were
+    truncated."""
+    # The one pass over the sockets: each goes into the group of its holders (the pid tuple),
+    # state and endpoints. The groups are then handed to each holder, so a socket costs one
+    # dictionary update however many processes share it. The pass keys the endpoints by
+    # object identity (sources and the grouping share endpoint objects, and hashing an
+    # Endpoint is Python code); groups of equal endpoints held in different objects are
+    # joined afterwards, once per group instead of once per socket.
+    #
+    # The hottest loop of a report: what _Grouping.endpoints, _Grouping.without_port and
+    # kernel_age_floor do is written out here (a Python call per socket each, 0.1 s at
+    # 300,000); tests/test_report.py checks the loop against those functions.
+    by_identity: _GroupsByIdentity = {}
+    truncated = 0
+    without_port = grouping.without_port_by_id
+    listen = TcpState.LISTEN
+    low, high, listening_ports = grouping.low, grouping.high, grouping.listening
+    entered_on_ack = ENTERED_ON_ACK
+    for sock in sockets:
+        truncated += sock.truncated
+        state = sock.state
+        local, remote = sock.local, sock.remote
+        local_port, remote_port = local.port, remote.port
+        if state is not listen and local_port is not None and remote_port is not None:
+            if local_port in listening_ports:
+                collapse_local = False
+            elif remote_port in listening_ports:
+                collapse_local = True
+            else:
+                local_ephemeral = low <= local_port <= high
+                if local_ephemeral != (low <= remote_port <= high):
+                    collapse_local = local_ephemeral
+                else:
+                    collapse_local = local_port >= remote_port
+            if collapse_local:
+                shared = without_port.get(id(local.address))
+                local = shared if shared is not None else grouping.without_port(local)
+            else:
+                shared = without_port.get(id(remote.address))
+                remote = shared if shared is not None else grouping.without_port(remote)
+        key = (sock.pids, state, id(local), id(remote))
+        entry = by_identity.get(key)
+        if entry is None:
+            entry = by_identity[key] = (local, remote, _GroupAccumulator())
+        if ages is not None and (tracked := ages.get(connection_key(sock))) is not None:
+            age: float | None = tracked.at_least_seconds
+        else:
+            info = sock.tcp_info
+            age = (
+                None
+                if info is None or info.last_ack_recv_ms is None or state not in entered_on_ack
+                else info.last_ack_recv_ms / 1000
+            )
+        entry[2].add(sock, age)
+    return by_identity, truncated
+
+
 def build_report(
     snapshot: Snapshot,
     findings: Iterable[Finding],
@@ -340,28 +413,7 @@ def build_report(
     )
     grouping = _Grouping(ephemeral, listening)
     ages = series.ages if series is not None else None
-    # The one pass over the sockets: each goes into the group of its holders (the pid tuple),
-    # state and endpoints. The groups are then handed to each holder, so a socket costs one
-    # dictionary update however many processes share it. The pass keys the endpoints by
-    # object identity (sources and the grouping share endpoint objects, and hashing an
-    # Endpoint is Python code); groups of equal endpoints held in different objects are
-    # joined afterwards, once per group instead of once per socket.
-    by_identity: dict[
-        tuple[tuple[int, ...], TcpState, int, int], tuple[Endpoint, Endpoint, _GroupAccumulator]
-    ] = {}
-    truncated = 0
-    endpoints = grouping.endpoints
-    for sock in snapshot.sockets:
-        truncated += sock.truncated
-        local, remote = endpoints(sock)
-        key = (sock.pids, sock.state, id(local), id(remote))
-        entry = by_identity.get(key)
-        if entry is None:
-            entry = by_identity[key] = (local, remote, _GroupAccumulator())
-        if ages is not None and (tracked := ages.get(connection_key(sock))) is not None:
-            entry[2].add(sock, tracked.at_least_seconds)
-        else:
-            entry[2].add(sock, kernel_age_floor(sock))
+    by_identity, truncated = _group_by_identity(snapshot.sockets, grouping, ages)
     by_holders: dict[tuple[tuple[int, ...], TcpState, Endpoint, Endpoint], _GroupAccumulator]
     by_holders = {}
     for (holders, state, _, _), (local, remote, group) in by_identity.items():

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tcphealth.model import Endpoint, Severity, Sysctls, TcpState
@@ -217,3 +219,55 @@ def test_equal_endpoints_held_in_different_objects_make_one_group() -> None:
     groups = build_report(snap([first, second], [proc(9, "app")]), []).processes[0].groups
     shown = [(str(g.local), g.remote_text, g.count, g.recv_queue_max) for g in groups]
     assert shown == [("10.0.0.5:*", "10.20.0.15:5432", 2, 3)]
+
+
+def test_the_grouping_loop_does_what_its_functions_say() -> None:
+    """build_report's pass writes out _Grouping.endpoints and kernel_age_floor for speed:
+    every socket must land in the group those functions give, with the same age."""
+    from collections import defaultdict
+
+    from tcphealth.diagnose.timeline import kernel_age_floor
+    from tcphealth.model import TcpInfo
+    from tcphealth.report import _group_by_identity, _Grouping
+
+    listening = frozenset({80, 40000})
+    sockets = [
+        sock("LISTEN", "0.0.0.0:80", "0.0.0.0:0", 1),
+        sock("LISTEN", "127.0.0.1:40000", "0.0.0.0:0", 1),
+    ]
+    ports = [22, 80, 443, 1023, 32767, 32768, 40000, 45000, 60999, 61000]
+    states = ["ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT2", "TIME_WAIT", "SYN_SENT", "LAST_ACK"]
+    for number, (local_port, remote_port) in enumerate(
+        (a, b) for a in ports for b in ports if a != b
+    ):
+        state = states[number % len(states)]
+        info = None if number % 4 == 0 else TcpInfo(last_ack_recv_ms=number * 37)
+        v4 = number % 5 != 0
+        near = f"10.0.{number % 3}.5:{local_port}" if v4 else f"[2001:db8::5]:{local_port}"
+        far = f"198.51.100.{number % 2}:{remote_port}" if v4 else f"[2001:db8::9]:{remote_port}"
+        pids: tuple[int, ...] = () if number % 7 == 0 else (1 + number % 3,)
+        sockets.append(sock(state, near, far, *pids, tcp_info=info))
+    lost = sock("ESTABLISHED", "10.0.0.5:0", "198.51.100.1:443", 2)
+    sockets.append(dataclasses.replace(lost, local=Endpoint(lost.local.address, None)))
+
+    grouping = _Grouping((32768, 60999), listening)
+    expected: defaultdict[tuple[object, ...], list[float | None]] = defaultdict(list)
+    for one in sockets:
+        local, remote = grouping.endpoints(one)
+        expected[(one.pids, one.state, str(local), str(remote))].append(kernel_age_floor(one))
+
+    groups, truncated = _group_by_identity(sockets, _Grouping((32768, 60999), listening), None)
+    got: dict[tuple[object, ...], tuple[int, float | None]] = {}
+    for (pids, state, _, _), (local, remote, group) in groups.items():
+        # Equal endpoints in different objects are separate groups here (joined later).
+        key = (pids, state, str(local), str(remote))
+        count, oldest = got.get(key, (0, None))
+        ages = [age for age in (oldest, group.oldest) if age is not None]
+        got[key] = (count + group.count, max(ages) if ages else None)
+    assert truncated == 0
+    assert len(expected) > 50
+    want = {
+        key: (len(ages), max((age for age in ages if age is not None), default=None))
+        for key, ages in expected.items()
+    }
+    assert got == want

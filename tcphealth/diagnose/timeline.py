@@ -28,7 +28,7 @@ from tcphealth.model import Snapshot, Socket, TcpState
 ConnectionKey = Hashable
 
 # States entered on an arriving ACK: time since the last ACK is a floor on the age in them.
-_ENTERED_ON_ACK = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2})
+ENTERED_ON_ACK = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2})
 
 
 def connection_key(sock: Socket) -> ConnectionKey:
@@ -44,7 +44,7 @@ def kernel_age_floor(sock: Socket) -> float | None:
     """Seconds the socket has been in its state at least, from tcp_info alone; None where the
     kernel gives no such floor for this state or source."""
     info = sock.tcp_info
-    if info is None or info.last_ack_recv_ms is None or sock.state not in _ENTERED_ON_ACK:
+    if info is None or info.last_ack_recv_ms is None or sock.state not in ENTERED_ON_ACK:
         return None
     return info.last_ack_recv_ms / 1000
 
