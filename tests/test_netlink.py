@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcphealth.model import TcpState
+from tcphealth.sources.dump_relay import NLMSG_ERROR
 from tcphealth.sources.netlink import (
     INET_DIAG_SHUTDOWN,
-    NLMSG_ERROR,
     SOCK_DIAG_BY_FAMILY,
     Decoder,
     NetlinkError,

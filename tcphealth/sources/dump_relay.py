@@ -37,7 +37,7 @@ NETLINK_SOCK_DIAG = 4
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 _NLMSGHDR_SIZE = 16
-_NLMSGHDR_HEAD = struct.Struct("=IH")  # a netlink message's length and type
+NLMSGHDR_HEAD = struct.Struct("=IH")  # a netlink message's length and type
 
 _FRAME = struct.Struct("=IBxxI")  # request number, kind, length of the bytes that follow
 _DATA, _END, _FAILED = 0, 1, 2
@@ -72,7 +72,6 @@ class Relay:
         self._buffer = bytearray(_BATCH + buffer_size)  # the largest frame the child writes
         self._view = memoryview(self._buffer)
         self._header = bytearray(_FRAME.size)
-        self._current = 0  # the request whose frames come next
 
     def dump(self, number: int) -> Iterator[memoryview]:
         """The messages of request ``number``'s dump, in the order received; each chunk is
@@ -158,12 +157,34 @@ def _start(requests: Sequence[bytes], buffer_size: int, timeout: float) -> Relay
     return Relay(pid, read_end, buffer_size)
 
 
+def receive(
+    channel: socket.socket, request: bytes, buffer_size: int, timeout: float
+) -> Iterator[memoryview]:
+    """Send ``request`` on the NETLINK_SOCK_DIAG ``channel`` and give each datagram of the
+    reply as it comes, each valid until the next; the caller stops at the dump's end. A reply
+    that stops coming for ``timeout`` seconds, or a closed channel, is :class:`ReceiveFailed`.
+    The one receiving loop: the child's, and the caller's when there is no child."""
+    channel.settimeout(timeout)
+    channel.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_size)
+    channel.sendto(request, (0, 0))
+    buffer = bytearray(buffer_size)
+    view = memoryview(buffer)
+    while True:
+        try:
+            size = channel.recv_into(buffer)
+        except TimeoutError:
+            raise ReceiveFailed(0, f"no end of dump after {timeout} s") from None
+        if size == 0:
+            raise ReceiveFailed(0, "the kernel closed the channel before the dump ended")
+        yield view[:size]
+
+
 def dump_ended(data: memoryview) -> bool:
     """Whether this datagram ends a dump: it holds NLMSG_DONE or an error message, or a
     message too broken to walk past (the decoder then says what is wrong with it)."""
     offset = 0
     end = len(data)
-    header = _NLMSGHDR_HEAD.unpack_from
+    header = NLMSGHDR_HEAD.unpack_from
     while offset + _NLMSGHDR_SIZE <= end:
         length, kind = header(data, offset)
         if kind in (NLMSG_DONE, NLMSG_ERROR) or length < _NLMSGHDR_SIZE:
@@ -184,28 +205,15 @@ def _child(requests: Sequence[bytes], write_end: int, buffer_size: int, timeout:
             _write_all(out.fileno(), _FRAME.pack(number, kind, len(payload)))
             _write_all(out.fileno(), payload)
 
-        buffer = bytearray(buffer_size)
-        view = memoryview(buffer)
         for number, request in enumerate(requests):
             # A failed request is reported and the next one still made: the caller decides
             # which failures end the run (a kernel without IPv6 does not).
             batch = bytearray()
             try:
                 with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as chan:
-                    chan.settimeout(timeout)
-                    chan.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_size)
-                    chan.sendto(request, (0, 0))
-                    while True:
-                        try:
-                            size = chan.recv_into(buffer)
-                        except TimeoutError:
-                            raise ReceiveFailed(0, f"no end of dump after {timeout} s") from None
-                        if size == 0:
-                            raise ReceiveFailed(
-                                0, "the kernel closed the channel before the dump ended"
-                            )
-                        batch += view[:size]
-                        ended = dump_ended(view[:size])
+                    for datagram in receive(chan, request, buffer_size, timeout):
+                        batch += datagram
+                        ended = dump_ended(datagram)
                         if ended or len(batch) >= _BATCH:
                             send(number, _DATA, batch)
                             batch = bytearray()

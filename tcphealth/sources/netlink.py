@@ -50,11 +50,14 @@ from tcphealth.model import (
     timer_from_kernel_code,
 )
 from tcphealth.sources import background_scan, dump_relay, procfs
+from tcphealth.sources.dump_relay import (  # the netlink framing both modules read
+    NETLINK_SOCK_DIAG,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSGHDR_HEAD,
+)
 
-NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
 INET_DIAG_INFO = 2
@@ -62,7 +65,6 @@ INET_DIAG_SHUTDOWN = 8
 ALL_STATES = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_NLMSGHDR_HEAD = struct.Struct("=IH")  # its len and type alone
 # inet_diag_req_v2: family, protocol, ext, pad, states, then sockid
 _REQUEST = struct.Struct("=BBBxI")
 # inet_diag_sockid: sport, dport (big-endian), src[16], dst[16], if, cookie[2] (host order)
@@ -310,7 +312,7 @@ class Decoder:
         drafts: list[SocketDraft] = []
         append = drafts.append
         layouts = self._layouts
-        header = _NLMSGHDR_HEAD.unpack_from
+        header = NLMSGHDR_HEAD.unpack_from
         ints = self._ints
         shared = ints.setdefault
         ports = self._ports
@@ -664,30 +666,24 @@ def _address_family(family: Family) -> int:
 
 def _received(family: Family, with_tcp_info: bool, timeout: float) -> Iterator[memoryview]:
     """The datagrams of one family's dump, received here; each is valid until the next."""
-    where = _where(family)
+    request = build_request(_address_family(family), 1, with_tcp_info=with_tcp_info)
     with _open() as channel:
-        channel.settimeout(timeout)
-        channel.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        channel.sendto(
-            build_request(_address_family(family), 1, with_tcp_info=with_tcp_info), (0, 0)
+        yield from _failures_raised(
+            family, dump_relay.receive(channel, request, RECEIVE_BUFFER, timeout)
         )
-        buffer = bytearray(RECEIVE_BUFFER)
-        view = memoryview(buffer)
-        while True:
-            try:
-                size = channel.recv_into(buffer)
-            except TimeoutError:
-                raise NetlinkError(where, f"no end of dump after {timeout} s") from None
-            if size == 0:
-                raise NetlinkError(where, "the kernel closed the channel before the dump ended")
-            yield view[:size]
 
 
 def _relayed(relay: dump_relay.Relay, number: int, family: Family) -> Iterator[memoryview]:
     """The messages of one family's dump, received by the relay's child (request
-    ``number``); its failures raised as receiving here would raise them."""
+    ``number``)."""
+    return _failures_raised(family, relay.dump(number))
+
+
+def _failures_raised(family: Family, chunks: Iterator[memoryview]) -> Iterator[memoryview]:
+    """``chunks``, with a failure to receive them raised as this module's errors: an errno as
+    OSError (which :func:`_dump_each_family` judges), anything else as NetlinkError."""
     try:
-        yield from relay.dump(number)
+        yield from chunks
     except dump_relay.ReceiveFailed as failure:
         if failure.errno:
             raise OSError(failure.errno, failure.text) from None
