@@ -168,7 +168,8 @@ def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
 
 
 class _Grouping:
-    """The endpoints a socket is grouped under: the client side loses its port.
+    """The endpoints a socket is grouped under: the client side loses its port (the rule
+    below is applied by :func:`_group_by_identity`, in its loop over every socket).
 
     A listener keeps both. A socket whose local port is one this host listens on is the
     service side; one whose remote port is, and whose local port is not, is a client of it.
@@ -185,26 +186,6 @@ class _Grouping:
         # id(address) -> Endpoint(address, None)
         self.without_port_by_id: dict[int, Endpoint] = {}
         self._addresses: list[object] = []  # keeps those ids' objects alive, hence unique
-
-    def endpoints(self, sock: Socket) -> tuple[Endpoint, Endpoint]:
-        local, remote = sock.local, sock.remote
-        local_port, remote_port = local.port, remote.port
-        if sock.state is TcpState.LISTEN or local_port is None or remote_port is None:
-            return local, remote
-        if local_port in self.listening:
-            collapse_local = False
-        elif remote_port in self.listening:
-            collapse_local = True
-        else:
-            local_ephemeral = self.low <= local_port <= self.high
-            remote_ephemeral = self.low <= remote_port <= self.high
-            if local_ephemeral != remote_ephemeral:
-                collapse_local = local_ephemeral
-            else:
-                collapse_local = local_port >= remote_port
-        if collapse_local:
-            return self.without_port(local), remote
-        return local, self.without_port(remote)
 
     def without_port(self, endpoint: Endpoint) -> Endpoint:
         address = endpoint.address
@@ -338,7 +319,7 @@ def _group_by_identity(
     sockets: Iterable[Socket], grouping: _Grouping, ages: Mapping[ConnectionKey, Age] | None
 ) -> tuple[_GroupsByIdentity, int]:
     """The groups of ``sockets`` keyed by holders, state and the identity of the endpoints
-    they are grouped under (:meth:`_Grouping.endpoints`), and how many sockets were
+    they are grouped under (the rule of :class:`_Grouping`), and how many sockets were
     truncated."""
     # The one pass over the sockets: each goes into the group of its holders (the pid tuple),
     # state and endpoints. The groups are then handed to each holder, so a socket costs one
@@ -347,9 +328,10 @@ def _group_by_identity(
     # Endpoint is Python code); groups of equal endpoints held in different objects are
     # joined afterwards, once per group instead of once per socket.
     #
-    # The hottest loop of a report: what _Grouping.endpoints, _Grouping.without_port and
-    # kernel_age_floor do is written out here (a Python call per socket each, 0.1 s at
-    # 300,000); tests/test_report.py checks the loop against those functions.
+    # The hottest loop of a report: the grouping rule, the cache of _Grouping.without_port
+    # and kernel_age_floor are written out here (a Python call per socket each would cost
+    # 0.1 s at 300,000); tests/test_report.py checks the loop against a plain statement of
+    # the rule and against kernel_age_floor.
     by_identity: _GroupsByIdentity = {}
     truncated = 0
     without_port = grouping.without_port_by_id

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from tcphealth.model import Endpoint, Severity, Sysctls, TcpState
+from tcphealth.model import Endpoint, Severity, Socket, Sysctls, TcpState
 from tcphealth.report import ExitCode, build_report
 from tests.scenario_helpers import ep, finding, leak_finding, leak_snapshot, proc, snap, sock
 
@@ -222,8 +222,9 @@ def test_equal_endpoints_held_in_different_objects_make_one_group() -> None:
 
 
 def test_the_grouping_loop_does_what_its_functions_say() -> None:
-    """build_report's pass writes out _Grouping.endpoints and kernel_age_floor for speed:
-    every socket must land in the group those functions give, with the same age."""
+    """build_report's pass writes out the grouping rule and kernel_age_floor for speed:
+    every socket must land in the group the rule, stated plainly here, gives, with the age
+    kernel_age_floor gives."""
     from collections import defaultdict
 
     from tcphealth.diagnose.timeline import kernel_age_floor
@@ -250,10 +251,26 @@ def test_the_grouping_loop_does_what_its_functions_say() -> None:
     lost = sock("ESTABLISHED", "10.0.0.5:0", "198.51.100.1:443", 2)
     sockets.append(dataclasses.replace(lost, local=Endpoint(lost.local.address, None)))
 
-    grouping = _Grouping((32768, 60999), listening)
+    def grouped_under(one: Socket) -> tuple[Endpoint, Endpoint]:
+        """_Grouping's rule: the client side loses its port."""
+        local, remote = one.local, one.remote
+        if one.state is TcpState.LISTEN or local.port is None or remote.port is None:
+            return local, remote
+        if local.port in listening:
+            client_is_local = False
+        elif remote.port in listening:
+            client_is_local = True
+        elif (32768 <= local.port <= 60999) != (32768 <= remote.port <= 60999):
+            client_is_local = 32768 <= local.port <= 60999
+        else:
+            client_is_local = local.port >= remote.port
+        if client_is_local:
+            return Endpoint(local.address, None), remote
+        return local, Endpoint(remote.address, None)
+
     expected: defaultdict[tuple[object, ...], list[float | None]] = defaultdict(list)
     for one in sockets:
-        local, remote = grouping.endpoints(one)
+        local, remote = grouped_under(one)
         expected[(one.pids, one.state, str(local), str(remote))].append(kernel_age_floor(one))
 
     groups, truncated = _group_by_identity(sockets, _Grouping((32768, 60999), listening), None)
