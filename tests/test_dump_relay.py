@@ -9,6 +9,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -42,6 +43,16 @@ def scene() -> Iterator[set[str]]:
     closed_by_peer, _ = listener.accept()
     closing_end = closing.getsockname()
     closing.close()  # the accepted end, still held, goes to CLOSE_WAIT
+    # The closed end passes through FIN_WAIT1 until the peer's ACK: wait for FIN_WAIT2, so
+    # that two dumps in a row see the same states.
+    closed = f"{closing_end[0]}:{closing_end[1]}"
+    deadline = time.monotonic() + 5
+    while not any(
+        str(d.local) == closed and d.state is TcpState.FIN_WAIT2
+        for d in netlink._dump_both_families(True)
+    ):
+        assert time.monotonic() < deadline, "the closed end never reached FIN_WAIT2"
+        time.sleep(0.01)
     held = [listener, client, server, closed_by_peer]
     try:
         yield {
