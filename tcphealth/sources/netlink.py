@@ -35,7 +35,6 @@ from tcphealth import gcpause
 from tcphealth.errors import InputError
 from tcphealth.model import (
     Endpoint,
-    EndpointDraft,
     Family,
     IPAddress,
     OwnerSource,
@@ -43,9 +42,10 @@ from tcphealth.model import (
     Socket,
     SocketDraft,
     TcpInfo,
-    TcpInfoDraft,
     TcpState,
     TimerKind,
+    new_endpoint,
+    new_tcp_info,
     state_from_kernel_code,
     timer_from_kernel_code,
 )
@@ -317,6 +317,8 @@ class Decoder:
         shared = ints.setdefault
         ports = self._ports
         address = self.address
+        v4_addresses = self._addresses[_AF_INET]
+        v6_addresses = self._addresses[_AF_INET6]
         endpoints = self._endpoints
         remember = self._remember
         states = _STATE_BY_CODE
@@ -379,9 +381,11 @@ class Decoder:
             if family_code == _AF_INET:
                 family = ipv4
                 endpoint_key = 0
+                known_addresses = v4_addresses
             elif family_code == _AF_INET6:
                 family = ipv6
                 endpoint_key = 1 << 16
+                known_addresses = v6_addresses
             else:
                 raise NetlinkError(where, f"address family {family_code} in a TCP dump")
             sport = ports[sport]
@@ -413,7 +417,7 @@ class Decoder:
                     last_data_sent = shared(last_data_sent, last_data_sent)
                     last_data_recv = shared(last_data_recv, last_data_recv)
                     last_ack_recv = shared(last_ack_recv, last_ack_recv)
-                tcp_info = TcpInfoDraft(
+                tcp_info = new_tcp_info(
                     last_data_recv,
                     last_data_sent,
                     last_ack_recv,
@@ -424,7 +428,7 @@ class Decoder:
                     rtt,
                     total_retrans,
                     unacked,
-                ).finish()
+                )
                 if not ((state is time_wait or state is syn_recv) and inode == 0):
                     retransmits = info_retransmits
                 probes = info_probes
@@ -436,13 +440,16 @@ class Decoder:
             by_address = endpoints.get(endpoint_key + sport)
             local = None if by_address is None else by_address.get(src)
             if local is None:
-                local = EndpointDraft(address(family_code, src), sport).finish()
+                # self.address(), with its cache looked up here first
+                known = known_addresses.get(src)
+                local = new_endpoint(address(family_code, src) if known is None else known, sport)
                 if by_address is not None:
                     remember(by_address, src, local)
             by_address = endpoints.get(endpoint_key + dport)
             remote = None if by_address is None else by_address.get(dst)
             if remote is None:
-                remote = EndpointDraft(address(family_code, dst), dport).finish()
+                known = known_addresses.get(dst)
+                remote = new_endpoint(address(family_code, dst) if known is None else known, dport)
                 if by_address is not None:
                     remember(by_address, dst, remote)
             shutdown_at = layout.shutdown_at
@@ -496,7 +503,7 @@ class Decoder:
             last_data_sent = shared(last_data_sent, last_data_sent)
             last_data_recv = shared(last_data_recv, last_data_recv)
             last_ack_recv = shared(last_ack_recv, last_ack_recv)
-        return TcpInfoDraft(
+        return new_tcp_info(
             last_data_recv,
             last_data_sent,
             last_ack_recv,
@@ -507,7 +514,7 @@ class Decoder:
             rtt,
             total_retrans,
             unacked,
-        ).finish()
+        )
 
     def _socket(
         self, values: tuple[Any, ...], tcp_info: TcpInfo | None, shutdown: int | None, where: str
@@ -568,13 +575,13 @@ class Decoder:
         by_address = endpoints.get(endpoint_key + sport)
         local = None if by_address is None else by_address.get(src)
         if local is None:
-            local = EndpointDraft(self.address(family_code, src), sport).finish()
+            local = new_endpoint(self.address(family_code, src), sport)
             if by_address is not None:
                 self._remember(by_address, src, local)
         by_address = endpoints.get(endpoint_key + dport)
         remote = None if by_address is None else by_address.get(dst)
         if remote is None:
-            remote = EndpointDraft(self.address(family_code, dst), dport).finish()
+            remote = new_endpoint(self.address(family_code, dst), dport)
             if by_address is not None:
                 self._remember(by_address, dst, remote)
 
