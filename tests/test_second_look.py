@@ -90,3 +90,26 @@ def test_the_budget_goes_to_the_smallest_candidates_first(tmp_path: Path) -> Non
     sockets, still_unseen = procfs.second_look([LISTENER, busy, late_small, late_busy], scan, root)
     assert still_unseen == 1
     assert (sockets[2].pids, sockets[3].pids) == ((123,), ())
+
+
+def test_the_budget_grows_with_the_number_of_unseen_sockets(tmp_path: Path) -> None:
+    # A listener's process holding more descriptors than one unseen socket is worth reading
+    # again for: with one late socket it is not read, with enough of them it is.
+    per_socket = procfs.SECOND_LOOK_FDS_PER_SOCKET
+    held = per_socket + 1
+    late_inodes = [555, 556, 557]
+    root = proc_tree(tmp_path, {123: [10, *late_inodes]})
+    scan = scan_of({123: held})
+    late = [
+        unseen("CLOSE-WAIT", "10.0.0.5:8000", f"10.0.0.7:{50000 + n}", inode)
+        for n, inode in enumerate(late_inodes)
+    ]
+
+    sockets, still_unseen = procfs.second_look([LISTENER, late[0]], scan, root)
+    assert still_unseen == 1
+    assert sockets[1].owner_source is OwnerSource.UNSEEN
+
+    sockets, still_unseen = procfs.second_look([LISTENER, *late[:2]], scan, root)
+    assert 2 * per_socket >= held  # two unseen sockets earn the read
+    assert still_unseen == 0
+    assert [(s.pids, s.owner_source) for s in sockets[1:]] == [((123,), OwnerSource.FD)] * 2

@@ -248,6 +248,7 @@ def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
     and must not be named as their owner."""
     scan = FdScan()
     pids_by_inode = scan.pids_by_inode
+    remember = pids_by_inode.setdefault
     readlink = os.readlink
     for pid in _pid_dirs(proc_root):
         if pid in skip_pids:
@@ -273,12 +274,12 @@ def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
                     target = readlink(name, dir_fd=fd_dir)
                 except OSError:  # the fd was closed between listdir and readlink
                     continue
-                if target.startswith("socket:[") and target[8:-1].isdigit():
-                    inode = int(target[8:-1])
-                    holders = pids_by_inode.get(inode)
-                    if holders is None:
-                        pids_by_inode[inode] = alone
-                    elif pid not in holders:  # one process may hold a socket on many fds
+                if target[:8] == "socket:[" and (digits := target[8:-1]).isdigit():
+                    inode = int(digits)
+                    holders = remember(inode, alone)  # one lookup for the usual first holder
+                    if holders is not alone and pid not in holders:
+                        # another process holds it too (one process may hold a socket on
+                        # many fds: that is no second holder)
                         pids_by_inode[inode] = tuple(sorted((*holders, pid)))
         finally:
             os.close(fd_dir)
@@ -288,6 +289,11 @@ def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
 # The most descriptors the second look (below) reads again; past it, the unseen sockets stay
 # unseen and the note says so, rather than doubling the cost of a run on a huge host.
 SECOND_LOOK_FD_BUDGET = 50_000
+# ... and, below that, at most this many per unseen socket: re-reading a descriptor costs
+# about 4 us, so one late socket is worth a small process read again (20 ms at most), not a
+# server holding 20,000 descriptors (0.1-0.2 s, for one socket of hundreds of thousands);
+# a host that opened many while the walk ran gets the whole budget.
+SECOND_LOOK_FDS_PER_SOCKET = 4_000
 
 
 def second_look(sockets: list[Socket], scan: FdScan, proc_root: Path) -> tuple[list[Socket], int]:
@@ -318,7 +324,7 @@ def second_look(sockets: list[Socket], scan: FdScan, proc_root: Path) -> tuple[l
             candidates.update(sock.pids)
     found: dict[int, tuple[int, ...]] = {}
     wanted = {sock.inode for sock in unseen}
-    budget = SECOND_LOOK_FD_BUDGET
+    budget = min(SECOND_LOOK_FD_BUDGET, SECOND_LOOK_FDS_PER_SOCKET * len(unseen))
     # The smallest first: many small processes are cheaper to read again than one huge one.
     for pid in sorted(candidates, key=lambda pid: (scan.open_fds.get(pid, 0), pid)):
         budget -= scan.open_fds.get(pid, 0)
