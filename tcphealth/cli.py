@@ -16,7 +16,6 @@ import io
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,6 @@ from tcphealth.model import (
 )
 from tcphealth.pipeline import analyse, analyse_series
 from tcphealth.render import FORMATS, Environment, RenderOptions, View, render
-from tcphealth.render.json import dumps
 from tcphealth.render.nagios import status_line, unknown_line
 from tcphealth.render.records import explanation_record
 from tcphealth.render.text import inert, plural
@@ -81,6 +79,8 @@ class InternalError(Failure):
 def _print_traceback(error: BaseException) -> None:
     """For ``--debug``: the traceback of what went wrong, before the one-line message. A
     :class:`Failure` is raised ``from None``; its context is the error worth seeing."""
+    import traceback  # only --debug needs it
+
     cause = error.__context__ if isinstance(error, Failure) and error.__context__ else error
     click.echo("".join(traceback.format_exception(cause)), err=True, nl=False)
 
@@ -856,6 +856,8 @@ def explain(state: str, from_file: str | None, proc_root: Path, fmt: str | None)
     explanation = states.explain(parsed, sysctls)
     env = Environment.detect()
     if (fmt or env.default_format) in ("json", "ndjson"):
+        from tcphealth.render.json import dumps  # json: loaded by the commands that write it
+
         click.echo(dumps(explanation_record(explanation), indent=2 if fmt == "json" else None))
     else:
         width = env.width if env.stdout_isatty else PIPE_TEXT_WIDTH
@@ -874,6 +876,8 @@ def show_config(config: Path | None, fmt: str | None) -> None:
     env = Environment.detect()
     if (fmt or env.default_format) in ("json", "ndjson"):
         record = {"source": str(origin) if origin else None, **dataclasses.asdict(thresholds)}
+        from tcphealth.render.json import dumps
+
         click.echo(dumps(record, indent=2 if fmt == "json" else None))
     else:
         click.echo(f"# tcphealth thresholds: {where}")

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from tcphealth import gcpause
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.series import diagnose_series
 from tcphealth.diagnose.timeline import Age, ConnectionKey
 from tcphealth.filters import SocketFilter, apply_filter, filter_findings
 from tcphealth.model import Snapshot
@@ -37,6 +36,9 @@ def analyse_series(
     """Like :func:`analyse` for several samples of one host, oldest first: the report is of
     the latest, with the findings time corrects and adds (see :mod:`tcphealth.diagnose.series`).
     ``ages`` comes from a tracker that followed the host for longer (``watch``)."""
+    # Loaded here, not with this module: a one-snapshot run has no use for it.
+    from tcphealth.diagnose.series import diagnose_series
+
     flt = flt or SocketFilter()
     with gcpause.paused():
         narrowed = [apply_filter(snapshot, flt) for snapshot in series]

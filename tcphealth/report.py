@@ -18,8 +18,8 @@ import enum
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from tcphealth.diagnose.series import SeriesFacts
 from tcphealth.diagnose.timeline import (
     ENTERED_ON_ACK,
     Age,
@@ -39,6 +39,9 @@ from tcphealth.model import (
     Socket,
     TcpState,
 )
+
+if TYPE_CHECKING:
+    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
 
 
 class ExitCode(enum.IntEnum):

@@ -17,7 +17,6 @@ the key.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -201,6 +200,8 @@ def thresholds_from_mapping(values: dict[str, Any], *, origin: str) -> Threshold
 
 def parse_thresholds(text: str, *, origin: str) -> Thresholds:
     """Parse TOML text holding an optional ``[thresholds]`` table."""
+    import tomllib  # here: most runs read no configuration file
+
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -35,13 +35,16 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from tcphealth.diagnose.series import SeriesFacts
 from tcphealth.model import Finding, Socket
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import RenderOptions, View
 from tcphealth.render.text import inert, utc_iso
 from tcphealth.report import OwnerSummary, Report, SocketGroup
+
+if TYPE_CHECKING:
+    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
 
 _BARE = re.compile(r'[^\s"=\\]+')
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tcphealth.diagnose.series import SeriesFacts
 from tcphealth.model import TCP_STATES, Finding, Socket, TcpState
 from tcphealth.render.text import utc_iso
 from tcphealth.report import OwnerSummary, Report, SocketGroup
 from tcphealth.states import StateExplanation
+
+if TYPE_CHECKING:
+    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
 
 REPORT_FORMAT = "tcphealth.report"
 REPORT_VERSION = 1
