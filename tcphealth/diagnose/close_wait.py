@@ -14,6 +14,7 @@ CLOSE_WAIT has no timer (KERNEL.md): only the application, its exit, or ``ss -K`
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections import Counter
 from dataclasses import dataclass, field
@@ -83,7 +84,11 @@ _KIND_READING = {
 
 def reading_of(sock: Socket) -> str:
     """Which of the four readings the receive queue of a held CLOSE_WAIT socket gives."""
-    queued = sock.recv_queue
+    return reading_of_queue(sock.recv_queue)
+
+
+def reading_of_queue(queued: int | None) -> str:
+    """:func:`reading_of` a socket whose receive queue holds ``queued`` bytes."""
     if queued is None:
         return HELD
     if queued == 0:
@@ -103,14 +108,21 @@ class _Held:
     local_ports: Counter[int | None] = field(default_factory=Counter)
     longest_idle_ms: int | None = None
 
-    def add(self, sock: Socket) -> None:
-        self.count += 1
-        self.kinds[reading_of(sock)] += 1
-        self.destinations[destination(sock.remote)] += 1
-        self.local_ports[sock.local.port] += 1
-        idle = None if sock.tcp_info is None else sock.tcp_info.last_data_recv_ms
-        if idle is not None and (self.longest_idle_ms is None or idle > self.longest_idle_ms):
-            self.longest_idle_ms = idle
+    @classmethod
+    def of(cls, sockets: list[Socket]) -> _Held:
+        """The group of ``sockets``. One leak can be tens of thousands of sockets: they are
+        counted in C loops (map, Counter), and each distinct receive queue judged once."""
+        kinds: Counter[str] = Counter()
+        for queued, count in Counter(map(_RECV_QUEUE, sockets)).items():
+            kinds[reading_of_queue(queued)] += count
+        infos = filter(_KNOWN, map(_TCP_INFO, sockets))
+        return cls(
+            count=len(sockets),
+            kinds=kinds,
+            destinations=Counter(map(destination, map(_REMOTE, sockets))),
+            local_ports=Counter(map(_LOCAL_PORT, sockets)),
+            longest_idle_ms=max(filter(_KNOWN, map(_LAST_DATA_RECV, infos)), default=None),
+        )
 
     def merge(self, other: _Held) -> None:
         self.count += other.count
@@ -128,18 +140,20 @@ class _Held:
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     # Grouped by the pid tuple as the source gave it (sources share one tuple between all
     # the sockets of a holder), then by its normal form, once per distinct tuple.
-    held_as_given: dict[tuple[int, ...], _Held] = {}
+    sockets_as_given: dict[tuple[int, ...], list[Socket]] = {}
     unknown: list[Socket] = []
     for sock in index.sockets(TcpState.CLOSE_WAIT):
         if owned_by_fd(sock):
-            group = held_as_given.get(sock.pids)
-            if group is None:
-                group = held_as_given[sock.pids] = _Held()
-            group.add(sock)
+            same_holders = sockets_as_given.get(sock.pids)
+            if same_holders is None:
+                sockets_as_given[sock.pids] = [sock]
+            else:
+                same_holders.append(sock)
         elif not _is_unaccepted(index, sock):
             unknown.append(sock)
     held: dict[tuple[int, ...], _Held] = {}
-    for pids, group in held_as_given.items():
+    for pids, sockets in sockets_as_given.items():
+        group = _Held.of(sockets)
         key = pids_key(pids)
         if key in held:
             held[key].merge(group)
@@ -315,7 +329,12 @@ def _unaccepted_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[F
 
 _REMOTE = operator.attrgetter("remote")
 _LOCAL = operator.attrgetter("local")
+_LOCAL_PORT = operator.attrgetter("local.port")
 _INODE = operator.attrgetter("inode")
+_RECV_QUEUE = operator.attrgetter("recv_queue")
+_TCP_INFO = operator.attrgetter("tcp_info")
+_LAST_DATA_RECV = operator.attrgetter("last_data_recv_ms")
+_KNOWN = functools.partial(operator.is_not, None)  # x -> x is not None
 
 
 def _owner_unknown_finding(
