@@ -82,13 +82,9 @@ _KIND_READING = {
 }
 
 
-def reading_of(sock: Socket) -> str:
-    """Which of the four readings the receive queue of a held CLOSE_WAIT socket gives."""
-    return reading_of_queue(sock.recv_queue)
-
-
 def reading_of_queue(queued: int | None) -> str:
-    """:func:`reading_of` a socket whose receive queue holds ``queued`` bytes."""
+    """Which of the four readings a held CLOSE_WAIT socket gives whose receive queue holds
+    ``queued`` bytes (None: the source did not say)."""
     if queued is None:
         return HELD
     if queued == 0:
