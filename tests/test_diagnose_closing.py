@@ -90,7 +90,7 @@ def test_orphans_near_tcp_max_orphans_make_it_critical() -> None:
     assert finding.severity is Severity.CRITICAL
     assert "near tcp_max_orphans" in finding.summary
     assert {e.name: e.detail for e in finding.evidence}["tcp_max_orphans"] == (
-        "95% used; beyond it the kernel resets orphans"
+        "95% used, and beyond it the kernel resets orphans"
     )
 
 

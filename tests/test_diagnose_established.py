@@ -121,4 +121,4 @@ def test_process_near_its_descriptor_limit() -> None:
     assert "850 of its 1,024 file descriptors open (83%), 300 of them TCP sockets" in (
         finding.summary
     )
-    assert "the hard limit is 1,048,576" in finding.next_steps[-1]
+    assert "up to the hard limit of 1,048,576" in finding.next_steps[-1]

@@ -85,7 +85,7 @@ def test_proc_copy_without_backlog_proves_full_only_through_somaxconn_and_says_s
     assert finding.subject.pid is None
     assert "at most somaxconn 128 (backlog not reported)" in finding.summary
     assert finding.unchecked == (
-        "the listen backlog of 0.0.0.0:30720: the source does not report it; "
+        "the listen backlog of 0.0.0.0:30720: not in the source, so "
         "net.core.somaxconn (128) was used as its upper bound",
         "which process owns the listener 0.0.0.0:30720: the source does not say",
     )

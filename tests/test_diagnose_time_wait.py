@@ -63,7 +63,7 @@ def test_unknown_port_range_assumes_the_default_and_says_so() -> None:
     assert finding.code == "time-wait-ports-exhausting"
     assert finding.severity is Severity.WARNING  # 15,000 / 28,232 = 53 %
     assert finding.unchecked == (
-        "ip_local_port_range: not in the snapshot; the Linux default 32768-60999 was assumed",
+        "ip_local_port_range: not in the snapshot, so the Linux default 32768-60999 was assumed",
     )
 
 

@@ -244,16 +244,16 @@ def _held_next_steps(pids: tuple[int, ...], kind: str, group: _Held) -> tuple[st
         )
     elif kind in (NOT_READING, UNREAD_DATA):
         steps.append(
-            f"grep State /proc/{pid}/status   # T = stopped; then a thread dump: where is the "
-            "reader blocked?"
+            f"grep State /proc/{pid}/status   # T = stopped, else a thread dump shows where the "
+            "reader is blocked"
         )
         steps.append(
             "Find why the application stopped reading these connections (a stuck worker, a "
             "pool that no longer polls idle connections)."
         )
     steps.append(
-        "No sysctl shortens CLOSE_WAIT; restarting the process or `ss -K` (root) only clears "
-        "the symptom."
+        "No sysctl shortens CLOSE_WAIT, and restarting the process or `ss -K` (root) only "
+        "clears the symptom."
     )
     return tuple(steps)
 

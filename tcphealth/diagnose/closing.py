@@ -83,7 +83,7 @@ def _orphan_evidence(index: SnapshotIndex) -> tuple[list[Evidence], bool]:
         if orphans is not None and sysctls.tcp_max_orphans > 0:
             ratio = orphans / sysctls.tcp_max_orphans
             pressure = ratio >= _ORPHAN_PRESSURE
-            detail = f"{percent(ratio)} used; {detail}"
+            detail = f"{percent(ratio)} used, and {detail}"
         evidence.append(Evidence("tcp_max_orphans", sysctls.tcp_max_orphans, detail))
     return evidence, pressure
 
@@ -151,7 +151,8 @@ def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]
                 next_steps=(
                     f"ss -tno state {_SS_STATE[state]}   # retransmit timers and peers",
                     _path_probe(destinations),
-                    "nstat -az TcpExtTCPAbortOnTimeout; cat /proc/net/sockstat",
+                    "nstat -az TcpExtTCPAbortOnTimeout   # connections the kernel gave up on",
+                    "cat /proc/net/sockstat   # orphans",
                 ),
             )
         )

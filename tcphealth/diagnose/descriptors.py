@@ -37,13 +37,13 @@ def _check_process(
     holder = who(index, (pid,))
     hard = process.fd_hard_limit
     raise_text = (
-        f"raise the soft limit (LimitNOFILE=, ulimit -n; the hard limit is {number(hard)})"
+        f"raise the soft limit (LimitNOFILE=, ulimit -n) up to the hard limit of {number(hard)}"
         if hard is not None and hard > limit
         else "raise the limit (LimitNOFILE=, ulimit -n)"
     )
     evidence = [
         Evidence("open_fds", used, f"{percent(ratio)} of the soft limit"),
-        Evidence("fd_soft_limit", limit, "RLIMIT_NOFILE; EMFILE beyond it"),
+        Evidence("fd_soft_limit", limit, "RLIMIT_NOFILE, the EMFILE threshold"),
     ]
     if hard is not None:
         evidence.append(Evidence("fd_hard_limit", hard, "how far the soft limit may be raised"))
@@ -65,7 +65,7 @@ def _check_process(
             f"ls /proc/{pid}/fd | wc -l",
             f"ls -l /proc/{pid}/fd | grep -c socket",
             f"cat /proc/{pid}/limits   # Max open files",
-            f"If the load is legitimate, {raise_text}; if the count only grows, look for a "
+            f"If the load is legitimate, {raise_text}. If the count only grows, look for a "
             "leak (CLOSE_WAIT findings for this pid).",
         ),
     )

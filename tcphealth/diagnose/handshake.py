@@ -332,7 +332,7 @@ def _syn_sent_finding(
             f"traceroute -T -p {port} {address}   # where do the SYNs stop?"
             if port is not None
             else f"traceroute -T {address}",
-            "Check the firewall rules on both sides and whether the service there runs; give "
+            "Check the firewall rules on both sides and whether the service there runs. Give "
             "the client a connect timeout shorter than the kernel's.",
         ),
         unchecked=tuple(unchecked),

@@ -58,7 +58,7 @@ class AcceptQueue:
             return ()
         if self.somaxconn is not None:
             return (
-                f"the listen backlog of {endpoint}: the source does not report it; "
+                f"the listen backlog of {endpoint}: not in the source, so "
                 f"net.core.somaxconn ({number(self.somaxconn)}) was used as its upper bound",
             )
         return (
@@ -133,7 +133,7 @@ def owner_next_steps(pids: tuple[int, ...], port: int | None) -> tuple[str, ...]
             f"strace -f -e trace=accept,accept4 -p {pid}   # does it call accept() at all?"
         )
     steps.append(
-        "Fix the accept loop (a stopped, blocked or overloaded thread); a larger listen() "
+        "Fix the accept loop (a stopped, blocked or overloaded thread). A larger listen() "
         "backlog and net.core.somaxconn only delay the overflow."
     )
     return tuple(steps)
@@ -181,7 +181,7 @@ def _check_listener(
         detail = (
             "clients get a reset when the queue is full"
             if abort
-            else "overflowing handshakes are dropped silently; clients retry in SYN_SENT"
+            else "overflowing handshakes are dropped silently and clients retry in SYN_SENT"
         )
         evidence.append(Evidence("tcp_abort_on_overflow", abort, detail))
 

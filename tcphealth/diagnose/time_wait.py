@@ -134,7 +134,7 @@ def _ports_finding(
         )
         client = f" ({name} has open connections there)"
     unchecked = (
-        ("ip_local_port_range: not in the snapshot; the Linux default 32768-60999 was assumed",)
+        ("ip_local_port_range: not in the snapshot, so the Linux default 32768-60999 was assumed",)
         if range_assumed
         else ()
     )
@@ -156,7 +156,7 @@ def _ports_finding(
         next_steps=(
             f"ss -tan state time-wait {ss_peer_filter(remote, remote_port)} | wc -l",
             "sysctl net.ipv4.ip_local_port_range net.ipv4.tcp_tw_reuse",
-            "Make the client keep its connections open and reuse them; widening "
+            "Make the client keep its connections open and reuse them. Widening "
             "ip_local_port_range or tcp_tw_reuse=1 only buys room.",
         ),
         unchecked=unchecked,
@@ -261,7 +261,7 @@ def _bucket_finding(
             "nstat -az TcpExtTCPTimeWaitOverflow   # still rising?",
             "dmesg | grep -i 'time wait bucket table overflow'",
             "ss -tan state time-wait | awk 'NR>1 {print $4}' | sort | uniq -c | sort -rn | head",
-            "Reuse connections on the side that closes first; raise "
+            "Reuse connections on the side that closes first, or raise "
             "net.ipv4.tcp_max_tw_buckets if memory allows.",
         ),
         unchecked=unchecked,
