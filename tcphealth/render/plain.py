@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from tcphealth.model import Finding, Socket
@@ -49,9 +49,12 @@ if TYPE_CHECKING:
 _BARE = re.compile(r'[^\s"=\\]+')
 
 
+def _escaped(text: str) -> str:
+    return inert(text.replace("\\", "\\\\").replace('"', '\\"'))
+
+
 def _quote(text: str) -> str:
-    escaped = inert(text.replace("\\", "\\\\").replace('"', '\\"'))
-    return f'"{escaped}"'
+    return f'"{_escaped(text)}"'
 
 
 def value(item: object) -> str:
@@ -72,17 +75,33 @@ def value(item: object) -> str:
     return _quote(text)
 
 
+def listing(items: Sequence[str]) -> str:
+    """A list field (evidence, next steps, unchecked, a series' counters and growth): the
+    items joined by "; ", written as :func:`value` writes one value -- except that a ";" inside
+    an item (a process name may hold one) is written ``\\x3b``, so that splitting the field on
+    "; " always gives the items back, each then unescaped on its own.
+
+    >>> listing(()), listing(("one",)), listing(("a b", "c"))
+    ('-', 'one', '"a b; c"')
+    >>> listing(("name=x; y", "z"))
+    '"name=x\\\\x3b y; z"'
+    """
+    if not any(";" in item for item in items):
+        return value("; ".join(items) or None)
+    return '"' + "; ".join(_escaped(item).replace(";", "\\x3b") for item in items) + '"'
+
+
 def _pids(pids: tuple[int, ...]) -> str | None:
     return ",".join(str(pid) for pid in pids) if pids else None
 
 
 def finding_line(finding: Finding) -> str:
     subject = finding.subject
-    evidence = "; ".join(
+    evidence = [
         f"{item.name}={'-' if item.value is None else item.value}"
         + (f" ({item.detail})" if item.detail else "")
         for item in finding.evidence
-    )
+    ]
     fields = (
         ("code", finding.code),
         ("state", finding.state.value if finding.state else None),
@@ -93,17 +112,23 @@ def finding_line(finding: Finding) -> str:
         ("subject", subject.kind.value),
         ("blame", finding.blame.value),
         ("summary", finding.summary),
-        ("evidence", evidence or None),
-        ("next", _steps(finding.next_steps)),
-        ("unchecked", "; ".join(finding.unchecked) or None),
     )
-    return finding.severity.label + "".join(f" {key}={value(item)}" for key, item in fields)
+    lists = (
+        ("evidence", evidence),
+        ("next", _steps(finding.next_steps)),
+        ("unchecked", finding.unchecked),
+    )
+    return (
+        finding.severity.label
+        + "".join(f" {key}={value(item)}" for key, item in fields)
+        + "".join(f" {key}={listing(items)}" for key, items in lists)
+    )
 
 
-def _steps(steps: tuple[str, ...]) -> str | None:
-    """The next steps on one line, "; " between them; a step written as a sentence loses its
-    final period there, or the line would read "... idle connections).; No sysctl ..."."""
-    return "; ".join(step[:-1] if step.endswith(".") else step for step in steps) or None
+def _steps(steps: tuple[str, ...]) -> list[str]:
+    """The next steps as they are listed on one line: a step written as a sentence loses its
+    final period, or the line would read "... idle connections).; No sysctl ..."."""
+    return [step[:-1] if step.endswith(".") else step for step in steps]
 
 
 def group_line(group: SocketGroup, owner: OwnerSummary) -> str:
@@ -150,24 +175,26 @@ def _age(seconds: float | None) -> float | None:
 
 
 def series_line(series: SeriesFacts) -> str:
-    counters = "; ".join(
+    counters = [
         f"{delta.name}=+{delta.delta} ({delta.per_second:.1f}/s)"
         for delta in series.counter_deltas
         if delta.delta  # the JSON lists the counters that stayed still too
-    )
-    growth = "; ".join(
+    ]
+    growth = [
         f"pid {g.pid} {g.state.value} {g.first}->{g.last} ({g.per_minute:+.1f}/min)"
         for g in series.growth
-    )
+    ]
     fields = (
         ("samples", series.samples),
         ("window_s", round(series.window_seconds, 1)),
         ("started", utc_iso(series.started_at)),
         ("ended", utc_iso(series.ended_at)),
-        ("counters", counters or None),
-        ("growth", growth or None),
     )
-    return "SERIES" + "".join(f" {key}={value(item)}" for key, item in fields)
+    return (
+        "SERIES"
+        + "".join(f" {key}={value(item)}" for key, item in fields)
+        + f" counters={listing(counters)} growth={listing(growth)}"
+    )
 
 
 def lines(report: Report, options: RenderOptions) -> Iterator[str]:
