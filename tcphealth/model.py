@@ -446,6 +446,8 @@ class Sysctls:
     ip_local_port_range: tuple[int, int] | None = None
     somaxconn: int | None = None
     tcp_syn_retries: int | None = None
+    # Kernels that have it send the first SYN retries 1 s apart: see states.syn_schedule.
+    tcp_syn_linear_timeouts: int | None = None
     tcp_synack_retries: int | None = None
     tcp_orphan_retries: int | None = None
     tcp_max_orphans: int | None = None

@@ -511,6 +511,8 @@ _SYSCTL_FILES: dict[str, str] = {
     "tcp_max_tw_buckets": "sys/net/ipv4/tcp_max_tw_buckets",
     "somaxconn": "sys/net/core/somaxconn",
     "tcp_syn_retries": "sys/net/ipv4/tcp_syn_retries",
+    # Missing on kernels without it: None, read as "every SYN timeout doubles".
+    "tcp_syn_linear_timeouts": "sys/net/ipv4/tcp_syn_linear_timeouts",
     "tcp_synack_retries": "sys/net/ipv4/tcp_synack_retries",
     "tcp_orphan_retries": "sys/net/ipv4/tcp_orphan_retries",
     "tcp_max_orphans": "sys/net/ipv4/tcp_max_orphans",

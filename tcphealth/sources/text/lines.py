@@ -355,6 +355,7 @@ SYSCTL_FIELDS = {
     "net.ipv4.tcp_max_tw_buckets": "tcp_max_tw_buckets",
     "net.core.somaxconn": "somaxconn",
     "net.ipv4.tcp_syn_retries": "tcp_syn_retries",
+    "net.ipv4.tcp_syn_linear_timeouts": "tcp_syn_linear_timeouts",
     "net.ipv4.tcp_synack_retries": "tcp_synack_retries",
     "net.ipv4.tcp_orphan_retries": "tcp_orphan_retries",
     "net.ipv4.tcp_max_orphans": "tcp_max_orphans",
