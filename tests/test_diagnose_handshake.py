@@ -130,6 +130,35 @@ def test_syn_sent_with_retransmits_grouped_per_destination_blames_the_peer() -> 
     assert {e.name: e.value for e in finding.evidence}["TCPSynRetrans"] == 812
 
 
+def test_syn_sent_give_up_time_counts_linear_syn_timeouts() -> None:
+    # With tcp_syn_linear_timeouts the kernel resends more SYNs than tcp_syn_retries and ends
+    # the attempt at 131 s, not 127 s (tests/test_live_syn_schedule.py measures the schedule).
+    snap = snapshot(
+        syn_sent(4, "10.20.0.9:9100", retransmits=8),
+        processes=[process(4100, "prometheus")],
+        sysctls=Sysctls(tcp_syn_retries=6, tcp_syn_linear_timeouts=4),
+    )
+    (finding,) = by_code(diagnose(snap), "syn-sent-unanswered")
+    assert "131 s" in finding.summary and "127 s" not in finding.summary
+    evidence = {e.name: (e.value, e.detail) for e in finding.evidence}
+    assert evidence["max_retransmits"] == (8, "SYNs resent")
+    assert evidence["tcp_syn_retries"] == (6, "connect() fails after 131 s (about 2 min)")
+    assert evidence["tcp_syn_linear_timeouts"] == (
+        4,
+        "10 SYNs resent before it fails, the first 5 one second apart",
+    )
+    # A kernel without the setting, or with it at 0: the doubling schedule, no such evidence.
+    for linear in (None, 0):
+        plain = snapshot(
+            syn_sent(4, "10.20.0.9:9100", retransmits=5),
+            sysctls=Sysctls(tcp_syn_retries=6, tcp_syn_linear_timeouts=linear),
+        )
+        (finding,) = by_code(diagnose(plain), "syn-sent-unanswered")
+        names = [e.name for e in finding.evidence]
+        assert "tcp_syn_linear_timeouts" not in names
+        assert "127 s" in finding.summary
+
+
 def test_fresh_syn_sent_is_not_a_finding() -> None:
     assert diagnose(snapshot(syn_sent(50, "10.20.0.9:443", retransmits=0))) == []
     assert diagnose(snapshot(syn_sent(50, "10.20.0.9:443", retransmits=1))) == []

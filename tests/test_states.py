@@ -12,8 +12,8 @@ from tcphealth.states import (
     explain,
     explain_name,
     format_explanation,
-    last_retry_after,
     retransmission_budget,
+    syn_schedule,
 )
 
 TEXT_FIELDS = ("meaning", "enters", "leaves", "stays", "normal_duration", "action")
@@ -74,13 +74,57 @@ def test_explain_name_rejects_non_states_naming_the_text(text: str) -> None:
 
 def test_retransmission_budgets_match_the_kernel_figures() -> None:
     # KERNEL.md: 6 SYN retries -> last retry ~63 s, give up ~127 s; tcp_retries2=15 -> ~924 s.
-    assert last_retry_after(6, 1.0) == 63.0
+    assert syn_schedule(6).last_retry_seconds == 63.0
     assert retransmission_budget(6, 1.0) == 127.0
     assert retransmission_budget(5, 1.0) == 63.0  # tcp_synack_retries default
     assert retransmission_budget(15, 0.2) == pytest.approx(924.6)
     assert retransmission_budget(8, 0.2) == pytest.approx(102.2)  # orphan retries 0 -> 8
     # Past 120 s per timeout the growth is linear: 7 SYN retries = 127 + 120.
     assert retransmission_budget(7, 1.0) == 247.0
+
+
+# (tcp_syn_retries, tcp_syn_linear_timeouts) -> seconds until connect() failed with ETIMEDOUT,
+# measured in a fresh network namespace on kernel 6.18 against a listener whose full accept
+# queue drops the SYNs (tests/test_live_syn_schedule.py repeats the quick ones).
+MEASURED_GIVE_UP = {(1, 0): 3.0, (1, 1): 4.1, (2, 1): 8.1, (3, 2): 17.5, (2, 4): 7.1, (3, 4): 19.4}
+
+
+@pytest.mark.parametrize("settings", sorted(MEASURED_GIVE_UP), ids=str)
+def test_syn_schedule_gives_up_when_the_kernel_did(settings: tuple[int, int]) -> None:
+    retries, linear = settings
+    # The kernel's timers fire a little late (a few hundred ms at most), never early.
+    assert 0 <= MEASURED_GIVE_UP[settings] - syn_schedule(retries, linear).give_up_seconds < 0.6
+
+
+def test_syn_schedule_with_linear_timeouts_resends_more_in_about_the_same_time() -> None:
+    # The default pair on kernels with linear timeouts: SYNs at 1..5 s, then 7, 11, 19, 35, 67.
+    assert syn_schedule(6, 4) == syn_schedule(6, 4).__class__(
+        retransmissions=10, last_retry_seconds=67.0, give_up_seconds=131.0, spaced_evenly=5
+    )
+    # Without them (or 0 of them) it is the doubling schedule of old: 1, 3, 7, 15, 31, 63.
+    for linear in (None, 0, -3):
+        assert (
+            syn_schedule(6, linear).retransmissions,
+            syn_schedule(6, linear).give_up_seconds,
+        ) == (
+            6,
+            127.0,
+        )
+    # Fewer retries than linear timeouts: every retry is a second after the one before.
+    assert syn_schedule(1, 4) == syn_schedule(1, 4).__class__(2, 2.0, 3.0, 2)
+    # Past the 120 s cap each retry adds 120 s; the loop still ends.
+    assert syn_schedule(15, 4).give_up_seconds >= retransmission_budget(15, 1.0)
+
+
+def test_syn_sent_clock_counts_the_linear_timeouts_it_was_told_of() -> None:
+    explanation = explain(TcpState.SYN_SENT, Sysctls(tcp_syn_retries=6, tcp_syn_linear_timeouts=4))
+    assert explanation.limit_seconds == 131.0
+    assert explanation.settings == (("tcp_syn_retries", "6"), ("tcp_syn_linear_timeouts", "4"))
+    assert explanation.assumed == ()
+    assert (
+        "sent again 10 times (the first 5 one second apart, as tcp_syn_linear_timeouts = 4 asks, "
+        "then at doubling intervals), the last after 67 s, and the attempt fails after 131 s"
+    ) in explanation.normal_duration
 
 
 def test_syn_sent_clock_follows_the_hosts_syn_retries() -> None:

@@ -45,7 +45,12 @@ from tcphealth.model import (
     SubjectKind,
     TcpState,
 )
-from tcphealth.states import LINUX_DEFAULTS, duration_text, retransmission_budget
+from tcphealth.states import (
+    LINUX_DEFAULTS,
+    duration_text,
+    retransmission_budget,
+    syn_schedule,
+)
 
 _SYN_FIRST_TIMEOUT = 1.0
 
@@ -243,7 +248,8 @@ def _syn_sent_finding(
     retries = sysctls.tcp_syn_retries
     assumed_retries = retries is None
     retries = LINUX_DEFAULTS["tcp_syn_retries"] if retries is None else retries
-    give_up = duration_text(retransmission_budget(retries, _SYN_FIRST_TIMEOUT))
+    schedule = syn_schedule(retries, sysctls.tcp_syn_linear_timeouts)
+    give_up = duration_text(schedule.give_up_seconds)
 
     evidence: list[Evidence] = []
     if group.stuck:
@@ -260,6 +266,16 @@ def _syn_sent_finding(
             f"connect() fails after {give_up}" + (" (default assumed)" if assumed_retries else ""),
         )
     )
+    if schedule.spaced_evenly:
+        # max_retransmits above may pass tcp_syn_retries: the kernel counts time, not SYNs.
+        evidence.append(
+            Evidence(
+                "tcp_syn_linear_timeouts",
+                sysctls.tcp_syn_linear_timeouts,
+                f"{schedule.retransmissions} SYNs resent before it fails, "
+                f"the first {schedule.spaced_evenly} one second apart",
+            )
+        )
     for name in ("TCPSynRetrans", "TCPAbortOnTimeout"):
         value = index.snapshot.counters.get(f"TcpExt.{name}")
         if value is not None:
