@@ -150,6 +150,26 @@ def test_incomplete_attribution_is_listed_as_unchecked() -> None:
     assert any("3 processes were not readable" in u for u in finding.unchecked)
 
 
+def test_an_unseen_socket_of_another_state_is_not_unchecked_for_a_held_close_wait() -> None:
+    # The ownerless listener found on a live host says nothing about who holds these
+    # CLOSE_WAIT connections; an unseen CLOSE_WAIT socket might be more of them.
+    ownerless = sock("LISTEN", "0.0.0.0:2024", inode=77, owner=OwnerSource.UNSEEN)
+    one_unseen = Attribution(attempted=True, processes_scanned=50, sockets_unseen=1)
+    finding = only(
+        diagnose(snapshot(held(10, 4, 0), ownerless, attribution=one_unseen)),
+        "close-wait-not-closed",
+    )
+    assert finding.unchecked == ()
+    unseen_close_wait = sock(
+        "CLOSE-WAIT", "10.0.0.1:39999", "10.0.0.5:5432", inode=78, owner=OwnerSource.UNSEEN
+    )
+    finding = only(
+        diagnose(snapshot(held(10, 4, 0), unseen_close_wait, attribution=one_unseen)),
+        "close-wait-not-closed",
+    )
+    assert finding.unchecked == ("1 CLOSE_WAIT socket with a descriptor had no owner we could see",)
+
+
 def unaccepted(
     count: int, port: int, *, owner: OwnerSource, inode: int | None = None
 ) -> list[Socket]:

@@ -221,7 +221,9 @@ def _held_finding(
         summary=summary,
         evidence=tuple(evidence),
         next_steps=_held_next_steps(pids, kind, group),
-        unchecked=attribution_gaps(index) if not index.snapshot.attribution.complete else (),
+        unchecked=attribution_gaps(index, TcpState.CLOSE_WAIT)
+        if not index.snapshot.attribution.complete
+        else (),
     )
 
 
@@ -372,7 +374,7 @@ def _owner_unknown_finding(
     for port, port_count in sorted(local_ports.items(), key=lambda i: (-i[1], i[0] or 0))[:3]:
         evidence.append(Evidence("top_local_port", port, sockets_text(port_count)))
     evidence.extend(top_destinations(destinations))
-    unchecked = attribution_gaps(index) or (
+    unchecked = attribution_gaps(index, TcpState.CLOSE_WAIT) or (
         "which process holds these sockets: the source does not name their owners",
     )
     return Finding(

@@ -240,7 +240,7 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                     "Give the local application a read timeout after shutdown(), so it closes "
                     "when the peer never answers.",
                 ),
-                unchecked=() if pids else attribution_gaps(index),
+                unchecked=() if pids else attribution_gaps(index, TcpState.FIN_WAIT2),
             )
         )
     if orphaned >= thresholds.fin_wait2_orphan_warning:

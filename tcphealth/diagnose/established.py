@@ -211,5 +211,8 @@ def _not_reading_finding(
         ),
         unchecked=()
         if pids
-        else (attribution_gaps(index) or ("which process holds them: the source does not say",)),
+        else (
+            attribution_gaps(index, TcpState.ESTABLISHED)
+            or ("which process holds them: the source does not say",)
+        ),
     )

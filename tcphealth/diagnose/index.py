@@ -75,6 +75,8 @@ class SnapshotIndex:
     sockets_per_pid: Counter[int] = field(default_factory=Counter)
     # Which pids hold ESTABLISHED connections to each destination: see established_pids().
     _established_by_destination: dict[Destination, Counter[int]] | None = None
+    # Sockets per state that have a descriptor no readable process holds: see unseen_in().
+    _unseen_by_state: dict[TcpState, int] = field(default_factory=dict)
     # Connections that belong to a listener here but were never accepted, keyed by
     # ``id(listener)`` (:attr:`listener_by_id` gives the listener back): half-open SYN_RECV,
     # and CLOSE_WAIT that no descriptor holds. Those whose listener is not in the snapshot
@@ -166,6 +168,16 @@ class SnapshotIndex:
 
     def sockets(self, state: TcpState) -> list[Socket]:
         return self.by_state.get(state, [])
+
+    def unseen_in(self, state: TcpState) -> int:
+        """How many sockets in ``state`` have a descriptor that no process we could read
+        holds. Counted once per state, when a finding first asks."""
+        count = self._unseen_by_state.get(state)
+        if count is None:
+            unseen = OwnerSource.UNSEEN
+            count = sum(1 for sock in self.sockets(state) if sock.owner_source is unseen)
+            self._unseen_by_state[state] = count
+        return count
 
     def listener_for(self, endpoint: Endpoint) -> Socket | None:
         """The listener that accepts connections arriving at ``endpoint``, if it is here.

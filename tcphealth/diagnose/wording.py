@@ -12,7 +12,15 @@ from collections import Counter
 from collections.abc import Iterable
 
 from tcphealth.diagnose.index import Destination, SnapshotIndex
-from tcphealth.model import Endpoint, Evidence, IPAddress, Severity, Subject, SubjectKind
+from tcphealth.model import (
+    Endpoint,
+    Evidence,
+    IPAddress,
+    Severity,
+    Subject,
+    SubjectKind,
+    TcpState,
+)
 
 
 def number(value: int) -> str:
@@ -157,8 +165,12 @@ def level(count: float, warning: float, critical: float) -> Severity | None:
     return None
 
 
-def attribution_gaps(index: SnapshotIndex) -> tuple[str, ...]:
-    """What the snapshot could not tell about which process holds which socket."""
+def attribution_gaps(index: SnapshotIndex, state: TcpState) -> tuple[str, ...]:
+    """What the snapshot could not tell about which process holds the sockets in ``state``.
+
+    Only unseen sockets of that state count: an ownerless listener says nothing about who
+    holds a CLOSE_WAIT connection. Unreadable processes always do, since any of them may hold
+    sockets of any state."""
     attribution = index.snapshot.attribution
     if not attribution.attempted:
         return ("which processes hold these sockets: the source lists no owners",)
@@ -168,9 +180,9 @@ def attribution_gaps(index: SnapshotIndex) -> tuple[str, ...]:
             f"the descriptors of {plural(attribution.processes_forbidden, 'process', 'processes')}"
             " were not readable (run as root to see every owner)"
         )
-    if attribution.sockets_unseen:
+    unseen = index.unseen_in(state)
+    if unseen:
         gaps.append(
-            f"{plural(attribution.sockets_unseen, 'socket')} with a descriptor had no owner we "
-            "could see"
+            f"{plural(unseen, f'{state.value} socket')} with a descriptor had no owner we could see"
         )
     return tuple(gaps)
