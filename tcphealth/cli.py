@@ -733,6 +733,9 @@ def snapshot(inputs: Inputs, sampling: Sampling, flt: SocketFilter, output: Path
 )
 @click.option(
     "--count",
+    # The top-level command calls its number of looks --samples: the same word works here.
+    "--samples",
+    "count",
     type=click.IntRange(0),
     default=0,
     metavar="N",

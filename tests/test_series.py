@@ -426,6 +426,18 @@ def test_watch_replays_a_series_file_as_one_ndjson_record_per_sample() -> None:
     )
 
 
+def test_watch_takes_samples_as_the_top_level_command_does() -> None:
+    # `tcphealth --samples N` and `tcphealth watch --samples N`: one word for one idea.
+    series = SERIES_DIR / "close-wait-leak.json"
+    by_count = run("watch", "--from", series, "--count", "2", "--format", "plain")
+    by_samples = run("watch", "--from", series, "--samples", "2", "--format", "plain")
+    assert by_samples == by_count
+    code, out, err = by_samples
+    assert code == 0
+    assert out.splitlines()[-1].endswith(" sample=2")
+    assert err.splitlines()[-1].startswith("tcphealth: watch: 2 samples over 10.0 s;")
+
+
 def test_watch_plain_lines_end_with_their_sample_number() -> None:
     code, out, _ = run("watch", "--from", SERIES_DIR / "syn-sent-stuck.json", "--state", "syn-sent")
     assert code == 0
