@@ -97,19 +97,32 @@ def syn_schedule(retries: int, linear_timeouts: int | None = None) -> SynSchedul
     """
     linear = max(linear_timeouts or 0, 0)
     budget = retransmission_budget(retries, _SYN_RTO)
-    elapsed = last = 0.0
-    timeout = _SYN_RTO
-    sent = 0
-    # At most a few hundred turns: past 2 s * 2**6 each timeout is capped at 120 s, and the
-    # budget grows by 120 s a retry.
-    while True:
+    # Worked out in three stretches rather than timer by timer: a snapshot file may hold any
+    # number, and 10**9 retries must not mean 10**9 turns of a loop.
+    # 1. The first linear + 1 timeouts are all the initial one.
+    even = linear + 1
+    if budget <= even * _SYN_RTO:
+        firings = math.ceil(budget / _SYN_RTO)
+        sent = firings - 1
+        spaced = min(sent, even) if linear else 0
+        return SynSchedule(sent, sent * _SYN_RTO, firings * _SYN_RTO, spaced)
+    spaced = even if linear else 0
+    sent = even
+    elapsed = last = even * _SYN_RTO
+    # 2. Doubling, until the timeout reaches its cap: a few turns.
+    timeout = 2 * _SYN_RTO
+    while timeout < _RTO_MAX:
         elapsed += timeout
         if elapsed >= budget:
-            return SynSchedule(sent, last, elapsed, min(sent, linear + 1) if linear else 0)
+            return SynSchedule(sent, last, elapsed, spaced)
         sent += 1
         last = elapsed
-        if sent > linear:
-            timeout = min(timeout * 2, _RTO_MAX)
+        timeout *= 2
+    # 3. 120 s a timeout until the budget is spent.
+    turns = math.ceil((budget - elapsed) / _RTO_MAX)
+    if turns > 1:
+        last = elapsed + (turns - 1) * _RTO_MAX
+    return SynSchedule(sent + turns - 1, last, elapsed + turns * _RTO_MAX, spaced)
 
 
 def effective_orphan_retries(configured: int) -> int:

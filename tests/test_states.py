@@ -116,6 +116,45 @@ def test_syn_schedule_with_linear_timeouts_resends_more_in_about_the_same_time()
     assert syn_schedule(15, 4).give_up_seconds >= retransmission_budget(15, 1.0)
 
 
+def timer_by_timer(retries: int, linear: int) -> tuple[int, float, float, int]:
+    """The kernel's rule stated plainly, one retransmission timer at a time: give up at the
+    first timer at or past the doubling schedule's budget; else resend, and keep the 1 s
+    timeout while no more than ``linear`` SYNs have been resent, then double it (to 120 s)."""
+    budget = retransmission_budget(retries, 1.0)
+    elapsed, last, timeout, sent = 0.0, 0.0, 1.0, 0
+    while True:
+        elapsed += timeout
+        if elapsed >= budget:
+            return sent, last, elapsed, min(sent, linear + 1) if linear else 0
+        sent, last = sent + 1, elapsed
+        if sent > linear:
+            timeout = min(timeout * 2, 120.0)
+
+
+def test_syn_schedule_agrees_with_the_timer_by_timer_rule() -> None:
+    # 127 is the largest value the kernel accepts for either setting (sysctl -w 128: EINVAL);
+    # the larger pairs stand for snapshot files that say more.
+    pairs = [(r, n) for r in range(41) for n in range(41)]
+    for retries, linear in [*pairs, (127, 127), (300, 5), (5, 300), (255, 255)]:
+        schedule = syn_schedule(retries, linear)
+        assert (
+            schedule.retransmissions,
+            schedule.last_retry_seconds,
+            schedule.give_up_seconds,
+            schedule.spaced_evenly,
+        ) == timer_by_timer(retries, linear), (retries, linear)
+
+
+def test_syn_schedule_of_an_absurd_snapshot_is_computed_not_looped() -> None:
+    # A snapshot file may hold any number; the schedule is arithmetic past the first turns.
+    budget = retransmission_budget(10**9, 1.0)
+    for linear in (None, 10**9):
+        schedule = syn_schedule(10**9, linear)
+        # The attempt ends at the first timer at or past the budget: at most one 120 s later.
+        assert budget <= schedule.give_up_seconds < budget + 120
+        assert schedule.last_retry_seconds < schedule.give_up_seconds
+
+
 def test_syn_sent_clock_counts_the_linear_timeouts_it_was_told_of() -> None:
     explanation = explain(TcpState.SYN_SENT, Sysctls(tcp_syn_retries=6, tcp_syn_linear_timeouts=4))
     assert explanation.limit_seconds == 131.0
