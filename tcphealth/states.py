@@ -104,8 +104,8 @@ def syn_schedule(retries: int, linear_timeouts: int | None = None) -> SynSchedul
     if budget <= even * _SYN_RTO:
         firings = math.ceil(budget / _SYN_RTO)
         sent = firings - 1
-        spaced = min(sent, even) if linear else 0
-        return SynSchedule(sent, sent * _SYN_RTO, firings * _SYN_RTO, spaced)
+        # Every retry here came one initial timeout after the one before.
+        return SynSchedule(sent, sent * _SYN_RTO, firings * _SYN_RTO, sent if linear else 0)
     spaced = even if linear else 0
     sent = even
     elapsed = last = even * _SYN_RTO
