@@ -885,3 +885,137 @@ def show_config(config: Path | None, fmt: str | None) -> None:
     else:
         click.echo(f"# tcphealth thresholds: {where}")
         click.echo(thresholds_as_toml(thresholds), nl=False)
+
+
+# --- metrics for Prometheus (issue 23) -----------------------------------------------------------
+
+TOP_OPTION = click.option(
+    "--top",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    metavar="N",
+    help="Label at most N processes, listeners, destinations and findings per metric; the "
+    "rest are summed under 'other' (bounds the number of series).",
+)
+
+
+@main.command()
+@snapshot_options
+@filter_options
+@CONFIG_OPTION
+@TOP_OPTION
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=None,
+    help="Write to FILE (atomically: a temporary file renamed in place), e.g. "
+    "/var/lib/prometheus/node-exporter/tcphealth.prom; default standard output.",
+)
+@click.option("--openmetrics", is_flag=True, help="OpenMetrics instead of the text format.")
+def metrics(
+    inputs: Inputs,
+    flt: SocketFilter,
+    config: Path | None,
+    top: int,
+    output: Path | None,
+    openmetrics: bool,
+) -> None:
+    """Print the Prometheus metrics of this host once (or of a snapshot or series given with
+    --from), for node_exporter's textfile collector: sockets per state and process, findings
+    by code and severity, listener queues, TIME_WAIT per destination, kernel counters."""
+    import time
+
+    from tcphealth import exporter
+    from tcphealth.render.prometheus import exposition, self_families
+
+    thresholds, _ = load_config(config)
+    started = time.monotonic()
+    series = inputs.load_series(Sampling())
+    keep_until_exit(series)
+    report_notes(series[-1])
+    built = exporter.report_families(
+        series, inputs.from_file or "-", flt=flt, thresholds=thresholds, top=top
+    )
+    # The duration of a live collection; a file's would measure only the reading.
+    duration = None if inputs.from_file is not None else time.monotonic() - started
+    data = exposition(
+        [*built, *self_families(success=True, duration_seconds=duration)],
+        openmetrics=openmetrics,
+    )
+    if output is None or str(output) == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        exporter.write_textfile(output, data)
+    except OSError as error:
+        raise Failure(f"cannot write {output}: {error.strerror or error}") from None
+
+
+@main.command()
+@snapshot_options
+@filter_options
+@CONFIG_OPTION
+@TOP_OPTION
+@click.option(
+    "--listen",
+    default="127.0.0.1:9945",
+    show_default=True,
+    metavar="ADDR:PORT",
+    help="Where to listen: 127.0.0.1:9945, [::1]:9945, or :9945 for every address.",
+)
+@click.option(
+    "--min-interval",
+    type=click.FloatRange(0, 3600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Collect at most once per SECONDS; scrapes in between get the last collection.",
+)
+def serve(
+    inputs: Inputs,
+    flt: SocketFilter,
+    config: Path | None,
+    top: int,
+    listen: str,
+    min_interval: float,
+) -> None:
+    """Serve the metrics of 'tcphealth metrics' over HTTP for Prometheus (/metrics), collected
+    at scrape time. Ends cleanly on SIGTERM or Ctrl-C."""
+    import logging
+    import signal
+    import threading
+
+    from tcphealth import exporter
+    from tcphealth import serve as serving
+
+    thresholds, _ = load_config(config)
+    try:
+        host, port = serving.parse_listen(listen)
+    except ValueError as error:
+        raise click.UsageError(f"--listen: {error}") from None
+    logging.basicConfig(level=logging.INFO, format="tcphealth serve: %(message)s")
+
+    def collect() -> list[Any]:
+        series = inputs.load_series(Sampling())
+        return exporter.report_families(
+            series, inputs.from_file or "-", flt=flt, thresholds=thresholds, top=top
+        )
+
+    shared = serving.SharedCollection(collect, min_interval)
+    app = serving.make_app(serving.make_registry(shared), min_interval)
+    try:
+        server = serving.make_http_server(host, port, app)
+    except OSError as error:
+        raise Failure(f"cannot listen on {listen}: {error.strerror or error}") from None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, frame: stop.set())
+    bound_host, bound_port = server.server_address[:2]
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+    serving.LOG.info("listening on http://%s:%d/metrics", shown, bound_port)
+    serving.serve_until(server, stop)
+    serving.LOG.info("stopped after %d collections", shared.collections)

@@ -1,0 +1,68 @@
+"""Metrics of a host for Prometheus, callable without the command line: the report of a
+snapshot (or a series) turned into metric families, and the textfile node_exporter reads.
+
+The HTTP side (``tcphealth serve``) is :mod:`tcphealth.serve`; the names and labels are
+:mod:`tcphealth.render.prometheus`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client.core import Metric
+
+from tcphealth import sources
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.filters import SocketFilter
+from tcphealth.model import Snapshot
+from tcphealth.pipeline import analyse, analyse_series
+from tcphealth.render.prometheus import DEFAULT_TOP, KernelFacts, families
+
+
+def report_families(
+    series: Sequence[Snapshot],
+    where: str = "-",
+    *,
+    flt: SocketFilter | None = None,
+    thresholds: Thresholds | None = None,
+    top: int = DEFAULT_TOP,
+) -> list[Metric]:
+    """The metric families of one snapshot, or of the latest of a timed series (diagnosed
+    with time, as ``tcphealth --from SERIES`` does); ``where`` names the input in notes."""
+    if sources.is_timed_series(series):
+        latest = series[-1]
+        report = analyse_series(series, flt, thresholds)
+    else:
+        latest = sources.latest_of(where, series)
+        report = analyse(latest, flt, thresholds)
+    return families(report, KernelFacts(latest.counters, latest.sysctls), top=top)
+
+
+def write_textfile(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` as node_exporter's textfile collector needs it: a temporary
+    file in the same directory (named ``.NAME.*.tmp``, which the collector ignores) renamed
+    over ``path``, so a scrape never reads half a file. The file is readable by others as
+    the umask allows (node_exporter seldom runs as the user that writes it)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, _default_file_mode())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename makes it the file
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _default_file_mode() -> int:
+    """0o666 less the umask: what open() would have given (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH) & ~mask

@@ -1,0 +1,467 @@
+"""The Prometheus exposition of a report: metric families for ``tcphealth serve`` (built afresh at
+every scrape) and ``tcphealth metrics`` (a textfile for node_exporter).
+
+Names follow the Prometheus naming rules: one prefix (``tcphealth_``), base units (seconds,
+ratios from 0 to 1), ``_total`` only on counters, and no label whose values grow without bound.
+Every label that names something on the host -- a process, a listener, a destination, a finding's
+subject -- keeps the ``top`` largest of them and folds the rest into one ``other`` value, so a
+scrape has at most a few hundred series whatever the host holds (the bound is stated in the
+README, "Many hosts").
+
+Label values are made of what a host's processes chose to call themselves, so each goes through
+:func:`label_text`: control characters and undecodable bytes are written as escapes, and the
+reserved values below are never produced by a real process name.
+
+This module reads the report and the snapshot's kernel facts (counters, sysctls); it never
+collects anything itself.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from tcphealth import __version__
+from tcphealth.model import TCP_STATES, Severity, Socket, Sysctls, TcpState
+from tcphealth.render.text import inert
+from tcphealth.report import STATE_ORDER, Report
+
+PREFIX = "tcphealth"
+
+# How many processes, listeners, destinations and findings each labelled metric names before
+# folding the rest into OTHER.
+DEFAULT_TOP = 20
+
+OTHER = "other"  # everything past the top N
+NO_PROCESS = "none"  # sockets no process holds (TIME_WAIT, orphans) or whose holder was unseen
+UNNAMED = "unknown"  # a process whose name could not be read
+_RESERVED = frozenset({OTHER, NO_PROCESS, UNNAMED})
+
+# Upper bounds (seconds) of the age buckets: from a few seconds (a connection being set up or
+# torn down) to a day (a leak).
+AGE_BUCKETS: tuple[float, ...] = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+
+# The kernel counters node_exporter leaves out by default (its netstat collector's default
+# fields); the ones it exports (ListenOverflows, ListenDrops, SyncookiesSent...) are not
+# repeated here. Counter in the snapshot -> metric name (without _total) and help.
+KERNEL_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    (
+        "TcpExt.TCPTimeWaitOverflow",
+        "kernel_time_wait_overflows",
+        "Connections closed without TIME_WAIT because tcp_max_tw_buckets was reached "
+        "(TcpExt TCPTimeWaitOverflow).",
+    ),
+    (
+        "TcpExt.TCPReqQFullDrop",
+        "kernel_request_queue_full_drops",
+        "SYNs dropped because a listener's SYN queue was full (TcpExt TCPReqQFullDrop).",
+    ),
+    (
+        "TcpExt.TCPReqQFullDoCookies",
+        "kernel_request_queue_full_cookies",
+        "SYNs answered with a SYN cookie because a SYN queue was full "
+        "(TcpExt TCPReqQFullDoCookies).",
+    ),
+    (
+        "TcpExt.TCPAbortOnMemory",
+        "kernel_aborts_on_memory",
+        "Connections reset because TCP memory or the orphan limit ran out "
+        "(TcpExt TCPAbortOnMemory).",
+    ),
+    (
+        "TcpExt.TCPMemoryPressures",
+        "kernel_memory_pressures",
+        "Times TCP entered memory pressure, tcp_mem's middle value (TcpExt TCPMemoryPressures).",
+    ),
+    (
+        "TcpExt.TCPBacklogDrop",
+        "kernel_backlog_drops",
+        "Segments dropped because a socket's backlog was full (TcpExt TCPBacklogDrop).",
+    ),
+)
+
+# States entered on an arriving ACK: tcp_info's time since the last ACK is a floor on the age
+# in them (see tcphealth.diagnose.timeline; the same rule, applied inline in one pass).
+_AGE_FLOOR_STATES = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2})
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What the exposition needs of the snapshot besides the report."""
+
+    counters: Mapping[str, int]
+    sysctls: Sysctls
+
+
+def label_text(value: str | None) -> str:
+    """A label value from a name a process or a file chose: non-printable characters escaped
+    (``evil\\x1b[31m``), and a name equal to a reserved value (``other``, ``none``, ``unknown``)
+    marked so it cannot be taken for the bucket of that name.
+
+    >>> label_text("nginx"), label_text("other"), label_text(None)
+    ('nginx', 'other (process name)', 'unknown')
+    """
+    if value is None:
+        return UNNAMED
+    text = inert(value)
+    return f"{text} (process name)" if text in _RESERVED else text
+
+
+def _name(suffix: str) -> str:
+    return f"{PREFIX}_{suffix}"
+
+
+def _top(values: Mapping[tuple[str, ...], float], top: int) -> list[tuple[str, ...]]:
+    """The ``top`` keys of ``values`` by value, ties broken by the key (reproducible output)."""
+    ranked = sorted(values.items(), key=lambda item: (-item[1], item[0]))
+    return [key for key, _ in ranked[:top]]
+
+
+def families(report: Report, kernel: KernelFacts, *, top: int = DEFAULT_TOP) -> list[Metric]:
+    """Every metric family of one report, in a fixed order."""
+    out: list[Metric] = [_sockets_by_state(report)]
+    out.extend(_processes(report, top))
+    out.extend(_findings(report, top))
+    out.extend(_socket_pass(report, kernel.sysctls, top))
+    out.extend(_kernel_counters(kernel.counters))
+    timestamp = GaugeMetricFamily(
+        _name("snapshot_timestamp_seconds"),
+        "When the snapshot behind these metrics was taken (Unix time).",
+        value=report.host.taken_at,
+    )
+    out.append(timestamp)
+    return out
+
+
+def _sockets_by_state(report: Report) -> Metric:
+    family = GaugeMetricFamily(
+        _name("sockets"), "TCP sockets on the host, by state.", labels=["state"]
+    )
+    for state in STATE_ORDER:
+        count = report.states.get(state, 0)
+        # The eleven TCP states always (a state at 0 is a fact); the two odd ones when seen.
+        if count or state in TCP_STATES:
+            family.add_metric([state.value], count)
+    return family
+
+
+def _processes(report: Report, top: int) -> Iterator[Metric]:
+    sockets: dict[tuple[str, ...], Counter[TcpState]] = {}
+    open_fds: dict[tuple[str, ...], int] = {}
+    fd_ratio: dict[tuple[str, ...], float] = {}
+    for summary in report.processes:
+        process = summary.process
+        key = (label_text(process.name if process else None),)
+        if summary.socket_count:
+            sockets.setdefault(key, Counter()).update(summary.states)
+        if process is None or process.open_fds is None:
+            continue
+        open_fds[key] = open_fds.get(key, 0) + process.open_fds
+        if process.fd_soft_limit:
+            ratio = process.open_fds / process.fd_soft_limit
+            fd_ratio[key] = max(ratio, fd_ratio.get(key, 0.0))
+
+    per_state = GaugeMetricFamily(
+        _name("process_sockets"),
+        f"TCP sockets held, by process name (the {top} names holding most, then '{OTHER}'; "
+        f"'{NO_PROCESS}': held by no process seen) and state.",
+        labels=["process", "state"],
+    )
+    totals = {key: float(sum(states.values())) for key, states in sockets.items()}
+    kept = set(_top(totals, top))
+    folded: dict[tuple[str, ...], Counter[TcpState]] = {}
+    for key, states in sockets.items():
+        target = key if key in kept else (OTHER,)
+        folded.setdefault(target, Counter()).update(states)
+    if report.unowned.socket_count:
+        folded[(NO_PROCESS,)] = Counter(report.unowned.states)
+    for (name,), states in sorted(folded.items()):
+        for state in STATE_ORDER:
+            if states.get(state):
+                per_state.add_metric([name, state.value], states[state])
+    yield per_state
+
+    fds = GaugeMetricFamily(
+        _name("process_open_fds"),
+        f"Open file descriptors, summed over the processes of one name (the {top} names "
+        f"closest to their limit, then '{OTHER}').",
+        labels=["process"],
+    )
+    ratio_family = GaugeMetricFamily(
+        _name("process_fd_limit_ratio"),
+        "Open file descriptors over the soft limit (RLIMIT_NOFILE), the highest among the "
+        "processes of one name: 1 means the next open() fails with EMFILE.",
+        labels=["process"],
+    )
+    kept = set(_top({key: fd_ratio.get(key, 0.0) for key in open_fds}, top))
+    folded_fds: dict[tuple[str, ...], int] = {}
+    folded_ratio: dict[tuple[str, ...], float] = {}
+    for key, count in open_fds.items():
+        target = key if key in kept else (OTHER,)
+        folded_fds[target] = folded_fds.get(target, 0) + count
+        if key in fd_ratio:
+            folded_ratio[target] = max(fd_ratio[key], folded_ratio.get(target, 0.0))
+    for key, count in sorted(folded_fds.items()):
+        fds.add_metric(list(key), count)
+        if key in folded_ratio:
+            ratio_family.add_metric(list(key), folded_ratio[key])
+    yield fds
+    yield ratio_family
+
+
+_FINDING_LABELS = ["code", "severity", "blame", "subject", "process", "endpoint"]
+
+
+def _findings(report: Report, top: int) -> Iterator[Metric]:
+    per_severity = GaugeMetricFamily(
+        _name("findings"),
+        "Findings of the diagnosis, by severity (`tcphealth check` lists them).",
+        labels=["severity"],
+    )
+    counts = report.count_by_severity()
+    for severity in (Severity.CRITICAL, Severity.WARNING, Severity.INFO):
+        per_severity.add_metric([severity.label.lower()], counts.get(severity, 0))
+    yield per_severity
+
+    sockets = GaugeMetricFamily(
+        _name("finding_sockets"),
+        "Sockets concerned by each finding, labelled by its stable code, severity, blame and "
+        f"subject (the {top} most severe findings, then the rest of each code under "
+        f"process and endpoint '{OTHER}'). `tcphealth check` explains each.",
+        labels=_FINDING_LABELS,
+    )
+    values: dict[tuple[str, ...], int] = {}
+    # report.findings is most severe first; equal label sets (two pids of one name) add up.
+    for rank, finding in enumerate(report.findings):
+        subject = finding.subject
+        if rank < top:
+            process = label_text(subject.process) if subject.process is not None else ""
+            endpoint = inert(subject.endpoint) if subject.endpoint is not None else ""
+        else:
+            process, endpoint = OTHER, OTHER
+        key = (
+            inert(finding.code),
+            finding.severity.label.lower(),
+            inert(finding.blame.value),
+            inert(subject.kind.value),
+            process,
+            endpoint,
+        )
+        values[key] = values.get(key, 0) + finding.count
+    for key, count in values.items():
+        sockets.add_metric(list(key), count)
+    yield sockets
+
+
+class _ListenerAccumulator:
+    __slots__ = ("backlog", "queue")
+
+    def __init__(self) -> None:
+        self.queue = 0
+        self.backlog: int | None = None
+
+
+def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]:
+    """Listeners, TIME_WAIT per destination and ages, in one pass over the sockets."""
+    listeners: dict[tuple[str, str], _ListenerAccumulator] = {}
+    time_wait: Counter[tuple[str, str]] = Counter()
+    port_range = sysctls.ip_local_port_range
+    low, high = port_range if port_range is not None else (1, 0)  # unknown: no port counted
+    ages: dict[TcpState, list[float]] = {}
+    listen, tw = TcpState.LISTEN, TcpState.TIME_WAIT
+    floor_states = _AGE_FLOOR_STATES
+    tracked = report.series is not None
+    for sock in report.sockets:
+        state = sock.state
+        if state is listen:
+            if sock.recv_queue is not None:
+                _add_listener(listeners, report, sock)
+        elif state is tw:
+            port = sock.local.port
+            if port is not None and low <= port <= high:
+                time_wait[_destination_key(sock)] += 1
+        if tracked:
+            age = report.age_at_least(sock)
+        elif state in floor_states and (info := sock.tcp_info) is not None:
+            last_ack = info.last_ack_recv_ms
+            age = None if last_ack is None else last_ack / 1000
+        else:
+            age = None
+        if age is not None:
+            ages.setdefault(state, []).append(age)
+    yield from _listener_families(listeners, top)
+    yield from _time_wait_families(time_wait, port_range, top)
+    yield _age_family(ages)
+
+
+def _add_listener(
+    listeners: dict[tuple[str, str], _ListenerAccumulator], report: Report, sock: Socket
+) -> None:
+    names = report.process_names(sock.pids)
+    key = (inert(str(sock.local)), label_text(names) if names else NO_PROCESS)
+    acc = listeners.get(key)
+    if acc is None:
+        acc = listeners[key] = _ListenerAccumulator()
+    acc.queue += sock.recv_queue or 0
+    if sock.listen_backlog is not None:
+        acc.backlog = (acc.backlog or 0) + sock.listen_backlog
+
+
+def _destination_key(sock: Socket) -> tuple[str, str]:
+    address = sock.local.address
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:a.b.c.d is the IPv4 source
+    return (str(mapped or address), inert(str(sock.remote)))
+
+
+def _listener_families(
+    listeners: Mapping[tuple[str, str], _ListenerAccumulator], top: int
+) -> Iterator[Metric]:
+    queue = GaugeMetricFamily(
+        _name("listener_accept_queue"),
+        "Connections waiting for accept() on a listening address (summed over its sockets, "
+        f"as with SO_REUSEPORT); the {top} fullest listeners, then '{OTHER}'.",
+        labels=["endpoint", "process"],
+    )
+    backlog = GaugeMetricFamily(
+        _name("listener_backlog"),
+        "The accept queue's limit, min(listen() backlog, somaxconn), summed like the queue; "
+        "absent where the source does not know it.",
+        labels=["endpoint", "process"],
+    )
+    fill = {
+        key: (acc.queue / acc.backlog if acc.backlog else float(acc.queue))
+        for key, acc in listeners.items()
+    }
+    kept = set(_top(fill, top))
+    folded: dict[tuple[str, str], _ListenerAccumulator] = {}
+    for key, acc in listeners.items():
+        target = key if key in kept else (OTHER, OTHER)
+        into = folded.get(target)
+        if into is None:
+            into = folded[target] = _ListenerAccumulator()
+        into.queue += acc.queue
+        if acc.backlog is not None:
+            into.backlog = (into.backlog or 0) + acc.backlog
+    for key, acc in sorted(folded.items()):
+        queue.add_metric(list(key), acc.queue)
+        if acc.backlog is not None:
+            backlog.add_metric(list(key), acc.backlog)
+    yield queue
+    yield backlog
+
+
+def _time_wait_families(
+    time_wait: Counter[tuple[str, str]], port_range: tuple[int, int] | None, top: int
+) -> Iterator[Metric]:
+    sockets = GaugeMetricFamily(
+        _name("time_wait_destination_sockets"),
+        "TIME_WAIT sockets this host holds as the client (local port in ip_local_port_range), "
+        f"by local address and destination; the {top} largest, then '{OTHER}'.",
+        labels=["local_address", "destination"],
+    )
+    ratio = GaugeMetricFamily(
+        _name("time_wait_destination_port_ratio"),
+        "Those TIME_WAIT sockets over the size of ip_local_port_range: at 1 a new connect() "
+        "to that destination fails with EADDRNOTAVAIL (the top destinations only).",
+        labels=["local_address", "destination"],
+    )
+    kept = set(_top({key: float(count) for key, count in time_wait.items()}, top))
+    other = 0
+    for key, count in sorted(time_wait.items()):
+        if key not in kept:
+            other += count
+            continue
+        sockets.add_metric(list(key), count)
+        if port_range is not None:
+            ratio.add_metric(list(key), count / (port_range[1] - port_range[0] + 1))
+    if other:
+        sockets.add_metric([OTHER, OTHER], other)
+    yield sockets
+    yield ratio
+
+
+def _age_family(ages: Mapping[TcpState, list[float]]) -> Metric:
+    family = GaugeHistogramMetricFamily(
+        _name("socket_state_age_seconds"),
+        "How long sockets have been in their state, at least (tcp_info's time since the last "
+        "ACK, a floor in ESTABLISHED, CLOSE_WAIT and FIN_WAIT2; longer where a series "
+        "followed them); only sockets whose age is known.",
+        labels=["state"],
+    )
+    for state in STATE_ORDER:
+        observed = ages.get(state)
+        if not observed:
+            continue
+        observed = sorted(observed)
+        buckets = [(_bound_text(bound), bisect.bisect_right(observed, bound)) for bound in AGE_BUCKETS]
+        buckets.append(("+Inf", len(observed)))
+        family.add_metric([state.value], list(buckets), gsum_value=sum(observed))
+    return family
+
+
+def _bound_text(bound: float) -> str:
+    return repr(float(bound))
+
+
+def _kernel_counters(counters: Mapping[str, int]) -> Iterator[Metric]:
+    for key, suffix, help_text in KERNEL_COUNTERS:
+        value = counters.get(key)
+        if value is not None:  # absent from the source: no series, never a fake 0
+            yield CounterMetricFamily(_name(suffix), help_text, value=value)
+
+
+def self_families(
+    *, success: bool, duration_seconds: float | None, extra: Iterable[Metric] = ()
+) -> list[Metric]:
+    """What the exporter says about itself: its version, whether the last collection worked
+    and how long it took (omitted for a file, where it would measure only the reading)."""
+    build = InfoMetricFamily(_name("build"), "The tcphealth that made these metrics.")
+    build.add_metric([], {"version": __version__})
+    out: list[Metric] = [
+        build,
+        GaugeMetricFamily(
+            _name("collect_success"),
+            "1 if the last collection and diagnosis worked, 0 if it failed (see the log).",
+            value=1 if success else 0,
+        ),
+    ]
+    if duration_seconds is not None:
+        out.append(
+            GaugeMetricFamily(
+                _name("collect_duration_seconds"),
+                "Wall time of the last collection and diagnosis.",
+                value=duration_seconds,
+            )
+        )
+    out.extend(extra)
+    return out
+
+
+class StaticCollector:
+    """A collector that yields families already built (for a textfile or a one-off render)."""
+
+    def __init__(self, built: Iterable[Metric]) -> None:
+        self._built = list(built)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._built
+
+
+def exposition(built: Iterable[Metric], *, openmetrics: bool = False) -> bytes:
+    """The text format (version 0.0.4), or OpenMetrics, of the given families."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StaticCollector(built))
+    return generate_openmetrics(registry) if openmetrics else generate_latest(registry)

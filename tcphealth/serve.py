@@ -1,0 +1,206 @@
+"""``tcphealth serve``: an HTTP endpoint Prometheus scrapes.
+
+Each scrape of ``/metrics`` asks a :class:`SharedCollection` for the metrics. It collects (a
+snapshot, its diagnosis, the metric families) only when the last collection is older than the
+minimum interval, and scrapes that arrive while a collection runs wait for that one instead of
+starting their own -- so two Prometheus servers scraping every 15 s cost one collection per
+interval, not two. A collection that fails is logged and exported as
+``tcphealth_collect_success 0``; the server carries on.
+
+The HTTP side is prometheus_client's WSGI application (content negotiation: the text format,
+or OpenMetrics for a scraper that asks for it; gzip) behind a small router that also answers
+``/`` with what this is.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import Metric
+from prometheus_client.process_collector import ProcessCollector
+
+from tcphealth import __version__
+from tcphealth.render.prometheus import self_families
+
+LOG = logging.getLogger("tcphealth.serve")
+
+DEFAULT_HOST = "127.0.0.1"
+# Not one of the ports the Prometheus wiki lists for other exporters (9100 node_exporter...).
+DEFAULT_PORT = 9945
+DEFAULT_MIN_INTERVAL = 10.0
+
+
+@dataclass(frozen=True)
+class Collected:
+    """One collection: its families (none when it failed), whether it worked, how long it took
+    (wall seconds), and when it ended (on the collection's monotonic clock)."""
+
+    families: tuple[Metric, ...]
+    success: bool
+    duration_seconds: float
+    finished_at: float
+
+
+class SharedCollection:
+    """Runs ``collect`` at most once per ``min_interval`` seconds, shared by every caller."""
+
+    def __init__(
+        self,
+        collect: Callable[[], Iterable[Metric]],
+        min_interval: float = DEFAULT_MIN_INTERVAL,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._collect = collect
+        self._min_interval = min_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: Collected | None = None
+        self.collections = 0  # how many times collect ran (for the tests and the log)
+
+    def get(self) -> Collected:
+        arrived = self._clock()
+        with self._lock:
+            last = self._last
+            if last is not None and (
+                last.finished_at >= arrived  # a collection ran while this caller waited
+                or self._clock() - last.finished_at < self._min_interval
+            ):
+                return last
+            self._last = self._run()
+            return self._last
+
+    def _run(self) -> Collected:
+        started = self._clock()
+        self.collections += 1
+        try:
+            built = tuple(self._collect())
+            success = True
+        except Exception as error:  # any failure is a metric and a log line, never a crash
+            LOG.error("collection failed: %s: %s", type(error).__name__, error)
+            built, success = (), False
+        finished = self._clock()
+        return Collected(built, success, finished - started, finished)
+
+
+class TcphealthCollector:
+    """The custom collector: the families of the shared collection, built at scrape time."""
+
+    def __init__(self, shared: SharedCollection) -> None:
+        self._shared = shared
+
+    def collect(self) -> Iterator[Metric]:
+        collected = self._shared.get()
+        yield from collected.families
+        yield from self_families(
+            success=collected.success, duration_seconds=collected.duration_seconds
+        )
+
+
+def make_registry(shared: SharedCollection) -> CollectorRegistry:
+    """Our metrics, and the standard ``process_*`` metrics of the exporter itself (its CPU
+    seconds and memory: the cost of scraping it, measured where it is paid)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TcphealthCollector(shared))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+INDEX_PAGE = """<!DOCTYPE html>
+<html><head><title>tcphealth exporter</title></head>
+<body><h1>tcphealth exporter {version}</h1>
+<p>The TCP connections of this host as Prometheus metrics: sockets per state and process,
+the findings of the diagnosis by code and severity, listener queues, TIME_WAIT per destination,
+kernel counters.</p>
+<p><a href="/metrics">/metrics</a> (each scrape collects at most once every {interval:g} s;
+concurrent scrapes share one collection).</p>
+<p><code>tcphealth check</code> on this host explains every finding.</p>
+</body></html>
+"""
+
+
+def make_app(registry: CollectorRegistry, min_interval: float) -> Callable[..., Iterable[bytes]]:
+    """``/metrics`` for Prometheus, ``/`` for a person; anything else 404."""
+    metrics_app = make_wsgi_app(registry)
+    index = INDEX_PAGE.format(version=__version__, interval=min_interval).encode()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [index]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"Not found: try /metrics\n"]
+
+    return app
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per request, so a slow scrape never blocks the index page."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+        pass  # a line per scrape would drown the collection errors that matter
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:9945``, ``[::1]:9945``, ``:9945`` (every address), ``9945`` (loopback)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = DEFAULT_HOST, text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif not sep:
+        pass
+    elif host == "":
+        host = "0.0.0.0"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"not ADDRESS:PORT: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range: {text!r}")
+    return host, port
+
+
+def make_http_server(
+    host: str, port: int, app: Callable[..., Iterable[bytes]]
+) -> _ThreadingServer:
+    """Bound and listening, not yet serving; ``port`` 0 picks a free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class Server(_ThreadingServer):
+        address_family = family
+
+    server = make_server(host, port, app, server_class=Server, handler_class=_QuietHandler)
+    return server  # type: ignore[return-value]
+
+
+def serve_until(server: WSGIServer, stop: threading.Event) -> None:
+    """Serve on a thread until ``stop`` is set (SIGTERM, Ctrl-C), then close the socket."""
+    thread = threading.Thread(target=server.serve_forever, name="tcphealth-http", daemon=True)
+    thread.start()
+    try:
+        while not stop.wait(0.5):
+            if not thread.is_alive():
+                break
+    finally:
+        if thread.is_alive():  # shutdown() waits for serve_forever: only while it runs
+            server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
