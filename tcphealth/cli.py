@@ -1014,8 +1014,8 @@ def serve(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, frame: stop.set())
-    bound_host, bound_port = server.server_address[:2]
-    shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+    bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     serving.LOG.info("listening on http://%s:%d/metrics", shown, bound_port)
     serving.serve_until(server, stop)
     serving.LOG.info("stopped after %d collections", shared.collections)

@@ -154,7 +154,7 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # a line per scrape would drown the collection errors that matter
 
 
@@ -178,9 +178,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, port
 
 
-def make_http_server(
-    host: str, port: int, app: Callable[..., Iterable[bytes]]
-) -> _ThreadingServer:
+def make_http_server(host: str, port: int, app: Callable[..., Iterable[bytes]]) -> _ThreadingServer:
     """Bound and listening, not yet serving; ``port`` 0 picks a free port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
@@ -188,7 +186,7 @@ def make_http_server(
         address_family = family
 
     server = make_server(host, port, app, server_class=Server, handler_class=_QuietHandler)
-    return server  # type: ignore[return-value]
+    return server
 
 
 def serve_until(server: WSGIServer, stop: threading.Event) -> None:

@@ -8,6 +8,7 @@ Each case runs the real command line (click's CliRunner) on ``fixtures/<name>.js
 - ``<name>.json``   ``tcphealth --format json``
 - ``<name>.ndjson`` ``tcphealth --format ndjson --sockets``
 - ``<name>.check``  ``exit N`` and the line of ``tcphealth check --nagios``
+- ``<name>.prom``   ``tcphealth metrics``: the Prometheus exposition
 
 The fixtures carry a fixed time and times are shown in UTC, and no configuration file is
 searched for, so the files depend neither on the clock nor on the machine.
@@ -34,6 +35,7 @@ CASES: dict[str, list[str]] = {
     "json": ["--format", "json"],
     "ndjson": ["--format", "ndjson", "--sockets"],
     "check": ["check", "--nagios"],
+    "prom": ["metrics"],
 }
 ENVIRONMENT = {"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
 

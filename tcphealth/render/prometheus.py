@@ -22,6 +22,7 @@ import bisect
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -121,7 +122,10 @@ def _name(suffix: str) -> str:
     return f"{PREFIX}_{suffix}"
 
 
-def _top(values: Mapping[tuple[str, ...], float], top: int) -> list[tuple[str, ...]]:
+_Key = TypeVar("_Key", bound=tuple[str, ...])
+
+
+def _top(values: Mapping[_Key, float], top: int) -> list[_Key]:
     """The ``top`` keys of ``values`` by value, ties broken by the key (reproducible output)."""
     ranked = sorted(values.items(), key=lambda item: (-item[1], item[0]))
     return [key for key, _ in ranked[:top]]
@@ -161,7 +165,7 @@ def _processes(report: Report, top: int) -> Iterator[Metric]:
     fd_ratio: dict[tuple[str, ...], float] = {}
     for summary in report.processes:
         process = summary.process
-        key = (label_text(process.name if process else None),)
+        key: tuple[str, ...] = (label_text(process.name if process else None),)
         if summary.socket_count:
             sockets.setdefault(key, Counter()).update(summary.states)
         if process is None or process.open_fds is None:
@@ -249,7 +253,7 @@ def _findings(report: Report, top: int) -> Iterator[Metric]:
             endpoint = inert(subject.endpoint) if subject.endpoint is not None else ""
         else:
             process, endpoint = OTHER, OTHER
-        key = (
+        key: tuple[str, ...] = (
             inert(finding.code),
             finding.severity.label.lower(),
             inert(finding.blame.value),
@@ -345,7 +349,7 @@ def _listener_families(
     kept = set(_top(fill, top))
     folded: dict[tuple[str, str], _ListenerAccumulator] = {}
     for key, acc in listeners.items():
-        target = key if key in kept else (OTHER, OTHER)
+        target: tuple[str, str] = key if key in kept else (OTHER, OTHER)
         into = folded.get(target)
         if into is None:
             into = folded[target] = _ListenerAccumulator()
@@ -403,7 +407,9 @@ def _age_family(ages: Mapping[TcpState, list[float]]) -> Metric:
         if not observed:
             continue
         observed = sorted(observed)
-        buckets = [(_bound_text(bound), bisect.bisect_right(observed, bound)) for bound in AGE_BUCKETS]
+        buckets = [
+            (_bound_text(bound), bisect.bisect_right(observed, bound)) for bound in AGE_BUCKETS
+        ]
         buckets.append(("+Inf", len(observed)))
         family.add_metric([state.value], list(buckets), gsum_value=sum(observed))
     return family
@@ -464,4 +470,6 @@ def exposition(built: Iterable[Metric], *, openmetrics: bool = False) -> bytes:
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StaticCollector(built))
-    return generate_openmetrics(registry) if openmetrics else generate_latest(registry)
+    if openmetrics:
+        return generate_openmetrics(registry)  # type: ignore[no-untyped-call,no-any-return]
+    return generate_latest(registry)
