@@ -1,0 +1,209 @@
+"""``tcphealth serve``: one shared collection per interval, failures as a metric, the HTTP
+endpoints, a clean end on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from tcphealth.serve import SharedCollection, make_registry, parse_listen
+from tests.serve_helpers import ROOT, get, serving, stop
+
+FIXTURE = ROOT / "fixtures" / "listener-not-accepting.json"
+WAIT_SECONDS = 10.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            self.calls += 1
+            return self.now
+
+
+def one_family(value: float = 1.0) -> list[Metric]:
+    return [GaugeMetricFamily("tcphealth_test_value", "A test value.", value=value)]
+
+
+def wait_for(condition: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_concurrent_callers_share_the_running_collection() -> None:
+    clock = FakeClock()
+    release = threading.Event()
+    started = threading.Event()
+    runs: list[int] = []
+
+    def collect() -> Iterable[Metric]:
+        runs.append(1)
+        started.set()
+        assert release.wait(WAIT_SECONDS)
+        return one_family(len(runs))
+
+    shared = SharedCollection(collect, min_interval=0.0, clock=clock)
+    results: list[object] = []
+    first = threading.Thread(target=lambda: results.append(shared.get()))
+    first.start()
+    assert started.wait(WAIT_SECONDS)
+    calls_before = clock.calls
+    others = [threading.Thread(target=lambda: results.append(shared.get())) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    # Each waiting caller has read the clock on arrival: they came during the collection.
+    wait_for(lambda: clock.calls >= calls_before + 3, "three callers to arrive")
+    clock.now += 1.0  # the collection ends after they arrived
+    release.set()
+    for thread in [first, *others]:
+        thread.join(WAIT_SECONDS)
+    assert len(runs) == 1, "one collection for four concurrent callers"
+    assert len(results) == 4 and all(result is results[0] for result in results)
+
+
+def test_min_interval_bounds_collections_and_zero_collects_each_time() -> None:
+    clock = FakeClock()
+    runs: list[int] = []
+
+    def collect() -> Iterable[Metric]:
+        runs.append(1)
+        return one_family()
+
+    shared = SharedCollection(collect, min_interval=10.0, clock=clock)
+    first = shared.get()
+    clock.now += 9.5
+    assert shared.get() is first and len(runs) == 1
+    clock.now += 1.0
+    assert shared.get() is not first and len(runs) == 2
+    assert shared.collections == 2
+
+    every = SharedCollection(collect, min_interval=0.0, clock=clock)
+    every.get()
+    clock.now += 0.001
+    every.get()
+    assert every.collections == 2
+
+
+def test_a_failed_collection_is_a_metric_and_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    failing = [True]
+
+    def collect() -> Iterable[Metric]:
+        if failing[0]:
+            raise PermissionError("/proc/net/tcp: permission denied")
+        return one_family(7)
+
+    shared = SharedCollection(collect, min_interval=5.0, clock=clock)
+    registry = make_registry(shared)
+    with caplog.at_level(logging.ERROR, logger="tcphealth.serve"):
+        text = generate_latest(registry).decode()
+    assert caplog.messages == [
+        "collection failed: PermissionError: /proc/net/tcp: permission denied"
+    ]
+    found = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert found["tcphealth_collect_success"] == 0
+    assert "tcphealth_test_value" not in found
+    assert "process_cpu_seconds_total" in found  # the exporter's own cost, standard names
+    failing[0] = False
+    clock.now += 6.0  # a failure is kept for the interval too, then retried
+    text = generate_latest(registry).decode()
+    assert "tcphealth_collect_success 1.0" in text and "tcphealth_test_value 7.0" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:9945", ("127.0.0.1", 9945)),
+        ("[::1]:9945", ("::1", 9945)),
+        (":9945", ("0.0.0.0", 9945)),
+        ("9945", ("127.0.0.1", 9945)),
+    ],
+)
+def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["localhost:http", "1.2.3.4:70000", ""])
+def test_parse_listen_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_listen(text)
+
+
+# --- the server, as a process ------------------------------------------------------------------
+
+pytestmark_live = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+
+@pytestmark_live
+def test_serve_answers_and_ends_cleanly_on_sigterm() -> None:
+    with serving("--from", str(FIXTURE), "--min-interval", "0") as served:
+        status, kind, body = get(served.url + "/")
+        assert status == 200 and kind.startswith("text/html")
+        assert "tcphealth exporter" in body and 'href="/metrics"' in body
+        status, kind, body = get(served.url + "/metrics")
+        assert status == 200 and kind.startswith("text/plain; version=0.0.4")
+        assert "tcphealth_collect_success 1.0" in body
+        assert (
+            'tcphealth_listener_accept_queue{endpoint="0.0.0.0:8000",process="gunicorn"} 129.0'
+            in body
+        )
+        assert "tcphealth_collect_duration_seconds " in body
+        status, kind, body = get(
+            served.url + "/metrics", accept="application/openmetrics-text; version=1.0.0"
+        )
+        assert status == 200 and kind.startswith("application/openmetrics-text")
+        assert body.endswith("# EOF\n")
+        assert get(served.url + "/other")[0] == 404
+        assert stop(served.process) == 0
+        served.read_log()
+        assert served.log[-1].startswith("tcphealth serve: stopped after ")
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", served.port), 2):
+            pass  # the port is closed
+
+
+@pytestmark_live
+def test_serve_survives_a_failing_collection(tmp_path: object) -> None:
+    missing = ROOT / "fixtures" / "no-such-snapshot.json"
+    with serving("--from", str(missing), "--min-interval", "0") as served:
+        for _ in range(2):  # the server stays up and answers again
+            status, _, body = get(served.url + "/metrics")
+            assert status == 200
+            assert "tcphealth_collect_success 0.0" in body
+            assert "tcphealth_sockets" not in body
+        served.read_log()
+        failures = [line for line in served.log if "collection failed: InputUnreadable" in line]
+        assert len(failures) == 2, served.log
+        assert "no-such-snapshot.json" in failures[0]
+        assert served.process.poll() is None
+
+
+@pytestmark_live
+def test_serve_live_sees_its_own_listening_socket() -> None:
+    with serving("--min-interval", "0") as served:
+        status, _, body = get(served.url + "/metrics")
+        assert status == 200 and "tcphealth_collect_success 1.0" in body
+        # The exporter's own listener, as the kernel lists it, with its backlog.
+        mine = f'endpoint="127.0.0.1:{served.port}"'
+        lines = [line for line in body.splitlines() if mine in line]
+        assert any(line.startswith("tcphealth_listener_backlog{") for line in lines), lines
