@@ -68,3 +68,15 @@ bench-deps:
 	if [ -n "$$missing" ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "bench-deps: ss, netstat, lsof and GNU time are installed"; fi
+
+# What a Prometheus scrape of `tcphealth serve` costs at N sockets, against a full report
+# (benchmarks/scrape.py; results in benchmarks/RESULTS.md). Never part of `make test`/CI.
+.PHONY: bench-scrape rules
+bench-scrape: $(VENV)/.installed-test
+	$(PY) -m benchmarks.scrape --sockets $(N) --rounds $(ROUNDS)
+
+# The shipped alert rules: checked and unit-tested by promtool (the Debian package
+# prometheus). `make test` runs the same through tests/test_prometheus.py.
+rules:
+	promtool check rules deploy/prometheus/tcphealth-rules.yml
+	promtool test rules deploy/prometheus/tcphealth-rules.test.yml

@@ -1,0 +1,213 @@
+"""What a Prometheus scrape of ``tcphealth serve`` costs, against a full ``tcphealth`` report
+of the same host in the same run (issue 23).
+
+    make bench-scrape N=100000     # = python -m benchmarks.scrape --sockets 100000
+
+1. Starts the load generator (``benchmarks.loadgen``) with N loopback sockets.
+2. Starts ``tcphealth serve --min-interval 0`` (so every scrape collects) on a free loopback
+   port, and scrapes it once: the first collection (imports, caches) is not steady state.
+3. Then, in interleaved rounds: one scrape of ``/metrics``, and one full report
+   (``tcphealth --format plain`` to /dev/null). The CPU seconds of a scrape are the serve
+   process's utime + stime (and its reaped children's) from /proc/PID/stat before and after
+   the request; those of a report come from ``getrusage(RUSAGE_CHILDREN)`` around it.
+4. Reports the medians, serve's peak resident memory (VmHWM) and its resident memory after
+   each scrape (steady state must not grow), then stops everything by pid.
+
+Never part of ``make test``: the numbers go to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from benchmarks import run as bench
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SCRAPE_TIMEOUT = 600.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime + cutime + cstime of ``pid``, in seconds."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    # fields[0] is the state (field 3 of proc(5)); utime is field 14, so index 11 here.
+    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+
+
+def memory_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {key} in /proc/{pid}/status")
+
+
+def start_serve(tcphealth: str) -> tuple[subprocess.Popen[bytes], int]:
+    process = subprocess.Popen(
+        [tcphealth, "serve", "--listen", "127.0.0.1:0", "--min-interval", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 60
+    seen = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(1.0):
+                chunk = os.read(process.stderr.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+                found = re.search(rb"listening on http://127\.0\.0\.1:(\d+)/", seen)
+                if found:
+                    return process, int(found.group(1))
+    process.kill()
+    process.wait()
+    raise RuntimeError(f"tcphealth serve did not start: {seen.decode(errors='replace')}")
+
+
+def scrape(port: int) -> tuple[float, int, str]:
+    """Wall seconds, bytes, and the collect_success line of one scrape."""
+    started = time.perf_counter()
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/metrics", timeout=SCRAPE_TIMEOUT
+    ) as response:
+        body = response.read()
+    wall = time.perf_counter() - started
+    success = next(
+        (
+            line
+            for line in body.decode().splitlines()
+            if line.startswith("tcphealth_collect_success")
+        ),
+        "tcphealth_collect_success ?",
+    )
+    return wall, len(body), success
+
+
+def full_report(tcphealth: str) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``tcphealth --format plain`` run (stdout to /dev/null)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(
+        [tcphealth, "--format", "plain"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=SCRAPE_TIMEOUT,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scrape", description=__doc__)
+    parser.add_argument("--sockets", type=int, default=100_000, help="N (default 100000)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--processes", type=int, default=16, help="load generator workers")
+    parser.add_argument(
+        "--tcphealth",
+        default=str(Path(sys.executable).parent / "tcphealth"),
+        help="the tcphealth command to measure (default: next to this Python)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    facts = bench.machine()
+    print("machine: " + "; ".join(f"{k} {v}" for k, v in facts.items()))
+    bench.byte_compile()
+    bench.wait_for_earlier_time_wait(args.sockets, args.processes)
+    with tempfile.TemporaryDirectory() as scratch:
+        state_file = Path(scratch) / "loadgen.json"
+        seconds = 600 + args.sockets / 200
+        with bench.load_generator(args.sockets, args.processes, seconds, state_file):
+            serve, port = start_serve(args.tcphealth)
+            try:
+                return measure(args, serve, port)
+            finally:
+                serve.send_signal(signal.SIGTERM)
+                try:
+                    print(f"serve: exit {serve.wait(timeout=60)} on SIGTERM")
+                except subprocess.TimeoutExpired:
+                    serve.kill()
+                    serve.wait()
+                    print("serve: did not stop on SIGTERM within 60 s; killed")
+                if serve.stderr is not None:
+                    serve.stderr.close()
+
+
+def measure(args: argparse.Namespace, serve: subprocess.Popen[bytes], port: int) -> int:
+    pid = serve.pid
+    before = cpu_seconds(pid)
+    wall, size, success = scrape(port)
+    first_cpu = cpu_seconds(pid) - before
+    print(
+        f"first scrape (not steady state): wall {wall:.2f} s, cpu {first_cpu:.2f} s, "
+        f"{size:,} bytes, {success}; serve VmRSS {memory_kib(pid, 'VmRSS') / 1024:.0f} MiB"
+    )
+    print(f"load average before timing: {bench.load_average()}")
+    scrapes_wall: list[float] = []
+    scrapes_cpu: list[float] = []
+    reports_wall: list[float] = []
+    reports_cpu: list[float] = []
+    resident: list[int] = []
+    for number in range(1, args.rounds + 1):
+        order = ("scrape", "report") if number % 2 else ("report", "scrape")
+        line = []
+        for what in order:
+            if what == "scrape":
+                before = cpu_seconds(pid)
+                wall, size, success = scrape(port)
+                cpu = cpu_seconds(pid) - before
+                scrapes_wall.append(wall)
+                scrapes_cpu.append(cpu)
+                resident.append(memory_kib(pid, "VmRSS"))
+                line.append(f"scrape wall {wall:.2f} s cpu {cpu:.2f} s ({success})")
+            else:
+                wall, cpu = full_report(args.tcphealth)
+                reports_wall.append(wall)
+                reports_cpu.append(cpu)
+                line.append(f"report wall {wall:.2f} s cpu {cpu:.2f} s")
+        print(f"round {number}/{args.rounds}: " + "; ".join(line), flush=True)
+    print(f"load average after timing: {bench.load_average()}")
+    peak = memory_kib(pid, "VmHWM")
+    print()
+    print(f"N = {args.sockets:,}: medians over {args.rounds} rounds")
+    print("  what                          wall s    cpu s   cpu min   cpu max")
+    for name, walls, cpus in (
+        ("scrape (steady state)", scrapes_wall, scrapes_cpu),
+        ("full report (tcphealth)", reports_wall, reports_cpu),
+    ):
+        print(
+            f"  {name:<28} {statistics.median(walls):7.2f}  {statistics.median(cpus):7.2f}"
+            f"   {min(cpus):7.2f}   {max(cpus):7.2f}"
+        )
+    ratio = statistics.median(scrapes_cpu) / statistics.median(reports_cpu)
+    print(f"  scrape / report (cpu): {ratio:.2f}")
+    print(f"  serve peak RSS (VmHWM): {peak / 1024:.0f} MiB")
+    print(
+        "  serve RSS after each scrape (MiB): " + " ".join(f"{kib / 1024:.0f}" for kib in resident)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
