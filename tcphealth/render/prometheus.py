@@ -33,7 +33,7 @@ from prometheus_client.core import (
 )
 
 from tcphealth import __version__
-from tcphealth.model import TCP_STATES, Severity, Socket, Sysctls, TcpState
+from tcphealth.model import TCP_STATES, Endpoint, Severity, Socket, Sysctls, TcpState
 from tcphealth.render.text import inert
 from tcphealth.report import STATE_ORDER, Report
 
@@ -278,7 +278,8 @@ class _ListenerAccumulator:
 def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]:
     """Listeners, TIME_WAIT per destination and ages, in one pass over the sockets."""
     listeners: dict[tuple[str, str], _ListenerAccumulator] = {}
-    time_wait: Counter[tuple[str, str]] = Counter()
+    # Keyed by the model's objects (cheap to hash); made text once per distinct key below.
+    time_wait_by_endpoint: Counter[tuple[object, Endpoint]] = Counter()
     port_range = sysctls.ip_local_port_range
     low, high = port_range if port_range is not None else (1, 0)  # unknown: no port counted
     ages: dict[TcpState, list[float]] = {}
@@ -293,7 +294,7 @@ def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]
         elif state is tw:
             port = sock.local.port
             if port is not None and low <= port <= high:
-                time_wait[_destination_key(sock)] += 1
+                time_wait_by_endpoint[(sock.local.address, sock.remote)] += 1
         if tracked:
             age = report.age_at_least(sock)
         elif state in floor_states and (info := sock.tcp_info) is not None:
@@ -303,6 +304,9 @@ def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]
             age = None
         if age is not None:
             ages.setdefault(state, []).append(age)
+    time_wait: Counter[tuple[str, str]] = Counter()
+    for (address, remote), count in time_wait_by_endpoint.items():
+        time_wait[_destination_key(address, remote)] += count
     yield from _listener_families(listeners, top)
     yield from _time_wait_families(time_wait, port_range, top)
     yield _age_family(ages)
@@ -321,10 +325,9 @@ def _add_listener(
         acc.backlog = (acc.backlog or 0) + sock.listen_backlog
 
 
-def _destination_key(sock: Socket) -> tuple[str, str]:
-    address = sock.local.address
+def _destination_key(address: object, remote: Endpoint) -> tuple[str, str]:
     mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:a.b.c.d is the IPv4 source
-    return (str(mapped or address), inert(str(sock.remote)))
+    return (str(mapped or address), inert(str(remote)))
 
 
 def _listener_families(
