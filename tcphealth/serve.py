@@ -150,7 +150,8 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     """One thread per request, so a slow scrape never blocks the index page."""
 
     daemon_threads = True
-    allow_reuse_address = True
+    allow_reuse_address = True  # a restart is not refused for the last run's TIME_WAIT
+    request_queue_size = 64  # the listen() backlog; socketserver's default is 5
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -62,6 +62,8 @@ def test_the_command_tree_is_what_we_think() -> None:
         "tcphealth check",
         "tcphealth config",
         "tcphealth explain",
+        "tcphealth metrics",
+        "tcphealth serve",
         "tcphealth snapshot",
         "tcphealth sockets",
         "tcphealth watch",
@@ -137,3 +139,23 @@ def test_the_script_samples_are_real_output() -> None:
     assert len(quoted) == len(real) == 2
     assert real[0].startswith(quoted[0].split(": ...", 1)[0])  # the README cuts it short
     assert quoted[1] == real[1]
+
+
+def test_the_metrics_sample_is_real_output() -> None:
+    from click.testing import CliRunner
+
+    root = Path(__file__).resolve().parent.parent
+    command = (
+        "$ tcphealth metrics --from fixtures/close-wait-leak.json"
+        " | grep -E '^tcphealth_(finding_sockets|findings)'\n"
+    )
+    quoted = README.split(command, 1)[1].split("```", 1)[0].splitlines()
+    result = CliRunner().invoke(
+        main, ["metrics", "--from", str(root / "fixtures" / "close-wait-leak.json")]
+    )
+    real = [
+        line
+        for line in result.stdout.splitlines()
+        if re.match(r"^tcphealth_(finding_sockets|findings)", line)
+    ]
+    assert quoted == real
