@@ -439,3 +439,21 @@ def test_state_counts_cover_the_eleven_states() -> None:
         state.value for state in TcpState if state.name not in ("BOUND_INACTIVE", "UNKNOWN")
     }
     assert Counter(name for name, _ in samples(text))["tcphealth_sockets"] == len(states)
+
+
+def test_a_socket_shared_by_workers_of_one_name_counts_once_for_it() -> None:
+    # nginx's master and two workers share the listener (fork); one connection is held by
+    # nginx and a helper it passed the descriptor to; one TIME_WAIT is nobody's.
+    sockets = [
+        sock("LISTEN", "0.0.0.0:80", "0.0.0.0:0", 10, 11, 12, listen_backlog=511),
+        sock("ESTABLISHED", "10.0.0.5:80", "10.9.0.1:40000", 11, 20),
+        sock("TIME_WAIT", "10.0.0.5:80", "10.9.0.2:40001"),
+    ]
+    processes = [proc(10, "nginx"), proc(11, "nginx"), proc(12, "nginx"), proc(20, "helper")]
+    text = exposition(families(analyse(snap(sockets, processes)), KernelFacts({}, Sysctls())))
+    assert values(text.decode(), "tcphealth_process_sockets") == {
+        (("process", "helper"), ("state", "ESTABLISHED")): 1,
+        (("process", "nginx"), ("state", "ESTABLISHED")): 1,
+        (("process", "nginx"), ("state", "LISTEN")): 1,
+        (("process", "none"), ("state", "TIME_WAIT")): 1,
+    }

@@ -19,6 +19,7 @@ collects anything itself.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -159,17 +160,47 @@ def _sockets_by_state(report: Report) -> Metric:
     return family
 
 
+def _sockets_by_name(report: Report) -> dict[tuple[str, ...], Counter[TcpState]]:
+    """Sockets per process name and state. A socket held by several processes of one name
+    (a listener shared by forked workers) counts once for that name; one held by processes
+    of two names counts for each; one held by none counts under NO_PROCESS."""
+    sockets = report.sockets
+    # Counted per (holders, state) in C, then named once per distinct holder set.
+    by_holders = Counter(zip(map(_PIDS, sockets), map(_STATE, sockets), strict=True))
+    names_of: dict[tuple[int, ...], set[str]] = {}
+    by_name: dict[tuple[str, ...], Counter[TcpState]] = {}
+    for (pids, state), count in by_holders.items():
+        names = names_of.get(pids)
+        if names is None:
+            names = names_of[pids] = _holder_names(report, pids)
+        for name in names:
+            by_name.setdefault((name,), Counter())[state] += count
+    return by_name
+
+
+def _holder_names(report: Report, pids: tuple[int, ...]) -> set[str]:
+    if not pids:
+        return {NO_PROCESS}
+    names = set()
+    for pid in pids:
+        process = report.process_by_pid.get(pid)
+        names.add(label_text(process.name if process is not None else None))
+    return names
+
+
+_PIDS = operator.attrgetter("pids")
+_STATE = operator.attrgetter("state")
+
+
 def _processes(report: Report, top: int) -> Iterator[Metric]:
-    sockets: dict[tuple[str, ...], Counter[TcpState]] = {}
+    sockets = _sockets_by_name(report)
     open_fds: dict[tuple[str, ...], int] = {}
     fd_ratio: dict[tuple[str, ...], float] = {}
     for summary in report.processes:
         process = summary.process
-        key: tuple[str, ...] = (label_text(process.name if process else None),)
-        if summary.socket_count:
-            sockets.setdefault(key, Counter()).update(summary.states)
         if process is None or process.open_fds is None:
             continue
+        key: tuple[str, ...] = (label_text(process.name),)
         open_fds[key] = open_fds.get(key, 0) + process.open_fds
         if process.fd_soft_limit:
             ratio = process.open_fds / process.fd_soft_limit
@@ -178,17 +209,19 @@ def _processes(report: Report, top: int) -> Iterator[Metric]:
     per_state = GaugeMetricFamily(
         _name("process_sockets"),
         f"TCP sockets held, by process name (the {top} names holding most, then '{OTHER}'; "
-        f"'{NO_PROCESS}': held by no process seen) and state.",
+        f"'{NO_PROCESS}': held by no process seen) and state; a socket shared by processes "
+        "of one name counts once.",
         labels=["process", "state"],
     )
+    unowned = sockets.pop((NO_PROCESS,), None)
     totals = {key: float(sum(states.values())) for key, states in sockets.items()}
     kept = set(_top(totals, top))
     folded: dict[tuple[str, ...], Counter[TcpState]] = {}
     for key, states in sockets.items():
         target = key if key in kept else (OTHER,)
         folded.setdefault(target, Counter()).update(states)
-    if report.unowned.socket_count:
-        folded[(NO_PROCESS,)] = Counter(report.unowned.states)
+    if unowned:
+        folded[(NO_PROCESS,)] = unowned
     for (name,), states in sorted(folded.items()):
         for state in STATE_ORDER:
             if states.get(state):
