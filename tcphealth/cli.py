@@ -1005,7 +1005,7 @@ def serve(
             series, inputs.from_file or "-", flt=flt, thresholds=thresholds, top=top
         )
 
-    shared = serving.SharedCollection(collect, min_interval)
+    shared = serving.SharedCollection(serving.forked(collect), min_interval)
     app = serving.make_app(serving.make_registry(shared), min_interval)
     try:
         server = serving.make_http_server(host, port, app)

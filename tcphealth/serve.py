@@ -14,7 +14,12 @@ or OpenMetrics for a scraper that asks for it; gzip) behind a small router that 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import pickle
+import selectors
+import signal
 import socket
 import socketserver
 import threading
@@ -37,6 +42,8 @@ DEFAULT_HOST = "127.0.0.1"
 # Not one of the ports the Prometheus wiki lists for other exporters (9100 node_exporter...).
 DEFAULT_PORT = 9945
 DEFAULT_MIN_INTERVAL = 10.0
+# A collection of 300,000 sockets takes a few seconds; one still running after this is stuck.
+DEFAULT_COLLECT_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -86,10 +93,91 @@ class SharedCollection:
             built = tuple(self._collect())
             success = True
         except Exception as error:  # any failure is a metric and a log line, never a crash
-            LOG.error("collection failed: %s: %s", type(error).__name__, error)
+            LOG.error("collection failed: %s", describe(error))
             built, success = (), False
         finished = self._clock()
         return Collected(built, success, finished - started, finished)
+
+
+class CollectionFailed(Exception):
+    """The forked collection failed; the message names the error it met (``InputUnreadable:
+    ...``), or says it was killed or died."""
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, CollectionFailed):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def forked(
+    collect: Callable[[], Iterable[Metric]], timeout: float = DEFAULT_COLLECT_TIMEOUT
+) -> Callable[[], list[Metric]]:
+    """``collect`` run in a child process forked for each collection, its families sent back
+    through a pipe.
+
+    Why: a collection builds hundreds of thousands of objects and frees them; in a process
+    that lives for weeks the allocator keeps part of that memory (measured: resident memory
+    growing by about 1 MiB per collection at 100,000 sockets). A child gives it all back when
+    it exits, so the server stays at its idle size. The child has a single thread, so the
+    sources may fork their own helpers (the fd walk beside the netlink decoding), which they
+    refuse in the threaded server. A collection that hangs past ``timeout`` seconds is killed
+    (by its pid) and counts as failed. Where fork() is missing, ``collect`` runs in place."""
+    if not hasattr(os, "fork"):
+        return lambda: list(collect())
+
+    def run() -> list[Metric]:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: collect, send, leave without running any cleanup
+            status = 0
+            try:
+                os.close(read_end)
+                try:
+                    payload = pickle.dumps((True, list(collect())))
+                except BaseException as error:
+                    payload = pickle.dumps((False, describe(error)))
+                with os.fdopen(write_end, "wb") as pipe:
+                    pipe.write(payload)
+            except BaseException:
+                status = 1
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        try:
+            data, finished = _read_until(read_end, time.monotonic() + timeout)
+        finally:
+            os.close(read_end)
+            if not finished:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        if not finished:
+            raise CollectionFailed(f"no result within {timeout:g} s; the collection was killed")
+        if not data:
+            raise CollectionFailed(f"the collecting process ended without a result ({status})")
+        ok, result = pickle.loads(data)  # from our own child
+        if not ok:
+            raise CollectionFailed(result)
+        return list(result)
+
+    return run
+
+
+def _read_until(fd: int, deadline: float) -> tuple[bytes, bool]:
+    """Everything written to ``fd`` until its writer closes it (True), or what came before
+    ``deadline`` (False)."""
+    chunks: list[bytes] = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(left):
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks), True
+            chunks.append(chunk)
+    return b"".join(chunks), False
 
 
 class TcphealthCollector:

@@ -4,6 +4,7 @@ endpoints, a clean end on SIGTERM."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 import threading
@@ -15,7 +16,13 @@ from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tcphealth.serve import SharedCollection, make_registry, parse_listen
+from tcphealth.serve import (
+    CollectionFailed,
+    SharedCollection,
+    forked,
+    make_registry,
+    parse_listen,
+)
 from tests.serve_helpers import ROOT, get, serving, stop
 
 FIXTURE = ROOT / "fixtures" / "listener-not-accepting.json"
@@ -207,3 +214,56 @@ def test_serve_live_sees_its_own_listening_socket() -> None:
         mine = f'endpoint="127.0.0.1:{served.port}"'
         lines = [line for line in body.splitlines() if mine in line]
         assert any(line.startswith("tcphealth_listener_backlog{") for line in lines), lines
+
+
+# --- the collection in a forked child ------------------------------------------------------------
+
+
+def test_forked_collection_runs_in_a_child_and_returns_its_families() -> None:
+    parent = os.getpid()
+    built = forked(lambda: one_family(os.getpid()))()
+    assert len(built) == 1 and built[0].name == "tcphealth_test_value"
+    child = built[0].samples[0].value
+    assert child != parent
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(child), 0)  # reaped: not even a zombie is left
+
+
+def test_forked_collection_reports_the_childs_error() -> None:
+    def collect() -> Iterable[Metric]:
+        raise ValueError("boom")
+
+    with pytest.raises(CollectionFailed, match=r"^ValueError: boom$"):
+        forked(collect)()
+
+
+def test_forked_collection_that_dies_or_hangs_fails_and_is_reaped() -> None:
+    def dies() -> Iterable[Metric]:
+        os._exit(3)
+
+    with pytest.raises(CollectionFailed, match="ended without a result"):
+        forked(dies)()
+
+    def hangs() -> Iterable[Metric]:
+        time.sleep(60)
+        return []
+
+    run = forked(hangs, timeout=0.5)
+    with pytest.raises(
+        CollectionFailed, match=r"no result within 0.5 s; the collection was killed"
+    ):
+        run()
+
+
+def test_a_failed_forked_collection_is_logged_by_its_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def collect() -> Iterable[Metric]:
+        raise PermissionError("/proc/net/tcp: permission denied")
+
+    shared = SharedCollection(forked(collect), min_interval=0.0)
+    with caplog.at_level(logging.ERROR, logger="tcphealth.serve"):
+        assert shared.get().success is False
+    assert caplog.messages == [
+        "collection failed: PermissionError: /proc/net/tcp: permission denied"
+    ]
