@@ -975,6 +975,14 @@ def metrics(
     metavar="SECONDS",
     help="Collect at most once per SECONDS; scrapes in between get the last collection.",
 )
+@click.option(
+    "--collect-timeout",
+    type=click.FloatRange(1, 3600),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A collection still running after SECONDS is killed and counts as failed.",
+)
 def serve(
     inputs: Inputs,
     flt: SocketFilter,
@@ -982,6 +990,7 @@ def serve(
     top: int,
     listen: str,
     min_interval: float,
+    collect_timeout: float,
 ) -> None:
     """Serve the metrics of 'tcphealth metrics' over HTTP for Prometheus (/metrics), collected
     at scrape time. Ends cleanly on SIGTERM or Ctrl-C."""
@@ -1005,7 +1014,7 @@ def serve(
             series, inputs.from_file or "-", flt=flt, thresholds=thresholds, top=top
         )
 
-    shared = serving.SharedCollection(serving.forked(collect), min_interval)
+    shared = serving.SharedCollection(serving.forked(collect, collect_timeout), min_interval)
     app = serving.make_app(serving.make_registry(shared), min_interval)
     try:
         server = serving.make_http_server(host, port, app)
