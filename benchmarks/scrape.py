@@ -79,14 +79,21 @@ def start_serve(tcphealth: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError(f"tcphealth serve did not start: {seen.decode(errors='replace')}")
 
 
+PEAKS: list[float] = []  # collect_max_resident_bytes of every scrape, in MiB
+
+
 def scrape(port: int) -> tuple[float, int, str]:
-    """Wall seconds, bytes, and the collect_success line of one scrape."""
+    """Wall seconds, bytes, and the collect_success line of one scrape (and the peak memory of
+    the collecting child into PEAKS)."""
     started = time.perf_counter()
     with urllib.request.urlopen(
         f"http://127.0.0.1:{port}/metrics", timeout=SCRAPE_TIMEOUT
     ) as response:
         body = response.read()
     wall = time.perf_counter() - started
+    for line in body.decode().splitlines():
+        if line.startswith("tcphealth_collect_max_resident_bytes "):
+            PEAKS.append(float(line.split()[1]) / (1 << 20))
     success = next(
         (
             line
@@ -203,6 +210,11 @@ def measure(args: argparse.Namespace, serve: subprocess.Popen[bytes], port: int)
     ratio = statistics.median(scrapes_cpu) / statistics.median(reports_cpu)
     print(f"  scrape / report (cpu): {ratio:.2f}")
     print(f"  serve peak RSS (VmHWM): {peak / 1024:.0f} MiB")
+    if PEAKS:
+        print(
+            "  collecting child's peak RSS (collect_max_resident_bytes), MiB: "
+            + " ".join(f"{value:.0f}" for value in PEAKS)
+        )
     print(
         "  serve RSS after each scrape (MiB): " + " ".join(f"{kib / 1024:.0f}" for kib in resident)
     )

@@ -30,7 +30,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
 from tcphealth import __version__
@@ -151,7 +151,7 @@ def forked(
             if not finished:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
+            _, status, usage = os.wait4(pid, 0)
         if not finished:
             raise CollectionFailed(f"no result within {timeout:g} s; the collection was killed")
         if not data:
@@ -159,7 +159,13 @@ def forked(
         ok, result = pickle.loads(data)  # from our own child
         if not ok:
             raise CollectionFailed(result)
-        return list(result)
+        peak = GaugeMetricFamily(
+            "tcphealth_collect_max_resident_bytes",
+            "Peak resident memory of the process that made the last collection (and of its "
+            "helpers); the server itself stays at its idle size.",
+            value=usage.ru_maxrss * 1024,  # Linux gives KiB
+        )
+        return [*result, peak]
 
     return run
 

@@ -222,7 +222,11 @@ def test_serve_live_sees_its_own_listening_socket() -> None:
 def test_forked_collection_runs_in_a_child_and_returns_its_families() -> None:
     parent = os.getpid()
     built = forked(lambda: one_family(os.getpid()))()
-    assert len(built) == 1 and built[0].name == "tcphealth_test_value"
+    assert [family.name for family in built] == [
+        "tcphealth_test_value",
+        "tcphealth_collect_max_resident_bytes",
+    ]
+    assert built[1].samples[0].value > 1 << 20  # a Python process: more than a MiB
     child = built[0].samples[0].value
     assert child != parent
     with pytest.raises(ProcessLookupError):
