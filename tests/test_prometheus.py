@@ -457,3 +457,27 @@ def test_a_socket_shared_by_workers_of_one_name_counts_once_for_it() -> None:
         (("process", "nginx"), ("state", "LISTEN")): 1,
         (("process", "none"), ("state", "TIME_WAIT")): 1,
     }
+
+
+def test_the_glob_in_a_command_annotation_finds_the_hostile_process() -> None:
+    """The rules turn every character of a process name outside [A-Za-z0-9._:/@+-] into `?`
+    in their `command` annotations (no quote can end the shell's quoting there); the glob
+    must still select that process."""
+    import re
+
+    from tcphealth.filters import SocketFilter, apply_filter
+
+    name = "x'; rm -rf ~ #"
+    rules = (RULES / "tcphealth-rules.yml").read_text()
+    pattern, replacement = re.findall(r"reReplaceAll `([^`]+)` `([^`]+)` \$labels\.process", rules)[
+        0
+    ]
+    glob = re.sub(pattern, replacement, name)
+    assert glob == "x???rm?-rf????" and "'" not in glob
+    sockets = [
+        sock("ESTABLISHED", "10.0.0.5:40000", "10.0.0.9:80", 5),
+        sock("LISTEN", "0.0.0.0:22", "0.0.0.0:0", 6),
+    ]
+    snapshot = snap(sockets, [proc(5, name), proc(6, "sshd")])
+    chosen = apply_filter(snapshot, SocketFilter(processes=(glob,)))
+    assert [each.pids for each in chosen.sockets] == [(5,)]
