@@ -527,12 +527,20 @@ class SubjectKind(enum.StrEnum):
 @dataclass(frozen=True)
 class Subject:
     """Who a finding is about. ``pid``/``process`` name the local process where one is known;
-    ``endpoint`` is the listener's local address or the remote peer, as text."""
+    ``endpoint`` is the listener's local address or the remote peer, as text for reading.
+
+    The same subject as data, for the steps that follow the rules (the series, the report,
+    filters) so that none of them reads text back: ``pids`` is every process the finding is
+    about (lowest first; ``pid`` is the first of them), ``address`` the listener's local
+    endpoint or the peer's as the model's object (``None`` where the finding names no single
+    one, or only a port)."""
 
     kind: SubjectKind
     pid: int | None = None
     process: str | None = None
     endpoint: str | None = None
+    pids: tuple[int, ...] = ()
+    address: Endpoint | None = None
 
     def describe(self) -> str:
         parts: list[str] = []

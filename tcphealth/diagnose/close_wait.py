@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
-from tcphealth.diagnose.listeners import (
+from tcphealth.diagnose.shared import (
     assess_accept_queue,
     listener_owner,
     listener_subject,

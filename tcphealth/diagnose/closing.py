@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections import Counter
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.handshake import retransmits_of
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
+from tcphealth.diagnose.shared import retransmits_of
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
@@ -31,6 +31,7 @@ from tcphealth.diagnose.wording import (
 )
 from tcphealth.model import (
     Blame,
+    Endpoint,
     Evidence,
     Finding,
     IPAddress,
@@ -114,7 +115,11 @@ def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]
         count = len(stuck)
         single_peer = next(iter(peers)) if len(peers) == 1 else None
         subject = (
-            Subject(kind=SubjectKind.PEER, endpoint=str(single_peer))
+            Subject(
+                kind=SubjectKind.PEER,
+                endpoint=str(single_peer),
+                address=Endpoint(single_peer, None),
+            )
             if single_peer is not None
             else Subject(kind=SubjectKind.HOST)
         )

@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.handshake import retransmits_of
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.shared import retransmits_of
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
@@ -27,6 +27,7 @@ from tcphealth.diagnose.wording import (
 )
 from tcphealth.model import (
     Blame,
+    Endpoint,
     Evidence,
     Finding,
     IPAddress,
@@ -117,7 +118,7 @@ def _stalled_finding(
         severity=severity,
         state=TcpState.ESTABLISHED,
         blame=Blame.NETWORK,
-        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer)),
+        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer), address=Endpoint(peer, None)),
         count=group.sockets,
         summary=(
             f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} have "
@@ -155,7 +156,7 @@ def _peer_not_reading_finding(
         severity=severity,
         state=TcpState.ESTABLISHED,
         blame=Blame.REMOTE_PEER,
-        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer)),
+        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer), address=Endpoint(peer, None)),
         count=group.sockets,
         summary=(
             f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} are "

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
-from tcphealth.diagnose.listeners import (
+from tcphealth.diagnose.shared import (
     assess_accept_queue,
     listener_owner,
     listener_subject,
     overflow_counter_evidence,
     owner_next_steps,
     owner_unchecked,
+    retransmits_of,
 )
 from tcphealth.diagnose.wording import (
     destination_text,
@@ -29,6 +30,7 @@ from tcphealth.diagnose.wording import (
     number,
     pids_key,
     plural,
+    process_subject,
     ss_peer_filter,
     top_destinations,
     who,
@@ -53,15 +55,6 @@ from tcphealth.states import (
 )
 
 _SYN_FIRST_TIMEOUT = 1.0
-
-
-def retransmits_of(sock: Socket) -> int | None:
-    """Consecutive retransmission timeouts: the socket's own field, else tcp_info's."""
-    if sock.retransmits is not None:
-        return sock.retransmits
-    if sock.tcp_info is not None:
-        return sock.tcp_info.retransmits
-    return None
 
 
 # --- SYN_RECV ------------------------------------------------------------------------------
@@ -333,11 +326,8 @@ def _syn_sent_finding(
         severity=severity,
         state=TcpState.SYN_SENT,
         blame=blame,
-        subject=Subject(
-            kind=SubjectKind.PEER,
-            pid=client_pids[0] if client_pids else None,
-            process=index.process_name(client_pids[0]) if client_pids else None,
-            endpoint=target,
+        subject=process_subject(
+            index, client_pids, SubjectKind.PEER, address=dest, endpoint=target
         ),
         count=count,
         summary=summary,

@@ -143,7 +143,9 @@ def _ports_finding(
         severity=severity,
         state=TcpState.TIME_WAIT,
         blame=Blame.LOCAL_APPLICATION,
-        subject=Subject(kind=SubjectKind.PEER, endpoint=target),
+        subject=Subject(
+            kind=SubjectKind.PEER, endpoint=target, address=Endpoint(remote, remote_port)
+        ),
         count=count,
         summary=(
             f"This host holds {number(count)} TIME_WAIT from {local} to {target}, "

@@ -101,11 +101,22 @@ def process_subject(
     index: SnapshotIndex,
     pids: tuple[int, ...],
     kind: SubjectKind = SubjectKind.PROCESS,
+    address: Endpoint | None = None,
     endpoint: str | None = None,
 ) -> Subject:
-    """A subject naming the lowest pid of ``pids`` (the parent, usually, after a fork)."""
+    """A subject about every pid of ``pids``, naming the lowest (the parent, usually, after a
+    fork); ``endpoint`` is ``address`` as text unless given."""
     pid = pids[0] if pids else None
-    return Subject(kind=kind, pid=pid, process=index.process_name(pid), endpoint=endpoint)
+    if endpoint is None and address is not None:
+        endpoint = str(address)
+    return Subject(
+        kind=kind,
+        pid=pid,
+        process=index.process_name(pid),
+        endpoint=endpoint,
+        pids=pids,
+        address=address,
+    )
 
 
 def pid_evidence(pids: tuple[int, ...]) -> tuple[Evidence, ...]:
