@@ -41,7 +41,7 @@ from tcphealth.model import (
 )
 
 if TYPE_CHECKING:
-    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
+    from tcphealth.series_facts import SeriesFacts  # only named here: a series loads it
 
 
 class ExitCode(enum.IntEnum):

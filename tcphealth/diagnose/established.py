@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import retransmits_of
 from tcphealth.diagnose.wording import (
     attribution_gaps,
@@ -31,6 +32,7 @@ from tcphealth.model import (
     Evidence,
     Finding,
     IPAddress,
+    Severity,
     Socket,
     Subject,
     SubjectKind,
@@ -38,6 +40,10 @@ from tcphealth.model import (
     TimerKind,
 )
 from tcphealth.states import LINUX_DEFAULTS, duration_text, retransmission_budget
+
+PEER_UNREACHABLE = "established-peer-unreachable"
+PEER_NOT_READING = "established-peer-not-reading"
+NOT_READING = "established-not-reading"
 
 
 @dataclass
@@ -114,7 +120,7 @@ def _stalled_finding(
     retries2 = LINUX_DEFAULTS["tcp_retries2"] if retries2 is None else retries2
     give_up = duration_text(retransmission_budget(retries2, 0.2))
     return Finding(
-        code="established-peer-unreachable",
+        code=PEER_UNREACHABLE,
         severity=severity,
         state=TcpState.ESTABLISHED,
         blame=Blame.NETWORK,
@@ -152,7 +158,7 @@ def _peer_not_reading_finding(
     if severity is None:
         return None
     return Finding(
-        code="established-peer-not-reading",
+        code=PEER_NOT_READING,
         severity=severity,
         state=TcpState.ESTABLISHED,
         blame=Blame.REMOTE_PEER,
@@ -183,7 +189,7 @@ def _not_reading_finding(
         return None
     holder = who(index, pids)
     return Finding(
-        code="established-not-reading",
+        code=NOT_READING,
         severity=severity,
         state=TcpState.ESTABLISHED,
         blame=Blame.LOCAL_APPLICATION,
@@ -217,3 +223,27 @@ def _not_reading_finding(
             or ("which process holds them: the source does not say",)
         ),
     )
+
+
+RULE = Rule(
+    name="established",
+    summary="stalled sends, unread receive queues, zero windows",
+    codes=(
+        Code(
+            PEER_UNREACHABLE,
+            "data sent to one peer goes unacknowledged and is resent: the peer or path is gone",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            PEER_NOT_READING,
+            "one peer advertises a zero window: it does not read what this host sends",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            NOT_READING,
+            "a process leaves data unread in its receive queues",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+    ),
+    check=check,
+)

@@ -11,10 +11,11 @@ destination is a listener on this very host whose queue is full, the listener is
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
     assess_accept_queue,
     listener_owner,
@@ -24,6 +25,7 @@ from tcphealth.diagnose.shared import (
     owner_unchecked,
     retransmits_of,
 )
+from tcphealth.diagnose.timeline import connection_key
 from tcphealth.diagnose.wording import (
     destination_text,
     level,
@@ -50,11 +52,18 @@ from tcphealth.model import (
 from tcphealth.states import (
     LINUX_DEFAULTS,
     duration_text,
+    explain,
     retransmission_budget,
     syn_schedule,
 )
 
 _SYN_FIRST_TIMEOUT = 1.0
+
+SYN_RECV_NO_FINAL_ACK = "syn-recv-no-final-ack"
+SYN_SENT_UNANSWERED = "syn-sent-unanswered"
+SYN_SENT_UNCONFIRMED = "syn-sent-unconfirmed"
+SYN_SENT_TO_FULL_LISTENER = "syn-sent-to-full-listener"
+SYN_SENT_STUCK = "syn-sent-stuck"  # from a series: unanswered in every sample
 
 
 # --- SYN_RECV ------------------------------------------------------------------------------
@@ -168,7 +177,7 @@ def _syn_recv_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fin
         evidence.extend(top_destinations(sources, name="top_source", limit=3))
         findings.append(
             Finding(
-                code="syn-recv-no-final-ack",
+                code=SYN_RECV_NO_FINAL_ACK,
                 severity=severity,
                 state=TcpState.SYN_RECV,
                 blame=Blame.REMOTE_PEER,
@@ -312,7 +321,7 @@ def _syn_sent_finding(
             f"got no answer after {group.max_retransmits} or more SYN retransmissions -- the "
             f"host is down or a firewall drops the SYN; connect() fails after {give_up}."
         )
-        code, blame = "syn-sent-unanswered", Blame.REMOTE_PEER
+        code, blame = SYN_SENT_UNANSWERED, Blame.REMOTE_PEER
     else:
         severity = Severity.INFO
         summary = (
@@ -320,7 +329,7 @@ def _syn_sent_finding(
             "waiting for an answer; the source shows no retransmissions, so whether "
             f"{'it is' if len(group.unknown) == 1 else 'they are'} stuck could not be checked."
         )
-        code, blame = "syn-sent-unconfirmed", Blame.REMOTE_PEER
+        code, blame = SYN_SENT_UNCONFIRMED, Blame.REMOTE_PEER
     return Finding(
         code=code,
         severity=severity,
@@ -367,7 +376,7 @@ def _syn_sent_to_full_listener(
         *overflow_counter_evidence(index),
     ]
     return Finding(
-        code="syn-sent-to-full-listener",
+        code=SYN_SENT_TO_FULL_LISTENER,
         severity=severity,
         state=TcpState.SYN_SENT,
         blame=Blame.LOCAL_APPLICATION,
@@ -386,3 +395,126 @@ def _syn_sent_to_full_listener(
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     return _syn_recv_findings(index, thresholds) + _syn_sent_findings(index, thresholds)
+
+
+# --- over a series: SYN_SENT that stays -----------------------------------------------------------
+
+# Replaced by the stuck finding when their sockets stayed through the window.
+_SNAPSHOT_SYN_SENT_CODES = frozenset({SYN_SENT_UNANSWERED, SYN_SENT_UNCONFIRMED})
+
+
+def over_series(window: Window, findings: list[Finding], thresholds: Thresholds) -> list[Finding]:
+    """SYN_SENT that stays over several samples is a peer that does not answer; one that came
+    and went was a blip and says nothing."""
+    if window.samples < thresholds.persist_samples:
+        return findings
+    stuck: dict[Destination, list[Socket]] = {}
+    for sock in window.latest.sockets:
+        if sock.state is TcpState.SYN_SENT and window.stayed(sock):
+            stuck.setdefault(destination(sock.remote), []).append(sock)
+    if not stuck:
+        return findings
+    result: list[Finding] = []
+    for finding in findings:
+        target = finding.subject.address
+        if finding.state is TcpState.SYN_SENT and target is not None and target in stuck:
+            if finding.code in _SNAPSHOT_SYN_SENT_CODES:
+                continue  # replaced by the stuck finding below
+            evidence = Evidence(
+                "stayed", len(stuck.pop(target)), f"in SYN_SENT through {window.span_text()}"
+            )
+            result.append(replace(finding, evidence=(*finding.evidence, evidence)))
+            continue
+        result.append(finding)
+    for dest, sockets in stuck.items():
+        result.append(_syn_sent_stuck(window, dest, sockets, thresholds))
+    return result
+
+
+def _syn_sent_stuck(
+    window: Window, dest: Destination, sockets: list[Socket], thresholds: Thresholds
+) -> Finding:
+    target = destination_text(dest)
+    count = len(sockets)
+    holders = Counter(pids_key(sock.pids) for sock in sockets if sock.pids)
+    pids = holders.most_common(1)[0][0] if len(holders) == 1 else ()
+    names = {process.pid: process.name for process in window.latest.processes}
+    process = names.get(pids[0]) if pids else None
+    client = f"pid {pids[0]}" + (f" ({process})" if process else "") if pids else "Local clients"
+    severity = Severity.CRITICAL if count >= thresholds.syn_sent_critical else Severity.WARNING
+    limit = explain(TcpState.SYN_SENT, window.latest.sysctls).limit_seconds
+    oldest = max(window.ages[connection_key(sock)].observed_seconds for sock in sockets)
+    return Finding(
+        code=SYN_SENT_STUCK,
+        severity=severity,
+        state=TcpState.SYN_SENT,
+        blame=Blame.REMOTE_PEER,
+        subject=Subject(
+            kind=SubjectKind.PEER,
+            pid=pids[0] if pids else None,
+            process=process,
+            endpoint=target,
+            pids=pids,
+            address=dest,
+        ),
+        count=count,
+        summary=(
+            f"{client} has {plural(count, 'connection attempt')} to {target} that stayed "
+            f"unanswered through the whole {window.span_text()}: the peer is down or a "
+            "firewall drops the SYNs -- a dead peer, not a passing blip."
+        ),
+        evidence=(
+            Evidence("stayed", count, f"in SYN_SENT in all {window.samples} samples"),
+            Evidence("oldest_s", round(oldest, 1), "seen in SYN_SENT for at least this long"),
+            Evidence(
+                "syn_retry_budget_s",
+                None if limit is None else round(limit),
+                "the kernel gives up on each attempt after this",
+            ),
+        ),
+        next_steps=(
+            f"ss -tnpo state syn-sent dst {target}",
+            f"traceroute -T -p {target.rsplit(':', 1)[-1]} {target.rsplit(':', 1)[0].strip('[]')}"
+            if ":" in target
+            else f"traceroute -T {target}",
+        ),
+    )
+
+
+_LEVELS = (Severity.WARNING, Severity.CRITICAL)
+
+RULE = Rule(
+    name="handshake",
+    summary="SYN_RECV without final ACKs; SYN_SENT that gets no answer",
+    codes=(
+        Code(
+            SYN_RECV_NO_FINAL_ACK,
+            "handshakes wait in SYN_RECV with room in the accept queue: clients' final ACKs "
+            "do not arrive",
+            _LEVELS,
+        ),
+        Code(
+            SYN_SENT_UNANSWERED,
+            "connection attempts resent their SYN several times and got no answer",
+            _LEVELS,
+        ),
+        Code(
+            SYN_SENT_UNCONFIRMED,
+            "connection attempts wait for an answer; the source shows no resends to judge by",
+            (Severity.INFO,),
+        ),
+        Code(
+            SYN_SENT_TO_FULL_LISTENER,
+            "local clients cannot connect to a listener on this host whose accept queue is full",
+            _LEVELS,
+            explains_counters=("TcpExt.ListenOverflows",),
+        ),
+        Code(
+            SYN_SENT_STUCK,
+            "over a series: connection attempts to one peer stayed unanswered in every sample",
+            _LEVELS,
+        ),
+    ),
+    check=check,
+    step=over_series,
+)

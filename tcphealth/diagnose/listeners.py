@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import (
     assess_accept_queue,
     listener_owner,
@@ -28,6 +29,10 @@ from tcphealth.model import (
     Sysctls,
     TcpState,
 )
+
+LISTEN_QUEUE_FULL = "listen-queue-full"
+LISTEN_QUEUE_FILLING = "listen-queue-filling"
+LISTEN_BACKLOG_UNKNOWN = "listen-backlog-unknown"
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
@@ -84,7 +89,7 @@ def _check_listener(
         # The source gave no backlog (or only an upper bound that proves nothing): say what
         # waits in the queue and that fullness could not be checked.
         return Finding(
-            code="listen-backlog-unknown",
+            code=LISTEN_BACKLOG_UNKNOWN,
             severity=Severity.INFO,
             state=TcpState.LISTEN,
             blame=Blame.NONE,
@@ -131,13 +136,13 @@ def _check_listener(
         else ""
     )
     if severity is Severity.CRITICAL:
-        code = "listen-queue-full"
+        code = LISTEN_QUEUE_FULL
         summary = (
             f"On {endpoint}, {owner} is not accepting connections fast enough: {fill_text}, "
             f"so new handshakes are dropped{also_text}."
         )
     else:
-        code = "listen-queue-filling"
+        code = LISTEN_QUEUE_FILLING
         summary = f"On {endpoint}, {owner} is falling behind in accepting connections: {fill_text}."
     return Finding(
         code=code,
@@ -151,3 +156,28 @@ def _check_listener(
         next_steps=owner_next_steps(pids, listener.local.port),
         unchecked=unchecked,
     )
+
+
+RULE = Rule(
+    name="listeners",
+    summary="accept queues at or near their backlog",
+    codes=(
+        Code(
+            LISTEN_QUEUE_FULL,
+            "a listener's accept queue is full, so the kernel drops new handshakes",
+            (Severity.CRITICAL,),
+            explains_counters=("TcpExt.ListenOverflows",),
+        ),
+        Code(
+            LISTEN_QUEUE_FILLING,
+            "a listener's accept queue is filling: its process accepts too slowly",
+            (Severity.WARNING,),
+        ),
+        Code(
+            LISTEN_BACKLOG_UNKNOWN,
+            "connections wait on a listener whose backlog the source does not give",
+            (Severity.INFO,),
+        ),
+    ),
+    check=check,
+)

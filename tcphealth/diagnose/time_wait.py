@@ -16,6 +16,7 @@ from collections import Counter
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.wording import (
     destination_text,
     level,
@@ -41,6 +42,9 @@ from tcphealth.states import DEFAULT_PORT_RANGE, LINUX_DEFAULTS
 
 # (local address, remote address, remote port): what one ephemeral port range is shared by.
 PortKey = tuple[IPAddress, IPAddress, int | None]
+
+PORTS_EXHAUSTING = "time-wait-ports-exhausting"
+BUCKET_LIMIT = "time-wait-bucket-limit"
 
 
 def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
@@ -139,7 +143,7 @@ def _ports_finding(
         else ()
     )
     return Finding(
-        code="time-wait-ports-exhausting",
+        code=PORTS_EXHAUSTING,
         severity=severity,
         state=TcpState.TIME_WAIT,
         blame=Blame.LOCAL_APPLICATION,
@@ -251,7 +255,7 @@ def _bucket_finding(
             "not list the sockets",
         )
     return Finding(
-        code="time-wait-bucket-limit",
+        code=BUCKET_LIMIT,
         severity=severity,
         state=TcpState.TIME_WAIT,
         blame=Blame.KERNEL_LIMIT,
@@ -268,3 +272,23 @@ def _bucket_finding(
         ),
         unchecked=unchecked,
     )
+
+
+RULE = Rule(
+    name="time_wait",
+    summary="TIME_WAIT exhausting ephemeral ports or hitting tcp_max_tw_buckets",
+    codes=(
+        Code(
+            PORTS_EXHAUSTING,
+            "TIME_WAIT to one destination uses up the ephemeral ports for new connections there",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            BUCKET_LIMIT,
+            "TIME_WAIT is at or near tcp_max_tw_buckets, or has overflowed it since boot",
+            (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
+            explains_counters=("TcpExt.TCPTimeWaitOverflow",),
+        ),
+    ),
+    check=check,
+)

@@ -17,7 +17,7 @@ from tcphealth.report import OwnerSummary, Report, SocketGroup
 from tcphealth.states import StateExplanation
 
 if TYPE_CHECKING:
-    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
+    from tcphealth.series_facts import SeriesFacts  # only named here: a series loads it
 
 REPORT_FORMAT = "tcphealth.report"
 REPORT_VERSION = 1
