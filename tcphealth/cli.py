@@ -838,14 +838,27 @@ def watch(
 
 
 @main.command()
-@click.argument("state")
+@click.argument("state", required=False)
+@click.option(
+    "--codes",
+    is_flag=True,
+    help="List every finding code instead: its severities, the rule that makes it, what it means.",
+)
 @FROM_OPTION
 @PROC_ROOT_OPTION
 @FORMAT_OPTION
-def explain(state: str, from_file: str | None, proc_root: Path, fmt: str | None) -> None:
+def explain(
+    state: str | None, codes: bool, from_file: str | None, proc_root: Path, fmt: str | None
+) -> None:
     """What STATE means, how a connection gets there and out, what it says when connections
     stay in it, and how long this host's kernel lets them. STATE may be spelled as any tool
-    prints it: close-wait, CLOSE_WAIT, ESTAB, SYN-RECV, FIN_WAIT_2, LISTENING."""
+    prints it: close-wait, CLOSE_WAIT, ESTAB, SYN-RECV, FIN_WAIT_2, LISTENING. With --codes,
+    the catalogue of finding codes."""
+    if codes:
+        _explain_codes(state, fmt)
+        return
+    if state is None:
+        raise Failure("explain needs a STATE (e.g. close-wait), or --codes")
     parsed = parse_state(state)
     if parsed is None or parsed is TcpState.UNKNOWN:
         known = ", ".join(s.value for s in TCP_STATES)
@@ -865,6 +878,19 @@ def explain(state: str, from_file: str | None, proc_root: Path, fmt: str | None)
     else:
         width = env.width if env.stdout_isatty else PIPE_TEXT_WIDTH
         click.echo(states.format_explanation(explanation, width=width), nl=False)
+
+
+def _explain_codes(state: str | None, fmt: str | None) -> None:
+    from tcphealth.diagnose import catalogue  # only this command lists the codes
+
+    if state is not None:
+        raise Failure("explain --codes takes no STATE")
+    if (fmt or Environment.detect().default_format) in ("json", "ndjson"):
+        from tcphealth.render.json import dumps
+
+        click.echo(dumps(catalogue.record(), indent=2 if fmt == "json" else None))
+    else:
+        click.echo(catalogue.text(), nl=False)
 
 
 @main.command(name="config")

@@ -579,8 +579,9 @@ RULE = Rule(
         ),
         Code(
             SLOW_CLOSE,
-            "over a series: a process closes its CLOSE_WAIT connections, only late",
+            "a process closes its CLOSE_WAIT connections, only late",
             (Severity.INFO, Severity.WARNING),
+            from_series=True,
         ),
     ),
     check=check,

@@ -511,8 +511,9 @@ RULE = Rule(
         ),
         Code(
             SYN_SENT_STUCK,
-            "over a series: connection attempts to one peer stayed unanswered in every sample",
+            "connection attempts to one peer stayed unanswered in every sample",
             _LEVELS,
+            from_series=True,
         ),
     ),
     check=check,

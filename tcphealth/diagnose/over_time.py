@@ -229,23 +229,27 @@ RULE = Rule(
     codes=(
         Code(
             PAST_TIMER,
-            "over a series: sockets stayed in a state longer than the kernel's timer for it",
+            "sockets stayed in a state longer than the kernel's timer for it",
             (Severity.WARNING,),
+            from_series=True,
         ),
         Code(
             LISTEN_OVERFLOWS_RISING,
-            "over a series: accept-queue overflows rose though no queue was seen full",
+            "accept-queue overflows rose though no queue was seen full",
             (Severity.WARNING,),
+            from_series=True,
         ),
         Code(
             TIME_WAIT_OVERFLOW_RISING,
-            "over a series: closes skipped TIME_WAIT because tcp_max_tw_buckets was reached",
+            "closes skipped TIME_WAIT because tcp_max_tw_buckets was reached",
             (Severity.WARNING,),
+            from_series=True,
         ),
         Code(
             GROWING,
-            "over a series: a process holds more sockets in a lingering state in every sample",
+            "a process holds more sockets in a lingering state in every sample",
             (Severity.WARNING,),
+            from_series=True,
         ),
     ),
     check=None,

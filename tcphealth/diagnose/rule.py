@@ -32,6 +32,9 @@ class Code:
     # code accounts for: the series adds the rise to it as evidence instead of a finding of
     # its own. Declared here so that the series needs no other module's code names.
     explains_counters: tuple[str, ...] = ()
+    # Made only by the rule's step over a series (--samples, watch, a series file), never from
+    # one snapshot.
+    from_series: bool = False
 
 
 @dataclass(frozen=True)
