@@ -575,3 +575,10 @@ class Finding:
     evidence: tuple[Evidence, ...] = ()
     next_steps: tuple[str, ...] = ()
     unchecked: tuple[str, ...] = ()  # what the snapshot could not tell us for this finding
+
+
+def finding_order(finding: Finding) -> tuple[int, int, str, str]:
+    """The one order findings are listed in, everywhere: most severe first, then the largest,
+    then by code; the subject breaks the last ties so that the same snapshot always gives the
+    same list."""
+    return (-finding.severity, -finding.count, finding.code, finding.subject.describe())

@@ -38,6 +38,7 @@ from tcphealth.model import (
     Snapshot,
     Socket,
     TcpState,
+    finding_order,
 )
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class Report:
     attribution: Attribution
     socket_count: int
     states: dict[TcpState, int]  # only states that occur, in STATE_ORDER
-    findings: tuple[Finding, ...]  # most severe first; equal severities keep the diagnosis order
+    findings: tuple[Finding, ...]  # in finding_order: most severe first, then largest
     processes: tuple[OwnerSummary, ...]  # processes with findings first, then by socket count
     unowned: OwnerSummary  # sockets no process holds (or whose holder we could not see)
     notes: tuple[str, ...] = ()
@@ -166,8 +167,8 @@ class Report:
 
 
 def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
-    """Most severe first; a stable sort, so the diagnosis's own order breaks ties."""
-    return tuple(sorted(findings, key=lambda finding: -finding.severity))
+    """In the one order of :func:`tcphealth.model.finding_order` (the diagnosis's own)."""
+    return tuple(sorted(findings, key=finding_order))
 
 
 class _Grouping:

@@ -37,7 +37,7 @@ from tcphealth.diagnose import (
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.model import Finding, Snapshot
+from tcphealth.model import Finding, Snapshot, finding_order
 
 __all__ = ["CODES", "RULES", "diagnose", "finding_order", "rule_of"]
 
@@ -73,12 +73,6 @@ _RULE_OF_CODE = {code.name: rule for rule in RULES for code in rule.codes}
 def rule_of(code: str) -> Rule | None:
     """The rule that declares ``code``; None for a code no rule declares."""
     return _RULE_OF_CODE.get(code)
-
-
-def finding_order(finding: Finding) -> tuple[int, int, str, str]:
-    # Most severe first, then the largest, then by code; the subject breaks the last ties so
-    # that the same snapshot always gives the same list. The one order findings are listed in.
-    return (-finding.severity, -finding.count, finding.code, finding.subject.describe())
 
 
 def diagnose(snapshot: Snapshot, thresholds: Thresholds | None = None) -> list[Finding]:

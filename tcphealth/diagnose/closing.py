@@ -44,9 +44,9 @@ from tcphealth.model import (
     TimerKind,
 )
 from tcphealth.states import (
-    LINUX_DEFAULTS,
     duration_text,
     effective_orphan_retries,
+    host_or_default,
     retransmission_budget,
 )
 
@@ -210,10 +210,11 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
     findings: list[Finding] = []
     sysctls = index.snapshot.sysctls
     fin_timeout = sysctls.tcp_fin_timeout
+    timeout, timeout_assumed = host_or_default(sysctls, "tcp_fin_timeout")
     timeout_text = (
-        f"tcp_fin_timeout ({fin_timeout} s)"
-        if fin_timeout is not None
-        else f"tcp_fin_timeout (default {LINUX_DEFAULTS['tcp_fin_timeout']} s assumed)"
+        f"tcp_fin_timeout (default {timeout} s assumed)"
+        if timeout_assumed
+        else f"tcp_fin_timeout ({timeout} s)"
     )
     for pids, sockets in held.items():
         severity = level(

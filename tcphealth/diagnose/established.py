@@ -39,7 +39,7 @@ from tcphealth.model import (
     TcpState,
     TimerKind,
 )
-from tcphealth.states import LINUX_DEFAULTS, duration_text, retransmission_budget
+from tcphealth.states import duration_text, host_or_default, retransmission_budget
 
 PEER_UNREACHABLE = "established-peer-unreachable"
 PEER_NOT_READING = "established-peer-not-reading"
@@ -115,9 +115,7 @@ def _stalled_finding(
     severity = level(group.sockets, thresholds.established_warning, thresholds.established_critical)
     if severity is None:
         return None
-    retries2 = index.snapshot.sysctls.tcp_retries2
-    assumed = retries2 is None
-    retries2 = LINUX_DEFAULTS["tcp_retries2"] if retries2 is None else retries2
+    retries2, assumed = host_or_default(index.snapshot.sysctls, "tcp_retries2")
     give_up = duration_text(retransmission_budget(retries2, 0.2))
     return Finding(
         code=PEER_UNREACHABLE,

@@ -50,9 +50,9 @@ from tcphealth.model import (
     TcpState,
 )
 from tcphealth.states import (
-    LINUX_DEFAULTS,
     duration_text,
     explain,
+    host_or_default,
     retransmission_budget,
     syn_schedule,
 )
@@ -247,9 +247,7 @@ def _syn_sent_finding(
     client_pids = clients[0] if len(clients) == 1 else ()
     client = who(index, client_pids) if client_pids else "Local clients"
     sysctls = index.snapshot.sysctls
-    retries = sysctls.tcp_syn_retries
-    assumed_retries = retries is None
-    retries = LINUX_DEFAULTS["tcp_syn_retries"] if retries is None else retries
+    retries, assumed_retries = host_or_default(sysctls, "tcp_syn_retries")
     schedule = syn_schedule(retries, sysctls.tcp_syn_linear_timeouts)
     give_up = duration_text(schedule.give_up_seconds)
 

@@ -38,7 +38,7 @@ from tcphealth.model import (
     SubjectKind,
     TcpState,
 )
-from tcphealth.states import DEFAULT_PORT_RANGE, LINUX_DEFAULTS
+from tcphealth.states import LINUX_DEFAULTS, port_range_or_default
 
 # (local address, remote address, remote port): what one ephemeral port range is shared by.
 PortKey = tuple[IPAddress, IPAddress, int | None]
@@ -66,9 +66,7 @@ def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     sockets = index.sockets(TcpState.TIME_WAIT)
     sysctls = index.snapshot.sysctls
-    port_range = sysctls.ip_local_port_range
-    range_assumed = port_range is None
-    low, high = DEFAULT_PORT_RANGE if port_range is None else port_range
+    (low, high), range_assumed = port_range_or_default(sysctls)
     ports = high - low + 1
 
     everywhere: Counter[Destination] = Counter()

@@ -40,10 +40,6 @@ def plural(count: int, word: str, words: str | None = None) -> str:
     return f"{number(count)} {word if count == 1 else (words or word + 's')}"
 
 
-def address_text(address: IPAddress) -> str:
-    return str(address)
-
-
 def sockets_text(count: int) -> str:
     return f"{number(count)} socket" if count == 1 else f"{number(count)} sockets"
 
@@ -77,10 +73,6 @@ def by_host_if_ports_vary(counts: Counter[Destination]) -> Counter[Destination]:
     for address, count in by_object.values():
         hosts[Endpoint(address, None)] += count
     return hosts
-
-
-def endpoint_text(endpoint: Endpoint) -> str:
-    return str(endpoint)
 
 
 def pids_key(pids: Iterable[int]) -> tuple[int, ...]:
@@ -161,10 +153,6 @@ def ss_peer_filter(address: IPAddress, port: int | None) -> str:
     if port is not None:
         text += f" '( dport = :{port} )'"
     return text
-
-
-def ss_local_port_filter(port: int | None) -> str:
-    return "" if port is None else f"'( sport = :{port} )'"
 
 
 def level(count: float, warning: float, critical: float) -> Severity | None:
