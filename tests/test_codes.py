@@ -200,7 +200,7 @@ def test_every_code_is_declared_once_and_literally() -> None:
     assert len(names) == len(set(names))
     # Each code appears as a string literal in the source of the module of its rule, and in
     # no other rule module: no code is built at run time or borrowed from another rule.
-    diagnose = REPO / "tcphealth" / "diagnose"
+    diagnose = REPO / "tcphealth" / "diagnose" / "rules"
     for rule in RULES:
         own = (diagnose / f"{rule.name}.py").read_text(encoding="utf-8")
         for code in rule.codes:

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from tcphealth import sources
 from tcphealth.cli import main
-from tcphealth.diagnose.close_wait import SLOW_CLOSE
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.handshake import SYN_SENT_STUCK
-from tcphealth.diagnose.over_time import GROWING, LISTEN_OVERFLOWS_RISING, PAST_TIMER
+from tcphealth.diagnose.rules.close_wait import SLOW_CLOSE
+from tcphealth.diagnose.rules.handshake import SYN_SENT_STUCK
+from tcphealth.diagnose.rules.over_time import GROWING, LISTEN_OVERFLOWS_RISING, PAST_TIMER
 from tcphealth.diagnose.series import diagnose_series
 from tcphealth.diagnose.timeline import Tracker, connection_key, kernel_age_floor
 from tcphealth.model import (

@@ -1,30 +1,23 @@
 """Findings from a snapshot: pure rules, no I/O.
 
 ``diagnose(snapshot)`` runs every rule over one pass of indexing and returns the findings most
-severe first. Each rule module handles one concern:
-
-=================  ==========================================================================
-``close_wait``     CLOSE_WAIT held by a process, never accepted, or held by an unknown owner
-``listeners``      accept queues at or near their backlog
-``handshake``      SYN_RECV without final ACKs; SYN_SENT that gets no answer
-``closing``        FIN_WAIT1 / CLOSING / LAST_ACK not acknowledged; FIN_WAIT2 that never ends
-``time_wait``      TIME_WAIT exhausting ephemeral ports or hitting tcp_max_tw_buckets
-``established``    stalled sends, unread receive queues, zero windows
-``descriptors``    processes near their file-descriptor limit
-``over_time``      (a series only) past the kernel's timer, drop counters rising, growth
-=================  ==========================================================================
-
-Each module declares its rule as a :class:`~tcphealth.diagnose.rule.Rule` record (name, the
-codes it can emit, its check, its optional step over a series); :data:`RULES` below is the one
-list of them. The rules share helpers only through ``shared``, ``wording`` and ``index``: no
-rule module imports another (``make lint`` checks it).
+severe first. Each rule lives in its own module under ``rules/`` (CLOSE_WAIT, listeners,
+handshakes, closing, TIME_WAIT, ESTABLISHED, descriptors, and ``over_time`` for what only a
+series shows) and declares itself there as a :class:`~tcphealth.diagnose.rule.Rule` record:
+its name, a one-line summary, the codes it can emit, its check, its optional step over a
+series. :data:`RULES` below is the one list of them; ``tcphealth explain --codes`` and the
+README's table of codes are made from it. The rules share helpers only through ``shared``,
+``wording`` and ``index``: no rule module imports another (``make lint`` checks it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tcphealth.diagnose import (
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.rules import (
     close_wait,
     closing,
     descriptors,
@@ -34,9 +27,6 @@ from tcphealth.diagnose import (
     over_time,
     time_wait,
 )
-from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.model import Finding, Snapshot, finding_order
 
 __all__ = ["CODES", "RULES", "diagnose", "finding_order", "rule_of"]
