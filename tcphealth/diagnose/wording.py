@@ -22,6 +22,9 @@ from tcphealth.model import (
     TcpState,
 )
 
+# The diagnoses import plural from here; it is the one every layer uses.
+from tcphealth.phrases import plural as plural
+
 
 def number(value: int) -> str:
     return f"{value:,}"
@@ -33,11 +36,6 @@ def percent(ratio: float) -> str:
     if shown == "100%" and ratio < 1.0:
         return f"{ratio * 100:.1f}%"
     return shown
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """``1 connection attempt``, ``3 connection attempts``."""
-    return f"{number(count)} {word if count == 1 else (words or word + 's')}"
 
 
 def sockets_text(count: int) -> str:

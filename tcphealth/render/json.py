@@ -11,8 +11,14 @@ import json
 
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import RenderOptions, View
-from tcphealth.render.records import report_record, socket_record
-from tcphealth.report import Report
+from tcphealth.render.records import (
+    explanation_record,
+    report_record,
+    socket_record,
+    thresholds_record,
+)
+from tcphealth.report import Report, ThresholdsReport
+from tcphealth.states import StateExplanation
 
 
 def dumps(value: object, indent: int | None = None) -> str:
@@ -35,3 +41,11 @@ def render(report: Report, options: RenderOptions, env: Environment) -> None:
         out.write(separator + dumps(socket_record(report, sock)))
         separator = ",\n    "
     out.write("]\n}\n" if separator == "\n    " else "\n  ]\n}\n")
+
+
+def explanation(shown: StateExplanation, env: Environment) -> None:
+    env.stdout.write(dumps(explanation_record(shown), indent=2) + "\n")
+
+
+def thresholds(shown: ThresholdsReport, env: Environment) -> None:
+    env.stdout.write(dumps(thresholds_record(shown), indent=2) + "\n")

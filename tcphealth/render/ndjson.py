@@ -9,8 +9,14 @@ import itertools
 from tcphealth.render.environment import Environment
 from tcphealth.render.json import dumps
 from tcphealth.render.options import RenderOptions, View
-from tcphealth.render.records import finding_record, socket_record
-from tcphealth.report import Report
+from tcphealth.render.records import (
+    explanation_record,
+    finding_record,
+    socket_record,
+    thresholds_record,
+)
+from tcphealth.report import Report, ThresholdsReport
+from tcphealth.states import StateExplanation
 
 
 def render(report: Report, options: RenderOptions, env: Environment) -> None:
@@ -21,3 +27,12 @@ def render(report: Report, options: RenderOptions, env: Environment) -> None:
     if options.with_sockets or options.view is View.SOCKETS:
         for sock in itertools.islice(report.sockets, options.socket_limit(table=False)):
             out.write(dumps({"type": "socket", **socket_record(report, sock)}) + "\n")
+
+
+def explanation(shown: StateExplanation, env: Environment) -> None:
+    """The explanation as one JSON line."""
+    env.stdout.write(dumps(explanation_record(shown)) + "\n")
+
+
+def thresholds(shown: ThresholdsReport, env: Environment) -> None:
+    env.stdout.write(dumps(thresholds_record(shown)) + "\n")

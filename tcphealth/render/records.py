@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tcphealth.model import TCP_STATES, Finding, Socket, TcpState
 from tcphealth.render.text import utc_iso
-from tcphealth.report import OwnerSummary, Report, SocketGroup
+from tcphealth.report import OwnerSummary, Report, SocketGroup, ThresholdsReport
 from tcphealth.states import StateExplanation
 
 if TYPE_CHECKING:
@@ -246,3 +246,9 @@ def explanation_record(explanation: StateExplanation) -> JSONObject:
         "settings": {name: value for name, value in explanation.settings},
         "assumed": list(explanation.assumed),
     }
+
+
+def thresholds_record(shown: ThresholdsReport) -> JSONObject:
+    """``tcphealth config --format json``: the file they came from (null: the defaults), then
+    every threshold by name."""
+    return {"source": str(shown.origin) if shown.origin else None, **shown.values}
