@@ -1,10 +1,12 @@
 """The command line: parse options, choose the source and the output, exit. No logic lives here;
-every command is a thin call into the library (:func:`tcphealth.pipeline.analyse`, the
-renderers), and every library error becomes one line on stderr and exit code 3.
+every command is a thin call into the library (:mod:`tcphealth.pipeline` makes the report or
+follows the host, a renderer from the :mod:`tcphealth.render` registry writes it), and every
+library error becomes one line on stderr and exit code 3. The output environment is looked at
+once per run (:func:`environment`).
 
 Options shared by several commands are one decorator each, and each decorator hands its
-command one ready value (:class:`Inputs`, :class:`~tcphealth.filters.SocketFilter`), so no
-command body ever looks at raw option values.
+command one ready value (:class:`~tcphealth.pipeline.Inputs`,
+:class:`~tcphealth.filters.SocketFilter`), so no command body ever looks at raw option values.
 """
 
 from __future__ import annotations
