@@ -792,12 +792,8 @@ def _explain_codes(state: str | None, fmt: str | None) -> None:
 
     if state is not None:
         raise Failure("explain --codes takes no STATE")
-    if (fmt or Environment.detect().default_format) in ("json", "ndjson"):
-        from tcphealth.render.json import dumps
-
-        click.echo(dumps(catalogue.record(), indent=2 if fmt == "json" else None))
-    else:
-        click.echo(catalogue.text(), nl=False)
+    env = environment()
+    output_format(fmt, env).codes(catalogue.entries(), env)
 
 
 @main.command(name="config")

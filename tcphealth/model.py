@@ -564,6 +564,25 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class CodeEntry:
+    """One finding code as the catalogue lists it (``tcphealth explain --codes``): the code,
+    the rule that declares it, the severities it can carry, whether only a series of samples
+    can show it, and what it means in one line."""
+
+    code: str
+    rule: str
+    severities: tuple[Severity, ...]
+    from_series: bool
+    meaning: str
+
+    @property
+    def severity_text(self) -> str:
+        """``WARNING-CRITICAL``, ``INFO``: the range, lowest to highest."""
+        low, high = min(self.severities), max(self.severities)
+        return low.label if low == high else f"{low.label}-{high.label}"
+
+
+@dataclass(frozen=True)
 class Finding:
     code: str  # stable, e.g. "close-wait-not-reading"
     severity: Severity

@@ -251,6 +251,16 @@ def test_explain_codes_as_json() -> None:
     }
 
 
+def test_explain_codes_as_ndjson_is_one_typed_line_per_code() -> None:
+    import json
+
+    result = CliRunner().invoke(main, ["explain", "--codes", "--format", "ndjson"])
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["code"] for line in lines] == list(CODES)
+    assert {line["type"] for line in lines} == {"code"}
+
+
 def test_explain_codes_refuses_a_state_and_explain_needs_one() -> None:
     assert CliRunner().invoke(main, ["explain", "--codes", "close-wait"]).exit_code == 3
     assert CliRunner().invoke(main, ["explain"]).exit_code == 3

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tcphealth.model import CodeEntry
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import RenderOptions, View
 from tcphealth.report import Report, ThresholdsReport
@@ -39,7 +40,8 @@ def _imported_on_use(module_name: str, function: str = "render") -> Callable[...
 @dataclass(frozen=True)
 class OutputFormat:
     """One ``--format``: the module that renders a report, and the one that renders the
-    explanation of a state and the thresholds (prose for a person, or JSON)."""
+    explanation of a state, the thresholds and the catalogue of finding codes (prose for a
+    person, or JSON)."""
 
     name: str
     report_module: str
@@ -54,6 +56,9 @@ class OutputFormat:
 
     def thresholds(self, shown: ThresholdsReport, env: Environment) -> None:
         _imported_on_use(self.document_module, "thresholds")(shown, env)
+
+    def codes(self, shown: tuple[CodeEntry, ...], env: Environment) -> None:
+        _imported_on_use(self.document_module, "codes")(shown, env)
 
 
 OUTPUT_FORMATS: dict[str, OutputFormat] = {

@@ -9,9 +9,11 @@ from __future__ import annotations
 import itertools
 import json
 
+from tcphealth.model import CodeEntry
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import RenderOptions, View
 from tcphealth.render.records import (
+    code_record,
     explanation_record,
     report_record,
     socket_record,
@@ -49,3 +51,8 @@ def explanation(shown: StateExplanation, env: Environment) -> None:
 
 def thresholds(shown: ThresholdsReport, env: Environment) -> None:
     env.stdout.write(dumps(thresholds_record(shown), indent=2) + "\n")
+
+
+def codes(shown: tuple[CodeEntry, ...], env: Environment) -> None:
+    """The catalogue of finding codes as one JSON array."""
+    env.stdout.write(dumps([code_record(entry) for entry in shown], indent=2) + "\n")

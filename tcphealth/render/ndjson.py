@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 
+from tcphealth.model import CodeEntry
 from tcphealth.render.environment import Environment
 from tcphealth.render.json import dumps
 from tcphealth.render.options import RenderOptions, View
 from tcphealth.render.records import (
+    code_record,
     explanation_record,
     finding_record,
     socket_record,
@@ -36,3 +38,9 @@ def explanation(shown: StateExplanation, env: Environment) -> None:
 
 def thresholds(shown: ThresholdsReport, env: Environment) -> None:
     env.stdout.write(dumps(thresholds_record(shown)) + "\n")
+
+
+def codes(shown: tuple[CodeEntry, ...], env: Environment) -> None:
+    """One JSON line per finding code, typed like the report's lines."""
+    for entry in shown:
+        env.stdout.write(dumps({"type": "code", **code_record(entry)}) + "\n")

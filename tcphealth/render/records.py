@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tcphealth.model import TCP_STATES, Finding, Socket, TcpState
+from tcphealth.model import TCP_STATES, CodeEntry, Finding, Socket, TcpState
 from tcphealth.render.text import utc_iso
 from tcphealth.report import OwnerSummary, Report, SocketGroup, ThresholdsReport
 from tcphealth.states import StateExplanation
@@ -252,3 +252,14 @@ def thresholds_record(shown: ThresholdsReport) -> JSONObject:
     """``tcphealth config --format json``: the file they came from (null: the defaults), then
     every threshold by name."""
     return {"source": str(shown.origin) if shown.origin else None, **shown.values}
+
+
+def code_record(entry: CodeEntry) -> JSONObject:
+    """One code of ``tcphealth explain --codes --format json``."""
+    return {
+        "code": entry.code,
+        "rule": entry.rule,
+        "severities": [severity.label for severity in entry.severities],
+        "from_series": entry.from_series,
+        "meaning": entry.meaning,
+    }
