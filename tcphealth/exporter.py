@@ -15,11 +15,10 @@ from pathlib import Path
 
 from prometheus_client.core import Metric
 
-from tcphealth import sources
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.filters import SocketFilter
 from tcphealth.model import Snapshot
-from tcphealth.pipeline import analyse, analyse_series
+from tcphealth.pipeline import diagnose_samples
 from tcphealth.render.prometheus import DEFAULT_TOP, KernelFacts, families
 
 
@@ -33,13 +32,9 @@ def report_families(
 ) -> list[Metric]:
     """The metric families of one snapshot, or of the latest of a timed series (diagnosed
     with time, as ``tcphealth --from SERIES`` does); ``where`` names the input in notes."""
-    if sources.is_timed_series(series):
-        latest = series[-1]
-        report = analyse_series(series, flt, thresholds)
-    else:
-        latest = sources.latest_of(where, series)
-        report = analyse(latest, flt, thresholds)
-    return families(report, KernelFacts(latest.counters, latest.sysctls), top=top)
+    diagnosed = diagnose_samples(series, where, flt, thresholds)
+    latest = diagnosed.noted  # the snapshot the report is of: its counters and sysctls
+    return families(diagnosed.report, KernelFacts(latest.counters, latest.sysctls), top=top)
 
 
 def write_textfile(path: Path, data: bytes) -> None:

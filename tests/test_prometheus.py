@@ -256,13 +256,18 @@ def test_findings_past_the_top_are_folded_per_code() -> None:
     text = exposition(families(report, KernelFacts({}, Sysctls()), top=3)).decode()
     found = values(text, "tcphealth_finding_sockets")
     by = {(dict(k)["code"], dict(k)["process"]): v for k, v in found.items()}
-    # The critical one first, then the first two warnings in the diagnosis's order.
-    assert by == {
-        ("fd-limit-near", "db"): 5,
-        ("close-wait-not-closed", "p1"): 1,
-        ("close-wait-not-closed", "p2"): 2,
-        ("close-wait-not-closed", "other"): sum(range(3, 11)),
+    # The first three in the report's order (most severe first) keep their labels; the rest
+    # of the code is summed under "other".
+    assert report.findings[0].severity is Severity.CRITICAL
+    kept = {
+        (finding.code, finding.subject.process): finding.count for finding in report.findings[:3]
     }
+    assert ("fd-limit-near", "db") in kept
+    folded = sum(finding.count for finding in report.findings[3:])
+    assert by == {**kept, ("close-wait-not-closed", "other"): folded}
+    assert folded == sum(range(1, 11)) - sum(
+        count for (code, _), count in kept.items() if code != "fd-limit-near"
+    )
 
 
 def test_two_pids_of_one_name_are_one_series() -> None:

@@ -11,13 +11,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tcphealth.model import TCP_STATES, Finding, Socket, TcpState
+from tcphealth.model import TCP_STATES, CodeEntry, Finding, Socket, TcpState
 from tcphealth.render.text import utc_iso
-from tcphealth.report import OwnerSummary, Report, SocketGroup
+from tcphealth.report import OwnerSummary, Report, SocketGroup, ThresholdsReport
 from tcphealth.states import StateExplanation
 
 if TYPE_CHECKING:
-    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
+    from tcphealth.series_facts import SeriesFacts  # only named here: a series loads it
 
 REPORT_FORMAT = "tcphealth.report"
 REPORT_VERSION = 1
@@ -245,4 +245,21 @@ def explanation_record(explanation: StateExplanation) -> JSONObject:
         "action": explanation.action,
         "settings": {name: value for name, value in explanation.settings},
         "assumed": list(explanation.assumed),
+    }
+
+
+def thresholds_record(shown: ThresholdsReport) -> JSONObject:
+    """``tcphealth config --format json``: the file they came from (null: the defaults), then
+    every threshold by name."""
+    return {"source": str(shown.origin) if shown.origin else None, **shown.values}
+
+
+def code_record(entry: CodeEntry) -> JSONObject:
+    """One code of ``tcphealth explain --codes --format json``."""
+    return {
+        "code": entry.code,
+        "rule": entry.rule,
+        "severities": [severity.label for severity in entry.severities],
+        "from_series": entry.from_series,
+        "meaning": entry.meaning,
     }
