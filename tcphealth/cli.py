@@ -948,4 +948,4 @@ def serve(
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     serving.LOG.info("listening on http://%s:%d/metrics", shown, bound_port)
     serving.serve_until(server, stop)
-    serving.LOG.info("stopped after %d collections", shared.collections)
+    serving.LOG.info("stopped after %s", plural(shared.collections, "collection"))

@@ -184,7 +184,8 @@ def test_serve_answers_and_ends_cleanly_on_sigterm() -> None:
         assert get(served.url + "/other")[0] == 404
         assert stop(served.process) == 0
         served.read_log()
-        assert served.log[-1].startswith("tcphealth serve: stopped after ")
+        # Two scrapes of /metrics with --min-interval 0: two collections, no more.
+        assert served.log[-1] == "tcphealth serve: stopped after 2 collections"
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", served.port), 2):
             pass  # the port is closed
 
