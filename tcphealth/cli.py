@@ -222,31 +222,51 @@ class Inputs:
     input_format: str = "auto"
     strict: bool = False
     netns: str | None = None
+    node_root: Path = Path("/")
 
     def load(self) -> Snapshot:
         """Load or collect the snapshot; unreadable input raises :class:`InputUnreadable`."""
-        if self.netns is not None and self.from_file is not None:
-            raise click.UsageError("--netns looks into a live namespace; it cannot read --from")
         try:
             if self.from_file is not None:
                 # sys.stdin now, not the one bound as a default when sources was imported
-                return sources.load(
+                loaded = sources.load(
                     self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
                 )
-            return sources.collect_live(
-                self.source,
-                self.proc_root,
-                with_processes=not self.no_processes,
-                netns=self.netns,
-            )
+                return self._one_namespace(loaded)
+            return self._collect()
         except (InputError, SourceUnavailableError) as error:
             raise InputUnreadable(str(error)) from None
+
+    def _collect(self) -> Snapshot:
+        """This host now: every network namespace, the caller's, or --netns NAME's."""
+        scope = self.netns if self.netns in sources.NETNS_SCOPES else "auto"
+        return sources.collect_live(
+            self.source,
+            self.proc_root,
+            with_processes=not self.no_processes,
+            netns=None if self.netns in sources.NETNS_SCOPES else self.netns,
+            scope=scope,
+            node_root=self.node_root,
+        )
+
+    def _one_namespace(self, snapshot: Snapshot) -> Snapshot:
+        """With --from, --netns NAME keeps the part of the snapshot in that namespace."""
+        if self.netns is None or self.netns in sources.NETNS_SCOPES:
+            return snapshot
+        from tcphealth.filters import namespace_names, select_namespace
+
+        selected = select_namespace(snapshot, self.netns)
+        if selected is None:
+            known = ", ".join(namespace_names(ns)[0] for ns in snapshot.namespaces) or "none"
+            raise click.UsageError(
+                f"--netns {self.netns}: no such network namespace in {self.from_file} "
+                f"(it holds: {known})"
+            )
+        return selected
 
     def load_series(self, sampling: Sampling) -> list[Snapshot]:
         """The samples to diagnose, oldest first: those of a series file (or the captures of a
         paste) given with --from, else ``sampling.samples`` looks at this host."""
-        if self.netns is not None and self.from_file is not None:
-            raise click.UsageError("--netns looks into a live namespace; it cannot read --from")
         if self.from_file is not None:
             if sampling.samples > 1:
                 raise click.UsageError(
@@ -254,9 +274,10 @@ class Inputs:
                     "already taken (a series file from 'tcphealth snapshot --samples')"
                 )
             try:
-                return sources.load_series(
+                loaded = sources.load_series(
                     self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
                 )
+                return [self._one_namespace(sample) for sample in loaded]
             except InputError as error:
                 raise InputUnreadable(str(error)) from None
         return list(self.live_samples(sampling.samples, sampling.interval))
@@ -338,8 +359,18 @@ SNAPSHOT_OPTIONS = [
         "--netns",
         metavar="NAME",
         default=None,
-        help="Look into the network namespace NAME (ip netns list) or PATH "
-        "(/proc/PID/ns/net) instead of this one; needs root.",
+        help="Which network namespaces: by default every one when run as root in the host's "
+        "(else this one); 'all' every one from anywhere; 'self' only this one; NAME (ip netns "
+        "list) or PATH (/proc/PID/ns/net) only that one (root). With --from: the part of the "
+        "snapshot in NAME (a label, ip netns name or inode).",
+    ),
+    click.option(
+        "--node-root",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("/"),
+        show_default=True,
+        help="Where the kubelet's and the container runtimes' files are (var/log/pods, "
+        "run/containerd, ...), for pod and container names.",
     ),
     click.option(
         "--input-format",
@@ -369,6 +400,7 @@ def snapshot_options(command: F) -> F:
             proc_root=kwargs.pop("proc_root"),
             no_processes=kwargs.pop("no_processes"),
             netns=kwargs.pop("netns"),
+            node_root=kwargs.pop("node_root"),
             input_format=kwargs.pop("input_format"),
             strict=kwargs.pop("strict"),
         )
@@ -447,6 +479,20 @@ FILTER_OPTIONS = [
         callback=_networks,
         help="Only sockets whose remote address is ADDR or in CIDR; repeatable.",
     ),
+    click.option(
+        "--container",
+        "containers",
+        multiple=True,
+        metavar="GLOB",
+        help="Only sockets of a container whose name, label or id matches GLOB; repeatable.",
+    ),
+    click.option(
+        "--pod",
+        "pods",
+        multiple=True,
+        metavar="NAMESPACE/NAME",
+        help="Only sockets of this Kubernetes pod (a glob; or its uid); repeatable.",
+    ),
     click.option("-4", "ipv4", is_flag=True, help="Only IPv4 sockets."),
     click.option("-6", "ipv6", is_flag=True, help="Only IPv6 sockets."),
 ]
@@ -468,6 +514,8 @@ def filter_options(command: F) -> F:
             local=tuple(kwargs.pop("local")),
             remote=tuple(kwargs.pop("remote")),
             families=frozenset(families),
+            containers=tuple(kwargs.pop("containers")),
+            pods=tuple(kwargs.pop("pods")),
         )
         return command(*args, flt=flt, **kwargs)
 

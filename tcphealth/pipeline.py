@@ -4,14 +4,18 @@ snapshot (or a series of them) -> filter -> diagnose -> report."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from tcphealth import gcpause
+from tcphealth import gcpause, namespaced
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.timeline import Age, ConnectionKey
 from tcphealth.filters import SocketFilter, apply_filter, filter_findings
-from tcphealth.model import Snapshot
+from tcphealth.model import Finding, Snapshot
 from tcphealth.report import Report, build_report
+
+if TYPE_CHECKING:
+    from tcphealth.diagnose.series import SeriesFacts
 
 
 def analyse(
@@ -23,6 +27,12 @@ def analyse(
     flt = flt or SocketFilter()
     with gcpause.paused():  # indexes and groups over every socket: no cycles among them
         narrowed = apply_filter(snapshot, flt)
+        if narrowed.namespaces:  # each namespace diagnosed with its own sysctls and counters
+            return namespaced.analyse(
+                narrowed,
+                lambda part: filter_findings(diagnose(part, thresholds), flt, part),
+                flt.describe(),
+            )
         findings = filter_findings(diagnose(narrowed, thresholds), flt, narrowed)
         return build_report(narrowed, findings, filters=flt.describe())
 
@@ -42,6 +52,18 @@ def analyse_series(
     flt = flt or SocketFilter()
     with gcpause.paused():
         narrowed = [apply_filter(snapshot, flt) for snapshot in series]
+        if narrowed[-1].namespaces:
+            from tcphealth.diagnose.timeline import ages_over
+
+            # Ages over the whole host's samples: a socket's key holds no namespace, but its
+            # cookie (or inode) is unique on the host.
+            every_age = ages_over(narrowed) if ages is None else ages
+
+            def diagnosis(part: Sequence[Snapshot]) -> tuple[list[Finding], SeriesFacts]:
+                found, facts = diagnose_series(part, thresholds, every_age)
+                return filter_findings(found, flt, part[-1]), facts
+
+            return namespaced.analyse_series(narrowed, diagnosis, flt.describe())
         findings, facts = diagnose_series(narrowed, thresholds, ages)
         latest = narrowed[-1]
         return build_report(

@@ -64,8 +64,8 @@ def collect_live(
     caller's namespace and says nothing of namespaces, as before they were known. ``node_root``
     is where the kubelet's and the runtimes' files are looked for (pod and container names)."""
     if netns is not None:
-        from tcphealth.sources import netns as netns_module
         from tcphealth.sources import namespaces
+        from tcphealth.sources import netns as netns_module
 
         with netns_module.entered(netns):
             snapshot = _collect(source, proc_root, with_processes)

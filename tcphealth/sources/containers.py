@@ -50,7 +50,9 @@ _RUNTIME_OF_PREFIX = {
     "crio": "cri-o",
     "libpod": "podman",
 }
-_SYSTEMD_POD = re.compile(r"^kubepods(?:-(?P<qos>besteffort|burstable))?-pod(?P<uid>[0-9a-f_]+)\.slice$")
+_SYSTEMD_POD = re.compile(
+    r"^kubepods(?:-(?P<qos>besteffort|burstable))?-pod(?P<uid>[0-9a-f_]+)\.slice$"
+)
 _CGROUPFS_POD = re.compile(r"^pod(?P<uid>[0-9a-f-]{8,})$")
 _BARE_ID = re.compile(rf"^{_HEX_ID}$")
 _UNIT = re.compile(r"^[^/]+\.(?:service|scope)$")

@@ -215,7 +215,7 @@ class _Workers:
                 if not ready:
                     return  # the rest stay pending: the caller notes them
                 for key, _ in ready:
-                    fd = cast(int, key.fd)
+                    fd = key.fd
                     chunk = os.read(fd, 1 << 20)
                     if not chunk:
                         selector.unregister(fd)
@@ -291,7 +291,9 @@ def _dump_here(with_tcp_info: bool) -> Dumped:
         request = netlink.build_request(family, 1, with_tcp_info=with_tcp_info)
         reply = bytearray()
         try:
-            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, dump_relay.NETLINK_SOCK_DIAG) as chan:
+            with socket.socket(
+                socket.AF_NETLINK, socket.SOCK_RAW, dump_relay.NETLINK_SOCK_DIAG
+            ) as chan:
                 for datagram in dump_relay.receive(
                     chan, request, netlink.RECEIVE_BUFFER, netlink.DUMP_TIMEOUT
                 ):
@@ -361,7 +363,9 @@ def collect_all(
         else:
             refused = [inode for inode, _ in targets]
         relay = stack.enter_context(
-            dump_relay.started(requests, buffer_size=netlink.RECEIVE_BUFFER, timeout=netlink.DUMP_TIMEOUT)
+            dump_relay.started(
+                requests, buffer_size=netlink.RECEIVE_BUFFER, timeout=netlink.DUMP_TIMEOUT
+            )
         )
         pending: background_scan.PendingScan | None = None
         if with_processes:
@@ -560,7 +564,11 @@ def _namespace(
     processes belong to; its ``ip netns`` name; else ``net:[INODE]``."""
     ip_name = found.names[0] if found.names else None
     pid = found.pids[0] if found.pids else None
-    enter = os.path.join(NETNS_RUN_DIR, ip_name) if ip_name else (f"/proc/{pid}/ns/net" if pid else None)
+    enter = (
+        os.path.join(NETNS_RUN_DIR, ip_name)
+        if ip_name
+        else (f"/proc/{pid}/ns/net" if pid else None)
+    )
     pods = {member.pod_uid for member in members if member is not None}
     ids = {member.id for member in members if member is not None}
     common: Container | None = None
@@ -571,7 +579,10 @@ def _namespace(
     elif members and None not in members and len(pods) == 1 and None not in pods:
         pod_member = next(member for member in members if member is not None)
         common = Container(
-            runtime=pod_member.runtime, pod_uid=pod_member.pod_uid, pod=pod_member.pod, qos=pod_member.qos
+            runtime=pod_member.runtime,
+            pod_uid=pod_member.pod_uid,
+            pod=pod_member.pod,
+            qos=pod_member.qos,
         )
         kind, text = NetnsKind.POD, f"pod:{pod_member.pod or pod_member.pod_uid}"
     elif members and None not in members and len(ids) == 1 and None not in ids:
@@ -630,7 +641,11 @@ def this_namespace(
     sockets = tuple(replace(sock, netns=own) for sock in snapshot.sockets)
     read = {own: _Read(snapshot.sysctls, snapshot.counters, snapshot.host.source)}
     labelled = label(
-        replace(snapshot, sockets=sockets), discovery, read, proc_root=proc_root, node_root=node_root
+        replace(snapshot, sockets=sockets),
+        discovery,
+        read,
+        proc_root=proc_root,
+        node_root=node_root,
     )
     note = others_note(discovery) if note_others else None
     if note is None:
