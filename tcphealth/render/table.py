@@ -451,7 +451,7 @@ def _per_namespace(console: Console, report: Report, options: RenderOptions) -> 
     counts: dict[int, int] = {}
     for sock in report.sockets:
         inode = sock.netns if sock.netns in owners else first
-        counts[inode] = counts.get(inode, 0) + 1  # type: ignore[index]
+        counts[inode] = counts.get(inode, 0) + 1
     for namespace in report.namespaces:
         groups = unowned[namespace.inode]
         if not owners[namespace.inode] and not groups:
