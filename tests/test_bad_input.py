@@ -43,7 +43,8 @@ PROC_ROW = (
 )
 LISTEN_LINE = (
     "LISTEN local=127.0.0.1:22 remote=0.0.0.0:0 recv_q=0 send_q=0 backlog=- timer=none "
-    "timer_s=- retrans=0 pid=- process=- uid=0 inode=12345 owner=unknown truncated=no age_s=- netns=- container=- pod=-"
+    "timer_s=- retrans=0 pid=- process=- uid=0 inode=12345 owner=unknown truncated=no age_s=- "
+    "netns=- container=- pod=-"
 )
 SS_TEXT = (
     "State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"

@@ -135,7 +135,8 @@ def test_hostile_process_names_stay_on_one_line_and_inert() -> None:
     lines = output(env).splitlines()
     assert lines == [
         "ESTABLISHED count=1 local=10.0.0.5:* remote=192.0.2.9:443 peers=1 recv_q=0 send_q=0 "
-        'backlog=- pid=66 process="evil\\nCRITICAL fake\\x1b[2J" user=root age_s=- netns=- container=- pod=-'
+        'backlog=- pid=66 process="evil\\nCRITICAL fake\\x1b[2J" user=root age_s=- '
+        "netns=- container=- pod=-"
     ]
     assert "\x1b" not in output(env)
 
@@ -151,7 +152,8 @@ def test_a_finding_without_state_or_process_still_has_every_field() -> None:
     line = plain.finding_line(host_wide)
     assert line == (
         "WARNING code=tw-buckets state=- count=1 pid=- process=- endpoint=- subject=host "
-        'blame=local-application summary="Something is wrong." evidence=- next=- unchecked=- netns=- container=- pod=-'
+        'blame=local-application summary="Something is wrong." evidence=- next=- unchecked=- '
+        "netns=- container=- pod=-"
     )
 
 
