@@ -9,7 +9,7 @@ from dataclasses import replace
 from tcphealth.filters import SocketFilter, apply_filter, select_namespace
 from tcphealth.model import Container, NetNamespace, NetnsKind, OwnerSource, Snapshot, Sysctls
 from tcphealth.namespaced import way_in
-from tcphealth.pipeline import analyse
+from tcphealth.pipeline import analyse, analyse_series
 from tcphealth.render import RenderOptions, render
 from tcphealth.report import Report
 from tcphealth.sources.owners import credit_unaccepted_to_listeners
@@ -131,3 +131,15 @@ def _plain(report: Report) -> str:
     env = string_env()
     render(report, "plain", RenderOptions(), env)
     return output(env)
+
+
+def test_a_series_of_namespaces_is_diagnosed_per_namespace() -> None:
+    first = host_with_a_pod()
+    later = replace(first, host=replace(first.host, taken_at=first.host.taken_at + 10))
+    report = analyse_series([first, later])
+    assert report.series is not None and report.series.samples == 2
+    assert [ns.label for ns in report.namespaces] == ["host", "pod:shop/web", "lab"]
+    (leak,) = [f for f in report.findings if f.code.startswith("close-wait")]
+    assert (leak.netns, leak.pod) == ("pod:shop/web", "shop/web")
+    assert leak.summary.startswith("In pod shop/web: ")
+    assert report.socket_count == len(later.sockets)
