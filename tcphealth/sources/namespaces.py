@@ -498,7 +498,12 @@ def label(
     read named."""
     places: dict[str, containers.CgroupPlace] = {}
     place_of_pid: dict[int, containers.CgroupPlace] = {}
-    for pid in discovery.netns_of_pid:
+    # The cgroup of every process holding a socket, and of every process outside the host's
+    # namespace (they name the namespaces); the host's other processes need not be read.
+    wanted_pids = {process.pid for process in snapshot.processes} | {
+        pid for pid, inode in discovery.netns_of_pid.items() if inode != discovery.host
+    }
+    for pid in sorted(wanted_pids):
         text = procfs._read_text(f"{proc_root}/{pid}/cgroup")
         if text is None:
             continue
@@ -631,22 +636,17 @@ def this_namespace(
     discovery: Discovery | None = None,
     note_others: bool = True,
 ) -> Snapshot:
-    """A snapshot of the caller's namespace alone, its sockets tagged, the namespace named, its
-    processes placed; with ``note_others``, a note when other namespaces exist."""
+    """A snapshot of the caller's namespace alone, the namespace named, its processes
+    placed; with ``note_others``, a note when other namespaces exist."""
     if discovery is None:
         discovery = discover(proc_root, netns_dir)
     own = discovery.own
     if own is None:
         return snapshot
-    sockets = tuple(replace(sock, netns=own) for sock in snapshot.sockets)
+    # The sockets keep netns None: in a snapshot of one namespace that is the one listed (the
+    # field set on each of 300,000 sockets would cost a second).
     read = {own: _Read(snapshot.sysctls, snapshot.counters, snapshot.host.source)}
-    labelled = label(
-        replace(snapshot, sockets=sockets),
-        discovery,
-        read,
-        proc_root=proc_root,
-        node_root=node_root,
-    )
+    labelled = label(snapshot, discovery, read, proc_root=proc_root, node_root=node_root)
     note = others_note(discovery) if note_others else None
     if note is None:
         return labelled
@@ -654,8 +654,8 @@ def this_namespace(
 
 
 def entered_namespace(snapshot: Snapshot, name: str, path: str) -> Snapshot:
-    """The snapshot of ``--netns NAME``, read from inside NAME: its sockets tagged and the
-    namespace named after what the user typed, so next steps carry the way back in."""
+    """The snapshot of ``--netns NAME``, read from inside NAME, with the namespace named
+    after what the user typed, so next steps carry the way back in."""
     try:
         inode = os.stat(path).st_ino
     except OSError:
@@ -672,8 +672,8 @@ def entered_namespace(snapshot: Snapshot, name: str, path: str) -> Snapshot:
         counters=snapshot.counters,
         source=snapshot.host.source,
     )
-    sockets = tuple(replace(sock, netns=inode) for sock in snapshot.sockets)
-    return replace(snapshot, sockets=sockets, namespaces=(namespace,))
+    # The sockets keep netns None: the snapshot's only namespace is theirs.
+    return replace(snapshot, namespaces=(namespace,))
 
 
 def placed(processes: Sequence[Process]) -> int:
