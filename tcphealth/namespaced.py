@@ -156,18 +156,28 @@ def place(finding: Finding, namespace: NetNamespace, by_pid: dict[int, Process])
                 first_command = first_command or step
                 steps[number] = f"{prefix} {step}"
         if first_command is not None:
-            through = _runtime_step(container, first_command)
+            through = _runtime_step(container, first_command.split("   #")[0])
             if through is not None:
                 steps.append(through)
     summary = finding.summary
+    evidence = finding.evidence
     if namespace.kind is not NetnsKind.HOST:
         summary = f"In {where_text(namespace)}: {summary}"
+        # Kernel counters are per namespace: one read in a pod counts that pod's drops.
+        there = f"in {where_text(namespace)}"
+        evidence = tuple(
+            replace(item, detail=item.detail.replace("host-wide", there))
+            if item.detail and "host-wide" in item.detail
+            else item
+            for item in evidence
+        )
     elif process is not None and process.host_network and container is not None:
         summary = f"In pod {container.pod or container.pod_uid} (hostNetwork): {summary}"
     label = container.label if container is not None and (container.id or container.name) else None
     return replace(
         finding,
         summary=summary,
+        evidence=evidence,
         next_steps=tuple(steps),
         netns=namespace.label,
         container=label,

@@ -157,16 +157,16 @@ class Report:
 
     @property
     def container_count(self) -> int:
-        """How many distinct containers (or pods) the processes and namespaces read are in."""
+        """How many distinct containers the processes and namespaces read are in."""
         seen = {
-            (process.container.id, process.container.pod_uid)
+            process.container.id
             for process in self.process_by_pid.values()
-            if process.container is not None
+            if process.container is not None and process.container.id is not None
         }
         seen |= {
-            (namespace.container.id, namespace.container.pod_uid)
+            namespace.container.id
             for namespace in self.namespaces
-            if namespace.container is not None
+            if namespace.container is not None and namespace.container.id is not None
         }
         return len(seen)
 

@@ -143,3 +143,17 @@ def test_a_series_of_namespaces_is_diagnosed_per_namespace() -> None:
     assert (leak.netns, leak.pod) == ("pod:shop/web", "shop/web")
     assert leak.summary.startswith("In pod shop/web: ")
     assert report.socket_count == len(later.sockets)
+
+
+def test_a_counter_read_in_a_pod_is_said_to_be_the_pod_s() -> None:
+    full = host_with_a_pod()
+    full_listener = listener(
+        "0.0.0.0:8080", queued=65, backlog=64, pids=(700,), inode=8999, netns=POD
+    )
+    report = analyse(replace(full, sockets=(full_listener, *full.sockets[1:])))
+    (overflow,) = [f for f in report.findings if f.code == "listen-queue-full"]
+    (counter,) = [item for item in overflow.evidence if item.name == "ListenOverflows"]
+    assert counter.detail is not None and "in pod shop/web since boot" in counter.detail
+    assert "host-wide" not in counter.detail
+    (through,) = [s for s in overflow.next_steps if s.startswith("nsenter -t ")]
+    assert through.count("#") == 1  # the step's own comment is not carried into it
