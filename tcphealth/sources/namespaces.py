@@ -108,7 +108,7 @@ def discover(proc_root: Path = Path("/proc"), netns_dir: str = NETNS_RUN_DIR) ->
 
     The host's is pid 1's. Where pid 1's link cannot be read (a sandbox that hides pid 1 even
     from root), the caller's is taken for the host's unless a /run/netns name is bound to it
-    (then it was entered with ``ip netns exec``)."""
+    (then it was entered with ``ip netns exec``, and the lowest readable pid's is taken)."""
     found: dict[int, Found] = {}
     netns_of_pid: dict[int, int] = {}
     unreadable = 0
@@ -151,6 +151,10 @@ def discover(proc_root: Path = Path("/proc"), netns_dir: str = NETNS_RUN_DIR) ->
     host = netns_of_pid.get(1)
     if host is None and own is not None and not found[own].names:
         host = own
+    elif host is None and netns_of_pid:
+        # Entered with ip netns exec and pid 1 hidden: the earliest process still readable
+        # was started at boot, in the host's namespace.
+        host = netns_of_pid[min(netns_of_pid)]
     return Discovery(found, own, host, netns_of_pid, unreadable)
 
 
@@ -611,8 +615,8 @@ def _namespace(
 
 
 def others_note(discovery: Discovery) -> str | None:
-    """For a run that read only the caller's namespace: how many others exist, and that root
-    sees them."""
+    """For a run that read only the caller's namespace: how many others exist, and how to see
+    them (root; or, already root inside another namespace, ``--netns all``)."""
     others = len(discovery.others)
     if not others and not discovery.unreadable:
         return None
@@ -621,9 +625,9 @@ def others_note(discovery: Discovery) -> str | None:
         if discovery.unreadable
         else ""
     )
+    how = "--netns all reads them all" if os.geteuid() == 0 else "as root, tcphealth reads them all"
     return (
-        f"only this network namespace was read; {others} other(s) exist on this host{more}: "
-        "as root, tcphealth reads them all"
+        f"only this network namespace was read; {others} other(s) exist on this host{more}: {how}"
     )
 
 
