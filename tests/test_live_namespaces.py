@@ -287,3 +287,22 @@ def test_the_scene_is_what_the_kernel_says(scene: Scene) -> None:
     discovery = namespaces.discover()
     assert scene.inode("empty") in discovery.found
     assert discovery.found[scene.inode("empty")].pids == []
+
+
+def test_run_inside_a_namespace_it_reads_that_one_as_ss_does(scene: Scene) -> None:
+    name = scene.namespaces[0]
+    done = subprocess.run(
+        ["ip", "netns", "exec", name, sys.executable, "-m", "tcphealth", "--format", "json",
+         "--sockets", "--node-root", str(scene.node_root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode in (0, 1, 2), done.stderr
+    document = _json(done.stdout)
+    assert [ns["label"] for ns in document["namespaces"]] == ["container:cache"]
+    assert Counter(s["state"] for s in document["sockets"]) == ss_states(scene.enter("cache"))
+    assert "only this network namespace was read" in done.stderr
+    assert "--netns all reads them all" in done.stderr

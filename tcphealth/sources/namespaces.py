@@ -548,14 +548,15 @@ def label(
         for process in snapshot.processes
     )
     namespaces: list[NetNamespace] = []
+    me = os.getpid()
     order = [discovery.own] + [found.inode for found in discovery.others]
     for inode in order:
         if inode is None or inode not in read:
             continue
         found = discovery.found[inode]
-        namespaces.append(
-            _namespace(found, read[inode], inode == host, [container_of(pid) for pid in found.pids])
-        )
+        # tcphealth itself is no member: run inside a container's namespace, it is a visitor.
+        members = [container_of(pid) for pid in found.pids if pid != me]
+        namespaces.append(_namespace(found, read[inode], inode == host, members))
     first = namespaces[0] if namespaces else None
     return replace(
         snapshot,
