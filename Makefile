@@ -29,6 +29,7 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check tcphealth tests fixtures lab benchmarks
 	$(VENV)/bin/ruff format --check tcphealth tests fixtures lab benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The scenario snapshots in fixtures/ are generated from fixtures/make_scenarios.py ...
 fixtures: $(VENV)/.installed-test

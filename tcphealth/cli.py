@@ -1,20 +1,20 @@
 """The command line: parse options, choose the source and the output, exit. No logic lives here;
-every command is a thin call into the library (:func:`tcphealth.pipeline.analyse`, the
-renderers), and every library error becomes one line on stderr and exit code 3.
+every command is a thin call into the library (:mod:`tcphealth.pipeline` makes the report or
+follows the host, a renderer from the :mod:`tcphealth.render` registry writes it), and every
+library error becomes one line on stderr and exit code 3. The output environment is looked at
+once per run (:func:`environment`).
 
 Options shared by several commands are one decorator each, and each decorator hands its
-command one ready value (:class:`Inputs`, :class:`~tcphealth.filters.SocketFilter`), so no
-command body ever looks at raw option values.
+command one ready value (:class:`~tcphealth.pipeline.Inputs`,
+:class:`~tcphealth.filters.SocketFilter`), so no command body ever looks at raw option values.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import io
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,36 +25,18 @@ import click
 from click.core import ParameterSource
 
 from tcphealth import __version__, sources, states
-from tcphealth.diagnose import config as diagnose_config
-from tcphealth.diagnose.config import (
-    ConfigError,
-    Thresholds,
-    load_thresholds,
-    thresholds_as_toml,
-)
+from tcphealth.diagnose.config import ConfigError, Thresholds, load_thresholds
 from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.filters import FilterError, SocketFilter, apply_filter, parse_network
-from tcphealth.model import (
-    TCP_STATES,
-    Family,
-    Severity,
-    Snapshot,
-    Sysctls,
-    TcpState,
-    parse_state,
-)
-from tcphealth.pipeline import analyse, analyse_series
-from tcphealth.render import FORMATS, Environment, RenderOptions, View, render
+from tcphealth.model import TCP_STATES, Family, Severity, Snapshot, TcpState, parse_state
+from tcphealth.phrases import plural
+from tcphealth.pipeline import Inputs, UsageConflict, follow, report_of
+from tcphealth.render import FORMATS, Environment, RenderOptions, View, output_format, render
 from tcphealth.render.nagios import status_line, unknown_line
-from tcphealth.render.records import explanation_record
-from tcphealth.render.text import inert, plural
-from tcphealth.report import ExitCode, Report
-from tcphealth.sources import procfs
+from tcphealth.render.text import inert, severity_counts
+from tcphealth.report import ExitCode, Report, thresholds_report
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Prose (tcphealth explain) sent to a pipe or a file is wrapped at this width.
-PIPE_TEXT_WIDTH = 88
 
 
 class Failure(click.ClickException):
@@ -213,78 +195,16 @@ def _add_options(command: Callable[..., Any], options: Sequence[Callable[[F], F]
 # --- where the snapshot comes from --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Inputs:
-    from_file: str | None = None
-    source: str = "auto"
-    proc_root: Path = Path("/proc")
-    no_processes: bool = False
-    input_format: str = "auto"
-    strict: bool = False
-    netns: str | None = None
-    node_root: Path = Path("/")
-
-    def load(self) -> Snapshot:
-        """Load or collect the snapshot; unreadable input raises :class:`InputUnreadable`."""
-        try:
-            if self.from_file is not None:
-                # sys.stdin now, not the one bound as a default when sources was imported
-                loaded = sources.load(
-                    self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
-                )
-                return self._one_namespace(loaded)
-            return self._collect()
-        except (InputError, SourceUnavailableError) as error:
-            raise InputUnreadable(str(error)) from None
-
-    def _collect(self) -> Snapshot:
-        """This host now: every network namespace, the caller's, or --netns NAME's."""
-        scope = self.netns if self.netns in sources.NETNS_SCOPES else "auto"
-        return sources.collect_live(
-            self.source,
-            self.proc_root,
-            with_processes=not self.no_processes,
-            netns=None if self.netns in sources.NETNS_SCOPES else self.netns,
-            scope=scope,
-            node_root=self.node_root,
-        )
-
-    def _one_namespace(self, snapshot: Snapshot) -> Snapshot:
-        """With --from, --netns NAME keeps the part of the snapshot in that namespace."""
-        if self.netns is None or self.netns in sources.NETNS_SCOPES:
-            return snapshot
-        from tcphealth.filters import namespace_names, select_namespace
-
-        selected = select_namespace(snapshot, self.netns)
-        if selected is None:
-            known = ", ".join(namespace_names(ns)[0] for ns in snapshot.namespaces) or "none"
-            raise click.UsageError(
-                f"--netns {self.netns}: no such network namespace in {self.from_file} "
-                f"(it holds: {known})"
-            )
-        return selected
-
-    def load_series(self, sampling: Sampling) -> list[Snapshot]:
-        """The samples to diagnose, oldest first: those of a series file (or the captures of a
-        paste) given with --from, else ``sampling.samples`` looks at this host."""
-        if self.from_file is not None:
-            if sampling.samples > 1:
-                raise click.UsageError(
-                    "--samples looks at this host again and again; --from reads samples "
-                    "already taken (a series file from 'tcphealth snapshot --samples')"
-                )
-            try:
-                loaded = sources.load_series(
-                    self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
-                )
-                return [self._one_namespace(sample) for sample in loaded]
-            except InputError as error:
-                raise InputUnreadable(str(error)) from None
-        return list(self.live_samples(sampling.samples, sampling.interval))
-
-    def live_samples(self, count: int | None, interval: float) -> Iterator[Snapshot]:
-        """Samples of this host (or of --netns), ``interval`` seconds apart."""
-        return sources.sample_live(count, interval, self.load)
+@contextlib.contextmanager
+def input_errors() -> Iterator[None]:
+    """Options that cannot go together are a usage error; input that cannot be read is
+    :class:`InputUnreadable` (exit 3)."""
+    try:
+        yield
+    except UsageConflict as conflict:
+        raise click.UsageError(str(conflict)) from None
+    except (InputError, SourceUnavailableError) as error:
+        raise InputUnreadable(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -559,36 +479,49 @@ def load_config(path: Path | None) -> tuple[Thresholds, Path | None]:
         raise InputUnreadable(str(error)) from None
 
 
-def report_notes(snapshot: Snapshot) -> None:
+def environment() -> Environment:
+    """Where this run's output goes: looked at once, by the top-level command, and shared by
+    the command it runs."""
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, Environment):
+        root.obj = Environment.detect()
+    return root.obj
+
+
+def say(env: Environment, line: str) -> None:
+    """One line on stderr, at once (a note must not wait behind a long run's output)."""
+    env.stderr.write(line + "\n")
+    env.stderr.flush()
+
+
+def report_notes(env: Environment, notes: Sequence[str], skipped_lines: int = 0) -> None:
     """Source notes (skipped rows, unseen owners) go to stderr once, never into the results;
     then how many input lines were skipped, so a diagnosis of part of a paste says so."""
-    for note in snapshot.notes:
-        click.echo(f"tcphealth: note: {inert(note)}", err=True)
-    if snapshot.skipped_lines:
-        click.echo(
-            f"tcphealth: warning: {plural(snapshot.skipped_lines, 'input line')} looked like "
+    for note in notes:
+        say(env, f"tcphealth: note: {inert(note)}")
+    if skipped_lines:
+        say(
+            env,
+            f"tcphealth: warning: {plural(skipped_lines, 'input line')} looked like "
             "socket rows but could not be read; the diagnosis leaves them out "
             "(--strict refuses such input)",
-            err=True,
         )
 
 
 def make_report(
-    inputs: Inputs, flt: SocketFilter, config: Path | None, sampling: Sampling = Sampling()
+    env: Environment,
+    inputs: Inputs,
+    flt: SocketFilter,
+    config: Path | None,
+    sampling: Sampling = Sampling(),
 ) -> Report:
     """One snapshot, or several samples diagnosed with time (--samples, a series file)."""
     thresholds, _ = load_config(config)  # before the collection: a bad file fails fast
-    series = inputs.load_series(sampling)
-    keep_until_exit(series)
-    if sources.is_timed_series(series):
-        report_notes(series[-1])
-        report = analyse_series(series, flt, thresholds)
-    else:
-        snapshot = sources.latest_of(inputs.from_file or "-", series)
-        report_notes(snapshot)
-        report = analyse(snapshot, flt, thresholds)
-    keep_until_exit(report)
-    return report
+    with input_errors():
+        diagnosed = report_of(inputs, flt, thresholds, sampling.samples, sampling.interval)
+    keep_until_exit(diagnosed)
+    report_notes(env, diagnosed.noted.notes, diagnosed.noted.skipped_lines)
+    return diagnosed.report
 
 
 def _reject_group_options(context: click.Context) -> None:
@@ -647,11 +580,11 @@ def main(
     Without a command: the findings, most severe first, then the sockets of each process.
     Exit codes: 0 report made, 3 input unreadable or bad usage (see 'check' for 1 and 2).
     """
+    env = environment()
     if context.invoked_subcommand is not None:
         _reject_group_options(context)
         return
-    env = Environment.detect()
-    report = make_report(inputs, flt, config, sampling)
+    report = make_report(env, inputs, flt, config, sampling)
     options = RenderOptions(
         view=View.REPORT, show_all=show_all, with_sockets=with_sockets, limit=limit
     )
@@ -667,8 +600,8 @@ def sockets(
     inputs: Inputs, flt: SocketFilter, fmt: str | None, config: Path | None, limit: int | None
 ) -> None:
     """List the sockets, one per row: state, addresses, queues, timer, process."""
-    env = Environment.detect()
-    report = make_report(inputs, flt, config)
+    env = environment()
+    report = make_report(env, inputs, flt, config)
     render(report, fmt or env.default_format, RenderOptions(view=View.SOCKETS, limit=limit), env)
 
 
@@ -702,28 +635,26 @@ def check(
 ) -> None:
     """Print the findings and exit 0 (nothing reaches --fail-on), 1 (warning), 2 (critical)
     or 3 (input unreadable), for CI and monitoring."""
-    env = Environment.detect()
+    env = environment()
     threshold = Severity[fail_on.upper()]
     try:
-        report = make_report(inputs, flt, config, sampling)
+        report = make_report(env, inputs, flt, config, sampling)
     except InputUnreadable as error:
         if nagios:
-            click.echo(unknown_line(error.format_message()))
+            env.stdout.write(unknown_line(error.format_message()) + "\n")
         raise
     code = report.exit_code(threshold)
     if nagios:
-        click.echo(status_line(report, threshold))
+        env.stdout.write(status_line(report, threshold) + "\n")
     else:
         try:
             render(report, fmt or env.default_format, RenderOptions(view=View.CHECK), env)
         except BrokenPipeError:  # `check | head -1` still answers with the verdict
             stdout_closed()
-        counts = report.count_by_severity()
-        click.echo(
-            f"tcphealth: check: {counts[Severity.CRITICAL]} critical, "
-            f"{counts[Severity.WARNING]} warning, {counts[Severity.INFO]} info "
+        say(
+            env,
+            f"tcphealth: check: {severity_counts(report.count_by_severity())} "
             f"(--fail-on {threshold.label.lower()}): exit {code.value}",
-            err=True,
         )
     context.exit(code)
 
@@ -745,22 +676,19 @@ def snapshot(inputs: Inputs, sampling: Sampling, flt: SocketFilter, output: Path
     time-based verdicts."""
     from tcphealth.sources.snapshot_file import write_series, write_snapshot
 
-    if sampling.samples > 1:
-        samples = inputs.load_series(sampling)
-        keep_until_exit(samples)
-        report_notes(samples[-1])
-        try:
-            write_series([apply_filter(taken, flt) for taken in samples], output, sys.stdout)
-        except BrokenPipeError:
-            raise
-        except OSError as error:
-            raise Failure(f"cannot write {output}: {error.strerror or error}") from None
-        return
-    taken = inputs.load()
-    keep_until_exit(taken)
-    report_notes(taken)
+    env = environment()
+    with input_errors():
+        if sampling.samples > 1:
+            samples = inputs.load_series(sampling.samples, sampling.interval)
+        else:
+            samples = [inputs.load()]
+    keep_until_exit(samples)
+    report_notes(env, samples[-1].notes, samples[-1].skipped_lines)
     try:
-        write_snapshot(apply_filter(taken, flt), output, sys.stdout)
+        if sampling.samples > 1:
+            write_series([apply_filter(taken, flt) for taken in samples], output, env.stdout)
+        else:
+            write_snapshot(apply_filter(samples[0], flt), output, env.stdout)
     except BrokenPipeError:
         raise  # the reader went away: the group ends the run quietly
     except OSError as error:
@@ -817,102 +745,82 @@ def watch(
     place; piped, every sample is written at once (plain lines ending in sample=N, or one
     NDJSON object per sample). --from replays a series file. Ctrl-C ends with a summary on
     stderr and exit code 130."""
-    from collections import deque
-
-    from tcphealth.diagnose.timeline import Tracker
     from tcphealth.render import watch as watch_render
 
     thresholds, _ = load_config(config)
-    env = Environment.detect()
+    env = environment()
     chosen = fmt or env.default_format
     replay = inputs.from_file is not None
-    if replay:
-        samples: Iterator[Snapshot] = iter(inputs.load_series(Sampling()))
-    else:
-        samples = inputs.live_samples(count or None, interval)
-    options = RenderOptions(view=View.REPORT, with_sockets=with_sockets)
-    tracker = Tracker()
-    recent: deque[Snapshot] = deque(maxlen=window)
-    screen = watch_render.LiveScreen(env) if chosen == "table" else None
-    noted: set[str] = set()
-    taken = 0
-    report: Report | None = None
-    first_at: float | None = None
+    with input_errors():
+        if replay:
+            samples: Iterator[Snapshot] = iter(inputs.load_series())
+        else:
+            samples = inputs.live_samples(count or None, interval)
+    view = watch_render.watch_view(
+        chosen, RenderOptions(view=View.REPORT, with_sockets=with_sockets), env
+    )
+    last = None
     interrupted = False
     try:
-        for snapshot in samples:
-            taken += 1
-            first_at = snapshot.host.taken_at if first_at is None else first_at
-            ages = tracker.observe(snapshot)
-            recent.append(snapshot)
-            report = analyse_series(list(recent), flt, thresholds, ages)
-            for note in snapshot.notes:
-                # Each kind of note once, not once per sample: "12 socket(s) ..." and
-                # "13 socket(s) ..." say the same thing.
-                kind = re.sub(r"\d+", "N", note)
-                if kind not in noted:
-                    noted.add(kind)
-                    if screen is not None:
-                        screen.note(f"tcphealth: note: {inert(note)}")
-                    else:
-                        click.echo(f"tcphealth: note: {inert(note)}", err=True)
-            status = watch_render.status_line(taken, count or None, interval, replay, window)
-            if screen is not None:
-                screen.show(report, taken, status)
-            else:
-                watch_render.write_sample(report, taken, chosen, options, env)
-            if count and taken >= count:
-                break
+        with input_errors():
+            for last in follow(samples, flt, thresholds, window, count or None):
+                for note in last.new_notes:
+                    view.note(f"tcphealth: note: {note}")
+                status = watch_render.status_line(
+                    last.number, count or None, interval, replay, window
+                )
+                view.show(last.report, last.number, status)
     except KeyboardInterrupt:
         interrupted = True
-    except InputUnreadable:
-        raise
-    except (InputError, SourceUnavailableError) as error:
-        raise InputUnreadable(str(error)) from None
     finally:
-        if screen is not None:
-            screen.stop()
-    if report is not None and first_at is not None:
-        counts = report.count_by_severity()
-        worst = ", ".join(sorted({finding.code for finding in report.findings})) or "none"
-        click.echo(
-            f"tcphealth: watch: {taken} sample{'s' if taken != 1 else ''} over "
-            f"{report.host.taken_at - first_at:.1f} s; in the last: "
-            f"{counts[Severity.CRITICAL]} critical, {counts[Severity.WARNING]} warning, "
-            f"{counts[Severity.INFO]} info ({worst})",
-            err=True,
-        )
+        view.stop()
+    if last is not None:
+        seconds = last.report.host.taken_at - last.first_taken_at
+        say(env, watch_render.summary_line(last.number, seconds, last.report))
     context.exit(EXIT_INTERRUPTED if interrupted else 0)
 
 
 @main.command()
-@click.argument("state")
+@click.argument("state", required=False)
+@click.option(
+    "--codes",
+    is_flag=True,
+    help="List every finding code instead: its severities, the rule that makes it, what it means.",
+)
 @FROM_OPTION
 @PROC_ROOT_OPTION
 @FORMAT_OPTION
-def explain(state: str, from_file: str | None, proc_root: Path, fmt: str | None) -> None:
+def explain(
+    state: str | None, codes: bool, from_file: str | None, proc_root: Path, fmt: str | None
+) -> None:
     """What STATE means, how a connection gets there and out, what it says when connections
     stay in it, and how long this host's kernel lets them. STATE may be spelled as any tool
-    prints it: close-wait, CLOSE_WAIT, ESTAB, SYN-RECV, FIN_WAIT_2, LISTENING."""
+    prints it: close-wait, CLOSE_WAIT, ESTAB, SYN-RECV, FIN_WAIT_2, LISTENING. With --codes,
+    the catalogue of finding codes."""
+    if codes:
+        _explain_codes(state, fmt)
+        return
+    if state is None:
+        raise Failure("explain needs a STATE (e.g. close-wait), or --codes")
     parsed = parse_state(state)
     if parsed is None or parsed is TcpState.UNKNOWN:
         known = ", ".join(s.value for s in TCP_STATES)
         raise Failure(f"not a TCP state: {state!r} (one of {known}, in any spelling)")
-    if from_file is not None:
-        sysctls: Sysctls | None = Inputs(from_file=from_file).load().sysctls
-    elif (proc_root / "sys" / "net").is_dir():
-        sysctls = procfs.read_sysctls(proc_root)
-    else:  # no /proc here: the Linux defaults, which the explanation names as assumed
-        sysctls = None
-    explanation = states.explain(parsed, sysctls)
-    env = Environment.detect()
-    if (fmt or env.default_format) in ("json", "ndjson"):
-        from tcphealth.render.json import dumps  # json: loaded by the commands that write it
+    env = environment()
+    with input_errors():
+        # None where there is no /proc: the Linux defaults, which the explanation names as
+        # assumed
+        sysctls = Inputs(from_file=from_file, proc_root=proc_root).sysctls()
+    output_format(fmt, env).explanation(states.explain(parsed, sysctls), env)
 
-        click.echo(dumps(explanation_record(explanation), indent=2 if fmt == "json" else None))
-    else:
-        width = env.width if env.stdout_isatty else PIPE_TEXT_WIDTH
-        click.echo(states.format_explanation(explanation, width=width), nl=False)
+
+def _explain_codes(state: str | None, fmt: str | None) -> None:
+    from tcphealth.diagnose import catalogue  # only this command lists the codes
+
+    if state is not None:
+        raise Failure("explain --codes takes no STATE")
+    env = environment()
+    output_format(fmt, env).codes(catalogue.entries(), env)
 
 
 @main.command(name="config")
@@ -922,14 +830,5 @@ def show_config(config: Path | None, fmt: str | None) -> None:
     """Print the thresholds in effect (defaults, overridden by the config file) as TOML that
     tcphealth reads back; a mistake in the file is one line naming the key, exit 3."""
     thresholds, origin = load_config(config)
-    searched = " or ".join(str(path) for path in diagnose_config.SEARCH_PATHS)
-    where = f"from {origin}" if origin else f"defaults (no {searched})"
-    env = Environment.detect()
-    if (fmt or env.default_format) in ("json", "ndjson"):
-        record = {"source": str(origin) if origin else None, **dataclasses.asdict(thresholds)}
-        from tcphealth.render.json import dumps
-
-        click.echo(dumps(record, indent=2 if fmt == "json" else None))
-    else:
-        click.echo(f"# tcphealth thresholds: {where}")
-        click.echo(thresholds_as_toml(thresholds), nl=False)
+    env = environment()
+    output_format(fmt, env).thresholds(thresholds_report(thresholds, origin), env)

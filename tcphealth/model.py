@@ -613,12 +613,20 @@ class SubjectKind(enum.StrEnum):
 @dataclass(frozen=True)
 class Subject:
     """Who a finding is about. ``pid``/``process`` name the local process where one is known;
-    ``endpoint`` is the listener's local address or the remote peer, as text."""
+    ``endpoint`` is the listener's local address or the remote peer, as text for reading.
+
+    The same subject as data, for the steps that follow the rules (the series, the report,
+    filters) so that none of them reads text back: ``pids`` is every process the finding is
+    about (lowest first; ``pid`` is the first of them), ``address`` the listener's local
+    endpoint or the peer's as the model's object (``None`` where the finding names no single
+    one, or only a port)."""
 
     kind: SubjectKind
     pid: int | None = None
     process: str | None = None
     endpoint: str | None = None
+    pids: tuple[int, ...] = ()
+    address: Endpoint | None = None
 
     def describe(self) -> str:
         parts: list[str] = []
@@ -642,6 +650,25 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class CodeEntry:
+    """One finding code as the catalogue lists it (``tcphealth explain --codes``): the code,
+    the rule that declares it, the severities it can carry, whether only a series of samples
+    can show it, and what it means in one line."""
+
+    code: str
+    rule: str
+    severities: tuple[Severity, ...]
+    from_series: bool
+    meaning: str
+
+    @property
+    def severity_text(self) -> str:
+        """``WARNING-CRITICAL``, ``INFO``: the range, lowest to highest."""
+        low, high = min(self.severities), max(self.severities)
+        return low.label if low == high else f"{low.label}-{high.label}"
+
+
+@dataclass(frozen=True)
 class Finding:
     code: str  # stable, e.g. "close-wait-not-reading"
     severity: Severity
@@ -658,3 +685,10 @@ class Finding:
     netns: str | None = None
     container: str | None = None
     pod: str | None = None
+
+
+def finding_order(finding: Finding) -> tuple[int, int, str, str]:
+    """The one order findings are listed in, everywhere: most severe first, then the largest,
+    then by code; the subject breaks the last ties so that the same snapshot always gives the
+    same list."""
+    return (-finding.severity, -finding.count, finding.code, finding.subject.describe())

@@ -41,7 +41,7 @@ from tcphealth.report import (
 )
 
 if TYPE_CHECKING:
-    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
+    from tcphealth.series_facts import SeriesFacts  # only named here: a series loads it
 
 # Next steps whose first word runs inside a network namespace: these get the way in. Every
 # other step (prose, /proc/PID/... paths, which are the same from everywhere) stays as it is.

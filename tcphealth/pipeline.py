@@ -1,21 +1,28 @@
 """The one-way flow of a run, callable without the command line:
-snapshot (or a series of them) -> filter -> diagnose -> report."""
+snapshot (or a series of them) -> filter -> diagnose -> report.
+
+Also where a run's samples come from (:class:`Inputs`), whether several samples are diagnosed
+with time or only the latest (:func:`diagnose_samples`), and the ``watch`` loop, which follows
+the host sample after sample (:func:`follow`). The command line only parses options into these
+values, hands the reports to a renderer and turns errors into exit codes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+import re
+import sys
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from tcphealth import gcpause, namespaced
+from tcphealth import gcpause, namespaced, sources
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.timeline import Age, ConnectionKey
+from tcphealth.diagnose.timeline import Age, ConnectionKey, Tracker
 from tcphealth.filters import SocketFilter, apply_filter, filter_findings
-from tcphealth.model import Finding, Snapshot
+from tcphealth.model import Finding, Snapshot, Sysctls
 from tcphealth.report import Report, build_report
-
-if TYPE_CHECKING:
-    from tcphealth.diagnose.series import SeriesFacts
+from tcphealth.series_facts import SeriesFacts
 
 
 def analyse(
@@ -69,3 +76,166 @@ def analyse_series(
         return build_report(
             latest, filter_findings(findings, flt, latest), filters=flt.describe(), series=facts
         )
+
+
+# --- where the samples come from, and what is made of them --------------------------------------
+
+
+class UsageConflict(ValueError):
+    """Options that cannot go together (the command line reports it as a usage error)."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where a run's snapshot comes from: a file or standard input (``from_file``), else this
+    host (or the network namespace ``netns``) through ``source``. Unreadable input raises
+    :class:`~tcphealth.errors.InputError` or :class:`~tcphealth.errors.SourceUnavailableError`."""
+
+    from_file: str | None = None
+    source: str = "auto"
+    proc_root: Path = Path("/proc")
+    no_processes: bool = False
+    input_format: str = "auto"
+    strict: bool = False
+    # None or auto: every namespace as root in the host's, else the caller's; all; self; or
+    # one NAME (live: entered; with from_file: the part of the snapshot in it).
+    netns: str | None = None
+    node_root: Path = Path("/")  # where the kubelet's and the runtimes' files are
+
+    def load(self) -> Snapshot:
+        """The one snapshot: read from the file, or collected now."""
+        if self.from_file is not None:
+            # sys.stdin now, not the one bound as a default when sources was imported
+            loaded = sources.load(
+                self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
+            )
+            return self._one_namespace(loaded)
+        scope = self.netns if self.netns in sources.NETNS_SCOPES else "auto"
+        return sources.collect_live(
+            self.source,
+            self.proc_root,
+            with_processes=not self.no_processes,
+            netns=None if self.netns in sources.NETNS_SCOPES else self.netns,
+            scope=scope,
+            node_root=self.node_root,
+        )
+
+    def _one_namespace(self, snapshot: Snapshot) -> Snapshot:
+        """With --from, --netns NAME keeps the part of the snapshot in that namespace."""
+        if self.netns is None or self.netns in sources.NETNS_SCOPES:
+            return snapshot
+        from tcphealth.filters import namespace_names, select_namespace
+
+        selected = select_namespace(snapshot, self.netns)
+        if selected is None:
+            known = ", ".join(namespace_names(ns)[0] for ns in snapshot.namespaces) or "none"
+            raise UsageConflict(
+                f"--netns {self.netns}: no such network namespace in {self.from_file} "
+                f"(it holds: {known})"
+            )
+        return selected
+
+    def load_series(self, samples: int = 1, interval: float = 1.0) -> list[Snapshot]:
+        """The samples to diagnose, oldest first: those of a series file (or the captures of a
+        paste) given with --from, else ``samples`` looks at this host ``interval`` apart."""
+        if self.from_file is None:
+            return list(self.live_samples(samples, interval))
+        if samples > 1:
+            raise UsageConflict(
+                "--samples looks at this host again and again; --from reads samples "
+                "already taken (a series file from 'tcphealth snapshot --samples')"
+            )
+        loaded = sources.load_series(
+            self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
+        )
+        return [self._one_namespace(sample) for sample in loaded]
+
+    def live_samples(self, count: int | None, interval: float) -> Iterator[Snapshot]:
+        """Samples of this host (or of --netns), ``interval`` seconds apart; ``None``: no end."""
+        return sources.sample_live(count, interval, self.load)
+
+    def sysctls(self) -> Sysctls | None:
+        """The kernel settings of the snapshot --from names, else of this host's /proc (or the
+        copy at ``proc_root``); None where there is none to read (not Linux)."""
+        if self.from_file is not None:
+            return self.load().sysctls
+        return sources.host_sysctls(self.proc_root)
+
+
+@dataclass(frozen=True)
+class Diagnosed:
+    """A report, the samples it was made of, and the snapshot whose notes belong with it."""
+
+    report: Report
+    samples: Sequence[Snapshot]
+    noted: Snapshot
+
+
+def diagnose_samples(
+    samples: Sequence[Snapshot],
+    source_name: str,
+    flt: SocketFilter | None = None,
+    thresholds: Thresholds | None = None,
+) -> Diagnosed:
+    """Samples with times between them are diagnosed with time; otherwise (one snapshot,
+    or captures pasted together) the latest alone, with a note saying so. ``source_name``
+    is the file they came from, for that note."""
+    if sources.is_timed_series(samples):
+        return Diagnosed(analyse_series(samples, flt, thresholds), samples, samples[-1])
+    snapshot = sources.latest_of(source_name, samples)
+    return Diagnosed(analyse(snapshot, flt, thresholds), samples, snapshot)
+
+
+def report_of(
+    inputs: Inputs,
+    flt: SocketFilter | None = None,
+    thresholds: Thresholds | None = None,
+    samples: int = 1,
+    interval: float = 1.0,
+) -> Diagnosed:
+    """One snapshot, or several samples diagnosed with time (--samples, a series file)."""
+    taken = inputs.load_series(samples, interval)
+    return diagnose_samples(taken, inputs.from_file or "-", flt, thresholds)
+
+
+@dataclass(frozen=True)
+class WatchedSample:
+    """One look of ``watch``: its number (from 1), the report of the recent window, the
+    notes of a kind not seen in an earlier sample, and when the first sample was taken."""
+
+    number: int
+    report: Report
+    new_notes: tuple[str, ...]
+    first_taken_at: float
+
+
+def follow(
+    samples: Iterable[Snapshot],
+    flt: SocketFilter | None = None,
+    thresholds: Thresholds | None = None,
+    window: int = 5,
+    count: int | None = None,
+) -> Iterator[WatchedSample]:
+    """Diagnose each sample with the ``window`` before it, and with the age of every
+    connection since it was first seen; stops after ``count`` samples (None: when
+    ``samples`` ends). A sample is taken only when the one before has been handled."""
+    tracker = Tracker()
+    recent: deque[Snapshot] = deque(maxlen=window)
+    noted: set[str] = set()
+    first_at: float | None = None
+    for number, snapshot in enumerate(samples, start=1):
+        first_at = snapshot.host.taken_at if first_at is None else first_at
+        ages = tracker.observe(snapshot)
+        recent.append(snapshot)
+        report = analyse_series(list(recent), flt, thresholds, ages)
+        new_notes: list[str] = []
+        for note in snapshot.notes:
+            # Each kind of note once, not once per sample: "12 socket(s) ..." and
+            # "13 socket(s) ..." say the same thing.
+            kind = re.sub(r"\d+", "N", note)
+            if kind not in noted:
+                noted.add(kind)
+                new_notes.append(note)
+        yield WatchedSample(number, report, tuple(new_notes), first_at)
+        if count and number >= count:
+            return

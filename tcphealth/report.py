@@ -14,13 +14,17 @@ are dropped too when there are several: 90 connections from 40 clients to port 8
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tcphealth.diagnose import config as diagnose_config
+from tcphealth.diagnose.config import Thresholds, thresholds_as_toml
 from tcphealth.diagnose.timeline import (
     ENTERED_ON_ACK,
     Age,
@@ -40,10 +44,12 @@ from tcphealth.model import (
     Snapshot,
     Socket,
     TcpState,
+    finding_order,
 )
+from tcphealth.states import DEFAULT_PORT_RANGE
 
 if TYPE_CHECKING:
-    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
+    from tcphealth.series_facts import SeriesFacts  # only named here: a series loads it
 
 
 class ExitCode(enum.IntEnum):
@@ -58,9 +64,6 @@ class ExitCode(enum.IntEnum):
 # The order states are listed in everywhere: the eleven TCP states, then the two odd ones.
 STATE_ORDER: tuple[TcpState, ...] = (*TCP_STATES, TcpState.BOUND_INACTIVE, TcpState.UNKNOWN)
 _STATE_RANK = {state: rank for rank, state in enumerate(STATE_ORDER)}
-
-# Linux's default ip_local_port_range, used when the snapshot does not know the real one.
-DEFAULT_EPHEMERAL_RANGE = (32768, 60999)
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class Report:
     attribution: Attribution
     socket_count: int
     states: dict[TcpState, int]  # only states that occur, in STATE_ORDER
-    findings: tuple[Finding, ...]  # most severe first; equal severities keep the diagnosis order
+    findings: tuple[Finding, ...]  # in finding_order: most severe first, then largest
     processes: tuple[OwnerSummary, ...]  # processes with findings first, then by socket count
     unowned: OwnerSummary  # sockets no process holds (or whose holder we could not see)
     notes: tuple[str, ...] = ()
@@ -221,8 +224,8 @@ class Report:
 
 
 def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
-    """Most severe first; a stable sort, so the diagnosis's own order breaks ties."""
-    return tuple(sorted(findings, key=lambda finding: -finding.severity))
+    """In the one order of :func:`tcphealth.model.finding_order` (the diagnosis's own)."""
+    return tuple(sorted(findings, key=finding_order))
 
 
 class _Grouping:
@@ -445,7 +448,8 @@ def build_report(
     """Arrange a (possibly filtered) snapshot and the findings the diagnosis made of it;
     ``series`` when the snapshot is the latest of several samples."""
     ordered = sort_findings(findings)
-    ephemeral = snapshot.sysctls.ip_local_port_range or DEFAULT_EPHEMERAL_RANGE
+    # Linux's default range when the snapshot does not know the host's
+    ephemeral = snapshot.sysctls.ip_local_port_range or DEFAULT_PORT_RANGE
     listening = frozenset(
         sock.local.port
         for sock in snapshot.sockets
@@ -514,3 +518,23 @@ def build_report(
 def process_sort_key(summary: OwnerSummary) -> tuple[int, int, int]:
     worst = summary.worst.severity if summary.worst else Severity.OK
     return (-worst, -summary.socket_count, summary.pid or 0)
+
+
+@dataclass(frozen=True)
+class ThresholdsReport:
+    """What ``tcphealth config`` shows: the thresholds in effect, as values by name and as the
+    TOML file tcphealth reads back, and where they came from."""
+
+    values: Mapping[str, object]
+    toml: str
+    origin: Path | None  # the file read; None: the defaults, no file was found
+    searched: tuple[Path, ...]  # where a file is looked for when none is named
+
+
+def thresholds_report(thresholds: Thresholds, origin: Path | None) -> ThresholdsReport:
+    return ThresholdsReport(
+        values=dataclasses.asdict(thresholds),
+        toml=thresholds_as_toml(thresholds),
+        origin=origin,
+        searched=diagnose_config.SEARCH_PATHS,  # looked up now: a test may point it elsewhere
+    )

@@ -143,6 +143,21 @@ def duration_text(seconds: float) -> str:
     return f"{whole} (about {seconds / 3600:.1f} h)"
 
 
+def host_or_default(sysctls: Sysctls | None, name: str) -> tuple[int, bool]:
+    """The host's value of the setting ``name``, else its Linux default; and whether the
+    default was assumed (a finding that uses it says so)."""
+    value = None if sysctls is None else getattr(sysctls, name)
+    if value is None:
+        return LINUX_DEFAULTS[name], True
+    return int(value), False
+
+
+def port_range_or_default(sysctls: Sysctls | None) -> tuple[tuple[int, int], bool]:
+    """The host's ip_local_port_range, else the Linux default; and whether it was assumed."""
+    found = None if sysctls is None else sysctls.ip_local_port_range
+    return (DEFAULT_PORT_RANGE, True) if found is None else (found, False)
+
+
 @dataclass
 class _Settings:
     """Reads sysctls, falling back to Linux defaults and remembering which it assumed."""
@@ -152,9 +167,8 @@ class _Settings:
     used: list[tuple[str, str]] = field(default_factory=list)
 
     def get(self, name: str) -> int:
-        value = None if self.sysctls is None else getattr(self.sysctls, name)
-        if value is None:
-            value = LINUX_DEFAULTS[name]
+        value, assumed = host_or_default(self.sysctls, name)
+        if assumed:
             origin = _DEFAULT_NOTES.get(name, "Linux default")
             note = f"{name} = {value} ({origin}; not read from this host)"
             if note not in self.assumed:

@@ -471,7 +471,7 @@ def test_explain_unknown_state_is_one_line_and_exit_3(text: str) -> None:
 def test_explain_needs_a_state() -> None:
     result = run("explain")
     assert result.exit_code == 3
-    assert "Missing argument 'STATE'" in result.stderr
+    assert result.stderr == "tcphealth: explain needs a STATE (e.g. close-wait), or --codes\n"
 
 
 # --- config ---

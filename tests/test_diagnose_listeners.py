@@ -5,7 +5,7 @@ from __future__ import annotations
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.diagnose.listeners import assess_accept_queue
+from tcphealth.diagnose.shared import assess_accept_queue
 from tcphealth.model import Blame, Finding, Severity, SubjectKind, Sysctls, TcpState
 from tests.builders import listener, proc_copy_attribution, process, snapshot
 

@@ -16,11 +16,15 @@ from hypothesis import strategies as st
 from tcphealth.model import TcpState
 from tcphealth.sources.dump_relay import NLMSG_ERROR
 from tcphealth.sources.netlink import (
+    INET_DIAG_INFO,
     INET_DIAG_SHUTDOWN,
     SOCK_DIAG_BY_FAMILY,
+    TCP_INFO_FIELDS,
+    TCP_INFO_STRUCT,
     Decoder,
     NetlinkError,
     parse_messages,
+    parse_tcp_info,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "netlink"
@@ -208,3 +212,72 @@ def test_a_message_unlike_its_learnt_layout_is_walked(
     assert changed.shutdown is None
     walk = Decoder().message(memoryview(bytes(changed_message)), 0, len(changed_message), "walk")
     assert changed == walk
+
+
+def _info_attribute(message: bytes | bytearray) -> int:
+    """Where the INET_DIAG_INFO payload starts in one inet_diag message body."""
+    offset = 72
+    while struct.unpack_from("=H", message, offset + 2)[0] != INET_DIAG_INFO:
+        offset += (struct.unpack_from("=H", message, offset)[0] + 3) & ~3
+    return offset + 4
+
+
+def test_the_tcp_info_table_is_the_kernels_layout() -> None:
+    # include/uapi/linux/tcp.h: five u8 (state .. backoff), then the bit fields and one more u8,
+    # then u32 from tcpi_rto on; tcpi_total_retrans is the 26th u32.
+    assert TCP_INFO_STRUCT.format == "=2xBBB3xI12xI16xI4xII8xI28xI"
+    assert TCP_INFO_STRUCT.size == 104
+    assert {field.attribute for field in TCP_INFO_FIELDS} == {
+        "retransmits",
+        "probes",
+        "backoff",
+        "rto_us",
+        "unacked",
+        "last_data_sent_ms",
+        "last_data_recv_ms",
+        "last_ack_recv_ms",
+        "rtt_us",
+        "total_retrans",
+    }
+
+
+def test_every_tcp_info_field_lands_in_the_attribute_its_table_row_names(
+    recorded: tuple[bytes, dict[str, int]],
+) -> None:
+    # A value no other field has, at each field's offset: a decoder reading the fields in
+    # another order than the table's puts one of them into the wrong attribute.
+    data, _ = recorded
+    start, end = next(
+        (s, e)
+        for s, e in _messages(data)
+        if (sock := Decoder().message(memoryview(data), s, e, "x")).tcp_info is not None
+        and sock.state is TcpState.ESTABLISHED
+    )
+    message = bytearray(data[start:end])
+    info = _info_attribute(message)
+    expected: dict[str, int] = {}
+    for number, field in enumerate(TCP_INFO_FIELDS):
+        value = 11 + number if field.c_type == "__u8" else 100_003 + 1000 * number
+        struct.pack_into("=" + field.code, message, info + field.offset, value)
+        expected[field.attribute] = value
+    walked = Decoder().message(memoryview(bytes(message)), 0, len(message), "walk")
+    decoder = Decoder()
+    fast, _ = parse_messages(_framed(bytes(message), bytes(message)), "fast", decoder)
+    assert len(decoder._layouts) == 1  # learnt from the first, used for the second
+    alone = parse_tcp_info(memoryview(bytes(message))[info:])
+    for decoded in (walked.tcp_info, fast[0].tcp_info, fast[1].tcp_info, alone):
+        assert decoded is not None
+        assert {name: getattr(decoded, name) for name in expected} == expected
+
+
+def test_a_short_tcp_info_knows_the_fields_it_holds() -> None:
+    buffer = bytearray(TCP_INFO_STRUCT.size)
+    for number, field in enumerate(TCP_INFO_FIELDS):
+        struct.pack_into("=" + field.code, buffer, field.offset, 1 + number)
+    # An old kernel's struct ending after tcpi_last_data_recv (offset 52, 4 bytes).
+    info = parse_tcp_info(memoryview(bytes(buffer[:56])))
+    assert (info.retransmits, info.probes, info.backoff, info.rto_us) == (1, 2, 3, 4)
+    assert (info.unacked, info.last_data_sent_ms, info.last_data_recv_ms) == (5, 6, 7)
+    assert (info.last_ack_recv_ms, info.rtt_us, info.total_retrans) == (None, None, None)
+    # Too short for the one-byte counters: nothing is known.
+    assert parse_tcp_info(memoryview(bytes(buffer[:4]))) == type(info)()

@@ -19,7 +19,7 @@ def test_states_are_counted_in_canonical_order_and_only_when_present() -> None:
     ]
 
 
-def test_findings_are_ordered_most_severe_first_keeping_the_diagnosis_order_for_ties() -> None:
+def test_findings_are_ordered_most_severe_first_then_by_the_diagnosis_order() -> None:
     info = finding("a-info", Severity.INFO)
     warning_1 = finding("b-warning", Severity.WARNING)
     critical = finding("c-critical", Severity.CRITICAL)

@@ -13,14 +13,10 @@ from click.testing import CliRunner
 from tcphealth import sources
 from tcphealth.cli import main
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.series import (
-    GROWING,
-    LISTEN_OVERFLOWS_RISING,
-    PAST_TIMER,
-    SLOW_CLOSE,
-    SYN_SENT_STUCK,
-    diagnose_series,
-)
+from tcphealth.diagnose.rules.close_wait import SLOW_CLOSE
+from tcphealth.diagnose.rules.handshake import SYN_SENT_STUCK
+from tcphealth.diagnose.rules.over_time import GROWING, LISTEN_OVERFLOWS_RISING, PAST_TIMER
+from tcphealth.diagnose.series import diagnose_series
 from tcphealth.diagnose.timeline import Tracker, connection_key, kernel_age_floor
 from tcphealth.model import (
     Finding,

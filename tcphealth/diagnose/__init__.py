@@ -1,55 +1,68 @@
 """Findings from a snapshot: pure rules, no I/O.
 
 ``diagnose(snapshot)`` runs every rule over one pass of indexing and returns the findings most
-severe first. Each rule module handles one concern:
-
-=================  ==========================================================================
-``close_wait``     CLOSE_WAIT held by a process, never accepted, or held by an unknown owner
-``listeners``      accept queues at or near their backlog
-``handshake``      SYN_RECV without final ACKs; SYN_SENT that gets no answer
-``closing``        FIN_WAIT1 / CLOSING / LAST_ACK not acknowledged; FIN_WAIT2 that never ends
-``time_wait``      TIME_WAIT exhausting ephemeral ports or hitting tcp_max_tw_buckets
-``established``    stalled sends, unread receive queues, zero windows
-``descriptors``    processes near their file-descriptor limit
-=================  ==========================================================================
+severe first. Each rule lives in its own module under ``rules/`` (CLOSE_WAIT, listeners,
+handshakes, closing, TIME_WAIT, ESTABLISHED, descriptors, and ``over_time`` for what only a
+series shows) and declares itself there as a :class:`~tcphealth.diagnose.rule.Rule` record:
+its name, a one-line summary, the codes it can emit, its check, its optional step over a
+series. :data:`RULES` below is the one list of them; ``tcphealth explain --codes`` and the
+README's table of codes are made from it. The rules share helpers only through ``shared``,
+``wording`` and ``index``: no rule module imports another (``make lint`` checks it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 
-from tcphealth.diagnose import (
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.rules import (
     close_wait,
     closing,
     descriptors,
     established,
     handshake,
     listeners,
+    over_time,
     time_wait,
 )
-from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.model import Finding, Snapshot
+from tcphealth.model import Finding, Snapshot, finding_order
 
-__all__ = ["diagnose", "finding_order"]
+__all__ = ["CODES", "RULES", "diagnose", "finding_order", "rule_of"]
 
-Rule = Callable[[SnapshotIndex, Thresholds], list[Finding]]
-
+# The one registry of rules. Their checks run in this order over a snapshot, their steps in
+# this order over a series (``over_time`` last: it adds evidence to what the others found).
 RULES: tuple[Rule, ...] = (
-    descriptors.check,
-    listeners.check,
-    close_wait.check,
-    handshake.check,
-    closing.check,
-    time_wait.check,
-    established.check,
+    descriptors.RULE,
+    listeners.RULE,
+    close_wait.RULE,
+    handshake.RULE,
+    closing.RULE,
+    time_wait.RULE,
+    established.RULE,
+    over_time.RULE,
 )
 
 
-def finding_order(finding: Finding) -> tuple[int, int, str, str]:
-    # Most severe first, then the largest, then by code; the subject breaks the last ties so
-    # that the same snapshot always gives the same list.
-    return (-finding.severity, -finding.count, finding.code, finding.subject.describe())
+def _codes(rules: tuple[Rule, ...]) -> dict[str, Code]:
+    codes: dict[str, Code] = {}
+    for rule in rules:
+        for code in rule.codes:
+            if code.name in codes:
+                raise ValueError(f"finding code {code.name!r} is declared twice")
+            codes[code.name] = code
+    return codes
+
+
+# Every finding code by name, in the registry's order.
+CODES: Mapping[str, Code] = _codes(RULES)
+_RULE_OF_CODE = {code.name: rule for rule in RULES for code in rule.codes}
+
+
+def rule_of(code: str) -> Rule | None:
+    """The rule that declares ``code``; None for a code no rule declares."""
+    return _RULE_OF_CODE.get(code)
 
 
 def diagnose(snapshot: Snapshot, thresholds: Thresholds | None = None) -> list[Finding]:
@@ -62,6 +75,7 @@ def diagnose(snapshot: Snapshot, thresholds: Thresholds | None = None) -> list[F
     effective = thresholds if thresholds is not None else Thresholds()
     findings: list[Finding] = []
     for rule in RULES:
-        findings.extend(rule(index, effective))
+        if rule.check is not None:
+            findings.extend(rule.check(index, effective))
     findings.sort(key=finding_order)
     return findings

@@ -22,6 +22,9 @@ from tcphealth.model import (
     TcpState,
 )
 
+# The diagnoses import plural from here; it is the one every layer uses.
+from tcphealth.phrases import plural as plural
+
 
 def number(value: int) -> str:
     return f"{value:,}"
@@ -33,15 +36,6 @@ def percent(ratio: float) -> str:
     if shown == "100%" and ratio < 1.0:
         return f"{ratio * 100:.1f}%"
     return shown
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """``1 connection attempt``, ``3 connection attempts``."""
-    return f"{number(count)} {word if count == 1 else (words or word + 's')}"
-
-
-def address_text(address: IPAddress) -> str:
-    return str(address)
 
 
 def sockets_text(count: int) -> str:
@@ -79,10 +73,6 @@ def by_host_if_ports_vary(counts: Counter[Destination]) -> Counter[Destination]:
     return hosts
 
 
-def endpoint_text(endpoint: Endpoint) -> str:
-    return str(endpoint)
-
-
 def pids_key(pids: Iterable[int]) -> tuple[int, ...]:
     """The set of pids holding a socket, as a stable dict key (forked holders share sockets)."""
     return tuple(sorted(set(pids)))
@@ -101,11 +91,22 @@ def process_subject(
     index: SnapshotIndex,
     pids: tuple[int, ...],
     kind: SubjectKind = SubjectKind.PROCESS,
+    address: Endpoint | None = None,
     endpoint: str | None = None,
 ) -> Subject:
-    """A subject naming the lowest pid of ``pids`` (the parent, usually, after a fork)."""
+    """A subject about every pid of ``pids``, naming the lowest (the parent, usually, after a
+    fork); ``endpoint`` is ``address`` as text unless given."""
     pid = pids[0] if pids else None
-    return Subject(kind=kind, pid=pid, process=index.process_name(pid), endpoint=endpoint)
+    if endpoint is None and address is not None:
+        endpoint = str(address)
+    return Subject(
+        kind=kind,
+        pid=pid,
+        process=index.process_name(pid),
+        endpoint=endpoint,
+        pids=pids,
+        address=address,
+    )
 
 
 def pid_evidence(pids: tuple[int, ...]) -> tuple[Evidence, ...]:
@@ -150,10 +151,6 @@ def ss_peer_filter(address: IPAddress, port: int | None) -> str:
     if port is not None:
         text += f" '( dport = :{port} )'"
     return text
-
-
-def ss_local_port_filter(port: int | None) -> str:
-    return "" if port is None else f"'( sport = :{port} )'"
 
 
 def level(count: float, warning: float, critical: float) -> Severity | None:

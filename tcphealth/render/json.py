@@ -9,10 +9,18 @@ from __future__ import annotations
 import itertools
 import json
 
+from tcphealth.model import CodeEntry
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import RenderOptions, View
-from tcphealth.render.records import report_record, socket_record
-from tcphealth.report import Report
+from tcphealth.render.records import (
+    code_record,
+    explanation_record,
+    report_record,
+    socket_record,
+    thresholds_record,
+)
+from tcphealth.report import Report, ThresholdsReport
+from tcphealth.states import StateExplanation
 
 
 def dumps(value: object, indent: int | None = None) -> str:
@@ -35,3 +43,16 @@ def render(report: Report, options: RenderOptions, env: Environment) -> None:
         out.write(separator + dumps(socket_record(report, sock)))
         separator = ",\n    "
     out.write("]\n}\n" if separator == "\n    " else "\n  ]\n}\n")
+
+
+def explanation(shown: StateExplanation, env: Environment) -> None:
+    env.stdout.write(dumps(explanation_record(shown), indent=2) + "\n")
+
+
+def thresholds(shown: ThresholdsReport, env: Environment) -> None:
+    env.stdout.write(dumps(thresholds_record(shown), indent=2) + "\n")
+
+
+def codes(shown: tuple[CodeEntry, ...], env: Environment) -> None:
+    """The catalogue of finding codes as one JSON array."""
+    env.stdout.write(dumps([code_record(entry) for entry in shown], indent=2) + "\n")

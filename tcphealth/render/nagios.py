@@ -9,7 +9,8 @@ has one ``state=count;;;`` item for each of the eleven TCP states, always in the
 from __future__ import annotations
 
 from tcphealth.model import TCP_STATES, Severity
-from tcphealth.render.text import inert, plural
+from tcphealth.phrases import plural
+from tcphealth.render.text import inert, severity_counts
 from tcphealth.report import ExitCode, Report
 
 PLUGIN = "TCPHEALTH"
@@ -33,11 +34,7 @@ def perfdata(report: Report) -> str:
 def status_line(report: Report, fail_on: Severity = Severity.WARNING) -> str:
     code = report.exit_code(fail_on)
     if report.findings:
-        counts = ", ".join(
-            f"{count} {severity.label.lower()}"
-            for severity, count in report.count_by_severity().items()
-            if count and severity is not Severity.OK
-        )
+        counts = severity_counts(report.count_by_severity(), zeros=False)
         worst = report.findings[0]
         # The summary names its subject already ("pid 812 (java) holds ...").
         text = f"{counts}: {worst.code}: {worst.summary}"

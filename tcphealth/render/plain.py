@@ -49,7 +49,7 @@ from tcphealth.render.text import inert, utc_iso
 from tcphealth.report import OwnerSummary, Report, SocketGroup
 
 if TYPE_CHECKING:
-    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
+    from tcphealth.series_facts import SeriesFacts  # only named here: a series loads it
 
 _BARE = re.compile(r'[^\s"=\\]+')
 

@@ -12,13 +12,13 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tcphealth.model import TCP_STATES, Container, Finding, Socket, TcpState
+from tcphealth.model import TCP_STATES, CodeEntry, Container, Finding, Socket, TcpState
 from tcphealth.render.text import utc_iso
-from tcphealth.report import OwnerSummary, Report, SocketGroup
+from tcphealth.report import OwnerSummary, Report, SocketGroup, ThresholdsReport
 from tcphealth.states import StateExplanation
 
 if TYPE_CHECKING:
-    from tcphealth.diagnose.series import SeriesFacts  # only named here: a series loads it
+    from tcphealth.series_facts import SeriesFacts  # only named here: a series loads it
 
 REPORT_FORMAT = "tcphealth.report"
 # 2: network namespaces -- "namespaces", and netns / container / pod on findings, processes,
@@ -317,4 +317,21 @@ def explanation_record(explanation: StateExplanation) -> JSONObject:
         "action": explanation.action,
         "settings": {name: value for name, value in explanation.settings},
         "assumed": list(explanation.assumed),
+    }
+
+
+def thresholds_record(shown: ThresholdsReport) -> JSONObject:
+    """``tcphealth config --format json``: the file they came from (null: the defaults), then
+    every threshold by name."""
+    return {"source": str(shown.origin) if shown.origin else None, **shown.values}
+
+
+def code_record(entry: CodeEntry) -> JSONObject:
+    """One code of ``tcphealth explain --codes --format json``."""
+    return {
+        "code": entry.code,
+        "rule": entry.rule,
+        "severities": [severity.label for severity in entry.severities],
+        "from_series": entry.from_series,
+        "meaning": entry.meaning,
     }

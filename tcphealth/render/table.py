@@ -24,9 +24,10 @@ from rich.table import Table
 from rich.text import Text
 
 from tcphealth.model import Finding, Severity, Socket, TcpState, TimerKind
+from tcphealth.phrases import plural
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import TABLE_GROUP_LIMIT, RenderOptions, View
-from tcphealth.render.text import age_text, endpoint_text, inert, plural, utc_text
+from tcphealth.render.text import age_text, endpoint_text, inert, utc_text
 from tcphealth.report import OwnerSummary, Report, SocketGroup
 
 SEVERITY_STYLE: dict[Severity, str] = {

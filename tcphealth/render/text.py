@@ -9,8 +9,9 @@ named ``"\\x1b[2J"`` prints as that text instead of clearing the screen.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 
-from tcphealth.model import Endpoint
+from tcphealth.model import Endpoint, Severity
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -67,10 +68,14 @@ def utc_iso(epoch: float) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
-def plural(count: int, word: str, plural_word: str | None = None) -> str:
-    """``1 socket``, ``2 sockets``, ``1,024 sockets``."""
-    chosen = word if count == 1 else (plural_word or word + "s")
-    return f"{count:,} {chosen}"
+def severity_counts(counts: Mapping[Severity, int], *, zeros: bool = True) -> str:
+    """``1 critical, 0 warning, 2 info``, most severe first, as ``check`` and ``watch`` end
+    their run on stderr; ``zeros=False`` leaves out a severity no finding has (Nagios)."""
+    return ", ".join(
+        f"{counts.get(severity, 0)} {severity.label.lower()}"
+        for severity in sorted(Severity, reverse=True)
+        if severity is not Severity.OK and (zeros or counts.get(severity, 0))
+    )
 
 
 def age_text(seconds: float) -> str:

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.padding import Padding
 from rich.text import Text
 
+from tcphealth.phrases import plural
 from tcphealth.render import plain
 from tcphealth.render.environment import Environment
 from tcphealth.render.json import dumps
@@ -31,14 +32,12 @@ from tcphealth.render.table import (
     make_console,
     owner_table,
 )
-from tcphealth.render.text import inert, plural
+from tcphealth.render.text import inert, severity_counts
 from tcphealth.report import Report
 
 # How much of the report the live view shows: it must fit a terminal redrawn every interval.
 LIVE_FINDINGS = 5
 LIVE_PROCESSES = 3
-
-PIPED_FORMATS = ("plain", "ndjson", "json")
 
 
 def sample_lines(report: Report, number: int, options: RenderOptions) -> Iterator[str]:
@@ -121,6 +120,39 @@ class LiveScreen:
         self._live.stop()
 
 
+class PipedSamples:
+    """Into a pipe or a file: each sample's records as they are made (:func:`write_sample`),
+    and the notes on stderr."""
+
+    def __init__(self, fmt: str, options: RenderOptions, env: Environment) -> None:
+        self.fmt, self.options, self.env = fmt, options, env
+
+    def show(self, report: Report, number: int, status: str) -> None:
+        write_sample(report, number, self.fmt, self.options, self.env)
+
+    def note(self, text: str) -> None:
+        self.env.stderr.write(inert(text) + "\n")
+        self.env.stderr.flush()
+
+    def stop(self) -> None:
+        pass
+
+
+def watch_view(fmt: str, options: RenderOptions, env: Environment) -> LiveScreen | PipedSamples:
+    """The view redrawn in place for a table (a terminal), else records into the pipe."""
+    return LiveScreen(env) if fmt == "table" else PipedSamples(fmt, options, env)
+
+
+def summary_line(taken: int, seconds: float, last: Report) -> str:
+    """What ``watch`` says on stderr as it ends: how many samples over how long, and the
+    counts and codes of the last."""
+    codes = ", ".join(sorted({finding.code for finding in last.findings})) or "none"
+    return (
+        f"tcphealth: watch: {taken} sample{'s' if taken != 1 else ''} over {seconds:.1f} s; "
+        f"in the last: {severity_counts(last.count_by_severity())} ({codes})"
+    )
+
+
 def status_line(number: int, count: int | None, interval: float, replay: bool, window: int) -> str:
     of = f"/{count}" if count else ""
     compared = f"; the last {window} compared" if number > window else ""
@@ -130,10 +162,12 @@ def status_line(number: int, count: int | None, interval: float, replay: bool, w
 
 
 __all__ = [
-    "PIPED_FORMATS",
     "LiveScreen",
+    "PipedSamples",
     "sample_lines",
     "sample_record",
     "status_line",
+    "summary_line",
+    "watch_view",
     "write_sample",
 ]

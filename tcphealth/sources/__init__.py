@@ -19,7 +19,7 @@ from typing import IO
 
 from tcphealth import reading
 from tcphealth.errors import InputError, SourceUnavailableError
-from tcphealth.model import Snapshot
+from tcphealth.model import Snapshot, Sysctls
 from tcphealth.sources import netlink, procfs
 
 LIVE_SOURCES = ("auto", "netlink", "procfs", "psutil")
@@ -291,3 +291,11 @@ def _proc_tree(root: Path, *, strict: bool) -> Snapshot:
             ),
         )
     return snapshot
+
+
+def host_sysctls(proc_root: Path = Path("/proc")) -> Sysctls | None:
+    """The kernel settings under ``proc_root`` (this host's /proc, or a copy of it); None where
+    there is no ``sys/net`` to read (not Linux), so a caller falls back to named defaults."""
+    if not (proc_root / "sys" / "net").is_dir():
+        return None
+    return procfs.read_sysctls(proc_root)

@@ -26,7 +26,7 @@ import struct
 import sys
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -78,21 +78,64 @@ _MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
 _MSG_SIZE = _MSG.size  # 72
 _RTATTR = struct.Struct("=HH")
 
-# struct tcp_info offsets (include/uapi/linux/tcp.h); older kernels send a shorter struct.
-_TCPI_BYTES = struct.Struct("=BBBBB")  # state, ca_state, retransmits, probes, backoff
-_TCPI_RTO = 8
-_TCPI_UNACKED = 24
-_TCPI_LAST_DATA_SENT = 44
-_TCPI_LAST_DATA_RECV = 52
-_TCPI_LAST_ACK_RECV = 56
-_TCPI_RTT = 68
-_TCPI_TOTAL_RETRANS = 100
-_U32 = struct.Struct("=I")
+
+@dataclass(frozen=True)
+class TcpInfoField:
+    """One field of the kernel's ``struct tcp_info`` (include/uapi/linux/tcp.h) that we read:
+    its C name and type, its byte offset, and the :class:`TcpInfo` attribute it fills."""
+
+    c_name: str
+    c_type: str  # "__u8" or "__u32", in host byte order
+    offset: int
+    attribute: str
+
+    @property
+    def code(self) -> str:
+        return _STRUCT_CODES[self.c_type]
+
+    @property
+    def end(self) -> int:
+        return self.offset + struct.calcsize("=" + self.code)
+
+
+_STRUCT_CODES = {"__u8": "B", "__u32": "I"}
+
+# The fields we use, in the order they sit in the struct. Older kernels send a shorter struct:
+# a field past its end is unknown (None). Both decoders -- parse_tcp_info for any length, and
+# the fast path of Decoder.drafts, which reads them with the whole message in one unpack --
+# get their values from TCP_INFO_STRUCT, in this order.
+TCP_INFO_FIELDS: tuple[TcpInfoField, ...] = (
+    TcpInfoField("tcpi_retransmits", "__u8", 2, "retransmits"),
+    TcpInfoField("tcpi_probes", "__u8", 3, "probes"),
+    TcpInfoField("tcpi_backoff", "__u8", 4, "backoff"),
+    TcpInfoField("tcpi_rto", "__u32", 8, "rto_us"),
+    TcpInfoField("tcpi_unacked", "__u32", 24, "unacked"),
+    TcpInfoField("tcpi_last_data_sent", "__u32", 44, "last_data_sent_ms"),
+    TcpInfoField("tcpi_last_data_recv", "__u32", 52, "last_data_recv_ms"),
+    TcpInfoField("tcpi_last_ack_recv", "__u32", 56, "last_ack_recv_ms"),
+    TcpInfoField("tcpi_rtt", "__u32", 68, "rtt_us"),
+    TcpInfoField("tcpi_total_retrans", "__u32", 100, "total_retrans"),
+)
+
+
+def _struct_of(fields: Sequence[TcpInfoField]) -> struct.Struct:
+    """One struct reading ``fields`` (sorted by offset, not overlapping), padding between them."""
+    fmt, at = "=", 0
+    for field in fields:
+        if field.offset < at:
+            raise ValueError(f"{field.c_name} overlaps the field before it")
+        fmt += (f"{field.offset - at}x" if field.offset > at else "") + field.code
+        at = field.end
+    return struct.Struct(fmt)
+
+
 # Every field we use, in one unpack, from a tcp_info long enough to hold them all (any kernel
-# since 2.6.x): retransmits, probes, backoff, rto, unacked, last_data_sent, last_data_recv,
-# last_ack_recv, rtt, total_retrans.
-_TCPI_ALL = struct.Struct("=2xBBB3xI12xI16xI4xII8xI28xI")
-assert _TCPI_ALL.size == _TCPI_TOTAL_RETRANS + 4
+# since 2.6.x).
+TCP_INFO_STRUCT = _struct_of(TCP_INFO_FIELDS)
+TCP_INFO_NAMES = tuple(field.attribute for field in TCP_INFO_FIELDS)
+# A shorter tcp_info than that is read field by field; one too short to hold the three one-byte
+# counters is read as nothing known.
+_TCPI_BYTES_END = max(field.end for field in TCP_INFO_FIELDS if field.c_type == "__u8")
 
 
 @functools.cache
@@ -136,29 +179,16 @@ def build_request(family: int, sequence: int, *, with_tcp_info: bool) -> bytes:
 
 def parse_tcp_info(data: memoryview) -> TcpInfo:
     """Read the fields we use from a ``struct tcp_info`` of any kernel's length."""
-    if len(data) >= _TCPI_ALL.size:
-        return Decoder()._tcp_info(_TCPI_ALL.unpack_from(data, 0))
-
-    def u32(offset: int) -> int | None:
-        if len(data) < offset + 4:
-            return None
-        return int(_U32.unpack_from(data, offset)[0])
-
-    if len(data) < _TCPI_BYTES.size:
+    if len(data) >= TCP_INFO_STRUCT.size:
+        return Decoder()._tcp_info(TCP_INFO_STRUCT.unpack_from(data, 0))
+    if len(data) < _TCPI_BYTES_END:
         return TcpInfo()
-    _, _, retransmits, probes, backoff = _TCPI_BYTES.unpack_from(data, 0)
-    return TcpInfo(
-        last_data_recv_ms=u32(_TCPI_LAST_DATA_RECV),
-        last_data_sent_ms=u32(_TCPI_LAST_DATA_SENT),
-        last_ack_recv_ms=u32(_TCPI_LAST_ACK_RECV),
-        retransmits=retransmits,
-        probes=probes,
-        backoff=backoff,
-        rto_us=u32(_TCPI_RTO),
-        rtt_us=u32(_TCPI_RTT),
-        total_retrans=u32(_TCPI_TOTAL_RETRANS),
-        unacked=u32(_TCPI_UNACKED),
-    )
+    known = {
+        field.attribute: struct.unpack_from("=" + field.code, data, field.offset)[0]
+        for field in TCP_INFO_FIELDS
+        if field.end <= len(data)
+    }
+    return TcpInfo(**known)
 
 
 _MAX_LAYOUTS = 64  # message lengths whose layout is remembered
@@ -183,7 +213,7 @@ class _Layout:
     struct: struct.Struct
     headers_of: Callable[[tuple[Any, ...]], tuple[int, ...]]  # each attribute's (length, type)
     headers: tuple[int, ...]  # their values in the message this was learnt from
-    info_at: int  # where the _TCPI_ALL fields start in the unpacked values; -1: no tcp_info
+    info_at: int  # where the TCP_INFO_STRUCT fields start in the unpacked values; -1: no tcp_info
     shutdown_at: int  # where the shutdown byte is; -1: none
 
     @classmethod
@@ -202,9 +232,9 @@ class _Layout:
             headers += [length, kind]
             count += 2
             payload = padded - 4
-            if kind == INET_DIAG_INFO and length - 4 >= _TCPI_ALL.size:
-                fmt += _TCPI_ALL.format.lstrip("=") + f"{payload - _TCPI_ALL.size}x"
-                info_at, count = count, count + 10
+            if kind == INET_DIAG_INFO and length - 4 >= TCP_INFO_STRUCT.size:
+                fmt += TCP_INFO_STRUCT.format.lstrip("=") + f"{payload - TCP_INFO_STRUCT.size}x"
+                info_at, count = count, count + len(TCP_INFO_FIELDS)
             elif kind == INET_DIAG_SHUTDOWN and length >= 5:
                 fmt += f"B{payload - 1}x"
                 shutdown_at, count = count, count + 1
@@ -284,8 +314,8 @@ class Decoder:
             attributes.append((length, kind))
             if kind == INET_DIAG_INFO:
                 tcp_info = (
-                    self._tcp_info(_TCPI_ALL.unpack_from(data, offset + 4))
-                    if length - 4 >= _TCPI_ALL.size
+                    self._tcp_info(TCP_INFO_STRUCT.unpack_from(data, offset + 4))
+                    if length - 4 >= TCP_INFO_STRUCT.size
                     else parse_tcp_info(data[offset + 4 : offset + length])
                 )
             elif kind == INET_DIAG_SHUTDOWN and length >= 5:
@@ -331,6 +361,7 @@ class Decoder:
         )
         unknown_state, unknown_owner = TcpState.UNKNOWN, OwnerSource.UNKNOWN
         ipv4, ipv6 = Family.IPV4, Family.IPV6
+        info_fields = len(TCP_INFO_FIELDS)
         offset = 0
         end = len(data)
         while offset < end:
@@ -399,6 +430,7 @@ class Decoder:
             info_at = layout.info_at
             tcp_info: TcpInfo | None = None
             if info_at >= 0:
+                # The fields of TCP_INFO_FIELDS, in its order (test_netlink checks the names).
                 (
                     info_retransmits,
                     info_probes,
@@ -410,7 +442,7 @@ class Decoder:
                     last_ack_recv,
                     rtt,
                     total_retrans,
-                ) = values[info_at : info_at + 10]
+                ) = values[info_at : info_at + info_fields]
                 if len(ints) < _CACHE_LIMIT:
                     rto = shared(rto, rto)
                     rtt = shared(rtt, rtt)
@@ -480,9 +512,10 @@ class Decoder:
         return drafts, False
 
     def _tcp_info(self, values: tuple[int, ...]) -> TcpInfo:
-        """A TcpInfo from the fields of ``_TCPI_ALL``, in its order. The times (ms since an
-        event, the rto and rtt in us) are shared with equal ones already seen: idle sockets
-        set up together repeat them, and each int is 28 bytes."""
+        """A TcpInfo from the values of ``TCP_INFO_STRUCT``, in the order of
+        ``TCP_INFO_FIELDS``. The times (ms since an event, the rto and rtt in us) are shared
+        with equal ones already seen: idle sockets set up together repeat them, and each int is
+        28 bytes."""
         (
             retransmits,
             probes,

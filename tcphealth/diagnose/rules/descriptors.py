@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.wording import level, number, percent, process_subject, who
-from tcphealth.model import Blame, Evidence, Finding, Process
+from tcphealth.model import Blame, Evidence, Finding, Process, Severity
+
+FD_LIMIT_NEAR = "fd-limit-near"
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
@@ -49,7 +52,7 @@ def _check_process(
         evidence.append(Evidence("fd_hard_limit", hard, "how far the soft limit may be raised"))
     evidence.append(Evidence("sockets", sockets, "TCP sockets it holds in this snapshot"))
     return Finding(
-        code="fd-limit-near",
+        code=FD_LIMIT_NEAR,
         severity=severity,
         state=None,
         blame=Blame.LOCAL_APPLICATION,
@@ -69,3 +72,17 @@ def _check_process(
             "leak (CLOSE_WAIT findings for this pid).",
         ),
     )
+
+
+RULE = Rule(
+    name="descriptors",
+    summary="processes near their file-descriptor limit",
+    codes=(
+        Code(
+            FD_LIMIT_NEAR,
+            "a process holding sockets has used most of its open-file limit",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+    ),
+    check=check,
+)

@@ -11,24 +11,28 @@ destination is a listener on this very host whose queue is full, the listener is
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
-from tcphealth.diagnose.listeners import (
+from tcphealth.diagnose.rule import Code, Rule, Window
+from tcphealth.diagnose.shared import (
     assess_accept_queue,
     listener_owner,
     listener_subject,
     overflow_counter_evidence,
     owner_next_steps,
     owner_unchecked,
+    retransmits_of,
 )
+from tcphealth.diagnose.timeline import connection_key
 from tcphealth.diagnose.wording import (
     destination_text,
     level,
     number,
     pids_key,
     plural,
+    process_subject,
     ss_peer_filter,
     top_destinations,
     who,
@@ -46,22 +50,20 @@ from tcphealth.model import (
     TcpState,
 )
 from tcphealth.states import (
-    LINUX_DEFAULTS,
     duration_text,
+    explain,
+    host_or_default,
     retransmission_budget,
     syn_schedule,
 )
 
 _SYN_FIRST_TIMEOUT = 1.0
 
-
-def retransmits_of(sock: Socket) -> int | None:
-    """Consecutive retransmission timeouts: the socket's own field, else tcp_info's."""
-    if sock.retransmits is not None:
-        return sock.retransmits
-    if sock.tcp_info is not None:
-        return sock.tcp_info.retransmits
-    return None
+SYN_RECV_NO_FINAL_ACK = "syn-recv-no-final-ack"
+SYN_SENT_UNANSWERED = "syn-sent-unanswered"
+SYN_SENT_UNCONFIRMED = "syn-sent-unconfirmed"
+SYN_SENT_TO_FULL_LISTENER = "syn-sent-to-full-listener"
+SYN_SENT_STUCK = "syn-sent-stuck"  # from a series: unanswered in every sample
 
 
 # --- SYN_RECV ------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ def _syn_recv_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fin
         evidence.extend(top_destinations(sources, name="top_source", limit=3))
         findings.append(
             Finding(
-                code="syn-recv-no-final-ack",
+                code=SYN_RECV_NO_FINAL_ACK,
                 severity=severity,
                 state=TcpState.SYN_RECV,
                 blame=Blame.REMOTE_PEER,
@@ -245,9 +247,7 @@ def _syn_sent_finding(
     client_pids = clients[0] if len(clients) == 1 else ()
     client = who(index, client_pids) if client_pids else "Local clients"
     sysctls = index.snapshot.sysctls
-    retries = sysctls.tcp_syn_retries
-    assumed_retries = retries is None
-    retries = LINUX_DEFAULTS["tcp_syn_retries"] if retries is None else retries
+    retries, assumed_retries = host_or_default(sysctls, "tcp_syn_retries")
     schedule = syn_schedule(retries, sysctls.tcp_syn_linear_timeouts)
     give_up = duration_text(schedule.give_up_seconds)
 
@@ -319,7 +319,7 @@ def _syn_sent_finding(
             f"got no answer after {group.max_retransmits} or more SYN retransmissions -- the "
             f"host is down or a firewall drops the SYN; connect() fails after {give_up}."
         )
-        code, blame = "syn-sent-unanswered", Blame.REMOTE_PEER
+        code, blame = SYN_SENT_UNANSWERED, Blame.REMOTE_PEER
     else:
         severity = Severity.INFO
         summary = (
@@ -327,17 +327,14 @@ def _syn_sent_finding(
             "waiting for an answer; the source shows no retransmissions, so whether "
             f"{'it is' if len(group.unknown) == 1 else 'they are'} stuck could not be checked."
         )
-        code, blame = "syn-sent-unconfirmed", Blame.REMOTE_PEER
+        code, blame = SYN_SENT_UNCONFIRMED, Blame.REMOTE_PEER
     return Finding(
         code=code,
         severity=severity,
         state=TcpState.SYN_SENT,
         blame=blame,
-        subject=Subject(
-            kind=SubjectKind.PEER,
-            pid=client_pids[0] if client_pids else None,
-            process=index.process_name(client_pids[0]) if client_pids else None,
-            endpoint=target,
+        subject=process_subject(
+            index, client_pids, SubjectKind.PEER, address=dest, endpoint=target
         ),
         count=count,
         summary=summary,
@@ -377,7 +374,7 @@ def _syn_sent_to_full_listener(
         *overflow_counter_evidence(index),
     ]
     return Finding(
-        code="syn-sent-to-full-listener",
+        code=SYN_SENT_TO_FULL_LISTENER,
         severity=severity,
         state=TcpState.SYN_SENT,
         blame=Blame.LOCAL_APPLICATION,
@@ -396,3 +393,127 @@ def _syn_sent_to_full_listener(
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     return _syn_recv_findings(index, thresholds) + _syn_sent_findings(index, thresholds)
+
+
+# --- over a series: SYN_SENT that stays -----------------------------------------------------------
+
+# Replaced by the stuck finding when their sockets stayed through the window.
+_SNAPSHOT_SYN_SENT_CODES = frozenset({SYN_SENT_UNANSWERED, SYN_SENT_UNCONFIRMED})
+
+
+def over_series(window: Window, findings: list[Finding], thresholds: Thresholds) -> list[Finding]:
+    """SYN_SENT that stays over several samples is a peer that does not answer; one that came
+    and went was a blip and says nothing."""
+    if window.samples < thresholds.persist_samples:
+        return findings
+    stuck: dict[Destination, list[Socket]] = {}
+    for sock in window.latest.sockets:
+        if sock.state is TcpState.SYN_SENT and window.stayed(sock):
+            stuck.setdefault(destination(sock.remote), []).append(sock)
+    if not stuck:
+        return findings
+    result: list[Finding] = []
+    for finding in findings:
+        target = finding.subject.address
+        if finding.state is TcpState.SYN_SENT and target is not None and target in stuck:
+            if finding.code in _SNAPSHOT_SYN_SENT_CODES:
+                continue  # replaced by the stuck finding below
+            evidence = Evidence(
+                "stayed", len(stuck.pop(target)), f"in SYN_SENT through {window.span_text()}"
+            )
+            result.append(replace(finding, evidence=(*finding.evidence, evidence)))
+            continue
+        result.append(finding)
+    for dest, sockets in stuck.items():
+        result.append(_syn_sent_stuck(window, dest, sockets, thresholds))
+    return result
+
+
+def _syn_sent_stuck(
+    window: Window, dest: Destination, sockets: list[Socket], thresholds: Thresholds
+) -> Finding:
+    target = destination_text(dest)
+    count = len(sockets)
+    holders = Counter(pids_key(sock.pids) for sock in sockets if sock.pids)
+    pids = holders.most_common(1)[0][0] if len(holders) == 1 else ()
+    names = {process.pid: process.name for process in window.latest.processes}
+    process = names.get(pids[0]) if pids else None
+    client = f"pid {pids[0]}" + (f" ({process})" if process else "") if pids else "Local clients"
+    severity = Severity.CRITICAL if count >= thresholds.syn_sent_critical else Severity.WARNING
+    limit = explain(TcpState.SYN_SENT, window.latest.sysctls).limit_seconds
+    oldest = max(window.ages[connection_key(sock)].observed_seconds for sock in sockets)
+    return Finding(
+        code=SYN_SENT_STUCK,
+        severity=severity,
+        state=TcpState.SYN_SENT,
+        blame=Blame.REMOTE_PEER,
+        subject=Subject(
+            kind=SubjectKind.PEER,
+            pid=pids[0] if pids else None,
+            process=process,
+            endpoint=target,
+            pids=pids,
+            address=dest,
+        ),
+        count=count,
+        summary=(
+            f"{client} has {plural(count, 'connection attempt')} to {target} that stayed "
+            f"unanswered through the whole {window.span_text()}: the peer is down or a "
+            "firewall drops the SYNs -- a dead peer, not a passing blip."
+        ),
+        evidence=(
+            Evidence("stayed", count, f"in SYN_SENT in all {window.samples} samples"),
+            Evidence("oldest_s", round(oldest, 1), "seen in SYN_SENT for at least this long"),
+            Evidence(
+                "syn_retry_budget_s",
+                None if limit is None else round(limit),
+                "the kernel gives up on each attempt after this",
+            ),
+        ),
+        next_steps=(
+            f"ss -tnpo state syn-sent dst {target}",
+            f"traceroute -T -p {target.rsplit(':', 1)[-1]} {target.rsplit(':', 1)[0].strip('[]')}"
+            if ":" in target
+            else f"traceroute -T {target}",
+        ),
+    )
+
+
+_LEVELS = (Severity.WARNING, Severity.CRITICAL)
+
+RULE = Rule(
+    name="handshake",
+    summary="SYN_RECV without final ACKs; SYN_SENT that gets no answer",
+    codes=(
+        Code(
+            SYN_RECV_NO_FINAL_ACK,
+            "handshakes wait in SYN_RECV with room in the accept queue: clients' final ACKs "
+            "do not arrive",
+            _LEVELS,
+        ),
+        Code(
+            SYN_SENT_UNANSWERED,
+            "connection attempts resent their SYN several times and got no answer",
+            _LEVELS,
+        ),
+        Code(
+            SYN_SENT_UNCONFIRMED,
+            "connection attempts wait for an answer; the source shows no resends to judge by",
+            (Severity.INFO,),
+        ),
+        Code(
+            SYN_SENT_TO_FULL_LISTENER,
+            "local clients cannot connect to a listener on this host whose accept queue is full",
+            _LEVELS,
+            explains_counters=("TcpExt.ListenOverflows",),
+        ),
+        Code(
+            SYN_SENT_STUCK,
+            "connection attempts to one peer stayed unanswered in every sample",
+            _LEVELS,
+            from_series=True,
+        ),
+    ),
+    check=check,
+    step=over_series,
+)

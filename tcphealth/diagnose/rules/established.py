@@ -12,8 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.handshake import retransmits_of
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import retransmits_of
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
@@ -27,16 +28,22 @@ from tcphealth.diagnose.wording import (
 )
 from tcphealth.model import (
     Blame,
+    Endpoint,
     Evidence,
     Finding,
     IPAddress,
+    Severity,
     Socket,
     Subject,
     SubjectKind,
     TcpState,
     TimerKind,
 )
-from tcphealth.states import LINUX_DEFAULTS, duration_text, retransmission_budget
+from tcphealth.states import duration_text, host_or_default, retransmission_budget
+
+PEER_UNREACHABLE = "established-peer-unreachable"
+PEER_NOT_READING = "established-peer-not-reading"
+NOT_READING = "established-not-reading"
 
 
 @dataclass
@@ -108,16 +115,14 @@ def _stalled_finding(
     severity = level(group.sockets, thresholds.established_warning, thresholds.established_critical)
     if severity is None:
         return None
-    retries2 = index.snapshot.sysctls.tcp_retries2
-    assumed = retries2 is None
-    retries2 = LINUX_DEFAULTS["tcp_retries2"] if retries2 is None else retries2
+    retries2, assumed = host_or_default(index.snapshot.sysctls, "tcp_retries2")
     give_up = duration_text(retransmission_budget(retries2, 0.2))
     return Finding(
-        code="established-peer-unreachable",
+        code=PEER_UNREACHABLE,
         severity=severity,
         state=TcpState.ESTABLISHED,
         blame=Blame.NETWORK,
-        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer)),
+        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer), address=Endpoint(peer, None)),
         count=group.sockets,
         summary=(
             f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} have "
@@ -151,11 +156,11 @@ def _peer_not_reading_finding(
     if severity is None:
         return None
     return Finding(
-        code="established-peer-not-reading",
+        code=PEER_NOT_READING,
         severity=severity,
         state=TcpState.ESTABLISHED,
         blame=Blame.REMOTE_PEER,
-        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer)),
+        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer), address=Endpoint(peer, None)),
         count=group.sockets,
         summary=(
             f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} are "
@@ -182,7 +187,7 @@ def _not_reading_finding(
         return None
     holder = who(index, pids)
     return Finding(
-        code="established-not-reading",
+        code=NOT_READING,
         severity=severity,
         state=TcpState.ESTABLISHED,
         blame=Blame.LOCAL_APPLICATION,
@@ -216,3 +221,27 @@ def _not_reading_finding(
             or ("which process holds them: the source does not say",)
         ),
     )
+
+
+RULE = Rule(
+    name="established",
+    summary="stalled sends, unread receive queues, zero windows",
+    codes=(
+        Code(
+            PEER_UNREACHABLE,
+            "data sent to one peer goes unacknowledged and is resent: the peer or path is gone",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            PEER_NOT_READING,
+            "one peer advertises a zero window: it does not read what this host sends",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            NOT_READING,
+            "a process leaves data unread in its receive queues",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+    ),
+    check=check,
+)

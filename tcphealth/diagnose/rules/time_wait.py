@@ -16,6 +16,7 @@ from collections import Counter
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.wording import (
     destination_text,
     level,
@@ -37,10 +38,13 @@ from tcphealth.model import (
     SubjectKind,
     TcpState,
 )
-from tcphealth.states import DEFAULT_PORT_RANGE, LINUX_DEFAULTS
+from tcphealth.states import LINUX_DEFAULTS, port_range_or_default
 
 # (local address, remote address, remote port): what one ephemeral port range is shared by.
 PortKey = tuple[IPAddress, IPAddress, int | None]
+
+PORTS_EXHAUSTING = "time-wait-ports-exhausting"
+BUCKET_LIMIT = "time-wait-bucket-limit"
 
 
 def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
@@ -62,9 +66,7 @@ def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     sockets = index.sockets(TcpState.TIME_WAIT)
     sysctls = index.snapshot.sysctls
-    port_range = sysctls.ip_local_port_range
-    range_assumed = port_range is None
-    low, high = DEFAULT_PORT_RANGE if port_range is None else port_range
+    (low, high), range_assumed = port_range_or_default(sysctls)
     ports = high - low + 1
 
     everywhere: Counter[Destination] = Counter()
@@ -139,11 +141,13 @@ def _ports_finding(
         else ()
     )
     return Finding(
-        code="time-wait-ports-exhausting",
+        code=PORTS_EXHAUSTING,
         severity=severity,
         state=TcpState.TIME_WAIT,
         blame=Blame.LOCAL_APPLICATION,
-        subject=Subject(kind=SubjectKind.PEER, endpoint=target),
+        subject=Subject(
+            kind=SubjectKind.PEER, endpoint=target, address=Endpoint(remote, remote_port)
+        ),
         count=count,
         summary=(
             f"This host holds {number(count)} TIME_WAIT from {local} to {target}, "
@@ -249,7 +253,7 @@ def _bucket_finding(
             "not list the sockets",
         )
     return Finding(
-        code="time-wait-bucket-limit",
+        code=BUCKET_LIMIT,
         severity=severity,
         state=TcpState.TIME_WAIT,
         blame=Blame.KERNEL_LIMIT,
@@ -266,3 +270,23 @@ def _bucket_finding(
         ),
         unchecked=unchecked,
     )
+
+
+RULE = Rule(
+    name="time_wait",
+    summary="TIME_WAIT exhausting ephemeral ports or hitting tcp_max_tw_buckets",
+    codes=(
+        Code(
+            PORTS_EXHAUSTING,
+            "TIME_WAIT to one destination uses up the ephemeral ports for new connections there",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            BUCKET_LIMIT,
+            "TIME_WAIT is at or near tcp_max_tw_buckets, or has overflowed it since boot",
+            (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
+            explains_counters=("TcpExt.TCPTimeWaitOverflow",),
+        ),
+    ),
+    check=check,
+)

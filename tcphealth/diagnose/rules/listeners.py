@@ -8,135 +8,31 @@ SYN_RECV and never-accepted CLOSE_WAIT piling up on such a listener are this ove
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
-from tcphealth.diagnose.wording import number, percent, who
+from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import (
+    assess_accept_queue,
+    listener_owner,
+    listener_subject,
+    overflow_counter_evidence,
+    owner_next_steps,
+    owner_unchecked,
+)
+from tcphealth.diagnose.wording import level, number, percent, who
 from tcphealth.model import (
     Blame,
     Evidence,
     Finding,
     Severity,
     Socket,
-    Subject,
-    SubjectKind,
     Sysctls,
     TcpState,
 )
 
-
-@dataclass(frozen=True)
-class AcceptQueue:
-    """How full a listener's accept queue is, as far as the source lets us know.
-
-    ``fill`` is queued / backlog. When the source has no backlog (a copy of /proc), it is
-    queued / somaxconn instead: the backlog can be no larger than somaxconn, so that figure is
-    a lower bound (``fill_is_lower_bound``) -- enough to prove a queue full, never to prove it
-    has room.
-    """
-
-    queued: int | None
-    backlog: int | None
-    somaxconn: int | None
-    fill: float | None
-    fill_is_lower_bound: bool
-
-    def is_full(self, thresholds: Thresholds) -> bool:
-        """Known to be at or over the critical fill (only ever True on proof)."""
-        return self.fill is not None and self.fill >= thresholds.accept_queue_critical_ratio
-
-    def limit_text(self) -> str:
-        if self.backlog is not None:
-            return f"a backlog of {number(self.backlog)}"
-        if self.somaxconn is not None:
-            return f"at most somaxconn {number(self.somaxconn)} (backlog not reported)"
-        return "an unknown backlog"
-
-    def unchecked(self, endpoint: str) -> tuple[str, ...]:
-        if self.backlog is not None:
-            return ()
-        if self.somaxconn is not None:
-            return (
-                f"the listen backlog of {endpoint}: not in the source, so "
-                f"net.core.somaxconn ({number(self.somaxconn)}) was used as its upper bound",
-            )
-        return (
-            f"the listen backlog of {endpoint}: neither the backlog nor net.core.somaxconn is "
-            "in the snapshot, so whether the queue is full could not be checked",
-        )
-
-
-def assess_accept_queue(listener: Socket, sysctls: Sysctls) -> AcceptQueue:
-    queued = listener.recv_queue
-    backlog = listener.listen_backlog
-    somaxconn = sysctls.somaxconn
-    fill: float | None = None
-    lower_bound = False
-    if queued is not None:
-        if backlog is not None:
-            # listen(fd, 0) still queues one connection; max(…, 1) keeps 1/0 meaning "full".
-            fill = queued / max(backlog, 1)
-        elif somaxconn is not None:
-            fill = queued / max(somaxconn, 1)
-            lower_bound = True
-    return AcceptQueue(queued, backlog, somaxconn, fill, lower_bound)
-
-
-def listener_owner(listener: Socket) -> tuple[int, ...]:
-    return tuple(sorted(set(listener.pids))) if owned_by_fd(listener) else ()
-
-
-def listener_subject(index: SnapshotIndex, listener: Socket) -> Subject:
-    pids = listener_owner(listener)
-    pid = pids[0] if pids else None
-    return Subject(
-        kind=SubjectKind.LISTENER,
-        pid=pid,
-        process=index.process_name(pid),
-        endpoint=str(listener.local),
-    )
-
-
-def owner_unchecked(listener: Socket) -> tuple[str, ...]:
-    if listener_owner(listener):
-        return ()
-    return (f"which process owns the listener {listener.local}: the source does not say",)
-
-
-def overflow_counter_evidence(index: SnapshotIndex) -> tuple[Evidence, ...]:
-    counters = index.snapshot.counters
-    evidence: list[Evidence] = []
-    overflows = counters.get("TcpExt.ListenOverflows")
-    if overflows is not None:
-        evidence.append(
-            Evidence(
-                "ListenOverflows",
-                overflows,
-                "handshakes dropped host-wide since boot because an accept queue was full",
-            )
-        )
-    drops = counters.get("TcpExt.ListenDrops")
-    if drops is not None:
-        evidence.append(Evidence("ListenDrops", drops, "all drops at listeners, overflow included"))
-    return tuple(evidence)
-
-
-def owner_next_steps(pids: tuple[int, ...], port: int | None) -> tuple[str, ...]:
-    port_filter = f" 'sport = :{port}'" if port is not None else ""
-    steps = [f"ss -ltnp{port_filter}   # Recv-Q (waiting) against Send-Q (backlog)"]
-    steps.append("nstat -az TcpExtListenOverflows TcpExtListenDrops   # still rising?")
-    if pids:
-        pid = pids[0]
-        steps.append(f"grep State /proc/{pid}/status   # T = stopped, D = stuck in the kernel")
-        steps.append(
-            f"strace -f -e trace=accept,accept4 -p {pid}   # does it call accept() at all?"
-        )
-    steps.append(
-        "Fix the accept loop (a stopped, blocked or overloaded thread). A larger listen() "
-        "backlog and net.core.somaxconn only delay the overflow."
-    )
-    return tuple(steps)
+LISTEN_QUEUE_FULL = "listen-queue-full"
+LISTEN_QUEUE_FILLING = "listen-queue-filling"
+LISTEN_BACKLOG_UNKNOWN = "listen-backlog-unknown"
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
@@ -193,7 +89,7 @@ def _check_listener(
         # The source gave no backlog (or only an upper bound that proves nothing): say what
         # waits in the queue and that fullness could not be checked.
         return Finding(
-            code="listen-backlog-unknown",
+            code=LISTEN_BACKLOG_UNKNOWN,
             severity=Severity.INFO,
             state=TcpState.LISTEN,
             blame=Blame.NONE,
@@ -213,7 +109,9 @@ def _check_listener(
         # Without any bound we say what we saw and that fullness could not be checked.
         return backlog_unknown()
 
-    severity = _severity(queue.fill, thresholds)
+    severity = level(
+        queue.fill, thresholds.accept_queue_warning_ratio, thresholds.accept_queue_critical_ratio
+    )
     if severity is None:
         if not queue.fill_is_lower_bound:
             return None
@@ -238,13 +136,13 @@ def _check_listener(
         else ""
     )
     if severity is Severity.CRITICAL:
-        code = "listen-queue-full"
+        code = LISTEN_QUEUE_FULL
         summary = (
             f"On {endpoint}, {owner} is not accepting connections fast enough: {fill_text}, "
             f"so new handshakes are dropped{also_text}."
         )
     else:
-        code = "listen-queue-filling"
+        code = LISTEN_QUEUE_FILLING
         summary = f"On {endpoint}, {owner} is falling behind in accepting connections: {fill_text}."
     return Finding(
         code=code,
@@ -260,9 +158,26 @@ def _check_listener(
     )
 
 
-def _severity(fill: float, thresholds: Thresholds) -> Severity | None:
-    if fill >= thresholds.accept_queue_critical_ratio:
-        return Severity.CRITICAL
-    if fill >= thresholds.accept_queue_warning_ratio:
-        return Severity.WARNING
-    return None
+RULE = Rule(
+    name="listeners",
+    summary="accept queues at or near their backlog",
+    codes=(
+        Code(
+            LISTEN_QUEUE_FULL,
+            "a listener's accept queue is full, so the kernel drops new handshakes",
+            (Severity.CRITICAL,),
+            explains_counters=("TcpExt.ListenOverflows",),
+        ),
+        Code(
+            LISTEN_QUEUE_FILLING,
+            "a listener's accept queue is filling: its process accepts too slowly",
+            (Severity.WARNING,),
+        ),
+        Code(
+            LISTEN_BACKLOG_UNKNOWN,
+            "connections wait on a listener whose backlog the source does not give",
+            (Severity.INFO,),
+        ),
+    ),
+    check=check,
+)

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections import Counter
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.handshake import retransmits_of
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
+from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import retransmits_of
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
@@ -31,6 +32,7 @@ from tcphealth.diagnose.wording import (
 )
 from tcphealth.model import (
     Blame,
+    Endpoint,
     Evidence,
     Finding,
     IPAddress,
@@ -42,13 +44,24 @@ from tcphealth.model import (
     TimerKind,
 )
 from tcphealth.states import (
-    LINUX_DEFAULTS,
     duration_text,
     effective_orphan_retries,
+    host_or_default,
     retransmission_budget,
 )
 
-_FIN_STATES = (TcpState.FIN_WAIT1, TcpState.CLOSING, TcpState.LAST_ACK)
+FIN_WAIT1_UNACKED = "fin-wait1-fin-unacknowledged"
+CLOSING_UNACKED = "closing-fin-unacknowledged"
+LAST_ACK_UNACKED = "last-ack-fin-unacknowledged"
+FIN_WAIT2_HELD = "fin-wait2-held"
+FIN_WAIT2_ORPHANS = "fin-wait2-orphans"
+
+# The states whose FIN goes unacknowledged, each with its code.
+_FIN_CODES = {
+    TcpState.FIN_WAIT1: FIN_WAIT1_UNACKED,
+    TcpState.CLOSING: CLOSING_UNACKED,
+    TcpState.LAST_ACK: LAST_ACK_UNACKED,
+}
 _SS_STATE = {
     TcpState.FIN_WAIT1: "fin-wait-1",
     TcpState.CLOSING: "closing",
@@ -91,7 +104,7 @@ def _orphan_evidence(index: SnapshotIndex) -> tuple[list[Evidence], bool]:
 def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     findings: list[Finding] = []
     orphan_evidence, orphan_pressure = _orphan_evidence(index)
-    for state in _FIN_STATES:
+    for state, code in _FIN_CODES.items():
         stuck: list[Socket] = []
         peers: Counter[IPAddress] = Counter()
         destinations: Counter[Destination] = Counter()
@@ -114,7 +127,11 @@ def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]
         count = len(stuck)
         single_peer = next(iter(peers)) if len(peers) == 1 else None
         subject = (
-            Subject(kind=SubjectKind.PEER, endpoint=str(single_peer))
+            Subject(
+                kind=SubjectKind.PEER,
+                endpoint=str(single_peer),
+                address=Endpoint(single_peer, None),
+            )
             if single_peer is not None
             else Subject(kind=SubjectKind.HOST)
         )
@@ -135,7 +152,7 @@ def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]
         )
         findings.append(
             Finding(
-                code=f"{state.value.lower().replace('_', '-')}-fin-unacknowledged",
+                code=code,
                 severity=severity,
                 state=state,
                 blame=Blame.NETWORK,
@@ -193,10 +210,11 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
     findings: list[Finding] = []
     sysctls = index.snapshot.sysctls
     fin_timeout = sysctls.tcp_fin_timeout
+    timeout, timeout_assumed = host_or_default(sysctls, "tcp_fin_timeout")
     timeout_text = (
-        f"tcp_fin_timeout ({fin_timeout} s)"
-        if fin_timeout is not None
-        else f"tcp_fin_timeout (default {LINUX_DEFAULTS['tcp_fin_timeout']} s assumed)"
+        f"tcp_fin_timeout (default {timeout} s assumed)"
+        if timeout_assumed
+        else f"tcp_fin_timeout ({timeout} s)"
     )
     for pids, sockets in held.items():
         severity = level(
@@ -209,7 +227,7 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         count = len(sockets)
         findings.append(
             Finding(
-                code="fin-wait2-held",
+                code=FIN_WAIT2_HELD,
                 severity=severity,
                 state=TcpState.FIN_WAIT2,
                 blame=Blame.REMOTE_PEER,
@@ -246,7 +264,7 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
     if orphaned >= thresholds.fin_wait2_orphan_warning:
         findings.append(
             Finding(
-                code="fin-wait2-orphans",
+                code=FIN_WAIT2_ORPHANS,
                 severity=Severity.WARNING,
                 state=TcpState.FIN_WAIT2,
                 blame=Blame.REMOTE_PEER,
@@ -276,3 +294,40 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     return _fin_findings(index, thresholds) + _fin_wait2_findings(index, thresholds)
+
+
+_LEVELS = (Severity.WARNING, Severity.CRITICAL)
+
+RULE = Rule(
+    name="closing",
+    summary="FIN_WAIT1 / CLOSING / LAST_ACK not acknowledged; FIN_WAIT2 that never ends",
+    codes=(
+        Code(
+            FIN_WAIT1_UNACKED,
+            "closed connections resend their FIN in FIN_WAIT1 and the peer never acknowledges it",
+            _LEVELS,
+        ),
+        Code(
+            CLOSING_UNACKED,
+            "connections closed by both sides at once wait in CLOSING for an ACK that never comes",
+            _LEVELS,
+        ),
+        Code(
+            LAST_ACK_UNACKED,
+            "connections closed after their peer wait in LAST_ACK for its final ACK, in vain",
+            _LEVELS,
+        ),
+        Code(
+            FIN_WAIT2_HELD,
+            "a process shut down its sending side and waits, with no timeout, for peers that "
+            "never close",
+            _LEVELS,
+        ),
+        Code(
+            FIN_WAIT2_ORPHANS,
+            "many closed connections wait in FIN_WAIT2 for peers that do not close their side",
+            (Severity.WARNING,),
+        ),
+    ),
+    check=check,
+)

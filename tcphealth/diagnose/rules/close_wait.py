@@ -15,13 +15,16 @@ CLOSE_WAIT has no timer (KERNEL.md): only the application, its exit, or ``ss -K`
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
-from tcphealth.diagnose.listeners import (
+from tcphealth.diagnose.rule import Code, Rule, Window
+from tcphealth.diagnose.shared import (
     assess_accept_queue,
     listener_owner,
     listener_subject,
@@ -29,11 +32,13 @@ from tcphealth.diagnose.listeners import (
     owner_next_steps,
     owner_unchecked,
 )
+from tcphealth.diagnose.timeline import ConnectionKey, connection_key
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
     most_common_text,
     number,
+    percent,
     pid_evidence,
     pids_key,
     process_subject,
@@ -46,6 +51,7 @@ from tcphealth.model import (
     Evidence,
     Finding,
     Severity,
+    Snapshot,
     Socket,
     Subject,
     SubjectKind,
@@ -58,6 +64,9 @@ NOT_CLOSED = "close-wait-not-closed"
 NOT_READING = "close-wait-not-reading"
 UNREAD_DATA = "close-wait-unread-data"
 HELD = "close-wait-held"
+UNACCEPTED = "close-wait-unaccepted"
+OWNER_UNKNOWN = "close-wait-owner-unknown"
+SLOW_CLOSE = "close-wait-slow-close"  # from a series: closed, only late
 _KIND_ORDER = (NOT_CLOSED, NOT_READING, UNREAD_DATA, HELD)
 
 _KIND_READING = {
@@ -310,7 +319,7 @@ def _unaccepted_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[F
         evidence.extend(top_destinations(top, name="top_client"))
         findings.append(
             Finding(
-                code="close-wait-unaccepted",
+                code=UNACCEPTED,
                 severity=severity,
                 state=TcpState.CLOSE_WAIT,
                 blame=Blame.LOCAL_APPLICATION,
@@ -378,7 +387,7 @@ def _owner_unknown_finding(
         "which process holds these sockets: the source does not name their owners",
     )
     return Finding(
-        code="close-wait-owner-unknown",
+        code=OWNER_UNKNOWN,
         severity=severity,
         state=TcpState.CLOSE_WAIT,
         blame=Blame.LOCAL_APPLICATION,
@@ -396,3 +405,185 @@ def _owner_unknown_finding(
         ),
         unchecked=tuple(unchecked),
     )
+
+
+# --- over a series: a leak, or a slow close -------------------------------------------------------
+
+_HELD_CODES = frozenset(_KIND_ORDER)
+
+
+def _held_by_pids(snapshot: Snapshot) -> dict[tuple[int, ...], set[ConnectionKey]]:
+    groups: dict[tuple[int, ...], set[ConnectionKey]] = {}
+    for sock in snapshot.sockets:
+        if sock.state is TcpState.CLOSE_WAIT and owned_by_fd(sock):
+            groups.setdefault(pids_key(sock.pids), set()).add(connection_key(sock))
+    return groups
+
+
+def _replaced_ratio(memberships: Sequence[set[ConnectionKey]]) -> float | None:
+    """The mean share of one sample's members gone by the next; None without a pair to
+    compare."""
+    ratios = [
+        len(before - after) / len(before)
+        for before, after in itertools.pairwise(memberships)
+        if before
+    ]
+    return sum(ratios) / len(ratios) if ratios else None
+
+
+def _gone_by_last(memberships: Sequence[set[ConnectionKey]]) -> float | None:
+    """The share of the first sample's members no longer there in the last; None when the
+    first had none, or with fewer than three samples (with two it is the replaced ratio)."""
+    if len(memberships) < 3 or not memberships[0]:
+        return None
+    first, last = memberships[0], memberships[-1]
+    return len(first - last) / len(first)
+
+
+def _churn(replaced: float | None, gone: float | None, ratio: float) -> str | None:
+    """How the members were seen to be replaced, worded for the summary, when at least
+    ``ratio`` of them were: from one sample to the next, or over the whole window."""
+    if replaced is not None and replaced >= ratio:
+        return f"{percent(replaced)} of them were replaced from one sample to the next"
+    if gone is not None and gone >= ratio:
+        return f"{percent(gone)} of those in the first sample were closed by the last"
+    return None
+
+
+def over_series(window: Window, findings: list[Finding], thresholds: Thresholds) -> list[Finding]:
+    """CLOSE_WAIT held by a process: when the same connections stay through the whole window
+    it is a leak (the finding stands, with how long they stayed); when most are replaced from
+    one sample to the next the application does close them, only late -- a slow close, one
+    severity lower."""
+    per_sample = [_held_by_pids(snapshot) for snapshot in window.series]
+    latest = per_sample[-1]
+    result: list[Finding] = []
+    for finding in findings:
+        if finding.code not in _HELD_CODES:
+            result.append(finding)
+            continue
+        pids = finding.subject.pids
+        members = latest.get(pids, set())
+        stayed = sum(1 for key in members if window.stayed_key(key))
+        replaced = _replaced_ratio([sample.get(pids, set()) for sample in per_sample])
+        evidence = [
+            Evidence(
+                "stayed",
+                stayed,
+                f"of {number(len(members))} present in all {window.samples} samples "
+                f"({window.seconds:.1f} s)",
+            )
+        ]
+        if replaced is not None:
+            evidence.append(
+                Evidence(
+                    "replaced_ratio",
+                    round(replaced, 2),
+                    "share of each sample's CLOSE_WAIT gone by the next",
+                )
+            )
+        # A socket that lives longer than one interval but shorter than the window is seen
+        # in two samples and replaced by the third: compare the first sample with the last
+        # too, or a slow closer watched at a short interval would pass for a leak.
+        gone = _gone_by_last([sample.get(pids, set()) for sample in per_sample])
+        if gone is not None:
+            evidence.append(
+                Evidence(
+                    "gone_by_last",
+                    round(gone, 2),
+                    "share of the first sample's CLOSE_WAIT closed by the last",
+                )
+            )
+        churn = _churn(replaced, gone, thresholds.churn_ratio)
+        if churn is not None and stayed < thresholds.close_wait_warning:
+            result.append(_slow_close(finding, window, churn, stayed, evidence))
+            continue
+        summary = finding.summary
+        if stayed:
+            summary = (
+                f"{summary} {number(stayed)} of them stayed through the whole "
+                f"{window.span_text()}: a leak, not a slow close."
+            )
+        result.append(replace(finding, summary=summary, evidence=(*finding.evidence, *evidence)))
+    return result
+
+
+def _slow_close(
+    finding: Finding,
+    window: Window,
+    churn: str,
+    stayed: int,
+    evidence: list[Evidence],
+) -> Finding:
+    lower = Severity(max(Severity.INFO, finding.severity - 1))
+    holder = finding.subject.describe()
+    summary = (
+        f"{holder} closes its CLOSE_WAIT connections, but late: {churn}, "
+        f"and {number(stayed)} stayed through the "
+        f"whole {window.span_text()}, so this is an application slow to call close(), not a "
+        f"leak; at any moment {number(finding.count)} wait for it."
+    )
+    return replace(
+        finding,
+        code=SLOW_CLOSE,
+        severity=lower,
+        summary=summary,
+        evidence=(
+            Evidence("close_wait", finding.count, "in the latest sample"),
+            *evidence,
+            *(item for item in finding.evidence if item.name == "pids"),
+        ),
+        next_steps=(
+            *finding.next_steps[:1],
+            "Find what delays close() after the peer's FIN: a slow handler, a busy worker "
+            "pool, or a connection pool that closes idle connections only on its next sweep.",
+        ),
+    )
+
+
+_HELD_SEVERITIES = (Severity.WARNING, Severity.CRITICAL)
+
+RULE = Rule(
+    name="close_wait",
+    summary="CLOSE_WAIT held by a process, never accepted, or held by an unknown owner",
+    codes=(
+        Code(
+            NOT_CLOSED,
+            "a process read its CLOSE_WAIT connections to the end and never closed them",
+            _HELD_SEVERITIES,
+        ),
+        Code(
+            NOT_READING,
+            "a process stopped reading its CLOSE_WAIT connections once the peer's FIN came",
+            _HELD_SEVERITIES,
+        ),
+        Code(
+            UNREAD_DATA,
+            "a process holds CLOSE_WAIT connections with data it never read",
+            _HELD_SEVERITIES,
+        ),
+        Code(
+            HELD,
+            "a process holds CLOSE_WAIT connections; the source gives no queue to say why",
+            _HELD_SEVERITIES,
+        ),
+        Code(
+            UNACCEPTED,
+            "connections closed by their clients before the listener ever accepted them",
+            _HELD_SEVERITIES,
+        ),
+        Code(
+            OWNER_UNKNOWN,
+            "CLOSE_WAIT piles up and the source does not say which process holds it",
+            _HELD_SEVERITIES,
+        ),
+        Code(
+            SLOW_CLOSE,
+            "a process closes its CLOSE_WAIT connections, only late",
+            (Severity.INFO, Severity.WARNING),
+            from_series=True,
+        ),
+    ),
+    check=check,
+    step=over_series,
+)

@@ -1,0 +1,131 @@
+"""What several rules need to know alike, kept on one floor below them so that no rule
+imports another: how full a listener's accept queue is and who owns it (the listener rule, and
+the SYN_RECV and never-accepted CLOSE_WAIT that pile up behind a full queue), and how many times
+a socket has retransmitted (the handshake, closing and established rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
+from tcphealth.diagnose.wording import number, process_subject
+from tcphealth.model import Evidence, Socket, Subject, SubjectKind, Sysctls
+
+
+def retransmits_of(sock: Socket) -> int | None:
+    """Consecutive retransmission timeouts: the socket's own field, else tcp_info's."""
+    if sock.retransmits is not None:
+        return sock.retransmits
+    if sock.tcp_info is not None:
+        return sock.tcp_info.retransmits
+    return None
+
+
+@dataclass(frozen=True)
+class AcceptQueue:
+    """How full a listener's accept queue is, as far as the source lets us know.
+
+    ``fill`` is queued / backlog. When the source has no backlog (a copy of /proc), it is
+    queued / somaxconn instead: the backlog can be no larger than somaxconn, so that figure is
+    a lower bound (``fill_is_lower_bound``) -- enough to prove a queue full, never to prove it
+    has room.
+    """
+
+    queued: int | None
+    backlog: int | None
+    somaxconn: int | None
+    fill: float | None
+    fill_is_lower_bound: bool
+
+    def is_full(self, thresholds: Thresholds) -> bool:
+        """Known to be at or over the critical fill (only ever True on proof)."""
+        return self.fill is not None and self.fill >= thresholds.accept_queue_critical_ratio
+
+    def limit_text(self) -> str:
+        if self.backlog is not None:
+            return f"a backlog of {number(self.backlog)}"
+        if self.somaxconn is not None:
+            return f"at most somaxconn {number(self.somaxconn)} (backlog not reported)"
+        return "an unknown backlog"
+
+    def unchecked(self, endpoint: str) -> tuple[str, ...]:
+        if self.backlog is not None:
+            return ()
+        if self.somaxconn is not None:
+            return (
+                f"the listen backlog of {endpoint}: not in the source, so "
+                f"net.core.somaxconn ({number(self.somaxconn)}) was used as its upper bound",
+            )
+        return (
+            f"the listen backlog of {endpoint}: neither the backlog nor net.core.somaxconn is "
+            "in the snapshot, so whether the queue is full could not be checked",
+        )
+
+
+def assess_accept_queue(listener: Socket, sysctls: Sysctls) -> AcceptQueue:
+    queued = listener.recv_queue
+    backlog = listener.listen_backlog
+    somaxconn = sysctls.somaxconn
+    fill: float | None = None
+    lower_bound = False
+    if queued is not None:
+        if backlog is not None:
+            # listen(fd, 0) still queues one connection; max(…, 1) keeps 1/0 meaning "full".
+            fill = queued / max(backlog, 1)
+        elif somaxconn is not None:
+            fill = queued / max(somaxconn, 1)
+            lower_bound = True
+    return AcceptQueue(queued, backlog, somaxconn, fill, lower_bound)
+
+
+def listener_owner(listener: Socket) -> tuple[int, ...]:
+    return tuple(sorted(set(listener.pids))) if owned_by_fd(listener) else ()
+
+
+def listener_subject(index: SnapshotIndex, listener: Socket) -> Subject:
+    return process_subject(
+        index, listener_owner(listener), SubjectKind.LISTENER, address=listener.local
+    )
+
+
+def owner_unchecked(listener: Socket) -> tuple[str, ...]:
+    if listener_owner(listener):
+        return ()
+    return (f"which process owns the listener {listener.local}: the source does not say",)
+
+
+def overflow_counter_evidence(index: SnapshotIndex) -> tuple[Evidence, ...]:
+    counters = index.snapshot.counters
+    evidence: list[Evidence] = []
+    overflows = counters.get("TcpExt.ListenOverflows")
+    if overflows is not None:
+        evidence.append(
+            Evidence(
+                "ListenOverflows",
+                overflows,
+                "handshakes dropped host-wide since boot because an accept queue was full",
+            )
+        )
+    drops = counters.get("TcpExt.ListenDrops")
+    if drops is not None:
+        evidence.append(Evidence("ListenDrops", drops, "all drops at listeners, overflow included"))
+    return tuple(evidence)
+
+
+def owner_next_steps(pids: tuple[int, ...], port: int | None) -> tuple[str, ...]:
+    port_filter = f" 'sport = :{port}'" if port is not None else ""
+    steps = [f"ss -ltnp{port_filter}   # Recv-Q (waiting) against Send-Q (backlog)"]
+    steps.append("nstat -az TcpExtListenOverflows TcpExtListenDrops   # still rising?")
+    if pids:
+        pid = pids[0]
+        steps.append(f"grep State /proc/{pid}/status   # T = stopped, D = stuck in the kernel")
+        steps.append(
+            f"strace -f -e trace=accept,accept4 -p {pid}   # does it call accept() at all?"
+        )
+    steps.append(
+        "Fix the accept loop (a stopped, blocked or overloaded thread). A larger listen() "
+        "backlog and net.core.somaxconn only delay the overflow."
+    )
+    return tuple(steps)
