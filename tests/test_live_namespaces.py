@@ -319,3 +319,21 @@ def test_run_inside_a_namespace_it_reads_that_one_as_ss_does(scene: Scene) -> No
     assert Counter(s["state"] for s in document["sockets"]) == ss_states(scene.enter("cache"))
     assert "only this network namespace was read" in done.stderr
     assert "--netns all reads them all" in done.stderr
+
+
+def test_a_stale_file_under_run_netns_is_no_namespace(tmp_path: Path) -> None:
+    (tmp_path / "stale").write_text("")  # what an unmounted ip netns name leaves behind
+    discovery = namespaces.discover(netns_dir=str(tmp_path))
+    assert all("stale" not in found.names for found in discovery.found.values())
+    assert discovery.own in discovery.found
+
+
+def test_a_namespace_gone_before_its_child_reads_it_is_reported_not_raised() -> None:
+    workers = namespaces._Workers()
+    try:
+        workers.start([(1, "/proc/0/ns/net"), (2, "/nonexistent/netns")], with_tcp_info=True)
+        frames = {inode: kind for inode, kind, _ in workers.frames()}
+    finally:
+        workers.stop()
+    assert frames == {1: namespaces._GONE, 2: namespaces._GONE}
+    assert workers.unanswered() == []
