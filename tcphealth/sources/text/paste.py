@@ -120,6 +120,9 @@ class _Reader:
         self.foreign = False  # inside a UNIX-socket or kernel-control section
         self.pending: Row | None = None
         self.pending_parser: RowParser | None = None
+        # Each format's view of the header and command, made once per table, not per row:
+        # emptied wherever the header, its format or the command changes.
+        self.contexts: dict[str, Context] = {}
         self.expected_counts: list[tuple[int, int, str] | None] = []
         self.limits_pid: int | None = None
 
@@ -183,11 +186,13 @@ class _Reader:
             self.close_section()
             self.foreign = True
             self.header = None
+            self.contexts.clear()
             return
         if stripped.startswith(self.titles):
             self.close_section()
             self.foreign = False
             self.header = None
+            self.contexts.clear()
             return
         kind = self.header_kind_of(line)
         if kind is not None:
@@ -195,6 +200,7 @@ class _Reader:
             self.foreign = False
             self.header = line
             self.header_kind = kind
+            self.contexts.clear()
             return
         if self.foreign:
             return
@@ -229,6 +235,7 @@ class _Reader:
         self.foreign = False
         self.header = None
         self.header_kind = None
+        self.contexts.clear()
         if prompt.host:
             self.hostname = prompt.host
         privileged = prompt.privileged
@@ -282,10 +289,16 @@ class _Reader:
             self.facts.sysctls[field_name] = number
 
     def context(self, name: str) -> Context:
-        own_table = self.header_kind == name
-        return Context(
-            header=self.header if own_table else None, own_table=own_table, command=self.command
-        )
+        context = self.contexts.get(name)
+        if context is None:
+            own_table = self.header_kind == name
+            context = Context(
+                header=self.header if own_table else None,
+                own_table=own_table,
+                command=self.command,
+            )
+            self.contexts[name] = context
+        return context
 
     def classify(self, tokens: list[str]) -> tuple[str, RowParser] | None:
         """The format whose row this is: by shape first, then by context (see registry)."""
