@@ -297,7 +297,7 @@ SNAPSHOT_OPTIONS = [
         type=click.Choice(sources.INPUT_FORMATS),
         default="auto",
         show_default=True,
-        help="What --from holds; auto recognises each by itself.",
+        help=sources.INPUT_FORMATS_HELP,
     ),
     click.option(
         "--strict",

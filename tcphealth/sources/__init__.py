@@ -21,19 +21,17 @@ from tcphealth import reading
 from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.model import Snapshot, Sysctls
 from tcphealth.sources import netlink, procfs
+from tcphealth.sources.text import registry as text_registry
 
 LIVE_SOURCES = ("auto", "netlink", "procfs", "psutil")
 
-# What `load` reads: ``auto`` recognises each by itself; the others force one.
-INPUT_FORMATS = (
-    "auto",
-    "snapshot",
-    "proc",
-    "ss",
-    "netstat",
-    "netstat-linux",
-    "netstat-macos",
-    "netstat-windows",
+# What `load` reads: ``auto`` recognises each by itself; the others force one. The paste
+# formats come from their registry, which imports none of their readers.
+INPUT_FORMATS = ("auto", "snapshot", "proc", *text_registry.CHOICES)
+INPUT_FORMATS_HELP = (
+    "What --from holds; auto recognises each by itself. snapshot: a tcphealth snapshot; "
+    "proc: a copied /proc or /proc/net/tcp{,6}; "
+    f"{text_registry.choices_help()}."
 )
 
 # A pasted text file is read whole; refuse something that cannot be a paste.
