@@ -54,9 +54,15 @@ clean:
 # The scale benchmark (benchmarks/run.py): `make bench N=300000`. Never part of `make test`/CI.
 N ?= 100000
 ROUNDS ?= 5
-.PHONY: bench bench-deps
+.PHONY: bench bench-deps bench-netns
 bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.run --sockets $(N) --rounds $(ROUNDS)
+
+# Every network namespace at scale (root): 50 namespaces x 2,000 sockets against loops of
+# nsenter/ip netns exec + ss -tanp (issue 20); BASELINE=DIR adds the host-only run of another tree.
+bench-netns: $(VENV)/.installed-test
+	$(PY) -m benchmarks.netns_scale --namespaces 50 --sockets 2000 --rounds 3 \
+		$(if $(BASELINE),--baseline $(BASELINE)) --output benchmarks/results/netns-50x2000.json
 
 # The tools the benchmark compares with -- ss (iproute2), netstat (net-tools), lsof -- and GNU
 # time, which measures each one's peak memory.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -243,12 +244,20 @@ class CountCheck:
         )
 
 
+@functools.cache
+def _this_netns(tcphealth: str) -> tuple[str, ...]:
+    """``--netns self`` where this tcphealth reads every namespace by default: the counts are
+    checked against ``ss -tan``, which reads the caller's namespace alone."""
+    result = subprocess.run([tcphealth, "--help"], capture_output=True, text=True, timeout=60)
+    return ("--netns", "self") if "'self'" in result.stdout else ()
+
+
 def _snapshot_rows(tcphealth: str) -> list[dict[str, Any]]:
     """Every socket ``tcphealth snapshot`` (the default live source, with processes) sees."""
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "snapshot.json"
         subprocess.run(
-            [tcphealth, "snapshot", "-o", str(path)],
+            [tcphealth, "snapshot", "-o", str(path), *_this_netns(tcphealth)],
             check=True,
             stderr=subprocess.DEVNULL,
             timeout=COMMAND_TIMEOUT,
@@ -262,7 +271,7 @@ def _snapshot_rows(tcphealth: str) -> list[dict[str, Any]]:
 def _report_counts(tcphealth: str, ports: frozenset[int]) -> dict[str, int]:
     """The per-state counts in the summary of ``tcphealth --format json``, narrowed with
     ``--port`` to the sockets with one end on a generator port."""
-    argv = [tcphealth, "--format", "json"]
+    argv = [tcphealth, "--format", "json", *_this_netns(tcphealth)]
     for port in sorted(ports):
         argv += ["--port", str(port)]
     result = subprocess.run(

@@ -279,15 +279,25 @@ SNAPSHOT_OPTIONS = [
         "--netns",
         metavar="NAME",
         default=None,
-        help="Look into the network namespace NAME (ip netns list) or PATH "
-        "(/proc/PID/ns/net) instead of this one; needs root.",
+        help="Which network namespaces: by default every one when run as root in the host's "
+        "(else this one); 'all' every one from anywhere; 'self' only this one; NAME (ip netns "
+        "list) or PATH (/proc/PID/ns/net) only that one (root). With --from: the part of the "
+        "snapshot in NAME (a label, ip netns name or inode).",
+    ),
+    click.option(
+        "--node-root",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("/"),
+        show_default=True,
+        help="Where the kubelet's and the container runtimes' files are (var/log/pods, "
+        "run/containerd, ...), for pod and container names.",
     ),
     click.option(
         "--input-format",
         type=click.Choice(sources.INPUT_FORMATS),
         default="auto",
         show_default=True,
-        help="What --from holds; auto recognises each by itself.",
+        help=sources.INPUT_FORMATS_HELP,
     ),
     click.option(
         "--strict",
@@ -310,6 +320,7 @@ def snapshot_options(command: F) -> F:
             proc_root=kwargs.pop("proc_root"),
             no_processes=kwargs.pop("no_processes"),
             netns=kwargs.pop("netns"),
+            node_root=kwargs.pop("node_root"),
             input_format=kwargs.pop("input_format"),
             strict=kwargs.pop("strict"),
         )
@@ -388,6 +399,20 @@ FILTER_OPTIONS = [
         callback=_networks,
         help="Only sockets whose remote address is ADDR or in CIDR; repeatable.",
     ),
+    click.option(
+        "--container",
+        "containers",
+        multiple=True,
+        metavar="GLOB",
+        help="Only sockets of a container whose name, label or id matches GLOB; repeatable.",
+    ),
+    click.option(
+        "--pod",
+        "pods",
+        multiple=True,
+        metavar="NAMESPACE/NAME",
+        help="Only sockets of this Kubernetes pod (a glob; or its uid); repeatable.",
+    ),
     click.option("-4", "ipv4", is_flag=True, help="Only IPv4 sockets."),
     click.option("-6", "ipv6", is_flag=True, help="Only IPv6 sockets."),
 ]
@@ -409,6 +434,8 @@ def filter_options(command: F) -> F:
             local=tuple(kwargs.pop("local")),
             remote=tuple(kwargs.pop("remote")),
             families=frozenset(families),
+            containers=tuple(kwargs.pop("containers")),
+            pods=tuple(kwargs.pop("pods")),
         )
         return command(*args, flt=flt, **kwargs)
 

@@ -16,7 +16,16 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from tcphealth.model import Family, Finding, IPAddress, Snapshot, Socket, TcpState
+from tcphealth.model import (
+    Container,
+    Family,
+    Finding,
+    IPAddress,
+    NetNamespace,
+    Snapshot,
+    Socket,
+    TcpState,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -64,11 +73,15 @@ class SocketFilter:
     local: tuple[IPNetwork, ...] = ()
     remote: tuple[IPNetwork, ...] = ()
     families: frozenset[Family] = frozenset()
+    containers: tuple[str, ...] = ()  # fnmatch globs on the container's name, label or id
+    pods: tuple[str, ...] = ()  # fnmatch globs on the pod's namespace/name (or uid)
 
     @property
     def active(self) -> bool:
         return any(
             (
+                self.containers,
+                self.pods,
                 self.states,
                 self.ports,
                 self.pids,
@@ -101,6 +114,10 @@ class SocketFilter:
             words.append("remote=" + ",".join(str(network) for network in self.remote))
         if self.families:
             words.append("family=" + ",".join(sorted(family.value for family in self.families)))
+        if self.containers:
+            words.append("container=" + ",".join(self.containers))
+        if self.pods:
+            words.append("pod=" + ",".join(self.pods))
         return tuple(words)
 
 
@@ -120,6 +137,42 @@ def _matching_pids(snapshot: Snapshot, flt: SocketFilter) -> set[int]:
                 continue
         matching.add(pid)
     return matching
+
+
+def _container_matches(container: Container | None, flt: SocketFilter) -> bool:
+    """Whether ``container`` passes --container and --pod (both, where both are given)."""
+    if container is None:
+        return False
+    if flt.containers:
+        names = [container.label, container.name, container.id, (container.id or "")[:12] or None]
+        if not any(
+            name is not None and fnmatch.fnmatchcase(name, glob)
+            for glob in flt.containers
+            for name in names
+        ):
+            return False
+    if flt.pods:
+        names = [container.pod, container.pod_uid]
+        if not any(
+            name is not None and fnmatch.fnmatchcase(name, glob)
+            for glob in flt.pods
+            for name in names
+        ):
+            return False
+    return True
+
+
+def _placed(snapshot: Snapshot, flt: SocketFilter) -> tuple[set[int], set[int]]:
+    """The pids and the namespaces (inodes) that pass --container and --pod."""
+    pids = {
+        process.pid for process in snapshot.processes if _container_matches(process.container, flt)
+    }
+    namespaces = {
+        namespace.inode
+        for namespace in snapshot.namespaces
+        if _container_matches(namespace.container, flt)
+    }
+    return pids, namespaces
 
 
 def _socket_matches(sock: Socket, flt: SocketFilter, owners: set[int] | None) -> bool:
@@ -144,11 +197,54 @@ def apply_filter(snapshot: Snapshot, flt: SocketFilter) -> Snapshot:
         return snapshot
     owners = _matching_pids(snapshot, flt) if flt.selects_owners else None
     sockets = tuple(sock for sock in snapshot.sockets if _socket_matches(sock, flt, owners))
+    namespaces = snapshot.namespaces
+    if flt.containers or flt.pods:
+        # A socket of the container: held by one of its processes, or (nobody holding it) in
+        # the namespace that belongs to it.
+        placed_pids, placed_namespaces = _placed(snapshot, flt)
+        sockets = tuple(
+            sock
+            for sock in sockets
+            if any(pid in placed_pids for pid in sock.pids)
+            or (not sock.pids and sock.netns in placed_namespaces)
+        )
+        seen = {sock.netns for sock in sockets} | placed_namespaces
+        namespaces = tuple(namespace for namespace in namespaces if namespace.inode in seen)
+        owners = placed_pids if owners is None else owners & placed_pids
     keep = {pid for sock in sockets for pid in sock.pids}
     if owners is not None:
         keep |= owners
     processes = tuple(process for process in snapshot.processes if process.pid in keep)
-    return replace(snapshot, sockets=sockets, processes=processes)
+    return replace(snapshot, sockets=sockets, processes=processes, namespaces=namespaces)
+
+
+def namespace_names(namespace: NetNamespace) -> tuple[str, ...]:
+    """Every word that names ``namespace`` for --netns: its label, its ``ip netns`` names, its
+    inode (also as ``net:[INODE]``) and the path that enters it."""
+    words = [namespace.label, *namespace.names, str(namespace.inode), f"net:[{namespace.inode}]"]
+    if namespace.enter:
+        words.append(namespace.enter)
+    if namespace.container is not None and namespace.container.pod:
+        words.append(namespace.container.pod)
+    return tuple(words)
+
+
+def select_namespace(snapshot: Snapshot, name: str) -> Snapshot | None:
+    """The part of a snapshot of several namespaces that is in the one ``name`` names (see
+    :func:`namespace_names`), with its own sysctls and counters; None when none is named so."""
+    for namespace in snapshot.namespaces:
+        if name in namespace_names(namespace):
+            sockets = tuple(sock for sock in snapshot.sockets if sock.netns == namespace.inode)
+            holders = {pid for sock in sockets for pid in sock.pids}
+            return replace(
+                snapshot,
+                sockets=sockets,
+                processes=tuple(p for p in snapshot.processes if p.pid in holders),
+                namespaces=(namespace,),
+                sysctls=namespace.sysctls,
+                counters=namespace.counters,
+            )
+    return None
 
 
 def filter_findings(

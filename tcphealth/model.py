@@ -271,6 +271,10 @@ class Socket:
     # characters, Linux netstat 23 without -W): ``local``/``remote`` hold what was printed, a
     # possibly wrong prefix, so a port here must not be taken as certain.
     truncated: bool = False
+    # The inode of the network namespace the socket was dumped in (``ip netns identify``,
+    # ``readlink /proc/PID/ns/net``); None where the source does not say. Two sockets with the
+    # same endpoints in two namespaces are two sockets.
+    netns: int | None = None
 
     @property
     def is_orphan(self) -> bool | None:
@@ -369,6 +373,7 @@ class SocketDraft:
         tcp_info: TcpInfo | None,
         shutdown: int | None,
         truncated: bool,
+        netns: int | None = None,
     ) -> None:
         self.family = family
         self.local = local
@@ -390,6 +395,7 @@ class SocketDraft:
         self.tcp_info = tcp_info
         self.shutdown = shutdown
         self.truncated = truncated
+        self.netns = netns
 
     def finish(self, pids: tuple[int, ...], owner_source: OwnerSource) -> Socket:
         """This object, with its owners set, as a (frozen) Socket. Do not keep the draft."""
@@ -398,6 +404,35 @@ class SocketDraft:
         built: Socket = self  # type: ignore[assignment]
         built.__class__ = Socket
         return built
+
+
+@dataclass(frozen=True)
+class Container:
+    """The container a process runs in, as its cgroup path and the node's own files name it.
+
+    ``runtime`` is ``docker``, ``containerd``, ``cri-o`` or ``podman``; ``id`` the runtime's
+    container id (64 hex digits as a rule); ``name`` the container's name where the runtime's
+    files on this node give one. For a Kubernetes pod, ``pod_uid`` comes from the cgroup path
+    and ``pod`` (``namespace/name``) from the kubelet's /var/log/pods directory or the OCI
+    annotations; ``qos`` is the pod's QoS class (``guaranteed`` where the path has none)."""
+
+    runtime: str | None = None
+    id: str | None = None
+    name: str | None = None
+    pod_uid: str | None = None
+    pod: str | None = None
+    qos: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The name a person knows it by: ``web``, else ``docker:3f2a9c1b7d4e``."""
+        if self.name:
+            return self.name
+        if self.id:
+            return f"{self.runtime or 'container'}:{self.id[:12]}"
+        if self.pod:
+            return f"pod {self.pod}"
+        return f"pod uid {self.pod_uid}" if self.pod_uid else (self.runtime or "container")
 
 
 @dataclass(frozen=True)
@@ -410,6 +445,13 @@ class Process:
     open_fds: int | None = None
     fd_soft_limit: int | None = None
     fd_hard_limit: int | None = None
+    # Where it runs: its network namespace's inode, its container or pod (from
+    # /proc/PID/cgroup), the systemd unit holding it, and whether it is a pod's process in the
+    # host's network namespace (hostNetwork). None / False where the source did not look.
+    netns: int | None = None
+    container: Container | None = None
+    unit: str | None = None
+    host_network: bool = False
 
 
 @dataclass(frozen=True)
@@ -467,6 +509,46 @@ class Sysctls:
         return high - low + 1
 
 
+class NetnsKind(enum.StrEnum):
+    """What a network namespace is to a person."""
+
+    HOST = "host"  # the one pid 1 lives in
+    NAMED = "named"  # bound under /run/netns (``ip netns add``; a CNI plugin's ``cni-*``)
+    POD = "pod"  # the processes in it belong to one Kubernetes pod
+    CONTAINER = "container"  # ... to one container outside Kubernetes
+    PROCESS = "process"  # held by processes that are in no container we recognise
+
+
+@dataclass(frozen=True)
+class NetNamespace:
+    """One network namespace a live run read (or could not).
+
+    ``inode`` identifies it (``net:[INODE]``). ``label`` is what the output calls it:
+    ``host``, its ``ip netns`` name, its pod (``namespace/name``), its container, or
+    ``net:[INODE]``. ``enter`` is a path that leads into it (``/proc/PID/ns/net`` or
+    ``/run/netns/NAME``) and ``ip_name`` the name ``ip netns exec`` takes, where it has one.
+    ``sysctls`` and ``counters`` are its own: every one of them is per namespace.
+    ``source`` says how its sockets were read (``netlink``; ``procfs`` through a process's
+    /proc/PID/net/tcp where entering was refused; ``none`` when they could not be read)."""
+
+    inode: int
+    label: str
+    kind: NetnsKind
+    enter: str | None = None
+    ip_name: str | None = None
+    names: tuple[str, ...] = ()  # every /run/netns name bound to it
+    pid: int | None = None  # the lowest pid living in it, if any
+    process_count: int = 0
+    container: Container | None = None  # the one container (or pod) living in it, if so
+    sysctls: Sysctls = field(default_factory=lambda: Sysctls())
+    counters: dict[str, int] = field(default_factory=dict)
+    source: str = "netlink"
+
+    @property
+    def pod(self) -> str | None:
+        return self.container.pod if self.container is not None else None
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything one look at a host saw.
@@ -492,6 +574,10 @@ class Snapshot:
     notes: tuple[str, ...] = ()
     skipped_lines: int = 0
     state_counts: dict[str, int] = field(default_factory=dict)
+    # The network namespaces read, the caller's (or the host's) first; empty for a source
+    # that knows nothing of namespaces (a paste, an older snapshot). ``sysctls`` and
+    # ``counters`` above are the first one's.
+    namespaces: tuple[NetNamespace, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,6 +680,11 @@ class Finding:
     evidence: tuple[Evidence, ...] = ()
     next_steps: tuple[str, ...] = ()
     unchecked: tuple[str, ...] = ()  # what the snapshot could not tell us for this finding
+    # Where it was found, on a run that read namespaces: the namespace's label, and the
+    # container and pod of the process (or of the namespace) it is about. None: not said.
+    netns: str | None = None
+    container: str | None = None
+    pod: str | None = None
 
 
 def finding_order(finding: Finding) -> tuple[int, int, str, str]:

@@ -15,13 +15,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tcphealth import gcpause, sources
+from tcphealth import gcpause, namespaced, sources
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.timeline import Age, ConnectionKey, Tracker
 from tcphealth.filters import SocketFilter, apply_filter, filter_findings
-from tcphealth.model import Snapshot, Sysctls
+from tcphealth.model import Finding, Snapshot, Sysctls
 from tcphealth.report import Report, build_report
+from tcphealth.series_facts import SeriesFacts
 
 
 def analyse(
@@ -33,6 +34,12 @@ def analyse(
     flt = flt or SocketFilter()
     with gcpause.paused():  # indexes and groups over every socket: no cycles among them
         narrowed = apply_filter(snapshot, flt)
+        if narrowed.namespaces:  # each namespace diagnosed with its own sysctls and counters
+            return namespaced.analyse(
+                narrowed,
+                lambda part: filter_findings(diagnose(part, thresholds), flt, part),
+                flt.describe(),
+            )
         findings = filter_findings(diagnose(narrowed, thresholds), flt, narrowed)
         return build_report(narrowed, findings, filters=flt.describe())
 
@@ -52,6 +59,18 @@ def analyse_series(
     flt = flt or SocketFilter()
     with gcpause.paused():
         narrowed = [apply_filter(snapshot, flt) for snapshot in series]
+        if narrowed[-1].namespaces:
+            from tcphealth.diagnose.timeline import ages_over
+
+            # Ages over the whole host's samples: a socket's key holds no namespace, but its
+            # cookie (or inode) is unique on the host.
+            every_age = ages_over(narrowed) if ages is None else ages
+
+            def diagnosis(part: Sequence[Snapshot]) -> tuple[list[Finding], SeriesFacts]:
+                found, facts = diagnose_series(part, thresholds, every_age)
+                return filter_findings(found, flt, part[-1]), facts
+
+            return namespaced.analyse_series(narrowed, diagnosis, flt.describe())
         findings, facts = diagnose_series(narrowed, thresholds, ages)
         latest = narrowed[-1]
         return build_report(
@@ -78,28 +97,47 @@ class Inputs:
     no_processes: bool = False
     input_format: str = "auto"
     strict: bool = False
+    # None or auto: every namespace as root in the host's, else the caller's; all; self; or
+    # one NAME (live: entered; with from_file: the part of the snapshot in it).
     netns: str | None = None
-
-    def _check(self) -> None:
-        if self.netns is not None and self.from_file is not None:
-            raise UsageConflict("--netns looks into a live namespace; it cannot read --from")
+    node_root: Path = Path("/")  # where the kubelet's and the runtimes' files are
 
     def load(self) -> Snapshot:
         """The one snapshot: read from the file, or collected now."""
-        self._check()
         if self.from_file is not None:
             # sys.stdin now, not the one bound as a default when sources was imported
-            return sources.load(
+            loaded = sources.load(
                 self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
             )
+            return self._one_namespace(loaded)
+        scope = self.netns if self.netns in sources.NETNS_SCOPES else "auto"
         return sources.collect_live(
-            self.source, self.proc_root, with_processes=not self.no_processes, netns=self.netns
+            self.source,
+            self.proc_root,
+            with_processes=not self.no_processes,
+            netns=None if self.netns in sources.NETNS_SCOPES else self.netns,
+            scope=scope,
+            node_root=self.node_root,
         )
+
+    def _one_namespace(self, snapshot: Snapshot) -> Snapshot:
+        """With --from, --netns NAME keeps the part of the snapshot in that namespace."""
+        if self.netns is None or self.netns in sources.NETNS_SCOPES:
+            return snapshot
+        from tcphealth.filters import namespace_names, select_namespace
+
+        selected = select_namespace(snapshot, self.netns)
+        if selected is None:
+            known = ", ".join(namespace_names(ns)[0] for ns in snapshot.namespaces) or "none"
+            raise UsageConflict(
+                f"--netns {self.netns}: no such network namespace in {self.from_file} "
+                f"(it holds: {known})"
+            )
+        return selected
 
     def load_series(self, samples: int = 1, interval: float = 1.0) -> list[Snapshot]:
         """The samples to diagnose, oldest first: those of a series file (or the captures of a
         paste) given with --from, else ``samples`` looks at this host ``interval`` apart."""
-        self._check()
         if self.from_file is None:
             return list(self.live_samples(samples, interval))
         if samples > 1:
@@ -107,9 +145,10 @@ class Inputs:
                 "--samples looks at this host again and again; --from reads samples "
                 "already taken (a series file from 'tcphealth snapshot --samples')"
             )
-        return sources.load_series(
+        loaded = sources.load_series(
             self.from_file, sys.stdin, input_format=self.input_format, strict=self.strict
         )
+        return [self._one_namespace(sample) for sample in loaded]
 
     def live_samples(self, count: int | None, interval: float) -> Iterator[Snapshot]:
         """Samples of this host (or of --netns), ``interval`` seconds apart; ``None``: no end."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from tcphealth.model import (
     Endpoint,
     Finding,
     HostInfo,
+    NetNamespace,
     Process,
     Severity,
     Snapshot,
@@ -83,6 +85,9 @@ class SocketGroup:
     # The longest any socket of the group has been in its state, at least (the series, or
     # tcp_info's floor; see diagnose.timeline); None where neither tells.
     oldest_seconds: float | None = None
+    # The network namespace (inode) the group's sockets are in, where the report covers
+    # several; None in a report of one namespace.
+    netns: int | None = None
 
     @property
     def remote_text(self) -> str:
@@ -127,6 +132,56 @@ class Report:
     process_by_pid: Mapping[int, Process] = field(default_factory=dict)
     # Made from several samples (--samples, watch, a series file): what time showed.
     series: SeriesFacts | None = None
+    # The network namespaces read (Snapshot.namespaces); empty when the source knew of none.
+    namespaces: tuple[NetNamespace, ...] = ()
+
+    def place(
+        self, netns: int | None, pids: tuple[int, ...]
+    ) -> tuple[str | None, str | None, str | None]:
+        """Where sockets of namespace ``netns`` held by ``pids`` are: the namespace's label,
+        the container's and the pod's names (a holder's container, else the namespace's);
+        None for what is not known."""
+        namespace = self.namespace(netns)
+        container = None
+        for pid in pids:
+            process = self.process_by_pid.get(pid)
+            if process is not None and process.container is not None:
+                container = process.container
+                break
+        if container is None and namespace is not None:
+            container = namespace.container
+        if container is None:
+            return (namespace.label if namespace else None), None, None
+        return (
+            namespace.label if namespace else None,
+            container.label if container.id or container.name else None,
+            container.pod or container.pod_uid,
+        )
+
+    @property
+    def container_count(self) -> int:
+        """How many distinct containers the processes and namespaces read are in."""
+        seen = {
+            process.container.id
+            for process in self.process_by_pid.values()
+            if process.container is not None and process.container.id is not None
+        }
+        seen |= {
+            namespace.container.id
+            for namespace in self.namespaces
+            if namespace.container is not None and namespace.container.id is not None
+        }
+        return len(seen)
+
+    def namespace(self, inode: int | None) -> NetNamespace | None:
+        """The namespace of this inode; with None, the only one when there is one."""
+        if inode is None:
+            return self.namespaces[0] if len(self.namespaces) == 1 else None
+        return self._namespace_by_inode.get(inode)
+
+    @functools.cached_property
+    def _namespace_by_inode(self) -> dict[int, NetNamespace]:
+        return {namespace.inode: namespace for namespace in self.namespaces}
 
     def age_of(self, sock: Socket) -> Age | None:
         """How long ``sock`` has been in its state, as far as the series followed it."""
@@ -440,7 +495,7 @@ def build_report(
         )
         for pid in pids
     ]
-    summaries.sort(key=_process_sort_key)
+    summaries.sort(key=process_sort_key)
     return Report(
         host=snapshot.host,
         attribution=snapshot.attribution,
@@ -460,7 +515,7 @@ def build_report(
     )
 
 
-def _process_sort_key(summary: OwnerSummary) -> tuple[int, int, int]:
+def process_sort_key(summary: OwnerSummary) -> tuple[int, int, int]:
     worst = summary.worst.severity if summary.worst else Severity.OK
     return (-worst, -summary.socket_count, summary.pid or 0)
 

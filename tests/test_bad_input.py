@@ -43,7 +43,8 @@ PROC_ROW = (
 )
 LISTEN_LINE = (
     "LISTEN local=127.0.0.1:22 remote=0.0.0.0:0 recv_q=0 send_q=0 backlog=- timer=none "
-    "timer_s=- retrans=0 pid=- process=- uid=0 inode=12345 owner=unknown truncated=no age_s=-"
+    "timer_s=- retrans=0 pid=- process=- uid=0 inode=12345 owner=unknown truncated=no age_s=- "
+    "netns=- container=- pod=-"
 )
 SS_TEXT = (
     "State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
@@ -131,8 +132,8 @@ BAD_FILES: list[tuple[str, bytes | str, str, int | None]] = [
     ),
     (
         "newer.json",
-        snapshot_document(version=2),
-        "snapshot version 2 is newer than this tcphealth reads (up to 1); upgrade tcphealth",
+        snapshot_document(version=3),
+        "snapshot version 3 is newer than this tcphealth reads (up to 2); upgrade tcphealth",
         None,
     ),
     ("deep.json", "[" * 100_000, "JSON nested too deeply", None),

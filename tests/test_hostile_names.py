@@ -159,7 +159,8 @@ def test_plain_is_one_line_per_record_and_quotes_every_hostile_value(hostile_fil
     assert len(lines) == len(records) == len(hostile_snapshot().sockets)
     listeners = {line.split(" local=0.0.0.0:")[1].split()[0]: line for line in lines[:7]}
     assert listeners["8066"].endswith(
-        ' pid=66 process="\\x1b[31mred\\x1b[0m" uid=- inode=1001 owner=fd truncated=no age_s=-'
+        ' pid=66 process="\\x1b[31mred\\x1b[0m" uid=- inode=1001 owner=fd truncated=no age_s=- '
+        "netns=- container=- pod=-"
     )
     assert ' process="[bold red]x[/]" ' in listeners["8068"]
     assert ' process="a\\nCRITICAL fake\\tline\\r" ' in listeners["8069"]

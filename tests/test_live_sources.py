@@ -105,7 +105,7 @@ def test_python_dash_m_snapshot_finds_our_close_wait(
     close_wait_pair: tuple[socket.socket, socket.socket, int],
 ) -> None:
     _, _, port = close_wait_pair
-    result = run_tcphealth("snapshot")
+    result = run_tcphealth("snapshot", "--netns", "self")  # the namespace our sockets are in
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     sockets = document["snapshot"]["sockets"]
@@ -121,7 +121,7 @@ def test_without_root_owners_are_marked_unseen_and_said_once(
     close_wait_pair: tuple[socket.socket, socket.socket, int], tmp_path: Path
 ) -> None:
     _, _, port = close_wait_pair
-    code, stdout, stderr = run_cli_as("nobody", ["snapshot"], tmp_path)
+    code, stdout, stderr = run_cli_as("nobody", ["snapshot", "--netns", "self"], tmp_path)
     assert code == 0, stderr
     snap = json.loads(stdout)["snapshot"]
     assert snap["host"]["privileged"] is False
@@ -163,7 +163,8 @@ def test_without_root_every_source_runs_marks_unseen_and_says_once_how_to_see_mo
     """The report itself as nobody: exit 0, our CLOSE_WAIT listed with no owner and marked
     unseen, exactly one line on stderr, and it says how to see more."""
     _, _, port = close_wait_pair
-    args = ["--source", source, "--port", str(port), "--sockets"]
+    # --netns self: only the caller's namespace, so no note of other namespaces on this machine
+    args = ["--source", source, "--port", str(port), "--sockets", "--netns", "self"]
     code, stdout, stderr = run_cli_as("nobody", [*args, "--format", "plain"], tmp_path, 180)
     assert code == 0, stderr
     (line,) = stderr.splitlines()

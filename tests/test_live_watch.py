@@ -34,6 +34,9 @@ pytestmark = [
 ]
 
 TCPHEALTH = [sys.executable, "-m", "tcphealth"]
+# The sockets of this test live in the caller's network namespace; other namespaces on the
+# machine (other tests', the lab's) are not read, so what is compared stays the test's own.
+THIS_NETNS = ["--netns", "self"]
 TIMEOUT = 60.0  # generous: the machine may be busy with a benchmark
 
 
@@ -109,6 +112,7 @@ def sampled_report(port: int, *, interval: float) -> dict[str, Any]:
             str(os.getpid()),
             "--port",
             str(port),
+            *THIS_NETNS,
         ],
         capture_output=True,
         text=True,
@@ -138,6 +142,7 @@ def test_watch_ndjson_follows_a_close_wait_and_its_age_grows(close_waits: CloseW
             "close-wait",
             "--port",
             str(close_waits.port),
+            *THIS_NETNS,
         ],
         capture_output=True,
         text=True,
@@ -215,7 +220,7 @@ def test_samples_call_close_wait_replaced_all_the_time_a_slow_close(
 def test_ctrl_c_ends_watch_with_a_summary_and_130(close_waits: CloseWaits) -> None:
     close_waits.add()
     child = subprocess.Popen(
-        [*TCPHEALTH, "watch", "--interval", "0.3", "--port", str(close_waits.port)],
+        [*TCPHEALTH, "watch", "--interval", "0.3", "--port", str(close_waits.port), *THIS_NETNS],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -245,7 +250,7 @@ def test_watch_on_a_terminal_redraws_a_live_view(close_waits: CloseWaits) -> Non
         port = str(close_waits.port)
         os.execv(
             sys.executable,
-            [*TCPHEALTH, "watch", "--count", "2", "--interval", "0.5", "--port", port],
+            [*TCPHEALTH, "watch", "--count", "2", "--interval", "0.5", "--port", port, *THIS_NETNS],
         )
     output = b""
     try:

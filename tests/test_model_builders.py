@@ -65,6 +65,7 @@ def _socket_values(tcp_info: TcpInfo | None) -> dict[str, Any]:
         "tcp_info": tcp_info,
         "shutdown": 1,
         "truncated": False,
+        "netns": 4026532174,
     }
 
 

@@ -87,7 +87,10 @@ def test_a_timed_series_is_diagnosed_with_time_and_captures_by_the_latest_alone(
 
 
 def test_options_that_cannot_go_together_are_a_usage_conflict() -> None:
-    with pytest.raises(UsageConflict, match="--netns looks into a live namespace"):
+    # With --from, --netns names a namespace of the snapshot; this series records none.
+    with pytest.raises(
+        UsageConflict, match=r"--netns lab: no such network namespace in .*\(it holds: none\)"
+    ):
         Inputs(from_file=str(SERIES), netns="lab").load()
     with pytest.raises(UsageConflict, match="--samples looks at this host again"):
         Inputs(from_file=str(SERIES)).load_series(samples=2)

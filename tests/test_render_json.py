@@ -42,12 +42,14 @@ def test_document_header_host_and_summary() -> None:
         "summary",
         "attribution",
         "findings",
+        "namespaces",
         "processes",
         "unowned",
         "series",
         "notes",
     ]
-    assert (document["format"], document["version"]) == ("tcphealth.report", 1)
+    assert (document["format"], document["version"]) == ("tcphealth.report", 2)
+    assert document["namespaces"] == []  # a snapshot that knows nothing of namespaces
     assert document["host"] == {
         "hostname": "web-1",
         "kernel": "6.1.0",
@@ -77,6 +79,8 @@ def test_document_header_host_and_summary() -> None:
         "reported_states": {},
         "truncated_sockets": 0,
         "skipped_lines": 0,
+        "namespaces": 0,
+        "containers": 0,
     }
     assert "sockets" not in document
 
@@ -105,6 +109,9 @@ def test_finding_shape() -> None:
                 "endpoint": "10.20.0.15:5432",
             },
             "unchecked": ["how long the sockets have been idle"],
+            "netns": None,
+            "container": None,
+            "pod": None,
         }
     ]
 
@@ -136,6 +143,7 @@ def test_process_and_unowned_shape() -> None:
                 "send_queue_max": 0,
                 "listen_backlog": None,
                 "oldest_seconds": None,
+                "netns": None,
             },
             {
                 "state": "LISTEN",
@@ -147,8 +155,14 @@ def test_process_and_unowned_shape() -> None:
                 "send_queue_max": 0,
                 "listen_backlog": 100,
                 "oldest_seconds": None,
+                "netns": None,
             },
         ],
+        "netns": None,
+        "container": None,
+        "pod": None,
+        "unit": None,
+        "host_network": False,
     }
     assert [p["pid"] for p in document["processes"]] == [812, 611]
     assert document["processes"][1]["worst"] is None
@@ -183,6 +197,10 @@ def test_sockets_are_included_on_request_with_nulls_for_the_unknown() -> None:
         "age_seconds": None,
         "samples_seen": None,
         "age_at_least_seconds": None,
+        "netns": None,
+        "netns_inode": None,
+        "container": None,
+        "pod": None,
     }
     assert _json(View.SOCKETS)["sockets"] == sockets
 

@@ -27,22 +27,22 @@ FINDING_LINE = (
     'summary="java read the peer\'s FIN but never closed 3 connections." '
     'evidence="recv_queue=0 (read to EOF, close() never called)" '
     'next="Find where java opens connections to 10.20.0.15:5432 without closing them" '
-    'unchecked="how long the sockets have been idle"'
+    'unchecked="how long the sockets have been idle" netns=- container=- pod=-'
 )
 GROUP_LINES = [
     "CLOSE_WAIT count=3 local=10.0.0.5:* remote=10.20.0.15:5432 peers=1 recv_q=1 send_q=0 "
-    "backlog=- pid=812 process=java user=app age_s=-",
+    "backlog=- pid=812 process=java user=app age_s=- netns=- container=- pod=-",
     "LISTEN count=1 local=0.0.0.0:8080 remote=0.0.0.0:0 peers=1 recv_q=0 send_q=0 "
-    "backlog=100 pid=812 process=java user=app age_s=-",
+    "backlog=100 pid=812 process=java user=app age_s=- netns=- container=- pod=-",
     "LISTEN count=1 local=0.0.0.0:22 remote=0.0.0.0:0 peers=1 recv_q=0 send_q=0 "
-    "backlog=128 pid=611 process=sshd user=root age_s=-",
+    "backlog=128 pid=611 process=sshd user=root age_s=- netns=- container=- pod=-",
     "TIME_WAIT count=1 local=10.0.0.5:80 remote=192.0.2.40:* peers=1 recv_q=0 send_q=0 "
-    "backlog=- pid=- process=- user=- age_s=-",
+    "backlog=- pid=- process=- user=- age_s=- netns=- container=- pod=-",
 ]
 TIME_WAIT_SOCKET_LINE = (
     "TIME_WAIT local=10.0.0.5:80 remote=192.0.2.40:49200 recv_q=0 send_q=0 backlog=- "
     "timer=timewait timer_s=12.5 retrans=- pid=- process=- uid=- inode=0 owner=none "
-    "truncated=no age_s=-"
+    "truncated=no age_s=- netns=- container=- pod=-"
 )
 
 
@@ -96,6 +96,7 @@ def test_every_field_is_present_in_a_fixed_order() -> None:
     assert keys[0] == [
         "local", "remote", "recv_q", "send_q", "backlog", "timer", "timer_s", "retrans",
         "pid", "process", "uid", "inode", "owner", "truncated", "age_s",
+        "netns", "container", "pod",
     ]  # fmt: skip
 
 
@@ -134,7 +135,8 @@ def test_hostile_process_names_stay_on_one_line_and_inert() -> None:
     lines = output(env).splitlines()
     assert lines == [
         "ESTABLISHED count=1 local=10.0.0.5:* remote=192.0.2.9:443 peers=1 recv_q=0 send_q=0 "
-        'backlog=- pid=66 process="evil\\nCRITICAL fake\\x1b[2J" user=root age_s=-'
+        'backlog=- pid=66 process="evil\\nCRITICAL fake\\x1b[2J" user=root age_s=- '
+        "netns=- container=- pod=-"
     ]
     assert "\x1b" not in output(env)
 
@@ -150,7 +152,8 @@ def test_a_finding_without_state_or_process_still_has_every_field() -> None:
     line = plain.finding_line(host_wide)
     assert line == (
         "WARNING code=tw-buckets state=- count=1 pid=- process=- endpoint=- subject=host "
-        'blame=local-application summary="Something is wrong." evidence=- next=- unchecked=-'
+        'blame=local-application summary="Something is wrong." evidence=- next=- unchecked=- '
+        "netns=- container=- pod=-"
     )
 
 

@@ -114,7 +114,8 @@ def test_document_shape() -> None:
     text = snapshot_to_json(full_snapshot())
     assert text.endswith("}\n")
     document = json.loads(text)
-    assert (document["format"], document["version"]) == ("tcphealth.snapshot", FORMAT_VERSION)
+    # Without network namespaces a snapshot is still written as version 1, as before them.
+    assert (document["format"], document["version"]) == ("tcphealth.snapshot", 1)
     assert list(document) == sorted(document)
     sock = document["snapshot"]["sockets"][0]
     assert sock["state"] == "CLOSE_WAIT"
@@ -146,7 +147,10 @@ def test_read_from_stdin() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d.update(version=2), "version 2 is newer than this tcphealth reads"),
+        (
+            lambda d: d.update(version=FORMAT_VERSION + 1),
+            f"version {FORMAT_VERSION + 1} is newer than this tcphealth reads",
+        ),
         (lambda d: d.update(version="1"), '"version" must be an integer'),
         (lambda d: d.update(format="other"), "not a tcphealth snapshot"),
         (lambda d: d["snapshot"]["sockets"][0].update(state="BOGUS"), "snapshot.sockets[0].state"),
@@ -216,7 +220,7 @@ def test_cli_missing_file_exits_3(tmp_path: Path) -> None:
 def _indented_everywhere(snapshot: Snapshot) -> str:
     """The file as tcphealth wrote it before sockets went one per line: every level indented
     (json's own encoder over the generic _encode), kept here as the reference."""
-    document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": _encode(snapshot)}
+    document = {"format": FORMAT_NAME, "version": 1, "snapshot": _encode(snapshot)}
     return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 

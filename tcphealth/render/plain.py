@@ -5,11 +5,11 @@ every field always present (``-`` when unknown). Three kinds of line (each shown
 always one line in the output)::
 
     CRITICAL code=C state=S count=N pid=P process=NAME endpoint=E subject=KIND blame=B
-        summary="..." evidence="..." next="..." unchecked="..."
+        summary="..." evidence="..." next="..." unchecked="..." netns=NS container=C pod=P
     STATE count=N local=A remote=B peers=K recv_q=R send_q=S backlog=L pid=P process=NAME
-        user=U age_s=A
+        user=U age_s=A netns=NS container=C pod=P
     STATE local=A remote=B recv_q=R send_q=S backlog=L timer=T timer_s=X retrans=N pid=P
-        process=NAME uid=U inode=I owner=O truncated=no age_s=A
+        process=NAME uid=U inode=I owner=O truncated=no age_s=A netns=NS container=C pod=P
 
 The first is a finding (CRITICAL, WARNING or INFO). The second is a group: the sockets one
 process holds in one state between two endpoints (``count=`` follows the state); the ephemeral
@@ -17,6 +17,11 @@ side's port is ``*``, and ``remote=*:* peers=K`` folds K client addresses into o
 third is one socket (``tcphealth sockets``, or ``--sockets``); ``truncated=yes`` when the tool
 that printed it cut an address short, so its port may be wrong. Sockets nobody holds have
 ``pid=- process=-``; several holders are listed with commas (``pid=812,813``).
+
+``netns``, ``container`` and ``pod`` say where the record is, on a live run that read network
+namespaces: the namespace's label (``host``, an ``ip netns`` name, ``pod:NS/NAME``,
+``container:NAME``, ``net:[INODE]``), the container's name (or ``runtime:shortid``) and the
+pod's ``namespace/name``; ``-`` where not known or not in one.
 
 ``age_s`` is how long the socket (of a group: its oldest) has been in its state at least: seen
 so over several samples (``--samples``, ``watch``), or from the kernel's time since the last
@@ -118,10 +123,12 @@ def finding_line(finding: Finding) -> str:
         ("next", _steps(finding.next_steps)),
         ("unchecked", finding.unchecked),
     )
+    places = (("netns", finding.netns), ("container", finding.container), ("pod", finding.pod))
     return (
         finding.severity.label
         + "".join(f" {key}={value(item)}" for key, item in fields)
         + "".join(f" {key}={listing(items)}" for key, items in lists)
+        + "".join(f" {key}={value(item)}" for key, item in places)
     )
 
 
@@ -131,8 +138,17 @@ def _steps(steps: tuple[str, ...]) -> list[str]:
     return [step[:-1] if step.endswith(".") else step for step in steps]
 
 
-def group_line(group: SocketGroup, owner: OwnerSummary) -> str:
+_Place = tuple[str | None, str | None, str | None]
+_NOWHERE: _Place = (None, None, None)
+
+
+def group_line(group: SocketGroup, owner: OwnerSummary, report: Report | None = None) -> str:
     process = owner.process
+    where = (
+        _NOWHERE
+        if report is None
+        else report.place(group.netns, (process.pid,) if process is not None else ())
+    )
     fields = (
         ("count", group.count),
         ("local", str(group.local)),
@@ -145,11 +161,24 @@ def group_line(group: SocketGroup, owner: OwnerSummary) -> str:
         ("process", process.name if process else None),
         ("user", process.user if process else None),
         ("age_s", _age(group.oldest_seconds)),
+        ("netns", where[0]),
+        ("container", where[1]),
+        ("pod", where[2]),
     )
     return group.state.value + "".join(f" {key}={value(item)}" for key, item in fields)
 
 
-def socket_line(report: Report, sock: Socket) -> str:
+def socket_line(
+    report: Report,
+    sock: Socket,
+    places: dict[tuple[int | None, tuple[int, ...]], _Place] | None = None,
+) -> str:
+    key = (sock.netns, sock.pids)
+    where = places.get(key) if places is not None else None
+    if where is None:
+        where = report.place(sock.netns, sock.pids)
+        if places is not None:
+            places[key] = where
     fields = (
         ("local", str(sock.local)),
         ("remote", str(sock.remote)),
@@ -166,6 +195,9 @@ def socket_line(report: Report, sock: Socket) -> str:
         ("owner", sock.owner_source.value),
         ("truncated", "yes" if sock.truncated else "no"),
         ("age_s", _age(report.age_at_least(sock))),
+        ("netns", where[0]),
+        ("container", where[1]),
+        ("pod", where[2]),
     )
     return sock.state.value + "".join(f" {key}={value(item)}" for key, item in fields)
 
@@ -207,10 +239,11 @@ def lines(report: Report, options: RenderOptions) -> Iterator[str]:
     if options.view is View.REPORT:
         for owner in (*report.processes, report.unowned):
             for group in owner.groups:
-                yield group_line(group, owner)
+                yield group_line(group, owner, report)
     if options.view is View.SOCKETS or options.with_sockets:
+        places: dict[tuple[int | None, tuple[int, ...]], _Place] = {}
         for sock in itertools.islice(report.sockets, options.socket_limit(table=False)):
-            yield socket_line(report, sock)
+            yield socket_line(report, sock, places)
 
 
 def render(report: Report, options: RenderOptions, env: Environment) -> None:

@@ -8,10 +8,11 @@ severities their labels (``CRITICAL``), endpoints ``"ip:port"`` with IPv6 in bra
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tcphealth.model import TCP_STATES, CodeEntry, Finding, Socket, TcpState
+from tcphealth.model import TCP_STATES, CodeEntry, Container, Finding, Socket, TcpState
 from tcphealth.render.text import utc_iso
 from tcphealth.report import OwnerSummary, Report, SocketGroup, ThresholdsReport
 from tcphealth.states import StateExplanation
@@ -20,9 +21,12 @@ if TYPE_CHECKING:
     from tcphealth.series_facts import SeriesFacts  # only named here: a series loads it
 
 REPORT_FORMAT = "tcphealth.report"
-REPORT_VERSION = 1
+# 2: network namespaces -- "namespaces", and netns / container / pod on findings, processes,
+# groups and sockets; summary.namespaces and summary.containers.
+REPORT_VERSION = 2
 
 JSONObject = dict[str, Any]
+_NOWHERE: tuple[str | None, str | None, str | None] = (None, None, None)
 
 
 def host_record(report: Report) -> JSONObject:
@@ -54,6 +58,8 @@ def summary_record(report: Report) -> JSONObject:
         "reported_states": dict(report.reported_states),
         "truncated_sockets": report.truncated_sockets,
         "skipped_lines": report.skipped_lines,
+        "namespaces": len(report.namespaces),
+        "containers": report.container_count,
     }
 
 
@@ -92,10 +98,62 @@ def finding_record(finding: Finding) -> JSONObject:
             "endpoint": subject.endpoint,
         },
         "unchecked": list(finding.unchecked),
+        "netns": finding.netns,
+        "container": finding.container,
+        "pod": finding.pod,
     }
 
 
-def group_record(group: SocketGroup) -> JSONObject:
+def container_record(container: Container | None) -> JSONObject | None:
+    if container is None:
+        return None
+    return {
+        "label": container.label,
+        "runtime": container.runtime,
+        "id": container.id,
+        "name": container.name,
+        "pod": container.pod,
+        "pod_uid": container.pod_uid,
+        "qos": container.qos,
+    }
+
+
+def namespace_records(report: Report) -> list[JSONObject]:
+    """Every namespace read, with its sockets per state and the words that enter it."""
+    from tcphealth.namespaced import way_in  # only a report of namespaces needs it
+
+    counts: dict[int | None, Counter[TcpState]] = {}
+    for sock in report.sockets:
+        counts.setdefault(sock.netns, Counter())[sock.state] += 1
+    first = report.namespaces[0].inode if report.namespaces else None
+    records = []
+    for namespace in report.namespaces:
+        states = counts.get(namespace.inode, Counter())
+        if namespace.inode == first:
+            states = states + counts.get(None, Counter())
+        records.append(
+            {
+                "label": namespace.label,
+                "inode": namespace.inode,
+                "kind": namespace.kind.value,
+                "enter": namespace.enter,
+                "ip_name": namespace.ip_name,
+                "names": list(namespace.names),
+                "way_in": way_in(namespace),
+                "pid": namespace.pid,
+                "processes": namespace.process_count,
+                "container": container_record(namespace.container),
+                "pod": namespace.pod,
+                "source": namespace.source,
+                "sockets": sum(states.values()),
+                "states": states_record(states),
+            }
+        )
+    return records
+
+
+def group_record(group: SocketGroup, report: Report | None = None) -> JSONObject:
+    namespace = report.namespace(group.netns) if report is not None else None
     return {
         "state": group.state.value,
         "local": str(group.local),
@@ -106,6 +164,7 @@ def group_record(group: SocketGroup) -> JSONObject:
         "send_queue_max": group.send_queue_max,
         "listen_backlog": group.listen_backlog,
         "oldest_seconds": _seconds(group.oldest_seconds),
+        "netns": namespace.label if namespace is not None else None,
     }
 
 
@@ -113,10 +172,12 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def process_record(summary: OwnerSummary) -> JSONObject:
+def process_record(summary: OwnerSummary, report: Report | None = None) -> JSONObject:
     process = summary.process
     assert process is not None
     worst = summary.worst
+    namespace = report.namespace(process.netns) if report is not None else None
+    container = process.container
     return {
         "pid": process.pid,
         "name": process.name,
@@ -130,21 +191,27 @@ def process_record(summary: OwnerSummary) -> JSONObject:
         "states": {state.value: count for state, count in summary.states.items()},
         "worst": {"code": worst.code, "severity": worst.severity.label} if worst else None,
         "findings": [finding.code for finding in summary.findings],
-        "groups": [group_record(group) for group in summary.groups],
+        "groups": [group_record(group, report) for group in summary.groups],
+        "netns": namespace.label if namespace is not None else None,
+        "container": container_record(container),
+        "pod": (container.pod or container.pod_uid) if container is not None else None,
+        "unit": process.unit,
+        "host_network": process.host_network,
     }
 
 
-def unowned_record(summary: OwnerSummary) -> JSONObject:
+def unowned_record(summary: OwnerSummary, report: Report | None = None) -> JSONObject:
     return {
         "sockets": summary.socket_count,
         "states": {state.value: count for state, count in summary.states.items()},
-        "groups": [group_record(group) for group in summary.groups],
+        "groups": [group_record(group, report) for group in summary.groups],
     }
 
 
 def socket_record(report: Report, sock: Socket) -> JSONObject:
     info = sock.tcp_info
     age = report.age_of(sock)
+    netns, container, pod = report.place(sock.netns, sock.pids) if report.namespaces else _NOWHERE
     return {
         "state": sock.state.value,
         "family": sock.family.value,
@@ -171,6 +238,10 @@ def socket_record(report: Report, sock: Socket) -> JSONObject:
         "age_seconds": None if age is None else round(age.observed_seconds, 1),
         "samples_seen": None if age is None else age.samples,
         "age_at_least_seconds": _seconds(report.age_at_least(sock)),
+        "netns": netns,
+        "netns_inode": sock.netns,
+        "container": container,
+        "pod": pod,
     }
 
 
@@ -221,8 +292,9 @@ def report_record(report: Report) -> JSONObject:
         "summary": summary_record(report),
         "attribution": attribution_record(report),
         "findings": [finding_record(finding) for finding in report.findings],
-        "processes": [process_record(summary) for summary in report.processes],
-        "unowned": unowned_record(report.unowned),
+        "namespaces": namespace_records(report),
+        "processes": [process_record(summary, report) for summary in report.processes],
+        "unowned": unowned_record(report.unowned, report),
         "series": series_record(report.series),
         "notes": list(report.notes),
     }

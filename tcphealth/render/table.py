@@ -37,6 +37,7 @@ SEVERITY_STYLE: dict[Severity, str] = {
     Severity.OK: "green",
 }
 QUIET_NAMES_SHOWN = 8  # processes named in the "nothing wrong" line
+NAMESPACES_NAMED = 8  # network namespaces named in the header
 TREND_SAMPLES = 6  # samples whose per-state counts the header shows, newest last
 CMDLINE_SHOWN = 200  # characters of a command line shown under the process title
 
@@ -91,12 +92,28 @@ def header(report: Report) -> Text:
             "were left out (the notes on stderr name them)",
             style="yellow",
         )
+    if report.namespaces:
+        text.append("\n")
+        text.append_text(namespaces_text(report))
     if report.filters:
         text.append("\nfiltered: " + inert(" ".join(report.filters)), style="dim")
     if report.series is not None:
         text.append("\n")
         text.append_text(series_text(report))
     return text
+
+
+def namespaces_text(report: Report) -> Text:
+    """``3 network namespaces (host, lab, pod:shop/web), 2 containers``."""
+    labels = [inert(namespace.label) for namespace in report.namespaces]
+    shown = ", ".join(labels[:NAMESPACES_NAMED]) + (
+        f" and {len(labels) - NAMESPACES_NAMED:,} more" if len(labels) > NAMESPACES_NAMED else ""
+    )
+    noun = "network namespace" if len(labels) == 1 else "network namespaces"
+    return Text(
+        f"{len(labels):,} {noun} ({shown}), {plural(report.container_count, 'container')}",
+        style="dim",
+    )
 
 
 def series_text(report: Report) -> Text:
@@ -154,10 +171,25 @@ def finding_block(finding: Finding) -> RenderableType:
         ("evidence", _evidence_text(finding)),
         ("next", [_t(step) for step in finding.next_steps]),
         ("not checked", [_t(item) for item in finding.unchecked]),
+        ("where", [_t(where)] if (where := _where(finding)) else []),
     ):
         for index, shown in enumerate(values):
             details.add_row(Text(label if index == 0 else ""), shown)
     return Group(title, Padding(Group(_t(finding.summary), details), (0, 0, 0, 2)))
+
+
+def _where(finding: Finding) -> str | None:
+    """``netns pod:shop/web  container web  pod shop/web``, for a finding placed in one."""
+    parts = [
+        f"{name} {value}"
+        for name, value in (
+            ("netns", finding.netns),
+            ("container", finding.container),
+            ("pod", finding.pod),
+        )
+        if value
+    ]
+    return "  ".join(parts) or None
 
 
 def findings_section(console: Console, report: Report) -> None:
@@ -317,6 +349,16 @@ def _process_title(owner: OwnerSummary, owners_hidden: bool = False) -> Text:
         title.append(inert(process.name or "(name unknown)"), style="bold")
         if process.user:
             title.append(f"  user {inert(process.user)}")
+        if process.container is not None:
+            container = process.container
+            if container.id or container.name:
+                title.append(f"  container {inert(container.label)}")
+            if container.pod or container.pod_uid:
+                title.append(f"  pod {inert(container.pod or container.pod_uid or '')}")
+            if process.host_network:
+                title.append("  hostNetwork")
+        elif process.unit:
+            title.append(f"  unit {inert(process.unit)}")
     title.append(f"  {plural(owner.socket_count, 'socket')}")
     if process and process.open_fds is not None:
         limit = "?" if process.fd_soft_limit is None else f"{process.fd_soft_limit:,}"
@@ -386,17 +428,70 @@ def _quiet_line(quiet: Sequence[OwnerSummary], others: bool) -> Text:
 
 
 def processes_section(console: Console, report: Report, options: RenderOptions) -> None:
-    quiet: list[OwnerSummary] = []
+    if len(report.namespaces) > 1:
+        _per_namespace(console, report, options)
+        return
+    _owners(console, report, report.processes, report.unowned, options)
+
+
+def _per_namespace(console: Console, report: Report, options: RenderOptions) -> None:
+    """The tables of each namespace under a line naming it (and how to get in): a report of
+    several namespaces, grouped by the container or pod each belongs to."""
+    from tcphealth.namespaced import way_in  # only a report of namespaces needs it
+
+    first = report.namespaces[0].inode
+    owners: dict[int, list[OwnerSummary]] = {ns.inode: [] for ns in report.namespaces}
     for owner in report.processes:
+        inode = owner.groups[0].netns if owner.groups else None
+        if inode is None and owner.process is not None:
+            inode = owner.process.netns
+        owners.get(inode if inode is not None else first, owners[first]).append(owner)
+    unowned: dict[int, list[SocketGroup]] = {ns.inode: [] for ns in report.namespaces}
+    for group in report.unowned.groups:
+        unowned.get(group.netns if group.netns is not None else first, unowned[first]).append(group)
+    counts: dict[int, int] = {}
+    for sock in report.sockets:
+        inode = sock.netns if sock.netns in owners else first
+        counts[inode] = counts.get(inode, 0) + 1
+    for namespace in report.namespaces:
+        groups = unowned[namespace.inode]
+        if not owners[namespace.inode] and not groups:
+            continue
+        states: dict[TcpState, int] = {}
+        for group in groups:
+            states[group.state] = states.get(group.state, 0) + group.count
+        title = Text(f"── {inert(namespace.label)}", style="bold")
+        count = counts.get(namespace.inode, 0)
+        title.append(f"  net:[{namespace.inode}]  {plural(count, 'socket')}", style="dim")
+        entry = way_in(namespace)
+        if entry:
+            title.append(f"  {inert(entry)} ...", style="dim")
+        console.print(title)
+        orphans = OwnerSummary(
+            process=None, socket_count=sum(states.values()), states=states, groups=tuple(groups)
+        )
+        _owners(console, report, owners[namespace.inode], orphans, options)
+        console.print()
+
+
+def _owners(
+    console: Console,
+    report: Report,
+    processes: Sequence[OwnerSummary],
+    unowned: OwnerSummary,
+    options: RenderOptions,
+) -> None:
+    quiet: list[OwnerSummary] = []
+    for owner in processes:
         if options.show_all or owner.findings:
             console.print(owner_table(console, owner, options.show_all))
             console.print()
         else:
             quiet.append(owner)
     if quiet:
-        console.print(_quiet_line(quiet, others=len(quiet) < len(report.processes)))
+        console.print(_quiet_line(quiet, others=len(quiet) < len(processes)))
         console.print()
-    if report.unowned.socket_count:
+    if unowned.socket_count:
         why = None
         attribution = report.attribution
         if not attribution.attempted:
@@ -412,7 +507,7 @@ def processes_section(console: Console, report: Report, options: RenderOptions) 
                 "namespace, or one that exited during the scan)"
             )
         hidden = attribution.attempted and not attribution.complete
-        console.print(owner_table(console, report.unowned, options.show_all, why, hidden))
+        console.print(owner_table(console, unowned, options.show_all, why, hidden))
 
 
 # --- one row per socket -------------------------------------------------------------------------

@@ -21,24 +21,28 @@ from tcphealth import reading
 from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.model import Snapshot, Sysctls
 from tcphealth.sources import netlink, procfs
+from tcphealth.sources.text import registry as text_registry
 
 LIVE_SOURCES = ("auto", "netlink", "procfs", "psutil")
 
-# What `load` reads: ``auto`` recognises each by itself; the others force one.
-INPUT_FORMATS = (
-    "auto",
-    "snapshot",
-    "proc",
-    "ss",
-    "netstat",
-    "netstat-linux",
-    "netstat-macos",
-    "netstat-windows",
+# What `load` reads: ``auto`` recognises each by itself; the others force one. The paste
+# formats come from their registry, which imports none of their readers.
+INPUT_FORMATS = ("auto", "snapshot", "proc", *text_registry.CHOICES)
+INPUT_FORMATS_HELP = (
+    "What --from holds; auto recognises each by itself. snapshot: a tcphealth snapshot; "
+    "proc: a copied /proc or /proc/net/tcp{,6}; "
+    f"{text_registry.choices_help()}."
 )
 
 # A pasted text file is read whole; refuse something that cannot be a paste.
 MAX_TEXT_BYTES = 256 << 20
 TEXT_LIMIT = reading.Limit(MAX_TEXT_BYTES, "pasted text")
+
+
+# Which network namespaces a live run reads: ``auto`` every one when run as root in the host's
+# (else the caller's, with a note that others exist), ``all`` every one from anywhere (root),
+# ``self`` the caller's alone.
+NETNS_SCOPES = ("auto", "all", "self")
 
 
 def collect_live(
@@ -47,18 +51,49 @@ def collect_live(
     *,
     with_processes: bool = True,
     netns: str | None = None,
+    scope: str | None = None,
+    node_root: Path = Path("/"),
 ) -> Snapshot:
     """Look at this host now, or into the network namespace ``netns`` (a name from
-    ``ip netns list`` or a path like /proc/PID/ns/net)."""
-    if netns is None:
-        return _collect(source, proc_root, with_processes)
-    from tcphealth.sources import netns as netns_module
+    ``ip netns list`` or a path like /proc/PID/ns/net).
 
-    with netns_module.entered(netns):
-        snapshot = _collect(source, proc_root, with_processes)
-    return replace(
-        snapshot, host=replace(snapshot.host, source=f"{snapshot.host.source}:netns={netns}")
+    ``scope`` (one of :data:`NETNS_SCOPES`) asks for the namespaces to be found, named and,
+    where it says so, all read (:mod:`tcphealth.sources.namespaces`); ``None`` reads the
+    caller's namespace and says nothing of namespaces, as before they were known. ``node_root``
+    is where the kubelet's and the runtimes' files are looked for (pod and container names)."""
+    if netns is not None:
+        from tcphealth.sources import namespaces
+        from tcphealth.sources import netns as netns_module
+
+        with netns_module.entered(netns):
+            snapshot = _collect(source, proc_root, with_processes)
+        snapshot = replace(
+            snapshot, host=replace(snapshot.host, source=f"{snapshot.host.source}:netns={netns}")
+        )
+        return namespaces.entered_namespace(snapshot, netns, netns_module.namespace_path(netns))
+    if scope is None or proc_root != Path("/proc") or not os.path.isdir("/proc/self/ns"):
+        return _collect(source, proc_root, with_processes)
+    if scope not in NETNS_SCOPES:
+        raise ValueError(f"unknown namespace scope {scope!r}")
+    from tcphealth.sources import namespaces
+
+    discovery = namespaces.discover(proc_root)
+    root = os.geteuid() == 0
+    every = root and (scope == "all" or (scope == "auto" and discovery.own == discovery.host))
+    if every and source in ("auto", "netlink") and netlink.available():
+        return namespaces.collect_all(
+            proc_root, with_processes=with_processes, node_root=node_root, discovery=discovery
+        )
+    snapshot = _collect(source, proc_root, with_processes)
+    labelled = namespaces.this_namespace(
+        snapshot, proc_root, node_root=node_root, discovery=discovery, note_others=scope != "self"
     )
+    if every:  # root, but the source cannot enter namespaces
+        labelled = replace(
+            labelled,
+            notes=(*labelled.notes, f"--source {source} reads only this network namespace"),
+        )
+    return labelled
 
 
 def sample_live(

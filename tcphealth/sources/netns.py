@@ -31,7 +31,8 @@ def namespace_path(name: str) -> str:
     return name if "/" in name else os.path.join(NETNS_RUN_DIR, name)
 
 
-def _setns(fd: int, where: str) -> None:
+def setns(fd: int, where: str) -> None:
+    """Move the calling thread into the network namespace open at ``fd``."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
@@ -53,11 +54,11 @@ def entered(name: str) -> Iterator[None]:
     try:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
-            _setns(target, path)
+            setns(target, path)
             try:
                 yield
             finally:
-                _setns(home, "/proc/thread-self/ns/net")
+                setns(home, "/proc/thread-self/ns/net")
         finally:
             os.close(home)
     finally:

@@ -17,7 +17,8 @@ from tcphealth.model import Family, OwnerSource, Socket, TcpState
 # LAST_ACK, CLOSING) and TIME_WAIT also have no descriptor, but they had an owner who closed them.
 UNACCEPTED_STATES = frozenset({TcpState.SYN_RECV, TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 
-_ListenerIndex = dict[tuple[Family, int | None], list[Socket]]
+# Keyed by namespace too: a listener is no owner of a socket in another network namespace.
+_ListenerIndex = dict[tuple[Family, int | None, int | None], list[Socket]]
 
 
 def credit_unaccepted_to_listeners(sockets: Sequence[Socket]) -> list[Socket]:
@@ -49,14 +50,14 @@ def _index_listeners(sockets: Sequence[Socket]) -> _ListenerIndex:
     index: _ListenerIndex = {}
     for sock in sockets:
         if sock.state is TcpState.LISTEN:
-            index.setdefault((sock.family, sock.local.port), []).append(sock)
+            index.setdefault((sock.family, sock.local.port, sock.netns), []).append(sock)
     return index
 
 
 def _listener_pids(index: _ListenerIndex, sock: Socket) -> tuple[int, ...] | None:
     """The pids of the listener a not-yet-accepted socket belongs to: one bound to exactly its
     local address if any, else a wildcard one; all of them where SO_REUSEPORT made several."""
-    candidates = index.get((sock.family, sock.local.port))
+    candidates = index.get((sock.family, sock.local.port, sock.netns))
     if not candidates:
         return None
     exact = [lst for lst in candidates if lst.local.address == sock.local.address]

@@ -40,7 +40,18 @@ from tcphealth.model import Snapshot
 from tcphealth.reading import Limit, read_input, where_of
 
 FORMAT_NAME = "tcphealth.snapshot"
-FORMAT_VERSION = 1
+# 2: network namespaces (``namespaces``; ``netns`` on sockets, where each process lives and
+# runs). A snapshot without them is written as version 1, byte for byte as before, so older
+# tcphealth still reads it; one with them says 2, which older tcphealth refuses by name.
+FORMAT_VERSION = 2
+_FORMAT_VERSION_WITHOUT_NAMESPACES = 1
+
+# Fields added with version 2, left out of the file while they hold their defaults.
+_LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
+    "Snapshot": (("namespaces", ()),),
+    "Socket": (("netns", None),),
+    "Process": (("netns", None), ("container", None), ("unit", None), ("host_network", False)),
+}
 # Several samples of one host, oldest first (tcphealth snapshot --samples N): the file is
 # ``{"format": "tcphealth.series", "version": 1, "samples": [...]}`` where each sample is a
 # whole snapshot document as above, one per line.
@@ -72,7 +83,11 @@ def _encode(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(key): _encode(item) for key, item in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _encode(getattr(value, name)) for name in _field_names(type(value))}
+        record = {name: _encode(getattr(value, name)) for name in _field_names(type(value))}
+        for name, default in _LEFT_OUT_WHEN_DEFAULT.get(type(value).__name__, ()):
+            if getattr(value, name) == default:
+                del record[name]
+        return record
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
@@ -90,7 +105,7 @@ def snapshot_json_chunks(snapshot: Snapshot) -> Iterator[str]:
     line per socket."""
     body = _encode(dataclasses.replace(snapshot, sockets=()))
     body["sockets"] = _SOCKETS_HERE
-    document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": body}
+    document = {"format": FORMAT_NAME, "version": _version_of(snapshot), "snapshot": body}
     text = json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
     marker = json.dumps(_SOCKETS_HERE, ensure_ascii=False)
     head, tail = text.split(marker)  # the marker cannot occur in any value: exactly two parts
@@ -104,10 +119,19 @@ def snapshot_json_chunks(snapshot: Snapshot) -> Iterator[str]:
         dump = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
         separator = "[" + _SOCKET_INDENT
         for sock in snapshot.sockets:
-            yield _utf8_safe(separator + dump(record(sock)))
+            fields = record(sock)
+            if fields["netns"] is None:  # see _LEFT_OUT_WHEN_DEFAULT
+                del fields["netns"]
+            yield _utf8_safe(separator + dump(fields))
             separator = "," + _SOCKET_INDENT
         yield "\n  ]"
     yield _utf8_safe(tail)
+
+
+def _version_of(snapshot: Snapshot) -> int:
+    if snapshot.namespaces or any(sock.netns is not None for sock in snapshot.sockets[:1]):
+        return FORMAT_VERSION
+    return _FORMAT_VERSION_WITHOUT_NAMESPACES
 
 
 class _RecordEncoder:
@@ -203,7 +227,7 @@ def series_to_json(samples: list[Snapshot]) -> str:
     """A series file: the header, then one compact snapshot document per line."""
     lines = [
         json.dumps(
-            {"format": FORMAT_NAME, "version": FORMAT_VERSION, "snapshot": _encode(sample)},
+            {"format": FORMAT_NAME, "version": _version_of(sample), "snapshot": _encode(sample)},
             sort_keys=True,
             ensure_ascii=False,
             separators=(",", ":"),

@@ -1,10 +1,14 @@
 """Text someone pasted into a ticket, read into snapshots: ``ss`` and Linux ``netstat`` output,
 macOS and Windows ``netstat``, a copy of /proc/net/tcp{,6}.
 
-Each format has its own small module (:mod:`.ss`, :mod:`.netstat_linux`, :mod:`.netstat_macos`,
-:mod:`.netstat_windows`, :mod:`.proc_copy`) over the shared line helpers in :mod:`.lines`;
-:mod:`.paste` walks a paste that may mix them with prompts, summaries and prose, and
-:mod:`.detect` tells a snapshot file, a /proc copy and a paste apart.
+Each paste format is a line in :mod:`.registry` (its name, what it carries, its place in the
+order the reader tries formats) and a small module that recognises and reads its rows, over the
+shared line helpers in :mod:`.lines`; :mod:`.paste` walks a paste that may mix them with
+prompts, summaries and prose. A /proc copy is read by :mod:`.proc_copy`, and :mod:`.detect`
+tells a snapshot file, a /proc copy and a paste apart.
+
+Only the registry is imported with this package (the command line lists its formats); the
+readers when text is read.
 
 What a format does not show is unknown (``None``), never 0.
 """
@@ -14,24 +18,13 @@ from __future__ import annotations
 from tcphealth.errors import InputError
 from tcphealth.model import Attribution, Family, HostInfo, Snapshot
 from tcphealth.sources import procfs
-from tcphealth.sources.text import detect as detect_module
-from tcphealth.sources.text import (
-    netstat_linux,
-    netstat_macos,
-    netstat_windows,
-    paste,
-    proc_copy,
-    ss,
-)
+from tcphealth.sources.text import registry
 
-# --input-format choices that are text: "netstat" is any of the three netstat flavours.
+# The input formats that are pastes, each with the formats it allows: the registry's
+# --input-format choices, and ``text`` (what ``auto`` reads a paste as) for any of them.
 TEXT_INPUT_FORMATS: dict[str, frozenset[str]] = {
-    "ss": frozenset({ss.NAME}),
-    "netstat": frozenset({netstat_linux.NAME, netstat_macos.NAME, netstat_windows.NAME}),
-    netstat_linux.NAME: frozenset({netstat_linux.NAME}),
-    netstat_macos.NAME: frozenset({netstat_macos.NAME}),
-    netstat_windows.NAME: frozenset({netstat_windows.NAME}),
-    "text": frozenset(paste.TEXT_FORMATS),
+    **registry.CHOICES,
+    "text": frozenset(registry.NAMES),
 }
 
 
@@ -46,6 +39,9 @@ def read_text(
     """Every capture in ``text`` (oldest first) as a snapshot. ``input_format`` is ``auto``,
     ``proc`` or one of :data:`TEXT_INPUT_FORMATS`. Raises :class:`InputError` when nothing in
     the text is a TCP table of the format, or (``strict``) a row cannot be read."""
+    from tcphealth.sources.text import detect as detect_module
+    from tcphealth.sources.text import paste, proc_copy
+
     lines = text.splitlines()
     if input_format == "auto":
         kind = detect_module.detect(text)
@@ -63,6 +59,8 @@ def read_text(
 def _proc_snapshots(
     lines: list[str], where: str, *, strict: bool, taken_at: float
 ) -> list[Snapshot]:
+    from tcphealth.sources.text import proc_copy
+
     captures = proc_copy.parse(lines, where, strict=strict)
     skipped = sorted(item for capture in captures for item in capture.skipped)
     if skipped and not any(capture.sockets for capture in captures):

@@ -36,8 +36,8 @@ from tcphealth.sources.text.lines import (
     split_colon_endpoint,
     state_word,
 )
+from tcphealth.sources.text.parser import Context, RowParser
 
-NAME = "netstat-linux"
 PROTOS = frozenset({"tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udpl", "udpl6", "unix"})
 _ADDRESS_WIDTH = 23  # net-tools cuts "address:port" to this many characters without -W
 
@@ -98,6 +98,12 @@ def looks_like_row(tokens: list[str]) -> bool:
 
 def _colon_form(token: str) -> bool:
     return bool(re.search(r":(\d+|\*)$", token))
+
+
+def read_row(line: str, context: Context) -> Row:
+    command = context.command
+    wide = command is not None and "W" in command.flags
+    return parse_row(line, Columns(context.header), wide=wide)
 
 
 def parse_row(line: str, columns: Columns, *, wide: bool = False) -> Row:
@@ -189,3 +195,13 @@ def _read_timer(row: Row, timer: re.Match[str]) -> None:
         # Straight from /proc's retrnsmt and timeout columns; TIME_WAIT prints placeholders.
         row.retransmits = int(timer.group("retrans"))
         row.probes = int(timer.group("probes"))
+
+
+PARSER = RowParser(
+    is_header=is_header,
+    looks_like_row=looks_like_row,
+    read_row=read_row,
+    titles=("Active Internet connections",),
+    foreign_titles=("Active UNIX domain sockets", "Active Bluetooth connections"),
+    unprivileged_warnings=NOT_ROOT_WARNINGS,
+)

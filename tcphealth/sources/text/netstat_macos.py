@@ -36,8 +36,8 @@ from tcphealth.sources.text.lines import (
     state_word,
     wildcard_for,
 )
+from tcphealth.sources.text.parser import Context, RowParser
 
-NAME = "netstat-macos"
 PROTOS = frozenset({"tcp4", "tcp6", "tcp46", "udp4", "udp6", "udp46", "icm4", "icm6"})
 _FIELD_WIDTH = 18
 _HOST_WIDTH = 16
@@ -75,6 +75,10 @@ def _proto_index(tokens: list[str]) -> int | None:
     ):
         return 2  # -A: Socket and Flowhash columns first
     return None
+
+
+def read_row(line: str, context: Context) -> Row:
+    return parse_row(line)  # every column is always there: nothing to learn from the header
 
 
 def parse_row(line: str) -> Row:
@@ -117,3 +121,12 @@ def parse_row(line: str) -> Row:
         send_queue=None if state is TcpState.LISTEN else send_queue,
         truncated=truncated,
     )
+
+
+PARSER = RowParser(
+    is_header=is_header,
+    looks_like_row=looks_like_row,
+    read_row=read_row,
+    titles=("Active Internet connections",),
+    foreign_titles=FOREIGN_SECTIONS,
+)

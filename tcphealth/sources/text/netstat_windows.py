@@ -33,8 +33,8 @@ from tcphealth.sources.text.lines import (
     split_colon_endpoint,
     state_word,
 )
+from tcphealth.sources.text.parser import Context, RowParser
 
-NAME = "netstat-windows"
 PROTOS = frozenset({"TCP", "UDP", "TCPv6", "UDPv6"})
 NO_OWNER_MESSAGES = ("Can not obtain ownership information", "Cannot obtain ownership information")
 
@@ -56,6 +56,14 @@ def header_has_pid(line: str) -> bool:
 
 def looks_like_row(tokens: list[str]) -> bool:
     return len(tokens) >= 3 and tokens[0] in PROTOS and ":" in tokens[1]
+
+
+def read_row(line: str, context: Context) -> Row:
+    row = parse_row(line)
+    header = context.header
+    if header is not None and not header_has_pid(header):
+        row.holders = None  # a number after the state is no PID without -o
+    return row
 
 
 def parse_row(line: str) -> Row:
@@ -107,3 +115,13 @@ def read_continuation(line: str, row: Row) -> Row:
     elif stripped not in NO_OWNER_MESSAGES:
         row.service_lines.append(stripped)
     return row
+
+
+PARSER = RowParser(
+    is_header=is_header,
+    looks_like_row=looks_like_row,
+    read_row=read_row,
+    is_continuation=is_continuation,
+    read_continuation=read_continuation,
+    titles=("Active Connections",),
+)

@@ -17,9 +17,8 @@ lines is a series.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from tcphealth.errors import InputError
 from tcphealth.model import (
@@ -34,7 +33,7 @@ from tcphealth.model import (
     TimerKind,
 )
 from tcphealth.sources.owners import credit_unaccepted_to_listeners
-from tcphealth.sources.text import netstat_linux, netstat_macos, netstat_windows, ss
+from tcphealth.sources.text import registry
 from tcphealth.sources.text.lines import (
     SYSCTL_FIELDS,
     NotTcp,
@@ -51,16 +50,9 @@ from tcphealth.sources.text.lines import (
     match_sysctl,
     parse_table_command,
 )
+from tcphealth.sources.text.parser import Context, RowParser
 
-TEXT_FORMATS = (ss.NAME, netstat_linux.NAME, netstat_macos.NAME, netstat_windows.NAME)
-PLATFORMS = {
-    ss.NAME: "linux",
-    netstat_linux.NAME: "linux",
-    netstat_macos.NAME: "darwin",
-    netstat_windows.NAME: "windows",
-}
 SEPARATORS = frozenset({"---", "----", "-----", "===", "====", "#####"})
-TITLES = ("Active Internet connections", "Active Connections")
 
 
 @dataclass
@@ -103,6 +95,19 @@ class _Reader:
         self.where = where
         self.formats = formats
         self.strict = strict
+        # Every format's parser in the registry's order (see there why the order), also those
+        # not asked for: a row of another format is then known for what it is and passed over.
+        self.parsers = [(name, registry.parser(name)) for name in registry.NAMES]
+        self.in_context = [
+            (name, parser) for name, parser in self.parsers if parser.looks_like_row_in_context
+        ]
+        self.titles = tuple(title for _, parser in self.parsers for title in parser.titles)
+        self.foreign_titles = tuple(
+            title for _, parser in self.parsers for title in parser.foreign_titles
+        )
+        self.unprivileged_warnings = tuple(
+            line for _, parser in self.parsers for line in parser.unprivileged_warnings
+        )
         self.facts = Facts()
         self.captures: list[Capture] = [Capture()]
         self.section: Section | None = None
@@ -114,7 +119,10 @@ class _Reader:
         self.header_kind: str | None = None
         self.foreign = False  # inside a UNIX-socket or kernel-control section
         self.pending: Row | None = None
-        self.pending_kind: str | None = None
+        self.pending_parser: RowParser | None = None
+        # Each format's view of the header and command, made once per table, not per row:
+        # emptied wherever the header, its format or the command changes.
+        self.contexts: dict[str, Context] = {}
         self.expected_counts: list[tuple[int, int, str] | None] = []
         self.limits_pid: int | None = None
 
@@ -149,7 +157,7 @@ class _Reader:
         if self.pending is not None and self.section is not None:
             self.section.rows.append(self.pending)
         self.pending = None
-        self.pending_kind = None
+        self.pending_parser = None
 
     # --- one line ----------------------------------------------------------------------------
 
@@ -157,17 +165,16 @@ class _Reader:
         stripped = line.strip()
         if not stripped:
             return
-        if self.pending is not None and self.pending_kind is not None:
-            module_continues = {
-                ss.NAME: ss.is_continuation,
-                netstat_windows.NAME: netstat_windows.is_continuation,
-            }.get(self.pending_kind)
-            if module_continues is not None and module_continues(line):
-                if self.pending_kind == ss.NAME:
-                    self.pending = ss.read_continuation(line, self.pending)
-                else:
-                    self.pending = netstat_windows.read_continuation(line, self.pending)
-                return
+        pending_parser = self.pending_parser
+        if (
+            self.pending is not None
+            and pending_parser is not None
+            and pending_parser.is_continuation is not None
+            and pending_parser.read_continuation is not None
+            and pending_parser.is_continuation(line)
+        ):
+            self.pending = pending_parser.read_continuation(line, self.pending)
+            return
         prompt = match_prompt(line)
         if prompt is not None:
             self.on_prompt(prompt)
@@ -175,17 +182,17 @@ class _Reader:
         if stripped in SEPARATORS:
             self.close_section()
             return
-        if stripped.startswith(netstat_macos.FOREIGN_SECTIONS) or stripped.startswith(
-            ("Active UNIX domain sockets", "Active Bluetooth connections")
-        ):
+        if stripped.startswith(self.foreign_titles):
             self.close_section()
             self.foreign = True
             self.header = None
+            self.contexts.clear()
             return
-        if stripped.startswith(TITLES):
+        if stripped.startswith(self.titles):
             self.close_section()
             self.foreign = False
             self.header = None
+            self.contexts.clear()
             return
         kind = self.header_kind_of(line)
         if kind is not None:
@@ -193,10 +200,11 @@ class _Reader:
             self.foreign = False
             self.header = line
             self.header_kind = kind
+            self.contexts.clear()
             return
         if self.foreign:
             return
-        if stripped.startswith(netstat_linux.NOT_ROOT_WARNINGS):
+        if stripped.startswith(self.unprivileged_warnings):
             self.privileged = False
             if self.section is not None:
                 self.section.privileged = False
@@ -216,14 +224,9 @@ class _Reader:
         self.read_row(number, line)
 
     def header_kind_of(self, line: str) -> str | None:
-        if ss.is_header(line):
-            return ss.NAME
-        if netstat_macos.is_header(line):
-            return netstat_macos.NAME
-        if netstat_linux.is_header(line):
-            return netstat_linux.NAME
-        if netstat_windows.is_header(line):
-            return netstat_windows.NAME
+        for name, parser in self.parsers:
+            if parser.is_header(line):
+                return name
         return None
 
     def on_prompt(self, prompt: Prompt) -> None:
@@ -232,6 +235,7 @@ class _Reader:
         self.foreign = False
         self.header = None
         self.header_kind = None
+        self.contexts.clear()
         if prompt.host:
             self.hostname = prompt.host
         privileged = prompt.privileged
@@ -284,30 +288,37 @@ class _Reader:
         if field_name is not None and number is not None:
             self.facts.sysctls[field_name] = number
 
-    def classify(self, tokens: list[str]) -> str | None:
-        if netstat_windows.looks_like_row(tokens):
-            return netstat_windows.NAME
-        if netstat_macos.looks_like_row(tokens):
-            return netstat_macos.NAME
-        if netstat_linux.looks_like_row(tokens):
-            return netstat_linux.NAME
-        if ss.looks_like_row(tokens):
-            return ss.NAME
-        ss_context = self.header_kind == ss.NAME or (
-            self.command is not None and self.command.tool == "ss"
-        )
-        if ss_context and ss.looks_like_stateless_row(tokens):
-            return ss.NAME
+    def context(self, name: str) -> Context:
+        context = self.contexts.get(name)
+        if context is None:
+            own_table = self.header_kind == name
+            context = Context(
+                header=self.header if own_table else None,
+                own_table=own_table,
+                command=self.command,
+            )
+            self.contexts[name] = context
+        return context
+
+    def classify(self, tokens: list[str]) -> tuple[str, RowParser] | None:
+        """The format whose row this is: by shape first, then by context (see registry)."""
+        for name, parser in self.parsers:
+            if parser.looks_like_row(tokens):
+                return name, parser
+        for name, parser in self.in_context:
+            assert parser.looks_like_row_in_context is not None
+            if parser.looks_like_row_in_context(tokens, self.context(name)):
+                return name, parser
         return None
 
     def read_row(self, number: int, line: str) -> None:
-        tokens = line.split()
-        kind = self.classify(tokens)
-        if kind is None or kind not in self.formats:
+        found = self.classify(line.split())
+        if found is None or found[0] not in self.formats:
             return  # prose, a command's other output, or a format not asked for
+        kind, parser = found
         self.flush_pending()
         try:
-            row = self.parse_row(kind, line)
+            row = parser.read_row(line, self.context(kind))
         except NotTcp:
             return
         except (RowError, ValueError) as error:  # ValueError: a number beyond reason
@@ -325,24 +336,7 @@ class _Reader:
         if section.privileged is None:
             section.privileged = self.privileged
         self.pending = row
-        self.pending_kind = kind
-
-    def parse_row(self, kind: str, line: str) -> Row:
-        command = self.command
-        header = self.header if self.header_kind == kind else None
-        if kind == ss.NAME:
-            has_state = header is None or ss.header_has_state(header)
-            state_filter = command.state_filter if command is not None else None
-            return ss.parse_row(line, state_filter=state_filter, has_state=has_state)
-        if kind == netstat_linux.NAME:
-            wide = command is not None and "W" in command.flags
-            return netstat_linux.parse_row(line, netstat_linux.Columns(header), wide=wide)
-        if kind == netstat_macos.NAME:
-            return netstat_macos.parse_row(line)
-        row = netstat_windows.parse_row(line)
-        if header is not None and not netstat_windows.header_has_pid(header):
-            row.holders = None
-        return row
+        self.pending_parser = parser
 
     def skip(self, number: int, reason: str, line: str) -> None:
         if self.strict:
@@ -374,7 +368,7 @@ def read_paste(
     lines: list[str],
     where: str,
     *,
-    formats: frozenset[str] = frozenset(TEXT_FORMATS),
+    formats: frozenset[str] = frozenset(registry.NAMES),
     strict: bool = False,
     taken_at: float = 0.0,
 ) -> list[Snapshot]:
@@ -451,7 +445,8 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     for number, reason in capture.skipped:
         notes.append(f"{where}:{number}: line skipped: {reason}")
     notes.extend(facts.notes)
-    platform = PLATFORMS.get(kinds[0]) if len({PLATFORMS.get(k) for k in kinds}) == 1 else None
+    platforms = {registry.BY_NAME[k].platform if k in registry.BY_NAME else None for k in kinds}
+    platform = platforms.pop() if len(platforms) == 1 else None
     privileged = privileged_values.pop() if len(privileged_values) == 1 else None
     host = HostInfo(
         hostname=capture.hostname,
@@ -475,11 +470,9 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
 
 
 def _summary_kind(section: Section) -> str:
-    if section.command is not None and section.command.tool == "ss":
-        return ss.NAME
-    if section.command is not None and section.command.tool == "netstat":
-        return netstat_linux.NAME
-    return "summary"
+    """The name a section of per-state counts gives the capture's source."""
+    tool = section.command.tool if section.command is not None else None
+    return registry.summary_format(tool) or "summary"
 
 
 def _section_sockets(section: Section, notes: list[str]) -> tuple[list[Socket], bool, int]:
@@ -487,12 +480,16 @@ def _section_sockets(section: Section, notes: list[str]) -> tuple[list[Socket], 
     command = section.command
     flags = command.flags if command is not None else frozenset()
     rows = section.rows
+    fmt = registry.BY_NAME.get(section.kind) if section.kind is not None else None
+    owners_flag = fmt.owners_flag if fmt is not None else None
     owners_shown = any(row.holders is not None for row in rows) or (
-        section.kind in (ss.NAME, netstat_linux.NAME) and "p" in flags
+        owners_flag is not None and owners_flag in flags
     )
-    # ss prints timer:(…) only while a timer runs; with -o a row without one has none.
-    timers_shown = section.kind == ss.NAME and (
-        "o" in flags or any(row.timer is not None for row in rows)
+    # A tool that shows a timer only while one runs (ss): with its flag, or once any row shows
+    # one, a row without one has none pending.
+    timers_flag = fmt.sparse_timers_flag if fmt is not None else None
+    timers_shown = timers_flag is not None and (
+        timers_flag in flags or any(row.timer is not None for row in rows)
     )
     sockets: list[Socket] = []
     unseen = 0
@@ -571,14 +568,3 @@ def _deduplicate(sections: list[list[Socket]]) -> tuple[list[Socket], int]:
         seen_later.update((s.local, s.remote, s.inode) for s in kept if not s.truncated)
         keep.append(kept)
     return [sock for kept in reversed(keep) for sock in kept], duplicates
-
-
-def replace_notes(snapshot: Snapshot, notes: tuple[str, ...]) -> Snapshot:
-    return replace(snapshot, notes=notes)
-
-
-def file_time(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0

@@ -36,8 +36,8 @@ from tcphealth.sources.text.lines import (
     split_colon_endpoint,
     state_word,
 )
+from tcphealth.sources.text.parser import Context, RowParser
 
-NAME = "ss"
 NETIDS = frozenset(
     {"tcp", "udp", "raw", "u_str", "u_dgr", "u_seq", "nl", "p_raw", "p_dgr", "v_str", "v_dgr",
      "sctp", "mptcp", "tipc", "xdp", "icmp6", "u_seqpacket"}
@@ -85,6 +85,24 @@ def looks_like_stateless_row(tokens: list[str]) -> bool:
         and tokens[1].isdigit()
         and ":" in tokens[2]
         and ":" in tokens[3]
+    )
+
+
+def looks_like_row_in_context(tokens: list[str], context: Context) -> bool:
+    """A row of ``ss … state X`` (no State column), in a table that ss printed."""
+    printed_by_ss = context.own_table or (
+        context.command is not None and context.command.tool == "ss"
+    )
+    return printed_by_ss and looks_like_stateless_row(tokens)
+
+
+def read_row(line: str, context: Context) -> Row:
+    header = context.header
+    command = context.command
+    return parse_row(
+        line,
+        state_filter=command.state_filter if command is not None else None,
+        has_state=header is None or header_has_state(header),
     )
 
 
@@ -223,3 +241,13 @@ def read_continuation(line: str, row: Row) -> Row:
     if info == TcpInfo():
         return row
     return replace(row, tcp_info=info)
+
+
+PARSER = RowParser(
+    is_header=is_header,
+    looks_like_row=looks_like_row,
+    read_row=read_row,
+    looks_like_row_in_context=looks_like_row_in_context,
+    is_continuation=is_continuation,
+    read_continuation=read_continuation,
+)
