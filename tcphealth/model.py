@@ -500,6 +500,17 @@ class Sysctls:
     tcp_keepalive_time: int | None = None
     tcp_keepalive_intvl: int | None = None
     tcp_keepalive_probes: int | None = None
+    # Issue #25, the limits around the states. The SYN queue's ceiling without cookies:
+    tcp_max_syn_backlog: int | None = None
+    # net.ipv4.tcp_mem: (low, pressure, high) in pages, host-wide; sockstat's ``TCP: mem`` is
+    # in pages too, so the two compare without knowing the page size.
+    tcp_mem: tuple[int, int, int] | None = None
+    # net.ipv4.ip_local_reserved_ports as inclusive (low, high) ranges; () where it is empty,
+    # None where the source did not say.
+    ip_local_reserved_ports: tuple[tuple[int, int], ...] | None = None
+    # net.netfilter.nf_conntrack_max: global to the host, while the count (counter
+    # ``conntrack.count``) is per network namespace. None where conntrack is not loaded.
+    nf_conntrack_max: int | None = None
 
     @property
     def ephemeral_port_count(self) -> int | None:

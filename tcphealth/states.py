@@ -125,6 +125,29 @@ def syn_schedule(retries: int, linear_timeouts: int | None = None) -> SynSchedul
     return SynSchedule(sent + turns - 1, last, elapsed + turns * _RTO_MAX, spaced)
 
 
+def syn_queue_capacity(backlog: int, syncookies: int, max_syn_backlog: int | None) -> int:
+    """How many half-open handshakes (SYN_RECV) one listener keeps before the next SYN gets a
+    cookie (``syncookies`` 1) or is dropped (0); with ``syncookies`` 2 every SYN gets a cookie.
+
+    The queue holds ``backlog`` + 1 (``backlog`` as the kernel capped it: ss's Send-Q).
+    Without cookies the kernel also drops once fewer than a quarter of
+    ``tcp_max_syn_backlog`` entries would be left. Measured in network namespaces
+    (tests/test_live_limits.py): listen(8) keeps 9 with cookies on, 7 with them off and
+    tcp_max_syn_backlog 8.
+
+    >>> syn_queue_capacity(8, 1, 8)
+    9
+    >>> syn_queue_capacity(8, 0, 8)
+    7
+    """
+    if syncookies >= 2:
+        return 0
+    capacity = max(backlog, 0) + 1
+    if syncookies == 0 and max_syn_backlog is not None:
+        capacity = min(capacity, max_syn_backlog - (max_syn_backlog >> 2) + 1)
+    return max(capacity, 0)
+
+
 def effective_orphan_retries(configured: int) -> int:
     """``tcp_orphan_retries`` 0 means 8 to the kernel (a safe number for a live peer)."""
     return 8 if configured == 0 else configured

@@ -23,8 +23,11 @@ from tcphealth.diagnose.rules import (
     descriptors,
     established,
     handshake,
+    kernel_limits,
     listeners,
     over_time,
+    ports,
+    syn_queue,
     time_wait,
 )
 from tcphealth.model import Finding, Snapshot, finding_order
@@ -36,11 +39,14 @@ __all__ = ["CODES", "RULES", "diagnose", "finding_order", "rule_of"]
 RULES: tuple[Rule, ...] = (
     descriptors.RULE,
     listeners.RULE,
+    syn_queue.RULE,
     close_wait.RULE,
     handshake.RULE,
     closing.RULE,
     time_wait.RULE,
+    ports.RULE,
     established.RULE,
+    kernel_limits.RULE,
     over_time.RULE,
 )
 

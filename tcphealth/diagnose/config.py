@@ -119,6 +119,21 @@ class Thresholds:
     established_critical: int = _knob(
         100, "Stalled / unread / zero-window ESTABLISHED per process or peer: critical."
     )
+    ports_warning_ratio: float = _knob(
+        0.8,
+        "Sockets in any state from one local address to one remote address:port, as a fraction "
+        "of the ephemeral ports not reserved: warn.",
+    )
+    ports_critical_ratio: float = _knob(
+        0.95, "Sockets toward one destination / usable ephemeral ports: critical."
+    )
+    kernel_limit_warning_ratio: float = _knob(
+        0.8,
+        "Orphans / tcp_max_orphans, conntrack entries / nf_conntrack_max: warn.",
+    )
+    kernel_limit_critical_ratio: float = _knob(
+        1.0, "The same host-wide ratios: critical (1.0: the kernel acts on the limit)."
+    )
 
     persist_samples: int = _knob(
         3,

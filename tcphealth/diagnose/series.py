@@ -45,6 +45,9 @@ WATCHED_COUNTERS: tuple[tuple[str, str], ...] = (
     ("Tcp.RetransSegs", "segments retransmitted"),
     ("TcpExt.TCPSynRetrans", "SYNs and SYN-ACKs retransmitted"),
     ("TcpExt.TCPAbortOnTimeout", "connections aborted after too many retransmissions"),
+    ("TcpExt.TCPReqQFullDoCookies", "SYNs answered with a cookie: a SYN queue was full"),
+    ("TcpExt.TCPReqQFullDrop", "SYNs dropped: a SYN queue was full and cookies were off"),
+    ("TcpExt.TCPAbortOnMemory", "connections aborted for lack of TCP memory"),
 )
 
 # States whose count per process is followed for growth: the ones that linger when something

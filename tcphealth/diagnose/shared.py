@@ -12,6 +12,7 @@ from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
 from tcphealth.diagnose.wording import number, process_subject
 from tcphealth.model import Evidence, Socket, Subject, SubjectKind, Sysctls
+from tcphealth.states import host_or_default, syn_queue_capacity
 
 
 def retransmits_of(sock: Socket) -> int | None:
@@ -78,6 +79,16 @@ def assess_accept_queue(listener: Socket, sysctls: Sysctls) -> AcceptQueue:
             fill = queued / max(somaxconn, 1)
             lower_bound = True
     return AcceptQueue(queued, backlog, somaxconn, fill, lower_bound)
+
+
+def syn_queue_room(listener: Socket, sysctls: Sysctls) -> int | None:
+    """How many half-open handshakes the listener's SYN queue keeps before the next SYN gets
+    a cookie or is dropped; None without the listen backlog (a copy of /proc). The SYN-queue
+    rule speaks of a listener whose SYN_RECV reach it; the handshake rule of those below."""
+    if listener.listen_backlog is None:
+        return None
+    cookies, _ = host_or_default(sysctls, "tcp_syncookies")
+    return syn_queue_capacity(listener.listen_backlog, cookies, sysctls.tcp_max_syn_backlog)
 
 
 def listener_owner(listener: Socket) -> tuple[int, ...]:

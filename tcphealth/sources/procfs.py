@@ -29,7 +29,7 @@ import time
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from tcphealth import gcpause
 from tcphealth.errors import ProcParseError
@@ -534,7 +534,7 @@ def _read_int(path: Path) -> int | None:
 
 
 def read_sysctls(proc_root: Path) -> Sysctls:
-    values: dict[str, int | None] = {
+    values: dict[str, Any] = {
         name: _read_int(proc_root / relative) for name, relative in _SYSCTL_FILES.items()
     }
     port_range: tuple[int, int] | None = None
@@ -543,7 +543,50 @@ def read_sysctls(proc_root: Path) -> Sysctls:
         port_range = (int(low), int(high))
     except (OSError, ValueError):
         port_range = None
-    return Sysctls(ip_local_port_range=port_range, **values)
+    return replace(Sysctls(ip_local_port_range=port_range, **values), **_limit_sysctls(proc_root))
+
+
+def _limit_sysctls(proc_root: Path) -> dict[str, Any]:
+    """The settings of issue #25's limits: SYN queue, tcp_mem, reserved ports, conntrack."""
+    tcp_mem = _read_text(f"{proc_root}/sys/net/ipv4/tcp_mem")
+    reserved = _read_text(f"{proc_root}/sys/net/ipv4/ip_local_reserved_ports")
+    return {
+        "tcp_max_syn_backlog": _read_int(proc_root / "sys/net/ipv4/tcp_max_syn_backlog"),
+        "tcp_mem": None if tcp_mem is None else parse_tcp_mem(tcp_mem),
+        "ip_local_reserved_ports": None if reserved is None else parse_port_list(reserved),
+        "nf_conntrack_max": _read_int(proc_root / "sys/net/netfilter/nf_conntrack_max"),
+    }
+
+
+def parse_tcp_mem(text: str) -> tuple[int, int, int] | None:
+    """``188760\t251683\t377520`` (pages: low, pressure, high); None if it is not three
+    whole numbers."""
+    words = text.split()
+    if len(words) != 3 or not all(word.isascii() and word.isdigit() for word in words):
+        return None
+    low, pressure, high = (int(word) for word in words)
+    return low, pressure, high
+
+
+def parse_port_list(text: str) -> tuple[tuple[int, int], ...] | None:
+    """``ip_local_reserved_ports``: ``8080,9000-9010`` -> ((8080, 8080), (9000, 9010)); an
+    empty file is (); None where a part is not a port or a range of ports."""
+    ranges: list[tuple[int, int]] = []
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low_text, _, high_text = part.partition("-")
+        high_text = high_text or low_text
+        if not (low_text.isascii() and low_text.isdigit() and high_text.isascii()):
+            return None
+        if not high_text.isdigit() or len(low_text) > 5 or len(high_text) > 5:
+            return None
+        low, high = int(low_text), int(high_text)
+        if not 0 <= low <= high <= 65535:
+            return None
+        ranges.append((low, high))
+    return tuple(ranges)
 
 
 def parse_counter_pairs(text: str) -> dict[str, int]:
@@ -588,6 +631,10 @@ def read_counters(proc_root: Path) -> dict[str, int]:
         text = _read_text(f"{proc_root}/{name}")
         if text:
             counters.update(parse_sockstat(text))
+    # Entries in this namespace's connection-tracking table (absent without nf_conntrack).
+    conntrack = _read_int(Path(proc_root) / "sys/net/netfilter/nf_conntrack_count")
+    if conntrack is not None:
+        counters["conntrack.count"] = conntrack
     return dict(sorted(counters.items()))
 
 

@@ -24,6 +24,7 @@ from tcphealth.diagnose.shared import (
     owner_next_steps,
     owner_unchecked,
     retransmits_of,
+    syn_queue_room,
 )
 from tcphealth.diagnose.timeline import connection_key
 from tcphealth.diagnose.wording import (
@@ -139,6 +140,9 @@ def _syn_recv_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fin
             queue = assess_accept_queue(group.listener, sysctls)
             if queue.is_full(thresholds):
                 continue  # accept-queue overflow: the listener finding says it all
+            room = syn_queue_room(group.listener, sysctls)
+            if room and count >= room:
+                continue  # the SYN queue is full: the syn_queue rule's finding says it
             endpoint = str(group.listener.local)
             subject = listener_subject(index, group.listener)
             pids = listener_owner(group.listener)

@@ -32,12 +32,15 @@ PAST_TIMER = "stuck-past-timer"
 LISTEN_OVERFLOWS_RISING = "listen-overflows-rising"
 TIME_WAIT_OVERFLOW_RISING = "time-wait-overflow-rising"
 GROWING = "sockets-growing"
+SYN_QUEUE_OVERFLOW_RISING = "syn-queue-overflow-rising"
 
 # The counters whose rise is a finding of its own when no finding accounts for it (a code
 # that does declares the counter in its ``explains_counters``, and gets the rise as evidence).
 _RISING: tuple[tuple[str, str], ...] = (
     ("TcpExt.ListenOverflows", LISTEN_OVERFLOWS_RISING),
     ("TcpExt.TCPTimeWaitOverflow", TIME_WAIT_OVERFLOW_RISING),
+    ("TcpExt.TCPReqQFullDoCookies", SYN_QUEUE_OVERFLOW_RISING),
+    ("TcpExt.TCPReqQFullDrop", SYN_QUEUE_OVERFLOW_RISING),
 )
 
 
@@ -150,6 +153,19 @@ def _counter_finding(code: str, delta: CounterDelta, window: Window, evidence: E
             "ss -ltn   # Recv-Q near Send-Q: that listener's accept queue",
             "nstat -az TcpExtListenOverflows TcpExtListenDrops",
         )
+    elif code == SYN_QUEUE_OVERFLOW_RISING:
+        answer = "cookies" if delta.name.endswith("DoCookies") else "drops"
+        summary = (
+            f"A listener's SYN queue overflowed {number(delta.delta)} times during the "
+            f"{window.seconds:.1f} s window ({delta.per_second:.1f}/s, answered with {answer}), "
+            "though no SYN queue was seen full in the samples: final ACKs go missing in bursts, "
+            "or a backlog is too small for the rate of new connections."
+        )
+        blame, state = Blame.REMOTE_PEER, TcpState.SYN_RECV
+        steps = (
+            "nstat -az TcpExtTCPReqQFullDoCookies TcpExtTCPReqQFullDrop TcpExtSyncookiesSent",
+            "dmesg | grep -i 'SYN flooding'   # names the port",
+        )
     else:
         summary = (
             f"The kernel skipped TIME_WAIT for {number(delta.delta)} closing connections "
@@ -242,6 +258,12 @@ RULE = Rule(
         Code(
             TIME_WAIT_OVERFLOW_RISING,
             "closes skipped TIME_WAIT because tcp_max_tw_buckets was reached",
+            (Severity.WARNING,),
+            from_series=True,
+        ),
+        Code(
+            SYN_QUEUE_OVERFLOW_RISING,
+            "SYNs met a full SYN queue (cookies or drops) during the window",
             (Severity.WARNING,),
             from_series=True,
         ),

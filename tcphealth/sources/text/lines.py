@@ -366,6 +366,9 @@ SYSCTL_FIELDS = {
     "net.ipv4.tcp_keepalive_time": "tcp_keepalive_time",
     "net.ipv4.tcp_keepalive_intvl": "tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes": "tcp_keepalive_probes",
+    "net.ipv4.tcp_max_syn_backlog": "tcp_max_syn_backlog",
+    "net.netfilter.nf_conntrack_max": "nf_conntrack_max",
+    "net.nf_conntrack_max": "nf_conntrack_max",
 }
 
 
@@ -424,9 +427,38 @@ _COUNTER_SENTENCES = (
         re.compile(r"^\s*(\d{1,19}) connections aborted due to timeout\s*$", re.A),
         "TCPAbortOnTimeout",
     ),
+    # netstat -s (net-tools) for the SYN queue, memory and receive-side counters.
+    (re.compile(r"^\s*(\d{1,19}) SYN cookies sent\s*$", re.A), "SyncookiesSent"),
+    (re.compile(r"^\s*(\d{1,19}) SYN cookies received\s*$", re.A), "SyncookiesRecv"),
+    (re.compile(r"^\s*(\d{1,19}) invalid SYN cookies received\s*$", re.A), "SyncookiesFailed"),
+    (
+        re.compile(r"^\s*(\d{1,19}) connections aborted due to memory pressure\s*$", re.A),
+        "TCPAbortOnMemory",
+    ),
+    (
+        re.compile(
+            r"^\s*(\d{1,19}) packets pruned from receive queue because of socket buffer"
+            r" overrun\s*$",
+            re.A,
+        ),
+        "PruneCalled",
+    ),
+)
+# What netstat -s prints, under TcpExt:, for a counter it has no sentence for.
+_NETSTAT_RAW = re.compile(
+    r"^\s*(?P<name>TCPReqQFullDrop|TCPReqQFullDoCookies|TCPMemoryPressures|TCPAbortOnMemory"
+    r"|TCPRcvQDrop|TCPBacklogDrop|TCPTimeWaitOverflow|TCPMemoryPressuresChrono)"
+    r": (?P<value>\d{1,19})\s*$",
+    re.ASCII,
 )
 _NSTAT = re.compile(
     r"^\s*TcpExt(?P<name>[A-Za-z]+)\s+(?P<value>\d{1,19})(?:\s+[\d.]+)?\s*$", re.ASCII
+)
+# /proc/net/sockstat's TCP line, pasted as it is: host-wide socket counts (mem in pages).
+_SOCKSTAT_TCP = re.compile(
+    r"^\s*TCP: inuse (?P<inuse>\d{1,12}) orphan (?P<orphan>\d{1,12}) tw (?P<tw>\d{1,12})"
+    r" alloc (?P<alloc>\d{1,12}) mem (?P<mem>\d{1,12})\s*$",
+    re.ASCII,
 )
 
 
@@ -436,10 +468,19 @@ def match_counter(line: str) -> tuple[str, int] | None:
         match = pattern.match(line)
         if match is not None:
             return f"TcpExt.{name}", int(match.group(1))
-    match = _NSTAT.match(line)
+    match = _NSTAT.match(line) or _NETSTAT_RAW.match(line)
     if match is not None:
         return f"TcpExt.{match.group('name')}", int(match.group("value"))
     return None
+
+
+def match_sockstat(line: str) -> dict[str, int] | None:
+    """``TCP: inuse 5 orphan 0 tw 8 alloc 7 mem 2`` (a pasted /proc/net/sockstat) ->
+    ``sockstat.TCP.inuse`` … ``sockstat.TCP.mem``, as the /proc source names them."""
+    match = _SOCKSTAT_TCP.match(line)
+    if match is None:
+        return None
+    return {f"sockstat.TCP.{name}": int(value) for name, value in match.groupdict().items()}
 
 
 # ``ll /proc/15902/fd | wc -l``: how many lines the listing prints besides one per fd.

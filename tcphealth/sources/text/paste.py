@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from tcphealth.errors import InputError
 from tcphealth.model import (
@@ -33,6 +34,7 @@ from tcphealth.model import (
     TimerKind,
 )
 from tcphealth.sources.owners import credit_unaccepted_to_listeners
+from tcphealth.sources.procfs import parse_port_list, parse_tcp_mem
 from tcphealth.sources.text import registry
 from tcphealth.sources.text.lines import (
     SYSCTL_FIELDS,
@@ -46,6 +48,7 @@ from tcphealth.sources.text.lines import (
     match_counter,
     match_fd_limits,
     match_prompt,
+    match_sockstat,
     match_summary,
     match_sysctl,
     parse_table_command,
@@ -84,10 +87,16 @@ class Facts:
 
     sysctls: dict[str, int] = field(default_factory=dict)
     port_range: tuple[int, int] | None = None
+    # Settings that are not one number (tcp_mem, ip_local_reserved_ports), by Sysctls field.
+    other_sysctls: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     fd_limits: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
     open_fds: dict[int, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def all_sysctls(self) -> dict[str, Any]:
+        """Every setting read, by Sysctls field, but the port range."""
+        return {**self.sysctls, **self.other_sysctls}
 
 
 class _Reader:
@@ -260,6 +269,10 @@ class _Reader:
         if counter is not None:
             self.facts.counters[counter[0]] = counter[1]
             return True
+        sockstat = match_sockstat(line)
+        if sockstat is not None:
+            self.facts.counters.update(sockstat)
+            return True
         stripped = line.strip()
         printed = ascii_int(stripped)
         if printed is not None and self.expected_counts:
@@ -282,6 +295,17 @@ class _Reader:
             low, high = (ascii_int(word, 5) for word in [*words, "", ""][:2])
             if len(words) == 2 and low is not None and high is not None:
                 self.facts.port_range = (low, high)
+            return
+        if name == "net.ipv4.tcp_mem":
+            self.facts.other_sysctls["tcp_mem"] = parse_tcp_mem(value)
+            return
+        if name == "net.ipv4.ip_local_reserved_ports":
+            self.facts.other_sysctls["ip_local_reserved_ports"] = parse_port_list(value)
+            return
+        if name in ("net.netfilter.nf_conntrack_count", "net.nf_conntrack_count"):
+            count = ascii_int(words[0]) if len(words) == 1 else None
+            if count is not None:
+                self.facts.counters["conntrack.count"] = count
             return
         field_name = SYSCTL_FIELDS.get(name)
         number = ascii_int(words[0]) if len(words) == 1 else None
@@ -459,7 +483,7 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     return Snapshot(
         host=host,
         attribution=Attribution(attempted=attempted, sockets_unseen=unseen),
-        sysctls=Sysctls(ip_local_port_range=facts.port_range, **facts.sysctls),
+        sysctls=Sysctls(ip_local_port_range=facts.port_range, **facts.all_sysctls()),
         counters=dict(sorted(facts.counters.items())),
         processes=processes,
         sockets=tuple(sockets),

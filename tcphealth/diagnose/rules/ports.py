@@ -1,0 +1,214 @@
+"""Ephemeral ports toward one destination, in every state.
+
+A connect() without bind() takes a local port from ``ip_local_port_range``, less the ports in
+``ip_local_reserved_ports``. The port must make the 4-tuple unique, so each (local address,
+remote address, remote port) has its own supply, and every socket toward that destination
+holds one -- ESTABLISHED, SYN_SENT, CLOSE_WAIT and the closing states as much as TIME_WAIT.
+When the supply is used up, connect() fails with EADDRNOTAVAIL ("Cannot assign requested
+address"). ``tcp_tw_reuse`` can hand out a TIME_WAIT socket's port again, but no other state's.
+
+The TIME_WAIT rule already speaks of destinations that TIME_WAIT alone fills; this one speaks
+when the other states are (part of) what fills them, and says how many ports are left.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.wording import destination_text, level, number, percent, who
+from tcphealth.model import (
+    Blame,
+    Endpoint,
+    Evidence,
+    Finding,
+    IPAddress,
+    Severity,
+    Subject,
+    SubjectKind,
+    Sysctls,
+    TcpState,
+)
+from tcphealth.states import port_range_or_default
+
+PORTS_EXHAUSTING = "ephemeral-ports-exhausting"
+
+# States that hold no port of a connection's supply: a listener's own port, a socket never
+# connected, and the server side of a handshake (its local port is the listener's).
+_NOT_OUTGOING = frozenset(
+    {TcpState.LISTEN, TcpState.CLOSE, TcpState.SYN_RECV, TcpState.BOUND_INACTIVE}
+)
+
+
+def usable_ports(sysctls: Sysctls | None) -> tuple[int, tuple[int, int], bool, int]:
+    """The ports a connect() may pick: (how many, the range, range assumed, reserved in it)."""
+    (low, high), assumed = port_range_or_default(sysctls)
+    reserved = 0
+    ranges = None if sysctls is None else sysctls.ip_local_reserved_ports
+    for first, last in ranges or ():
+        overlap = min(last, high) - max(first, low) + 1
+        reserved += max(overlap, 0)
+    return max(high - low + 1 - reserved, 0), (low, high), assumed, reserved
+
+
+def _reserved(port: int, ranges: tuple[tuple[int, int], ...] | None) -> bool:
+    return any(first <= port <= last for first, last in ranges or ())
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    sysctls = index.snapshot.sysctls
+    usable, (low, high), assumed, reserved = usable_ports(sysctls)
+    if usable <= 0:
+        return []
+    reserved_ranges = sysctls.ip_local_reserved_ports
+    listening = index.listeners_by_port
+    taken: Counter[tuple[IPAddress, Destination]] = Counter()
+    by_state: dict[tuple[IPAddress, Destination], Counter[TcpState]] = {}
+    holders: dict[tuple[IPAddress, Destination], Counter[tuple[int, ...]]] = {}
+    for state, sockets in index.by_state.items():
+        if state in _NOT_OUTGOING:
+            continue
+        for sock in sockets:
+            port = sock.local.port
+            if port is None or not low <= port <= high or port in listening:
+                continue
+            if reserved_ranges and _reserved(port, reserved_ranges):
+                continue
+            key = (plain_address(sock.local.address), destination(sock.remote))
+            taken[key] += 1
+            by_state.setdefault(key, Counter())[state] += 1
+            if sock.pids:
+                holders.setdefault(key, Counter())[sock.pids] += 1
+    findings: list[Finding] = []
+    for key, count in taken.items():
+        states = by_state[key]
+        time_wait = states.get(TcpState.TIME_WAIT, 0)
+        if time_wait / (high - low + 1) >= thresholds.time_wait_ports_warning_ratio:
+            continue  # TIME_WAIT alone fills it: the TIME_WAIT rule speaks of it
+        severity = level(
+            count / usable, thresholds.ports_warning_ratio, thresholds.ports_critical_ratio
+        )
+        if severity is None:
+            continue
+        findings.append(
+            _finding(
+                index,
+                key,
+                count,
+                states,
+                holders.get(key),
+                usable,
+                (low, high),
+                assumed,
+                reserved,
+                severity,
+            )
+        )
+    return findings
+
+
+def _finding(
+    index: SnapshotIndex,
+    key: tuple[IPAddress, Destination],
+    count: int,
+    states: Counter[TcpState],
+    holders: Counter[tuple[int, ...]] | None,
+    usable: int,
+    port_range: tuple[int, int],
+    assumed: bool,
+    reserved: int,
+    severity: Severity,
+) -> Finding:
+    local, dest = key
+    target = destination_text(dest)
+    left = max(usable - count, 0)
+    pids = holders.most_common(1)[0][0] if holders else ()
+    client = who(index, pids) if pids else "this host"
+    states_text = ", ".join(
+        f"{number(n)} {state.value}" for state, n in sorted(states.items(), key=lambda i: -i[1])
+    )
+    if left == 0:
+        outcome = (
+            f"every usable port is taken, so the next connect() from {local} to {target} "
+            "fails with EADDRNOTAVAIL"
+        )
+    else:
+        outcome = (
+            f"{number(left)} ports are left; the connect() after {number(left)} more fails "
+            "with EADDRNOTAVAIL unless some of these close"
+        )
+    low, high = port_range
+    reuse_note = (
+        " tcp_tw_reuse can give TIME_WAIT's ports out again, not the others'."
+        if states.get(TcpState.TIME_WAIT)
+        else ""
+    )
+    evidence = [
+        Evidence("ports_taken", count, f"from {local} to {target}: {states_text}"),
+        Evidence("ports_usable", usable, f"{percent(count / usable)} taken"),
+        Evidence(
+            "ip_local_port_range",
+            f"{low}-{high}",
+            f"{number(high - low + 1)} ports" + (" (default assumed)" if assumed else ""),
+        ),
+    ]
+    if reserved:
+        evidence.append(
+            Evidence("ip_local_reserved_ports", reserved, "ports of the range never handed out")
+        )
+    for state, n in sorted(states.items(), key=lambda item: -item[1]):
+        evidence.append(Evidence(state.value.lower(), n, "sockets toward it in this state"))
+    return Finding(
+        code=PORTS_EXHAUSTING,
+        severity=severity,
+        state=None,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=Subject(
+            kind=SubjectKind.PEER,
+            pid=pids[0] if pids else None,
+            process=index.process_name(pids[0]) if pids else None,
+            endpoint=target,
+            pids=pids,
+            address=Endpoint(dest.address, dest.port),
+        ),
+        count=count,
+        summary=(
+            f"{client} holds {number(count)} connections from {local} to {target} "
+            f"({states_text}), {percent(count / usable)} of the {number(usable)} usable "
+            f"ephemeral ports: {outcome}.{reuse_note}"
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            f"ss -tan dst {dest.address} | awk '{{print $1}}' | sort | uniq -c",
+            "sysctl net.ipv4.ip_local_port_range net.ipv4.ip_local_reserved_ports",
+            "Reuse connections (a pool, keep-alive) instead of opening one per request; a wider "
+            "ip_local_port_range or more local or remote addresses only buy room.",
+        ),
+        unchecked=(
+            ("ip_local_port_range: not in the snapshot, so the Linux default was assumed",)
+            if assumed
+            else ()
+        )
+        + (
+            ("ip_local_reserved_ports: not in the snapshot, so none were taken out",)
+            if index.snapshot.sysctls.ip_local_reserved_ports is None
+            else ()
+        ),
+    )
+
+
+RULE = Rule(
+    name="ports",
+    summary="ephemeral ports toward one destination, held in any state",
+    codes=(
+        Code(
+            PORTS_EXHAUSTING,
+            "sockets in any state toward one destination use up its ephemeral ports "
+            "(connect() then fails with EADDRNOTAVAIL)",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+    ),
+    check=check,
+)

@@ -1,0 +1,187 @@
+"""The SYN queue: half-open handshakes a listener keeps while it waits for clients' final ACKs.
+
+Besides the accept queue (the listeners rule), every listener keeps the handshakes it has
+answered but not yet seen completed. That queue holds the listen backlog plus one
+(states.syn_queue_capacity); when it is full the kernel answers further SYNs with a SYN cookie
+(``tcp_syncookies`` 1: the handshake still completes, but without the options the SYN asked
+for, such as window scaling) or drops them (0: clients resend and may time out).
+TCPReqQFullDoCookies / SyncookiesSent and TCPReqQFullDrop count those since boot.
+
+A full SYN queue is final ACKs not arriving: a SYN flood from spoofed addresses, or clients
+and a path that lose the last packet of the handshake. Under legitimate load, cookies mean the
+server's backlog is too small for its rate of new connections.
+"""
+
+from __future__ import annotations
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import listener_subject, syn_queue_room
+from tcphealth.diagnose.wording import number
+from tcphealth.model import (
+    Blame,
+    Evidence,
+    Finding,
+    Severity,
+    Socket,
+    Subject,
+    SubjectKind,
+    TcpState,
+)
+from tcphealth.states import host_or_default
+
+SYN_QUEUE_FULL = "syn-queue-full"
+SYN_QUEUE_OVERFLOWED = "syn-queue-overflowed"
+
+# Counters, since boot, of SYNs that met a full SYN queue; how each one reads.
+_OVERFLOW_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("TcpExt.TCPReqQFullDoCookies", "SYNs answered with a cookie because a SYN queue was full"),
+    ("TcpExt.SyncookiesSent", "SYN cookies sent"),
+    ("TcpExt.SyncookiesRecv", "handshakes completed from a cookie"),
+    ("TcpExt.SyncookiesFailed", "ACKs with a cookie that did not check out"),
+    ("TcpExt.TCPReqQFullDrop", "SYNs dropped because a SYN queue was full and cookies were off"),
+)
+
+
+def _counter_evidence(index: SnapshotIndex) -> list[Evidence]:
+    counters = index.snapshot.counters
+    return [
+        Evidence(name.split(".")[-1], counters[name], f"{meaning}, host-wide since boot")
+        for name, meaning in _OVERFLOW_COUNTERS
+        if name in counters
+    ]
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    sysctls = index.snapshot.sysctls
+    cookies, cookies_assumed = host_or_default(sysctls, "tcp_syncookies")
+    findings: list[Finding] = []
+    for listener_id, half_open in index.syn_recv_by_listener.items():
+        listener = index.listener_by_id[listener_id]
+        finding = _full_queue(index, listener, len(half_open), cookies, cookies_assumed)
+        if finding is not None:
+            findings.append(finding)
+    if not findings:
+        since_boot = _overflowed_since_boot(index, cookies)
+        if since_boot is not None:
+            findings.append(since_boot)
+    return findings
+
+
+def _full_queue(
+    index: SnapshotIndex, listener: Socket, half_open: int, cookies: int, cookies_assumed: bool
+) -> Finding | None:
+    backlog = listener.listen_backlog
+    capacity = syn_queue_room(listener, index.snapshot.sysctls)
+    if backlog is None or not capacity or half_open < capacity:
+        # Without the backlog the queue's size is unknown (the handshake rule says what the
+        # SYN_RECV show); with tcp_syncookies 2 there is no SYN queue to fill.
+        return None
+    max_syn_backlog = index.snapshot.sysctls.tcp_max_syn_backlog
+    endpoint = str(listener.local)
+    if cookies:
+        severity = Severity.WARNING
+        consequence = (
+            "further SYNs are answered with SYN cookies: those connections still open, but "
+            "without the TCP options their SYN asked for (window scaling, SACK)"
+        )
+    else:
+        severity = Severity.CRITICAL
+        consequence = (
+            "cookies are off (tcp_syncookies = 0), so further SYNs are dropped and clients "
+            "resend them and may time out"
+        )
+    evidence = [
+        Evidence("syn_recv", half_open, "half-open handshakes on this listener"),
+        Evidence("syn_queue_capacity", capacity, "the listen backlog plus one"),
+        Evidence("listen_backlog", backlog, None),
+        Evidence(
+            "tcp_syncookies",
+            cookies,
+            "1: cookies when a SYN queue is full; 0: drop"
+            + (" (default assumed)" if cookies_assumed else ""),
+        ),
+    ]
+    if not cookies and max_syn_backlog is not None:
+        evidence.append(
+            Evidence("tcp_max_syn_backlog", max_syn_backlog, "without cookies: drop at 3/4 of it")
+        )
+    evidence.extend(_counter_evidence(index))
+    return Finding(
+        code=SYN_QUEUE_FULL,
+        severity=severity,
+        state=TcpState.SYN_RECV,
+        blame=Blame.REMOTE_PEER,
+        subject=listener_subject(index, listener),
+        count=half_open,
+        summary=(
+            f"The SYN queue of {endpoint} is full ({number(half_open)} half-open handshakes "
+            f"for room for {number(capacity)}): clients' final ACKs do not arrive -- a SYN "
+            f"flood, or clients or a path that lose them; {consequence}."
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            f"ss -tn state syn-recv 'sport = :{listener.local.port}' | awk '{{print $4}}' | "
+            "cut -d: -f1 | sort | uniq -c | sort -rn | head   # many sources: a flood",
+            "nstat -az TcpExtTCPReqQFullDoCookies TcpExtSyncookiesSent TcpExtTCPReqQFullDrop",
+            "dmesg | grep -i 'SYN flooding'",
+            "If the load is legitimate, give listen() a larger backlog (and net.core.somaxconn) "
+            "so that the queue holds the handshakes in flight.",
+        ),
+    )
+
+
+def _overflowed_since_boot(index: SnapshotIndex, cookies: int) -> Finding | None:
+    counters = index.snapshot.counters
+    cookies_sent = counters.get("TcpExt.TCPReqQFullDoCookies") or counters.get(
+        "TcpExt.SyncookiesSent"
+    )
+    dropped = counters.get("TcpExt.TCPReqQFullDrop")
+    if not cookies_sent and not dropped:
+        return None
+    parts = []
+    if cookies_sent:
+        parts.append(f"answered {number(cookies_sent)} SYNs with cookies")
+    if dropped:
+        parts.append(f"dropped {number(dropped)} SYNs")
+    return Finding(
+        code=SYN_QUEUE_OVERFLOWED,
+        severity=Severity.INFO,
+        state=TcpState.SYN_RECV,
+        blame=Blame.NONE,
+        subject=Subject(kind=SubjectKind.HOST),
+        count=(cookies_sent or 0) + (dropped or 0),
+        summary=(
+            f"Since boot the kernel {' and '.join(parts)} because a listener's SYN queue was "
+            "full; no SYN queue is full now. One look cannot say when: compare two samples "
+            "(--samples 2) to see whether it is still happening."
+        ),
+        evidence=tuple(_counter_evidence(index)),
+        next_steps=(
+            "nstat -az TcpExtTCPReqQFullDoCookies TcpExtSyncookiesSent TcpExtTCPReqQFullDrop"
+            "   # twice, a minute apart",
+            "dmesg | grep -i 'SYN flooding'   # names the port",
+        ),
+        unchecked=("which listener: the counters are host-wide",),
+    )
+
+
+RULE = Rule(
+    name="syn_queue",
+    summary="SYN queues full of half-open handshakes; SYN cookies and SYN drops",
+    codes=(
+        Code(
+            SYN_QUEUE_FULL,
+            "a listener's SYN queue is full: new SYNs get cookies (or are dropped without them)",
+            (Severity.WARNING, Severity.CRITICAL),
+            explains_counters=("TcpExt.TCPReqQFullDoCookies", "TcpExt.TCPReqQFullDrop"),
+        ),
+        Code(
+            SYN_QUEUE_OVERFLOWED,
+            "SYN cookies were sent or SYNs dropped since boot; no SYN queue is full now",
+            (Severity.INFO,),
+        ),
+    ),
+    check=check,
+)
