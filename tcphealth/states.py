@@ -125,6 +125,43 @@ def syn_schedule(retries: int, linear_timeouts: int | None = None) -> SynSchedul
     return SynSchedule(sent + turns - 1, last, elapsed + turns * _RTO_MAX, spaced)
 
 
+def stalled_seconds_left(
+    retries2: int, retransmits: int, rto_seconds: float, timer_left: float
+) -> float:
+    """Seconds from now until the kernel gives up on a connection whose data goes unanswered
+    (ETIMEDOUT), from what ss shows of it: ``retransmits`` timeouts so far (retrans), the
+    current, already doubled timeout ``rto_seconds`` (tcp_info rto) and the time left on the
+    retransmission timer (``timer:(on,…)``).
+
+    The kernel checks at each firing of the timer whether the time since the first
+    unacknowledged send has reached :func:`retransmission_budget` (``tcp_retries2``, from a
+    200 ms timeout) and ends the connection at the first firing that finds it has. The
+    timeouts so far are the first one doubled ``retransmits`` times, so the elapsed time at
+    the next firing is known, and the firings after it follow the doubling (to the 120 s cap).
+    Measured in network namespaces (tests/test_live_limits.py) against ETIMEDOUT.
+
+    >>> stalled_seconds_left(3, 2, 0.8, 0.5)  # firings at 0.2, 0.6, 1.4, 3.0 s: one to go
+    2.1
+    """
+    retransmits = max(retransmits, 0)
+    budget = retransmission_budget(retries2, _RTO_MIN)
+    # The first timeout, undoubled; where the cap was reached this is a lower estimate.
+    first = max(rto_seconds / (1 << min(retransmits, 30)), _RTO_MIN / 2)
+    elapsed = 0.0  # since the first send, at each firing
+    timeout = first
+    for _ in range(retransmits + 1):
+        elapsed += timeout
+        timeout = min(timeout * 2, _RTO_MAX)
+    left = timer_left
+    # The kernel does not check at a firing that finds no retransmission yet (the first).
+    while elapsed < budget or retransmits == 0:
+        elapsed += timeout
+        left += timeout
+        timeout = min(timeout * 2, _RTO_MAX)
+        retransmits += 1
+    return round(left, 3)
+
+
 def syn_queue_capacity(backlog: int, syncookies: int, max_syn_backlog: int | None) -> int:
     """How many half-open handshakes (SYN_RECV) one listener keeps before the next SYN gets a
     cookie (``syncookies`` 1) or is dropped (0); with ``syncookies`` 2 every SYN gets a cookie.

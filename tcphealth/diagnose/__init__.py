@@ -27,6 +27,7 @@ from tcphealth.diagnose.rules import (
     listeners,
     over_time,
     ports,
+    reuseport,
     syn_queue,
     time_wait,
 )
@@ -39,6 +40,7 @@ __all__ = ["CODES", "RULES", "diagnose", "finding_order", "rule_of"]
 RULES: tuple[Rule, ...] = (
     descriptors.RULE,
     listeners.RULE,
+    reuseport.RULE,
     syn_queue.RULE,
     close_wait.RULE,
     handshake.RULE,

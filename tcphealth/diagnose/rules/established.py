@@ -39,7 +39,12 @@ from tcphealth.model import (
     TcpState,
     TimerKind,
 )
-from tcphealth.states import duration_text, host_or_default, retransmission_budget
+from tcphealth.states import (
+    duration_text,
+    host_or_default,
+    retransmission_budget,
+    stalled_seconds_left,
+)
 
 PEER_UNREACHABLE = "established-peer-unreachable"
 PEER_NOT_READING = "established-peer-not-reading"
@@ -53,6 +58,9 @@ class _Group:
     max_retransmits: int = 0
     destinations: Counter[Destination] = field(default_factory=Counter)
     pids: Counter[tuple[int, ...]] = field(default_factory=Counter)
+    # Seconds until the kernel ends each stalled connection (states.stalled_seconds_left), for
+    # those whose source gives the timer, the retransmissions and tcp_info's rto.
+    ends_in: list[float] = field(default_factory=list)
 
     def add(self, sock: Socket, queued: int | None, retransmits: int | None = None) -> None:
         self.sockets += 1
@@ -60,6 +68,21 @@ class _Group:
         self.max_retransmits = max(self.max_retransmits, retransmits or 0)
         self.destinations[destination(sock.remote)] += 1
         self.pids[pids_key(sock.pids)] += 1
+
+
+def _seconds_left(sock: Socket, retries2: int) -> float | None:
+    """When the kernel gives up on a stalled socket, if the source says enough to tell."""
+    info = sock.tcp_info
+    retransmits = retransmits_of(sock)
+    if (
+        info is None
+        or info.rto_us is None
+        or retransmits is None
+        or sock.timer is not TimerKind.RETRANSMIT
+        or sock.timer_seconds is None
+    ):
+        return None
+    return stalled_seconds_left(retries2, retransmits, info.rto_us / 1e6, sock.timer_seconds)
 
 
 def _is_stalled(sock: Socket, thresholds: Thresholds) -> bool:
@@ -74,10 +97,15 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     stalled: dict[IPAddress, _Group] = {}
     not_reading: dict[tuple[int, ...], _Group] = {}
     peer_not_reading: dict[IPAddress, _Group] = {}
+    retries2, _ = host_or_default(index.snapshot.sysctls, "tcp_retries2")
     for sock in index.sockets(TcpState.ESTABLISHED):
         peer = plain_address(sock.remote.address)
         if _is_stalled(sock, thresholds):
-            stalled.setdefault(peer, _Group()).add(sock, sock.send_queue, retransmits_of(sock))
+            group = stalled.setdefault(peer, _Group())
+            group.add(sock, sock.send_queue, retransmits_of(sock))
+            left = _seconds_left(sock, retries2)
+            if left is not None:
+                group.ends_in.append(left)
         elif sock.timer is TimerKind.ZERO_WINDOW_PROBE:
             peer_not_reading.setdefault(peer, _Group()).add(sock, sock.send_queue)
         queued = sock.recv_queue
@@ -117,6 +145,17 @@ def _stalled_finding(
         return None
     retries2, assumed = host_or_default(index.snapshot.sysctls, "tcp_retries2")
     give_up = duration_text(retransmission_budget(retries2, 0.2))
+    ends = _predicted_end(group, give_up)
+    end_evidence: tuple[Evidence, ...] = ()
+    if group.ends_in:
+        end_evidence = (
+            Evidence(
+                "ends_in_s",
+                round(min(group.ends_in), 1),
+                "the soonest the kernel ends one with ETIMEDOUT, unless an ACK arrives",
+            ),
+            Evidence("last_ends_in_s", round(max(group.ends_in), 1), "the latest of them"),
+        )
     return Finding(
         code=PEER_UNREACHABLE,
         severity=severity,
@@ -127,8 +166,7 @@ def _stalled_finding(
         summary=(
             f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} have "
             f"{number(group.queued_bytes)} bytes unacknowledged, retransmitted up to "
-            f"{group.max_retransmits} times: the peer or the path to it is gone; the kernel "
-            f"drops them after at least {give_up}."
+            f"{group.max_retransmits} times: the peer or the path to it is gone; {ends}"
         ),
         evidence=(
             Evidence("stalled", group.sockets, "retransmit timer running, no ACK"),
@@ -139,6 +177,7 @@ def _stalled_finding(
                 retries2,
                 f"gives up after at least {give_up}" + (" (default assumed)" if assumed else ""),
             ),
+            *end_evidence,
             *top_destinations(group.destinations),
         ),
         next_steps=(
@@ -147,6 +186,21 @@ def _stalled_finding(
             "nstat -az TcpExtTCPTimeouts TcpRetransSegs TcpExtTCPAbortOnTimeout",
         ),
     )
+
+
+def _predicted_end(group: _Group, give_up: str) -> str:
+    """The connections' end as one clause: from the timers where the source gives them,
+    else the bound every stalled connection shares."""
+    if not group.ends_in:
+        return f"the kernel drops them after at least {give_up} from the first unanswered send."
+    soonest, latest = min(group.ends_in), max(group.ends_in)
+    if latest - soonest < 1 or len(group.ends_in) == 1:
+        when = f"in about {duration_text(latest)}"
+    else:
+        when = f"in {duration_text(soonest)} to {duration_text(latest)}"
+    unknown = group.sockets - len(group.ends_in)
+    also = f" ({number(unknown)} without a timer to tell)" if unknown else ""
+    return f"the kernel ends them {when}{also} unless an ACK arrives (ETIMEDOUT)."
 
 
 def _peer_not_reading_finding(
@@ -165,7 +219,8 @@ def _peer_not_reading_finding(
         summary=(
             f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} are "
             f"probing a zero window with {number(group.queued_bytes)} bytes waiting to be "
-            f"sent: the application at {peer} has stopped reading."
+            f"sent: the application at {peer} has stopped reading. No timer ends them while "
+            "it answers the window probes: they last until one side closes."
         ),
         evidence=(
             Evidence("zero_window", group.sockets, "zero-window probe timer running"),

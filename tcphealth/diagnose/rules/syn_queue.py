@@ -108,6 +108,12 @@ def _full_queue(
             Evidence("tcp_max_syn_backlog", max_syn_backlog, "without cookies: drop at 3/4 of it")
         )
     evidence.extend(_counter_evidence(index))
+    listen_drops = index.snapshot.counters.get("TcpExt.ListenDrops")
+    if not cookies and listen_drops is not None:
+        # A drop at 3/4 of tcp_max_syn_backlog counts only here, not in TCPReqQFullDrop.
+        evidence.append(
+            Evidence("ListenDrops", listen_drops, "SYNs dropped at listeners, host-wide since boot")
+        )
     return Finding(
         code=SYN_QUEUE_FULL,
         severity=severity,

@@ -1,0 +1,376 @@
+"""The limits around the states (issue #25), with the kernel as the oracle, in namespaces of our
+own: a SYN queue that overflows into cookies (or drops), SO_REUSEPORT listeners with uneven
+queues, an ephemeral port range used up by ESTABLISHED connections until connect() fails with
+EADDRNOTAVAIL, and a connection whose data goes unanswered until the kernel's ETIMEDOUT.
+
+Each case runs a child inside a fresh network namespace (its own sysctls, counters and
+nftables), talks to it line by line over a pipe, looks into the namespace with tcphealth and
+with ss, and compares what tcphealth says with what the kernel then does. Every child has a
+time limit of its own and is killed and waited for, and every namespace deleted, whatever
+happens.
+
+Needs root, ip (iproute2), ss and nft; skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tcphealth.diagnose import diagnose
+from tcphealth.model import Finding, Severity, Snapshot, TcpState
+from tcphealth.sources import collect_live
+from tcphealth.states import syn_queue_capacity
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
+    pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip (iproute2)"),
+    pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)"),
+    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (nftables)"),
+]
+
+PREFIX = "thlab"  # lab/netns_lab.py's: its leftover check covers these namespaces too
+CHILD_LIMIT = 40  # seconds any child may live; every case here ends in under 10
+
+
+def run(*args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        list(args), check=True, capture_output=True, text=True, input=stdin, timeout=30
+    )
+    return done.stdout
+
+
+class Namespace:
+    """A network namespace with lo up, the given sysctls, and a child talking over a pipe."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.children: list[subprocess.Popen[str]] = []
+
+    def sysctl(self, **settings: str | int) -> None:
+        for key, value in settings.items():
+            run("ip", "netns", "exec", self.name, "sysctl", "-qw", f"{key}={value}")
+
+    def nft(self, ruleset: str) -> None:
+        run("ip", "netns", "exec", self.name, "nft", "-f", "-", stdin=ruleset)
+
+    def ss(self, *args: str) -> list[str]:
+        return run("ip", "netns", "exec", self.name, "ss", "-Htn", *args).splitlines()
+
+    def start(self, script: str) -> subprocess.Popen[str]:
+        # The script's input is the pipe: each line from the test says go on.
+        command = ["ip", "netns", "exec", self.name, "timeout", str(CHILD_LIMIT)]
+        child = subprocess.Popen(
+            [*command, sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.children.append(child)
+        return child
+
+    def look(self) -> Snapshot:
+        return collect_live("netlink", netns=self.name, with_processes=False)
+
+
+def say(child: subprocess.Popen[str], line: str = "go") -> None:
+    assert child.stdin is not None
+    child.stdin.write(line + "\n")
+    child.stdin.flush()
+
+
+def hear(child: subprocess.Popen[str]) -> dict[str, Any]:
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line, f"the child ended early (exit {child.wait(timeout=CHILD_LIMIT)})"
+    answer: dict[str, Any] = json.loads(line)
+    return answer
+
+
+@pytest.fixture
+def netns() -> Iterator[Any]:
+    made: list[Namespace] = []
+
+    def make(label: str) -> Namespace:
+        name = f"{PREFIX}{label}{os.getpid()}x{len(made)}"
+        run("ip", "netns", "add", name)
+        namespace = Namespace(name)
+        made.append(namespace)
+        run("ip", "-n", name, "link", "set", "lo", "up")
+        return namespace
+
+    yield make
+    for namespace in made:
+        for child in namespace.children:
+            if child.poll() is None:
+                child.kill()  # our own child, by its handle
+            child.wait(timeout=CHILD_LIMIT)
+            for pipe in (child.stdin, child.stdout):
+                if pipe is not None:
+                    pipe.close()
+        subprocess.run(["ip", "netns", "del", namespace.name], capture_output=True, timeout=30)
+
+
+def codes(findings: list[Finding], code: str) -> list[Finding]:
+    return [finding for finding in findings if finding.code == code]
+
+
+def evidence(finding: Finding) -> dict[str, Any]:
+    return {item.name: item.value for item in finding.evidence}
+
+
+# --- the SYN queue ------------------------------------------------------------------------------
+
+SYN_FLOOD = """
+import json, socket, sys
+listener = socket.socket(); listener.bind(("127.0.0.1", 5555)); listener.listen(8)
+clients = []
+for _ in range(30):
+    s = socket.socket(); s.setblocking(False)
+    try:
+        s.connect(("127.0.0.1", 5555))
+    except BlockingIOError:
+        pass
+    clients.append(s)
+print(json.dumps({"connects": len(clients)}), flush=True)
+sys.stdin.readline()
+"""
+
+# The final ACK of every handshake toward the listener is dropped: the handshakes stay half
+# open, as in a SYN flood.
+DROP_FINAL_ACKS = """
+table inet thlab {
+  chain input {
+    type filter hook input priority 0
+    tcp dport 5555 tcp flags & (syn | ack) == ack drop
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("cookies", [1, 0])
+def test_a_full_syn_queue_is_named_with_what_the_kernel_does_next(netns: Any, cookies: int) -> None:
+    ns = netns("synq")
+    ns.sysctl(**{"net.ipv4.tcp_syncookies": cookies, "net.ipv4.tcp_max_syn_backlog": 8})
+    ns.nft(DROP_FINAL_ACKS)
+    child = ns.start(SYN_FLOOD)
+    assert hear(child) == {"connects": 30}
+    snapshot = ns.look()
+    half_open = len(ns.ss("state", "syn-recv"))
+
+    # The kernel keeps what the model says (listen(8): 9 with cookies, 7 without them and
+    # tcp_max_syn_backlog 8), and tcphealth sees the same sockets.
+    assert half_open == syn_queue_capacity(8, cookies, 8) == (9 if cookies else 7)
+    assert sum(1 for s in snapshot.sockets if s.state is TcpState.SYN_RECV) == half_open
+    assert snapshot.sysctls.tcp_max_syn_backlog == 8
+    (finding,) = codes(diagnose(snapshot), "syn-queue-full")
+    assert finding.count == half_open
+    assert finding.subject.address is not None and finding.subject.address.port == 5555
+    assert evidence(finding)["syn_queue_capacity"] == half_open
+    # The namespace's own counters: every SYN past the queue got a cookie, or was dropped.
+    if cookies:
+        assert finding.severity is Severity.WARNING
+        assert snapshot.counters["TcpExt.TCPReqQFullDoCookies"] == 30 - half_open
+        assert evidence(finding)["TCPReqQFullDoCookies"] == 30 - half_open
+        assert "answered with SYN cookies" in finding.summary
+    else:
+        assert finding.severity is Severity.CRITICAL
+        # Dropped below the full queue, at 3/4 of tcp_max_syn_backlog: the kernel counts
+        # those in ListenDrops only (TCPReqQFullDrop is for a queue at its backlog).
+        assert snapshot.counters["TcpExt.ListenDrops"] >= 30 - half_open
+        assert evidence(finding)["ListenDrops"] == snapshot.counters["TcpExt.ListenDrops"]
+        assert snapshot.counters.get("TcpExt.TCPReqQFullDoCookies", 0) == 0
+        assert "SYNs are dropped" in finding.summary
+    # The handshake rule does not say it a second time.
+    assert not codes(diagnose(snapshot), "syn-recv-no-final-ack")
+    say(child)
+    child.wait(timeout=CHILD_LIMIT)
+
+
+# --- SO_REUSEPORT -------------------------------------------------------------------------------
+
+REUSEPORT = """
+import json, socket, sys, threading
+def listener():
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", 7000)); s.listen(4)
+    return s
+busy, idle = listener(), listener()
+taken = []
+def accept_all():
+    while True:
+        taken.append(idle.accept()[0])
+threading.Thread(target=accept_all, daemon=True).start()
+clients = []
+for _ in range(40):
+    c = socket.socket(); c.settimeout(0.2)
+    try:
+        c.connect(("127.0.0.1", 7000))
+    except OSError:
+        pass
+    clients.append(c)
+print(json.dumps({"busy": busy.fileno(), "accepted": len(taken)}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_reuseport_listeners_with_uneven_queues(netns: Any) -> None:
+    ns = netns("reuse")
+    child = ns.start(REUSEPORT)
+    answer = hear(child)
+    assert answer["accepted"] > 0  # the kernel gave the accepting listener its share
+    snapshot = ns.look()
+    rows = ns.ss("-l", "sport = :7000")
+    queues = sorted(int(row.split()[1]) for row in rows)
+    # One listener's queue is full (backlog 4 holds 5), the other's (nearly) empty -- its
+    # worker may not have taken the last connection yet: what ss shows.
+    assert len(queues) == 2 and queues[1] == 5 and queues[0] <= 1, rows
+    (finding,) = codes(diagnose(snapshot), "reuseport-uneven")
+    assert finding.severity is Severity.WARNING
+    assert finding.count == 5
+    seen = sorted(e.value for e in finding.evidence if e.name == "accept_queue")
+    assert seen[1] == 5 and seen[0] in (0, 1), seen
+    assert evidence(finding)["listeners_keeping_up"] == 1
+    say(child)
+    child.wait(timeout=CHILD_LIMIT)
+
+
+# --- ephemeral ports ----------------------------------------------------------------------------
+
+PORTS = """
+import json, socket, sys, threading
+server = socket.socket(); server.bind(("127.0.0.1", 5000)); server.listen(64)
+held = []
+def accept_all():
+    while True:
+        held.append(server.accept()[0])
+threading.Thread(target=accept_all, daemon=True).start()
+clients = []
+def connect():
+    c = socket.socket()
+    try:
+        c.connect(("127.0.0.1", 5000))
+    except OSError as failure:
+        c.close()
+        return failure.errno
+    clients.append(c)
+    return 0
+for want in (8, 9, 10):
+    errors = [connect() for _ in range(want - len(clients))]
+    print(json.dumps({"connected": len(clients), "errors": errors}), flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_ephemeral_ports_used_up_by_established_until_eaddrnotavail(netns: Any) -> None:
+    ns = netns("ports")
+    # Ten ports, one of them reserved: nine connections to one destination, then no more.
+    ns.sysctl(
+        **{
+            "net.ipv4.ip_local_port_range": "40000 40009",
+            "net.ipv4.ip_local_reserved_ports": "40005",
+        }
+    )
+    child = ns.start(PORTS)
+    assert hear(child) == {"connected": 8, "errors": [0] * 8}
+    snapshot = ns.look()
+    assert snapshot.sysctls.ip_local_reserved_ports == ((40005, 40005),)
+    (finding,) = codes(diagnose(snapshot), "ephemeral-ports-exhausting")
+    assert finding.severity is Severity.WARNING
+    assert (finding.count, evidence(finding)["ports_usable"]) == (8, 9)
+    assert "1 ports are left; the connect() after 1 more fails with EADDRNOTAVAIL" in (
+        finding.summary
+    )
+
+    say(child)  # the ninth: tcphealth said one was left
+    assert hear(child) == {"connected": 9, "errors": [0]}
+    snapshot = ns.look()
+    client_rows = [row for row in ns.ss("state", "established", "dport = :5000")]
+    assert len(client_rows) == 9
+    (finding,) = codes(diagnose(snapshot), "ephemeral-ports-exhausting")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.count == 9
+    assert "the next connect() from 127.0.0.1 to 127.0.0.1:5000 fails with EADDRNOTAVAIL" in (
+        finding.summary
+    )
+
+    say(child)  # the tenth: the kernel agrees
+    assert hear(child) == {"connected": 9, "errors": [99]}  # EADDRNOTAVAIL
+    say(child)
+    child.wait(timeout=CHILD_LIMIT)
+
+
+# --- a connection whose data goes unanswered ----------------------------------------------------
+
+STALLED = """
+import json, socket, sys, time
+server = socket.socket(); server.bind(("127.0.0.1", 6000)); server.listen(1)
+client = socket.create_connection(("127.0.0.1", 6000))
+peer, _ = server.accept()
+print(json.dumps({"connected": True}), flush=True)
+sys.stdin.readline()  # the namespace now drops everything sent to port 6000
+client.settimeout(30)
+client.sendall(b"x" * 1000)
+print(json.dumps({"sent": True}), flush=True)
+try:
+    client.recv(1)
+    error = None
+except OSError as failure:
+    error = failure.errno
+print(json.dumps({"errno": error, "ended_at": time.monotonic()}), flush=True)
+sys.stdin.readline()
+"""
+
+DROP_TO_PEER = """
+table inet thlab {
+  chain input {
+    type filter hook input priority 0
+    tcp dport 6000 drop
+  }
+}
+"""
+
+
+def test_unanswered_data_ends_when_tcphealth_predicts(netns: Any) -> None:
+    ns = netns("stall")
+    ns.sysctl(**{"net.ipv4.tcp_retries2": 4})  # gives up after about 6.2 s
+    child = ns.start(STALLED)
+    assert hear(child) == {"connected": True}
+    ns.nft(DROP_TO_PEER)
+    say(child)
+    assert hear(child) == {"sent": True}
+    # Look until the connection counts as stalled (3 timeouts: about 1.4 s in), at most 5 s.
+    finding = None
+    deadline = time.monotonic() + 5
+    while finding is None and time.monotonic() < deadline:
+        before = time.monotonic()
+        snapshot = ns.look()
+        after = time.monotonic()
+        found = codes(diagnose(snapshot), "established-peer-unreachable")
+        if found:
+            finding = found[0]
+        else:
+            time.sleep(0.1)
+    assert finding is not None, "the connection never showed as stalled"
+    assert snapshot.sysctls.tcp_retries2 == 4
+    left = evidence(finding)["ends_in_s"]
+    assert "unless an ACK arrives (ETIMEDOUT)" in finding.summary
+    ended = hear(child)
+    assert ended["errno"] == 110  # ETIMEDOUT: the kernel gave up
+    # The kernel ends it when tcphealth said, give or take the look itself and the timer's
+    # granularity (and the child's waking on a busy machine); a schedule off by one timeout
+    # would miss by 1.6 s or more.
+    assert before + left - 0.3 <= ended["ended_at"] <= after + left + 0.8, (left, ended)
+    say(child)
+    child.wait(timeout=CHILD_LIMIT)
