@@ -139,6 +139,7 @@ SERIES_SHOWS = {
     "close-wait-slow-close.json": {"close-wait-slow-close"},
     "listen-overflows-rising.json": {"listen-overflows-rising"},
     "syn-sent-stuck.json": {"syn-sent-stuck"},
+    "syn-queue-overflow-rising.json": {"syn-queue-overflow-rising"},
 }
 
 

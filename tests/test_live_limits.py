@@ -374,3 +374,71 @@ def test_unanswered_data_ends_when_tcphealth_predicts(netns: Any) -> None:
     assert before + left - 0.3 <= ended["ended_at"] <= after + left + 0.8, (left, ended)
     say(child)
     child.wait(timeout=CHILD_LIMIT)
+
+
+# --- tcp_abort_on_overflow ----------------------------------------------------------------------
+
+# Two clients, from ports 30001 and 30002, whose final ACKs the namespace drops: they wait half
+# open while two more connections fill the accept queue (listen(1) holds 2). Then the ACKs may
+# pass, and arrive -- with the SYN-ACK the listener resends -- at a full queue.
+OVERFLOW = """
+import json, socket, sys
+listener = socket.socket(); listener.bind(("127.0.0.1", 5600)); listener.listen(1)
+late = []
+for port in (30001, 30002):
+    c = socket.socket(); c.bind(("127.0.0.1", port))
+    c.connect(("127.0.0.1", 5600))  # the client's side of the handshake completes
+    late.append(c)
+fillers = [socket.create_connection(("127.0.0.1", 5600)) for _ in range(2)]
+print(json.dumps({"connected": len(late) + len(fillers)}), flush=True)
+sys.stdin.readline()  # the final ACKs pass again
+outcomes = []
+for c in late:
+    c.settimeout(4)
+    try:
+        outcomes.append("data" if c.recv(1) else "closed")
+    except socket.timeout:
+        outcomes.append("timeout")
+    except OSError as failure:
+        outcomes.append(failure.errno)
+print(json.dumps({"outcomes": outcomes}), flush=True)
+sys.stdin.readline()
+"""
+
+DROP_LATE_ACKS = """
+table inet thlab {
+  chain input {
+    type filter hook input priority 0
+    tcp dport 5600 tcp sport { 30001, 30002 } tcp flags & (syn | ack) == ack drop
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("abort", [0, 1])
+def test_abort_on_overflow_decides_what_clients_of_a_full_queue_see(netns: Any, abort: int) -> None:
+    ns = netns("abort")
+    ns.sysctl(**{"net.ipv4.tcp_abort_on_overflow": abort})
+    ns.nft(DROP_LATE_ACKS)
+    child = ns.start(OVERFLOW)
+    # connect() succeeds for all four: a client's handshake ends with the SYN-ACK.
+    assert hear(child) == {"connected": 4}
+    snapshot = ns.look()
+    (finding,) = codes(diagnose(snapshot), "listen-queue-full")
+    assert finding.count == 2
+    told = {item.name: item for item in finding.evidence}
+    assert told["tcp_abort_on_overflow"].value == abort
+    assert told["syn_recv"].value == 2  # the two late clients, waiting behind the full queue
+    run("ip", "netns", "exec", ns.name, "nft", "flush", "ruleset")
+    say(child)
+    outcomes = hear(child)["outcomes"]
+    if abort:
+        # tcphealth said clients get a reset; the kernel sends one (ECONNRESET).
+        assert "clients get a reset" in (told["tcp_abort_on_overflow"].detail or "")
+        assert outcomes == [104, 104]
+    else:
+        # tcphealth said their ACK is dropped silently; the clients hear nothing.
+        assert "dropped silently" in (told["tcp_abort_on_overflow"].detail or "")
+        assert outcomes == ["timeout", "timeout"]
+    say(child)
+    child.wait(timeout=CHILD_LIMIT)

@@ -23,7 +23,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from tcphealth.model import Finding, Severity, Socket, TcpState, TimerKind
+from tcphealth.model import Finding, Severity, Socket, SubjectKind, TcpState, TimerKind
 from tcphealth.phrases import plural
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import TABLE_GROUP_LIMIT, RenderOptions, View
@@ -160,8 +160,11 @@ def finding_block(finding: Finding) -> RenderableType:
     title.append(" ")
     title.append(inert(finding.code), style="bold")
     title.append("  " + inert(finding.subject.describe()))
-    count = plural(finding.count, "socket")
-    title.append(f"  {count}" + (f" in {finding.state.value}" if finding.state else ""))
+    # A host-wide limit counted in something other than sockets (pages, conntrack entries,
+    # SYNs since boot) has count 0 and its numbers in the evidence: no "0 sockets" title.
+    if finding.count or finding.subject.kind is not SubjectKind.HOST:
+        count = plural(finding.count, "socket")
+        title.append(f"  {count}" + (f" in {finding.state.value}" if finding.state else ""))
 
     details = Table.grid(padding=(0, 1))
     details.add_column(style="dim", no_wrap=True)

@@ -141,7 +141,7 @@ def _tcp_memory(index: SnapshotIndex) -> Finding | None:
         state=None,
         blame=Blame.KERNEL_LIMIT,
         subject=_HOST,
-        count=pages,
+        count=0,  # pages, not sockets: the evidence gives them
         summary=summary,
         evidence=evidence,
         next_steps=steps,
@@ -167,7 +167,7 @@ def _conntrack(index: SnapshotIndex, thresholds: Thresholds) -> Finding | None:
         state=None,
         blame=Blame.KERNEL_LIMIT,
         subject=_HOST,
-        count=count,
+        count=0,  # flows of every protocol, not sockets: the evidence gives them
         summary=(
             f"The connection-tracking table holds {number(count)} entries, {percent(ratio)} "
             f"of nf_conntrack_max ({number(limit)}): "

@@ -157,7 +157,7 @@ def _overflowed_since_boot(index: SnapshotIndex, cookies: int) -> Finding | None
         state=TcpState.SYN_RECV,
         blame=Blame.NONE,
         subject=Subject(kind=SubjectKind.HOST),
-        count=(cookies_sent or 0) + (dropped or 0),
+        count=0,  # SYNs since boot, not sockets now: the evidence gives them
         summary=(
             f"Since boot the kernel {' and '.join(parts)} because a listener's SYN queue was "
             "full; no SYN queue is full now. One look cannot say when: compare two samples "
