@@ -1,0 +1,304 @@
+"""The limits around the states (issue #25) without a kernel to push: host-wide limits read from
+recorded /proc files, the same read from pasted text, and the rules' edges (what they leave to
+other rules, what they cannot know). The kernel-as-oracle tests are in test_live_limits.py."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tcphealth.diagnose import diagnose
+from tcphealth.diagnose.series import diagnose_series
+from tcphealth.model import Finding, Severity, Snapshot, Sysctls, TcpInfo, TimerKind
+from tcphealth.sources import procfs
+from tcphealth.sources.text import read_text
+from tcphealth.states import stalled_seconds_left, syn_queue_capacity
+from tests.builders import listener, many, process, snapshot, sock
+
+RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "proc-limits" / "recorded"
+
+
+def codes(findings: list[Finding]) -> dict[str, Finding]:
+    return {finding.code: finding for finding in findings}
+
+
+def evidence(finding: Finding) -> dict[str, Any]:
+    return {item.name: item.value for item in finding.evidence}
+
+
+def from_tree(root: Path) -> Snapshot:
+    return snapshot(sysctls=procfs.read_sysctls(root), counters=procfs.read_counters(root))
+
+
+# --- recorded /proc files -----------------------------------------------------------------------
+
+
+def test_the_recorded_files_are_there() -> None:
+    # A missing fixture must fail here, not pass below as "no finding".
+    for name in ("net/sockstat", "net/netstat", "sys/net/ipv4/tcp_mem"):
+        assert (RECORDED / name).is_file(), name
+
+
+def test_recorded_files_read_as_the_kernel_wrote_them() -> None:
+    snap = from_tree(RECORDED)
+    assert snap.sysctls.tcp_mem == (287907, 383878, 575814)
+    assert snap.sysctls.tcp_max_orphans == 131072
+    assert snap.sysctls.tcp_max_syn_backlog == 2048
+    assert snap.sysctls.ip_local_reserved_ports == ()  # the file holds only a newline
+    assert snap.sysctls.nf_conntrack_max == 262144
+    assert snap.counters["conntrack.count"] == 0
+    assert snap.counters["sockstat.TCP.orphan"] == 176
+    assert snap.counters["sockstat.TCP.mem"] == 281
+    assert "TcpExt.TCPReqQFullDoCookies" in snap.counters
+    # Well inside every limit: nothing to say.
+    limit_codes = {"orphans-near-limit", "tcp-memory-pressure", "conntrack-table-full"}
+    assert not limit_codes & set(codes(diagnose(snap)))
+
+
+def test_recorded_files_raised_to_the_limits(tmp_path: Path) -> None:
+    """The recording with three numbers changed (and only those) to reach the limits."""
+    root = tmp_path / "proc"
+    shutil.copytree(RECORDED, root)
+    sockstat = (root / "net/sockstat").read_text()
+    assert "orphan 176 " in sockstat and "mem 281\n" in sockstat
+    sockstat = sockstat.replace("orphan 176 ", "orphan 131072 ").replace(
+        "mem 281\n", "mem 390000\n"
+    )
+    (root / "net/sockstat").write_text(sockstat)
+    (root / "sys/net/netfilter/nf_conntrack_count").write_text("220000\n")
+
+    found = codes(diagnose(from_tree(root)))
+    orphans = found["orphans-near-limit"]
+    assert orphans.severity is Severity.CRITICAL
+    assert orphans.count == 131072
+    assert "the kernel is resetting orphans" in orphans.summary
+    memory = found["tcp-memory-pressure"]
+    assert memory.severity is Severity.WARNING  # past pressure (383,878), under high (575,814)
+    assert evidence(memory)["tcp_mem"] == "287907 383878 575814"
+    conntrack = found["conntrack-table-full"]
+    assert conntrack.severity is Severity.WARNING  # 220,000 of 262,144: 84%
+    assert "84%" in conntrack.summary
+    assert any("other network namespaces" in text for text in conntrack.unchecked)
+
+
+@pytest.mark.parametrize(
+    ("pages", "aborts", "severity"),
+    [
+        (600000, None, Severity.CRITICAL),
+        (390000, None, Severity.WARNING),
+        (100, 37, Severity.INFO),
+        (100, 0, None),
+    ],
+)
+def test_tcp_memory_against_tcp_mem(pages: int, aborts: int | None, severity: Severity) -> None:
+    counters = {"sockstat.TCP.mem": pages}
+    if aborts is not None:
+        counters["TcpExt.TCPAbortOnMemory"] = aborts
+    snap = snapshot(sysctls=Sysctls(tcp_mem=(287907, 383878, 575814)), counters=counters)
+    finding = codes(diagnose(snap)).get("tcp-memory-pressure")
+    assert (finding.severity if finding else None) is severity
+
+
+def test_no_limit_in_the_snapshot_means_no_limit_finding() -> None:
+    snap = snapshot(counters={"sockstat.TCP.orphan": 10**6, "conntrack.count": 10**6})
+    assert diagnose(snap) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("8080,9000-9010\n", ((8080, 8080), (9000, 9010))),
+        ("\n", ()),
+        ("80-70", None),
+        ("http", None),
+    ],
+)
+def test_reserved_ports_list(text: str, expected: Any) -> None:
+    assert procfs.parse_port_list(text) == expected
+
+
+# --- pasted text --------------------------------------------------------------------------------
+
+PASTE = """\
+$ sysctl net.ipv4.tcp_mem net.ipv4.tcp_max_syn_backlog net.ipv4.ip_local_reserved_ports
+net.ipv4.tcp_mem = 188760	251683	377520
+net.ipv4.tcp_max_syn_backlog = 512
+net.ipv4.ip_local_reserved_ports = 8080,9000-9001
+net.netfilter.nf_conntrack_max = 65536
+net.netfilter.nf_conntrack_count = 65536
+net.ipv4.tcp_max_orphans = 1000
+$ cat /proc/net/sockstat
+sockets: used 3121
+TCP: inuse 1800 orphan 990 tw 300 alloc 2200 mem 260000
+$ nstat -az TcpExtTCPReqQFullDoCookies
+TcpExtTCPReqQFullDoCookies      420                0.0
+$ netstat -s | grep -i cookies
+    420 SYN cookies sent
+    7 SYN cookies received
+    1 invalid SYN cookies received
+    TCPReqQFullDrop: 3
+$ ss -tan
+State  Recv-Q Send-Q Local Address:Port Peer Address:Port
+LISTEN 0      511          0.0.0.0:443       0.0.0.0:*
+ESTAB  0      0         10.0.0.5:443    10.0.0.9:51000
+"""
+
+
+def test_pasted_sysctls_counters_and_sockstat_are_read() -> None:
+    (snap,) = read_text(PASTE, "paste")
+    assert snap.sysctls.tcp_mem == (188760, 251683, 377520)
+    assert snap.sysctls.tcp_max_syn_backlog == 512
+    assert snap.sysctls.ip_local_reserved_ports == ((8080, 8080), (9000, 9001))
+    assert snap.sysctls.nf_conntrack_max == 65536
+    assert snap.counters["conntrack.count"] == 65536
+    assert snap.counters["sockstat.TCP.orphan"] == 990
+    assert snap.counters["sockstat.TCP.mem"] == 260000
+    assert snap.counters["TcpExt.TCPReqQFullDoCookies"] == 420
+    assert snap.counters["TcpExt.SyncookiesSent"] == 420
+    assert snap.counters["TcpExt.SyncookiesRecv"] == 7
+    assert snap.counters["TcpExt.SyncookiesFailed"] == 1
+    assert snap.counters["TcpExt.TCPReqQFullDrop"] == 3
+    found = codes(diagnose(snap))
+    assert found["conntrack-table-full"].severity is Severity.CRITICAL
+    assert found["orphans-near-limit"].severity is Severity.WARNING  # 990 of 1,000
+    assert found["tcp-memory-pressure"].severity is Severity.WARNING
+    overflowed = found["syn-queue-overflowed"]
+    assert overflowed.severity is Severity.INFO
+    assert "answered 420 SYNs with cookies and dropped 3 SYNs" in overflowed.summary
+
+
+# --- the SYN queue ------------------------------------------------------------------------------
+
+
+def syn_recv(count: int, port: int = 443) -> list[Any]:
+    return many(
+        count, lambda i: sock("SYN-RECV", f"10.0.0.5:{port}", f"203.0.113.{i % 200 + 1}:{i + 1024}")
+    )
+
+
+def test_a_syn_queue_at_its_room_is_full_and_the_handshake_rule_steps_aside() -> None:
+    snap = snapshot(
+        listener("0.0.0.0:443", queued=0, backlog=99, pids=(7,)),
+        syn_recv(100),
+        processes=[process(7, "nginx")],
+        sysctls=Sysctls(tcp_syncookies=1),
+    )
+    found = codes(diagnose(snap))
+    assert set(found) == {"syn-queue-full"}
+    assert found["syn-queue-full"].severity is Severity.WARNING
+    assert evidence(found["syn-queue-full"])["syn_queue_capacity"] == 100
+
+
+def test_one_short_of_the_room_is_the_handshake_rule_s() -> None:
+    snap = snapshot(listener("0.0.0.0:443", queued=0, backlog=99), syn_recv(99), sysctls=Sysctls())
+    assert set(codes(diagnose(snap))) == {"syn-recv-no-final-ack"}
+
+
+def test_without_cookies_a_full_syn_queue_drops_and_is_critical() -> None:
+    snap = snapshot(
+        listener("0.0.0.0:443", queued=0, backlog=4096),
+        syn_recv(385),
+        sysctls=Sysctls(tcp_syncookies=0, tcp_max_syn_backlog=512),
+    )
+    finding = codes(diagnose(snap))["syn-queue-full"]
+    assert finding.severity is Severity.CRITICAL
+    assert evidence(finding)["syn_queue_capacity"] == syn_queue_capacity(4096, 0, 512) == 385
+
+
+def test_without_a_backlog_the_syn_queue_is_not_judged() -> None:
+    snap = snapshot(listener("0.0.0.0:443", queued=0, backlog=None), syn_recv(5000))
+    assert "syn-queue-full" not in codes(diagnose(snap))
+
+
+def test_a_rise_in_cookies_between_samples_is_a_finding_of_the_series() -> None:
+    samples = [
+        replace(
+            snapshot(counters={"TcpExt.TCPReqQFullDoCookies": 100 + 50 * step}),
+            host=replace(snapshot().host, taken_at=10.0 * step),
+        )
+        for step in range(2)
+    ]
+    findings, _ = diagnose_series(samples)
+    (rising,) = [f for f in findings if f.code == "syn-queue-overflow-rising"]
+    assert rising.count == 50
+    assert "answered with cookies" in rising.summary
+
+
+# --- ephemeral ports ----------------------------------------------------------------------------
+
+NARROW = Sysctls(ip_local_port_range=(40000, 40019), ip_local_reserved_ports=((40010, 40014),))
+
+
+def outgoing(ports: range, state: str = "ESTAB", remote: str = "10.9.9.9:5432") -> list[Any]:
+    return [sock(state, f"10.0.0.5:{port}", remote, pids=(30,)) for port in ports]
+
+
+def test_every_state_holds_a_port_and_reserved_ports_are_not_counted() -> None:
+    # 20 ports, 5 reserved: 15 usable; 12 ESTABLISHED and 2 SYN_SENT hold 14 of them.
+    snap = snapshot(
+        outgoing(range(40000, 40010)),
+        outgoing(range(40015, 40017)),
+        outgoing(range(40017, 40019), "SYN-SENT"),
+        processes=[process(30, "etl")],
+        sysctls=NARROW,
+    )
+    finding = codes(diagnose(snap))["ephemeral-ports-exhausting"]
+    assert finding.severity is Severity.WARNING  # 14 / 15 = 93%, under 95%
+    assert (finding.count, evidence(finding)["ports_usable"]) == (14, 15)
+    assert "1 ports are left" in finding.summary
+    assert finding.subject.pids == (30,)
+
+
+def test_a_socket_on_a_reserved_or_listening_port_is_not_an_outgoing_one() -> None:
+    snap = snapshot(
+        listener("10.0.0.5:40001"),
+        [sock("ESTAB", "10.0.0.5:40001", f"10.9.9.9:{5000 + i}") for i in range(15)],
+        outgoing(range(40010, 40015)),  # reserved: bound explicitly, not handed out
+        sysctls=NARROW,
+    )
+    assert "ephemeral-ports-exhausting" not in codes(diagnose(snap))
+
+
+def test_time_wait_alone_is_left_to_the_time_wait_rule() -> None:
+    snap = snapshot(outgoing(range(40000, 40015), "TIME-WAIT"), sysctls=NARROW)
+    found = codes(diagnose(snap))
+    assert "ephemeral-ports-exhausting" not in found
+    assert "time-wait-ports-exhausting" in found
+
+
+# --- when a stalled connection ends --------------------------------------------------------------
+
+
+def test_a_stalled_connection_is_given_the_time_the_kernel_ends_it() -> None:
+    stalled = sock(
+        "ESTAB",
+        "10.0.0.5:45000",
+        "10.3.3.3:443",
+        pids=(50,),
+        send_queue=1000,
+        timer=TimerKind.RETRANSMIT,
+        timer_seconds=1.5,
+        retransmits=3,
+        tcp_info=TcpInfo(rto_us=1_600_000),
+    )
+    snap = snapshot(stalled, processes=[process(50, "node")], sysctls=Sysctls(tcp_retries2=15))
+    finding = codes(diagnose(snap))["established-peer-unreachable"]
+    left = stalled_seconds_left(15, 3, 1.6, 1.5)
+    assert evidence(finding)["ends_in_s"] == round(left, 1)
+    # Timeouts of 0.2 s doubling to the 120 s cap: the firing that ends it comes 924.6 s after
+    # the first send. The next firing, 1.5 s from now, is the fourth, 3.0 s after it.
+    assert left == pytest.approx(924.6 - (3.0 - 1.5), abs=0.01)
+    assert "the kernel ends them in about 923 s (about 15 min) unless an ACK arrives" in (
+        finding.summary
+    )
+
+
+def test_without_the_timer_the_end_is_the_bound() -> None:
+    stalled = sock("ESTAB", "10.0.0.5:45000", "10.3.3.3:443", send_queue=1000, retransmits=5)
+    finding = codes(diagnose(snapshot(stalled)))["established-peer-unreachable"]
+    assert "ends_in_s" not in evidence(finding)
+    assert "after at least 924 s (about 15 min) from the first unanswered send" in finding.summary
