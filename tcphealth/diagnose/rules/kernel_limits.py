@@ -77,7 +77,7 @@ def _orphans(index: SnapshotIndex, thresholds: Thresholds) -> Finding | None:
             "ss -tan state fin-wait-1 state last-ack state closing | awk '{print $4}' | sort "
             "| uniq -c | sort -rn | head   # which peers never acknowledge our FIN",
             "dmesg | grep -i 'too many orphaned sockets'",
-            "Find the peers that do not acknowledge FINs; raising tcp_max_orphans costs up to "
+            "Find the peers that do not acknowledge FINs. Raising tcp_max_orphans costs up to "
             "about 64 KB of unswappable memory per orphan.",
         ),
         unchecked=("the count is host-wide: which application closed them is not recorded",),
@@ -107,7 +107,8 @@ def _tcp_memory(index: SnapshotIndex) -> Finding | None:
         *history,
     )
     steps = (
-        "cat /proc/net/sockstat; sysctl net.ipv4.tcp_mem",
+        "cat /proc/net/sockstat",
+        "sysctl net.ipv4.tcp_mem",
         "ss -tmn | grep -B1 skmem | head -40   # which sockets hold the buffers",
         "nstat -az TcpExtTCPMemoryPressures TcpExtTCPAbortOnMemory   # rising?",
         "dmesg | grep -i 'consider tuning tcp_mem'",

@@ -183,7 +183,7 @@ def _finding(
         next_steps=(
             f"ss -tan dst {dest.address} | awk '{{print $1}}' | sort | uniq -c",
             "sysctl net.ipv4.ip_local_port_range net.ipv4.ip_local_reserved_ports",
-            "Reuse connections (a pool, keep-alive) instead of opening one per request; a wider "
+            "Reuse connections (a pool, keep-alive) instead of opening one per request. A wider "
             "ip_local_port_range or more local or remote addresses only buy room.",
         ),
         unchecked=(

@@ -98,7 +98,7 @@ def _uneven(index: SnapshotIndex, group: list[Socket], thresholds: Thresholds) -
         next_steps=(
             f"ss -ltnpe 'sport = :{listener.local.port}'   # Recv-Q of each listener and its pid",
             f"grep State /proc/{pids[0]}/status   # T = stopped" if pids else "ss -ltnpe",
-            "Find what blocks the slow worker (a thread dump, strace -p); an SO_REUSEPORT "
+            "Find what blocks the slow worker (a thread dump, strace -p). An SO_REUSEPORT "
             "group cannot move its queue to the idle ones.",
         ),
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import listener_subject, syn_queue_room
+from tcphealth.diagnose.shared import assess_accept_queue, listener_subject, syn_queue_room
 from tcphealth.diagnose.wording import number
 from tcphealth.model import (
     Blame,
@@ -59,10 +59,16 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     findings: list[Finding] = []
     for listener_id, half_open in index.syn_recv_by_listener.items():
         listener = index.listener_by_id[listener_id]
+        if assess_accept_queue(listener, sysctls).is_full(thresholds):
+            # A full accept queue drops every SYN first (ListenOverflows): the listeners
+            # rule's finding says it all.
+            continue
         finding = _full_queue(index, listener, len(half_open), cookies, cookies_assumed)
         if finding is not None:
             findings.append(finding)
-    if not findings:
+    if not index.sockets(TcpState.SYN_RECV):
+        # Nothing is half open now. (Where something is, the handshake rule shows these
+        # counters beside the SYN_RECV it speaks of.)
         since_boot = _overflowed_since_boot(index, cookies)
         if since_boot is not None:
             findings.append(since_boot)
@@ -99,7 +105,7 @@ def _full_queue(
         Evidence(
             "tcp_syncookies",
             cookies,
-            "1: cookies when a SYN queue is full; 0: drop"
+            "1: cookies when a SYN queue is full, 0: drop"
             + (" (default assumed)" if cookies_assumed else ""),
         ),
     ]
@@ -160,7 +166,7 @@ def _overflowed_since_boot(index: SnapshotIndex, cookies: int) -> Finding | None
         count=0,  # SYNs since boot, not sockets now: the evidence gives them
         summary=(
             f"Since boot the kernel {' and '.join(parts)} because a listener's SYN queue was "
-            "full; no SYN queue is full now. One look cannot say when: compare two samples "
+            "full; no handshake is half open now. One look cannot say when: compare two samples "
             "(--samples 2) to see whether it is still happening."
         ),
         evidence=tuple(_counter_evidence(index)),
@@ -185,7 +191,7 @@ RULE = Rule(
         ),
         Code(
             SYN_QUEUE_OVERFLOWED,
-            "SYN cookies were sent or SYNs dropped since boot; no SYN queue is full now",
+            "SYN cookies were sent or SYNs dropped since boot; nothing is half open now",
             (Severity.INFO,),
         ),
     ),
