@@ -162,6 +162,23 @@ def stalled_seconds_left(
     return round(left, 3)
 
 
+def keepalive_seconds_left(
+    timer_left: float, probes_out: int, probes: int, interval: float
+) -> float:
+    """Seconds from now until keepalive ends a connection whose peer does not answer: the
+    keepalive timer fires in ``timer_left``; ``probes_out`` probes have gone unanswered so far,
+    and the kernel gives up at the firing that finds ``probes`` (tcp_keepalive_probes) of
+    them, one ``interval`` (tcp_keepalive_intvl) apart. Idle from the start, that is
+    tcp_keepalive_time + probes x interval. Measured in network namespaces
+    (tests/test_live_limits.py) against ETIMEDOUT.
+
+    >>> keepalive_seconds_left(0.5, 1, 2, 1.0)  # probes at 2 and 3 s, the end at 4 s
+    1.5
+    """
+    remaining = max(probes - max(probes_out, 0), 0)
+    return round(timer_left + remaining * interval, 3)
+
+
 def syn_queue_capacity(backlog: int, syncookies: int, max_syn_backlog: int | None) -> int:
     """How many half-open handshakes (SYN_RECV) one listener keeps before the next SYN gets a
     cookie (``syncookies`` 1) or is dropped (0); with ``syncookies`` 2 every SYN gets a cookie.

@@ -302,3 +302,53 @@ def test_without_the_timer_the_end_is_the_bound() -> None:
     finding = codes(diagnose(snapshot(stalled)))["established-peer-unreachable"]
     assert "ends_in_s" not in evidence(finding)
     assert "after at least 924 s (about 15 min) from the first unanswered send" in finding.summary
+
+
+# --- idle connections ---------------------------------------------------------------------------
+
+
+def idle_sock(port: int, idle_ms: int, **fields: Any) -> Any:
+    info = TcpInfo(last_data_sent_ms=idle_ms, last_data_recv_ms=idle_ms, last_ack_recv_ms=idle_ms)
+    fields.setdefault("timer", TimerKind.NONE)
+    return sock("ESTAB", f"10.0.0.5:{port}", "10.7.7.7:6379", pids=(40,), tcp_info=info, **fields)
+
+
+def test_unanswered_keepalive_probes_end_at_the_predicted_time() -> None:
+    probing = idle_sock(
+        41000,
+        9_000_000,
+        timer=TimerKind.KEEPALIVE,
+        timer_seconds=30.0,
+        probes=2,
+        send_queue=0,
+        recv_queue=0,
+    )
+    snap = snapshot(
+        probing,
+        processes=[process(40, "app")],
+        sysctls=Sysctls(tcp_keepalive_probes=9, tcp_keepalive_intvl=75),
+    )
+    finding = codes(diagnose(snap))["established-keepalive-unanswered"]
+    assert evidence(finding)["ends_in_s"] == 30.0 + 7 * 75
+    assert "keepalive ends them in about 555 s (about 9 min) unless the peer answers" in (
+        finding.summary
+    )
+    assert not any("assumed" in text for text in finding.unchecked)
+
+
+def test_idle_without_keepalive_is_information_past_the_threshold_only() -> None:
+    snap = snapshot(
+        idle_sock(41000, 3_599_000, send_queue=0, recv_queue=0),
+        idle_sock(41001, 3_600_000, send_queue=0, recv_queue=0),
+        idle_sock(41002, 9_000_000, send_queue=0, recv_queue=0, timer=TimerKind.KEEPALIVE),
+        processes=[process(40, "app")],
+    )
+    finding = codes(diagnose(snap))["established-idle-no-keepalive"]
+    assert finding.severity is Severity.INFO
+    assert finding.count == 1  # the one at the hour; not the one short of it, nor keepalive's
+    assert finding.subject.pids == (40,)
+
+
+def test_without_tcp_info_idleness_is_not_judged() -> None:
+    quiet = sock("ESTAB", "10.0.0.5:41000", "10.7.7.7:6379", timer=TimerKind.NONE, send_queue=0)
+    assert diagnose(snapshot(quiet)) == []

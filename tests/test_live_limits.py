@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from tcphealth.diagnose import diagnose
+from tcphealth.diagnose.config import Thresholds
 from tcphealth.model import Finding, Severity, Snapshot, TcpState
 from tcphealth.sources import collect_live
 from tcphealth.states import syn_queue_capacity
@@ -440,5 +441,79 @@ def test_abort_on_overflow_decides_what_clients_of_a_full_queue_see(netns: Any, 
         # tcphealth said their ACK is dropped silently; the clients hear nothing.
         assert "dropped silently" in (told["tcp_abort_on_overflow"].detail or "")
         assert outcomes == ["timeout", "timeout"]
+    say(child)
+    child.wait(timeout=CHILD_LIMIT)
+
+
+# --- idle connections: keepalive, or nothing --------------------------------------------------
+
+IDLE = """
+import json, socket, sys, time
+server = socket.socket(); server.bind(("127.0.0.1", 6100)); server.listen(4)
+kept = socket.socket(); kept.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+kept.connect(("127.0.0.1", 6100))
+bare = socket.create_connection(("127.0.0.1", 6100))
+peers = [server.accept()[0] for _ in range(2)]
+print(json.dumps({"connected": True}), flush=True)
+sys.stdin.readline()  # the namespace now drops everything sent to port 6100
+kept.settimeout(30)
+try:
+    kept.recv(1)
+    error = None
+except OSError as failure:
+    error = failure.errno
+print(json.dumps({"errno": error, "ended_at": time.monotonic()}), flush=True)
+sys.stdin.readline()
+"""
+
+DROP_TO_IDLE_PEER = DROP_TO_PEER.replace("6000", "6100")
+
+
+def test_keepalive_ends_an_idle_connection_when_predicted_and_nothing_ends_the_other(
+    netns: Any,
+) -> None:
+    ns = netns("idle")
+    # Keepalive after 2 s idle, then 2 probes 1 s apart: the end 4 s after the last packet.
+    ns.sysctl(
+        **{
+            "net.ipv4.tcp_keepalive_time": 2,
+            "net.ipv4.tcp_keepalive_intvl": 1,
+            "net.ipv4.tcp_keepalive_probes": 2,
+        }
+    )
+    child = ns.start(IDLE)
+    assert hear(child) == {"connected": True}
+    ns.nft(DROP_TO_IDLE_PEER)
+    say(child)
+    # Look until the kept connection has a probe unanswered (from 2 s in), at most 5 s.
+    thresholds = Thresholds(established_idle_seconds=1)
+    unanswered = None
+    deadline = time.monotonic() + 5
+    while unanswered is None and time.monotonic() < deadline:
+        before = time.monotonic()
+        snapshot = ns.look()
+        after = time.monotonic()
+        findings = diagnose(snapshot, thresholds)
+        found = codes(findings, "established-keepalive-unanswered")
+        if found:
+            unanswered = found[0]
+        else:
+            time.sleep(0.1)
+    assert unanswered is not None, "no keepalive probe went unanswered"
+    assert unanswered.count == 1
+    left = evidence(unanswered)["ends_in_s"]
+    # The other client and the two server sides have no keepalive: idle, and nothing will end
+    # them (ss shows no timer on them either).
+    (idle,) = codes(findings, "established-idle-no-keepalive")
+    assert idle.count == 3
+    assert len(ns.ss("state", "established")) == 4
+    no_timer = [row for row in ns.ss("-o", "state", "established") if "timer:" not in row]
+    assert len(no_timer) == 3
+    ended = hear(child)
+    assert ended["errno"] == 110  # ETIMEDOUT: keepalive gave up
+    assert before + left - 0.3 <= ended["ended_at"] <= after + left + 0.8, (left, ended)
+    # The connection without keepalive is still there after the other's end.
+    assert len(ns.ss("state", "established", "sport = :6100")) == 2
+    assert len(ns.ss("state", "established", "dport = :6100")) == 1
     say(child)
     child.wait(timeout=CHILD_LIMIT)

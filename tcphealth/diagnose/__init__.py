@@ -23,6 +23,7 @@ from tcphealth.diagnose.rules import (
     descriptors,
     established,
     handshake,
+    keepalive,
     kernel_limits,
     listeners,
     over_time,
@@ -48,6 +49,7 @@ RULES: tuple[Rule, ...] = (
     time_wait.RULE,
     ports.RULE,
     established.RULE,
+    keepalive.RULE,
     kernel_limits.RULE,
     over_time.RULE,
 )

@@ -119,6 +119,11 @@ class Thresholds:
     established_critical: int = _knob(
         100, "Stalled / unread / zero-window ESTABLISHED per process or peer: critical."
     )
+    established_idle_seconds: int = _knob(
+        3600,
+        "ESTABLISHED with nothing sent or received for this long and no keepalive timer: "
+        "no timer ends it if the peer is gone (info).",
+    )
     ports_warning_ratio: float = _knob(
         0.8,
         "Sockets in any state from one local address to one remote address:port, as a fraction "
