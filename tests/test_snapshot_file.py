@@ -31,6 +31,7 @@ from tcphealth.sources.snapshot_file import (
     FORMAT_NAME,
     FORMAT_VERSION,
     _encode,
+    _version_of,
     read_snapshot,
     snapshot_from_json,
     snapshot_to_json,
@@ -220,7 +221,9 @@ def test_cli_missing_file_exits_3(tmp_path: Path) -> None:
 def _indented_everywhere(snapshot: Snapshot) -> str:
     """The file as tcphealth wrote it before sockets went one per line: every level indented
     (json's own encoder over the generic _encode), kept here as the reference."""
-    document = {"format": FORMAT_NAME, "version": 1, "snapshot": _encode(snapshot)}
+    # The version is not what this reference is about: 1, or 2 for what version 2 added.
+    version = _version_of(snapshot)
+    document = {"format": FORMAT_NAME, "version": version, "snapshot": _encode(snapshot)}
     return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -266,3 +269,15 @@ def test_streamed_to_stdout_as_to_a_file(tmp_path: Path) -> None:
     target = tmp_path / "snap.json"
     write_snapshot(full_snapshot(), target)
     assert out.getvalue() == target.read_text(encoding="utf-8") == snapshot_to_json(full_snapshot())
+
+
+def test_the_limits_sysctls_are_left_out_unless_set_and_then_say_version_2() -> None:
+    plain = replace(full_snapshot(), sysctls=Sysctls(tcp_fin_timeout=60))
+    text = snapshot_to_json(plain)
+    assert json.loads(text)["version"] == 1
+    assert "tcp_mem" not in text and "nf_conntrack_max" not in text
+    limits = replace(plain, sysctls=Sysctls(tcp_mem=(1, 2, 3), ip_local_reserved_ports=()))
+    text = snapshot_to_json(limits)
+    assert json.loads(text)["version"] == 2
+    assert json.loads(text)["snapshot"]["sysctls"]["tcp_mem"] == [1, 2, 3]
+    assert snapshot_from_json(text, "limits.json") == limits

@@ -41,8 +41,10 @@ from tcphealth.reading import Limit, read_input, where_of
 
 FORMAT_NAME = "tcphealth.snapshot"
 # 2: network namespaces (``namespaces``; ``netns`` on sockets, where each process lives and
-# runs). A snapshot without them is written as version 1, byte for byte as before, so older
-# tcphealth still reads it; one with them says 2, which older tcphealth refuses by name.
+# runs), and the sysctls of the limits (tcp_mem, tcp_max_syn_backlog, reserved ports,
+# nf_conntrack_max). A snapshot without them is written as version 1, byte for byte as
+# before, so older tcphealth still reads it; one with them says 2, which older tcphealth
+# refuses by name.
 FORMAT_VERSION = 2
 _FORMAT_VERSION_WITHOUT_NAMESPACES = 1
 
@@ -51,6 +53,13 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
     "Snapshot": (("namespaces", ()),),
     "Socket": (("netns", None),),
     "Process": (("netns", None), ("container", None), ("unit", None), ("host_network", False)),
+    # The limits of issue #25: a snapshot that has none of them stays as it was.
+    "Sysctls": (
+        ("tcp_max_syn_backlog", None),
+        ("tcp_mem", None),
+        ("ip_local_reserved_ports", None),
+        ("nf_conntrack_max", None),
+    ),
 }
 # Several samples of one host, oldest first (tcphealth snapshot --samples N): the file is
 # ``{"format": "tcphealth.series", "version": 1, "samples": [...]}`` where each sample is a
@@ -130,6 +139,10 @@ def snapshot_json_chunks(snapshot: Snapshot) -> Iterator[str]:
 
 def _version_of(snapshot: Snapshot) -> int:
     if snapshot.namespaces or any(sock.netns is not None for sock in snapshot.sockets[:1]):
+        return FORMAT_VERSION
+    # A version-1 reader refuses a field it does not know: say 2 where the limits are there.
+    limits = _LEFT_OUT_WHEN_DEFAULT["Sysctls"]
+    if any(getattr(snapshot.sysctls, name) != default for name, default in limits):
         return FORMAT_VERSION
     return _FORMAT_VERSION_WITHOUT_NAMESPACES
 
