@@ -66,10 +66,10 @@ def _idle_ms(sock: Socket) -> int | None:
     info = sock.tcp_info
     if info is None:
         return None
-    times = (info.last_data_sent_ms, info.last_data_recv_ms, info.last_ack_recv_ms)
-    if any(value is None for value in times):
+    sent, received, acked = info.last_data_sent_ms, info.last_data_recv_ms, info.last_ack_recv_ms
+    if sent is None or received is None or acked is None:
         return None
-    return min(value for value in times if value is not None)
+    return min(sent, received, acked)
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
@@ -79,15 +79,19 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     unanswered: dict[IPAddress, _Group] = {}
     idle: dict[tuple[int, ...], _Group] = {}
     idle_limit_ms = thresholds.established_idle_seconds * 1000
+    keepalive, no_timer = TimerKind.KEEPALIVE, TimerKind.NONE
     for sock in index.sockets(TcpState.ESTABLISHED):
-        if sock.timer is TimerKind.KEEPALIVE and sock.probes:
+        timer = sock.timer
+        if timer is not keepalive and timer is not no_timer:
+            continue
+        if timer is keepalive and sock.probes:
             group = unanswered.setdefault(plain_address(sock.remote.address), _Group())
             group.add(sock)
             if sock.timer_seconds is not None:
                 group.ends_in.append(
                     keepalive_seconds_left(sock.timer_seconds, sock.probes, probes, interval)
                 )
-        elif sock.timer is TimerKind.NONE and not sock.send_queue and not sock.recv_queue:
+        elif timer is no_timer and not sock.send_queue and not sock.recv_queue:
             idle_ms = _idle_ms(sock)
             if idle_ms is not None and idle_ms >= idle_limit_ms:
                 group = idle.setdefault(pids_key(sock.pids), _Group())

@@ -64,23 +64,48 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         return []
     reserved_ranges = sysctls.ip_local_reserved_ports
     listening = index.listeners_by_port
-    taken: Counter[tuple[IPAddress, Destination]] = Counter()
-    by_state: dict[tuple[IPAddress, Destination], Counter[TcpState]] = {}
-    holders: dict[tuple[IPAddress, Destination], Counter[tuple[int, ...]]] = {}
+    # One pass, as cheap per socket as it can be: keyed by integers only -- the identities of
+    # the local and remote address objects (sources share them; ipaddress's own hash is slow)
+    # and the remote port -- then folded into (local address, destination) once per key.
+    raw: dict[tuple[int, int, int | None, TcpState], int] = {}
+    raw_holders: dict[tuple[int, int, int | None, tuple[int, ...]], int] = {}
+    address_of: dict[int, IPAddress] = {}
     for state, sockets in index.by_state.items():
         if state in _NOT_OUTGOING:
             continue
         for sock in sockets:
             port = sock.local.port
-            if port is None or not low <= port <= high or port in listening:
+            if port is None or port < low or port > high or port in listening:
                 continue
             if reserved_ranges and _reserved(port, reserved_ranges):
                 continue
-            key = (plain_address(sock.local.address), destination(sock.remote))
-            taken[key] += 1
-            by_state.setdefault(key, Counter())[state] += 1
-            if sock.pids:
-                holders.setdefault(key, Counter())[sock.pids] += 1
+            local, remote = sock.local.address, sock.remote
+            local_id, remote_id = id(local), id(remote.address)
+            if local_id not in address_of:
+                address_of[local_id] = local
+            if remote_id not in address_of:
+                address_of[remote_id] = remote.address
+            state_key = (local_id, remote_id, remote.port, state)
+            raw[state_key] = raw.get(state_key, 0) + 1
+            pids = sock.pids
+            if pids:
+                owner_key = (local_id, remote_id, remote.port, pids)
+                raw_holders[owner_key] = raw_holders.get(owner_key, 0) + 1
+
+    def fold(local_id: int, remote_id: int, port: int | None) -> tuple[IPAddress, Destination]:
+        remote = destination(Endpoint(address_of[remote_id], port))
+        return plain_address(address_of[local_id]), remote
+
+    taken: Counter[tuple[IPAddress, Destination]] = Counter()
+    by_state: dict[tuple[IPAddress, Destination], Counter[TcpState]] = {}
+    for (local_id, remote_id, port, state), count in raw.items():
+        key = fold(local_id, remote_id, port)
+        taken[key] += count
+        by_state.setdefault(key, Counter())[state] += count
+    holders: dict[tuple[IPAddress, Destination], Counter[tuple[int, ...]]] = {}
+    for (local_id, remote_id, port, pids), count in raw_holders.items():
+        key = fold(local_id, remote_id, port)
+        holders.setdefault(key, Counter())[pids] += count
     findings: list[Finding] = []
     for key, count in taken.items():
         states = by_state[key]
