@@ -622,6 +622,11 @@ def sockets(
     is_flag=True,
     help="Print one Nagios/Icinga status line with perfdata instead of the findings.",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Filters that match no socket are fine: exit 0 instead of 3 (UNKNOWN).",
+)
 @click.pass_context
 def check(
     context: click.Context,
@@ -632,9 +637,11 @@ def check(
     config: Path | None,
     fail_on: str,
     nagios: bool,
+    allow_empty: bool,
 ) -> None:
     """Print the findings and exit 0 (nothing reaches --fail-on), 1 (warning), 2 (critical)
-    or 3 (input unreadable), for CI and monitoring."""
+    or 3 (input unreadable, or filters that match no socket: see --allow-empty), for CI and
+    monitoring. Filters choose which findings count; each is judged on the whole host."""
     env = environment()
     threshold = Severity[fail_on.upper()]
     try:
@@ -644,6 +651,14 @@ def check(
             env.stdout.write(unknown_line(error.format_message()) + "\n")
         raise
     code = report.exit_code(threshold)
+    if report.empty_selection is not None and not allow_empty:
+        # Nothing was looked at: a check with a typo in its filter must not read as healthy.
+        problem = f"no socket matched {report.empty_selection}"
+        if nagios:
+            env.stdout.write(unknown_line(problem) + "\n")
+        else:
+            say(env, f"tcphealth: check: {problem} (--allow-empty accepts that): exit 3")
+        context.exit(ExitCode.INPUT_UNREADABLE)
     if nagios:
         env.stdout.write(status_line(report, threshold) + "\n")
     else:

@@ -18,12 +18,14 @@ from dataclasses import dataclass, replace
 
 from tcphealth.model import (
     Container,
+    Endpoint,
     Family,
     Finding,
     IPAddress,
     NetNamespace,
     Snapshot,
     Socket,
+    SubjectKind,
     TcpState,
 )
 
@@ -247,26 +249,106 @@ def select_namespace(snapshot: Snapshot, name: str) -> Snapshot | None:
     return None
 
 
-def filter_findings(
-    findings: Iterable[Finding], flt: SocketFilter, snapshot: Snapshot
-) -> list[Finding]:
-    """Drop findings the filter rules out by their own state or process.
+def selection_is_empty(snapshot: Snapshot, narrowed: Snapshot, flt: SocketFilter) -> bool:
+    """The filter matched nothing: no socket, and (for --pid/--process) no process either.
+    Not a healthy host -- a check written with a typo (``--process javaa``) must not pass."""
+    if not flt.active or narrowed.sockets:
+        return False
+    return not (flt.selects_owners and _matching_pids(snapshot, flt))
 
-    The diagnosis of a filtered snapshot can still speak from host-wide counters (a
-    TIME_WAIT overflow counter while the user asked for CLOSE_WAIT); such a finding is dropped
-    when its state is not asked for, or when it names a process that --pid/--process did not
-    select. A finding without a state or a process is kept. ``snapshot`` is the one the
-    findings were made from (it names the processes).
-    """
+
+def as_options(flt: SocketFilter) -> str:
+    """The criteria as the command-line options that give them (``--process javaa``)."""
+    words: list[str] = []
+    for word in flt.describe():
+        key, _, value = word.partition("=")
+        words.append(f"--{key} {value}")
+    return " ".join(words)
+
+
+def finding_pids(finding: Finding) -> tuple[int, ...]:
+    """Every pid a finding is about."""
+    return finding.subject.pids
+
+
+class _Relation:
+    """Which sockets of a snapshot a finding is about, from its state and its subject.
+
+    A finding is about the sockets in its state (any state, for a finding about a listener as
+    a whole or about no state) that its subject names: held by one of its pids, or on its
+    address -- the listener's local port (with clients on this host connecting to it) or the
+    peer's remote address. A finding about the host and no address is about every socket in
+    its state, and so is one that names neither pid nor address. Local addresses are those any socket of the snapshot is bound to, so a client
+    of a local listener is told from a client of a remote one on the same port."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.local_addresses = {sock.local.address for sock in snapshot.sockets}
+
+    def _is_local(self, address: IPAddress) -> bool:
+        return address.is_loopback or address in self.local_addresses
+
+    def about(self, finding: Finding, sock: Socket) -> bool:
+        subject = finding.subject
+        whole_listener = subject.kind is SubjectKind.LISTENER and finding.state in (
+            None,
+            TcpState.LISTEN,
+        )
+        if finding.state is not None and not whole_listener and sock.state is not finding.state:
+            return False
+        pids = finding_pids(finding)
+        if pids and any(pid in pids for pid in sock.pids):
+            return True
+        address = subject.address
+        if address is None:
+            return not pids
+        if subject.kind is SubjectKind.LISTENER:
+            return _on_listener(sock.local, address) or (
+                _on_listener(sock.remote, address) and self._is_local(sock.remote.address)
+            )
+        return _same_place(sock.remote, address)
+
+
+def _on_listener(endpoint: Endpoint, listener: Endpoint) -> bool:
+    if endpoint.port != listener.port:
+        return False
+    return listener.address.is_unspecified or endpoint.address == listener.address
+
+
+def _same_place(endpoint: Endpoint, address: Endpoint) -> bool:
+    if endpoint.address != address.address:
+        return False
+    return address.port is None or endpoint.port == address.port
+
+
+def select_findings(
+    findings: Iterable[Finding], flt: SocketFilter, snapshot: Snapshot, narrowed: Snapshot
+) -> list[Finding]:
+    """The findings of the whole ``snapshot`` that the filter's selection (``narrowed``) shows.
+
+    The diagnosis always sees the whole host, so a finding shown under a filter is the very
+    finding an unfiltered run makes (same code, severity, blame, subject and evidence); the
+    filter only chooses which are shown. A finding is shown when one of the sockets it is
+    about (:class:`_Relation`) was selected, or when --pid/--process selected a process it is
+    about. When some of its sockets lie outside the selection, ``outside_filter`` says how
+    many, so that a narrowed view never hides that the cause reaches further."""
     if not flt.active:
         return list(findings)
-    owners = _matching_pids(snapshot, flt) if flt.selects_owners else None
-    selected: list[Finding] = []
+    relation = _Relation(snapshot)
+    selected_ids = {id(sock) for sock in narrowed.sockets}
+    owners = _matching_pids(snapshot, flt) if flt.selects_owners else set()
+    shown: list[Finding] = []
     for finding in findings:
-        if flt.states and finding.state is not None and finding.state not in flt.states:
+        about = [sock for sock in snapshot.sockets if relation.about(finding, sock)]
+        inside = sum(1 for sock in about if id(sock) in selected_ids)
+        by_process = any(pid in owners for pid in finding_pids(finding))
+        if not inside and not by_process:
             continue
-        pid = finding.subject.pid
-        if owners is not None and pid is not None and pid not in owners:
-            continue
-        selected.append(finding)
-    return selected
+        outside = len(about) - inside
+        if outside:
+            note = (
+                f"{outside:,} of the {len(about):,} sockets it concerns lie outside the filter "
+                f"({as_options(flt)}): judged on the whole host"
+            )
+            finding = replace(finding, outside_filter=(*finding.outside_filter, note))
+        shown.append(finding)
+    return shown

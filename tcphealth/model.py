@@ -639,6 +639,11 @@ class Subject:
     pids: tuple[int, ...] = ()
     address: Endpoint | None = None
 
+    def __post_init__(self) -> None:
+        # A subject naming one pid is about that pid: ``pids`` never leaves it out.
+        if self.pid is not None and not self.pids:
+            object.__setattr__(self, "pids", (self.pid,))
+
     def describe(self) -> str:
         parts: list[str] = []
         if self.pid is not None:
@@ -696,6 +701,8 @@ class Finding:
     netns: str | None = None
     container: str | None = None
     pod: str | None = None
+    # Under a filter: what of the finding's cause lies outside the sockets shown.
+    outside_filter: tuple[str, ...] = ()
 
 
 def finding_order(finding: Finding) -> tuple[int, int, str, str]:

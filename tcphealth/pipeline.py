@@ -11,15 +11,21 @@ from __future__ import annotations
 import re
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tcphealth import gcpause, namespaced, sources
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.timeline import Age, ConnectionKey, Tracker
-from tcphealth.filters import SocketFilter, apply_filter, filter_findings
+from tcphealth.filters import (
+    SocketFilter,
+    apply_filter,
+    as_options,
+    select_findings,
+    selection_is_empty,
+)
 from tcphealth.model import Finding, Snapshot, Sysctls
 from tcphealth.report import Report, build_report
 from tcphealth.series_facts import SeriesFacts
@@ -30,18 +36,21 @@ def analyse(
     flt: SocketFilter | None = None,
     thresholds: Thresholds | None = None,
 ) -> Report:
-    """Narrow the snapshot to what ``flt`` selects, diagnose that, and arrange the report."""
+    """Diagnose the whole snapshot, then show what ``flt`` selects: the matching sockets and
+    the findings about them -- each the same finding an unfiltered run makes."""
     flt = flt or SocketFilter()
     with gcpause.paused():  # indexes and groups over every socket: no cycles among them
-        narrowed = apply_filter(snapshot, flt)
-        if narrowed.namespaces:  # each namespace diagnosed with its own sysctls and counters
-            return namespaced.analyse(
-                narrowed,
-                lambda part: filter_findings(diagnose(part, thresholds), flt, part),
-                flt.describe(),
-            )
-        findings = filter_findings(diagnose(narrowed, thresholds), flt, narrowed)
-        return build_report(narrowed, findings, filters=flt.describe())
+        if snapshot.namespaces:  # each namespace diagnosed with its own sysctls and counters
+            whole = _by_namespace(snapshot, lambda part: diagnose(part, thresholds))
+            narrowed = _with_named_processes(snapshot, apply_filter(snapshot, flt), whole)
+
+            def shown(part: Snapshot) -> list[Finding]:
+                whole_part, found = whole[part.namespaces[0].inode]
+                return select_findings(found, flt, whole_part, part)
+
+            report = namespaced.analyse(narrowed, shown, flt.describe())
+            return replace(report, empty_selection=_empty(snapshot, narrowed, flt))
+        return _narrowed_report(snapshot, diagnose(snapshot, thresholds), flt)
 
 
 def analyse_series(
@@ -58,24 +67,111 @@ def analyse_series(
 
     flt = flt or SocketFilter()
     with gcpause.paused():
-        narrowed = [apply_filter(snapshot, flt) for snapshot in series]
-        if narrowed[-1].namespaces:
+        latest = series[-1]
+        if latest.namespaces:
             from tcphealth.diagnose.timeline import ages_over
 
             # Ages over the whole host's samples: a socket's key holds no namespace, but its
             # cookie (or inode) is unique on the host.
-            every_age = ages_over(narrowed) if ages is None else ages
+            every_age = ages_over(series) if ages is None else ages
+            whole = _series_by_namespace(series, thresholds, every_age)
+            narrowed = [apply_filter(snapshot, flt) for snapshot in series]
+            narrowed[-1] = _with_named_processes(
+                latest,
+                narrowed[-1],
+                {inode: (part, found) for inode, (part, found, _) in whole.items()},
+            )
 
             def diagnosis(part: Sequence[Snapshot]) -> tuple[list[Finding], SeriesFacts]:
-                found, facts = diagnose_series(part, thresholds, every_age)
-                return filter_findings(found, flt, part[-1]), facts
+                whole_part, found, facts = whole[part[-1].namespaces[0].inode]
+                return select_findings(found, flt, whole_part, part[-1]), facts
 
-            return namespaced.analyse_series(narrowed, diagnosis, flt.describe())
-        findings, facts = diagnose_series(narrowed, thresholds, ages)
-        latest = narrowed[-1]
-        return build_report(
-            latest, filter_findings(findings, flt, latest), filters=flt.describe(), series=facts
-        )
+            report = namespaced.analyse_series(narrowed, diagnosis, flt.describe())
+            return replace(report, empty_selection=_empty(latest, narrowed[-1], flt))
+        findings, facts = diagnose_series(series, thresholds, ages)
+        return _narrowed_report(latest, findings, flt, facts)
+
+
+def _narrowed_report(
+    snapshot: Snapshot,
+    findings: Sequence[Finding],
+    flt: SocketFilter,
+    series: SeriesFacts | None = None,
+) -> Report:
+    """The report of what ``flt`` selects from ``snapshot``, whose whole diagnosis is
+    ``findings``."""
+    narrowed = apply_filter(snapshot, flt)
+    shown = select_findings(findings, flt, snapshot, narrowed)
+    narrowed = _with_named_processes(snapshot, narrowed, {0: (snapshot, shown)})
+    return build_report(
+        narrowed,
+        shown,
+        filters=flt.describe(),
+        series=series,
+        empty_selection=_empty(snapshot, narrowed, flt),
+    )
+
+
+def _with_named_processes(
+    snapshot: Snapshot, narrowed: Snapshot, found: Mapping[int, tuple[Snapshot, list[Finding]]]
+) -> Snapshot:
+    """``narrowed`` still listing the processes the findings are about (by name), whether or
+    not the filter kept their sockets, so no finding names a process the report does not
+    know."""
+    if narrowed is snapshot:
+        return narrowed
+    listed = {process.pid for process in narrowed.processes}
+    named = {
+        pid
+        for _, findings in found.values()
+        for finding in findings
+        for pid in finding.subject.pids
+    }
+    named -= listed
+    if not named:
+        return narrowed
+    extra = tuple(process for process in snapshot.processes if process.pid in named)
+    return replace(narrowed, processes=(*narrowed.processes, *extra))
+
+
+def _empty(snapshot: Snapshot, narrowed: Snapshot, flt: SocketFilter) -> str | None:
+    return as_options(flt) if selection_is_empty(snapshot, narrowed, flt) else None
+
+
+def _by_namespace(
+    snapshot: Snapshot, diagnosis: Callable[[Snapshot], list[Finding]]
+) -> dict[int, tuple[Snapshot, list[Finding]]]:
+    """The whole diagnosis of each namespace's part (as :func:`namespaced.analyse` splits it),
+    by the namespace's inode."""
+    if len(snapshot.namespaces) == 1:
+        return {snapshot.namespaces[0].inode: (snapshot, diagnosis(snapshot))}
+    return {
+        namespace.inode: (part, diagnosis(part)) for namespace, part in namespaced.split(snapshot)
+    }
+
+
+def _series_by_namespace(
+    series: Sequence[Snapshot],
+    thresholds: Thresholds | None,
+    ages: Mapping[ConnectionKey, Age],
+) -> dict[int, tuple[Snapshot, list[Finding], SeriesFacts]]:
+    """Like :func:`_by_namespace` over several samples (as :func:`namespaced.analyse_series`
+    splits them): each namespace of the latest diagnosed over its part of every sample."""
+    from tcphealth.diagnose.series import diagnose_series
+
+    parts_of = [
+        {namespace.inode: part for namespace, part in namespaced.split(sample)}
+        if sample.namespaces
+        else {}
+        for sample in series
+    ]
+    whole: dict[int, tuple[Snapshot, list[Finding], SeriesFacts]] = {}
+    for namespace, part in namespaced.split(series[-1]):
+        earlier = [parts.get(namespace.inode) for parts in parts_of[:-1]]
+        sub = [sample for sample in earlier if sample is not None] + [part]
+        found, facts = diagnose_series(sub, thresholds, ages)
+        whole[namespace.inode] = (part, found, facts)
+    return whole
 
 
 # --- where the samples come from, and what is made of them --------------------------------------

@@ -134,6 +134,9 @@ class Report:
     series: SeriesFacts | None = None
     # The network namespaces read (Snapshot.namespaces); empty when the source knew of none.
     namespaces: tuple[NetNamespace, ...] = ()
+    # The filter's options when they matched no socket (nor, for --pid/--process, any
+    # process): nothing was looked at, which is not the same as nothing wrong.
+    empty_selection: str | None = None
 
     def place(
         self, netns: int | None, pids: tuple[int, ...]
@@ -444,6 +447,7 @@ def build_report(
     *,
     filters: tuple[str, ...] = (),
     series: SeriesFacts | None = None,
+    empty_selection: str | None = None,
 ) -> Report:
     """Arrange a (possibly filtered) snapshot and the findings the diagnosis made of it;
     ``series`` when the snapshot is the latest of several samples."""
@@ -484,8 +488,9 @@ def build_report(
     process_by_pid = {process.pid: process for process in snapshot.processes}
     findings_by_pid: dict[int, list[Finding]] = {}
     for finding in ordered:
-        if finding.subject.pid is not None:
-            findings_by_pid.setdefault(finding.subject.pid, []).append(finding)
+        # Every process a finding is about carries it, so none of them reads "nothing wrong".
+        for pid in finding.subject.pids:
+            findings_by_pid.setdefault(pid, []).append(finding)
 
     # Every process the snapshot lists, every pid holding a socket, every pid a finding names.
     pids = set(process_by_pid) | set(owners) | set(findings_by_pid)
@@ -512,6 +517,7 @@ def build_report(
         sockets=snapshot.sockets,
         process_by_pid=process_by_pid,
         series=series,
+        empty_selection=empty_selection,
     )
 
 

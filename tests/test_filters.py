@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
@@ -8,8 +9,8 @@ from tcphealth.filters import (
     FilterError,
     SocketFilter,
     apply_filter,
-    filter_findings,
     parse_network,
+    select_findings,
 )
 from tcphealth.model import Family, Severity, Socket, TcpState
 from tests.scenario_helpers import finding, leak_snapshot, proc, snap, sock
@@ -127,7 +128,7 @@ def test_describe_names_every_criterion_in_a_stable_order() -> None:
     )
 
 
-def test_filter_findings_drops_other_states_and_other_processes() -> None:
+def test_select_findings_shows_those_about_selected_sockets_or_processes() -> None:
     snapshot = leak_snapshot()
     findings = [
         finding("cw", Severity.WARNING, TcpState.CLOSE_WAIT, pid=812),
@@ -135,13 +136,29 @@ def test_filter_findings_drops_other_states_and_other_processes() -> None:
         finding("host", Severity.INFO, None),
         finding("sshd", Severity.INFO, TcpState.LISTEN, pid=611),
     ]
-    by_state = SocketFilter(states=frozenset({TcpState.CLOSE_WAIT}))
-    assert [f.code for f in filter_findings(findings, by_state, snapshot)] == ["cw", "host"]
-    by_process = SocketFilter(processes=("java",))
-    assert [f.code for f in filter_findings(findings, by_process, snapshot)] == ["cw", "tw", "host"]
-    assert [f.code for f in filter_findings(findings, SocketFilter(), snapshot)] == [
-        "cw",
-        "tw",
-        "host",
-        "sshd",
-    ]
+
+    def shown(flt: SocketFilter) -> list[str]:
+        narrowed = apply_filter(snapshot, flt)
+        return [f.code for f in select_findings(findings, flt, snapshot, narrowed)]
+
+    # The TIME_WAIT socket is not selected, so its finding is not shown; "host" is about
+    # every socket and some are selected.
+    assert shown(SocketFilter(states=frozenset({TcpState.CLOSE_WAIT}))) == ["cw", "host"]
+    # java holds no TIME_WAIT socket: the TIME_WAIT finding is not about it.
+    assert shown(SocketFilter(processes=("java",))) == ["cw", "host"]
+    assert shown(SocketFilter()) == ["cw", "tw", "host", "sshd"]
+
+
+def test_a_finding_shown_under_a_filter_says_what_lies_outside_it() -> None:
+    snapshot = leak_snapshot()
+    leak = finding("cw", Severity.WARNING, TcpState.CLOSE_WAIT, pid=812)
+    flt = SocketFilter(ports=frozenset({5432}), remote=(parse_network("10.20.0.15"),))
+    narrowed = apply_filter(snapshot, flt)
+    assert select_findings([leak], flt, snapshot, narrowed)[0].outside_filter == ()
+    flt = SocketFilter(states=frozenset({TcpState.CLOSE_WAIT}), ports=frozenset({40001}))
+    (shown,) = select_findings([leak], flt, snapshot, apply_filter(snapshot, flt))
+    assert shown.outside_filter == (
+        "2 of the 3 sockets it concerns lie outside the filter "
+        "(--state CLOSE_WAIT --port 40001): judged on the whole host",
+    )
+    assert replace(shown, outside_filter=()) == leak

@@ -39,6 +39,7 @@ def test_document_header_host_and_summary() -> None:
         "version",
         "host",
         "filters",
+        "empty_selection",
         "summary",
         "attribution",
         "findings",
@@ -105,6 +106,7 @@ def test_finding_shape() -> None:
             "subject": {
                 "kind": "process",
                 "pid": 812,
+                "pids": [812],
                 "process": "java",
                 "endpoint": "10.20.0.15:5432",
             },
@@ -112,6 +114,7 @@ def test_finding_shape() -> None:
             "netns": None,
             "container": None,
             "pod": None,
+            "outside_filter": [],
         }
     ]
 

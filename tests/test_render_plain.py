@@ -22,12 +22,12 @@ from tests.scenario_helpers import (
 )
 
 FINDING_LINE = (
-    "CRITICAL code=close-wait-leak state=CLOSE_WAIT count=3 pid=812 process=java "
-    "endpoint=10.20.0.15:5432 subject=process blame=local-application "
+    "CRITICAL code=close-wait-leak state=CLOSE_WAIT count=3 pid=812 pids=812 "
+    "process=java endpoint=10.20.0.15:5432 subject=process blame=local-application "
     'summary="java read the peer\'s FIN but never closed 3 connections." '
     'evidence="recv_queue=0 (read to EOF, close() never called)" '
     'next="Find where java opens connections to 10.20.0.15:5432 without closing them" '
-    'unchecked="how long the sockets have been idle" netns=- container=- pod=-'
+    'unchecked="how long the sockets have been idle" netns=- container=- pod=- outside_filter=-'
 )
 GROUP_LINES = [
     "CLOSE_WAIT count=3 local=10.0.0.5:* remote=10.20.0.15:5432 peers=1 recv_q=1 send_q=0 "
@@ -151,9 +151,9 @@ def test_a_finding_without_state_or_process_still_has_every_field() -> None:
     host_wide = finding("tw-buckets", Severity.WARNING, None, kind=SubjectKind.HOST)
     line = plain.finding_line(host_wide)
     assert line == (
-        "WARNING code=tw-buckets state=- count=1 pid=- process=- endpoint=- subject=host "
-        'blame=local-application summary="Something is wrong." evidence=- next=- unchecked=- '
-        "netns=- container=- pod=-"
+        "WARNING code=tw-buckets state=- count=1 pid=- pids=- process=- endpoint=- "
+        'subject=host blame=local-application summary="Something is wrong." evidence=- next=- '
+        "unchecked=- netns=- container=- pod=- outside_filter=-"
     )
 
 

@@ -4,8 +4,9 @@ Every line starts with a word saying what it is, then ``key=value`` fields in a 
 every field always present (``-`` when unknown). Three kinds of line (each shown wrapped here,
 always one line in the output)::
 
-    CRITICAL code=C state=S count=N pid=P process=NAME endpoint=E subject=KIND blame=B
-        summary="..." evidence="..." next="..." unchecked="..." netns=NS container=C pod=P
+    CRITICAL code=C state=S count=N pid=P pids=P,Q process=NAME endpoint=E subject=KIND
+        blame=B summary="..." evidence="..." next="..." unchecked="..." netns=NS container=C
+        pod=P outside_filter="..."
     STATE count=N local=A remote=B peers=K recv_q=R send_q=S backlog=L pid=P process=NAME
         user=U age_s=A netns=NS container=C pod=P
     STATE local=A remote=B recv_q=R send_q=S backlog=L timer=T timer_s=X retrans=N pid=P
@@ -112,6 +113,7 @@ def finding_line(finding: Finding) -> str:
         ("state", finding.state.value if finding.state else None),
         ("count", finding.count),
         ("pid", subject.pid),
+        ("pids", _pids(subject.pids)),
         ("process", subject.process),
         ("endpoint", subject.endpoint),
         ("subject", subject.kind.value),
@@ -129,6 +131,7 @@ def finding_line(finding: Finding) -> str:
         + "".join(f" {key}={value(item)}" for key, item in fields)
         + "".join(f" {key}={listing(items)}" for key, items in lists)
         + "".join(f" {key}={value(item)}" for key, item in places)
+        + f" outside_filter={listing(finding.outside_filter)}"
     )
 
 

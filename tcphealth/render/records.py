@@ -94,6 +94,7 @@ def finding_record(finding: Finding) -> JSONObject:
         "subject": {
             "kind": subject.kind.value,
             "pid": subject.pid,
+            "pids": list(subject.pids),
             "process": subject.process,
             "endpoint": subject.endpoint,
         },
@@ -101,6 +102,7 @@ def finding_record(finding: Finding) -> JSONObject:
         "netns": finding.netns,
         "container": finding.container,
         "pod": finding.pod,
+        "outside_filter": list(finding.outside_filter),
     }
 
 
@@ -289,6 +291,8 @@ def report_record(report: Report) -> JSONObject:
         "version": REPORT_VERSION,
         "host": host_record(report),
         "filters": list(report.filters),
+        # The filter's options when they matched nothing (check then exits 3), else null.
+        "empty_selection": report.empty_selection,
         "summary": summary_record(report),
         "attribution": attribution_record(report),
         "findings": [finding_record(finding) for finding in report.findings],

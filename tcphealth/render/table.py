@@ -27,7 +27,7 @@ from tcphealth.model import Finding, Severity, Socket, SubjectKind, TcpState, Ti
 from tcphealth.phrases import plural
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import TABLE_GROUP_LIMIT, RenderOptions, View
-from tcphealth.render.text import age_text, endpoint_text, inert, utc_text
+from tcphealth.render.text import age_text, count_text, endpoint_text, inert, utc_text
 from tcphealth.report import OwnerSummary, Report, SocketGroup
 
 SEVERITY_STYLE: dict[Severity, str] = {
@@ -162,9 +162,9 @@ def finding_block(finding: Finding) -> RenderableType:
     title.append("  " + inert(finding.subject.describe()))
     # A host-wide limit counted in something other than sockets (pages, conntrack entries,
     # SYNs since boot) has count 0 and its numbers in the evidence: no "0 sockets" title.
-    if finding.count or finding.subject.kind is not SubjectKind.HOST:
-        count = plural(finding.count, "socket")
-        title.append(f"  {count}" + (f" in {finding.state.value}" if finding.state else ""))
+    counted = count_text(finding)
+    if counted:
+        title.append("  " + counted)
 
     details = Table.grid(padding=(0, 1))
     details.add_column(style="dim", no_wrap=True)
@@ -175,6 +175,7 @@ def finding_block(finding: Finding) -> RenderableType:
         ("next", [_t(step) for step in finding.next_steps]),
         ("not checked", [_t(item) for item in finding.unchecked]),
         ("where", [_t(where)] if (where := _where(finding)) else []),
+        ("filter", [_t(item) for item in finding.outside_filter]),
     ):
         for index, shown in enumerate(values):
             details.add_row(Text(label if index == 0 else ""), shown)
@@ -196,6 +197,9 @@ def _where(finding: Finding) -> str | None:
 
 
 def findings_section(console: Console, report: Report) -> None:
+    if report.empty_selection is not None:
+        console.print(Text(f"No socket matched {inert(report.empty_selection)}: nothing to judge."))
+        return
     if not report.findings:
         console.print(Text("No problems found.", style=SEVERITY_STYLE[Severity.OK]))
         return

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 
-from tcphealth.model import Endpoint, Severity
+from tcphealth.model import Endpoint, Finding, Severity, SubjectKind, TcpState
+from tcphealth.phrases import plural
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -92,3 +93,16 @@ def age_text(seconds: float) -> str:
     if whole < 86400:
         return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def count_text(finding: Finding) -> str:
+    """What a finding's count counts, in words: the connections queued on one listener for a
+    finding about a listener's queue, else its sockets in their state; empty for a host-wide
+    finding whose count is not of sockets (0)."""
+    subject = finding.subject
+    if not finding.count and subject.kind is SubjectKind.HOST:
+        return ""  # a host-wide limit counted in pages, entries or SYNs: see its evidence
+    if subject.kind is SubjectKind.LISTENER and finding.state is TcpState.LISTEN:
+        return f"{plural(finding.count, 'connection')} queued on 1 listener"
+    count = plural(finding.count, "socket")
+    return count + (f" in {finding.state.value}" if finding.state else "")
