@@ -277,9 +277,9 @@ class _Relation:
     A finding is about the sockets in its state (any state, for a finding about a listener as
     a whole or about no state) that its subject names: held by one of its pids, or on its
     address -- the listener's local port (with clients on this host connecting to it) or the
-    peer's remote address. A finding about the host and no address is about every socket in
-    its state, and so is one that names neither pid nor address. Local addresses are those any socket of the snapshot is bound to, so a client
-    of a local listener is told from a client of a remote one on the same port."""
+    peer's remote address. A finding that names neither pid nor address is about every socket
+    in its state. Local addresses are those any socket of the snapshot is bound to, so a
+    client of a local listener is told from a client of a remote one on the same port."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.local_addresses = {sock.local.address for sock in snapshot.sockets}

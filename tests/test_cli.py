@@ -419,7 +419,8 @@ def test_grep_close_wait_on_the_leak_fixture() -> None:
     out = run("--from", FIXTURES / "close-wait-leak.json").stdout
     matching = [line for line in out.splitlines() if "CLOSE_WAIT" in line]
     assert matching[0].startswith(
-        "WARNING code=close-wait-not-closed state=CLOSE_WAIT count=240 pid=812 pids=812 process=java "
+        "WARNING code=close-wait-not-closed state=CLOSE_WAIT count=240 pid=812 pids=812 "
+        "process=java "
     )
     assert matching[1:] == [
         "CLOSE_WAIT count=240 local=10.0.0.5:* remote=10.20.0.15:5432 peers=1 recv_q=0 "
