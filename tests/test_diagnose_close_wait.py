@@ -28,8 +28,16 @@ def only(findings: list[Finding], code: str) -> Finding:
     return matching[0]
 
 
+OLD_MS = 600_000  # in CLOSE_WAIT ten minutes at least: past any slow close
+
+
 def held(
-    count: int, pid: int, recv_queue: int | None, remote: str = "10.0.0.5", port: int = 5432
+    count: int,
+    pid: int,
+    recv_queue: int | None,
+    remote: str = "10.0.0.5",
+    port: int = 5432,
+    age_ms: int | None = OLD_MS,
 ) -> list[Socket]:
     return many(
         count,
@@ -41,6 +49,7 @@ def held(
             recv_queue=recv_queue,
             send_queue=0,
             inode=1000 + i,
+            tcp_info=None if age_ms is None else TcpInfo(last_ack_recv_ms=age_ms),
         ),
     )
 
@@ -64,6 +73,32 @@ def test_receive_queue_zero_is_a_descriptor_leak_blamed_on_the_process() -> None
         finding.next_steps
     )
     assert "cat /proc/812/limits   # Max open files: how far the leak can go" in finding.next_steps
+
+
+def test_one_young_sample_states_what_it_shows_and_does_not_call_it_a_leak() -> None:
+    # Three seconds in CLOSE_WAIT: a slow closer looks exactly like this in one sample.
+    snap = snapshot(held(30, 812, 0, age_ms=3_000), processes=[process(812, "java")])
+    finding = only(diagnose(snap), "close-wait-not-closed")
+    assert finding.summary == (
+        "pid 812 (java) holds 30 connections in CLOSE_WAIT: the peers closed and this "
+        "application has not closed them yet; it read each to end-of-file and has not called "
+        "close() yet; mostly to 10.0.0.5:5432 (30)."
+    )
+    assert "leak" not in finding.summary
+    assert {e.name: e.value for e in finding.evidence}["oldest_at_least_s"] == 3.0
+    assert finding.unchecked == (
+        "whether this is a leak or an application slow to close: the oldest has been in "
+        "CLOSE_WAIT at least 3.0 s, under 60 s; follow them for longer than 60 s (tcphealth "
+        "check --samples 4 --interval 20, or tcphealth watch)",
+    )
+
+
+def test_an_unknown_age_is_not_taken_for_an_old_one() -> None:
+    snap = snapshot(held(30, 812, 0, age_ms=None), processes=[process(812, "java")])
+    finding = only(diagnose(snap), "close-wait-not-closed")
+    assert "never" not in finding.summary
+    assert "oldest_at_least_s" not in {e.name for e in finding.evidence}
+    assert "how long they have been in CLOSE_WAIT is not known" in finding.unchecked[0]
 
 
 def test_receive_queue_one_means_the_application_stopped_reading() -> None:

@@ -122,12 +122,33 @@ def test_the_age_at_least_takes_the_larger_of_observation_and_kernel_floor() -> 
 def test_close_wait_that_stays_is_a_leak_with_how_long_it_stayed() -> None:
     sockets = [close_wait(41000 + i) for i in range(12)]
     series = [at(snapshot(*sockets, processes=[process(700, "api")]), t) for t in (0, 5, 10)]
-    findings, facts = diagnose_series(series)
+    # Ten seconds is past a slow close only for a closer known to take less.
+    findings, facts = diagnose_series(series, Thresholds(close_wait_leak_seconds=10))
     assert codes(findings) == ["close-wait-not-reading"]
     assert evidence(findings[0], "stayed") == 12
     assert evidence(findings[0], "replaced_ratio") == 0.0
-    assert "12 of them stayed through the whole 10.0 s across 3 samples" in findings[0].summary
+    assert evidence(findings[0], "oldest_at_least_s") == 10.0
+    assert (
+        "12 of them stayed through the whole 10.0 s across 3 samples, the oldest in CLOSE_WAIT "
+        "at least 10 s: a leak, not a slow close." in findings[0].summary
+    )
+    assert findings[0].unchecked == ()
     assert facts.samples == 3 and facts.window_seconds == 10.0
+
+
+def test_close_wait_that_stays_through_a_short_window_is_not_yet_called_a_leak() -> None:
+    # The same 10 s, with slow closes allowed a minute: staying 10 s proves nothing yet.
+    sockets = [close_wait(41000 + i) for i in range(12)]
+    series = [at(snapshot(*sockets, processes=[process(700, "api")]), t) for t in (0, 5, 10)]
+    findings, _ = diagnose_series(series)
+    assert codes(findings) == ["close-wait-not-reading"]
+    assert evidence(findings[0], "stayed") == 12
+    assert "leak" not in findings[0].summary
+    assert findings[0].unchecked == (
+        "whether this is a leak or an application slow to close: the oldest has been in "
+        "CLOSE_WAIT at least 10.0 s, under 60 s; follow them for longer than 60 s (tcphealth "
+        "check --samples 4 --interval 20, or tcphealth watch)",
+    )
 
 
 def test_close_wait_replaced_every_sample_is_a_slow_close_one_level_lower() -> None:

@@ -58,6 +58,12 @@ class Thresholds:
         "with room in its queue: warn from this many.",
     )
     close_wait_critical: int = _knob(500, "The same CLOSE_WAIT counts: critical from this many.")
+    close_wait_leak_seconds: float = _knob(
+        60.0,
+        "CLOSE_WAIT held by a process is called a leak only when one of its sockets has been "
+        "in CLOSE_WAIT at least this long (seen over samples, or tcp_info's floor); younger, "
+        "it may be an application slow to close.",
+    )
     accept_queue_warning_ratio: float = _knob(
         0.8,
         "Listener accept queue / listen backlog: warn from this fill. The kernel queues "

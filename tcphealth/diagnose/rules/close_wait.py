@@ -32,7 +32,7 @@ from tcphealth.diagnose.shared import (
     owner_next_steps,
     owner_unchecked,
 )
-from tcphealth.diagnose.timeline import ConnectionKey, connection_key
+from tcphealth.diagnose.timeline import ConnectionKey, connection_key, kernel_age_floor
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
@@ -68,6 +68,15 @@ UNACCEPTED = "close-wait-unaccepted"
 OWNER_UNKNOWN = "close-wait-owner-unknown"
 SLOW_CLOSE = "close-wait-slow-close"  # from a series: closed, only late
 _KIND_ORDER = (NOT_CLOSED, NOT_READING, UNREAD_DATA, HELD)
+
+# The same readings for sockets too young to call the application's silence a leak (see
+# Thresholds.close_wait_leak_seconds): what the queue shows, without "never" or "stopped".
+_YOUNG_READING = {
+    NOT_CLOSED: "it read each to end-of-file and has not called close() yet",
+    NOT_READING: "it has not read from them since the peer's FIN arrived",
+    UNREAD_DATA: "they hold data it has not read",
+    HELD: "the source gives no receive queue to say whether it reads them",
+}
 
 _KIND_READING = {
     NOT_CLOSED: (
@@ -112,6 +121,8 @@ class _Held:
     destinations: Counter[Destination] = field(default_factory=Counter)
     local_ports: Counter[int | None] = field(default_factory=Counter)
     longest_idle_ms: int | None = None
+    # The longest any of them has been in CLOSE_WAIT at least (tcp_info's floor), in seconds.
+    oldest_seconds: float | None = None
 
     @classmethod
     def of(cls, sockets: list[Socket]) -> _Held:
@@ -127,6 +138,7 @@ class _Held:
             destinations=Counter(map(destination, map(_REMOTE, sockets))),
             local_ports=Counter(map(_LOCAL_PORT, sockets)),
             longest_idle_ms=max(filter(_KNOWN, map(_LAST_DATA_RECV, infos)), default=None),
+            oldest_seconds=max(filter(_KNOWN, map(kernel_age_floor, sockets)), default=None),
         )
 
     def merge(self, other: _Held) -> None:
@@ -137,6 +149,9 @@ class _Held:
         idle = other.longest_idle_ms
         if idle is not None and (self.longest_idle_ms is None or idle > self.longest_idle_ms):
             self.longest_idle_ms = idle
+        age = other.oldest_seconds
+        if age is not None and (self.oldest_seconds is None or age > self.oldest_seconds):
+            self.oldest_seconds = age
 
     def dominant_kind(self) -> str:
         return max(_KIND_ORDER, key=lambda kind: (self.kinds[kind], -_KIND_ORDER.index(kind)))
@@ -188,15 +203,29 @@ def _held_finding(
     if severity is None:
         return None
     kind = group.dominant_kind()
-    reading, _ = _KIND_READING[kind]
     holder = who(index, pids)
     mixed = "" if group.kinds[kind] == group.count else f" ({number(group.kinds[kind])} of them)"
+    old = is_old_enough(group.oldest_seconds, thresholds)
+    if old:
+        reading = _KIND_READING[kind][0]
+        closed = "this application never did"
+    else:
+        # One look cannot tell a leak from a slow close: say what the sample shows only.
+        reading = _YOUNG_READING[kind]
+        closed = "this application has not closed them yet"
     summary = (
         f"{holder} holds {number(group.count)} connections in CLOSE_WAIT: the peers closed and "
-        f"this application never did; {reading}{mixed}; mostly to "
-        f"{most_common_text(group.destinations)}."
+        f"{closed}; {reading}{mixed}; mostly to {most_common_text(group.destinations)}."
     )
     evidence: list[Evidence] = [Evidence("close_wait", group.count, "held by a descriptor")]
+    if group.oldest_seconds is not None:
+        evidence.append(
+            Evidence(
+                "oldest_at_least_s",
+                round(group.oldest_seconds, 1),
+                "in CLOSE_WAIT at least this long (tcp_info: time since the peer's last ACK)",
+            )
+        )
     for each in _KIND_ORDER:
         if group.kinds[each]:
             evidence.append(Evidence(each, group.kinds[each], _KIND_READING[each][1]))
@@ -230,9 +259,37 @@ def _held_finding(
         summary=summary,
         evidence=tuple(evidence),
         next_steps=_held_next_steps(pids, kind, group),
-        unchecked=attribution_gaps(index, TcpState.CLOSE_WAIT)
-        if not index.snapshot.attribution.complete
-        else (),
+        unchecked=(
+            *(
+                attribution_gaps(index, TcpState.CLOSE_WAIT)
+                if not index.snapshot.attribution.complete
+                else ()
+            ),
+            *(() if old else (too_young_to_tell(group.oldest_seconds, thresholds),)),
+        ),
+    )
+
+
+_TELL = "whether this is a leak or an application slow to close"
+
+
+def is_old_enough(seconds: float | None, thresholds: Thresholds) -> bool:
+    """Whether CLOSE_WAIT this old (at least; None: not known) is past a slow close."""
+    return seconds is not None and seconds >= thresholds.close_wait_leak_seconds
+
+
+def too_young_to_tell(seconds: float | None, thresholds: Thresholds) -> str:
+    """The fact that would tell a leak from a slow close, and how to get it."""
+    limit = f"{thresholds.close_wait_leak_seconds:g} s"
+    age = (
+        "how long they have been in CLOSE_WAIT is not known"
+        if seconds is None
+        else f"the oldest has been in CLOSE_WAIT at least {seconds:.1f} s, under {limit}"
+    )
+    return (
+        f"{_TELL}: {age}; "
+        f"follow them for longer than {limit} (tcphealth check --samples 4 --interval "
+        f"{max(1, round(thresholds.close_wait_leak_seconds / 3)):g}, or tcphealth watch)"
     )
 
 
@@ -356,7 +413,10 @@ def _owner_unknown_finding(
     # each remote by its destination; each local endpoint object (the snapshot shares one per
     # listening address, and keeps them all alive) by identity, then judged once.
     destinations: Counter[Destination] = Counter(map(destination, map(_REMOTE, sockets)))
+    # An inode the source does not give (None, an ss -tan paste) is not a descriptor: only a
+    # known, non-zero inode says a process holds the socket.
     with_descriptor = count - operator.countOf(map(_INODE, sockets), 0)
+    with_descriptor -= operator.countOf(map(_INODE, sockets), None)
     local_by_id = {id(local): local for local in map(_LOCAL, sockets)}
     local_ports: Counter[int | None] = Counter()
     near_full_listener = 0
@@ -370,7 +430,11 @@ def _owner_unknown_finding(
     evidence: list[Evidence] = [Evidence("close_wait", count, "holder not named by the source")]
     if with_descriptor:
         evidence.append(
-            Evidence("with_inode", with_descriptor, "a descriptor holds them: a process leaks")
+            Evidence(
+                "with_inode",
+                with_descriptor,
+                "a descriptor holds them: some process has not closed them",
+            )
         )
     if near_full_listener:
         evidence.append(
@@ -499,12 +563,28 @@ def over_series(window: Window, findings: list[Finding], thresholds: Thresholds)
             result.append(_slow_close(finding, window, churn, stayed, evidence))
             continue
         summary = finding.summary
-        if stayed:
+        oldest = max(
+            (age.at_least_seconds for key in members if (age := window.ages.get(key))),
+            default=None,
+        )
+        unchecked = tuple(item for item in finding.unchecked if not item.startswith(_TELL))
+        if is_old_enough(oldest, thresholds):
+            # Old enough that no slow close explains them: now it can be called a leak.
             summary = (
                 f"{summary} {number(stayed)} of them stayed through the whole "
-                f"{window.span_text()}: a leak, not a slow close."
+                f"{window.span_text()}, the oldest in CLOSE_WAIT at least {oldest:.0f} s: "
+                "a leak, not a slow close."
             )
-        result.append(replace(finding, summary=summary, evidence=(*finding.evidence, *evidence)))
+        else:
+            # Staying through a window shorter than a slow close proves nothing yet.
+            unchecked = (*unchecked, too_young_to_tell(oldest, thresholds))
+        if oldest is not None:
+            evidence.append(
+                Evidence("oldest_at_least_s", round(oldest, 1), "in CLOSE_WAIT at least")
+            )
+        finding = replace(finding, unchecked=unchecked)
+        earlier = (item for item in finding.evidence if item.name != "oldest_at_least_s")
+        result.append(replace(finding, summary=summary, evidence=(*earlier, *evidence)))
     return result
 
 
