@@ -628,9 +628,9 @@ class Subject:
 
     The same subject as data, for the steps that follow the rules (the series, the report,
     filters) so that none of them reads text back: ``pids`` is every process the finding is
-    about (lowest first; ``pid`` is the first of them), ``address`` the listener's local
-    endpoint or the peer's as the model's object (``None`` where the finding names no single
-    one, or only a port)."""
+    about (``pid`` first, the owner it names; then the others, such as a listener's clients),
+    ``address`` the listener's local endpoint or the peer's as the model's object (``None``
+    where the finding names no single one, or only a port)."""
 
     kind: SubjectKind
     pid: int | None = None

@@ -301,16 +301,41 @@ def _syn_sent_finding(
         )
 
     # A destination on this host: the listener there may be the one not answering.
+    every_client = tuple(sorted({pid for pids in group.pids for pid in pids}))
     listener = index.listener_for(Endpoint(address, port)) if index.is_local(address) else None
     if listener is not None:
         queue = assess_accept_queue(listener, sysctls)
-        if queue.is_full(thresholds):
+        if queue.is_full(thresholds) or (queue.backlog is None and queue.queued):
+            # Connections wait on a listener whose limit the source does not give (/proc, a
+            # netstat paste): it is the likely cause, not a remote peer.
             return _syn_sent_to_full_listener(
-                index, listener, queue.queued, count, client, target, evidence, thresholds
+                index,
+                listener,
+                queue.queued,
+                count,
+                client,
+                target,
+                evidence,
+                thresholds,
+                every_client,
+                likely=not queue.is_full(thresholds),
             )
-        evidence.append(
-            Evidence("local_listener", str(listener.local), "a listener here, queue not full")
-        )
+        if queue.backlog is not None:
+            evidence.append(
+                Evidence("local_listener", str(listener.local), "a listener here, queue not full")
+            )
+        else:
+            evidence.append(
+                Evidence(
+                    "local_listener",
+                    str(listener.local),
+                    "a listener here; the source gives neither its queue nor its backlog",
+                )
+            )
+            unchecked.append(
+                f"whether the accept queue of {listener.local} is full: the source does not "
+                f"give it (ss -ltn 'sport = :{listener.local.port}' shows Recv-Q and Send-Q)"
+            )
 
     if group.stuck:
         severity = level(
@@ -337,8 +362,9 @@ def _syn_sent_finding(
         severity=severity,
         state=TcpState.SYN_SENT,
         blame=blame,
-        subject=process_subject(
-            index, client_pids, SubjectKind.PEER, address=dest, endpoint=target
+        subject=replace(
+            process_subject(index, client_pids, SubjectKind.PEER, address=dest, endpoint=target),
+            pids=client_pids or every_client,
         ),
         count=count,
         summary=summary,
@@ -365,7 +391,12 @@ def _syn_sent_to_full_listener(
     target: str,
     evidence: list[Evidence],
     thresholds: Thresholds,
+    clients: tuple[int, ...],
+    *,
+    likely: bool = False,
 ) -> Finding | None:
+    """SYN_SENT toward a listener on this host whose accept queue is full -- or, ``likely``,
+    holds connections toward a backlog the source does not give."""
     severity = level(count, thresholds.syn_sent_warning, thresholds.syn_sent_critical)
     if severity is None:
         return None
@@ -377,21 +408,39 @@ def _syn_sent_to_full_listener(
         Evidence("accept_queue", queued, "connections waiting for accept()"),
         *overflow_counter_evidence(index),
     ]
+    unchecked = owner_unchecked(listener)
+    if likely:
+        summary = (
+            f"{client} cannot connect to {target} on this same host, most likely because "
+            f"{owner} does not accept on {listener.local}: {number(queued or 0)} connections "
+            f"wait in its accept queue, whose limit the source does not give, and "
+            f"{number(count)} attempts wait in SYN_SENT."
+        )
+        unchecked = (
+            *unchecked,
+            f"whether the accept queue of {listener.local} is full: the source does not give "
+            f"its backlog (ss -ltn 'sport = :{listener.local.port}' shows it as Send-Q)",
+        )
+    else:
+        summary = (
+            f"{client} cannot connect to {target} on this same host: {owner} does not accept "
+            f"on {listener.local} and its full accept queue drops the SYNs, so "
+            f"{number(count)} attempts wait in SYN_SENT."
+        )
+    subject = listener_subject(index, listener)
+    # The clients are what the finding is about too: never "nothing wrong" beside it.
+    extra = tuple(pid for pid in clients if pid not in subject.pids)
     return Finding(
         code=SYN_SENT_TO_FULL_LISTENER,
         severity=severity,
         state=TcpState.SYN_SENT,
         blame=Blame.LOCAL_APPLICATION,
-        subject=listener_subject(index, listener),
+        subject=replace(subject, pids=(*subject.pids, *extra)),
         count=count,
-        summary=(
-            f"{client} cannot connect to {target} on this same host: {owner} does not accept "
-            f"on {listener.local} and its full accept queue drops the SYNs, so "
-            f"{number(count)} attempts wait in SYN_SENT."
-        ),
+        summary=summary,
         evidence=tuple(evidence),
         next_steps=owner_next_steps(pids, listener.local.port),
-        unchecked=owner_unchecked(listener),
+        unchecked=unchecked,
     )
 
 
