@@ -6,12 +6,13 @@ a socket has retransmitted (the handshake, closing and established rules).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
 from tcphealth.diagnose.wording import number, process_subject
-from tcphealth.model import Evidence, Socket, Subject, SubjectKind, Sysctls
+from tcphealth.model import Evidence, Socket, Subject, SubjectKind, Sysctls, TcpState
 from tcphealth.states import host_or_default, syn_queue_capacity
 
 
@@ -140,3 +141,19 @@ def owner_next_steps(pids: tuple[int, ...], port: int | None) -> tuple[str, ...]
         "backlog and net.core.somaxconn only delay the overflow."
     )
     return tuple(steps)
+
+
+def local_peers(
+    index: SnapshotIndex, sockets: Iterable[Socket], peer_state: TcpState
+) -> tuple[int, ...]:
+    """The pids holding the other end of ``sockets`` where that end is on this host too (a
+    connection between two local processes, over loopback or a local address) and is in
+    ``peer_state``; lowest first, () when no other end is here."""
+    wanted = {(sock.remote, sock.local) for sock in sockets if index.is_local(sock.remote.address)}
+    if not wanted:
+        return ()
+    pids: set[int] = set()
+    for other in index.sockets(peer_state):
+        if (other.local, other.remote) in wanted:
+            pids.update(other.pids)
+    return tuple(sorted(pids))

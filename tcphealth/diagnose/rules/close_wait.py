@@ -28,6 +28,7 @@ from tcphealth.diagnose.shared import (
     assess_accept_queue,
     listener_owner,
     listener_subject,
+    local_peers,
     overflow_counter_evidence,
     owner_next_steps,
     owner_unchecked,
@@ -138,7 +139,9 @@ class _Held:
             destinations=Counter(map(destination, map(_REMOTE, sockets))),
             local_ports=Counter(map(_LOCAL_PORT, sockets)),
             longest_idle_ms=max(filter(_KNOWN, map(_LAST_DATA_RECV, infos)), default=None),
-            oldest_seconds=max(filter(_KNOWN, map(kernel_age_floor, sockets)), default=None),
+            oldest_seconds=max(
+                (age for age in map(kernel_age_floor, sockets) if age is not None), default=None
+            ),
         )
 
     def merge(self, other: _Held) -> None:
@@ -172,9 +175,11 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         elif not _is_unaccepted(index, sock):
             unknown.append(sock)
     held: dict[tuple[int, ...], _Held] = {}
+    members: dict[tuple[int, ...], list[Socket]] = {}
     for pids, sockets in sockets_as_given.items():
         group = _Held.of(sockets)
         key = pids_key(pids)
+        members.setdefault(key, []).extend(sockets)
         if key in held:
             held[key].merge(group)
         else:
@@ -182,7 +187,7 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     findings = [
         finding
         for pids, group in held.items()
-        if (finding := _held_finding(index, pids, group, thresholds)) is not None
+        if (finding := _held_finding(index, pids, group, thresholds, members[pids])) is not None
     ]
     findings.extend(_unaccepted_findings(index, thresholds))
     owner_unknown = _owner_unknown_finding(index, unknown, thresholds)
@@ -197,7 +202,11 @@ def _is_unaccepted(index: SnapshotIndex, sock: Socket) -> bool:
 
 
 def _held_finding(
-    index: SnapshotIndex, pids: tuple[int, ...], group: _Held, thresholds: Thresholds
+    index: SnapshotIndex,
+    pids: tuple[int, ...],
+    group: _Held,
+    thresholds: Thresholds,
+    sockets: list[Socket],
 ) -> Finding | None:
     severity = level(group.count, thresholds.close_wait_warning, thresholds.close_wait_critical)
     if severity is None:
@@ -237,6 +246,16 @@ def _held_finding(
                 "longest_idle_s",
                 round(group.longest_idle_ms / 1000, 1),
                 "since data last arrived on the oldest of them (tcp_info)",
+            )
+        )
+    # Both ends on this host: the process that closed first waits in FIN_WAIT2 for this one.
+    peers = local_peers(index, sockets, TcpState.FIN_WAIT2)
+    if peers:
+        evidence.append(
+            Evidence(
+                "local_peer",
+                who(index, peers),
+                "holds the other end in FIN_WAIT2, waiting for this process to close",
             )
         )
     process = index.process(pids[0] if pids else None)

@@ -13,11 +13,12 @@ FIN_WAIT2 waiting for a peer that never closes.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import retransmits_of
+from tcphealth.diagnose.shared import local_peers, retransmits_of
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
@@ -225,19 +226,43 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         destinations: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
         holder = who(index, pids)
         count = len(sockets)
+        # Both ends on this host: the peer that never closes is a local process, with its
+        # own CLOSE_WAIT finding; name it instead of sending the reader to "the peer host".
+        peers = local_peers(index, sockets, TcpState.CLOSE_WAIT)
+        peer_evidence: tuple[Evidence, ...] = ()
+        if peers:
+            local_peer = who(index, peers)
+            peer_text = (
+                f" The other end is on this host: {local_peer} holds it in CLOSE_WAIT and "
+                "has not closed it (its own CLOSE_WAIT finding)."
+            )
+            peer_step = (
+                f"ss -tnpo state close-wait | grep -F 'pid={peers[0]},'   # {local_peer}, "
+                "the local peer that never closes"
+            )
+            peer_evidence = (
+                Evidence("local_peer", local_peer, "holds the other end, in CLOSE_WAIT"),
+            )
+        else:
+            peer_text = ""
+            peer_step = (
+                "On the peer host: ss -tnp state close-wait   # the application that never closes"
+            )
+        subject = process_subject(index, pids)
+        extra = tuple(pid for pid in peers if pid not in subject.pids)
         findings.append(
             Finding(
                 code=FIN_WAIT2_HELD,
                 severity=severity,
                 state=TcpState.FIN_WAIT2,
                 blame=Blame.REMOTE_PEER,
-                subject=process_subject(index, pids),
+                subject=replace(subject, pids=(*subject.pids, *extra)),
                 count=count,
                 summary=(
                     f"{holder} holds {number(count)} connections in FIN_WAIT2: it shut down its "
                     "sending side and waits for peers that never close theirs; because it keeps "
                     "the descriptors, tcp_fin_timeout (for orphans only) does not apply and they "
-                    f"wait forever; mostly to {most_common_text(destinations)}."
+                    f"wait forever; mostly to {most_common_text(destinations)}.{peer_text}"
                 ),
                 evidence=(
                     Evidence("fin_wait2_held", count, "half-closed, descriptor still open"),
@@ -248,13 +273,13 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                     ),
                     *top_destinations(destinations),
                     *pid_evidence(pids),
+                    *peer_evidence,
                 ),
                 next_steps=(
                     f"ss -tnpo state fin-wait-2 | grep -F 'pid={pids[0]},'"
                     if pids
                     else "ss -tnpo state fin-wait-2",
-                    "On the peer host: ss -tnp state close-wait   # the application that never "
-                    "closes",
+                    peer_step,
                     "Give the local application a read timeout after shutdown(), so it closes "
                     "when the peer never answers.",
                 ),

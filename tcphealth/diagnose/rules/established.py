@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import retransmits_of
+from tcphealth.diagnose.shared import local_peers, retransmits_of
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
@@ -61,8 +61,10 @@ class _Group:
     # Seconds until the kernel ends each stalled connection (states.stalled_seconds_left), for
     # those whose source gives the timer, the retransmissions and tcp_info's rto.
     ends_in: list[float] = field(default_factory=list)
+    members: list[Socket] = field(default_factory=list)
 
     def add(self, sock: Socket, queued: int | None, retransmits: int | None = None) -> None:
+        self.members.append(sock)
         self.sockets += 1
         self.queued_bytes += queued or 0
         self.max_retransmits = max(self.max_retransmits, retransmits or 0)
@@ -126,6 +128,14 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         if finding is not None:
             findings.append(finding)
     return findings
+
+
+def _local_senders(index: SnapshotIndex, group: _Group) -> tuple[Evidence, ...]:
+    """The local processes sending what this one does not read, when the other end is here."""
+    senders = local_peers(index, group.members, TcpState.ESTABLISHED)
+    if not senders:
+        return ()
+    return (Evidence("local_peer", who(index, senders), "holds the other ends, sending to it"),)
 
 
 def _clients_text(index: SnapshotIndex, group: _Group) -> str:
@@ -209,27 +219,53 @@ def _peer_not_reading_finding(
     severity = level(group.sockets, thresholds.established_warning, thresholds.established_critical)
     if severity is None:
         return None
+    senders = tuple(sorted({pid for pids in group.pids for pid in pids}))
+    # Both ends on this host: the reader is a local process (with its own finding when its
+    # receive queue is large); name it, and look at it here rather than "on the peer".
+    readers = local_peers(index, group.members, TcpState.ESTABLISHED)
+    if readers:
+        reader = who(index, readers)
+        cause = f"{reader}, on this host, has stopped reading them"
+        look = (
+            f"ss -tnpo state established | grep -F 'pid={readers[0]},'   # Recv-Q of {reader}, "
+            "the local reader"
+        )
+        local: tuple[Evidence, ...] = (
+            Evidence("local_peer", reader, "holds the other ends, not reading them"),
+        )
+    else:
+        cause = f"the application at {peer} has stopped reading"
+        look = f"On {peer}: ss -tnp   # a large Recv-Q there names the application not reading"
+        local = ()
     return Finding(
         code=PEER_NOT_READING,
         severity=severity,
         state=TcpState.ESTABLISHED,
         blame=Blame.REMOTE_PEER,
-        subject=Subject(kind=SubjectKind.PEER, endpoint=str(peer), address=Endpoint(peer, None)),
+        subject=Subject(
+            kind=SubjectKind.PEER,
+            pid=senders[0] if len(senders) == 1 else None,
+            process=index.process_name(senders[0]) if len(senders) == 1 else None,
+            endpoint=str(peer),
+            address=Endpoint(peer, None),
+            pids=(*senders, *(pid for pid in readers if pid not in senders)),
+        ),
         count=group.sockets,
         summary=(
             f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} are "
             f"probing a zero window with {number(group.queued_bytes)} bytes waiting to be "
-            f"sent: the application at {peer} has stopped reading. No timer ends them while "
-            "it answers the window probes: they last until one side closes."
+            f"sent: {cause}. No timer ends them while it answers the window probes: they last "
+            "until one side closes."
         ),
         evidence=(
             Evidence("zero_window", group.sockets, "zero-window probe timer running"),
             Evidence("send_queue_bytes", group.queued_bytes, "waiting for the peer's window"),
             *top_destinations(group.destinations),
+            *local,
         ),
         next_steps=(
             f"ss -tnpo state established dst {peer}   # timer:(persist,...) and Send-Q",
-            f"On {peer}: ss -tnp   # a large Recv-Q there names the application not reading",
+            look,
         ),
     )
 
@@ -259,6 +295,7 @@ def _not_reading_finding(
             Evidence("sockets", group.sockets, None),
             *top_destinations(group.destinations),
             *pid_evidence(pids),
+            *_local_senders(index, group),
         ),
         next_steps=(
             f"ss -tnpo state established | grep -F 'pid={pids[0]},'"
