@@ -27,7 +27,12 @@ from click.core import ParameterSource
 from tcphealth import __version__, sources, states
 from tcphealth.diagnose.config import ConfigError, Thresholds, load_thresholds
 from tcphealth.errors import InputError, SourceUnavailableError
-from tcphealth.filters import FilterError, SocketFilter, apply_filter, parse_network
+from tcphealth.filters import (
+    FilterError,
+    SocketFilter,
+    parse_network,
+    saved_selection,
+)
 from tcphealth.model import TCP_STATES, Family, Severity, Snapshot, TcpState, parse_state
 from tcphealth.phrases import plural
 from tcphealth.pipeline import Inputs, UsageConflict, follow, report_of
@@ -701,9 +706,9 @@ def snapshot(inputs: Inputs, sampling: Sampling, flt: SocketFilter, output: Path
     report_notes(env, samples[-1].notes, samples[-1].skipped_lines)
     try:
         if sampling.samples > 1:
-            write_series([apply_filter(taken, flt) for taken in samples], output, env.stdout)
+            write_series([saved_selection(taken, flt) for taken in samples], output, env.stdout)
         else:
-            write_snapshot(apply_filter(samples[0], flt), output, env.stdout)
+            write_snapshot(saved_selection(samples[0], flt), output, env.stdout)
     except BrokenPipeError:
         raise  # the reader went away: the group ends the run quietly
     except OSError as error:

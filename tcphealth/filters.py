@@ -249,6 +249,19 @@ def select_namespace(snapshot: Snapshot, name: str) -> Snapshot | None:
     return None
 
 
+def saved_selection(snapshot: Snapshot, flt: SocketFilter) -> Snapshot:
+    """What ``tcphealth snapshot`` writes under a filter: the matching sockets, with a note that
+    says so -- a replay of it must not read as the whole, quiet host."""
+    if not flt.active:
+        return snapshot
+    note = (
+        f"saved with filters ({as_options(flt)}): only the sockets they matched are in this "
+        "snapshot, so the diagnosis of it sees part of the host, not all of it"
+    )
+    narrowed = apply_filter(snapshot, flt)
+    return replace(narrowed, notes=(*narrowed.notes, note))
+
+
 def selection_is_empty(snapshot: Snapshot, narrowed: Snapshot, flt: SocketFilter) -> bool:
     """The filter matched nothing: no socket, and (for --pid/--process) no process either.
     Not a healthy host -- a check written with a typo (``--process javaa``) must not pass."""

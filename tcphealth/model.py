@@ -462,6 +462,9 @@ class HostInfo:
     source: str  # "procfs", "psutil", "snapshot:FILE", …
     privileged: bool | None  # ran with root / CAP_SYS_PTRACE, so every /proc/PID/fd was readable
     platform: str | None = None
+    # False where ``taken_at`` is not the capture's time but a stand-in (a pasted file's
+    # modification time, or when it was read): kept for ordering, never shown as the time.
+    taken_at_known: bool = True
 
 
 @dataclass(frozen=True)

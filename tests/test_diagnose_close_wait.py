@@ -88,7 +88,7 @@ def test_one_young_sample_states_what_it_shows_and_does_not_call_it_a_leak() -> 
     assert {e.name: e.value for e in finding.evidence}["oldest_at_least_s"] == 3.0
     assert finding.unchecked == (
         "whether this is a leak or an application slow to close: the oldest has been in "
-        "CLOSE_WAIT at least 3.0 s, under 60 s; follow them for longer than 60 s (tcphealth "
+        "CLOSE_WAIT at least 3.0 s, under 60 s, so follow them for longer than 60 s (tcphealth "
         "check --samples 4 --interval 20, or tcphealth watch)",
     )
 

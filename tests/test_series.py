@@ -146,7 +146,7 @@ def test_close_wait_that_stays_through_a_short_window_is_not_yet_called_a_leak()
     assert "leak" not in findings[0].summary
     assert findings[0].unchecked == (
         "whether this is a leak or an application slow to close: the oldest has been in "
-        "CLOSE_WAIT at least 10.0 s, under 60 s; follow them for longer than 60 s (tcphealth "
+        "CLOSE_WAIT at least 10.0 s, under 60 s, so follow them for longer than 60 s (tcphealth "
         "check --samples 4 --interval 20, or tcphealth watch)",
     )
 

@@ -36,8 +36,9 @@ def host_record(report: Report) -> JSONObject:
         "kernel": host.kernel,
         "platform": host.platform,
         "source": host.source,
-        "taken_at": utc_iso(host.taken_at),
-        "taken_at_epoch": host.taken_at,
+        # null where the input does not say when it was captured (a paste)
+        "taken_at": utc_iso(host.taken_at) if host.taken_at_known else None,
+        "taken_at_epoch": host.taken_at if host.taken_at_known else None,
         "privileged": host.privileged,
     }
 

@@ -72,7 +72,7 @@ def header(report: Report) -> Text:
     if host.kernel:
         text.append(f"  kernel {inert(host.kernel)}")
     text.append(f"  source {inert(host.source)}")
-    text.append(f"  {utc_text(host.taken_at)}")
+    text.append(f"  {utc_text(host.taken_at)}" if host.taken_at_known else "  capture time unknown")
     text.append("\n")
     text.append(plural(report.socket_count, "socket"), style="bold")
     if report.states:

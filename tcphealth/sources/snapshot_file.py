@@ -60,6 +60,8 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
         ("ip_local_reserved_ports", None),
         ("nf_conntrack_max", None),
     ),
+    # False only for a paste, whose file time is not its capture time.
+    "HostInfo": (("taken_at_known", True),),
 }
 # Several samples of one host, oldest first (tcphealth snapshot --samples N): the file is
 # ``{"format": "tcphealth.series", "version": 1, "samples": [...]}`` where each sample is a
@@ -143,6 +145,8 @@ def _version_of(snapshot: Snapshot) -> int:
     # A version-1 reader refuses a field it does not know: say 2 where the limits are there.
     limits = _LEFT_OUT_WHEN_DEFAULT["Sysctls"]
     if any(getattr(snapshot.sysctls, name) != default for name, default in limits):
+        return FORMAT_VERSION
+    if not snapshot.host.taken_at_known:  # a paste's: the field is written, so version 2
         return FORMAT_VERSION
     return _FORMAT_VERSION_WITHOUT_NAMESPACES
 

@@ -306,7 +306,7 @@ def too_young_to_tell(seconds: float | None, thresholds: Thresholds) -> str:
         else f"the oldest has been in CLOSE_WAIT at least {seconds:.1f} s, under {limit}"
     )
     return (
-        f"{_TELL}: {age}; "
+        f"{_TELL}: {age}, so "
         f"follow them for longer than {limit} (tcphealth check --samples 4 --interval "
         f"{max(1, round(thresholds.close_wait_leak_seconds / 3)):g}, or tcphealth watch)"
     )

@@ -87,6 +87,8 @@ def _proc_snapshots(
                     source=f"proc:{where}",
                     privileged=None,
                     platform="linux",
+                    # The file's time is not when /proc was copied: the capture time is unknown.
+                    taken_at_known=False,
                 ),
                 attribution=Attribution(attempted=False),
                 sockets=tuple(capture.sockets),

@@ -479,6 +479,8 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         source=f"{'+'.join(kinds)}:{where}",
         privileged=privileged,
         platform=platform,
+        # A paste's file time (or the time it was read) is not when the command ran.
+        taken_at_known=False,
     )
     return Snapshot(
         host=host,
