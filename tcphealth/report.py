@@ -39,6 +39,7 @@ from tcphealth.model import (
     Finding,
     HostInfo,
     NetNamespace,
+    OwnerSource,
     Process,
     Severity,
     Snapshot,
@@ -88,6 +89,9 @@ class SocketGroup:
     # The network namespace (inode) the group's sockets are in, where the report covers
     # several; None in a report of one namespace.
     netns: int | None = None
+    # Sockets of the group no descriptor holds, credited to the listener's process because
+    # they wait in its accept queue (never accepted): ss shows them without an owner.
+    unaccepted: int = 0
 
     @property
     def remote_text(self) -> str:
@@ -261,10 +265,18 @@ class _Grouping:
 
 
 class _GroupAccumulator:
-    __slots__ = ("count", "listen_backlog", "oldest", "recv_queue_max", "send_queue_max")
+    __slots__ = (
+        "count",
+        "listen_backlog",
+        "oldest",
+        "recv_queue_max",
+        "send_queue_max",
+        "unaccepted",
+    )
 
     def __init__(self) -> None:
         self.count = 0
+        self.unaccepted = 0
         self.recv_queue_max: int | None = None
         self.send_queue_max: int | None = None
         self.listen_backlog: int | None = None
@@ -284,9 +296,12 @@ class _GroupAccumulator:
             self.listen_backlog = value
         if age is not None and (self.oldest is None or age > self.oldest):
             self.oldest = age
+        if sock.owner_source is _CREDITED_TO_LISTENER:
+            self.unaccepted += 1
 
     def merge(self, other: _GroupAccumulator) -> None:
         self.count += other.count
+        self.unaccepted += other.unaccepted
         self.recv_queue_max = _larger(self.recv_queue_max, other.recv_queue_max)
         self.send_queue_max = _larger(self.send_queue_max, other.send_queue_max)
         self.listen_backlog = _larger(self.listen_backlog, other.listen_backlog)
@@ -306,7 +321,11 @@ class _GroupAccumulator:
             listen_backlog=self.listen_backlog,
             peers=peers,
             oldest_seconds=self.oldest,
+            unaccepted=self.unaccepted,
         )
+
+
+_CREDITED_TO_LISTENER = OwnerSource.LISTENER
 
 
 def _larger(current: int | None, seen: int | None) -> int | None:

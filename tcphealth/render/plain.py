@@ -8,15 +8,19 @@ always one line in the output)::
         blame=B summary="..." evidence="..." next="..." unchecked="..." netns=NS container=C
         pod=P outside_filter="..."
     STATE count=N local=A remote=B peers=K recv_q=R send_q=S backlog=L pid=P process=NAME
-        user=U age_s=A netns=NS container=C pod=P
+        user=U age_s=A netns=NS container=C pod=P unaccepted=U
     STATE local=A remote=B recv_q=R send_q=S backlog=L timer=T timer_s=X retrans=N pid=P
         process=NAME uid=U inode=I owner=O truncated=no age_s=A netns=NS container=C pod=P
 
 The first is a finding (CRITICAL, WARNING or INFO). The second is a group: the sockets one
 process holds in one state between two endpoints (``count=`` follows the state); the ephemeral
-side's port is ``*``, and ``remote=*:* peers=K`` folds K client addresses into one line. The
-third is one socket (``tcphealth sockets``, or ``--sockets``); ``truncated=yes`` when the tool
-that printed it cut an address short, so its port may be wrong. Sockets nobody holds have
+side's port is ``*``, and ``remote=*:* peers=K`` folds K client addresses into one line;
+``unaccepted=U`` counts those of them no descriptor holds, credited to the listener's process
+because they wait in its accept queue (``ss`` shows them without an owner). A finding's
+``pids=`` is every process it is about; ``outside_filter=`` says, under a filter, how much of
+what it is about the filter leaves out. The third is one socket (``tcphealth sockets``, or
+``--sockets``); ``truncated=yes`` when the tool that printed it cut an address short, so its
+port may be wrong. Sockets nobody holds have
 ``pid=- process=-``; several holders are listed with commas (``pid=812,813``).
 
 ``netns``, ``container`` and ``pod`` say where the record is, on a live run that read network
@@ -167,6 +171,7 @@ def group_line(group: SocketGroup, owner: OwnerSummary, report: Report | None = 
         ("netns", where[0]),
         ("container", where[1]),
         ("pod", where[2]),
+        ("unaccepted", group.unaccepted),
     )
     return group.state.value + "".join(f" {key}={value(item)}" for key, item in fields)
 

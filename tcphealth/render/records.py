@@ -168,6 +168,7 @@ def group_record(group: SocketGroup, report: Report | None = None) -> JSONObject
         "listen_backlog": group.listen_backlog,
         "oldest_seconds": _seconds(group.oldest_seconds),
         "netns": namespace.label if namespace is not None else None,
+        "unaccepted": group.unaccepted,
     }
 
 

@@ -319,12 +319,21 @@ def _queue(value: int | None, backlog: int | None = None) -> Text:
     return Text(f"{value:,}" + (f"/{backlog:,}" if backlog is not None else ""))
 
 
+def _unaccepted_text(group: SocketGroup) -> str:
+    """Connections counted for the listener's process though it never accepted them."""
+    if not group.unaccepted:
+        return ""
+    if group.unaccepted == group.count:
+        return " not accepted"
+    return f" ({group.unaccepted:,} not accepted)"
+
+
 def _group_row(group: SocketGroup, state_styles: dict[TcpState, str], aged: bool) -> _Row:
     age = (Text(age_text(group.oldest_seconds) if group.oldest_seconds is not None else "-"),)
     return _Row(
         before=(
             Text(group.state.value, style=state_styles.get(group.state, "")),
-            Text(f"{group.count:,}"),
+            Text(f"{group.count:,}" + _unaccepted_text(group)),
         ),
         local=Text(endpoint_text(group.local)),
         remote=Text(
