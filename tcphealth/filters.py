@@ -271,11 +271,19 @@ def selection_is_empty(snapshot: Snapshot, narrowed: Snapshot, flt: SocketFilter
 
 
 def as_options(flt: SocketFilter) -> str:
-    """The criteria as the command-line options that give them (``--process javaa``)."""
+    """The criteria as the command-line options that give them (``--process javaa``), in the
+    order of :meth:`SocketFilter.describe`."""
     words: list[str] = []
     for word in flt.describe():
-        key, _, value = word.partition("=")
-        words.append(f"--{key} {value}")
+        key, _, values = word.partition("=")
+        if key == "family":
+            words.extend(
+                "-4" if value == Family.IPV4.value else "-6" for value in values.split(",")
+            )
+        elif key == "process":
+            words.extend(f"--process {glob}" for glob in flt.processes)
+        else:
+            words.extend(f"--{key} {value}" for value in values.split(","))
     return " ".join(words)
 
 

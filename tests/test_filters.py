@@ -9,6 +9,7 @@ from tcphealth.filters import (
     FilterError,
     SocketFilter,
     apply_filter,
+    as_options,
     parse_network,
     select_findings,
 )
@@ -162,3 +163,13 @@ def test_a_finding_shown_under_a_filter_says_what_lies_outside_it() -> None:
         "(--state CLOSE_WAIT --port 40001): judged on the whole host",
     )
     assert replace(shown, outside_filter=()) == leak
+
+
+def test_as_options_gives_the_options_a_user_types() -> None:
+    flt = SocketFilter(
+        states=frozenset({TcpState.SYN_SENT}),
+        ports=frozenset({80, 443}),
+        processes=("javaa",),
+        families=frozenset({Family.IPV4}),
+    )
+    assert as_options(flt) == "--state SYN_SENT --port 80 --port 443 --process javaa -4"
