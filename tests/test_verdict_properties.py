@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -147,9 +147,10 @@ EVIDENCE_FROM_FIELD = {
 @SETTINGS
 @given(snapshot=snapshots(max_sockets=20), field=st.sampled_from(sorted(EVIDENCE_FROM_FIELD)))
 def test_no_evidence_names_a_fact_its_source_left_unknown(snapshot: Snapshot, field: str) -> None:
+    unknown: dict[str, Any] = {field: None}
     blanked = dataclasses.replace(
         snapshot,
-        sockets=tuple(dataclasses.replace(sock, **{field: None}) for sock in snapshot.sockets),
+        sockets=tuple(dataclasses.replace(sock, **unknown) for sock in snapshot.sockets),
     )
     for finding in diagnose(blanked, EAGER):
         for item in finding.evidence:
