@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -100,10 +101,10 @@ def test_the_filtered_report_exits_as_its_findings_and_an_empty_one_is_marked(
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(snapshot=snapshots(max_sockets=6), flt=filters)
 def test_check_exits_3_on_an_empty_selection_unless_told_it_is_fine(
-    tmp_path_factory: object, snapshot: Snapshot, flt: SocketFilter
+    tmp_path_factory: pytest.TempPathFactory, snapshot: Snapshot, flt: SocketFilter
 ) -> None:
     report = analyse(snapshot, flt)
-    path = Path(tmp_path_factory.mktemp("snap")) / "s.json"
+    path = tmp_path_factory.mktemp("snap") / "s.json"
     write_snapshot(snapshot, path)
     args = ["check", "--from", str(path), *_options(flt), "--nagios"]
     result = CliRunner().invoke(main, args)
