@@ -82,7 +82,7 @@ _YOUNG_READING = {
 _KIND_READING = {
     NOT_CLOSED: (
         "it read each to end-of-file and never called close(), a descriptor leak",
-        "read to end-of-file, never closed (receive queue 0)",
+        "read to end-of-file, not closed (receive queue 0)",
     ),
     NOT_READING: (
         "it has not read from them since the peer's FIN arrived, so it stopped reading "
