@@ -648,7 +648,7 @@ RULE = Rule(
     codes=(
         Code(
             NOT_CLOSED,
-            "a process read its CLOSE_WAIT connections to the end and never closed them",
+            "a process read its CLOSE_WAIT connections to the end and has not closed them",
             _HELD_SEVERITIES,
         ),
         Code(
