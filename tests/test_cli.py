@@ -68,13 +68,13 @@ def test_default_report_piped_is_plain_lines(leak_file: Path, findings: list[Fin
     assert lines[0].startswith("CRITICAL code=close-wait-leak state=CLOSE_WAIT count=3 pid=812")
     assert lines[1:] == [
         "CLOSE_WAIT count=3 local=10.0.0.5:* remote=10.20.0.15:5432 peers=1 recv_q=1 send_q=0 "
-        "backlog=- pid=812 process=java user=app age_s=- netns=- container=- pod=-",
+        "backlog=- pid=812 process=java user=app age_s=- netns=- container=- pod=- unaccepted=0",
         "LISTEN count=1 local=0.0.0.0:8080 remote=0.0.0.0:0 peers=1 recv_q=0 send_q=0 "
-        "backlog=100 pid=812 process=java user=app age_s=- netns=- container=- pod=-",
+        "backlog=100 pid=812 process=java user=app age_s=- netns=- container=- pod=- unaccepted=0",
         "LISTEN count=1 local=0.0.0.0:22 remote=0.0.0.0:0 peers=1 recv_q=0 send_q=0 "
-        "backlog=128 pid=611 process=sshd user=root age_s=- netns=- container=- pod=-",
+        "backlog=128 pid=611 process=sshd user=root age_s=- netns=- container=- pod=- unaccepted=0",
         "TIME_WAIT count=1 local=10.0.0.5:80 remote=192.0.2.40:* peers=1 recv_q=0 send_q=0 "
-        "backlog=- pid=- process=- user=- age_s=- netns=- container=- pod=-",
+        "backlog=- pid=- process=- user=- age_s=- netns=- container=- pod=- unaccepted=0",
     ]
     assert result.stderr == ""
     assert not ESCAPE.search(result.stdout)
@@ -424,7 +424,7 @@ def test_grep_close_wait_on_the_leak_fixture() -> None:
     )
     assert matching[1:] == [
         "CLOSE_WAIT count=240 local=10.0.0.5:* remote=10.20.0.15:5432 peers=1 recv_q=0 "
-        "send_q=0 backlog=- pid=812 process=java user=app age_s=- netns=- container=- pod=-"
+        "send_q=0 backlog=- pid=812 process=java user=app age_s=- netns=- container=- pod=- unaccepted=0"
     ]
 
 

@@ -147,6 +147,7 @@ def test_process_and_unowned_shape() -> None:
                 "listen_backlog": None,
                 "oldest_seconds": None,
                 "netns": None,
+                "unaccepted": 0,
             },
             {
                 "state": "LISTEN",
@@ -159,6 +160,7 @@ def test_process_and_unowned_shape() -> None:
                 "listen_backlog": 100,
                 "oldest_seconds": None,
                 "netns": None,
+                "unaccepted": 0,
             },
         ],
         "netns": None,

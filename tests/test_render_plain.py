@@ -31,13 +31,13 @@ FINDING_LINE = (
 )
 GROUP_LINES = [
     "CLOSE_WAIT count=3 local=10.0.0.5:* remote=10.20.0.15:5432 peers=1 recv_q=1 send_q=0 "
-    "backlog=- pid=812 process=java user=app age_s=- netns=- container=- pod=-",
+    "backlog=- pid=812 process=java user=app age_s=- netns=- container=- pod=- unaccepted=0",
     "LISTEN count=1 local=0.0.0.0:8080 remote=0.0.0.0:0 peers=1 recv_q=0 send_q=0 "
-    "backlog=100 pid=812 process=java user=app age_s=- netns=- container=- pod=-",
+    "backlog=100 pid=812 process=java user=app age_s=- netns=- container=- pod=- unaccepted=0",
     "LISTEN count=1 local=0.0.0.0:22 remote=0.0.0.0:0 peers=1 recv_q=0 send_q=0 "
-    "backlog=128 pid=611 process=sshd user=root age_s=- netns=- container=- pod=-",
+    "backlog=128 pid=611 process=sshd user=root age_s=- netns=- container=- pod=- unaccepted=0",
     "TIME_WAIT count=1 local=10.0.0.5:80 remote=192.0.2.40:* peers=1 recv_q=0 send_q=0 "
-    "backlog=- pid=- process=- user=- age_s=- netns=- container=- pod=-",
+    "backlog=- pid=- process=- user=- age_s=- netns=- container=- pod=- unaccepted=0",
 ]
 TIME_WAIT_SOCKET_LINE = (
     "TIME_WAIT local=10.0.0.5:80 remote=192.0.2.40:49200 recv_q=0 send_q=0 backlog=- "
@@ -136,7 +136,7 @@ def test_hostile_process_names_stay_on_one_line_and_inert() -> None:
     assert lines == [
         "ESTABLISHED count=1 local=10.0.0.5:* remote=192.0.2.9:443 peers=1 recv_q=0 send_q=0 "
         'backlog=- pid=66 process="evil\\nCRITICAL fake\\x1b[2J" user=root age_s=- '
-        "netns=- container=- pod=-"
+        "netns=- container=- pod=- unaccepted=0"
     ]
     assert "\x1b" not in output(env)
 

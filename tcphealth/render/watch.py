@@ -32,7 +32,7 @@ from tcphealth.render.table import (
     make_console,
     owner_table,
 )
-from tcphealth.render.text import inert, severity_counts
+from tcphealth.render.text import count_text, inert, severity_counts
 from tcphealth.report import Report
 
 # How much of the report the live view shows: it must fit a terminal redrawn every interval.
@@ -71,14 +71,16 @@ def live_view(report: Report, number: int, status: str, console: Console) -> Ren
     """The whole screen for one sample: header with the trend, the worst findings, the
     processes they are about (with each group's age), and what was left out."""
     parts: list[RenderableType] = [header(report), Text(status, style="dim"), Text()]
-    if not report.findings:
+    if report.empty_selection is not None:
+        parts.append(Text(f"No socket matched {inert(report.empty_selection)}: nothing to judge."))
+    elif not report.findings:
         parts.append(Text("No problems found.", style=SEVERITY_STYLE[report.worst_severity]))
     for finding in report.findings[:LIVE_FINDINGS]:
         title = Text()
         title.append(finding.severity.label, style=SEVERITY_STYLE[finding.severity])
         title.append(" ")
         title.append(inert(finding.code), style="bold")
-        title.append(f"  {inert(finding.subject.describe())}  {plural(finding.count, 'socket')}")
+        title.append(f"  {inert(finding.subject.describe())}  {count_text(finding)}")
         parts.append(title)
         parts.append(Padding(Text(inert(finding.summary)), (0, 0, 0, 2)))
     hidden = len(report.findings) - LIVE_FINDINGS
