@@ -627,6 +627,8 @@ def _slow_close(
         code=SLOW_CLOSE,
         severity=lower,
         summary=summary,
+        # Time told the slow close from a leak: that is no longer left unchecked.
+        unchecked=tuple(item for item in finding.unchecked if not item.startswith(_TELL)),
         evidence=(
             Evidence("close_wait", finding.count, "in the latest sample"),
             *evidence,
