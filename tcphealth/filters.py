@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from tcphealth.model import (
@@ -309,24 +309,34 @@ class _Relation:
         return address.is_loopback or address in self.local_addresses
 
     def about(self, finding: Finding, sock: Socket) -> bool:
+        return self.test(finding)(sock)
+
+    def test(self, finding: Finding) -> Callable[[Socket], bool]:
+        """The test of "is ``sock`` one this finding is about", worked out once per finding:
+        it runs on every socket of a large host."""
         subject = finding.subject
-        whole_listener = subject.kind is SubjectKind.LISTENER and finding.state in (
-            None,
-            TcpState.LISTEN,
-        )
-        if finding.state is not None and not whole_listener and sock.state is not finding.state:
-            return False
-        pids = finding_pids(finding)
-        if pids and any(pid in pids for pid in sock.pids):
-            return True
+        state = finding.state
+        if subject.kind is SubjectKind.LISTENER and state is TcpState.LISTEN:
+            state = None  # a finding about a listener as a whole: every state on it
+        pids = frozenset(finding_pids(finding))
         address = subject.address
-        if address is None:
-            return not pids
-        if subject.kind is SubjectKind.LISTENER:
-            return _on_listener(sock.local, address) or (
-                _on_listener(sock.remote, address) and self._is_local(sock.remote.address)
-            )
-        return _same_place(sock.remote, address)
+        listener = subject.kind is SubjectKind.LISTENER
+        is_local = self._is_local
+
+        def test(sock: Socket) -> bool:
+            if state is not None and sock.state is not state:
+                return False
+            if pids and not pids.isdisjoint(sock.pids):
+                return True
+            if address is None:
+                return not pids
+            if listener:
+                return _on_listener(sock.local, address) or (
+                    _on_listener(sock.remote, address) and is_local(sock.remote.address)
+                )
+            return _same_place(sock.remote, address)
+
+        return test
 
 
 def _on_listener(endpoint: Endpoint, listener: Endpoint) -> bool:
@@ -357,9 +367,22 @@ def select_findings(
     relation = _Relation(snapshot)
     selected_ids = {id(sock) for sock in narrowed.sockets}
     owners = _matching_pids(snapshot, flt) if flt.selects_owners else set()
+    # Each finding looks only at the sockets of its state (all, for a listener as a whole).
+    by_state: dict[TcpState, list[Socket]] = {}
+    for sock in snapshot.sockets:
+        by_state.setdefault(sock.state, []).append(sock)
     shown: list[Finding] = []
     for finding in findings:
-        about = [sock for sock in snapshot.sockets if relation.about(finding, sock)]
+        whole_listener = finding.subject.kind is SubjectKind.LISTENER and finding.state in (
+            None,
+            TcpState.LISTEN,
+        )
+        candidates = (
+            snapshot.sockets
+            if finding.state is None or whole_listener
+            else by_state.get(finding.state, ())
+        )
+        about = list(filter(relation.test(finding), candidates))
         inside = sum(1 for sock in about if id(sock) in selected_ids)
         by_process = any(pid in owners for pid in finding_pids(finding))
         if not inside and not by_process:
