@@ -424,7 +424,8 @@ def test_grep_close_wait_on_the_leak_fixture() -> None:
     )
     assert matching[1:] == [
         "CLOSE_WAIT count=240 local=10.0.0.5:* remote=10.20.0.15:5432 peers=1 recv_q=0 "
-        "send_q=0 backlog=- pid=812 process=java user=app age_s=- netns=- container=- pod=- unaccepted=0"
+        "send_q=0 backlog=- pid=812 process=java user=app age_s=- netns=- container=- pod=- "
+        "unaccepted=0"
     ]
 
 

@@ -351,7 +351,8 @@ def test_the_leak_series_says_how_long_and_how_fast_in_plain_lines() -> None:
     )
     assert (
         "CLOSE_WAIT count=90 local=10.0.0.30:* remote=10.20.0.40:6379 peers=1 recv_q=1 send_q=0 "
-        "backlog=- pid=2200 process=api-worker user=api age_s=20 netns=- container=- pod=- unaccepted=0"
+        "backlog=- pid=2200 process=api-worker user=api age_s=20 netns=- container=- pod=- "
+        "unaccepted=0"
     ) in lines
 
 
