@@ -84,7 +84,9 @@ def test_sockets_are_never_merged_across_namespaces() -> None:
     lines = _plain(report).splitlines()
     assert sum(line.startswith("TIME_WAIT count=1 ") for line in lines) == 2
     assert any(
-        line.endswith(" netns=lab container=- pod=-") for line in lines if "TIME_WAIT" in line
+        line.endswith(" netns=lab container=- pod=- unaccepted=0")
+        for line in lines
+        if "TIME_WAIT" in line
     )
 
 
