@@ -23,7 +23,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from tcphealth.model import Finding, Severity, Socket, SubjectKind, TcpState, TimerKind
+from tcphealth.model import Finding, Severity, Socket, TcpState, TimerKind
 from tcphealth.phrases import plural
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import TABLE_GROUP_LIMIT, RenderOptions, View

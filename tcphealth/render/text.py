@@ -96,13 +96,13 @@ def age_text(seconds: float) -> str:
 
 
 def count_text(finding: Finding) -> str:
-    """What a finding's count counts, in words: the connections queued on one listener for a
-    finding about a listener's queue, else its sockets in their state; empty for a host-wide
-    finding whose count is not of sockets (0)."""
+    """What a finding's count counts, in words: for a finding about a listener's queue, the
+    connections queued (the title names the listener), not "sockets in LISTEN"; else its
+    sockets in their state; empty for a host-wide finding whose count is not of sockets (0)."""
     subject = finding.subject
     if not finding.count and subject.kind is SubjectKind.HOST:
         return ""  # a host-wide limit counted in pages, entries or SYNs: see its evidence
     if subject.kind is SubjectKind.LISTENER and finding.state is TcpState.LISTEN:
-        return f"{plural(finding.count, 'connection')} queued on 1 listener"
+        return f"{plural(finding.count, 'connection')} queued"
     count = plural(finding.count, "socket")
     return count + (f" in {finding.state.value}" if finding.state else "")
