@@ -140,6 +140,7 @@ SERIES_SHOWS = {
     "listen-overflows-rising.json": {"listen-overflows-rising"},
     "syn-sent-stuck.json": {"syn-sent-stuck"},
     "syn-queue-overflow-rising.json": {"syn-queue-overflow-rising"},
+    "tcp-memory-aborts-rising.json": {"tcp-memory-aborts-rising"},
 }
 
 

@@ -228,6 +228,48 @@ def test_a_rise_in_cookies_between_samples_is_a_finding_of_the_series() -> None:
     assert "answered with cookies" in rising.summary
 
 
+def _memory_series(aborts: tuple[int, int], pages: tuple[int, int]) -> list[Snapshot]:
+    sysctls = Sysctls(tcp_mem=(287907, 383878, 575814), tcp_max_orphans=131072)
+    return [
+        replace(
+            snapshot(
+                sysctls=sysctls,
+                counters={
+                    "TcpExt.TCPAbortOnMemory": aborts[step],
+                    "sockstat.TCP.mem": pages[step],
+                    "sockstat.TCP.orphan": 12,
+                },
+            ),
+            host=replace(snapshot().host, taken_at=10.0 * step),
+        )
+        for step in range(2)
+    ]
+
+
+def test_aborts_for_memory_during_a_series_are_a_finding_that_replaces_ran_out_before() -> None:
+    # Memory under pressure at both samples; aborts rose by 9 between them.
+    findings, _ = diagnose_series(_memory_series((37, 46), (1000, 1200)))
+    found = codes(findings)
+    rising = found["tcp-memory-aborts-rising"]
+    assert (rising.severity, rising.count) == (Severity.CRITICAL, 9)
+    assert evidence(rising)["TCPAbortOnMemory"] == "+9"
+    assert evidence(rising)["orphans"] == 12
+    assert "the memory between the samples" in rising.unchecked[0]
+    # The single look alone says "ran out before" (INFO); the series says it is happening.
+    assert found.get("tcp-memory-pressure") is None
+    alone = codes(diagnose(_memory_series((37, 46), (1000, 1200))[-1]))
+    assert alone["tcp-memory-pressure"].severity is Severity.INFO
+
+
+def test_aborts_rising_keeps_a_pressure_finding_and_no_rise_makes_none() -> None:
+    found = codes(diagnose_series(_memory_series((37, 40), (390000, 400000)))[0])
+    assert found["tcp-memory-pressure"].severity is Severity.WARNING
+    assert found["tcp-memory-aborts-rising"].count == 3
+    steady = codes(diagnose_series(_memory_series((37, 37), (390000, 400000)))[0])
+    assert "tcp-memory-aborts-rising" not in steady
+    assert steady["tcp-memory-pressure"].severity is Severity.WARNING
+
+
 # --- ephemeral ports ----------------------------------------------------------------------------
 
 NARROW = Sysctls(ip_local_port_range=(40000, 40019), ip_local_reserved_ports=((40010, 40014),))

@@ -48,6 +48,7 @@ WATCHED_COUNTERS: tuple[tuple[str, str], ...] = (
     ("TcpExt.TCPReqQFullDoCookies", "SYNs answered with a cookie: a SYN queue was full"),
     ("TcpExt.TCPReqQFullDrop", "SYNs dropped: a SYN queue was full and cookies were off"),
     ("TcpExt.TCPAbortOnMemory", "connections aborted for lack of TCP memory"),
+    ("TcpExt.TCPMemoryPressures", "times TCP entered memory pressure"),
 )
 
 # States whose count per process is followed for growth: the ones that linger when something

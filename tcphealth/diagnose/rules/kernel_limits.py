@@ -13,20 +13,27 @@ conntrack count against their sysctls.
   count is per network namespace, the limit global to the host.
 
 These numbers are the host's now, and the counters count since boot: one look shows where the
-host stands and whether it has happened, a series whether it is happening.
+host stands and whether it has happened, a series whether it is happening. Connections aborted
+for lack of memory during a series (TCPAbortOnMemory rising) are a finding of their own, whatever
+the memory reads at the moments sampled: the pressure comes and goes between samples, the aborts
+stay counted.
 """
 
 from __future__ import annotations
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.wording import level, number, percent
+from tcphealth.diagnose.rule import Code, Rule, Window
+from tcphealth.diagnose.wording import level, number, percent, plural
 from tcphealth.model import Blame, Evidence, Finding, Severity, Subject, SubjectKind
 
 ORPHANS = "orphans-near-limit"
 TCP_MEMORY = "tcp-memory-pressure"
 CONNTRACK = "conntrack-table-full"
+MEMORY_ABORTS_RISING = "tcp-memory-aborts-rising"
+
+_ABORTS = "TcpExt.TCPAbortOnMemory"
+_PRESSURES = "TcpExt.TCPMemoryPressures"
 
 _HOST = Subject(kind=SubjectKind.HOST)
 
@@ -88,8 +95,8 @@ def _tcp_memory(index: SnapshotIndex) -> Finding | None:
     counters = index.snapshot.counters
     pages = counters.get("sockstat.TCP.mem")
     tcp_mem = index.snapshot.sysctls.tcp_mem
-    pressures = counters.get("TcpExt.TCPMemoryPressures")
-    aborts = counters.get("TcpExt.TCPAbortOnMemory")
+    pressures = counters.get(_PRESSURES)
+    aborts = counters.get(_ABORTS)
     if pages is None or tcp_mem is None:
         return None
     low, pressure, high = tcp_mem
@@ -195,6 +202,84 @@ def _conntrack(index: SnapshotIndex, thresholds: Thresholds) -> Finding | None:
     )
 
 
+# --- over a series ------------------------------------------------------------------------------
+
+
+def over_series(window: Window, findings: list[Finding], thresholds: Thresholds) -> list[Finding]:
+    """Connections aborted for lack of TCP memory during the window: the kernel is killing
+    connections now. The single look's "it ran out before" (tcp-memory-pressure at INFO) says
+    the opposite of what the series shows, so it gives way; a pressure finding at WARNING or
+    CRITICAL stays, as the memory's state at the last sample."""
+    deltas = {delta.name: delta for delta in window.facts.counter_deltas}
+    aborts = deltas.get(_ABORTS)
+    if aborts is None or aborts.delta <= 0:
+        return findings
+    kept = [
+        finding
+        for finding in findings
+        if not (finding.code == TCP_MEMORY and finding.severity is Severity.INFO)
+    ]
+    evidence = [
+        Evidence(
+            "TCPAbortOnMemory",
+            f"+{number(aborts.delta)}",
+            f"{aborts.per_second:.1f}/s during the {window.seconds:.1f} s window",
+        )
+    ]
+    pressures = deltas.get(_PRESSURES)
+    if pressures is not None and pressures.delta > 0:
+        evidence.append(
+            Evidence(
+                "TCPMemoryPressures",
+                f"+{number(pressures.delta)}",
+                "times TCP entered memory pressure during the window",
+            )
+        )
+    counters = window.latest.counters
+    pages = counters.get("sockstat.TCP.mem")
+    tcp_mem = window.latest.sysctls.tcp_mem
+    if pages is not None:
+        evidence.append(Evidence("tcp_memory_pages", pages, "sockstat TCP mem at the last sample"))
+    if tcp_mem is not None:
+        evidence.append(
+            Evidence("tcp_mem", " ".join(map(str, tcp_mem)), "pages: low, pressure, high")
+        )
+    orphans = counters.get("sockstat.TCP.orphan")
+    orphan_limit = window.latest.sysctls.tcp_max_orphans
+    if orphans is not None and orphan_limit is not None:
+        evidence.append(Evidence("orphans", orphans, f"of tcp_max_orphans {number(orphan_limit)}"))
+    unchecked = (
+        ("the memory between the samples: it may have peaked at tcp_mem's hard limit unseen",)
+        if pages is None or tcp_mem is None or pages < tcp_mem[2]
+        else ()
+    )
+    kept.append(
+        Finding(
+            code=MEMORY_ABORTS_RISING,
+            severity=Severity.CRITICAL,
+            state=None,
+            blame=Blame.KERNEL_LIMIT,
+            subject=_HOST,
+            count=aborts.delta,
+            summary=(
+                f"The kernel aborted {plural(aborts.delta, 'connection')} for lack of TCP memory "
+                f"during the {window.seconds:.1f} s window ({aborts.per_second:.1f}/s): TCP's "
+                "memory passed tcp_mem's hard limit or the orphans passed tcp_max_orphans (the "
+                "kernel counts both here), and the peers of those connections saw resets."
+            ),
+            evidence=tuple(evidence),
+            next_steps=(
+                "cat /proc/net/sockstat   # TCP mem, in pages, against sysctl net.ipv4.tcp_mem",
+                "ss -tmn | grep -B1 skmem | head -40   # which sockets hold the buffers",
+                "nstat -az TcpExtTCPAbortOnMemory TcpExtTCPMemoryPressures   # still rising?",
+                "dmesg | grep -iE 'consider tuning tcp_mem|too many orphaned'   # which limit",
+            ),
+            unchecked=unchecked,
+        )
+    )
+    return kept
+
+
 RULE = Rule(
     name="kernel_limits",
     summary="orphans, TCP memory and the conntrack table against their host-wide limits",
@@ -208,13 +293,19 @@ RULE = Rule(
             TCP_MEMORY,
             "TCP's memory is past tcp_mem's pressure or hard limit, or ran out since boot",
             (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
-            explains_counters=("TcpExt.TCPAbortOnMemory",),
         ),
         Code(
             CONNTRACK,
             "the connection-tracking table is near or at nf_conntrack_max: new flows dropped",
             (Severity.WARNING, Severity.CRITICAL),
         ),
+        Code(
+            MEMORY_ABORTS_RISING,
+            "connections were aborted for lack of TCP memory during the window",
+            (Severity.CRITICAL,),
+            from_series=True,
+        ),
     ),
     check=check,
+    step=over_series,
 )
