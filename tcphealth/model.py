@@ -234,6 +234,11 @@ class TcpInfo:
     rtt_us: int | None = None
     total_retrans: int | None = None
     unacked: int | None = None
+    # Where a sender's time went (kernel 4.10+; us): busy sending at all, and within that held
+    # back by the peer's advertised window or by this socket's own send buffer.
+    busy_time_us: int | None = None
+    rwnd_limited_us: int | None = None
+    sndbuf_limited_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +330,9 @@ class _TcpInfoBuilder:
         rtt_us: int | None,
         total_retrans: int | None,
         unacked: int | None,
+        busy_time_us: int | None = None,
+        rwnd_limited_us: int | None = None,
+        sndbuf_limited_us: int | None = None,
     ) -> None:
         self.last_data_recv_ms = last_data_recv_ms
         self.last_data_sent_ms = last_data_sent_ms
@@ -336,6 +344,9 @@ class _TcpInfoBuilder:
         self.rtt_us = rtt_us
         self.total_retrans = total_retrans
         self.unacked = unacked
+        self.busy_time_us = busy_time_us
+        self.rwnd_limited_us = rwnd_limited_us
+        self.sndbuf_limited_us = sndbuf_limited_us
         self.__class__ = TcpInfo  # type: ignore[assignment]
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from tcphealth.diagnose import diagnose
-from tcphealth.model import Blame, Severity, Socket, SubjectKind, Sysctls, TcpState, TimerKind
+from tcphealth.model import (
+    Blame,
+    Severity,
+    Socket,
+    SubjectKind,
+    Sysctls,
+    TcpInfo,
+    TcpState,
+    TimerKind,
+)
 from tests.builders import many, process, snapshot, sock
 
 
@@ -76,6 +85,40 @@ def test_zero_window_probe_means_the_peer_is_not_reading() -> None:
     assert finding.subject.endpoint == "10.6.6.6"
     assert finding.count == 4
     assert "the application at 10.6.6.6 has stopped reading" in finding.summary
+    # No tcp_info sending times: nothing said about them.
+    assert not {"rwnd_limited", "sndbuf_limited"} & {e.name for e in finding.evidence}
+
+
+def test_tcp_info_says_how_much_of_the_sending_time_each_limit_took() -> None:
+    times = TcpInfo(busy_time_us=2_000_000, rwnd_limited_us=1_500_000, sndbuf_limited_us=20_000)
+    snap = snapshot(
+        established(
+            3,
+            "10.6.6.6:80",
+            send_queue=270680,
+            timer=TimerKind.ZERO_WINDOW_PROBE,
+            probes=3,
+            tcp_info=times,
+        ),
+        # An older kernel's tcp_info, without the times: not counted in the shares.
+        established(
+            1,
+            "10.6.6.6:80",
+            send_queue=1,
+            timer=TimerKind.ZERO_WINDOW_PROBE,
+            tcp_info=TcpInfo(rto_us=200_000),
+        ),
+    )
+    (finding,) = diagnose(snap)
+    evidence = {e.name: (e.value, e.detail) for e in finding.evidence}
+    assert evidence["rwnd_limited"] == (
+        "75.0%",
+        "4,500 ms held back by the peer's window, of 6,000 ms spent sending, over 3 connections",
+    )
+    assert evidence["sndbuf_limited"] == (
+        "1.0%",
+        "60 ms held back by this host's send buffer, of 6,000 ms spent sending, over 3 connections",
+    )
 
 
 def test_healthy_established_connections_make_no_findings() -> None:

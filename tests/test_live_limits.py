@@ -27,7 +27,7 @@ import pytest
 
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.model import Finding, Severity, Snapshot, TcpState
+from tcphealth.model import Finding, Severity, Snapshot, TcpState, TimerKind
 from tcphealth.sources import collect_live
 from tcphealth.states import syn_queue_capacity
 
@@ -515,5 +515,74 @@ def test_keepalive_ends_an_idle_connection_when_predicted_and_nothing_ends_the_o
     # The connection without keepalive is still there after the other's end.
     assert len(ns.ss("state", "established", "sport = :6100")) == 2
     assert len(ns.ss("state", "established", "dport = :6100")) == 1
+    say(child)
+    child.wait(timeout=CHILD_LIMIT)
+
+
+# --- where a sender's time went (tcp_info's busy, rwnd-limited and sndbuf-limited time) ---------
+
+# A receiver with a tiny receive buffer that never reads, and a sender that fills what the
+# window lets through and then keeps trying for half a second: the window closes, the sender's
+# data waits on it (rwnd-limited), and the persist timer probes the zero window.
+WINDOW_CLOSED = """
+import json, socket, sys, time
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+listener.bind(("127.0.0.1", 5700)); listener.listen(1)
+sender = socket.create_connection(("127.0.0.1", 5700))
+receiver, _ = listener.accept()
+sender.setblocking(False)
+end = time.monotonic() + 0.5
+while time.monotonic() < end:
+    try:
+        sender.send(b"x" * 65536)
+    except BlockingIOError:
+        time.sleep(0.01)
+print(json.dumps({"port": sender.getsockname()[1]}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def _ss_times(line: str) -> dict[str, int]:
+    """ss -ti's busy / rwnd_limited / sndbuf_limited, in ms; ss leaves out a time of 0."""
+    times: dict[str, int] = {}
+    for word in line.split():
+        name, _, value = word.partition(":")
+        if name in ("busy", "rwnd_limited", "sndbuf_limited"):
+            times[name] = int(value.split("ms")[0])
+    return times
+
+
+def test_a_sender_held_back_by_the_peer_s_window_is_rwnd_limited_as_ss_says(netns: Any) -> None:
+    ns = netns("rwnd")
+    child = ns.start(WINDOW_CLOSED)
+    port = hear(child)["port"]
+
+    def sender_info(snapshot: Snapshot) -> Any:
+        (sock,) = [s for s in snapshot.sockets if s.local.port == port]
+        assert sock.tcp_info is not None
+        return sock.tcp_info
+
+    first = ns.look()
+    lines = ns.ss("-i", "src", f"127.0.0.1:{port}")
+    last = ns.look()
+    before, after = sender_info(first), sender_info(last)
+    assert len(lines) == 2, lines  # the socket's line, then its tcp_info line
+    shown = _ss_times(lines[1])
+    # The kernel's times only grow, and ss prints whole ms: read between our two looks, each
+    # of its numbers lies between ours.
+    for name, ours in (("busy", "busy_time_us"), ("rwnd_limited", "rwnd_limited_us")):
+        assert getattr(before, ours) // 1000 <= shown[name] <= getattr(after, ours) // 1000
+    # Held back by the window nearly all the time, never by its own send buffer.
+    assert after.rwnd_limited_us >= 0.5 * after.busy_time_us > 0
+    assert after.sndbuf_limited_us == 0 and "sndbuf_limited" not in shown
+
+    (sock,) = [s for s in last.sockets if s.local.port == port]
+    assert sock.timer is TimerKind.ZERO_WINDOW_PROBE
+    findings = diagnose(last, Thresholds(established_warning=1, established_critical=5))
+    (finding,) = codes(findings, "established-peer-not-reading")
+    share = float(evidence(finding)["rwnd_limited"].rstrip("%"))
+    assert share == pytest.approx(100 * after.rwnd_limited_us / after.busy_time_us, abs=0.06)
+    assert evidence(finding)["sndbuf_limited"] == "0.0%"
     say(child)
     child.wait(timeout=CHILD_LIMIT)

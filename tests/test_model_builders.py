@@ -76,7 +76,7 @@ def _new_socket(values: dict[str, Any]) -> Socket:
 
 
 def test_a_finished_draft_equals_the_constructor() -> None:
-    info_values = dict(zip(_field_names(TcpInfo), range(100, 110), strict=True))
+    info_values = dict(zip(_field_names(TcpInfo), range(100, 113), strict=True))
     info = new_tcp_info(*info_values.values())
     assert type(info) is TcpInfo
     assert info == TcpInfo(**info_values)

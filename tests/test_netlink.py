@@ -224,9 +224,12 @@ def _info_attribute(message: bytes | bytearray) -> int:
 
 def test_the_tcp_info_table_is_the_kernels_layout() -> None:
     # include/uapi/linux/tcp.h: five u8 (state .. backoff), then the bit fields and one more u8,
-    # then u32 from tcpi_rto on; tcpi_total_retrans is the 26th u32.
-    assert TCP_INFO_STRUCT.format == "=2xBBB3xI12xI16xI4xII8xI28xI"
-    assert TCP_INFO_STRUCT.size == 104
+    # then u32 from tcpi_rto on; tcpi_total_retrans is the 26th u32. Then four u64 (pacing
+    # rates, bytes acked and received), six u32 (segments .. data_segs_out) and the u64
+    # tcpi_delivery_rate: tcpi_busy_time, tcpi_rwnd_limited and tcpi_sndbuf_limited are the u64
+    # at 168, 176 and 184 (offsetof() against this machine's <linux/tcp.h> says the same).
+    assert TCP_INFO_STRUCT.format == "=2xBBB3xI12xI16xI4xII8xI28xI64xQQQ"
+    assert TCP_INFO_STRUCT.size == 192
     assert {field.attribute for field in TCP_INFO_FIELDS} == {
         "retransmits",
         "probes",
@@ -238,6 +241,9 @@ def test_the_tcp_info_table_is_the_kernels_layout() -> None:
         "last_ack_recv_ms",
         "rtt_us",
         "total_retrans",
+        "busy_time_us",
+        "rwnd_limited_us",
+        "sndbuf_limited_us",
     }
 
 

@@ -281,3 +281,29 @@ def test_the_limits_sysctls_are_left_out_unless_set_and_then_say_version_2() -> 
     assert json.loads(text)["version"] == 2
     assert json.loads(text)["snapshot"]["sysctls"]["tcp_mem"] == [1, 2, 3]
     assert snapshot_from_json(text, "limits.json") == limits
+
+
+def test_tcp_info_sending_times_are_left_out_unless_known_and_then_say_version_2() -> None:
+    plain = replace(full_snapshot(), sysctls=Sysctls(tcp_fin_timeout=60))
+    text = snapshot_to_json(plain)
+    assert json.loads(text)["version"] == 1
+    assert "busy_time_us" not in text and "rwnd_limited_us" not in text
+    first = plain.sockets[0]
+    assert first.tcp_info is not None
+    timed = replace(
+        first,
+        tcp_info=replace(
+            first.tcp_info, busy_time_us=5_000, rwnd_limited_us=4_000, sndbuf_limited_us=0
+        ),
+    )
+    with_times = replace(plain, sockets=(timed, *plain.sockets[1:]))
+    text = snapshot_to_json(with_times)
+    assert json.loads(text)["version"] == 2
+    record = json.loads(text)["snapshot"]["sockets"][0]["tcp_info"]
+    assert (record["busy_time_us"], record["rwnd_limited_us"], record["sndbuf_limited_us"]) == (
+        5_000,
+        4_000,
+        0,
+    )
+    assert snapshot_from_json(text, "times.json") == with_times
+    assert json.loads(text) == json.loads(_indented_everywhere(with_times))

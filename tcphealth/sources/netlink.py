@@ -85,7 +85,7 @@ class TcpInfoField:
     its C name and type, its byte offset, and the :class:`TcpInfo` attribute it fills."""
 
     c_name: str
-    c_type: str  # "__u8" or "__u32", in host byte order
+    c_type: str  # "__u8", "__u32" or "__u64", in host byte order
     offset: int
     attribute: str
 
@@ -98,7 +98,7 @@ class TcpInfoField:
         return self.offset + struct.calcsize("=" + self.code)
 
 
-_STRUCT_CODES = {"__u8": "B", "__u32": "I"}
+_STRUCT_CODES = {"__u8": "B", "__u32": "I", "__u64": "Q"}
 
 # The fields we use, in the order they sit in the struct. Older kernels send a shorter struct:
 # a field past its end is unknown (None). Both decoders -- parse_tcp_info for any length, and
@@ -115,6 +115,9 @@ TCP_INFO_FIELDS: tuple[TcpInfoField, ...] = (
     TcpInfoField("tcpi_last_ack_recv", "__u32", 56, "last_ack_recv_ms"),
     TcpInfoField("tcpi_rtt", "__u32", 68, "rtt_us"),
     TcpInfoField("tcpi_total_retrans", "__u32", 100, "total_retrans"),
+    TcpInfoField("tcpi_busy_time", "__u64", 168, "busy_time_us"),
+    TcpInfoField("tcpi_rwnd_limited", "__u64", 176, "rwnd_limited_us"),
+    TcpInfoField("tcpi_sndbuf_limited", "__u64", 184, "sndbuf_limited_us"),
 )
 
 
@@ -129,8 +132,8 @@ def _struct_of(fields: Sequence[TcpInfoField]) -> struct.Struct:
     return struct.Struct(fmt)
 
 
-# Every field we use, in one unpack, from a tcp_info long enough to hold them all (any kernel
-# since 2.6.x).
+# Every field we use, in one unpack, from a tcp_info long enough to hold them all (kernel 4.10
+# and later; an older kernel's shorter struct is read field by field by parse_tcp_info).
 TCP_INFO_STRUCT = _struct_of(TCP_INFO_FIELDS)
 TCP_INFO_NAMES = tuple(field.attribute for field in TCP_INFO_FIELDS)
 # A shorter tcp_info than that is read field by field; one too short to hold the three one-byte
@@ -442,6 +445,9 @@ class Decoder:
                     last_ack_recv,
                     rtt,
                     total_retrans,
+                    busy_time,
+                    rwnd_limited,
+                    sndbuf_limited,
                 ) = values[info_at : info_at + info_fields]
                 if len(ints) < _CACHE_LIMIT:
                     rto = shared(rto, rto)
@@ -460,6 +466,9 @@ class Decoder:
                     rtt,
                     total_retrans,
                     unacked,
+                    busy_time,
+                    rwnd_limited,
+                    sndbuf_limited,
                 )
                 if not ((state is time_wait or state is syn_recv) and inode == 0):
                     retransmits = info_retransmits
@@ -527,6 +536,9 @@ class Decoder:
             last_ack_recv,
             rtt,
             total_retrans,
+            busy_time,
+            rwnd_limited,
+            sndbuf_limited,
         ) = values
         ints = self._ints
         if len(ints) < _CACHE_LIMIT:
@@ -547,6 +559,9 @@ class Decoder:
             rtt,
             total_retrans,
             unacked,
+            busy_time,
+            rwnd_limited,
+            sndbuf_limited,
         )
 
     def _socket(

@@ -44,7 +44,8 @@ FORMAT_NAME = "tcphealth.snapshot"
 # runs), and the sysctls of the limits (tcp_mem, tcp_max_syn_backlog, reserved ports,
 # nf_conntrack_max). A snapshot without them is written as version 1, byte for byte as
 # before, so older tcphealth still reads it; one with them says 2, which older tcphealth
-# refuses by name.
+# refuses by name. tcp_info's busy, rwnd-limited and sndbuf-limited times (issue #25) came with
+# version 2 too: left out where unknown, and a file that has them says 2.
 FORMAT_VERSION = 2
 _FORMAT_VERSION_WITHOUT_NAMESPACES = 1
 
@@ -62,6 +63,11 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
     ),
     # False only for a paste, whose file time is not its capture time.
     "HostInfo": (("taken_at_known", True),),
+    "TcpInfo": (
+        ("busy_time_us", None),
+        ("rwnd_limited_us", None),
+        ("sndbuf_limited_us", None),
+    ),
 }
 # Several samples of one host, oldest first (tcphealth snapshot --samples N): the file is
 # ``{"format": "tcphealth.series", "version": 1, "samples": [...]}`` where each sample is a
@@ -148,6 +154,12 @@ def _version_of(snapshot: Snapshot) -> int:
         return FORMAT_VERSION
     if not snapshot.host.taken_at_known:  # a paste's: the field is written, so version 2
         return FORMAT_VERSION
+    # The first socket with tcp_info tells for the dump: one kernel gave them all.
+    info = next((sock.tcp_info for sock in snapshot.sockets if sock.tcp_info is not None), None)
+    if info is not None and any(
+        getattr(info, name) != default for name, default in _LEFT_OUT_WHEN_DEFAULT["TcpInfo"]
+    ):
+        return FORMAT_VERSION
     return _FORMAT_VERSION_WITHOUT_NAMESPACES
 
 
@@ -175,11 +187,17 @@ class _RecordEncoder:
             if converter is not None:
                 convert.append((name, converter))
         values_of = operator.attrgetter(*names)
+        # Fields added later, left out while at their defaults (see _LEFT_OUT_WHEN_DEFAULT);
+        # a socket's netns is left out by the writer itself.
+        left_out = () if cls is model.Socket else _LEFT_OUT_WHEN_DEFAULT.get(cls.__name__, ())
 
         def record(value: Any) -> dict[str, Any]:
             document = dict(zip(names, values_of(value), strict=True))
             for name, converter in convert:
                 document[name] = converter(document[name])
+            for name, default in left_out:
+                if document[name] == default:
+                    del document[name]
             return document
 
         self._by_class[cls] = record

@@ -4,6 +4,11 @@
   (the kernel gives up after tcp_retries2, at least ~924 s by default).
 * A large receive queue: the local application is not reading what arrived.
 * A zero-window probe timer: the peer advertised a closed window -- it is not reading.
+
+Where tcp_info says where a sender's time went (kernel 4.10+: busy, rwnd-limited and
+sndbuf-limited time), the zero-window finding gives the share of the sending time the peer's
+window held the connections back, against the share their own send buffer did: the first
+confirms the peer, the second would point at this host's SO_SNDBUF or tcp_wmem.
 """
 
 from __future__ import annotations
@@ -62,6 +67,11 @@ class _Group:
     # those whose source gives the timer, the retransmissions and tcp_info's rto.
     ends_in: list[float] = field(default_factory=list)
     members: list[Socket] = field(default_factory=list)
+    # tcp_info's sending time (us), summed over the sockets whose source gives all three.
+    timed: int = 0
+    busy_us: int = 0
+    rwnd_limited_us: int = 0
+    sndbuf_limited_us: int = 0
 
     def add(self, sock: Socket, queued: int | None, retransmits: int | None = None) -> None:
         self.members.append(sock)
@@ -70,6 +80,40 @@ class _Group:
         self.max_retransmits = max(self.max_retransmits, retransmits or 0)
         self.destinations[destination(sock.remote)] += 1
         self.pids[pids_key(sock.pids)] += 1
+        info = sock.tcp_info
+        if (
+            info is not None
+            and info.busy_time_us is not None
+            and info.rwnd_limited_us is not None
+            and info.sndbuf_limited_us is not None
+        ):
+            self.timed += 1
+            self.busy_us += info.busy_time_us
+            self.rwnd_limited_us += info.rwnd_limited_us
+            self.sndbuf_limited_us += info.sndbuf_limited_us
+
+    def limited_evidence(self) -> tuple[Evidence, ...]:
+        """What held the senders back, as shares of their sending time; nothing where tcp_info
+        does not say or they never sent."""
+        if not self.timed or self.busy_us <= 0:
+            return ()
+        of = f"of {_ms(self.busy_us)} spent sending, over {number(self.timed)} connections"
+        return (
+            Evidence(
+                "rwnd_limited",
+                f"{100 * self.rwnd_limited_us / self.busy_us:.1f}%",
+                f"{_ms(self.rwnd_limited_us)} held back by the peer's window, {of}",
+            ),
+            Evidence(
+                "sndbuf_limited",
+                f"{100 * self.sndbuf_limited_us / self.busy_us:.1f}%",
+                f"{_ms(self.sndbuf_limited_us)} held back by this host's send buffer, {of}",
+            ),
+        )
+
+
+def _ms(microseconds: int) -> str:
+    return f"{number(round(microseconds / 1000))} ms"
 
 
 def _seconds_left(sock: Socket, retries2: int) -> float | None:
@@ -260,6 +304,7 @@ def _peer_not_reading_finding(
         evidence=(
             Evidence("zero_window", group.sockets, "zero-window probe timer running"),
             Evidence("send_queue_bytes", group.queued_bytes, "waiting for the peer's window"),
+            *group.limited_evidence(),
             *top_destinations(group.destinations),
             *local,
         ),
