@@ -280,6 +280,10 @@ class Socket:
     # ``readlink /proc/PID/ns/net``); None where the source does not say. Two sockets with the
     # same endpoints in two namespaces are two sockets.
     netns: int | None = None
+    # Segments the kernel dropped on arrival at this socket since it opened (skmem's ``d``,
+    # sk_drops: a full receive buffer or backlog, data beyond the advertised window); netlink
+    # only, None where the source does not say.
+    drops: int | None = None
 
     @property
     def is_orphan(self) -> bool | None:
@@ -385,6 +389,7 @@ class SocketDraft:
         shutdown: int | None,
         truncated: bool,
         netns: int | None = None,
+        drops: int | None = None,
     ) -> None:
         self.family = family
         self.local = local
@@ -407,6 +412,7 @@ class SocketDraft:
         self.shutdown = shutdown
         self.truncated = truncated
         self.netns = netns
+        self.drops = drops
 
     def finish(self, pids: tuple[int, ...], owner_source: OwnerSource) -> Socket:
         """This object, with its owners set, as a (frozen) Socket. Do not keep the draft."""

@@ -141,6 +141,7 @@ SERIES_SHOWS = {
     "syn-sent-stuck.json": {"syn-sent-stuck"},
     "syn-queue-overflow-rising.json": {"syn-queue-overflow-rising"},
     "tcp-memory-aborts-rising.json": {"tcp-memory-aborts-rising"},
+    "receive-drops-rising.json": {"receive-drops-rising"},
 }
 
 

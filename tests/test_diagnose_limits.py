@@ -394,3 +394,64 @@ def test_idle_without_keepalive_is_information_past_the_threshold_only() -> None
 def test_without_tcp_info_idleness_is_not_judged() -> None:
     quiet = sock("ESTAB", "10.0.0.5:41000", "10.7.7.7:6379", timer=TimerKind.NONE, send_queue=0)
     assert diagnose(snapshot(quiet)) == []
+
+
+# --- segments dropped on arrival ----------------------------------------------------------------
+
+
+def test_socket_drops_are_a_finding_per_holder_with_the_counters_since_boot() -> None:
+    snap = snapshot(
+        sock("ESTAB", "10.0.0.5:50000", "10.9.9.9:9092", pids=(30,), drops=7, recv_queue=4000),
+        sock("ESTAB", "10.0.0.5:50001", "10.9.9.9:9092", pids=(30,), drops=0),
+        sock("ESTAB", "10.0.0.5:50002", "10.9.9.9:9092", pids=(31,), drops=None),
+        counters={"TcpExt.TCPRcvQDrop": 0},
+        processes=[process(30, "sink")],
+    )
+    (finding,) = [f for f in diagnose(snap) if f.code == "receive-drops"]
+    assert (finding.severity, finding.count, finding.subject.pid) == (Severity.INFO, 1, 30)
+    assert evidence(finding)["drops"] == 7
+    assert evidence(finding)["TCPRcvQDrop"] == 0
+    assert "since they opened" in finding.summary
+
+
+def test_counters_alone_say_since_boot_and_nothing_without_drops() -> None:
+    (finding,) = [
+        f
+        for f in diagnose(snapshot(counters={"TcpExt.TCPBacklogDrop": 4, "TcpExt.TCPRcvQDrop": 1}))
+        if f.code == "receive-drops"
+    ]
+    assert finding.summary.startswith("Since boot the kernel dropped 5 arriving segments")
+    quiet = snapshot(counters={"TcpExt.TCPBacklogDrop": 0, "TcpExt.TCPRcvQDrop": 0})
+    assert "receive-drops" not in codes(diagnose(quiet))
+
+
+def test_a_series_replaces_since_they_opened_by_what_rose_during_it() -> None:
+    def at(step: int, drops: int, counter: int) -> Snapshot:
+        one = sock("ESTAB", "10.0.0.5:50000", "10.9.9.9:9092", pids=(30,), drops=drops, inode=9)
+        return replace(
+            snapshot(one, counters={"TcpExt.TCPRcvQDrop": counter}),
+            host=replace(snapshot().host, taken_at=10.0 * step),
+        )
+
+    findings, _ = diagnose_series([at(0, 7, 0), at(1, 19, 0)])
+    found = codes(findings)
+    assert "receive-drops" not in found
+    assert (
+        found["receive-drops-rising"].count,
+        evidence(found["receive-drops-rising"])["drops"],
+    ) == (
+        1,
+        "+12",
+    )
+    # Drops that did not rise: the single look's finding stands.
+    steady = codes(diagnose_series([at(0, 7, 0), at(1, 7, 0)])[0])
+    assert "receive-drops" in steady and "receive-drops-rising" not in steady
+    # Only the counter rose (a source without per-socket drops): a host finding.
+    (host,) = [
+        f
+        for f in diagnose_series([at(0, 7, 3), at(1, 7, 9)])[0]
+        if f.code == "receive-drops-rising"
+    ]
+    assert host.subject.pid is None and evidence(host)["TCPRcvQDrop"] == "+6"
+    # ... and the socket's own since-it-opened finding stands beside it.
+    assert "receive-drops" in codes(diagnose_series([at(0, 7, 3), at(1, 7, 9)])[0])

@@ -586,3 +586,70 @@ def test_a_sender_held_back_by_the_peer_s_window_is_rwnd_limited_as_ss_says(netn
     assert evidence(finding)["sndbuf_limited"] == "0.0%"
     say(child)
     child.wait(timeout=CHILD_LIMIT)
+
+
+# --- segments dropped on arrival (skmem's drops against ss -tm) --------------------------------
+
+# A receiver with a 2 KB receive buffer that never reads; the sender pushes for half a second.
+# What arrives beyond the closed window is dropped and counted on the receiving socket only.
+RECEIVER_FULL = """
+import json, socket, sys, time
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+listener.bind(("127.0.0.1", 5800)); listener.listen(1)
+sender = socket.create_connection(("127.0.0.1", 5800))
+receiver, _ = listener.accept()
+sender.setblocking(False)
+end = time.monotonic() + 0.5
+while time.monotonic() < end:
+    try:
+        sender.send(b"x" * 65536)
+    except BlockingIOError:
+        time.sleep(0.01)
+print(json.dumps({"port": sender.getsockname()[1]}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def _ss_drops(lines: list[str]) -> dict[int, int]:
+    """Each socket's local port -> skmem's d, from ss -Htnm (a socket line, then its skmem)."""
+    drops: dict[int, int] = {}
+    for head, skmem in zip(lines[::2], lines[1::2], strict=True):
+        port = int(head.split()[3].rsplit(":", 1)[1])
+        inner = skmem.strip().removeprefix("skmem:(").removesuffix(")")
+        fields = dict((item[:1], item) for item in inner.split(",") if item.startswith("d"))
+        drops[port] = int(fields["d"][1:])
+    return drops
+
+
+def test_drops_on_a_full_receiver_are_counted_as_ss_shows_them(netns: Any) -> None:
+    ns = netns("drops")
+    child = ns.start(RECEIVER_FULL)
+    port = hear(child)["port"]
+    first = ns.look()
+    shown = _ss_drops(ns.ss("-m"))
+    last = ns.look()
+    assert shown.keys() == {port, 5800}, shown
+
+    def drops(snapshot: Snapshot, local_port: int) -> int:
+        (sock,) = [
+            s
+            for s in snapshot.sockets
+            if s.local.port == local_port and s.state is TcpState.ESTABLISHED
+        ]
+        assert sock.drops is not None
+        return sock.drops
+
+    # The count only grows: ss, read between our two looks, lies between them, per socket.
+    for local_port in (port, 5800):
+        assert drops(first, local_port) <= shown[local_port] <= drops(last, local_port)
+    assert drops(last, 5800) > 0 and drops(last, port) == 0
+    # The namespace's counters stay 0 for these (beyond-the-window) drops.
+    assert last.counters["TcpExt.TCPRcvQDrop"] == 0
+    assert last.counters["TcpExt.TCPBacklogDrop"] == 0
+    (finding,) = codes(diagnose(last), "receive-drops")
+    assert finding.count == 1
+    assert evidence(finding)["drops"] == drops(last, 5800)
+    assert evidence(finding)["TCPRcvQDrop"] == 0
+    say(child)
+    child.wait(timeout=CHILD_LIMIT)

@@ -66,6 +66,7 @@ def _socket_values(tcp_info: TcpInfo | None) -> dict[str, Any]:
         "shutdown": 1,
         "truncated": False,
         "netns": 4026532174,
+        "drops": 3,
     }
 
 

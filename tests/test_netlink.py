@@ -18,6 +18,7 @@ from tcphealth.sources.dump_relay import NLMSG_ERROR
 from tcphealth.sources.netlink import (
     INET_DIAG_INFO,
     INET_DIAG_SHUTDOWN,
+    INET_DIAG_SKMEMINFO,
     SOCK_DIAG_BY_FAMILY,
     TCP_INFO_FIELDS,
     TCP_INFO_STRUCT,
@@ -287,3 +288,30 @@ def test_a_short_tcp_info_knows_the_fields_it_holds() -> None:
     assert (info.last_ack_recv_ms, info.rtt_us, info.total_retrans) == (None, None, None)
     # Too short for the one-byte counters: nothing is known.
     assert parse_tcp_info(memoryview(bytes(buffer[:4]))) == type(info)()
+
+
+def test_skmem_drops_are_read_by_the_walk_and_by_the_learnt_layout(
+    recorded: tuple[bytes, dict[str, int]],
+) -> None:
+    # The recorded reply predates skmem: one of its ESTABLISHED messages with an SKMEMINFO
+    # attribute appended, its nine u32 numbered so that reading the wrong one shows.
+    data, _ = recorded
+    start, end = next(
+        (s, e)
+        for s, e in _messages(data)
+        if Decoder().message(memoryview(data), s, e, "x").state is TcpState.ESTABLISHED
+    )
+    skmem = struct.pack("=HH9I", 40, INET_DIAG_SKMEMINFO, *range(100, 109))
+    body = data[start:end] + skmem
+    walked = Decoder().message(memoryview(body), 0, len(body), "walk")
+    decoder = Decoder()
+    fast, _ = parse_messages(_framed(body, body), "fast", decoder)
+    assert len(decoder._layouts) == 1  # learnt from the first, used for the second
+    assert walked.drops == fast[0].drops == fast[1].drops == 108  # SK_MEMINFO_DROPS, the 9th
+    # Without the attribute (an older request, a TIME_WAIT socket): unknown, not 0.
+    (plain,) = parse_messages(_framed(data[start:end]), "plain")[0]
+    assert plain.drops is None
+    # A kernel's shorter skmem, without the drops: unknown too.
+    short = data[start:end] + struct.pack("=HH8I", 36, INET_DIAG_SKMEMINFO, *range(8))
+    (cut,) = parse_messages(_framed(short), "short")[0]
+    assert cut.drops is None

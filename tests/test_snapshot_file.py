@@ -307,3 +307,14 @@ def test_tcp_info_sending_times_are_left_out_unless_known_and_then_say_version_2
     )
     assert snapshot_from_json(text, "times.json") == with_times
     assert json.loads(text) == json.loads(_indented_everywhere(with_times))
+
+
+def test_a_socket_s_drops_are_left_out_unless_known_and_then_say_version_2() -> None:
+    plain = replace(full_snapshot(), sysctls=Sysctls(tcp_fin_timeout=60))
+    assert '"drops"' not in snapshot_to_json(plain)
+    counted = replace(plain, sockets=(replace(plain.sockets[0], drops=0), *plain.sockets[1:]))
+    text = snapshot_to_json(counted)
+    assert json.loads(text)["version"] == 2
+    assert json.loads(text)["snapshot"]["sockets"][0]["drops"] == 0  # known 0 is kept
+    assert snapshot_from_json(text, "drops.json") == counted
+    assert json.loads(text) == json.loads(_indented_everywhere(counted))

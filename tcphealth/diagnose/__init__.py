@@ -28,6 +28,7 @@ from tcphealth.diagnose.rules import (
     listeners,
     over_time,
     ports,
+    receive_drops,
     reuseport,
     syn_queue,
     time_wait,
@@ -51,6 +52,7 @@ RULES: tuple[Rule, ...] = (
     established.RULE,
     keepalive.RULE,
     kernel_limits.RULE,
+    receive_drops.RULE,
     over_time.RULE,
 )
 

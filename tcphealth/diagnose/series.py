@@ -49,6 +49,8 @@ WATCHED_COUNTERS: tuple[tuple[str, str], ...] = (
     ("TcpExt.TCPReqQFullDrop", "SYNs dropped: a SYN queue was full and cookies were off"),
     ("TcpExt.TCPAbortOnMemory", "connections aborted for lack of TCP memory"),
     ("TcpExt.TCPMemoryPressures", "times TCP entered memory pressure"),
+    ("TcpExt.TCPRcvQDrop", "arriving segments dropped: no room in a receive queue"),
+    ("TcpExt.TCPBacklogDrop", "arriving segments dropped: a locked socket's backlog was full"),
 )
 
 # States whose count per process is followed for growth: the ones that linger when something

@@ -62,6 +62,12 @@ NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
 INET_DIAG_INFO = 2
 INET_DIAG_SHUTDOWN = 8
+# The socket's memory as u32 (include/uapi/linux/sock_diag.h, SK_MEMINFO_*): rmem_alloc, rcvbuf,
+# wmem_alloc, sndbuf, fwd_alloc, wmem_queued, optmem, backlog, drops -- what ss -m prints as
+# skmem:(r,rb,t,tb,f,w,o,bl,d). We read the drops, the ninth.
+INET_DIAG_SKMEMINFO = 7
+_SKMEM_DROPS_AT = 32
+_SKMEM_DROPS_END = _SKMEM_DROPS_AT + 4
 ALL_STATES = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
@@ -171,7 +177,8 @@ class NetlinkUnavailable(Exception):
 def build_request(family: int, sequence: int, *, with_tcp_info: bool) -> bytes:
     extensions = 1 << (INET_DIAG_SHUTDOWN - 1)
     if with_tcp_info:
-        extensions |= 1 << (INET_DIAG_INFO - 1)
+        # The socket's memory comes with its tcp_info: both are the per-socket detail.
+        extensions |= 1 << (INET_DIAG_INFO - 1) | 1 << (INET_DIAG_SKMEMINFO - 1)
     body = _REQUEST.pack(family, socket.IPPROTO_TCP, extensions, ALL_STATES)
     body += bytes(_SOCKID.size + _SOCKID_TAIL.size)  # match any socket
     header = _NLMSGHDR.pack(
@@ -218,6 +225,7 @@ class _Layout:
     headers: tuple[int, ...]  # their values in the message this was learnt from
     info_at: int  # where the TCP_INFO_STRUCT fields start in the unpacked values; -1: no tcp_info
     shutdown_at: int  # where the shutdown byte is; -1: none
+    drops_at: int = -1  # where skmem's drops are; -1: none
 
     @classmethod
     def of(cls, attributes: list[tuple[int, int]]) -> _Layout | None:
@@ -227,7 +235,7 @@ class _Layout:
         count = 16  # values _MSG yields
         positions: list[int] = []
         headers: list[int] = []
-        info_at = shutdown_at = -1
+        info_at = shutdown_at = drops_at = -1
         for length, kind in attributes:
             padded = (length + 3) & ~3
             fmt += "HH"
@@ -241,6 +249,9 @@ class _Layout:
             elif kind == INET_DIAG_SHUTDOWN and length >= 5:
                 fmt += f"B{payload - 1}x"
                 shutdown_at, count = count, count + 1
+            elif kind == INET_DIAG_SKMEMINFO and length - 4 >= _SKMEM_DROPS_END:
+                fmt += f"{_SKMEM_DROPS_AT}xI{payload - _SKMEM_DROPS_END}x"
+                drops_at, count = count, count + 1
             elif kind == INET_DIAG_INFO:
                 return None  # a short tcp_info: leave it to parse_tcp_info
             else:
@@ -252,6 +263,7 @@ class _Layout:
             tuple(headers),
             info_at,
             shutdown_at,
+            drops_at,
         )
 
 
@@ -308,6 +320,7 @@ class Decoder:
         values = _MSG.unpack_from(data, start)
         tcp_info: TcpInfo | None = None
         shutdown: int | None = None
+        drops: int | None = None
         attributes: list[tuple[int, int]] = []
         offset = start + _MSG_SIZE
         while offset + 4 <= end:
@@ -323,8 +336,11 @@ class Decoder:
                 )
             elif kind == INET_DIAG_SHUTDOWN and length >= 5:
                 shutdown = data[offset + 4]
+            elif kind == INET_DIAG_SKMEMINFO and length - 4 >= _SKMEM_DROPS_END:
+                drops = struct.unpack_from("=I", data, offset + 4 + _SKMEM_DROPS_AT)[0]
             offset += (length + 3) & ~3
         sock = self._socket(values, tcp_info, shutdown, where)
+        sock.drops = drops
         if offset == end and len(self._layouts) < _MAX_LAYOUTS:
             layout = _Layout.of(attributes)
             if layout is not None:
@@ -494,6 +510,7 @@ class Decoder:
                 if by_address is not None:
                     remember(by_address, dst, remote)
             shutdown_at = layout.shutdown_at
+            drops_at = layout.drops_at
             append(
                 SocketDraft(
                     family,
@@ -516,6 +533,8 @@ class Decoder:
                     tcp_info,
                     None if shutdown_at < 0 else values[shutdown_at],
                     False,
+                    None,  # netns: set by the caller where it is known
+                    None if drops_at < 0 else values[drops_at],
                 )
             )
         return drafts, False

@@ -45,14 +45,15 @@ FORMAT_NAME = "tcphealth.snapshot"
 # nf_conntrack_max). A snapshot without them is written as version 1, byte for byte as
 # before, so older tcphealth still reads it; one with them says 2, which older tcphealth
 # refuses by name. tcp_info's busy, rwnd-limited and sndbuf-limited times (issue #25) came with
-# version 2 too: left out where unknown, and a file that has them says 2.
+# version 2 too, and so did a socket's drops (skmem): left out where unknown, and a file that
+# has them says 2.
 FORMAT_VERSION = 2
 _FORMAT_VERSION_WITHOUT_NAMESPACES = 1
 
 # Fields added with version 2, left out of the file while they hold their defaults.
 _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
     "Snapshot": (("namespaces", ()),),
-    "Socket": (("netns", None),),
+    "Socket": (("netns", None), ("drops", None)),
     "Process": (("netns", None), ("container", None), ("unit", None), ("host_network", False)),
     # The limits of issue #25: a snapshot that has none of them stays as it was.
     "Sysctls": (
@@ -139,6 +140,8 @@ def snapshot_json_chunks(snapshot: Snapshot) -> Iterator[str]:
             fields = record(sock)
             if fields["netns"] is None:  # see _LEFT_OUT_WHEN_DEFAULT
                 del fields["netns"]
+            if fields["drops"] is None:
+                del fields["drops"]
             yield _utf8_safe(separator + dump(fields))
             separator = "," + _SOCKET_INDENT
         yield "\n  ]"
@@ -153,6 +156,8 @@ def _version_of(snapshot: Snapshot) -> int:
     if any(getattr(snapshot.sysctls, name) != default for name, default in limits):
         return FORMAT_VERSION
     if not snapshot.host.taken_at_known:  # a paste's: the field is written, so version 2
+        return FORMAT_VERSION
+    if any(sock.drops is not None for sock in snapshot.sockets):
         return FORMAT_VERSION
     # The first socket with tcp_info tells for the dump: one kernel gave them all.
     info = next((sock.tcp_info for sock in snapshot.sockets if sock.tcp_info is not None), None)
