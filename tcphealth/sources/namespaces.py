@@ -98,7 +98,12 @@ class Discovery:
 
 def _inode_of_link(target: str) -> int | None:
     """``net:[4026531833]`` -> 4026531833."""
-    if target.startswith("net:[") and target.endswith("]") and target[5:-1].isdigit():
+    if (
+        target.startswith("net:[")
+        and target.endswith("]")
+        and target[5:-1].isascii()
+        and target[5:-1].isdigit()
+    ):
         return int(target[5:-1])
     return None
 
@@ -114,7 +119,9 @@ def discover(proc_root: Path = Path("/proc"), netns_dir: str = NETNS_RUN_DIR) ->
     unreadable = 0
     readlink = os.readlink
     with os.scandir(proc_root) as entries:
-        pids = sorted(int(entry.name) for entry in entries if entry.name.isdigit())
+        pids = sorted(
+            int(entry.name) for entry in entries if entry.name.isascii() and entry.name.isdigit()
+        )
     for pid in pids:
         try:
             inode = _inode_of_link(readlink(f"{proc_root}/{pid}/ns/net"))

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from tcphealth import gcpause
-from tcphealth.errors import ProcParseError
+from tcphealth import bounds, gcpause
+from tcphealth.errors import InputError, ProcParseError
 from tcphealth.model import (
     Attribution,
     Endpoint,
@@ -109,8 +109,15 @@ def _check_header(header: str, where: str) -> None:
 
 
 def parse_row(line: str, family: Family, byteorder: ByteOrder) -> Socket:
-    """Parse one data row. Raises ValueError (with a reason) when it is malformed."""
+    """Parse one data row. Raises ValueError (with a reason) when it is malformed, or when a
+    field holds a value no kernel prints there (see :mod:`tcphealth.bounds`)."""
     fields = line.split()
+    # int() reads more than the kernel writes: signs, '_' between digits, and any Unicode
+    # digit ('٣'). A row whose first ten columns hold one of those is no /proc/net/tcp row
+    # (the columns after them may: the kernel prints an unset ssthresh as -1).
+    head = " ".join(fields[:10])
+    if not head.isascii() or "-" in head or "+" in head or "_" in head:
+        raise ValueError("characters no /proc/net/tcp column holds (a sign, '_', or non-ASCII)")
     if len(fields) < 10:
         raise ValueError(f"{len(fields)} columns, at least 10 expected")
     if not fields[0].endswith(":"):
@@ -120,12 +127,16 @@ def parse_row(line: str, family: Family, byteorder: ByteOrder) -> Socket:
     expected = 8 if family is Family.IPV4 else 32
     if len(fields[1].partition(":")[0]) != expected:
         raise ValueError(f"{family.value} address expected, got {fields[1]!r}")
+    if len(fields[3]) > 2:
+        raise ValueError(f"state {fields[3]!r} is wider than the kernel's two hex digits")
     state_code = int(fields[3], 16)
     state = state_from_kernel_code(state_code)
     tx_text, _, rx_text = fields[4].partition(":")
     timer_text, _, when_text = fields[5].partition(":")
     send_queue, recv_queue = int(tx_text, 16), int(rx_text, 16)
     timer = timer_from_kernel_code(int(timer_text, 16))
+    if len(when_text) > 16:  # a long, at most
+        raise ValueError(f"timer {when_text!r} is wider than 64 bits")
     ticks = int(when_text, 16)
     retransmits: int | None = int(fields[6], 16)
     uid: int | None = int(fields[7])
@@ -139,7 +150,7 @@ def parse_row(line: str, family: Family, byteorder: ByteOrder) -> Socket:
         if state is TcpState.TIME_WAIT:
             uid = None
             retransmits = None
-    return Socket(
+    sock = Socket(
         family=family,
         local=local,
         remote=remote,
@@ -154,6 +165,10 @@ def parse_row(line: str, family: Family, byteorder: ByteOrder) -> Socket:
         inode=inode,
         raw_state=f"{state_code:02X}" if state is TcpState.UNKNOWN else None,
     )
+    problem = bounds.socket_problem(sock)
+    if problem is not None:
+        raise ValueError(bounds.described(problem))
+    return sock
 
 
 def parse_table(
@@ -233,11 +248,18 @@ class FdScan:
     forbidden: int = 0
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes '²' and '٣', which int() then refuses or
+    reads as a number no kernel wrote."""
+    return text.isascii() and text.isdigit()
+
+
 def _pid_dirs(proc_root: Path) -> Iterator[int]:
     with os.scandir(proc_root) as entries:
         for entry in entries:
-            if entry.name.isdigit():
-                yield int(entry.name)
+            name = entry.name
+            if _is_number(name) and 0 < (pid := int(name)) <= bounds.PID_MAX:
+                yield pid
 
 
 def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
@@ -247,6 +269,7 @@ def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
     ``skip_pids`` are left out: a forked helper of ours holds copies of all our descriptors,
     and must not be named as their owner."""
     scan = FdScan()
+    live = proc_root == Path("/proc")
     pids_by_inode = scan.pids_by_inode
     remember = pids_by_inode.setdefault
     readlink = os.readlink
@@ -265,6 +288,14 @@ def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
         except PermissionError:
             scan.forbidden += 1
             continue
+        except OSError as error:
+            # A copied tree can hold what /proc never does (a symlink loop, a file system
+            # error): the input is at fault, and says where. The live /proc never drops a
+            # scan for one odd process.
+            if not live:
+                raise InputError(fd_path, error.strerror or str(error)) from None
+            scan.vanished += 1
+            continue
         try:
             scan.scanned += 1
             scan.open_fds[pid] = len(names)
@@ -274,7 +305,13 @@ def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
                     target = readlink(name, dir_fd=fd_dir)
                 except OSError:  # the fd was closed between listdir and readlink
                     continue
-                if target[:8] == "socket:[" and (digits := target[8:-1]).isdigit():
+                if (
+                    target[:8] == "socket:["
+                    and target[-1:] == "]"
+                    and (digits := target[8:-1]).isascii()
+                    and digits.isdigit()
+                    and len(digits) <= 20
+                ):
                     inode = int(digits)
                     holders = remember(inode, alone)  # one lookup for the usual first holder
                     if holders is not alone and pid not in holders:
@@ -358,7 +395,7 @@ def _socket_inodes(proc_root: Path, pid: int) -> Iterator[int]:
                 target = os.readlink(name, dir_fd=fd_dir)
             except OSError:
                 continue
-            if target.startswith("socket:[") and target[8:-1].isdigit():  # a copy may lie
+            if target.startswith("socket:[") and _is_number(target[8:-1]):  # a copy may lie
                 yield int(target[8:-1])
     finally:
         os.close(fd_dir)
@@ -400,9 +437,15 @@ PROC_READ_CHUNK = 64 << 10
 MAX_TABLE_BYTES = 256 << 20
 
 
-def _read_text(path: str) -> str | None:
-    """A small /proc file as text, None where it cannot be read. Bytes that are not UTF-8
-    (a process may name itself anything) become ``\\xff`` escapes, visible and inert."""
+def _read_text(path: str, limit: int = MAX_PROC_FILE_BYTES) -> str | None:
+    """A small /proc file as text (its first ``limit`` bytes), None where it cannot be read.
+    Bytes that are not UTF-8 (a process may name itself anything) become ``\\xff`` escapes,
+    visible and inert."""
+    data = _read_bytes(path, limit)
+    return None if data is None else data.decode("utf-8", errors="backslashreplace")
+
+
+def _read_bytes(path: str, limit: int) -> bytes | None:
     try:
         # O_NONBLOCK: a named pipe in a copied tree reads as nothing instead of hanging.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -411,15 +454,15 @@ def _read_text(path: str) -> str | None:
     try:
         parts: list[bytes] = []
         total = 0
-        while total < MAX_PROC_FILE_BYTES:
+        while total < limit:
             # In small reads: /proc/sys allocates a kernel buffer of the size asked for, and
             # fails with ENOMEM for megabytes.
-            chunk = os.read(fd, min(PROC_READ_CHUNK, MAX_PROC_FILE_BYTES - total))
+            chunk = os.read(fd, min(PROC_READ_CHUNK, limit - total))
             if not chunk:
                 break
             parts.append(chunk)
             total += len(chunk)
-        return b"".join(parts).decode("utf-8", errors="backslashreplace")
+        return b"".join(parts)
     except OSError:
         return None
     finally:
@@ -455,8 +498,8 @@ def _fd_limits(limits_text: str | None) -> tuple[int | None, int | None]:
         if line.startswith("Max open files"):
             parts = line[len("Max open files") :].split()
             if len(parts) >= 2:
-                soft = int(parts[0]) if parts[0].isdigit() else None
-                hard = int(parts[1]) if parts[1].isdigit() else None
+                soft = int(parts[0]) if _is_number(parts[0]) and len(parts[0]) <= 20 else None
+                hard = int(parts[1]) if _is_number(parts[1]) and len(parts[1]) <= 20 else None
                 return soft, hard
     return None, None
 
@@ -472,29 +515,65 @@ def _user_name(uid: int | None, cache: dict[int, str | None]) -> str | None:
     return cache[uid]
 
 
+# A process's name and command line are kept to these lengths (in characters), the cut marked
+# by CUT_MARK: a copied tree may hold a megabyte of command line for each of thousands of
+# processes, and every output repeats it per socket. The kernel's own name is 15 bytes; 4,096
+# is the kernel's page of /proc/PID/cmdline that ps shows by default.
+MAX_NAME_CHARS = 256
+MAX_CMDLINE_CHARS = 4096
+CUT_MARK = "…[cut]"
+
+
+def _capped_name(text: str) -> str:
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + CUT_MARK
+
+
+def _capped_cmdline(text: str, complete: bool) -> tuple[str, ...] | None:
+    """The arguments of a NUL-separated command line, cut at MAX_CMDLINE_CHARS in all (the
+    last one kept marked) -- also where the file itself was longer than was read."""
+    args: list[str] = []
+    left = MAX_CMDLINE_CHARS
+    for arg in text.split("\0"):
+        if not arg:
+            continue
+        if len(arg) > left:
+            args.append(arg[:left] + CUT_MARK)
+            return tuple(args)
+        args.append(arg)
+        left -= len(arg)
+    if not complete and args and not args[-1].endswith(CUT_MARK):
+        args[-1] += CUT_MARK
+    return tuple(args) or None
+
+
 def read_process(
     proc_root: Path, pid: int, open_fds: int | None, users: dict[int, str | None]
 ) -> Process:
     """What /proc says of one process. Anything unreadable (it exited, it is not ours) is
     left unknown rather than failing."""
     base = f"{proc_root}/{pid}"
-    comm = _read_text(f"{base}/comm")
-    cmdline_text = _read_text(f"{base}/cmdline")
+    comm = _read_text(f"{base}/comm", MAX_NAME_CHARS * 4 + 1)
+    # Up to four bytes a character; one more byte tells a line that goes on past the cap.
+    cmdline_limit = MAX_CMDLINE_CHARS * 4 + 1
+    cmdline_bytes = _read_bytes(f"{base}/cmdline", cmdline_limit)
     status = _read_text(f"{base}/status")
     uid: int | None = None
     if status:
         for line in status.splitlines():
             if line.startswith("Uid:"):
                 words = line.split()
-                uid = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
+                uid = int(words[1]) if len(words) > 1 and _is_number(words[1]) else None
+                if uid is not None and uid > bounds.UID_MAX:
+                    uid = None
                 break
     soft, hard = _fd_limits(_read_text(f"{base}/limits"))
     cmdline = None
-    if cmdline_text is not None:
-        cmdline = tuple(arg for arg in cmdline_text.split("\0") if arg) or None
+    if cmdline_bytes is not None:
+        text = cmdline_bytes.decode("utf-8", errors="backslashreplace")
+        cmdline = _capped_cmdline(text, complete=len(cmdline_bytes) < cmdline_limit)
     return Process(
         pid=pid,
-        name=comm.rstrip("\n") if comm is not None else None,
+        name=_capped_name(comm.rstrip("\n")) if comm is not None else None,
         user=_user_name(uid, users),
         uid=uid,
         cmdline=cmdline,
@@ -616,7 +695,7 @@ def parse_sockstat(text: str) -> dict[str, int]:
             continue
         words = rest.split()
         for name, value in zip(words[::2], words[1::2], strict=False):
-            if value.isdigit():
+            if _is_number(value) and len(value) <= 20:
                 counters[f"sockstat.{prefix}.{name}"] = int(value)
     return counters
 

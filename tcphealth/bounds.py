@@ -1,0 +1,111 @@
+"""What a socket or a process can be, whatever a source says: the ranges of the kernel's fields.
+
+Every source that reads text or files written by others (a /proc table, a copied tree, ss or
+netstat output, a snapshot) checks what it built against these before keeping it, so a port
+of 1194859, a pid of -1 or an IPv6 address in an IPv4 socket never reaches a diagnosis: such a
+row is skipped with its reason, such a snapshot is refused with the field named.
+
+The widths are the kernel's: ports are 16 bits, uids 32 bits (``(uid_t)-1`` is "no uid", never
+a user), pids positive and within ``pid_t``, queues and counters unsigned 32 bits, inodes,
+cookies and namespace inodes unsigned 64 bits, timers finite and not negative.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+
+from tcphealth.model import Endpoint, Family, Process, Socket, TcpInfo
+
+PORT_MAX = 0xFFFF
+U32_MAX = 0xFFFF_FFFF
+U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
+PID_MAX = 0x7FFF_FFFF  # pid_t is a signed 32-bit int; Linux stops far below (2**22)
+UID_MAX = U32_MAX - 1  # (uid_t)-1 means "no uid" to every system call
+# The longest a timer may be said to run: a day is already far past any TCP timer a kernel
+# sets (the longest, keepalive, is at most 32767 s); past this the value is noise, not time.
+TIMER_MAX_SECONDS = 1e9
+
+Problem = tuple[str, str]  # (field, why)
+
+
+def _integer(value: int | None, low: int, high: int) -> str | None:
+    if value is None or low <= value <= high:
+        return None
+    if value < low:
+        return f"{value} is negative" if low == 0 else f"{value} is below {low}"
+    return f"{value} is over {high:,}"
+
+
+def endpoint_problem(endpoint: Endpoint, family: Family) -> str | None:
+    port = endpoint.port
+    if port is not None and not 0 <= port <= PORT_MAX:
+        return f"{port} is not a port (0-65535)"
+    wanted = ipaddress.IPv4Address if family is Family.IPV4 else ipaddress.IPv6Address
+    if not isinstance(endpoint.address, wanted):
+        return f"{endpoint.address} is not an {family.value} address"
+    return None
+
+
+def socket_problem(sock: Socket) -> Problem | None:
+    """The first field of ``sock`` outside what the kernel can hold, and why; None if none."""
+    for name, endpoint in (("local", sock.local), ("remote", sock.remote)):
+        why = endpoint_problem(endpoint, sock.family)
+        if why is not None:
+            return (name, why)
+    for name, value, high in (
+        ("send_queue", sock.send_queue, U32_MAX),
+        ("recv_queue", sock.recv_queue, U32_MAX),
+        ("listen_backlog", sock.listen_backlog, U32_MAX),
+        ("retransmits", sock.retransmits, U32_MAX),
+        ("probes", sock.probes, U32_MAX),
+        ("uid", sock.uid, UID_MAX),
+        ("inode", sock.inode, U64_MAX),
+        ("cookie", sock.cookie, U64_MAX),
+        ("shutdown", sock.shutdown, 3),
+        ("netns", sock.netns, U64_MAX),
+    ):
+        why = _integer(value, 0, high)
+        if why is not None:
+            return (name, why)
+    seconds = sock.timer_seconds
+    if seconds is not None and not (math.isfinite(seconds) and 0 <= seconds <= TIMER_MAX_SECONDS):
+        return ("timer_seconds", f"{seconds} is not a time left on a timer")
+    for pid in sock.pids:
+        why = _integer(pid, 1, PID_MAX)
+        if why is not None:
+            return ("pids", f"pid {why}")
+    if sock.tcp_info is not None:
+        return _tcp_info_problem(sock.tcp_info)
+    return None
+
+
+def _tcp_info_problem(info: TcpInfo) -> Problem | None:
+    for name in TcpInfo.__slots__:
+        value = getattr(info, name)
+        why = _integer(value, 0, U64_MAX if name == "total_retrans" else U32_MAX)
+        if why is not None:
+            return (f"tcp_info.{name}", why)
+    return None
+
+
+def process_problem(process: Process) -> Problem | None:
+    """The first field of ``process`` outside its range, and why; None if none."""
+    for name, value, low, high in (
+        ("pid", process.pid, 1, PID_MAX),
+        ("uid", process.uid, 0, UID_MAX),
+        ("open_fds", process.open_fds, 0, U64_MAX),
+        ("fd_soft_limit", process.fd_soft_limit, 0, U64_MAX),
+        ("fd_hard_limit", process.fd_hard_limit, 0, U64_MAX),
+        ("netns", process.netns, 0, U64_MAX),
+    ):
+        why = _integer(value, low, high)
+        if why is not None:
+            return (name, why)
+    return None
+
+
+def described(problem: Problem) -> str:
+    """``local port: 1194859 is not a port (0-65535)`` -- for a skipped row's reason."""
+    name, why = problem
+    return f"{name.replace('_', ' ')}: {why}"
