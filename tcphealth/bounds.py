@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from typing import Protocol
 
 from tcphealth.model import Endpoint, Family, Process, Socket, TcpInfo
 
@@ -47,8 +48,63 @@ def endpoint_problem(endpoint: Endpoint, family: Family) -> str | None:
     return None
 
 
+class SocketFields(Protocol):
+    """What a socket and a paste's row (before its owners are known) both carry."""
+
+    @property
+    def family(self) -> Family: ...
+    @property
+    def local(self) -> Endpoint: ...
+    @property
+    def remote(self) -> Endpoint: ...
+    @property
+    def send_queue(self) -> int | None: ...
+    @property
+    def recv_queue(self) -> int | None: ...
+    @property
+    def listen_backlog(self) -> int | None: ...
+    @property
+    def timer_seconds(self) -> float | None: ...
+    @property
+    def retransmits(self) -> int | None: ...
+    @property
+    def probes(self) -> int | None: ...
+    @property
+    def uid(self) -> int | None: ...
+    @property
+    def inode(self) -> int | None: ...
+    @property
+    def cookie(self) -> int | None: ...
+    @property
+    def tcp_info(self) -> TcpInfo | None: ...
+
+
 def socket_problem(sock: Socket) -> Problem | None:
     """The first field of ``sock`` outside what the kernel can hold, and why; None if none."""
+    problem = fields_problem(sock)
+    if problem is not None:
+        return problem
+    for name, value, high in (
+        ("shutdown", sock.shutdown, 3),
+        ("netns", sock.netns, U64_MAX),
+    ):
+        why = _integer(value, 0, high)
+        if why is not None:
+            return (name, why)
+    for pid in sock.pids:
+        why = pid_problem(pid)
+        if why is not None:
+            return ("pids", why)
+    return None
+
+
+def pid_problem(pid: int) -> str | None:
+    why = _integer(pid, 1, PID_MAX)
+    return None if why is None else f"pid {why}"
+
+
+def fields_problem(sock: SocketFields) -> Problem | None:
+    """The first of the fields every source gives that is out of range, and why."""
     for name, endpoint in (("local", sock.local), ("remote", sock.remote)):
         why = endpoint_problem(endpoint, sock.family)
         if why is not None:
@@ -62,8 +118,6 @@ def socket_problem(sock: Socket) -> Problem | None:
         ("uid", sock.uid, UID_MAX),
         ("inode", sock.inode, U64_MAX),
         ("cookie", sock.cookie, U64_MAX),
-        ("shutdown", sock.shutdown, 3),
-        ("netns", sock.netns, U64_MAX),
     ):
         why = _integer(value, 0, high)
         if why is not None:
@@ -71,10 +125,6 @@ def socket_problem(sock: Socket) -> Problem | None:
     seconds = sock.timer_seconds
     if seconds is not None and not (math.isfinite(seconds) and 0 <= seconds <= TIMER_MAX_SECONDS):
         return ("timer_seconds", f"{seconds} is not a time left on a timer")
-    for pid in sock.pids:
-        why = _integer(pid, 1, PID_MAX)
-        if why is not None:
-            return ("pids", f"pid {why}")
     if sock.tcp_info is not None:
         return _tcp_info_problem(sock.tcp_info)
     return None

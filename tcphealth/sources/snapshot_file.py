@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Union
 
 from tcphealth import model
+from tcphealth import bounds
 from tcphealth.errors import InputError, SnapshotFormatError
 from tcphealth.model import Snapshot
 from tcphealth.reading import Limit, read_input, where_of
@@ -691,7 +692,38 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
         # Decode again, slowly, to name the field that is wrong.
         decoded = _Decoder(where).decode_dataclass(document.get("snapshot"), Snapshot, "snapshot")
     assert isinstance(decoded, Snapshot)
+    _check_ranges(decoded, where)
     return decoded
+
+
+def _check_ranges(snapshot: Snapshot, where: str) -> None:
+    """Refuse a snapshot holding a value no kernel gives (a port over 65535, a pid of 0, a
+    negative queue, an IPv6 address in an IPv4 socket), naming the field: the rest of the
+    file cannot be trusted more than that field."""
+    for index, sock in enumerate(snapshot.sockets):
+        problem = bounds.socket_problem(sock)
+        if problem is not None:
+            field_name, why = problem
+            raise SnapshotFormatError(where, f"snapshot.sockets[{index}].{field_name}: {why}")
+    for index, process in enumerate(snapshot.processes):
+        problem = bounds.process_problem(process)
+        if problem is not None:
+            field_name, why = problem
+            raise SnapshotFormatError(where, f"snapshot.processes[{index}].{field_name}: {why}")
+    port_range = snapshot.sysctls.ip_local_port_range
+    if port_range is not None and not all(0 <= port <= bounds.PORT_MAX for port in port_range):
+        raise SnapshotFormatError(
+            where, f"snapshot.sysctls.ip_local_port_range: {list(port_range)} are not ports"
+        )
+    for index, namespace in enumerate(snapshot.namespaces):
+        if not 0 <= namespace.inode <= bounds.U64_MAX:
+            raise SnapshotFormatError(
+                where, f"snapshot.namespaces[{index}].inode: {namespace.inode} is not an inode"
+            )
+        if namespace.pid is not None and bounds.pid_problem(namespace.pid) is not None:
+            raise SnapshotFormatError(
+                where, f"snapshot.namespaces[{index}].pid: {namespace.pid} is not a pid"
+            )
 
 
 def read_snapshot(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:

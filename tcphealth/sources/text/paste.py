@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from tcphealth import bounds
 from tcphealth.errors import InputError
 from tcphealth.model import (
     Attribution,
@@ -129,6 +130,7 @@ class _Reader:
         self.foreign = False  # inside a UNIX-socket or kernel-control section
         self.pending: Row | None = None
         self.pending_parser: RowParser | None = None
+        self.pending_text = ""
         # Each format's view of the header and command, made once per table, not per row:
         # emptied wherever the header, its format or the command changes.
         self.contexts: dict[str, Context] = {}
@@ -163,8 +165,14 @@ class _Reader:
         return self.section
 
     def flush_pending(self) -> None:
-        if self.pending is not None and self.section is not None:
-            self.section.rows.append(self.pending)
+        row = self.pending
+        if row is not None and self.section is not None:
+            # Checked once the row is whole (ss -i details come on the lines under it).
+            reason = _row_problem(row)
+            if reason is None:
+                self.section.rows.append(row)
+            else:
+                self.skip(row.line, reason, self.pending_text)
         self.pending = None
         self.pending_parser = None
 
@@ -349,6 +357,7 @@ class _Reader:
             self.skip(number, str(error), line)
             return
         row.line = number
+        self.pending_text = line
         section = self.section
         if section is None or section.kind != kind:
             if section is not None and section.kind is None and section.rows == []:
@@ -368,6 +377,18 @@ class _Reader:
                 self.where, f"line skipped: {reason}: {line.strip()[:200]!r}", line=number
             )
         self.captures[-1].skipped.append((number, reason))
+
+
+def _row_problem(row: Row) -> str | None:
+    """Why a row read from text holds a value no kernel gives (see :mod:`tcphealth.bounds`)."""
+    problem = bounds.fields_problem(row)
+    if problem is not None:
+        return bounds.described(problem)
+    for holder in row.holders or ():
+        why = bounds.pid_problem(holder.pid)
+        if why is not None:
+            return f"holder: {why}"
+    return None
 
 
 def _limits_pid(prompt: Prompt) -> int | None:
