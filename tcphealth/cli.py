@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar, cast
+from typing import IO, Any, TextIO, TypeVar, cast
 
 import click
 from click.core import ParameterSource
@@ -56,6 +56,51 @@ class Failure(click.ClickException):
 
 class InputUnreadable(Failure):
     """No report can be made: the snapshot, the /proc tree or the config file is unusable."""
+
+
+class OutputFailure(Failure):
+    """Standard output cannot be written (a full disk, a closed descriptor, a quota)."""
+
+
+def _output_failure(error: OSError) -> OutputFailure:
+    # What is still buffered goes nowhere: the flush at exit must not fail a second time.
+    stdout_closed()
+    return OutputFailure(f"cannot write standard output: {error.strerror or error}")
+
+
+class _GuardedStdout:
+    """Standard output whose write errors other than a closed pipe become one line: the
+    reader who went away ends the run quietly, a full disk says so (exit 3)."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    def _target(self) -> TextIO:
+        if self._stream is None:  # started with stdout closed (`>&-`)
+            raise OutputFailure("cannot write standard output: it is closed")
+        return self._stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._target().write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise _output_failure(error) from None
+
+    def flush(self) -> None:
+        try:
+            self._target().flush()
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise _output_failure(error) from None
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
 
 
 class InternalError(Failure):
@@ -114,11 +159,16 @@ def run() -> None:
     except SystemExit as end:
         status = _exit_status(end.code)
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:  # the reader went away before the last of the output
         stdout_closed()
         status = status or EXIT_BROKEN_PIPE
-    except (OSError, ValueError):  # stdout closed or not a real file: nothing left to say
+    except OSError as error:  # the last of the output did not fit (a full disk)
+        with contextlib.suppress(OSError, ValueError):
+            _output_failure(error).show()
+        status = int(ExitCode.INPUT_UNREADABLE)
+    except ValueError:  # stdout closed or not a real file: nothing left to say
         pass
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.flush()
@@ -458,7 +508,7 @@ FORMAT_OPTION = click.option(
 )
 CONFIG_OPTION = click.option(
     "--config",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     help="Thresholds file (TOML). Default: ./tcphealth.toml, then /etc/tcphealth.toml.",
 )
@@ -489,7 +539,7 @@ def environment() -> Environment:
     the command it runs."""
     root = click.get_current_context().find_root()
     if not isinstance(root.obj, Environment):
-        root.obj = Environment.detect()
+        root.obj = Environment.detect(stdout=cast(TextIO, _GuardedStdout(sys.stdout)))
     return root.obj
 
 
@@ -686,7 +736,7 @@ def check(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    type=click.Path(allow_dash=True, path_type=Path),
     default=None,
     help="Write the snapshot to FILE (atomically) instead of standard output.",
 )

@@ -98,7 +98,7 @@ def test_empty_file_gives_defaults() -> None:
         ),
         (
             "[thresholds]\nfd_warning_ratio = -0.1\n",
-            "t.toml: thresholds.fd_warning_ratio: must not be negative",
+            "t.toml: thresholds.fd_warning_ratio: must be a ratio above 0 and at most 1000, got -0.1",
         ),
         (
             "[thresholds]\nsyn_recv_warning = 2000\n",
@@ -133,7 +133,7 @@ def test_error_from_a_file_names_that_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_thresholds(path)
     assert str(raised.value).startswith(
-        f"{path}: thresholds.close_wait_critical: must not be negative"
+        f"{path}: thresholds.close_wait_critical: must be a count from 1 to 1,000,000,000"
     )
 
 

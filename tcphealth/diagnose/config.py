@@ -17,6 +17,8 @@ the key.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -184,6 +186,29 @@ _ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 
+# What each kind of threshold may be. A count of 0 would make a finding of no socket at all,
+# and a ratio of 0 one of an empty queue: neither is a threshold, so both are refused, as is
+# anything not finite (nan compares false with everything and silently turns a rule off).
+COUNT_MAX = 1_000_000_000
+RATIO_MAX = 1000.0
+
+
+def _allowed(key: str) -> tuple[float, float, str]:
+    """(lowest, highest, why) for the value of ``key``."""
+    if key.endswith("_min_retransmits"):
+        # The kernel counts these in 8 bits; 0 means "any socket in the state".
+        return 0, 255, "a retransmission count from 0 to 255"
+    if key == "churn_ratio":
+        return math.ulp(0.0), 1.0, "a share above 0 and at most 1"
+    if key.endswith("_ratio"):
+        return math.ulp(0.0), RATIO_MAX, f"a ratio above 0 and at most {RATIO_MAX:g}"
+    if key == "growth_per_minute_warning":
+        return math.ulp(0.0), float(COUNT_MAX), "a rate above 0"
+    if key == "established_recv_queue_bytes":
+        return 1, 0xFFFF_FFFF, "a byte count from 1 to 4294967295 (the queue is 32 bits)"
+    return 1, COUNT_MAX, f"a count from 1 to {COUNT_MAX:,}"
+
+
 def _field_types() -> dict[str, type]:
     defaults = Thresholds()
     return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(Thresholds)}
@@ -208,8 +233,9 @@ def thresholds_from_mapping(values: dict[str, Any], *, origin: str) -> Threshold
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__}")
         if expected is int and not isinstance(value, int):
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{where}: must not be negative, got {value!r}")
+        low, high, what = _allowed(key)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"{where}: must be {what}, got {value!r}")
         checked[key] = float(value) if expected is float else value
     thresholds = dataclasses.replace(Thresholds(), **checked)
     for warning_key, critical_key in _ORDERED_PAIRS:
@@ -224,14 +250,44 @@ def thresholds_from_mapping(values: dict[str, Any], *, origin: str) -> Threshold
     return thresholds
 
 
+# A thresholds file is one flat table. tomllib recurses once per level of nesting and builds
+# a table per dotted key part, so depth is refused before parsing: 100,000 '[' in a 1 MiB
+# file was a RecursionError, a key of 500,000 parts a gigabyte of tables.
+MAX_DEPTH = 16
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _check_shape(text: str, origin: str) -> None:
+    depth = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        code = line.split("#", 1)[0] if '"' not in line and "'" not in line else line
+        key = code.split("=", 1)[0]
+        if key.count(".") > MAX_DEPTH:
+            raise ConfigError(
+                f"{origin}:{number}: a key of more than {MAX_DEPTH} dotted parts; "
+                "a thresholds file holds one flat table"
+            )
+        for bracket in _BRACKETS.findall(code):
+            depth += 1 if bracket in "[{" else -1
+            if depth > MAX_DEPTH:
+                raise ConfigError(
+                    f"{origin}:{number}: nested more than {MAX_DEPTH} deep; "
+                    "a thresholds file holds one flat table"
+                )
+        depth = max(depth, 0)
+
+
 def parse_thresholds(text: str, *, origin: str) -> Thresholds:
     """Parse TOML text holding an optional ``[thresholds]`` table."""
     import tomllib  # here: most runs read no configuration file
 
+    _check_shape(text, origin)
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{origin}: not valid TOML: {error}") from error
+    except (RecursionError, MemoryError):  # what _check_shape did not foresee
+        raise ConfigError(f"{origin}: not a thresholds file: nested too deeply") from None
     unknown_tables = sorted(key for key in document if key != TABLE)
     if unknown_tables:
         raise ConfigError(f"{origin}: {unknown_tables[0]}: unknown key (expected [{TABLE}])")

@@ -34,8 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Union
 
-from tcphealth import model
-from tcphealth import bounds
+from tcphealth import bounds, model
 from tcphealth.errors import InputError, SnapshotFormatError
 from tcphealth.model import Snapshot
 from tcphealth.reading import Limit, read_input, where_of
@@ -306,8 +305,12 @@ def write_chunks(chunks: Iterable[str], path: Path | None, stdout: IO[str] | Non
     if _is_stream(path):
         _write_into(path, chunks)
         return
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a directory, not a file")
     directory = path.parent if str(path.parent) else Path(".")
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    # The temporary name stays within a file system's 255 bytes, however long the name is.
+    stem = path.name.encode("utf-8", "surrogateescape")[:64].decode("utf-8", "ignore")
+    fd, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for chunk in chunks:
