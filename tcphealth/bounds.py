@@ -30,18 +30,26 @@ TIMER_MAX_SECONDS = 1e9
 Problem = tuple[str, str]  # (field, why)
 
 
+def shown(value: int) -> str:
+    """The number as text -- unless it is too long to print (Python refuses past 4,300
+    digits, and nobody reads 60 of them): then how long it is."""
+    if value.bit_length() <= 128:
+        return str(value)
+    return f"a {value.bit_length():,}-bit number"
+
+
 def _integer(value: int | None, low: int, high: int) -> str | None:
     if value is None or low <= value <= high:
         return None
     if value < low:
-        return f"{value} is negative" if low == 0 else f"{value} is below {low}"
-    return f"{value} is over {high:,}"
+        return f"{shown(value)} is negative" if low == 0 else f"{shown(value)} is below {low}"
+    return f"{shown(value)} is over {high:,}"
 
 
 def endpoint_problem(endpoint: Endpoint, family: Family) -> str | None:
     port = endpoint.port
     if port is not None and not 0 <= port <= PORT_MAX:
-        return f"{port} is not a port (0-65535)"
+        return f"{shown(port)} is not a port (0-65535)"
     wanted = ipaddress.IPv4Address if family is Family.IPV4 else ipaddress.IPv6Address
     if not isinstance(endpoint.address, wanted):
         return f"{endpoint.address} is not an {family.value} address"

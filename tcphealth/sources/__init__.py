@@ -277,10 +277,14 @@ def _binary_note(data: bytes) -> str | None:
 
 def _proc_tree(root: Path, *, strict: bool) -> Snapshot:
     """A copied /proc: net/tcp{,6} and the counters; owners only if pid directories exist."""
-    with os.scandir(root) as entries:  # closed even when any() stops at the first pid
-        has_pids = any(
-            entry.name.isascii() and entry.name.isdigit() and entry.is_dir() for entry in entries
-        )
+    try:
+        with os.scandir(root) as entries:  # closed even when any() stops at the first pid
+            has_pids = any(
+                entry.name.isascii() and entry.name.isdigit() and entry.is_dir()
+                for entry in entries
+            )
+    except OSError as error:  # a copied tree may hold a symlink loop where a pid should be
+        raise InputError(error.filename or str(root), error.strerror or str(error)) from None
     snapshot = procfs.collect(root, with_processes=has_pids, strict=strict)
     if not has_pids:
         snapshot = replace(
