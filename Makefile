@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint fixtures golden clean lab lab-down
+.PHONY: run test lint fixtures golden clean lab lab-down fuzz
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format --check tcphealth tests fixtures lab benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The hostile-input fuzz (tests/hostile_fuzz.py) for longer than the suite's few seconds:
+# `make fuzz FUZZ_SECONDS=600 FUZZ_SEED=26`. Never part of `make test`/CI.
+FUZZ_SECONDS ?= 600
+FUZZ_SEED ?= 26
+fuzz: $(VENV)/.installed-test
+	$(PY) -m tests.hostile_fuzz --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED)
 
 # The scenario snapshots in fixtures/ are generated from fixtures/make_scenarios.py ...
 fixtures: $(VENV)/.installed-test
