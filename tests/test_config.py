@@ -98,7 +98,8 @@ def test_empty_file_gives_defaults() -> None:
         ),
         (
             "[thresholds]\nfd_warning_ratio = -0.1\n",
-            "t.toml: thresholds.fd_warning_ratio: must be a ratio above 0 and at most 1000, got -0.1",
+            "t.toml: thresholds.fd_warning_ratio: must be a ratio above 0 and at most 1000, "
+            "got -0.1",
         ),
         (
             "[thresholds]\nsyn_recv_warning = 2000\n",
