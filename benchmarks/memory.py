@@ -1,0 +1,150 @@
+"""Peak memory of tcphealth on the largest inputs it accepts (issue 26).
+
+Two inputs, generated here, each read by a fresh ``tcphealth`` process whose peak RSS is
+taken from ``getrusage(RUSAGE_CHILDREN)`` after it exits:
+
+- a /proc/net/tcp copy of ``--rows`` rows (1,000,000 by default: about 150 MB, within the
+  256 MiB limit), sockets of every state spread over many local ports;
+- a snapshot of ``--sockets`` sockets (300,000 by default) held by 1,000 processes, replayed
+  with ``--from``.
+
+Each is run as ``check`` (the diagnosis, one status line) and as ``sockets --format json``
+(every socket written), output to /dev/null. ``make bench-memory``; results in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tcphealth.model import (
+    Attribution,
+    Endpoint,
+    Family,
+    HostInfo,
+    OwnerSource,
+    Process,
+    Snapshot,
+    Socket,
+    TcpState,
+    TimerKind,
+)
+from tcphealth.sources.snapshot_file import write_snapshot
+
+HEADER = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+    "timeout inode\n"
+)
+STATES = ["01", "01", "01", "06", "06", "08", "0A", "02", "04", "05"]
+
+
+def write_table(path: Path, rows: int) -> None:
+    with path.open("w", encoding="ascii") as handle:
+        handle.write(HEADER)
+        for number in range(rows):
+            state = STATES[number % len(STATES)]
+            local_port = 1024 + number % 60000
+            remote = f"{0x0A000000 + number % 5000:08X}:{443 + number % 7:04X}"
+            handle.write(
+                f"{number:6d}: 0100007F:{local_port:04X} {remote} {state} "
+                f"00000000:00000000 00:00000000 00000000  1000        0 {100000 + number} 1 "
+                "0000000000000000 20 4 30 10 -1\n"
+            )
+
+
+def write_snapshot_file(path: Path, sockets: int) -> None:
+    states = [TcpState.ESTABLISHED] * 5 + [TcpState.TIME_WAIT, TcpState.CLOSE_WAIT]
+    made = tuple(
+        Socket(
+            family=Family.IPV4,
+            local=Endpoint(ipaddress.IPv4Address("10.0.0.5"), 1024 + number % 60000),
+            remote=Endpoint(ipaddress.IPv4Address(0x0A140000 + number % 5000), 5432),
+            state=states[number % len(states)],
+            send_queue=0,
+            recv_queue=0,
+            timer=TimerKind.NONE,
+            retransmits=0,
+            uid=1000,
+            inode=100000 + number,
+            pids=(1000 + number % 1000,),
+            owner_source=OwnerSource.FD,
+        )
+        for number in range(sockets)
+    )
+    processes = tuple(
+        Process(pid=1000 + n, name=f"worker{n}", uid=1000, cmdline=("worker", str(n)))
+        for n in range(1000)
+    )
+    snapshot = Snapshot(
+        host=HostInfo(
+            hostname="bench", kernel=None, taken_at=time.time(), source="bench", privileged=True
+        ),
+        attribution=Attribution(attempted=True, processes_scanned=1000),
+        processes=processes,
+        sockets=made,
+    )
+    write_snapshot(snapshot, path)
+
+
+def peak_of(args: list[str]) -> tuple[float, int, int]:
+    """(seconds, peak RSS in bytes, exit code) of one run of the CLI in a fresh process."""
+    # getrusage(RUSAGE_CHILDREN) is the largest child's peak so far: each run gets its own
+    # helper process, so the figure is that run's alone.
+    probe = (
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=False)\n"
+        "took = time.perf_counter() - start\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+        "print(took, peak, done.returncode)\n"
+    )
+    command = [sys.executable, "-c", probe, sys.executable, "-m", "tcphealth", *args]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+    return float(output[0]), int(output[1]), int(output[2])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--sockets", type=int, default=300_000)
+    parser.add_argument("--output", type=Path, default=None)
+    options = parser.parse_args(argv)
+    results: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="tcphealth-memory-") as directory:
+        table = Path(directory) / "tcp"
+        write_table(table, options.rows)
+        snapshot = Path(directory) / "snapshot.json"
+        write_snapshot_file(snapshot, options.sockets)
+        for label, path, count in (
+            (f"/proc/net/tcp, {options.rows:,} rows", table, options.rows),
+            (f"snapshot, {options.sockets:,} sockets", snapshot, options.sockets),
+        ):
+            size = path.stat().st_size
+            for args in (["check", "--from", str(path)], ["sockets", "--format", "json"]):
+                if args[0] == "sockets":
+                    args = [*args, "--from", str(path)]
+                seconds, peak, code = peak_of(args)
+                row = {
+                    "input": label,
+                    "bytes": size,
+                    "command": " ".join(args[:3] if args[0] == "sockets" else args[:1]),
+                    "seconds": round(seconds, 2),
+                    "peak_rss_mib": round(peak / (1 << 20), 1),
+                    "bytes_per_socket": round(peak / count),
+                    "exit": code,
+                }
+                results.append(row)
+                print(json.dumps(row))
+    if options.output is not None:
+        options.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
