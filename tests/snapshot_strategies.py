@@ -127,3 +127,20 @@ def snapshots(max_sockets: int = 8) -> st.SearchStrategy[Snapshot]:
         skipped_lines=integers,
         state_counts=st.dictionaries(texts, integers, max_size=3),
     )
+
+
+def out_of_kernel_range(snapshot: model.Snapshot) -> bool:
+    """Whether a generated snapshot holds a value no kernel gives, which a snapshot file may
+    not hold (issue 26): reading such a file back is refused, naming the field."""
+    from tcphealth import bounds
+
+    port_range = snapshot.sysctls.ip_local_port_range or ()
+    return (
+        any(bounds.socket_problem(sock) for sock in snapshot.sockets)
+        or any(bounds.process_problem(process) for process in snapshot.processes)
+        or any(not 0 <= port <= bounds.PORT_MAX for port in port_range)
+        or any(
+            not 0 <= ns.inode <= bounds.U64_MAX or (ns.pid is not None and ns.pid < 1)
+            for ns in snapshot.namespaces
+        )
+    )

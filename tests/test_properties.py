@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tcphealth import bounds, sources
+from tcphealth import sources
 from tcphealth.errors import InputError, ProcParseError, SnapshotFormatError
 from tcphealth.model import Family, Snapshot
 from tcphealth.pipeline import analyse
@@ -35,7 +35,7 @@ from tcphealth.sources.snapshot_file import (
     write_snapshot,
 )
 from tests.inertness import control_bytes
-from tests.snapshot_strategies import snapshots
+from tests.snapshot_strategies import out_of_kernel_range, snapshots
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = json.loads((REPO / "fixtures" / "close-wait-leak.json").read_text(encoding="utf-8"))
@@ -194,25 +194,12 @@ def test_any_bytes_in_a_file_load_or_raise_our_error(
 # --- generated snapshots -------------------------------------------------------------------
 
 
-def _out_of_range(snapshot: Snapshot) -> bool:
-    port_range = snapshot.sysctls.ip_local_port_range or ()
-    return (
-        any(bounds.socket_problem(sock) for sock in snapshot.sockets)
-        or any(bounds.process_problem(process) for process in snapshot.processes)
-        or any(not 0 <= port <= 65535 for port in port_range)
-        or any(
-            not 0 <= ns.inode < 2**64 or (ns.pid is not None and ns.pid < 1)
-            for ns in snapshot.namespaces
-        )
-    )
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(snapshot=snapshots())
 def test_save_then_load_gives_the_same_snapshot(snapshot: Snapshot) -> None:
     """... where every value is one a kernel can give; else loading refuses the field."""
     text = snapshot_to_json(snapshot)
-    if _out_of_range(snapshot):
+    if out_of_kernel_range(snapshot):
         with pytest.raises(SnapshotFormatError, match=r"snapshot\.\w+(\[\d+\])?\.\w+"):
             snapshot_from_json(text, "mem")
         return
