@@ -61,7 +61,7 @@ clean:
 # The scale benchmark (benchmarks/run.py): `make bench N=300000`. Never part of `make test`/CI.
 N ?= 100000
 ROUNDS ?= 5
-.PHONY: bench bench-deps bench-netns
+.PHONY: bench bench-deps bench-netns bench-memory
 bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.run --sockets $(N) --rounds $(ROUNDS)
 
@@ -70,6 +70,12 @@ bench: $(VENV)/.installed-test
 bench-netns: $(VENV)/.installed-test
 	$(PY) -m benchmarks.netns_scale --namespaces 50 --sockets 2000 --rounds 3 \
 		$(if $(BASELINE),--baseline $(BASELINE)) --output benchmarks/results/netns-50x2000.json
+
+# Peak memory on the largest inputs (issue 26): a 1,000,000-row /proc table and a
+# 300,000-socket snapshot replay, each as check and as sockets --format json.
+bench-memory: $(VENV)/.installed-test
+	$(PY) -m benchmarks.memory --rows 1000000 --sockets 300000 \
+		--output benchmarks/results/memory-1m-300k.json
 
 # The tools the benchmark compares with -- ss (iproute2), netstat (net-tools), lsof -- and GNU
 # time, which measures each one's peak memory.
