@@ -581,6 +581,25 @@ class NetNamespace:
 
 
 @dataclass(frozen=True)
+class ReportedCount:
+    """A count of sockets in one state that a paste printed itself -- ``ss ... | wc -l``,
+    ``grep -c TIME_WAIT`` -- with what its command selected, so that a finding can say what the
+    number is about. The sockets themselves were never listed."""
+
+    state: TcpState
+    count: int  # the number as printed
+    sockets: int  # the sockets it counts (less ss's header line where wc -l counted it)
+    command: str  # the command that printed it, as the paste shows it
+    # What the command selected besides the state, as the paste says it ("pid=971",
+    # "port 8090", "kube-proxy"); None where it counted every socket in that state.
+    selects: str | None = None
+    pids: tuple[int, ...] = ()  # processes the selection names, where the paste says which
+    # The same command's earlier counts in the paste (a watch loop, before and after), oldest
+    # first.
+    earlier: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything one look at a host saw.
 
@@ -609,6 +628,9 @@ class Snapshot:
     # that knows nothing of namespaces (a paste, an older snapshot). ``sysctls`` and
     # ``counters`` above are the first one's.
     namespaces: tuple[NetNamespace, ...] = ()
+    # Counts a pasted transcript printed for one state (``| wc -l``, ``grep -c``); the largest
+    # per state is also in ``state_counts``.
+    reported: tuple[ReportedCount, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from tcphealth.diagnose.rules import (
     over_time,
     ports,
     receive_drops,
+    reported,
     reuseport,
     syn_queue,
     time_wait,
@@ -53,6 +54,7 @@ RULES: tuple[Rule, ...] = (
     keepalive.RULE,
     kernel_limits.RULE,
     receive_drops.RULE,
+    reported.RULE,
     over_time.RULE,
 )
 

@@ -103,6 +103,11 @@ class Thresholds:
     time_wait_ports_critical_ratio: float = _knob(
         0.9, "TIME_WAIT toward one destination / ephemeral ports: critical."
     )
+    time_wait_counted_warning: int = _knob(
+        1000,
+        "TIME_WAIT a paste counted itself (wc -l, grep -c) beyond its rows: warn from this "
+        "many (connections closed per request, not reused).",
+    )
     time_wait_buckets_warning_ratio: float = _knob(
         0.8, "TIME_WAIT host-wide as a fraction of tcp_max_tw_buckets: warn."
     )

@@ -52,7 +52,7 @@ _FORMAT_VERSION_WITHOUT_NAMESPACES = 1
 
 # Fields added with version 2, left out of the file while they hold their defaults.
 _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
-    "Snapshot": (("namespaces", ()),),
+    "Snapshot": (("namespaces", ()), ("reported", ())),
     "Socket": (("netns", None), ("drops", None)),
     "Process": (("netns", None), ("container", None), ("unit", None), ("host_network", False)),
     # The limits of issue #25: a snapshot that has none of them stays as it was.

@@ -270,6 +270,10 @@ _PROMPTS = (
     re.compile(
         r"^(?P<sigil>[#$%])\s+(?P<cmd>(?:sudo\s+)?(?:ss|netstat|cat|sysctl|lsof|ls|ll|ulimit|while|for|watch|nstat)\b.*)$"
     ),
+    # > ss -np | grep 33000 | wc -l   (a bare '>' prompt, again only before a command we know)
+    re.compile(r"^(?P<sigil>>)\s*(?P<cmd>(?:sudo\s+)?(?:ss|netstat|lsof|nstat)\b.*)$"),
+    # [ xrd-cp]$ netstat -t | grep TIME_WAIT | wc -l   (a bracketed prompt the user shortened)
+    re.compile(r"^\[[^\]]{0,80}\]\s?(?P<sigil>[#$%])\s*(?P<cmd>.*)$"),
 )
 
 
@@ -507,3 +511,216 @@ def fd_count_commands(command: str) -> list[tuple[int, int, str] | None]:
         listing = " ".join(match.group("ls").split())
         result.append((int(match.group("pid")), _EXTRA_LINES[listing], part.strip()))
     return result
+
+
+# --- counts a transcript printed (issue #22) -----------------------------------------------------
+
+# A state as a grep pattern names it, whole or by its first letters (``grep CLOS``): longest
+# spellings first, and CLOSE_WAIT before CLOSING and CLOSE, the state a prefix usually means.
+_STATE_SPELLINGS = (
+    ("ESTABLISHED", TcpState.ESTABLISHED),
+    ("CLOSE_WAIT", TcpState.CLOSE_WAIT),
+    ("CLOSE-WAIT", TcpState.CLOSE_WAIT),
+    ("TIME_WAIT", TcpState.TIME_WAIT),
+    ("TIME-WAIT", TcpState.TIME_WAIT),
+    ("FIN_WAIT2", TcpState.FIN_WAIT2),
+    ("FIN-WAIT-2", TcpState.FIN_WAIT2),
+    ("FIN_WAIT1", TcpState.FIN_WAIT1),
+    ("FIN-WAIT-1", TcpState.FIN_WAIT1),
+    ("SYN_SENT", TcpState.SYN_SENT),
+    ("SYN-SENT", TcpState.SYN_SENT),
+    ("SYN_RECV", TcpState.SYN_RECV),
+    ("SYN-RECV", TcpState.SYN_RECV),
+    ("LAST_ACK", TcpState.LAST_ACK),
+    ("LAST-ACK", TcpState.LAST_ACK),
+    ("LISTEN", TcpState.LISTEN),
+    ("CLOSING", TcpState.CLOSING),
+    ("ESTAB", TcpState.ESTABLISHED),
+)
+_MIN_STATE_PREFIX = 4
+_COUNT_TOOLS = re.compile(r"^\s*(?:sudo\s+)?(?:ss|netstat|lsof|grep|egrep|cat)\b")
+_PGREP = re.compile(r"`pgrep\s+(?:-\w+\s+)?([\w.-]+)`|\$\(pgrep\s+(?:-\w+\s+)?([\w.-]+)\)")
+
+
+def grep_state(pattern: str) -> TcpState | None:
+    """The state a grep pattern selects: a state word inside it (``127.0.0.1.*TIME_WAIT``) or
+    a pattern that is the first letters of one (``CLOS``, ``ESTA``, ``TIME``)."""
+    upper = pattern.upper()
+    for spelling, state in _STATE_SPELLINGS:
+        if spelling in pattern:
+            return state
+    if (
+        pattern == upper
+        and len(pattern) >= _MIN_STATE_PREFIX
+        and re.fullmatch(r"[A-Z_-]+", pattern)
+    ):
+        for spelling, state in _STATE_SPELLINGS:
+            if spelling.startswith(pattern):
+                return state
+    return None
+
+
+@dataclass(frozen=True)
+class CountPart:
+    """One pipeline of a command line whose output is a single number: what it counted."""
+
+    text: str
+    state: TcpState | None  # the state it selected; None: no one state (not a state count)
+    selects: str | None  # what else it selected, as the paste says it
+    program: str | None  # a program the selection names (``pid=`pgrep X```, ``grep java``)
+    pids: tuple[int, ...]
+    counts_header: bool  # wc -l counted ss's header line too
+    writes: str | None = None  # ``> FILE``: the pipeline's output went to a file, not a count
+
+
+def _split_top(command: str, separators: str) -> list[str]:
+    """Split on ``separators`` outside quotes and backticks."""
+    parts: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    index = 0
+    while index < len(command):
+        char = command[index]
+        if quote is not None:
+            if char == quote:
+                quote = None
+            current.append(char)
+        elif char in "'\"`":
+            quote = char
+            current.append(char)
+        elif command.startswith("&&", index) and "&" in separators:
+            parts.append("".join(current))
+            current = []
+            index += 2
+            continue
+        elif char in separators and char != "&":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    parts.append("".join(current))
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _unquote(word: str) -> str:
+    if len(word) >= 2 and word[0] == word[-1] and word[0] in "'\"":
+        return word[1:-1]
+    return word
+
+
+def _words(stage: str) -> list[str]:
+    """A pipeline stage's words, quotes kept together (a quoted pattern may hold blanks)."""
+    return [_unquote(word) for word in re.findall(r"\"[^\"]*\"|'[^']*'|`[^`]*`|\S+", stage)]
+
+
+def count_part(part: str, files: dict[str, CountPart] | None = None) -> CountPart | None:
+    """What one ``;``/``&&`` part of a command counted, if its output is one number (it ends
+    in ``| wc -l`` or greps with ``-c``), or where it saved a selection (``> FILE``)."""
+    text = part.strip()
+    text = re.sub(r"^(?:do|then)\s+", "", text)
+    writes: str | None = None
+    redirect = re.search(r"\s>\s*(\S+)\s*$", text)
+    if redirect is not None:
+        writes = redirect.group(1)
+        text = text[: redirect.start()].strip()
+    stages = _split_top(text, "|")
+    if not stages:
+        return None
+    counted = writes is None and bool(re.fullmatch(r"wc\s+-l", stages[-1]))
+    grep_count = False
+    state: TcpState | None = None
+    selects: list[str] = []
+    program: str | None = None
+    pids: list[int] = []
+    grepped = False
+    source = stages[0]
+    inherited: CountPart | None = None
+    table = parse_table_command(source)
+    if table is not None and table.state_filter is not None:
+        state = table.state_filter
+    for stage in stages:
+        words = _words(stage)
+        if not words or words[0] not in ("grep", "egrep", "fgrep"):
+            continue
+        options = [word for word in words[1:] if word.startswith("-") and len(word) > 1]
+        operands = [word for word in words[1:] if not (word.startswith("-") and len(word) > 1)]
+        if any("v" in option for option in options):
+            continue  # a negation selects what it is not; nothing to name
+        if any("c" in option and not option.startswith("--") for option in options):
+            grep_count = True
+        if not operands:
+            continue
+        grepped = True
+        pattern = operands[0]
+        if len(operands) > 1 and files is not None and operands[1] in files:
+            inherited = files[operands[1]]
+        found = grep_state(pattern)
+        if found is not None and state is None:
+            state = found
+            rest = pattern
+            for spelling, _ in _STATE_SPELLINGS:
+                rest = rest.replace(spelling, "")
+            rest = rest.replace(".*", " ").strip(" .*")
+            if rest:
+                selects.append(rest)
+            continue
+        pgrep = _PGREP.search(pattern)
+        if pgrep is not None:
+            program = pgrep.group(1) or pgrep.group(2)
+        pid = re.fullmatch(r"pid=(\d{1,9}),?", pattern)
+        if pid is not None:
+            pids.append(int(pid.group(1)))
+        elif pgrep is None and re.fullmatch(r"[A-Za-z][\w.-]*", pattern):
+            program = program or pattern
+        selects.append(pattern)
+    if inherited is not None:
+        selects = [*(inherited.selects or "").split(", "), *selects]
+        selects = [item for item in selects if item]
+        program = program or inherited.program
+        pids = pids or list(inherited.pids)
+        state = state or inherited.state
+    if not (counted or grep_count or writes):
+        return None
+    counts_header = (
+        counted
+        and not grepped
+        and table is not None
+        and table.tool == "ss"
+        and "H" not in table.flags
+    )
+    return CountPart(
+        text=part.strip(),
+        state=state,
+        selects=", ".join(selects) or None,
+        program=program,
+        pids=tuple(pids),
+        counts_header=counts_header,
+        writes=writes,
+    )
+
+
+def count_parts(command: str, files: dict[str, CountPart]) -> list[CountPart | None]:
+    """For each ``;``/``&&`` part of a command line, what its printed number counts (None for
+    a part that prints no count, such as ``sleep 5``); ``[]`` when no part prints one. Parts
+    that save their output to a file are remembered in ``files`` for a later ``grep X FILE``."""
+    result: list[CountPart | None] = []
+    for part in _split_top(command, ";&"):
+        if part in ("done", "fi") or re.match(r"^(?:while|for|if|sleep|echo)\b", part):
+            result.append(None)
+            continue
+        counted = count_part(part, files)
+        if counted is not None and counted.writes is not None:
+            files[counted.writes] = counted
+            result.append(None)
+            continue
+        result.append(counted)
+    return result if any(part is not None for part in result) else []
+
+
+def looks_like_count_command(line: str) -> bool:
+    """A bare command line (no prompt) whose output is a count: ``netstat -an | grep 8090 |
+    grep CLOSE_WAIT | wc -l``."""
+    return bool(_COUNT_TOOLS.match(line)) and bool(
+        re.search(r"\|\s*wc\s+-l\b|\bgrep\s+(?:-\w*c\w*)\b", line)
+    )

@@ -17,8 +17,9 @@ lines is a series.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tcphealth import bounds
@@ -28,6 +29,7 @@ from tcphealth.model import (
     HostInfo,
     OwnerSource,
     Process,
+    ReportedCount,
     Snapshot,
     Socket,
     Sysctls,
@@ -39,13 +41,16 @@ from tcphealth.sources.procfs import parse_port_list, parse_tcp_mem
 from tcphealth.sources.text import registry
 from tcphealth.sources.text.lines import (
     SYSCTL_FIELDS,
+    CountPart,
     NotTcp,
     Prompt,
     Row,
     RowError,
     TableCommand,
     ascii_int,
+    count_parts,
     fd_count_commands,
+    looks_like_count_command,
     match_counter,
     match_fd_limits,
     match_prompt,
@@ -94,10 +99,46 @@ class Facts:
     fd_limits: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
     open_fds: dict[int, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Counts the transcript printed, per command part, every number in order (a loop prints
+    # several); the pid a ``pgrep NAME`` stood for where the paste shows it.
+    counted: dict[str, tuple[CountPart, list[int]]] = field(default_factory=dict)
+    pgrep: dict[str, int] = field(default_factory=dict)
+
+    def reported(self) -> tuple[ReportedCount, ...]:
+        found: list[ReportedCount] = []
+        for part, values in self.counted.values():
+            if part.state is None or not values:
+                continue
+            count = values[-1]
+            pids = part.pids
+            selects = part.selects
+            if not pids and part.program is not None and part.program in self.pgrep:
+                pid = self.pgrep[part.program]
+                pids = (pid,)
+                selects = f"{selects} (pgrep {part.program} is pid {pid}: strace attached to it)"
+            found.append(
+                ReportedCount(
+                    state=part.state,
+                    count=count,
+                    sockets=max(count - 1, 0) if part.counts_header else count,
+                    command=part.text,
+                    selects=selects,
+                    pids=pids,
+                    earlier=tuple(values[:-1]),
+                )
+            )
+        return tuple(found)
 
     def all_sysctls(self) -> dict[str, Any]:
         """Every setting read, by Sysctls field, but the port range."""
         return {**self.sysctls, **self.other_sysctls}
+
+
+_STRACE_ATTACHED = re.compile(r"^strace: Process (\d{1,9}) attached")
+_ANNOTATED = re.compile(r"^(?P<cmd>.*\S)\s+->\s+(?P<result>\S.*)$")
+_MACOS_PORTRANGE = re.compile(
+    r"^sysctl\s+net\.inet\.ip\.portrange\.first\s+net\.inet\.ip\.portrange\.last\s*$"
+)
 
 
 class _Reader:
@@ -136,6 +177,11 @@ class _Reader:
         self.contexts: dict[str, Context] = {}
         self.expected_counts: list[tuple[int, int, str] | None] = []
         self.limits_pid: int | None = None
+        # What each number printed under the last command counts, in turn (a loop repeats).
+        self.count_parts: list[CountPart | None] = []
+        self.count_turn = 0
+        self.files: dict[str, CountPart] = {}
+        self.pgrep_program: str | None = None
 
     # --- sections and captures -------------------------------------------------------------
 
@@ -195,6 +241,8 @@ class _Reader:
         prompt = match_prompt(line)
         if prompt is not None:
             self.on_prompt(prompt)
+            return
+        if self.read_bare_command(stripped):
             return
         if stripped in SEPARATORS:
             self.close_section()
@@ -262,6 +310,57 @@ class _Reader:
             self.privileged = privileged
         self.expected_counts = fd_count_commands(prompt.command)
         self.limits_pid = _limits_pid(prompt)
+        self.on_command(prompt.command)
+
+    def on_command(self, command: str) -> None:
+        """Learn what the numbers a command prints count (``| wc -l``, ``grep -c``)."""
+        if any(expected is not None for expected in self.expected_counts):
+            self.count_parts = []  # descriptor counts (/proc/PID/fd | wc -l), read above
+        else:
+            self.expected_counts = []
+            self.count_parts = count_parts(command, self.files)
+        self.count_turn = 0
+        pgrep = re.search(r"pgrep\s+(?:-\w+\s+)?([\w.-]+)", command)
+        self.pgrep_program = pgrep.group(1) if pgrep is not None else None
+
+    def read_bare_command(self, stripped: str) -> bool:
+        """A command line pasted without its prompt: a count pipeline, possibly with its
+        result after an arrow (``... | grep -c TIME_WAIT  ->  16128``), or the macOS sysctl
+        of the port range with its result so written."""
+        annotated = _ANNOTATED.match(stripped)
+        command = annotated.group("cmd") if annotated is not None else stripped
+        if annotated is not None and _MACOS_PORTRANGE.match(command):
+            numbers = re.findall(r"\d{1,5}", annotated.group("result"))
+            if len(numbers) == 2:
+                self.facts.port_range = (int(numbers[0]), int(numbers[1]))
+                return True
+        if not looks_like_count_command(command):
+            return False
+        self.close_section()
+        self.command = None
+        self.header = None
+        self.header_kind = None
+        self.contexts.clear()
+        self.expected_counts = []
+        self.on_command(command)
+        if annotated is not None:
+            self.take_count(annotated.group("result").strip())
+        return True
+
+    def take_count(self, printed: str) -> bool:
+        """A number printed under a count command: the next count part's result."""
+        value = ascii_int(printed)
+        if value is None or not self.count_parts:
+            return False
+        parts = self.count_parts
+        for _ in range(len(parts)):
+            part = parts[self.count_turn % len(parts)]
+            self.count_turn += 1
+            if part is not None:
+                entry = self.facts.counted.setdefault(part.text, (part, []))
+                entry[1].append(value)
+                return True
+        return False
 
     def read_fact(self, number: int, line: str) -> bool:
         sysctl = match_sysctl(line)
@@ -282,6 +381,13 @@ class _Reader:
             self.facts.counters.update(sockstat)
             return True
         stripped = line.strip()
+        if self.pgrep_program is not None:
+            attached = _STRACE_ATTACHED.match(stripped)
+            if attached is not None:
+                self.facts.pgrep[self.pgrep_program] = int(attached.group(1))
+                return True
+        if self.take_count(stripped):
+            return True
         printed = ascii_int(stripped)
         if printed is not None and self.expected_counts:
             expected = self.expected_counts.pop(0)
@@ -423,6 +529,10 @@ def read_paste(
         reader.feed(number, raw.rstrip("\r\n"))
     reader.close_section()
     captures = [capture for capture in reader.captures if capture.sections]
+    reported = reader.facts.reported()
+    if not captures and (reported or reader.facts.counters):
+        # Summaries are inputs too: counts the transcript printed, netstat -s counters.
+        captures = [reader.captures[-1]]
     if not captures:
         wanted = " or ".join(sorted(formats))
         raise InputError(where, f"no TCP socket table found (looked for {wanted} output)")
@@ -433,11 +543,24 @@ def read_paste(
     if orphans:
         captures[-1].skipped.extend(orphans)
         captures[-1].skipped.sort()
-    return [_snapshot(capture, reader.facts, where, taken_at) for capture in captures]
+    snapshots = [_snapshot(capture, reader.facts, where, taken_at) for capture in captures]
+    if reported:
+        # The counts a transcript printed describe the host as last seen: the last capture.
+        last = snapshots[-1]
+        state_counts = dict(last.state_counts)
+        for item in reported:
+            if item.count > 0:
+                state_counts[item.state.value] = max(
+                    state_counts.get(item.state.value, 0), item.count
+                )
+        snapshots[-1] = replace(
+            last, reported=reported, state_counts=dict(sorted(state_counts.items()))
+        )
+    return snapshots
 
 
 def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Snapshot:
-    kinds = sorted({s.kind or _summary_kind(s) for s in capture.sections})
+    kinds = sorted({s.kind or _summary_kind(s) for s in capture.sections}) or ["transcript"]
     notes: list[str] = []
     per_section: list[list[Socket]] = []
     names: dict[int, str | None] = {}

@@ -1,0 +1,306 @@
+"""Counts a pasted transcript printed itself: ``ss -ant state close-wait | wc -l`` -> 634.
+
+In an incident thread the number is often all there is -- or the six rows shown beside it are a
+sample of the 26,358 it counts. The other rules judge the sockets listed; this one judges what
+the paste counted but did not list, under the same thresholds where the count is about what
+those thresholds are about, and says every time that the number is the paste's own.
+
+What a count can be held to depends on what its command selected (see
+:class:`tcphealth.model.ReportedCount`):
+
+* CLOSE_WAIT's thresholds are per process. A count selected by a pid, a program or a port is
+  about one holder; a count of every CLOSE_WAIT on the host is not, so alone it warns at most
+  -- unless the paste shows it growing from count to count (a watch loop), which is a leak
+  whoever holds them.
+* FIN_WAIT2 counted for one program is held open by it (no timer ends a FIN_WAIT2 whose
+  descriptor is still open), so the held thresholds apply; a host-wide count is judged as
+  orphans.
+* TIME_WAIT is each a connection this host closed first. Many mean connections are not reused;
+  near the ephemeral port range they may exhaust the ports toward one destination (the count
+  is host-wide, so that is said as the worst case).
+
+Only a count larger than the sockets listed in that state is judged here: when the listing
+holds them all, the rules that see the sockets speak.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.wording import level, number, percent, process_subject, who
+from tcphealth.model import (
+    Blame,
+    Evidence,
+    Finding,
+    ReportedCount,
+    Severity,
+    Subject,
+    SubjectKind,
+    TcpState,
+)
+from tcphealth.states import port_range_or_default
+
+CLOSE_WAIT_COUNTED = "close-wait-counted"
+FIN_WAIT2_COUNTED = "fin-wait2-counted"
+TIME_WAIT_COUNTED = "time-wait-counted"
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    findings: list[Finding] = []
+    for count in _widest_per_state(index.snapshot.reported):
+        listed = index.sockets(count.state)
+        if count.sockets <= len(listed):
+            continue
+        found: Finding | None = None
+        if count.state is TcpState.CLOSE_WAIT:
+            found = _close_wait(index, count, thresholds)
+        elif count.state is TcpState.FIN_WAIT2:
+            found = _fin_wait2(index, count, thresholds)
+        elif count.state is TcpState.TIME_WAIT:
+            found = _time_wait(index, count, thresholds)
+        if found is not None:
+            findings.append(found)
+    return findings
+
+
+def _widest_per_state(counts: tuple[ReportedCount, ...]) -> list[ReportedCount]:
+    """Per state the largest count the paste printed (the widest selection, or the latest of a
+    growing series)."""
+    best: dict[TcpState, ReportedCount] = {}
+    for count in counts:
+        known = best.get(count.state)
+        if known is None or count.sockets > known.sockets:
+            best[count.state] = count
+    return list(best.values())
+
+
+def _count_evidence(count: ReportedCount) -> list[Evidence]:
+    evidence = [
+        Evidence(
+            "paste_count",
+            count.count,
+            f"printed by the paste's own `{count.command}`"
+            + (
+                f", {number(count.sockets)} sockets after ss's header line"
+                if count.sockets != count.count
+                else ""
+            ),
+        )
+    ]
+    if count.selects is not None:
+        evidence.append(Evidence("paste_selection", count.selects, "what the command selected"))
+    if count.earlier:
+        shown = ", ".join(str(value) for value in (*count.earlier, count.count))
+        evidence.append(Evidence("paste_counts", shown, "the same command's counts, oldest first"))
+    return evidence
+
+
+def _growing(count: ReportedCount) -> bool:
+    values = (*count.earlier, count.count)
+    return (
+        len(values) >= 3
+        and all(a <= b for a, b in itertools.pairwise(values))
+        and values[-1] > values[0]
+    )
+
+
+def _holders(index: SnapshotIndex, count: ReportedCount) -> tuple[int, ...]:
+    """The processes the count is about: named by its selection, or the one process holding
+    every socket the paste listed in that state beside it."""
+    if count.pids:
+        return count.pids
+    listed = index.sockets(count.state)
+    holders = {sock.pids for sock in listed}
+    if len(holders) == 1 and listed:
+        only = holders.pop()
+        if only:
+            return only
+    return ()
+
+
+def _subject(index: SnapshotIndex, pids: tuple[int, ...]) -> Subject:
+    if pids:
+        return process_subject(index, pids)
+    return Subject(kind=SubjectKind.HOST)
+
+
+def _close_wait(
+    index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds
+) -> Finding | None:
+    severity = level(count.sockets, thresholds.close_wait_warning, thresholds.close_wait_critical)
+    if severity is None:
+        return None
+    pids = _holders(index, count)
+    one_holder = bool(pids) or count.selects is not None
+    growing = _growing(count)
+    unchecked: list[str] = []
+    if not one_holder and not growing and severity is Severity.CRITICAL:
+        severity = Severity.WARNING
+        unchecked.append(
+            "which process holds them: the count covers every CLOSE_WAIT on the host, and the "
+            "critical level is for one process's; count them per process (ss -tanp state "
+            "close-wait) to know"
+        )
+    if pids:
+        holder = who(index, pids)
+    elif count.selects is not None:
+        holder = f"what `{count.selects}` selects"
+    else:
+        holder = "something on this host"
+    trend = " and the count grows from sample to sample" if growing else ""
+    evidence = _count_evidence(count)
+    listed = index.sockets(TcpState.CLOSE_WAIT)
+    if listed and pids and not count.pids:
+        evidence.append(
+            Evidence(
+                "listed", len(listed), "the rows the paste shows in this state, all this holder's"
+            )
+        )
+    return Finding(
+        code=CLOSE_WAIT_COUNTED,
+        severity=severity,
+        state=TcpState.CLOSE_WAIT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=_subject(index, pids),
+        count=count.sockets,
+        summary=(
+            f"The paste counts {number(count.sockets)} connections in CLOSE_WAIT{trend}: their "
+            f"peers closed and {holder} never called close() on them -- a leak or a stuck "
+            "handler in the application, not a network problem."
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            "ss -tanp state close-wait | awk '{print $NF}' | sort | uniq -c | sort -rn | head",
+            "Find where the application reads to end-of-file or errors without closing "
+            "(a thread dump of the holder shows the handlers that stopped).",
+        ),
+        unchecked=(
+            *unchecked,
+            "the sockets themselves: the paste printed a count, not the rows, so queues, "
+            "peers and ages are not known",
+        ),
+    )
+
+
+def _fin_wait2(
+    index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds
+) -> Finding | None:
+    pids = _holders(index, count)
+    held = bool(pids) or count.selects is not None
+    if held:
+        severity = level(
+            count.sockets, thresholds.fin_wait2_held_warning, thresholds.fin_wait2_held_critical
+        )
+        holder = who(index, pids) if pids else f"what `{count.selects}` selects"
+        summary = (
+            f"The paste counts {number(count.sockets)} connections in FIN_WAIT2 for {holder}: "
+            "it shut down its side and keeps the descriptors, and no timer ends a FIN_WAIT2 "
+            "that is still open -- the application must close() them once the peer is done "
+            "or gone."
+        )
+        blame = Blame.LOCAL_APPLICATION
+    else:
+        severity = level(count.sockets, thresholds.fin_wait2_orphan_warning, float("inf"))
+        holder = ""
+        summary = (
+            f"The paste counts {number(count.sockets)} connections in FIN_WAIT2 host-wide: "
+            "peers that never send their FIN. Orphaned ones end after tcp_fin_timeout; ones "
+            "a process still holds do not."
+        )
+        blame = Blame.REMOTE_PEER
+    if severity is None:
+        return None
+    return Finding(
+        code=FIN_WAIT2_COUNTED,
+        severity=severity,
+        state=TcpState.FIN_WAIT2,
+        blame=blame,
+        subject=_subject(index, pids),
+        count=count.sockets,
+        summary=summary,
+        evidence=tuple(_count_evidence(count)),
+        next_steps=(
+            "ss -tanpo state fin-wait-2 | head   # a holder and no timer: held open",
+            "sysctl net.ipv4.tcp_fin_timeout",
+        ),
+        unchecked=(
+            "the sockets themselves: the paste printed a count, not the rows, so whether each "
+            "is held by a descriptor or orphaned is not known",
+        ),
+    )
+
+
+def _time_wait(
+    index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds
+) -> Finding | None:
+    sysctls = index.snapshot.sysctls
+    (low, high), assumed = port_range_or_default(sysctls)
+    ports = high - low + 1
+    ratio = count.sockets / ports if ports > 0 else 0.0
+    severity = level(
+        ratio, thresholds.time_wait_ports_warning_ratio, thresholds.time_wait_ports_critical_ratio
+    )
+    if severity is None and count.sockets >= thresholds.time_wait_counted_warning:
+        severity = Severity.WARNING
+    if severity is None:
+        return None
+    evidence = _count_evidence(count)
+    evidence.append(
+        Evidence(
+            "ip_local_port_range",
+            f"{low}-{high}",
+            ("the Linux default, assumed" if assumed else "as the paste gives it")
+            + f": {number(ports)} ephemeral ports",
+        )
+    )
+    return Finding(
+        code=TIME_WAIT_COUNTED,
+        severity=severity,
+        state=TcpState.TIME_WAIT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=Subject(kind=SubjectKind.HOST),
+        count=count.sockets,
+        summary=(
+            f"The paste counts {number(count.sockets)} connections in TIME_WAIT, "
+            f"{percent(ratio)} of the {number(ports)} ephemeral ports: each is a connection "
+            "this host closed first, so connections are opened and closed per request instead "
+            "of reused. If they all go to one destination, connects there fail with "
+            "EADDRNOTAVAIL once the range is used up -- reuse connections (keep-alive, a pool)."
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            "ss -tan state time-wait | awk '{print $4}' | sort | uniq -c | sort -rn | head",
+            "Make the client keep its connections open and reuse them.",
+        ),
+        unchecked=(
+            "toward whom: the paste counts TIME_WAIT host-wide, so the share of the port "
+            "range used toward any one destination is at most this",
+        ),
+    )
+
+
+RULE = Rule(
+    name="reported",
+    summary="counts a pasted transcript printed (wc -l, grep -c) beyond the rows it lists",
+    codes=(
+        Code(
+            CLOSE_WAIT_COUNTED,
+            "the paste's own count of CLOSE_WAIT: connections the application never closed",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            FIN_WAIT2_COUNTED,
+            "the paste's own count of FIN_WAIT2: half-closed connections held open or waiting",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            TIME_WAIT_COUNTED,
+            "the paste's own count of TIME_WAIT: connections closed per request, not reused",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+    ),
+    check=check,
+)
