@@ -181,10 +181,15 @@ class Endpoint:
     as the kernel reported it and recognised by :attr:`ipv4_mapped`.
 
     ``port`` is ``None`` where the source lost it (``*`` in netstat output, a truncated field).
+    ``name`` is the host as a paste printed it where that was no address -- a host name
+    (netstat without ``-n``), a mask (``XX.XX.XX.XX``), a placeholder; ``address`` is then
+    only the family's unspecified address, standing for "not known", and the endpoint is not
+    a wildcard.
     """
 
     address: IPAddress
     port: int | None
+    name: str | None = None
 
     @property
     def ipv4_mapped(self) -> ipaddress.IPv4Address | None:
@@ -194,7 +199,7 @@ class Endpoint:
 
     @property
     def is_unspecified(self) -> bool:
-        return self.address.is_unspecified
+        return self.name is None and self.address.is_unspecified
 
     def __hash__(self) -> int:
         # Equal endpoints have equal addresses, hence equal integer values: the same hash as
@@ -206,6 +211,8 @@ class Endpoint:
 
     def __str__(self) -> str:
         port = "*" if self.port is None else str(self.port)
+        if self.name is not None:
+            return f"{self.name}:{port}"
         if isinstance(self.address, ipaddress.IPv6Address):
             return f"[{format_address(self.address)}]:{port}"
         return f"{self.address}:{port}"
@@ -313,9 +320,10 @@ class Socket:
 class _EndpointBuilder:
     __slots__ = Endpoint.__slots__
 
-    def __init__(self, address: IPAddress, port: int | None) -> None:
+    def __init__(self, address: IPAddress, port: int | None, name: str | None = None) -> None:
         self.address = address
         self.port = port
+        self.name = name
         self.__class__ = Endpoint  # type: ignore[assignment]
 
 

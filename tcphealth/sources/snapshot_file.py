@@ -53,6 +53,8 @@ _FORMAT_VERSION_WITHOUT_NAMESPACES = 1
 # Fields added with version 2, left out of the file while they hold their defaults.
 _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
     "Snapshot": (("namespaces", ()), ("reported", ())),
+    # A paste's host that was no address (a name, a mask); no file from a live run has one.
+    "Endpoint": (("name", None),),
     "Socket": (("netns", None), ("drops", None)),
     "Process": (("netns", None), ("container", None), ("unit", None), ("host_network", False)),
     # The limits of issue #25: a snapshot that has none of them stays as it was.

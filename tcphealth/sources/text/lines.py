@@ -147,6 +147,78 @@ def recover_cut_address(text: str) -> IPAddress:
     raise RowError(f"address {text!r} is cut short beyond recognition")
 
 
+# Ports by the names /etc/services gives them, as netstat and ss print them without -n. Only
+# the well-known ones: a name not here is kept as an unknown port, never guessed.
+SERVICES: dict[str, int] = {
+    "ftp-data": 20,
+    "ftp": 21,
+    "ssh": 22,
+    "telnet": 23,
+    "smtp": 25,
+    "domain": 53,
+    "http": 80,
+    "www": 80,
+    "kerberos": 88,
+    "pop3": 110,
+    "sunrpc": 111,
+    "nntp": 119,
+    "ntp": 123,
+    "imap": 143,
+    "imap2": 143,
+    "snmp": 161,
+    "bgp": 179,
+    "ldap": 389,
+    "https": 443,
+    "microsoft-ds": 445,
+    "submission": 587,
+    "ipp": 631,
+    "ldaps": 636,
+    "rsync": 873,
+    "imaps": 993,
+    "pop3s": 995,
+    "nfs": 2049,
+    "mysql": 3306,
+    "ms-wbt-server": 3389,
+    "sip": 5060,
+    "xmpp-client": 5222,
+    "postgresql": 5432,
+    "amqp": 5672,
+    "x11": 6000,
+    "redis": 6379,
+    "http-alt": 8080,
+    "webcache": 8080,
+    "memcache": 11211,
+    "mongodb": 27017,
+}
+_PORT_NAME = re.compile(r"^(?:[A-Za-z][\w.-]{0,31}|<[^<>\s]{1,40}>|\?)$", re.ASCII)
+# What a paste shows where an address was: a host name (cut short or not), a mask
+# (``XX.XX.XX.XX``, ``192.x.x.x``, ``...``), a placeholder (``<server_ip>``).
+_HOST_TEXT = re.compile(r"^(?:\?|[\w.<>*-][\w.<>*:-]{0,254})$", re.ASCII)
+LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "localhost6"})
+
+
+def read_port(text: str) -> int | None:
+    """A port as a paste shows it: a number, ``*``, a service name (resolved where it is a
+    well-known one), or another name or placeholder (``<listen_port>``), which is unknown."""
+    if text in SERVICES:
+        return SERVICES[text]
+    if _PORT_NAME.match(text):
+        return None
+    return parse_port(text)
+
+
+def read_host(text: str) -> IPAddress | str | None:
+    """An address as a paste shows it: the address, ``None`` for the wildcard, or the text
+    itself where it is a name, a mask or a placeholder (the socket is kept; its address is
+    unknown)."""
+    try:
+        return parse_address(text)
+    except RowError:
+        if _HOST_TEXT.match(text) and not text.isdigit():
+            return text
+        raise
+
+
 def wildcard_for(family: Family) -> IPAddress:
     return ANY_V6 if family is Family.IPV6 else ANY_V4
 
@@ -182,17 +254,37 @@ def split_dot_endpoint(text: str) -> tuple[str, str]:
 
 
 def endpoints(
-    local: tuple[IPAddress | None, int | None], remote: tuple[IPAddress | None, int | None]
+    local: tuple[IPAddress | str | None, int | None],
+    remote: tuple[IPAddress | str | None, int | None],
+    family_hint: Family | None = None,
 ) -> tuple[Family, Endpoint, Endpoint]:
     """Build both endpoints; a wildcard address (``*``) takes the family of the other side, or
-    IPv4 when both are wildcards (as older ss printed an IPv4 ``INADDR_ANY``)."""
-    concrete = local[0] if local[0] is not None else remote[0]
-    family = family_of(concrete) if concrete is not None else Family.IPV4
-    local_address = local[0] if local[0] is not None else wildcard_for(family)
-    remote_address = remote[0] if remote[0] is not None else wildcard_for(family)
-    if family_of(local_address) is not family_of(remote_address):
+    IPv4 when both are wildcards (as older ss printed an IPv4 ``INADDR_ANY``). A host that is
+    text (a name, a mask: see :func:`read_host`) is kept as the endpoint's ``name``, with the
+    family of the other side or of ``family_hint`` (a ``tcp6`` column); ``localhost`` is the
+    loopback address."""
+    numeric = [
+        host for host in (local[0], remote[0]) if host is not None and not isinstance(host, str)
+    ]
+    family = family_of(numeric[0]) if numeric else family_hint or Family.IPV4
+    built = [_endpoint(host, port, family) for host, port in (local, remote)]
+    if family_of(built[0].address) is not family_of(built[1].address):
         raise RowError("local and remote addresses are of different families")
-    return family, Endpoint(local_address, local[1]), Endpoint(remote_address, remote[1])
+    return family, built[0], built[1]
+
+
+def _endpoint(host: IPAddress | str | None, port: int | None, family: Family) -> Endpoint:
+    if host is None:
+        return Endpoint(wildcard_for(family), port)
+    if isinstance(host, str):
+        if host in LOOPBACK_NAMES:
+            loopback = ipaddress.IPv6Address(1) if family is Family.IPV6 else LOOPBACK_V4
+            return Endpoint(loopback, port)
+        return Endpoint(wildcard_for(family), port, name=host)
+    return Endpoint(host, port)
+
+
+LOOPBACK_V4 = ipaddress.IPv4Address("127.0.0.1")
 
 
 # --- states -------------------------------------------------------------------------------------

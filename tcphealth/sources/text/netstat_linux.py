@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import re
 
-from tcphealth.model import TcpState, TimerKind
+from tcphealth.model import Family, TcpState, TimerKind
 from tcphealth.sources.text.lines import (
     Holder,
     NotTcp,
     Row,
     RowError,
     endpoints,
-    parse_address,
     parse_count,
-    parse_port,
+    read_host,
+    read_port,
     recover_cut_address,
     split_colon_endpoint,
     state_word,
@@ -97,7 +97,8 @@ def looks_like_row(tokens: list[str]) -> bool:
 
 
 def _colon_form(token: str) -> bool:
-    return bool(re.search(r":(\d+|\*)$", token))
+    """``host:port`` where the port is a number, ``*`` or a service name (netstat without -n)."""
+    return bool(re.search(r":(\d+|\*|[A-Za-z][\w-]{0,31})$", token))
 
 
 def read_row(line: str, context: Context) -> Row:
@@ -113,6 +114,10 @@ def parse_row(line: str, columns: Columns, *, wide: bool = False) -> Row:
         raise RowError("not a netstat row (no tcp/tcp6 in the Proto column)")
     if not tokens[0].startswith("tcp"):
         raise NotTcp(tokens[0])
+    if len(tokens) == 5 and state_word(tokens[4]) is not None:
+        # A column cut off in the paste: the state stands where the peer was; keep the row
+        # with its peer unknown.
+        tokens = [*tokens[:4], "?:?", tokens[4]]
     if len(tokens) < 6:
         raise RowError(f"{len(tokens)} columns, at least 6 expected")
     recv_queue = parse_count(tokens[1], "Recv-Q")
@@ -123,13 +128,14 @@ def parse_row(line: str, columns: Columns, *, wide: bool = False) -> Row:
     remote_cut = not wide and len(tokens[4]) >= _ADDRESS_WIDTH and ":" in remote_host
     family, local, remote = endpoints(
         (
-            recover_cut_address(local_host) if local_cut else parse_address(local_host),
-            parse_port(local_port_text),
+            recover_cut_address(local_host) if local_cut else read_host(local_host),
+            read_port(local_port_text),
         ),
         (
-            recover_cut_address(remote_host) if remote_cut else parse_address(remote_host),
-            parse_port(remote_port_text),
+            recover_cut_address(remote_host) if remote_cut else read_host(remote_host),
+            read_port(remote_port_text),
         ),
+        Family.IPV6 if tokens[0] == "tcp6" else None,
     )
     raw_state = tokens[5]
     state = state_word(raw_state)

@@ -27,10 +27,11 @@ from tcphealth.sources.text.lines import (
     NotTcp,
     Row,
     RowError,
+    endpoints,
     family_of,
-    parse_address,
     parse_count,
-    parse_port,
+    read_host,
+    read_port,
     recover_cut_address,
     split_dot_endpoint,
     state_word,
@@ -100,12 +101,16 @@ def parse_row(line: str) -> Row:
         host, port_text = split_dot_endpoint(text)
         field_cut = len(text) >= _FIELD_WIDTH
         host_cut = family is Family.IPV6 and len(host) >= _HOST_WIDTH
-        address = recover_cut_address(host) if host_cut else parse_address(host)
+        address = recover_cut_address(host) if host_cut else read_host(host)
+        port = read_port(port_text)
         if address is None:
-            address = wildcard_for(family)
+            parsed.append(Endpoint(wildcard_for(family), port))
+        elif isinstance(address, str):  # a host name or a mask: kept, address unknown
+            parsed.append(endpoints((address, port), (None, None), family)[1])
         elif family_of(address) is not family:
             raise RowError(f"{proto} row with the address {host!r}")
-        parsed.append(Endpoint(address, parse_port(port_text)))
+        else:
+            parsed.append(Endpoint(address, port))
         truncated = truncated or field_cut or host_cut
     local, remote = parsed
     raw_state = tokens[index + 5]

@@ -21,15 +21,16 @@ Windows shows no queues, timers, uids or inodes: all unknown.
 
 from __future__ import annotations
 
+from tcphealth.model import Family
 from tcphealth.sources.text.lines import (
     Holder,
     NotTcp,
     Row,
     RowError,
     endpoints,
-    parse_address,
     parse_count,
-    parse_port,
+    read_host,
+    read_port,
     split_colon_endpoint,
     state_word,
 )
@@ -77,8 +78,9 @@ def parse_row(line: str) -> Row:
     local_host, local_port = split_colon_endpoint(tokens[1])
     remote_host, remote_port = split_colon_endpoint(tokens[2])
     family, local, remote = endpoints(
-        (parse_address(local_host), parse_port(local_port)),
-        (parse_address(remote_host), parse_port(remote_port)),
+        (read_host(local_host), read_port(local_port)),
+        (read_host(remote_host), read_port(remote_port)),
+        Family.IPV6 if tokens[0] == "TCPv6" else None,
     )
     raw_state = tokens[3]
     state = state_word(raw_state)

@@ -29,10 +29,10 @@ from tcphealth.sources.text.lines import (
     Row,
     RowError,
     endpoints,
-    parse_address,
     parse_count,
-    parse_port,
     parse_ss_duration,
+    read_host,
+    read_port,
     split_colon_endpoint,
     state_word,
 )
@@ -139,8 +139,8 @@ def parse_row(line: str, *, state_filter: TcpState | None = None, has_state: boo
     local_host, local_port = split_colon_endpoint(tokens[index + 2])
     remote_host, remote_port = split_colon_endpoint(tokens[index + 3])
     family, local, remote = endpoints(
-        (parse_address(local_host), parse_port(local_port)),
-        (parse_address(remote_host), parse_port(remote_port)),
+        (read_host(local_host), read_port(local_port)),
+        (read_host(remote_host), read_port(remote_port)),
     )
     rest = line[spans[index + 3][1] :]
     row = Row(family=family, local=local, remote=remote, state=state)
