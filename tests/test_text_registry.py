@@ -30,7 +30,7 @@ Carries = registry.Carries
 def corpus_lines() -> list[str]:
     return [
         line
-        for path in sorted(REALWORLD.glob("*.txt"))
+        for path in sorted(REALWORLD.glob("**/*.txt"))
         for line in path.read_text(errors="replace").splitlines()
     ]
 
@@ -200,7 +200,7 @@ def test_what_a_format_carries_is_what_its_rows_show(live_pastes: list[Path]) ->
     host's own ss/netstat with every column on. A row never shows what its format does not
     declare, and every declared field shows up somewhere (a declaration is not a wish)."""
     seen: dict[str, set[Carries]] = {}
-    for path in [*sorted(REALWORLD.glob("*.txt")), *live_pastes]:
+    for path in [*sorted(REALWORLD.glob("**/*.txt")), *live_pastes]:
         try:
             snapshots = load_series(path)
         except InputError:  # /proc copies and UDP tables: not paste formats

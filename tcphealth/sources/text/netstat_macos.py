@@ -39,7 +39,8 @@ from tcphealth.sources.text.lines import (
 )
 from tcphealth.sources.text.parser import Context, RowParser
 
-PROTOS = frozenset({"tcp4", "tcp6", "tcp46", "udp4", "udp6", "udp46", "icm4", "icm6"})
+# OpenBSD and NetBSD print plain tcp/udp for IPv4 (Linux does too, but with host:port).
+PROTOS = frozenset({"tcp4", "tcp6", "tcp46", "udp4", "udp6", "udp46", "icm4", "icm6", "tcp", "udp"})
 _FIELD_WIDTH = 18
 _HOST_WIDTH = 16
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -94,7 +95,7 @@ def parse_row(line: str) -> Row:
         raise RowError(f"{len(tokens)} columns, too few for queues, two endpoints and a state")
     recv_queue = parse_count(tokens[index + 1], "Recv-Q")
     send_queue = parse_count(tokens[index + 2], "Send-Q")
-    family = Family.IPV4 if proto == "tcp4" else Family.IPV6
+    family = Family.IPV4 if proto in ("tcp4", "tcp") else Family.IPV6
     parsed: list[Endpoint] = []
     truncated = False
     for text in (tokens[index + 3], tokens[index + 4]):

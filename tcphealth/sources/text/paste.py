@@ -192,7 +192,12 @@ class _Reader:
         if section is None or not section.has_content:
             return
         capture = self.captures[-1]
-        if any(old.signature == section.signature for old in capture.sections):
+        if any(old.signature == section.signature for old in capture.sections) or (
+            # a format whose tables are a view of their own (lsof's descriptors of chosen
+            # processes) never joins another tool's look at the host in one capture
+            None not in (view := _own_view(section.kind), held := _own_view_of(capture))
+            and view != held
+        ):
             capture = Capture()
             self.captures.append(capture)
         capture.sections.append(section)
@@ -497,6 +502,17 @@ def _row_problem(row: Row) -> str | None:
     return None
 
 
+def _why_nothing(captures: list[Capture]) -> str:
+    """Why a paste gave no socket: the rows that looked like sockets and the first reasons
+    they could not be read, or that no line looked like one."""
+    skipped = sorted(item for capture in captures for item in capture.skipped)
+    if not skipped:
+        return "no line looked like a socket row, a per-state count or a count command"
+    shown = "; ".join(f"line {number}: {reason}" for number, reason in skipped[:3])
+    more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+    return f"{len(skipped)} line(s) looked like socket rows but could not be read -- {shown}{more}"
+
+
 def _limits_pid(prompt: Prompt) -> int | None:
     """The pid whose /proc/PID/limits the command prints: ``cat /proc/22347/limits``, or
     ``cat limits`` in ``/proc/22347``."""
@@ -535,7 +551,11 @@ def read_paste(
         captures = [reader.captures[-1]]
     if not captures:
         wanted = " or ".join(sorted(formats))
-        raise InputError(where, f"no TCP socket table found (looked for {wanted} output)")
+        raise InputError(
+            where,
+            f"no TCP socket table found (looked for {wanted} output): "
+            + _why_nothing(reader.captures),
+        )
     # Skipped lines read before the first capture, or after the last, belong to a neighbour.
     orphans = [
         item for capture in reader.captures if not capture.sections for item in capture.skipped
@@ -543,7 +563,18 @@ def read_paste(
     if orphans:
         captures[-1].skipped.extend(orphans)
         captures[-1].skipped.sort()
+    captures, others = _same_kind(captures)
     snapshots = [_snapshot(capture, reader.facts, where, taken_at) for capture in captures]
+    if others:
+        last = snapshots[-1]
+        snapshots[-1] = replace(
+            last,
+            notes=(
+                *last.notes,
+                f"{where}: {others} capture(s) by another tool ({', '.join(sorted(set(others)))}) "
+                "were read but not diagnosed: the paste's repeated look is what is diagnosed",
+            ),
+        )
     if reported:
         # The counts a transcript printed describe the host as last seen: the last capture.
         last = snapshots[-1]
@@ -557,6 +588,36 @@ def read_paste(
             last, reported=reported, state_counts=dict(sorted(state_counts.items()))
         )
     return snapshots
+
+
+def _own_view(kind: str | None) -> bool | None:
+    if kind is None or kind not in registry.BY_NAME:
+        return None
+    return registry.BY_NAME[kind].own_view
+
+
+def _own_view_of(capture: Capture) -> bool | None:
+    views = {_own_view(section.kind) for section in capture.sections} - {None}
+    return views.pop() if len(views) == 1 else None
+
+
+def _kind(capture: Capture) -> str:
+    return "+".join(sorted({s.kind for s in capture.sections if s.kind is not None})) or "summary"
+
+
+def _same_kind(captures: list[Capture]) -> tuple[list[Capture], list[str]]:
+    """The captures to diagnose: those of the kind the paste shows most often (the last
+    capture's kind on a tie), so that a side view by another tool (``lsof -p PID`` after a
+    series of ``netstat`` runs) does not stand for the host as last seen. Also the kinds
+    left out, one per capture."""
+    kinds = [_kind(capture) for capture in captures]
+    if len(set(kinds)) <= 1:
+        return captures, []
+    tally = Counter(kinds)
+    best = max(tally.values())
+    chosen = next(kind for kind in reversed(kinds) if tally[kind] == best)
+    kept = [capture for capture, kind in zip(captures, kinds, strict=True) if kind == chosen]
+    return kept, [kind for kind in kinds if kind != chosen]
 
 
 def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Snapshot:

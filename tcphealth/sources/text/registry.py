@@ -51,7 +51,7 @@ class PasteFormat:
 
     name: str  # as --input-format and a snapshot's source name it
     tool: str  # the command that prints it; formats of one tool share a choice named after it
-    platform: str  # the HostInfo platform its rows come from
+    platform: str | None  # the HostInfo platform its rows come from; None: any
     help: str  # a few words for --input-format's help
     module: str  # the module under tcphealth.sources.text whose PARSER reads it
     carries: frozenset[Carries]
@@ -64,6 +64,9 @@ class PasteFormat:
     sparse_timers_flag: str | None = None
     # Whether per-state counts printed under ``tool``'s command are named after this format.
     names_tool_summaries: bool = False
+    # Whether its tables are a view of their own (lsof: the descriptors of the processes it
+    # was asked about), never one capture with another tool's look at the host's sockets.
+    own_view: bool = False
 
 
 FORMATS: tuple[PasteFormat, ...] = (
@@ -118,6 +121,17 @@ FORMATS: tuple[PasteFormat, ...] = (
         module="netstat_windows",
         carries=frozenset({Carries.OWNERS}),
         place="any order among the netstats: an upper-case TCP/TCPv6 first is its own.",
+    ),
+    PasteFormat(
+        name="lsof",
+        tool="lsof",
+        platform=None,
+        help="lsof -i (any platform)",
+        module="lsof",
+        carries=frozenset({Carries.OWNERS}),
+        place="last: its rows (COMMAND PID ... IPv4/IPv6 ... TCP NAME (STATE)) are no other "
+        "format's, and the least pasted of them.",
+        own_view=True,
     ),
 )
 
