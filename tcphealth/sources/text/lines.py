@@ -753,6 +753,8 @@ def count_part(part: str, files: dict[str, CountPart] | None = None) -> CountPar
             rest = pattern
             for spelling, _ in _STATE_SPELLINGS:
                 rest = rest.replace(spelling, "")
+            if rest == pattern:  # named by its first letters (grep CLOS): nothing else
+                rest = ""
             rest = rest.replace(".*", " ").strip(" .*")
             if rest:
                 selects.append(rest)
