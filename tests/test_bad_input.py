@@ -52,8 +52,9 @@ SS_TEXT = (
     'CLOSE-WAIT 1 0 10.0.0.1:8080 10.0.0.3:5556 users:(("java",pid=812,fd=9))\n'
 )
 NO_TABLE = (
-    "no TCP socket table found (looked for netstat-linux or netstat-macos or netstat-windows "
-    "or ss output)"
+    "no TCP socket table found (looked for lsof or netstat-linux or netstat-macos or "
+    "netstat-windows or ss output): no line looked like a socket row, a per-state count or a "
+    "count command"
 )
 
 

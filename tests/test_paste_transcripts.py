@@ -265,7 +265,7 @@ def test_lsof_after_netstat_is_a_view_of_its_own_and_the_repeated_look_is_diagno
     )
     assert [len(s.sockets) for s in snapshots] == [1, 1]
     assert snapshots[-1].sockets[0].local.port == 39695
-    assert any("another tool (lsof)" in note for note in snapshots[-1].notes)
+    assert any("1 capture(s) by another tool (lsof)" in note for note in snapshots[-1].notes)
 
 
 def test_openbsd_rows_with_plain_tcp_and_dotted_ports() -> None:

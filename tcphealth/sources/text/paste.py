@@ -571,8 +571,9 @@ def read_paste(
             last,
             notes=(
                 *last.notes,
-                f"{where}: {others} capture(s) by another tool ({', '.join(sorted(set(others)))}) "
-                "were read but not diagnosed: the paste's repeated look is what is diagnosed",
+                f"{where}: {len(others)} capture(s) by another tool "
+                f"({', '.join(sorted(set(others)))}) were read but not diagnosed: they show the "
+                "descriptors of chosen processes, not the host's sockets",
             ),
         )
     if reported:
@@ -601,23 +602,21 @@ def _own_view_of(capture: Capture) -> bool | None:
     return views.pop() if len(views) == 1 else None
 
 
-def _kind(capture: Capture) -> str:
-    return "+".join(sorted({s.kind for s in capture.sections if s.kind is not None})) or "summary"
-
-
 def _same_kind(captures: list[Capture]) -> tuple[list[Capture], list[str]]:
-    """The captures to diagnose: those of the kind the paste shows most often (the last
-    capture's kind on a tie), so that a side view by another tool (``lsof -p PID`` after a
-    series of ``netstat`` runs) does not stand for the host as last seen. Also the kinds
-    left out, one per capture."""
-    kinds = [_kind(capture) for capture in captures]
-    if len(set(kinds)) <= 1:
+    """The captures to diagnose: where the paste looks at the host's sockets (netstat, ss,
+    their summaries), a view of its own (``lsof -p PID``) is left out, so that a side look
+    at one process does not stand for the host as last seen. Also the formats left out, one
+    per capture."""
+    views = [_own_view_of(capture) for capture in captures]
+    if True not in views or all(views):
         return captures, []
-    tally = Counter(kinds)
-    best = max(tally.values())
-    chosen = next(kind for kind in reversed(kinds) if tally[kind] == best)
-    kept = [capture for capture, kind in zip(captures, kinds, strict=True) if kind == chosen]
-    return kept, [kind for kind in kinds if kind != chosen]
+    kept = [capture for capture, view in zip(captures, views, strict=True) if not view]
+    left = [
+        "+".join(sorted({s.kind for s in capture.sections if s.kind is not None}))
+        for capture, view in zip(captures, views, strict=True)
+        if view
+    ]
+    return kept, left
 
 
 def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Snapshot:
