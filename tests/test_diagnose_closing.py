@@ -11,6 +11,7 @@ from tcphealth.model import (
     Socket,
     SubjectKind,
     Sysctls,
+    TcpInfo,
     TimerKind,
 )
 from tests.builders import many, process, snapshot, sock, state_of
@@ -98,7 +99,11 @@ def test_orphans_near_tcp_max_orphans_make_it_critical() -> None:
     )
 
 
-def half_closed(count: int, pid: int | None, inode_base: int = 7000) -> list[Socket]:
+def half_closed(
+    count: int, pid: int | None, inode_base: int = 7000, waited_ms: int | None = None
+) -> list[Socket]:
+    """``count`` held FIN_WAIT2; ``waited_ms``: tcp_info's time since the peer's last ACK."""
+    info = None if waited_ms is None else TcpInfo(last_ack_recv_ms=waited_ms)
     return many(
         count,
         lambda i: sock(
@@ -107,13 +112,14 @@ def half_closed(count: int, pid: int | None, inode_base: int = 7000) -> list[Soc
             "10.0.0.4:873",
             pids=() if pid is None else (pid,),
             inode=inode_base + i,
+            tcp_info=info,
         ),
     )
 
 
 def test_fin_wait2_held_by_a_process_waits_forever() -> None:
     snap = snapshot(
-        half_closed(30, 77),
+        half_closed(30, 77, waited_ms=125_000),
         processes=[process(77, "backup-agent")],
         sysctls=Sysctls(tcp_fin_timeout=60),
     )
@@ -124,11 +130,33 @@ def test_fin_wait2_held_by_a_process_waits_forever() -> None:
     assert finding.subject.kind is SubjectKind.PROCESS
     assert (finding.subject.pid, finding.subject.process) == (77, "backup-agent")
     assert finding.count == 30
+    assert "waits for peers that never close theirs" in finding.summary
     assert "tcp_fin_timeout (for orphans only) does not apply and they wait forever" in (
         finding.summary
     )
-    assert {e.name: e.value for e in finding.evidence}["tcp_fin_timeout"] == 60
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert (evidence["tcp_fin_timeout"], evidence["oldest_at_least_s"]) == (60, 125.0)
     assert finding.next_steps[0] == "ss -tnpo state fin-wait-2 | grep -F 'pid=77,'"
+    assert finding.unchecked == ()
+
+
+@pytest.mark.parametrize("waited_ms", [None, 4_000])
+def test_fin_wait2_held_but_young_does_not_say_the_peers_never_close(
+    waited_ms: int | None,
+) -> None:
+    """Issue 21: one look at a wait shorter than stuck_seconds (or of unknown length) says
+    the peers have not closed yet, and names the commands that can tell."""
+    (finding,) = diagnose(snapshot(half_closed(30, 77, waited_ms=waited_ms)))
+    assert finding.code == "fin-wait2-held"
+    assert "never" not in finding.summary and "forever" not in finding.summary
+    assert "its peers have not closed theirs yet" in finding.summary
+    (item,) = finding.unchecked
+    assert item.startswith("whether these peers ever close their side: ")
+    assert "--samples" in item and "watch" in item
+    if waited_ms is None:
+        assert "how long the oldest wait in FIN_WAIT2 has lasted is not known" in item
+    else:
+        assert "has lasted at least 4.0 s, under 60 s" in item
 
 
 def test_fin_wait2_held_by_an_unseen_owner_still_counts_by_inode() -> None:

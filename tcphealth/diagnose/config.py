@@ -66,6 +66,12 @@ class Thresholds:
         "in CLOSE_WAIT at least this long (seen over samples, or tcp_info's floor); younger, "
         "it may be an application slow to close.",
     )
+    stuck_seconds: float = _knob(
+        60.0,
+        "FIN_WAIT2 held by a process, a zero window, an unread receive queue: called lasting "
+        "(peers that never close, a reader that stopped) only once it has lasted at least this "
+        "long (seen over samples, or tcp_info's floor); shorter, it may be a passing moment.",
+    )
     accept_queue_warning_ratio: float = _knob(
         0.8,
         "Listener accept queue / listen backlog: warn from this fill. The kernel queues "

@@ -4,21 +4,25 @@ FIN_WAIT2 waiting for a peer that never closes.
 * FIN_WAIT1 / CLOSING / LAST_ACK stay when our FIN is not acknowledged: the peer or the path to
   it is gone. Orphans (closed by the application) are retried tcp_orphan_retries times; above
   tcp_max_orphans the kernel resets them.
-* FIN_WAIT2 held by a process (it half-closed with shutdown() and kept the descriptor) waits
-  forever: tcp_fin_timeout applies only to orphans. The remote application never closes, and
-  the local one has no timeout. Orphaned FIN_WAIT2 goes away after tcp_fin_timeout and is
+* FIN_WAIT2 held by a process (it half-closed with shutdown() and kept the descriptor) has no
+  timer: tcp_fin_timeout applies only to orphans. Whether its peer never closes is a claim
+  about time, made only once the wait has lasted (diagnose.lasting); one look at a young one
+  says the peer has not closed yet. Orphaned FIN_WAIT2 goes away after tcp_fin_timeout and is
   normal unless there are very many.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
-from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.lasting import cannot_tell_yet, has_lasted, oldest
+from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import local_peers, retransmits_of
+from tcphealth.diagnose.timeline import connection_key, kernel_age_floor
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
@@ -195,19 +199,31 @@ def _is_held_fin_wait2(sock: Socket) -> bool:
     return owned_by_fd(sock) or (sock.inode is not None and sock.inode != 0)
 
 
-def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+def _held_fin_wait2_groups(sockets: Iterable[Socket]) -> dict[tuple[int, ...], list[Socket]]:
+    """Held FIN_WAIT2 among ``sockets``, by the normal form of their pids."""
     held_as_given: dict[tuple[int, ...], list[Socket]] = {}  # by the source's own pid tuple
+    for sock in sockets:
+        if not _is_orphaned_fin_wait2(sock) and _is_held_fin_wait2(sock):
+            held_as_given.setdefault(sock.pids, []).append(sock)
+    held: dict[tuple[int, ...], list[Socket]] = {}
+    for pids, group in held_as_given.items():
+        held.setdefault(pids_key(pids), []).extend(group)
+    return held
+
+
+# The start of the unchecked item of a held FIN_WAIT2 too young to say its peers never close.
+_PEERS_CLOSE = "whether these peers ever close their side"
+_WAIT = "the oldest wait in FIN_WAIT2"
+
+
+def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     orphaned = 0
     orphan_peers: Counter[Destination] = Counter()
     for sock in index.sockets(TcpState.FIN_WAIT2):
         if _is_orphaned_fin_wait2(sock):
             orphaned += 1
             orphan_peers[destination(sock.remote)] += 1
-        elif _is_held_fin_wait2(sock):
-            held_as_given.setdefault(sock.pids, []).append(sock)
-    held: dict[tuple[int, ...], list[Socket]] = {}
-    for pids, sockets in held_as_given.items():
-        held.setdefault(pids_key(pids), []).extend(sockets)
+    held = _held_fin_wait2_groups(index.sockets(TcpState.FIN_WAIT2))
     findings: list[Finding] = []
     sysctls = index.snapshot.sysctls
     fin_timeout = sysctls.tcp_fin_timeout
@@ -250,6 +266,33 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
             )
         subject = process_subject(index, pids)
         extra = tuple(pid for pid in peers if pid not in subject.pids)
+        # tcp_info's time since the peer's last ACK: the wait has lasted at least that long.
+        waited = oldest(map(kernel_age_floor, sockets))
+        if has_lasted(waited, thresholds):
+            wait_text = (
+                "waits for peers that never close theirs; because it keeps the descriptors, "
+                "tcp_fin_timeout (for orphans only) does not apply and they wait forever"
+            )
+            young: tuple[str, ...] = ()
+        else:
+            # One look at a young wait: the peers have not closed yet, which a slow peer
+            # also explains.
+            wait_text = (
+                "its peers have not closed theirs yet; while it keeps the descriptors no timer "
+                "ends these (tcp_fin_timeout is for orphans only)"
+            )
+            young = (cannot_tell_yet(_PEERS_CLOSE, _WAIT, waited, thresholds),)
+        waited_evidence: tuple[Evidence, ...] = (
+            ()
+            if waited is None
+            else (
+                Evidence(
+                    "oldest_at_least_s",
+                    round(waited, 1),
+                    "in FIN_WAIT2 at least this long (tcp_info: time since the peer's last ACK)",
+                ),
+            )
+        )
         findings.append(
             Finding(
                 code=FIN_WAIT2_HELD,
@@ -260,9 +303,8 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                 count=count,
                 summary=(
                     f"{holder} holds {number(count)} connections in FIN_WAIT2: it shut down its "
-                    "sending side and waits for peers that never close theirs; because it keeps "
-                    "the descriptors, tcp_fin_timeout (for orphans only) does not apply and they "
-                    f"wait forever; mostly to {most_common_text(destinations)}.{peer_text}"
+                    f"sending side and {wait_text}; mostly to "
+                    f"{most_common_text(destinations)}.{peer_text}"
                 ),
                 evidence=(
                     Evidence("fin_wait2_held", count, "half-closed, descriptor still open"),
@@ -271,6 +313,7 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                         fin_timeout,
                         "applies only to orphans, not to these",
                     ),
+                    *waited_evidence,
                     *top_destinations(destinations),
                     *pid_evidence(pids),
                     *peer_evidence,
@@ -283,7 +326,10 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                     "Give the local application a read timeout after shutdown(), so it closes "
                     "when the peer never answers.",
                 ),
-                unchecked=() if pids else attribution_gaps(index, TcpState.FIN_WAIT2),
+                unchecked=(
+                    *(() if pids else attribution_gaps(index, TcpState.FIN_WAIT2)),
+                    *young,
+                ),
             )
         )
     if orphaned >= thresholds.fin_wait2_orphan_warning:
@@ -321,6 +367,47 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     return _fin_findings(index, thresholds) + _fin_wait2_findings(index, thresholds)
 
 
+def over_series(window: Window, findings: list[Finding], thresholds: Thresholds) -> list[Finding]:
+    """Held FIN_WAIT2 over a series: the wait is the longest of the samples' own age (seen in
+    FIN_WAIT2 in every sample since) and the kernel's floor; once it is past a passing moment
+    the finding says the peers do not close, and stops leaving that unchecked."""
+    held = _held_fin_wait2_groups(
+        sock for sock in window.latest.sockets if sock.state is TcpState.FIN_WAIT2
+    )
+    result: list[Finding] = []
+    for finding in findings:
+        if finding.code != FIN_WAIT2_HELD:
+            result.append(finding)
+            continue
+        pids = finding.subject.pids
+        # The subject lists the holder's pids first, then those of a local peer.
+        members = next(
+            (group for key, group in held.items() if key and pids[: len(key)] == key), []
+        )
+        waited = oldest(
+            age.at_least_seconds
+            for sock in members
+            if (age := window.ages.get(connection_key(sock))) is not None
+        )
+        unchecked = tuple(item for item in finding.unchecked if not item.startswith(_PEERS_CLOSE))
+        summary = finding.summary
+        if has_lasted(waited, thresholds) and waited is not None:
+            summary = (
+                f"{summary} The oldest has waited in FIN_WAIT2 at least {waited:.0f} s: "
+                "these peers do not close, and nothing here ends the wait."
+            )
+        else:
+            unchecked = (*unchecked, cannot_tell_yet(_PEERS_CLOSE, _WAIT, waited, thresholds))
+        evidence = tuple(item for item in finding.evidence if item.name != "oldest_at_least_s")
+        if waited is not None:
+            evidence = (
+                *evidence,
+                Evidence("oldest_at_least_s", round(waited, 1), "in FIN_WAIT2 at least"),
+            )
+        result.append(replace(finding, summary=summary, unchecked=unchecked, evidence=evidence))
+    return result
+
+
 _LEVELS = (Severity.WARNING, Severity.CRITICAL)
 
 RULE = Rule(
@@ -355,4 +442,5 @@ RULE = Rule(
         ),
     ),
     check=check,
+    step=over_series,
 )

@@ -9,16 +9,22 @@ Where tcp_info says where a sender's time went (kernel 4.10+: busy, rwnd-limited
 sndbuf-limited time), the zero-window finding gives the share of the sending time the peer's
 window held the connections back, against the share their own send buffer did: the first
 confirms the peer, the second would point at this host's SO_SNDBUF or tcp_wmem.
+
+The last two claim that a reader *stopped*, which is a claim about time: one look at a busy
+reader that is only behind shows the same queue. They say "stopped" only once the condition has
+lasted (diagnose.lasting): by tcp_info's time since data last arrived, or by a series that saw
+it in every sample of a long enough stretch; before that they say what the sample shows.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
-from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.lasting import cannot_tell_yet, has_lasted, held_across, oldest
+from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import local_peers, retransmits_of
 from tcphealth.diagnose.wording import (
     attribution_gaps,
@@ -267,9 +273,10 @@ def _peer_not_reading_finding(
     # Both ends on this host: the reader is a local process (with its own finding when its
     # receive queue is large); name it, and look at it here rather than "on the peer".
     readers = local_peers(index, group.members, TcpState.ESTABLISHED)
+    # One look cannot tell how long the window has been closed: "stopped" waits for a series.
     if readers:
         reader = who(index, readers)
-        cause = f"{reader}, on this host, has stopped reading them"
+        cause = f"{reader}, on this host, has not read what it was sent"
         look = (
             f"ss -tnpo state established | grep -F 'pid={readers[0]},'   # Recv-Q of {reader}, "
             "the local reader"
@@ -278,7 +285,7 @@ def _peer_not_reading_finding(
             Evidence("local_peer", reader, "holds the other ends, not reading them"),
         )
     else:
-        cause = f"the application at {peer} has stopped reading"
+        cause = f"the application at {peer} has not read what it was sent"
         look = f"On {peer}: ss -tnp   # a large Recv-Q there names the application not reading"
         local = ()
     return Finding(
@@ -299,7 +306,7 @@ def _peer_not_reading_finding(
             f"{number(group.sockets)} connections{_clients_text(index, group)} to {peer} are "
             f"probing a zero window with {number(group.queued_bytes)} bytes waiting to be "
             f"sent: {cause}. No timer ends them while it answers the window probes: they last "
-            "until one side closes."
+            "until one side closes or the window opens."
         ),
         evidence=(
             Evidence("zero_window", group.sockets, "zero-window probe timer running"),
@@ -312,6 +319,7 @@ def _peer_not_reading_finding(
             f"ss -tnpo state established dst {peer}   # timer:(persist,...) and Send-Q",
             look,
         ),
+        unchecked=(cannot_tell_yet(_WINDOW_STAYS, _CLOSED, None, thresholds),),
     )
 
 
@@ -322,6 +330,37 @@ def _not_reading_finding(
     if severity is None:
         return None
     holder = who(index, pids)
+    # tcp_info's time since data last arrived, with data still unread: the reader has not
+    # caught up for at least that long.
+    untouched = oldest(_idle_seconds(sock) for sock in group.members)
+    unread = (
+        f"{number(group.queued_bytes)} bytes have arrived and wait unread (at least "
+        f"{number(thresholds.established_recv_queue_bytes)} each)"
+    )
+    if has_lasted(untouched, thresholds) and untouched is not None:
+        summary = (
+            f"{holder} has stopped reading {number(group.sockets)} connections: {unread}, "
+            f"nothing new has arrived for at least {untouched:.0f} s; mostly from "
+            f"{most_common_text(group.destinations)}."
+        )
+        young: tuple[str, ...] = ()
+    else:
+        summary = (
+            f"{holder} has not read what arrived on {number(group.sockets)} connections: "
+            f"{unread}; mostly from {most_common_text(group.destinations)}."
+        )
+        young = (cannot_tell_yet(_STOPPED, _UNREAD, untouched, thresholds),)
+    idle_evidence: tuple[Evidence, ...] = (
+        ()
+        if untouched is None
+        else (
+            Evidence(
+                "unread_at_least_s",
+                round(untouched, 1),
+                "nothing has arrived for this long, and it is still unread (tcp_info)",
+            ),
+        )
+    )
     return Finding(
         code=NOT_READING,
         severity=severity,
@@ -329,15 +368,11 @@ def _not_reading_finding(
         blame=Blame.LOCAL_APPLICATION,
         subject=process_subject(index, pids),
         count=group.sockets,
-        summary=(
-            f"{holder} is not reading {number(group.sockets)} connections: "
-            f"{number(group.queued_bytes)} bytes have arrived and wait unread (at least "
-            f"{number(thresholds.established_recv_queue_bytes)} each); mostly from "
-            f"{most_common_text(group.destinations)}."
-        ),
+        summary=summary,
         evidence=(
             Evidence("recv_queue_bytes", group.queued_bytes, "received, not read"),
             Evidence("sockets", group.sockets, None),
+            *idle_evidence,
             *top_destinations(group.destinations),
             *pid_evidence(pids),
             *_local_senders(index, group),
@@ -351,13 +386,104 @@ def _not_reading_finding(
             else "Find the process from the local port.",
             "A thread dump shows where the reader is blocked.",
         ),
-        unchecked=()
-        if pids
-        else (
-            attribution_gaps(index, TcpState.ESTABLISHED)
-            or ("which process holds them: the source does not say",)
+        unchecked=(
+            *(
+                ()
+                if pids
+                else (
+                    attribution_gaps(index, TcpState.ESTABLISHED)
+                    or ("which process holds them: the source does not say",)
+                )
+            ),
+            *young,
         ),
     )
+
+
+# The starts of the unchecked items a young finding leaves, so that a series can drop them.
+_STOPPED = "whether it stopped reading or is only behind"
+_UNREAD = "the oldest unread data"
+_WINDOW_STAYS = "whether the receiver stopped reading or is only behind"
+_CLOSED = "the closed window"
+
+
+def _idle_seconds(sock: Socket) -> float | None:
+    info = sock.tcp_info
+    if info is None or info.last_data_recv_ms is None:
+        return None
+    return info.last_data_recv_ms / 1000
+
+
+def over_series(window: Window, findings: list[Finding], thresholds: Thresholds) -> list[Finding]:
+    """A reader that stopped, told over a series: the same connections kept their unread
+    data (or their closed window) in every sample of a stretch at least
+    ``stuck_seconds`` long, or tcp_info's floor says as much. Then the finding says the
+    reader stopped; before, it keeps saying it cannot tell yet, with the time seen so far."""
+    established = [s for s in window.latest.sockets if s.state is TcpState.ESTABLISHED]
+    result: list[Finding] = []
+    for finding in findings:
+        if finding.code == NOT_READING:
+            members = [
+                sock
+                for sock in established
+                if _unread(sock, thresholds) and pids_key(sock.pids) == finding.subject.pids
+            ]
+            spans = held_across(window, members, lambda sock: _unread(sock, thresholds))
+            floor = oldest(_idle_seconds(sock) for sock in members)
+            lasted = oldest((*spans.values(), floor))
+            result.append(_told_over_time(finding, lasted, thresholds, _STOPPED, _UNREAD, "unread"))
+        elif finding.code == PEER_NOT_READING:
+            peer = finding.subject.address.address if finding.subject.address else None
+            members = [
+                sock
+                for sock in established
+                if _zero_window(sock, thresholds) and plain_address(sock.remote.address) == peer
+            ]
+            spans = held_across(window, members, lambda sock: _zero_window(sock, thresholds))
+            result.append(
+                _told_over_time(
+                    finding, oldest(spans.values()), thresholds, _WINDOW_STAYS, _CLOSED, "closed"
+                )
+            )
+        else:
+            result.append(finding)
+    return result
+
+
+def _unread(sock: Socket, thresholds: Thresholds) -> bool:
+    queued = sock.recv_queue
+    return queued is not None and queued >= thresholds.established_recv_queue_bytes
+
+
+def _zero_window(sock: Socket, thresholds: Thresholds) -> bool:
+    return sock.timer is TimerKind.ZERO_WINDOW_PROBE and not _is_stalled(sock, thresholds)
+
+
+def _told_over_time(
+    finding: Finding,
+    lasted: float | None,
+    thresholds: Thresholds,
+    question: str,
+    what: str,
+    word: str,
+) -> Finding:
+    unchecked = tuple(item for item in finding.unchecked if not item.startswith(question))
+    summary = finding.summary
+    if has_lasted(lasted, thresholds) and lasted is not None:
+        if "has stopped reading" not in summary:
+            summary = (
+                f"{summary} The same connections stayed {word} for at least {lasted:.0f} s: "
+                "the reader has stopped reading them."
+            )
+    else:
+        unchecked = (*unchecked, cannot_tell_yet(question, what, lasted, thresholds))
+    evidence = tuple(item for item in finding.evidence if item.name != "lasted_at_least_s")
+    if lasted is not None:
+        evidence = (
+            *evidence,
+            Evidence("lasted_at_least_s", round(lasted, 1), f"seen {word} at least this long"),
+        )
+    return replace(finding, summary=summary, unchecked=unchecked, evidence=evidence)
 
 
 RULE = Rule(
@@ -381,4 +507,5 @@ RULE = Rule(
         ),
     ),
     check=check,
+    step=over_series,
 )

@@ -1,0 +1,77 @@
+"""How long a condition has lasted, for the rules whose words would claim it persists.
+
+"Peers that never close", "it stopped reading", "the window stays closed" are claims about
+time. One look shows a moment: a FIN_WAIT2 whose peer closes a second later, a receive queue a
+busy reader drains next, a window that reopens. So a rule says such a thing only when the
+condition has lasted at least ``Thresholds.stuck_seconds``: by the kernel's own floor in one
+sample (tcp_info's times since the last ACK or data), or by a series that saw the same
+connection in that condition in every sample of a long enough stretch. Shorter, the finding
+says what the sample shows, and names the commands that can tell (``--samples``, ``watch``).
+
+A series only ever adds time: the stretch of samples grows with ``watch``, the kernel floor
+grows with the socket, so a claim once made is not taken back while the sockets stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.rule import Window
+from tcphealth.diagnose.timeline import ConnectionKey, connection_key
+from tcphealth.model import Socket
+
+
+def oldest(seconds: Iterable[float | None]) -> float | None:
+    """The largest of the known ``seconds``; None when none is known."""
+    return max((value for value in seconds if value is not None), default=None)
+
+
+def has_lasted(seconds: float | None, thresholds: Thresholds) -> bool:
+    """Whether a condition known to have lasted ``seconds`` (None: not known) is past what a
+    passing moment explains."""
+    return seconds is not None and seconds >= thresholds.stuck_seconds
+
+
+def cannot_tell_yet(question: str, what: str, seconds: float | None, thresholds: Thresholds) -> str:
+    """The unchecked item of a finding too young for its claim: ``question`` (which starts
+    the item, so a series can find and drop it), how long ``what`` is known to have lasted,
+    and the commands that would tell."""
+    limit = f"{thresholds.stuck_seconds:g} s"
+    age = (
+        f"how long {what} has lasted is not known"
+        if seconds is None
+        else f"{what} has lasted at least {seconds:.1f} s, under {limit}"
+    )
+    return (
+        f"{question}: {age}, so follow them for longer than {limit} (tcphealth check --samples "
+        f"4 --interval {max(1, round(thresholds.stuck_seconds / 3)):g}, or tcphealth watch)"
+    )
+
+
+def held_across(
+    window: Window, members: Iterable[Socket], holds: Callable[[Socket], bool]
+) -> dict[ConnectionKey, float]:
+    """For each of ``members`` (sockets of the latest sample), how long the samples show
+    ``holds`` true of it without a break up to the latest: the time from the first sample of
+    that unbroken stretch to the latest (0 when only the latest shows it)."""
+    wanted = {connection_key(sock): sock for sock in members}
+    latest = window.latest.host.taken_at
+    since: dict[ConnectionKey, float] = {key: latest for key, sock in wanted.items() if holds(sock)}
+    # Walk back from the sample before the latest; a connection drops out at its first break.
+    open_keys = set(since)
+    for snapshot in reversed(window.series[:-1]):
+        if not open_keys:
+            break
+        seen = {
+            key: sock
+            for sock in snapshot.sockets
+            if (key := connection_key(sock)) in open_keys and sock.state is wanted[key].state
+        }
+        for key in list(open_keys):
+            sock = seen.get(key)
+            if sock is not None and holds(sock):
+                since[key] = snapshot.host.taken_at
+            else:
+                open_keys.discard(key)
+    return {key: max(0.0, latest - first) for key, first in since.items()}
