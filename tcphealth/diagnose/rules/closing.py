@@ -380,9 +380,11 @@ def over_series(window: Window, findings: list[Finding], thresholds: Thresholds)
             result.append(finding)
             continue
         pids = finding.subject.pids
-        # The subject lists the holder's pids first, then those of a local peer.
+        # The subject lists the holder's pids first, then those of a local peer; a holder the
+        # source does not name has no pids, and its group is the one without.
         members = next(
-            (group for key, group in held.items() if key and pids[: len(key)] == key), []
+            (group for key, group in held.items() if pids[: len(key)] == key and (key or not pids)),
+            [],
         )
         waited = oldest(
             age.at_least_seconds
