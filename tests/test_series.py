@@ -27,6 +27,7 @@ from tcphealth.model import (
     Sysctls,
     TcpInfo,
     TcpState,
+    TimerKind,
 )
 from tcphealth.pipeline import analyse_series
 from tcphealth.sources.snapshot_file import (
@@ -469,3 +470,54 @@ def test_the_snapshot_writer_is_unchanged_for_a_single_snapshot() -> None:
     # The series header wraps whole snapshot documents; a lone snapshot keeps its own format.
     snap = read_snapshots(SERIES_DIR.parent / "healthy.json")[0]
     assert snapshot_to_json(snap) == (SERIES_DIR.parent / "healthy.json").read_text("utf-8")
+
+
+# --- claims about time in other rules (issue 21) ------------------------------------------------
+
+
+def fin_wait2(port: int, *, pid: int = 710) -> Socket:
+    return sock("FIN-WAIT-2", f"10.0.0.5:{port}", "10.20.0.16:873", pids=(pid,), inode=60000 + port)
+
+
+def zero_window(port: int, *, probing: bool = True) -> Socket:
+    return sock(
+        "ESTAB",
+        f"10.0.0.5:{port}",
+        "10.20.0.17:9000",
+        pids=(720,),
+        inode=61000 + port,
+        send_queue=100_000,
+        timer=TimerKind.ZERO_WINDOW_PROBE if probing else None,
+    )
+
+
+@pytest.mark.parametrize(("stuck", "claimed"), [(10.0, True), (60.0, False)])
+def test_held_fin_wait2_is_said_to_wait_for_peers_that_never_close_only_once_it_has_lasted(
+    stuck: float, claimed: bool
+) -> None:
+    sockets = [fin_wait2(42000 + i) for i in range(12)]
+    series = [at(snapshot(*sockets, processes=[process(710, "rsync")]), t) for t in (0, 5, 10)]
+    (finding,) = diagnose_series(series, Thresholds(stuck_seconds=stuck))[0]
+    assert finding.code == "fin-wait2-held"
+    assert evidence(finding, "oldest_at_least_s") == 10.0
+    assert ("these peers do not close" in finding.summary) is claimed
+    questions = [i for i in finding.unchecked if i.startswith("whether these peers ever close")]
+    assert len(questions) == (0 if claimed else 1)
+
+
+def test_a_zero_window_counts_only_the_unbroken_stretch_up_to_the_latest_sample() -> None:
+    """Closed at 0, open at 5, closed again at 10 and 20: it has lasted 10 s, not 20."""
+    looks = [(0, True), (5, False), (10, True), (20, True)]
+    series = [
+        at(snapshot(*(zero_window(43000 + i, probing=closed) for i in range(3))), t)
+        for t, closed in looks
+    ]
+    (finding,) = diagnose_series(series, Thresholds(stuck_seconds=15))[0]
+    assert finding.code == "established-peer-not-reading"
+    assert evidence(finding, "lasted_at_least_s") == 10.0
+    assert "stopped" not in finding.summary
+    (finding,) = diagnose_series(series, Thresholds(stuck_seconds=10))[0]
+    assert finding.summary.endswith(
+        "The same connections stayed closed for at least 10 s: the reader has stopped reading them."
+    )
+    assert finding.unchecked == ()
