@@ -254,7 +254,7 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
             )
             peer_step = (
                 f"ss -tnpo state close-wait | grep -F 'pid={peers[0]},'   # {local_peer}, "
-                "the local peer that never closes"
+                "the local peer that has not closed"
             )
             peer_evidence = (
                 Evidence("local_peer", local_peer, "holds the other end, in CLOSE_WAIT"),
