@@ -653,3 +653,100 @@ def test_drops_on_a_full_receiver_are_counted_as_ss_shows_them(netns: Any) -> No
     assert evidence(finding)["TCPRcvQDrop"] == 0
     say(child)
     child.wait(timeout=CHILD_LIMIT)
+
+
+# --- CLOSE_WAIT in a client's way ---------------------------------------------------------------
+
+HELD_CLOSE_WAIT = """
+import json, select, socket, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 5900))
+listener.listen(512)
+held, ports = [], []
+for _ in range(COUNT):
+    client = socket.create_connection(("127.0.0.1", 5900))
+    server, _ = listener.accept()
+    held.append(server)  # the server never closes: CLOSE_WAIT once the client has
+    ports.append(client.getsockname()[1])
+    client.close()
+print(json.dumps({"ports": ports}), flush=True)
+sys.stdin.readline()
+# The client comes back from the first port it used, as its port allocator may.
+client = socket.socket()
+client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+client.bind(("127.0.0.1", ports[0]))
+client.setblocking(False)
+client.connect_ex(("127.0.0.1", 5900))
+print(json.dumps({"port": ports[0]}), flush=True)
+sys.stdin.readline()
+select.select([], [client], [], 20)
+print(json.dumps({"error": client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)}), flush=True)
+sys.stdin.readline()
+"""
+
+
+LOSE_CHALLENGE_ACK = """
+table inet collide {
+  chain output {
+    type filter hook output priority 0
+    tcp sport 5900 tcp dport PORT drop
+  }
+}
+"""
+
+
+def _wait_for(check: Any, seconds: float) -> bool:
+    """Poll ``check`` until it holds or ``seconds`` pass (a bound, not a measure)."""
+    end = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_close_wait_on_a_client_s_ports_collides_as_the_rule_says(netns: Any) -> None:
+    count = 300  # just over 1% of the default range 32768-60999: the rule's warning
+    ns = netns("collide")
+    ns.sysctl(**{"net.ipv4.tcp_fin_timeout": 1})  # the client forgets its ports quickly
+    child = ns.start(HELD_CLOSE_WAIT.replace("COUNT", str(count)))
+    ports: list[int] = hear(child)["ports"]
+    assert len(set(ports)) == count and all(32768 <= port <= 60999 for port in ports)
+    shown = ns.ss("state", "close-wait", "( sport = :5900 )")
+    assert len(shown) == count
+    before = ns.look()
+    (risk,) = codes(diagnose(before), "close-wait-collision-risk")
+    assert risk.severity is Severity.WARNING
+    assert evidence(risk)["close_wait"] == len(shown)
+    assert evidence(risk)["connections_until_likely"] == 65  # 1 - (1 - 300/28232)^65 >= 1/2
+    assert str(risk.subject.address.address) == "127.0.0.1"  # type: ignore[union-attr]
+    challenges = before.counters["TcpExt.TCPChallengeACK"]
+    assert evidence(risk)["TCPChallengeACK"] == challenges
+    # Once the client's side is gone, only this host still holds the 4-tuple.
+    assert _wait_for(lambda: not ns.ss("state", "fin-wait-2", "state", "time-wait"), 10)
+    # A firewall that loses the challenge ACK: the client's SYN meets the stale CLOSE_WAIT
+    # and nothing answers it.
+    ns.nft(LOSE_CHALLENGE_ACK.replace("PORT", str(ports[0])))
+    say(child)
+    port = hear(child)["port"]
+    assert _wait_for(lambda: ns.look().counters["TcpExt.TCPChallengeACK"] > challenges, 10), (
+        "no challenge ACK"
+    )
+    during = ns.look()
+    assert f"127.0.0.1:{port} 127.0.0.1:5900" in " ".join(
+        " ".join(line.split()) for line in ns.ss("state", "syn-sent")
+    )
+    (collision,) = codes(diagnose(during), "close-wait-collision")
+    assert evidence(collision)["opening"] == f"SYN_SENT 127.0.0.1:{port} -> 127.0.0.1:5900"
+    assert evidence(collision)["TCPChallengeACK"] == during.counters["TcpExt.TCPChallengeACK"]
+    assert evidence(collision)["TCPChallengeACK"] > challenges
+    # Without the firewall the challenge ACK gets through, the client's RST clears the stale
+    # socket and its next SYN connects, as the finding says.
+    run("ip", "netns", "exec", ns.name, "nft", "delete", "table", "inet", "collide")
+    say(child)
+    assert hear(child)["error"] == 0
+    after = ns.look()
+    assert not codes(diagnose(after), "close-wait-collision")
+    assert len(ns.ss("state", "close-wait", "( sport = :5900 )")) == count - 1
+    say(child)
+    child.wait(timeout=CHILD_LIMIT)
