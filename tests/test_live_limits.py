@@ -1,7 +1,8 @@
 """The limits around the states (issue #25), with the kernel as the oracle, in namespaces of our
 own: a SYN queue that overflows into cookies (or drops), SO_REUSEPORT listeners with uneven
 queues, an ephemeral port range used up by ESTABLISHED connections until connect() fails with
-EADDRNOTAVAIL, and a connection whose data goes unanswered until the kernel's ETIMEDOUT.
+EADDRNOTAVAIL, a connection whose data goes unanswered until the kernel's ETIMEDOUT, and a
+client whose new connection lands on the 4-tuple of a CLOSE_WAIT the server never closed.
 
 Each case runs a child inside a fresh network namespace (its own sysctls, counters and
 nftables), talks to it line by line over a pipe, looks into the namespace with tcphealth and
