@@ -153,3 +153,12 @@ def test_a_syn_recv_on_the_same_tuple_as_a_close_wait_is_a_collision() -> None:
     (finding,) = found(snap, "close-wait-collision")
     assert evidence(finding)["opening"] == "SYN_RECV 10.0.0.7:8080 -> 10.0.9.9:40001"
     assert evidence(finding)["TCPChallengeACK"] == 3
+
+
+def test_close_wait_no_process_is_named_for_says_so() -> None:
+    unnamed = many(
+        400, lambda i: sock("CLOSE_WAIT", "10.0.0.7:80", f"10.1.1.1:{33000 + i}", inode=0)
+    )
+    (finding,) = found(snapshot(unnamed), "close-wait-collision-risk")
+    assert finding.subject.pid is None
+    assert finding.summary.startswith("A process the source does not name holds 400 ")

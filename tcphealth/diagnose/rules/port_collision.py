@@ -162,7 +162,7 @@ def _risk_finding(
     chance = collision_chance(held, size)
     likely = connections_until_likely(held, size)
     pids = max(group.pids, key=lambda key: (group.pids[key], key))
-    holder = who(index, pids) if pids else "a process the source does not name"
+    holder = who(index, pids) if pids else "A process the source does not name"
     low, high = ASSUMED_RANGE
     summary = (
         f"{holder} holds {number(held)} connections from {client} to {service} in CLOSE_WAIT, "
