@@ -15,6 +15,7 @@ from tcphealth.diagnose.rules.port_collision import (
     range_size,
 )
 from tcphealth.model import Blame, Finding, Severity, Snapshot, Socket, SubjectKind
+from tcphealth.sources.text import read_text
 from tests.builders import many, process, snapshot, sock
 
 RANGE = 60999 - 32768 + 1
@@ -162,3 +163,20 @@ def test_close_wait_no_process_is_named_for_says_so() -> None:
     (finding,) = found(snapshot(unnamed), "close-wait-collision-risk")
     assert finding.subject.pid is None
     assert finding.summary.startswith("A process the source does not name holds 400 ")
+
+
+def test_a_pasted_netstat_s_gives_the_challenge_acks_as_evidence() -> None:
+    rows = "\n".join(f"CLOSE-WAIT 1 0 10.0.0.7:8443 10.0.7.40:{32768 + 13 * i}" for i in range(290))
+    paste = (
+        "$ netstat -s | grep -i challenge\n"
+        "    TCPChallengeACK: 57\n"
+        "$ ss -tan\n"
+        "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
+        f"{rows}\n"
+    )
+    (snap,) = read_text(paste, "paste")
+    assert snap.counters["TcpExt.TCPChallengeACK"] == 57
+    (finding,) = found(snap, "close-wait-collision-risk")
+    assert evidence(finding)["close_wait"] == 290
+    assert evidence(finding)["TCPChallengeACK"] == 57
+    assert finding.subject.pid is None

@@ -543,7 +543,8 @@ _COUNTER_SENTENCES = (
 # What netstat -s prints, under TcpExt:, for a counter it has no sentence for.
 _NETSTAT_RAW = re.compile(
     r"^\s*(?P<name>TCPReqQFullDrop|TCPReqQFullDoCookies|TCPMemoryPressures|TCPAbortOnMemory"
-    r"|TCPRcvQDrop|TCPBacklogDrop|TCPTimeWaitOverflow|TCPMemoryPressuresChrono)"
+    r"|TCPRcvQDrop|TCPBacklogDrop|TCPTimeWaitOverflow|TCPMemoryPressuresChrono"
+    r"|TCPChallengeACK)"
     r": (?P<value>\d{1,19})\s*$",
     re.ASCII,
 )
