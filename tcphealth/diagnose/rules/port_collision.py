@@ -204,7 +204,7 @@ def _risk_finding(
             "nstat -az TcpExtTCPChallengeACK   # rising while clients connect: SYNs hitting "
             "these sockets",
             "Make the application close its connections once the peer has closed (a read "
-            "returning 0); the close-wait findings say why it does not.",
+            "returning 0): the close-wait findings say why it does not.",
             f"On the client ({client}): sysctl net.ipv4.ip_local_port_range, to replace the "
             "assumed range",
         ),
@@ -270,8 +270,8 @@ def _collision_findings(index: SnapshotIndex, close_wait: list[Socket]) -> list[
             next_steps=(
                 f"ss -tnpo state close-wait '( sport = :{stale.local.port} )'",
                 "nstat -az TcpExtTCPChallengeACK   # rises with each SYN that hits it",
-                "Make the application close its connections once the peer has closed; "
-                "`ss -K` (root) clears this one only.",
+                "Make the application close its connections once the peer has closed "
+                "(`ss -K` as root clears this one only).",
             ),
             unchecked=_unknown_challenge(index),
         )
