@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -139,6 +140,31 @@ def parse_state(text: str) -> TcpState | None:
     """
     key = text.strip().upper().replace("-", "_").replace(" ", "_")
     return _SPELLINGS.get(key)
+
+
+# The spellings without their separators: PowerShell's Get-NetTCPConnection writes FinWait2,
+# SynReceived, DeleteTcb; people type finwait2 and timewait.
+_SQUEEZED: dict[str, TcpState] = {key.replace("_", ""): state for key, state in _SPELLINGS.items()}
+_HEX_CODE = re.compile(r"(?:0X)?([0-9A-F]{1,2})")
+
+
+def state_asked_for(text: str) -> TcpState | None:
+    """A state as a person asks for it (``--state``, ``explain``): every spelling
+    :func:`parse_state` reads, the same without separators (``finwait2``, ``TimeWait``), and the
+    kernel's number as /proc/net/tcp shows it (``06``, ``0A``, ``0x0a``). ``None`` if none.
+
+    Only for what a person types: a parser of another tool's output must not take a number in
+    a column for a state."""
+    state = parse_state(text)
+    if state is not None:
+        return state
+    key = text.strip().upper().replace("-", "").replace("_", "").replace(" ", "")
+    if key in _SQUEEZED:
+        return _SQUEEZED[key]
+    code = _HEX_CODE.fullmatch(key)
+    if code is not None:
+        return _KERNEL_CODES.get(int(code.group(1), 16))
+    return None
 
 
 class TimerKind(enum.StrEnum):
