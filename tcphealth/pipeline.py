@@ -259,12 +259,53 @@ class Inputs:
 
 
 @dataclass(frozen=True)
+class Taken:
+    """The samples a run took, oldest first, and whether Ctrl-C ended the run before all
+    ``planned`` were taken."""
+
+    samples: list[Snapshot]
+    planned: int
+
+    @property
+    def cut_short(self) -> bool:
+        return len(self.samples) < self.planned
+
+
+def take_samples(
+    inputs: Inputs,
+    count: int,
+    interval: float,
+    on_sample: Callable[[int], None] | None = None,
+    keep_at_least: int = 2,
+) -> Taken:
+    """``count`` samples of this host ``interval`` apart, ``on_sample(number)`` called after
+    each (the progress bar). Ctrl-C keeps what was taken when that is ``keep_at_least`` or more
+    (two samples already say what changed between them); with fewer it is raised on."""
+    taken: list[Snapshot] = []
+    try:
+        for snapshot in inputs.live_samples(count, interval):
+            taken.append(snapshot)
+            if on_sample is not None:
+                on_sample(len(taken))
+    except KeyboardInterrupt:
+        if len(taken) < keep_at_least:
+            raise
+    return Taken(taken, count)
+
+
+@dataclass(frozen=True)
 class Diagnosed:
-    """A report, the samples it was made of, and the snapshot whose notes belong with it."""
+    """A report, the samples it was made of, and the snapshot whose notes belong with it;
+    ``planned`` is how many samples the run meant to take (more than it has if cut short)."""
 
     report: Report
     samples: Sequence[Snapshot]
     noted: Snapshot
+    planned: int = 1
+
+    @property
+    def cut_short(self) -> bool:
+        return len(self.samples) < self.planned
 
 
 def diagnose_samples(
@@ -288,10 +329,17 @@ def report_of(
     thresholds: Thresholds | None = None,
     samples: int = 1,
     interval: float = 1.0,
+    on_sample: Callable[[int], None] | None = None,
 ) -> Diagnosed:
-    """One snapshot, or several samples diagnosed with time (--samples, a series file)."""
-    taken = inputs.load_series(samples, interval)
-    return diagnose_samples(taken, inputs.from_file or "-", flt, thresholds)
+    """One snapshot, or several samples diagnosed with time (--samples, a series file).
+    Live samples call ``on_sample(number)`` as each is taken; Ctrl-C after two or more
+    diagnoses those (the result says it was cut short)."""
+    if inputs.from_file is None and samples > 1:
+        taken = take_samples(inputs, samples, interval, on_sample)
+        diagnosed = diagnose_samples(taken.samples, "-", flt, thresholds)
+        return replace(diagnosed, planned=taken.planned)
+    series = inputs.load_series(samples, interval)
+    return diagnose_samples(series, inputs.from_file or "-", flt, thresholds)
 
 
 @dataclass(frozen=True)

@@ -265,8 +265,10 @@ def _utf8_safe(text: str) -> str:
     return text
 
 
-def series_to_json(samples: list[Snapshot]) -> str:
-    """A series file: the header, then one compact snapshot document per line."""
+def series_to_json(samples: list[Snapshot], planned: int | None = None) -> str:
+    """A series file: the header, then one compact snapshot document per line. With fewer
+    samples than ``planned`` (the run was interrupted), the header says ``"partial": true``
+    and how many were planned; a reader takes the samples there are."""
     lines = [
         json.dumps(
             {"format": FORMAT_NAME, "version": _version_of(sample), "snapshot": _encode(sample)},
@@ -276,7 +278,15 @@ def series_to_json(samples: list[Snapshot]) -> str:
         )
         for sample in samples
     ]
-    head = f'{{"format": "{SERIES_FORMAT_NAME}", "version": {SERIES_FORMAT_VERSION}, "samples": [\n'
+    partial = (
+        f'"partial": true, "samples_planned": {planned}, '
+        if planned is not None and len(samples) < planned
+        else ""
+    )
+    head = (
+        f'{{"format": "{SERIES_FORMAT_NAME}", "version": {SERIES_FORMAT_VERSION}, '
+        f'{partial}"samples": [\n'
+    )
     return _utf8_safe(head + ",\n".join(lines) + "\n]}\n")
 
 
@@ -286,9 +296,15 @@ def write_snapshot(snapshot: Snapshot, path: Path | None, stdout: IO[str] | None
     write_chunks(snapshot_json_chunks(snapshot), path, stdout)
 
 
-def write_series(samples: list[Snapshot], path: Path | None, stdout: IO[str] | None = None) -> None:
-    """Write a series file, as :func:`write_snapshot` writes a snapshot."""
-    write_chunks([series_to_json(samples)], path, stdout)
+def write_series(
+    samples: list[Snapshot],
+    path: Path | None,
+    stdout: IO[str] | None = None,
+    planned: int | None = None,
+) -> None:
+    """Write a series file, as :func:`write_snapshot` writes a snapshot (``planned``: see
+    :func:`series_to_json`)."""
+    write_chunks([series_to_json(samples, planned)], path, stdout)
 
 
 def write_chunks(chunks: Iterable[str], path: Path | None, stdout: IO[str] | None = None) -> None:
