@@ -36,6 +36,9 @@ def test_report_at_width_100_exactly() -> None:
         "web-1  kernel 6.1.0  source procfs  2024-05-01 12:00:00 UTC",
         "6 sockets: TIME_WAIT 1, CLOSE_WAIT 3, LISTEN 2",
         "",
+        "Verdict: 1 critical",
+        "  CRITICAL close-wait-leak  pid 812 (java) 10.20.0.15:5432  3 sockets in CLOSE_WAIT",
+        "",
         "CRITICAL close-wait-leak  pid 812 (java) 10.20.0.15:5432  3 sockets in CLOSE_WAIT",
         "  java read the peer's FIN but never closed 3 connections.",
         "  blame       local application",
@@ -56,6 +59,8 @@ def test_report_at_width_100_exactly() -> None:
         "STATE      COUNT  LOCAL        REMOTE        RECV-Q  SEND-Q",
         "\u2500" * 59,
         "TIME_WAIT      1  10.0.0.5:80  192.0.2.40:*       0       0",
+        "",
+        "Verdict: 1 critical; worst: CRITICAL close-wait-leak  pid 812 (java) 10.20.0.15:5432",
     ]
 
 

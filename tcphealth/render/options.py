@@ -10,6 +10,7 @@ class View(enum.StrEnum):
     REPORT = "report"  # `tcphealth`: findings, then the sockets per process
     SOCKETS = "sockets"  # `tcphealth sockets`: one row per socket
     CHECK = "check"  # `tcphealth check`: the findings only
+    BRIEF = "brief"  # `tcphealth --brief`: the verdict only, one line per finding
 
 
 # How many sockets a table shows unless --limit says otherwise; other formats show them all.

@@ -27,7 +27,14 @@ from tcphealth.model import Finding, Severity, Socket, TcpState, TimerKind
 from tcphealth.phrases import plural
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import TABLE_GROUP_LIMIT, RenderOptions, View
-from tcphealth.render.text import age_text, count_text, endpoint_text, inert, utc_text
+from tcphealth.render.text import (
+    age_text,
+    count_text,
+    endpoint_text,
+    inert,
+    severity_counts,
+    utc_text,
+)
 from tcphealth.report import OwnerSummary, Report, SocketGroup
 
 SEVERITY_STYLE: dict[Severity, str] = {
@@ -47,6 +54,7 @@ def make_console(env: Environment) -> Console:
     return Console(
         file=env.stdout,
         width=env.width,
+        height=env.height,
         color_system="auto" if env.color else None,
         force_terminal=env.color,
         no_color=not env.color,
@@ -154,7 +162,8 @@ def _evidence_text(finding: Finding) -> list[Text]:
     return items
 
 
-def finding_block(finding: Finding) -> RenderableType:
+def finding_title(finding: Finding) -> Text:
+    """``CRITICAL close-wait-leak  pid 812 (java)  300 sockets in CLOSE_WAIT``."""
     title = Text()
     title.append(finding.severity.label, style=SEVERITY_STYLE[finding.severity])
     title.append(" ")
@@ -165,21 +174,92 @@ def finding_block(finding: Finding) -> RenderableType:
     counted = count_text(finding)
     if counted:
         title.append("  " + counted)
+    return title
 
+
+# The label column of a finding's details ("evidence", "not checked") and the gap after it.
+LABEL_WIDTH = len("not checked") + 1
+# Between a command and its comment in a next step: `ls /proc/812/fd | wc -l   # descriptors`.
+COMMENT_MARK = "   # "
+
+
+def is_command(step: str) -> bool:
+    """A next step to be typed rather than read: a command line starts with the name of a
+    program (lower case), or carries a ``   # comment``. Sentences start with a capital."""
+    return COMMENT_MARK in step or step[:1].islower()
+
+
+def _details(finding: Finding, rows: Sequence[tuple[str, Sequence[Text]]]) -> Table:
     details = Table.grid(padding=(0, 1))
-    details.add_column(style="dim", no_wrap=True)
+    details.add_column(style="dim", no_wrap=True, min_width=LABEL_WIDTH - 1)
     details.add_column(overflow="fold")
-    details.add_row(Text("blame"), _t(finding.blame.value.replace("-", " ")))
-    for label, values in (
-        ("evidence", _evidence_text(finding)),
-        ("next", [_t(step) for step in finding.next_steps]),
-        ("not checked", [_t(item) for item in finding.unchecked]),
-        ("where", [_t(where)] if (where := _where(finding)) else []),
-        ("filter", [_t(item) for item in finding.outside_filter]),
-    ):
+    for label, values in rows:
         for index, shown in enumerate(values):
             details.add_row(Text(label if index == 0 else ""), shown)
-    return Group(title, Padding(Group(_t(finding.summary), details), (0, 0, 0, 2)))
+    return details
+
+
+def _next_steps(finding: Finding, width: int) -> list[Text]:
+    """The next steps, each on lines of its own. A command is never broken across lines -- a
+    pasted half runs a broken command -- so it may run past the width; its comment, which
+    nobody pastes, wraps under it. Sentences wrap like the rest of the finding."""
+    indent = 2 + LABEL_WIDTH
+    column = max(20, width - indent)
+    lines: list[Text] = []
+    for index, step in enumerate(finding.next_steps):
+        label = Text(("next" if index == 0 else "").ljust(LABEL_WIDTH), style="dim")
+        text = inert(step)
+        if not is_command(step):
+            wrapped = Text(text).wrap(Console(width=column, color_system=None), column)
+            for number, line in enumerate(wrapped):
+                first = label if number == 0 else Text(" " * LABEL_WIDTH)
+                lines.append(Text.assemble("  ", first, line))
+            continue
+        command, mark, comment = text.partition(COMMENT_MARK)
+        whole = command + mark + comment
+        if len(whole) <= column or not mark:
+            lines.append(Text.assemble("  ", label, Text(whole if mark else command)))
+            continue
+        lines.append(Text.assemble("  ", label, Text(command)))
+        comment_width = max(10, column - 2)
+        wrapped = Text("# " + comment).wrap(Console(width=comment_width), comment_width)
+        for line in wrapped:
+            lines.append(
+                Text.assemble("  ", " " * LABEL_WIDTH, "  ", Text(line.plain, style="dim"))
+            )
+    for line in lines:
+        line.no_wrap = True
+        line.overflow = "ignore"
+    return lines
+
+
+def finding_block(finding: Finding, width: int = 10_000) -> list[RenderableType]:
+    """The finding's title, what it says, blame and evidence, then its next steps (each
+    printed whole, see :func:`_next_steps`) and what was not checked."""
+    before = _details(
+        finding,
+        (
+            ("blame", [_t(finding.blame.value.replace("-", " "))]),
+            ("evidence", _evidence_text(finding)),
+        ),
+    )
+    where = _where(finding)
+    after = _details(
+        finding,
+        (
+            ("not checked", [_t(item) for item in finding.unchecked]),
+            ("where", [_t(where)] if where else []),
+            ("filter", [_t(item) for item in finding.outside_filter]),
+        ),
+    )
+    parts: list[RenderableType] = [
+        finding_title(finding),
+        Padding(Group(_t(finding.summary), before), (0, 0, 0, 2)),
+        *_next_steps(finding, width),
+    ]
+    if finding.unchecked or where or finding.outside_filter:
+        parts.append(Padding(after, (0, 0, 0, 2)))
+    return parts
 
 
 def _where(finding: Finding) -> str | None:
@@ -204,8 +284,90 @@ def findings_section(console: Console, report: Report) -> None:
         console.print(Text("No problems found.", style=SEVERITY_STYLE[Severity.OK]))
         return
     for finding in report.findings:
-        console.print(finding_block(finding))
+        for part in finding_block(finding, console.width):
+            print_line(console, part)
         console.print()
+
+
+# --- the verdict, first and last -----------------------------------------------------------------
+
+VERDICT_LINES = 12  # finding lines in the verdict when the screen's height is not known
+
+
+def verdict_lines(report: Report, room: int | None = None) -> list[Text]:
+    """One line per finding, worst first, each cut to the width with a mark rather than
+    wrapped (the detail follows); at most ``room`` lines, the last then saying how many more
+    there are."""
+    room = VERDICT_LINES if room is None else max(2, room)
+    findings = report.findings
+    shown = findings if len(findings) <= room else findings[: room - 1]
+    lines: list[Text] = []
+    for finding in shown:
+        line = Text("  ")
+        line.append_text(finding_title(finding))
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+        lines.append(line)
+    if len(shown) < len(findings):
+        lines.append(Text(f"  and {plural(len(findings) - len(shown), 'more finding')}", "dim"))
+    return lines
+
+
+def verdict_head(report: Report) -> Text:
+    """``Verdict: 1 critical, 2 warnings, 0 info`` above the lines, or that nothing is wrong."""
+    if not report.findings:
+        return Text("Verdict: no problems found", style=SEVERITY_STYLE[Severity.OK])
+    text = Text("Verdict: ", style="bold")
+    text.append(severity_counts(report.count_by_severity(), zeros=False))
+    return text
+
+
+def closing_line(report: Report) -> Text:
+    """The last line of the table view: the counts and the worst finding, so what matters is
+    on screen also after the detail has scrolled past."""
+    if not report.findings:
+        return Text(
+            f"Verdict: no problems found in {plural(report.socket_count, 'socket')}",
+            style=SEVERITY_STYLE[Severity.OK],
+        )
+    worst = report.findings[0]
+    text = verdict_head(report)
+    text.append("; worst: ")
+    text.append(worst.severity.label, style=SEVERITY_STYLE[worst.severity])
+    text.append(" ")
+    text.append(inert(worst.code), style="bold")
+    text.append("  " + inert(worst.subject.describe()))
+    return text
+
+
+def print_line(console: Console, part: RenderableType) -> None:
+    """Print ``part``; a one-line Text keeps its own no_wrap and overflow (console.print
+    would merge it into a Text of its own and drop them), and one that may run past the
+    width (a next-step command) is not cropped."""
+    if isinstance(part, Text) and part.no_wrap:
+        overflow = part.overflow or "ellipsis"
+        console.print(part, no_wrap=True, overflow=overflow, crop=overflow != "ignore")
+    else:
+        console.print(part)
+
+
+def height_of(console: Console, renderable: RenderableType) -> int:
+    """How many lines ``renderable`` takes at the console's width."""
+    return len(console.render_lines(renderable, pad=False))
+
+
+def verdict_section(console: Console, report: Report, height: int | None) -> None:
+    """The verdict on one screen: what the header leaves of the screen's height (less room
+    for the lines around it), else :data:`VERDICT_LINES`."""
+    console.print(verdict_head(report))
+    if not report.findings:
+        return
+    room = None
+    if height is not None:
+        header_lines = height_of(console, header(report))
+        room = height - header_lines - 5
+    for line in verdict_lines(report, room):
+        print_line(console, line)
 
 
 # --- tables with a local and a remote address ---------------------------------------------------
@@ -537,6 +699,14 @@ _SOCKET_AFTER = (
 )
 
 
+def _one_line(text: Text) -> Text:
+    """A cell of a socket row that is shortened with a mark (…) rather than wrapped: one
+    row per socket, whatever the width."""
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
 def _timer(sock: Socket) -> Text:
     if sock.timer is None or sock.timer in (TimerKind.NONE, TimerKind.UNKNOWN):
         shown = "-"
@@ -560,8 +730,8 @@ def _socket_row(report: Report, sock: Socket) -> _Row:
         after=(
             _queue(sock.recv_queue, sock.listen_backlog),
             _queue(sock.send_queue),
-            _timer(sock),
-            Text(owner),
+            _one_line(_timer(sock)),
+            _one_line(Text(owner)),
         ),
     )
 
@@ -594,11 +764,20 @@ def sockets_section(console: Console, report: Report, options: RenderOptions) ->
 # --- the whole output ----------------------------------------------------------------------------
 
 
-def _print_all(console: Console, report: Report, options: RenderOptions) -> None:
+def _print_all(
+    console: Console, report: Report, options: RenderOptions, height: int | None
+) -> None:
     console.print(header(report))
     console.print()
     if options.view is View.SOCKETS:
         sockets_section(console, report, options)
+        return
+    if options.view in (View.REPORT, View.BRIEF):
+        verdict_section(console, report, height)
+        console.print()
+    if options.view is View.BRIEF:
+        if report.findings:
+            console.print(Text("tcphealth without --brief gives the detail", style="dim"))
         return
     findings_section(console, report)
     if options.view is View.CHECK:
@@ -607,15 +786,21 @@ def _print_all(console: Console, report: Report, options: RenderOptions) -> None
     if options.with_sockets:
         console.print()
         sockets_section(console, report, options)
+    console.print()
+    print_line(console, closing_line(report))
 
 
 def render(report: Report, options: RenderOptions, env: Environment) -> None:
     console = make_console(env)
     with console.capture() as capture:
-        _print_all(console, report, options)
+        _print_all(console, report, options, env.height)
     # rich pads every table line to the table's width; the blanks carry nothing, and neither
     # do empty lines at the end.
-    lines = [line.rstrip() for line in capture.get().splitlines()]
+    lines: list[str] = []
+    for line in capture.get().splitlines():
+        line = line.rstrip()
+        if line or (lines and lines[-1]):  # one empty line between sections, never two
+            lines.append(line)
     while lines and not lines[-1]:
         lines.pop()
     for line in lines:

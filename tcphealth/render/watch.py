@@ -27,17 +27,20 @@ from tcphealth.render.json import dumps
 from tcphealth.render.options import RenderOptions
 from tcphealth.render.records import report_record, socket_record
 from tcphealth.render.table import (
-    SEVERITY_STYLE,
+    finding_title,
     header,
+    height_of,
     make_console,
     owner_table,
+    verdict_head,
+    verdict_lines,
 )
-from tcphealth.render.text import count_text, inert, severity_counts
+from tcphealth.render.text import inert, severity_counts
 from tcphealth.report import Report
 
-# How much of the report the live view shows: it must fit a terminal redrawn every interval.
-LIVE_FINDINGS = 5
-LIVE_PROCESSES = 3
+# The live view is fitted to the terminal's height, less this many lines: the line the
+# cursor rests on after a redraw, so the terminal never scrolls the top away.
+LIVE_MARGIN = 1
 
 
 def sample_lines(report: Report, number: int, options: RenderOptions) -> Iterator[str]:
@@ -67,33 +70,61 @@ def write_sample(
     out.flush()
 
 
-def live_view(report: Report, number: int, status: str, console: Console) -> RenderableType:
-    """The whole screen for one sample: header with the trend, the worst findings, the
-    processes they are about (with each group's age), and what was left out."""
+def live_view(
+    report: Report, number: int, status: str, console: Console, height: int | None = None
+) -> RenderableType:
+    """The whole screen for one sample, fitted to ``height`` lines (the console's if None):
+    the header with the trend, the verdict (one line per finding), then as many whole blocks
+    of detail as fit -- each finding's summary, the processes it is about with each group's
+    age -- and a last line saying what was left out. Nothing is cut mid-sentence."""
+    height = height or console.height
     parts: list[RenderableType] = [header(report), Text(status, style="dim"), Text()]
     if report.empty_selection is not None:
         parts.append(Text(f"No socket matched {inert(report.empty_selection)}: nothing to judge."))
-    elif not report.findings:
-        parts.append(Text("No problems found.", style=SEVERITY_STYLE[report.worst_severity]))
-    for finding in report.findings[:LIVE_FINDINGS]:
-        title = Text()
-        title.append(finding.severity.label, style=SEVERITY_STYLE[finding.severity])
-        title.append(" ")
-        title.append(inert(finding.code), style="bold")
-        title.append(f"  {inert(finding.subject.describe())}  {count_text(finding)}")
-        parts.append(title)
-        parts.append(Padding(Text(inert(finding.summary)), (0, 0, 0, 2)))
-    hidden = len(report.findings) - LIVE_FINDINGS
-    if hidden > 0:
-        parts.append(Text(f"{plural(hidden, 'more finding')} (tcphealth check)", style="dim"))
-    parts.append(Text())
-    shown = [owner for owner in report.processes if owner.findings][:LIVE_PROCESSES]
-    for owner in shown:
-        parts.append(owner_table(console, owner, show_all=False))
-        parts.append(Text())
-    others = len(report.processes) - len(shown)
-    if others > 0:
-        parts.append(Text(f"{plural(others, 'other process', 'other processes')}", style="dim"))
+    else:
+        parts.append(verdict_head(report))
+    room = height - sum(height_of(console, part) for part in parts) - 3
+    verdict = verdict_lines(report, room) if report.findings else []
+    parts.extend(verdict)
+    used = sum(height_of(console, part) for part in parts)
+
+    blocks: list[RenderableType] = []
+    for finding in report.findings:
+        blocks.append(
+            Group(
+                Text(), finding_title(finding), Padding(Text(inert(finding.summary)), (0, 0, 0, 2))
+            )
+        )
+    owners = [owner for owner in report.processes if owner.findings]
+    for owner in owners:
+        blocks.append(Group(Text(), owner_table(console, owner, show_all=False)))
+
+    # The line saying what was left out takes the last line; a block goes in only whole.
+    free = height - used - 1
+    shown_findings = shown_owners = 0
+    for index, block in enumerate(blocks):
+        needed = height_of(console, block)
+        if needed > free:
+            break
+        free -= needed
+        parts.append(block)
+        if index < len(report.findings):
+            shown_findings += 1
+        else:
+            shown_owners += 1
+    left_out: list[str] = []
+    if shown_findings < len(report.findings):
+        left_out.append(f"the detail of {plural(len(report.findings) - shown_findings, 'finding')}")
+    if shown_owners < len(owners):
+        hidden = len(owners) - shown_owners
+        left_out.append(f"the sockets of {plural(hidden, 'process', 'processes')}")
+    if left_out:
+        line = Text(
+            "not shown at this height: " + ", ".join(left_out),
+            style="dim",
+        )
+        line.no_wrap, line.overflow = True, "ellipsis"
+        parts.append(line)
     return Group(*parts)
 
 
@@ -111,7 +142,9 @@ class LiveScreen:
         self._live.start()
 
     def show(self, report: Report, number: int, status: str) -> None:
-        self._live.update(live_view(report, number, status, self.console), refresh=True)
+        height = self.console.height - LIVE_MARGIN
+        view = live_view(report, number, status, self.console, height)
+        self._live.update(view, refresh=True)
 
     def note(self, text: str) -> None:
         """A note above the redrawn view: written straight to the terminal's stderr it would
