@@ -11,13 +11,25 @@ $(VENV)/bin/python:
 	$(PY) -m pip install --quiet --upgrade pip
 
 # The stamps depend on pyproject.toml, so a changed dependency list reinstalls.
+# The man page goes into the virtualenv's share/man, where `man tcphealth` finds it when .venv/bin
+# is on PATH (man derives its search path from PATH): written from the installed code's --help.
+MANPAGE := $(VENV)/share/man/man1/tcphealth.1
+
 $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e .
+	mkdir -p $(dir $(MANPAGE)) && $(PY) -m tcphealth.manpage > $(MANPAGE)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e '.[test]'
+	mkdir -p $(dir $(MANPAGE)) && $(PY) -m tcphealth.manpage > $(MANPAGE)
 	touch $@ $(VENV)/.installed-run
+
+# man/tcphealth.1, the copy a wheel installs (pyproject.toml's data-files), made again from the
+# --help texts; tests/test_terminal.py fails when it is out of date.
+.PHONY: man
+man: $(VENV)/.installed-test
+	$(PY) -m tcphealth.manpage > man/tcphealth.1
 
 run: $(VENV)/.installed-run
 	$(VENV)/bin/tcphealth $(ARGS)

@@ -23,6 +23,7 @@ from typing import IO, Any, TextIO, TypeVar, cast
 
 import click
 from click.core import ParameterSource
+from click.shell_completion import CompletionItem
 
 from tcphealth import __version__, sources, states
 from tcphealth.diagnose.config import ConfigError, Thresholds, load_thresholds
@@ -33,11 +34,13 @@ from tcphealth.filters import (
     parse_network,
     saved_selection,
 )
-from tcphealth.model import TCP_STATES, Family, Severity, Snapshot, TcpState, parse_state
+from tcphealth.model import TCP_STATES, Family, Severity, Snapshot, TcpState, state_asked_for
 from tcphealth.phrases import plural
-from tcphealth.pipeline import Inputs, UsageConflict, follow, report_of
+from tcphealth.pipeline import Inputs, UsageConflict, follow, report_of, take_samples
 from tcphealth.render import FORMATS, Environment, RenderOptions, View, output_format, render
+from tcphealth.render.environment import COLOR_CHOICES
 from tcphealth.render.nagios import status_line, unknown_line
+from tcphealth.render.pager import paged
 from tcphealth.render.text import inert, severity_counts
 from tcphealth.report import ExitCode, Report, thresholds_report
 
@@ -214,7 +217,6 @@ class TcphealthGroup(click.Group):
             raise UsageProblem.from_click(error) from None
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except click.UsageError as error:
@@ -227,13 +229,13 @@ class TcphealthGroup(click.Group):
             click.echo("tcphealth: interrupted", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except Failure as failure:
-            if debug:
+            if settings(ctx).debug:
                 _print_traceback(failure)
             raise
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as error:  # a bug: one line; --debug shows where
-            if debug:
+            if settings(ctx).debug:
                 _print_traceback(error)
             raise InternalError(
                 f"internal error: {type(error).__name__}: {error} "
@@ -245,6 +247,84 @@ def _add_options(command: Callable[..., Any], options: Sequence[Callable[[F], F]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+# --- options of the run itself, accepted before or after the command name ------------------------
+
+
+@dataclass
+class Settings:
+    """How this run talks to the person: set by --debug, --quiet, --color and --no-pager
+    wherever on the command line they were given (before the command name or after it)."""
+
+    debug: bool = False
+    quiet: bool = False
+    no_pager: bool = False
+    color: str = "auto"
+
+
+def settings(context: click.Context | None = None) -> Settings:
+    """This run's :class:`Settings`, kept in the context's ``meta`` (one dict shared by the
+    group and the command it runs)."""
+    context = context or click.get_current_context()
+    found = context.meta.get("tcphealth.settings")
+    if not isinstance(found, Settings):
+        found = context.meta["tcphealth.settings"] = Settings()
+    return found
+
+
+def _set_flag(context: click.Context, parameter: click.Parameter, value: bool) -> None:
+    if value and parameter.name:
+        setattr(settings(context), parameter.name, True)
+
+
+def _set_color(context: click.Context, parameter: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        settings(context).color = value
+
+
+RUN_OPTIONS = [
+    click.option(
+        "--color",
+        type=click.Choice(COLOR_CHOICES),
+        default=None,
+        expose_value=False,
+        callback=_set_color,
+        help="Colour: auto (on a terminal, unless NO_COLOR is set), always (also into "
+        "'less -R' or a file), never.  [default: auto]",
+    ),
+    click.option(
+        "--no-pager",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag,
+        help="Never page (also: TCPHEALTH_PAGER=cat). A table taller than the terminal "
+        "otherwise goes through $TCPHEALTH_PAGER, $PAGER or 'less -FRX'.",
+    ),
+    click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag,
+        help="No notes on stderr (skipped rows, unseen owners, what was written); warnings "
+        "and errors are still shown.",
+    ),
+    click.option(
+        "--debug",
+        is_flag=True,
+        envvar="TCPHEALTH_DEBUG",
+        expose_value=False,
+        callback=_set_flag,
+        help="On an error, also print the Python traceback (for a bug report).",
+    ),
+]
+
+
+def run_options(command: F) -> F:
+    """--color, --no-pager, --quiet and --debug: on the group and on every command, so they
+    work wherever they are written."""
+    return cast(F, _add_options(command, RUN_OPTIONS))
 
 
 # --- where the snapshot comes from --------------------------------------------------------------
@@ -390,13 +470,61 @@ def snapshot_options(command: F) -> F:
 def _states(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> list[TcpState]:
     states: list[TcpState] = []
     for text in values:
-        state = parse_state(text)
+        state = state_asked_for(text)
         if state is None:
             raise click.BadParameter(
-                f"{text!r} is not a TCP state (e.g. CLOSE_WAIT, close-wait, ESTAB, SYN-RECV)"
+                f"{text!r} is not a TCP state (e.g. CLOSE_WAIT, close-wait, ESTAB, SYN-RECV, "
+                "finwait2, the /proc code 08)"
             )
         states.append(state)
     return states
+
+
+# What completion offers for a state: the canonical names and ss's spellings.
+STATE_WORDS = tuple(
+    sorted(
+        {state.value for state in TCP_STATES}
+        | {"estab", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "time-wait"}
+        | {"close", "close-wait", "last-ack", "listen", "closing"}
+    )
+)
+
+
+def complete_state(_: click.Context, __: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """State names for the shell: those starting with what was typed, in its case (ss's
+    lower-case spellings, or the canonical upper-case names)."""
+    typed = incomplete.lower()
+    upper = incomplete[:1].isupper()
+    words = [word for word in STATE_WORDS if word.isupper() == upper] or list(STATE_WORDS)
+    return [CompletionItem(word) for word in words if word.lower().startswith(typed)]
+
+
+def parse_ports(text: str) -> range:
+    """``8080`` or ``8000-8100`` (both ends included) as a range of ports; ValueError with
+    the reason for anything else."""
+    low_text, dash, high_text = text.strip().partition("-")
+    if not dash:
+        high_text = low_text
+    try:
+        low, high = int(low_text), int(high_text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port or a range of ports (8080, 8000-8100)") from None
+    for port in (low, high):
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{text!r}: {port} is not a port (0 to 65535)")
+    if low > high:
+        raise ValueError(f"{text!r}: the range runs backwards (write {high}-{low})")
+    return range(low, high + 1)
+
+
+def _ports(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> frozenset[int]:
+    ports: set[int] = set()
+    for text in values:
+        try:
+            ports.update(parse_ports(text))
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+    return frozenset(ports)
 
 
 def _networks(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> list[Any]:
@@ -413,15 +541,18 @@ FILTER_OPTIONS = [
         multiple=True,
         metavar="STATE",
         callback=_states,
-        help="Only sockets in STATE, in any spelling (CLOSE_WAIT, close-wait, ESTAB); repeatable.",
+        shell_complete=complete_state,
+        help="Only sockets in STATE, in any tool's spelling (CLOSE_WAIT, close-wait, ESTAB, "
+        "FinWait2, the /proc code 08); repeatable.",
     ),
     click.option(
         "--port",
         "ports",
         multiple=True,
-        metavar="PORT",
-        type=click.IntRange(0, 65535),
-        help="Only sockets with this local or remote port; repeatable.",
+        metavar="PORT[-PORT]",
+        callback=_ports,
+        help="Only sockets with this local or remote port, or one in the range "
+        "(8000-8100); repeatable.",
     ),
     click.option(
         "--pid",
@@ -539,7 +670,13 @@ def environment() -> Environment:
     the command it runs."""
     root = click.get_current_context().find_root()
     if not isinstance(root.obj, Environment):
-        root.obj = Environment.detect(stdout=cast(TextIO, _GuardedStdout(sys.stdout)))
+        chosen = settings(root)
+        root.obj = Environment.detect(
+            stdout=cast(TextIO, _GuardedStdout(sys.stdout)),
+            color=chosen.color,
+            no_pager=chosen.no_pager,
+            quiet=chosen.quiet,
+        )
     return root.obj
 
 
@@ -552,7 +689,7 @@ def say(env: Environment, line: str) -> None:
 def report_notes(env: Environment, notes: Sequence[str], skipped_lines: int = 0) -> None:
     """Source notes (skipped rows, unseen owners) go to stderr once, never into the results;
     then how many input lines were skipped, so a diagnosis of part of a paste says so."""
-    for note in notes:
+    for note in () if env.quiet else notes:
         say(env, f"tcphealth: note: {inert(note)}")
     if skipped_lines:
         say(
@@ -561,6 +698,19 @@ def report_notes(env: Environment, notes: Sequence[str], skipped_lines: int = 0)
             "socket rows but could not be read; the diagnosis leaves them out "
             "(--strict refuses such input)",
         )
+
+
+def sample_progress(
+    env: Environment, planned: int, interval: float
+) -> contextlib.AbstractContextManager[Callable[[int], None] | None]:
+    """The progress bar of a run that takes ``planned`` samples ``interval`` apart: rich's,
+    on stderr, only when stderr is a terminal and there is more than one sample to wait for
+    (rich is imported only then)."""
+    if not env.stderr_isatty or planned < 2:
+        return contextlib.nullcontext(None)
+    from tcphealth.render.progress import SampleProgress
+
+    return SampleProgress(env, planned, interval, "sampling")
 
 
 def make_report(
@@ -572,11 +722,34 @@ def make_report(
 ) -> Report:
     """One snapshot, or several samples diagnosed with time (--samples, a series file)."""
     thresholds, _ = load_config(config)  # before the collection: a bad file fails fast
-    with input_errors():
-        diagnosed = report_of(inputs, flt, thresholds, sampling.samples, sampling.interval)
+    live = inputs.from_file is None
+    with (
+        input_errors(),
+        sample_progress(env, sampling.samples if live else 1, sampling.interval) as progress,
+    ):
+        diagnosed = report_of(
+            inputs, flt, thresholds, sampling.samples, sampling.interval, progress
+        )
     keep_until_exit(diagnosed)
     report_notes(env, diagnosed.noted.notes, diagnosed.noted.skipped_lines)
+    if diagnosed.cut_short:
+        say(
+            env,
+            f"tcphealth: interrupted after {len(diagnosed.samples)} of "
+            f"{plural(diagnosed.planned, 'sample')}: the diagnosis is of those taken",
+        )
+        cut_short(click.get_current_context())
     return diagnosed.report
+
+
+def cut_short(context: click.Context) -> None:
+    """Ctrl-C ended the sampling and the run goes on with what it took: it ends with the
+    shell's status for an interrupted program (130), not 0."""
+    context.meta["tcphealth.cut_short"] = True
+
+
+def exit_status(context: click.Context, status: int = 0) -> int:
+    return EXIT_INTERRUPTED if context.meta.get("tcphealth.cut_short") else status
 
 
 def _reject_group_options(context: click.Context) -> None:
@@ -584,8 +757,7 @@ def _reject_group_options(context: click.Context) -> None:
     given = [
         name
         for name in context.params
-        if name != "debug"  # the one option that applies to every command
-        and context.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        if context.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
     ]
     if given:
         raise click.UsageError(
@@ -611,12 +783,11 @@ def _reject_group_options(context: click.Context) -> None:
 @click.option("--sockets", "with_sockets", is_flag=True, help="Also list every socket.")
 @LIMIT_OPTION
 @click.option(
-    "--debug",
+    "--brief",
     is_flag=True,
-    envvar="TCPHEALTH_DEBUG",
-    help="On an error, also print the Python traceback (for a bug report). "
-    "Give it before the command: tcphealth --debug check ...",
+    help="Only the verdict: one line per finding, worst first, and the counts.",
 )
+@run_options
 @click.pass_context
 def main(
     context: click.Context,
@@ -628,22 +799,30 @@ def main(
     show_all: bool,
     with_sockets: bool,
     limit: int | None,
-    debug: bool,
+    brief: bool,
 ) -> None:
     """Tell what is wrong with the TCP connections on this host, and who is to blame.
 
-    Without a command: the findings, most severe first, then the sockets of each process.
-    Exit codes: 0 report made, 3 input unreadable or bad usage (see 'check' for 1 and 2).
+    Without a command: the verdict (one line per finding, worst first), then each finding in
+    detail, then the sockets of each process, and a closing line with the counts. At a
+    terminal, output taller than the screen goes through a pager.
+    Exit codes: 0 report made, 3 input unreadable or bad usage, 130 interrupted (see 'check'
+    for 1 and 2).
     """
-    env = environment()
     if context.invoked_subcommand is not None:
         _reject_group_options(context)
         return
+    env = environment()
     report = make_report(env, inputs, flt, config, sampling)
     options = RenderOptions(
-        view=View.REPORT, show_all=show_all, with_sockets=with_sockets, limit=limit
+        view=View.BRIEF if brief else View.REPORT,
+        show_all=show_all,
+        with_sockets=with_sockets,
+        limit=limit,
     )
-    render(report, fmt or env.default_format, options, env)
+    with paged(env) as shown:
+        render(report, fmt or env.default_format, options, shown)
+    context.exit(exit_status(context))
 
 
 @main.command()
@@ -651,13 +830,17 @@ def main(
 @filter_options
 @output_options
 @LIMIT_OPTION
+@run_options
 def sockets(
     inputs: Inputs, flt: SocketFilter, fmt: str | None, config: Path | None, limit: int | None
 ) -> None:
     """List the sockets, one per row: state, addresses, queues, timer, process."""
     env = environment()
     report = make_report(env, inputs, flt, config)
-    render(report, fmt or env.default_format, RenderOptions(view=View.SOCKETS, limit=limit), env)
+    with paged(env) as shown:
+        render(
+            report, fmt or env.default_format, RenderOptions(view=View.SOCKETS, limit=limit), shown
+        )
 
 
 @main.command()
@@ -682,6 +865,7 @@ def sockets(
     is_flag=True,
     help="Filters that match no socket are fine: exit 0 instead of 3 (UNKNOWN).",
 )
+@run_options
 @click.pass_context
 def check(
     context: click.Context,
@@ -726,7 +910,7 @@ def check(
             f"tcphealth: check: {severity_counts(report.count_by_severity())} "
             f"(--fail-on {threshold.label.lower()}): exit {code.value}",
         )
-    context.exit(code)
+    context.exit(exit_status(context, code))
 
 
 @main.command()
@@ -740,29 +924,61 @@ def check(
     default=None,
     help="Write the snapshot to FILE (atomically) instead of standard output.",
 )
-def snapshot(inputs: Inputs, sampling: Sampling, flt: SocketFilter, output: Path | None) -> None:
+@run_options
+@click.pass_context
+def snapshot(
+    context: click.Context,
+    inputs: Inputs,
+    sampling: Sampling,
+    flt: SocketFilter,
+    output: Path | None,
+) -> None:
     """Save what tcphealth sees as a versioned JSON snapshot, to diagnose later or elsewhere.
     With --samples N, a series file of N samples, which --from replays with the same
-    time-based verdicts."""
+    time-based verdicts. Ctrl-C during --samples writes the samples taken so far, marked
+    partial, and exits 130."""
     from tcphealth.sources.snapshot_file import write_series, write_snapshot
 
     env = environment()
+    series = sampling.samples > 1
     with input_errors():
-        if sampling.samples > 1:
+        if series and inputs.from_file is None:
+            with sample_progress(env, sampling.samples, sampling.interval) as progress:
+                taken = take_samples(
+                    inputs, sampling.samples, sampling.interval, progress, keep_at_least=1
+                )
+            samples = taken.samples
+        elif series:
             samples = inputs.load_series(sampling.samples, sampling.interval)
         else:
             samples = [inputs.load()]
     keep_until_exit(samples)
     report_notes(env, samples[-1].notes, samples[-1].skipped_lines)
+    planned = sampling.samples if series else 1
     try:
-        if sampling.samples > 1:
-            write_series([saved_selection(taken, flt) for taken in samples], output, env.stdout)
+        if series:
+            write_series(
+                [saved_selection(taken, flt) for taken in samples], output, env.stdout, planned
+            )
         else:
             write_snapshot(saved_selection(samples[0], flt), output, env.stdout)
     except BrokenPipeError:
         raise  # the reader went away: the group ends the run quietly
     except OSError as error:
         raise Failure(f"cannot write {output}: {error.strerror or error}") from None
+    if len(samples) < planned:
+        say(
+            env,
+            f"tcphealth: interrupted after {len(samples)} of {plural(planned, 'sample')}; "
+            + (f"wrote them to {inert(str(output))}" if output else "wrote them")
+            + ", marked partial",
+        )
+        cut_short(context)
+    elif output is not None and str(output) != "-" and not env.quiet:
+        what = plural(len(samples), "sample") if series else "a snapshot"
+        sockets = plural(len(samples[-1].sockets), "socket")
+        say(env, f"tcphealth: wrote {what} ({sockets} in the last) to {inert(str(output))}")
+    context.exit(exit_status(context))
 
 
 @main.command()
@@ -798,6 +1014,7 @@ def snapshot(inputs: Inputs, sampling: Sampling, flt: SocketFilter, output: Path
 @click.option(
     "--sockets", "with_sockets", is_flag=True, help="Piped: also every socket, with its age."
 )
+@run_options
 @click.pass_context
 def watch(
     context: click.Context,
@@ -834,7 +1051,7 @@ def watch(
     try:
         with input_errors():
             for last in follow(samples, flt, thresholds, window, count or None):
-                for note in last.new_notes:
+                for note in () if env.quiet else last.new_notes:
                     view.note(f"tcphealth: note: {note}")
                 status = watch_render.status_line(
                     last.number, count or None, interval, replay, window
@@ -851,7 +1068,7 @@ def watch(
 
 
 @main.command()
-@click.argument("state", required=False)
+@click.argument("state", required=False, shell_complete=complete_state)
 @click.option(
     "--codes",
     is_flag=True,
@@ -860,19 +1077,20 @@ def watch(
 @FROM_OPTION
 @PROC_ROOT_OPTION
 @FORMAT_OPTION
+@run_options
 def explain(
     state: str | None, codes: bool, from_file: str | None, proc_root: Path, fmt: str | None
 ) -> None:
     """What STATE means, how a connection gets there and out, what it says when connections
     stay in it, and how long this host's kernel lets them. STATE may be spelled as any tool
-    prints it: close-wait, CLOSE_WAIT, ESTAB, SYN-RECV, FIN_WAIT_2, LISTENING. With --codes,
-    the catalogue of finding codes."""
+    prints it: close-wait, CLOSE_WAIT, ESTAB, SYN-RECV, FIN_WAIT_2, LISTENING, SYN_RCVD,
+    FinWait2, or the /proc code (06). With --codes, the catalogue of finding codes."""
     if codes:
         _explain_codes(state, fmt)
         return
     if state is None:
         raise Failure("explain needs a STATE (e.g. close-wait), or --codes")
-    parsed = parse_state(state)
+    parsed = state_asked_for(state)
     if parsed is None or parsed is TcpState.UNKNOWN:
         known = ", ".join(s.value for s in TCP_STATES)
         raise Failure(f"not a TCP state: {state!r} (one of {known}, in any spelling)")
@@ -881,7 +1099,8 @@ def explain(
         # None where there is no /proc: the Linux defaults, which the explanation names as
         # assumed
         sysctls = Inputs(from_file=from_file, proc_root=proc_root).sysctls()
-    output_format(fmt, env).explanation(states.explain(parsed, sysctls), env)
+    with paged(env) as shown:
+        output_format(fmt, env).explanation(states.explain(parsed, sysctls), shown)
 
 
 def _explain_codes(state: str | None, fmt: str | None) -> None:
@@ -890,18 +1109,32 @@ def _explain_codes(state: str | None, fmt: str | None) -> None:
     if state is not None:
         raise Failure("explain --codes takes no STATE")
     env = environment()
-    output_format(fmt, env).codes(catalogue.entries(), env)
+    with paged(env) as shown:
+        output_format(fmt, env).codes(catalogue.entries(), shown)
+
+
+# What `config` can print: the thresholds as TOML (what the prose renderer writes for them),
+# or as JSON; a table or plain lines it has not.
+CONFIG_FORMATS = {"toml": "plain", "json": "json", "ndjson": "ndjson"}
 
 
 @main.command(name="config")
 @CONFIG_OPTION
-@FORMAT_OPTION
-def show_config(config: Path | None, fmt: str | None) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(CONFIG_FORMATS)),
+    default="toml",
+    show_default=True,
+    help="TOML that tcphealth reads back, or JSON.",
+)
+@run_options
+def show_config(config: Path | None, fmt: str) -> None:
     """Print the thresholds in effect (defaults, overridden by the config file) as TOML that
     tcphealth reads back; a mistake in the file is one line naming the key, exit 3."""
     thresholds, origin = load_config(config)
     env = environment()
-    output_format(fmt, env).thresholds(thresholds_report(thresholds, origin), env)
+    output_format(CONFIG_FORMATS[fmt], env).thresholds(thresholds_report(thresholds, origin), env)
 
 
 # --- metrics for Prometheus (issue 23) -----------------------------------------------------------
@@ -931,6 +1164,7 @@ TOP_OPTION = click.option(
     "/var/lib/prometheus/node-exporter/tcphealth.prom; default standard output.",
 )
 @click.option("--openmetrics", is_flag=True, help="OpenMetrics instead of the text format.")
+@run_options
 def metrics(
     inputs: Inputs,
     flt: SocketFilter,
@@ -1001,6 +1235,7 @@ def metrics(
     metavar="SECONDS",
     help="A collection still running after SECONDS is killed and counts as failed.",
 )
+@run_options
 def serve(
     inputs: Inputs,
     flt: SocketFilter,
@@ -1046,3 +1281,19 @@ def serve(
     serving.LOG.info("listening on http://%s:%d/metrics", shown, bound_port)
     serving.serve_until(server, stop)
     serving.LOG.info("stopped after %s", plural(shared.collections, "collection"))
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(COMPLETION_SHELLS))
+def completion(shell: str) -> None:
+    """Print the script that makes SHELL complete tcphealth's commands, options, formats and
+    state names. Load it now with eval "$(tcphealth completion bash)" (zsh the same; fish:
+    tcphealth completion fish | source), or put that line in the shell's start-up file."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # every choice is a shell click knows
+    click.echo(completer(main, {}, "tcphealth", "_TCPHEALTH_COMPLETE").source())

@@ -198,7 +198,7 @@ def test_filters_apply_to_the_report_and_its_findings(
     [
         (["--state", "BOGUS"], "'BOGUS' is not a TCP state"),
         (["--local", "10.0.0.300"], "'10.0.0.300' is not an IP address or a CIDR network"),
-        (["--port", "70000"], "70000 is not in the range 0<=x<=65535"),
+        (["--port", "70000"], "70000 is not a port (0 to 65535)"),
         (["--format", "xml"], "'xml' is not one of"),
     ],
 )
