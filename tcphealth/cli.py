@@ -157,7 +157,7 @@ def run() -> None:
     global _kept_until_exit
     _kept_until_exit = []
     try:
-        main()
+        main(prog_name="tcphealth")
         status = 0
     except SystemExit as end:
         status = _exit_status(end.code)
@@ -703,13 +703,15 @@ def report_notes(env: Environment, notes: Sequence[str], skipped_lines: int = 0)
 def sample_progress(
     env: Environment, planned: int, interval: float
 ) -> contextlib.AbstractContextManager[Callable[[int], None] | None]:
-    """The progress bar of a run that takes ``planned`` samples ``interval`` apart: rich's,
-    on stderr, only when stderr is a terminal and there is more than one sample to wait for
-    (rich is imported only then)."""
-    if not env.stderr_isatty or planned < 2:
+    """The progress of a run on stderr, only when stderr is a terminal (rich is imported only
+    then): for ``planned`` samples ``interval`` apart, a bar with the sample number and the time
+    left; for one look (or one file), a spinner if it takes longer than a second."""
+    if not env.stderr_isatty:
         return contextlib.nullcontext(None)
-    from tcphealth.render.progress import SampleProgress
+    from tcphealth.render.progress import SampleProgress, SlowWork
 
+    if planned < 2:
+        return SlowWork(env, "reading the sockets")
     return SampleProgress(env, planned, interval, "sampling")
 
 
@@ -951,7 +953,8 @@ def snapshot(
         elif series:
             samples = inputs.load_series(sampling.samples, sampling.interval)
         else:
-            samples = [inputs.load()]
+            with sample_progress(env, 1, sampling.interval):
+                samples = [inputs.load()]
     keep_until_exit(samples)
     report_notes(env, samples[-1].notes, samples[-1].skipped_lines)
     planned = sampling.samples if series else 1

@@ -105,7 +105,7 @@ class SocketFilter:
             order = list(TcpState)
             words.append("state=" + ",".join(s.value for s in sorted(self.states, key=order.index)))
         if self.ports:
-            words.append("port=" + ",".join(str(port) for port in sorted(self.ports)))
+            words.append("port=" + ",".join(_port_runs(self.ports)))
         if self.pids:
             words.append("pid=" + ",".join(str(pid) for pid in sorted(self.pids)))
         if self.processes:
@@ -396,3 +396,14 @@ def select_findings(
             finding = replace(finding, outside_filter=(*finding.outside_filter, note))
         shown.append(finding)
     return shown
+
+
+def _port_runs(ports: frozenset[int]) -> list[str]:
+    """``8000-8100`` for a run of ports (a range given with --port), ``22`` for one alone."""
+    runs: list[list[int]] = []
+    for port in sorted(ports):
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return [f"{low}" if low == high else f"{low}-{high}" for low, high in runs]

@@ -67,7 +67,7 @@ def _usage(command: click.Command, context: click.Context) -> str:
 
 def page(group: click.Group = main) -> str:
     """The whole man page as roff."""
-    root = click.Context(group, info_name="tcphealth")
+    root = click.Context(group, info_name="tcphealth", **group.context_settings)
     lines = [
         f'.TH TCPHEALTH 1 "" "tcphealth {__version__}" "User Commands"',
         ".SH NAME",
@@ -80,7 +80,7 @@ def page(group: click.Group = main) -> str:
         lines += [".PP", escape(paragraph)]
     lines += [".SH OPTIONS", *_options(group, root), ".SH COMMANDS"]
     for name, command in sorted(group.commands.items()):
-        context = click.Context(command, info_name=name, parent=root)
+        context = click.Context(command, info_name=name, parent=root, **command.context_settings)
         lines += [
             ".SS " + escape(f"tcphealth {name}"),
             f"\\fBtcphealth {escape(name)}\\fR {escape(_usage(command, context))}",
