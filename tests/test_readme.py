@@ -60,6 +60,7 @@ def test_the_command_tree_is_what_we_think() -> None:
     assert [name for name, _ in COMMANDS] == [
         "tcphealth",
         "tcphealth check",
+        "tcphealth completion",
         "tcphealth config",
         "tcphealth explain",
         "tcphealth metrics",

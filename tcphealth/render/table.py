@@ -177,8 +177,15 @@ def finding_title(finding: Finding) -> Text:
     return title
 
 
-# The label column of a finding's details ("evidence", "not checked") and the gap after it.
-LABEL_WIDTH = len("not checked") + 1
+def label_width(finding: Finding) -> int:
+    """The label column of a finding's details and the gap after it: as wide as the widest
+    label it has ("evidence", and "not checked" only when something was not)."""
+    labels = ["blame", "evidence" if finding.evidence else "", "next" if finding.next_steps else ""]
+    if finding.unchecked:
+        labels.append("not checked")
+    return max(len(label) for label in labels) + 1
+
+
 # Between a command and its comment in a next step: `ls /proc/812/fd | wc -l   # descriptors`.
 COMMENT_MARK = "   # "
 
@@ -191,7 +198,7 @@ def is_command(step: str) -> bool:
 
 def _details(finding: Finding, rows: Sequence[tuple[str, Sequence[Text]]]) -> Table:
     details = Table.grid(padding=(0, 1))
-    details.add_column(style="dim", no_wrap=True, min_width=LABEL_WIDTH - 1)
+    details.add_column(style="dim", no_wrap=True, min_width=label_width(finding) - 1)
     details.add_column(overflow="fold")
     for label, values in rows:
         for index, shown in enumerate(values):
@@ -203,16 +210,16 @@ def _next_steps(finding: Finding, width: int) -> list[Text]:
     """The next steps, each on lines of its own. A command is never broken across lines -- a
     pasted half runs a broken command -- so it may run past the width; its comment, which
     nobody pastes, wraps under it. Sentences wrap like the rest of the finding."""
-    indent = 2 + LABEL_WIDTH
-    column = max(20, width - indent)
+    labels = label_width(finding)
+    column = max(20, width - 2 - labels)
     lines: list[Text] = []
     for index, step in enumerate(finding.next_steps):
-        label = Text(("next" if index == 0 else "").ljust(LABEL_WIDTH), style="dim")
+        label = Text(("next" if index == 0 else "").ljust(labels), style="dim")
         text = inert(step)
         if not is_command(step):
             wrapped = Text(text).wrap(Console(width=column, color_system=None), column)
             for number, line in enumerate(wrapped):
-                first = label if number == 0 else Text(" " * LABEL_WIDTH)
+                first = label if number == 0 else Text(" " * labels)
                 lines.append(Text.assemble("  ", first, line))
             continue
         command, mark, comment = text.partition(COMMENT_MARK)
@@ -224,9 +231,7 @@ def _next_steps(finding: Finding, width: int) -> list[Text]:
         comment_width = max(10, column - 2)
         wrapped = Text("# " + comment).wrap(Console(width=comment_width), comment_width)
         for line in wrapped:
-            lines.append(
-                Text.assemble("  ", " " * LABEL_WIDTH, "  ", Text(line.plain, style="dim"))
-            )
+            lines.append(Text.assemble("  ", " " * labels, "  ", Text(line.plain, style="dim")))
     for line in lines:
         line.no_wrap = True
         line.overflow = "ignore"
@@ -779,7 +784,8 @@ def _print_all(
         if report.findings:
             console.print(Text("tcphealth without --brief gives the detail", style="dim"))
         return
-    findings_section(console, report)
+    if report.findings or options.view is View.CHECK:  # the verdict said there were none
+        findings_section(console, report)
     if options.view is View.CHECK:
         return
     processes_section(console, report, options)
