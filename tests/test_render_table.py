@@ -66,7 +66,8 @@ def test_report_at_width_100_exactly() -> None:
 
 def test_no_findings_says_so_and_all_shows_every_process() -> None:
     text = _table(build_report(leak_snapshot(), []), show_all=True)
-    assert "No problems found." in text
+    assert "\nVerdict: no problems found\n" in text
+    assert text.endswith("\nVerdict: no problems found in 6 sockets\n")
     assert "pid 611 sshd  user root  1 socket" in text
     assert "nothing wrong" not in text
 
