@@ -10,6 +10,7 @@ count and in time.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pty
@@ -17,8 +18,10 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -282,6 +285,9 @@ def test_watch_on_a_terminal_redraws_a_live_view(close_waits: CloseWaits) -> Non
         close_waits.add()
     pid, fd = pty.fork()
     if pid == 0:  # the child: tcphealth on a pseudo-terminal, as a person would run it
+        # 80x40: the view is fitted to the terminal's height (issue #24), and the process
+        # table with its AGE column must fit under the finding
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 80, 0, 0))
         os.environ.update({"COLUMNS": "80", "TERM": "xterm-256color"})
         os.environ.pop("NO_COLOR", None)
         port = str(close_waits.port)

@@ -37,7 +37,7 @@ def test_report_at_width_100_exactly() -> None:
         "6 sockets: TIME_WAIT 1, CLOSE_WAIT 3, LISTEN 2",
         "",
         "Verdict: 1 critical",
-        "  CRITICAL close-wait-leak  pid 812 (java) 10.20.0.15:5432  3 sockets in CLOSE_WAIT",
+        "  CRITICAL close-wait-leak  pid 812 (java) 10.20.0.15:5432  3 sockets",
         "",
         "CRITICAL close-wait-leak  pid 812 (java) 10.20.0.15:5432  3 sockets in CLOSE_WAIT",
         "  java read the peer's FIN but never closed 3 connections.",

@@ -162,8 +162,9 @@ def _evidence_text(finding: Finding) -> list[Text]:
     return items
 
 
-def finding_title(finding: Finding) -> Text:
-    """``CRITICAL close-wait-leak  pid 812 (java)  300 sockets in CLOSE_WAIT``."""
+def finding_title(finding: Finding, with_state: bool = True) -> Text:
+    """``CRITICAL close-wait-leak  pid 812 (java)  300 sockets in CLOSE_WAIT``; without
+    ``in CLOSE_WAIT`` for a verdict line, where the code says as much and room is short."""
     title = Text()
     title.append(finding.severity.label, style=SEVERITY_STYLE[finding.severity])
     title.append(" ")
@@ -171,7 +172,7 @@ def finding_title(finding: Finding) -> Text:
     title.append("  " + inert(finding.subject.describe()))
     # A host-wide limit counted in something other than sockets (pages, conntrack entries,
     # SYNs since boot) has count 0 and its numbers in the evidence: no "0 sockets" title.
-    counted = count_text(finding)
+    counted = count_text(finding, with_state)
     if counted:
         title.append("  " + counted)
     return title
@@ -309,7 +310,7 @@ def verdict_lines(report: Report, room: int | None = None) -> list[Text]:
     lines: list[Text] = []
     for finding in shown:
         line = Text("  ")
-        line.append_text(finding_title(finding))
+        line.append_text(finding_title(finding, with_state=False))
         line.no_wrap = True
         line.overflow = "ellipsis"
         lines.append(line)

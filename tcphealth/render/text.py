@@ -95,14 +95,15 @@ def age_text(seconds: float) -> str:
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
-def count_text(finding: Finding) -> str:
+def count_text(finding: Finding, with_state: bool = True) -> str:
     """What a finding's count counts, in words: for a finding about a listener's queue, the
     connections queued (the title names the listener), not "sockets in LISTEN"; else its
-    sockets in their state; empty for a host-wide finding whose count is not of sockets (0)."""
+    sockets in their state (without it when ``with_state`` is false: a verdict line, where
+    the code says as much); empty for a host-wide finding whose count is not of sockets (0)."""
     subject = finding.subject
     if not finding.count and subject.kind is SubjectKind.HOST:
         return ""  # a host-wide limit counted in pages, entries or SYNs: see its evidence
     if subject.kind is SubjectKind.LISTENER and finding.state is TcpState.LISTEN:
         return f"{plural(finding.count, 'connection')} queued"
     count = plural(finding.count, "socket")
-    return count + (f" in {finding.state.value}" if finding.state else "")
+    return count + (f" in {finding.state.value}" if finding.state and with_state else "")

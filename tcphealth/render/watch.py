@@ -83,7 +83,8 @@ def live_view(
         parts.append(Text(f"No socket matched {inert(report.empty_selection)}: nothing to judge."))
     else:
         parts.append(verdict_head(report))
-    room = height - sum(height_of(console, part) for part in parts) - 3
+    # The verdict may take every line but the one saying what was left out.
+    room = height - sum(height_of(console, part) for part in parts) - 1
     verdict = verdict_lines(report, room) if report.findings else []
     parts.extend(verdict)
     used = sum(height_of(console, part) for part in parts)
