@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 
 import pytest
 
 from tcphealth.render import RenderOptions, View, render
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import TABLE_GROUP_LIMIT, TABLE_SOCKET_LIMIT
+from tcphealth.render.table import make_console
+from tcphealth.render.watch import live_view
 from tcphealth.report import Report, build_report
 from tests.scenario_helpers import (
     leak_finding,
@@ -70,6 +73,45 @@ def test_no_findings_says_so_and_all_shows_every_process() -> None:
     assert text.endswith("\nVerdict: no problems found in 6 sockets\n")
     assert "pid 611 sshd  user root  1 socket" in text
     assert "nothing wrong" not in text
+
+
+def test_an_empty_selection_is_not_called_healthy_first_or_last() -> None:
+    # The verdict lines (#24) must keep #21's word: filters that matched nothing judged nothing.
+    empty = replace(build_report(leak_snapshot(), []), empty_selection="--process javaa")
+    for view in (View.REPORT, View.BRIEF):
+        text = _table(empty, view=view)
+        assert "no problems found" not in text
+        assert text.endswith("\nVerdict: nothing to judge, no socket matched --process javaa\n")
+    check = _table(empty, view=View.CHECK)
+    assert "No socket matched --process javaa: nothing to judge." in check
+
+
+def test_watch_live_view_of_an_empty_selection_says_nothing_was_judged() -> None:
+    empty = replace(build_report(leak_snapshot(), []), empty_selection="--port 9")
+    env = string_env(80)
+    console = make_console(env)
+    console.print(live_view(empty, 1, "sample 1", console, height=24))
+    text = output(env)
+    assert "Verdict: nothing to judge, no socket matched --port 9" in text
+    assert "no problems found" not in text
+
+
+def test_the_filter_label_widens_the_label_column_as_the_others_do() -> None:
+    # A finding with no evidence and nothing unchecked: "filter" is its widest label, and the
+    # next steps (printed apart from the grid) must line up with the grid's values.
+    shown = replace(
+        leak_finding(),
+        evidence=(),
+        unchecked=(),
+        outside_filter=("2 of the 3 sockets it concerns lie outside the filter",),
+    )
+    text = _table(build_report(leak_snapshot(), [shown]), view=View.CHECK)
+    lines = text.splitlines()
+    blame = next(line for line in lines if line.startswith("  blame"))
+    step = next(line for line in lines if line.startswith("  next"))
+    flt = next(line for line in lines if line.startswith("  filter"))
+    assert blame == "  blame  local application"
+    assert step.index("Find where") == flt.index("2 of the 3") == blame.index("local")
 
 
 def test_check_view_stops_after_the_findings() -> None:

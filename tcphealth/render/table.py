@@ -184,6 +184,8 @@ def label_width(finding: Finding) -> int:
     labels = ["blame", "evidence" if finding.evidence else "", "next" if finding.next_steps else ""]
     if finding.unchecked:
         labels.append("not checked")
+    if finding.outside_filter:
+        labels.append("filter")
     return max(len(label) for label in labels) + 1
 
 
@@ -320,7 +322,10 @@ def verdict_lines(report: Report, room: int | None = None) -> list[Text]:
 
 
 def verdict_head(report: Report) -> Text:
-    """``Verdict: 1 critical, 2 warnings, 0 info`` above the lines, or that nothing is wrong."""
+    """``Verdict: 1 critical, 2 warnings, 0 info`` above the lines, or that nothing is wrong;
+    when the filters matched no socket, that nothing was judged (not that all is well)."""
+    if report.empty_selection is not None:
+        return _nothing_judged(report.empty_selection)
     if not report.findings:
         return Text("Verdict: no problems found", style=SEVERITY_STYLE[Severity.OK])
     text = Text("Verdict: ", style="bold")
@@ -328,9 +333,15 @@ def verdict_head(report: Report) -> Text:
     return text
 
 
+def _nothing_judged(selection: str) -> Text:
+    return Text(f"Verdict: nothing to judge, no socket matched {inert(selection)}")
+
+
 def closing_line(report: Report) -> Text:
     """The last line of the table view: the counts and the worst finding, so what matters is
     on screen also after the detail has scrolled past."""
+    if report.empty_selection is not None:
+        return _nothing_judged(report.empty_selection)
     if not report.findings:
         return Text(
             f"Verdict: no problems found in {plural(report.socket_count, 'socket')}",

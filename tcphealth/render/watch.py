@@ -79,10 +79,7 @@ def live_view(
     age -- and a last line saying what was left out. Nothing is cut mid-sentence."""
     height = height or console.height
     parts: list[RenderableType] = [header(report), Text(status, style="dim"), Text()]
-    if report.empty_selection is not None:
-        parts.append(Text(f"No socket matched {inert(report.empty_selection)}: nothing to judge."))
-    else:
-        parts.append(verdict_head(report))
+    parts.append(verdict_head(report))  # or that the filters matched nothing to judge
     # The verdict may take every line but the one saying what was left out.
     room = height - sum(height_of(console, part) for part in parts) - 1
     verdict = verdict_lines(report, room) if report.findings else []
