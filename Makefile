@@ -31,7 +31,13 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 man: $(VENV)/.installed-test
 	$(PY) -m tcphealth.manpage > man/tcphealth.1
 
+# A bare `man tcphealth` (without .venv/bin on PATH) finds the page through a link in the
+# system's local man directory, made where this user may write there (root); the `-` keeps a
+# user who may not from failing the run.
+SYSTEM_MAN1 ?= /usr/local/share/man/man1
+
 run: $(VENV)/.installed-run
+	-@mkdir -p $(SYSTEM_MAN1) 2>/dev/null && ln -sf $(abspath $(MANPAGE)) $(SYSTEM_MAN1)/tcphealth.1 2>/dev/null
 	$(VENV)/bin/tcphealth $(ARGS)
 
 test: $(VENV)/.installed-test
