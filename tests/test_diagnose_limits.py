@@ -455,3 +455,28 @@ def test_a_series_replaces_since_they_opened_by_what_rose_during_it() -> None:
     assert host.subject.pid is None and evidence(host)["TCPRcvQDrop"] == "+6"
     # ... and the socket's own since-it-opened finding stands beside it.
     assert "receive-drops" in codes(diagnose_series([at(0, 7, 3), at(1, 7, 9)])[0])
+
+
+def test_a_listeners_drops_are_dropped_handshakes_shown_on_its_queue_finding() -> None:
+    # On a listener the kernel's sk_drops counts handshakes dropped at a full accept queue
+    # (tcp_listendrop), not data: they belong to the accept-queue finding, never to
+    # receive-drops' "receive buffer was full".
+    snap = snapshot(
+        listener("127.0.0.1:8080", queued=5, backlog=4, pids=(30,), drops=12),
+        processes=[process(30, "slow")],
+    )
+    found = codes(diagnose(snap))
+    assert "receive-drops" not in found
+    assert evidence(found["listen-queue-full"])["handshakes_dropped"] == 12
+    assert found["listen-queue-full"].subject.pids == (30,)
+
+
+def test_a_listeners_drops_never_rise_into_receive_drops_rising() -> None:
+    def at(step: int, drops: int) -> Snapshot:
+        one = listener("127.0.0.1:8080", queued=5, backlog=4, pids=(30,), drops=drops, inode=9)
+        return replace(snapshot(one), host=replace(snapshot().host, taken_at=10.0 * step))
+
+    findings, _ = diagnose_series([at(0, 3), at(1, 40)])
+    found = codes(findings)
+    assert "receive-drops" not in found and "receive-drops-rising" not in found
+    assert evidence(found["listen-queue-full"])["handshakes_dropped"] == 40

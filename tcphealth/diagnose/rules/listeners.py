@@ -71,6 +71,17 @@ def _check_listener(
         evidence.append(
             Evidence("close_wait_unaccepted", unaccepted, "closed by the peer before accept()")
         )
+    if listener.drops:
+        # A listener's sk_drops counts the handshakes it dropped (tcp_listendrop: a full accept
+        # queue, or a failed child socket), so unlike the host-wide counters below it is about
+        # this listener alone.
+        evidence.append(
+            Evidence(
+                "handshakes_dropped",
+                listener.drops,
+                "by this listener since it opened (skmem d), when its queue was full",
+            )
+        )
     evidence.extend(overflow_counter_evidence(index))
     abort = sysctls.tcp_abort_on_overflow
     if abort is not None:

@@ -10,6 +10,10 @@ on its socket while the counters stay 0. Each is shown for what it is.
 A single look can only say "since the socket opened" or "since boot"; a series says whether it
 is happening (the drops of a connection seen in the first sample and the last, the counters'
 rise).
+
+A LISTEN socket's count is not about data: on a listener the kernel counts the handshakes it
+dropped there (tcp_listendrop, when the accept queue was full), so listeners are left to the
+accept-queue rule, which shows that count as its own evidence.
 """
 
 from __future__ import annotations
@@ -28,7 +32,16 @@ from tcphealth.diagnose.wording import (
     process_subject,
     who,
 )
-from tcphealth.model import Blame, Evidence, Finding, Severity, Snapshot, Subject, SubjectKind
+from tcphealth.model import (
+    Blame,
+    Evidence,
+    Finding,
+    Severity,
+    Snapshot,
+    Subject,
+    SubjectKind,
+    TcpState,
+)
 
 RECEIVE_DROPS = "receive-drops"
 RECEIVE_DROPS_RISING = "receive-drops-rising"
@@ -63,7 +76,7 @@ class _Seen:
 def _socket_drops(snapshot: Snapshot) -> _Seen:
     seen = _Seen()
     for sock in snapshot.sockets:
-        if sock.drops is None:
+        if sock.drops is None or sock.state is TcpState.LISTEN:
             continue
         seen.known += 1
         if sock.drops > 0:
@@ -165,6 +178,8 @@ def over_series(window: Window, findings: list[Finding], thresholds: Thresholds)
     }
     rose: dict[tuple[int, ...], _Holder] = {}
     for sock in window.latest.sockets:
+        if sock.state is TcpState.LISTEN:
+            continue  # dropped handshakes, not data: see the module's docstring
         before = first.get(connection_key(sock))
         if sock.drops is None or before is None or sock.drops <= before:
             continue
