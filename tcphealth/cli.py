@@ -733,7 +733,7 @@ def make_report(
             inputs, flt, thresholds, sampling.samples, sampling.interval, progress
         )
     keep_until_exit(diagnosed)
-    report_notes(env, diagnosed.noted.notes, diagnosed.noted.skipped_lines)
+    report_notes(env, diagnosed.report.notes, diagnosed.noted.skipped_lines)
     if diagnosed.cut_short:
         say(
             env,

@@ -47,6 +47,7 @@ from tcphealth.model import (
     TcpState,
     finding_order,
 )
+from tcphealth.phrases import unseen_owner_note
 from tcphealth.states import DEFAULT_PORT_RANGE
 
 if TYPE_CHECKING:
@@ -528,7 +529,7 @@ def build_report(
         findings=ordered,
         processes=tuple(summaries),
         unowned=unowned.summary(None, ()),
-        notes=snapshot.notes,
+        notes=_notes_for_selection(snapshot, filters),
         filters=filters,
         reported_states=dict(snapshot.state_counts),
         truncated_sockets=truncated,
@@ -538,6 +539,18 @@ def build_report(
         series=series,
         empty_selection=empty_selection,
     )
+
+
+def _notes_for_selection(snapshot: Snapshot, filters: tuple[str, ...]) -> tuple[str, ...]:
+    """The snapshot's notes, with the collector's count of sockets no visible process holds
+    made again for the sockets a filter kept: a note about a socket the user filtered out
+    would be about something the report does not show."""
+    whole = unseen_owner_note(snapshot.attribution.sockets_unseen)
+    if not filters or whole not in snapshot.notes:
+        return snapshot.notes
+    shown = sum(1 for sock in snapshot.sockets if sock.owner_source is OwnerSource.UNSEEN)
+    mine = (unseen_owner_note(shown),) if shown else ()
+    return tuple(kept for note in snapshot.notes for kept in (mine if note == whole else (note,)))
 
 
 def process_sort_key(summary: OwnerSummary) -> tuple[int, int, int]:

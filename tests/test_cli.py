@@ -664,3 +664,29 @@ def test_an_unknown_netns_is_one_line_and_exit_3() -> None:
     assert result.exit_code == 3
     assert result.stderr.startswith("tcphealth: /run/netns/tcphealth-no-such-namespace: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_the_ownerless_note_on_stderr_is_about_the_sockets_shown(tmp_path: Path) -> None:
+    from tcphealth.model import Attribution, OwnerSource
+    from tcphealth.phrases import unseen_owner_note
+    from tests import builders
+
+    owned = builders.sock("ESTAB", "10.0.0.1:5000", "10.0.0.2:40000", pids=(7,), inode=11)
+    ownerless = builders.sock("LISTEN", "0.0.0.0:2024", None, inode=12, owner=OwnerSource.UNSEEN)
+    whole = dataclasses.replace(
+        builders.snapshot(
+            owned,
+            ownerless,
+            attribution=Attribution(attempted=True, processes_scanned=1, sockets_unseen=1),
+        ),
+        notes=(unseen_owner_note(1),),
+    )
+    path = tmp_path / "host.json"
+    path.write_text(snapshot_to_json(whole), encoding="utf-8")
+    note = f"tcphealth: note: {unseen_owner_note(1)}"
+    assert note in run("--from", path).stderr.splitlines()
+    assert note in run("--from", path, "--port", "2024").stderr.splitlines()
+    filtered = run("--from", path, "--port", "5000")
+    assert filtered.exit_code == 0
+    assert "local=10.0.0.1:5000 " in filtered.stdout  # the owned socket is shown, and
+    assert "held by no process" not in filtered.stderr  # the note about :2024 is gone

@@ -288,3 +288,36 @@ def test_the_grouping_loop_does_what_its_functions_say() -> None:
         for key, ages in expected.items()
     }
     assert got == want
+
+
+def test_a_filtered_report_counts_ownerless_sockets_among_those_it_shows() -> None:
+    from tcphealth.model import Attribution, OwnerSource
+    from tcphealth.phrases import unseen_owner_note
+    from tests import builders
+
+    owned = builders.sock("ESTAB", "10.0.0.1:5000", "10.0.0.2:40000", pids=(7,), inode=11)
+    ownerless = [
+        builders.sock("LISTEN", f"0.0.0.0:{port}", None, inode=20 + port, owner=OwnerSource.UNSEEN)
+        for port in (2024, 2025)
+    ]
+    whole = dataclasses.replace(
+        builders.snapshot(
+            owned,
+            ownerless,
+            attribution=Attribution(attempted=True, processes_scanned=1, sockets_unseen=2),
+        ),
+        notes=("a note of another kind", unseen_owner_note(2)),
+    )
+    # Unfiltered: the collector's note as it wrote it.
+    assert build_report(whole, []).notes == whole.notes
+    # A filter that keeps only the owned socket: the note is not about anything shown.
+    only_owned = dataclasses.replace(whole, sockets=(owned,))
+    assert build_report(only_owned, [], filters=("--port 5000",)).notes == (
+        "a note of another kind",
+    )
+    # A filter that keeps one of the two: the note counts that one, in its place.
+    one = dataclasses.replace(whole, sockets=(owned, ownerless[0]))
+    assert build_report(one, [], filters=("--port 2024",)).notes == (
+        "a note of another kind",
+        unseen_owner_note(1),
+    )

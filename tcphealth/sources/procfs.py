@@ -49,6 +49,7 @@ from tcphealth.model import (
     state_from_kernel_code,
     timer_from_kernel_code,
 )
+from tcphealth.phrases import unseen_owner_note
 from tcphealth.sources.owners import credit_in_place, credit_unaccepted_to_listeners
 
 ByteOrder = Literal["little", "big"]
@@ -837,10 +838,7 @@ def assemble(
                 f"{unseen} socket(s) have no known owner; run as root to see them"
             )
         elif unseen:
-            notes.append(
-                f"{unseen} socket(s) are held by no process visible here (a process in another "
-                "PID namespace, or a socket opened or a process ended while the scan ran)"
-            )
+            notes.append(unseen_owner_note(unseen))
     else:
         attribution = Attribution(attempted=False)
     hostname = _read_text(f"{proc_root}/sys/kernel/hostname")
