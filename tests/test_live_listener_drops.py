@@ -7,10 +7,12 @@ does not read it as data dropped for a full receive buffer.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -93,3 +95,18 @@ def test_a_full_listeners_drops_are_its_dropped_handshakes(full_listener: int) -
         for item in f.evidence
     ]
     assert not [d for d in details if f"127.0.0.1:{port} <-" in d], details
+
+
+def test_the_json_socket_record_carries_the_listeners_drops(full_listener: int) -> None:
+    port = full_listener
+    before = ss_listener_drops(port)
+    out = subprocess.run(
+        [sys.executable, "-m", "tcphealth", "sockets", "--format", "json", "--port", str(port)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    after = ss_listener_drops(port)
+    (record,) = [s for s in json.loads(out)["sockets"] if s["state"] == "LISTEN"]
+    assert before <= record["drops"] <= after
+    assert record["shutdown"] == 0  # a listener shuts neither side

@@ -198,6 +198,8 @@ def test_sockets_are_included_on_request_with_nulls_for_the_unknown() -> None:
         "raw_state": None,
         "truncated": False,
         "tcp_info": None,
+        "shutdown": None,
+        "drops": None,
         "first_seen": None,
         "age_seconds": None,
         "samples_seen": None,

@@ -236,6 +236,10 @@ def socket_record(report: Report, sock: Socket) -> JSONObject:
         "raw_state": sock.raw_state,
         "truncated": sock.truncated,
         "tcp_info": (dataclasses.asdict(info) if info else None),
+        # sk_shutdown bits (1 receive side shut, 2 send side) and skmem's drop count: netlink
+        # gives them, the other sources do not (null).
+        "shutdown": sock.shutdown,
+        "drops": sock.drops,
         # Followed over samples (--samples, watch): since when it is in this state, and for
         # how long; age_at_least_seconds adds tcp_info's floor and is there for one sample too.
         "first_seen": None if age is None else round(age.first_seen, 3),
