@@ -23,6 +23,7 @@ from tcphealth.model import (
     Finding,
     IPAddress,
     NetNamespace,
+    Severity,
     Snapshot,
     Socket,
     SubjectKind,
@@ -373,6 +374,13 @@ def select_findings(
         by_state.setdefault(sock.state, []).append(sock)
     shown: list[Finding] = []
     for finding in findings:
+        if _about_no_socket_now(finding):
+            # Counters of the whole host with no socket of its own (count 0): a warning or
+            # worse is a limit the host is at, which touches the selection too; information
+            # about the past since boot is about no socket shown, so a filter leaves it out.
+            if finding.severity >= Severity.WARNING:
+                shown.append(finding)
+            continue
         whole_listener = finding.subject.kind is SubjectKind.LISTENER and finding.state in (
             None,
             TcpState.LISTEN,
@@ -396,6 +404,10 @@ def select_findings(
             finding = replace(finding, outside_filter=(*finding.outside_filter, note))
         shown.append(finding)
     return shown
+
+
+def _about_no_socket_now(finding: Finding) -> bool:
+    return finding.subject.kind is SubjectKind.HOST and finding.count == 0 and not finding.state
 
 
 def _port_runs(ports: frozenset[int]) -> list[str]:

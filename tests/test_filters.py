@@ -13,7 +13,7 @@ from tcphealth.filters import (
     parse_network,
     select_findings,
 )
-from tcphealth.model import Family, Severity, Socket, TcpState
+from tcphealth.model import Family, Severity, Socket, SubjectKind, TcpState
 from tests.scenario_helpers import finding, leak_snapshot, proc, snap, sock
 
 
@@ -148,6 +148,23 @@ def test_select_findings_shows_those_about_selected_sockets_or_processes() -> No
     # java holds no TIME_WAIT socket: the TIME_WAIT finding is not about it.
     assert shown(SocketFilter(processes=("java",))) == ["cw", "host"]
     assert shown(SocketFilter()) == ["cw", "tw", "host", "sshd"]
+
+
+def test_host_counters_about_no_socket_are_shown_under_a_filter_only_as_a_limit() -> None:
+    # count 0 with the host as subject: counters (drops since boot, tcp_mem pages, conntrack
+    # entries), no socket of the snapshot. A filter keeps the limits the host is at and leaves
+    # the information about the past, which is about no socket it shows.
+    snapshot = leak_snapshot()
+    findings = [
+        finding("cw", Severity.WARNING, TcpState.CLOSE_WAIT, pid=812),
+        finding("since-boot", Severity.INFO, None, kind=SubjectKind.HOST, count=0),
+        finding("at-a-limit", Severity.CRITICAL, None, kind=SubjectKind.HOST, count=0),
+    ]
+    flt = SocketFilter(states=frozenset({TcpState.CLOSE_WAIT}))
+    shown = select_findings(findings, flt, snapshot, apply_filter(snapshot, flt))
+    assert [f.code for f in shown] == ["cw", "at-a-limit"]
+    assert shown[1] == findings[2]  # unchanged: no outside_filter note for the whole host
+    assert select_findings(findings, SocketFilter(), snapshot, snapshot) == findings
 
 
 def test_a_finding_shown_under_a_filter_says_what_lies_outside_it() -> None:
