@@ -1270,7 +1270,22 @@ def serve(
             series, inputs.from_file or "-", flt=flt, thresholds=thresholds, top=top
         )
 
-    shared = serving.SharedCollection(serving.forked(collect, collect_timeout), min_interval)
+    # Descriptor tables are kept from one scrape to the next: only those that changed are read
+    # again (tcphealth.sources.fd_cache says what that allows); a --from file has none.
+    carried = None
+    if inputs.from_file is None:
+        from tcphealth.sources import fd_cache
+
+        if fd_cache.enable():
+            carried = serving.Carried(fd_cache.current, fd_cache.adopt)
+        else:
+            serving.LOG.info(
+                "every scrape reads every process's descriptors: this kernel does not count "
+                "them in stat(/proc/PID/fd) (Linux 6.2 and later do)"
+            )
+    shared = serving.SharedCollection(
+        serving.forked(collect, collect_timeout, carried), min_interval
+    )
     app = serving.make_app(serving.make_registry(shared), min_interval)
     try:
         server = serving.make_http_server(host, port, app)

@@ -110,8 +110,20 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+@dataclass(frozen=True)
+class Carried:
+    """What a forked collection hands back to the server besides its families, for the next
+    collection to start from (the descriptor tables of :mod:`tcphealth.sources.fd_cache`):
+    ``take`` runs in the child once it has collected, ``give`` in the server with its value."""
+
+    take: Callable[[], object]
+    give: Callable[[object], None]
+
+
 def forked(
-    collect: Callable[[], Iterable[Metric]], timeout: float = DEFAULT_COLLECT_TIMEOUT
+    collect: Callable[[], Iterable[Metric]],
+    timeout: float = DEFAULT_COLLECT_TIMEOUT,
+    carried: Carried | None = None,
 ) -> Callable[[], list[Metric]]:
     """``collect`` run in a child process forked for each collection, its families sent back
     through a pipe.
@@ -122,7 +134,8 @@ def forked(
     it exits, so the server stays at its idle size. The child has a single thread, so the
     sources may fork their own helpers (the fd walk beside the netlink decoding), which they
     refuse in the threaded server. A collection that hangs past ``timeout`` seconds is killed
-    (by its pid) and counts as failed. Where fork() is missing, ``collect`` runs in place."""
+    (by its pid) and counts as failed. Where fork() is missing, ``collect`` runs in place.
+    ``carried``: state the child hands back to the server, which the next child inherits."""
     if not hasattr(os, "fork"):
         return lambda: list(collect())
 
@@ -134,7 +147,9 @@ def forked(
             try:
                 os.close(read_end)
                 try:
-                    payload = pickle.dumps((True, list(collect())))
+                    families = list(collect())
+                    kept = carried.take() if carried is not None else None
+                    payload = pickle.dumps((True, (families, kept)), pickle.HIGHEST_PROTOCOL)
                 except BaseException as error:
                     payload = pickle.dumps((False, describe(error)))
                 with os.fdopen(write_end, "wb") as pipe:
@@ -159,6 +174,9 @@ def forked(
         ok, result = pickle.loads(data)  # from our own child
         if not ok:
             raise CollectionFailed(result)
+        result, kept = result
+        if carried is not None:
+            carried.give(kept)
         peak = GaugeMetricFamily(
             "tcphealth_collect_max_resident_bytes",
             "Peak resident memory of the process that made the last collection (and of its "

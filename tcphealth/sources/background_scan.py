@@ -12,6 +12,10 @@ The child keeps its inode map: the caller sends the inodes it wants owners for
 holder tuples. At 300,000 sockets a map rebuilt here would be another 10 MB at the very
 moment all the sockets are in memory -- the peak of a run.
 
+In a process that collects again and again (``tcphealth serve``), the walk starts from the
+descriptor tables kept by :mod:`.fd_cache` and reads again only those that changed; the new
+tables come back with the answer and are kept for the next collection.
+
 Whenever a child cannot do it (no ``fork``, other threads running, the child failed or sent
 something unreadable) the walk simply runs here, when the owners are asked for: the answer
 is the same either way.
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tcphealth.sources import children
+from tcphealth.sources import children, fd_cache
 from tcphealth.sources.procfs import FdScan, scan_fds
 
 # The question the child is asked: this byte, then the inodes (an array("Q")). Without it
@@ -39,11 +43,13 @@ _THESE_INODES = b"Q"
 class Owners:
     """The holders of each inode asked about: ``groups[index[k]]`` for the k-th inode, where
     ``groups[0]`` is ``()``, no process we could read holds it. ``scan`` is the rest of the
-    walk (counts, descriptors per process), its inode map left empty."""
+    walk (counts, descriptors per process), its inode map left empty. ``learned``: the
+    descriptor tables to keep for the next collection, where :mod:`.fd_cache` is enabled."""
 
     scan: FdScan
     groups: list[tuple[int, ...]]
     index: array[int]
+    learned: fd_cache.Learned | None = None
 
 
 class _OwnerIndex:
@@ -66,15 +72,32 @@ class _OwnerIndex:
             forbidden=scan.forbidden,
         )
 
-    def owners(self, inodes: array[int]) -> Owners:
+    def owners(self, inodes: array[int], learned: fd_cache.Learned | None = None) -> Owners:
         get = self.number_of.get
-        return Owners(self.rest, self.groups, array("I", [get(inode, 0) for inode in inodes]))
+        index = array("I", [get(inode, 0) for inode in inodes])
+        return Owners(self.rest, self.groups, index, learned)
 
 
-def owners_from(scan: FdScan, inodes: array[int]) -> Owners:
+def owners_from(
+    scan: FdScan, inodes: array[int], learned: fd_cache.Learned | None = None
+) -> Owners:
     """The answer to :meth:`PendingScan.owners` from a walk at hand (what the child answers,
     and what a walk done here gives)."""
-    return _OwnerIndex(scan).owners(inodes)
+    return _OwnerIndex(scan).owners(inodes, learned)
+
+
+def _cached_owners(
+    cached: fd_cache.Learned,
+    proc_root: Path,
+    skip_pids: Collection[int],
+    always_pids: Collection[int],
+    inodes: array[int],
+) -> Owners:
+    """The answer from a walk that starts from the kept tables (done here)."""
+    walk = fd_cache.CachedWalk(cached, skip_pids, always_pids, proc_root)
+    walk.look()
+    scan = walk.place(inodes)
+    return owners_from(scan, inodes, walk.learned())
 
 
 class PendingScan:
@@ -83,6 +106,11 @@ class PendingScan:
     def __init__(self, proc_root: Path, skip_pids: Collection[int] = ()) -> None:
         self.proc_root = proc_root
         self.skip_pids = tuple(skip_pids)  # other helpers of ours, holding copies of our fds
+        # The tables kept from earlier collections (None: walk everything), and the processes
+        # read every time anyway: this one and its parent (the server, whose descriptors
+        # change with every request).
+        self.cached = fd_cache.current() if proc_root == fd_cache.PROC else None
+        self.always_pids = (os.getpid(), os.getppid())
         self._pid: int | None = None  # the child walking, if there is one
         self._pipe: int | None = None  # our end of the pipe it answers on
         self._question: int | None = None  # our end of the pipe we ask it on
@@ -101,7 +129,7 @@ class PendingScan:
         if pid == 0:  # the child: walk, answer, and leave without running any cleanup of ours
             os.close(read_end)
             os.close(question_write)
-            _child(self.proc_root, self.skip_pids, question_read, write_end)
+            _child(self, question_read, write_end)
         os.close(write_end)
         os.close(question_read)
         self._pid, self._pipe, self._question = pid, read_end, question_write
@@ -118,7 +146,15 @@ class PendingScan:
             and isinstance(answer.index, array)
             and len(answer.index) == len(inodes)
             and max(answer.index, default=0) < len(answer.groups)
+            and (answer.learned is None or isinstance(answer.learned, fd_cache.Learned))
         ):
+            fd_cache.adopt(answer.learned)
+            return answer
+        if self.cached is not None:
+            answer = _cached_owners(
+                self.cached, self.proc_root, self.skip_pids, self.always_pids, inodes
+            )
+            fd_cache.adopt(answer.learned)
             return answer
         return owners_from(scan_fds(self.proc_root, skip_pids=self.skip_pids), inodes)
 
@@ -173,15 +209,22 @@ def started(proc_root: Path, skip_pids: Collection[int] = ()) -> Iterator[Pendin
         pending.cancel()
 
 
-def _child(proc_root: Path, skip_pids: tuple[int, ...], question_end: int, write_end: int) -> None:
+def _child(pending: PendingScan, question_end: int, write_end: int) -> None:
     code = 1
     try:
         import pickle
 
         # Our own descriptors are copies of the parent's: the parent holds those sockets.
-        scan = scan_fds(proc_root, skip_pids=(os.getpid(), *skip_pids))
-        index = _OwnerIndex(scan)
-        del scan
+        skip_pids = (os.getpid(), *pending.skip_pids)
+        walk: fd_cache.CachedWalk | None = None
+        index: _OwnerIndex | None = None
+        if pending.cached is not None:
+            walk = fd_cache.CachedWalk(
+                pending.cached, skip_pids, pending.always_pids, pending.proc_root
+            )
+            walk.look()  # what changed is read while the parent reads the socket table
+        else:
+            index = _OwnerIndex(scan_fds(pending.proc_root, skip_pids=skip_pids))
         with os.fdopen(question_end, "rb") as asking:
             question = asking.read()
         if question[:1] != _THESE_INODES:  # the parent went away without asking
@@ -189,8 +232,13 @@ def _child(proc_root: Path, skip_pids: tuple[int, ...], question_end: int, write
         inodes = array("Q")
         inodes.frombytes(question[1:])
         del question
+        if walk is not None:
+            answer = owners_from(walk.place(inodes), inodes, walk.learned())
+        else:
+            assert index is not None
+            answer = index.owners(inodes)
         # An array pickles as its bytes: 300,000 numbers cost 1.2 MB, not a list of ints.
-        data = pickle.dumps(index.owners(inodes), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
         with os.fdopen(write_end, "wb") as answering:
             answering.write(data)
         code = 0

@@ -26,6 +26,7 @@ import socket as socket_module
 import stat
 import sys
 import time
+from array import array
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -271,18 +272,12 @@ def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
     and must not be named as their owner."""
     scan = FdScan()
     live = proc_root == Path("/proc")
-    pids_by_inode = scan.pids_by_inode
-    remember = pids_by_inode.setdefault
-    readlink = os.readlink
     for pid in _pid_dirs(proc_root):
         if pid in skip_pids:
             continue
         fd_path = f"{proc_root}/{pid}/fd"
         try:
-            names = os.listdir(fd_path)
-            # Links are read relative to the open directory: one path lookup per process,
-            # not one per descriptor (half the cost of a readlink on a full path).
-            fd_dir = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY)
+            count, inodes = fd_table(fd_path)
         except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
             scan.vanished += 1  # exited, or a pid directory replaced under us
             continue
@@ -297,31 +292,57 @@ def scan_fds(proc_root: Path, *, skip_pids: Collection[int] = ()) -> FdScan:
                 raise InputError(fd_path, error.strerror or str(error)) from None
             scan.vanished += 1
             continue
-        try:
-            scan.scanned += 1
-            scan.open_fds[pid] = len(names)
-            alone = (pid,)
-            for name in names:
-                try:
-                    target = readlink(name, dir_fd=fd_dir)
-                except OSError:  # the fd was closed between listdir and readlink
-                    continue
-                if (
-                    target[:8] == "socket:["
-                    and target[-1:] == "]"
-                    and (digits := target[8:-1]).isascii()
-                    and digits.isdigit()
-                    and len(digits) <= 20
-                ):
-                    inode = int(digits)
-                    holders = remember(inode, alone)  # one lookup for the usual first holder
-                    if holders is not alone and pid not in holders:
-                        # another process holds it too (one process may hold a socket on
-                        # many fds: that is no second holder)
-                        pids_by_inode[inode] = tuple(sorted((*holders, pid)))
-        finally:
-            os.close(fd_dir)
+        scan.scanned += 1
+        scan.open_fds[pid] = count
+        credit_holder(scan.pids_by_inode, pid, inodes)
     return scan
+
+
+def fd_table(fd_path: str) -> tuple[int, array[int]]:
+    """How many descriptors the directory ``fd_path`` (a /proc/PID/fd) lists, and the inodes
+    of the sockets among them, in the order listed (one socket on several fds is there as
+    often). Raises the OSError of a directory that cannot be read: the process exited
+    (FileNotFoundError, ProcessLookupError) or is not ours to read (PermissionError)."""
+    names = os.listdir(fd_path)
+    # Links are read relative to the open directory: one path lookup per process, not one
+    # per descriptor (half the cost of a readlink on a full path).
+    fd_dir = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY)
+    inodes = array("Q")
+    append = inodes.append
+    readlink = os.readlink
+    try:
+        for name in names:
+            try:
+                target = readlink(name, dir_fd=fd_dir)
+            except OSError:  # the fd was closed between listdir and readlink
+                continue
+            if (
+                target[:8] == "socket:["
+                and target[-1:] == "]"
+                and (digits := target[8:-1]).isascii()
+                and digits.isdigit()
+                and len(digits) <= 20
+                and (inode := int(digits)) < 1 << 64
+            ):
+                append(inode)
+    finally:
+        os.close(fd_dir)
+    return len(names), inodes
+
+
+def credit_holder(
+    pids_by_inode: dict[int, tuple[int, ...]], pid: int, inodes: Iterable[int]
+) -> None:
+    """Add ``pid`` to the holders of each of ``inodes`` in ``pids_by_inode`` (kept sorted;
+    every socket held by ``pid`` alone shares one ``(pid,)``)."""
+    remember = pids_by_inode.setdefault
+    alone = (pid,)
+    for inode in inodes:
+        holders = remember(inode, alone)  # one lookup for the usual first holder
+        if holders is not alone and pid not in holders:
+            # another process holds it too (one process may hold a socket on many fds: that
+            # is no second holder)
+            pids_by_inode[inode] = tuple(sorted((*holders, pid)))
 
 
 # The most descriptors the second look (below) reads again; past it, the unseen sockets stay
