@@ -87,6 +87,10 @@ class SnapshotIndex:
     unaccepted_close_wait_by_listener: dict[int, list[Socket]] = field(default_factory=dict)
     unaccepted_close_wait_without_listener: list[Socket] = field(default_factory=list)
     unaccepted_close_wait_ids: set[int] = field(default_factory=set)
+    # Per state, the pids holding the sockets with each (local, remote) pair: see pids_by_ends().
+    _pids_by_ends: dict[TcpState, dict[tuple[Endpoint, Endpoint], set[int]]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def build(cls, snapshot: Snapshot) -> SnapshotIndex:
@@ -168,6 +172,20 @@ class SnapshotIndex:
 
     def sockets(self, state: TcpState) -> list[Socket]:
         return self.by_state.get(state, [])
+
+    def pids_by_ends(self, state: TcpState) -> dict[tuple[Endpoint, Endpoint], set[int]]:
+        """The pids holding the sockets in ``state`` with each (local, remote) pair (a pair may
+        repeat across network namespaces: all their pids). Built for a state the first time a
+        rule asks -- a rule looking for the local peers of each of its findings would
+        otherwise pass over every socket in that state once per finding."""
+        found = self._pids_by_ends.get(state)
+        if found is None:
+            found = {}
+            for sock in self.sockets(state):
+                if sock.pids:
+                    found.setdefault((sock.local, sock.remote), set()).update(sock.pids)
+            self._pids_by_ends[state] = found
+        return found
 
     def unseen_in(self, state: TcpState) -> int:
         """How many sockets in ``state`` have a descriptor that no process we could read

@@ -152,8 +152,8 @@ def local_peers(
     wanted = {(sock.remote, sock.local) for sock in sockets if index.is_local(sock.remote.address)}
     if not wanted:
         return ()
+    by_ends = index.pids_by_ends(peer_state)
     pids: set[int] = set()
-    for other in index.sockets(peer_state):
-        if (other.local, other.remote) in wanted:
-            pids.update(other.pids)
+    for ends in wanted:
+        pids.update(by_ends.get(ends, ()))
     return tuple(sorted(pids))
