@@ -135,6 +135,7 @@ class CachedWalk:
         self.vanished: set[int] = set()
         self.forbidden: set[int] = set()
         self.unplaceable: frozenset[int] | None = None  # known once place() has run
+        self._wanted: set[int] = set()  # the inodes place() was asked about
 
     def _read(self, pid: int, ident: tuple[int, int] | None = None) -> Table | None:
         """Read ``pid``'s table now (counting it vanished or forbidden when that fails)."""
@@ -182,18 +183,21 @@ class CachedWalk:
                 self.tables[pid] = table
 
     def place(self, inodes: Iterable[int]) -> FdScan:
-        """The walk's answer about ``inodes`` (the sockets' inodes; 0 for none): each is placed
-        by the tables, else those that changed since :meth:`look` are read again, then all
-        not read this collection."""
+        """The walk's answer about ``inodes`` (the sockets' inodes in the dump; 0 for none).
+        Where one is not placed by the tables, the processes that may hold it are read again:
+        those whose fd directory changed since :meth:`look`, and those whose table holds a TCP
+        socket gone from the dump (a process that closed one connection and opened another
+        keeps its count); then, if it is still not placed, every process not read yet."""
         pids_by_inode = self._holders()
         wanted = {inode for inode in inodes if inode}
+        self._wanted = wanted
         unplaced = wanted - pids_by_inode.keys() - self.previous.unplaceable
         if unplaced:
-            self._read_again(changed_only=True)
+            self._read_again(self._changed() | self._lost(wanted))
             pids_by_inode = self._holders()
             unplaced -= pids_by_inode.keys()
         if unplaced:
-            self._read_again(changed_only=False)
+            self._read_again(None)
             pids_by_inode = self._holders()
             # What even a walk of every process could not place does not force the next one.
             self.unplaceable = frozenset(wanted - pids_by_inode.keys())
@@ -210,17 +214,42 @@ class CachedWalk:
             forbidden=len(self.forbidden),
         )
 
-    def _read_again(self, *, changed_only: bool) -> None:
+    def _changed(self) -> set[int]:
+        """The processes not read this collection whose fd directory changed since
+        :meth:`look`, or that were not there then."""
+        changed = set()
         for pid in _pid_dirs(self.proc_root):
             if pid in self.skip_pids or pid in self.walked or pid in self.forbidden:
                 continue
             table = self.tables.get(pid)
-            if changed_only and table is not None:
-                try:
-                    if _ident(f"{self.proc_root}/{pid}/fd") == table.ident:
-                        continue
-                except OSError:
-                    pass  # read below, which counts it
+            try:
+                if table is not None and _ident(f"{self.proc_root}/{pid}/fd") == table.ident:
+                    continue
+            except OSError:
+                pass  # read again, which counts it
+            changed.add(pid)
+        return changed
+
+    def _lost(self, wanted: set[int]) -> set[int]:
+        """The processes not read this collection whose kept table holds a TCP socket that is
+        no longer in the dump: they closed it since, and may have opened the unplaced one."""
+        return {
+            pid
+            for pid, table in self.tables.items()
+            if pid not in self.walked and not wanted.issuperset(table.inodes)
+        }
+
+    def _read_again(self, pids: set[int] | None) -> None:
+        """Read ``pids`` again (None: every process not read yet this collection)."""
+        if pids is None:
+            pids = {
+                pid
+                for pid in _pid_dirs(self.proc_root)
+                if pid not in self.skip_pids
+                and pid not in self.walked
+                and pid not in self.forbidden
+            }
+        for pid in sorted(pids):
             fresh = self._read(pid)
             if fresh is None:
                 self.tables.pop(pid, None)
@@ -234,5 +263,22 @@ class CachedWalk:
         return pids_by_inode
 
     def learned(self) -> Learned:
-        """What the next collection starts from (call after :meth:`place`)."""
-        return Learned(self.collection, self.tables, self.unplaceable or frozenset())
+        """What the next collection starts from (call after :meth:`place`). The tables read
+        this collection keep only the inodes of the dump: the TCP sockets (the walk sees every
+        socket, Unix and UDP ones too), so that one gone from a later dump means the process
+        closed it."""
+        wanted = self._wanted
+        tables = {
+            pid: (
+                Table(
+                    table.ident,
+                    table.fds,
+                    array("Q", [inode for inode in table.inodes if inode in wanted]),
+                    table.walked,
+                )
+                if pid in self.walked
+                else table
+            )
+            for pid, table in self.tables.items()
+        }
+        return Learned(self.collection, tables, self.unplaceable or frozenset())

@@ -1,0 +1,221 @@
+"""The descriptor tables kept across collections (tcphealth.sources.fd_cache), on the live
+/proc with real processes: a table is read again exactly when its process may have changed,
+and the owners it gives are those a full walk gives."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from tcphealth.sources import background_scan, fd_cache, procfs
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not fd_cache.supported(),
+    reason="needs a Linux (6.2+) /proc that counts descriptors in stat()",
+)
+
+PROC = Path("/proc")
+HOLDER = Path(__file__).resolve().parent / "fd_holder.py"
+
+
+@dataclass
+class Holder:
+    process: subprocess.Popen[str]
+    inodes: list[int]
+    fds: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tell(self, command: str) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        self._read()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        words = self.process.stdout.readline().split()
+        assert words and words[0] == "OK", words
+        self.fds, self.inodes = int(words[1]), [int(word) for word in words[2:]]
+
+
+@contextlib.contextmanager
+def holder(name: str, connections: int = 0) -> Iterator[Holder]:
+    process = subprocess.Popen(
+        [sys.executable, str(HOLDER), name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        held = Holder(process, [], 0)
+        held._read()
+        if connections:
+            held.tell(f"open {connections}")
+        yield held
+    finally:
+        with contextlib.suppress(OSError):
+            assert process.stdin is not None
+            process.stdin.close()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def walk(
+    previous: fd_cache.Learned, inodes: list[int], *, refresh: bool = False
+) -> tuple[fd_cache.CachedWalk, procfs.FdScan]:
+    """A collection's walk after ``previous``; unless ``refresh``, with no table due for its
+    refresh (which would read a process again whatever it did, a pid's luck)."""
+    if not refresh:
+        previous = fresh(previous)
+    done = fd_cache.CachedWalk(previous, always_pids=(os.getpid(),))
+    done.look()
+    return done, done.place(inodes)
+
+
+def fresh(learned: fd_cache.Learned) -> fd_cache.Learned:
+    tables = {
+        pid: replace(table, walked=learned.collections) for pid, table in learned.tables.items()
+    }
+    return replace(learned, tables=tables)
+
+
+def full_walk_holders(inodes: list[int]) -> list[tuple[int, ...]]:
+    scan = procfs.scan_fds(PROC)
+    return [scan.pids_by_inode.get(inode, ()) for inode in inodes]
+
+
+def test_this_kernel_counts_descriptors_in_stat() -> None:
+    # The premise of the cache, checked on this process: st_size is the number of open fds.
+    fds = len(os.listdir("/proc/self/fd")) - 1  # less the one listdir had open
+    assert os.stat("/proc/self/fd").st_size == fds
+
+
+def test_an_unchanged_process_is_not_read_again() -> None:
+    with holder("th23-still", 3) as still:
+        first, _ = walk(fd_cache.Learned(), still.inodes)
+        assert still.pid in first.walked
+        second, scan = walk(first.learned(), still.inodes)
+        assert still.pid not in second.walked  # one stat, no readlink
+        assert second.tables[still.pid].walked == first.collection  # kept, not read again
+        assert [scan.pids_by_inode[inode] for inode in still.inodes] == full_walk_holders(
+            still.inodes
+        )
+        assert scan.open_fds[still.pid] == still.fds - 1  # less its own listdir's
+
+
+def test_a_process_with_more_or_fewer_descriptors_is_read_again() -> None:
+    with holder("th23-grows", 2) as grows, holder("th23-shrinks", 3) as shrinks:
+        first, _ = walk(fd_cache.Learned(), grows.inodes + shrinks.inodes)
+        grows.tell("open 2")
+        shrinks.tell("file")  # two sockets closed, two files opened: the same count
+        shrinks.tell("close 1")  # the client end closed: one fewer
+        asked = grows.inodes + shrinks.inodes
+        second, scan = walk(first.learned(), asked)
+        assert {grows.pid, shrinks.pid} <= second.walked
+        assert [scan.pids_by_inode.get(inode, ()) for inode in asked] == full_walk_holders(asked)
+        assert all(scan.pids_by_inode[inode] == (grows.pid,) for inode in grows.inodes)
+
+
+def test_new_sockets_at_the_same_count_are_found_by_reading_only_their_process() -> None:
+    with holder("th23-swaps", 3) as swaps, holder("th23-bystand", 3) as bystander:
+        first, _ = walk(fd_cache.Learned(), swaps.inodes + bystander.inodes)
+        before = set(swaps.inodes)
+        ident = os.stat(f"/proc/{swaps.pid}/fd")
+        swaps.tell("swap")
+        after = os.stat(f"/proc/{swaps.pid}/fd")
+        # The premise of this test: stat() cannot tell the swap happened.
+        assert (after.st_ino, after.st_size) == (ident.st_ino, ident.st_size)
+        new = [inode for inode in swaps.inodes if inode not in before]
+        assert len(new) == 2
+        asked = swaps.inodes + bystander.inodes
+        second, scan = walk(first.learned(), asked)
+        # Read again because its new sockets were unplaced and two of its old ones are gone
+        # from the dump; the unchanged process beside it is not read.
+        assert swaps.pid in second.walked
+        assert bystander.pid not in second.walked
+        assert all(scan.pids_by_inode[inode] == (swaps.pid,) for inode in swaps.inodes)
+        assert all(scan.pids_by_inode[inode] == (bystander.pid,) for inode in bystander.inodes)
+        assert second.learned().unplaceable == frozenset()
+
+
+def test_an_inode_no_walk_can_place_forces_only_one_full_walk() -> None:
+    with holder("th23-quiet", 1) as quiet:
+        nobody = max(procfs.scan_fds(PROC).pids_by_inode) + 987_654
+        first, _ = walk(fd_cache.Learned(), quiet.inodes)
+        second, scan = walk(first.learned(), [*quiet.inodes, nobody])
+        assert quiet.pid in second.walked  # the full walk the unplaced inode forced
+        assert nobody not in scan.pids_by_inode
+        assert second.learned().unplaceable == {nobody}
+        third, _ = walk(second.learned(), [*quiet.inodes, nobody])
+        assert quiet.pid not in third.walked  # known unplaceable: no walk again
+        assert third.learned().unplaceable == {nobody}
+        fourth, _ = walk(third.learned(), quiet.inodes)  # gone from the dump: forgotten
+        assert fourth.learned().unplaceable == frozenset()
+
+
+def test_every_table_is_read_again_within_the_refresh_bound() -> None:
+    with holder("th23-idle", 1) as idle:
+        learned = fd_cache.Learned()
+        reads = []
+        for number in range(2 * fd_cache.REFRESH_EVERY + 1):
+            done, _ = walk(learned, idle.inodes, refresh=True)
+            learned = done.learned()
+            if idle.pid in done.walked:
+                reads.append(number)
+        # The first collection, then once per REFRESH_EVERY (its first one sooner, by pid).
+        assert reads[0] == 0
+        gaps = [later - earlier for earlier, later in zip(reads, reads[1:], strict=False)]
+        assert gaps and all(gap <= fd_cache.REFRESH_EVERY for gap in gaps), reads
+        assert len(reads) >= 3
+
+
+def test_the_scan_in_a_child_uses_and_returns_the_kept_tables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fd_cache, "_enabled", True)
+    monkeypatch.setattr(fd_cache, "_learned", fd_cache.Learned())
+    with holder("th23-child", 2) as held:
+        asked = array("Q", held.inodes)
+        for collection in (1, 2):
+            with background_scan.started(PROC) as pending:
+                assert pending._pid is not None
+                owners = pending.owners(asked)
+            assert [owners.groups[number] for number in owners.index] == [(held.pid,)] * len(
+                held.inodes
+            )
+            kept = fd_cache.current()
+            assert kept is not None and kept.collections == collection
+            assert held.pid in kept.tables
+
+
+def test_without_enable_nothing_is_kept() -> None:
+    assert not fd_cache.enabled()  # only tcphealth serve enables it
+    assert fd_cache.current() is None
+    with background_scan.started(PROC) as pending:
+        owners = pending.owners(array("Q"))
+    assert owners.learned is None
+
+
+def test_enable_refuses_a_kernel_that_does_not_count_descriptors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fd_cache, "_enabled", False)
+    monkeypatch.setattr(fd_cache, "supported", lambda proc_root=PROC: False)
+    assert fd_cache.enable() is False
+    assert fd_cache.current() is None
