@@ -4,18 +4,17 @@ and the owners it gives are those a full walk gives."""
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import os
-import subprocess
 import sys
 from array import array
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tcphealth.sources import background_scan, fd_cache, procfs
+from tests.fd_holder import holder
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not fd_cache.supported(),
@@ -23,57 +22,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 PROC = Path("/proc")
-HOLDER = Path(__file__).resolve().parent / "fd_holder.py"
-
-
-@dataclass
-class Holder:
-    process: subprocess.Popen[str]
-    inodes: list[int]
-    fds: int
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tell(self, command: str) -> None:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        self._read()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        words = self.process.stdout.readline().split()
-        assert words and words[0] == "OK", words
-        self.fds, self.inodes = int(words[1]), [int(word) for word in words[2:]]
-
-
-@contextlib.contextmanager
-def holder(name: str, connections: int = 0) -> Iterator[Holder]:
-    process = subprocess.Popen(
-        [sys.executable, str(HOLDER), name],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        held = Holder(process, [], 0)
-        held._read()
-        if connections:
-            held.tell(f"open {connections}")
-        yield held
-    finally:
-        with contextlib.suppress(OSError):
-            assert process.stdin is not None
-            process.stdin.close()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def walk(
@@ -180,7 +128,7 @@ def test_every_table_is_read_again_within_the_refresh_bound() -> None:
                 reads.append(number)
         # The first collection, then once per REFRESH_EVERY (its first one sooner, by pid).
         assert reads[0] == 0
-        gaps = [later - earlier for earlier, later in zip(reads, reads[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(reads)]
         assert gaps and all(gap <= fd_cache.REFRESH_EVERY for gap in gaps), reads
         assert len(reads) >= 3
 

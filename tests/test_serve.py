@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -23,6 +25,7 @@ from tcphealth.serve import (
     make_registry,
     parse_listen,
 )
+from tests.fd_holder import holder
 from tests.serve_helpers import ROOT, get, serving, stop
 
 FIXTURE = ROOT / "fixtures" / "listener-not-accepting.json"
@@ -215,6 +218,75 @@ def test_serve_live_sees_its_own_listening_socket() -> None:
         mine = f'endpoint="127.0.0.1:{served.port}"'
         lines = [line for line in body.splitlines() if mine in line]
         assert any(line.startswith("tcphealth_listener_backlog{") for line in lines), lines
+
+
+# The names of the helper processes below, and the states ss prints for them.
+_HOLDER_NAMES = ("th23-opener", "th23-closer", "th23-swapper", "th23-still")
+_SS_STATES = {"ESTAB": "ESTABLISHED"}
+
+
+def _ss_counts(names: Iterable[str]) -> dict[tuple[str, str], int]:
+    """Sockets per (process name, state) as ``ss -tanp`` lists them, for ``names``; a socket
+    held by several processes of one name counts once."""
+    listing = subprocess.run(
+        ["ss", "-tanpH"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    counts: dict[tuple[str, str], int] = {}
+    for line in listing.splitlines():
+        state = line.split()[0]
+        state = _SS_STATES.get(state, state.replace("-", "_"))
+        for name in set(re.findall(r'\(\("([^"]*)",pid=', line)) & set(names):
+            counts[name, state] = counts.get((name, state), 0) + 1
+    return counts
+
+
+def _metric_counts(body: str, names: Iterable[str]) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for family in text_string_to_metric_families(body):
+        if family.name != "tcphealth_process_sockets":
+            continue
+        for sample in family.samples:
+            if sample.labels["process"] in names:
+                counts[sample.labels["process"], sample.labels["state"]] = int(sample.value)
+    return counts
+
+
+@pytestmark_live
+def test_serve_counts_follow_processes_that_change_between_scrapes() -> None:
+    # The second scrape reads again only the descriptor tables that may have changed
+    # (tcphealth.sources.fd_cache): a process that opened connections, one that closed some,
+    # one that closed a connection and made two others (the same descriptor count: only its
+    # sockets new in the dump and gone from it tell; made to a listener of ours, so that the
+    # second look for late sockets, which reads listeners' and same-peer processes', does
+    # not find them anyway), and one that did nothing. Each must count as ss says.
+    with (
+        socket.create_server(("127.0.0.1", 0)) as far_end,
+        holder("th23-opener", 2) as opener,
+        holder("th23-closer", 4) as closer,
+        holder("th23-swapper", 3) as swapper,
+        holder("th23-still", 2),
+        serving("--min-interval", "0", "--top", "1000") as served,
+    ):
+        status, _, first = get(served.url + "/metrics", timeout=120)
+        assert status == 200 and "tcphealth_collect_success 1.0" in first
+        assert _metric_counts(first, _HOLDER_NAMES) == _ss_counts(_HOLDER_NAMES)
+        opener.tell("open 3")
+        closer.tell("close 2")
+        swapper.tell(f"swapout {far_end.getsockname()[1]}")
+        accepted = [far_end.accept()[0] for _ in range(2)]
+        status, _, second = get(served.url + "/metrics", timeout=120)
+        assert status == 200 and "tcphealth_collect_success 1.0" in second
+        counts = _metric_counts(second, _HOLDER_NAMES)
+        assert counts == _ss_counts(_HOLDER_NAMES)
+        # What the helpers did, as they hold it: the listener and both ends of each connection.
+        assert counts["th23-opener", "ESTABLISHED"] == 10
+        assert counts["th23-closer", "CLOSE_WAIT"] == 2
+        assert counts["th23-closer", "ESTABLISHED"] == 4
+        assert counts["th23-swapper", "ESTABLISHED"] == 6
+        assert counts["th23-still", "ESTABLISHED"] == 4
+        assert all(counts[name, "LISTEN"] == 1 for name in _HOLDER_NAMES)
+        for sock in accepted:
+            sock.close()
 
 
 # --- the collection in a forked child ------------------------------------------------------------
