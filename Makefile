@@ -111,7 +111,7 @@ bench-deps:
 # (benchmarks/scrape.py; results in benchmarks/RESULTS.md). Never part of `make test`/CI.
 .PHONY: bench-scrape rules
 bench-scrape: $(VENV)/.installed-test
-	$(PY) -m benchmarks.scrape --sockets $(N) --rounds $(ROUNDS)
+	$(PY) -m benchmarks.scrape --sockets $(N) --rounds $(ROUNDS) $(if $(BASELINE),--baseline $(BASELINE))
 
 # The shipped alert rules: checked and unit-tested by promtool (the Debian package
 # prometheus). `make test` runs the same through tests/test_prometheus.py.

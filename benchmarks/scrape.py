@@ -13,6 +13,10 @@ of the same host in the same run (issue 23).
 4. Reports the medians, serve's peak resident memory (VmHWM) and its resident memory after
    each scrape (steady state must not grow), then stops everything by pid.
 
+With ``--baseline CMD`` a second server, started from another tcphealth command (an older
+version, say), is scraped in the same rounds, so that a before/after comparison sees the same
+load on the machine.
+
 Never part of ``make test``: the numbers go to benchmarks/RESULTS.md.
 """
 
@@ -30,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import run as bench
@@ -79,7 +84,7 @@ def start_serve(tcphealth: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError(f"tcphealth serve did not start: {seen.decode(errors='replace')}")
 
 
-PEAKS: list[float] = []  # collect_max_resident_bytes of every scrape, in MiB
+PEAKS: dict[int, list[float]] = {}  # collect_max_resident_bytes of every scrape, in MiB
 
 
 def scrape(port: int) -> tuple[float, int, str]:
@@ -93,7 +98,7 @@ def scrape(port: int) -> tuple[float, int, str]:
     wall = time.perf_counter() - started
     for line in body.decode().splitlines():
         if line.startswith("tcphealth_collect_max_resident_bytes "):
-            PEAKS.append(float(line.split()[1]) / (1 << 20))
+            PEAKS.setdefault(port, []).append(float(line.split()[1]) / (1 << 20))
     success = next(
         (
             line
@@ -129,6 +134,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--processes", type=int, default=16, help="load generator workers")
     parser.add_argument(
+        "--baseline",
+        metavar="CMD",
+        help="also scrape a server started from this tcphealth command, in the same rounds",
+    )
+    parser.add_argument(
         "--tcphealth",
         default=str(Path(sys.executable).parent / "tcphealth"),
         help="the tcphealth command to measure (default: next to this Python)",
@@ -146,48 +156,74 @@ def main(argv: list[str] | None = None) -> int:
         state_file = Path(scratch) / "loadgen.json"
         seconds = 600 + args.sockets / 200
         with bench.load_generator(args.sockets, args.processes, seconds, state_file):
-            serve, port = start_serve(args.tcphealth)
+            servers: list[Server] = []
             try:
-                return measure(args, serve, port)
+                commands = [("scrape", args.tcphealth)]
+                if args.baseline:
+                    commands.append(("baseline scrape", args.baseline))
+                for name, command in commands:
+                    serve, port = start_serve(command)
+                    servers.append(Server(name, serve, port))
+                return measure(args, servers)
             finally:
-                serve.send_signal(signal.SIGTERM)
-                try:
-                    print(f"serve: exit {serve.wait(timeout=60)} on SIGTERM")
-                except subprocess.TimeoutExpired:
-                    serve.kill()
-                    serve.wait()
-                    print("serve: did not stop on SIGTERM within 60 s; killed")
-                if serve.stderr is not None:
-                    serve.stderr.close()
+                for server in servers:
+                    stop_serve(server.process)
 
 
-def measure(args: argparse.Namespace, serve: subprocess.Popen[bytes], port: int) -> int:
-    pid = serve.pid
-    before = cpu_seconds(pid)
-    wall, size, success = scrape(port)
-    first_cpu = cpu_seconds(pid) - before
-    print(
-        f"first scrape (not steady state): wall {wall:.2f} s, cpu {first_cpu:.2f} s, "
-        f"{size:,} bytes, {success}; serve VmRSS {memory_kib(pid, 'VmRSS') / 1024:.0f} MiB"
-    )
+@dataclass
+class Server:
+    """A ``tcphealth serve`` under measurement, and what its scrapes cost."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    resident: list[int] = field(default_factory=list)  # KiB after each scrape
+
+    def scrape(self) -> str:
+        pid = self.process.pid
+        before = cpu_seconds(pid)
+        wall, _, success = scrape(self.port)
+        cpu = cpu_seconds(pid) - before
+        self.walls.append(wall)
+        self.cpus.append(cpu)
+        self.resident.append(memory_kib(pid, "VmRSS"))
+        return f"{self.name} wall {wall:.2f} s cpu {cpu:.2f} s ({success})"
+
+
+def stop_serve(serve: subprocess.Popen[bytes]) -> None:
+    serve.send_signal(signal.SIGTERM)
+    try:
+        print(f"serve: exit {serve.wait(timeout=60)} on SIGTERM")
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        serve.wait()
+        print("serve: did not stop on SIGTERM within 60 s; killed")
+    if serve.stderr is not None:
+        serve.stderr.close()
+
+
+def measure(args: argparse.Namespace, servers: list[Server]) -> int:
+    for server in servers:
+        pid = server.process.pid
+        before = cpu_seconds(pid)
+        wall, size, success = scrape(server.port)
+        first_cpu = cpu_seconds(pid) - before
+        print(
+            f"first {server.name} (not steady state): wall {wall:.2f} s, cpu {first_cpu:.2f} s, "
+            f"{size:,} bytes, {success}; serve VmRSS {memory_kib(pid, 'VmRSS') / 1024:.0f} MiB"
+        )
     print(f"load average before timing: {bench.load_average()}")
-    scrapes_wall: list[float] = []
-    scrapes_cpu: list[float] = []
     reports_wall: list[float] = []
     reports_cpu: list[float] = []
-    resident: list[int] = []
+    steps: list[Server | None] = [*servers, None]  # None: a full report
     for number in range(1, args.rounds + 1):
-        order = ("scrape", "report") if number % 2 else ("report", "scrape")
+        shift = (number - 1) % len(steps)  # the order turns each round
         line = []
-        for what in order:
-            if what == "scrape":
-                before = cpu_seconds(pid)
-                wall, size, success = scrape(port)
-                cpu = cpu_seconds(pid) - before
-                scrapes_wall.append(wall)
-                scrapes_cpu.append(cpu)
-                resident.append(memory_kib(pid, "VmRSS"))
-                line.append(f"scrape wall {wall:.2f} s cpu {cpu:.2f} s ({success})")
+        for step in steps[shift:] + steps[:shift]:
+            if step is not None:
+                line.append(step.scrape())
             else:
                 wall, cpu = full_report(args.tcphealth)
                 reports_wall.append(wall)
@@ -195,29 +231,30 @@ def measure(args: argparse.Namespace, serve: subprocess.Popen[bytes], port: int)
                 line.append(f"report wall {wall:.2f} s cpu {cpu:.2f} s")
         print(f"round {number}/{args.rounds}: " + "; ".join(line), flush=True)
     print(f"load average after timing: {bench.load_average()}")
-    peak = memory_kib(pid, "VmHWM")
     print()
     print(f"N = {args.sockets:,}: medians over {args.rounds} rounds")
-    print("  what                          wall s    cpu s   cpu min   cpu max")
-    for name, walls, cpus in (
-        ("scrape (steady state)", scrapes_wall, scrapes_cpu),
-        ("full report (tcphealth)", reports_wall, reports_cpu),
-    ):
+    print("  what                             wall s    cpu s   cpu min   cpu max")
+    rows = [(f"{server.name} (steady state)", server.walls, server.cpus) for server in servers]
+    for name, walls, cpus in (*rows, ("full report (tcphealth)", reports_wall, reports_cpu)):
         print(
-            f"  {name:<28} {statistics.median(walls):7.2f}  {statistics.median(cpus):7.2f}"
+            f"  {name:<31} {statistics.median(walls):7.2f}  {statistics.median(cpus):7.2f}"
             f"   {min(cpus):7.2f}   {max(cpus):7.2f}"
         )
-    ratio = statistics.median(scrapes_cpu) / statistics.median(reports_cpu)
-    print(f"  scrape / report (cpu): {ratio:.2f}")
-    print(f"  serve peak RSS (VmHWM): {peak / 1024:.0f} MiB")
-    if PEAKS:
+    for server in servers:
+        ratio = statistics.median(server.cpus) / statistics.median(reports_cpu)
+        pid = server.process.pid
+        print(f"  {server.name}: scrape / report (cpu): {ratio:.2f}")
+        print(f"    serve peak RSS (VmHWM): {memory_kib(pid, 'VmHWM') / 1024:.0f} MiB")
+        peaks = PEAKS.get(server.port, [])
+        if peaks:
+            print(
+                "    collecting child's peak RSS (collect_max_resident_bytes), MiB: "
+                + " ".join(f"{value:.0f}" for value in peaks)
+            )
         print(
-            "  collecting child's peak RSS (collect_max_resident_bytes), MiB: "
-            + " ".join(f"{value:.0f}" for value in PEAKS)
+            "    serve RSS after each scrape (MiB): "
+            + " ".join(f"{kib / 1024:.0f}" for kib in server.resident)
         )
-    print(
-        "  serve RSS after each scrape (MiB): " + " ".join(f"{kib / 1024:.0f}" for kib in resident)
-    )
     return 0
 
 
