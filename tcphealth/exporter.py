@@ -32,7 +32,8 @@ def report_families(
 ) -> list[Metric]:
     """The metric families of one snapshot, or of the latest of a timed series (diagnosed
     with time, as ``tcphealth --from SERIES`` does); ``where`` names the input in notes."""
-    diagnosed = diagnose_samples(series, where, flt, thresholds)
+    # No metric reads the groups of sockets a report makes for each process's table.
+    diagnosed = diagnose_samples(series, where, flt, thresholds, grouped=False)
     latest = diagnosed.noted  # the snapshot the report is of: its counters and sysctls
     return families(diagnosed.report, KernelFacts(latest.counters, latest.sysctls), top=top)
 

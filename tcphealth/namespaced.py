@@ -189,25 +189,36 @@ Diagnosis = Callable[[Snapshot], list[Finding]]
 SeriesDiagnosis = Callable[[Sequence[Snapshot]], "tuple[list[Finding], SeriesFacts]"]
 
 
-def analyse(snapshot: Snapshot, diagnosis: Diagnosis, filters: tuple[str, ...] = ()) -> Report:
+def analyse(
+    snapshot: Snapshot,
+    diagnosis: Diagnosis,
+    filters: tuple[str, ...] = (),
+    *,
+    grouped: bool = True,
+) -> Report:
     """Diagnose every namespace of ``snapshot`` with ``diagnosis`` (the rules, with the
-    thresholds and filters bound) and join the reports."""
+    thresholds and filters bound) and join the reports (``grouped``: see build_report)."""
     by_pid = {process.pid: process for process in snapshot.processes}
     if len(snapshot.namespaces) == 1:
         namespace = snapshot.namespaces[0]
         findings = [place(finding, namespace, by_pid) for finding in diagnosis(snapshot)]
         return replace(
-            build_report(snapshot, findings, filters=filters), namespaces=snapshot.namespaces
+            build_report(snapshot, findings, filters=filters, grouped=grouped),
+            namespaces=snapshot.namespaces,
         )
     reports = []
     for namespace, part in split(snapshot):
         findings = [place(finding, namespace, by_pid) for finding in diagnosis(part)]
-        reports.append((namespace, build_report(part, findings, filters=filters)))
+        reports.append((namespace, build_report(part, findings, filters=filters, grouped=grouped)))
     return join(snapshot, reports, filters)
 
 
 def analyse_series(
-    series: Sequence[Snapshot], diagnosis: SeriesDiagnosis, filters: tuple[str, ...] = ()
+    series: Sequence[Snapshot],
+    diagnosis: SeriesDiagnosis,
+    filters: tuple[str, ...] = (),
+    *,
+    grouped: bool = True,
 ) -> Report:
     """Like :func:`analyse` for several samples (oldest first): each namespace of the latest
     sample diagnosed over its own part of every sample. The series facts shown (counters,
@@ -228,10 +239,17 @@ def analyse_series(
         found, facts = diagnosis(sub)
         first_facts = first_facts or facts
         findings = [place(finding, namespace, by_pid) for finding in found]
-        reports.append((namespace, build_report(part, findings, filters=filters, series=facts)))
+        reports.append(
+            (
+                namespace,
+                build_report(part, findings, filters=filters, series=facts, grouped=grouped),
+            )
+        )
     if len(reports) == 1:
         namespace, report = reports[0]
-        whole = build_report(latest, report.findings, filters=filters, series=first_facts)
+        whole = build_report(
+            latest, report.findings, filters=filters, series=first_facts, grouped=grouped
+        )
         return replace(whole, namespaces=latest.namespaces)
     return join(latest, reports, filters, series=first_facts)
 

@@ -35,9 +35,12 @@ def analyse(
     snapshot: Snapshot,
     flt: SocketFilter | None = None,
     thresholds: Thresholds | None = None,
+    *,
+    grouped: bool = True,
 ) -> Report:
     """Diagnose the whole snapshot, then show what ``flt`` selects: the matching sockets and
-    the findings about them -- each the same finding an unfiltered run makes."""
+    the findings about them -- each the same finding an unfiltered run makes. ``grouped``:
+    see :func:`~tcphealth.report.build_report`."""
     flt = flt or SocketFilter()
     with gcpause.paused():  # indexes and groups over every socket: no cycles among them
         if snapshot.namespaces:  # each namespace diagnosed with its own sysctls and counters
@@ -48,9 +51,9 @@ def analyse(
                 whole_part, found = whole[part.namespaces[0].inode]
                 return select_findings(found, flt, whole_part, part)
 
-            report = namespaced.analyse(narrowed, shown, flt.describe())
+            report = namespaced.analyse(narrowed, shown, flt.describe(), grouped=grouped)
             return replace(report, empty_selection=_empty(snapshot, narrowed, flt))
-        return _narrowed_report(snapshot, diagnose(snapshot, thresholds), flt)
+        return _narrowed_report(snapshot, diagnose(snapshot, thresholds), flt, grouped=grouped)
 
 
 def analyse_series(
@@ -58,6 +61,8 @@ def analyse_series(
     flt: SocketFilter | None = None,
     thresholds: Thresholds | None = None,
     ages: Mapping[ConnectionKey, Age] | None = None,
+    *,
+    grouped: bool = True,
 ) -> Report:
     """Like :func:`analyse` for several samples of one host, oldest first: the report is of
     the latest, with the findings time corrects and adds (see :mod:`tcphealth.diagnose.series`).
@@ -86,10 +91,10 @@ def analyse_series(
                 whole_part, found, facts = whole[part[-1].namespaces[0].inode]
                 return select_findings(found, flt, whole_part, part[-1]), facts
 
-            report = namespaced.analyse_series(narrowed, diagnosis, flt.describe())
+            report = namespaced.analyse_series(narrowed, diagnosis, flt.describe(), grouped=grouped)
             return replace(report, empty_selection=_empty(latest, narrowed[-1], flt))
         findings, facts = diagnose_series(series, thresholds, ages)
-        return _narrowed_report(latest, findings, flt, facts)
+        return _narrowed_report(latest, findings, flt, facts, grouped=grouped)
 
 
 def _narrowed_report(
@@ -97,6 +102,8 @@ def _narrowed_report(
     findings: Sequence[Finding],
     flt: SocketFilter,
     series: SeriesFacts | None = None,
+    *,
+    grouped: bool = True,
 ) -> Report:
     """The report of what ``flt`` selects from ``snapshot``, whose whole diagnosis is
     ``findings``."""
@@ -109,6 +116,7 @@ def _narrowed_report(
         filters=flt.describe(),
         series=series,
         empty_selection=_empty(snapshot, narrowed, flt),
+        grouped=grouped,
     )
 
 
@@ -313,14 +321,18 @@ def diagnose_samples(
     source_name: str,
     flt: SocketFilter | None = None,
     thresholds: Thresholds | None = None,
+    *,
+    grouped: bool = True,
 ) -> Diagnosed:
     """Samples with times between them are diagnosed with time; otherwise (one snapshot,
     or captures pasted together) the latest alone, with a note saying so. ``source_name``
-    is the file they came from, for that note."""
+    is the file they came from, for that note. ``grouped=False``: a report for the metrics,
+    without the groups of sockets no metric reads."""
     if sources.is_timed_series(samples):
-        return Diagnosed(analyse_series(samples, flt, thresholds), samples, samples[-1])
+        report = analyse_series(samples, flt, thresholds, grouped=grouped)
+        return Diagnosed(report, samples, samples[-1])
     snapshot = sources.latest_of(source_name, samples)
-    return Diagnosed(analyse(snapshot, flt, thresholds), samples, snapshot)
+    return Diagnosed(analyse(snapshot, flt, thresholds, grouped=grouped), samples, snapshot)
 
 
 def report_of(

@@ -5,7 +5,10 @@ import dataclasses
 import pytest
 
 from tcphealth.model import Endpoint, Severity, Socket, Sysctls, TcpState
+from tcphealth.pipeline import analyse
 from tcphealth.report import ExitCode, build_report
+from tcphealth.sources import load
+from tests.golden_update import FIXTURES, fixture_names
 from tests.scenario_helpers import ep, finding, leak_finding, leak_snapshot, proc, snap, sock
 
 
@@ -321,3 +324,24 @@ def test_a_filtered_report_counts_ownerless_sockets_among_those_it_shows() -> No
         "a note of another kind",
         unseen_owner_note(1),
     )
+
+
+@pytest.mark.parametrize("name", fixture_names())
+def test_a_report_without_groups_counts_what_the_grouped_one_counts(name: str) -> None:
+    # The metrics' report (grouped=False) skips the grouping pass; everything else it holds
+    # -- counts per state, per process and for no process, the order of the processes, the
+    # truncated sockets -- is what the grouped report of the same snapshot holds.
+    snapshot = load(FIXTURES / f"{name}.json")
+    grouped = analyse(snapshot)
+    ungrouped = analyse(snapshot, grouped=False)
+    assert ungrouped.states == grouped.states
+    assert ungrouped.truncated_sockets == grouped.truncated_sockets
+    assert ungrouped.findings == grouped.findings
+    assert [(o.pid, o.socket_count, o.states) for o in ungrouped.processes] == [
+        (o.pid, o.socket_count, o.states) for o in grouped.processes
+    ]
+    assert (ungrouped.unowned.socket_count, ungrouped.unowned.states) == (
+        grouped.unowned.socket_count,
+        grouped.unowned.states,
+    )
+    assert all(not owner.groups for owner in ungrouped.processes)
