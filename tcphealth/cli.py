@@ -1277,7 +1277,7 @@ def serve(
         from tcphealth.sources import fd_cache
 
         if fd_cache.enable():
-            carried = serving.Carried(fd_cache.current, fd_cache.adopt)
+            carried = serving.Carried(fd_cache.handed_back, fd_cache.adopt)
         else:
             serving.LOG.info(
                 "every scrape reads every process's descriptors: this kernel does not count "

@@ -167,3 +167,31 @@ def test_enable_refuses_a_kernel_that_does_not_count_descriptors(
     monkeypatch.setattr(fd_cache, "supported", lambda proc_root=PROC: False)
     assert fd_cache.enable() is False
     assert fd_cache.current() is None
+
+
+def test_a_delta_carries_only_the_tables_read_and_rebuilds_the_whole_from_its_base(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with holder("th23-delta", 2) as still, holder("th23-moves", 1) as moves:
+        first, _ = walk(fd_cache.Learned(), still.inodes + moves.inodes)
+        base = fresh(first.learned())
+        moves.tell("open 1")
+        second = fd_cache.CachedWalk(base, always_pids=(os.getpid(),))
+        second.look()
+        second.place(still.inodes + moves.inodes)
+        delta = second.delta()
+        assert moves.pid in delta.read and still.pid not in delta.read  # only what was read
+        assert still.pid in delta.kept
+        # The server holds the same base as the walk did: applying the delta gives it the
+        # tables the walk ended with.
+        monkeypatch.setattr(fd_cache, "_enabled", True)
+        monkeypatch.setattr(fd_cache, "_learned", base)
+        fd_cache.adopt(delta)
+        kept = fd_cache.current()
+        assert kept == second.learned()
+        assert fd_cache.handed_back() is delta
+        # A delta from another base is not applied onto the wrong tables: nothing is kept,
+        # and the next collection walks everything.
+        fd_cache.adopt(delta)
+        assert fd_cache.current() == fd_cache.Learned()
+        assert fd_cache.handed_back() is None

@@ -43,13 +43,14 @@ _THESE_INODES = b"Q"
 class Owners:
     """The holders of each inode asked about: ``groups[index[k]]`` for the k-th inode, where
     ``groups[0]`` is ``()``, no process we could read holds it. ``scan`` is the rest of the
-    walk (counts, descriptors per process), its inode map left empty. ``learned``: the
-    descriptor tables to keep for the next collection, where :mod:`.fd_cache` is enabled."""
+    walk (counts, descriptors per process), its inode map left empty. ``learned``: what
+    changed in the descriptor tables kept for the next collection, where :mod:`.fd_cache` is
+    enabled."""
 
     scan: FdScan
     groups: list[tuple[int, ...]]
     index: array[int]
-    learned: fd_cache.Learned | None = None
+    learned: fd_cache.Delta | None = None
 
 
 class _OwnerIndex:
@@ -72,15 +73,13 @@ class _OwnerIndex:
             forbidden=scan.forbidden,
         )
 
-    def owners(self, inodes: array[int], learned: fd_cache.Learned | None = None) -> Owners:
+    def owners(self, inodes: array[int], learned: fd_cache.Delta | None = None) -> Owners:
         get = self.number_of.get
         index = array("I", [get(inode, 0) for inode in inodes])
         return Owners(self.rest, self.groups, index, learned)
 
 
-def owners_from(
-    scan: FdScan, inodes: array[int], learned: fd_cache.Learned | None = None
-) -> Owners:
+def owners_from(scan: FdScan, inodes: array[int], learned: fd_cache.Delta | None = None) -> Owners:
     """The answer to :meth:`PendingScan.owners` from a walk at hand (what the child answers,
     and what a walk done here gives)."""
     return _OwnerIndex(scan).owners(inodes, learned)
@@ -97,7 +96,7 @@ def _cached_owners(
     walk = fd_cache.CachedWalk(cached, skip_pids, always_pids, proc_root)
     walk.look()
     scan = walk.place(inodes)
-    return owners_from(scan, inodes, walk.learned())
+    return owners_from(scan, inodes, walk.delta())
 
 
 class PendingScan:
@@ -146,7 +145,7 @@ class PendingScan:
             and isinstance(answer.index, array)
             and len(answer.index) == len(inodes)
             and max(answer.index, default=0) < len(answer.groups)
-            and (answer.learned is None or isinstance(answer.learned, fd_cache.Learned))
+            and (answer.learned is None or isinstance(answer.learned, fd_cache.Delta))
         ):
             fd_cache.adopt(answer.learned)
             return answer
@@ -233,7 +232,7 @@ def _child(pending: PendingScan, question_end: int, write_end: int) -> None:
         inodes.frombytes(question[1:])
         del question
         if walk is not None:
-            answer = owners_from(walk.place(inodes), inodes, walk.learned())
+            answer = owners_from(walk.place(inodes), inodes, walk.delta())
         else:
             assert index is not None
             answer = index.owners(inodes)
