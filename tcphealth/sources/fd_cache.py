@@ -11,8 +11,9 @@ one ``stat`` per process tells which tables may have changed. A table is read ag
 - it is due: each table is read again at least once every :data:`REFRESH_EVERY` collections
   whatever its count (spread over the collections by pid, so no scrape pays for all);
 - a socket in the dump is held by no table known (an *unplaced* inode): the processes whose
-  count changed since the first look are read again, then every process still unread this
-  collection if the inode is still unplaced. Inodes even a full walk could not place (held by
+  count changed since the first look, or whose kept TCP sockets left the dump (one that
+  closed a connection and made another keeps its count), are read again; then every process
+  still unread this collection if the inode is still unplaced. Inodes even a full walk could not place (held by
   the kernel, or in flight between processes) are remembered and do not force the next one.
 
 **The staleness this allows**, and only this: a process that, between two collections, closed
@@ -189,7 +190,8 @@ class CachedWalk:
         self.walked.add(pid)
         self.vanished.discard(pid)
         known = self.previous.tables.get(pid)
-        # A process seen before keeps its place in the refresh round; a new one gets one by pid.
+        # A table read now is next due in REFRESH_EVERY collections; a new process's first
+        # turn comes sooner by its pid, so that tables read together are not all due together.
         walked = self.collection if known is not None else self.collection - pid % REFRESH_EVERY
         return Table(ident, count, inodes, walked)
 
