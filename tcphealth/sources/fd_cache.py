@@ -13,8 +13,9 @@ one ``stat`` per process tells which tables may have changed. A table is read ag
 - a socket in the dump is held by no table known (an *unplaced* inode): the processes whose
   count changed since the first look, or whose kept TCP sockets left the dump (one that
   closed a connection and made another keeps its count), are read again; then every process
-  still unread this collection if the inode is still unplaced. Inodes even a full walk could not place (held by
-  the kernel, or in flight between processes) are remembered and do not force the next one.
+  still unread this collection if the inode is still unplaced. Inodes even a full walk could
+  not place (held by the kernel, or in flight between processes) are remembered and do not
+  force the next one.
 
 **The staleness this allows**, and only this: a process that, between two collections, closed
 a socket's descriptor *and* opened exactly as many descriptors that are not new TCP sockets
