@@ -7,6 +7,8 @@ import dataclasses
 
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.shared import local_peers
 from tcphealth.model import (
     Attribution,
     Blame,
@@ -20,6 +22,8 @@ from tcphealth.model import (
     TcpState,
 )
 from tests.builders import listener, many, proc_copy_attribution, process, snapshot, sock
+from tests.scenario_helpers import snap as scene
+from tests.scenario_helpers import sock as end
 
 
 def only(findings: list[Finding], code: str) -> Finding:
@@ -296,3 +300,27 @@ def test_healthy_established_sockets_give_no_close_wait_finding() -> None:
         processes=[process(1, "ok", open_fds=520, soft_limit=65536)],
     )
     assert diagnose(snap) == []
+
+
+def test_local_peers_are_the_holders_of_the_other_ends_in_the_state_asked() -> None:
+    # Two local connections to :6379 whose client ends are in FIN_WAIT2 (one pair repeated,
+    # as in two network namespaces, held by two processes), one whose client end is in
+    # another state, and one to a remote host.
+    server_ends = [
+        end("CLOSE_WAIT", "127.0.0.1:6379", "127.0.0.1:41000", 10),
+        end("CLOSE_WAIT", "127.0.0.1:6379", "127.0.0.1:41001", 10),
+        end("CLOSE_WAIT", "127.0.0.1:6379", "127.0.0.1:41002", 10),
+        end("CLOSE_WAIT", "10.0.0.5:6379", "10.9.9.9:41003", 10),
+    ]
+    client_ends = [
+        end("FIN_WAIT2", "127.0.0.1:41000", "127.0.0.1:6379", 21),
+        end("FIN_WAIT2", "127.0.0.1:41000", "127.0.0.1:6379", 20),
+        end("FIN_WAIT2", "127.0.0.1:41001", "127.0.0.1:6379", 22),
+        end("ESTABLISHED", "127.0.0.1:41002", "127.0.0.1:6379", 23),
+    ]
+    index = SnapshotIndex.build(scene([*server_ends, *client_ends]))
+    assert local_peers(index, server_ends, TcpState.FIN_WAIT2) == (20, 21, 22)
+    assert local_peers(index, server_ends[2:], TcpState.FIN_WAIT2) == ()
+    assert local_peers(index, server_ends[2:], TcpState.ESTABLISHED) == (23,)
+    # Asked about the first state again after another: the same answer.
+    assert local_peers(index, server_ends[:1], TcpState.FIN_WAIT2) == (20, 21)
