@@ -318,9 +318,15 @@ def test_local_peers_are_the_holders_of_the_other_ends_in_the_state_asked() -> N
         end("FIN_WAIT2", "127.0.0.1:41001", "127.0.0.1:6379", 22),
         end("ESTABLISHED", "127.0.0.1:41002", "127.0.0.1:6379", 23),
     ]
-    index = SnapshotIndex.build(scene([*server_ends, *client_ends]))
+    listener = end("LISTEN", "0.0.0.0:6379", "0.0.0.0:0", 10)
+    index = SnapshotIndex.build(scene([listener, *server_ends, *client_ends]))
     assert local_peers(index, server_ends, TcpState.FIN_WAIT2) == (20, 21, 22)
     assert local_peers(index, server_ends[2:], TcpState.FIN_WAIT2) == ()
     assert local_peers(index, server_ends[2:], TcpState.ESTABLISHED) == (23,)
     # Asked about the first state again after another: the same answer.
     assert local_peers(index, server_ends[:1], TcpState.FIN_WAIT2) == (20, 21)
+    # From the client side: the server's ends share the listening port, told apart by the
+    # client's.
+    assert local_peers(index, client_ends[2:3], TcpState.CLOSE_WAIT) == (10,)
+    assert local_peers(index, client_ends[3:], TcpState.CLOSE_WAIT) == (10,)
+    assert local_peers(index, client_ends[3:], TcpState.FIN_WAIT2) == ()

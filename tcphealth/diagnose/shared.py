@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
 from tcphealth.diagnose.wording import number, process_subject
-from tcphealth.model import Evidence, Socket, Subject, SubjectKind, Sysctls, TcpState
+from tcphealth.model import Endpoint, Evidence, Socket, Subject, SubjectKind, Sysctls, TcpState
 from tcphealth.states import host_or_default, syn_queue_capacity
 
 
@@ -149,11 +149,19 @@ def local_peers(
     """The pids holding the other end of ``sockets`` where that end is on this host too (a
     connection between two local processes, over loopback or a local address) and is in
     ``peer_state``; lowest first, () when no other end is here."""
-    wanted = {(sock.remote, sock.local) for sock in sockets if index.is_local(sock.remote.address)}
-    if not wanted:
-        return ()
-    by_ends = index.pids_by_ends(peer_state)
+    by_client_end: dict[Endpoint, Socket | list[Socket]] | None = None
     pids: set[int] = set()
-    for ends in wanted:
-        pids.update(by_ends.get(ends, ()))
+    for sock in sockets:
+        if not index.is_local(sock.remote.address):
+            continue
+        if by_client_end is None:  # built only once a peer could be here
+            by_client_end = index.by_client_end(peer_state)
+        # The other end's local endpoint is this one's remote, and its remote this one's local.
+        local, remote = sock.remote, sock.local
+        found = by_client_end.get(index.client_end(local, remote))
+        if found is None:
+            continue
+        for other in found if isinstance(found, list) else (found,):
+            if other.local == local and other.remote == remote:
+                pids.update(other.pids)
     return tuple(sorted(pids))
