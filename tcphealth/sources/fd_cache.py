@@ -145,6 +145,12 @@ def handed_back() -> Delta | None:
     return _handed if _enabled else None
 
 
+def _compact(inodes: list[int]) -> array[int]:
+    """The inodes in 4 bytes each where they fit (sockfs numbers its inodes with an unsigned
+    int, so they always do on Linux), else 8: this is what the server keeps."""
+    return array("I" if max(inodes, default=0) < 1 << 32 else "Q", inodes)
+
+
 def _ident(fd_path: str) -> tuple[int, int]:
     info = os.stat(fd_path)
     return info.st_ino, info.st_size
@@ -310,7 +316,7 @@ class CachedWalk:
             pid: Table(
                 table.ident,
                 table.fds,
-                array("Q", [inode for inode in table.inodes if inode in wanted]),
+                _compact([inode for inode in table.inodes if inode in wanted]),
                 table.walked,
             )
             for pid, table in self.tables.items()
