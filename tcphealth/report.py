@@ -486,13 +486,6 @@ def build_report(
     other formats), keeping their counts per state: what the metrics read, for a third of
     the report's cost at 100,000 sockets."""
     ordered = sort_findings(findings)
-    # Linux's default range when the snapshot does not know the host's
-    ephemeral = snapshot.sysctls.ip_local_port_range or DEFAULT_PORT_RANGE
-    listening = frozenset(
-        sock.local.port
-        for sock in snapshot.sockets
-        if sock.state is TcpState.LISTEN and sock.local.port is not None
-    )
     states: Counter[TcpState] = Counter()
     owners: dict[int, _OwnerAccumulator] = {}
     unowned = _OwnerAccumulator()
@@ -511,6 +504,13 @@ def build_report(
                     owner = owners[pid] = _OwnerAccumulator()
                 owner.add_count(state, count)
     else:
+        # Linux's default range when the snapshot does not know the host's
+        ephemeral = snapshot.sysctls.ip_local_port_range or DEFAULT_PORT_RANGE
+        listening = frozenset(
+            sock.local.port
+            for sock in snapshot.sockets
+            if sock.state is TcpState.LISTEN and sock.local.port is not None
+        )
         grouping = _Grouping(ephemeral, listening)
         ages = series.ages if series is not None else None
         by_identity, truncated = _group_by_identity(snapshot.sockets, grouping, ages)
