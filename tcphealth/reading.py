@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -74,6 +74,73 @@ def read_input(
     return Input(data, taken_at)
 
 
+def iter_input(path: Path | str, stdin: IO[str] | None, limit: Limit) -> Iterator[bytes]:
+    """The bytes of ``path`` as :func:`read_input` reads them, refused for the same reasons,
+    but given a chunk at a time: a reader that decodes as it goes never holds the whole input.
+    (An input over the limit or empty is refused when the reading reaches that point.)"""
+    where = where_of(path)
+    total = 0
+    blank = True
+    for chunk in _chunks(path, stdin, where, limit):
+        total += len(chunk)
+        blank = blank and not chunk.strip()
+        yield chunk
+    if blank:
+        problem = "empty (0 bytes)" if not total else f"only blank space ({total:,} bytes)"
+        raise InputError(where, f"{problem}: nothing to read")
+
+
+def _chunks(path: Path | str, stdin: IO[str] | None, where: str, limit: Limit) -> Iterator[bytes]:
+    if str(path) == "-":
+        stream = stdin if stdin is not None else sys.stdin
+        binary: IO[bytes] | None = getattr(stream, "buffer", None)
+        if binary is None:
+            yield _read_stream(stream, where, limit)
+            return
+        yield from _limited(binary.read, where, limit)
+        return
+    fd = _open(path, where)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit.size:
+            raise limit.refusal(where, info.st_size)
+        yield from _limited(lambda size: os.read(fd, size), where, limit)
+    except OSError as error:
+        raise InputError(where, error.strerror or str(error)) from None
+    finally:
+        os.close(fd)
+
+
+def _limited(read: Callable[[int], bytes], where: str, limit: Limit) -> Iterator[bytes]:
+    total = 0
+    while chunk := read(CHUNK):
+        total += len(chunk)
+        if total > limit.size:
+            raise limit.refusal(where, None)
+        yield chunk
+
+
+def _open(path: Path | str, where: str) -> int:
+    """A descriptor for reading ``path``: not a directory, blocking reads."""
+    try:
+        # O_NONBLOCK: opening a named pipe must not wait for a writer that may never come.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise InputError(where, error.strerror or str(error)) from None
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise InputError(where, "a directory, not a file")
+        # From here on, reads may block as usual: a pipe with a writer is waited for.
+        os.set_blocking(fd, True)
+    except OSError as error:
+        os.close(fd)
+        raise InputError(where, error.strerror or str(error)) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _choose(limit: LimitChoice, head: bytes) -> Limit:
     return limit if isinstance(limit, Limit) else limit(head)
 
@@ -109,17 +176,9 @@ def _read_chunks(read: Callable[[int], bytes], where: str, limit: LimitChoice) -
 
 
 def _read_path(path: Path | str, where: str, limit: LimitChoice) -> tuple[bytes, float]:
-    try:
-        # O_NONBLOCK: opening a named pipe must not wait for a writer that may never come.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as error:
-        raise InputError(where, error.strerror or str(error)) from None
+    fd = _open(path, where)
     try:
         info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise InputError(where, "a directory, not a file")
-        # From here on, reads may block as usual: a pipe with a writer is waited for.
-        os.set_blocking(fd, True)
         if stat.S_ISREG(info.st_mode):
             head = os.pread(fd, HEAD, 0)
             chosen = _choose(limit, head)

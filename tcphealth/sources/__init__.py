@@ -212,6 +212,10 @@ def load_series(
         return snapshot_file.read_snapshots(path, stdin)
     data, taken_at = _read(path, stdin, input_format)
     content = _decode(data)
+    # What is needed of the bytes is taken now, so that they are not held (up to 256 MiB)
+    # beside their text while it is parsed.
+    binary = _binary_note(data, content)
+    del data
     if input_format == "auto" and text_detect.detect(content) == text_detect.SNAPSHOT:
         return snapshot_file.snapshots_from_json(content, where)
     try:
@@ -219,7 +223,6 @@ def load_series(
             content, where, input_format=input_format, strict=strict, taken_at=taken_at
         )
     except InputError as error:
-        binary = _binary_note(data)
         if error.line is None and binary:  # say why nothing was found
             raise InputError(where, f"{error.problem}; {binary}") from None
         raise
@@ -256,17 +259,15 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _binary_note(data: bytes) -> str | None:
-    """``it holds binary data (12 NUL bytes), not text`` for input that is not text at all."""
+def _binary_note(data: bytes, content: str) -> str | None:
+    """``it holds binary data (12 NUL bytes), not text`` for input that is not text at all.
+    ``content`` is ``data`` as :func:`_decode` made it."""
     if _utf16(data):
         return None  # its NULs are half of every character
     nuls = data.count(b"\0")
-    undecodable = 0
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        replaced = data.decode("utf-8", errors="replace").count("\ufffd")
-        undecodable = replaced - data.decode("utf-8", errors="ignore").count("\ufffd")
+    # Each sequence that is not UTF-8 became one U+FFFD in ``content``; the U+FFFD the input
+    # itself held are the encoded ones (EF BF BD). Counted, not decoded again: no copies.
+    undecodable = content.count("\ufffd") - data.count(b"\xef\xbf\xbd")
     parts = []
     if nuls:
         parts.append(f"{nuls:,} NUL byte{'s' if nuls != 1 else ''}")

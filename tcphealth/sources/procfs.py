@@ -87,6 +87,38 @@ def decode_address(text: str, byteorder: ByteOrder = sys.byteorder) -> IPAddress
     raise ValueError(f"address {text!r} is neither 8 nor 32 hex digits")
 
 
+class Shared:
+    """Values many rows of a table hold alike -- endpoints, uids -- kept once each, by the text
+    of their column. Bounded (:data:`SHARED_MAX` of each), so that a table whose endpoints are
+    all different does not pay for the lookup table on top of them."""
+
+    __slots__ = ("endpoints", "uids")
+
+    def __init__(self) -> None:
+        self.endpoints: dict[str, Endpoint] = {}
+        self.uids: dict[str, int] = {}
+
+    def endpoint(self, text: str, byteorder: ByteOrder) -> Endpoint:
+        found = self.endpoints.get(text)
+        if found is None:
+            found = decode_endpoint(text, byteorder)
+            if len(self.endpoints) < SHARED_MAX:
+                self.endpoints[text] = found
+        return found
+
+    def uid(self, text: str) -> int:
+        found = self.uids.get(text)
+        if found is None:
+            found = int(text)
+            if len(self.uids) < SHARED_MAX:
+                self.uids[text] = found
+        return found
+
+
+# Enough for a busy server's local ports and its clients' addresses: a few MiB at most.
+SHARED_MAX = 1 << 16
+
+
 def decode_endpoint(text: str, byteorder: ByteOrder = sys.byteorder) -> Endpoint:
     address, separator, port = text.partition(":")
     if not separator:
@@ -94,11 +126,12 @@ def decode_endpoint(text: str, byteorder: ByteOrder = sys.byteorder) -> Endpoint
     return Endpoint(decode_address(address, byteorder), int(port, 16))
 
 
-def _check_header(header: str, where: str) -> None:
+def check_header(header: str, where: str, line: int = 1) -> None:
+    """Refuse a header that is not /proc/net/tcp's (``line`` is where it is in the file)."""
     words = header.split()
     if "local_address" not in words or "st" not in words:
         raise ProcParseError(
-            where, "not a /proc/net/tcp table (no 'local_address … st' header)", line=1
+            where, "not a /proc/net/tcp table (no 'local_address … st' header)", line=line
         )
     # /proc/net/udp{,6} shares the layout but ends its header with "ref pointer drops"; its
     # rows would parse, and its state 07 would read as a TCP CLOSE. Refuse it by name.
@@ -106,13 +139,16 @@ def _check_header(header: str, where: str) -> None:
         raise ProcParseError(
             where,
             "this is a UDP table (its header ends in 'drops', as /proc/net/udp does), not TCP",
-            line=1,
+            line=line,
         )
 
 
-def parse_row(line: str, family: Family, byteorder: ByteOrder) -> Socket:
+def parse_row(
+    line: str, family: Family, byteorder: ByteOrder, shared: Shared | None = None
+) -> Socket:
     """Parse one data row. Raises ValueError (with a reason) when it is malformed, or when a
-    field holds a value no kernel prints there (see :mod:`tcphealth.bounds`)."""
+    field holds a value no kernel prints there (see :mod:`tcphealth.bounds`). ``shared`` holds
+    the endpoints and uids of earlier rows, to reuse."""
     fields = line.split()
     # int() reads more than the kernel writes: signs, '_' between digits, and any Unicode
     # digit ('٣'). A row whose first ten columns hold one of those is no /proc/net/tcp row
@@ -124,8 +160,12 @@ def parse_row(line: str, family: Family, byteorder: ByteOrder) -> Socket:
         raise ValueError(f"{len(fields)} columns, at least 10 expected")
     if not fields[0].endswith(":"):
         raise ValueError(f"first column {fields[0]!r} is not a slot number like '12:'")
-    local = decode_endpoint(fields[1], byteorder)
-    remote = decode_endpoint(fields[2], byteorder)
+    if shared is None:
+        local = decode_endpoint(fields[1], byteorder)
+        remote = decode_endpoint(fields[2], byteorder)
+    else:
+        local = shared.endpoint(fields[1], byteorder)
+        remote = shared.endpoint(fields[2], byteorder)
     expected = 8 if family is Family.IPV4 else 32
     if len(fields[1].partition(":")[0]) != expected:
         raise ValueError(f"{family.value} address expected, got {fields[1]!r}")
@@ -141,7 +181,7 @@ def parse_row(line: str, family: Family, byteorder: ByteOrder) -> Socket:
         raise ValueError(f"timer {when_text!r} is wider than 64 bits")
     ticks = int(when_text, 16)
     retransmits: int | None = int(fields[6], 16)
-    uid: int | None = int(fields[7])
+    uid: int | None = int(fields[7]) if shared is None else shared.uid(fields[7])
     probes: int | None = int(fields[8])
     inode = int(fields[9])
     if len(fields) <= 12:
@@ -187,35 +227,62 @@ def parse_table(
     key is the 4-tuple plus the inode, which tells SO_REUSEPORT listeners apart. A malformed
     row is skipped and reported in ``skipped``, or raises with ``strict``.
     """
-    result = TableParse()
-    seen: set[tuple[Endpoint, Endpoint, int]] = set()
     iterator = iter(lines)
     header = next(iterator, None)
     if header is None or not header.strip():
         raise ProcParseError(where, "empty: not even a header line")
-    _check_header(header, where)
+    check_header(header, where)
+    reader = TableReader(family, where, byteorder=byteorder, strict=strict)
     for number, raw in enumerate(iterator, start=2):
+        reader.add(number, raw)
+    return reader.finish()
+
+
+class TableReader:
+    """The rows of one table (its header already checked), given one at a time with their line
+    numbers, so that a caller walking a larger text never holds its lines."""
+
+    def __init__(
+        self, family: Family, where: str, *, byteorder: ByteOrder = sys.byteorder, strict: bool
+    ) -> None:
+        self.family = family
+        self.where = where
+        self.byteorder = byteorder
+        self.strict = strict
+        self.result = TableParse()
+        self._seen: set[tuple[Endpoint, Endpoint, int]] = set()
+        # Endpoints and uids repeat (every connection accepted on a port has the same local
+        # endpoint): each distinct one is kept once, by the text of its column.
+        self._shared = Shared()
+
+    def add(self, number: int, raw: str) -> None:
         line = raw.rstrip("\r\n")
         if not line.strip():
-            continue
+            return
         if "local_address" in line:  # a second capture pasted after the first
-            _check_header(line, where)
-            continue
+            check_header(line, self.where, number)
+            return
         try:
-            sock = parse_row(line, family, byteorder)
+            sock = parse_row(line, self.family, self.byteorder, self._shared)
         except ValueError as error:
             reason = _reason(error)
-            if strict:
-                raise ProcParseError(where, f"{reason}: {line.strip()!r}", line=number) from None
-            result.skipped.append((number, reason))
-            continue
+            if self.strict:
+                raise ProcParseError(
+                    self.where, f"{reason}: {line.strip()!r}", line=number
+                ) from None
+            self.result.skipped.append((number, reason))
+            return
         key = (sock.local, sock.remote, sock.inode or 0)
-        if key in seen:
-            result.duplicates += 1
-            continue
-        seen.add(key)
-        result.sockets.append(sock)
-    return result
+        if key in self._seen:
+            self.result.duplicates += 1
+            return
+        self._seen.add(key)
+        self.result.sockets.append(sock)
+
+    def finish(self) -> TableParse:
+        self._seen = set()
+        self._shared = Shared()
+        return self.result
 
 
 _INT_ERROR = re.compile(r"invalid literal for int\(\) with base (\d+): (.*)")

@@ -15,6 +15,7 @@ never a half-built snapshot or a ``KeyError`` deep in the diagnosis.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import enum
 import errno
@@ -37,7 +38,8 @@ from typing import IO, Any, Union
 from tcphealth import bounds, model
 from tcphealth.errors import InputError, SnapshotFormatError
 from tcphealth.model import Snapshot
-from tcphealth.reading import Limit, read_input, where_of
+from tcphealth.sources import json_stream
+from tcphealth.reading import Limit, iter_input, where_of
 
 FORMAT_NAME = "tcphealth.snapshot"
 # 2: network namespaces (``namespaces``; ``netns`` on sockets, where each process lives and
@@ -450,6 +452,8 @@ class _Decoder:
         raise TypeError(f"no decoder for {hint!r}")  # a model type this codec does not know
 
     def decode_dataclass(self, value: Any, cls: type[Any], path: str) -> Any:
+        if type(value) is cls:  # decoded while the file was read (see _socket_as_read)
+            return value
         if not isinstance(value, dict):
             raise self.fail(path, f"expected an object, got {_json_type(value)}")
         hints = typing.get_type_hints(cls, vars(model))
@@ -545,6 +549,8 @@ def _compile_dataclass(cls: type[Any]) -> _Decode:
     decoders = {name: _compile(hints[name]) for name, _ in fields}
 
     def decode(value: Any) -> Any:
+        if type(value) is cls:  # decoded while the file was read (see _socket_as_read)
+            return value
         document = _object(value)
         if not known.issuperset(document):
             raise _Invalid
@@ -645,30 +651,55 @@ def _refuse_constant(name: str) -> Any:
 
 def snapshot_from_json(text: str, where: str) -> Snapshot:
     """Parse the text of a snapshot file. ``where`` names it in error messages."""
-    return snapshot_from_document(_parse_json(text, where), where)
+    return snapshot_from_document(_parse_json(iter((text,)), where), where)
 
 
-def _parse_json(text: str, where: str) -> Any:
-    """The JSON document in ``text``; anything that is not JSON is a SnapshotFormatError."""
+# Where the sockets are in a snapshot file and in a series file: each is decoded as soon as it
+# is read (see json_stream), and the objects around them walked to get there.
+_SOCKETS_AT = (("snapshot", "sockets"), ("samples", json_stream.ITEM, "snapshot", "sockets"))
+_WALKED = ((), ("snapshot",), ("samples",), ("samples", json_stream.ITEM))
+
+
+def _parse_json(pieces: Iterator[str], where: str) -> Any:
+    """The JSON document in ``pieces`` (its text, in order), each socket already decoded;
+    anything that is not JSON is a SnapshotFormatError."""
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+    walk = {*_WALKED, *(path[:-1] for path in _SOCKETS_AT)}
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json_stream.parse(
+            pieces, decoder, walk=walk, items=dict.fromkeys(_SOCKETS_AT, _socket_as_read)
+        )
     except json.JSONDecodeError as error:
-        raise SnapshotFormatError(
-            where, f"not valid JSON: {error.msg} (column {error.colno})", line=error.lineno
-        ) from None
+        problem = f"not valid JSON: {error.msg} (column {error.colno})"
+        failure = SnapshotFormatError(where, problem, line=error.lineno)
     except _NotJson as error:
-        raise SnapshotFormatError(where, f"not valid JSON: {error}") from None
+        failure = SnapshotFormatError(where, f"not valid JSON: {error}")
     except ValueError:  # Python refuses to convert an integer of thousands of digits
-        raise SnapshotFormatError(
-            where, "not valid JSON: a number over 4,300 digits long"
-        ) from None
+        failure = SnapshotFormatError(where, "not valid JSON: a number over 4,300 digits long")
     except RecursionError:
-        raise SnapshotFormatError(where, "JSON nested too deeply") from None
+        failure = SnapshotFormatError(where, "JSON nested too deeply")
+    # The rest is read before the JSON is blamed: an input over its limit or not UTF-8 is
+    # refused for that, as when it was read whole before it was parsed.
+    for _ in pieces:
+        pass
+    raise failure
+
+
+def _socket_as_read(value: Any) -> Any:
+    """One item of a snapshot's "sockets" as a Socket, or as it was where it is not a valid
+    one: the snapshot's decoder then names the field, at its index."""
+    try:
+        return _compile(model.Socket)(value)
+    except (_Invalid, ValueError, TypeError):
+        return value
 
 
 def snapshots_from_json(text: str, where: str) -> list[Snapshot]:
     """The samples of a series file, oldest first, or the one snapshot of a snapshot file."""
-    document = _parse_json(text, where)
+    return _snapshots_from_document(_parse_json(iter((text,)), where), where)
+
+
+def _snapshots_from_document(document: Any, where: str) -> list[Snapshot]:
     if not isinstance(document, dict) or document.get("format") != SERIES_FORMAT_NAME:
         return [snapshot_from_document(document, where)]
     version = document.get("version")
@@ -749,24 +780,43 @@ def _check_ranges(snapshot: Snapshot, where: str) -> None:
 
 def read_snapshot(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
     """Read a snapshot from a file, or from standard input when ``path`` is ``-``."""
-    return snapshot_from_json(*_read_text(path, stdin))
+    where = where_of(path)
+    return snapshot_from_document(_parse_json(_text_of(path, stdin), where), where)
 
 
 def read_snapshots(path: Path | str, stdin: IO[str] | None = None) -> list[Snapshot]:
     """Read a series file (its samples, oldest first) or a snapshot file (a list of one)."""
-    return snapshots_from_json(*_read_text(path, stdin))
-
-
-def _read_text(path: Path | str, stdin: IO[str] | None) -> tuple[str, str]:
-    """The text of ``path`` (``-``: standard input) and the name to give it in messages;
-    read bounded (see :mod:`tcphealth.reading`)."""
-    try:
-        data = read_input(path, stdin, SNAPSHOT_LIMIT).data
-    except InputError as error:
-        raise SnapshotFormatError(error.where, error.problem) from None
     where = where_of(path)
+    return _snapshots_from_document(_parse_json(_text_of(path, stdin), where), where)
+
+
+def _text_of(path: Path | str, stdin: IO[str] | None) -> Iterator[str]:
+    """The text of ``path`` (``-``: standard input) a piece at a time, read bounded (see
+    :mod:`tcphealth.reading`); never whole, so that it is not held beside what is made of
+    it."""
+    where = where_of(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    done = 0  # bytes given to the decoder so far
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise SnapshotFormatError(where, f"not UTF-8 text (byte {error.start})") from None
-    return text, where
+        for chunk in iter_input(path, stdin, SNAPSHOT_LIMIT):
+            held = len(decoder.getstate()[0])  # the start of a character cut by the chunk
+            try:
+                text = decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                raise _not_utf8(where, done - held + error.start) from None
+            done += len(chunk)
+            if text:
+                yield text
+        held = len(decoder.getstate()[0])
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as error:
+            raise _not_utf8(where, done - held + error.start) from None
+    except InputError as error:
+        if isinstance(error, SnapshotFormatError):
+            raise
+        raise SnapshotFormatError(error.where, error.problem) from None
+
+
+def _not_utf8(where: str, at: int) -> SnapshotFormatError:
+    return SnapshotFormatError(where, f"not UTF-8 text (byte {at})")

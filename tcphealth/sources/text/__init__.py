@@ -15,6 +15,8 @@ What a format does not show is unknown (``None``), never 0.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from tcphealth.errors import InputError
 from tcphealth.model import Attribution, Family, HostInfo, Snapshot
 from tcphealth.sources import procfs
@@ -41,23 +43,24 @@ def read_text(
     the text is a TCP table of the format, or (``strict``) a row cannot be read."""
     from tcphealth.sources.text import detect as detect_module
     from tcphealth.sources.text import paste, proc_copy
+    from tcphealth.sources.text.lines import iter_lines
 
-    lines = text.splitlines()
     if input_format == "auto":
         kind = detect_module.detect(text)
         if kind == detect_module.SNAPSHOT:
             raise InputError(where, "a JSON snapshot, not text")  # the caller handles these
         input_format = proc_copy.NAME if kind == detect_module.PROC else "text"
     if input_format == proc_copy.NAME:
-        return _proc_snapshots(lines, where, strict=strict, taken_at=taken_at)
+        # Read line by line: a copy of /proc/net/tcp may be 256 MiB.
+        return _proc_snapshots(iter_lines(text), where, strict=strict, taken_at=taken_at)
     formats = TEXT_INPUT_FORMATS.get(input_format)
     if formats is None:
         raise ValueError(f"unknown input format {input_format!r}")
-    return paste.read_paste(lines, where, formats=formats, strict=strict, taken_at=taken_at)
+    return paste.read_paste(text.splitlines(), where, formats=formats, strict=strict, taken_at=taken_at)
 
 
 def _proc_snapshots(
-    lines: list[str], where: str, *, strict: bool, taken_at: float
+    lines: Iterable[str], where: str, *, strict: bool, taken_at: float
 ) -> list[Snapshot]:
     from tcphealth.sources.text import proc_copy
 
@@ -67,11 +70,6 @@ def _proc_snapshots(
         # Rows, and not one readable: a broken file, not a host without sockets.
         number, reason = skipped[0]
         raise InputError(where, procfs.no_row_readable(len(skipped), reason), line=number)
-    if not captures:
-        # A header and no rows: an empty table, once the header is known to be TCP's.
-        header = next((line for line in lines if line.strip()), "")
-        procfs.parse_table([header], Family.IPV4, where, strict=strict)
-        captures = [proc_copy.CopyCapture()]
     snapshots = []
     for capture in captures:
         notes = list(capture.notes)

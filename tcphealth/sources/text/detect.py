@@ -3,7 +3,11 @@ the text of ss/netstat runs (whose rows the paste reader recognises one by one).
 
 from __future__ import annotations
 
+import re
+
 from tcphealth.sources.text import proc_copy
+
+_FIRST_CHARACTER = re.compile(r"[^\ufeff \t\r\n]")
 
 SNAPSHOT = "snapshot"
 PROC = "proc"
@@ -20,10 +24,16 @@ def detect(text: str) -> str:
     >>> detect("State  Recv-Q Send-Q Local Address:Port Peer Address:Port")
     'text'
     """
-    body = text.lstrip("\ufeff \t\r\n")
-    if body.startswith("{"):
+    # Found by position, not by lstrip() and split(): those would copy the whole text (up to
+    # 256 MiB) to look at one line.
+    first = _FIRST_CHARACTER.search(text)
+    if first is None:
+        return TEXT
+    start = first.start()
+    if text.startswith("{", start):
         return SNAPSHOT
-    first_line = body.split("\n", 1)[0]
+    end = text.find("\n", start)
+    first_line = text[start:] if end < 0 else text[start:end]
     if proc_copy.looks_like(first_line):
         return PROC
     return TEXT

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tcphealth.model import (
@@ -24,6 +25,30 @@ from tcphealth.model import (
 
 ANY_V4 = ipaddress.IPv4Address(0)
 ANY_V6 = ipaddress.IPv6Address(0)
+
+
+def iter_lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` exactly as ``text.splitlines()`` gives them, one at a time: a text
+    of 256 MiB is not turned into a list of millions of strings beside itself."""
+    start = 0
+    end = len(text)
+    while start < end:
+        stop = text.find("\n", start)
+        if stop < 0:
+            stop = end
+        # A piece between two '\n' may still hold the other line breaks splitlines() knows
+        # ('\r', '\x0b', '\x0c', '\x1c'-'\x1e', '\x85', '\u2028', '\u2029'); a '\r' just
+        # before the '\n' is part of that one break.
+        piece = text[start:stop]
+        if not piece:
+            yield ""
+        else:
+            yield from piece.splitlines()
+            # A piece ending in another break ends its last line there: the '\n' after it
+            # ends one more, empty, line.
+            if stop < end and piece[-1] != "\r" and piece[-1:].splitlines() == [""]:
+                yield ""
+        start = stop + 1
 
 
 class RowError(ValueError):

@@ -1,7 +1,7 @@
 """A copy of /proc/net/tcp or /proc/net/tcp6 pasted as text: one capture or several.
 
-The rows are read by :func:`tcphealth.sources.procfs.parse_table`; this module only finds the
-pieces. The family comes from the address width (8 hex digits IPv4, 32 IPv6). A new capture
+The rows are read by :class:`tcphealth.sources.procfs.TableReader`; this module only finds
+the pieces. The family comes from the address width (8 hex digits IPv4, 32 IPv6). A new capture
 starts where the header repeats or ``sl`` restarts at 0 -- unless the piece is of the other
 family (``cat /proc/net/tcp /proc/net/tcp6`` is one look at both tables).
 """
@@ -9,6 +9,7 @@ family (``cat /proc/net/tcp /proc/net/tcp6`` is one look at both tables).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tcphealth.errors import ProcParseError
@@ -23,13 +24,6 @@ def looks_like(first_line: str) -> bool:
     """The first non-blank line of a /proc/net/tcp copy: its header, or a row."""
     words = first_line.split()
     return ("local_address" in words and "st" in words) or _ROW.match(first_line) is not None
-
-
-@dataclass
-class Piece:
-    family: Family
-    header: str
-    lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, text)
 
 
 @dataclass
@@ -56,72 +50,89 @@ def _family_of_row(line: str) -> Family | None:
     return Family.IPV6 if len(match.group("address")) == 32 else Family.IPV4
 
 
-def split_pieces(lines: list[str], where: str) -> list[list[Piece]]:
-    """Group the lines into captures, each a list of pieces (one per table read)."""
-    captures: list[list[Piece]] = []
-    current: list[Piece] = []
-    piece: Piece | None = None
-    header: str | None = None
-    last_sl = -1
+def parse(lines: Iterable[str], where: str, *, strict: bool = False) -> list[CopyCapture]:
+    """Every capture in a /proc/net/tcp{,6} copy, read in one pass over ``lines`` (which may be
+    a generator: no line is kept once read). Refuses a UDP table by its header."""
+    reader = _CopyReader(where, strict)
     for number, raw in enumerate(lines, start=1):
+        reader.add(number, raw)
+    return reader.finish()
+
+
+class _CopyReader:
+    """Groups the lines into captures, each of pieces (one per table read), and hands each
+    piece's rows to a :class:`procfs.TableReader` as they come."""
+
+    def __init__(self, where: str, strict: bool) -> None:
+        self.where = where
+        self.strict = strict
+        self.captures: list[CopyCapture] = []
+        self.capture: CopyCapture | None = None
+        self.families: set[Family] = set()  # of the current capture's pieces
+        self.table: procfs.TableReader | None = None  # the current piece's
+        self.header: str | None = None  # a header line not yet followed by a row
+        self.first_header: str | None = None
+        self.last_sl = -1
+
+    def add(self, number: int, raw: str) -> None:
         line = raw.rstrip("\r\n")
         if not line.strip():
-            continue
+            return
         words = line.split()
         if "local_address" in words:
-            header = line
-            piece = None
-            last_sl = -1
-            continue
+            self.header = line
+            self.first_header = self.first_header or line
+            self._close_piece()
+            self.last_sl = -1
+            return
         family = _family_of_row(line)
         sl = int(line.split(":", 1)[0]) if family is not None else None
-        starts_over = sl is not None and sl <= last_sl
-        if piece is None or (family is not None and (family is not piece.family or starts_over)):
-            new_family = family or (piece.family if piece else Family.IPV4)
-            if header is None and family is None:
-                raise ProcParseError(where, "not a /proc/net/tcp table", line=number)
-            piece = Piece(new_family, header or _DEFAULT_HEADER[new_family])
-            header = None
-            same_family_seen = any(p.family is new_family for p in current)
-            if current and same_family_seen:
-                captures.append(current)
-                current = []
-            current.append(piece)
+        starts_over = sl is not None and sl <= self.last_sl
+        table = self.table
+        if table is None or (family is not None and (family is not table.family or starts_over)):
+            new_family = family or (table.family if table else Family.IPV4)
+            if self.header is None and family is None:
+                raise ProcParseError(self.where, "not a /proc/net/tcp table", line=number)
+            header = self.header or _DEFAULT_HEADER[new_family]
+            self.header = None
+            self._close_piece()
+            if self.capture is not None and new_family in self.families:
+                self.captures.append(self.capture)
+                self.capture = None
+            if self.capture is None:
+                self.capture = CopyCapture(first_line=number)
+                self.families = set()
+            self.families.add(new_family)
+            # A bad header is reported at the line before the piece's first row (its own line,
+            # unless blank lines come between).
+            procfs.check_header(header, self.where, max(number - 1, 1))
+            table = self.table = procfs.TableReader(new_family, self.where, strict=self.strict)
         if sl is not None:
-            last_sl = sl
-        piece.lines.append((number, line))
-    if current:
-        captures.append(current)
-    return captures
+            self.last_sl = sl
+        assert self.capture is not None
+        self.capture.last_line = max(self.capture.last_line, number)
+        table.add(number, line)
 
+    def _close_piece(self) -> None:
+        if self.table is None:
+            return
+        parsed = self.table.finish()
+        self.table = None
+        assert self.capture is not None
+        self.capture.sockets.extend(parsed.sockets)
+        self.capture.skipped.extend(parsed.skipped)
+        if parsed.duplicates:
+            self.capture.notes.append(
+                f"{self.where}: {parsed.duplicates} row(s) listed a socket a second time "
+                "(the kernel's table changed while it was read); counted once"
+            )
 
-def parse(lines: list[str], where: str, *, strict: bool = False) -> list[CopyCapture]:
-    """Every capture in a /proc/net/tcp{,6} copy. Refuses a UDP table by its header."""
-    captures: list[CopyCapture] = []
-    for pieces in split_pieces(lines, where):
-        capture = CopyCapture()
-        for piece in pieces:
-            numbers = [number for number, _ in piece.lines]
-            capture.first_line = capture.first_line or numbers[0]
-            capture.last_line = max(capture.last_line, numbers[-1])
-            table = [piece.header, *(text for _, text in piece.lines)]
-            try:
-                parsed = procfs.parse_table(table, piece.family, where, strict=strict)
-            except ProcParseError as error:
-                # parse_table counts lines from its own header: point at the file's line.
-                line = error.line
-                if line is not None and line >= 2:
-                    line = numbers[line - 2]
-                elif line is not None:
-                    line = max(numbers[0] - 1, 1)
-                raise ProcParseError(where, error.problem, line=line) from None
-            capture.sockets.extend(parsed.sockets)
-            for position, reason in parsed.skipped:
-                capture.skipped.append((numbers[position - 2], reason))
-            if parsed.duplicates:
-                capture.notes.append(
-                    f"{where}: {parsed.duplicates} row(s) listed a socket a second time "
-                    "(the kernel's table changed while it was read); counted once"
-                )
-        captures.append(capture)
-    return captures
+    def finish(self) -> list[CopyCapture]:
+        self._close_piece()
+        if self.capture is not None:
+            self.captures.append(self.capture)
+        if not self.captures:
+            # Headers and no rows: an empty table, once the header is known to be TCP's.
+            procfs.parse_table([self.first_header or ""], Family.IPV4, self.where, strict=self.strict)
+            self.captures.append(CopyCapture())
+        return self.captures
