@@ -92,7 +92,7 @@ bench-netns: $(VENV)/.installed-test
 # Peak memory on the largest inputs (issue 26): a 1,000,000-row /proc table and a
 # 300,000-socket snapshot replay, each as check and as sockets --format json.
 bench-memory: $(VENV)/.installed-test
-	$(PY) -m benchmarks.memory --rows 1000000 --sockets 300000 \
+	$(PY) -m benchmarks.memory --live 300000 --rows 1000000 --sockets 300000 --at-limit \
 		--output benchmarks/results/memory-1m-300k.json
 
 # The tools the benchmark compares with -- ss (iproute2), netstat (net-tools), lsof -- and GNU

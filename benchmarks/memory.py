@@ -109,24 +109,64 @@ def peak_of(args: list[str]) -> tuple[float, int, int]:
     return float(output[0]), int(output[1]), int(output[2])
 
 
+def live_peak(sockets: int, processes: int) -> dict[str, object]:
+    """The live collector's cost, the yardstick of the bound: ``check`` on this host while the
+    load generator holds ``sockets`` loopback sockets (the host's own few come on top)."""
+    from benchmarks import run as bench
+
+    bench.byte_compile()
+    bench.wait_for_earlier_time_wait(sockets, processes)
+    with tempfile.TemporaryDirectory(prefix="tcphealth-memory-live-") as scratch:
+        state_file = Path(scratch) / "loadgen.json"
+        with bench.load_generator(sockets, processes, 600 + sockets / 200, state_file):
+            peak_of(["check"])  # warm: the first run after the sockets appear is not steady
+            seconds, peak, code = peak_of(["check"])
+    return {
+        "input": f"live (netlink), {sockets:,} loopback sockets",
+        "bytes": 0,
+        "command": "check",
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(peak / (1 << 20), 1),
+        "bytes_per_socket": round(peak / sockets),
+        "exit": code,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--sockets", type=int, default=300_000)
+    parser.add_argument("--live", type=int, default=0, help="loopback sockets for the live run")
+    parser.add_argument("--processes", type=int, default=16)
+    parser.add_argument(
+        "--at-limit", action="store_true", help="also a /proc table of 256 MiB, the text limit"
+    )
     parser.add_argument("--output", type=Path, default=None)
     options = parser.parse_args(argv)
     results: list[dict[str, object]] = []
+    if options.live:
+        row = live_peak(options.live, options.processes)
+        results.append(row)
+        print(json.dumps(row), flush=True)
     with tempfile.TemporaryDirectory(prefix="tcphealth-memory-") as directory:
         table = Path(directory) / "tcp"
         write_table(table, options.rows)
         snapshot = Path(directory) / "snapshot.json"
         write_snapshot_file(snapshot, options.sockets)
-        for label, path, count in (
+        inputs = [
             (f"/proc/net/tcp, {options.rows:,} rows", table, options.rows),
             (f"snapshot, {options.sockets:,} sockets", snapshot, options.sockets),
-        ):
+        ]
+        if options.at_limit:
+            # The most rows that fit the 256 MiB limit for pasted text.
+            rows = (256 << 20) // (table.stat().st_size // options.rows + 1)
+            largest = Path(directory) / "tcp-at-limit"
+            write_table(largest, rows)
+            inputs.append((f"/proc/net/tcp at the 256 MiB limit, {rows:,} rows", largest, rows))
+        for label, path, count in inputs:
             size = path.stat().st_size
-            for args in (["check", "--from", str(path)], ["sockets", "--format", "json"]):
+            commands = [["check", "--from", str(path)], ["sockets", "--format", "json"]]
+            for args in commands[:1] if "limit" in label else commands:
                 if args[0] == "sockets":
                     args = [*args, "--from", str(path)]
                 seconds, peak, code = peak_of(args)
@@ -140,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     "exit": code,
                 }
                 results.append(row)
-                print(json.dumps(row))
+                print(json.dumps(row), flush=True)
     if options.output is not None:
         options.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0

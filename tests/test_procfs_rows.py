@@ -109,3 +109,30 @@ def test_ipv6_row_in_ipv4_table_is_rejected() -> None:
 def test_not_a_tcp_table(text: str) -> None:
     with pytest.raises(ProcParseError):
         parse_table(text.splitlines(keepends=True), Family.IPV4, "t")
+
+
+def test_a_row_listed_twice_is_kept_once_by_endpoints_and_inode_together() -> None:
+    # Issue 26 looks duplicates up by inode first (no tuple per row); the key is still the
+    # endpoints and the inode together: one inode with other endpoints (an address that
+    # changed between the kernel's two reads) is another row, and each is kept once.
+    moved = row("01").replace("0100007F:1F90", "0200007F:1F90")
+    time_wait = row("06", inode="0")
+    lines = [HEADER, row("01"), moved, row("01"), moved, time_wait, time_wait, moved]
+    parsed = parse_table(lines, Family.IPV4, "t")
+    assert [str(sock.local) for sock in parsed.sockets] == [
+        "127.0.0.1:8080",
+        "127.0.0.2:8080",
+        "127.0.0.1:8080",
+    ]
+    assert [sock.inode for sock in parsed.sockets] == [4242, 4242, 0]
+    assert parsed.duplicates == 4
+
+
+def test_equal_endpoints_and_uids_of_a_table_are_one_object_each() -> None:
+    lines = [HEADER, *(row("01", inode=str(100 + n)) for n in range(50))]
+    parsed = parse_table(lines, Family.IPV4, "t")
+    assert len(parsed.sockets) == 50
+    assert len({id(sock.local) for sock in parsed.sockets}) == 1
+    assert len({id(sock.remote) for sock in parsed.sockets}) == 1
+    assert len({id(sock.uid) for sock in parsed.sockets}) == 1
+    assert parsed.sockets[0].uid == 1000

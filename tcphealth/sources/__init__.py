@@ -9,6 +9,7 @@ does not pay for importing what it never uses.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import os
 import time
@@ -208,8 +209,18 @@ def load_series(
     from tcphealth.sources import snapshot_file, text
     from tcphealth.sources.text import detect as text_detect
 
-    if input_format == "snapshot" or (input_format == "auto" and str(path).endswith(".json")):
+    # A regular file can be looked at, then read as it comes: a snapshot or a /proc table is
+    # never held whole beside what is made of it.
+    head = _head(path)
+    starts_json = head is not None and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+    if input_format == "snapshot" or (
+        input_format == "auto" and (str(path).endswith(".json") or starts_json)
+    ):
         return snapshot_file.read_snapshots(path, stdin)
+    if head is not None and (
+        input_format == "proc" or (input_format == "auto" and _proc_head(head))
+    ):
+        return _proc_copy(path, where, strict=strict)
     data, taken_at = _read(path, stdin, input_format)
     content = _decode(data)
     # What is needed of the bytes is taken now, so that they are not held (up to 256 MiB)
@@ -226,6 +237,80 @@ def load_series(
         if error.line is None and binary:  # say why nothing was found
             raise InputError(where, f"{error.problem}; {binary}") from None
         raise
+
+
+def _head(path: Path | str) -> bytes | None:
+    """The first bytes of a regular file that holds some; None for anything else (a pipe's
+    first bytes cannot be looked at and read again), or where the ordinary reading will say
+    what is wrong."""
+    if str(path) == "-" or not Path(path).is_file():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(reading.HEAD)
+    except OSError:
+        return None
+    return head if head.strip() and not _utf16(head) else None
+
+
+def _proc_head(head: bytes) -> bool:
+    """The file starts as a /proc/net/tcp copy does, its first line whole within ``head``."""
+    from tcphealth.sources.text import detect as text_detect
+
+    text = head.decode("utf-8", errors="replace")
+    return text_detect.detect(text) == text_detect.PROC and "\n" in text.lstrip("\ufeff \t\r\n")
+
+
+def _proc_copy(path: Path | str, where: str, *, strict: bool) -> list[Snapshot]:
+    """A /proc/net/tcp{,6} copy read line by line as the file is read: at the 256 MiB limit,
+    neither its bytes nor its text nor a list of its lines is ever held whole."""
+    from tcphealth.sources import text
+    from tcphealth.sources.text.lines import lines_of
+
+    taken_at = os.stat(path).st_mtime
+    counted = _CountedText(reading.iter_input(path, None, TEXT_LIMIT))
+    try:
+        return text.read_proc_lines(lines_of(counted), where, strict=strict, taken_at=taken_at)
+    except InputError as error:
+        if error.line is not None:
+            raise
+        try:
+            for _ in counted:  # the rest is counted too
+                pass
+        except InputError:
+            raise error from None
+        binary = _binary_note_of(counted.nuls, counted.replaced - counted.real)
+        if binary:  # say why nothing was found
+            raise InputError(where, f"{error.problem}; {binary}") from None
+        raise
+
+
+class _CountedText:
+    """The text of UTF-8 chunks, as ``_decode`` makes it of the whole, counting what
+    :func:`_binary_note` needs: NUL bytes, and sequences that are not UTF-8."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.nuls = 0
+        self.replaced = 0  # U+FFFD in the text
+        self.real = 0  # of those, the ones the input held (EF BF BD)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._tail = b""  # the last bytes of the previous chunk, for an EF BF BD across two
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self.chunks:
+            self.nuls += chunk.count(b"\0")
+            joined = self._tail + chunk[:2]
+            self.real += joined.count(b"\xef\xbf\xbd") + chunk.count(b"\xef\xbf\xbd")
+            self._tail = (self._tail + chunk)[-2:]
+            text = self._decoder.decode(chunk)
+            self.replaced += text.count("\ufffd")
+            if text:
+                yield text
+        text = self._decoder.decode(b"", final=True)
+        self.replaced += text.count("\ufffd")
+        if text:
+            yield text
 
 
 def _where(path: Path | str) -> str:
@@ -264,10 +349,13 @@ def _binary_note(data: bytes, content: str) -> str | None:
     ``content`` is ``data`` as :func:`_decode` made it."""
     if _utf16(data):
         return None  # its NULs are half of every character
-    nuls = data.count(b"\0")
     # Each sequence that is not UTF-8 became one U+FFFD in ``content``; the U+FFFD the input
     # itself held are the encoded ones (EF BF BD). Counted, not decoded again: no copies.
     undecodable = content.count("\ufffd") - data.count(b"\xef\xbf\xbd")
+    return _binary_note_of(data.count(b"\0"), undecodable)
+
+
+def _binary_note_of(nuls: int, undecodable: int) -> str | None:
     parts = []
     if nuls:
         parts.append(f"{nuls:,} NUL byte{'s' if nuls != 1 else ''}")

@@ -129,7 +129,7 @@ class _Reader:
                 self.column += at
             text = text[at:]
             self.at = 0
-        parts = [text]
+        parts = [text] if text else []  # a first piece taken whole is not copied
         size = len(text)
         while size < wanted and not self.ended:
             piece = next(self.pieces, None)
@@ -138,7 +138,7 @@ class _Reader:
                 break
             parts.append(piece)
             size += len(piece)
-        self.text = "".join(parts) if len(parts) > 1 else text
+        self.text = "".join(parts) if len(parts) > 1 else (parts[0] if parts else "")
 
     def peek(self) -> str:
         """The next character that is not blank ("" at the end), without reading it."""
@@ -175,10 +175,7 @@ class _Reader:
         """``json.JSONDecodeError`` for position ``at`` of the window, placed in the whole
         document."""
         breaks = self.text.count("\n", 0, at)
-        if breaks:
-            column = at - self.text.rfind("\n", 0, at)
-        else:
-            column = self.column + at + 1
+        column = at - self.text.rfind("\n", 0, at) if breaks else self.column + at + 1
         error = json.JSONDecodeError(message, "", 0)
         error.lineno = self.lines + breaks + 1
         error.colno = column

@@ -92,18 +92,29 @@ class Shared:
     of their column. Bounded (:data:`SHARED_MAX` of each), so that a table whose endpoints are
     all different does not pay for the lookup table on top of them."""
 
-    __slots__ = ("endpoints", "uids")
+    __slots__ = ("addresses", "endpoints", "uids")
 
     def __init__(self) -> None:
         self.endpoints: dict[str, Endpoint] = {}
+        self.addresses: dict[str, IPAddress] = {}
         self.uids: dict[str, int] = {}
 
     def endpoint(self, text: str, byteorder: ByteOrder) -> Endpoint:
         found = self.endpoints.get(text)
-        if found is None:
-            found = decode_endpoint(text, byteorder)
-            if len(self.endpoints) < SHARED_MAX:
-                self.endpoints[text] = found
+        if found is not None:
+            return found
+        # Fewer addresses than endpoints repeat (a client's ports differ): shared on their own.
+        address_text, separator, port = text.partition(":")
+        if not separator:
+            raise ValueError(f"endpoint {text!r} has no ':port'")
+        address = self.addresses.get(address_text)
+        if address is None:
+            address = decode_address(address_text, byteorder)
+            if len(self.addresses) < SHARED_MAX:
+                self.addresses[address_text] = address
+        found = Endpoint(address, int(port, 16))
+        if len(self.endpoints) < SHARED_MAX:
+            self.endpoints[text] = found
         return found
 
     def uid(self, text: str) -> int:
@@ -251,6 +262,7 @@ class TableReader:
         self.strict = strict
         self.result = TableParse()
         self._seen: set[tuple[Endpoint, Endpoint, int]] = set()
+        self._by_inode: dict[int, Socket] = {}
         # Endpoints and uids repeat (every connection accepted on a port has the same local
         # endpoint): each distinct one is kept once, by the text of its column.
         self._shared = Shared()
@@ -272,15 +284,33 @@ class TableReader:
                 ) from None
             self.result.skipped.append((number, reason))
             return
-        key = (sock.local, sock.remote, sock.inode or 0)
-        if key in self._seen:
+        if self._listed_before(sock):
             self.result.duplicates += 1
             return
-        self._seen.add(key)
         self.result.sockets.append(sock)
+
+    def _listed_before(self, sock: Socket) -> bool:
+        """Whether an earlier row had this socket's endpoints and inode. A socket with an
+        inode is looked up by it alone (an entry of a dict, where a key of the three would
+        cost a tuple a row); only where one inode comes with other endpoints (a socket whose
+        address changed between the kernel's two reads) are keys of the three kept."""
+        inode = sock.inode or 0
+        if inode:
+            first = self._by_inode.get(inode)
+            if first is None:
+                self._by_inode[inode] = sock
+                return False
+            if first.local == sock.local and first.remote == sock.remote:
+                return True
+        key = (sock.local, sock.remote, inode)
+        if key in self._seen:
+            return True
+        self._seen.add(key)
+        return False
 
     def finish(self) -> TableParse:
         self._seen = set()
+        self._by_inode = {}
         self._shared = Shared()
         return self.result
 

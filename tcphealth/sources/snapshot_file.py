@@ -38,8 +38,8 @@ from typing import IO, Any, Union
 from tcphealth import bounds, model
 from tcphealth.errors import InputError, SnapshotFormatError
 from tcphealth.model import Snapshot
-from tcphealth.sources import json_stream
 from tcphealth.reading import Limit, iter_input, where_of
+from tcphealth.sources import json_stream
 
 FORMAT_NAME = "tcphealth.snapshot"
 # 2: network namespaces (``namespaces``; ``netns`` on sockets, where each process lives and
@@ -667,7 +667,7 @@ def _parse_json(pieces: Iterator[str], where: str) -> Any:
     walk = {*_WALKED, *(path[:-1] for path in _SOCKETS_AT)}
     try:
         return json_stream.parse(
-            pieces, decoder, walk=walk, items=dict.fromkeys(_SOCKETS_AT, _socket_as_read)
+            pieces, decoder, walk=walk, items=dict.fromkeys(_SOCKETS_AT, _SocketsAsRead())
         )
     except json.JSONDecodeError as error:
         problem = f"not valid JSON: {error.msg} (column {error.colno})"
@@ -685,13 +685,71 @@ def _parse_json(pieces: Iterator[str], where: str) -> Any:
     raise failure
 
 
-def _socket_as_read(value: Any) -> Any:
-    """One item of a snapshot's "sockets" as a Socket, or as it was where it is not a valid
-    one: the snapshot's decoder then names the field, at its index."""
-    try:
-        return _compile(model.Socket)(value)
-    except (_Invalid, ValueError, TypeError):
-        return value
+class _SocketsAsRead:
+    """Turns each item of a snapshot's "sockets" into a Socket as it is read, or leaves it as it
+    was where it is not a valid one (the snapshot's decoder then names the field, at its
+    index). Endpoints and addresses written alike are made once and shared, as a live
+    collection shares them: every connection to a listener has the same local endpoint."""
+
+    def __init__(self) -> None:
+        self.endpoints: dict[tuple[str, int | None, str | None], model.Endpoint] = {}
+        self.addresses: dict[str, model.IPAddress] = {}
+        self.owners: dict[tuple[tuple[int, ...], int | None], tuple[tuple[int, ...], int | None]]
+        self.owners = {}
+
+    def __call__(self, value: Any) -> Any:
+        if type(value) is dict:
+            for side in ("local", "remote"):
+                endpoint = self._endpoint(value.get(side))
+                if endpoint is not None:
+                    value[side] = endpoint  # passed through by the decoder
+        try:
+            sock = _compile(model.Socket)(value)
+        except (_Invalid, ValueError, TypeError):
+            return value
+        # The pids and uid of a process's sockets are alike: one tuple and one int for all.
+        owner = (sock.pids, sock.uid)
+        shared = self.owners.get(owner)
+        if shared is None:
+            if len(self.owners) < _SHARED_MAX:
+                self.owners[owner] = owner
+        else:
+            # The socket was made a line ago and nothing else has seen it yet.
+            object.__setattr__(sock, "pids", shared[0])
+            object.__setattr__(sock, "uid", shared[1])
+        return sock
+
+    def _endpoint(self, raw: Any) -> model.Endpoint | None:
+        """The endpoint ``raw`` stands for, where it is plainly a valid one; None leaves it to
+        the decoder."""
+        if type(raw) is not dict or not _ENDPOINT_KEYS.issuperset(raw) or "port" not in raw:
+            return None
+        text, port, name = raw.get("address"), raw["port"], raw.get("name")
+        if type(text) is not str or type(port) not in (int, type(None)):
+            return None
+        if type(name) not in (str, type(None)):
+            return None
+        key = (text, port, name)
+        found = self.endpoints.get(key)
+        if found is not None:
+            return found
+        address = self.addresses.get(text)
+        if address is None:
+            try:
+                address = ipaddress.ip_address(text)
+            except ValueError:
+                return None
+            if len(self.addresses) < _SHARED_MAX:
+                self.addresses[text] = address
+        found = model.new_endpoint(address, port, name)  # type: ignore[call-arg]
+        if len(self.endpoints) < _SHARED_MAX:
+            self.endpoints[key] = found
+        return found
+
+
+_ENDPOINT_KEYS = frozenset(("address", "port", "name"))
+# Distinct endpoints and addresses shared, at most: a few MiB.
+_SHARED_MAX = 1 << 16
 
 
 def snapshots_from_json(text: str, where: str) -> list[Snapshot]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tcphealth.errors import InputError
-from tcphealth.model import Attribution, Family, HostInfo, Snapshot
+from tcphealth.model import Attribution, HostInfo, Snapshot
 from tcphealth.sources import procfs
 from tcphealth.sources.text import registry
 
@@ -56,7 +56,18 @@ def read_text(
     formats = TEXT_INPUT_FORMATS.get(input_format)
     if formats is None:
         raise ValueError(f"unknown input format {input_format!r}")
-    return paste.read_paste(text.splitlines(), where, formats=formats, strict=strict, taken_at=taken_at)
+    # Line by line: a list of every line beside the text would double it.
+    return paste.read_paste(
+        iter_lines(text), where, formats=formats, strict=strict, taken_at=taken_at
+    )
+
+
+def read_proc_lines(
+    lines: Iterable[str], where: str, *, strict: bool = False, taken_at: float = 0.0
+) -> list[Snapshot]:
+    """Every capture in a copy of /proc/net/tcp{,6} given line by line (a file read as it
+    comes), as :func:`read_text` reads it with ``input_format="proc"``."""
+    return _proc_snapshots(lines, where, strict=strict, taken_at=taken_at)
 
 
 def _proc_snapshots(

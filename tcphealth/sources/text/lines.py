@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tcphealth.model import (
@@ -51,6 +51,22 @@ def iter_lines(text: str) -> Iterator[str]:
         start = stop + 1
 
 
+def lines_of(pieces: Iterable[str]) -> Iterator[str]:
+    """The lines of the text ``pieces`` make together, as ``splitlines()`` of the whole would
+    give them, without the whole: each is cut after its last '\n' (a line boundary whatever
+    comes next), the rest kept for the next piece."""
+    waiting: list[str] = []  # the text since the last '\n'
+    for piece in pieces:
+        last = piece.rfind("\n")
+        if last < 0:
+            waiting.append(piece)
+            continue
+        waiting.append(piece[: last + 1])
+        yield from iter_lines("".join(waiting))
+        waiting = [piece[last + 1 :]]
+    yield from iter_lines("".join(waiting))
+
+
 class RowError(ValueError):
     """A line that looks like a socket row of the format but cannot be read; the message says
     why. The paste parser skips it with a note (or, strict, refuses the input)."""
@@ -66,7 +82,7 @@ class Holder:
     name: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # a paste of millions of rows holds one each until owners are known
 class Row:
     """One socket as one line of text printed it, before owners are resolved.
 
@@ -118,9 +134,27 @@ def parse_count(text: str, what: str) -> int:
     return int(text)
 
 
+# Addresses and ports a paste repeats (every connection to a listener shares its address and
+# port) are made once and shared, by their text. Bounded: a few MiB at most, kept between
+# reads (they are only values).
+_SHARED_MAX = 1 << 16
+_ADDRESSES: dict[str, IPAddress] = {}
+_PORTS: dict[str, int] = {}
+
+
 def parse_port(text: str) -> int | None:
     """``*`` is no port (a wildcard); anything but 0-65535 is an error (a service name such as
     ``ssh`` means the output was not numeric: run the tool with ``-n``)."""
+    found = _PORTS.get(text)
+    if found is not None:
+        return found
+    port = _parse_port(text)
+    if port is not None and len(_PORTS) < _SHARED_MAX:
+        _PORTS[text] = port
+    return port
+
+
+def _parse_port(text: str) -> int | None:
     if text == "*":
         return None
     if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > 65535:
@@ -137,6 +171,16 @@ def parse_address(text: str) -> IPAddress | None:
     An interface suffix (``127.0.0.53%lo``) is dropped from IPv4; an IPv6 zone (``%14``) is
     kept when Python accepts it. A host name means the tool resolved names: RowError.
     """
+    found = _ADDRESSES.get(text)
+    if found is not None:
+        return found
+    address = _parse_address(text)
+    if address is not None and len(_ADDRESSES) < _SHARED_MAX:
+        _ADDRESSES[text] = address
+    return address
+
+
+def _parse_address(text: str) -> IPAddress | None:
     if text == "*":
         return None
     base, percent, zone = text.partition("%")
@@ -306,7 +350,16 @@ def _endpoint(host: IPAddress | str | None, port: int | None, family: Family) ->
             loopback = ipaddress.IPv6Address(1) if family is Family.IPV6 else LOOPBACK_V4
             return Endpoint(loopback, port)
         return Endpoint(wildcard_for(family), port, name=host)
-    return Endpoint(host, port)
+    key = (host, port)
+    found = _ENDPOINTS.get(key)
+    if found is None:
+        found = Endpoint(host, port)
+        if len(_ENDPOINTS) < _SHARED_MAX:
+            _ENDPOINTS[key] = found
+    return found
+
+
+_ENDPOINTS: dict[tuple[IPAddress, int | None], Endpoint] = {}
 
 
 LOOPBACK_V4 = ipaddress.IPv4Address("127.0.0.1")

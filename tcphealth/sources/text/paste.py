@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -532,7 +533,7 @@ def _limits_pid(prompt: Prompt) -> int | None:
 
 
 def read_paste(
-    lines: list[str],
+    lines: Iterable[str],
     where: str,
     *,
     formats: frozenset[str] = frozenset(registry.NAMES),
@@ -629,16 +630,17 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     attempted = False
     privileged_values = {s.privileged for s in capture.sections}
     for section in capture.sections:
-        section_sockets, section_attempted, section_unseen = _section_sockets(section, notes)
-        attempted = attempted or section_attempted
-        unseen += section_unseen
-        per_section.append(section_sockets)
         for row in section.rows:
             for holder in row.holders or ():
                 if names.get(holder.pid) is None:
                     names[holder.pid] = holder.name
                 if row.user_name is not None and len(row.holders or ()) == 1:
                     users[holder.pid] = row.user_name
+        # This uses up the section's rows (each is let go once its socket is made).
+        section_sockets, section_attempted, section_unseen = _section_sockets(section, notes)
+        attempted = attempted or section_attempted
+        unseen += section_unseen
+        per_section.append(section_sockets)
     sockets, duplicates = _deduplicate(per_section)
     if duplicates:
         notes.append(
@@ -706,7 +708,8 @@ def _summary_kind(section: Section) -> str:
 
 
 def _section_sockets(section: Section, notes: list[str]) -> tuple[list[Socket], bool, int]:
-    """Turn a section's rows into sockets: decide what an absent owner or timer means."""
+    """Turn a section's rows into sockets: decide what an absent owner or timer means. The
+    section's rows are used up."""
     command = section.command
     flags = command.flags if command is not None else frozenset()
     rows = section.rows
@@ -724,7 +727,11 @@ def _section_sockets(section: Section, notes: list[str]) -> tuple[list[Socket], 
     sockets: list[Socket] = []
     unseen = 0
     guessed = 0
-    for row in rows:
+    # Taken from the end of the reversed list, in the order read: each row is let go as soon
+    # as its socket is made, so that a paste of a million rows never holds both whole.
+    rows.reverse()
+    while rows:
+        row = rows.pop()
         timer = row.timer
         if timer is None and timers_shown:
             timer = TimerKind.NONE
@@ -788,13 +795,14 @@ def _deduplicate(sections: list[list[Socket]]) -> tuple[list[Socket], int]:
     keep: list[list[Socket]] = []
     seen_later: set[tuple[object, ...]] = set()
     duplicates = 0
-    for section_sockets in reversed(sections):
+    for position, section_sockets in enumerate(reversed(sections), start=1):
         kept = []
         for sock in section_sockets:
             if not sock.truncated and (sock.local, sock.remote, sock.inode) in seen_later:
                 duplicates += 1
             else:
                 kept.append(sock)
-        seen_later.update((s.local, s.remote, s.inode) for s in kept if not s.truncated)
+        if position < len(sections):  # the first section has no earlier one to look here
+            seen_later.update((s.local, s.remote, s.inode) for s in kept if not s.truncated)
         keep.append(kept)
     return [sock for kept in reversed(keep) for sock in kept], duplicates

@@ -133,6 +133,8 @@ class _CopyReader:
             self.captures.append(self.capture)
         if not self.captures:
             # Headers and no rows: an empty table, once the header is known to be TCP's.
-            procfs.parse_table([self.first_header or ""], Family.IPV4, self.where, strict=self.strict)
+            procfs.parse_table(
+                [self.first_header or ""], Family.IPV4, self.where, strict=self.strict
+            )
             self.captures.append(CopyCapture())
         return self.captures
