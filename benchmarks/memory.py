@@ -9,7 +9,10 @@ taken from ``getrusage(RUSAGE_CHILDREN)`` after it exits:
   with ``--from``.
 
 Each is run as ``check`` (the diagnosis, one status line) and as ``sockets --format json``
-(every socket written), output to /dev/null. ``make bench-memory``; results in RESULTS.md.
+(every socket written), output to /dev/null. With ``--live N``, first the yardstick of the
+bound: ``check`` on this host while the load generator holds N loopback sockets; with
+``--at-limit``, also a /proc table as large as the 256 MiB text limit allows (``check``).
+``make bench-memory``; results in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -158,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             (f"snapshot, {options.sockets:,} sockets", snapshot, options.sockets),
         ]
         if options.at_limit:
-            # The most rows that fit the 256 MiB limit for pasted text.
-            rows = (256 << 20) // (table.stat().st_size // options.rows + 1)
+            # The most rows that fit the 256 MiB limit for pasted text: from the millionth
+            # row on, a row is 134 bytes (its slot number has 7 digits).
+            rows = ((256 << 20) - len(HEADER)) // 134
             largest = Path(directory) / "tcp-at-limit"
             write_table(largest, rows)
             inputs.append((f"/proc/net/tcp at the 256 MiB limit, {rows:,} rows", largest, rows))
