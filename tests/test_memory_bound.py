@@ -166,3 +166,10 @@ def test_not_utf8_is_named_at_its_byte_across_chunks(tmp_path: Path) -> None:
     with pytest.raises(SnapshotFormatError) as caught:
         snapshot_file.read_snapshots(path)
     assert str(caught.value) == f"{path}: not UTF-8 text (byte {at})"
+
+
+def test_the_readme_states_the_bound_the_fuzz_checks() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    fixed = f"{bounds.MEMORY_FIXED_BYTES >> 20} MiB"
+    rate = f"{bounds.MEMORY_PER_SOCKET_BYTES:,} bytes"
+    assert f"at most {fixed} plus\n  {rate} for each socket" in readme
