@@ -69,7 +69,7 @@ STATE_ORDER: tuple[TcpState, ...] = (*TCP_STATES, TcpState.BOUND_INACTIVE, TcpSt
 _STATE_RANK = {state: rank for rank, state in enumerate(STATE_ORDER)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a report of 300,000 connections may hold as many
 class SocketGroup:
     """Sockets of one owner in one state between the same endpoints (ephemeral port as ``*``).
 
@@ -355,12 +355,17 @@ class _OwnerAccumulator:
         self.socket_count += count
         self.states[state] += count
 
-    def add_group(self, key: _GroupKey, sockets: _GroupAccumulator) -> None:
-        """Add the sockets of one group (all in state ``key[0]``)."""
+    def add_group(self, key: _GroupKey, sockets: _GroupAccumulator, *, adopt: bool) -> None:
+        """Add the sockets of one group (all in state ``key[0]``). ``adopt``: ``sockets`` is
+        given to this owner alone, so it may be kept as it is (and merged into) rather than
+        copied -- one accumulator a group, not two."""
         self.socket_count += sockets.count
         self.states[key[0]] += sockets.count
         group = self.groups.get(key)
         if group is None:
+            if adopt:
+                self.groups[key] = sockets
+                return
             group = self.groups[key] = _GroupAccumulator()
         group.merge(sockets)
 
@@ -526,13 +531,14 @@ def build_report(
         del by_identity
         for (holders, state, local, remote), group in by_holders.items():
             states[state] += group.count
+            # Each group of by_holders is looked at once, here: the only holder may adopt it.
             if not holders:
-                unowned.add_group((state, local, remote), group)
+                unowned.add_group((state, local, remote), group, adopt=True)
             for pid in holders:  # a socket shared after fork() counts for every holder
                 owner = owners.get(pid)
                 if owner is None:
                     owner = owners[pid] = _OwnerAccumulator()
-                owner.add_group((state, local, remote), group)
+                owner.add_group((state, local, remote), group, adopt=len(holders) == 1)
 
     process_by_pid = {process.pid: process for process in snapshot.processes}
     findings_by_pid: dict[int, list[Finding]] = {}

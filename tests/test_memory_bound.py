@@ -173,3 +173,32 @@ def test_the_readme_states_the_bound_the_fuzz_checks() -> None:
     fixed = f"{bounds.MEMORY_FIXED_BYTES >> 20} MiB"
     rate = f"{bounds.MEMORY_PER_SOCKET_BYTES:,} bytes"
     assert f"at most {fixed} plus\n  {rate} for each socket" in readme
+
+
+def test_a_text_file_read_as_it_comes_gives_what_the_whole_text_gives() -> None:
+    """Every paste and /proc copy of fixtures/realworld read from its file (line by line as
+    the file is read) and from its text (whole, as standard input is): the same sockets, the
+    same skipped lines, the same errors."""
+    from tcphealth.errors import InputError
+    from tcphealth.sources import text
+
+    pastes = sorted((REPO / "fixtures" / "realworld").glob("*.txt"))
+    pastes += sorted((REPO / "fixtures" / "realworld" / "threads").glob("*.txt"))
+    assert len(pastes) > 20
+    compared = 0
+    for path in pastes:
+        whole = path.read_bytes().decode("utf-8", errors="replace")
+        try:
+            expected: Any = [
+                (snap.sockets, snap.skipped_lines)
+                for snap in text.read_text(whole, str(path), taken_at=path.stat().st_mtime)
+            ]
+        except InputError as error:
+            expected = str(error)
+        try:
+            got: Any = [(snap.sockets, snap.skipped_lines) for snap in sources.load_series(path)]
+        except InputError as error:
+            got = str(error)
+        assert got == expected, path.name
+        compared += 1
+    assert compared == len(pastes)

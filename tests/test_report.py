@@ -345,3 +345,25 @@ def test_a_report_without_groups_counts_what_the_grouped_one_counts(name: str) -
         grouped.unowned.states,
     )
     assert all(not owner.groups for owner in ungrouped.processes)
+
+
+def test_a_group_kept_by_its_only_holder_is_not_changed_by_what_is_merged_into_another() -> None:
+    """Issue 26: a group held by one process is kept as it is (not copied) by that process's
+    summary; a group shared after fork() is still copied for each holder, so merging into
+    one holder's group never changes the other's counts."""
+    from tests.builders import many, process, snapshot, sock
+
+    shot = snapshot(
+        # Shared by 10 and 20 (a forked worker): counted for both. First, so that a copy it
+        # should have been is what pid 10's own sockets are merged into next.
+        *many(4, lambda i: sock("ESTAB", "10.0.0.1:5432", f"10.0.0.9:{42000 + i}", pids=(10, 20))),
+        # Each socket built with its own endpoint objects: groups by identity, joined by value.
+        *many(5, lambda i: sock("ESTAB", "10.0.0.1:5432", f"10.0.0.9:{40000 + i}", pids=(10,))),
+        processes=[process(10, "postgres"), process(20, "postgres")],
+    )
+    report = build_report(shot, [])
+    by_pid = {owner.process.pid: owner for owner in report.processes if owner.process}
+    assert by_pid[10].socket_count == 9
+    assert by_pid[20].socket_count == 4
+    assert [group.count for group in by_pid[10].groups] == [9]
+    assert [group.count for group in by_pid[20].groups] == [4]

@@ -217,10 +217,9 @@ def load_series(
         input_format == "auto" and (str(path).endswith(".json") or starts_json)
     ):
         return snapshot_file.read_snapshots(path, stdin)
-    if head is not None and (
-        input_format == "proc" or (input_format == "auto" and _proc_head(head))
-    ):
-        return _proc_copy(path, where, strict=strict)
+    kind = input_format if input_format != "auto" else _text_kind(head)
+    if head is not None and kind is not None:
+        return _text_file(path, where, kind, strict=strict)
     data, taken_at = _read(path, stdin, input_format)
     content = _decode(data)
     # What is needed of the bytes is taken now, so that they are not held (up to 256 MiB)
@@ -253,24 +252,32 @@ def _head(path: Path | str) -> bytes | None:
     return head if head.strip() and not _utf16(head) else None
 
 
-def _proc_head(head: bytes) -> bool:
-    """The file starts as a /proc/net/tcp copy does, its first line whole within ``head``."""
+def _text_kind(head: bytes | None) -> str | None:
+    """What a text file is, as ``text.read_text`` would tell from its first line (``proc`` or
+    ``text``); None where that line does not end within ``head``."""
     from tcphealth.sources.text import detect as text_detect
 
+    if head is None:
+        return None
     text = head.decode("utf-8", errors="replace")
-    return text_detect.detect(text) == text_detect.PROC and "\n" in text.lstrip("\ufeff \t\r\n")
+    if "\n" not in text.lstrip("\ufeff \t\r\n"):
+        return None
+    return "proc" if text_detect.detect(text) == text_detect.PROC else "text"
 
 
-def _proc_copy(path: Path | str, where: str, *, strict: bool) -> list[Snapshot]:
-    """A /proc/net/tcp{,6} copy read line by line as the file is read: at the 256 MiB limit,
-    neither its bytes nor its text nor a list of its lines is ever held whole."""
+def _text_file(path: Path | str, where: str, kind: str, *, strict: bool) -> list[Snapshot]:
+    """A paste or a /proc table copy in a regular file, read line by line as the file is read:
+    at the 256 MiB limit, neither its bytes nor its text nor a list of its lines is ever held
+    whole. ``kind`` is ``proc`` or a paste format (``text``: any)."""
     from tcphealth.sources import text
     from tcphealth.sources.text.lines import lines_of
 
     taken_at = os.stat(path).st_mtime
     counted = _CountedText(reading.iter_input(path, None, TEXT_LIMIT))
     try:
-        return text.read_proc_lines(lines_of(counted), where, strict=strict, taken_at=taken_at)
+        return text.read_lines(
+            lines_of(counted), where, input_format=kind, strict=strict, taken_at=taken_at
+        )
     except InputError as error:
         if error.line is not None:
             raise

@@ -42,7 +42,7 @@ def read_text(
     ``proc`` or one of :data:`TEXT_INPUT_FORMATS`. Raises :class:`InputError` when nothing in
     the text is a TCP table of the format, or (``strict``) a row cannot be read."""
     from tcphealth.sources.text import detect as detect_module
-    from tcphealth.sources.text import paste, proc_copy
+    from tcphealth.sources.text import proc_copy
     from tcphealth.sources.text.lines import iter_lines
 
     if input_format == "auto":
@@ -50,24 +50,30 @@ def read_text(
         if kind == detect_module.SNAPSHOT:
             raise InputError(where, "a JSON snapshot, not text")  # the caller handles these
         input_format = proc_copy.NAME if kind == detect_module.PROC else "text"
-    if input_format == proc_copy.NAME:
-        # Read line by line: a copy of /proc/net/tcp may be 256 MiB.
-        return _proc_snapshots(iter_lines(text), where, strict=strict, taken_at=taken_at)
-    formats = TEXT_INPUT_FORMATS.get(input_format)
-    if formats is None:
-        raise ValueError(f"unknown input format {input_format!r}")
     # Line by line: a list of every line beside the text would double it.
-    return paste.read_paste(
-        iter_lines(text), where, formats=formats, strict=strict, taken_at=taken_at
+    return read_lines(
+        iter_lines(text), where, input_format=input_format, strict=strict, taken_at=taken_at
     )
 
 
-def read_proc_lines(
-    lines: Iterable[str], where: str, *, strict: bool = False, taken_at: float = 0.0
+def read_lines(
+    lines: Iterable[str],
+    where: str,
+    *,
+    input_format: str,
+    strict: bool = False,
+    taken_at: float = 0.0,
 ) -> list[Snapshot]:
-    """Every capture in a copy of /proc/net/tcp{,6} given line by line (a file read as it
-    comes), as :func:`read_text` reads it with ``input_format="proc"``."""
-    return _proc_snapshots(lines, where, strict=strict, taken_at=taken_at)
+    """:func:`read_text` of text given line by line (a file read as it comes, never whole),
+    whose format is known: ``proc`` or one of :data:`TEXT_INPUT_FORMATS`."""
+    from tcphealth.sources.text import paste, proc_copy
+
+    if input_format == proc_copy.NAME:
+        return _proc_snapshots(lines, where, strict=strict, taken_at=taken_at)
+    formats = TEXT_INPUT_FORMATS.get(input_format)
+    if formats is None:
+        raise ValueError(f"unknown input format {input_format!r}")
+    return paste.read_paste(lines, where, formats=formats, strict=strict, taken_at=taken_at)
 
 
 def _proc_snapshots(
