@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             (f"snapshot, {options.sockets:,} sockets", snapshot, options.sockets),
         ]
         if options.at_limit:
-            # The most rows that fit the 256 MiB limit for pasted text: from the millionth
-            # row on, a row is 134 bytes (its slot number has 7 digits).
-            rows = ((256 << 20) - len(HEADER)) // 134
+            # The most rows that fit the 256 MiB limit for pasted text: past a million rows
+            # a row is up to 135 bytes (slot number and inode of 7 digits).
+            rows = ((256 << 20) - len(HEADER)) // 135
             largest = Path(directory) / "tcp-at-limit"
             write_table(largest, rows)
             inputs.append((f"/proc/net/tcp at the 256 MiB limit, {rows:,} rows", largest, rows))
