@@ -30,7 +30,7 @@ TIMER_MAX_SECONDS = 1e9
 # Memory, whatever the source (the README, next to the size limits): a run's peak is at most
 # a fixed cost (the interpreter, tcphealth's modules, the bounded tables of shared endpoints
 # and addresses) plus this much for each socket it reads -- no more than twice what the live
-# collector needs for one (605 bytes at 300,000 sockets: benchmarks/RESULTS.md,
+# collector needs for one (604 bytes at 300,000 sockets: benchmarks/RESULTS.md,
 # `make bench-memory`).
 MEMORY_FIXED_BYTES = 96 << 20
 MEMORY_PER_SOCKET_BYTES = 1200
