@@ -330,3 +330,91 @@ def test_local_peers_are_the_holders_of_the_other_ends_in_the_state_asked() -> N
     assert local_peers(index, client_ends[2:3], TcpState.CLOSE_WAIT) == (10,)
     assert local_peers(index, client_ends[3:], TcpState.CLOSE_WAIT) == (10,)
     assert local_peers(index, client_ends[3:], TcpState.FIN_WAIT2) == ()
+
+
+# --- unread data: a fact of one look, from a few sockets -----------------------------------------
+
+
+def test_a_few_held_with_unread_data_are_a_warning_below_the_count() -> None:
+    # Three requests of 124 bytes each, never read, then the clients closed (srs#2346's rows):
+    # far below close_wait_warning, but the queue shows the data was neither read nor closed.
+    snap = snapshot(held(3, 24276, 125, age_ms=None), processes=[process(24276, "srs")])
+    finding = only(diagnose(snap), "close-wait-unread-data")
+    assert finding.severity is Severity.WARNING
+    assert finding.blame is Blame.LOCAL_APPLICATION
+    assert finding.subject.pid == 24276
+    assert finding.count == 3
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert evidence["unread_bytes"] == "125"
+    # Without an age it claims nothing about time: no "never", no leak.
+    assert "they hold data it has not read" in finding.summary
+    assert "never" not in finding.summary
+    assert any(u.startswith("whether this is a leak") for u in finding.unchecked)
+
+
+def test_a_few_held_without_unread_data_stay_quiet() -> None:
+    # The FIN alone (1) or read to the end (0): a few such sockets are a slow close's moment.
+    for queued in (0, 1, None):
+        snap = snapshot(held(3, 24276, queued), processes=[process(24276, "srs")])
+        assert diagnose(snap) == [], queued
+
+
+def test_one_socket_with_unread_data_is_under_the_unread_threshold() -> None:
+    snap = snapshot(held(1, 24276, 125), processes=[process(24276, "srs")])
+    assert diagnose(snap) == []
+    lower = dataclasses.replace(Thresholds(), close_wait_unread_warning=1)
+    assert only(diagnose(snap, lower), "close-wait-unread-data").severity is Severity.WARNING
+
+
+def test_unread_data_decides_the_code_when_it_alone_makes_the_finding() -> None:
+    # Five read to the end, two with unread data: the count alone says nothing; the two do.
+    snap = snapshot(held(5, 9, 0), held(2, 9, 300, port=6379), processes=[process(9, "app")])
+    finding = only(diagnose(snap), "close-wait-unread-data")
+    assert finding.count == 7
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert (evidence["close-wait-unread-data"], evidence["close-wait-not-closed"]) == (2, 5)
+
+
+def test_unowned_close_wait_with_unread_data_warns_and_names_both_explanations() -> None:
+    # An ss -tan paste (haproxy#136): two rows, no owners, requests of 13 and 59 KB unread,
+    # the last ACK 370 s ago.
+    sockets = [
+        sock(
+            "CLOSE-WAIT",
+            "1.1.1.1:80",
+            f"2.2.2.{2 + i}:{49738 + i}",
+            recv_queue=queued,
+            send_queue=0,
+            tcp_info=TcpInfo(last_ack_recv_ms=age),
+        )
+        for i, (queued, age) in enumerate(((13340, 369_872), (59419, 122_900)))
+    ]
+    finding = only(diagnose(snapshot(sockets)), "close-wait-owner-unknown")
+    assert finding.severity is Severity.WARNING
+    assert finding.blame is Blame.LOCAL_APPLICATION
+    assert finding.subject.kind is SubjectKind.HOST
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert evidence["close-wait-unread-data"] == 2
+    assert evidence["unread_bytes"] == "13,340-59,419"
+    assert evidence["oldest_at_least_s"] == 369.9
+    assert "nobody has read" in finding.summary
+    assert finding.summary.endswith("neither read it nor closed them, for at least 370 s.")
+    assert any("no process ever accepted them" in u for u in finding.unchecked)
+
+
+def test_unowned_close_wait_with_the_fin_alone_stays_under_the_count() -> None:
+    sockets = many(
+        9, lambda i: sock("CLOSE-WAIT", f"10.0.0.1:{40000 + i}", "10.0.0.7:443", recv_queue=1)
+    )
+    assert diagnose(snapshot(sockets)) == []
+
+
+def test_unowned_close_wait_with_unread_data_but_no_age_claims_no_duration() -> None:
+    sockets = many(
+        9,
+        lambda i: sock("CLOSE-WAIT", "172.20.0.1:2040", f"172.20.0.1:{50000 + i}", recv_queue=210),
+    )
+    finding = only(diagnose(snapshot(sockets)), "close-wait-owner-unknown")
+    assert finding.severity is Severity.WARNING
+    assert finding.summary.endswith("whoever holds them has neither read it nor closed them.")
+    assert "oldest_at_least_s" not in {e.name for e in finding.evidence}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections import Counter
+
 from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.diagnose.wording import attribution_gaps
-from tcphealth.model import Attribution, OwnerSource, Socket, TcpState
+from tcphealth.diagnose.wording import attribution_gaps, most_common_text
+from tcphealth.model import Attribution, Endpoint, OwnerSource, Socket, TcpState
 from tests.builders import many, snapshot, sock
 
 UNSEEN = OwnerSource.UNSEEN
@@ -50,3 +53,12 @@ def test_unseen_sockets_of_other_states_are_not_a_gap_for_this_one() -> None:
     assert gaps(attribution, unseen("LISTEN", 1), unseen("CLOSE-WAIT", 1)) == (
         "1 CLOSE_WAIT socket with a descriptor had no owner we could see",
     )
+
+
+def test_pasted_host_names_are_counted_and_shown_as_names_not_as_their_stand_in() -> None:
+    # netstat without -n: each name stands for its own host; its address is only 0.0.0.0.
+    # Every client port differs, so the destinations are counted per host -- per name.
+    counts: Counter[Endpoint] = Counter()
+    for i, name in enumerate(["crawl.yahoo.", "crawl.yahoo.", "proxy-72", "my_server_name"]):
+        counts[Endpoint(ipaddress.IPv4Address("0.0.0.0"), 50000 + i, name)] += 1
+    assert most_common_text(counts) == "crawl.yahoo. (2), my_server_name (1), proxy-72 (1)"

@@ -45,6 +45,9 @@ def sockets_text(count: int) -> str:
 def destination_text(dest: Destination) -> str:
     """``10.0.0.5:6379``, ``[2001:db8::1]:443``; the bare address when the port is ``None``."""
     address, port = dest.address, dest.port
+    if dest.name is not None:
+        # A host name or mask as the paste printed it: its address is only a stand-in.
+        return dest.name if port is None else f"{dest.name}:{port}"
     if port is None:
         return str(address)
     if isinstance(address, ipaddress.IPv6Address):
@@ -61,15 +64,20 @@ def by_host_if_ports_vary(counts: Counter[Destination]) -> Counter[Destination]:
     """
     if len(counts) <= 1 or max(counts.values()) > 1:
         return counts
-    # Summed per address object first (many destinations share one), then per address.
-    by_object: dict[int, tuple[IPAddress, int]] = {}
+    # Summed per address object first (many destinations share one), then per address. A
+    # pasted name (host name, mask) stands for its own host: its address is only a stand-in.
+    by_object: dict[tuple[int, str | None], tuple[IPAddress, str | None, int]] = {}
     for dest, count in counts.items():
-        address = dest.address
-        seen = by_object.get(id(address))
-        by_object[id(address)] = (address, count if seen is None else seen[1] + count)
+        address, name = dest.address, dest.name
+        seen = by_object.get((id(address), name))
+        by_object[(id(address), name)] = (
+            address,
+            name,
+            count if seen is None else seen[2] + count,
+        )
     hosts: Counter[Destination] = Counter()
-    for address, count in by_object.values():
-        hosts[Endpoint(address, None)] += count
+    for address, name, count in by_object.values():
+        hosts[Endpoint(address, None, name)] += count
     return hosts
 
 

@@ -209,9 +209,13 @@ def _held_finding(
     sockets: list[Socket],
 ) -> Finding | None:
     severity = level(group.count, thresholds.close_wait_warning, thresholds.close_wait_critical)
-    if severity is None:
-        return None
     kind = group.dominant_kind()
+    if severity is None:
+        # Fewer than close_wait_warning, but data the application has neither read nor closed
+        # is a fact of this one look, whatever their number: say it from a few.
+        if group.kinds[UNREAD_DATA] < thresholds.close_wait_unread_warning:
+            return None
+        severity, kind = Severity.WARNING, UNREAD_DATA
     holder = who(index, pids)
     mixed = "" if group.kinds[kind] == group.count else f" ({number(group.kinds[kind])} of them)"
     old = is_old_enough(group.oldest_seconds, thresholds)
@@ -238,6 +242,7 @@ def _held_finding(
     for each in _KIND_ORDER:
         if group.kinds[each]:
             evidence.append(Evidence(each, group.kinds[each], _KIND_READING[each][1]))
+    evidence.extend(unread_evidence(sockets))
     evidence.extend(top_destinations(group.destinations))
     evidence.extend(pid_evidence(pids))
     if group.longest_idle_ms is not None:
@@ -290,6 +295,33 @@ def _held_finding(
 
 
 _TELL = "whether this is a leak or an application slow to close"
+
+
+def _is_unread(queued: int | None) -> bool:
+    return queued is not None and queued > 1
+
+
+def holds_unread_data(sock: Socket) -> bool:
+    """The receive queue holds data besides the FIN (which counts as 1 byte): data that came
+    before the peer closed and that nobody has read."""
+    return _is_unread(sock.recv_queue)
+
+
+def unread_evidence(sockets: Sequence[Socket]) -> list[Evidence]:
+    """The bytes left unread in the CLOSE_WAIT sockets that hold data besides the FIN."""
+    queued = [sock.recv_queue for sock in sockets if holds_unread_data(sock)]
+    known = [value for value in queued if value is not None]
+    if not known:
+        return []
+    low, high = min(known), max(known)
+    return [
+        Evidence(
+            "unread_bytes",
+            number(low) if low == high else f"{number(low)}-{number(high)}",
+            "in the receive queue of each (the FIN counts 1): sent before the peer closed, "
+            "never read",
+        )
+    ]
 
 
 def is_old_enough(seconds: float | None, thresholds: Thresholds) -> bool:
@@ -426,8 +458,15 @@ def _owner_unknown_finding(
     """CLOSE_WAIT whose holder the source does not name: counted, never attributed by guess."""
     count = len(sockets)
     severity = level(count, thresholds.close_wait_warning, thresholds.close_wait_critical)
+    # Judged once per distinct receive queue (tens of thousands of sockets share a few).
+    unread = sum(
+        n for queued, n in Counter(map(_RECV_QUEUE, sockets)).items() if _is_unread(queued)
+    )
     if severity is None:
-        return None
+        # A few, but holding data nobody has read: a fact of this one look (see _held_finding).
+        if unread < thresholds.close_wait_unread_warning:
+            return None
+        severity = Severity.WARNING
     # Tens of thousands of sockets, counted in C loops (map, Counter) wherever it can be:
     # each remote by its destination; each local endpoint object (the snapshot shares one per
     # listening address, and keeps them all alive) by identity, then judged once.
@@ -463,12 +502,50 @@ def _owner_unknown_finding(
                 "on the port of a listener with a full accept queue: maybe never accepted",
             )
         )
+    if unread:
+        evidence.append(Evidence(UNREAD_DATA, unread, _KIND_READING[UNREAD_DATA][1]))
+        evidence.extend(unread_evidence(sockets))
+    oldest = (
+        max((age for age in map(kernel_age_floor, sockets) if age is not None), default=None)
+        if unread
+        else None
+    )
+    if oldest is not None:
+        evidence.append(
+            Evidence(
+                "oldest_at_least_s",
+                round(oldest, 1),
+                "in CLOSE_WAIT at least this long (the source's time since the last ACK)",
+            )
+        )
     for port, port_count in sorted(local_ports.items(), key=lambda i: (-i[1], i[0] or 0))[:3]:
         evidence.append(Evidence("top_local_port", port, sockets_text(port_count)))
     evidence.extend(top_destinations(destinations))
-    unchecked = attribution_gaps(index, TcpState.CLOSE_WAIT) or (
+    unchecked: tuple[str, ...] = attribution_gaps(index, TcpState.CLOSE_WAIT) or (
         "which process holds these sockets: the source does not name their owners",
     )
+    unread_text = ""
+    if unread:
+        # Unread data and no owner: a holder that does not read, or a listener that never
+        # accepted them (their request waits in the accept queue). The owner would tell.
+        share = "all of them" if unread == count else f"{number(unread)} of them"
+        unread_text = (
+            f" {share.capitalize()} still hold data sent before the peer closed that nobody "
+            "has read: whoever holds them has neither read it nor closed them"
+            + (
+                f", for at least {oldest:.0f} s"
+                if oldest is not None and is_old_enough(oldest, thresholds)
+                else ""
+            )
+            + "."
+        )
+        unchecked = (
+            *unchecked,
+            "whether a process holds them without reading, or no process ever accepted them "
+            "(a listener not calling accept()): the source shows neither owners nor the "
+            "listener's queue; ss -tnp state close-wait (as root) names the holders, ss -ltn "
+            "the listener's Recv-Q",
+        )
     return Finding(
         code=OWNER_UNKNOWN,
         severity=severity,
@@ -479,14 +556,14 @@ def _owner_unknown_finding(
         summary=(
             f"{number(count)} connections sit in CLOSE_WAIT: their peers closed and a local "
             "application has not, but the source does not say which one; mostly to "
-            f"{most_common_text(destinations)}."
+            f"{most_common_text(destinations)}.{unread_text}"
         ),
         evidence=tuple(evidence),
         next_steps=(
             "ss -tnpo state close-wait   # as root, to see the owning processes",
             "ss -tn state close-wait | awk 'NR>1 {print $3}' | sort | uniq -c | sort -rn | head",
         ),
-        unchecked=tuple(unchecked),
+        unchecked=unchecked,
     )
 
 
