@@ -665,6 +665,10 @@ class Snapshot:
     # Counts a pasted transcript printed for one state (``| wc -l``, ``grep -c``); the largest
     # per state is also in ``state_counts``.
     reported: tuple[ReportedCount, ...] = ()
+    # The sockets of the captures a paste showed before this one (the same listing taken
+    # again, oldest first), where nothing says how far apart they were: for the rules that
+    # compare what stayed, went and came. Empty for one look and for a timed series.
+    earlier_listings: tuple[tuple[Socket, ...], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------

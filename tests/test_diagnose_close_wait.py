@@ -15,6 +15,7 @@ from tcphealth.model import (
     Finding,
     OwnerSource,
     Severity,
+    Snapshot,
     Socket,
     SubjectKind,
     Sysctls,
@@ -418,3 +419,154 @@ def test_unowned_close_wait_with_unread_data_but_no_age_claims_no_duration() -> 
     assert finding.severity is Severity.WARNING
     assert finding.summary.endswith("whoever holds them has neither read it nor closed them.")
     assert "oldest_at_least_s" not in {e.name for e in finding.evidence}
+
+
+# --- a paste's repeated listings: what stayed, went and came -----------------------------------
+
+
+def listed_again(snap: Snapshot, *earlier: list[Socket]) -> Snapshot:
+    return dataclasses.replace(snap, earlier_listings=tuple(tuple(each) for each in earlier))
+
+
+def client_ends(ports: range, *, pids: tuple[int, ...] = (), queued: int = 1) -> list[Socket]:
+    """This host's client ends toward two servers' port 19000, the server's FIN alone queued."""
+    return [
+        sock(
+            "CLOSE-WAIT",
+            f"100.96.253.46:{port}",
+            f"172.31.13.{216 + port % 2}:19000",
+            pids=pids,
+            recv_queue=queued,
+            send_queue=0,
+        )
+        for port in ports
+    ]
+
+
+def test_listings_where_none_closed_and_more_came_pile_up_even_below_the_count() -> None:
+    # lsof -p 4981 twice around one more request (mysqljs#47): 1, then 2, the first still there.
+    first = held(1, 4981, None, port=3306, age_ms=None)
+    latest = held(2, 4981, None, port=3306, age_ms=None)
+    snap = listed_again(snapshot(latest, processes=[process(4981, "node")]), first)
+    finding = only(diagnose(snap), "close-wait-held")
+    assert finding.severity is Severity.WARNING
+    assert finding.blame is Blame.LOCAL_APPLICATION
+    assert finding.subject.pid == 4981
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert (evidence["paste_listings"], evidence["closed_between"], evidence["came_between"]) == (
+        "1, 2",
+        0,
+        1,
+    )
+    assert finding.summary.endswith(
+        "The paste lists them 2 times (1, then 2): none of the earlier ones was closed and 1 "
+        "more came, so they pile up."
+    )
+    # Untimed listings prove no age: the leak question stays open.
+    assert any(u.startswith("whether this is a leak") for u in finding.unchecked)
+
+
+def test_the_same_single_socket_listed_twice_is_no_pile() -> None:
+    one = held(1, 4981, None, port=3306, age_ms=None)
+    snap = listed_again(snapshot(one, processes=[process(4981, "node")]), one)
+    assert diagnose(snap) == []
+
+
+def test_listings_of_another_holder_are_not_compared() -> None:
+    theirs = held(1, 77, None, port=3306, age_ms=None)
+    latest = held(2, 4981, None, port=3306, age_ms=None)
+    snap = listed_again(snapshot(latest, processes=[process(4981, "node")]), theirs)
+    assert diagnose(snap) == []
+
+
+def test_some_closed_between_listings_takes_back_never_even_when_old() -> None:
+    # A server's 30 CLOSE_WAIT, ten minutes old by tcp_info; an earlier listing held 10 others
+    # that are gone: the holder does close them, so "never" would be wrong.
+    gone = held(10, 812, 0, remote="10.0.0.9")
+    snap = listed_again(snapshot(held(30, 812, 0), processes=[process(812, "java")]), gone)
+    finding = only(diagnose(snap), "close-wait-not-closed")
+    assert "never" not in finding.summary
+    assert without_listings_it_would_say(snap, "never")
+    assert "of the 10 in the first, 10 were gone by the last" in finding.summary
+    assert {e.name: e.value for e in finding.evidence}["closed_between"] == 10
+
+
+def test_idle_client_ends_replaced_between_listings_are_the_peers_idle_close() -> None:
+    # The k8s pod paste: client ends toward port 19000, FIN alone, a pool beside them; of the
+    # first listing 6 are gone by the last and 7 new came.
+    first = client_ends(range(40000, 40035))
+    latest = client_ends(range(40006, 40042))
+    pool = [
+        sock("ESTAB", f"100.96.253.46:{port}", "172.31.13.216:19000", recv_queue=0)
+        for port in range(41000, 41020)
+    ]
+    snap = listed_again(snapshot(latest, pool, attribution=proc_copy_attribution()), first)
+    finding = only(diagnose(snap), "close-wait-peer-idle-close")
+    assert finding.severity is Severity.WARNING  # 36 >= close_wait_warning, not lowered
+    assert finding.blame is Blame.REMOTE_PEER
+    assert finding.state is TcpState.CLOSE_WAIT
+    assert finding.subject.kind is SubjectKind.HOST and finding.subject.pid is None
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert evidence["paste_listings"] == "35, 36"
+    assert (evidence["closed_between"], evidence["came_between"]) == (6, 7)
+    assert evidence["stayed_in_every_listing"] == 29
+    assert evidence["established_to_same_servers"] == 20
+    assert "not a leak" in finding.summary and "closed them while they were idle" in finding.summary
+    assert finding.next_steps[0].startswith("ss -tno state close-wait '( dport = :19000 )'")
+    assert any("how far apart its listings were" in u for u in finding.unchecked)
+    assert any("which process holds them" in u for u in finding.unchecked)
+
+
+def test_idle_client_ends_listed_unchanged_stay_the_holders_matter() -> None:
+    same = client_ends(range(40000, 40036))
+    snap = listed_again(snapshot(same, attribution=proc_copy_attribution()), same)
+    finding = only(diagnose(snap), "close-wait-owner-unknown")
+    assert finding.blame is Blame.LOCAL_APPLICATION
+    assert finding.summary.endswith("the same ones each time.")
+
+
+def test_replaced_client_ends_with_unread_replies_are_not_an_idle_close() -> None:
+    # Data besides the FIN: the server sent a reply the client never read; not idle.
+    first = client_ends(range(40000, 40035), queued=900)
+    latest = client_ends(range(40006, 40042), queued=900)
+    snap = listed_again(snapshot(latest, attribution=proc_copy_attribution()), first)
+    codes = [f.code for f in diagnose(snap)]
+    assert "close-wait-peer-idle-close" not in codes
+    assert "close-wait-owner-unknown" in codes
+
+
+def test_replaced_server_ends_are_not_an_idle_close() -> None:
+    # The local side is the server (a listener on 8080): clients closed; its own slow close.
+    def server_ends(ports: range) -> list[Socket]:
+        return [
+            sock(
+                "CLOSE-WAIT",
+                "10.0.0.1:8080",
+                f"10.0.0.9:{port}",
+                pids=(5,),
+                recv_queue=1,
+                tcp_info=TcpInfo(last_ack_recv_ms=OLD_MS),  # old: one look alone would say
+            )
+            for port in ports
+        ]
+
+    snap = listed_again(
+        snapshot(
+            server_ends(range(50006, 50042)),
+            listener("0.0.0.0:8080", pids=(5,)),
+            processes=[process(5, "srv")],
+        ),
+        server_ends(range(50000, 50035)),
+    )
+    finding = only(diagnose(snap), "close-wait-not-reading")
+    assert finding.blame is Blame.LOCAL_APPLICATION
+    assert "stopped reading" not in finding.summary  # some were closed: no "stopped"
+    assert "has not read from them since the peer's FIN arrived" in finding.summary
+    assert without_listings_it_would_say(snap, "stopped reading")
+
+
+def without_listings_it_would_say(snap: Snapshot, claim: str) -> bool:
+    """The same look without the earlier listings makes ``claim`` (so the test is not
+    vacuous)."""
+    alone = dataclasses.replace(snap, earlier_listings=())
+    return any(claim in f.summary for f in diagnose(alone))

@@ -143,6 +143,10 @@ def latest_of(path: Path | str, series: Sequence[Snapshot]) -> Snapshot:
         last,
         notes=(note, *earlier_notes, *last.notes),
         skipped_lines=sum(snapshot.skipped_lines for snapshot in series),
+        # Untimed captures are not a series, but what they listed can still be compared.
+        earlier_listings=()
+        if is_timed_series(series)
+        else tuple(snapshot.sockets for snapshot in series[:-1]),
     )
 
 

@@ -54,7 +54,8 @@ _FORMAT_VERSION_WITHOUT_NAMESPACES = 1
 
 # Fields added with version 2, left out of the file while they hold their defaults.
 _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
-    "Snapshot": (("namespaces", ()), ("reported", ())),
+    # earlier_listings is never written (see snapshot_json_chunks): a snapshot is one look.
+    "Snapshot": (("namespaces", ()), ("reported", ()), ("earlier_listings", ())),
     # A paste's host that was no address (a name, a mask); no file from a live run has one.
     "Endpoint": (("name", None),),
     "Socket": (("netns", None), ("drops", None)),
@@ -125,7 +126,8 @@ def snapshot_to_json(snapshot: Snapshot) -> str:
 def snapshot_json_chunks(snapshot: Snapshot) -> Iterator[str]:
     """The text of the snapshot file, in pieces: the document around the sockets, then one
     line per socket."""
-    body = _encode(dataclasses.replace(snapshot, sockets=()))
+    # A paste's earlier listings are compared when it is diagnosed; the file keeps the one look.
+    body = _encode(dataclasses.replace(snapshot, sockets=(), earlier_listings=()))
     body["sockets"] = _SOCKETS_HERE
     document = {"format": FORMAT_NAME, "version": _version_of(snapshot), "snapshot": body}
     text = json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"

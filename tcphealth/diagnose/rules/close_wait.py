@@ -18,7 +18,7 @@ import functools
 import itertools
 import operator
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from tcphealth.diagnose.config import Thresholds
@@ -68,6 +68,8 @@ HELD = "close-wait-held"
 UNACCEPTED = "close-wait-unaccepted"
 OWNER_UNKNOWN = "close-wait-owner-unknown"
 SLOW_CLOSE = "close-wait-slow-close"  # from a series: closed, only late
+# Client connections the servers closed while idle, seen replaced between a paste's listings.
+PEER_IDLE_CLOSE = "close-wait-peer-idle-close"
 _KIND_ORDER = (NOT_CLOSED, NOT_READING, UNREAD_DATA, HELD)
 
 # The same readings for sockets too young to call the application's silence a leak (see
@@ -160,6 +162,83 @@ class _Held:
         return max(_KIND_ORDER, key=lambda kind: (self.kinds[kind], -_KIND_ORDER.index(kind)))
 
 
+@dataclass(frozen=True)
+class _Listings:
+    """What a paste's earlier listings of the same CLOSE_WAIT sockets show beside the latest
+    (untimed captures: which stayed, went and came, never how long it took)."""
+
+    counts: tuple[int, ...]  # in each listing that showed any, oldest first; the latest last
+    closed: int  # of the first listing's, gone by the latest
+    added: int  # in the latest and in no earlier listing
+    stayed: int  # in the latest and in every listing
+
+    @property
+    def accumulating(self) -> bool:
+        """None closed, more came: they pile up."""
+        return self.closed == 0 and self.added > 0
+
+    def evidence(self) -> list[Evidence]:
+        return [
+            Evidence(
+                "paste_listings",
+                ", ".join(map(str, self.counts)),
+                "these CLOSE_WAIT in each listing the paste shows, oldest first (how far apart "
+                "is not said)",
+            ),
+            Evidence("closed_between", self.closed, "of the first listing's, gone by the last"),
+            Evidence("came_between", self.added, "in the last listing and in no earlier one"),
+            Evidence("stayed_in_every_listing", self.stayed, "in the last and every earlier one"),
+        ]
+
+    def sentence(self) -> str:
+        shown = ", then ".join(map(str, self.counts))
+        listed = f" The paste lists them {len(self.counts)} times ({shown})"
+        if self.accumulating:
+            return (
+                f"{listed}: none of the earlier ones was closed and {number(self.added)} more "
+                "came, so they pile up."
+            )
+        if self.closed:
+            return (
+                f"{listed}: of the {number(self.counts[0])} in the first, "
+                f"{number(self.closed)} were gone by the last, so some are closed, only late."
+            )
+        return f"{listed}, the same ones each time."
+
+
+def _listings(
+    index: SnapshotIndex, sockets: Sequence[Socket], belongs: Callable[[Socket], bool]
+) -> _Listings | None:
+    """``sockets`` (CLOSE_WAIT of the latest capture) against the earlier listings of the
+    paste that showed any CLOSE_WAIT ``belongs`` to the same holder; None without one."""
+    earlier = [
+        keys
+        for listing in index.snapshot.earlier_listings
+        if (
+            keys := {
+                connection_key(sock)
+                for sock in listing
+                if sock.state is TcpState.CLOSE_WAIT and belongs(sock)
+            }
+        )
+    ]
+    if not earlier or not sockets:
+        return None
+    latest = {connection_key(sock) for sock in sockets}
+    return _Listings(
+        counts=(*map(len, earlier), len(latest)),
+        closed=len(earlier[0] - latest),
+        added=len(latest - set().union(*earlier)),
+        stayed=len(latest.intersection(*earlier)),
+    )
+
+
+def _accumulate_enough(listings: _Listings | None, count: int) -> bool:
+    """Growth a paste shows by listing them again: every earlier one still there, more added
+    (at least two by the last)."""
+    return listings is not None and listings.accumulating and count >= 2
+
+
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     # Grouped by the pid tuple as the source gave it (sources share one tuple between all
     # the sockets of a holder), then by its normal form, once per distinct tuple.
@@ -210,15 +289,27 @@ def _held_finding(
 ) -> Finding | None:
     severity = level(group.count, thresholds.close_wait_warning, thresholds.close_wait_critical)
     kind = group.dominant_kind()
+    listings = _listings(
+        index, sockets, lambda sock: owned_by_fd(sock) and pids_key(sock.pids) == pids
+    )
+    if listings is not None and listings.closed and severity is not None:
+        idle = _peer_idle_close(index, sockets, listings, severity, pids)
+        if idle is not None:
+            return idle
     if severity is None:
         # Fewer than close_wait_warning, but data the application has neither read nor closed
-        # is a fact of this one look, whatever their number: say it from a few.
-        if group.kinds[UNREAD_DATA] < thresholds.close_wait_unread_warning:
+        # is a fact of this one look, whatever their number: say it from a few. So is a pile
+        # the paste shows growing from listing to listing.
+        if group.kinds[UNREAD_DATA] >= thresholds.close_wait_unread_warning:
+            severity, kind = Severity.WARNING, UNREAD_DATA
+        elif _accumulate_enough(listings, group.count):
+            severity = Severity.WARNING
+        else:
             return None
-        severity, kind = Severity.WARNING, UNREAD_DATA
     holder = who(index, pids)
     mixed = "" if group.kinds[kind] == group.count else f" ({number(group.kinds[kind])} of them)"
-    old = is_old_enough(group.oldest_seconds, thresholds)
+    # Some seen closed between listings: whatever their age, "never" would be wrong.
+    old = is_old_enough(group.oldest_seconds, thresholds) and not (listings and listings.closed)
     if old:
         reading = _KIND_READING[kind][0]
         closed = "this application never did"
@@ -229,8 +320,11 @@ def _held_finding(
     summary = (
         f"{holder} holds {number(group.count)} connections in CLOSE_WAIT: the peers closed and "
         f"{closed}; {reading}{mixed}; mostly to {most_common_text(group.destinations)}."
+        + (listings.sentence() if listings is not None else "")
     )
     evidence: list[Evidence] = [Evidence("close_wait", group.count, "held by a descriptor")]
+    if listings is not None:
+        evidence.extend(listings.evidence())
     if group.oldest_seconds is not None:
         evidence.append(
             Evidence(
@@ -462,9 +556,17 @@ def _owner_unknown_finding(
     unread = sum(
         n for queued, n in Counter(map(_RECV_QUEUE, sockets)).items() if _is_unread(queued)
     )
+    listings = _listings(index, sockets, lambda sock: not owned_by_fd(sock))
+    if listings is not None and listings.closed and severity is not None:
+        idle = _peer_idle_close(index, sockets, listings, severity, ())
+        if idle is not None:
+            return idle
     if severity is None:
-        # A few, but holding data nobody has read: a fact of this one look (see _held_finding).
-        if unread < thresholds.close_wait_unread_warning:
+        # A few, but holding data nobody has read, or growing from listing to listing: facts
+        # of the paste itself (see _held_finding).
+        if unread < thresholds.close_wait_unread_warning and not _accumulate_enough(
+            listings, count
+        ):
             return None
         severity = Severity.WARNING
     # Tens of thousands of sockets, counted in C loops (map, Counter) wherever it can be:
@@ -518,6 +620,8 @@ def _owner_unknown_finding(
                 "in CLOSE_WAIT at least this long (the source's time since the last ACK)",
             )
         )
+    if listings is not None:
+        evidence.extend(listings.evidence())
     for port, port_count in sorted(local_ports.items(), key=lambda i: (-i[1], i[0] or 0))[:3]:
         evidence.append(Evidence("top_local_port", port, sockets_text(port_count)))
     evidence.extend(top_destinations(destinations))
@@ -557,6 +661,7 @@ def _owner_unknown_finding(
             f"{number(count)} connections sit in CLOSE_WAIT: their peers closed and a local "
             "application has not, but the source does not say which one; mostly to "
             f"{most_common_text(destinations)}.{unread_text}"
+            + (listings.sentence() if listings is not None else "")
         ),
         evidence=tuple(evidence),
         next_steps=(
@@ -564,6 +669,89 @@ def _owner_unknown_finding(
             "ss -tn state close-wait | awk 'NR>1 {print $3}' | sort | uniq -c | sort -rn | head",
         ),
         unchecked=unchecked,
+    )
+
+
+def _server_port(index: SnapshotIndex, sockets: Sequence[Socket]) -> int | None:
+    """The remote port most of ``sockets`` share, where they are this host's client ends:
+    no local listener on their ports, and one server port for at least half of them."""
+    if len(sockets) < 2 or any(index.listener_for(sock.local) for sock in sockets):
+        return None
+    ports = Counter(sock.remote.port for sock in sockets)
+    port, count = ports.most_common(1)[0]
+    return port if port is not None and count >= 2 and 2 * count >= len(sockets) else None
+
+
+def _peer_idle_close(
+    index: SnapshotIndex,
+    sockets: Sequence[Socket],
+    listings: _Listings,
+    severity: Severity,
+    pids: tuple[int, ...],
+) -> Finding | None:
+    """Client connections in CLOSE_WAIT with the server's FIN alone queued (nothing was due
+    to them: they were idle), of which the paste's listings show some closed and others come:
+    the servers end idle connections and the client's pool closes its side late. Not a leak;
+    the servers' idle timeout is shorter than the pool's."""
+    port = _server_port(index, sockets)
+    fin_only = sum(1 for sock in sockets if sock.recv_queue == 1)
+    if port is None or 2 * fin_only < len(sockets):
+        return None
+    count = len(sockets)
+    destinations: Counter[Destination] = Counter(map(destination, map(_REMOTE, sockets)))
+    servers = {dest for dest in destinations if dest.port == port}
+    pooled = sum(
+        1
+        for sock in index.sockets(TcpState.ESTABLISHED)
+        if destination(sock.remote) in servers and (not pids or pids_key(sock.pids) == pids)
+    )
+    holder = (
+        who(index, pids) if pids else "the client that holds them (the source does not say which)"
+    )
+    evidence: list[Evidence] = [
+        Evidence("close_wait", count, "client ends, on no local listener's port"),
+        Evidence(NOT_READING, fin_only, "the server's FIN alone queued: nothing was due, idle"),
+        *listings.evidence(),
+    ]
+    if pooled:
+        evidence.append(
+            Evidence("established_to_same_servers", pooled, "still open beside them: a pool")
+        )
+    evidence.extend(top_destinations(destinations))
+    evidence.extend(pid_evidence(pids))
+    unchecked = [
+        "how late they are closed: the paste does not say how far apart its listings were "
+        f"(tcphealth watch shows it, or ss -tno state close-wait '( dport = :{port} )' "
+        "taken twice a known time apart)",
+    ]
+    if not pids:
+        unchecked.insert(0, "which process holds them: the source does not name their owners")
+    return Finding(
+        code=PEER_IDLE_CLOSE,
+        severity=severity,
+        state=TcpState.CLOSE_WAIT,
+        blame=Blame.REMOTE_PEER,
+        subject=process_subject(index, pids) if pids else Subject(kind=SubjectKind.HOST),
+        count=count,
+        summary=(
+            f"{number(count)} client connections sit in CLOSE_WAIT, "
+            f"{number(sum(n for dest, n in destinations.items() if dest in servers))} of them "
+            f"to port {port}, {number(fin_only)} with only the server's FIN queued: the servers "
+            f"closed them while they were idle, and {holder} closes its side only later -- of "
+            f"the {number(listings.counts[0])} in the paste's first listing, "
+            f"{number(listings.closed)} were gone by its last and {number(listings.added)} new "
+            "had come, so this is a pool closing late, not a leak; mostly to "
+            f"{most_common_text(destinations)}."
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            f"ss -tno state close-wait '( dport = :{port} )'   # again in a minute: replaced, "
+            "not growing",
+            "Make the client's pool drop idle connections before the server does (an idle "
+            "timeout shorter than the server's, or a check before each reuse), or raise the "
+            "server's idle timeout.",
+        ),
+        unchecked=tuple(unchecked),
     )
 
 
@@ -753,6 +941,11 @@ RULE = Rule(
         Code(
             OWNER_UNKNOWN,
             "CLOSE_WAIT piles up and the source does not say which process holds it",
+            _HELD_SEVERITIES,
+        ),
+        Code(
+            PEER_IDLE_CLOSE,
+            "client connections the servers closed while idle; the pool closes them late",
             _HELD_SEVERITIES,
         ),
         Code(
