@@ -336,10 +336,26 @@ def test_local_peers_are_the_holders_of_the_other_ends_in_the_state_asked() -> N
 # --- unread data: a fact of one look, from a few sockets -----------------------------------------
 
 
+def served(count: int, pid: int, recv_queue: int | None, port: int = 8080) -> list[Socket]:
+    """Server ends: this host's port ``port``, the clients' ephemeral ports above it."""
+    return many(
+        count,
+        lambda i: sock(
+            "CLOSE_WAIT",
+            f"172.26.0.66:{port}",
+            f"172.26.0.111:{41548 + i}",
+            pids=(pid,),
+            recv_queue=recv_queue,
+            send_queue=0,
+            inode=2000 + i,
+        ),
+    )
+
+
 def test_a_few_held_with_unread_data_are_a_warning_below_the_count() -> None:
     # Three requests of 124 bytes each, never read, then the clients closed (srs#2346's rows):
     # far below close_wait_warning, but the queue shows the data was neither read nor closed.
-    snap = snapshot(held(3, 24276, 125, age_ms=None), processes=[process(24276, "srs")])
+    snap = snapshot(served(3, 24276, 125), processes=[process(24276, "srs")])
     finding = only(diagnose(snap), "close-wait-unread-data")
     assert finding.severity is Severity.WARNING
     assert finding.blame is Blame.LOCAL_APPLICATION
@@ -356,12 +372,12 @@ def test_a_few_held_with_unread_data_are_a_warning_below_the_count() -> None:
 def test_a_few_held_without_unread_data_stay_quiet() -> None:
     # The FIN alone (1) or read to the end (0): a few such sockets are a slow close's moment.
     for queued in (0, 1, None):
-        snap = snapshot(held(3, 24276, queued), processes=[process(24276, "srs")])
+        snap = snapshot(served(3, 24276, queued), processes=[process(24276, "srs")])
         assert diagnose(snap) == [], queued
 
 
 def test_one_socket_with_unread_data_is_under_the_unread_threshold() -> None:
-    snap = snapshot(held(1, 24276, 125), processes=[process(24276, "srs")])
+    snap = snapshot(served(1, 24276, 125), processes=[process(24276, "srs")])
     assert diagnose(snap) == []
     lower = dataclasses.replace(Thresholds(), close_wait_unread_warning=1)
     assert only(diagnose(snap, lower), "close-wait-unread-data").severity is Severity.WARNING
@@ -369,11 +385,37 @@ def test_one_socket_with_unread_data_is_under_the_unread_threshold() -> None:
 
 def test_unread_data_decides_the_code_when_it_alone_makes_the_finding() -> None:
     # Five read to the end, two with unread data: the count alone says nothing; the two do.
-    snap = snapshot(held(5, 9, 0), held(2, 9, 300, port=6379), processes=[process(9, "app")])
+    snap = snapshot(served(5, 9, 0), served(2, 9, 300, port=6379), processes=[process(9, "app")])
     finding = only(diagnose(snap), "close-wait-unread-data")
     assert finding.count == 7
     evidence = {e.name: e.value for e in finding.evidence}
     assert (evidence["close-wait-unread-data"], evidence["close-wait-not-closed"]) == (2, 5)
+
+
+def test_a_few_client_ends_with_the_servers_goodbye_unread_stay_quiet() -> None:
+    # A desktop's pooled TLS connections the servers closed while idle: 31 bytes (a TLS
+    # close_notify) and the FIN, the client's port above the server's. Not requests unread.
+    clients = many(
+        3,
+        lambda i: sock(
+            "CLOSE-WAIT", f"192.168.1.221:{54420 + i}", "35.236.87.93:8081", recv_queue=31
+        ),
+    )
+    assert diagnose(snapshot(clients)) == []
+    assert diagnose(snapshot(held(3, 5, 31))) == []  # held by a process: the same
+
+
+def test_a_listener_on_the_port_makes_an_end_the_servers_whatever_the_ports() -> None:
+    # Loopback test servers bind an ephemeral port too, maybe above their clients' ports.
+    ends = many(
+        2,
+        lambda i: sock(
+            "CLOSE-WAIT", "127.0.0.1:60000", f"127.0.0.1:{40000 + i}", pids=(3,), recv_queue=35
+        ),
+    )
+    assert diagnose(snapshot(ends, processes=[process(3, "srv")])) == []
+    with_listener = snapshot(ends, listener("127.0.0.1:60000", pids=(3,)))
+    assert only(diagnose(with_listener), "close-wait-unread-data").severity is Severity.WARNING
 
 
 def test_unowned_close_wait_with_unread_data_warns_and_names_both_explanations() -> None:

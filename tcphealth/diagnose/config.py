@@ -62,8 +62,9 @@ class Thresholds:
     close_wait_critical: int = _knob(500, "The same CLOSE_WAIT counts: critical from this many.")
     close_wait_unread_warning: int = _knob(
         2,
-        "CLOSE_WAIT holding data besides the FIN that nobody has read (receive queue over 1 "
-        "byte), per holder or among sockets whose holder is not known: warn from this many, "
+        "CLOSE_WAIT on the server's end holding data besides the FIN that nobody has read "
+        "(receive queue over 1 byte), per holder or among sockets whose holder is not known: "
+        "warn from this many, "
         "below close_wait_warning. The queue is a fact of one look: the data was neither read "
         "nor the socket closed.",
     )

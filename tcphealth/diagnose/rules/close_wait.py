@@ -300,7 +300,7 @@ def _held_finding(
         # Fewer than close_wait_warning, but data the application has neither read nor closed
         # is a fact of this one look, whatever their number: say it from a few. So is a pile
         # the paste shows growing from listing to listing.
-        if group.kinds[UNREAD_DATA] >= thresholds.close_wait_unread_warning:
+        if _unread_requests(index, sockets) >= thresholds.close_wait_unread_warning:
             severity, kind = Severity.WARNING, UNREAD_DATA
         elif _accumulate_enough(listings, group.count):
             severity = Severity.WARNING
@@ -399,6 +399,22 @@ def holds_unread_data(sock: Socket) -> bool:
     """The receive queue holds data besides the FIN (which counts as 1 byte): data that came
     before the peer closed and that nobody has read."""
     return _is_unread(sock.recv_queue)
+
+
+def _server_end(index: SnapshotIndex, sock: Socket) -> bool:
+    """This host's end is the server's, as far as the input shows: a listener on its port, or
+    a whole local port below the peer's (a client's port is the ephemeral, higher one)."""
+    if index.listener_for(sock.local) is not None:
+        return True
+    local, remote = sock.local.port, sock.remote.port
+    return local is not None and not sock.truncated and (remote is None or local < remote)
+
+
+def _unread_requests(index: SnapshotIndex, sockets: Sequence[Socket]) -> int:
+    """Server ends holding data besides the FIN: requests nobody read before the client gave
+    up. (A client end's few unread bytes are often the server's goodbye on an idle pooled
+    connection -- a TLS close_notify is 31 bytes -- and are not counted.)"""
+    return sum(1 for sock in sockets if holds_unread_data(sock) and _server_end(index, sock))
 
 
 def unread_evidence(sockets: Sequence[Socket]) -> list[Evidence]:
@@ -564,9 +580,9 @@ def _owner_unknown_finding(
     if severity is None:
         # A few, but holding data nobody has read, or growing from listing to listing: facts
         # of the paste itself (see _held_finding).
-        if unread < thresholds.close_wait_unread_warning and not _accumulate_enough(
-            listings, count
-        ):
+        if _unread_requests(
+            index, sockets
+        ) < thresholds.close_wait_unread_warning and not _accumulate_enough(listings, count):
             return None
         severity = Severity.WARNING
     # Tens of thousands of sockets, counted in C loops (map, Counter) wherever it can be:
@@ -647,8 +663,8 @@ def _owner_unknown_finding(
             *unchecked,
             "whether a process holds them without reading, or no process ever accepted them "
             "(a listener not calling accept()): the source shows neither owners nor the "
-            "listener's queue; ss -tnp state close-wait (as root) names the holders, ss -ltn "
-            "the listener's Recv-Q",
+            "listener's queue (ss -tnp state close-wait as root names the holders, ss -ltn "
+            "the listener's Recv-Q)",
         )
     return Finding(
         code=OWNER_UNKNOWN,
