@@ -612,3 +612,28 @@ def without_listings_it_would_say(snap: Snapshot, claim: str) -> bool:
     vacuous)."""
     alone = dataclasses.replace(snap, earlier_listings=())
     return any(claim in f.summary for f in diagnose(alone))
+
+
+# --- BSD and macOS count data alone in Recv-Q, not the FIN ---------------------------------------
+
+
+def on_macos(snap: Snapshot) -> Snapshot:
+    return dataclasses.replace(snap, host=dataclasses.replace(snap.host, platform="darwin"))
+
+
+def test_an_empty_queue_on_macos_does_not_say_the_fin_was_read() -> None:
+    # On Linux an empty queue in CLOSE_WAIT is the FIN read (end-of-file); macOS never counts
+    # the FIN, so there it says only that no data waits.
+    snap = snapshot(held(30, 812, 0), processes=[process(812, "java")])
+    assert only(diagnose(snap), "close-wait-not-closed")
+    finding = only(diagnose(on_macos(snap)), "close-wait-held")
+    assert "end-of-file" not in finding.summary
+    assert "could not be told" in finding.summary
+
+
+def test_one_byte_on_macos_is_data_not_the_fin() -> None:
+    snap = snapshot(served(2, 24276, 1), processes=[process(24276, "srs")])
+    assert diagnose(snap) == []  # Linux: the FIN alone
+    finding = only(diagnose(on_macos(snap)), "close-wait-unread-data")
+    assert finding.severity is Severity.WARNING
+    assert {e.name: e.value for e in finding.evidence}["unread_bytes"] == "1"

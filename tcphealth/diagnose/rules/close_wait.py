@@ -78,7 +78,7 @@ _YOUNG_READING = {
     NOT_CLOSED: "it read each to end-of-file and has not called close() yet",
     NOT_READING: "it has not read from them since the peer's FIN arrived",
     UNREAD_DATA: "they hold data it has not read",
-    HELD: "the source gives no receive queue to say whether it reads them",
+    HELD: "the source's receive queue does not say whether it reads them",
 }
 
 _KIND_READING = {
@@ -96,23 +96,36 @@ _KIND_READING = {
         "unread data besides the FIN (receive queue over 1 byte)",
     ),
     HELD: (
-        "the source gives no receive queue, so whether it stopped reading or forgot close() "
-        "could not be told",
-        "receive queue not reported",
+        "the source's receive queue does not say whether it stopped reading or forgot close(), "
+        "so that could not be told",
+        "receive queue not reported, or empty where the FIN is not counted in it (BSD, macOS)",
     ),
 }
 
 
-def reading_of_queue(queued: int | None) -> str:
+def reading_of_queue(queued: int | None, fin_in_queue: bool = True) -> str:
     """Which of the four readings a held CLOSE_WAIT socket gives whose receive queue holds
-    ``queued`` bytes (None: the source did not say)."""
+    ``queued`` bytes (None: the source did not say). Linux counts the peer's FIN as a byte
+    until it is read; BSD and macOS count data only (``fin_counted`` False), so there an empty
+    queue cannot tell a FIN read from one not read, and any byte is data."""
     if queued is None:
         return HELD
+    if not fin_in_queue:
+        return HELD if queued == 0 else UNREAD_DATA
     if queued == 0:
         return NOT_CLOSED
     if queued == 1:
         return NOT_READING
     return UNREAD_DATA
+
+
+# Platforms whose Recv-Q counts the data alone, not the FIN (netstat on BSD and macOS).
+_DATA_ONLY_QUEUES = frozenset({"darwin", "freebsd", "openbsd", "netbsd"})
+
+
+def fin_counted(index: SnapshotIndex) -> bool:
+    """Whether the receive queues of this snapshot count the peer's FIN (Linux does)."""
+    return index.snapshot.host.platform not in _DATA_ONLY_QUEUES
 
 
 @dataclass
@@ -128,12 +141,12 @@ class _Held:
     oldest_seconds: float | None = None
 
     @classmethod
-    def of(cls, sockets: list[Socket]) -> _Held:
+    def of(cls, sockets: list[Socket], fin_in_queue: bool = True) -> _Held:
         """The group of ``sockets``. One leak can be tens of thousands of sockets: they are
         counted in C loops (map, Counter), and each distinct receive queue judged once."""
         kinds: Counter[str] = Counter()
         for queued, count in Counter(map(_RECV_QUEUE, sockets)).items():
-            kinds[reading_of_queue(queued)] += count
+            kinds[reading_of_queue(queued, fin_in_queue)] += count
         infos = filter(_KNOWN, map(_TCP_INFO, sockets))
         return cls(
             count=len(sockets),
@@ -255,8 +268,9 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
             unknown.append(sock)
     held: dict[tuple[int, ...], _Held] = {}
     members: dict[tuple[int, ...], list[Socket]] = {}
+    fin_in_queue = fin_counted(index)
     for pids, sockets in sockets_as_given.items():
-        group = _Held.of(sockets)
+        group = _Held.of(sockets, fin_in_queue)
         key = pids_key(pids)
         members.setdefault(key, []).extend(sockets)
         if key in held:
@@ -336,7 +350,7 @@ def _held_finding(
     for each in _KIND_ORDER:
         if group.kinds[each]:
             evidence.append(Evidence(each, group.kinds[each], _KIND_READING[each][1]))
-    evidence.extend(unread_evidence(sockets))
+    evidence.extend(unread_evidence(sockets, fin_counted(index)))
     evidence.extend(top_destinations(group.destinations))
     evidence.extend(pid_evidence(pids))
     if group.longest_idle_ms is not None:
@@ -391,14 +405,14 @@ def _held_finding(
 _TELL = "whether this is a leak or an application slow to close"
 
 
-def _is_unread(queued: int | None) -> bool:
-    return queued is not None and queued > 1
+def _is_unread(queued: int | None, fin_in_queue: bool = True) -> bool:
+    return queued is not None and queued > (1 if fin_in_queue else 0)
 
 
-def holds_unread_data(sock: Socket) -> bool:
-    """The receive queue holds data besides the FIN (which counts as 1 byte): data that came
-    before the peer closed and that nobody has read."""
-    return _is_unread(sock.recv_queue)
+def holds_unread_data(sock: Socket, fin_in_queue: bool = True) -> bool:
+    """The receive queue holds data besides the FIN (which Linux counts as 1 byte): data that
+    came before the peer closed and that nobody has read."""
+    return _is_unread(sock.recv_queue, fin_in_queue)
 
 
 def _server_end(index: SnapshotIndex, sock: Socket) -> bool:
@@ -414,12 +428,15 @@ def _unread_requests(index: SnapshotIndex, sockets: Sequence[Socket]) -> int:
     """Server ends holding data besides the FIN: requests nobody read before the client gave
     up. (A client end's few unread bytes are often the server's goodbye on an idle pooled
     connection -- a TLS close_notify is 31 bytes -- and are not counted.)"""
-    return sum(1 for sock in sockets if holds_unread_data(sock) and _server_end(index, sock))
+    fin_in_queue = fin_counted(index)
+    return sum(
+        1 for sock in sockets if holds_unread_data(sock, fin_in_queue) and _server_end(index, sock)
+    )
 
 
-def unread_evidence(sockets: Sequence[Socket]) -> list[Evidence]:
+def unread_evidence(sockets: Sequence[Socket], fin_in_queue: bool = True) -> list[Evidence]:
     """The bytes left unread in the CLOSE_WAIT sockets that hold data besides the FIN."""
-    queued = [sock.recv_queue for sock in sockets if holds_unread_data(sock)]
+    queued = [sock.recv_queue for sock in sockets if holds_unread_data(sock, fin_in_queue)]
     known = [value for value in queued if value is not None]
     if not known:
         return []
@@ -428,8 +445,9 @@ def unread_evidence(sockets: Sequence[Socket]) -> list[Evidence]:
         Evidence(
             "unread_bytes",
             number(low) if low == high else f"{number(low)}-{number(high)}",
-            "in the receive queue of each (the FIN counts 1): sent before the peer closed, "
-            "never read",
+            "in the receive queue of each"
+            + (" (the FIN counts 1)" if fin_in_queue else "")
+            + ": sent before the peer closed, never read",
         )
     ]
 
@@ -569,8 +587,11 @@ def _owner_unknown_finding(
     count = len(sockets)
     severity = level(count, thresholds.close_wait_warning, thresholds.close_wait_critical)
     # Judged once per distinct receive queue (tens of thousands of sockets share a few).
+    fin_in_queue = fin_counted(index)
     unread = sum(
-        n for queued, n in Counter(map(_RECV_QUEUE, sockets)).items() if _is_unread(queued)
+        n
+        for queued, n in Counter(map(_RECV_QUEUE, sockets)).items()
+        if _is_unread(queued, fin_in_queue)
     )
     listings = _listings(index, sockets, lambda sock: not owned_by_fd(sock))
     if listings is not None and listings.closed and severity is not None:
@@ -622,7 +643,7 @@ def _owner_unknown_finding(
         )
     if unread:
         evidence.append(Evidence(UNREAD_DATA, unread, _KIND_READING[UNREAD_DATA][1]))
-        evidence.extend(unread_evidence(sockets))
+        evidence.extend(unread_evidence(sockets, fin_in_queue))
     oldest = (
         max((age for age in map(kernel_age_floor, sockets) if age is not None), default=None)
         if unread
@@ -710,7 +731,9 @@ def _peer_idle_close(
     the servers end idle connections and the client's pool closes its side late. Not a leak;
     the servers' idle timeout is shorter than the pool's."""
     port = _server_port(index, sockets)
-    fin_only = sum(1 for sock in sockets if sock.recv_queue == 1)
+    # Nothing but the FIN: 1 byte where the queue counts it (Linux), empty where it does not.
+    fin_alone = 1 if fin_counted(index) else 0
+    fin_only = sum(1 for sock in sockets if sock.recv_queue == fin_alone)
     if port is None or 2 * fin_only < len(sockets):
         return None
     count = len(sockets)
