@@ -324,10 +324,10 @@ def diagnose_samples(
     *,
     grouped: bool = True,
 ) -> Diagnosed:
-    """Samples with times between them are diagnosed with time; otherwise (one snapshot,
-    or captures pasted together) the latest alone, with a note saying so. ``source_name``
-    is the file they came from, for that note. ``grouped=False``: a report for the metrics,
-    without the groups of sockets no metric reads."""
+    """Samples with times between them are diagnosed with time; otherwise (one snapshot, or
+    pasted captures without printed times) the latest alone, with a note saying so.
+    ``source_name`` is the file they came from, for that note. ``grouped=False``: a report for
+    the metrics, without the groups of sockets no metric reads."""
     if sources.is_timed_series(samples):
         report = analyse_series(samples, flt, thresholds, grouped=grouped)
         return Diagnosed(report, samples, samples[-1])

@@ -118,9 +118,15 @@ def sample_live(
 
 def is_timed_series(series: Sequence[Snapshot]) -> bool:
     """Several samples with times that say how far apart they were: a series to diagnose with
-    time. Captures pasted from one file all carry the file's time, so they are not one."""
-    return len(series) > 1 and all(
-        later.host.taken_at > earlier.host.taken_at for earlier, later in itertools.pairwise(series)
+    time. Captures pasted from one file carry the file's time unless the paste printed when
+    each was taken (``date``), so only known times count."""
+    return (
+        len(series) > 1
+        and all(sample.host.taken_at_known for sample in series)
+        and all(
+            later.host.taken_at > earlier.host.taken_at
+            for earlier, later in itertools.pairwise(series)
+        )
     )
 
 

@@ -61,6 +61,7 @@ from tcphealth.sources.text.lines import (
     parse_table_command,
 )
 from tcphealth.sources.text.parser import Context, RowParser
+from tcphealth.sources.text.stamps import Stamp, read_stamp, split_prompt_stamp
 
 SEPARATORS = frozenset({"---", "----", "-----", "===", "====", "#####"})
 
@@ -75,6 +76,9 @@ class Section:
     rows: list[Row] = field(default_factory=list)
     state_counts: Counter[str] = field(default_factory=Counter)
     first_line: int = 0
+    # The time the paste printed last before this section (its line), not yet given to a
+    # capture: a capture that starts with this section was taken then.
+    stamp: tuple[int, Stamp] | None = None
 
     @property
     def has_content(self) -> bool:
@@ -86,6 +90,7 @@ class Capture:
     sections: list[Section] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     hostname: str | None = None
+    stamp: tuple[int, Stamp] | None = None  # when it was taken, as the paste printed it
 
 
 @dataclass
@@ -183,6 +188,9 @@ class _Reader:
         self.count_turn = 0
         self.files: dict[str, CountPart] = {}
         self.pgrep_program: str | None = None
+        # The last time printed (date, a prompt's timestamp) that no capture has taken yet:
+        # each time is when the next capture after it was taken, and no later one's.
+        self.stamp: tuple[int, Stamp] | None = None
 
     # --- sections and captures -------------------------------------------------------------
 
@@ -201,6 +209,9 @@ class _Reader:
         ):
             capture = Capture()
             self.captures.append(capture)
+        capture.stamp = capture.stamp or section.stamp
+        if section.stamp is not None and section.stamp is self.stamp:
+            self.stamp = None  # this look's time; a later capture needs a time of its own
         capture.sections.append(section)
         capture.hostname = capture.hostname or self.hostname
 
@@ -213,6 +224,7 @@ class _Reader:
             header=self.header,
             privileged=self.privileged,
             first_line=number,
+            stamp=self.stamp,
         )
         return self.section
 
@@ -244,7 +256,17 @@ class _Reader:
         ):
             self.pending = pending_parser.read_continuation(line, self.pending)
             return
+        stamp = read_stamp(stripped)
+        if stamp is not None:
+            self.stamp = (number, stamp)  # date's output, or a time alone on its line
+            return
         prompt = match_prompt(line)
+        stamped = split_prompt_stamp(line) if prompt is None or line[:1] in "[(0123456789" else None
+        if stamped is not None:
+            after = match_prompt(stamped[1])
+            if after is not None:  # a prompt that starts with the time it was shown
+                self.stamp = (number, stamped[0])
+                prompt = after
         if prompt is not None:
             self.on_prompt(prompt)
             return
@@ -678,15 +700,20 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     platforms = {registry.BY_NAME[k].platform if k in registry.BY_NAME else None for k in kinds}
     platform = platforms.pop() if len(platforms) == 1 else None
     privileged = privileged_values.pop() if len(privileged_values) == 1 else None
+    epoch = capture.stamp[1].epoch if capture.stamp is not None else None
+    if capture.stamp is not None and epoch is None:
+        number, stamp = capture.stamp
+        notes.append(f"{where}:{number}: capture time unknown: {stamp.text!r} is {stamp.why_not}")
     host = HostInfo(
         hostname=capture.hostname,
         kernel=None,
-        taken_at=taken_at,
+        # The time the paste printed before the capture; without one, the file's time (or
+        # when it was read), which is not when the command ran, so the time is not known.
+        taken_at=epoch if epoch is not None else taken_at,
         source=f"{'+'.join(kinds)}:{where}",
         privileged=privileged,
         platform=platform,
-        # A paste's file time (or the time it was read) is not when the command ran.
-        taken_at_known=False,
+        taken_at_known=epoch is not None,
     )
     return Snapshot(
         host=host,
