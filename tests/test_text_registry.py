@@ -22,17 +22,19 @@ from tcphealth.model import OwnerSource, Snapshot, Socket, TcpState
 from tcphealth.sources import load_series
 from tcphealth.sources.text import TEXT_INPUT_FORMATS, registry
 from tcphealth.sources.text.parser import RowParser
+from tests import real_excerpts
 
 REALWORLD = Path(__file__).resolve().parent.parent / "fixtures" / "realworld"
 Carries = registry.Carries
 
 
 def corpus_lines() -> list[str]:
+    """Every line of the corpus, and of the real excerpts of shapes it has no paste of yet."""
     return [
         line
         for path in sorted(REALWORLD.glob("**/*.txt"))
         for line in path.read_text(errors="replace").splitlines()
-    ]
+    ] + [line for excerpt in real_excerpts.ALL for line in excerpt.splitlines()]
 
 
 def test_every_declared_format_loads_its_parser_and_says_why_it_stands_where_it_does() -> None:
@@ -195,12 +197,19 @@ def live_pastes(tmp_path: Path) -> Iterator[list[Path]]:
             sock.close()
 
 
-def test_what_a_format_carries_is_what_its_rows_show(live_pastes: list[Path]) -> None:
-    """Every format's declaration against real output: the pastes of incidents and this
-    host's own ss/netstat with every column on. A row never shows what its format does not
-    declare, and every declared field shows up somewhere (a declaration is not a wish)."""
+def test_what_a_format_carries_is_what_its_rows_show(
+    live_pastes: list[Path], tmp_path: Path
+) -> None:
+    """Every format's declaration against real output: the pastes of incidents, the real
+    excerpts of shapes the corpus lacks, and this host's own ss/netstat with every column on.
+    A row never shows what its format does not declare, and every declared field shows up
+    somewhere (a declaration is not a wish)."""
+    excerpts = []
+    for number, excerpt in enumerate(real_excerpts.ALL):
+        excerpts.append(tmp_path / f"excerpt-{number}.txt")
+        excerpts[-1].write_text(excerpt, encoding="utf-8")
     seen: dict[str, set[Carries]] = {}
-    for path in [*sorted(REALWORLD.glob("**/*.txt")), *live_pastes]:
+    for path in [*sorted(REALWORLD.glob("**/*.txt")), *excerpts, *live_pastes]:
         try:
             snapshots = load_series(path)
         except InputError:  # /proc copies and UDP tables: not paste formats

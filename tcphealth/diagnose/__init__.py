@@ -18,6 +18,7 @@ from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.rules import (
+    bound,
     close_wait,
     closing,
     descriptors,
@@ -52,6 +53,7 @@ RULES: tuple[Rule, ...] = (
     closing.RULE,
     time_wait.RULE,
     ports.RULE,
+    bound.RULE,
     established.RULE,
     keepalive.RULE,
     kernel_limits.RULE,

@@ -154,10 +154,13 @@ class Thresholds:
     ports_warning_ratio: float = _knob(
         0.8,
         "Sockets in any state from one local address to one remote address:port, as a fraction "
-        "of the ephemeral ports not reserved: warn.",
+        "of the ephemeral ports not reserved (also one process's bound, unconnected sockets, as "
+        "a fraction of the port range): warn.",
     )
     ports_critical_ratio: float = _knob(
-        0.95, "Sockets toward one destination / usable ephemeral ports: critical."
+        0.95,
+        "Sockets toward one destination (or one process's bound, unconnected sockets) / "
+        "usable ephemeral ports: critical.",
     )
     kernel_limit_warning_ratio: float = _knob(
         0.8,

@@ -434,8 +434,8 @@ _PROMPTS = (
     re.compile(
         r"^(?P<host>[\w.-]+):(?P<cwd>\S*)\s+(?P<user>[\w.-]+)(?P<sigil>[$#])\s*(?P<cmd>.*)$"
     ),
-    # C:\Users\me>netstat -ano
-    re.compile(r"^(?P<cwd>[A-Za-z]:\\[^>]*)>\s*(?P<cmd>.*)$"),
+    # C:\Users\me>netstat -ano     PS C:\Users\me> Get-NetTCPConnection
+    re.compile(r"^(?:PS )?(?P<cwd>[A-Za-z]:\\[^>]*)>\s*(?P<cmd>.*)$"),
     # $ ss -tanp      # netstat -tanp   (only with a command we know, so '# comment' is prose)
     re.compile(
         r"^(?P<sigil>[#$%])\s+(?P<cmd>(?:sudo\s+)?(?:ss|netstat|cat|sysctl|lsof|ls|ll|ulimit|while|for|watch|nstat)\b.*)$"

@@ -61,6 +61,7 @@ from tcphealth.sources.text.lines import (
     parse_table_command,
 )
 from tcphealth.sources.text.parser import Context, RowParser
+from tcphealth.sources.text.powershell import Grouped, match_grouped
 from tcphealth.sources.text.stamps import Stamp, read_stamp, split_prompt_stamp
 
 SEPARATORS = frozenset({"---", "----", "-----", "===", "====", "#####"})
@@ -79,6 +80,7 @@ class Section:
     # The time the paste printed last before this section (its line), not yet given to a
     # capture: a capture that starts with this section was taken then.
     stamp: tuple[int, Stamp] | None = None
+    counted_by: str | None = None  # the format whose tool printed its per-state counts
 
     @property
     def has_content(self) -> bool:
@@ -109,6 +111,9 @@ class Facts:
     # several); the pid a ``pgrep NAME`` stood for where the paste shows it.
     counted: dict[str, tuple[CountPart, list[int]]] = field(default_factory=dict)
     pgrep: dict[str, int] = field(default_factory=dict)
+    # Counts per state and owner (PowerShell's Group-Object), and the names they give pids.
+    grouped: list[ReportedCount] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
 
     def reported(self) -> tuple[ReportedCount, ...]:
         found: list[ReportedCount] = []
@@ -133,7 +138,7 @@ class Facts:
                     earlier=tuple(values[:-1]),
                 )
             )
-        return tuple(found)
+        return (*found, *self.grouped)
 
     def all_sysctls(self) -> dict[str, Any]:
         """Every setting read, by Sysctls field, but the port range."""
@@ -304,6 +309,10 @@ class _Reader:
             return
         if self.read_fact(number, line):
             return
+        grouped = match_grouped(line)
+        if grouped is not None:
+            self.read_grouped(number, grouped)
+            return
         summary = match_summary(line)
         if summary is not None:
             self.flush_pending()
@@ -315,6 +324,33 @@ class _Reader:
             section.state_counts[state.value] += count
             return
         self.read_row(number, line)
+
+    def read_grouped(self, number: int, grouped: Grouped) -> None:
+        """A ``Get-NetTCPConnection | Group-Object`` count: a per-state count of the look, and
+        where the group is one owner's, a count about that process."""
+        self.flush_pending()
+        section = self.section
+        if section is None or section.rows:
+            self.close_section()
+            section = self.open_section(None, number)
+        section.counted_by = "powershell"
+        section.state_counts[grouped.state.value] += grouped.count
+        if grouped.pid is None:
+            return
+        name = grouped.name.removesuffix("...") if grouped.name else None
+        if grouped.pid != 0 and name:
+            self.facts.names.setdefault(grouped.pid, name)
+        held = f"OwningProcess {grouped.pid}" + (f" ({grouped.name})" if grouped.name else "")
+        self.facts.grouped.append(
+            ReportedCount(
+                state=grouped.state,
+                count=grouped.count,
+                sockets=grouped.count,
+                command="Get-NetTCPConnection | Group-Object State, OwningProcess",
+                selects=f"{grouped.raw_state}, {held}",
+                pids=(grouped.pid,) if grouped.pid != 0 else (),  # 0: the idle process, nobody
+            )
+        )
 
     def header_kind_of(self, line: str) -> str | None:
         for name, parser in self.parsers:
@@ -682,6 +718,9 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         for state, count in section.state_counts.items():
             # Several summaries in one capture: the largest is the best lower bound.
             state_counts[state] = max(state_counts[state], count)
+    for pid, name in facts.names.items():
+        if names.get(pid) is None:
+            names[pid] = name
     pids = sorted(set(names) | set(facts.fd_limits) | set(facts.open_fds))
     processes = tuple(
         Process(
@@ -730,6 +769,8 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
 
 def _summary_kind(section: Section) -> str:
     """The name a section of per-state counts gives the capture's source."""
+    if section.counted_by is not None:
+        return section.counted_by
     tool = section.command.tool if section.command is not None else None
     return registry.summary_format(tool) or "summary"
 

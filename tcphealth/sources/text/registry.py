@@ -12,7 +12,7 @@ reading code a live run never uses; :func:`parser` loads a format's module on fi
 **The order.** A line is offered to the formats in this order, twice: first each judges the
 row by its own shape, then each may claim it by its context (a header or command above it).
 A row that says what it is thus never yields to a guess from context. Within a pass the first
-format to claim a line wins, and the same order decides which header a line is. The four
+format to claim a line wins, and the same order decides which header a line is. The
 shapes below are disjoint (a test holds them to it, on every row of the fixtures), so today
 the order only sets speed -- the most pasted format is tried first -- and a format added with
 a looser shape goes after those it could be mistaken for, saying why in its ``place``.
@@ -121,6 +121,16 @@ FORMATS: tuple[PasteFormat, ...] = (
         module="netstat_windows",
         carries=frozenset({Carries.OWNERS}),
         place="any order among the netstats: an upper-case TCP/TCPv6 first is its own.",
+    ),
+    PasteFormat(
+        name="powershell",
+        tool="Get-NetTCPConnection",
+        platform="windows",
+        help="PowerShell Get-NetTCPConnection (its table; Group-Object counts are read too)",
+        module="powershell",
+        carries=frozenset({Carries.OWNERS}),
+        place="after the netstats: its rows start with an address and put a PascalCase state "
+        "fifth (Established, TimeWait), which no other format's rows do.",
     ),
     PasteFormat(
         name="lsof",

@@ -1,0 +1,53 @@
+"""Short excerpts of real output in shapes the corpus (fixtures/realworld) has no paste of yet,
+each with where it is from: the unit tests of those shapes read them, and the registry's tests
+check the row shapes stay disjoint on them as on the corpus."""
+
+# ruff: noqa: E501 -- rows are kept as wide as the tools print them
+
+from __future__ import annotations
+
+# A blog post on PowerShell pipelines ("PowerShell 管道", 2025-10-11), found by code search:
+# Get-NetTCPConnection | Where-Object { $_.OwningProcess -eq $myPid }, as printed.
+PS_TABLE = """\
+PS C:\\Users\\me> Get-NetTCPConnection | Where-Object { $_.OwningProcess -eq $myPid }
+
+LocalAddress                        LocalPort RemoteAddress                       RemotePort State       AppliedSetting OwningProcess
+------------                        --------- -------------                       ---------- -----       -------------- -------------
+0.0.0.0                             55113     0.0.0.0                             0          Bound                      20756
+0.0.0.0                             52461     0.0.0.0                             0          Bound                      20756
+172.16.0.10                         55113     47.106.194.220                      443        Established Internet       20756
+"""
+
+# A French Windows-forensics notes page, `Get-NetTCPConnection -State Established` in a window
+# too narrow for OwningProcess, long IPv6 addresses cut with '...'.
+PS_NARROW = """\
+PS C:\\Users\\kogay> Get-NetTCPConnection -State Established
+
+LocalAddress                        LocalPort RemoteAddress                       RemotePort State       AppliedSetting
+------------                        --------- -------------                       ---------- -----       --------------
+2a01:cb19:18c:c700:ec96:8a3e:723... 60108     2606:4700:90:0:f22e:fbec:5bed:a9b9  443        Established Internet
+::1                                 58986     ::1                                 5426       Established Internet
+192.168.1.18                        60112     20.189.173.26                       443        Established Internet
+"""
+
+# fixtures/realworld/threads/github-httptoolkit-764_...: Group-Object State, OwningProcess
+PS_GROUPED = """\
+PS C:\\Users\\Matt> Get-NetTCPConnection |
+>>   Group-Object -Property State, OwningProcess |
+>>   Sort-Object Count -Desc |
+>>   Select-Object -First 15 Count, Name,
+>>     @{n='ProcessName';e={Get-Process -Id ($_.Name.Split(',')[-1]) | % ProcessName}}
+
+Count Name               ProcessName
+----- ----               -----------
+51382 Bound, 44688       node
+   66 Bound, 26924       chrome
+   60 Established, 26924 chrome
+   46 TimeWait, 0        Idle
+   17 Listen, 7292       zerotier...
+   12 CloseWait, 44688   node
+"""
+
+
+# Every excerpt above, for the registry's checks on real rows.
+ALL: tuple[str, ...] = (PS_TABLE, PS_NARROW, PS_GROUPED)

@@ -1,0 +1,138 @@
+"""Paste shapes of issue #22 read from real output: PowerShell's Get-NetTCPConnection (table and
+Group-Object counts), and the rule its Bound sockets need. Each excerpt says where it is from."""
+
+# ruff: noqa: E501 -- rows are kept as wide as the tools print them
+
+from __future__ import annotations
+
+import ipaddress
+
+from tcphealth.diagnose import diagnose
+from tcphealth.model import Finding, OwnerSource, ReportedCount, Severity, Snapshot, TcpState
+from tcphealth.sources.text import read_text
+from tcphealth.sources.text.paste import read_paste
+from tests.real_excerpts import PS_GROUPED, PS_NARROW, PS_TABLE
+
+
+def read(text: str) -> list[Snapshot]:
+    return read_paste(text.splitlines(), "paste")
+
+
+def last(text: str) -> Snapshot:
+    return read(text)[-1]
+
+
+def codes(snapshot: Snapshot) -> list[tuple[str, Severity, int | None]]:
+    return [(f.code, f.severity, f.subject.pid) for f in diagnose(snapshot)]
+
+
+# --- PowerShell Get-NetTCPConnection ------------------------------------------------------------
+
+
+def test_powershell_table_rows_with_their_owner_and_bound_state() -> None:
+    snapshot = last(PS_TABLE)
+    assert snapshot.host.source == "powershell:paste"
+    assert snapshot.host.platform == "windows"
+    assert [(s.state, s.raw_state, s.local.port, s.pids) for s in snapshot.sockets] == [
+        (TcpState.BOUND_INACTIVE, "Bound", 55113, (20756,)),
+        (TcpState.BOUND_INACTIVE, "Bound", 52461, (20756,)),
+        (TcpState.ESTABLISHED, "Established", 55113, (20756,)),
+    ]
+    established = snapshot.sockets[2]
+    assert established.remote.address == ipaddress.IPv4Address("47.106.194.220")
+    assert established.remote.port == 443
+    assert established.recv_queue is None and established.timer is None  # Windows shows none
+    assert all(s.owner_source is OwnerSource.FD for s in snapshot.sockets)
+
+
+def test_powershell_table_without_the_owner_column_and_with_cut_addresses() -> None:
+    snapshot = last(PS_NARROW)
+    assert len(snapshot.sockets) == 3
+    cut, loopback, v4 = snapshot.sockets
+    assert cut.truncated and cut.local.port == 60108
+    assert cut.remote.address == ipaddress.IPv6Address("2606:4700:90:0:f22e:fbec:5bed:a9b9")
+    assert loopback.local.address == ipaddress.IPv6Address("::1") and not loopback.truncated
+    assert v4.remote.port == 443
+    # no OwningProcess column: owners unknown, not "held by nobody"
+    assert {s.owner_source for s in snapshot.sockets} == {OwnerSource.UNKNOWN}
+    assert any("cut short" in note for note in snapshot.notes)
+
+
+def test_powershell_group_object_counts_are_reported_per_state_and_owner() -> None:
+    snapshot = last(PS_GROUPED)
+    assert snapshot.sockets == ()
+    assert snapshot.host.platform == "windows"
+    assert snapshot.state_counts == {
+        "BOUND_INACTIVE": 51448,
+        "CLOSE_WAIT": 12,
+        "ESTABLISHED": 60,
+        "LISTEN": 17,
+        "TIME_WAIT": 46,
+    }
+    by_key = {(c.state, c.pids): c for c in snapshot.reported}
+    bound = by_key[(TcpState.BOUND_INACTIVE, (44688,))]
+    assert (bound.count, bound.selects) == (51382, "Bound, OwningProcess 44688 (node)")
+    # pid 0 is the idle process: TIME_WAIT nobody holds
+    assert by_key[(TcpState.TIME_WAIT, ())].count == 46
+    names = {p.pid: p.name for p in snapshot.processes}
+    assert names[44688] == "node" and names[7292] == "zerotier"  # the '...' of a cut name dropped
+    assert 0 not in names
+
+
+def test_a_process_holding_more_bound_sockets_than_windows_has_ports_is_critical() -> None:
+    found = diagnose(last(PS_GROUPED))
+    top: Finding = found[0]
+    assert (top.code, top.severity, top.state, top.subject.pid, top.count) == (
+        "bound-ports-held",
+        Severity.CRITICAL,
+        None,
+        44688,
+        51382,
+    )
+    assert "16,384 ports of Windows' default dynamic port range" in top.summary
+    assert any("netsh int ipv4 show dynamicport tcp" in text for text in top.unchecked)
+    # chrome's 66 bound sockets are a browser's ordinary business
+    assert not any(f.code == "bound-ports-held" and f.subject.pid == 26924 for f in found)
+
+
+def test_bound_rows_listed_by_one_process_are_judged_against_the_port_range() -> None:
+    header = PS_TABLE.splitlines()[2:4]
+    rows = [
+        f"0.0.0.0                             {49152 + n:<9} 0.0.0.0                             0          Bound                      20756"
+        for n in range(14000)
+    ]
+    snapshot = last("\n".join([*header, *rows]))
+    assert len(snapshot.sockets) == 14000
+    assert codes(snapshot)[:1] == [("bound-ports-held", Severity.WARNING, 20756)]  # 85% of 16,384
+    # a known range decides: the same sockets in a range of 65,536-1024 ports are few
+    wide = read_text(
+        "net.ipv4.ip_local_port_range = 1024 65535\n" + "\n".join([*header, *rows]), "paste"
+    )[-1]
+    assert not any(code == "bound-ports-held" for code, _, _ in codes(wide))
+
+
+def test_a_few_bound_sockets_are_nothing() -> None:
+    assert not any(code == "bound-ports-held" for code, _, _ in codes(last(PS_TABLE)))
+
+
+def test_a_grouped_count_by_state_alone_has_no_owner() -> None:
+    snapshot = last(
+        "Count Name                      Group\n"
+        "----- ----                      -----\n"
+        '   12 Established               {MSFT_NetTCPConnection (LocalAddress = "10.0.0.5", ...}\n'
+        '    3 Listen                    {MSFT_NetTCPConnection (LocalAddress = "::", ...}\n'
+    )
+    assert snapshot.state_counts == {"ESTABLISHED": 12, "LISTEN": 3}
+    assert snapshot.reported == ()
+
+
+def test_reported_counts_are_model_records() -> None:
+    (count,) = [c for c in last(PS_GROUPED).reported if c.state is TcpState.CLOSE_WAIT]
+    assert count == ReportedCount(
+        state=TcpState.CLOSE_WAIT,
+        count=12,
+        sockets=12,
+        command="Get-NetTCPConnection | Group-Object State, OwningProcess",
+        selects="CloseWait, OwningProcess 44688 (node)",
+        pids=(44688,),
+    )
