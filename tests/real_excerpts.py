@@ -49,5 +49,33 @@ Count Name               ProcessName
 """
 
 
+# ss -s of iproute2 6.1.0, on the machine these tests were written on (TCP: line as printed).
+SS_SUMMARY_NEW = """\
+$ ss -s
+Total: 16
+TCP:   196 (estab 0, closed 195, orphaned 20, timewait 137)
+
+Transport Total     IP        IPv6
+RAW	  0         0         0
+UDP	  0         0         0
+TCP	  1         1         0
+INET	  1         1         0
+FRAG	  0         0         0
+"""
+
+# ss -s of an older iproute2 (synrecv, "timewait N/M", ports), from a Chinese ss tutorial on a
+# CentOS host, found by code search.
+SS_SUMMARY_OLD = """\
+[root@renwolecom ~]# ss -s
+Total: 798 (kernel 1122)
+TCP:   192 (estab 99, closed 81, orphaned 0, synrecv 0, timewait 1/0), ports 0
+
+Transport Total     IP        IPv6
+*         1122      -         -
+RAW       1         0         1
+UDP       0         0         0
+TCP       111       59        52
+"""
+
 # Every excerpt above, for the registry's checks on real rows.
-ALL: tuple[str, ...] = (PS_TABLE, PS_NARROW, PS_GROUPED)
+ALL: tuple[str, ...] = (PS_TABLE, PS_NARROW, PS_GROUPED, SS_SUMMARY_NEW, SS_SUMMARY_OLD)

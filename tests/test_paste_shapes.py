@@ -10,8 +10,9 @@ import ipaddress
 from tcphealth.diagnose import diagnose
 from tcphealth.model import Finding, OwnerSource, ReportedCount, Severity, Snapshot, TcpState
 from tcphealth.sources.text import read_text
+from tcphealth.sources.text.lines import match_ss_summary
 from tcphealth.sources.text.paste import read_paste
-from tests.real_excerpts import PS_GROUPED, PS_NARROW, PS_TABLE
+from tests.real_excerpts import PS_GROUPED, PS_NARROW, PS_TABLE, SS_SUMMARY_NEW, SS_SUMMARY_OLD
 
 
 def read(text: str) -> list[Snapshot]:
@@ -136,3 +137,56 @@ def test_reported_counts_are_model_records() -> None:
         selects="CloseWait, OwningProcess 44688 (node)",
         pids=(44688,),
     )
+
+
+# --- ss -s --------------------------------------------------------------------------------------
+
+
+def test_ss_s_alone_is_an_input_its_counts_reported_and_its_orphans_a_counter() -> None:
+    snapshot = last(SS_SUMMARY_NEW)
+    assert snapshot.sockets == ()
+    assert {(c.state, c.count, c.command) for c in snapshot.reported} == {
+        (TcpState.ESTABLISHED, 0, "ss -s"),
+        (TcpState.TIME_WAIT, 137, "ss -s"),
+    }
+    assert snapshot.state_counts == {"TIME_WAIT": 137}  # a count of 0 claims nothing
+    assert snapshot.counters == {"sockstat.TCP.orphan": 20, "sockstat.TCP.tw": 137}
+    old = last(SS_SUMMARY_OLD)
+    assert old.state_counts == {"ESTABLISHED": 99, "TIME_WAIT": 1}
+    assert {c.state for c in old.reported} == {
+        TcpState.ESTABLISHED,
+        TcpState.SYN_RECV,
+        TcpState.TIME_WAIT,
+    }
+
+
+def test_ss_s_beside_a_table_counts_what_the_rows_do_not_show() -> None:
+    text = (
+        "# ss -s\n"
+        "TCP:   30120 (estab 120, closed 29990, orphaned 3, timewait 29986)\n"
+        "# ss -tan | head -3\n"
+        "State      Recv-Q Send-Q Local Address:Port   Peer Address:Port\n"
+        "TIME-WAIT  0      0      10.0.0.1:40000       10.0.0.9:6379\n"
+        "TIME-WAIT  0      0      10.0.0.1:40001       10.0.0.9:6379\n"
+    )
+    snapshot = last(text)
+    assert len(snapshot.sockets) == 2
+    assert snapshot.state_counts["TIME_WAIT"] == 29986
+    found = [f for f in diagnose(snapshot) if f.code == "time-wait-counted"]
+    assert [(f.severity, f.count) for f in found] == [(Severity.CRITICAL, 29986)]
+    assert "`ss -s`" in repr(found[0].evidence)  # the count is said to be the paste's own
+
+
+def test_ss_s_in_a_loop_keeps_the_last_count_and_the_earlier_ones() -> None:
+    text = "".join(
+        f"$ ss -s\nTCP:   {n} (estab 1, closed 0, orphaned 0, timewait {n - 1})\n"
+        for n in (10, 20, 30)
+    )
+    (tw,) = [c for c in last(text).reported if c.state is TcpState.TIME_WAIT]
+    assert (tw.count, tw.earlier) == (29, (9, 19))
+
+
+def test_lines_like_ss_s_that_are_not_it() -> None:
+    assert match_ss_summary("TCP:   196 (estab zero, closed 195)") is None
+    assert match_ss_summary("TCP  1153      1022      131") is None  # its Transport table
+    assert match_ss_summary("TCP: inuse 5 orphan 0 tw 8 alloc 7 mem 2") is None  # sockstat

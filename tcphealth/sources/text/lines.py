@@ -658,6 +658,51 @@ def match_sockstat(line: str) -> dict[str, int] | None:
     return {f"sockstat.TCP.{name}": int(value) for name, value in match.groupdict().items()}
 
 
+# ss -s's TCP line, as iproute2 prints it now and before 4.x (with synrecv, "tw/M", ports):
+#   TCP:   196 (estab 0, closed 195, orphaned 20, timewait 137)
+#   TCP:   48 (estab 1, closed 31, orphaned 0, synrecv 0, timewait 0/0), ports 13
+_SS_SUMMARY_TCP = re.compile(
+    r"^\s*TCP:\s+(?P<total>\d{1,12})\s+\((?P<parts>[^()]*)\)(?:,\s*ports\s+\d{1,6})?\s*$",
+    re.ASCII,
+)
+_SS_SUMMARY_STATES = {
+    "estab": TcpState.ESTABLISHED,
+    "synrecv": TcpState.SYN_RECV,
+    "timewait": TcpState.TIME_WAIT,
+}
+
+
+@dataclass(frozen=True)
+class SsSummary:
+    """What ``ss -s`` counts of TCP: sockets per state (the states it names), and orphans."""
+
+    total: int
+    states: dict[TcpState, int]
+    orphaned: int | None
+
+
+def match_ss_summary(line: str) -> SsSummary | None:
+    """``TCP:   4116 (estab 1077, closed 2963, orphaned 0, synrecv 0, timewait 2962/0), ports 0``.
+    ``closed`` is left out: ss counts there every socket not hashed, which is no one state."""
+    match = _SS_SUMMARY_TCP.match(line)
+    if match is None:
+        return None
+    states: dict[TcpState, int] = {}
+    orphaned: int | None = None
+    for part in match.group("parts").split(","):
+        words = part.split()
+        if len(words) != 2:
+            return None
+        value = ascii_int(words[1].split("/")[0], 12)
+        if value is None:
+            return None
+        if words[0] in _SS_SUMMARY_STATES:
+            states[_SS_SUMMARY_STATES[words[0]]] = value
+        elif words[0] == "orphaned":
+            orphaned = value
+    return SsSummary(int(match.group("total")), states, orphaned)
+
+
 # ``ll /proc/15902/fd | wc -l``: how many lines the listing prints besides one per fd.
 _FD_COUNT_PART = re.compile(
     r"^\s*(?P<ls>ls|ll|ls\s+-l|ls\s+-la|ls\s+-al|ls\s+-1)\s+/proc/(?P<pid>\d{1,9})/fd/?\s*\|\s*wc\s+-l\s*$",

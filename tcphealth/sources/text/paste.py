@@ -47,6 +47,7 @@ from tcphealth.sources.text.lines import (
     Prompt,
     Row,
     RowError,
+    SsSummary,
     TableCommand,
     ascii_int,
     count_parts,
@@ -56,6 +57,7 @@ from tcphealth.sources.text.lines import (
     match_fd_limits,
     match_prompt,
     match_sockstat,
+    match_ss_summary,
     match_summary,
     match_sysctl,
     parse_table_command,
@@ -111,9 +113,23 @@ class Facts:
     # several); the pid a ``pgrep NAME`` stood for where the paste shows it.
     counted: dict[str, tuple[CountPart, list[int]]] = field(default_factory=dict)
     pgrep: dict[str, int] = field(default_factory=dict)
-    # Counts per state and owner (PowerShell's Group-Object), and the names they give pids.
-    grouped: list[ReportedCount] = field(default_factory=list)
+    # Counts a tool summed up itself (ss -s, PowerShell's Group-Object per state and owner),
+    # the last of each kind, and the names they give pids.
+    summed: list[ReportedCount] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
+
+    def add_summed(self, count: ReportedCount) -> None:
+        """A tool's count; the same count printed again (a loop) replaces it, kept as earlier."""
+        for number, old in enumerate(self.summed):
+            if (old.command, old.state, old.selects, old.pids) == (
+                count.command,
+                count.state,
+                count.selects,
+                count.pids,
+            ):
+                self.summed[number] = replace(count, earlier=(*old.earlier, old.count))
+                return
+        self.summed.append(count)
 
     def reported(self) -> tuple[ReportedCount, ...]:
         found: list[ReportedCount] = []
@@ -138,7 +154,7 @@ class Facts:
                     earlier=tuple(values[:-1]),
                 )
             )
-        return (*found, *self.grouped)
+        return (*found, *self.summed)
 
     def all_sysctls(self) -> dict[str, Any]:
         """Every setting read, by Sysctls field, but the port range."""
@@ -341,7 +357,7 @@ class _Reader:
         if grouped.pid != 0 and name:
             self.facts.names.setdefault(grouped.pid, name)
         held = f"OwningProcess {grouped.pid}" + (f" ({grouped.name})" if grouped.name else "")
-        self.facts.grouped.append(
+        self.facts.add_summed(
             ReportedCount(
                 state=grouped.state,
                 count=grouped.count,
@@ -444,6 +460,10 @@ class _Reader:
         if sockstat is not None:
             self.facts.counters.update(sockstat)
             return True
+        summary = match_ss_summary(line)
+        if summary is not None:
+            self.read_ss_summary(summary)
+            return True
         stripped = line.strip()
         if self.pgrep_program is not None:
             attached = _STRACE_ATTACHED.match(stripped)
@@ -466,6 +486,19 @@ class _Reader:
                     )
             return True
         return False
+
+    def read_ss_summary(self, summary: SsSummary) -> None:
+        """``ss -s``'s TCP line: host-wide counts per state become the paste's own counts (as
+        ``| wc -l`` does), its orphans and TIME_WAIT the sockstat counters it reads them from."""
+        self.flush_pending()
+        for state, count in summary.states.items():
+            self.facts.add_summed(
+                ReportedCount(state=state, count=count, sockets=count, command="ss -s")
+            )
+        if summary.orphaned is not None:
+            self.facts.counters["sockstat.TCP.orphan"] = summary.orphaned
+        if TcpState.TIME_WAIT in summary.states:
+            self.facts.counters["sockstat.TCP.tw"] = summary.states[TcpState.TIME_WAIT]
 
     def store_sysctl(self, name: str, value: str) -> None:
         words = value.split()
