@@ -34,16 +34,37 @@ def write(tmp_path: Path, text: str, name: str = "paste.txt") -> Path:
         ("2min", 120),
         ("5.200ms", 5.2),
         ("", 0),
+        # iproute2 6.11 and later (commit 3e807112): seconds and milliseconds end in "sec";
+        # the commit message's own TIME-WAIT rows, before ("9.373ms") and after
+        ("9.501sec", 9.501),
+        ("1.098sec", 1.098),
+        ("476ms", 0.476),
+        ("9.373ms", 9.373),
     ],
 )
 def test_ss_timer_durations(text: str, seconds: float) -> None:
     assert parse_ss_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["1.", "abc", "5s", "1min-2sec"])
+@pytest.mark.parametrize("text", ["1.", "abc", "5s", "1min-2sec", "9sec501sec", "1.5secms"])
 def test_ss_timer_duration_rejects(text: str) -> None:
     with pytest.raises(RowError):
         parse_ss_duration(text)
+
+
+def test_a_row_with_the_sec_timer_of_iproute2_6_11_is_read_not_skipped(tmp_path: Path) -> None:
+    # the row of iproute2 commit 3e807112's message, with addresses in place of its "..."
+    path = write(
+        tmp_path,
+        "State     Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
+        "TIME-WAIT 0      0      10.0.0.1:8080      10.0.0.2:51000    timer:(timewait,9.501sec,0)\n",
+    )
+    (sock,) = load(path).sockets
+    assert (sock.state, sock.timer, sock.timer_seconds) == (
+        TcpState.TIME_WAIT,
+        TimerKind.TIME_WAIT,
+        pytest.approx(9.501),
+    )
 
 
 # Captured on Linux 6.x with iproute2 6.1 (`ss -tanpoeim`), a listener with one connection

@@ -379,7 +379,8 @@ def state_word(token: str) -> TcpState | None:
 # --- timers -------------------------------------------------------------------------------------
 
 _SS_MS_TIMER = re.compile(
-    r"^(?:(?P<min>\d{1,9})min)?(?:(?P<sec>\d{1,9})(?P<sep>sec|\.))?(?:(?P<ms>\d{1,9})ms)?$",
+    r"^(?:(?P<min>\d{1,9})min)?(?:(?P<sec>\d{1,9})(?P<sep>sec|\.))?"
+    r"(?:(?P<ms>\d{1,9})(?P<unit>ms|sec))?$",
     re.ASCII,
 )
 
@@ -387,14 +388,22 @@ _SS_MS_TIMER = re.compile(
 def parse_ss_duration(text: str) -> float:
     """ss's timer text in seconds. ss prints minutes, then seconds, then milliseconds, dropping
     the smaller units once the larger are big: ``59sec``, ``1min2sec``, ``10min``, ``052ms``
-    (zero-padded), ``1.076ms`` (1 s and 076 ms), ``5.200ms``; an empty text is 0."""
+    (zero-padded), ``1.076ms`` (1 s and 076 ms), ``5.200ms``; an empty text is 0.
+
+    Seconds with milliseconds end in ``ms`` up to iproute2 6.10 and in ``sec`` from 6.11 on
+    (iproute2 commit 3e807112, "ss: fix expired time format of timer", July 2024): ``9.501sec``
+    is 9 s and 501 ms, as ``9.501ms`` was before; milliseconds alone stay ``476ms``."""
     match = _SS_MS_TIMER.match(text)
     if match is None:
         raise RowError(f"timer duration {text!r} is not in ss's form")
     minutes = int(match.group("min") or 0)
     seconds = int(match.group("sec") or 0)
     millis = int(match.group("ms") or 0)
-    if match.group("sep") == "." and match.group("ms") is None:
+    dotted = match.group("sep") == "."
+    if (dotted and match.group("ms") is None) or (
+        # "9sec501sec": only milliseconds after a dot end in sec
+        match.group("unit") == "sec" and not dotted
+    ):
         raise RowError(f"timer duration {text!r} is not in ss's form")
     return minutes * 60 + seconds + millis / 1000
 
