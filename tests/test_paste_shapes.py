@@ -12,7 +12,14 @@ from tcphealth.model import Finding, OwnerSource, ReportedCount, Severity, Snaps
 from tcphealth.sources.text import read_text
 from tcphealth.sources.text.lines import match_ss_summary
 from tcphealth.sources.text.paste import read_paste
-from tests.real_excerpts import PS_GROUPED, PS_NARROW, PS_TABLE, SS_SUMMARY_NEW, SS_SUMMARY_OLD
+from tests.real_excerpts import (
+    PS_GROUPED,
+    PS_NARROW,
+    PS_TABLE,
+    SS_SUMMARY_NEW,
+    SS_SUMMARY_OLD,
+    SS_TINM,
+)
 
 
 def read(text: str) -> list[Snapshot]:
@@ -190,3 +197,30 @@ def test_lines_like_ss_s_that_are_not_it() -> None:
     assert match_ss_summary("TCP:   196 (estab zero, closed 195)") is None
     assert match_ss_summary("TCP  1153      1022      131") is None  # its Transport table
     assert match_ss_summary("TCP: inuse 5 orphan 0 tw 8 alloc 7 mem 2") is None  # sockstat
+
+
+# --- ss -i / -m detail lines --------------------------------------------------------------------
+
+
+def test_ss_m_drops_and_ss_i_sender_times_fill_the_model() -> None:
+    sender, receiver = last(SS_TINM).sockets
+    assert (sender.local.port, receiver.local.port) == (46774, 44573)
+    assert (sender.drops, receiver.drops) == (0, 5)
+    info = sender.tcp_info
+    assert info is not None
+    assert (info.busy_time_us, info.rwnd_limited_us, info.sndbuf_limited_us) == (
+        2_340_000,
+        416_000,
+        0,  # not printed: ss shows a limit only when it is nonzero
+    )
+    assert (info.backoff, info.rto_us, info.total_retrans, info.unacked) == (3, 1_632_000, 4, 1)
+    assert info.retransmits is None  # retrans:1/4's 1 is segments in flight, not timeouts
+    other = receiver.tcp_info
+    assert other is not None and other.busy_time_us is None  # never sent: unknown, not 0
+    assert other.rwnd_limited_us is None and other.sndbuf_limited_us is None
+
+
+def test_the_receivers_drops_are_diagnosed_from_the_paste() -> None:
+    found = [f for f in diagnose(last(SS_TINM)) if f.code == "receive-drops"]
+    assert [(f.count, f.severity) for f in found] == [(1, Severity.INFO)]
+    assert "5" in found[0].summary

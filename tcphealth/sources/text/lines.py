@@ -109,6 +109,7 @@ class Row:
     cookie: int | None = None
     holders: list[Holder] | None = None
     tcp_info: TcpInfo | None = None
+    drops: int | None = None  # ss -m skmem's d: segments dropped on arrival
     truncated: bool = False
     extended: bool = False  # ss -e fields (ino:, sk:) were on the row
     raw_state: str | None = None

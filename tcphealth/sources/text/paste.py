@@ -876,6 +876,7 @@ def _section_sockets(section: Section, notes: list[str]) -> tuple[list[Socket], 
                 raw_state=row.raw_state,
                 cookie=row.cookie,
                 tcp_info=row.tcp_info,
+                drops=row.drops,
                 truncated=row.truncated,
             )
         )

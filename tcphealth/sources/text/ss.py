@@ -10,8 +10,10 @@ For LISTEN, Recv-Q is the accept-queue length and Send-Q the maximum backlog; fo
 both are bytes. Extras: ``users:((…))`` (``-p``; old ss wrote ``("name",pid,fd)``),
 ``timer:(on|keepalive|timewait|persist,DURATION,N)`` (``-o``; ss prints it only when a timer
 runs), ``uid:`` (only when not 0), ``ino:``, ``sk:`` (the socket cookie, hex) (``-e``).
-``-i`` puts tcp_info on a following indented line (``rto:204 rtt:0.05/0.02 lastsnd:1520 …``);
-``-m`` adds ``skmem:(…)``, which the model does not keep.
+``-i`` puts tcp_info on a following indented line (``rto:204 rtt:0.05/0.02 lastsnd:1520 …``,
+``busy:40ms rwnd_limited:30ms(75.0%)``); ``-m`` adds ``skmem:(r0,rb131072,…,d3)`` there, whose
+``d`` is the segments dropped on arrival (kept as the socket's drops; the rest the model does
+not keep).
 
 Addresses: ``1.2.3.4:80``, ``[::1]:80`` (new), ``:::22`` and ``::ffff:1.2.3.4:80`` (old),
 ``*:12345`` (old ss: IPv4 any), ``127.0.0.53%lo:53`` (bound to an interface).
@@ -199,6 +201,14 @@ def _read_extras(row: Row, rest: str) -> None:
 
 # tcp_info on the indented line after a row (-i). Times in ms; rto and rtt as ms with decimals.
 _INFO = re.compile(r"(?:^|\s)(?P<key>[a-z_]+):(?P<value>[0-9./]+)(?=\s|$)")
+# Where a sender's time went, which ss prints in whole ms (the kernel counts us), the limited
+# ones with their share of busy: ``busy:1020ms rwnd_limited:990ms(97.1%)``.
+_BUSY = re.compile(
+    r"(?:^|\s)(?P<key>busy|rwnd_limited|sndbuf_limited):(?P<ms>\d{1,19})ms(?:\([0-9.]+%\))?(?=\s|$)",
+    re.ASCII,
+)
+# -m: skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0); bl and d only from kernels that give them.
+_SKMEM = re.compile(r"(?:^|\s)skmem:\((?P<body>[a-z0-9,]*)\)", re.ASCII)
 
 
 def is_continuation(line: str) -> bool:
@@ -212,8 +222,14 @@ def is_continuation(line: str) -> bool:
 
 
 def read_continuation(line: str, row: Row) -> Row:
+    skmem = _SKMEM.search(line)
+    if skmem is not None:
+        for part in skmem.group("body").split(","):
+            if part.startswith("d") and part[1:].isdigit():
+                row = replace(row, drops=int(part[1:]))
     values: dict[str, str] = {m.group("key"): m.group("value") for m in _INFO.finditer(line)}
-    if not values:
+    busy = {m.group("key"): int(m.group("ms")) * 1000 for m in _BUSY.finditer(line)}
+    if not values and not busy:
         return row
 
     def whole(key: str) -> int | None:
@@ -235,8 +251,15 @@ def read_continuation(line: str, row: Row) -> Row:
         backoff=whole("backoff"),
         rto_us=micros("rto"),
         rtt_us=micros("rtt"),
+        # retrans:A/B is tcpi_retrans (segments retransmitted and still out) / total: A is not
+        # the count of timeouts in a row that TcpInfo.retransmits holds.
         total_retrans=int(total[1]) if len(total) == 2 and total[1].isdigit() else None,
         unacked=whole("unacked"),
+        # ss shows a busy sender's limits only where they were hit: with busy shown, a limit
+        # not shown is 0 (ss prints it only when nonzero).
+        busy_time_us=busy.get("busy"),
+        rwnd_limited_us=busy.get("rwnd_limited", 0) if "busy" in busy else None,
+        sndbuf_limited_us=busy.get("sndbuf_limited", 0) if "busy" in busy else None,
     )
     if info == TcpInfo():
         return row
