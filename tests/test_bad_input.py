@@ -53,8 +53,8 @@ SS_TEXT = (
 )
 NO_TABLE = (
     "no TCP socket table found (looked for lsof or netstat-linux or netstat-macos or "
-    "netstat-windows or ss output): no line looked like a socket row, a per-state count or a "
-    "count command"
+    "netstat-windows or powershell or ss output): no line looked like a socket row, a "
+    "per-state count or a count command"
 )
 
 

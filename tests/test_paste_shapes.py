@@ -6,13 +6,18 @@ Group-Object counts), and the rule its Bound sockets need. Each excerpt says whe
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 from tcphealth.diagnose import diagnose
 from tcphealth.model import Finding, OwnerSource, ReportedCount, Severity, Snapshot, TcpState
+from tcphealth.sources import load
 from tcphealth.sources.text import read_text
 from tcphealth.sources.text.lines import match_ss_summary
 from tcphealth.sources.text.paste import read_paste
 from tests.real_excerpts import (
+    LSOF_J,
+    LSOF_JL,
+    LSOF_SS,
     PS_GROUPED,
     PS_NARROW,
     PS_TABLE,
@@ -224,3 +229,45 @@ def test_the_receivers_drops_are_diagnosed_from_the_paste() -> None:
     found = [f for f in diagnose(last(SS_TINM)) if f.code == "receive-drops"]
     assert [(f.count, f.severity) for f in found] == [(1, Severity.INFO)]
     assert "5" in found[0].summary
+
+
+# --- lsof -J / -j -------------------------------------------------------------------------------
+
+
+def lsof_view(text: str) -> dict[int | None, tuple[TcpState, int | None, tuple[int, ...]]]:
+    return {s.inode: (s.state, s.recv_queue, s.pids) for s in last(text).sockets}
+
+
+def test_lsof_json_lines_and_document_agree_with_ss_on_the_same_sockets() -> None:
+    kernel = {s.inode: (s.state, s.recv_queue) for s in last(LSOF_SS).sockets}
+    for text in (LSOF_J, LSOF_JL):
+        snapshot = last(text)
+        assert snapshot.host.source.startswith("lsof:")
+        seen = lsof_view(text)
+        assert len(seen) == 5  # fd 3 the listener, fds 4-6 three clients, fd 7 one accepted
+        for inode, (state, recv_queue, pids) in seen.items():
+            assert kernel[inode] == (state, recv_queue), inode  # as ss saw the same socket
+            assert pids == (22482,)
+        listener = next(s for s in snapshot.sockets if s.state is TcpState.LISTEN)
+        assert (listener.recv_queue, listener.listen_backlog, listener.uid) == (2, None, 0)
+        # lsof 4.99.7 prints no name for sockets: the address is unknown, never guessed
+        assert {s.local.port for s in snapshot.sockets} == {None}
+        assert {s.local.name for s in snapshot.sockets} == {"?"}
+    names = {p.pid: p.name for p in last(LSOF_J).processes}
+    assert names == {22482: "python3"}
+
+
+def test_an_lsof_json_file_named_json_is_read_as_lsof_not_as_a_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "lsof.json"
+    path.write_text(LSOF_J.splitlines()[1] + "\n", encoding="utf-8")  # the document alone
+    snapshot = load(path)
+    assert snapshot.host.source == f"lsof:{path}" and len(snapshot.sockets) == 5
+
+
+def test_lsof_json_of_udp_and_a_broken_line() -> None:
+    udp = '{"pid":1,"command":"x","fd":"3","type":"IPv4","protocol":"UDP","tcp_info":{"state":"Idle"}}'
+    cut = '{"pid":1,"command":"x","fd":"3","type":"IPv4","protocol":"TCP","tcp_info":{"sta'
+    snapshots = read_paste([LSOF_JL.splitlines()[1], udp, cut], "paste")
+    (snapshot,) = snapshots
+    assert len(snapshot.sockets) == 1  # the UDP row is passed over quietly
+    assert any("line 3" in note or ":3:" in note for note in snapshot.notes), snapshot.notes

@@ -222,9 +222,13 @@ def load_series(
     # A regular file can be looked at, then read as it comes: a snapshot or a /proc table is
     # never held whole beside what is made of it.
     head = _head(path)
-    starts_json = head is not None and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+    body = head.lstrip(b"\xef\xbb\xbf \t\r\n") if head is not None else b""
+    # lsof -J/-j output is JSON too, and a paste: it is never taken for a snapshot.
+    lsof_json = body.startswith(tuple(mark.encode() for mark in text_detect.LSOF_JSON))
+    starts_json = body.startswith(b"{") and not lsof_json
     if input_format == "snapshot" or (
-        input_format == "auto" and (str(path).endswith(".json") or starts_json)
+        input_format == "auto"
+        and ((str(path).endswith(".json") and not lsof_json) or starts_json)
     ):
         return snapshot_file.read_snapshots(path, stdin)
     kind = input_format if input_format != "auto" else _text_kind(head)

@@ -10,6 +10,8 @@ from tcphealth.sources.text import proc_copy
 _FIRST_CHARACTER = re.compile(r"[^\ufeff \t\r\n]")
 
 SNAPSHOT = "snapshot"
+# How lsof -J's document and lsof -j's lines begin (lsof 4.99.7's src/print.c).
+LSOF_JSON = ('{"lsof_version":', '{"pid":')
 PROC = "proc"
 TEXT = "text"
 
@@ -30,6 +32,8 @@ def detect(text: str) -> str:
     if first is None:
         return TEXT
     start = first.start()
+    if text.startswith(LSOF_JSON, start):
+        return TEXT  # lsof -J / -j: read as a paste, line by line
     if text.startswith("{", start):
         return SNAPSHOT
     end = text.find("\n", start)

@@ -51,3 +51,6 @@ class RowParser:
     foreign_titles: tuple[str, ...] = ()
     # Lines the tool prints when it ran without root, so owners it does not show may exist.
     unprivileged_warnings: tuple[str, ...] = ()
+    # A line that holds several rows (lsof -J prints its whole document on one line): the rows,
+    # each read as a line of its own; None for any other line (cheap: it runs on every line).
+    split_line: Callable[[str], list[str] | None] | None = None

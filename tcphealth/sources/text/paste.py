@@ -186,6 +186,9 @@ class _Reader:
         self.unprivileged_warnings = tuple(
             line for _, parser in self.parsers for line in parser.unprivileged_warnings
         )
+        self.splitters = [
+            parser.split_line for _, parser in self.parsers if parser.split_line is not None
+        ]
         self.facts = Facts()
         self.captures: list[Capture] = [Capture()]
         self.section: Section | None = None
@@ -267,6 +270,12 @@ class _Reader:
         stripped = line.strip()
         if not stripped:
             return
+        for split in self.splitters:
+            rows = split(stripped)
+            if rows is not None:
+                for row in rows:
+                    self.feed(number, row)
+                return
         pending_parser = self.pending_parser
         if (
             self.pending is not None

@@ -136,11 +136,20 @@ FORMATS: tuple[PasteFormat, ...] = (
         name="lsof",
         tool="lsof",
         platform=None,
-        help="lsof -i (any platform)",
+        help="lsof -i (any platform), and lsof -J/-j JSON (4.99.7+)",
         module="lsof",
-        carries=frozenset({Carries.OWNERS}),
-        place="last: its rows (COMMAND PID ... IPv4/IPv6 ... TCP NAME (STATE)) are no other "
-        "format's, and the least pasted of them.",
+        # The queues, uid and inode come from -J/-j (tcp_info, uid, a Linux socket's device).
+        carries=frozenset(
+            {
+                Carries.OWNERS,
+                Carries.QUEUES,
+                Carries.ACCEPT_QUEUES,
+                Carries.UIDS,
+                Carries.INODES,
+            }
+        ),
+        place="last: its rows (COMMAND PID ... IPv4/IPv6 ... TCP NAME (STATE), or a JSON "
+        'object opening with {"pid":) are no other format\'s, and the least pasted of them.',
         own_view=True,
     ),
 )
