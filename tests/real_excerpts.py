@@ -118,6 +118,22 @@ ESTAB  0      0          127.0.0.1:51724    127.0.0.1:47767 ino:7201655 sk:23986
 ESTAB  0      0          127.0.0.1:47767    127.0.0.1:51724 ino:0 sk:239866 cgroup:/ <->
 """
 
+# macOS netstat -anvp tcp, from the accepted answer (by grgarside) to "How can I list my open
+# network ports with netstat?", apple.stackexchange.com/questions/117644, as quoted there.
+MACOS_V = """\
+$ netstat -anvp tcp | awk 'NR<3 || /LISTEN/'
+Active Internet connections (including servers)
+Proto Recv-Q Send-Q  Local Address          Foreign Address        (state)     rhiwat shiwat    pid   epid  state    options
+tcp46      0      0  *.62981                *.*                    LISTEN      131072 131072  34548      0 0x0100 0x00000006
+"""
+
+# A Korean blog post on finding the process on a port (netstat -vanp tcp | grep 8080): the row
+# alone, as grep prints it, without the header.
+MACOS_V_GREP = """\
+$ netstat -vanp tcp | grep 8080
+tcp4       0      0  *.8080                 *.*                    LISTEN      131072 131072  41657      0 0x0000 0x00000006
+"""
+
 # Every excerpt above, for the registry's checks on real rows.
 ALL: tuple[str, ...] = (
     PS_TABLE,
@@ -129,4 +145,6 @@ ALL: tuple[str, ...] = (
     LSOF_J,
     LSOF_JL,
     LSOF_SS,
+    MACOS_V,
+    MACOS_V_GREP,
 )

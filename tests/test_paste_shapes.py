@@ -18,6 +18,8 @@ from tests.real_excerpts import (
     LSOF_J,
     LSOF_JL,
     LSOF_SS,
+    MACOS_V,
+    MACOS_V_GREP,
     PS_GROUPED,
     PS_NARROW,
     PS_TABLE,
@@ -271,3 +273,57 @@ def test_lsof_json_of_udp_and_a_broken_line() -> None:
     (snapshot,) = snapshots
     assert len(snapshot.sockets) == 1  # the UDP row is passed over quietly
     assert any("line 3" in note or ":3:" in note for note in snapshot.notes), snapshot.notes
+
+
+# --- macOS netstat -v -----------------------------------------------------------------------------
+
+
+def test_macos_netstat_v_gives_the_pid_by_its_header_or_the_classic_row_shape() -> None:
+    for text, pid, port in ((MACOS_V, 34548, 62981), (MACOS_V_GREP, 41657, 8080)):
+        (sock,) = last(text).sockets
+        assert (sock.state, sock.local.port, sock.pids) == (TcpState.LISTEN, port, (pid,))
+        assert sock.owner_source is OwnerSource.FD and not sock.truncated
+
+
+# The classic -v header (above) over rows in its shape whose addresses are 19 and 22 characters
+# long (an IPv4 address and port never fill 22): a table without -A has 22-character address
+# columns, so only the second may be cut.
+WIDE = (
+    "Proto Recv-Q Send-Q  Local Address          Foreign Address        (state)     rhiwat shiwat    pid   epid  state    options\n"
+    "tcp4       0      0  192.168.100.21.8080    10.20.30.40.51000      ESTABLISHED 131072 131072    872      0 0x0102 0x00000008\n"
+    "tcp6       0      0  ::1.8080               2607:f8b0:4003:c.50001 ESTABLISHED 131072 131072    872      0 0x0102 0x00000008\n"
+)
+
+
+def test_a_19_character_address_without_dash_a_is_whole_and_22_may_be_cut() -> None:
+    whole, cut = last(WIDE).sockets
+    assert len("192.168.100.21.8080") == 19
+    assert (whole.truncated, whole.local.port, whole.remote.port) == (False, 8080, 51000)
+    assert cut.truncated  # a full 22-character column may have lost the end of its port
+    assert whole.pids == cut.pids == (872,)
+
+
+# The newest -v layout names the process with its pid (``caddy:610``; names may hold blanks).
+# Rows as a test of the project "dev-certs" quotes macOS 15's netstat -anv (not a capture of ours).
+NAMED = (
+    "Active Internet connections (including servers)\n"
+    "Proto Recv-Q Send-Q  Local Address          Foreign Address        (state)          rxbytes      txbytes  rhiwat  shiwat          process:pid    state  options           gencnt    flags   flags1 usecnt rtncnt fltrs\n"
+    "tcp46      0      0  *.443                  *.*                    LISTEN                 0            0  131072  131072      Helium Helper:5660   00100 00000006 00000000000c38ca 00000000 00000800      1      0 000000\n"
+    "tcp4       0      0  127.0.0.1.443          127.0.0.1.50000        ESTABLISHED            0            0  131072  131072            caddy:610    00102 00000008 00000000000e4a9a 00000081 04000900      2      0 000000\n"
+)
+
+
+def test_the_named_process_pid_column_gives_name_and_pid() -> None:
+    snapshot = last(NAMED)
+    assert [(s.state, s.pids) for s in snapshot.sockets] == [
+        (TcpState.LISTEN, (5660,)),
+        (TcpState.ESTABLISHED, (610,)),
+    ]
+    assert {p.pid: p.name for p in snapshot.processes} == {5660: "Helium Helper", 610: "caddy"}
+
+
+def test_macos_netstat_without_v_still_names_no_owner() -> None:
+    (sock,) = last(
+        "tcp4       0      0  127.0.0.1.8080         127.0.0.1.52870        CLOSE_WAIT\n"
+    ).sockets
+    assert sock.owner_source is OwnerSource.UNKNOWN and sock.pids == ()

@@ -8,13 +8,19 @@
     7fb03cb946c1cbcd  3c023c0 tcp6       0      0  2600:1700:bab0:d.5 2607:f8b0:4003:c.9 ESTABLISHED
 
 Address and port are joined with a dot; ``*.*`` is the wildcard. netstat prints at most 16
-characters of the address, then ``.port``, and cuts the whole to 18 characters (without
-``-W``): any 18-character field may have lost the end of its port (``35.235.123.194.555`` is
-port 5555), and an IPv6 address of 16 printed characters may itself be cut. Such sockets keep
-what was printed and are marked truncated. ``tcp46`` is a dual-stack (IPv6) socket.
+characters of the address, then ``.port``, and cuts the whole to the column's width (without
+``-W``): 18 characters with ``-A`` (the Socket and Flowhash columns), 22 without. A field of
+that width may have lost the end of its port (``35.235.123.194.555`` is port 5555), and an
+IPv6 address of 16 printed characters may itself be cut. Such sockets keep what was printed
+and are marked truncated; a 19-character field of a table without ``-A`` is whole.
+``tcp46`` is a dual-stack (IPv6) socket.
 
-There are no owners (``-v`` would add pids; not read here) and no timers. Recv-Q and Send-Q
-are socket-buffer bytes; for a listener they are not its accept queue, so they are unknown.
+``-v`` adds columns after the state, named in its header: ``rhiwat shiwat pid epid state
+options`` (macOS up to 14), with ``rxbytes txbytes`` in some releases, or ``process:pid``
+(``caddy:610``; a name may hold blanks) in the newest. The pid is read from them, where the
+header says which column it is or the row has the classic shape (two buffer sizes, the pid,
+the effective pid, then ``0x`` state and options). No timers. Recv-Q and Send-Q are
+socket-buffer bytes; for a listener they are not its accept queue, so they are unknown.
 The UNIX-domain and kernel-control sections that follow are skipped.
 """
 
@@ -24,6 +30,7 @@ import re
 
 from tcphealth.model import Endpoint, Family, TcpState
 from tcphealth.sources.text.lines import (
+    Holder,
     NotTcp,
     Row,
     RowError,
@@ -41,8 +48,10 @@ from tcphealth.sources.text.parser import Context, RowParser
 
 # OpenBSD and NetBSD print plain tcp/udp for IPv4 (Linux does too, but with host:port).
 PROTOS = frozenset({"tcp4", "tcp6", "tcp46", "udp4", "udp6", "udp46", "icm4", "icm6", "tcp", "udp"})
-_FIELD_WIDTH = 18
+_FIELD_WIDTH = 18  # with -A
+_WIDE_FIELD_WIDTH = 22  # without -A
 _HOST_WIDTH = 16
+_PROCESS_PID = re.compile(r"^(?P<name>.*):(?P<pid>\d{1,10})$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 # Section titles after which rows are not TCP sockets.
@@ -80,7 +89,45 @@ def _proto_index(tokens: list[str]) -> int | None:
 
 
 def read_row(line: str, context: Context) -> Row:
-    return parse_row(line)  # every column is always there: nothing to learn from the header
+    row = parse_row(line)
+    tokens = line.split()
+    index = _proto_index(tokens)
+    assert index is not None  # parse_row checked
+    extra = tokens[index + 6 :]
+    if extra:
+        holder = _holder(extra, context.header)
+        if holder is not None:
+            row.holders = [] if holder.pid == 0 else [holder]
+    return row
+
+
+def _holder(extra: list[str], header: str | None) -> Holder | None:
+    """The pid of -v's columns after the state: by the header's column names where there is
+    one, else only from a row of the classic shape."""
+    if header is not None and "(state)" in header.split():
+        names = header.split()
+        names = names[names.index("(state)") + 1 :]
+        if "process:pid" in names:
+            for number, token in enumerate(extra):
+                found = _PROCESS_PID.match(token)
+                if found is not None and number >= names.index("process:pid"):
+                    start = names.index("process:pid")
+                    name = " ".join([*extra[start:number], found.group("name")]).strip()
+                    return Holder(int(found.group("pid")), name or None)
+            return None
+        if "pid" in names and names.index("pid") < len(extra):
+            pid = extra[names.index("pid")]
+            return Holder(int(pid)) if pid.isascii() and pid.isdigit() and len(pid) <= 10 else None
+        return None
+    if (
+        len(extra) >= 6
+        and all(token.isascii() and token.isdigit() for token in extra[:4])
+        and extra[4].startswith("0x")
+        and extra[5].startswith("0x")
+        and len(extra[2]) <= 10
+    ):
+        return Holder(int(extra[2]))  # rhiwat shiwat pid epid 0xSTATE 0xOPTIONS
+    return None
 
 
 def parse_row(line: str) -> Row:
@@ -98,9 +145,10 @@ def parse_row(line: str) -> Row:
     family = Family.IPV4 if proto in ("tcp4", "tcp") else Family.IPV6
     parsed: list[Endpoint] = []
     truncated = False
+    width = _FIELD_WIDTH if index == 2 else _WIDE_FIELD_WIDTH
     for text in (tokens[index + 3], tokens[index + 4]):
         host, port_text = split_dot_endpoint(text)
-        field_cut = len(text) >= _FIELD_WIDTH
+        field_cut = len(text) >= width
         host_cut = family is Family.IPV6 and len(host) >= _HOST_WIDTH
         address = recover_cut_address(host) if host_cut else read_host(host)
         port = read_port(port_text)

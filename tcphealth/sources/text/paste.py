@@ -752,7 +752,8 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     if truncated:
         notes.append(
             f"{where}: {truncated} row(s) have an address cut short by the tool (macOS netstat "
-            "keeps 18 characters, Linux netstat 23 without -W); their ports and addresses are "
+            "keeps 18 characters with -A, 22 without; Linux netstat 23 without -W); their ports "
+            "and addresses are "
             "what was printed, possibly a prefix of the real one, and are marked truncated"
         )
     state_counts: Counter[str] = Counter()

@@ -108,9 +108,9 @@ FORMATS: tuple[PasteFormat, ...] = (
         name="netstat-macos",
         tool="netstat",
         platform="darwin",
-        help="macOS and BSD netstat",
+        help="macOS and BSD netstat (-v: with pids)",
         module="netstat_macos",
-        carries=frozenset({Carries.QUEUES}),
+        carries=frozenset({Carries.QUEUES, Carries.OWNERS}),
         place="any order among the netstats: tcp4/tcp6/tcp46 and a port after a dot are its own.",
     ),
     PasteFormat(
