@@ -134,6 +134,24 @@ $ netstat -vanp tcp | grep 8080
 tcp4       0      0  *.8080                 *.*                    LISTEN      131072 131072  41657      0 0x0000 0x00000006
 """
 
+# Windows netstat -ao piped through find, so without its header, with host names and service
+# names (Windows XP/2003), from a petri.co.il article on finding the process behind a port.
+WINDOWS_NO_HEADER = """\
+C:\\WINDOWS>netstat -ao |find /i "listening"
+TCP   pro1:epmap   pro1.dpetri.net:0   LISTENING   860
+TCP   pro1:microsoft-ds   pro1.dpetri.net:0   LISTENING   4
+TCP   pro1:1025   pro1.dpetri.net:0   LISTENING   908
+TCP   pro1:3389   pro1.dpetri.net:0   LISTENING   908
+"""
+
+# Windows netstat -a (names resolved): rows of a troubleshooting write-up found by code search.
+WINDOWS_NAMES = """\
+  TCP    192.168.9.196:60469    lb-140-82-113-25-iad:https  ESTABLISHED
+  TCP    192.168.9.196:64824    a23-40-158-218:http    ESTABLISHED
+  TCP    192.168.9.196:64853    LenovoSRV:epmap        TIME_WAIT
+  TCP    192.168.9.196:64854    LenovoSRV:49668        TIME_WAIT
+"""
+
 # Every excerpt above, for the registry's checks on real rows.
 ALL: tuple[str, ...] = (
     PS_TABLE,
@@ -147,4 +165,6 @@ ALL: tuple[str, ...] = (
     LSOF_SS,
     MACOS_V,
     MACOS_V_GREP,
+    WINDOWS_NO_HEADER,
+    WINDOWS_NAMES,
 )

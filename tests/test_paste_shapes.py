@@ -20,6 +20,8 @@ from tests.real_excerpts import (
     LSOF_SS,
     MACOS_V,
     MACOS_V_GREP,
+    WINDOWS_NAMES,
+    WINDOWS_NO_HEADER,
     PS_GROUPED,
     PS_NARROW,
     PS_TABLE,
@@ -327,3 +329,29 @@ def test_macos_netstat_without_v_still_names_no_owner() -> None:
         "tcp4       0      0  127.0.0.1.8080         127.0.0.1.52870        CLOSE_WAIT\n"
     ).sockets
     assert sock.owner_source is OwnerSource.UNKNOWN and sock.pids == ()
+
+
+# --- Windows netstat without a header, with names ------------------------------------------------
+
+
+def test_windows_rows_without_a_header_keep_their_pid_and_names() -> None:
+    snapshot = last(WINDOWS_NO_HEADER)
+    assert snapshot.host.platform == "windows"
+    assert [(s.state, s.local.name, s.local.port, s.pids) for s in snapshot.sockets] == [
+        (TcpState.LISTEN, "pro1", 135, (860,)),  # epmap: Windows' name of port 135
+        (TcpState.LISTEN, "pro1", 445, (4,)),
+        (TcpState.LISTEN, "pro1", 1025, (908,)),
+        (TcpState.LISTEN, "pro1", 3389, (908,)),
+    ]
+
+
+def test_windows_rows_with_resolved_peers_and_service_names() -> None:
+    sockets = last(WINDOWS_NAMES).sockets
+    assert [(s.remote.name, s.remote.port) for s in sockets] == [
+        ("lb-140-82-113-25-iad", 443),
+        ("a23-40-158-218", 80),
+        ("LenovoSRV", 135),
+        ("LenovoSRV", 49668),
+    ]
+    assert [s.local.port for s in sockets] == [60469, 64824, 64853, 64854]
+    assert {s.owner_source for s in sockets} == {OwnerSource.UNKNOWN}  # no -o: no PID column

@@ -231,6 +231,9 @@ SERVICES: dict[str, int] = {
     "kerberos": 88,
     "pop3": 110,
     "sunrpc": 111,
+    "epmap": 135,  # Windows' name for the RPC endpoint mapper (its services file)
+    "loc-srv": 135,
+    "netbios-ssn": 139,
     "nntp": 119,
     "ntp": 123,
     "imap": 143,
