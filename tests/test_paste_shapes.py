@@ -20,14 +20,14 @@ from tests.real_excerpts import (
     LSOF_SS,
     MACOS_V,
     MACOS_V_GREP,
-    WINDOWS_NAMES,
-    WINDOWS_NO_HEADER,
     PS_GROUPED,
     PS_NARROW,
     PS_TABLE,
     SS_SUMMARY_NEW,
     SS_SUMMARY_OLD,
     SS_TINM,
+    WINDOWS_NAMES,
+    WINDOWS_NO_HEADER,
 )
 
 
