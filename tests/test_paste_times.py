@@ -158,7 +158,7 @@ def test_a_named_zone_leaves_the_time_unknown_and_says_which_line_and_why() -> N
     assert snapshot.host.taken_at == 1234.0
     (note,) = [note for note in snapshot.notes if "capture time" in note]
     assert note.startswith(
-        "paste:2: capture time unknown: 'Mon Dec  7 10:42:52 CST 2026' is the zone CST is a name"
+        "paste:2: capture time unknown: 'Mon Dec  7 10:42:52 CST 2026': the zone CST is a name"
     )
 
 
@@ -166,7 +166,7 @@ def test_a_prompt_time_of_day_alone_is_refused_with_its_line() -> None:
     (snapshot,) = read(f"[02:42:52] root@web:~# ss -tan\n{TABLE}")
     assert snapshot.host.taken_at_known is False
     assert any(
-        note.startswith("paste:1: capture time unknown: '02:42:52' is a time of day without a date")
+        note.startswith("paste:1: capture time unknown: '02:42:52': a time of day without a date")
         for note in snapshot.notes
     )
 

@@ -785,7 +785,7 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     epoch = capture.stamp[1].epoch if capture.stamp is not None else None
     if capture.stamp is not None and epoch is None:
         number, stamp = capture.stamp
-        notes.append(f"{where}:{number}: capture time unknown: {stamp.text!r} is {stamp.why_not}")
+        notes.append(f"{where}:{number}: capture time unknown: {stamp.text!r}: {stamp.why_not}")
     host = HostInfo(
         hostname=capture.hostname,
         kernel=None,
