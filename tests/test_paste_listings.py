@@ -40,7 +40,9 @@ def test_the_last_capture_carries_the_earlier_listings() -> None:
 def test_a_timed_series_carries_no_untimed_listings() -> None:
     captures = read_paste(TWO_LSOF_LOOKS.splitlines(), "paste")
     timed = [
-        dataclasses.replace(c, host=dataclasses.replace(c.host, taken_at=float(n)))
+        dataclasses.replace(
+            c, host=dataclasses.replace(c.host, taken_at=float(n), taken_at_known=True)
+        )
         for n, c in enumerate(captures)
     ]
     assert latest_of("paste", timed).earlier_listings == ()
