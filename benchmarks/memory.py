@@ -11,7 +11,8 @@ taken from ``getrusage(RUSAGE_CHILDREN)`` after it exits:
 Each is run as ``check`` (the diagnosis, one status line) and as ``sockets --format json``
 (every socket written), output to /dev/null. With ``--live N``, first the yardstick of the
 bound: ``check`` on this host while the load generator holds N loopback sockets; with
-``--at-limit``, also a /proc table as large as the 256 MiB text limit allows (``check``).
+``--at-limit``, also a /proc table as large as the 256 MiB text limit allows and an ``ss -tan``
+paste of as many sockets as a paste may hold (``check``).
 ``make bench-memory``; results in RESULTS.md.
 """
 
@@ -26,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tcphealth import bounds
 from tcphealth.model import (
     Attribution,
     Endpoint,
@@ -93,6 +95,15 @@ def write_snapshot_file(path: Path, sockets: int) -> None:
         sockets=made,
     )
     write_snapshot(snapshot, path)
+
+
+def write_ss_paste(path: Path, rows: int) -> None:
+    """``rows`` ESTABLISHED rows of ``ss -tan`` under its header: each a socket of its own."""
+    with path.open("w", encoding="ascii") as out:
+        out.write("State  Recv-Q Send-Q   Local Address:Port    Peer Address:Port\n")
+        for n in range(rows):
+            local = f"10.{n // 15_000_000 % 250}.{n // 60_000 % 250}.{n // 250 % 240 + 1}"
+            out.write(f"ESTAB  0      0     {local}:{1024 + n % 60_000}   10.9.9.9:5432\n")
 
 
 def peak_of(args: list[str]) -> tuple[float, int, int]:
@@ -167,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             largest = Path(directory) / "tcp-at-limit"
             write_table(largest, rows)
             inputs.append((f"/proc/net/tcp at the 256 MiB limit, {rows:,} rows", largest, rows))
+            # A paste of short ss rows at the cap on pasted sockets (bounds.PASTE_SOCKET_LIMIT):
+            # the densest paste tcphealth reads, since 256 MiB of such rows is refused there.
+            cap = bounds.PASTE_SOCKET_LIMIT
+            paste = Path(directory) / "ss-at-cap.txt"
+            write_ss_paste(paste, cap)
+            inputs.append((f"ss -tan paste at the socket limit, {cap:,} rows", paste, cap))
         for label, path, count in inputs:
             size = path.stat().st_size
             commands = [["check", "--from", str(path)], ["sockets", "--format", "json"]]

@@ -34,6 +34,13 @@ TIMER_MAX_SECONDS = 1e9
 # `make bench-memory`).
 MEMORY_FIXED_BYTES = 96 << 20
 MEMORY_PER_SOCKET_BYTES = 1200
+# The most socket rows one paste may hold. A pasted row costs about 1,000 bytes (a row of
+# `ss -tan` is ~60 bytes of text, so 256 MiB of them would be ~4.5 million sockets, ~4.5 GiB);
+# at this many the bound above is 96 MiB + 858 MiB, under the 1 GiB promised at the text
+# limit. No incident paste comes near it: a host that large is read live or from a snapshot
+# (`tcphealth snapshot -o`), whose sockets cost less. /proc tables (~370 bytes a row) are not
+# capped: at the 256 MiB limit they hold ~2 million rows within 1 GiB.
+PASTE_SOCKET_LIMIT = 750_000
 
 Problem = tuple[str, str]  # (field, why)
 

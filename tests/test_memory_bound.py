@@ -202,3 +202,39 @@ def test_a_text_file_read_as_it_comes_gives_what_the_whole_text_gives() -> None:
         assert got == expected, path.name
         compared += 1
     assert compared == len(pastes)
+
+
+def _ss_rows(count: int) -> str:
+    rows = [
+        f"ESTAB 0 0 10.0.{n // 60000 % 250}.{n // 250 % 240 + 1}:{1024 + n % 60000} "
+        f"10.9.9.9:5432"
+        for n in range(count)
+    ]
+    return "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n" + "\n".join(rows) + "\n"
+
+
+def test_a_paste_holds_at_most_the_documented_number_of_sockets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from tcphealth.cli import main
+
+    # The bound the cap is there for: at the cap, a paste stays within 1 GiB by the rate.
+    cap = bounds.PASTE_SOCKET_LIMIT
+    assert bounds.MEMORY_FIXED_BYTES + cap * bounds.MEMORY_PER_SOCKET_BYTES <= 1 << 30
+    # Lowered here so the test reads a few rows, not 750,000 (make bench-memory reads them).
+    monkeypatch.setattr(bounds, "PASTE_SOCKET_LIMIT", 3)
+    at_cap, over = tmp_path / "three.txt", tmp_path / "four.txt"
+    at_cap.write_text(_ss_rows(3), "utf-8")
+    over.write_text(_ss_rows(4), "utf-8")
+    read = CliRunner().invoke(main, ["sockets", "--from", str(at_cap), "--format", "json"])
+    assert read.exit_code == 0, read.output
+    assert len(json.loads(read.stdout)["sockets"]) == 3
+    refused = CliRunner().invoke(main, ["check", "--from", str(over)])
+    assert refused.exit_code == 3
+    assert refused.stderr.strip() == (
+        f"tcphealth: {over}:5: more than 3 socket rows: a paste is read up to that many, to "
+        "keep memory within its bound (the README's size limits); save a snapshot on the host "
+        "instead (tcphealth snapshot -o)"
+    )

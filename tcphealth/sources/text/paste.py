@@ -173,6 +173,7 @@ class _Reader:
         self.where = where
         self.formats = formats
         self.strict = strict
+        self.kept_rows = 0  # socket rows kept, in every capture: bounds.PASTE_SOCKET_LIMIT
         # Every format's parser in the registry's order (see there why the order), also those
         # not asked for: a row of another format is then known for what it is and passed over.
         self.parsers = [(name, registry.parser(name)) for name in registry.NAMES]
@@ -258,6 +259,15 @@ class _Reader:
             # Checked once the row is whole (ss -i details come on the lines under it).
             reason = _row_problem(row)
             if reason is None:
+                self.kept_rows += 1
+                if self.kept_rows > bounds.PASTE_SOCKET_LIMIT:
+                    raise InputError(
+                        self.where,
+                        f"more than {bounds.PASTE_SOCKET_LIMIT:,} socket rows: a paste is read "
+                        "up to that many, to keep memory within its bound (the README's size "
+                        "limits); save a snapshot on the host instead (tcphealth snapshot -o)",
+                        line=row.line,
+                    )
                 self.section.rows.append(row)
             else:
                 self.skip(row.line, reason, self.pending_text)
