@@ -36,6 +36,7 @@ from tcphealth.report import (
     Report,
     SocketGroup,
     build_report,
+    notes_for_selection,
     process_sort_key,
     sort_findings,
 )
@@ -301,7 +302,7 @@ def join(
             },
             groups=tuple(unowned_groups),
         ),
-        notes=snapshot.notes,
+        notes=notes_for_selection(snapshot, filters),
         filters=filters,
         reported_states=dict(snapshot.state_counts),
         truncated_sockets=truncated,

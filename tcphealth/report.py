@@ -564,7 +564,7 @@ def build_report(
         findings=ordered,
         processes=tuple(summaries),
         unowned=unowned.summary(None, ()),
-        notes=_notes_for_selection(snapshot, filters),
+        notes=notes_for_selection(snapshot, filters),
         filters=filters,
         reported_states=dict(snapshot.state_counts),
         truncated_sockets=truncated,
@@ -576,7 +576,7 @@ def build_report(
     )
 
 
-def _notes_for_selection(snapshot: Snapshot, filters: tuple[str, ...]) -> tuple[str, ...]:
+def notes_for_selection(snapshot: Snapshot, filters: tuple[str, ...]) -> tuple[str, ...]:
     """The snapshot's notes, with the collector's count of sockets no visible process holds
     made again for the sockets a filter kept: a note about a socket the user filtered out
     would be about something the report does not show."""

@@ -367,3 +367,26 @@ def test_a_group_kept_by_its_only_holder_is_not_changed_by_what_is_merged_into_a
     assert by_pid[20].socket_count == 4
     assert [group.count for group in by_pid[10].groups] == [9]
     assert [group.count for group in by_pid[20].groups] == [4]
+
+
+def test_the_report_joined_from_namespaces_counts_ownerless_sockets_among_those_shown() -> None:
+    # Live runs read every namespace and join one report per namespace: the note must be
+    # made again for the selection there too (it was passed through whole).
+    from tcphealth.model import Attribution, OwnerSource
+    from tcphealth.namespaced import join
+    from tcphealth.phrases import unseen_owner_note
+    from tests import builders
+
+    owned = builders.sock("ESTAB", "10.0.0.1:5000", "10.0.0.2:40000", pids=(7,), inode=11)
+    ownerless = builders.sock("LISTEN", "0.0.0.0:2024", None, inode=12, owner=OwnerSource.UNSEEN)
+    whole = dataclasses.replace(
+        builders.snapshot(
+            owned,
+            ownerless,
+            attribution=Attribution(attempted=True, processes_scanned=1, sockets_unseen=1),
+        ),
+        notes=(unseen_owner_note(1),),
+    )
+    assert join(whole, [], ()).notes == (unseen_owner_note(1),)
+    selected = dataclasses.replace(whole, sockets=(owned,))
+    assert join(selected, [], ("--port 5000",)).notes == ()
