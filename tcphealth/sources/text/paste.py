@@ -692,11 +692,9 @@ def read_paste(
         last = snapshots[-1]
         state_counts = dict(last.state_counts)
         for item in reported:
-            # The sockets counted, not the number printed: wc -l counted ss's header line
-            # too, and the findings (reported rule) say the sockets; the summary agrees.
-            if item.sockets > 0:
+            if item.count > 0:
                 state_counts[item.state.value] = max(
-                    state_counts.get(item.state.value, 0), item.sockets
+                    state_counts.get(item.state.value, 0), item.count
                 )
         snapshots[-1] = replace(
             last, reported=reported, state_counts=dict(sorted(state_counts.items()))
