@@ -168,6 +168,7 @@ def process_problem(process: Process) -> Problem | None:
         ("pid", process.pid, 1, PID_MAX),
         ("uid", process.uid, 0, UID_MAX),
         ("open_fds", process.open_fds, 0, U64_MAX),
+        ("highest_fd", process.highest_fd, 0, U64_MAX),
         ("fd_soft_limit", process.fd_soft_limit, 0, U64_MAX),
         ("fd_hard_limit", process.fd_hard_limit, 0, U64_MAX),
         ("netns", process.netns, 0, U64_MAX),

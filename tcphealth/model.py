@@ -494,6 +494,10 @@ class Process:
     uid: int | None = None
     cmdline: tuple[str, ...] | None = None
     open_fds: int | None = None
+    # The highest descriptor number a listing showed open (lsof's FD column in a paste). A
+    # process gets the lowest free number, so when that one was opened every number below it
+    # was in use: a floor on the descriptors it held then, where ``open_fds`` is not known.
+    highest_fd: int | None = None
     fd_soft_limit: int | None = None
     fd_hard_limit: int | None = None
     # Where it runs: its network namespace's inode, its container or pod (from
@@ -669,6 +673,11 @@ class Snapshot:
     # again, oldest first), where nothing says how far apart they were: for the rules that
     # compare what stayed, went and came. Empty for one look and for a timed series.
     earlier_listings: tuple[tuple[Socket, ...], ...] = ()
+    # A paste that printed the same per-state summary several times (an awk histogram run
+    # again and again): the earlier captures' counts per state, oldest first, for the states
+    # ``state_counts`` holds. A limit reached in one of them was reached, though the last is
+    # below it.
+    earlier_state_counts: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------

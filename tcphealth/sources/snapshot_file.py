@@ -55,11 +55,22 @@ _FORMAT_VERSION_WITHOUT_NAMESPACES = 1
 # Fields added with version 2, left out of the file while they hold their defaults.
 _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
     # earlier_listings is never written (see snapshot_json_chunks): a snapshot is one look.
-    "Snapshot": (("namespaces", ()), ("reported", ()), ("earlier_listings", ())),
+    "Snapshot": (
+        ("namespaces", ()),
+        ("reported", ()),
+        ("earlier_listings", ()),
+        ("earlier_state_counts", {}),
+    ),
     # A paste's host that was no address (a name, a mask); no file from a live run has one.
     "Endpoint": (("name", None),),
     "Socket": (("netns", None), ("drops", None)),
-    "Process": (("netns", None), ("container", None), ("unit", None), ("host_network", False)),
+    "Process": (
+        ("netns", None),
+        ("container", None),
+        ("unit", None),
+        ("host_network", False),
+        ("highest_fd", None),
+    ),
     # The limits of issue #25: a snapshot that has none of them stays as it was.
     "Sysctls": (
         ("tcp_max_syn_backlog", None),

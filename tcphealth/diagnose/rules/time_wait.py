@@ -215,6 +215,20 @@ def _bucket_finding(
             thresholds.time_wait_buckets_warning_ratio,
             thresholds.time_wait_buckets_critical_ratio,
         )
+        # The same summary printed earlier in the paste: a ceiling reached then was reached,
+        # whatever the last count says (closes skipped TIME_WAIT at those moments).
+        earlier = index.snapshot.earlier_state_counts.get(TcpState.TIME_WAIT.value, ())
+        at_ceiling = [value for value in earlier if value >= limit]
+        if at_ceiling and count < limit:
+            found = Severity.CRITICAL
+            evidence.append(
+                Evidence(
+                    "time_wait_earlier",
+                    ", ".join(str(value) for value in earlier),
+                    f"the same count printed earlier in the paste, oldest first: "
+                    f"{len(at_ceiling)} of {len(earlier)} at or above tcp_max_tw_buckets",
+                )
+            )
         if found is None:
             if not overflows:
                 return None
@@ -225,7 +239,13 @@ def _bucket_finding(
             )
         else:
             severity = found
-            if ratio >= 1.0:
+            if at_ceiling and count < limit:
+                consequence = (
+                    f"it reached the ceiling in {len(at_ceiling)} of the {len(earlier)} earlier "
+                    "counts of the same command, so closes then skipped TIME_WAIT"
+                )
+                at = f"now at {percent(ratio)} of its limit"
+            elif ratio >= 1.0:
                 consequence = "so further closes skip TIME_WAIT"
                 at = "at the kernel's ceiling"
             else:

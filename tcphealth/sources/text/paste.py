@@ -108,6 +108,8 @@ class Facts:
     counters: dict[str, int] = field(default_factory=dict)
     fd_limits: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
     open_fds: dict[int, int] = field(default_factory=dict)
+    # The highest descriptor number an lsof listing showed open, per pid (any file type).
+    highest_fd: dict[int, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # Counts the transcript printed, per command part, every number in order (a loop prints
     # several); the pid a ``pgrep NAME`` stood for where the paste shows it.
@@ -161,6 +163,8 @@ class Facts:
         return {**self.sysctls, **self.other_sysctls}
 
 
+# lsof's FD column for an open descriptor: its number, its mode (r, w, u) and a lock letter.
+_LSOF_FD = re.compile(r"^(\d{1,10})[rwu -]?[A-Za-z]?$", re.ASCII)
 _STRACE_ATTACHED = re.compile(r"^strace: Process (\d{1,9}) attached")
 _ANNOTATED = re.compile(r"^(?P<cmd>.*\S)\s+->\s+(?P<result>\S.*)$")
 _MACOS_PORTRANGE = re.compile(
@@ -565,7 +569,19 @@ class _Reader:
                 return name, parser
         return None
 
+    def note_descriptor(self, tokens: list[str]) -> None:
+        """Under an lsof header, every row (sockets, files, pipes) shows a descriptor number
+        its process holds: keep the highest per pid."""
+        if len(tokens) < 5 or not tokens[1].isdigit() or len(tokens[1]) > 9:
+            return
+        fd = _LSOF_FD.match(tokens[3])
+        if fd is not None:
+            pid = int(tokens[1])
+            self.facts.highest_fd[pid] = max(self.facts.highest_fd.get(pid, 0), int(fd.group(1)))
+
     def read_row(self, number: int, line: str) -> None:
+        if self.header_kind == "lsof":
+            self.note_descriptor(line.split())
         found = self.classify(line.split())
         if found is None or found[0] not in self.formats:
             return  # prose, a command's other output, or a format not asked for
@@ -687,6 +703,9 @@ def read_paste(
                 "descriptors of chosen processes, not the host's sockets",
             ),
         )
+    earlier = _earlier_summaries(captures)
+    if earlier:
+        snapshots[-1] = replace(snapshots[-1], earlier_state_counts=earlier)
     if reported:
         # The counts a transcript printed describe the host as last seen: the last capture.
         last = snapshots[-1]
@@ -700,6 +719,23 @@ def read_paste(
             last, reported=reported, state_counts=dict(sorted(state_counts.items()))
         )
     return snapshots
+
+
+def _earlier_summaries(captures: list[Capture]) -> dict[str, tuple[int, ...]]:
+    """The per-state counts that the last capture's summary commands printed in earlier
+    captures, oldest first, for the states the last one counts."""
+    last = captures[-1]
+    signatures = {section.signature for section in last.sections if section.state_counts}
+    states = {state for section in last.sections for state in section.state_counts}
+    history: dict[str, list[int]] = {}
+    for capture in captures[:-1]:
+        for section in capture.sections:
+            if section.signature not in signatures:
+                continue
+            for state, count in section.state_counts.items():
+                if state in states:
+                    history.setdefault(state, []).append(count)
+    return {state: tuple(values) for state, values in sorted(history.items())}
 
 
 def _own_view(kind: str | None) -> bool | None:
@@ -774,13 +810,14 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     for pid, name in facts.names.items():
         if names.get(pid) is None:
             names[pid] = name
-    pids = sorted(set(names) | set(facts.fd_limits) | set(facts.open_fds))
+    pids = sorted(set(names) | set(facts.fd_limits) | set(facts.open_fds) | set(facts.highest_fd))
     processes = tuple(
         Process(
             pid=pid,
             name=names.get(pid),
             user=users.get(pid),
             open_fds=facts.open_fds.get(pid),
+            highest_fd=facts.highest_fd.get(pid),
             fd_soft_limit=facts.fd_limits.get(pid, (None, None))[0],
             fd_hard_limit=facts.fd_limits.get(pid, (None, None))[1],
         )
