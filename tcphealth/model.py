@@ -638,6 +638,17 @@ class ReportedCount:
 
 
 @dataclass(frozen=True)
+class Elision:
+    """A mark a paste put inside a listing for rows it left out (``...``, ``[very long
+    list]``, ``<snip>``): the listing is partial there. ``states`` and ``pids`` are those of
+    the rows on either side of the mark, the kind of rows it most likely stands for."""
+
+    mark: str
+    states: tuple[TcpState, ...] = ()
+    pids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything one look at a host saw.
 
@@ -678,6 +689,9 @@ class Snapshot:
     # ``state_counts`` holds. A limit reached in one of them was reached, though the last is
     # below it.
     earlier_state_counts: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Marks inside the listing for rows the paste left out: the listing is partial, and a
+    # finding about the rows around a mark says their count is a floor.
+    elisions: tuple[Elision, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from tcphealth.diagnose.rules import (
     kernel_limits,
     listeners,
     over_time,
+    partial,
     port_collision,
     ports,
     receive_drops,
@@ -59,6 +60,7 @@ RULES: tuple[Rule, ...] = (
     kernel_limits.RULE,
     receive_drops.RULE,
     reported.RULE,
+    partial.RULE,
     over_time.RULE,
 )
 

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
 from tcphealth.diagnose.wording import number, process_subject
-from tcphealth.model import Endpoint, Evidence, Socket, Subject, SubjectKind, Sysctls, TcpState
+from tcphealth.model import (
+    Elision,
+    Endpoint,
+    Evidence,
+    Socket,
+    Subject,
+    SubjectKind,
+    Sysctls,
+    TcpState,
+)
 from tcphealth.states import host_or_default, syn_queue_capacity
 
 
@@ -165,3 +174,15 @@ def local_peers(
             if other.local == local and other.remote == remote:
                 pids.update(other.pids)
     return tuple(sorted(pids))
+
+
+def elision_among(index: SnapshotIndex, state: TcpState, pids: tuple[int, ...]) -> Elision | None:
+    """The paste's mark for rows it left out, where the rows beside it are in ``state`` and
+    held by one of ``pids`` (or, for ``()``, by no process the paste names): those rows are a
+    sample of more, so a count of them is a floor, never proof of few."""
+    for elision in index.snapshot.elisions:
+        if state not in elision.states:
+            continue
+        if (set(pids) & set(elision.pids)) if pids else not elision.pids:
+            return elision
+    return None

@@ -60,6 +60,7 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
         ("reported", ()),
         ("earlier_listings", ()),
         ("earlier_state_counts", {}),
+        ("elisions", ()),
     ),
     # A paste's host that was no address (a name, a mask); no file from a live run has one.
     "Endpoint": (("name", None),),

@@ -21,7 +21,7 @@ from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
 from tcphealth.diagnose.lasting import cannot_tell_yet, has_lasted, oldest
 from tcphealth.diagnose.rule import Code, Rule, Window
-from tcphealth.diagnose.shared import local_peers, retransmits_of
+from tcphealth.diagnose.shared import elision_among, local_peers, retransmits_of
 from tcphealth.diagnose.timeline import connection_key, kernel_age_floor
 from tcphealth.diagnose.wording import (
     attribution_gaps,
@@ -216,6 +216,41 @@ _PEERS_CLOSE = "whether these peers ever close their side"
 _WAIT = "the oldest wait in FIN_WAIT2"
 
 
+def _relayed_close_waits(
+    index: SnapshotIndex, pids: tuple[int, ...], fin_wait2: list[Socket]
+) -> int:
+    """CLOSE_WAIT that the holder of ``fin_wait2`` also keeps, other than the far ends of
+    those connections (a process talking to itself over loopback)."""
+    if not pids:
+        return 0
+    far_ends = {(sock.remote, sock.local) for sock in fin_wait2}
+    return sum(
+        1
+        for sock in index.sockets(TcpState.CLOSE_WAIT)
+        if set(sock.pids) & set(pids) and (sock.local, sock.remote) not in far_ends
+    )
+
+
+def _story_evidence(relayed: int) -> tuple[Evidence, ...]:
+    """Why the blame falls where it does, said in the evidence."""
+    if relayed:
+        return (
+            Evidence(
+                "close_wait_same_holder",
+                relayed,
+                "it also leaves connections in CLOSE_WAIT: a relay that half-closes and never "
+                "closes, so the fix is in this process",
+            ),
+        )
+    return (
+        Evidence(
+            "close_wait_same_holder",
+            0,
+            "none listed: it closed its side on its own, and the wait is on the peers' FIN",
+        ),
+    )
+
+
 def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     orphaned = 0
     orphan_peers: Counter[Destination] = Counter()
@@ -237,6 +272,11 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         severity = level(
             len(sockets), thresholds.fin_wait2_held_warning, thresholds.fin_wait2_held_critical
         )
+        # Rows left out of a pasted listing right beside these: the ones shown are a sample,
+        # their count a floor, and the reporter cut them for being many.
+        elided = elision_among(index, TcpState.FIN_WAIT2, pids)
+        if severity is None and elided is not None:
+            severity = Severity.WARNING
         if severity is None:
             continue
         destinations: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
@@ -264,6 +304,7 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
             peer_step = (
                 "On the peer host: ss -tnp state close-wait   # the application that never closes"
             )
+        relayed = _relayed_close_waits(index, pids, sockets)
         subject = process_subject(index, pids)
         extra = tuple(pid for pid in peers if pid not in subject.pids)
         # tcp_info's time since the peer's last ACK: the wait has lasted at least that long.
@@ -293,21 +334,51 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                 ),
             )
         )
+        # One story, decided by what the input shows (reported.py tells it the same way): a
+        # holder that also keeps CLOSE_WAIT passed one peer's close on as a half-close and
+        # closed neither side -- its own doing; otherwise the wait is on peers not closing.
+        blame = Blame.LOCAL_APPLICATION if relayed else Blame.REMOTE_PEER
+        story = _story_evidence(relayed)
+        count_text = f"at least {number(count)}" if elided is not None else number(count)
+        elided_text = (
+            f" The paste leaves more of these rows out ({elided.mark!r}), so this is a floor."
+            if elided is not None
+            else ""
+        )
+        relay_text = (
+            f" It also holds {number(relayed)} connections in CLOSE_WAIT: it passes a peer's "
+            "close on as a half-close and closes neither side, so it must close both."
+            if relayed
+            else ""
+        )
         findings.append(
             Finding(
                 code=FIN_WAIT2_HELD,
                 severity=severity,
                 state=TcpState.FIN_WAIT2,
-                blame=Blame.REMOTE_PEER,
+                blame=blame,
                 subject=replace(subject, pids=(*subject.pids, *extra)),
                 count=count,
                 summary=(
-                    f"{holder} holds {number(count)} connections in FIN_WAIT2: it shut down its "
+                    f"{holder} holds {count_text} connections in FIN_WAIT2: it shut down its "
                     f"sending side and {wait_text}; mostly to "
-                    f"{most_common_text(destinations)}.{peer_text}"
+                    f"{most_common_text(destinations)}.{peer_text}{relay_text}{elided_text}"
                 ),
                 evidence=(
                     Evidence("fin_wait2_held", count, "half-closed, descriptor still open"),
+                    *story,
+                    *(
+                        ()
+                        if elided is None
+                        else (
+                            Evidence(
+                                "elided",
+                                elided.mark,
+                                "the paste's mark for rows left out beside these: the count "
+                                "shown is a floor",
+                            ),
+                        )
+                    ),
                     Evidence(
                         "tcp_fin_timeout",
                         fin_timeout,
@@ -329,6 +400,14 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                 unchecked=(
                     *(() if pids else attribution_gaps(index, TcpState.FIN_WAIT2)),
                     *young,
+                    *(
+                        ()
+                        if elided is None
+                        else (
+                            "how many there are: the paste shows some and leaves the rest out "
+                            "(ss -tnpo state fin-wait-2 | wc -l counts them)",
+                        )
+                    ),
                 ),
             )
         )

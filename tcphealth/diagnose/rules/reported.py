@@ -14,7 +14,10 @@ What a count can be held to depends on what its command selected (see
   whoever holds them.
 * FIN_WAIT2 counted for one program is held open by it (no timer ends a FIN_WAIT2 whose
   descriptor is still open), so the held thresholds apply; a host-wide count is judged as
-  orphans.
+  orphans. Who is to blame is the story the closing rule tells of held rows: a holder the paste
+  also shows keeping CLOSE_WAIT (counted under the same selection, or listed) passes one peer's
+  close on as a half-close and closes neither side -- its own doing; otherwise the wait is on
+  peers that do not send their FIN.
 * TIME_WAIT is each a connection this host closed first. Many mean connections are not reused;
   near the ephemeral port range they may exhaust the ports toward one destination (the count
   is host-wide, so that is said as the worst case).
@@ -190,18 +193,42 @@ def _fin_wait2(
 ) -> Finding | None:
     pids = _holders(index, count)
     held = bool(pids) or count.selects is not None
+    evidence = _count_evidence(count)
     if held:
         severity = level(
             count.sockets, thresholds.fin_wait2_held_warning, thresholds.fin_wait2_held_critical
         )
         holder = who(index, pids) if pids else f"what `{count.selects}` selects"
-        summary = (
-            f"The paste counts {number(count.sockets)} connections in FIN_WAIT2 for {holder}: "
-            "it shut down its side and keeps the descriptors, and no timer ends a FIN_WAIT2 "
-            "that is still open -- the application must close() them once the peer is done "
-            "or gone."
+        relayed = _close_waits_of_same_holder(index, count, pids)
+        evidence.append(
+            Evidence(
+                "close_wait_same_holder",
+                relayed,
+                "CLOSE_WAIT the paste counts or lists for the same holder: "
+                + (
+                    "it passes a peer's close on as a half-close and closes neither side"
+                    if relayed
+                    else "none, so the wait is on the peers' FIN"
+                ),
+            )
         )
-        blame = Blame.LOCAL_APPLICATION
+        if relayed:
+            summary = (
+                f"The paste counts {number(count.sockets)} connections in FIN_WAIT2 for "
+                f"{holder}, and {number(relayed)} in CLOSE_WAIT for the same: it passes one "
+                "peer's close on to the other as a half-close and closes neither socket, and "
+                "no timer ends a FIN_WAIT2 that is still open -- the application must close "
+                "both sides."
+            )
+            blame = Blame.LOCAL_APPLICATION
+        else:
+            summary = (
+                f"The paste counts {number(count.sockets)} connections in FIN_WAIT2 for "
+                f"{holder}: it shut down its side and keeps the descriptors while its peers "
+                "have not sent their FIN; no timer ends a FIN_WAIT2 that is still open, so "
+                "give the application a timeout after shutdown()."
+            )
+            blame = Blame.REMOTE_PEER
     else:
         severity = level(count.sockets, thresholds.fin_wait2_orphan_warning, float("inf"))
         holder = ""
@@ -221,7 +248,7 @@ def _fin_wait2(
         subject=_subject(index, pids),
         count=count.sockets,
         summary=summary,
-        evidence=tuple(_count_evidence(count)),
+        evidence=tuple(evidence),
         next_steps=(
             "ss -tanpo state fin-wait-2 | head   # a holder and no timer: held open",
             "sysctl net.ipv4.tcp_fin_timeout",
@@ -231,6 +258,28 @@ def _fin_wait2(
             "is held by a descriptor or orphaned is not known",
         ),
     )
+
+
+def _close_waits_of_same_holder(
+    index: SnapshotIndex, count: ReportedCount, pids: tuple[int, ...]
+) -> int:
+    """CLOSE_WAIT the paste counts under the same selection as ``count``, or lists for
+    ``pids``: the larger."""
+    counted = max(
+        (
+            other.sockets
+            for other in index.snapshot.reported
+            if other.state is TcpState.CLOSE_WAIT
+            and (other.selects, other.pids) == (count.selects, count.pids)
+        ),
+        default=0,
+    )
+    listed = (
+        sum(1 for sock in index.sockets(TcpState.CLOSE_WAIT) if set(sock.pids) & set(pids))
+        if pids
+        else 0
+    )
+    return max(counted, listed)
 
 
 def _time_wait(

@@ -27,6 +27,7 @@ from tcphealth import bounds
 from tcphealth.errors import InputError
 from tcphealth.model import (
     Attribution,
+    Elision,
     HostInfo,
     OwnerSource,
     Process,
@@ -83,6 +84,8 @@ class Section:
     # capture: a capture that starts with this section was taken then.
     stamp: tuple[int, Stamp] | None = None
     counted_by: str | None = None  # the format whose tool printed its per-state counts
+    # Elision marks inside the listing: (how many rows came before it, the mark as written).
+    elided: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def has_content(self) -> bool:
@@ -163,6 +166,13 @@ class Facts:
         return {**self.sysctls, **self.other_sysctls}
 
 
+# A line a reporter put in a listing for rows left out: "...", "…", "<snip>", "(snip)",
+# "[...]", or a bracketed remark about what was cut ("[very long list]", "[200 more lines]").
+_ELISION = re.compile(
+    r"^(?:\.{3,}|…+|\. \. \.|[<(\[]\s*(?:\.{3}|…|snip(?:ped)?)\s*[>)\]]"
+    r"|\[[^\]]*\b(?:more|list|snip(?:ped)?|truncated|omitted|elided|cut|lines|rows|etc)\b[^\]]*\])$",
+    re.IGNORECASE,
+)
 # lsof's FD column for an open descriptor: its number, its mode (r, w, u) and a lock letter.
 _LSOF_FD = re.compile(r"^(\d{1,10})[rwu -]?[A-Za-z]?$", re.ASCII)
 _STRACE_ATTACHED = re.compile(r"^strace: Process (\d{1,9}) attached")
@@ -351,6 +361,11 @@ class _Reader:
         grouped = match_grouped(line)
         if grouped is not None:
             self.read_grouped(number, grouped)
+            return
+        if _ELISION.match(stripped) and self.section is not None:
+            self.flush_pending()
+            if self.section.rows:
+                self.section.elided.append((len(self.section.rows), stripped))
             return
         summary = match_summary(line)
         if summary is not None:
@@ -810,6 +825,9 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     for pid, name in facts.names.items():
         if names.get(pid) is None:
             names[pid] = name
+    elisions = tuple(
+        _elision(section.rows, at, mark) for section in capture.sections for at, mark in section.elided
+    )
     pids = sorted(set(names) | set(facts.fd_limits) | set(facts.open_fds) | set(facts.highest_fd))
     processes = tuple(
         Process(
@@ -854,7 +872,16 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         notes=tuple(notes),
         skipped_lines=len(capture.skipped),
         state_counts=dict(sorted(state_counts.items())),
+        elisions=elisions,
     )
+
+
+def _elision(rows: list[Row], at: int, mark: str) -> Elision:
+    """The mark left after ``at`` rows, with the states and holders of the rows beside it."""
+    around = rows[max(at - 1, 0) : at + 1]
+    states = tuple(dict.fromkeys(row.state for row in around))
+    pids = tuple(sorted({holder.pid for row in around for holder in row.holders or ()}))
+    return Elision(mark=mark, states=states, pids=pids)
 
 
 def _summary_kind(section: Section) -> str:
