@@ -4,6 +4,12 @@ The kernel completes handshakes on its own and parks the connections in the list
 queue until the application takes them. The queue holds backlog+1 connections (``ss`` shows
 129/128 when full); beyond that new handshakes are dropped and ListenOverflows counts them.
 SYN_RECV and never-accepted CLOSE_WAIT piling up on such a listener are this overflow too.
+
+Where the source gives no backlog (netstat, a copy of /proc), a queue of exactly one more than a
+backlog programs and distributions commonly use (128, 511 and 4096 among them) is the mark of a
+full queue: the kernel never queues more than backlog+1, and a queue sitting at one of those
+numbers is much likelier at its ceiling than there by chance. That is said as an assumption,
+with the command that reads the real backlog.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ from tcphealth.model import (
     Sysctls,
     TcpState,
 )
+
+# Backlogs in common use -- the kernel's old and new somaxconn defaults (128, 4096), nginx and
+# redis (511), and round powers of two -- so a queue of one more is a full one.
+_USUAL_BACKLOGS = (128, 256, 511, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65535)
+_FULL_AT_USUAL_BACKLOG = {backlog + 1: backlog for backlog in _USUAL_BACKLOGS}
 
 LISTEN_QUEUE_FULL = "listen-queue-full"
 LISTEN_QUEUE_FILLING = "listen-queue-filling"
@@ -116,6 +127,12 @@ def _check_listener(
             unchecked=unchecked,
         )
 
+    assumed = _FULL_AT_USUAL_BACKLOG.get(queued) if queue.backlog is None else None
+    if assumed is not None and (queue.somaxconn is None or queue.somaxconn >= assumed):
+        return _full_at_assumed_backlog(
+            index, listener, queued, assumed, evidence, owner, pids
+        )
+
     if queue.fill is None:
         # Without any bound we say what we saw and that fullness could not be checked.
         return backlog_unknown()
@@ -166,6 +183,47 @@ def _check_listener(
         evidence=tuple(evidence),
         next_steps=owner_next_steps(pids, listener.local.port),
         unchecked=unchecked,
+    )
+
+
+def _full_at_assumed_backlog(
+    index: SnapshotIndex,
+    listener: Socket,
+    queued: int,
+    assumed: int,
+    evidence: list[Evidence],
+    owner: str,
+    pids: tuple[int, ...],
+) -> Finding:
+    """A queue of exactly a usual backlog + 1, where the source gives no backlog."""
+    endpoint = str(listener.local)
+    return Finding(
+        code=LISTEN_QUEUE_FULL,
+        severity=Severity.CRITICAL,
+        state=TcpState.LISTEN,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=listener_subject(index, listener),
+        count=queued,
+        summary=(
+            f"On {endpoint}, {owner} is most likely not accepting connections: "
+            f"{number(queued)} wait in its accept queue, one more than the common backlog of "
+            f"{number(assumed)} -- the most a full queue holds -- so new handshakes are likely "
+            "being dropped. The backlog is assumed; the source does not give it."
+        ),
+        evidence=(
+            *evidence,
+            Evidence(
+                "assumed_backlog",
+                assumed,
+                "an assumption: a queue of backlog+1 is full, and the source gives no backlog",
+            ),
+        ),
+        next_steps=owner_next_steps(pids, listener.local.port),
+        unchecked=(
+            *owner_unchecked(listener),
+            f"the real backlog of {endpoint}: a backlog of {number(assumed)} is assumed from the "
+            f"queue of {number(queued)} (ss -ltn shows it as Send-Q)",
+        ),
     )
 
 
