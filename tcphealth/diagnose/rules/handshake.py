@@ -6,6 +6,12 @@ final ACKs do not arrive (a SYN flood, or a path that loses them).
 
 SYN_SENT that keeps retransmitting means the destination does not answer. When that
 destination is a listener on this very host whose queue is full, the listener is to blame.
+
+Without retransmit counts or timers (a netstat paste) one SYN_SENT says nothing: a connect()
+may be a millisecond old. But one process with attempts open at once to every address it uses
+on one port -- three or more backends of a set, none of them connected -- is no coincidence of
+timing: the whole set does not answer it (the backends are down, or a firewall or security
+group between drops the SYNs). That is a warning naming the backends and the processes.
 """
 
 from __future__ import annotations
@@ -65,6 +71,11 @@ SYN_SENT_UNANSWERED = "syn-sent-unanswered"
 SYN_SENT_UNCONFIRMED = "syn-sent-unconfirmed"
 SYN_SENT_TO_FULL_LISTENER = "syn-sent-to-full-listener"
 SYN_SENT_STUCK = "syn-sent-stuck"  # from a series: unanswered in every sample
+SYN_SENT_BACKEND_SET = "syn-sent-backend-set"
+
+# Distinct backends on one port, all in SYN_SENT from one process and none connected, before
+# the attempts are read as the set not answering rather than connects caught mid-flight.
+_BACKEND_SET_MIN = 3
 
 
 # --- SYN_RECV ------------------------------------------------------------------------------
@@ -235,11 +246,93 @@ def _syn_sent_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fin
             group.max_retransmits = max(group.max_retransmits, retransmits)
         group.pids[pids_key(sock.pids)] += 1
     findings: list[Finding] = []
+    in_sets: set[Destination] = set()
+    for (port, pids), dests in _backend_sets(index, groups).items():
+        findings.append(_backend_set_finding(index, port, pids, dests, groups))
+        in_sets.update(dests)
     for dest, group in groups.items():
+        if dest in in_sets:
+            continue
         finding = _syn_sent_finding(index, dest, group, thresholds)
         if finding is not None:
             findings.append(finding)
     return findings
+
+
+def _backend_sets(
+    index: SnapshotIndex, groups: dict[Destination, _SynSentGroup]
+) -> dict[tuple[int, tuple[int, ...]], list[Destination]]:
+    """Per (port, client process): the destinations whose every attempt has no retransmit
+    count, when there are enough of them and the process is connected to none on that port."""
+    candidates: dict[tuple[int, tuple[int, ...]], list[Destination]] = {}
+    for dest, group in groups.items():
+        if group.stuck or not group.unknown or dest.port is None or dest.name is not None:
+            continue  # judged by retransmits, or a host the paste did not give as an address
+        clients = {pids_key(sock.pids) for sock in group.unknown}
+        if len(clients) != 1 or () in clients:
+            continue  # one known local process per set
+        if index.is_local(dest.address) and index.listener_for(dest) is not None:
+            continue  # a listener here: its queue is the story (below)
+        candidates.setdefault((dest.port, clients.pop()), []).append(dest)
+    sets: dict[tuple[int, tuple[int, ...]], list[Destination]] = {}
+    for (port, pids), dests in candidates.items():
+        if len(dests) < _BACKEND_SET_MIN:
+            continue
+        connected = any(
+            sock.remote.port == port and set(sock.pids) & set(pids)
+            for sock in index.sockets(TcpState.ESTABLISHED)
+        )
+        if not connected:
+            sets[(port, pids)] = sorted(dests, key=destination_text)
+    return sets
+
+
+def _backend_set_finding(
+    index: SnapshotIndex,
+    port: int,
+    pids: tuple[int, ...],
+    dests: list[Destination],
+    groups: dict[Destination, _SynSentGroup],
+) -> Finding:
+    client = who(index, pids)
+    attempts = sum(len(groups[dest].unknown) for dest in dests)
+    backends = ", ".join(destination_text(dest) for dest in dests)
+    return Finding(
+        code=SYN_SENT_BACKEND_SET,
+        severity=Severity.WARNING,
+        state=TcpState.SYN_SENT,
+        blame=Blame.NETWORK,
+        subject=process_subject(index, pids),
+        count=attempts,
+        summary=(
+            f"{client} has {plural(attempts, 'connection attempt')} open at once to "
+            f"{number(len(dests))} backends on port {port} ({backends}), every one the listing "
+            "shows it using, and is connected to none: the set does not answer it -- the "
+            "backends are down, or a firewall or security group between drops the SYNs."
+        ),
+        evidence=(
+            Evidence("backends", len(dests), backends),
+            Evidence("syn_sent", attempts, "attempts without a retransmit count in the source"),
+            Evidence(
+                "connected_on_port",
+                0,
+                f"ESTABLISHED from {client} to port {port} in the source",
+            ),
+        ),
+        next_steps=(
+            f"ss -tnpo state syn-sent '( dport = :{port} )'   # retransmit timers of the attempts",
+            f"nc -vz -w 3 {dests[0].address} {port}   # one backend by hand",
+            f"traceroute -T -p {port} {dests[0].address}   # where do the SYNs stop?",
+            "Check the security groups or firewall rules between this host and the set, and "
+            "whether the service runs on the backends.",
+        ),
+        unchecked=(
+            "whether the attempts are old: the source gives no retransmit count or timer, so "
+            "the finding rests on every backend of the set waiting at once",
+            "connections the listing may not show: a filtered listing (grep, awk) can hide "
+            "ones to this port that did connect",
+        ),
+    )
 
 
 def _syn_sent_finding(
@@ -559,6 +652,12 @@ RULE = Rule(
             "local clients cannot connect to a listener on this host whose accept queue is full",
             _LEVELS,
             explains_counters=("TcpExt.ListenOverflows",),
+        ),
+        Code(
+            SYN_SENT_BACKEND_SET,
+            "one process's connection attempts wait at once on every backend it uses on a port, "
+            "connected to none: the set does not answer",
+            (Severity.WARNING,),
         ),
         Code(
             SYN_SENT_STUCK,
