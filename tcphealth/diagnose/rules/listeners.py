@@ -129,9 +129,7 @@ def _check_listener(
 
     assumed = _FULL_AT_USUAL_BACKLOG.get(queued) if queue.backlog is None else None
     if assumed is not None and (queue.somaxconn is None or queue.somaxconn >= assumed):
-        return _full_at_assumed_backlog(
-            index, listener, queued, assumed, evidence, owner, pids
-        )
+        return _full_at_assumed_backlog(index, listener, queued, assumed, evidence, owner, pids)
 
     if queue.fill is None:
         # Without any bound we say what we saw and that fullness could not be checked.

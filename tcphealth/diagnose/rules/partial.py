@@ -30,6 +30,13 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
             subject = Subject(kind=SubjectKind.HOST)
             holder = ""
         state = elision.states[0] if len(elision.states) == 1 else None
+        # The rows shown of that kind: the floor the mark stands above.
+        shown = sum(
+            1
+            for kind in elision.states
+            for sock in index.sockets(kind)
+            if (set(sock.pids) & set(elision.pids) if elision.pids else not sock.pids)
+        )
         findings.append(
             Finding(
                 code=LISTING_ELIDED,
@@ -37,7 +44,7 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
                 state=state,
                 blame=Blame.NONE,
                 subject=subject,
-                count=0,
+                count=shown,
                 summary=(
                     f"The paste leaves rows out at {elision.mark!r}, among {states} "
                     f"connections{holder}: those shown are a sample, so what is said of them "

@@ -826,7 +826,9 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         if names.get(pid) is None:
             names[pid] = name
     elisions = tuple(
-        _elision(section.rows, at, mark) for section in capture.sections for at, mark in section.elided
+        _elision(section.rows, at, mark)
+        for section in capture.sections
+        for at, mark in section.elided
     )
     pids = sorted(set(names) | set(facts.fd_limits) | set(facts.open_fds) | set(facts.highest_fd))
     processes = tuple(
