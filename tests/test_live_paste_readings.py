@@ -1,0 +1,340 @@
+"""The paste readings of issue #22, with the kernel as the oracle: the states are made for real
+in network namespaces of our own, pasted as a reporter would (``ss -tanp``, ``netstat -tanp``
+without timers, a listing cut with ``[very long list]``), read back by tcphealth and compared
+with ``ss``.
+
+- SYN_SENT to a backend set that does not answer: a process connects at once to three
+  addresses whose SYNs the namespace's nftables drop.
+- A listener that never accepts, its queue at backlog + 1, pasted from netstat (no backlog).
+- FIN_WAIT2 held by a process that half-closed: with and without CLOSE_WAIT of its own (the
+  relay story decides the blame), and a netstat listing of it cut short by an elision mark.
+
+Every child lives under ``timeout`` and is killed by its handle and waited for, and every
+namespace deleted, whatever happens. Needs root, ip (iproute2), ss, netstat and nft.
+"""
+
+# ruff: noqa: E501 -- child scripts and rows are kept as they run
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tcphealth.cli import main
+from tcphealth.diagnose import diagnose
+from tcphealth.model import Blame, Finding
+from tcphealth.sources import collect_live
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
+    pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip (iproute2)"),
+    pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)"),
+    pytest.mark.skipif(shutil.which("netstat") is None, reason="needs netstat (net-tools)"),
+    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (nftables)"),
+]
+
+PREFIX = "thlab"  # lab/netns_lab.py's: its leftover check covers these namespaces too
+CHILD_LIMIT = 40  # seconds any child may live; every case here ends in under 10
+SETTLE = 10.0  # the most any wait for the kernel below may take
+
+
+def run(*args: str) -> str:
+    return subprocess.run(list(args), check=True, capture_output=True, text=True, timeout=30).stdout
+
+
+class Namespace:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.children: list[subprocess.Popen[str]] = []
+
+    def run(self, *args: str) -> str:
+        return run("ip", "netns", "exec", self.name, *args)
+
+    def start(self, script: str) -> dict[str, Any]:
+        """A child running ``script``; returns the first line it prints (JSON)."""
+        child = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.name,
+                "timeout",
+                str(CHILD_LIMIT),
+                sys.executable,
+                "-c",
+                script,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.children.append(child)
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line, f"the child ended early (exit {child.wait(timeout=CHILD_LIMIT)})"
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+
+@pytest.fixture
+def netns() -> Iterator[Callable[[str], Namespace]]:
+    made: list[Namespace] = []
+
+    def make(label: str) -> Namespace:
+        name = f"{PREFIX}{label}{os.getpid()}x{len(made)}"
+        run("ip", "netns", "add", name)
+        namespace = Namespace(name)
+        made.append(namespace)
+        run("ip", "-n", name, "link", "set", "lo", "up")
+        return namespace
+
+    yield make
+    for namespace in made:
+        for child in namespace.children:
+            if child.poll() is None:
+                child.kill()  # our own child, by its handle
+            child.wait(timeout=CHILD_LIMIT)
+            for pipe in (child.stdin, child.stdout):
+                if pipe is not None:
+                    pipe.close()
+        subprocess.run(["ip", "netns", "del", namespace.name], capture_output=True, timeout=30)
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Wait for the kernel to reach a state (bounded by SETTLE)."""
+    deadline = time.monotonic() + SETTLE
+    while not condition():
+        assert time.monotonic() < deadline, "the kernel did not reach the state in time"
+        time.sleep(0.05)
+
+
+def check_paste(tmp_path: Path, name: str, text: str) -> tuple[int, list[dict[str, Any]]]:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(main, ["check", "--from", str(path), "--format", "json"])
+    assert result.exit_code in (0, 1, 2), result.output
+    findings: list[dict[str, Any]] = json.loads(result.stdout)["findings"]
+    return result.exit_code, findings
+
+
+def with_code(findings: list[dict[str, Any]], code: str) -> list[dict[str, Any]]:
+    return [finding for finding in findings if finding["code"] == code]
+
+
+def live_codes(findings: list[Finding], code: str) -> list[Finding]:
+    return [finding for finding in findings if finding.code == code]
+
+
+# --- SYN_SENT to a backend set that does not answer ------------------------------------------------
+
+DROP_SYNS_TO_9100 = """
+table inet thlab {
+  chain output {
+    type filter hook output priority 0
+    tcp dport 9100 drop
+  }
+}
+"""
+
+SCRAPER = """
+import json, os, socket, sys
+held = []
+for address in ["127.0.0.2", "127.0.0.3", "127.0.0.4"]:
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((address, 9100))
+    held.append(s)
+print(json.dumps({"pid": os.getpid()}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_attempts_to_a_silent_backend_set_pasted_without_timers_warn(
+    netns: Callable[[str], Namespace], tmp_path: Path
+) -> None:
+    ns = netns("bset")
+    # The namespace's own firewall drops every SYN to port 9100: nothing answers, not even a
+    # reset, as behind a security group that drops.
+    subprocess.run(
+        ["ip", "netns", "exec", ns.name, "nft", "-f", "-"],
+        input=DROP_SYNS_TO_9100,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    pid = ns.start(SCRAPER)["pid"]
+    until(lambda: len(ns.run("ss", "-Htn", "state", "syn-sent").splitlines()) == 3)
+
+    paste = ns.run("ss", "-tanp")  # no -o: no timers, no retransmit counts
+    code, findings = check_paste(tmp_path, "ss.txt", paste)
+    (found,) = with_code(findings, "syn-sent-backend-set")
+    assert code == 1
+    assert (found["severity"], found["blame"], found["pid"], found["count"]) == (
+        "WARNING",
+        "network",
+        pid,
+        len(ns.run("ss", "-Htn", "state", "syn-sent").splitlines()),
+    )
+    for address in ("127.0.0.2:9100", "127.0.0.3:9100", "127.0.0.4:9100"):
+        assert address in found["summary"]
+    # netstat's paste of the same sockets says the same
+    _, from_netstat = check_paste(tmp_path, "netstat.txt", ns.run("netstat", "-tanp"))
+    assert [f["pid"] for f in with_code(from_netstat, "syn-sent-backend-set")] == [pid]
+
+    # A live look has the retransmit counts: the attempts are judged by them, not by the set.
+    live = diagnose(collect_live("netlink", netns=ns.name, with_processes=False))
+    assert live_codes(live, "syn-sent-backend-set") == []
+
+
+# --- a queue at backlog + 1, pasted from netstat ---------------------------------------------------
+
+NEVER_ACCEPTS = """
+import json, os, socket, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(128)
+port = listener.getsockname()[1]
+clients = []
+for _ in range(130):  # one more than the queue holds: its SYN is dropped
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    clients.append(c)
+print(json.dumps({"pid": os.getpid(), "port": port}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_netstat_listener_at_a_usual_backlog_plus_one_is_full_at_that_backlog(
+    netns: Callable[[str], Namespace], tmp_path: Path
+) -> None:
+    ns = netns("blog")
+    child = ns.start(NEVER_ACCEPTS)
+    port = child["port"]
+
+    def listener_row() -> list[str]:
+        rows = ns.run("ss", "-Hltn", f"( sport = :{port} )").split()
+        return rows
+
+    until(lambda: listener_row()[1:3] == ["129", "128"])  # Recv-Q 129 of backlog 128 (Send-Q)
+
+    paste = ns.run("netstat", "-tanp")  # netstat shows the queue, never the backlog
+    code, findings = check_paste(tmp_path, "netstat.txt", paste)
+    full = [f for f in with_code(findings, "listen-queue-full") if f["count"] == 129]
+    assert code == 2
+    (finding,) = full
+    assert (finding["severity"], finding["blame"], finding["pid"]) == (
+        "CRITICAL",
+        "local-application",
+        child["pid"],
+    )
+    assumed = {e["name"]: e["value"] for e in finding["evidence"]}["assumed_backlog"]
+    assert assumed == int(listener_row()[2])  # the backlog ss shows is the one assumed
+
+
+# --- FIN_WAIT2 held by a process that half-closed ---------------------------------------------------
+
+BACKEND = """
+import json, os, socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(64)
+print(json.dumps({"pid": os.getpid(), "port": server.getsockname()[1]}), flush=True)
+kept = []
+server.settimeout(15)
+while len(kept) < 12:  # accepts and keeps its side open: it never closes
+    kept.append(server.accept()[0])
+sys.stdin.readline()
+"""
+
+HALF_CLOSER = """
+import json, os, socket, sys
+backend, relay = int(sys.argv[1]), sys.argv[2] == "relay"
+kept = []
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+for _ in range(12):
+    s = socket.create_connection(("127.0.0.1", backend))
+    s.shutdown(socket.SHUT_WR)  # half-close and keep the descriptor: FIN_WAIT2, no timer
+    kept.append(s)
+if relay:  # clients that close toward it: its own CLOSE_WAIT, never closed
+    for _ in range(12):
+        c = socket.create_connection(listener.getsockname())
+        kept.append(listener.accept()[0])
+        c.close()
+print(json.dumps({"pid": os.getpid()}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def _half_closer(ns: Namespace, relay: bool) -> int:
+    backend = ns.start(BACKEND)
+    script = HALF_CLOSER.replace(
+        'int(sys.argv[1]), sys.argv[2] == "relay"', f"{backend['port']}, {relay}"
+    )
+    pid: int = ns.start(script)["pid"]
+    until(lambda: held_by(ns, pid, "fin-wait-2") == 12)
+    if relay:
+        until(lambda: held_by(ns, pid, "close-wait") == 12)
+    return pid
+
+
+def held_by(ns: Namespace, pid: int, state: str) -> int:
+    """How many sockets in ``state`` ss shows ``pid`` holding."""
+    return ns.run("ss", "-Htnp", "state", state).count(f"pid={pid},")
+
+
+@pytest.mark.parametrize("relay", [False, True], ids=["half-close-only", "relay"])
+def test_held_fin_wait2_blame_follows_whether_the_holder_also_keeps_close_wait(
+    netns: Callable[[str], Namespace], relay: bool
+) -> None:
+    ns = netns("fw2r" if relay else "fw2")
+    pid = _half_closer(ns, relay)
+    findings = diagnose(collect_live("netlink", netns=ns.name, with_processes=True))
+    (held,) = [f for f in live_codes(findings, "fin-wait2-held") if pid in f.subject.pids[:1]]
+    assert held.count == held_by(ns, pid, "fin-wait-2") == 12
+    story = {item.name: item.value for item in held.evidence}["close_wait_same_holder"]
+    if relay:
+        assert (held.blame, story) == (Blame.LOCAL_APPLICATION, 12)
+    else:
+        assert (held.blame, story) == (Blame.REMOTE_PEER, 0)
+
+
+def test_a_netstat_listing_of_held_fin_wait2_cut_short_is_a_floor_that_warns(
+    netns: Callable[[str], Namespace], tmp_path: Path
+) -> None:
+    ns = netns("fw2cut")
+    pid = _half_closer(ns, relay=False)
+    rows = [
+        line
+        for line in ns.run("netstat", "-tanpo").splitlines()
+        if "FIN_WAIT2" in line and f" {pid}/" in line
+    ]
+    assert len(rows) == 12
+    header = "Proto Recv-Q Send-Q Local Address           Foreign Address         State       PID/Program name     Timer"
+    shown = [*rows[:2], "[very long list]", *rows[-2:]]  # as the reporter of node#3613 cut it
+    code, findings = check_paste(tmp_path, "cut.txt", "\n".join([header, *shown]) + "\n")
+    (held,) = with_code(findings, "fin-wait2-held")
+    assert code == 1
+    assert (held["severity"], held["pid"], held["count"]) == ("WARNING", pid, 4)
+    assert "at least 4" in held["summary"]  # a floor under the 12 ss counts
+    # the same four rows without the mark: below the threshold, no claim
+    _, uncut = check_paste(tmp_path, "uncut.txt", "\n".join([header, *rows[:2], *rows[-2:]]) + "\n")
+    assert with_code(uncut, "fin-wait2-held") == []
+    # and the whole listing: the rule's own threshold, as ss counts them
+    _, whole = check_paste(tmp_path, "whole.txt", "\n".join([header, *rows]) + "\n")
+    assert [f["count"] for f in with_code(whole, "fin-wait2-held")] == [12]
