@@ -512,8 +512,8 @@ RULE = Rule(
         ),
         Code(
             FIN_WAIT2_HELD,
-            "a process shut down its sending side and waits, with no timeout, for peers that "
-            "never close",
+            "a process shut down its sending side and keeps the sockets, which no timer ends: "
+            "its peers do not close, or it relays a half-close and closes neither side",
             _LEVELS,
         ),
         Code(
