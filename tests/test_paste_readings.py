@@ -291,3 +291,19 @@ def test_attempts_with_retransmit_counts_are_judged_by_them_instead() -> None:
     snapshot = last(ss)
     assert all(sock.retransmits == 0 for sock in snapshot.sockets)
     assert found(snapshot, "syn-sent-backend-set") == []
+
+
+def test_an_lsof_with_a_tid_column_gives_no_descriptor_floor() -> None:
+    # lsof -K: TID stands between PID and USER on thread rows only, and a USER may be a uid
+    # (1000 here): the FD column cannot be told apart, so no floor is read.
+    paste = """\
+COMMAND     PID   TID USER   FD      TYPE             DEVICE  SIZE/OFF      NODE NAME
+java      22664 23974 1000  1019u     IPv6         2043846958       0t0       TCP 10.0.0.1:443->10.0.0.9:5000 (CLOSE_WAIT)
+java      22664       1000    7u     IPv6         2043846959       0t0       TCP 10.0.0.1:443->10.0.0.9:5001 (CLOSE_WAIT)
+# cat /proc/22664/limits
+Max open files            1024                 4096                 files
+"""
+    snapshot = last(paste)
+    (process,) = [p for p in snapshot.processes if p.pid == 22664]
+    assert (process.highest_fd, process.fd_soft_limit) == (None, 1024)
+    assert found(snapshot, "fd-limit-near") == []

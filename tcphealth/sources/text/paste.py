@@ -589,6 +589,14 @@ class _Reader:
         its process holds: keep the highest per pid."""
         if len(tokens) < 5 or not tokens[1].isdigit() or len(tokens[1]) > 9:
             return
+        if self.header is None or self.header.split()[:5] != [
+            "COMMAND",
+            "PID",
+            "USER",
+            "FD",
+            "TYPE",
+        ]:
+            return  # a TID column (lsof -K) shifts FD on some rows only: no reading then
         fd = _LSOF_FD.match(tokens[3])
         if fd is not None:
             pid = int(tokens[1])
