@@ -307,3 +307,21 @@ Max open files            1024                 4096                 files
     (process,) = [p for p in snapshot.processes if p.pid == 22664]
     assert (process.highest_fd, process.fd_soft_limit) == (None, 1024)
     assert found(snapshot, "fd-limit-near") == []
+
+
+def test_several_workers_attempting_the_same_set_are_named_together() -> None:
+    rows = "".join(
+        f"tcp        0      1 10.0.0.5:{41000 + i}        10.0.1.{i + 1}:6379        SYN_SENT    {300 + i}/php-fpm\n"
+        for i in range(3)
+    )
+    (found_set,) = found(last(HEADER + rows), "syn-sent-backend-set")
+    assert found_set.subject.pids == (300, 301, 302)
+    assert "10.0.1.1:6379, 10.0.1.2:6379, 10.0.1.3:6379" in found_set.summary
+    # an attempt whose owner the listing does not show stays out of the set, told on its own
+    unowned = (
+        rows + "tcp        0      1 10.0.0.5:41009        10.0.1.4:6379        SYN_SENT    -\n"
+    )
+    snapshot = last(HEADER + unowned)
+    assert [f.subject.pids for f in found(snapshot, "syn-sent-backend-set")] == [(300, 301, 302)]
+    (alone,) = found(snapshot, "syn-sent-unconfirmed")
+    assert alone.subject.endpoint == "10.0.1.4:6379"

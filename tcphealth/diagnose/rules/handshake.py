@@ -8,10 +8,11 @@ SYN_SENT that keeps retransmitting means the destination does not answer. When t
 destination is a listener on this very host whose queue is full, the listener is to blame.
 
 Without retransmit counts or timers (a netstat paste) one SYN_SENT says nothing: a connect()
-may be a millisecond old. But one process with attempts open at once to every address it uses
-on one port -- three or more backends of a set, none of them connected -- is no coincidence of
-timing: the whole set does not answer it (the backends are down, or a firewall or security
-group between drops the SYNs). That is a warning naming the backends and the processes.
+may be a millisecond old. But known local processes (one, or several workers) with attempts
+open at once to every address they use on one port -- three or more backends of a set, none of
+them connected -- is no coincidence of timing: the whole set does not answer them (the
+backends are down, or a firewall or security group between drops the SYNs). That is a warning
+naming the backends and the processes.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ SYN_SENT_TO_FULL_LISTENER = "syn-sent-to-full-listener"
 SYN_SENT_STUCK = "syn-sent-stuck"  # from a series: unanswered in every sample
 SYN_SENT_BACKEND_SET = "syn-sent-backend-set"
 
-# Distinct backends on one port, all in SYN_SENT from one process and none connected, before
+# Distinct backends on one port, all in SYN_SENT from known processes, none connected, before
 # the attempts are read as the set not answering rather than connects caught mid-flight.
 _BACKEND_SET_MIN = 3
 
@@ -262,20 +263,23 @@ def _syn_sent_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fin
 def _backend_sets(
     index: SnapshotIndex, groups: dict[Destination, _SynSentGroup]
 ) -> dict[tuple[int, tuple[int, ...]], list[Destination]]:
-    """Per (port, client process): the destinations whose every attempt has no retransmit
-    count, when there are enough of them and the process is connected to none on that port."""
-    candidates: dict[tuple[int, tuple[int, ...]], list[Destination]] = {}
+    """Per port (with the processes attempting): the destinations whose every attempt has no
+    retransmit count and a known local owner, when there are enough of them and none of those
+    processes is connected to that port anywhere."""
+    candidates: dict[int, list[Destination]] = {}
+    owners: dict[int, set[int]] = {}
     for dest, group in groups.items():
         if group.stuck or not group.unknown or dest.port is None or dest.name is not None:
             continue  # judged by retransmits, or a host the paste did not give as an address
-        clients = {pids_key(sock.pids) for sock in group.unknown}
-        if len(clients) != 1 or () in clients:
-            continue  # one known local process per set
+        if any(not sock.pids for sock in group.unknown):
+            continue  # every attempt from a known local process
         if index.is_local(dest.address) and index.listener_for(dest) is not None:
             continue  # a listener here: its queue is the story (below)
-        candidates.setdefault((dest.port, clients.pop()), []).append(dest)
+        candidates.setdefault(dest.port, []).append(dest)
+        owners.setdefault(dest.port, set()).update(p for s in group.unknown for p in s.pids)
     sets: dict[tuple[int, tuple[int, ...]], list[Destination]] = {}
-    for (port, pids), dests in candidates.items():
+    for port, dests in candidates.items():
+        pids = tuple(sorted(owners[port]))
         if len(dests) < _BACKEND_SET_MIN:
             continue
         connected = any(
@@ -305,10 +309,11 @@ def _backend_set_finding(
         subject=process_subject(index, pids),
         count=attempts,
         summary=(
-            f"{client} has {plural(attempts, 'connection attempt')} open at once to "
-            f"{number(len(dests))} backends on port {port} ({backends}), every one the listing "
-            "shows it using, and is connected to none: the set does not answer it -- the "
-            "backends are down, or a firewall or security group between drops the SYNs."
+            f"{plural(attempts, 'connection attempt')} from {client} wait at once on "
+            f"{number(len(dests))} backends on port {port} ({backends}) -- every one the "
+            "listing shows in use there -- and none of them is connected: the set does not "
+            "answer; the backends are down, or a firewall or security group between drops the "
+            "SYNs."
         ),
         evidence=(
             Evidence("backends", len(dests), backends),
