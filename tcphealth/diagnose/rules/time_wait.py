@@ -241,8 +241,8 @@ def _bucket_finding(
             severity = found
             if at_ceiling and count < limit:
                 consequence = (
-                    f"it reached the ceiling in {len(at_ceiling)} of the {len(earlier)} earlier "
-                    "counts of the same command, so closes then skipped TIME_WAIT"
+                    f"but it reached the ceiling in {len(at_ceiling)} of the {len(earlier)} "
+                    "earlier counts of the same command, when closes skipped TIME_WAIT"
                 )
                 at = f"now at {percent(ratio)} of its limit"
             elif ratio >= 1.0:
