@@ -127,7 +127,12 @@ def _check_listener(
             unchecked=unchecked,
         )
 
-    assumed = _FULL_AT_USUAL_BACKLOG.get(queued) if queue.backlog is None else None
+    # Only where nothing proves it: somaxconn below the queue proves a full queue outright.
+    assumed = (
+        _FULL_AT_USUAL_BACKLOG.get(queued)
+        if queue.backlog is None and not queue.is_full(thresholds)
+        else None
+    )
     if assumed is not None and (queue.somaxconn is None or queue.somaxconn >= assumed):
         return _full_at_assumed_backlog(index, listener, queued, assumed, evidence, owner, pids)
 
