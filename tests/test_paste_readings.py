@@ -325,3 +325,11 @@ def test_several_workers_attempting_the_same_set_are_named_together() -> None:
     assert [f.subject.pids for f in found(snapshot, "syn-sent-backend-set")] == [(300, 301, 302)]
     (alone,) = found(snapshot, "syn-sent-unconfirmed")
     assert alone.subject.endpoint == "10.0.1.4:6379"
+
+
+def test_a_long_bracketed_line_is_passed_over_quickly_not_matched() -> None:
+    # 256 MiB of paste may hold such lines: the elision pattern is tried on short lines only.
+    line = "[" + "more " * 200_000
+    snapshot = last(NODE.format(mark=line))
+    assert snapshot.elisions == ()
+    assert len(snapshot.sockets) == 4

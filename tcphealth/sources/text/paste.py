@@ -173,6 +173,7 @@ _ELISION = re.compile(
     r"|\[[^\]]*\b(?:more|list|snip(?:ped)?|truncated|omitted|elided|cut|lines|rows|etc)\b[^\]]*\])$",
     re.IGNORECASE,
 )
+_ELISION_MAX = 80
 # lsof's FD column for an open descriptor: its number, its mode (r, w, u) and a lock letter.
 _LSOF_FD = re.compile(r"^(\d{1,10})[rwu -]?[A-Za-z]?$", re.ASCII)
 _STRACE_ATTACHED = re.compile(r"^strace: Process (\d{1,9}) attached")
@@ -362,7 +363,9 @@ class _Reader:
         if grouped is not None:
             self.read_grouped(number, grouped)
             return
-        if _ELISION.match(stripped) and self.section is not None:
+        # Marks are short; the length check keeps a hostile long line from the pattern's
+        # backtracking (quadratic in the line's length).
+        if len(stripped) <= _ELISION_MAX and _ELISION.match(stripped) and self.section is not None:
             self.flush_pending()
             if self.section.rows:
                 self.section.elided.append((len(self.section.rows), stripped))
