@@ -129,6 +129,33 @@ def test_elision_marks_are_read_with_the_rows_beside_them() -> None:
     assert last(NODE.format(mark=" [svchost.exe]")).elisions == ()
 
 
+MIXED = """\
+Proto Recv-Q Send-Q Local Address           Foreign Address         State       PID/Program name Timer
+tcp        0      0 10.0.0.1:80          10.0.0.2:17863         FIN_WAIT2   26375/node       off (0.00/0/0)
+{first}
+tcp        0      0 10.0.0.1:5432        10.0.0.3:41000         CLOSE_WAIT  4120/postgres    off (0.00/0/0)
+{last}
+"""
+
+
+def test_an_elision_takes_the_row_after_it_as_it_arrives_not_from_the_kept_rows() -> None:
+    # The rows are let go before the snapshot is built: the row after the mark is taken when
+    # it is read, so both neighbours' states and holders are named.
+    snapshot = last(MIXED.format(first="...", last=""))
+    assert snapshot.elisions == (
+        Elision("...", (TcpState.FIN_WAIT2, TcpState.CLOSE_WAIT), (4120, 26375)),
+    )
+    # two marks with no row between: both stand beside the same two rows
+    both = last(MIXED.format(first="...\n[snip]", last=""))
+    assert both.elisions == (
+        Elision("...", (TcpState.FIN_WAIT2, TcpState.CLOSE_WAIT), (4120, 26375)),
+        Elision("[snip]", (TcpState.FIN_WAIT2, TcpState.CLOSE_WAIT), (4120, 26375)),
+    )
+    # a mark after the last row has only the row before it
+    tail = last(MIXED.format(first="", last="<snip>"))
+    assert tail.elisions == (Elision("<snip>", (TcpState.CLOSE_WAIT,), (4120,)),)
+
+
 def test_held_fin_wait2_beside_an_elision_is_a_floor_and_warns() -> None:
     snapshot = last(NODE.format(mark="[very long list]"))
     (held,) = found(snapshot, "fin-wait2-held")

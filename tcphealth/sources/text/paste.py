@@ -71,6 +71,23 @@ SEPARATORS = frozenset({"---", "----", "-----", "===", "====", "#####"})
 
 
 @dataclass
+class _Mark:
+    """An elision mark as read, with the states and holders of the rows on either side."""
+
+    text: str
+    states: list[TcpState] = field(default_factory=list)
+    pids: set[int] = field(default_factory=set)
+
+    def beside(self, row: Row) -> None:
+        if row.state not in self.states:
+            self.states.append(row.state)
+        self.pids.update(holder.pid for holder in row.holders or ())
+
+    def elision(self) -> Elision:
+        return Elision(mark=self.text, states=tuple(self.states), pids=tuple(sorted(self.pids)))
+
+
+@dataclass
 class Section:
     kind: str | None  # a format name; None for a section of summaries only
     signature: tuple[str | None, str | None]  # (the command, the header) that printed it
@@ -84,8 +101,26 @@ class Section:
     # capture: a capture that starts with this section was taken then.
     stamp: tuple[int, Stamp] | None = None
     counted_by: str | None = None  # the format whose tool printed its per-state counts
-    # Elision marks inside the listing: (how many rows came before it, the mark as written).
-    elided: list[tuple[int, str]] = field(default_factory=list)
+    # Elision marks inside the listing, each with the rows beside it as they are read (the
+    # rows themselves are let go before the snapshot is built).
+    elided: list[_Mark] = field(default_factory=list)
+    # Marks still waiting for the row after them.
+    awaiting: list[_Mark] = field(default_factory=list)
+
+    def add_row(self, row: Row) -> None:
+        if self.awaiting:
+            for mark in self.awaiting:
+                mark.beside(row)
+            self.awaiting.clear()
+        self.rows.append(row)
+
+    def add_mark(self, text: str) -> None:
+        """A mark after the rows read so far: the row before it is known now, the row after
+        it when (if) it comes."""
+        mark = _Mark(text)
+        mark.beside(self.rows[-1])
+        self.elided.append(mark)
+        self.awaiting.append(mark)
 
     @property
     def has_content(self) -> bool:
@@ -283,7 +318,7 @@ class _Reader:
                         "limits); save a snapshot on the host instead (tcphealth snapshot -o)",
                         line=row.line,
                     )
-                self.section.rows.append(row)
+                self.section.add_row(row)
             else:
                 self.skip(row.line, reason, self.pending_text)
         self.pending = None
@@ -368,7 +403,7 @@ class _Reader:
         if len(stripped) <= _ELISION_MAX and _ELISION.match(stripped) and self.section is not None:
             self.flush_pending()
             if self.section.rows:
-                self.section.elided.append((len(self.section.rows), stripped))
+                self.section.add_mark(stripped)
             return
         summary = match_summary(line)
         if summary is not None:
@@ -836,11 +871,7 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     for pid, name in facts.names.items():
         if names.get(pid) is None:
             names[pid] = name
-    elisions = tuple(
-        _elision(section.rows, at, mark)
-        for section in capture.sections
-        for at, mark in section.elided
-    )
+    elisions = tuple(mark.elision() for section in capture.sections for mark in section.elided)
     pids = sorted(set(names) | set(facts.fd_limits) | set(facts.open_fds) | set(facts.highest_fd))
     processes = tuple(
         Process(
@@ -887,14 +918,6 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         state_counts=dict(sorted(state_counts.items())),
         elisions=elisions,
     )
-
-
-def _elision(rows: list[Row], at: int, mark: str) -> Elision:
-    """The mark left after ``at`` rows, with the states and holders of the rows beside it."""
-    around = rows[max(at - 1, 0) : at + 1]
-    states = tuple(dict.fromkeys(row.state for row in around))
-    pids = tuple(sorted({holder.pid for row in around for holder in row.holders or ()}))
-    return Elision(mark=mark, states=states, pids=pids)
 
 
 def _summary_kind(section: Section) -> str:
