@@ -206,8 +206,7 @@ def test_a_text_file_read_as_it_comes_gives_what_the_whole_text_gives() -> None:
 
 def _ss_rows(count: int) -> str:
     rows = [
-        f"ESTAB 0 0 10.0.{n // 60000 % 250}.{n // 250 % 240 + 1}:{1024 + n % 60000} "
-        f"10.9.9.9:5432"
+        f"ESTAB 0 0 10.0.{n // 60000 % 250}.{n // 250 % 240 + 1}:{1024 + n % 60000} 10.9.9.9:5432"
         for n in range(count)
     ]
     return "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n" + "\n".join(rows) + "\n"

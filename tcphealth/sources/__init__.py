@@ -227,8 +227,7 @@ def load_series(
     lsof_json = body.startswith(tuple(mark.encode() for mark in text_detect.LSOF_JSON))
     starts_json = body.startswith(b"{") and not lsof_json
     if input_format == "snapshot" or (
-        input_format == "auto"
-        and ((str(path).endswith(".json") and not lsof_json) or starts_json)
+        input_format == "auto" and ((str(path).endswith(".json") and not lsof_json) or starts_json)
     ):
         return snapshot_file.read_snapshots(path, stdin)
     kind = input_format if input_format != "auto" else _text_kind(head)
