@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from tcphealth.cli import main
 from tcphealth.diagnose import diagnose
 from tcphealth.model import Blame, Finding
 from tcphealth.sources import collect_live
+from tests.live_netns import Namespace, hear, namespaces
 
 pytestmark = [
     pytest.mark.lab,
@@ -45,71 +45,12 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (nftables)"),
 ]
 
-PREFIX = "thlab"  # lab/netns_lab.py's: its leftover check covers these namespaces too
-CHILD_LIMIT = 40  # seconds any child may live; every case here ends in under 10
 SETTLE = 10.0  # the most any wait for the kernel below may take
-
-
-def run(*args: str) -> str:
-    return subprocess.run(list(args), check=True, capture_output=True, text=True, timeout=30).stdout
-
-
-class Namespace:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.children: list[subprocess.Popen[str]] = []
-
-    def run(self, *args: str) -> str:
-        return run("ip", "netns", "exec", self.name, *args)
-
-    def start(self, script: str) -> dict[str, Any]:
-        """A child running ``script``; returns the first line it prints (JSON)."""
-        child = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.name,
-                "timeout",
-                str(CHILD_LIMIT),
-                sys.executable,
-                "-c",
-                script,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.children.append(child)
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line, f"the child ended early (exit {child.wait(timeout=CHILD_LIMIT)})"
-        answer: dict[str, Any] = json.loads(line)
-        return answer
 
 
 @pytest.fixture
 def netns() -> Iterator[Callable[[str], Namespace]]:
-    made: list[Namespace] = []
-
-    def make(label: str) -> Namespace:
-        name = f"{PREFIX}{label}{os.getpid()}x{len(made)}"
-        run("ip", "netns", "add", name)
-        namespace = Namespace(name)
-        made.append(namespace)
-        run("ip", "-n", name, "link", "set", "lo", "up")
-        return namespace
-
-    yield make
-    for namespace in made:
-        for child in namespace.children:
-            if child.poll() is None:
-                child.kill()  # our own child, by its handle
-            child.wait(timeout=CHILD_LIMIT)
-            for pipe in (child.stdin, child.stdout):
-                if pipe is not None:
-                    pipe.close()
-        subprocess.run(["ip", "netns", "del", namespace.name], capture_output=True, timeout=30)
+    yield from namespaces()
 
 
 def until(condition: Callable[[], bool]) -> None:
@@ -167,15 +108,8 @@ def test_attempts_to_a_silent_backend_set_pasted_without_timers_warn(
     ns = netns("bset")
     # The namespace's own firewall drops every SYN to port 9100: nothing answers, not even a
     # reset, as behind a security group that drops.
-    subprocess.run(
-        ["ip", "netns", "exec", ns.name, "nft", "-f", "-"],
-        input=DROP_SYNS_TO_9100,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    pid = ns.start(SCRAPER)["pid"]
+    ns.nft(DROP_SYNS_TO_9100)
+    pid = hear(ns.start(SCRAPER))["pid"]
     until(lambda: len(ns.run("ss", "-Htn", "state", "syn-sent").splitlines()) == 3)
 
     paste = ns.run("ss", "-tanp")  # no -o: no timers, no retransmit counts
@@ -195,7 +129,7 @@ def test_attempts_to_a_silent_backend_set_pasted_without_timers_warn(
     assert [f["pid"] for f in with_code(from_netstat, "syn-sent-backend-set")] == [pid]
 
     # A live look has the retransmit counts: the attempts are judged by them, not by the set.
-    live = diagnose(collect_live("netlink", netns=ns.name, with_processes=False))
+    live = diagnose(ns.look())
     assert live_codes(live, "syn-sent-backend-set") == []
 
 
@@ -222,7 +156,7 @@ def test_a_netstat_listener_at_a_usual_backlog_plus_one_is_full_at_that_backlog(
     netns: Callable[[str], Namespace], tmp_path: Path
 ) -> None:
     ns = netns("blog")
-    child = ns.start(NEVER_ACCEPTS)
+    child = hear(ns.start(NEVER_ACCEPTS))
     port = child["port"]
 
     def listener_row() -> list[str]:
@@ -282,11 +216,11 @@ sys.stdin.readline()
 
 
 def _half_closer(ns: Namespace, relay: bool) -> int:
-    backend = ns.start(BACKEND)
+    backend = hear(ns.start(BACKEND))
     script = HALF_CLOSER.replace(
         'int(sys.argv[1]), sys.argv[2] == "relay"', f"{backend['port']}, {relay}"
     )
-    pid: int = ns.start(script)["pid"]
+    pid: int = hear(ns.start(script))["pid"]
     until(lambda: held_by(ns, pid, "fin-wait-2") == 12)
     if relay:
         until(lambda: held_by(ns, pid, "close-wait") == 12)

@@ -1,0 +1,101 @@
+"""Network namespaces of a test's own, with children talking over a pipe: what the live tests
+that need dropped packets or their own sysctls share (test_live_limits,
+test_live_paste_readings). Each test module keeps its own ``netns`` fixture as
+``yield from namespaces()``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tcphealth.model import Snapshot
+from tcphealth.sources import collect_live
+
+PREFIX = "thlab"  # lab/netns_lab.py's: its leftover check covers these namespaces too
+CHILD_LIMIT = 40  # seconds any child may live; every case here ends in under 10
+
+
+def run(*args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        list(args), check=True, capture_output=True, text=True, input=stdin, timeout=30
+    )
+    return done.stdout
+
+
+class Namespace:
+    """A network namespace with lo up, the given sysctls, and a child talking over a pipe."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.children: list[subprocess.Popen[str]] = []
+
+    def run(self, *args: str) -> str:
+        return run("ip", "netns", "exec", self.name, *args)
+
+    def sysctl(self, **settings: str | int) -> None:
+        for key, value in settings.items():
+            self.run("sysctl", "-qw", f"{key}={value}")
+
+    def nft(self, ruleset: str) -> None:
+        run("ip", "netns", "exec", self.name, "nft", "-f", "-", stdin=ruleset)
+
+    def ss(self, *args: str) -> list[str]:
+        return self.run("ss", "-Htn", *args).splitlines()
+
+    def start(self, script: str) -> subprocess.Popen[str]:
+        # The script's input is the pipe: each line from the test says go on.
+        command = ["ip", "netns", "exec", self.name, "timeout", str(CHILD_LIMIT)]
+        child = subprocess.Popen(
+            [*command, sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.children.append(child)
+        return child
+
+    def look(self) -> Snapshot:
+        return collect_live("netlink", netns=self.name, with_processes=False)
+
+
+def say(child: subprocess.Popen[str], line: str = "go") -> None:
+    assert child.stdin is not None
+    child.stdin.write(line + "\n")
+    child.stdin.flush()
+
+
+def hear(child: subprocess.Popen[str]) -> dict[str, Any]:
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line, f"the child ended early (exit {child.wait(timeout=CHILD_LIMIT)})"
+    answer: dict[str, Any] = json.loads(line)
+    return answer
+
+
+def namespaces() -> Iterator[Callable[[str], Namespace]]:
+    """The body of a ``netns`` fixture: ``make(label)`` adds a namespace; afterwards, also when
+    the test failed, its children are killed by their handles and the namespaces deleted."""
+    made: list[Namespace] = []
+
+    def make(label: str) -> Namespace:
+        name = f"{PREFIX}{label}{os.getpid()}x{len(made)}"
+        run("ip", "netns", "add", name)
+        namespace = Namespace(name)
+        made.append(namespace)
+        run("ip", "-n", name, "link", "set", "lo", "up")
+        return namespace
+
+    yield make
+    for namespace in made:
+        for child in namespace.children:
+            if child.poll() is None:
+                child.kill()  # our own child, by its handle
+            child.wait(timeout=CHILD_LIMIT)
+            for pipe in (child.stdin, child.stdout):
+                if pipe is not None:
+                    pipe.close()
+        subprocess.run(["ip", "netns", "del", namespace.name], capture_output=True, timeout=30)
