@@ -38,6 +38,7 @@ from tcphealth.model import (
     Finding,
     Severity,
     Snapshot,
+    Socket,
     Subject,
     SubjectKind,
     TcpState,
@@ -73,15 +74,22 @@ class _Seen:
     known: int = 0  # sockets whose source gives their drops
 
 
+def _data_drops(sock: Socket) -> int | None:
+    """The socket's drop count when it counts arriving data; None when the source does not
+    give it, or for a listener (its count is of dropped handshakes: the module's docstring)."""
+    return None if sock.state is TcpState.LISTEN else sock.drops
+
+
 def _socket_drops(snapshot: Snapshot) -> _Seen:
     seen = _Seen()
     for sock in snapshot.sockets:
-        if sock.drops is None or sock.state is TcpState.LISTEN:
+        drops = _data_drops(sock)
+        if drops is None:
             continue
         seen.known += 1
-        if sock.drops > 0:
+        if drops > 0:
             holder = seen.holders.setdefault(pids_key(sock.pids), _Holder())
-            holder.add(sock.drops, sock.recv_queue, f"{sock.local} <- {sock.remote}")
+            holder.add(drops, sock.recv_queue, f"{sock.local} <- {sock.remote}")
     return seen
 
 
@@ -172,19 +180,18 @@ def over_series(window: Window, findings: list[Finding], thresholds: Thresholds)
     sample and the last, and the counters' rise. A holder's rise replaces the single look's
     "since they opened" for it; the others' stand."""
     first = {
-        connection_key(sock): sock.drops
+        connection_key(sock): drops
         for sock in window.series[0].sockets
-        if sock.drops is not None
+        if (drops := _data_drops(sock)) is not None
     }
     rose: dict[tuple[int, ...], _Holder] = {}
     for sock in window.latest.sockets:
-        if sock.state is TcpState.LISTEN:
-            continue  # dropped handshakes, not data: see the module's docstring
+        now = _data_drops(sock)
         before = first.get(connection_key(sock))
-        if sock.drops is None or before is None or sock.drops <= before:
+        if now is None or before is None or now <= before:
             continue
         holder = rose.setdefault(pids_key(sock.pids), _Holder())
-        holder.add(sock.drops - before, sock.recv_queue, f"{sock.local} <- {sock.remote}")
+        holder.add(now - before, sock.recv_queue, f"{sock.local} <- {sock.remote}")
     deltas = {delta.name: delta for delta in window.facts.counter_deltas}
     risen = [
         Evidence(
