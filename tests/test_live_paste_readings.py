@@ -179,6 +179,43 @@ def test_a_netstat_listener_at_a_usual_backlog_plus_one_is_full_at_that_backlog(
     assert assumed == int(listener_row()[2])  # the backlog ss shows is the one assumed
 
 
+def test_an_ss_listener_pasted_with_its_port_hidden_and_peer_column_cut_is_still_full(
+    netns: Callable[[str], Namespace], tmp_path: Path
+) -> None:
+    """As slskd#1800 was pasted: ss -ltn's header and row without the Peer column, the port
+    replaced by a placeholder, indented as a markdown list item. The queue and backlog are the
+    ones ss shows; only the port is unknown, and the finding says so."""
+    ns = netns("hide")
+    child = hear(ns.start(NEVER_ACCEPTS))
+    port = child["port"]
+
+    def listener_row() -> list[str]:
+        return ns.run("ss", "-Hltn", f"( sport = :{port} )").split()
+
+    until(lambda: listener_row()[1:3] == ["129", "128"])
+    state, recv_q, send_q, local = listener_row()[:4]
+    host = local.rpartition(":")[0]
+    paste = (
+        "  State   Recv-Q  Send-Q  Local Address:Port\n"
+        f"  {state}  {recv_q}    {send_q}    {host}:<listen_port>\n"
+    )
+    code, findings = check_paste(tmp_path, "ss-hidden-port.txt", paste)
+    assert code == 2
+    (finding,) = with_code(findings, "listen-queue-full")
+    assert (finding["severity"], finding["blame"], finding["count"]) == (
+        "CRITICAL",
+        "local-application",
+        int(recv_q),
+    )
+    evidence = {e["name"]: e["value"] for e in finding["evidence"]}
+    assert (evidence["accept_queue"], evidence["listen_backlog"]) == (int(recv_q), int(send_q))
+    assert any("which port it listens on" in u for u in finding["unchecked"])
+
+    # Near miss: the same edit on a listener that accepts everything is no finding.
+    calm = paste.replace(f"  {recv_q}    ", "  0    ", 1)
+    assert check_paste(tmp_path, "ss-hidden-port-calm.txt", calm) == (0, [])
+
+
 # --- FIN_WAIT2 held by a process that half-closed ---------------------------------------------------
 
 BACKEND = """

@@ -14,6 +14,8 @@ with the command that reads the real backlog.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
@@ -54,6 +56,14 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
             finding = _check_listener(index, listener, sysctls, thresholds)
             if finding is not None:
                 findings.append(finding)
+    # A listener whose port a paste hid (a placeholder such as <listen_port>) is in no port's
+    # list: nothing can be matched to it by port, but its own queue still says how full it is.
+    for listener in index.sockets(TcpState.LISTEN):
+        if listener.local.port is None:
+            finding = _check_listener(index, listener, sysctls, thresholds)
+            if finding is not None:
+                hidden = "which port it listens on: the source does not show the port"
+                findings.append(replace(finding, unchecked=(*finding.unchecked, hidden)))
     return findings
 
 

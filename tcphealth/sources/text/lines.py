@@ -449,6 +449,12 @@ _PROMPTS = (
     ),
     # C:\Users\me>netstat -ano     PS C:\Users\me> Get-NetTCPConnection
     re.compile(r"^(?:PS )?(?P<cwd>[A-Za-z]:\\[^>]*)>\s*(?P<cmd>.*)$"),
+    # /app # netstat -tn    generic_x86:/ # netstat    (busybox/toybox ash: the directory, then
+    # the sigil; only with a command we know, so '/etc/x.conf # comment' stays prose)
+    re.compile(
+        r"^(?:(?P<host>[\w.-]+):)?(?P<cwd>[~/][^\s#$%]*)\s+(?P<sigil>[#$%])\s+"
+        r"(?P<cmd>(?:sudo\s+)?(?:ss|netstat|cat|sysctl|lsof|ls|ll|ulimit|while|for|watch|nstat)\b.*)$"
+    ),
     # $ ss -tanp      # netstat -tanp   (only with a command we know, so '# comment' is prose)
     re.compile(
         r"^(?P<sigil>[#$%])\s+(?P<cmd>(?:sudo\s+)?(?:ss|netstat|cat|sysctl|lsof|ls|ll|ulimit|while|for|watch|nstat)\b.*)$"

@@ -209,6 +209,9 @@ _ELISION = re.compile(
     re.IGNORECASE,
 )
 _ELISION_MAX = 80
+# A placeholder a reporter typed for an address or port with blanks in it ("<server 1>");
+# its blanks would split one column into two, so they are joined before the row is read.
+_SPACED_PLACEHOLDER = re.compile(r"<[\w.-]{1,40}(?: [\w.-]{1,40}){1,3}>", re.ASCII)
 # lsof's FD column for an open descriptor: its number, its mode (r, w, u) and a lock letter.
 _LSOF_FD = re.compile(r"^(\d{1,10})[rwu -]?[A-Za-z]?$", re.ASCII)
 _STRACE_ATTACHED = re.compile(r"^strace: Process (\d{1,9}) attached")
@@ -329,6 +332,10 @@ class _Reader:
     def feed(self, number: int, line: str) -> None:
         stripped = line.strip()
         if not stripped:
+            return
+        posted = _undo_posting(line, stripped)
+        if posted is not None:
+            self.feed(number, posted)
             return
         for split in self.splitters:
             rows = split(stripped)
@@ -676,6 +683,24 @@ class _Reader:
                 self.where, f"line skipped: {reason}: {line.strip()[:200]!r}", line=number
             )
         self.captures[-1].skipped.append((number, reason))
+
+
+def _undo_posting(line: str, stripped: str) -> str | None:
+    """The line as the tool printed it, where posting it in a thread changed it (``None``
+    where nothing did): a markdown quote (``> tcp 0 0 ...``) around a line that is not a
+    ``>`` prompt, markdown bold left inside a row (``**ESTABLISHED **11947/swarm``), blanks
+    inside a typed placeholder (``<server 1>:49682``). Only lines holding ``>`` or ``**`` are
+    looked at further, so a long paste pays one scan of each line."""
+    if ">" not in line and "**" not in line:
+        return None
+    text = line
+    if (stripped == ">" or stripped.startswith("> ")) and match_prompt(stripped) is None:
+        text = stripped[1:].lstrip()
+    if "**" in text:
+        text = text.replace("**", "")
+    if "<" in text:
+        text = _SPACED_PLACEHOLDER.sub(lambda found: found.group().replace(" ", "_"), text)
+    return None if text == line else text
 
 
 def _row_problem(row: Row) -> str | None:

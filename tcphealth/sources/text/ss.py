@@ -67,6 +67,12 @@ def header_has_state(line: str) -> bool:
     return "State" in line.split()
 
 
+def header_has_peer(line: str) -> bool:
+    """ss always prints both endpoints; a header that names no Peer column is a table whose
+    last column the reporter cut off (``State Recv-Q Send-Q Local Address:Port``)."""
+    return "Peer" in line.split()
+
+
 def looks_like_row(tokens: list[str]) -> bool:
     """Shape only: ``[netid] STATE n n …`` or, without a State column, ``n n addr addr``."""
     if len(tokens) < 2:
@@ -105,12 +111,21 @@ def read_row(line: str, context: Context) -> Row:
         line,
         state_filter=command.state_filter if command is not None else None,
         has_state=header is None or header_has_state(header),
+        has_peer=header is None or header_has_peer(header),
     )
 
 
-def parse_row(line: str, *, state_filter: TcpState | None = None, has_state: bool = True) -> Row:
+def parse_row(
+    line: str,
+    *,
+    state_filter: TcpState | None = None,
+    has_state: bool = True,
+    has_peer: bool = True,
+) -> Row:
     """Parse one ss row. ``has_state=False`` reads a row of ``ss … state X`` (no State
-    column), taking the state from ``state_filter``."""
+    column), taking the state from ``state_filter``. ``has_peer=False`` reads a row under a
+    header without the Peer column: a listener's peer is the wildcard it always is, any other
+    socket's peer is unknown."""
     spans = [(m.group(), m.end()) for m in re.finditer(r"\S+", line)]
     tokens = [token for token, _ in spans]
     index = 0
@@ -134,17 +149,22 @@ def parse_row(line: str, *, state_filter: TcpState | None = None, has_state: boo
         if state_filter is None:
             raise RowError("no State column and no `state X` filter to tell the state")
         state = state_filter
-    if len(tokens) < index + 4:
-        raise RowError(f"{len(tokens)} columns, too few for queues and two endpoints")
+    peer_columns = 1 if has_peer else 0
+    if len(tokens) < index + 3 + peer_columns:
+        wanted = "two endpoints" if has_peer else "the local endpoint"
+        raise RowError(f"{len(tokens)} columns, too few for queues and {wanted}")
     first_queue = parse_count(tokens[index], "Recv-Q")
     second_queue = parse_count(tokens[index + 1], "Send-Q")
     local_host, local_port = split_colon_endpoint(tokens[index + 2])
-    remote_host, remote_port = split_colon_endpoint(tokens[index + 3])
+    if has_peer:
+        remote_host, remote_port = split_colon_endpoint(tokens[index + 3])
+    else:
+        remote_host, remote_port = ("*", "*") if state is TcpState.LISTEN else ("?", "?")
     family, local, remote = endpoints(
         (read_host(local_host), read_port(local_port)),
         (read_host(remote_host), read_port(remote_port)),
     )
-    rest = line[spans[index + 3][1] :]
+    rest = line[spans[index + 2 + peer_columns][1] :]
     row = Row(family=family, local=local, remote=remote, state=state)
     if state is TcpState.LISTEN:
         # ss shows a listener's accept queue as Recv-Q and its backlog as Send-Q.
