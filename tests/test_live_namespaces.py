@@ -36,6 +36,7 @@ from tests.netns_scene import (
     running_scene,
 )
 from tests.privileges import can_drop_to, run_cli_as
+from tests.terminal import run_in_terminal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -270,6 +271,35 @@ def test_the_table_groups_by_namespace_and_says_how_many(scene: Scene) -> None:
     assert "── container:cache" in table
     assert f"ip netns exec {scene.namespaces[0]} ..." in table
     assert "container cache" in table and "pod shop/db-0  hostNetwork" in table
+
+
+def test_watch_on_a_terminal_says_where_each_finding_and_process_is(scene: Scene) -> None:
+    """The live view of a container host: each finding's namespace, container and pod under
+    its title, and the processes under a line naming their namespace, as the table does."""
+    run = run_in_terminal(
+        ["watch", "--count", "1", "--node-root", str(scene.node_root)], 100, 60, timeout=120
+    )
+    assert run.status == 0, "\n".join(run.transcript)
+    rows = run.transcript
+    assert not any("Traceback" in row for row in rows), "\n".join(rows)
+    # Each finding's block: its title, where it is, then its summary.
+    leak = _row_index(rows, "In container cache: ")
+    assert rows[leak - 1].strip() == "netns container:cache  container cache", rows[leak - 2 : leak]
+    assert f"pid {scene.workers['cache'].pid} " in rows[leak - 2]
+    full = _row_index(rows, "In pod shop/web-7d9f: ")
+    assert rows[full - 1].strip() == "netns pod:shop/web-7d9f  container app  pod shop/web-7d9f"
+    assert rows[full - 2].startswith("CRITICAL listen-queue-full  pid ")
+    heading = _row_index(rows, "── container:cache  net:[")
+    (owner,) = [
+        n for n, row in enumerate(rows) if row.startswith(f"pid {scene.workers['cache'].pid} ")
+    ]
+    assert heading < owner and not any(row.startswith("── ") for row in rows[heading + 1 : owner])
+
+
+def _row_index(rows: list[str], text: str) -> int:
+    found = [number for number, row in enumerate(rows) if text in row]
+    assert found, (text, "\n".join(rows))
+    return found[0]
 
 
 def test_a_namespace_that_cannot_be_entered_is_read_through_a_process(scene: Scene) -> None:

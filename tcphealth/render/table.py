@@ -23,7 +23,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from tcphealth.model import Finding, Severity, Socket, TcpState, TimerKind
+from tcphealth.model import Finding, NetNamespace, Severity, Socket, TcpState, TimerKind
 from tcphealth.phrases import plural
 from tcphealth.render.environment import Environment
 from tcphealth.render.options import TABLE_GROUP_LIMIT, RenderOptions, View
@@ -251,7 +251,7 @@ def finding_block(finding: Finding, width: int = 10_000) -> list[RenderableType]
             ("evidence", _evidence_text(finding)),
         ),
     )
-    where = _where(finding)
+    where = where_text(finding)
     after = _details(
         finding,
         (
@@ -270,7 +270,7 @@ def finding_block(finding: Finding, width: int = 10_000) -> list[RenderableType]
     return parts
 
 
-def _where(finding: Finding) -> str | None:
+def where_text(finding: Finding) -> str | None:
     """``netns pod:shop/web  container web  pod shop/web``, for a finding placed in one."""
     parts = [
         f"{name} {value}"
@@ -629,6 +629,24 @@ def processes_section(console: Console, report: Report, options: RenderOptions) 
     _owners(console, report, report.processes, report.unowned, options)
 
 
+def owner_netns(owner: OwnerSummary, first: int) -> int:
+    """The network namespace (inode) a process's sockets are in: that of its sockets, else the
+    process's own, else ``first`` (the report's first namespace) when neither is known."""
+    inode = owner.groups[0].netns if owner.groups else None
+    if inode is None and owner.process is not None:
+        inode = owner.process.netns
+    return inode if inode is not None else first
+
+
+def namespace_heading(namespace: NetNamespace, sockets: int | None = None) -> Text:
+    """``── pod:shop/web  net:[4026532281]  12 sockets``: the line over a namespace's tables."""
+    title = Text(f"── {inert(namespace.label)}", style="bold")
+    title.append(f"  net:[{namespace.inode}]", style="dim")
+    if sockets is not None:
+        title.append(f"  {plural(sockets, 'socket')}", style="dim")
+    return title
+
+
 def _per_namespace(console: Console, report: Report, options: RenderOptions) -> None:
     """The tables of each namespace under a line naming it (and how to get in): a report of
     several namespaces, grouped by the container or pod each belongs to."""
@@ -637,10 +655,7 @@ def _per_namespace(console: Console, report: Report, options: RenderOptions) -> 
     first = report.namespaces[0].inode
     owners: dict[int, list[OwnerSummary]] = {ns.inode: [] for ns in report.namespaces}
     for owner in report.processes:
-        inode = owner.groups[0].netns if owner.groups else None
-        if inode is None and owner.process is not None:
-            inode = owner.process.netns
-        owners.get(inode if inode is not None else first, owners[first]).append(owner)
+        owners.get(owner_netns(owner, first), owners[first]).append(owner)
     unowned: dict[int, list[SocketGroup]] = {ns.inode: [] for ns in report.namespaces}
     for group in report.unowned.groups:
         unowned.get(group.netns if group.netns is not None else first, unowned[first]).append(group)
@@ -655,9 +670,7 @@ def _per_namespace(console: Console, report: Report, options: RenderOptions) -> 
         states: dict[TcpState, int] = {}
         for group in groups:
             states[group.state] = states.get(group.state, 0) + group.count
-        title = Text(f"── {inert(namespace.label)}", style="bold")
-        count = counts.get(namespace.inode, 0)
-        title.append(f"  net:[{namespace.inode}]  {plural(count, 'socket')}", style="dim")
+        title = namespace_heading(namespace, counts.get(namespace.inode, 0))
         entry = way_in(namespace)
         if entry:
             title.append(f"  {inert(entry)} ...", style="dim")

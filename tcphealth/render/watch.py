@@ -31,9 +31,12 @@ from tcphealth.render.table import (
     header,
     height_of,
     make_console,
+    namespace_heading,
+    owner_netns,
     owner_table,
     verdict_head,
     verdict_lines,
+    where_text,
 )
 from tcphealth.render.text import inert, severity_counts
 from tcphealth.report import Report
@@ -86,16 +89,33 @@ def live_view(
     parts.extend(verdict)
     used = sum(height_of(console, part) for part in parts)
 
+    # Several namespaces (a container host): each finding says where it is, and the processes
+    # come namespace by namespace under a line naming it, as in the one-shot table.
+    several = len(report.namespaces) > 1
     blocks: list[RenderableType] = []
     for finding in report.findings:
-        blocks.append(
-            Group(
-                Text(), finding_title(finding), Padding(Text(inert(finding.summary)), (0, 0, 0, 2))
-            )
-        )
+        lines: list[RenderableType] = [Text(), finding_title(finding)]
+        where = where_text(finding) if several else None
+        if where:
+            lines.append(Padding(Text(inert(where), style="dim"), (0, 0, 0, 2)))
+        lines.append(Padding(Text(inert(finding.summary)), (0, 0, 0, 2)))
+        blocks.append(Group(*lines))
     owners = [owner for owner in report.processes if owner.findings]
+    headed: set[int] = set()
+    first = report.namespaces[0].inode if report.namespaces else 0
+    by_inode = {namespace.inode: namespace for namespace in report.namespaces}
+    if several:
+        order = {namespace.inode: rank for rank, namespace in enumerate(report.namespaces)}
+        owners.sort(key=lambda owner: order.get(owner_netns(owner, first), 0))
     for owner in owners:
-        blocks.append(Group(Text(), owner_table(console, owner, show_all=False)))
+        lines = [Text()]
+        if several:
+            inode = owner_netns(owner, first)
+            if inode not in headed and inode in by_inode:
+                headed.add(inode)
+                lines.append(namespace_heading(by_inode[inode]))
+        lines.append(owner_table(console, owner, show_all=False))
+        blocks.append(Group(*lines))
 
     # The line saying what was left out takes the last line; a block goes in only whole.
     free = height - used - 1
