@@ -222,8 +222,10 @@ def analyse_series(
     grouped: bool = True,
 ) -> Report:
     """Like :func:`analyse` for several samples (oldest first): each namespace of the latest
-    sample diagnosed over its own part of every sample. The series facts shown (counters,
-    growth) are the first namespace's; every socket's age is kept."""
+    sample diagnosed over its own part of every sample. The series facts shown are the host's:
+    every namespace's counts, counter rises, growth and ages together (series_facts.combine)."""
+    from tcphealth.series_facts import combine  # only a series needs it
+
     latest = series[-1]
     by_pid = {process.pid: process for process in latest.processes}
     parts_of = [
@@ -233,12 +235,12 @@ def analyse_series(
         for sample in series
     ]
     reports = []
-    first_facts: SeriesFacts | None = None
+    every_facts: list[SeriesFacts] = []
     for namespace, part in split(latest):
         samples = [parts.get(namespace.inode) for parts in parts_of[:-1]]
         sub = [sample for sample in samples if sample is not None] + [part]
         found, facts = diagnosis(sub)
-        first_facts = first_facts or facts
+        every_facts.append(facts)
         findings = [place(finding, namespace, by_pid) for finding in found]
         reports.append(
             (
@@ -246,13 +248,14 @@ def analyse_series(
                 build_report(part, findings, filters=filters, series=facts, grouped=grouped),
             )
         )
+    facts_of_host = combine(every_facts) if every_facts else None
     if len(reports) == 1:
         namespace, report = reports[0]
         whole = build_report(
-            latest, report.findings, filters=filters, series=first_facts, grouped=grouped
+            latest, report.findings, filters=filters, series=facts_of_host, grouped=grouped
         )
         return replace(whole, namespaces=latest.namespaces)
-    return join(latest, reports, filters, series=first_facts)
+    return join(latest, reports, filters, series=facts_of_host)
 
 
 def join(

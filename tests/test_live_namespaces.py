@@ -273,6 +273,19 @@ def test_the_table_groups_by_namespace_and_says_how_many(scene: Scene) -> None:
     assert "container cache" in table and "pod shop/db-0  hostNetwork" in table
 
 
+def test_a_series_counts_every_namespace_over_time(scene: Scene) -> None:
+    """The counts over time a series shows are the host's, every namespace in them: the
+    last look's equal the report's own, and the leaking container's CLOSE_WAIT is there."""
+    document = _json(
+        tcphealth(scene, "--samples", "2", "--interval", "0.2", "--format", "json").stdout
+    )
+    history = document["series"]["states"]
+    assert len(history) == 2
+    last = {key: value for key, value in history[-1].items() if not key.startswith("taken_at")}
+    assert last == document["summary"]["states"]
+    assert history[-1]["CLOSE_WAIT"] >= LEAK_COUNT
+
+
 def test_watch_on_a_terminal_says_where_each_finding_and_process_is(scene: Scene) -> None:
     """The live view of a container host: each finding's namespace, container and pod under
     its title, and the processes under a line naming their namespace, as the table does."""

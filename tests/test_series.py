@@ -521,3 +521,42 @@ def test_a_zero_window_counts_only_the_unbroken_stretch_up_to_the_latest_sample(
         "The same connections stayed closed for at least 10 s: the reader has stopped reading them."
     )
     assert finding.unchecked == ()
+
+
+def test_the_facts_of_several_namespaces_add_up_to_the_host_s() -> None:
+    from tcphealth.series_facts import CounterDelta, Growth, SeriesFacts, combine
+
+    def facts(
+        history: list[tuple[float, dict[TcpState, int]]],
+        overflows: int,
+        growth: tuple[Growth, ...] = (),
+    ) -> SeriesFacts:
+        return SeriesFacts(
+            samples=len(history),
+            started_at=history[0][0],
+            ended_at=history[-1][0],
+            state_history=tuple(history),
+            counter_deltas=(
+                CounterDelta("TcpExt.ListenOverflows", overflows, overflows / 10, "m"),
+            ),
+            growth=growth,
+            ages={},
+        )
+
+    host = facts([(100.0, {TcpState.ESTABLISHED: 3}), (110.0, {TcpState.ESTABLISHED: 4})], 2)
+    grows = Growth(812, "java", TcpState.CLOSE_WAIT, 10, 30, 120.0, True)
+    pod = facts(
+        [(100.0, {TcpState.CLOSE_WAIT: 10}), (110.0, {TcpState.CLOSE_WAIT: 30})], 5, (grows,)
+    )
+    # A namespace that appeared with the last sample: one look, no rise of its own.
+    late = SeriesFacts(1, 110.0, 110.0, ((110.0, {TcpState.LISTEN: 1}),), (), (), {})
+    whole = combine([host, pod, late])
+    assert whole.state_history == (
+        (100.0, {TcpState.ESTABLISHED: 3, TcpState.CLOSE_WAIT: 10}),
+        (110.0, {TcpState.ESTABLISHED: 4, TcpState.CLOSE_WAIT: 30, TcpState.LISTEN: 1}),
+    )
+    (overflows,) = whole.counter_deltas
+    assert (overflows.delta, overflows.per_second) == (7, 0.7)
+    assert whole.growth == (grows,)
+    assert (whole.samples, whole.window_seconds) == (2, 10.0)
+    assert combine([host]) is host
