@@ -648,6 +648,43 @@ class Elision:
     pids: tuple[int, ...] = ()
 
 
+class KernelEvent(enum.StrEnum):
+    """A limit the kernel says in its log that it hit (see sources/text/kernel_log.py for the
+    exact lines and the kernel versions that print each)."""
+
+    ORPHANS = "orphans"  # "too many orphaned sockets": orphans over tcp_max_orphans
+    TCP_MEMORY = "tcp-memory"  # "out of memory -- consider tuning tcp_mem": over tcp_mem[2]
+    # "Out of socket memory" (kernels before tcp_check_oom): orphans OR tcp_mem, not said which
+    SOCKET_MEMORY = "socket-memory"
+    SYN_FLOOD = "syn-flood"  # "Possible SYN flooding on port X": a listener's SYN queue full
+    CONNTRACK_FULL = "conntrack-full"  # "nf_conntrack: table full, dropping packet"
+    TIME_WAIT_OVERFLOW = "time-wait-overflow"  # "time wait bucket table overflow"
+
+
+@dataclass(frozen=True)
+class KernelMessage:
+    """Kernel log lines a paste holds (dmesg, journalctl -k, /var/log/messages) that say a
+    limit was hit, one record per event and listener: the first line as pasted, how many times
+    the paste shows it, and the timestamps of the first and last as printed (uptime seconds,
+    a local time without zone, a syslog time without year: kept as text, never guessed into
+    an instant)."""
+
+    event: KernelEvent
+    text: str  # the first such line, as the paste shows it
+    count: int  # the lines of this event (and listener) in the paste
+    line: int  # the paste's line number of the first
+    first_seen: str | None = None  # the timestamp printed on the first, as printed
+    last_seen: str | None = None  # on the last, where there are several
+    # A SYN flood line: the listener's port, its address where the kernel printed one (5.x+),
+    # and whether it answered with cookies (True) or dropped the SYN (False).
+    port: int | None = None
+    address: str | None = None
+    cookies: bool | None = None
+    # "net_ratelimit: N callbacks suppressed" lines in the paste: net messages the kernel did
+    # not print (of this kind or another: the line does not say), in all.
+    suppressed: int = 0
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything one look at a host saw.
@@ -692,6 +729,9 @@ class Snapshot:
     # Marks inside the listing for rows the paste left out: the listing is partial, and a
     # finding about the rows around a mark says their count is a floor.
     elisions: tuple[Elision, ...] = ()
+    # Kernel log lines pasted beside the tables that say a limit was hit, at the time of the
+    # line: facts about the host, not about this look's moment.
+    kernel_log: tuple[KernelMessage, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from tcphealth.model import (
     Elision,
     Endpoint,
     Evidence,
+    KernelEvent,
+    KernelMessage,
     Socket,
     Subject,
     SubjectKind,
@@ -186,3 +188,76 @@ def elision_among(index: SnapshotIndex, state: TcpState, pids: tuple[int, ...]) 
         if (set(pids) & set(elision.pids)) if pids else not elision.pids:
             return elision
     return None
+
+
+# --- the kernel's log, pasted -----------------------------------------------------------------
+#
+# A kernel log line proves that a limit WAS hit at the time of the line; it says nothing of
+# now. The findings built on one take the severity their rule gives at the ceiling, unless the
+# paste's own reading of the same limit (sockstat, the conntrack count, a TIME_WAIT count)
+# shows room: then the limit was hit, the look shows it is not now, and the paste does not say
+# which came first -- WARNING. A limit is where sockets end up, so a finding from the log
+# names the sockets in the paste that feed it and says the limit is their consequence.
+
+
+def pile(index: SnapshotIndex, state: TcpState) -> int:
+    """The sockets in ``state`` the source shows: listed, or counted by the paste itself
+    (a summary, ``| wc -l``), whichever is more."""
+    return max(len(index.sockets(state)), index.snapshot.state_counts.get(state.value, 0))
+
+
+def logged(index: SnapshotIndex, *events: KernelEvent) -> tuple[KernelMessage, ...]:
+    """The pasted kernel log lines of these events, in the order the paste shows them."""
+    return tuple(message for message in index.snapshot.kernel_log if message.event in events)
+
+
+def _stamp_text(stamp: str) -> str:
+    """A dmesg uptime stamp is seconds since boot; the other forms are clock times."""
+    seconds = stamp.strip()
+    if seconds.replace(".", "", 1).isdigit():
+        return f"{float(seconds):,.0f} s after boot"
+    return seconds
+
+
+def logged_when(message: KernelMessage) -> str:
+    """When the log says it happened, as printed: "at Mon Nov 16 14:55:04 2020", "between ...
+    and ...", or "at a time the paste does not show"."""
+    first = message.first_seen
+    last = message.last_seen
+    if first is None and last is None:
+        return "at a time the paste does not show"
+    if first is not None and last is not None and last != first:
+        return f"between {_stamp_text(first)} and {_stamp_text(last)}"
+    return f"at {_stamp_text(first or last or '')}"
+
+
+def logged_times(message: KernelMessage) -> str:
+    return "once" if message.count == 1 else f"{number(message.count)} times"
+
+
+def log_evidence(message: KernelMessage, meaning: str) -> tuple[Evidence, ...]:
+    """The line quoted, how many times the paste shows it and when, and the messages the
+    kernel said it did not print."""
+    evidence = [
+        Evidence(
+            "kernel_log",
+            message.text,
+            f"the kernel's own line, {logged_times(message)} in the paste, "
+            f"{logged_when(message)}, first on line {message.line}: {meaning}",
+        )
+    ]
+    if message.suppressed:
+        evidence.append(
+            Evidence(
+                "net_ratelimit_suppressed",
+                message.suppressed,
+                "net messages the kernel did not print (rate-limited; of this kind or another)",
+            )
+        )
+    return tuple(evidence)
+
+
+STILL_UNKNOWN = (
+    "whether the limit is still hit: the log says it was, at the time of the line; the same "
+    "reading taken now, twice a minute apart, settles it"
+)

@@ -61,6 +61,7 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
         ("earlier_listings", ()),
         ("earlier_state_counts", {}),
         ("elisions", ()),
+        ("kernel_log", ()),
     ),
     # A paste's host that was no address (a name, a mask); no file from a live run has one.
     "Endpoint": (("name", None),),
@@ -174,6 +175,8 @@ def _version_of(snapshot: Snapshot) -> int:
     if any(getattr(snapshot.sysctls, name) != default for name, default in limits):
         return FORMAT_VERSION
     if not snapshot.host.taken_at_known:  # a paste's: the field is written, so version 2
+        return FORMAT_VERSION
+    if snapshot.kernel_log:
         return FORMAT_VERSION
     if any(sock.drops is not None for sock in snapshot.sockets):
         return FORMAT_VERSION

@@ -11,7 +11,9 @@ What a count can be held to depends on what its command selected (see
 * CLOSE_WAIT's thresholds are per process. A count selected by a pid, a program or a port is
   about one holder; a count of every CLOSE_WAIT on the host is not, so alone it warns at most
   -- unless the paste shows it growing from count to count (a watch loop), which is a leak
-  whoever holds them.
+  whoever holds them, or the kernel's log pasted beside it says the host ran out of room for
+  the sockets such a pile turns into (orphans, TCP memory): the harm is then shown, and this
+  pile, the cause, is as critical as the limit hit that follows from it.
 * FIN_WAIT2 counted for one program is held open by it (no timer ends a FIN_WAIT2 whose
   descriptor is still open), so the held thresholds apply; a host-wide count is judged as
   orphans. Who is to blame is the story the closing rule tells of held rows: a holder the paste
@@ -33,11 +35,13 @@ import itertools
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import log_evidence, logged
 from tcphealth.diagnose.wording import level, number, percent, process_subject, who
 from tcphealth.model import (
     Blame,
     Evidence,
     Finding,
+    KernelEvent,
     ReportedCount,
     Severity,
     Subject,
@@ -130,6 +134,18 @@ def _subject(index: SnapshotIndex, pids: tuple[int, ...]) -> Subject:
     return Subject(kind=SubjectKind.HOST)
 
 
+# What the kernel's line says the host ran out of, beside a CLOSE_WAIT pile.
+_RAN_OUT = {
+    KernelEvent.ORPHANS: (
+        "the orphan limit was hit at the time: the sockets such a pile becomes once closed"
+    ),
+    KernelEvent.TCP_MEMORY: "TCP ran out of memory at the time, which such a pile holds",
+    KernelEvent.SOCKET_MEMORY: (
+        "the host ran out of socket memory or of room for orphans at the time"
+    ),
+}
+
+
 def _close_wait(
     index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds
 ) -> Finding | None:
@@ -140,7 +156,9 @@ def _close_wait(
     one_holder = bool(pids) or count.selects is not None
     growing = _growing(count)
     unchecked: list[str] = []
-    if not one_holder and not growing and severity is Severity.CRITICAL:
+    # The kernel logged running out of what a closed pile turns into: the harm is shown.
+    ran_out = logged(index, KernelEvent.ORPHANS, KernelEvent.SOCKET_MEMORY, KernelEvent.TCP_MEMORY)
+    if not one_holder and not growing and severity is Severity.CRITICAL and not ran_out:
         severity = Severity.WARNING
         unchecked.append(
             "which process holds them: the count covers every CLOSE_WAIT on the host, and the "
@@ -155,6 +173,15 @@ def _close_wait(
         holder = "something on this host"
     trend = " and the count grows from sample to sample" if growing else ""
     evidence = _count_evidence(count)
+    harm = ""
+    if ran_out and severity is Severity.CRITICAL:
+        evidence.extend(log_evidence(ran_out[0], "a limit this pile feeds was hit"))
+        harm = "; the kernel's log beside the count says " + _RAN_OUT[ran_out[0].event]
+        if not one_holder:
+            unchecked.append(
+                "which process holds them: the count covers every CLOSE_WAIT on the host; "
+                "count them per process (ss -tanp state close-wait) to know"
+            )
     listed = index.sockets(TcpState.CLOSE_WAIT)
     if listed and pids and not count.pids:
         evidence.append(
@@ -172,7 +199,7 @@ def _close_wait(
         summary=(
             f"The paste counts {number(count.sockets)} connections in CLOSE_WAIT{trend}: their "
             f"peers closed and {holder} never called close() on them -- a leak or a stuck "
-            "handler in the application, not a network problem."
+            f"handler in the application, not a network problem{harm}."
         ),
         evidence=tuple(evidence),
         next_steps=(

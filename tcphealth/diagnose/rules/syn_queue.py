@@ -10,19 +10,41 @@ TCPReqQFullDoCookies / SyncookiesSent and TCPReqQFullDrop count those since boot
 A full SYN queue is final ACKs not arriving: a SYN flood from spoofed addresses, or clients
 and a path that lose the last packet of the handshake. Under legitimate load, cookies mean the
 server's backlog is too small for its rate of new connections.
+
+The kernel also says so in its log, once per listening socket: "Possible SYN flooding on port
+X. Sending cookies." (or "Dropping request."). Pasted, that line proves the listener's SYN
+queue was full at the time of the line, whatever the look shows now. Where the paste shows that
+listener's accept queue full, the SYN queue filled behind it -- handshakes whose final ACK was
+dropped for want of room stay half open -- so the line is the consequence of an application
+that does not accept, not of a flood, and the listeners rule's finding is the cause.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import replace
+
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import assess_accept_queue, listener_subject, syn_queue_room
+from tcphealth.diagnose.shared import (
+    STILL_UNKNOWN,
+    assess_accept_queue,
+    listener_subject,
+    log_evidence,
+    logged,
+    logged_times,
+    logged_when,
+    syn_queue_room,
+)
 from tcphealth.diagnose.wording import number
 from tcphealth.model import (
     Blame,
     Evidence,
     Finding,
+    IPAddress,
+    KernelEvent,
+    KernelMessage,
     Severity,
     Socket,
     Subject,
@@ -57,6 +79,7 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     sysctls = index.snapshot.sysctls
     cookies, cookies_assumed = host_or_default(sysctls, "tcp_syncookies")
     findings: list[Finding] = []
+    full_at: dict[int, int] = {}  # id(listener) -> its finding's place in findings
     for listener_id, half_open in index.syn_recv_by_listener.items():
         listener = index.listener_by_id[listener_id]
         if assess_accept_queue(listener, sysctls).is_full(thresholds):
@@ -65,7 +88,22 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
             continue
         finding = _full_queue(index, listener, len(half_open), cookies, cookies_assumed)
         if finding is not None:
+            full_at[listener_id] = len(findings)
             findings.append(finding)
+    floods = logged(index, KernelEvent.SYN_FLOOD)
+    for message in floods:
+        named = _listener_of(index, message)
+        place = full_at.get(id(named)) if named is not None else None
+        if place is not None:
+            # The look shows the same queue full: the log line is more evidence of it.
+            found = findings[place]
+            findings[place] = replace(
+                found, evidence=(*found.evidence, *log_evidence(message, _meaning(message)))
+            )
+            continue
+        findings.append(_logged_flood(index, message, named, thresholds))
+    if floods:
+        return findings  # the since-boot counters are in the log's findings' evidence
     if not index.sockets(TcpState.SYN_RECV):
         # Nothing is half open now. (Where something is, the handshake rule shows these
         # counters beside the SYN_RECV it speaks of.)
@@ -141,6 +179,115 @@ def _full_queue(
             "If the load is legitimate, give listen() a larger backlog (and net.core.somaxconn) "
             "so that the queue holds the handshakes in flight.",
         ),
+    )
+
+
+def _listener_of(index: SnapshotIndex, message: KernelMessage) -> Socket | None:
+    """The listener the log line names: its port, and its address where the kernel printed
+    one (a wildcard listener is printed as 0.0.0.0 or [::])."""
+    named: IPAddress | None = None
+    if message.address is not None:
+        try:
+            named = ipaddress.ip_address(message.address)
+        except ValueError:
+            named = None
+    for listener in index.sockets(TcpState.LISTEN):
+        if listener.local.port != message.port:
+            continue
+        if named is None:
+            return listener
+        address = listener.local.address
+        if address == named or (address is None and named.is_unspecified):
+            return listener
+    return None
+
+
+def _meaning(message: KernelMessage) -> str:
+    action = "answered with SYN cookies" if message.cookies else "dropped"
+    return f"the listener's SYN queue was full; further SYNs were {action}"
+
+
+def _logged_flood(
+    index: SnapshotIndex, message: KernelMessage, listener: Socket | None, thresholds: Thresholds
+) -> Finding:
+    where = (
+        f"[{message.address}]:{message.port}"
+        if message.address is not None and ":" in message.address
+        else f"{message.address}:{message.port}"
+        if message.address is not None
+        else f"port {message.port}"
+    )
+    if message.cookies:
+        severity = Severity.WARNING
+        consequence = (
+            "further SYNs were answered with cookies: those connections still opened, but "
+            "without the options their SYN asked for (window scaling, SACK)"
+        )
+    else:
+        severity = Severity.CRITICAL
+        consequence = (
+            "cookies were off, so further SYNs were dropped and clients resent them or timed out"
+        )
+    evidence = [*log_evidence(message, _meaning(message)), *_counter_evidence(index)]
+    unchecked = [STILL_UNKNOWN]
+    half_open = 0
+    blame = Blame.REMOTE_PEER
+    if listener is not None:
+        subject = listener_subject(index, listener)
+        half_open = len(index.syn_recv_by_listener.get(id(listener), ()))
+        queue = assess_accept_queue(listener, index.snapshot.sysctls)
+        evidence.append(Evidence("syn_recv", half_open, "half-open on this listener at the look"))
+        if queue.queued is not None:
+            evidence.append(Evidence("accept_queue", queue.queued, queue.limit_text()))
+        accept_full = queue.is_full(thresholds)
+    else:
+        subject = Subject(kind=SubjectKind.LISTENER, endpoint=where)
+        accept_full = False
+        unchecked.append(
+            f"the listener on {where}: the paste shows no listening socket there, so its "
+            "backlog and owner are unknown"
+        )
+    if accept_full:
+        # The handshakes whose last ACK met a full accept queue stay half open and fill the
+        # SYN queue behind it: the application's, not a flood.
+        blame = Blame.LOCAL_APPLICATION
+        cause = (
+            " The paste shows this listener's accept queue full: handshakes whose final ACK "
+            "found no room stay half open and fill the SYN queue behind it, so the line is "
+            "the consequence of an application that does not accept, not of a flood."
+        )
+    else:
+        cause = (
+            " A full SYN queue is handshakes whose final ACK did not come: a SYN flood, clients "
+            "or a path that lose it, or a backlog too small for the rate of new connections."
+        )
+        unchecked.append(
+            "which of these: the sources of the half-open handshakes while it happens (ss -tn "
+            f"state syn-recv 'sport = :{message.port}'), and the listen backlog against the "
+            "rate of new connections"
+        )
+    return Finding(
+        code=SYN_QUEUE_FULL,
+        severity=severity,
+        state=TcpState.SYN_RECV,
+        blame=blame,
+        subject=subject,
+        count=half_open,
+        summary=(
+            f"The kernel logged 'Possible SYN flooding on port {where}' "
+            f"{logged_times(message)} ({logged_when(message)}): at the time of the log line "
+            f"that listener's SYN queue was full, and {consequence}." + cause
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            f"ss -ltn 'sport = :{message.port}'   # Recv-Q against Send-Q: is the accept "
+            "queue full?",
+            "nstat -az TcpExtTCPReqQFullDoCookies TcpExtTCPReqQFullDrop TcpExtListenOverflows"
+            "   # twice, a minute apart: still happening?",
+            f"ss -tn state syn-recv 'sport = :{message.port}' | awk '{{print $4}}' | cut -d: "
+            "-f1 | sort | uniq -c | sort -rn | head   # many sources: a flood",
+        ),
+        unchecked=tuple(unchecked),
     )
 
 

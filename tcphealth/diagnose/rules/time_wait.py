@@ -7,7 +7,10 @@ TIME_WAIT sits on the side that closed first, for a fixed 60 s. Two limits matte
   number means new connects there will fail with EADDRNOTAVAIL. Only TIME_WAIT whose local port
   lies in the ephemeral range uses those ports -- this host was the client and closed first.
 * host-wide, tcp_max_tw_buckets caps TIME_WAIT; beyond it the kernel skips TIME_WAIT for new
-  closes and counts TCPTimeWaitOverflow.
+  closes and counts TCPTimeWaitOverflow. Older kernels (2.6) also logged "TCP: time wait bucket
+  table overflow": pasted, that line says the cap was hit at the time of the line -- critical,
+  unless the paste's own count shows room at its look (then a warning: which came first is not
+  said).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections import Counter
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
 from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import STILL_UNKNOWN, log_evidence, logged, logged_times, logged_when
 from tcphealth.diagnose.wording import (
     destination_text,
     level,
@@ -33,6 +37,7 @@ from tcphealth.model import (
     Evidence,
     Finding,
     IPAddress,
+    KernelEvent,
     Severity,
     Subject,
     SubjectKind,
@@ -199,14 +204,53 @@ def _bucket_finding(
     evidence.extend(top_destinations(everywhere))
     evidence.append(_tw_reuse_evidence(sysctls.tcp_tw_reuse, loopback=False))
     unchecked: tuple[str, ...] = ()
+    logs = logged(index, KernelEvent.TIME_WAIT_OVERFLOW)
+    if logs:
+        message = logs[0]
+        evidence[:0] = log_evidence(
+            message, "TIME_WAIT at tcp_max_tw_buckets: those closes skipped TIME_WAIT"
+        )
+        unchecked = (STILL_UNKNOWN,)
 
     if limit is None or limit == 0:
-        if not overflows:
+        if not overflows and not logs:
             return None
-        severity: Severity = Severity.WARNING
-        unchecked = ("tcp_max_tw_buckets: not in the snapshot, so the headroom is unknown",)
+        severity: Severity = Severity.CRITICAL if logs else Severity.WARNING
+        unchecked = (
+            *unchecked,
+            "tcp_max_tw_buckets: not in the snapshot, so the headroom is unknown",
+        )
+        if logs:
+            state_text = (
+                f"The kernel logged 'time wait bucket table overflow' {logged_times(logs[0])} "
+                f"({logged_when(logs[0])}): at the time of the log line TIME_WAIT was at "
+                "tcp_max_tw_buckets, so closes skipped TIME_WAIT"
+            )
+        else:
+            state_text = (
+                f"TIME_WAIT has overflowed tcp_max_tw_buckets {number(overflows or 0)} times "
+                "since boot"
+            )
+    elif logs:
+        ratio = count / limit
+        # Hit then; a count of the kernel's or the paste's own with room at its look makes it
+        # a warning (a listing without TIME_WAIT rows may be a filtered one: no such count).
+        counted = sockstat_tw is not None or summarised is not None
+        severity = (
+            Severity.WARNING
+            if counted and ratio < thresholds.time_wait_buckets_warning_ratio
+            else Severity.CRITICAL
+        )
         state_text = (
-            f"TIME_WAIT has overflowed tcp_max_tw_buckets {number(overflows)} times since boot"
+            f"The kernel logged 'time wait bucket table overflow' {logged_times(logs[0])} "
+            f"({logged_when(logs[0])}): at the time of the log line TIME_WAIT was at "
+            f"tcp_max_tw_buckets ({number(limit)}), so closes skipped TIME_WAIT and late "
+            "packets of old connections could reach new ones"
+            + (
+                f"; the paste counts {number(count)} ({percent(ratio)}) at its look"
+                if counted
+                else ""
+            )
         )
     else:
         ratio = count / limit

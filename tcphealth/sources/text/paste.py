@@ -29,6 +29,7 @@ from tcphealth.model import (
     Attribution,
     Elision,
     HostInfo,
+    KernelMessage,
     OwnerSource,
     Process,
     ReportedCount,
@@ -41,6 +42,7 @@ from tcphealth.model import (
 from tcphealth.sources.owners import credit_unaccepted_to_listeners
 from tcphealth.sources.procfs import parse_port_list, parse_tcp_mem
 from tcphealth.sources.text import registry
+from tcphealth.sources.text.kernel_log import KernelLine, Suppressed, match_kernel_line
 from tcphealth.sources.text.lines import (
     SYSCTL_FIELDS,
     CountPart,
@@ -157,6 +159,32 @@ class Facts:
     # the last of each kind, and the names they give pids.
     summed: list[ReportedCount] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
+    # Kernel log lines saying a limit was hit, one record per event (and listener), in the
+    # order first seen; "callbacks suppressed" counts summed.
+    kernel_log: dict[tuple[object, ...], KernelMessage] = field(default_factory=dict)
+    suppressed: int = 0
+
+    def add_kernel_line(self, number: int, line: str, found: KernelLine) -> None:
+        key = (found.event, found.port, found.address, found.cookies)
+        old = self.kernel_log.get(key)
+        if old is None:
+            self.kernel_log[key] = KernelMessage(
+                event=found.event,
+                text=line.strip()[:300],
+                count=1,
+                line=number,
+                first_seen=found.stamp,
+                port=found.port,
+                address=found.address,
+                cookies=found.cookies,
+            )
+        else:
+            self.kernel_log[key] = replace(old, count=old.count + 1, last_seen=found.stamp)
+
+    def kernel_messages(self) -> tuple[KernelMessage, ...]:
+        return tuple(
+            replace(message, suppressed=self.suppressed) for message in self.kernel_log.values()
+        )
 
     def add_summed(self, count: ReportedCount) -> None:
         """A tool's count; the same count printed again (a loop) replaces it, kept as earlier."""
@@ -352,6 +380,14 @@ class _Reader:
             and pending_parser.is_continuation(line)
         ):
             self.pending = pending_parser.read_continuation(line, self.pending)
+            return
+        # Before the times: a dmesg line starts with one ("[Mon Nov 16 14:55:04 2020] TCP: ...").
+        logged = match_kernel_line(stripped)
+        if logged is not None:
+            if isinstance(logged, Suppressed):
+                self.facts.suppressed += logged.count
+            else:
+                self.facts.add_kernel_line(number, stripped, logged)
             return
         stamp = read_stamp(stripped)
         if stamp is not None:
@@ -759,8 +795,9 @@ def read_paste(
     reader.close_section()
     captures = [capture for capture in reader.captures if capture.sections]
     reported = reader.facts.reported()
-    if not captures and (reported or reader.facts.counters):
-        # Summaries are inputs too: counts the transcript printed, netstat -s counters.
+    if not captures and (reported or reader.facts.counters or reader.facts.kernel_log):
+        # Summaries are inputs too: counts the transcript printed, netstat -s counters, the
+        # kernel's log.
         captures = [reader.captures[-1]]
     if not captures:
         wanted = " or ".join(sorted(formats))
@@ -942,6 +979,7 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         skipped_lines=len(capture.skipped),
         state_counts=dict(sorted(state_counts.items())),
         elisions=elisions,
+        kernel_log=facts.kernel_messages(),
     )
 
 
