@@ -86,6 +86,8 @@ def _orphans(index: SnapshotIndex, thresholds: Thresholds) -> Finding | None:
     orphans = index.snapshot.counters.get("sockstat.TCP.orphan")
     limit = index.snapshot.sysctls.tcp_max_orphans
     logs = logged(index, KernelEvent.ORPHANS)
+    if not logs and _old_line_is_orphans(index):
+        logs = logged(index, KernelEvent.SOCKET_MEMORY)
     if logs:
         return _orphans_logged(index, logs[0], orphans, limit, thresholds)
     if orphans is None or limit is None or limit <= 0:
@@ -129,6 +131,18 @@ def _orphans(index: SnapshotIndex, thresholds: Thresholds) -> Finding | None:
     )
 
 
+def _old_line_is_orphans(index: SnapshotIndex) -> bool:
+    """The old 'Out of socket memory' line is for orphans when the paste's own reading shows
+    them over tcp_max_orphans and TCP's memory (where shown) under tcp_mem's hard limit."""
+    orphans = index.snapshot.counters.get("sockstat.TCP.orphan")
+    limit = index.snapshot.sysctls.tcp_max_orphans
+    pages = index.snapshot.counters.get("sockstat.TCP.mem")
+    tcp_mem = index.snapshot.sysctls.tcp_mem
+    if orphans is None or not limit or orphans < limit:
+        return False
+    return pages is None or tcp_mem is None or pages < tcp_mem[2]
+
+
 def _orphans_logged(
     index: SnapshotIndex,
     message: KernelMessage,
@@ -139,8 +153,15 @@ def _orphans_logged(
     ratio = orphans / limit if orphans is not None and limit else None
     severity = _logged_severity(ratio, thresholds)
     limit_text = f" ({number(limit)})" if limit else ""
+    old = message.event is KernelEvent.SOCKET_MEMORY
+    said = (
+        "'Out of socket memory' (an older kernel's line for either the orphan or the tcp_mem "
+        "limit; the paste's sockstat shows the orphans over theirs)"
+        if old
+        else "'too many orphaned sockets'"
+    )
     summary = (
-        f"The kernel logged 'too many orphaned sockets' {logged_times(message)} "
+        f"The kernel logged {said} {logged_times(message)} "
         f"({logged_when(message)}): at the time of the log line the sockets no application "
         f"holds any more were over tcp_max_orphans{limit_text} -- or over a half or a quarter "
         "of it, for connections whose peer had gone silent -- and the kernel reset them "
@@ -274,7 +295,9 @@ def _tcp_memory_logged(
 
 
 def _tcp_memory(index: SnapshotIndex, thresholds: Thresholds) -> Finding | None:
-    logs = logged(index, KernelEvent.TCP_MEMORY) or logged(index, KernelEvent.SOCKET_MEMORY)
+    logs = logged(index, KernelEvent.TCP_MEMORY)
+    if not logs and not _old_line_is_orphans(index):
+        logs = logged(index, KernelEvent.SOCKET_MEMORY)
     if logs:
         return _tcp_memory_logged(index, logs[0], thresholds)
     counters = index.snapshot.counters
@@ -516,17 +539,20 @@ RULE = Rule(
     codes=(
         Code(
             ORPHANS,
-            "orphaned sockets near or over tcp_max_orphans, past which the kernel resets them",
+            "orphaned sockets near or over tcp_max_orphans (or logged over it), past which they "
+            "are reset",
             (Severity.WARNING, Severity.CRITICAL),
         ),
         Code(
             TCP_MEMORY,
-            "TCP's memory is past tcp_mem's pressure or hard limit, or ran out since boot",
+            "TCP's memory is past tcp_mem's pressure or hard limit, or ran out since boot or in "
+            "the log",
             (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
         ),
         Code(
             CONNTRACK,
-            "the connection-tracking table is near or at nf_conntrack_max: new flows dropped",
+            "the connection-tracking table is near or at nf_conntrack_max, or logged full: new "
+            "flows dropped",
             (Severity.WARNING, Severity.CRITICAL),
         ),
         Code(

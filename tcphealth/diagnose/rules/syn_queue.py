@@ -332,7 +332,8 @@ RULE = Rule(
     codes=(
         Code(
             SYN_QUEUE_FULL,
-            "a listener's SYN queue is full: new SYNs get cookies (or are dropped without them)",
+            "a listener's SYN queue is full, or the kernel logged it full: new SYNs get cookies "
+            "(or are dropped)",
             (Severity.WARNING, Severity.CRITICAL),
             explains_counters=("TcpExt.TCPReqQFullDoCookies", "TcpExt.TCPReqQFullDrop"),
         ),

@@ -347,7 +347,8 @@ RULE = Rule(
         ),
         Code(
             BUCKET_LIMIT,
-            "TIME_WAIT is at or near tcp_max_tw_buckets, or has overflowed it since boot",
+            "TIME_WAIT is at or near tcp_max_tw_buckets, or overflowed it since boot or in the "
+            "kernel's log",
             (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
             explains_counters=("TcpExt.TCPTimeWaitOverflow",),
         ),

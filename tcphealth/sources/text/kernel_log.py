@@ -28,13 +28,15 @@ that print without it in the format string):
   SYNs; the counters TCPReqQFullDoCookies / TCPReqQFullDrop count those.
 * conntrack, net/netfilter/nf_conntrack_core.c: ``nf_conntrack: nf_conntrack: table full,
   dropping packet`` (the module's prefix twice, in recent kernels), ``nf_conntrack: table full,
-  dropping packet.`` in older ones, ``ip_conntrack: table full, dropping packet.`` before 2.6.20.
+  dropping packet.`` in older ones, ``ip_conntrack: table full, dropping packet.`` in 2.4 and
+  early 2.6 kernels (the ip_conntrack module).
 * TIME_WAIT, net/ipv4/tcp_minisocks.c ``tcp_time_wait()``: ``TCP: time wait bucket table
   overflow`` -- printed by 2.6 kernels only; since the TCPTimeWaitOverflow counter replaced
   it, only the counter tells (the live test checks that the running kernel is silent).
 
-``net_ratelimit: N callbacks suppressed`` says N more net messages were not printed, of any
-kind: kept as a count beside the messages, never added to one of them.
+``net_ratelimit: N callbacks suppressed`` (older: ``printk: N messages suppressed.``) says N more
+messages were not printed, of any kind: kept as a count beside the messages, never added to one
+of them.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ _HINTS = (
     "SYN flooding",
     "table full",
     "bucket table",
-    "callbacks suppressed",
+    "suppressed",
 )
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
@@ -65,10 +67,13 @@ _SYSLOG = re.compile(
     r"(?P<stamp>"
     rf"{_MONTH} [ \d]\d \d\d:\d\d:\d\d(?:\.\d{{1,9}})?"  # syslog, journalctl's short
     r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?"  # ISO forms
-    r") \S{1,255} kernel:\s*",
+    rf"|{_DAY} {_MONTH} [ \d]\d \d\d:\d\d:\d\d \d{{4}}"  # OpenWrt's logread
+    r")"
+    # the host (some routers' syslog prints none), or logread's facility.level
+    r"(?: [\w.-]{1,255})? kernel:\s*",
     re.ASCII,
 )
-_KERNEL_TAG = re.compile(r"kernel:\s*", re.ASCII)
+_KERNEL_TAG = re.compile(r"(?:kern\.[a-z]{3,7} )?kernel:\s*", re.ASCII)
 _DMESG = re.compile(
     r"(?:<\d{1,3}>\s*)?"  # dmesg -r
     r"(?:(?:kern|user|daemon)\s*:\s*(?:emerg|alert|crit|err|warn|notice|info|debug)\s*:\s*)?"  # -x
@@ -94,7 +99,9 @@ _SYN_FLOOD = re.compile(
 )
 _CONNTRACK = re.compile(r"(?:(?:nf|ip)_conntrack: ){1,2}table full, dropping packet\.?", re.ASCII)
 _TIME_WAIT = re.compile(r"(?:TCP: )?time wait bucket table overflow\.?", re.ASCII)
-_SUPPRESSED = re.compile(r"net_ratelimit: (\d{1,12}) callbacks suppressed", re.ASCII)
+_SUPPRESSED = re.compile(
+    r"(?:net_ratelimit: (\d{1,12}) callbacks|printk: (\d{1,12}) messages) suppressed\.?", re.ASCII
+)
 
 _SIMPLE: tuple[tuple[re.Pattern[str], KernelEvent], ...] = (
     (_ORPHANS, KernelEvent.ORPHANS),
@@ -152,7 +159,7 @@ def match_kernel_line(line: str) -> KernelLine | Suppressed | None:
     rest = rest.rstrip()
     suppressed = _SUPPRESSED.fullmatch(rest)
     if suppressed is not None:
-        return Suppressed(int(suppressed.group(1)), stamp)
+        return Suppressed(int(suppressed.group(1) or suppressed.group(2)), stamp)
     for pattern, event in _SIMPLE:
         if pattern.fullmatch(rest):
             return KernelLine(event, stamp)
