@@ -215,7 +215,7 @@ def _stamp_text(stamp: str) -> str:
     """A dmesg uptime stamp is seconds since boot; the other forms are clock times."""
     seconds = stamp.strip()
     if seconds.replace(".", "", 1).isdigit():
-        return f"{float(seconds):,.0f} s after boot"
+        return f"{int(float(seconds)):,} s after boot"  # whole seconds, as uptime counts
     return seconds
 
 
