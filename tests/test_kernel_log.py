@@ -436,3 +436,21 @@ def test_the_kernel_log_survives_a_snapshot_file() -> None:
     again = snapshot_from_json(snapshot_to_json(snapshot), "saved")
     assert again.kernel_log == snapshot.kernel_log
     assert again == snapshot
+
+
+def test_a_dropping_request_line_settles_tcp_syncookies_the_paste_does_not_show() -> None:
+    # Found live (tests/test_live_kernel_log.py): the look's own full queue was judged with
+    # the default tcp_syncookies 1 although the kernel's line beside it says it dropped.
+    rows = "".join(
+        f"SYN-RECV 0      0         127.0.0.1:5555    127.0.0.1:{40000 + n}\n" for n in range(9)
+    )
+    text = (
+        "root@lab:~# ss -tan\nState    Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
+        "LISTEN   0      8         127.0.0.1:5555    0.0.0.0:*\n"
+        + rows
+        + "[21702.092338] TCP: request_sock_TCP: Possible SYN flooding on port 127.0.0.1:5555. Dropping request.\n"
+    )
+    finding = found(last(text), "syn-queue-full")
+    assert (finding.severity, finding.count) == (Severity.CRITICAL, 9)
+    assert evidence(finding)["tcp_syncookies"] == 0
+    assert str(evidence(finding)["kernel_log"]).endswith("Dropping request.")

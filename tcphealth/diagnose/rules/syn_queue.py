@@ -78,6 +78,11 @@ def _counter_evidence(index: SnapshotIndex) -> list[Evidence]:
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     sysctls = index.snapshot.sysctls
     cookies, cookies_assumed = host_or_default(sysctls, "tcp_syncookies")
+    floods = logged(index, KernelEvent.SYN_FLOOD)
+    said = {message.cookies for message in floods if message.cookies is not None}
+    if cookies_assumed and len(said) == 1:
+        # tcp_syncookies is not in the paste, but the kernel's line says what it did.
+        cookies, cookies_assumed = (1 if said.pop() else 0), False
     findings: list[Finding] = []
     full_at: dict[int, int] = {}  # id(listener) -> its finding's place in findings
     for listener_id, half_open in index.syn_recv_by_listener.items():
@@ -90,7 +95,6 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         if finding is not None:
             full_at[listener_id] = len(findings)
             findings.append(finding)
-    floods = logged(index, KernelEvent.SYN_FLOOD)
     for message in floods:
         named = _listener_of(index, message)
         place = full_at.get(id(named)) if named is not None else None
