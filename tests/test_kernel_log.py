@@ -454,3 +454,27 @@ def test_a_dropping_request_line_settles_tcp_syncookies_the_paste_does_not_show(
     assert (finding.severity, finding.count) == (Severity.CRITICAL, 9)
     assert evidence(finding)["tcp_syncookies"] == 0
     assert str(evidence(finding)["kernel_log"]).endswith("Dropping request.")
+
+
+def test_a_logged_flood_is_shown_under_a_filter_on_its_listener_only(tmp_path: Path) -> None:
+    # Found trying it: with no half-open row the finding was about no socket, so --port on
+    # its own listener hid it and `check` said 0 where the whole host says 1.
+    paste = tmp_path / "paste.txt"
+    paste.write_text(
+        SS_LTN.replace("129    128", "0      128")
+        + "Jul 28 18:57:32 web kernel: [538538.407269] TCP: request_sock_TCP: Possible SYN flooding on port 8080. Sending cookies.  Check SNMP counters.\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    whole = runner.invoke(main, ["check", "--from", str(paste)])
+    mine = runner.invoke(main, ["check", "--from", str(paste), "--port", "8080"])
+    other = runner.invoke(main, ["check", "--from", str(paste), "--port", "80"])
+    assert (whole.exit_code, mine.exit_code, other.exit_code) == (1, 1, 0)
+    assert "code=syn-queue-full" in mine.stdout and "syn-queue-full" not in other.stdout
+
+
+def test_a_port_alone_is_quoted_as_the_kernel_printed_it() -> None:
+    text = "Feb 29 19:54:23 kernel: TCP: TCP: Possible SYN flooding on port 4646. Dropping request.  Check SNMP counters.\n"
+    finding = found(last(text), "syn-queue-full")
+    assert "'Possible SYN flooding on port 4646'" in finding.summary
+    assert str(finding.subject.address) == "*:4646"

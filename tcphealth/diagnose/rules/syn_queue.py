@@ -40,6 +40,7 @@ from tcphealth.diagnose.shared import (
 from tcphealth.diagnose.wording import number
 from tcphealth.model import (
     Blame,
+    Endpoint,
     Evidence,
     Finding,
     IPAddress,
@@ -206,6 +207,18 @@ def _listener_of(index: SnapshotIndex, message: KernelMessage) -> Socket | None:
     return None
 
 
+def _named_endpoint(message: KernelMessage) -> Endpoint:
+    """The listener the line names: its address (5.10+) and port, or "*:PORT" where the line
+    gives the port alone (the address unknown, not a wildcard)."""
+    port = message.port or 0
+    if message.address is not None:
+        try:
+            return Endpoint(ipaddress.ip_address(message.address), port)
+        except ValueError:
+            pass
+    return Endpoint(ipaddress.IPv4Address(0), port, name="*")
+
+
 def _meaning(message: KernelMessage) -> str:
     action = "answered with SYN cookies" if message.cookies else "dropped"
     return f"the listener's SYN queue was full; further SYNs were {action}"
@@ -214,13 +227,10 @@ def _meaning(message: KernelMessage) -> str:
 def _logged_flood(
     index: SnapshotIndex, message: KernelMessage, listener: Socket | None, thresholds: Thresholds
 ) -> Finding:
-    where = (
-        f"[{message.address}]:{message.port}"
-        if message.address is not None and ":" in message.address
-        else f"{message.address}:{message.port}"
-        if message.address is not None
-        else f"port {message.port}"
-    )
+    port = message.port or 0
+    named = _named_endpoint(message)
+    quoted = str(named) if message.address is not None else str(port)  # as the line says it
+    where = str(named) if message.address is not None else f"port {port}"
     if message.cookies:
         severity = Severity.WARNING
         consequence = (
@@ -245,7 +255,9 @@ def _logged_flood(
             evidence.append(Evidence("accept_queue", queue.queued, queue.limit_text()))
         accept_full = queue.is_full(thresholds)
     else:
-        subject = Subject(kind=SubjectKind.LISTENER, endpoint=where)
+        # No listening socket in the paste: the one the line names ("*:PORT" where it gives
+        # the port alone), so that a filter on it shows the finding.
+        subject = Subject(kind=SubjectKind.LISTENER, endpoint=where, address=named)
         accept_full = False
         unchecked.append(
             f"the listener on {where}: the paste shows no listening socket there, so its "
@@ -273,12 +285,14 @@ def _logged_flood(
     return Finding(
         code=SYN_QUEUE_FULL,
         severity=severity,
-        state=TcpState.SYN_RECV,
+        # Without a half-open handshake listed, the finding is about the listener as a whole
+        # (so that a filter on its port shows it).
+        state=TcpState.SYN_RECV if half_open else None,
         blame=blame,
         subject=subject,
         count=half_open,
         summary=(
-            f"The kernel logged 'Possible SYN flooding on port {where}' "
+            f"The kernel logged 'Possible SYN flooding on port {quoted}' "
             f"{logged_times(message)} ({logged_when(message)}): at the time of the log line "
             f"that listener's SYN queue was full, and {consequence}." + cause
         ),
