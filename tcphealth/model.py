@@ -683,6 +683,9 @@ class KernelMessage:
     # "net_ratelimit: N callbacks suppressed" lines in the paste: net messages the kernel did
     # not print (of this kind or another: the line does not say), in all.
     suppressed: int = 0
+    # Seconds from the last such line to the capture this snapshot is (negative: after it),
+    # where both times are instants the paste printed (a time with its zone); else None.
+    seconds_before_capture: float | None = None
 
 
 @dataclass(frozen=True)

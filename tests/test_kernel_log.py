@@ -478,3 +478,37 @@ def test_a_port_alone_is_quoted_as_the_kernel_printed_it() -> None:
     finding = found(last(text), "syn-queue-full")
     assert "'Possible SYN flooding on port 4646'" in finding.summary
     assert str(finding.subject.address) == "*:4646"
+
+
+DATED = """\
+$ date -u
+Mon Nov 16 15:05:00 UTC 2020
+$ ss -tan
+State      Recv-Q Send-Q Local Address:Port  Peer Address:Port
+LISTEN     0      128          0.0.0.0:80         0.0.0.0:*
+FIN-WAIT-1 0      1           10.0.0.5:80        10.9.8.7:51234
+$ journalctl -k -o short-iso | grep orphan
+{log}
+"""
+
+
+def test_a_log_time_with_its_zone_is_placed_before_the_dated_capture() -> None:
+    line = "2020-11-16T14:55:04+0000 lb kernel: TCP: too many orphaned sockets"
+    snapshot = last(DATED.format(log=line))
+    (message,) = snapshot.kernel_log
+    assert message.seconds_before_capture == 596.0
+    finding = found(snapshot, "orphans-near-limit")
+    assert "(at 2020-11-16T14:55:04+0000, 10 min before the capture)" in finding.summary
+    # Orphans-to-be in the listing are named beside it.
+    assert evidence(finding)["closing_listed"] == 1
+    assert "The listing shows 1 of them still closing" in finding.summary
+
+
+def test_a_log_time_without_a_zone_is_not_placed() -> None:
+    line = "Nov 16 14:55:04 lb kernel: TCP: too many orphaned sockets"
+    (message,) = last(DATED.format(log=line)).kernel_log
+    assert message.seconds_before_capture is None
+    assert (
+        "before the capture"
+        not in found(last(DATED.format(log=line)), "orphans-near-limit").summary
+    )

@@ -219,16 +219,35 @@ def _stamp_text(stamp: str) -> str:
     return seconds
 
 
+def _duration(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
 def logged_when(message: KernelMessage) -> str:
     """When the log says it happened, as printed: "at Mon Nov 16 14:55:04 2020", "between ...
-    and ...", or "at a time the paste does not show"."""
+    and ...", or "at a time the paste does not show"; and how long before the capture, where
+    both are instants the paste printed."""
     first = message.first_seen
     last = message.last_seen
     if first is None and last is None:
         return "at a time the paste does not show"
     if first is not None and last is not None and last != first:
-        return f"between {_stamp_text(first)} and {_stamp_text(last)}"
-    return f"at {_stamp_text(first or last or '')}"
+        when = f"between {_stamp_text(first)} and {_stamp_text(last)}"
+    else:
+        when = f"at {_stamp_text(first or last or '')}"
+    before = message.seconds_before_capture
+    if before is not None:
+        side = "before" if before >= 0 else "after"
+        which = "the last " if message.count > 1 else ""
+        when += f", {which}{_duration(before)} {side} the capture"
+    return when
 
 
 def logged_times(message: KernelMessage) -> str:

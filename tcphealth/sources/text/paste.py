@@ -163,9 +163,13 @@ class Facts:
     # order first seen; "callbacks suppressed" counts summed.
     kernel_log: dict[tuple[object, ...], KernelMessage] = field(default_factory=dict)
     suppressed: int = 0
+    # The instant the last line of each printed, where its time says one (ISO with a zone).
+    kernel_epochs: dict[tuple[object, ...], float | None] = field(default_factory=dict)
 
     def add_kernel_line(self, number: int, line: str, found: KernelLine) -> None:
         key = (found.event, found.port, found.address, found.cookies)
+        stamp = read_stamp(found.stamp) if found.stamp is not None else None
+        self.kernel_epochs[key] = stamp.epoch if stamp is not None else None
         old = self.kernel_log.get(key)
         if old is None:
             self.kernel_log[key] = KernelMessage(
@@ -181,10 +185,17 @@ class Facts:
         else:
             self.kernel_log[key] = replace(old, count=old.count + 1, last_seen=found.stamp)
 
-    def kernel_messages(self) -> tuple[KernelMessage, ...]:
-        return tuple(
-            replace(message, suppressed=self.suppressed) for message in self.kernel_log.values()
-        )
+    def kernel_messages(self, taken_at: float | None) -> tuple[KernelMessage, ...]:
+        """The log's messages as a capture taken at ``taken_at`` (an instant, or None) sees
+        them: how long before it the last of each was printed, where both times are known."""
+        messages = []
+        for key, message in self.kernel_log.items():
+            last = self.kernel_epochs.get(key)
+            before = taken_at - last if taken_at is not None and last is not None else None
+            messages.append(
+                replace(message, suppressed=self.suppressed, seconds_before_capture=before)
+            )
+        return tuple(messages)
 
     def add_summed(self, count: ReportedCount) -> None:
         """A tool's count; the same count printed again (a loop) replaces it, kept as earlier."""
@@ -979,7 +990,7 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         skipped_lines=len(capture.skipped),
         state_counts=dict(sorted(state_counts.items())),
         elisions=elisions,
-        kernel_log=facts.kernel_messages(),
+        kernel_log=facts.kernel_messages(epoch),
     )
 
 
