@@ -90,6 +90,8 @@ class SnapshotIndex:
     # The sockets of one state by the client side of their connection: see by_client_end().
     # One state's at a time: each rule asks about one state.
     _by_client_end: tuple[TcpState, dict[Endpoint, Socket | list[Socket]]] | None = None
+    # The sockets of a state by each pid holding them: see held_by().
+    _held_by: dict[TcpState, dict[int, list[Socket]]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, snapshot: Snapshot) -> SnapshotIndex:
@@ -202,6 +204,29 @@ class SnapshotIndex:
                 else:
                     found[key] = [known, sock]
         self._by_client_end = (state, found)
+        return found
+
+    def held_by(self, state: TcpState) -> dict[int, list[Socket]]:
+        """The sockets in ``state`` by each pid that holds them (a socket several pids share is
+        under each). Built the first time a rule asks about ``state``, so a rule that wants
+        one holder's sockets of another state for each of its findings looks them up instead
+        of passing over the whole state once per finding."""
+        found = self._held_by.get(state)
+        if found is None:
+            found = {}
+            by_tuple: dict[tuple[int, ...], list[Socket]] = {}
+            for sock in self.sockets(state):
+                pids = sock.pids
+                if pids:
+                    same = by_tuple.get(pids)
+                    if same is None:
+                        by_tuple[pids] = [sock]
+                    else:
+                        same.append(sock)
+            for pids, sockets in by_tuple.items():  # sources share one tuple per holder
+                for pid in set(pids):
+                    found.setdefault(pid, []).extend(sockets)
+            self._held_by[state] = found
         return found
 
     def unseen_in(self, state: TcpState) -> int:

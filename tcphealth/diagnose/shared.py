@@ -161,19 +161,30 @@ def local_peers(
     connection between two local processes, over loopback or a local address) and is in
     ``peer_state``; lowest first, () when no other end is here."""
     by_client_end: dict[Endpoint, Socket | list[Socket]] | None = None
+    # Whether each remote address is this host's, by the address object: sources share them
+    # between sockets, and every one is alive (its socket holds it) while this runs.
+    local_by_id: dict[int, bool] = {}
+    listening = index.listeners_by_port
     pids: set[int] = set()
     for sock in sockets:
-        if not index.is_local(sock.remote.address):
+        local, remote = sock.remote, sock.local  # the other end's, seen from there
+        address = local.address
+        is_local = local_by_id.get(id(address))
+        if is_local is None:
+            is_local = local_by_id[id(address)] = index.is_local(address)
+        if not is_local:
             continue
         if by_client_end is None:  # built only once a peer could be here
             by_client_end = index.by_client_end(peer_state)
-        # The other end's local endpoint is this one's remote, and its remote this one's local.
-        local, remote = sock.remote, sock.local
-        found = by_client_end.get(index.client_end(local, remote))
+        # index.client_end(local, remote), written out: this runs once per socket.
+        found = by_client_end.get(remote if local.port in listening else local)
         if found is None:
             continue
         for other in found if isinstance(found, list) else (found,):
-            if other.local == local and other.remote == remote:
+            # Identity first: sources share endpoints (a listening port's), so most are.
+            if (other.local is local or other.local == local) and (
+                other.remote is remote or other.remote == remote
+            ):
                 pids.update(other.pids)
     return tuple(sorted(pids))
 

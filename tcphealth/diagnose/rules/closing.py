@@ -223,12 +223,16 @@ def _relayed_close_waits(
     those connections (a process talking to itself over loopback)."""
     if not pids:
         return 0
+    # Looked up by pid in the index, not found by a pass over every CLOSE_WAIT per holder.
+    held = index.held_by(TcpState.CLOSE_WAIT)
+    holders = set(pids)
+    kept: Iterable[Socket]
+    if len(holders) == 1:
+        kept = held.get(pids[0], ())
+    else:  # a socket several of them share is under each: count it once
+        kept = {id(sock): sock for pid in holders for sock in held.get(pid, ())}.values()
     far_ends = {(sock.remote, sock.local) for sock in fin_wait2}
-    return sum(
-        1
-        for sock in index.sockets(TcpState.CLOSE_WAIT)
-        if set(sock.pids) & set(pids) and (sock.local, sock.remote) not in far_ends
-    )
+    return sum(1 for sock in kept if (sock.local, sock.remote) not in far_ends)
 
 
 def _story_evidence(relayed: int) -> tuple[Evidence, ...]:
