@@ -34,6 +34,7 @@ from typing import Any, cast
 from tcphealth import gcpause
 from tcphealth.errors import InputError
 from tcphealth.model import (
+    TCP_INFO_SLOTS_OF,
     Endpoint,
     Family,
     IPAddress,
@@ -381,6 +382,9 @@ class Decoder:
         unknown_state, unknown_owner = TcpState.UNKNOWN, OwnerSource.UNKNOWN
         ipv4, ipv6 = Family.IPV4, Family.IPV6
         info_fields = len(TCP_INFO_FIELDS)
+        new_draft = SocketDraft.__new__
+        new_info = object.__new__
+        tcp_info_builder, tcp_info_class = TCP_INFO_SLOTS_OF, TcpInfo
         offset = 0
         end = len(data)
         while offset < end:
@@ -471,21 +475,24 @@ class Decoder:
                     last_data_sent = shared(last_data_sent, last_data_sent)
                     last_data_recv = shared(last_data_recv, last_data_recv)
                     last_ack_recv = shared(last_ack_recv, last_ack_recv)
-                tcp_info = new_tcp_info(
-                    last_data_recv,
-                    last_data_sent,
-                    last_ack_recv,
-                    info_retransmits,
-                    info_probes,
-                    backoff,
-                    rto,
-                    rtt,
-                    total_retrans,
-                    unacked,
-                    busy_time,
-                    rwnd_limited,
-                    sndbuf_limited,
-                )
+                # new_tcp_info(...) written out: the object made empty and its slots stored
+                # here saves the call, as for the draft below.
+                info = new_info(tcp_info_builder)
+                info.last_data_recv_ms = last_data_recv
+                info.last_data_sent_ms = last_data_sent
+                info.last_ack_recv_ms = last_ack_recv
+                info.retransmits = info_retransmits
+                info.probes = info_probes
+                info.backoff = backoff
+                info.rto_us = rto
+                info.rtt_us = rtt
+                info.total_retrans = total_retrans
+                info.unacked = unacked
+                info.busy_time_us = busy_time
+                info.rwnd_limited_us = rwnd_limited
+                info.sndbuf_limited_us = sndbuf_limited
+                info.__class__ = tcp_info_class
+                tcp_info = info
                 if not ((state is time_wait or state is syn_recv) and inode == 0):
                     retransmits = info_retransmits
                 probes = info_probes
@@ -511,32 +518,34 @@ class Decoder:
                     remember(by_address, dst, remote)
             shutdown_at = layout.shutdown_at
             drops_at = layout.drops_at
-            append(
-                SocketDraft(
-                    family,
-                    local,
-                    remote,
-                    state,
-                    None if is_listener else wqueue,
-                    rqueue,
-                    wqueue if is_listener else None,
-                    timer,
-                    None if timer is no_timer else expires / 1000,
-                    retransmits,
-                    probes,
-                    None if state is time_wait else shared(uid, uid),
-                    inode,
-                    (),
-                    unknown_owner,
-                    f"{state_code:02X}" if state is unknown_state else None,
-                    cookie_low | (cookie_high << 32),
-                    tcp_info,
-                    None if shutdown_at < 0 else values[shutdown_at],
-                    False,
-                    None,  # netns: set by the caller where it is known
-                    None if drops_at < 0 else values[drops_at],
-                )
-            )
+            # SocketDraft(...) written out: at 300,000 sockets the call with 22 arguments
+            # costs about 0.07 s more than an empty draft with its slots stored here. Every
+            # slot is stored (tests/test_netlink.py compares both decoders field by field).
+            draft = new_draft(SocketDraft)
+            draft.family = family
+            draft.local = local
+            draft.remote = remote
+            draft.state = state
+            # A listener's rqueue is its accept-queue length and wqueue its maximum backlog.
+            draft.send_queue = None if is_listener else wqueue
+            draft.recv_queue = rqueue
+            draft.listen_backlog = wqueue if is_listener else None
+            draft.timer = timer
+            draft.timer_seconds = None if timer is no_timer else expires / 1000
+            draft.retransmits = retransmits
+            draft.probes = probes
+            draft.uid = None if state is time_wait else shared(uid, uid)
+            draft.inode = inode
+            draft.pids = ()
+            draft.owner_source = unknown_owner
+            draft.raw_state = f"{state_code:02X}" if state is unknown_state else None
+            draft.cookie = cookie_low | (cookie_high << 32)
+            draft.tcp_info = tcp_info
+            draft.shutdown = None if shutdown_at < 0 else values[shutdown_at]
+            draft.truncated = False
+            draft.netns = None  # set by the caller where it is known
+            draft.drops = None if drops_at < 0 else values[drops_at]
+            append(draft)
         return drafts, False
 
     def _tcp_info(self, values: tuple[int, ...]) -> TcpInfo:
