@@ -397,6 +397,7 @@ new_tcp_info: Callable[..., TcpInfo] = _TcpInfoBuilder  # type: ignore[assignmen
 # For a decoder's innermost loop, which saves even that call: an empty object of this class
 # (``object.__new__``), every slot of TcpInfo stored, then its ``__class__`` set to TcpInfo.
 TCP_INFO_SLOTS_OF: type[Any] = _TcpInfoBuilder
+ENDPOINT_SLOTS_OF: type[Any] = _EndpointBuilder  # the same for Endpoint
 
 
 class SocketDraft:

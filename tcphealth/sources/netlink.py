@@ -34,6 +34,7 @@ from typing import Any, cast
 from tcphealth import gcpause
 from tcphealth.errors import InputError
 from tcphealth.model import (
+    ENDPOINT_SLOTS_OF,
     TCP_INFO_SLOTS_OF,
     Endpoint,
     Family,
@@ -383,7 +384,8 @@ class Decoder:
         ipv4, ipv6 = Family.IPV4, Family.IPV6
         info_fields = len(TCP_INFO_FIELDS)
         new_draft = SocketDraft.__new__
-        new_info = object.__new__
+        new_info = new_object = object.__new__
+        endpoint_builder, endpoint_class = ENDPOINT_SLOTS_OF, Endpoint
         tcp_info_builder, tcp_info_class = TCP_INFO_SLOTS_OF, TcpInfo
         offset = 0
         end = len(data)
@@ -506,14 +508,23 @@ class Decoder:
             if local is None:
                 # self.address(), with its cache looked up here first
                 known = known_addresses.get(src)
-                local = new_endpoint(address(family_code, src) if known is None else known, sport)
+                # new_endpoint(...) written out, as the draft below
+                local = new_object(endpoint_builder)
+                local.address = address(family_code, src) if known is None else known
+                local.port = sport
+                local.name = None
+                local.__class__ = endpoint_class
                 if by_address is not None:
                     remember(by_address, src, local)
             by_address = endpoints.get(endpoint_key + dport)
             remote = None if by_address is None else by_address.get(dst)
             if remote is None:
                 known = known_addresses.get(dst)
-                remote = new_endpoint(address(family_code, dst) if known is None else known, dport)
+                remote = new_object(endpoint_builder)
+                remote.address = address(family_code, dst) if known is None else known
+                remote.port = dport
+                remote.name = None
+                remote.__class__ = endpoint_class
                 if by_address is not None:
                     remember(by_address, dst, remote)
             shutdown_at = layout.shutdown_at
