@@ -23,7 +23,6 @@ Two findings:
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from tcphealth.diagnose.config import Thresholds
@@ -124,18 +123,38 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
 
 def _risk_findings(index: SnapshotIndex, close_wait: list[Socket]) -> list[Finding]:
     low, high = ASSUMED_RANGE
-    groups: dict[_Pair, _Group] = defaultdict(_Group)
+    # Grouped by the identities of the endpoint and address objects first (sources share
+    # them; hashing an address is slow), and the pid tuples' normal form worked out once per
+    # tuple object; then folded by value, once per distinct object pair.
+    by_ids: dict[tuple[int, int], tuple[Endpoint, IPAddress, _Group]] = {}
+    keys: dict[int, tuple[int, ...]] = {}
     for sock in close_wait:
-        port = sock.remote.port
-        if port is None or sock.local.port is None:
+        local, remote = sock.local, sock.remote
+        port = remote.port
+        if port is None or local.port is None:
             continue
-        group = groups[(sock.local, sock.remote.address)]
+        address = remote.address
+        entry = by_ids.get((id(local), id(address)))
+        if entry is None:
+            entry = by_ids[(id(local), id(address))] = (local, address, _Group())
+        group = entry[2]
         if low <= port <= high:
             group.ports.add(port)
-            key = pids_key(sock.pids)
+            pids = sock.pids
+            key = keys.get(id(pids))
+            if key is None:
+                key = keys[id(pids)] = pids_key(pids)
             group.pids[key] = group.pids.get(key, 0) + 1
         else:
             group.outside += 1
+    groups: dict[_Pair, _Group] = {}
+    for local, address, part in by_ids.values():
+        group = groups.setdefault((local, address), part)
+        if group is not part:
+            group.ports |= part.ports
+            group.outside += part.outside
+            for key, count in part.pids.items():
+                group.pids[key] = group.pids.get(key, 0) + count
     size = range_size()
     findings: list[Finding] = []
     for (service, client), group in sorted(
@@ -222,6 +241,8 @@ def _chance_text(chance: float) -> str:
 
 
 def _collision_findings(index: SnapshotIndex, close_wait: list[Socket]) -> list[Finding]:
+    if not index.sockets(TcpState.SYN_SENT) and not index.sockets(TcpState.SYN_RECV):
+        return []  # no handshake to meet a stale tuple: no map of every CLOSE_WAIT to build
     tuples = {(sock.local, sock.remote): sock for sock in close_wait}
     hits: list[tuple[Socket, Socket]] = []
     for state in (TcpState.SYN_SENT, TcpState.SYN_RECV):
