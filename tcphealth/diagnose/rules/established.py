@@ -150,15 +150,17 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     not_reading: dict[tuple[int, ...], _Group] = {}
     peer_not_reading: dict[IPAddress, _Group] = {}
     retries2, _ = host_or_default(index.snapshot.sysctls, "tcp_retries2")
+    zero_window = TimerKind.ZERO_WINDOW_PROBE
     for sock in index.sockets(TcpState.ESTABLISHED):
-        peer = plain_address(sock.remote.address)
+        # The peer's address is worked out only for the few sockets that need it.
         if _is_stalled(sock, thresholds):
-            group = stalled.setdefault(peer, _Group())
+            group = stalled.setdefault(plain_address(sock.remote.address), _Group())
             group.add(sock, sock.send_queue, retransmits_of(sock))
             left = _seconds_left(sock, retries2)
             if left is not None:
                 group.ends_in.append(left)
-        elif sock.timer is TimerKind.ZERO_WINDOW_PROBE:
+        elif sock.timer is zero_window:
+            peer = plain_address(sock.remote.address)
             peer_not_reading.setdefault(peer, _Group()).add(sock, sock.send_queue)
         queued = sock.recv_queue
         if queued is not None and queued >= thresholds.established_recv_queue_bytes:

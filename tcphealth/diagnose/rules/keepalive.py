@@ -92,8 +92,16 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
                     keepalive_seconds_left(sock.timer_seconds, sock.probes, probes, interval)
                 )
         elif timer is no_timer and not sock.send_queue and not sock.recv_queue:
-            idle_ms = _idle_ms(sock)
-            if idle_ms is not None and idle_ms >= idle_limit_ms:
+            # _idle_ms(sock), written out: this runs for most ESTABLISHED sockets.
+            info = sock.tcp_info
+            if info is None:
+                continue
+            sent, received = info.last_data_sent_ms, info.last_data_recv_ms
+            acked = info.last_ack_recv_ms
+            if sent is None or received is None or acked is None:
+                continue
+            idle_ms = min(sent, received, acked)
+            if idle_ms >= idle_limit_ms:
                 group = idle.setdefault(pids_key(sock.pids), _Group())
                 group.add(sock)
                 group.idle_ms.append(idle_ms)
