@@ -311,8 +311,11 @@ class _ListenerAccumulator:
 def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]:
     """Listeners, TIME_WAIT per destination and ages, in one pass over the sockets."""
     listeners: dict[tuple[str, str], _ListenerAccumulator] = {}
-    # Keyed by the model's objects (cheap to hash); made text once per distinct key below.
-    time_wait_by_endpoint: Counter[tuple[object, Endpoint]] = Counter()
+    # Keyed by the identities of the local address and the remote endpoint (sources share
+    # them, and the report keeps every one alive; an address's own hash formats it as text),
+    # made text once per distinct pair below.
+    time_wait_by_ids: dict[tuple[int, int], int] = {}
+    pair_of: dict[tuple[int, int], tuple[object, Endpoint]] = {}
     port_range = sysctls.ip_local_port_range
     low, high = port_range if port_range is not None else (1, 0)  # unknown: no port counted
     ages: dict[TcpState, list[float]] = {}
@@ -327,7 +330,14 @@ def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]
         elif state is tw:
             port = sock.local.port
             if port is not None and low <= port <= high:
-                time_wait_by_endpoint[(sock.local.address, sock.remote)] += 1
+                address, remote = sock.local.address, sock.remote
+                ids = (id(address), id(remote))
+                seen = time_wait_by_ids.get(ids)
+                if seen is None:
+                    time_wait_by_ids[ids] = 1
+                    pair_of[ids] = (address, remote)
+                else:
+                    time_wait_by_ids[ids] = seen + 1
         if tracked:
             age = report.age_at_least(sock)
         elif state in floor_states and (info := sock.tcp_info) is not None:
@@ -338,8 +348,8 @@ def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]
         if age is not None:
             ages.setdefault(state, []).append(age)
     time_wait: Counter[tuple[str, str]] = Counter()
-    for (address, remote), count in time_wait_by_endpoint.items():
-        time_wait[_destination_key(address, remote)] += count
+    for ids, count in time_wait_by_ids.items():
+        time_wait[_destination_key(*pair_of[ids])] += count
     yield from _listener_families(listeners, top)
     yield from _time_wait_families(time_wait, port_range, top)
     yield _age_family(ages)
