@@ -231,6 +231,8 @@ def _relayed_close_waits(
         kept = held.get(pids[0], ())
     else:  # a socket several of them share is under each: count it once
         kept = {id(sock): sock for pid in holders for sock in held.get(pid, ())}.values()
+    if not kept:
+        return 0  # it keeps no CLOSE_WAIT: no need to list the far ends of its FIN_WAIT2
     far_ends = {(sock.remote, sock.local) for sock in fin_wait2}
     return sum(1 for sock in kept if (sock.local, sock.remote) not in far_ends)
 
