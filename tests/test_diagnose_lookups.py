@@ -9,8 +9,10 @@ and on every snapshot fixture.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,9 +25,10 @@ from tcphealth.diagnose.rules.closing import (
     _held_fin_wait2_groups,
     _relayed_close_waits,
 )
+from tcphealth.diagnose.rules.port_collision import ASSUMED_RANGE, _risk_groups
 from tcphealth.diagnose.shared import local_peers
 from tcphealth.diagnose.wording import pids_key
-from tcphealth.model import Snapshot, Socket, TcpState
+from tcphealth.model import Endpoint, Family, Snapshot, Socket, TcpState
 from tcphealth.sources.snapshot_file import read_snapshots
 from tests.builders import listener, snapshot, sock
 
@@ -141,3 +144,64 @@ def test_a_relay_counts_its_other_close_waits_once_however_many_pids_share_them(
     assert _relayed_close_waits(index, (100, 200), fin_wait2) == 1
     (finding,) = [f for f in diagnose(scene) if f.code == FIN_WAIT2_HELD]
     assert {e.name: e.value for e in finding.evidence}["close_wait_same_holder"] == 1
+
+
+RiskGroup = tuple[set[int], int, dict[tuple[int, ...], int]]  # ports, outside, per holder
+
+
+def risk_groups_by_value(close_wait: list[Socket]) -> dict[object, RiskGroup]:
+    """What port_collision grouped before: by (local endpoint, remote address) values."""
+    low, high = ASSUMED_RANGE
+    groups: dict[object, tuple[set[int], list[int], dict[tuple[int, ...], int]]] = {}
+    for s in close_wait:
+        port = s.remote.port
+        if port is None or s.local.port is None:
+            continue
+        ports, outside, pids = groups.setdefault((s.local, s.remote.address), (set(), [0], {}))
+        if low <= port <= high:
+            ports.add(port)
+            pids[pids_key(s.pids)] = pids.get(pids_key(s.pids), 0) + 1
+        else:
+            outside[0] += 1
+    return {key: (ports, outside[0], pids) for key, (ports, outside, pids) in groups.items()}
+
+
+# Shared objects, as a source shares them, and equal ones made afresh for each socket.
+_HERE = ipaddress.ip_address("10.0.0.7")
+_UNSPECIFIED = ipaddress.ip_address("0.0.0.0")
+_SERVICE = Endpoint(_HERE, 8443)
+_CLIENT = ipaddress.ip_address("10.0.0.9")
+LOCALS = st.sampled_from(
+    [
+        lambda: _SERVICE,
+        lambda: Endpoint(ipaddress.ip_address("10.0.0.7"), 8443),
+        lambda: Endpoint(_HERE, 9443),
+        lambda: Endpoint(_UNSPECIFIED, 8443, "web-1"),
+        lambda: Endpoint(_UNSPECIFIED, 8443, "web-2"),
+        lambda: Endpoint(_HERE, None),
+    ]
+)
+CLIENTS = st.sampled_from(
+    [lambda: _CLIENT, lambda: ipaddress.ip_address("10.0.0.9"), lambda: _UNSPECIFIED]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.tuples(LOCALS, CLIENTS, st.sampled_from([None, 80, 32768, 40000, 61000]), HOLDERS),
+        max_size=20,
+    )
+)
+def test_collision_risk_groups_are_made_by_value_whatever_objects_are_shared(
+    rows: list[tuple[Any, Any, int | None, tuple[int, ...]]],
+) -> None:
+    close_wait = [
+        Socket(Family.IPV4, local(), Endpoint(client(), port), TcpState.CLOSE_WAIT, pids=pids)
+        for local, client, port, pids in rows
+    ]
+    groups = _risk_groups(close_wait)
+    assert {
+        key: (group.ports, group.outside, group.pids) for key, group in groups.items()
+    } == risk_groups_by_value(close_wait)
+    assert list(groups) == list(risk_groups_by_value(close_wait))  # first seen, first listed

@@ -7,6 +7,7 @@ without it the promtool tests are skipped, except under CI, where they fail.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import stat
@@ -21,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tcphealth.cli import main
 from tcphealth.diagnose import config as diagnose_config
 from tcphealth.exporter import report_families
-from tcphealth.model import Severity, Snapshot, Sysctls, TcpState
+from tcphealth.model import Endpoint, Family, Severity, Snapshot, Socket, Sysctls, TcpState
 from tcphealth.pipeline import analyse
 from tcphealth.render.prometheus import (
     KernelFacts,
@@ -486,3 +487,63 @@ def test_the_glob_in_a_command_annotation_finds_the_hostile_process() -> None:
     snapshot = snap(sockets, [proc(5, name), proc(6, "sshd")])
     chosen = apply_filter(snapshot, SocketFilter(processes=(glob,)))
     assert [each.pids for each in chosen.sockets] == [(5,)]
+
+
+def test_time_wait_per_destination_counts_by_value_whatever_objects_the_source_shares() -> None:
+    # The exporter counts TIME_WAIT by the identities of the address objects (sources share
+    # them): equal endpoints that are separate objects, one shared object, host names standing
+    # in for an address (a paste's), and a v4-mapped local address must all count by value.
+    mapped = ipaddress.ip_address("::ffff:10.0.0.7")
+    unspecified = ipaddress.ip_address("0.0.0.0")  # one object behind both names
+    here = ipaddress.ip_address("10.0.0.7")  # one object, as a source shares it
+    shared_remote = Endpoint(ipaddress.ip_address("198.51.100.20"), 443)
+    tw = TcpState.TIME_WAIT
+    sockets = [
+        *(sock(tw, f"10.0.0.7:{40000 + i}", "198.51.100.20:443") for i in range(5)),
+        *(
+            Socket(
+                Family.IPV4,
+                Endpoint(here, 41000 + i),
+                shared_remote,
+                tw,
+            )
+            for i in range(3)
+        ),
+        *(
+            Socket(
+                Family.IPV4,
+                Endpoint(here, 42000 + i),
+                Endpoint(unspecified, 443, name),
+                tw,
+            )
+            for i in range(4)
+            for name in ("db-1", "db-2")
+        ),
+        *(  # the same address object on another port: another destination
+            Socket(
+                Family.IPV4, Endpoint(here, 44000 + i), Endpoint(shared_remote.address, 8443), tw
+            )
+            for i in range(3)
+        ),
+        *(
+            Socket(
+                Family.IPV6,
+                Endpoint(mapped, 43000 + i),
+                Endpoint(ipaddress.ip_address("::ffff:198.51.100.20"), 443),
+                tw,
+            )
+            for i in range(2)
+        ),
+        sock(tw, "10.0.0.7:80", "198.51.100.20:443"),  # a server's port: not counted
+    ]
+    counts = values(
+        exposition(report_families([snap(sockets)], top=50)).decode(),
+        "tcphealth_time_wait_destination_sockets",
+    )
+    assert counts == {
+        (("destination", "198.51.100.20:443"), ("local_address", "10.0.0.7")): 8,
+        (("destination", "198.51.100.20:8443"), ("local_address", "10.0.0.7")): 3,
+        (("destination", "db-1:443"), ("local_address", "10.0.0.7")): 4,
+        (("destination", "db-2:443"), ("local_address", "10.0.0.7")): 4,
+        (("destination", "[::ffff:198.51.100.20]:443"), ("local_address", "10.0.0.7")): 2,
+    }

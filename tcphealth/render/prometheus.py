@@ -311,11 +311,11 @@ class _ListenerAccumulator:
 def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]:
     """Listeners, TIME_WAIT per destination and ages, in one pass over the sockets."""
     listeners: dict[tuple[str, str], _ListenerAccumulator] = {}
-    # Keyed by the identities of the local address and the remote endpoint (sources share
-    # them, and the report keeps every one alive; an address's own hash formats it as text),
-    # made text once per distinct pair below.
-    time_wait_by_ids: dict[tuple[int, int], int] = {}
-    pair_of: dict[tuple[int, int], tuple[object, Endpoint]] = {}
+    # Keyed by the identities of the local and remote address objects, with the remote port
+    # and name (sources share address objects, and the report keeps every one alive; an
+    # address's own hash formats it as text), made text once per distinct key below.
+    time_wait_by_ids: dict[tuple[int, int, int | None, str | None], int] = {}
+    pair_of: dict[tuple[int, int, int | None, str | None], tuple[object, Endpoint]] = {}
     port_range = sysctls.ip_local_port_range
     low, high = port_range if port_range is not None else (1, 0)  # unknown: no port counted
     ages: dict[TcpState, list[float]] = {}
@@ -331,7 +331,7 @@ def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]
             port = sock.local.port
             if port is not None and low <= port <= high:
                 address, remote = sock.local.address, sock.remote
-                ids = (id(address), id(remote))
+                ids = (id(address), id(remote.address), remote.port, remote.name)
                 seen = time_wait_by_ids.get(ids)
                 if seen is None:
                     time_wait_by_ids[ids] = 1

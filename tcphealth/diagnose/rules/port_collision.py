@@ -121,12 +121,14 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     return findings
 
 
-def _risk_findings(index: SnapshotIndex, close_wait: list[Socket]) -> list[Finding]:
+def _risk_groups(close_wait: list[Socket]) -> dict[_Pair, _Group]:
+    """CLOSE_WAIT by (service endpoint, client address): the client ports in the assumed range
+    each group holds, how many are outside it, and the sockets per holder."""
     low, high = ASSUMED_RANGE
-    # Grouped by the identities of the endpoint and address objects first (sources share
-    # them; hashing an address is slow), and the pid tuples' normal form worked out once per
-    # tuple object; then folded by value, once per distinct object pair.
-    by_ids: dict[tuple[int, int], tuple[Endpoint, IPAddress, _Group]] = {}
+    # Grouped by the identities of the address objects (with the local port and name) first
+    # -- sources share addresses; hashing one is slow -- and the pid tuples' normal form worked
+    # out once per tuple object; then folded by value, once per distinct key.
+    by_ids: dict[tuple[int, int | None, str | None, int], tuple[Endpoint, IPAddress, _Group]] = {}
     keys: dict[int, tuple[int, ...]] = {}
     for sock in close_wait:
         local, remote = sock.local, sock.remote
@@ -134,9 +136,10 @@ def _risk_findings(index: SnapshotIndex, close_wait: list[Socket]) -> list[Findi
         if port is None or local.port is None:
             continue
         address = remote.address
-        entry = by_ids.get((id(local), id(address)))
+        ids = (id(local.address), local.port, local.name, id(address))
+        entry = by_ids.get(ids)
         if entry is None:
-            entry = by_ids[(id(local), id(address))] = (local, address, _Group())
+            entry = by_ids[ids] = (local, address, _Group())
         group = entry[2]
         if low <= port <= high:
             group.ports.add(port)
@@ -155,6 +158,11 @@ def _risk_findings(index: SnapshotIndex, close_wait: list[Socket]) -> list[Findi
             group.outside += part.outside
             for key, count in part.pids.items():
                 group.pids[key] = group.pids.get(key, 0) + count
+    return groups
+
+
+def _risk_findings(index: SnapshotIndex, close_wait: list[Socket]) -> list[Finding]:
+    groups = _risk_groups(close_wait)
     size = range_size()
     findings: list[Finding] = []
     for (service, client), group in sorted(
