@@ -301,6 +301,9 @@ def test_both_ends_on_this_host_point_at_each_other(children: Children) -> None:
     (fin_wait2,) = [f for f in about(report, holder) if f.code == FIN_WAIT2_HELD]
     assert fin_wait2.subject.pid == holder
     assert peer in fin_wait2.subject.pids
+    # The peer that does not close is a process here: a local application to fix, not a
+    # remote host to chase.
+    assert fin_wait2.blame is Blame.LOCAL_APPLICATION
     assert not any("On the peer host" in step for step in fin_wait2.next_steps)
     assert any(f"pid={peer}," in step for step in fin_wait2.next_steps)
     assert str({e.name: e.value for e in fin_wait2.evidence}["local_peer"]).startswith(

@@ -343,7 +343,9 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         # One story, decided by what the input shows (reported.py tells it the same way): a
         # holder that also keeps CLOSE_WAIT passed one peer's close on as a half-close and
         # closed neither side -- its own doing; otherwise the wait is on peers not closing.
-        blame = Blame.LOCAL_APPLICATION if relayed else Blame.REMOTE_PEER
+        # A peer that is a process on this host (holding the far end in CLOSE_WAIT) is a
+        # local application too: the fix is here, not on another host.
+        blame = Blame.LOCAL_APPLICATION if relayed or peers else Blame.REMOTE_PEER
         story = _story_evidence(relayed)
         count_text = f"at least {number(count)}" if elided is not None else number(count)
         elided_text = (
