@@ -279,10 +279,15 @@ def test_held_fin_wait2_blame_follows_whether_the_holder_also_keeps_close_wait(
     (held,) = [f for f in live_codes(findings, "fin-wait2-held") if pid in f.subject.pids[:1]]
     assert held.count == held_by(ns, pid, "fin-wait-2") == 12
     story = {item.name: item.value for item in held.evidence}["close_wait_same_holder"]
-    if relay:
-        assert (held.blame, story) == (Blame.LOCAL_APPLICATION, 12)
-    else:
-        assert (held.blame, story) == (Blame.REMOTE_PEER, 0)
+    # The backend that never closes its end is a process in this namespace as well: the
+    # finding names it, and a process on this host is a local application to fix either way.
+    evidence = {item.name: str(item.value) for item in held.evidence}
+    backend = ns.run("ss", "-Htnp", "state", "close-wait").split("pid=")
+    assert evidence["local_peer"].startswith("pid ") and any(
+        part.startswith(evidence["local_peer"].split()[1] + ",") for part in backend[1:]
+    )
+    assert held.blame is Blame.LOCAL_APPLICATION
+    assert story == (12 if relay else 0)
 
 
 def test_a_netstat_listing_of_held_fin_wait2_cut_short_is_a_floor_that_warns(
