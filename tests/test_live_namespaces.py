@@ -289,8 +289,10 @@ def test_a_series_counts_every_namespace_over_time(scene: Scene) -> None:
 def test_watch_on_a_terminal_says_where_each_finding_and_process_is(scene: Scene) -> None:
     """The live view of a container host: each finding's namespace, container and pod under
     its title, and the processes under a line naming their namespace, as the table does."""
+    # 200 lines: the view is fitted to the height, and whatever else this host shows (its own
+    # findings come first) must leave room for the scene's blocks.
     run = run_in_terminal(
-        ["watch", "--count", "1", "--node-root", str(scene.node_root)], 100, 60, timeout=120
+        ["watch", "--count", "1", "--node-root", str(scene.node_root)], 100, 200, timeout=120
     )
     assert run.status == 0, "\n".join(run.transcript)
     rows = run.transcript
