@@ -99,3 +99,45 @@ def namespaces() -> Iterator[Callable[[str], Namespace]]:
                 if pipe is not None:
                     pipe.close()
         subprocess.run(["ip", "netns", "del", namespace.name], capture_output=True, timeout=30)
+
+
+# A listener that never accepts and CONNECTS non-blocking connects to it, for the SYN queue:
+# with the final ACKs dropped (drop_final_acks) the handshakes stay half open, as in a flood.
+_HALF_OPEN = """
+import json, socket, sys
+listener = socket.socket(); listener.bind(("ADDRESS", PORT)); listener.listen(BACKLOG)
+clients = []
+for _ in range(CONNECTS):
+    s = socket.socket(); s.setblocking(False)
+    try:
+        s.connect(("ADDRESS", PORT))
+    except BlockingIOError:
+        pass
+    clients.append(s)
+print(json.dumps({"connects": len(clients)}), flush=True)
+sys.stdin.readline()
+"""
+
+_DROP_FINAL_ACKS = """
+table inet TABLE {
+  chain input {
+    type filter hook input priority 0
+    tcp dport PORT tcp flags & (syn | ack) == ack drop
+  }
+}
+"""
+
+
+def half_open_script(address: str, port: int, backlog: int, connects: int) -> str:
+    """The child's script: it prints ``{"connects": N}`` and holds everything until told."""
+    return (
+        _HALF_OPEN.replace("ADDRESS", address)
+        .replace("PORT", str(port))
+        .replace("BACKLOG", str(backlog))
+        .replace("CONNECTS", str(connects))
+    )
+
+
+def drop_final_acks(table: str, port: int) -> str:
+    """An nft table (named ``table``) dropping the final ACK of every handshake to ``port``."""
+    return _DROP_FINAL_ACKS.replace("TABLE", table).replace("PORT", str(port))

@@ -32,7 +32,16 @@ import pytest
 from tcphealth.diagnose import diagnose
 from tcphealth.model import Blame, Finding, KernelEvent, Severity, Snapshot
 from tcphealth.sources.text.paste import read_paste
-from tests.live_netns import CHILD_LIMIT, Namespace, hear, namespaces, run, say
+from tests.live_netns import (
+    CHILD_LIMIT,
+    Namespace,
+    drop_final_acks,
+    half_open_script,
+    hear,
+    namespaces,
+    run,
+    say,
+)
 
 
 def _dmesg_readable() -> bool:
@@ -82,43 +91,12 @@ ADDRESS = f"127.83.{(os.getpid() >> 8) & 0xFF}.{(os.getpid() & 0xFF) or 1}"
 BACKLOG = 8
 CONNECTS = 12
 
-HALF_OPEN = """
-import json, socket, sys
-listener = socket.socket(); listener.bind(("ADDRESS", PORT)); listener.listen(BACKLOG)
-clients = []
-for _ in range(CONNECTS):
-    s = socket.socket(); s.setblocking(False)
-    try:
-        s.connect(("ADDRESS", PORT))
-    except BlockingIOError:
-        pass
-    clients.append(s)
-print(json.dumps({"connects": len(clients)}), flush=True)
-sys.stdin.readline()
-"""
-
-# The final ACK of every handshake toward the port is dropped: they stay half open.
-DROP_FINAL_ACKS = """
-table inet thlablog {
-  chain input {
-    type filter hook input priority 0
-    tcp dport PORT tcp flags & (syn | ack) == ack drop
-  }
-}
-"""
-
 
 def _half_open(ns: Namespace, port: int) -> tuple[subprocess.Popen[str], str | None]:
     """A listener whose handshakes never complete, and the kernel's line naming it, waited for
     a few seconds at most. The line is printed once per listening socket and rate-limited
     host-wide (net_ratelimit: 10 in 5 s), so another test may have used the budget: None."""
-    script = (
-        HALF_OPEN.replace("ADDRESS", ADDRESS)
-        .replace("PORT", str(port))
-        .replace("BACKLOG", str(BACKLOG))
-        .replace("CONNECTS", str(CONNECTS))
-    )
-    child = ns.start(script)
+    child = ns.start(half_open_script(ADDRESS, port, BACKLOG, CONNECTS))
     assert hear(child) == {"connects": CONNECTS}
     marker = f"Possible SYN flooding on port {ADDRESS}:{port}. "
     for _ in range(25):
@@ -140,7 +118,7 @@ def test_the_kernel_s_syn_flood_line_is_read_and_agrees_with_ss_and_the_counters
     line = None
     for attempt in range(3):  # a fresh listener each time: the line is once per socket
         port = 5731 + attempt
-        ns.nft(DROP_FINAL_ACKS.replace("PORT", str(port)).replace("thlablog", f"thlablog{port}"))
+        ns.nft(drop_final_acks(f"thlablog{port}", port))
         child, line = _half_open(ns, port)
         if line is not None:
             break

@@ -28,7 +28,16 @@ from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.model import Finding, Severity, Snapshot, TcpState, TimerKind
 from tcphealth.states import syn_queue_capacity
-from tests.live_netns import CHILD_LIMIT, Namespace, hear, namespaces, run, say
+from tests.live_netns import (
+    CHILD_LIMIT,
+    Namespace,
+    drop_final_acks,
+    half_open_script,
+    hear,
+    namespaces,
+    run,
+    say,
+)
 
 pytestmark = [
     pytest.mark.lab,
@@ -55,31 +64,10 @@ def evidence(finding: Finding) -> dict[str, Any]:
 
 # --- the SYN queue ------------------------------------------------------------------------------
 
-SYN_FLOOD = """
-import json, socket, sys
-listener = socket.socket(); listener.bind(("127.0.0.1", 5555)); listener.listen(8)
-clients = []
-for _ in range(30):
-    s = socket.socket(); s.setblocking(False)
-    try:
-        s.connect(("127.0.0.1", 5555))
-    except BlockingIOError:
-        pass
-    clients.append(s)
-print(json.dumps({"connects": len(clients)}), flush=True)
-sys.stdin.readline()
-"""
-
-# The final ACK of every handshake toward the listener is dropped: the handshakes stay half
-# open, as in a SYN flood.
-DROP_FINAL_ACKS = """
-table inet thlab {
-  chain input {
-    type filter hook input priority 0
-    tcp dport 5555 tcp flags & (syn | ack) == ack drop
-  }
-}
-"""
+# A listener (backlog 8) that never accepts, 30 connects to it, and the final ACK of every
+# handshake toward it dropped: the handshakes stay half open, as in a SYN flood.
+SYN_FLOOD = half_open_script("127.0.0.1", 5555, backlog=8, connects=30)
+DROP_FINAL_ACKS = drop_final_acks("thlab", 5555)
 
 
 @pytest.mark.parametrize("cookies", [1, 0])
