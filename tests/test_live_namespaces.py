@@ -289,10 +289,16 @@ def test_a_series_counts_every_namespace_over_time(scene: Scene) -> None:
 def test_watch_on_a_terminal_says_where_each_finding_and_process_is(scene: Scene) -> None:
     """The live view of a container host: each finding's namespace, container and pod under
     its title, and the processes under a line naming their namespace, as the table does."""
-    # 200 lines: the view is fitted to the height, and whatever else this host shows (its own
-    # findings come first) must leave room for the scene's blocks.
+    # Only the two workers' sockets are shown: the view is fitted to the height, and whatever
+    # else this host holds (the host's findings come first) would push the scene's blocks off
+    # even a tall screen while other tests run. 200 lines leave room for any host-wide limit.
+    workers = [str(scene.workers[name].pid) for name in ("cache", "app")]
     run = run_in_terminal(
-        ["watch", "--count", "1", "--node-root", str(scene.node_root)], 100, 200, timeout=120
+        ["watch", "--count", "1", "--node-root", str(scene.node_root)]
+        + [arg for pid in workers for arg in ("--pid", pid)],
+        100,
+        200,
+        timeout=120,
     )
     assert run.status == 0, "\n".join(run.transcript)
     rows = run.transcript
