@@ -147,18 +147,31 @@ def stalled_seconds_left(
     budget = retransmission_budget(retries2, _RTO_MIN)
     # The first timeout, undoubled; where the cap was reached this is a lower estimate.
     first = max(rto_seconds / (1 << min(retransmits, 30)), _RTO_MIN / 2)
+    # The firings are counted, not walked one by one: a snapshot may say 4,294,967,295
+    # retransmissions (and a sysctl as many retries), and once the timeout is at its cap each
+    # firing adds the same 120 s. Only the doubling before the cap (a few dozen turns at
+    # most) is walked. (A timeout above the cap, which no kernel reports, is taken once, as
+    # given, before the cap applies.)
     elapsed = 0.0  # since the first send, at each firing
     timeout = first
-    for _ in range(retransmits + 1):
+    firings = retransmits + 1
+    while firings and timeout != _RTO_MAX:
         elapsed += timeout
         timeout = min(timeout * 2, _RTO_MAX)
+        firings -= 1
+    elapsed += firings * timeout
     left = timer_left
     # The kernel does not check at a firing that finds no retransmission yet (the first).
-    while elapsed < budget or retransmits == 0:
+    if retransmits == 0:
         elapsed += timeout
         left += timeout
         timeout = min(timeout * 2, _RTO_MAX)
-        retransmits += 1
+    while elapsed < budget and timeout != _RTO_MAX:
+        elapsed += timeout
+        left += timeout
+        timeout = min(timeout * 2, _RTO_MAX)
+    if elapsed < budget:  # the rest at the cap, to the first firing past the budget
+        left += math.ceil((budget - elapsed) / timeout) * timeout
     return round(left, 3)
 
 

@@ -4,6 +4,7 @@ other rules, what they cannot know). The kernel-as-oracle tests are in test_live
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -11,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from tcphealth.bounds import U32_MAX
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.series import diagnose_series
 from tcphealth.model import Finding, Severity, Snapshot, Sysctls, TcpInfo, TimerKind
 from tcphealth.sources import procfs
 from tcphealth.sources.text import read_text
-from tcphealth.states import stalled_seconds_left, syn_queue_capacity
+from tcphealth.states import retransmission_budget, stalled_seconds_left, syn_queue_capacity
 from tests.builders import listener, many, process, snapshot, sock
 
 RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "proc-limits" / "recorded"
@@ -337,6 +339,64 @@ def test_a_stalled_connection_is_given_the_time_the_kernel_ends_it() -> None:
     assert "the kernel ends them in about 923 s (about 15 min) unless an ACK arrives" in (
         finding.summary
     )
+
+
+def _firings_walked(retries2: int, retransmits: int, rto: float, timer_left: float) -> float:
+    """stalled_seconds_left as it was first written, a firing at a time: the reference for
+    small counts."""
+    retransmits = max(retransmits, 0)
+    budget = retransmission_budget(retries2, 0.2)
+    timeout = max(rto / (1 << min(retransmits, 30)), 0.1)
+    elapsed = 0.0
+    for _ in range(retransmits + 1):
+        elapsed += timeout
+        timeout = min(timeout * 2, 120.0)
+    left = timer_left
+    while elapsed < budget or retransmits == 0:
+        elapsed += timeout
+        left += timeout
+        timeout = min(timeout * 2, 120.0)
+        retransmits += 1
+    return round(left, 3)
+
+
+def test_the_end_counted_equals_the_end_walked_firing_by_firing() -> None:
+    grid = itertools.product(
+        (-2, 0, 1, 3, 8, 15, 40),
+        (-1, 0, 1, 2, 3, 5, 9, 16, 30, 200),
+        (0.0, 0.001, 0.2, 0.8, 1.6, 60.0, 120.0, 500.0),
+        (0.0, 0.5, 119.0),
+    )
+    for args in grid:
+        assert stalled_seconds_left(*args) == _firings_walked(*args), args
+
+
+def test_the_widest_retransmission_count_a_snapshot_may_hold_is_answered_at_once() -> None:
+    """A snapshot may say 4,294,967,295 retransmissions (the field's width) and as many
+    retries: the end is counted, not walked a firing at a time (which hung the diagnosis)."""
+    stalled = sock(
+        "ESTAB",
+        "10.0.0.5:45000",
+        "10.3.3.3:443",
+        pids=(50,),
+        send_queue=1000,
+        timer=TimerKind.RETRANSMIT,
+        timer_seconds=1.5,
+        retransmits=U32_MAX,
+        tcp_info=TcpInfo(rto_us=U32_MAX),
+    )
+    snap = snapshot(stalled, processes=[process(50, "node")], sysctls=Sysctls(tcp_retries2=15))
+    finding = codes(diagnose(snap))["established-peer-unreachable"]
+    # Far past the 924.6 s budget already: the next firing, 1.5 s from now, ends it.
+    assert evidence(finding)["ends_in_s"] == 1.5
+    # As many retries as retransmissions: the budget (~5e11 s) is one firing ahead of the
+    # elapsed time, as it is with a handful (retries 15, 15 timeouts so far: 120 s more).
+    assert stalled_seconds_left(U32_MAX, U32_MAX, 120.0, 1.0) == 121.0
+    assert stalled_seconds_left(15, 15, 120.0, 1.0) == _firings_walked(15, 15, 120.0, 1.0) == 121.0
+    # The docstring's socket (firings at 0.2, 0.6, 1.4 s, now 0.9 s) under that many retries:
+    # the firing that ends it lands on the budget.
+    budget = retransmission_budget(U32_MAX, 0.2)
+    assert stalled_seconds_left(U32_MAX, 2, 0.8, 0.5) == pytest.approx(budget - 0.9, abs=0.01)
 
 
 def test_without_the_timer_the_end_is_the_bound() -> None:
