@@ -8,6 +8,8 @@ with ``ss``.
 - A listener that never accepts, its queue at backlog + 1, pasted from netstat (no backlog).
 - FIN_WAIT2 held by a process that half-closed: with and without CLOSE_WAIT of its own (the
   relay story decides the blame), and a netstat listing of it cut short by an elision mark.
+- TIME_WAIT left by a client that closes first, pasted as a per-state histogram alone
+  (``netstat -tan | awk ... | sort | uniq -c``) beside the namespace's narrow port range.
 
 Every child lives under ``timeout`` and is killed by its handle and waited for, and every
 namespace deleted, whatever happens. Needs root, ip (iproute2), ss, netstat and nft.
@@ -314,3 +316,48 @@ def test_a_netstat_listing_of_held_fin_wait2_cut_short_is_a_floor_that_warns(
     # and the whole listing: the rule's own threshold, as ss counts them
     _, whole = check_paste(tmp_path, "whole.txt", "\n".join([header, *rows]) + "\n")
     assert [f["count"] for f in with_code(whole, "fin-wait2-held")] == [12]
+
+
+# --- TIME_WAIT pasted as a histogram alone ----------------------------------------------------------
+
+CLOSES_FIRST = """
+import json, os, socket, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 8139))
+listener.listen(64)
+for _ in range(12):
+    client = socket.create_connection(("127.0.0.1", 8139))
+    server, _ = listener.accept()
+    client.close()  # the client closes first: its end waits in TIME_WAIT
+    server.recv(1)
+    server.close()
+print(json.dumps({"pid": os.getpid()}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_time_wait_pasted_as_a_histogram_alone_is_counted_against_the_port_range(
+    netns: Callable[[str], Namespace], tmp_path: Path
+) -> None:
+    ns = netns("twhist")
+    ns.sysctl(**{"net.ipv4.ip_local_port_range": "40000 40019"})  # twenty ephemeral ports
+    hear(ns.start(CLOSES_FIRST))
+    until(lambda: len(ns.ss("state", "time-wait", "( dport = :8139 )")) == 12)
+
+    # as fasthttp#534's reporter pasted it: the command, its histogram, nothing else
+    command = "netstat -tan | awk '$5 ~ /:8139/ {print $6}' | sort | uniq -c | sort -n"
+    histogram = ns.run("sh", "-c", command)
+    port_range = ns.run("sysctl", "net.ipv4.ip_local_port_range")
+    code, findings = check_paste(tmp_path, "hist.txt", f"{command}\n{histogram}{port_range}")
+    (counted,) = with_code(findings, "time-wait-counted")
+    assert code == 1
+    # the count is ss's; 12 of 20 ports is past the warning share (0.5), not the critical one
+    assert (counted["severity"], counted["count"]) == (
+        "WARNING",
+        len(ns.ss("state", "time-wait", "( dport = :8139 )")),
+    )
+    assert "40000-40019" in json.dumps(counted["evidence"])
+    # the same histogram printed beside the listing it summarises is not judged as a count
+    listing = ns.run("netstat", "-tan")
+    _, beside = check_paste(tmp_path, "beside.txt", f"{command}\n{histogram}{listing}")
+    assert with_code(beside, "time-wait-counted") == []

@@ -771,6 +771,9 @@ _STATE_SPELLINGS = (
     ("LISTEN", TcpState.LISTEN),
     ("CLOSING", TcpState.CLOSING),
     ("ESTAB", TcpState.ESTABLISHED),
+    # BSD's word for a socket whose connection is gone while its descriptor is still open
+    # (Linux's CLOSE); after the others, so that a prefix such as CLOS still means CLOSE_WAIT.
+    ("CLOSED", TcpState.CLOSE),
 )
 _MIN_STATE_PREFIX = 4
 _COUNT_TOOLS = re.compile(r"^\s*(?:sudo\s+)?(?:ss|netstat|lsof|grep|egrep|cat)\b")
@@ -953,6 +956,38 @@ def count_parts(command: str, files: dict[str, CountPart]) -> list[CountPart | N
             continue
         result.append(counted)
     return result if any(part is not None for part in result) else []
+
+
+_AWK_MATCH = re.compile(r"\$\d+\s*~\s*/([^/]+)/")
+
+
+def histogram_selection(command: str) -> str | None:
+    """What a per-state histogram pipeline selected, ``""`` for nothing; ``None`` when the
+    command prints no histogram. A histogram is an ss/netstat listing whose state column is
+    counted per value: ``| sort | uniq -c`` or an awk array (``{++S[$NF]} END {...}``). Its
+    selection is what its greps and awk matches kept (``grep :443``, ``$5 ~ /:8139/``)."""
+    stages = _split_top(command.strip(), "|")
+    if not stages or parse_table_command(stages[0]) is None:
+        return None
+    counted = False
+    selects: list[str] = []
+    for stage in stages[1:]:
+        words = _words(stage)
+        if not words:
+            continue
+        if words[0] == "uniq" and "-c" in words[1:]:
+            counted = True
+        elif words[0] in ("awk", "gawk", "mawk"):
+            program = " ".join(words[1:])
+            if "++" in program and "END" in program:
+                counted = True
+            selects.extend(match.group(1) for match in _AWK_MATCH.finditer(program))
+        elif words[0] in ("grep", "egrep", "fgrep"):
+            options = [word for word in words[1:] if word.startswith("-") and len(word) > 1]
+            operands = [word for word in words[1:] if not (word.startswith("-") and len(word) > 1)]
+            if operands and not any("v" in option for option in options):
+                selects.append(operands[0])
+    return ", ".join(selects) if counted else None
 
 
 def looks_like_count_command(line: str) -> bool:

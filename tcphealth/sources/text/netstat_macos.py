@@ -22,6 +22,17 @@ header says which column it is or the row has the classic shape (two buffer size
 the effective pid, then ``0x`` state and options). No timers. Recv-Q and Send-Q are
 socket-buffer bytes; for a listener they are not its accept queue, so they are unknown.
 The UNIX-domain and kernel-control sections that follow are skipped.
+
+``netstat -L`` (FreeBSD, macOS) prints the listeners alone, each with its queue as
+qlen/incqlen/maxqlen::
+
+    Current listen queue sizes (qlen/incqlen/maxqlen)
+    Proto Listen         Local Address
+    tcp4  76/0/50        10.0.0.5.5043
+
+qlen is the accept queue (connections the handshake completed and nobody accepted yet),
+incqlen the handshakes still under way, maxqlen the listen backlog: a listener's row with its
+accept queue and its backlog, which the table of connections does not give.
 """
 
 from __future__ import annotations
@@ -53,6 +64,8 @@ _WIDE_FIELD_WIDTH = 22  # without -A
 _HOST_WIDTH = 16
 _PROCESS_PID = re.compile(r"^(?P<name>.*):(?P<pid>\d{1,10})$")
 _HEX = re.compile(r"^[0-9a-f]+$")
+# netstat -L's queue column: qlen/incqlen/maxqlen (macOS prints qlen/incqlen/maxqlen too).
+_LISTEN_QUEUES = re.compile(r"^(\d{1,10})/(\d{1,10})/(\d{1,10})$", re.ASCII)
 
 # Section titles after which rows are not TCP sockets.
 FOREIGN_SECTIONS = (
@@ -65,10 +78,27 @@ FOREIGN_SECTIONS = (
 
 def is_header(line: str) -> bool:
     words = line.split()
-    return "Proto" in words and "Recv-Q" in words and "(state)" in words
+    return ("Proto" in words and "Recv-Q" in words and "(state)" in words) or words == [
+        "Proto",
+        "Listen",
+        "Local",
+        "Address",
+    ]
+
+
+def _is_listen_queue_row(tokens: list[str]) -> bool:
+    """``tcp4  76/0/50  10.0.0.5.5043``: a row of ``netstat -L``."""
+    return (
+        len(tokens) == 3
+        and tokens[0] in PROTOS
+        and _LISTEN_QUEUES.match(tokens[1]) is not None
+        and re.search(r"\.(\d+|\*)$", tokens[2]) is not None
+    )
 
 
 def looks_like_row(tokens: list[str]) -> bool:
+    if _is_listen_queue_row(tokens):
+        return True
     index = _proto_index(tokens)
     if index is None or len(tokens) < index + 5:
         return False
@@ -89,6 +119,8 @@ def _proto_index(tokens: list[str]) -> int | None:
 
 
 def read_row(line: str, context: Context) -> Row:
+    if _is_listen_queue_row(line.split()):
+        return _listen_queue_row(line.split())
     row = parse_row(line)
     tokens = line.split()
     index = _proto_index(tokens)
@@ -128,6 +160,38 @@ def _holder(extra: list[str], header: str | None) -> Holder | None:
     ):
         return Holder(int(extra[2]))  # rhiwat shiwat pid epid 0xSTATE 0xOPTIONS
     return None
+
+
+def _listen_queue_row(tokens: list[str]) -> Row:
+    """A listener of ``netstat -L``: qlen is its accept queue, maxqlen its backlog."""
+    proto, queues, text = tokens
+    if not proto.startswith("tcp"):
+        raise NotTcp(proto)
+    found = _LISTEN_QUEUES.match(queues)
+    assert found is not None  # _is_listen_queue_row checked
+    accept_queue = parse_count(found.group(1), "qlen")
+    backlog = parse_count(found.group(3), "maxqlen")
+    family = Family.IPV4 if proto in ("tcp4", "tcp") else Family.IPV6
+    host, port_text = split_dot_endpoint(text)
+    address = read_host(host)
+    port = read_port(port_text)
+    if address is None:
+        local = Endpoint(wildcard_for(family), port)
+    elif isinstance(address, str):  # a host name or a mask: kept, address unknown
+        local = endpoints((address, port), (None, None), family)[1]
+    elif family_of(address) is not family:
+        raise RowError(f"{proto} row with the address {host!r}")
+    else:
+        local = Endpoint(address, port)
+    return Row(
+        family=family,
+        local=local,
+        remote=Endpoint(wildcard_for(family), None),
+        state=TcpState.LISTEN,
+        recv_queue=accept_queue,
+        listen_backlog=backlog,
+        truncated=len(text) >= _WIDE_FIELD_WIDTH,
+    )
 
 
 def parse_row(line: str) -> Row:

@@ -55,6 +55,7 @@ from tcphealth.sources.text.lines import (
     ascii_int,
     count_parts,
     fd_count_commands,
+    histogram_selection,
     looks_like_count_command,
     match_counter,
     match_fd_limits,
@@ -158,6 +159,10 @@ class Facts:
     # Counts a tool summed up itself (ss -s, PowerShell's Group-Object per state and owner),
     # the last of each kind, and the names they give pids.
     summed: list[ReportedCount] = field(default_factory=list)
+    # Per-state counts a histogram pipeline printed (``| sort | uniq -c``), as the same
+    # command printed them last; see :meth:`reported`.
+    histograms: list[ReportedCount] = field(default_factory=list)
+    stale_histograms: list[ReportedCount] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
     # Kernel log lines saying a limit was hit, one record per event (and listener), in the
     # order first seen; "callbacks suppressed" counts summed.
@@ -199,18 +204,26 @@ class Facts:
 
     def add_summed(self, count: ReportedCount) -> None:
         """A tool's count; the same count printed again (a loop) replaces it, kept as earlier."""
-        for number, old in enumerate(self.summed):
-            if (old.command, old.state, old.selects, old.pids) == (
-                count.command,
-                count.state,
-                count.selects,
-                count.pids,
-            ):
-                self.summed[number] = replace(count, earlier=(*old.earlier, old.count))
-                return
-        self.summed.append(count)
+        _add_count(self.summed, count)
 
-    def reported(self) -> tuple[ReportedCount, ...]:
+    def start_histogram(self, command: str) -> None:
+        """The histogram ``command`` printed again: its last printing's counts go (a state it
+        no longer prints has none now) and are kept as earlier for the states it prints."""
+        self.stale_histograms = [c for c in self.histograms if c.command == command]
+        self.histograms = [c for c in self.histograms if c.command != command]
+
+    def add_histogram(self, count: ReportedCount) -> None:
+        """A histogram pipeline's count of one state (see :meth:`start_histogram`)."""
+        for old in self.stale_histograms:
+            if (old.command, old.state, old.selects) == (count.command, count.state, count.selects):
+                count = replace(count, earlier=(*old.earlier, old.count))
+        _add_count(self.histograms, count)
+
+    def reported(self, *, listed: bool = True) -> tuple[ReportedCount, ...]:
+        """The counts the paste printed itself. A histogram's are among them only where the
+        paste lists no sockets (``listed`` False): beside a listing it summarises, a histogram
+        is the host's per-state count that the rules over the listing read as such (the
+        TIME_WAIT bucket rule does); alone it is all the paste gives, as a ``| wc -l`` is."""
         found: list[ReportedCount] = []
         for part, values in self.counted.values():
             if part.state is None or not values:
@@ -233,11 +246,26 @@ class Facts:
                     earlier=tuple(values[:-1]),
                 )
             )
-        return (*found, *self.summed)
+        return (*found, *self.summed, *(() if listed else self.histograms))
 
     def all_sysctls(self) -> dict[str, Any]:
         """Every setting read, by Sysctls field, but the port range."""
         return {**self.sysctls, **self.other_sysctls}
+
+
+def _add_count(counts: list[ReportedCount], count: ReportedCount) -> None:
+    """Add ``count``; the same command's count of the same thing printed again (a loop)
+    replaces the older one, which is kept as earlier."""
+    for number, old in enumerate(counts):
+        if (old.command, old.state, old.selects, old.pids) == (
+            count.command,
+            count.state,
+            count.selects,
+            count.pids,
+        ):
+            counts[number] = replace(count, earlier=(*old.earlier, old.count))
+            return
+    counts.append(count)
 
 
 # A line a reporter put in a listing for rows left out: "...", "…", "<snip>", "(snip)",
@@ -248,6 +276,9 @@ _ELISION = re.compile(
     re.IGNORECASE,
 )
 _ELISION_MAX = 80
+# HTML line breaks a tracker's import left at the ends of a pasted line (JIRA: "<p>$ cmd <br/>",
+# "tcp ... 795/traffic_stats   <br/>"); a tag elsewhere in the line is kept.
+_HTML_EDGES = re.compile(r"^<p>|(?:\s*<br\s*/?>|\s*</p>)+\s*$", re.IGNORECASE)
 # A placeholder a reporter typed for an address or port with blanks in it ("<server 1>");
 # its blanks would split one column into two, so they are joined before the row is read.
 _SPACED_PLACEHOLDER = re.compile(r"<[\w.-]{1,40}(?: [\w.-]{1,40}){1,3}>", re.ASCII)
@@ -303,6 +334,9 @@ class _Reader:
         # What each number printed under the last command counts, in turn (a loop repeats).
         self.count_parts: list[CountPart | None] = []
         self.count_turn = 0
+        # The last command when it prints a per-state histogram (``| sort | uniq -c``): its
+        # text and what it selected, for the counts printed under it.
+        self.histogram: tuple[str, str] | None = None
         self.files: dict[str, CountPart] = {}
         self.pgrep_program: str | None = None
         # The last time printed (date, a prompt's timestamp) that no capture has taken yet:
@@ -405,6 +439,9 @@ class _Reader:
             self.stamp = (number, stamp)  # date's output, or a time alone on its line
             return
         prompt = match_prompt(line)
+        if prompt is None and line[:1] in " \t":
+            # A markdown indented code block keeps its prompt behind the indent.
+            prompt = match_prompt(stripped)
         stamped = split_prompt_stamp(line) if prompt is None or line[:1] in "[(0123456789" else None
         if stamped is not None:
             after = match_prompt(stamped[1])
@@ -468,6 +505,17 @@ class _Reader:
                 self.close_section()
                 section = self.open_section(None, number)
             section.state_counts[state.value] += count
+            if self.histogram is not None:
+                command, selects = self.histogram
+                self.facts.add_histogram(
+                    ReportedCount(
+                        state=state,
+                        count=count,
+                        sockets=count,
+                        command=command,
+                        selects=selects or None,
+                    )
+                )
             return
         self.read_row(number, line)
 
@@ -530,6 +578,10 @@ class _Reader:
             self.expected_counts = []
             self.count_parts = count_parts(command, self.files)
         self.count_turn = 0
+        selection = histogram_selection(command)
+        self.histogram = (command.strip(), selection) if selection is not None else None
+        if self.histogram is not None:
+            self.facts.start_histogram(self.histogram[0])
         pgrep = re.search(r"pgrep\s+(?:-\w+\s+)?([\w.-]+)", command)
         self.pgrep_program = pgrep.group(1) if pgrep is not None else None
 
@@ -544,7 +596,7 @@ class _Reader:
             if len(numbers) == 2:
                 self.facts.port_range = (int(numbers[0]), int(numbers[1]))
                 return True
-        if not looks_like_count_command(command):
+        if not looks_like_count_command(command) and histogram_selection(command) is None:
             return False
         self.close_section()
         self.command = None
@@ -736,11 +788,15 @@ def _undo_posting(line: str, stripped: str) -> str | None:
     """The line as the tool printed it, where posting it in a thread changed it (``None``
     where nothing did): a markdown quote (``> tcp 0 0 ...``) around a line that is not a
     ``>`` prompt, markdown bold left inside a row (``**ESTABLISHED **11947/swarm``), blanks
-    inside a typed placeholder (``<server 1>:49682``). Only lines holding ``>`` or ``**`` are
-    looked at further, so a long paste pays one scan of each line."""
+    inside a typed placeholder (``<server 1>:49682``), the HTML a tracker's import wrapped
+    around each line (``<p>`` before the first, ``<br/>`` after each). Only lines holding ``>``
+    or ``**`` are looked at further, so a long paste pays one scan of each line."""
     if ">" not in line and "**" not in line:
         return None
     text = line
+    if "<" in text:
+        text = _HTML_EDGES.sub("", text)
+        stripped = text.strip()
     if (stripped == ">" or stripped.startswith("> ")) and match_prompt(stripped) is None:
         text = stripped[1:].lstrip()
     if "**" in text:
@@ -805,7 +861,8 @@ def read_paste(
         reader.feed(number, raw.rstrip("\r\n"))
     reader.close_section()
     captures = [capture for capture in reader.captures if capture.sections]
-    reported = reader.facts.reported()
+    listed = any(section.rows for capture in captures for section in capture.sections)
+    reported = reader.facts.reported(listed=listed)
     if not captures and (reported or reader.facts.counters or reader.facts.kernel_log):
         # Summaries are inputs too: counts the transcript printed, netstat -s counters, the
         # kernel's log.

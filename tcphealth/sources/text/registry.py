@@ -110,7 +110,10 @@ FORMATS: tuple[PasteFormat, ...] = (
         platform="darwin",
         help="macOS and BSD netstat (-v: with pids)",
         module="netstat_macos",
-        carries=frozenset({Carries.QUEUES, Carries.OWNERS}),
+        # -L's listener table gives a listener's accept queue and backlog (qlen, maxqlen)
+        carries=frozenset(
+            {Carries.QUEUES, Carries.ACCEPT_QUEUES, Carries.BACKLOGS, Carries.OWNERS}
+        ),
         place="any order among the netstats: tcp4/tcp6/tcp46 and a port after a dot are its own.",
     ),
     PasteFormat(
