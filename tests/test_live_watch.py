@@ -264,6 +264,9 @@ def test_ctrl_c_ends_watch_with_a_summary_and_130(close_waits: CloseWaits) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C must reach it even when the suite runs under a shell that ignores SIGINT
+        # (a background job): an ignored SIGINT is inherited, and Python then leaves it so.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert child.stdout is not None
