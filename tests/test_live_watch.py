@@ -283,6 +283,9 @@ def test_ctrl_c_ends_watch_with_a_summary_and_130(close_waits: CloseWaits) -> No
     assert err.splitlines()[-1].startswith("tcphealth: watch: ")
 
 
+_SIZE_AND_COLOR = ("LINES", "COLUMNS", "NO_COLOR")
+
+
 def test_watch_on_a_terminal_redraws_a_live_view(close_waits: CloseWaits) -> None:
     for _ in range(11):
         close_waits.add()
@@ -291,12 +294,15 @@ def test_watch_on_a_terminal_redraws_a_live_view(close_waits: CloseWaits) -> Non
         # 80x40: the view is fitted to the terminal's height (issue #24), and the process
         # table with its AGE column must fit under the finding
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 80, 0, 0))
-        os.environ.update({"COLUMNS": "80", "TERM": "xterm-256color"})
-        os.environ.pop("NO_COLOR", None)
+        # The environment is given whole: the height must come from the terminal, and
+        # importing readline (pytest's pdb does) exported LINES=24 below os.environ's view.
+        environ = {key: value for key, value in os.environ.items() if key not in _SIZE_AND_COLOR}
+        environ.update({"COLUMNS": "80", "TERM": "xterm-256color"})
         port = str(close_waits.port)
-        os.execv(
+        os.execve(
             sys.executable,
             [*TCPHEALTH, "watch", "--count", "2", "--interval", "0.5", "--port", port, *THIS_NETNS],
+            environ,
         )
     output = b""
     try:
