@@ -216,109 +216,91 @@ def load_series(
         if input_format not in ("auto", "proc"):
             raise InputError(where, f"a directory, not {input_format} output")
         return [_proc_tree(Path(path), strict=strict)]
-    from tcphealth.sources import snapshot_file, text
+    # Every input is opened, looked at (its first bytes) and then read as it comes: a
+    # snapshot, a /proc table or a paste is never held whole beside what is made of it,
+    # whether it is a file, standard input or a pipe.
+    with reading.open_input(path, stdin) as opened:
+        return _read_opened(opened, str(path), input_format, strict=strict)
+
+
+def _read_opened(
+    opened: reading.Opened, name: str, input_format: str, *, strict: bool
+) -> list[Snapshot]:
+    """:func:`load_series` of an opened input, told apart by its head (``name`` is the path
+    as given: ``x.json`` is a snapshot)."""
+    from tcphealth.sources import snapshot_file
     from tcphealth.sources.text import detect as text_detect
 
-    # A regular file can be looked at, then read as it comes: a snapshot or a /proc table is
-    # never held whole beside what is made of it.
-    head = _head(path)
-    body = head.lstrip(b"\xef\xbb\xbf \t\r\n") if head is not None else b""
+    where = opened.where
+    head = opened.head
+    utf16 = _utf16(head)
+    body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     # lsof -J/-j output is JSON too, and a paste: it is never taken for a snapshot.
     lsof_json = body.startswith(tuple(mark.encode() for mark in text_detect.LSOF_JSON))
     starts_json = body.startswith(b"{") and not lsof_json
     if input_format == "snapshot" or (
-        input_format == "auto" and ((str(path).endswith(".json") and not lsof_json) or starts_json)
+        input_format == "auto" and ((name.endswith(".json") and not lsof_json) or starts_json)
     ):
-        return snapshot_file.read_snapshots(path, stdin)
-    kind = input_format if input_format != "auto" else _text_kind(head)
-    if head is not None and kind is not None:
-        return _text_file(path, where, kind, strict=strict)
-    data, taken_at = _read(path, stdin, input_format)
-    content = _decode(data)
-    # What is needed of the bytes is taken now, so that they are not held (up to 256 MiB)
-    # beside their text while it is parsed.
-    binary = _binary_note(data, content)
-    del data
-    if input_format == "auto" and text_detect.detect(content) == text_detect.SNAPSHOT:
-        return snapshot_file.snapshots_from_json(content, where)
-    try:
-        return text.read_text(
-            content, where, input_format=input_format, strict=strict, taken_at=taken_at
-        )
-    except InputError as error:
-        if error.line is None and binary:  # say why nothing was found
-            raise InputError(where, f"{error.problem}; {binary}") from None
-        raise
+        # What starts like a snapshot may be as large as a snapshot file.
+        return snapshot_file.snapshots_of_chunks(opened.chunks(snapshot_file.SNAPSHOT_LIMIT), where)
+    # Windows PowerShell's `netstat > file` writes UTF-16; anything else is read as UTF-8.
+    encoding = "utf-16" if utf16 else "utf-8"
+    kind = input_format
+    if input_format == "auto":
+        # Told by the first line, as far as the head holds it (a first line of more than
+        # 64 KiB is no table header; where the head is all blank space, the rest is a paste).
+        found = text_detect.detect(head.decode(encoding, errors="replace"))
+        if found == text_detect.SNAPSHOT:  # a snapshot written as UTF-16
+            counted = _CountedText(opened.chunks(TEXT_LIMIT), encoding)
+            return snapshot_file.snapshots_of_text(counted, where)
+        kind = "proc" if found == text_detect.PROC else "text"
+    return _text_stream(opened, kind, encoding, strict=strict)
 
 
-def _head(path: Path | str) -> bytes | None:
-    """The first bytes of a regular file that holds some; None for anything else (a pipe's
-    first bytes cannot be looked at and read again), or where the ordinary reading will say
-    what is wrong."""
-    if str(path) == "-" or not Path(path).is_file():
-        return None
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(reading.HEAD)
-    except OSError:
-        return None
-    return head if head.strip() and not _utf16(head) else None
-
-
-def _text_kind(head: bytes | None) -> str | None:
-    """What a text file is, as ``text.read_text`` would tell from its first line (``proc`` or
-    ``text``); None where that line does not end within ``head``."""
-    from tcphealth.sources.text import detect as text_detect
-
-    if head is None:
-        return None
-    text = head.decode("utf-8", errors="replace")
-    if "\n" not in text.lstrip("\ufeff \t\r\n"):
-        return None
-    return "proc" if text_detect.detect(text) == text_detect.PROC else "text"
-
-
-def _text_file(path: Path | str, where: str, kind: str, *, strict: bool) -> list[Snapshot]:
-    """A paste or a /proc table copy in a regular file, read line by line as the file is read:
-    at the 256 MiB limit, neither its bytes nor its text nor a list of its lines is ever held
-    whole. ``kind`` is ``proc`` or a paste format (``text``: any)."""
+def _text_stream(
+    opened: reading.Opened, kind: str, encoding: str, *, strict: bool
+) -> list[Snapshot]:
+    """A paste or a /proc table copy read line by line as it is read: at the 256 MiB limit,
+    neither its bytes nor its text nor a list of its lines is ever held whole. ``kind`` is
+    ``proc`` or a paste format (``text``: any)."""
     from tcphealth.sources import text
     from tcphealth.sources.text.lines import lines_of
 
-    taken_at = os.stat(path).st_mtime
-    counted = _CountedText(reading.iter_input(path, None, TEXT_LIMIT))
+    where = opened.where
+    counted = _CountedText(opened.chunks(TEXT_LIMIT), encoding)
     try:
         return text.read_lines(
-            lines_of(counted), where, input_format=kind, strict=strict, taken_at=taken_at
+            lines_of(counted), where, input_format=kind, strict=strict, taken_at=opened.taken_at
         )
     except InputError as error:
-        if error.line is not None:
-            raise
+        if error.line is not None or counted.failed:
+            raise  # a row, or the reading itself (over the limit, empty, unreadable)
         try:
             for _ in counted:  # the rest is counted too
                 pass
         except InputError:
             raise error from None
         binary = _binary_note_of(counted.nuls, counted.replaced - counted.real)
-        if binary:  # say why nothing was found
+        if binary and encoding == "utf-8":  # say why nothing was found
             raise InputError(where, f"{error.problem}; {binary}") from None
         raise
 
 
 class _CountedText:
-    """The text of UTF-8 chunks, as ``_decode`` makes it of the whole, counting what
-    :func:`_binary_note` needs: NUL bytes, and sequences that are not UTF-8."""
+    """The text of chunks in ``encoding``, decoded as they come, counting (for UTF-8) what
+    :func:`_binary_note_of` needs: NUL bytes, and sequences that are not UTF-8."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Iterator[bytes], encoding: str = "utf-8") -> None:
         self.chunks = chunks
         self.nuls = 0
         self.replaced = 0  # U+FFFD in the text
         self.real = 0  # of those, the ones the input held (EF BF BD)
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         self._tail = b""  # the last bytes of the previous chunk, for an EF BF BD across two
+        self.failed = False  # the chunks themselves were refused (see reading.Opened.chunks)
 
     def __iter__(self) -> Iterator[str]:
-        for chunk in self.chunks:
+        for chunk in self._read():
             self.nuls += chunk.count(b"\0")
             joined = self._tail + chunk[:2]
             self.real += joined.count(b"\xef\xbf\xbd") + chunk.count(b"\xef\xbf\xbd")
@@ -332,47 +314,21 @@ class _CountedText:
         if text:
             yield text
 
+    def _read(self) -> Iterator[bytes]:
+        try:
+            yield from self.chunks
+        except InputError:
+            self.failed = True
+            raise
+
 
 def _where(path: Path | str) -> str:
     return reading.where_of(path)
 
 
-def _read(path: Path | str, stdin: IO[str] | None, input_format: str) -> tuple[bytes, float]:
-    """The bytes, and the time to give their snapshots: the file's modification time (the
-    capture is no later than that), or now for standard input. What looks like a JSON
-    snapshot may be as large as a snapshot file; anything else is held to the text limit."""
-
-    from tcphealth.sources import snapshot_file
-
-    def limit(head: bytes) -> reading.Limit:
-        if input_format == "auto" and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
-            return snapshot_file.SNAPSHOT_LIMIT
-        return TEXT_LIMIT
-
-    read = reading.read_input(path, stdin, limit)
-    return read.data, read.taken_at
-
-
 def _utf16(data: bytes) -> bool:
     # Windows PowerShell's `netstat > file` writes UTF-16.
     return b"\0" in data[:4096] and data[:2] in (b"\xff\xfe", b"\xfe\xff")
-
-
-def _decode(data: bytes) -> str:
-    if _utf16(data):
-        return data.decode("utf-16", errors="replace")
-    return data.decode("utf-8", errors="replace")
-
-
-def _binary_note(data: bytes, content: str) -> str | None:
-    """``it holds binary data (12 NUL bytes), not text`` for input that is not text at all.
-    ``content`` is ``data`` as :func:`_decode` made it."""
-    if _utf16(data):
-        return None  # its NULs are half of every character
-    # Each sequence that is not UTF-8 became one U+FFFD in ``content``; the U+FFFD the input
-    # itself held are the encoded ones (EF BF BD). Counted, not decoded again: no copies.
-    undecodable = content.count("\ufffd") - data.count(b"\xef\xbf\xbd")
-    return _binary_note_of(data.count(b"\0"), undecodable)
 
 
 def _binary_note_of(nuls: int, undecodable: int) -> str | None:

@@ -856,24 +856,35 @@ def _check_ranges(snapshot: Snapshot, where: str) -> None:
 def read_snapshot(path: Path | str, stdin: IO[str] | None = None) -> Snapshot:
     """Read a snapshot from a file, or from standard input when ``path`` is ``-``."""
     where = where_of(path)
-    return snapshot_from_document(_parse_json(_text_of(path, stdin), where), where)
+    chunks = iter_input(path, stdin, SNAPSHOT_LIMIT)
+    return snapshot_from_document(_parse_json(_text_of(chunks, where), where), where)
 
 
 def read_snapshots(path: Path | str, stdin: IO[str] | None = None) -> list[Snapshot]:
     """Read a series file (its samples, oldest first) or a snapshot file (a list of one)."""
     where = where_of(path)
-    return _snapshots_from_document(_parse_json(_text_of(path, stdin), where), where)
+    return snapshots_of_chunks(iter_input(path, stdin, SNAPSHOT_LIMIT), where)
 
 
-def _text_of(path: Path | str, stdin: IO[str] | None) -> Iterator[str]:
-    """The text of ``path`` (``-``: standard input) a piece at a time, read bounded (see
+def snapshots_of_chunks(chunks: Iterable[bytes], where: str) -> list[Snapshot]:
+    """:func:`read_snapshots` of UTF-8 bytes given a chunk at a time (an input opened with
+    :func:`tcphealth.reading.open_input`, read up to :data:`SNAPSHOT_LIMIT`)."""
+    return _snapshots_from_document(_parse_json(_text_of(chunks, where), where), where)
+
+
+def snapshots_of_text(pieces: Iterable[str], where: str) -> list[Snapshot]:
+    """:func:`read_snapshots` of text given a piece at a time (already decoded)."""
+    return _snapshots_from_document(_parse_json(iter(pieces), where), where)
+
+
+def _text_of(chunks: Iterable[bytes], where: str) -> Iterator[str]:
+    """The text of the UTF-8 ``chunks`` a piece at a time, read bounded (see
     :mod:`tcphealth.reading`); never whole, so that it is not held beside what is made of
     it."""
-    where = where_of(path)
     decoder = codecs.getincrementaldecoder("utf-8")()
     done = 0  # bytes given to the decoder so far
     try:
-        for chunk in iter_input(path, stdin, SNAPSHOT_LIMIT):
+        for chunk in chunks:
             held = len(decoder.getstate()[0])  # the start of a character cut by the chunk
             try:
                 text = decoder.decode(chunk)
