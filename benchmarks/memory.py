@@ -106,19 +106,45 @@ def write_ss_paste(path: Path, rows: int) -> None:
             out.write(f"ESTAB  0      0     {local}:{1024 + n % 60_000}   10.9.9.9:5432\n")
 
 
-def peak_of(args: list[str]) -> tuple[float, int, int]:
-    """(seconds, peak RSS in bytes, exit code) of one run of the CLI in a fresh process."""
+def write_transcript(path: Path, rows: int, other: int) -> None:
+    """A terminal transcript: ``ss -tan`` with ``rows`` connections, then ``other`` lines of
+    ``ps`` output, which a paste reader passes over. Text far larger than its sockets."""
+    with path.open("w", encoding="ascii") as out:
+        out.write("root@web1:~# ss -tan\n")
+        out.write("State  Recv-Q Send-Q   Local Address:Port    Peer Address:Port\n")
+        for n in range(rows):
+            peer = f"10.9.{n // 250 % 250}.{n % 250 + 1}"
+            out.write(f"ESTAB  0      0     10.0.0.5:{1024 + n % 60_000}   {peer}:5432\n")
+        out.write("root@web1:~# ps -eo pid,tty,stat,time,args\n")
+        for n in range(other):
+            out.write(
+                f"{n + 2:7d} ?        Ss     0:{n % 60:02d} /usr/sbin/worker --queue=jobs-{n % 97} "
+                f"--threads 8 --log /var/log/worker/{n}.log\n"
+            )
+
+
+def peak_of(args: list[str], piped: Path | None = None) -> tuple[float, int, int]:
+    """(seconds, peak RSS in bytes, exit code) of one run of the CLI in a fresh process;
+    ``piped``: with that file written into its standard input by ``cat`` (``--from -``)."""
     # getrusage(RUSAGE_CHILDREN) is the largest child's peak so far: each run gets its own
-    # helper process, so the figure is that run's alone.
+    # helper process, so the figure is that run's alone (cat's is far smaller).
     probe = (
         "import resource, subprocess, sys, time\n"
+        "piped, *command = sys.argv[1:]\n"
         "start = time.perf_counter()\n"
-        "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=False)\n"
+        "if piped:\n"
+        "    cat = subprocess.Popen(['cat', piped], stdout=subprocess.PIPE)\n"
+        "    done = subprocess.run(command + ['--from', '-'], stdin=cat.stdout,\n"
+        "                          stdout=subprocess.DEVNULL, check=False)\n"
+        "    cat.wait()\n"
+        "else:\n"
+        "    done = subprocess.run(command, stdout=subprocess.DEVNULL, check=False)\n"
         "took = time.perf_counter() - start\n"
         "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
         "print(took, peak, done.returncode)\n"
     )
-    command = [sys.executable, "-c", probe, sys.executable, "-m", "tcphealth", *args]
+    source = str(piped) if piped is not None else ""
+    command = [sys.executable, "-c", probe, source, sys.executable, "-m", "tcphealth", *args]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
     return float(output[0]), int(output[1]), int(output[2])
 
@@ -187,12 +213,17 @@ def main(argv: list[str] | None = None) -> int:
         for label, path, count in inputs:
             size = path.stat().st_size
             commands = [["check", "--from", str(path)], ["sockets", "--format", "json"]]
-            for args in commands[:1] if "limit" in label else commands:
+            runs: list[tuple[list[str], Path | None]] = [
+                (args, None) for args in (commands[:1] if "limit" in label else commands)
+            ]
+            if "limit" not in label:  # the same input through a pipe: read as it comes too
+                runs.append((["check"], path))
+            for args, piped in runs:
                 if args[0] == "sockets":
                     args = [*args, "--from", str(path)]
-                seconds, peak, code = peak_of(args)
+                seconds, peak, code = peak_of(args, piped)
                 row = {
-                    "input": label,
+                    "input": label + (" (cat | --from -)" if piped is not None else ""),
                     "bytes": size,
                     "command": " ".join(args[:3] if args[0] == "sockets" else args[:1]),
                     "seconds": round(seconds, 2),
