@@ -374,7 +374,11 @@ class _OwnerAccumulator:
         # Server side (the remote port was dropped): one group per (state, local endpoint),
         # whatever the clients' addresses, when there are several of them.
         served: dict[tuple[TcpState, Endpoint], list[tuple[Endpoint, _GroupAccumulator]]] = {}
-        for (state, local, remote), acc in self.groups.items():
+        # Each accumulator is let go as its group is made (in their order: the sort below is
+        # stable), so that the two are never both whole. The summary is made once.
+        for key in list(self.groups):
+            acc = self.groups.pop(key)
+            state, local, remote = key
             if remote.port is None and local.port is not None:
                 served.setdefault((state, local), []).append((remote, acc))
             else:
@@ -519,19 +523,15 @@ def build_report(
         grouping = _Grouping(ephemeral, listening)
         ages = series.ages if series is not None else None
         by_identity, truncated = _group_by_identity(snapshot.sockets, grouping, ages)
-        by_holders: dict[
-            tuple[tuple[int, ...], TcpState, Endpoint, Endpoint], _GroupAccumulator
-        ] = {}
-        for (holders, state, _, _), (local, remote, group) in by_identity.items():
-            same = by_holders.get((holders, state, local, remote))
-            if same is None:
-                by_holders[(holders, state, local, remote)] = group
-            else:
-                same.merge(group)
-        del by_identity
-        for (holders, state, local, remote), group in by_holders.items():
+        # Each group goes to its holders straight away: an owner's groups are keyed by equal
+        # endpoints, which joins the groups of equal endpoints held in different objects.
+        # Taken out of by_identity as they go, so that the two are never both whole (with
+        # every connection a group of its own, each holds one entry a socket).
+        for key in list(by_identity):
+            holders, state, _, _ = key
+            local, remote, group = by_identity.pop(key)
             states[state] += group.count
-            # Each group of by_holders is looked at once, here: the only holder may adopt it.
+            # Each group of by_identity is looked at once, here: the only holder may adopt it.
             if not holders:
                 unowned.add_group((state, local, remote), group, adopt=True)
             for pid in holders:  # a socket shared after fork() counts for every holder
@@ -539,6 +539,7 @@ def build_report(
                 if owner is None:
                     owner = owners[pid] = _OwnerAccumulator()
                 owner.add_group((state, local, remote), group, adopt=len(holders) == 1)
+        del by_identity
 
     process_by_pid = {process.pid: process for process in snapshot.processes}
     findings_by_pid: dict[int, list[Finding]] = {}

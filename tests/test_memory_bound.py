@@ -237,3 +237,21 @@ def test_a_paste_holds_at_most_the_documented_number_of_sockets(
         "keep memory within its bound (the README's size limits); save a snapshot on the host "
         "instead (tcphealth snapshot -o)"
     )
+
+
+def test_a_report_where_every_connection_is_a_group_of_its_own(tmp_path: Path) -> None:
+    """The report's grouping, the peak of a run whose connections all differ (each its own
+    group: one client address, 20,000 peers): its tables of groups are handed on and let go
+    as they go, never two of them whole at once. 687 bytes a socket at de6c8eb, 466 now."""
+    from benchmarks.memory import write_transcript
+    from tcphealth.diagnose import diagnose
+    from tcphealth.report import build_report
+
+    path = tmp_path / "ss.txt"
+    write_transcript(path, SOCKETS, 0)
+    (snapshot,) = sources.load_series(path)
+    findings = diagnose(snapshot)
+    report, per_socket = _peak_per_socket(lambda: build_report(snapshot, findings), SOCKETS)
+    assert len(report.unowned.groups) == SOCKETS
+    assert report.unowned.socket_count == SOCKETS
+    assert per_socket < 560, per_socket
