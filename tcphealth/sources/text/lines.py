@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tcphealth.model import (
     Endpoint,
@@ -76,7 +76,7 @@ class NotTcp(Exception):
     """A row of the format that is not a TCP socket (a UDP or UNIX row): skipped quietly."""
 
 
-@dataclass
+@dataclass(slots=True)  # one a row, held as long as its row
 class Holder:
     pid: int
     name: str | None = None
@@ -114,7 +114,6 @@ class Row:
     extended: bool = False  # ss -e fields (ino:, sk:) were on the row
     raw_state: str | None = None
     line: int = 0
-    service_lines: list[str] = field(default_factory=list)
 
 
 # --- numbers ------------------------------------------------------------------------------------

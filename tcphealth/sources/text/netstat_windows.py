@@ -114,8 +114,8 @@ def read_continuation(line: str, row: Row) -> Row:
     stripped = line.strip()
     if stripped.startswith("[") and stripped.endswith("]") and row.holders:
         row.holders = [Holder(holder.pid, stripped[1:-1] or None) for holder in row.holders]
-    elif stripped not in NO_OWNER_MESSAGES:
-        row.service_lines.append(stripped)
+    # Any other line under a row (a service's name, "Can not obtain ownership information")
+    # says nothing a socket keeps: passed over.
     return row
 
 

@@ -1079,6 +1079,7 @@ def _section_sockets(section: Section, notes: list[str]) -> tuple[list[Socket], 
     sockets: list[Socket] = []
     unseen = 0
     guessed = 0
+    shared_pids: dict[tuple[int, ...], tuple[int, ...]] = {}
     # Taken from the end of the reversed list, in the order read: each row is let go as soon
     # as its socket is made, so that a paste of a million rows never holds both whole.
     rows.reverse()
@@ -1093,6 +1094,8 @@ def _section_sockets(section: Section, notes: list[str]) -> tuple[list[Socket], 
         elif row.holders:
             owner = OwnerSource.FD
             pids = tuple(sorted({holder.pid for holder in row.holders}))
+            # One tuple for the sockets of one process, as the live sources have it.
+            pids = shared_pids.setdefault(pids, pids) if len(shared_pids) < 4096 else pids
         elif row.inode is not None:
             owner = OwnerSource.NONE if row.inode == 0 else OwnerSource.UNSEEN
         elif section.privileged is False:
