@@ -29,18 +29,24 @@ TIMER_MAX_SECONDS = 1e9
 
 # Memory, whatever the source (the README, next to the size limits): a run's peak is at most
 # a fixed cost (the interpreter, tcphealth's modules, the bounded tables of shared endpoints
-# and addresses) plus this much for each socket it reads -- no more than twice what the live
-# collector needs for one (604 bytes at 300,000 sockets: benchmarks/RESULTS.md,
-# `make bench-memory`).
+# and addresses) plus this much for each socket it reads. The rate is no more than twice what
+# the live collector needs for one (615 bytes at 300,000 sockets, so 1,230: benchmarks/
+# RESULTS.md, `make bench-memory`), and above what the costliest inputs measured need: 780
+# bytes for a paste of 750,000 connections each a report group of its own, 750 for an
+# `ss -tanipem` paste (tcp_info and owners) at the 256 MiB text limit.
 MEMORY_FIXED_BYTES = 96 << 20
-MEMORY_PER_SOCKET_BYTES = 1200
-# The most socket rows one paste may hold. A pasted row costs about 1,000 bytes (a row of
-# `ss -tan` is ~60 bytes of text, so 256 MiB of them would be ~4.5 million sockets, ~4.5 GiB);
-# at this many the bound above is 96 MiB + 858 MiB, under the 1 GiB promised at the text
-# limit. No incident paste comes near it: a host that large is read live or from a snapshot
-# (`tcphealth snapshot -o`), whose sockets cost less. /proc tables (~370 bytes a row) are not
+MEMORY_PER_SOCKET_BYTES = 1000
+# The 1 GiB a run may reach at the 256 MiB limit of pasted text.
+TEXT_LIMIT_MEMORY_BYTES = 1 << 30
+# The most socket rows one paste may hold: as many as the rate above allows within that 1 GiB,
+# rounded down to ten thousand (970,000). A row of `ss -tan` is ~50 bytes of text, so 256 MiB
+# of them would be ~5 million sockets (~5 GiB by the rate); no incident paste comes near the
+# cap: a host that large is read live or from a snapshot (`tcphealth snapshot -o`), whose
+# limit is its size. /proc tables (~135 bytes a row, ~320 bytes a socket measured) are not
 # capped: at the 256 MiB limit they hold ~2 million rows within 1 GiB.
-PASTE_SOCKET_LIMIT = 750_000
+PASTE_SOCKET_LIMIT = (
+    (TEXT_LIMIT_MEMORY_BYTES - MEMORY_FIXED_BYTES) // MEMORY_PER_SOCKET_BYTES // 10_000 * 10_000
+)
 
 Problem = tuple[str, str]  # (field, why)
 
