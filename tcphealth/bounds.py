@@ -12,6 +12,7 @@ cookies and namespace inodes unsigned 64 bits, timers finite and not negative.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 from typing import Protocol
@@ -26,6 +27,46 @@ UID_MAX = U32_MAX - 1  # (uid_t)-1 means "no uid" to every system call
 # The longest a timer may be said to run: a day is already far past any TCP timer a kernel
 # sets (the longest, keepalive, is at most 32767 s); past this the value is noise, not time.
 TIMER_MAX_SECONDS = 1e9
+
+# A process's name (and user) and command line are kept to these lengths in characters, the cut
+# marked by CUT_MARK, whatever the source: a copied tree may hold a megabyte of command line
+# for each of thousands of processes, a paste or a snapshot a name of any length, and every
+# output repeats it per socket. The kernel's own name is 15 bytes; 4,096 is the kernel's page
+# of /proc/PID/cmdline that ps shows by default.
+MAX_NAME_CHARS = 256
+MAX_CMDLINE_CHARS = 4096
+CUT_MARK = "…[cut]"
+
+
+def capped_name(text: str) -> str:
+    """``text`` kept to MAX_NAME_CHARS, the cut marked."""
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + CUT_MARK
+
+
+def capped_cmdline(args: tuple[str, ...]) -> tuple[str, ...]:
+    """Arguments kept to MAX_CMDLINE_CHARS in all, the last one kept marked as cut."""
+    kept: list[str] = []
+    left = MAX_CMDLINE_CHARS
+    for arg in args:
+        if len(arg) > left:
+            kept.append(arg[:left] + CUT_MARK)
+            return tuple(kept)
+        kept.append(arg)
+        left -= len(arg)
+    return args
+
+
+def capped_process(process: Process) -> Process:
+    """``process`` with its name, user and command line kept to their lengths; the same object
+    when nothing is over (the common case costs no copy)."""
+    name, user, cmdline = process.name, process.user, process.cmdline
+    new_name = capped_name(name) if name is not None else None
+    new_user = capped_name(user) if user is not None else None
+    new_cmdline = capped_cmdline(cmdline) if cmdline is not None else None
+    if new_name is name and new_user is user and new_cmdline is cmdline:
+        return process
+    return dataclasses.replace(process, name=new_name, user=new_user, cmdline=new_cmdline)
+
 
 # Memory, whatever the source (the README, next to the size limits): a run's peak is at most
 # a fixed cost (the interpreter, tcphealth's modules, the bounded tables of shared endpoints

@@ -161,6 +161,44 @@ def test_command_lines_and_names_are_capped_and_marked_before_they_are_kept(
     assert process_json["name"] == "n" * procfs.MAX_NAME_CHARS + procfs.CUT_MARK
 
 
+def test_a_pasted_program_name_is_capped_and_marked_like_one_from_proc(tmp_path: Path) -> None:
+    """Found by `make fuzz` (seed 26): a netstat row whose PID/Program ran on for 5,000
+    characters kept them all, in every record of that process."""
+    long_name = "java" + "x" * 5_000
+    paste = tmp_path / "netstat.txt"
+    paste.write_text(
+        "Proto Recv-Q Send-Q Local Address           Foreign Address         State       "
+        "PID/Program name\n"
+        f"tcp        0      0 10.0.0.5:8080           10.0.0.9:51000          CLOSE_WAIT  "
+        f"4242/{long_name}\n",
+        encoding="utf-8",
+    )
+    result = run("sockets", "--from", paste, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    (process_json,) = json.loads(result.stdout)["processes"]
+    assert process_json["pid"] == 4242
+    assert process_json["name"] == long_name[: procfs.MAX_NAME_CHARS] + procfs.CUT_MARK
+
+
+def test_a_snapshot_names_and_command_line_are_capped_and_marked(tmp_path: Path) -> None:
+    document = json.loads((FIXTURES / "close-wait-leak.json").read_text(encoding="utf-8"))
+    process = document["snapshot"]["processes"][0]
+    process["name"] = "n" * 5_000
+    process["user"] = "u" * 300
+    process["cmdline"] = ["server", "x" * 10_000, "tail"]
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = run("sockets", "--from", path, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    (shown,) = [p for p in json.loads(result.stdout)["processes"] if p["pid"] == process["pid"]]
+    assert shown["name"] == "n" * procfs.MAX_NAME_CHARS + procfs.CUT_MARK
+    assert shown["user"] == "u" * procfs.MAX_NAME_CHARS + procfs.CUT_MARK
+    assert shown["cmdline"] == [
+        "server",
+        "x" * (procfs.MAX_CMDLINE_CHARS - len("server")) + procfs.CUT_MARK,
+    ]
+
+
 # --- impossible values in snapshots and series ------------------------------------------------
 
 

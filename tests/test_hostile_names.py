@@ -37,7 +37,7 @@ NAMES = {
     69: "a\nCRITICAL fake\tline\r",
     70: "c1\x9b2J\x7f",
     71: "\u202egnp.exe",
-    72: "L" * 300,
+    72: "L" * 256,  # as long as a name is kept (bounds.MAX_NAME_CHARS): given back whole
 }
 SHOWN = {  # how the table shows each (plain quotes them and doubles backslashes)
     66: "\\x1b[31mred\\x1b[0m",
@@ -46,7 +46,7 @@ SHOWN = {  # how the table shows each (plain quotes them and doubles backslashes
     69: "a\\nCRITICAL fake\\tline\\r",
     70: "c1\\x9b2J\\x7f",
     71: "\\u202egnp.exe",
-    72: "L" * 300,
+    72: "L" * 256,
 }
 
 
@@ -148,7 +148,7 @@ def test_text_formats_are_inert_byte_by_byte(hostile_file: Path) -> None:
     for pid, shown in SHOWN.items():
         if pid != 72:
             assert f"pid {pid} {shown}  user u\\x1b[1m{pid}" in table  # the title
-    assert "\n" + "L" * 100 in table  # the 300 characters, wrapped, never an escape
+    assert "\n" + "L" * 100 in table  # the 256 characters, wrapped, never an escape
     assert "host\\x1b[2J  kernel 6.1\\n[red]  source procfs\\x07" in table
     assert "u\\x1b[1m66" in table and "[link=x]y\\n" in table
 

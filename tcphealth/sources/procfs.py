@@ -634,17 +634,11 @@ def _user_name(uid: int | None, cache: dict[int, str | None]) -> str | None:
     return cache[uid]
 
 
-# A process's name and command line are kept to these lengths (in characters), the cut marked
-# by CUT_MARK: a copied tree may hold a megabyte of command line for each of thousands of
-# processes, and every output repeats it per socket. The kernel's own name is 15 bytes; 4,096
-# is the kernel's page of /proc/PID/cmdline that ps shows by default.
-MAX_NAME_CHARS = 256
-MAX_CMDLINE_CHARS = 4096
-CUT_MARK = "…[cut]"
-
-
-def _capped_name(text: str) -> str:
-    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + CUT_MARK
+# The lengths a name and a command line are kept to (bounds.py says why); read here with no
+# more bytes than they need.
+MAX_NAME_CHARS = bounds.MAX_NAME_CHARS
+MAX_CMDLINE_CHARS = bounds.MAX_CMDLINE_CHARS
+CUT_MARK = bounds.CUT_MARK
 
 
 def _capped_cmdline(text: str, complete: bool) -> tuple[str, ...] | None:
@@ -692,7 +686,7 @@ def read_process(
         cmdline = _capped_cmdline(text, complete=len(cmdline_bytes) < cmdline_limit)
     return Process(
         pid=pid,
-        name=_capped_name(comm.rstrip("\n")) if comm is not None else None,
+        name=bounds.capped_name(comm.rstrip("\n")) if comm is not None else None,
         user=_user_name(uid, users),
         uid=uid,
         cmdline=cmdline,

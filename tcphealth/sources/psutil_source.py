@@ -16,6 +16,7 @@ from typing import Any
 
 import psutil
 
+from tcphealth import bounds
 from tcphealth.model import (
     Attribution,
     Endpoint,
@@ -59,15 +60,17 @@ def _process(pid: int) -> Process:
         infinity = getattr(psutil, "RLIM_INFINITY", -1)
         soft = None if limits[0] == infinity else int(limits[0])
         hard = None if limits[1] == infinity else int(limits[1])
-    return Process(
-        pid=pid,
-        name=_visible_bytes(name) if name is not None else None,
-        user=user,
-        uid=uids.real if uids is not None else None,
-        cmdline=tuple(_visible_bytes(arg) for arg in cmdline) if cmdline else None,
-        open_fds=open_fds,
-        fd_soft_limit=soft,
-        fd_hard_limit=hard,
+    return bounds.capped_process(
+        Process(
+            pid=pid,
+            name=_visible_bytes(name) if name is not None else None,
+            user=user,
+            uid=uids.real if uids is not None else None,
+            cmdline=tuple(_visible_bytes(arg) for arg in cmdline) if cmdline else None,
+            open_fds=open_fds,
+            fd_soft_limit=soft,
+            fd_hard_limit=hard,
+        )
     )
 
 

@@ -820,6 +820,11 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
         decoded = _Decoder(where).decode_dataclass(document.get("snapshot"), Snapshot, "snapshot")
     assert isinstance(decoded, Snapshot)
     _check_ranges(decoded, where)
+    # Names and command lines are kept to their lengths, as every collector keeps them: a
+    # snapshot written by hand (or by an older tcphealth) may hold any.
+    capped = tuple(bounds.capped_process(process) for process in decoded.processes)
+    if any(new is not old for new, old in zip(capped, decoded.processes, strict=True)):
+        decoded = dataclasses.replace(decoded, processes=capped)
     return decoded
 
 

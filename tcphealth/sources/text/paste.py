@@ -1004,14 +1004,16 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     elisions = tuple(mark.elision() for section in capture.sections for mark in section.elided)
     pids = sorted(set(names) | set(facts.fd_limits) | set(facts.open_fds) | set(facts.highest_fd))
     processes = tuple(
-        Process(
-            pid=pid,
-            name=names.get(pid),
-            user=users.get(pid),
-            open_fds=facts.open_fds.get(pid),
-            highest_fd=facts.highest_fd.get(pid),
-            fd_soft_limit=facts.fd_limits.get(pid, (None, None))[0],
-            fd_hard_limit=facts.fd_limits.get(pid, (None, None))[1],
+        bounds.capped_process(
+            Process(
+                pid=pid,
+                name=names.get(pid),
+                user=users.get(pid),
+                open_fds=facts.open_fds.get(pid),
+                highest_fd=facts.highest_fd.get(pid),
+                fd_soft_limit=facts.fd_limits.get(pid, (None, None))[0],
+                fd_hard_limit=facts.fd_limits.get(pid, (None, None))[1],
+            )
         )
         for pid in pids
     )
