@@ -12,18 +12,21 @@ $(VENV)/bin/python:
 
 # The stamps depend on pyproject.toml, so a changed dependency list reinstalls.
 # The man page goes into the virtualenv's share/man, where `man tcphealth` finds it when .venv/bin
-# is on PATH (man derives its search path from PATH): written from the installed code's --help.
+# is on PATH (man derives its search path from PATH): a copy of man/tcphealth.1 (made from the
+# --help texts; a test fails when it is stale), copied again whenever that file changes, so a
+# checkout that moved on never keeps the page its .venv was first built with.
 MANPAGE := $(VENV)/share/man/man1/tcphealth.1
 
 $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e .
-	mkdir -p $(dir $(MANPAGE)) && $(PY) -m tcphealth.manpage > $(MANPAGE)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e '.[test]'
-	mkdir -p $(dir $(MANPAGE)) && $(PY) -m tcphealth.manpage > $(MANPAGE)
 	touch $@ $(VENV)/.installed-run
+
+$(MANPAGE): man/tcphealth.1 | $(VENV)/bin/python
+	mkdir -p $(dir $@) && cp man/tcphealth.1 $@
 
 # man/tcphealth.1, the copy a wheel installs (pyproject.toml's data-files), made again from the
 # --help texts; tests/test_terminal.py fails when it is out of date.
@@ -36,11 +39,11 @@ man: $(VENV)/.installed-test
 # user who may not from failing the run.
 SYSTEM_MAN1 ?= /usr/local/share/man/man1
 
-run: $(VENV)/.installed-run
+run: $(VENV)/.installed-run $(MANPAGE)
 	-@mkdir -p $(SYSTEM_MAN1) 2>/dev/null && ln -sf $(abspath $(MANPAGE)) $(SYSTEM_MAN1)/tcphealth.1 2>/dev/null
 	$(VENV)/bin/tcphealth $(ARGS)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(MANPAGE)
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-test
