@@ -1274,7 +1274,10 @@ def serve(
     # again (tcphealth.sources.fd_cache says what that allows); a --from file has none.
     carried = None
     if inputs.from_file is None:
-        from tcphealth.sources import fd_cache
+        from tcphealth.sources import dump_relay, fd_cache
+
+        # Judged by CPU per scrape, not by wall time: no relaying child for the dump.
+        dump_relay.received_in_place()
 
         if fd_cache.enable():
             carried = serving.Carried(fd_cache.handed_back, fd_cache.adopt)

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from tcphealth.model import Family, Socket, SocketDraft, TcpState
+from tcphealth.model import Family, Snapshot, Socket, SocketDraft, TcpState
 from tcphealth.sources import dump_relay, netlink
 from tcphealth.sources.netlink import NetlinkError
 
@@ -125,6 +125,41 @@ def test_collect_names_this_process_alone(scene: set[str], monkeypatch: pytest.M
     assert {s.pids for s in held} == {(me,)}
     assert (orphan.inode, orphan.pids) == (0, ())
     assert children[0] not in {process.pid for process in snapshot.processes}
+
+
+def test_a_dump_received_in_place_has_no_child_and_the_same_sockets(
+    scene: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tcphealth serve`` receives its dumps in place: no relaying child, and the same
+    sockets and owners as a relayed collection."""
+    relayed = netlink.collect()
+    monkeypatch.setattr(dump_relay, "_relay_wanted", True)  # restored after the test
+    dump_relay.received_in_place()
+    assert not dump_relay.relay_wanted()
+    with dump_relay.started(_requests(), buffer_size=1 << 16, timeout=5) as relay:
+        assert relay is None
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counted_fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counted_fork)
+    here = netlink.collect()
+    assert len(forks) == 1, "expected only the walking child, no relay"
+
+    def seen(snapshot: Snapshot) -> set[tuple[object, ...]]:
+        return {
+            (s.state, str(s.local), str(s.remote), s.inode, s.cookie, s.pids)
+            for s in snapshot.sockets
+            if _is_ours(s, scene)
+        }
+
+    mine = seen(here)
+    assert mine == seen(relayed)
+    assert len(mine) == 5
+    assert {pids for state, *_, pids in mine if state is not TcpState.FIN_WAIT2} == {(os.getpid(),)}
 
 
 def test_a_child_lost_midway_means_the_dump_is_received_here(

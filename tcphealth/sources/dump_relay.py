@@ -18,8 +18,9 @@ its kind, the length of what follows -- and then that many bytes:
 - ``_END``: that request's dump is over, nothing follows;
 - ``_FAILED``: receiving it failed: errno (0 for none) and a text saying what happened.
 
-When the child cannot run (no ``fork``, other threads running) :func:`started` gives
-``None`` and the caller receives in this process. A child that stops without finishing
+When the child cannot run (no ``fork``, other threads running), or the process asked for
+the dump to be received in place (:func:`received_in_place`), :func:`started` gives ``None``
+and the caller receives in this process. A child that stops without finishing
 shows as :class:`RelayLost`, on which the caller does the same.
 """
 
@@ -47,6 +48,25 @@ _ERRNO = struct.Struct("=i")
 # enough that it starts decoding within a few ms of the first datagram.
 _BATCH = 1 << 19
 _PIPE_SIZE = 1 << 20  # fewer, larger reads here; refused without harm where not allowed
+
+
+_relay_wanted = True
+
+
+def received_in_place() -> None:
+    """From now on, every dump is received by the process that decodes it, with no child.
+
+    For a process judged by the CPU a collection costs rather than by how soon it ends
+    (``tcphealth serve``, scraped every 15-30 s): the child gains wall time only on a spare
+    core, and costs CPU of its own -- its fork, and every byte of the dump gathered, written
+    into the pipe and read out of it once more (measured in benchmarks/RESULTS.md)."""
+    global _relay_wanted
+    _relay_wanted = False
+
+
+def relay_wanted() -> bool:
+    """Whether :func:`started` starts a child where one can run."""
+    return _relay_wanted
 
 
 class RelayLost(Exception):
@@ -138,7 +158,7 @@ def started(
 
 
 def _start(requests: Sequence[bytes], buffer_size: int, timeout: float) -> Relay | None:
-    if not children.can_fork():
+    if not _relay_wanted or not children.can_fork():
         return None
     read_end, write_end = os.pipe()
     with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ: Linux, Python 3.10+
