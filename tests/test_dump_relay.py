@@ -4,13 +4,18 @@ here, never a crash, a hang or a child left behind."""
 
 from __future__ import annotations
 
+import json
 import os
+import selectors
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -239,3 +244,100 @@ def test_no_child_while_other_threads_run() -> None:
 )
 def test_where_a_dump_ends(datagram: bytes, ended: bool) -> None:
     assert dump_relay.dump_ended(memoryview(datagram)) is ended
+
+
+# The load generator's scene for the differential test below: its own port block, apart from
+# a benchmark run's (20000) and test_benchmark_loadgen's (28000).
+_SCENE_PORT = 28400
+_SCENE_SOCKETS = 3000
+_STABLE = frozenset(
+    {TcpState.LISTEN, TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2}
+)
+
+
+def _generator_ready(process: subprocess.Popen[str], state_file: Path) -> frozenset[int]:
+    """Wait (bounded) for the generator's READY line; its listening ports."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if selector.select(timeout=0.5):
+                line = process.stdout.readline()
+                if line.startswith("READY"):
+                    return frozenset(json.loads(state_file.read_text())["ports"])
+                if not line:
+                    break
+    raise AssertionError(f"the load generator was not ready (exit code {process.poll()})")
+
+
+def _stable_view(snapshot: Snapshot, ports: frozenset[int]) -> dict[int, tuple[object, ...]]:
+    """The generator's sockets in the states that do not churn, by cookie, in every field a
+    second dump must repeat (tcp_info's clocks move between two dumps; its RTO does not)."""
+    view: dict[int, tuple[object, ...]] = {}
+    for s in snapshot.sockets:
+        if s.state not in _STABLE or not ({s.local.port, s.remote.port} & ports):
+            continue
+        assert s.cookie is not None and s.cookie not in view
+        view[s.cookie] = (
+            s.state,
+            str(s.local),
+            str(s.remote),
+            s.inode,
+            s.pids,
+            s.owner_source,
+            s.uid,
+            s.recv_queue,
+            s.send_queue,
+            s.listen_backlog,
+            s.shutdown,
+            s.timer,
+            s.tcp_info is None,
+        )
+    return view
+
+
+@pytest.mark.live
+@pytest.mark.benchmark
+def test_the_load_generators_scene_is_the_same_received_in_place_or_relayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The differential test of serve's in-place dump: 3,000 loopback sockets of the benchmark's
+    load generator, collected relayed (as a report does) and received in place (as serve
+    does), give the same sockets with the same owners and fields."""
+    state_file = tmp_path / "loadgen.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.loadgen",
+            f"--sockets={_SCENE_SOCKETS}",
+            "--processes=2",
+            "--seconds=60",  # ends by itself should this test be killed outright
+            f"--base-port={_SCENE_PORT}",
+            f"--state-file={state_file}",
+            "--exit-with-parent",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ports = _generator_ready(process, state_file)
+        relayed = netlink.collect()
+        monkeypatch.setattr(dump_relay, "_relay_wanted", True)  # restored after the test
+        dump_relay.received_in_place()
+        here = netlink.collect()
+    finally:
+        if process.poll() is None:
+            process.terminate()  # by pid: only the generator this test started
+        process.wait(timeout=30)
+        assert process.stdout is not None
+        process.stdout.close()
+    before, after = _stable_view(relayed, ports), _stable_view(here, ports)
+    assert after == before
+    states = Counter(fields[0] for fields in after.values())
+    # 3,000 less 10% TIME_WAIT, in four states, every accepted or connected socket owned.
+    assert sum(states.values()) == _SCENE_SOCKETS - _SCENE_SOCKETS // 10
+    assert states[TcpState.CLOSE_WAIT] == states[TcpState.FIN_WAIT2] > 0
+    assert all(fields[4] for fields in after.values())
