@@ -13,14 +13,17 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from tcphealth.model import Family, Snapshot, Socket, SocketDraft, TcpState
-from tcphealth.sources import dump_relay, netlink
+from tcphealth.model import Family, OwnerSource, Snapshot, Socket, SocketDraft, TcpState
+from tcphealth.sources import background_scan, dump_relay, netlink, procfs
+from tcphealth.sources import owners as owners_module
 from tcphealth.sources.netlink import NetlinkError
 
 pytestmark = pytest.mark.skipif(
@@ -341,3 +344,75 @@ def test_the_load_generators_scene_is_the_same_received_in_place_or_relayed(
     assert sum(states.values()) == _SCENE_SOCKETS - _SCENE_SOCKETS // 10
     assert states[TcpState.CLOSE_WAIT] == states[TcpState.FIN_WAIT2] > 0
     assert all(fields[4] for fields in after.values())
+
+
+def test_the_owner_pass_finds_what_assemble_would_pass_over_every_socket_for() -> None:
+    """netlink._finish_all notes the listeners, the sockets a listener may be credited with
+    and the unseen ones as it sets each owner: the same lists as passes over every socket,
+    and the same snapshot from procfs.assemble either way. A live scene: a listener, an
+    accepted connection, one still in the accept queue (no descriptor: credited to the
+    listener), a TIME_WAIT; and one socket made unseen by its walk's answer."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    address = listener.getsockname()
+    accepted_client = socket.create_connection(address)
+    accepted, _ = listener.accept()
+    waiting = socket.create_connection(address)  # never accepted
+    closer = socket.create_connection(address)
+    closer_peer, _ = listener.accept()
+    closer.close()  # the client closes first: TIME_WAIT once the peer closes too
+    closer_peer.close()
+    held = [listener, accepted_client, accepted, waiting]
+    try:
+        proc = Path("/proc")
+
+        def finished() -> tuple[list[Socket], object, procfs.FdScan]:
+            drafts = netlink._dump_both_families(True)
+            scan = procfs.scan_fds(proc)
+            inodes = array("Q", [d.inode or 0 for d in drafts])
+            owners = background_scan.owners_from(scan, inodes)
+            mine = f"{address[0]}:{address[1]}"
+            # One of ours is made unseen: its descriptor's holder "not read".
+            index = owners.index
+            unseen_at = next(
+                i for i, d in enumerate(drafts) if str(d.remote) == mine and d.inode and index[i]
+            )
+            index[unseen_at] = 0
+            sorted_owners = netlink._finish_all(drafts, owners)
+            return cast(list[Socket], drafts), sorted_owners, owners.scan
+
+        sockets, found, scan = finished()
+        assert isinstance(found, owners_module.Sorted)
+        assert found.listeners == [s for s in sockets if s.state is TcpState.LISTEN]
+        assert found.unaccepted == [
+            i
+            for i, s in enumerate(sockets)
+            if s.owner_source is OwnerSource.NONE
+            and s.state in owners_module.UNACCEPTED_STATES
+            and not s.inode
+        ]
+        assert found.unseen == [s for s in sockets if s.owner_source is OwnerSource.UNSEEN]
+        assert found.unaccepted and found.unseen  # the scene has both
+        whole = procfs.assemble(
+            list(sockets), [], proc, taken_at=0.0, source="t", with_processes=True, scan=scan
+        )
+        noted = procfs.assemble(
+            list(sockets),
+            [],
+            proc,
+            taken_at=0.0,
+            source="t",
+            with_processes=True,
+            scan=scan,
+            found=found,
+        )
+        assert noted.sockets == whole.sockets
+        assert noted.attribution == whole.attribution
+        assert noted.processes == whole.processes
+        credited = [s for s in noted.sockets if s.owner_source is OwnerSource.LISTENER]
+        assert [str(s.local) for s in credited] == [f"{address[0]}:{address[1]}"]
+    finally:
+        for sock in held:
+            sock.close()

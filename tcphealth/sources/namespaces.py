@@ -413,18 +413,19 @@ def collect_all(
             fallback: list[Socket] = []
             for inode in refused:
                 _read_through_process(discovery.found[inode], proc_root, fallback, read, notes)
-            scan = None
+            scan = sorted_owners = None
             if pending is None:
                 netlink._finish_all(drafts, None)
             else:
                 owners = pending.owners(array("Q", [draft.inode or 0 for draft in drafts]))
                 scan = owners.scan
-                netlink._finish_all(drafts, owners)
+                sorted_owners = netlink._finish_all(drafts, owners)
                 del owners
             sockets = cast(list[Socket], drafts)
             del drafts
             if fallback:
                 sockets.extend(_owned(fallback, scan))
+                sorted_owners = None  # it knows the decoded sockets only
     snapshot = procfs.assemble(
         sockets,
         notes,
@@ -433,6 +434,7 @@ def collect_all(
         source="netlink",
         with_processes=with_processes,
         scan=scan,
+        found=sorted_owners,
     )
     return label(snapshot, discovery, read, proc_root=proc_root, node_root=node_root)
 

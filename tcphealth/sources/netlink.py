@@ -52,6 +52,7 @@ from tcphealth.model import (
     timer_from_kernel_code,
 )
 from tcphealth.sources import background_scan, dump_relay, procfs
+from tcphealth.sources import owners as owners_module
 from tcphealth.sources.dump_relay import (  # the netlink framing both modules read
     NETLINK_SOCK_DIAG,
     NLMSG_DONE,
@@ -708,27 +709,43 @@ class Decoder:
 _INODE = operator.attrgetter("inode")
 
 
-def _finish_all(drafts: list[SocketDraft], owners: background_scan.Owners | None) -> None:
+def _finish_all(
+    drafts: list[SocketDraft], owners: background_scan.Owners | None
+) -> owners_module.Sorted | None:
     """Finish every draft in place (each draft object becomes its Socket) with the owners the
     fd walk found for its inode, in the drafts' order, and how we know them -- the rule of
     :func:`tcphealth.sources.procfs.owner_fields`, written out for the loop over every socket
-    of a run. Without owners (no walk), every socket's owners are unknown."""
+    of a run. Without owners (no walk), every socket's owners are unknown.
+
+    With owners, the same loop notes what :func:`procfs.assemble` would otherwise pass over
+    every socket again to find (:class:`~tcphealth.sources.owners.Sorted`): the listeners, the
+    sockets their listener may be credited with, and those no process we read holds."""
     if owners is None:
         for draft in drafts:
             draft.finish((), OwnerSource.UNKNOWN)
-        return
+        return None
     groups = owners.groups
     held, unseen, nobody = OwnerSource.FD, OwnerSource.UNSEEN, OwnerSource.NONE
+    listen, unaccepted_states = TcpState.LISTEN, owners_module.UNACCEPTED_STATES
+    listeners: list[Socket] = []
+    unaccepted: list[int] = []
+    not_seen: list[Socket] = []
     finished = Socket
-    for draft, group in zip(drafts, owners.index, strict=True):
+    for position, (draft, group) in enumerate(zip(drafts, owners.index, strict=True)):
         # draft.finish(), written out: one call fewer per socket
         if not draft.inode:
             draft.pids, draft.owner_source = (), nobody
+            if draft.state in unaccepted_states:
+                unaccepted.append(position)
         elif group:
             draft.pids, draft.owner_source = groups[group], held
         else:
             draft.pids, draft.owner_source = (), unseen
+            not_seen.append(draft)  # type: ignore[arg-type]  # a Socket once its class is set
+        if draft.state is listen:
+            listeners.append(draft)  # type: ignore[arg-type]
         draft.__class__ = finished  # type: ignore[assignment]
+    return owners_module.Sorted(listeners, unaccepted, not_seen)
 
 
 _AF_INET = socket.AF_INET
@@ -837,13 +854,13 @@ def collect(
             pending = stack.enter_context(background_scan.started(proc_root, helpers))
         with gcpause.paused():
             drafts = _dump_both_families(with_tcp_info, relay)
-            scan = None
+            scan = found = None
             if pending is None:
                 _finish_all(drafts, None)
             else:
                 owners = pending.owners(array("Q", map(_INODE, drafts)))
                 scan = owners.scan
-                _finish_all(drafts, owners)
+                found = _finish_all(drafts, owners)
                 del owners
             sockets = cast(list[Socket], drafts)
             del drafts
@@ -855,6 +872,7 @@ def collect(
         source="netlink",
         with_processes=with_processes,
         scan=scan,
+        found=found,
     )
 
 

@@ -7,7 +7,7 @@ walk (inode 0) and the text of ``ss -p`` / ``netstat -p`` (a row with no ``users
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from tcphealth.model import Family, OwnerSource, Socket, TcpState
 
@@ -30,11 +30,32 @@ def credit_unaccepted_to_listeners(sockets: Sequence[Socket]) -> list[Socket]:
     return result
 
 
-def credit_in_place(sockets: list[Socket]) -> None:
+@dataclass(frozen=True)
+class Sorted:
+    """What a source's own last pass over its sockets found, so that no pass over all of them
+    is made again for it (the netlink decoder sets every socket's owner in one loop):
+    ``listeners``, the LISTEN sockets in order; ``unaccepted``, the positions of the sockets
+    :func:`credit_in_place` may credit (no owner, no descriptor, in UNACCEPTED_STATES), in
+    order; ``unseen``, the sockets with a descriptor no process we read holds."""
+
+    listeners: list[Socket]
+    unaccepted: list[int]
+    unseen: list[Socket]
+
+
+def credit_in_place(sockets: list[Socket], found: Sorted | None = None) -> None:
     """:func:`credit_unaccepted_to_listeners`, replacing the credited sockets in ``sockets``
-    itself: no second list of 300,000 sockets."""
-    listeners = _index_listeners(sockets)
+    itself: no second list of 300,000 sockets. With ``found`` (of exactly these sockets),
+    only the sockets it names are looked at."""
+    listeners = _index_listeners(sockets if found is None else found.listeners)
     if not listeners:
+        return
+    if found is not None:
+        for index in found.unaccepted:
+            sock = sockets[index]
+            owners = _listener_pids(listeners, sock)
+            if owners is not None:
+                sockets[index] = replace(sock, pids=owners, owner_source=OwnerSource.LISTENER)
         return
     for index, sock in enumerate(sockets):
         if sock.owner_source is not OwnerSource.NONE or sock.state not in UNACCEPTED_STATES:

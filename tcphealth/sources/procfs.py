@@ -51,7 +51,7 @@ from tcphealth.model import (
     timer_from_kernel_code,
 )
 from tcphealth.phrases import unseen_owner_note
-from tcphealth.sources.owners import credit_in_place, credit_unaccepted_to_listeners
+from tcphealth.sources.owners import Sorted, credit_in_place, credit_unaccepted_to_listeners
 
 ByteOrder = Literal["little", "big"]
 
@@ -452,7 +452,9 @@ SECOND_LOOK_FD_BUDGET = 50_000
 SECOND_LOOK_FDS_PER_SOCKET = 4_000
 
 
-def second_look(sockets: list[Socket], scan: FdScan, proc_root: Path) -> tuple[list[Socket], int]:
+def second_look(
+    sockets: list[Socket], scan: FdScan, proc_root: Path, unseen: list[Socket] | None = None
+) -> tuple[list[Socket], int]:
     """Find the holders of sockets opened while the fd walk ran (they were not in any fd
     directory yet when the walk passed it), by reading again the fds of the processes most
     likely to hold them: those listening on the socket's local port (an accepted
@@ -460,8 +462,10 @@ def second_look(sockets: list[Socket], scan: FdScan, proc_root: Path) -> tuple[l
     client connecting again). Returns the sockets and how many stay unseen.
 
     On a host that opens connections fast, a walk of a second or more would otherwise leave
-    every new connection of that second without an owner."""
-    unseen = [sock for sock in sockets if sock.owner_source is OwnerSource.UNSEEN]
+    every new connection of that second without an owner. ``unseen``: those sockets, where
+    the caller has them already (in the order of ``sockets``)."""
+    if unseen is None:
+        unseen = [sock for sock in sockets if sock.owner_source is OwnerSource.UNSEEN]
     if not unseen:
         return sockets, 0
     # Only the ports and peers of the unseen sockets are looked for: on a busy host a few
@@ -904,6 +908,7 @@ def assemble(
     source: str,
     with_processes: bool,
     scan: FdScan | None = None,
+    found: Sorted | None = None,
 ) -> Snapshot:
     """Complete a socket list into a snapshot: owners (one /proc/*/fd walk), the owning
     processes, host facts, sysctls and counters -- all read below ``proc_root``. Shared by
@@ -911,16 +916,19 @@ def assemble(
 
     A source that walked /proc/*/fd itself and built its sockets with their owners passes
     that ``scan``; only the listener credit for unaccepted sockets is left to do then, in the
-    list given (which the caller hands over)."""
+    list given (which the caller hands over). ``found``: what the source's own pass over
+    exactly these sockets found for it (:class:`~tcphealth.sources.owners.Sorted`)."""
     processes: list[Process] = []
     if with_processes:
         if scan is None:
             scan = scan_fds(proc_root)
             sockets, unseen = attribute(sockets, scan)
         else:
-            credit_in_place(sockets)  # the caller's list: it built it for this snapshot
+            credit_in_place(sockets, found)  # the caller's list: it built it for this snapshot
             # The walk ran while the table was read: look again for what it could not see.
-            sockets, unseen = second_look(sockets, scan, proc_root)
+            sockets, unseen = second_look(
+                sockets, scan, proc_root, None if found is None else found.unseen
+            )
         users: dict[int, str | None] = {}
         # The distinct pid tuples first, in C: a few among 300,000 sockets.
         holders = sorted({pid for pids in set(map(_PIDS, sockets)) for pid in pids})
