@@ -13,6 +13,7 @@ README's table of codes are made from it. The rules share helpers only through `
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
@@ -20,6 +21,7 @@ from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.rules import (
     bound,
     close_wait,
+    closed,
     closing,
     descriptors,
     established,
@@ -37,6 +39,7 @@ from tcphealth.diagnose.rules import (
     syn_queue,
     time_wait,
 )
+from tcphealth.diagnose.shared import mark_linux_steps
 from tcphealth.model import Finding, Snapshot, finding_order
 
 __all__ = ["CODES", "RULES", "diagnose", "finding_order", "rule_of"]
@@ -55,6 +58,7 @@ RULES: tuple[Rule, ...] = (
     time_wait.RULE,
     ports.RULE,
     bound.RULE,
+    closed.RULE,
     established.RULE,
     keepalive.RULE,
     kernel_limits.RULE,
@@ -97,5 +101,13 @@ def diagnose(snapshot: Snapshot, thresholds: Thresholds | None = None) -> list[F
     for rule in RULES:
         if rule.check is not None:
             findings.extend(rule.check(index, effective))
+    platform = snapshot.host.platform
+    if platform is not None and platform != "linux":
+        # A rule without steps of its own for the pasted platform still offers ss and /proc:
+        # each such step says it is a Linux command.
+        findings = [
+            replace(finding, next_steps=mark_linux_steps(platform, finding.next_steps))
+            for finding in findings
+        ]
     findings.sort(key=finding_order)
     return findings

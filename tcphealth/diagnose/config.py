@@ -102,6 +102,17 @@ class Thresholds:
     )
     closing_warning: int = _knob(10, "Such sockets in one state, host-wide: warn.")
     closing_critical: int = _knob(1000, "Unacknowledged FINs in one state, host-wide: critical.")
+    close_held_warning: int = _knob(
+        100,
+        "TCP sockets in CLOSE (BSD: CLOSED) held by one process -- connections that ended, "
+        "failed or never began, whose descriptors it keeps -- or counted host-wide without "
+        "their holder: warn from this many (a descriptor leak).",
+    )
+    close_held_critical: int = _knob(
+        1000,
+        "CLOSE held by one process: critical from this many, or from fd_warning_ratio of its "
+        "descriptor limit where that is known.",
+    )
     fin_wait2_held_warning: int = _knob(
         10, "FIN_WAIT2 still held by one process (half-closed, no timer ends it): warn."
     )
@@ -200,6 +211,7 @@ _ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("syn_recv_warning", "syn_recv_critical"),
     ("syn_sent_warning", "syn_sent_critical"),
     ("closing_warning", "closing_critical"),
+    ("close_held_warning", "close_held_critical"),
     ("fin_wait2_held_warning", "fin_wait2_held_critical"),
     ("time_wait_ports_warning_ratio", "time_wait_ports_critical_ratio"),
     ("time_wait_buckets_warning_ratio", "time_wait_buckets_critical_ratio"),

@@ -18,6 +18,7 @@ from tcphealth.model import (
     Evidence,
     KernelEvent,
     KernelMessage,
+    ReportedCount,
     Socket,
     Subject,
     SubjectKind,
@@ -137,7 +138,14 @@ def overflow_counter_evidence(index: SnapshotIndex) -> tuple[Evidence, ...]:
     return tuple(evidence)
 
 
-def owner_next_steps(pids: tuple[int, ...], port: int | None) -> tuple[str, ...]:
+def owner_next_steps(
+    pids: tuple[int, ...], port: int | None, platform: str | None = None
+) -> tuple[str, ...]:
+    """What to run about a listener that does not accept: ``ss`` and /proc on Linux (and where
+    the platform is not known); netstat -L, sockstat and lsof where a paste says it came from
+    macOS or a BSD, which have neither."""
+    if platform in BSD_LIKE:
+        return _bsd_owner_next_steps(pids, port)
     port_filter = f" 'sport = :{port}'" if port is not None else ""
     steps = [f"ss -ltnp{port_filter}   # Recv-Q (waiting) against Send-Q (backlog)"]
     steps.append("nstat -az TcpExtListenOverflows TcpExtListenDrops   # still rising?")
@@ -152,6 +160,101 @@ def owner_next_steps(pids: tuple[int, ...], port: int | None) -> tuple[str, ...]
         "backlog and net.core.somaxconn only delay the overflow."
     )
     return tuple(steps)
+
+
+def _bsd_owner_next_steps(pids: tuple[int, ...], port: int | None) -> tuple[str, ...]:
+    # netstat -L's qlen/incqlen/maxqlen is the BSD view of Recv-Q against the backlog; its
+    # counters are under netstat -s -p tcp, worded differently by each system.
+    where = f":{port}" if port is not None else ""
+    steps = [
+        "netstat -Lan -p tcp   # qlen (waiting) against maxqlen (backlog), per listener",
+        "netstat -s -p tcp | grep -i listen   # dropped for a full queue: still rising?",
+        f"lsof -nP -iTCP{where} -sTCP:LISTEN   # who owns it (macOS; lsof is a port on BSD)",
+    ]
+    if port is not None:
+        steps.append(f"sockstat -46l -p {port}   # who owns it (FreeBSD)")
+    if pids:
+        pid = pids[0]
+        steps.append(f"ps -o pid,stat,wchan -p {pid}   # T = stopped; where it waits")
+    steps.append(
+        "Fix the accept loop (a stopped, blocked or overloaded thread). A larger listen() "
+        "backlog and kern.ipc.somaxconn (kern.ipc.soacceptqueue on FreeBSD) only delay the "
+        "overflow."
+    )
+    return tuple(steps)
+
+
+# Platforms (HostInfo.platform) whose commands are the BSD family's: netstat's macOS/BSD
+# format says "darwin" for both, as their listings cannot be told apart.
+BSD_LIKE = frozenset({"darwin", "freebsd", "openbsd", "netbsd"})
+_PLATFORM_NAMES = {"darwin": "macOS or BSD", "windows": "Windows"}
+# How a next step that only Linux has begins: ss, /proc, Linux's sysctl keys, nstat, strace.
+_LINUX_ONLY = (
+    "ss ",
+    "nstat ",
+    "strace ",
+    "sysctl net.ipv4",
+    "sysctl net.core",
+    "sysctl -w net.ipv4",
+    "cat /proc/",
+    "ls /proc/",
+    "ls -l /proc/",
+    "grep State /proc/",
+)
+LINUX_MARK = "   # a Linux command: "
+
+
+def platform_steps(
+    platform: str | None,
+    linux: tuple[str, ...],
+    *,
+    bsd: tuple[str, ...] | None = None,
+    windows: tuple[str, ...] | None = None,
+) -> tuple[str, ...]:
+    """The next steps that fit the platform the snapshot says it comes from: ``linux`` on Linux
+    or where it is not known, else the platform's own, else ``linux`` marked as Linux's."""
+    if platform is None or platform == "linux":
+        return linux
+    chosen = bsd if platform in BSD_LIKE else windows if platform == "windows" else None
+    return chosen if chosen is not None else mark_linux_steps(platform, linux)
+
+
+def mark_linux_steps(platform: str | None, steps: tuple[str, ...]) -> tuple[str, ...]:
+    """``steps`` with each command only Linux has marked as such, where the snapshot comes
+    from another platform (a pasted macOS, BSD or Windows table): a reader there must not be
+    sent looking for ``ss``."""
+    if platform is None or platform == "linux":
+        return steps
+    where = _PLATFORM_NAMES.get(platform, platform)
+    return tuple(
+        f"{step}{LINUX_MARK}not on {where}"
+        if step.startswith(_LINUX_ONLY) and LINUX_MARK not in step
+        else step
+        for step in steps
+    )
+
+
+def paste_count_evidence(count: ReportedCount) -> list[Evidence]:
+    """A count the paste printed itself, as evidence: the number, the command that printed it,
+    what it selected and its earlier counts."""
+    evidence = [
+        Evidence(
+            "paste_count",
+            count.count,
+            f"printed by the paste's own `{count.command}`"
+            + (
+                f", {number(count.sockets)} sockets after ss's header line"
+                if count.sockets != count.count
+                else ""
+            ),
+        )
+    ]
+    if count.selects is not None:
+        evidence.append(Evidence("paste_selection", count.selects, "what the command selected"))
+    if count.earlier:
+        shown = ", ".join(str(value) for value in (*count.earlier, count.count))
+        evidence.append(Evidence("paste_counts", shown, "the same command's counts, oldest first"))
+    return evidence
 
 
 def local_peers(

@@ -133,7 +133,7 @@ def _check_listener(
                 "could not be checked."
             ),
             evidence=tuple(evidence),
-            next_steps=owner_next_steps(pids, listener.local.port),
+            next_steps=owner_next_steps(pids, listener.local.port, index.snapshot.host.platform),
             unchecked=unchecked,
         )
 
@@ -194,7 +194,7 @@ def _check_listener(
         count=queue.queued,
         summary=summary,
         evidence=tuple(evidence),
-        next_steps=owner_next_steps(pids, listener.local.port),
+        next_steps=owner_next_steps(pids, listener.local.port, index.snapshot.host.platform),
         unchecked=unchecked,
     )
 
@@ -231,7 +231,7 @@ def _full_at_assumed_backlog(
                 "an assumption: a queue of backlog+1 is full, and the source gives no backlog",
             ),
         ),
-        next_steps=owner_next_steps(pids, listener.local.port),
+        next_steps=owner_next_steps(pids, listener.local.port, index.snapshot.host.platform),
         unchecked=(
             *owner_unchecked(listener),
             f"the real backlog of {endpoint}: a backlog of {number(assumed)} is assumed from the "

@@ -35,7 +35,7 @@ import itertools
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import log_evidence, logged
+from tcphealth.diagnose.shared import log_evidence, logged, paste_count_evidence, platform_steps
 from tcphealth.diagnose.wording import level, number, percent, process_subject, who
 from tcphealth.model import (
     Blame,
@@ -51,6 +51,11 @@ from tcphealth.model import (
 from tcphealth.states import port_range_or_default
 
 CLOSE_WAIT_COUNTED = "close-wait-counted"
+_CLOSE_WAIT_FIX = (
+    "Find where the application reads to end-of-file or errors without closing "
+    "(a thread dump of the holder shows the handlers that stopped)."
+)
+_TIME_WAIT_FIX = "Make the client keep its connections open and reuse them."
 FIN_WAIT2_COUNTED = "fin-wait2-counted"
 TIME_WAIT_COUNTED = "time-wait-counted"
 
@@ -82,27 +87,6 @@ def _widest_per_state(counts: tuple[ReportedCount, ...]) -> list[ReportedCount]:
         if known is None or count.sockets > known.sockets:
             best[count.state] = count
     return list(best.values())
-
-
-def _count_evidence(count: ReportedCount) -> list[Evidence]:
-    evidence = [
-        Evidence(
-            "paste_count",
-            count.count,
-            f"printed by the paste's own `{count.command}`"
-            + (
-                f", {number(count.sockets)} sockets after ss's header line"
-                if count.sockets != count.count
-                else ""
-            ),
-        )
-    ]
-    if count.selects is not None:
-        evidence.append(Evidence("paste_selection", count.selects, "what the command selected"))
-    if count.earlier:
-        shown = ", ".join(str(value) for value in (*count.earlier, count.count))
-        evidence.append(Evidence("paste_counts", shown, "the same command's counts, oldest first"))
-    return evidence
 
 
 def _growing(count: ReportedCount) -> bool:
@@ -172,7 +156,7 @@ def _close_wait(
     else:
         holder = "something on this host"
     trend = " and the count grows from sample to sample" if growing else ""
-    evidence = _count_evidence(count)
+    evidence = paste_count_evidence(count)
     harm = ""
     if ran_out and severity is Severity.CRITICAL:
         evidence.extend(log_evidence(ran_out[0], "a limit this pile feeds was hit"))
@@ -202,10 +186,25 @@ def _close_wait(
             f"handler in the application, not a network problem{harm}."
         ),
         evidence=tuple(evidence),
-        next_steps=(
-            "ss -tanp state close-wait | awk '{print $NF}' | sort | uniq -c | sort -rn | head",
-            "Find where the application reads to end-of-file or errors without closing "
-            "(a thread dump of the holder shows the handlers that stopped).",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                "ss -tanp state close-wait | awk '{print $NF}' | sort | uniq -c | sort -rn | head",
+                _CLOSE_WAIT_FIX,
+            ),
+            bsd=(
+                "lsof -nP -iTCP -sTCP:CLOSE_WAIT | awk 'NR > 1 {print $1, $2}' | sort | uniq -c "
+                "| sort -rn | head   # per process (macOS; lsof is a port on BSD)",
+                "sockstat -46s -P tcp | grep CLOSE_WAIT | awk '{print $2, $3}' | sort | uniq -c "
+                "| sort -rn | head   # per process (FreeBSD)",
+                _CLOSE_WAIT_FIX,
+            ),
+            windows=(
+                "Get-NetTCPConnection -State CloseWait | Group-Object OwningProcess | "
+                "Sort-Object Count -Descending | Select-Object -First 10 Count, Name",
+                "netstat -ano | findstr CLOSE_WAIT   # the last column is the pid",
+                _CLOSE_WAIT_FIX,
+            ),
         ),
         unchecked=(
             *unchecked,
@@ -220,7 +219,7 @@ def _fin_wait2(
 ) -> Finding | None:
     pids = _holders(index, count)
     held = bool(pids) or count.selects is not None
-    evidence = _count_evidence(count)
+    evidence = paste_count_evidence(count)
     if held:
         severity = level(
             count.sockets, thresholds.fin_wait2_held_warning, thresholds.fin_wait2_held_critical
@@ -323,7 +322,7 @@ def _time_wait(
         severity = Severity.WARNING
     if severity is None:
         return None
-    evidence = _count_evidence(count)
+    evidence = paste_count_evidence(count)
     evidence.append(
         Evidence(
             "ip_local_port_range",
@@ -347,9 +346,24 @@ def _time_wait(
             "EADDRNOTAVAIL once the range is used up -- reuse connections (keep-alive, a pool)."
         ),
         evidence=tuple(evidence),
-        next_steps=(
-            "ss -tan state time-wait | awk '{print $4}' | sort | uniq -c | sort -rn | head",
-            "Make the client keep its connections open and reuse them.",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                "ss -tan state time-wait | awk '{print $4}' | sort | uniq -c | sort -rn | head",
+                _TIME_WAIT_FIX,
+            ),
+            bsd=(
+                "netstat -an -p tcp | awk '$6 == \"TIME_WAIT\" {print $5}' | sort | uniq -c "
+                "| sort -rn | head   # by peer",
+                "sysctl net.inet.tcp.msl   # TIME_WAIT lasts twice this (milliseconds)",
+                _TIME_WAIT_FIX,
+            ),
+            windows=(
+                "Get-NetTCPConnection -State TimeWait | Group-Object RemoteAddress, RemotePort | "
+                "Sort-Object Count -Descending | Select-Object -First 10 Count, Name",
+                "netsh int ipv4 show dynamicport tcp   # the ephemeral port range",
+                _TIME_WAIT_FIX,
+            ),
         ),
         unchecked=(
             "toward whom: the paste counts TIME_WAIT host-wide, so the share of the port "
