@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tcphealth.diagnose import AGE_DECIDES
 from tcphealth.diagnose import config as diagnose_config
 from tcphealth.diagnose.config import Thresholds, thresholds_as_toml
 from tcphealth.diagnose.timeline import (
@@ -206,6 +207,13 @@ class Report:
     @property
     def worst_severity(self) -> Severity:
         return self.findings[0].severity if self.findings else Severity.OK
+
+    @property
+    def age_decides(self) -> int:
+        """Sockets below every threshold that no timer ends and whose age is unknown or has
+        lasted (the findings of codes declared ``age_decides``): not "no problems", not a
+        warning either."""
+        return sum(finding.count for finding in self.findings if finding.code in AGE_DECIDES)
 
     def count_by_severity(self) -> dict[Severity, int]:
         counts = Counter(finding.severity for finding in self.findings)

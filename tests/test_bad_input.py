@@ -383,7 +383,7 @@ def test_a_paste_with_some_broken_lines_is_diagnosed_with_a_counted_warning(
         f"tcphealth: note: {path}:5: line skipped: Send-Q 'zz' is not a number",
         "tcphealth: warning: 2 input lines looked like socket rows but could not be read; the "
         "diagnosis leaves them out (--strict refuses such input)",
-        "tcphealth: check: 1 critical, 0 warning, 0 info (--fail-on warning): exit 2",
+        "tcphealth: check: 1 critical, 0 warning, 1 info (--fail-on warning): exit 2",
     ]
     document = json.loads(run("--from", path, "--format", "json").stdout)
     assert document["summary"]["skipped_lines"] == 2

@@ -164,9 +164,55 @@ def test_one_finding_per_process_and_forked_holders_share_one() -> None:
     assert shared.summary.endswith("mostly to 10.0.3.9 (20).")
 
 
-def test_below_the_warning_count_there_is_no_finding() -> None:
+def age_decides(findings: list[Finding]) -> Finding:
+    """The one finding a few CLOSE_WAIT of unknown or lasting age make: INFO, never more."""
+    (finding,) = findings
+    assert (finding.code, finding.severity) == ("close-wait-age-decides", Severity.INFO)
+    return finding
+
+
+def test_below_the_warning_count_there_is_no_warning() -> None:
+    # Nine held ten minutes at least: too few to warn, too old for a slow close.
     snap = snapshot(held(9, 812, 0), processes=[process(812, "java")])
-    assert diagnose(snap) == []
+    finding = age_decides(diagnose(snap))
+    assert (finding.subject.pid, finding.count, finding.blame) == (
+        812,
+        9,
+        Blame.LOCAL_APPLICATION,
+    )
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert (evidence["lasting"], evidence["oldest_at_least_s"]) == (9, 600.0)
+    assert "age_unknown" not in evidence
+    assert "waited at least 600 s, past the 60 s a slow close explains" in finding.summary
+    assert not finding.unchecked  # the age is known: nothing left to settle
+    # Active within the last minute (tcp_info): a close may be a moment away, say nothing.
+    young = snapshot(held(9, 812, 0, age_ms=5_000), processes=[process(812, "java")])
+    assert diagnose(young) == []
+
+
+def test_a_few_held_of_unknown_age_say_what_would_settle_it() -> None:
+    # A paste's lsof rows: no tcp_info, so one look cannot tell a moment from a leak.
+    snap = snapshot(held(2, 21799, None, age_ms=None), processes=[process(21799, "dotnet")])
+    finding = age_decides(diagnose(snap))
+    assert (finding.subject.pid, finding.count) == (21799, 2)
+    assert {e.name: e.value for e in finding.evidence}["age_unknown"] == 2
+    assert "the input does not say how long they have waited" in finding.summary
+    assert "below the 10 that warn" in finding.summary
+    (unchecked,) = finding.unchecked
+    assert "not known, and a second look after 60 s settles it" in unchecked
+    assert finding.next_steps[0].startswith("ss -tnpo state close-wait | grep -F 'pid=21799,'")
+    assert finding.next_steps[1].startswith("tcphealth check --samples 4 --interval 20")
+
+
+def test_some_young_some_unknown_counts_only_the_unknown() -> None:
+    young = held(3, 7, 0, age_ms=1_000)
+    unknown = [
+        dataclasses.replace(s, inode=9000 + i)
+        for i, s in enumerate(held(2, 7, 0, age_ms=None, port=6379))
+    ]
+    finding = age_decides(diagnose(snapshot(young + unknown, processes=[process(7, "app")])))
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert (finding.count, evidence["age_unknown"], evidence["active_recently"]) == (2, 2, 3)
 
 
 def test_thresholds_decide_the_severity() -> None:
@@ -373,12 +419,13 @@ def test_a_few_held_without_unread_data_stay_quiet() -> None:
     # The FIN alone (1) or read to the end (0): a few such sockets are a slow close's moment.
     for queued in (0, 1, None):
         snap = snapshot(served(3, 24276, queued), processes=[process(24276, "srs")])
-        assert diagnose(snap) == [], queued
+        assert age_decides(diagnose(snap)).count == 3, queued  # no warning: their age decides
 
 
 def test_one_socket_with_unread_data_is_under_the_unread_threshold() -> None:
     snap = snapshot(served(1, 24276, 125), processes=[process(24276, "srs")])
-    assert diagnose(snap) == []
+    finding = age_decides(diagnose(snap))  # one unread request: no warning, its age decides
+    assert (finding.count, finding.subject.pid) == (1, 24276)
     lower = dataclasses.replace(Thresholds(), close_wait_unread_warning=1)
     assert only(diagnose(snap, lower), "close-wait-unread-data").severity is Severity.WARNING
 
@@ -401,8 +448,9 @@ def test_a_few_client_ends_with_the_servers_goodbye_unread_stay_quiet() -> None:
             "CLOSE-WAIT", f"192.168.1.221:{54420 + i}", "35.236.87.93:8081", recv_queue=31
         ),
     )
-    assert diagnose(snapshot(clients)) == []
-    assert diagnose(snapshot(held(3, 5, 31))) == []  # held by a process: the same
+    assert age_decides(diagnose(snapshot(clients))).subject.kind is SubjectKind.HOST
+    # held by a process, ten minutes old: no unread-data warning either
+    assert age_decides(diagnose(snapshot(held(3, 5, 31)))).subject.pid == 5
 
 
 def test_a_listener_on_the_port_makes_an_end_the_servers_whatever_the_ports() -> None:
@@ -413,7 +461,7 @@ def test_a_listener_on_the_port_makes_an_end_the_servers_whatever_the_ports() ->
             "CLOSE-WAIT", "127.0.0.1:60000", f"127.0.0.1:{40000 + i}", pids=(3,), recv_queue=35
         ),
     )
-    assert diagnose(snapshot(ends, processes=[process(3, "srv")])) == []
+    assert age_decides(diagnose(snapshot(ends, processes=[process(3, "srv")]))).count == 2
     with_listener = snapshot(ends, listener("127.0.0.1:60000", pids=(3,)))
     assert only(diagnose(with_listener), "close-wait-unread-data").severity is Severity.WARNING
 
@@ -449,7 +497,9 @@ def test_unowned_close_wait_with_the_fin_alone_stays_under_the_count() -> None:
     sockets = many(
         9, lambda i: sock("CLOSE-WAIT", f"10.0.0.1:{40000 + i}", "10.0.0.7:443", recv_queue=1)
     )
-    assert diagnose(snapshot(sockets)) == []
+    finding = age_decides(diagnose(snapshot(sockets)))
+    # No owner, and client ends (ports above the peer's): about the host, not a server port.
+    assert (finding.count, finding.subject.kind) == (9, SubjectKind.HOST)
 
 
 def test_unowned_close_wait_with_unread_data_but_no_age_claims_no_duration() -> None:
@@ -511,14 +561,14 @@ def test_listings_where_none_closed_and_more_came_pile_up_even_below_the_count()
 def test_the_same_single_socket_listed_twice_is_no_pile() -> None:
     one = held(1, 4981, None, port=3306, age_ms=None)
     snap = listed_again(snapshot(one, processes=[process(4981, "node")]), one)
-    assert diagnose(snap) == []
+    assert age_decides(diagnose(snap)).count == 1  # untimed listings give no age
 
 
 def test_listings_of_another_holder_are_not_compared() -> None:
     theirs = held(1, 77, None, port=3306, age_ms=None)
     latest = held(2, 4981, None, port=3306, age_ms=None)
     snap = listed_again(snapshot(latest, processes=[process(4981, "node")]), theirs)
-    assert diagnose(snap) == []
+    assert age_decides(diagnose(snap)).count == 2  # no pile: only their age decides
 
 
 def test_some_closed_between_listings_takes_back_never_even_when_old() -> None:
@@ -633,7 +683,7 @@ def test_an_empty_queue_on_macos_does_not_say_the_fin_was_read() -> None:
 
 def test_one_byte_on_macos_is_data_not_the_fin() -> None:
     snap = snapshot(served(2, 24276, 1), processes=[process(24276, "srs")])
-    assert diagnose(snap) == []  # Linux: the FIN alone
+    assert age_decides(diagnose(snap)).count == 2  # Linux: the FIN alone, no warning
     finding = only(diagnose(on_macos(snap)), "close-wait-unread-data")
     assert finding.severity is Severity.WARNING
     assert {e.name: e.value for e in finding.evidence}["unread_bytes"] == "1"

@@ -6,7 +6,7 @@ import random
 
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.model import Severity, Socket, Sysctls, TimerKind
+from tcphealth.model import Severity, Socket, Sysctls, TcpInfo, TimerKind
 from tests.builders import listener, many, process, snapshot, sock
 
 
@@ -85,8 +85,14 @@ def test_a_healthy_busy_host_has_no_findings() -> None:
         ),
         many(
             5,
+            # A live look (tcp_info): closed by the database 2 s ago, a moment before close().
             lambda i: sock(
-                "CLOSE-WAIT", f"10.0.0.1:{33000 + i}", "10.0.0.9:5432", pids=(1,), recv_queue=0
+                "CLOSE-WAIT",
+                f"10.0.0.1:{33000 + i}",
+                "10.0.0.9:5432",
+                pids=(1,),
+                recv_queue=0,
+                tcp_info=TcpInfo(last_ack_recv_ms=2_000),
             ),
         ),
         many(

@@ -61,9 +61,16 @@ def test_two_listings_where_the_pile_grows_warn_about_the_holder(tmp_path: Path)
     )
     assert "none of the earlier ones was closed and 1 more came" in finding["summary"]
 
-    # The last listing alone is two CLOSE_WAIT of one look: below every threshold.
+    # The last listing alone is two CLOSE_WAIT of one look: below every threshold, with no
+    # age, so no warning -- their age decides.
     alone = tmp_path / "alone.txt"
     alone.write_text("\n".join(TWO_LSOF_LOOKS.splitlines()[3:]) + "\n", "utf-8")
     quiet = CliRunner().invoke(main, ["check", "--from", str(alone), "--format", "json"])
     assert quiet.exit_code == 0, quiet.output
-    assert json.loads(quiet.stdout)["findings"] == []
+    (info,) = json.loads(quiet.stdout)["findings"]
+    assert (info["code"], info["severity"], info["pid"], info["count"]) == (
+        "close-wait-age-decides",
+        "INFO",
+        4981,
+        2,
+    )

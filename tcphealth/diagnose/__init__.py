@@ -40,9 +40,10 @@ from tcphealth.diagnose.rules import (
     time_wait,
 )
 from tcphealth.diagnose.shared import mark_linux_steps
+from tcphealth.diagnose.timeline import Age, ConnectionKey
 from tcphealth.model import Finding, Snapshot, finding_order
 
-__all__ = ["CODES", "RULES", "diagnose", "finding_order", "rule_of"]
+__all__ = ["AGE_DECIDES", "CODES", "RULES", "diagnose", "finding_order", "rule_of"]
 
 # The one registry of rules. Their checks run in this order over a snapshot, their steps in
 # this order over a series (``over_time`` last: it adds evidence to what the others found).
@@ -82,6 +83,8 @@ def _codes(rules: tuple[Rule, ...]) -> dict[str, Code]:
 # Every finding code by name, in the registry's order.
 CODES: Mapping[str, Code] = _codes(RULES)
 _RULE_OF_CODE = {code.name: rule for rule in RULES for code in rule.codes}
+# The codes whose findings are about sockets whose age decides (Code.age_decides).
+AGE_DECIDES: frozenset[str] = frozenset(name for name, code in CODES.items() if code.age_decides)
 
 
 def rule_of(code: str) -> Rule | None:
@@ -89,13 +92,19 @@ def rule_of(code: str) -> Rule | None:
     return _RULE_OF_CODE.get(code)
 
 
-def diagnose(snapshot: Snapshot, thresholds: Thresholds | None = None) -> list[Finding]:
+def diagnose(
+    snapshot: Snapshot,
+    thresholds: Thresholds | None = None,
+    series_ages: Mapping[ConnectionKey, Age] | None = None,
+) -> list[Finding]:
     """Every finding the rules make about ``snapshot``, most severe first.
 
     Order: severity (CRITICAL first), then count descending, then code. Healthy sockets give
-    no finding. Runs in time linear in the number of sockets.
+    no finding. Runs in time linear in the number of sockets. ``series_ages``: the sockets'
+    ages where ``snapshot`` is the latest of a series (see SnapshotIndex.series_ages).
     """
     index = SnapshotIndex.build(snapshot)
+    index.series_ages = series_ages
     effective = thresholds if thresholds is not None else Thresholds()
     findings: list[Finding] = []
     for rule in RULES:

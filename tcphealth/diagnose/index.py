@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tcphealth.diagnose.timeline import Age, ConnectionKey, connection_key
 from tcphealth.model import (
     Endpoint,
     IPAddress,
@@ -92,6 +94,16 @@ class SnapshotIndex:
     _by_client_end: tuple[TcpState, dict[Endpoint, Socket | list[Socket]]] | None = None
     # The sockets of a state by each pid holding them: see held_by().
     _held_by: dict[TcpState, dict[int, list[Socket]]] = field(default_factory=dict)
+    # Each socket's age in its state as a series of samples saw it (None: one look). Read by
+    # the few rules whose verdict on a handful of sockets rests on their age alone.
+    series_ages: Mapping[ConnectionKey, Age] | None = None
+
+    def observed_seconds(self, sock: Socket) -> float | None:
+        """How long the series saw ``sock`` in its state (None: one look, or not seen)."""
+        if self.series_ages is None:
+            return None
+        age = self.series_ages.get(connection_key(sock))
+        return None if age is None else age.observed_seconds
 
     @classmethod
     def build(cls, snapshot: Snapshot) -> SnapshotIndex:

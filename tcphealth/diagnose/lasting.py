@@ -15,10 +15,11 @@ grows with the socket, so a claim once made is not taken back while the sockets 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.rule import Window
-from tcphealth.diagnose.timeline import ConnectionKey, connection_key
+from tcphealth.diagnose.timeline import ConnectionKey, connection_key, kernel_age_floor
 from tcphealth.model import Socket
 
 
@@ -75,3 +76,55 @@ def held_across(
             else:
                 open_keys.discard(key)
     return {key: max(0.0, latest - first) for key, first in since.items()}
+
+
+# --- states no timer ends: how many of a few sockets their age decides ---------------------------
+#
+# CLOSE_WAIT ends only when the application closes, and FIN_WAIT2 held by a process only when
+# the peer closes (KERNEL.md): neither has a timer. A few such sockets are normal for a moment
+# and a leak if they stay, so below the count that warns, their age is the fact that decides.
+# tcp_info's time since the last ACK is the only age one look gives: small, the connection
+# entered its state or carried traffic a moment ago, so it is not forgotten (an application
+# still writing to a half-closed peer keeps it small too). No floor at all -- a paste, a /proc
+# copy -- leaves the age unknown; a series that saw it long enough in its state shows it lasted.
+
+
+@dataclass(frozen=True)
+class AgeSplit:
+    """Some sockets of one holder in a state no timer ends, by what their age says: known to
+    have lasted at least the limit, not known at all, or young (active within the limit)."""
+
+    lasting: int
+    unknown: int
+    young: int
+    oldest: float | None  # the longest any of the lasting ones has been so, at least
+
+    @property
+    def undecided(self) -> int:
+        """The sockets a look cannot pass as a moment: unknown or lasting."""
+        return self.lasting + self.unknown
+
+
+def split_by_age(
+    sockets: Iterable[Socket],
+    limit: float,
+    observed: Callable[[Socket], float | None] | None = None,
+) -> AgeSplit:
+    """``sockets`` split by age against ``limit`` seconds: the kernel's floor where it gives
+    one (under the limit: young), else ``observed`` (a series' time in the state, a floor that
+    tells only once it reaches the limit)."""
+    lasting = unknown = young = 0
+    longest: float | None = None
+    for sock in sockets:
+        floor = kernel_age_floor(sock)
+        # The kernel's floor, where it gives one, is the time since the connection was last
+        # active; a series' observed time is used only where there is none.
+        age = floor if floor is not None or observed is None else observed(sock)
+        if age is not None and age >= limit:
+            lasting += 1
+            longest = age if longest is None else max(longest, age)
+        elif floor is not None:
+            young += 1
+        else:
+            unknown += 1
+    return AgeSplit(lasting, unknown, young, longest)

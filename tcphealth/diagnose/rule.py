@@ -35,6 +35,10 @@ class Code:
     # Made only by the rule's step over a series (--samples, watch, a series file), never from
     # one snapshot.
     from_series: bool = False
+    # A finding about a few sockets of a state no timer ends, made because their age is unknown
+    # or has lasted: the verdict counts its sockets as those "whose age decides" rather than
+    # calling the host fine (or in trouble).
+    age_decides: bool = False
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,9 @@ def diagnose_series(
         growth=_growth(series),
         ages=ages,
     )
-    findings = diagnose(latest, effective)
     if len(series) < 2:
-        return findings, facts
+        return diagnose(latest, effective), facts
+    findings = diagnose(latest, effective, ages)
     window = Window(series, ages, facts, CODES)
     for rule in RULES:
         if rule.step is not None:

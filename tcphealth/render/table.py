@@ -329,6 +329,16 @@ def verdict_head(report: Report) -> Text:
     if not report.findings:
         return Text("Verdict: no problems found", style=SEVERITY_STYLE[Severity.OK])
     text = Text("Verdict: ", style="bold")
+    undecided = report.age_decides
+    if undecided and report.worst_severity is Severity.INFO:
+        # Nothing crossed a threshold, yet a few sockets no timer ends are of unknown or
+        # lasting age: neither "no problems" nor a warning.
+        text.append(
+            f"nothing over the thresholds; {plural(undecided, 'socket')} whose age decides ("
+        )
+        text.append(severity_counts(report.count_by_severity(), zeros=False))
+        text.append(")")
+        return text
     text.append(severity_counts(report.count_by_severity(), zeros=False))
     return text
 

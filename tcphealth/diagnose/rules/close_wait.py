@@ -15,6 +15,7 @@ CLOSE_WAIT has no timer (KERNEL.md): only the application, its exit, or ``ss -K`
 from __future__ import annotations
 
 import functools
+import ipaddress
 import itertools
 import operator
 from collections import Counter
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
+from tcphealth.diagnose.lasting import split_by_age
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
     assess_accept_queue,
@@ -49,6 +51,7 @@ from tcphealth.diagnose.wording import (
 )
 from tcphealth.model import (
     Blame,
+    Endpoint,
     Evidence,
     Finding,
     Severity,
@@ -70,6 +73,9 @@ OWNER_UNKNOWN = "close-wait-owner-unknown"
 SLOW_CLOSE = "close-wait-slow-close"  # from a series: closed, only late
 # Client connections the servers closed while idle, seen replaced between a paste's listings.
 PEER_IDLE_CLOSE = "close-wait-peer-idle-close"
+# Fewer than close_wait_warning, whose age the input does not give or shows lasting: no timer
+# ends CLOSE_WAIT, so whether a few are a moment or a leak is decided by how long they stay.
+AGE_DECIDES = "close-wait-age-decides"
 _KIND_ORDER = (NOT_CLOSED, NOT_READING, UNREAD_DATA, HELD)
 
 # The same readings for sockets too young to call the application's silence a leak (see
@@ -319,7 +325,7 @@ def _held_finding(
         elif _accumulate_enough(listings, group.count):
             severity = Severity.WARNING
         else:
-            return None
+            return _age_decides(index, sockets, thresholds, pids)
     holder = who(index, pids)
     mixed = "" if group.kinds[kind] == group.count else f" ({number(group.kinds[kind])} of them)"
     # Some seen closed between listings: whatever their age, "never" would be wrong.
@@ -505,6 +511,157 @@ def _held_next_steps(pids: tuple[int, ...], kind: str, group: _Held) -> tuple[st
     return tuple(steps)
 
 
+# --- a few, whose age decides ------------------------------------------------------------------
+
+
+def _age_decides(
+    index: SnapshotIndex,
+    sockets: Sequence[Socket],
+    thresholds: Thresholds,
+    pids: tuple[int, ...],
+) -> Finding | None:
+    """CLOSE_WAIT below close_wait_warning, held by ``pids`` (``()``: a holder the source does
+    not name), of which some are of unknown age or known to have lasted past
+    close_wait_leak_seconds. None when every one was active within that time: an application
+    a moment from close(), as a live look shows all the time."""
+    limit = thresholds.close_wait_leak_seconds
+    split = split_by_age(
+        sockets, limit, index.observed_seconds if index.series_ages is not None else None
+    )
+    if not split.undecided:
+        return None
+    count = split.undecided
+    destinations: Counter[Destination] = Counter(map(destination, map(_REMOTE, sockets)))
+    ports: Counter[int | None] = Counter(map(_LOCAL_PORT, sockets))
+    subject = process_subject(index, pids) if pids else _port_subject(index, sockets, ports)
+    holder = who(index, pids) if pids else _port_holder(subject)
+    closer = "this application" if pids else "whoever holds them"
+    them = "it" if count == 1 else "them"
+    if split.lasting:
+        oldest_text = f"{split.oldest:.0f} s" if split.oldest is not None else f"{limit:g} s"
+        age_text = (
+            f"{'it has' if split.lasting == 1 else f'{number(split.lasting)} of them have'} "
+            f"waited at least {oldest_text}, past the {limit:g} s a slow close explains: "
+            f"{closer} is not closing {'it' if split.lasting == 1 else 'them'}"
+            + (
+                f" (how long the other {number(split.unknown)} have waited is not known)"
+                if split.unknown
+                else ""
+            )
+            + "."
+        )
+    else:
+        age_text = (
+            f"the input does not say how long {'it has' if count == 1 else 'they have'} "
+            f"waited, and that decides: a moment before close(), or a leak that keeps {them} "
+            "for good."
+        )
+    summary = (
+        f"{holder} {'holds' if pids else 'has'} {number(count)} "
+        f"{'connection' if count == 1 else 'connections'} in CLOSE_WAIT: the "
+        f"{'peer' if count == 1 else 'peers'} closed and {closer} has not yet; mostly to "
+        f"{most_common_text(destinations)}. That is below the "
+        f"{number(thresholds.close_wait_warning)} that warn, but no timer ends CLOSE_WAIT, "
+        f"only the application's close(); {age_text}"
+    )
+    evidence: list[Evidence] = [
+        Evidence(
+            "close_wait",
+            count,
+            "held by a descriptor" if pids else "holder not named by the source",
+        ),
+        Evidence("close_wait_warning", thresholds.close_wait_warning, "warns from this many"),
+    ]
+    if split.unknown:
+        evidence.append(
+            Evidence(
+                "age_unknown",
+                split.unknown,
+                "no time in CLOSE_WAIT in the input (no tcp_info, no earlier timed sample)",
+            )
+        )
+    if split.lasting:
+        evidence.append(Evidence("lasting", split.lasting, f"in CLOSE_WAIT at least {limit:g} s"))
+    if split.oldest is not None:
+        evidence.append(
+            Evidence("oldest_at_least_s", round(split.oldest, 1), "in CLOSE_WAIT at least")
+        )
+    if split.young:
+        evidence.append(
+            Evidence(
+                "active_recently",
+                split.young,
+                f"active within {limit:g} s (tcp_info): not counted, a close may be near",
+            )
+        )
+    fin_in_queue = fin_counted(index)
+    kinds = Counter(reading_of_queue(sock.recv_queue, fin_in_queue) for sock in sockets)
+    for kind in _KIND_ORDER:
+        if kinds[kind]:
+            evidence.append(Evidence(kind, kinds[kind], _KIND_READING[kind][1]))
+    evidence.extend(top_destinations(destinations))
+    evidence.extend(pid_evidence(pids))
+    port = next(iter(ports)) if len(ports) == 1 else None
+    look = (
+        f"ss -tnpo state close-wait '( sport = :{port} )'"
+        if port is not None
+        else "ss -tnpo state close-wait" + (f" | grep -F 'pid={pids[0]},'" if pids else "")
+    )
+    unchecked: list[str] = []
+    if split.unknown:
+        unchecked.append(
+            f"{_TELL}: how long they have been in CLOSE_WAIT is not known, and a second "
+            f"look after {limit:g} s settles it (the next steps): the same connections still "
+            "there are not being closed, gone ones were closing late"
+        )
+    if not pids:
+        unchecked.extend(
+            attribution_gaps(index, TcpState.CLOSE_WAIT)
+            or ("which process holds these sockets: the source does not name their owners",)
+        )
+    return Finding(
+        code=AGE_DECIDES,
+        severity=Severity.INFO,
+        state=TcpState.CLOSE_WAIT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=subject,
+        count=count,
+        summary=summary,
+        evidence=tuple(evidence),
+        next_steps=(
+            f"{look}   # again after {limit:g} s: the same ones still there are a leak",
+            f"tcphealth check --samples 4 --interval {max(1, round(limit / 3)):g}"
+            "   # follows them and says which stay",
+        ),
+        unchecked=tuple(unchecked),
+    )
+
+
+def _port_subject(
+    index: SnapshotIndex, sockets: Sequence[Socket], ports: Counter[int | None]
+) -> Subject:
+    """The server port of CLOSE_WAIT whose holder is not named, when they all share one and
+    it is a server's (a local listener on it, or a port below each peer's); else the host."""
+    if len(ports) != 1 or None in ports or not all(_server_end(index, s) for s in sockets):
+        return Subject(kind=SubjectKind.HOST)
+    locals_ = {sock.local for sock in sockets}
+    if len(locals_) == 1:
+        local = next(iter(locals_))
+        return Subject(kind=SubjectKind.LISTENER, endpoint=str(local), address=local)
+    port = next(iter(ports))
+    family = sockets[0].local.address
+    anywhere = ipaddress.ip_address("::" if family.version == 6 else "0.0.0.0")
+    return Subject(
+        kind=SubjectKind.LISTENER, endpoint=f"*:{port}", address=Endpoint(anywhere, port)
+    )
+
+
+def _port_holder(subject: Subject) -> str:
+    if subject.kind is SubjectKind.LISTENER:
+        return f"The server on {subject.endpoint} (the source names no process)"
+    return "This host (the source names no process)"
+
+
 def _unaccepted_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     findings: list[Finding] = []
     sysctls = index.snapshot.sysctls
@@ -604,7 +761,7 @@ def _owner_unknown_finding(
         if _unread_requests(
             index, sockets
         ) < thresholds.close_wait_unread_warning and not _accumulate_enough(listings, count):
-            return None
+            return _age_decides(index, sockets, thresholds, ()) if sockets else None
         severity = Severity.WARNING
     # Tens of thousands of sockets, counted in C loops (map, Counter) wherever it can be:
     # each remote by its destination; each local endpoint object (the snapshot shares one per
@@ -986,6 +1143,13 @@ RULE = Rule(
             PEER_IDLE_CLOSE,
             "client connections the servers closed while idle; the pool closes them late",
             _HELD_SEVERITIES,
+        ),
+        Code(
+            AGE_DECIDES,
+            "fewer CLOSE_WAIT than warn, whose age is unknown or past a slow close: no timer "
+            "ends them, so how long they stay decides between a moment and a leak",
+            (Severity.INFO,),
+            age_decides=True,
         ),
         Code(
             SLOW_CLOSE,

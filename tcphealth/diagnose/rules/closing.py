@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
-from tcphealth.diagnose.lasting import cannot_tell_yet, has_lasted, oldest
+from tcphealth.diagnose.lasting import cannot_tell_yet, has_lasted, oldest, split_by_age
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import elision_among, local_peers, retransmits_of
 from tcphealth.diagnose.timeline import connection_key, kernel_age_floor
@@ -60,6 +60,9 @@ CLOSING_UNACKED = "closing-fin-unacknowledged"
 LAST_ACK_UNACKED = "last-ack-fin-unacknowledged"
 FIN_WAIT2_HELD = "fin-wait2-held"
 FIN_WAIT2_ORPHANS = "fin-wait2-orphans"
+# Held FIN_WAIT2 below fin_wait2_held_warning whose wait is of unknown length or has lasted:
+# no timer ends it, so whether the peers close late or never is told by how long it stays.
+FIN_WAIT2_AGE_DECIDES = "fin-wait2-age-decides"
 
 # The states whose FIN goes unacknowledged, each with its code.
 _FIN_CODES = {
@@ -284,6 +287,9 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         if severity is None and elided is not None:
             severity = Severity.WARNING
         if severity is None:
+            few = _age_decides(index, pids, sockets, thresholds)
+            if few is not None:
+                findings.append(few)
             continue
         destinations: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
         holder = who(index, pids)
@@ -450,6 +456,115 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
     return findings
 
 
+def _age_decides(
+    index: SnapshotIndex, pids: tuple[int, ...], sockets: list[Socket], thresholds: Thresholds
+) -> Finding | None:
+    """Held FIN_WAIT2 below fin_wait2_held_warning: none when every one had traffic within
+    stuck_seconds (a peer about to close); else INFO, saying that the wait's length decides."""
+    limit = thresholds.stuck_seconds
+    split = split_by_age(
+        sockets, limit, index.observed_seconds if index.series_ages is not None else None
+    )
+    if not split.undecided:
+        return None
+    count = split.undecided
+    holder = who(index, pids)
+    destinations: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
+    peers = local_peers(index, sockets, TcpState.CLOSE_WAIT)
+    relayed = _relayed_close_waits(index, pids, sockets)
+    # The same story as fin-wait2-held: a relay, or a peer on this host, is a local fix.
+    blame = Blame.LOCAL_APPLICATION if relayed or peers else Blame.REMOTE_PEER
+    waits = "it waits" if count == 1 else "they wait"
+    if split.lasting:
+        oldest_text = f"{split.oldest:.0f} s" if split.oldest is not None else f"{limit:g} s"
+        age_text = (
+            f"{'one has' if split.lasting == 1 else f'{number(split.lasting)} have'} waited at "
+            f"least {oldest_text}, past the {limit:g} s a slow peer explains: the peers are not "
+            "closing"
+            + (
+                f" (how long the other {number(split.unknown)} have waited is not known)"
+                if split.unknown
+                else ""
+            )
+            + "."
+        )
+    else:
+        age_text = (
+            f"the input does not say how long {waits}, and that decides: a peer about to "
+            "close, or one that never will."
+        )
+    local_text = (
+        f" The other end is on this host: {who(index, peers)} holds it in CLOSE_WAIT."
+        if peers
+        else ""
+    )
+    summary = (
+        f"{holder} holds {number(count)} "
+        f"{'connection' if count == 1 else 'connections'} in FIN_WAIT2: it shut down its "
+        f"sending side and keeps the {'descriptor' if count == 1 else 'descriptors'}, and "
+        f"the {'peer has' if count == 1 else 'peers have'} not closed yet; mostly to "
+        f"{most_common_text(destinations)}. That is below the "
+        f"{number(thresholds.fin_wait2_held_warning)} that warn, but while the process keeps "
+        f"them no timer ends {'it' if count == 1 else 'them'} (tcp_fin_timeout is for "
+        f"orphans only); {age_text}{local_text}"
+    )
+    evidence: list[Evidence] = [
+        Evidence("fin_wait2_held", count, "half-closed, descriptor still open"),
+        Evidence("fin_wait2_held_warning", thresholds.fin_wait2_held_warning, "warns from this"),
+        *_story_evidence(relayed),
+    ]
+    if split.unknown:
+        evidence.append(
+            Evidence(
+                "age_unknown",
+                split.unknown,
+                "no time in FIN_WAIT2 in the input (no tcp_info, no earlier timed sample)",
+            )
+        )
+    if split.lasting:
+        evidence.append(Evidence("lasting", split.lasting, f"in FIN_WAIT2 at least {limit:g} s"))
+    if split.oldest is not None:
+        evidence.append(
+            Evidence("oldest_at_least_s", round(split.oldest, 1), "in FIN_WAIT2 at least")
+        )
+    if split.young:
+        evidence.append(
+            Evidence(
+                "active_recently",
+                split.young,
+                f"traffic within {limit:g} s (tcp_info): not counted, the peer may close soon",
+            )
+        )
+    evidence.extend(top_destinations(destinations))
+    evidence.extend(pid_evidence(pids))
+    look = "ss -tnpo state fin-wait-2" + (f" | grep -F 'pid={pids[0]},'" if pids else "")
+    unchecked: list[str] = []
+    if split.unknown:
+        unchecked.append(
+            f"{_PEERS_CLOSE}: how long they have waited in FIN_WAIT2 is not known, and a "
+            f"second look after {limit:g} s settles it (the next steps): the same connections "
+            "still there are peers that do not close"
+        )
+    subject = process_subject(index, pids)
+    extra = tuple(pid for pid in peers if pid not in subject.pids)
+    return Finding(
+        code=FIN_WAIT2_AGE_DECIDES,
+        severity=Severity.INFO,
+        state=TcpState.FIN_WAIT2,
+        blame=blame,
+        subject=replace(subject, pids=(*subject.pids, *extra)),
+        count=count,
+        summary=summary,
+        evidence=tuple(evidence),
+        next_steps=(
+            f"{look}   # again after {limit:g} s: the same ones still there are not closed",
+            f"tcphealth check --samples 4 --interval {max(1, round(limit / 3)):g}"
+            "   # follows them and says which stay",
+        ),
+        unchecked=tuple(unchecked),
+    )
+
+
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     return _fin_findings(index, thresholds) + _fin_wait2_findings(index, thresholds)
 
@@ -523,6 +638,13 @@ RULE = Rule(
             "a process shut down its sending side and keeps the sockets, which no timer ends: "
             "its peers do not close, or it relays a half-close and closes neither side",
             _LEVELS,
+        ),
+        Code(
+            FIN_WAIT2_AGE_DECIDES,
+            "fewer held FIN_WAIT2 than warn, whose wait is unknown or has lasted: no timer ends "
+            "them, so how long they stay decides between a slow peer and one that never closes",
+            (Severity.INFO,),
+            age_decides=True,
         ),
         Code(
             FIN_WAIT2_ORPHANS,
