@@ -184,6 +184,38 @@ def test_a_few_orphaned_fin_wait2_are_normal() -> None:
     assert diagnose(snapshot(orphaned_fin_wait2(40), sysctls=Sysctls(tcp_fin_timeout=60))) == []
 
 
+@pytest.mark.parametrize(("waited_ms", "said"), [(None, "age_unknown"), (125_000, "lasting")])
+def test_a_few_held_fin_wait2_of_unknown_or_lasting_wait_are_info(
+    waited_ms: int | None, said: str
+) -> None:
+    # Four held by kube-proxy (kubernetes#17641): below fin_wait2_held_warning, no timer.
+    snap = snapshot(
+        half_closed(4, 14125, waited_ms=waited_ms), processes=[process(14125, "kube-proxy")]
+    )
+    (finding,) = diagnose(snap)
+    assert (finding.code, finding.severity, finding.blame) == (
+        "fin-wait2-age-decides",
+        Severity.INFO,
+        Blame.REMOTE_PEER,
+    )
+    assert (finding.subject.pid, finding.count) == (14125, 4)
+    evidence = {e.name: e.value for e in finding.evidence}
+    assert evidence[said] == 4
+    assert "below the 10 that warn" in finding.summary
+    if waited_ms is None:
+        (item,) = finding.unchecked
+        assert item.startswith("whether these peers ever close their side: ")
+        assert "a second look after 60 s settles it" in item
+    else:
+        assert "waited at least 125 s, past the 60 s a slow peer explains" in finding.summary
+        assert finding.unchecked == ()
+
+
+def test_a_few_held_fin_wait2_with_recent_traffic_are_quiet() -> None:
+    # tcp_info: the peer's last ACK 4 s ago, a wait that a slow peer explains.
+    assert diagnose(snapshot(half_closed(4, 77, waited_ms=4_000))) == []
+
+
 def test_many_orphaned_fin_wait2_warn() -> None:
     (finding,) = diagnose(snapshot(orphaned_fin_wait2(5000), sysctls=Sysctls(tcp_fin_timeout=60)))
     assert finding.code == "fin-wait2-orphans"
