@@ -218,8 +218,20 @@ def test_ss_rows_with_service_names() -> None:
 
 
 def test_an_unknown_service_name_is_an_unknown_port_not_a_guess() -> None:
-    (sock,) = last("tcp 0 0 10.0.0.1:ddi-tcp-1 10.0.0.2:5000 ESTABLISHED\n").sockets
+    # a name only the reporter's own /etc/services could give (no registry has it)
+    (sock,) = last("tcp 0 0 10.0.0.1:billing-api 10.0.0.2:5000 ESTABLISHED\n").sockets
     assert sock.local.port is None
+
+
+@pytest.mark.parametrize(
+    ("name", "port"),
+    [("ddi-tcp-1", 8888), ("cslistener", 9000), ("irdmi", 8000), ("XmlIpcRegSvc", 9092)],
+)
+def test_a_registered_name_as_macos_and_rhel_print_it_is_its_port(name: str, port: int) -> None:
+    # jetty#2169's lsof row: localhost:ddi-tcp-1 is 8888 in IANA's registry, which macOS's and
+    # the RHEL family's /etc/services carry whole (Debian's netbase does not).
+    (sock,) = last(f"tcp 0 0 10.0.0.1:{name} 10.0.0.2:5000 ESTABLISHED\n").sockets
+    assert sock.local.port == port
 
 
 def test_a_snapshot_file_keeps_host_names_and_counts_and_writes_neither_when_absent() -> None:

@@ -216,8 +216,9 @@ def recover_cut_address(text: str) -> IPAddress:
     raise RowError(f"address {text!r} is cut short beyond recognition")
 
 
-# Ports by the names /etc/services gives them, as netstat and ss print them without -n. Only
-# the well-known ones: a name not here is kept as an unknown port, never guessed.
+# Ports by the names /etc/services gives them, as netstat, ss and lsof print them without -n.
+# Only names IANA registers for one port: a name not here is kept as an unknown port, never
+# guessed.
 SERVICES: dict[str, int] = {
     "ftp-data": 20,
     "ftp": 21,
@@ -261,6 +262,26 @@ SERVICES: dict[str, int] = {
     "webcache": 8080,
     "memcache": 11211,
     "mongodb": 27017,
+    # Registered names (IANA's registry, ports 1024-49151) for ports applications commonly
+    # listen on. macOS and the RHEL family ship the whole registry as /etc/services, so their
+    # lsof, netstat and nc print 8888 as ddi-tcp-1 and 9000 as cslistener; Debian's netbase
+    # lists few of them. A list of our own rather than the reading host's /etc/services: the
+    # paste was made on another host, and the same paste must read the same everywhere.
+    "ncube-lm": 1521,
+    "eforward": 2181,
+    "hbci": 3000,
+    "commplex-main": 5000,
+    "sun-sr-https": 6443,
+    "irdmi": 8000,
+    "vcom-tunnel": 8001,
+    "pcsync-https": 8443,
+    "ddi-tcp-1": 8888,
+    "ddi-tcp-2": 8889,
+    "cslistener": 9000,
+    "websm": 9090,
+    "XmlIpcRegSvc": 9092,
+    "hp-pdl-datastr": 9100,
+    "wap-wsp": 9200,
 }
 _PORT_NAME = re.compile(r"^(?:[A-Za-z][\w.-]{0,31}|<[^<>\s]{1,40}>|\?)$", re.ASCII)
 # What a paste shows where an address was: a host name (cut short or not), a mask
