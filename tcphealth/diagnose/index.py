@@ -8,6 +8,7 @@ all sockets again for each socket it looks at.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,24 @@ def plain_address(address: IPAddress) -> IPAddress:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+# A label a reporter puts where part of an address was: XX, x, *, ?, or nothing ("...").
+_MASK_LABEL = re.compile(r"^(?:[xX]+|\*+|\?+|)$")
+_LABEL_SEPARATORS = re.compile(r"[.:-]")
+
+
+def hides_host(name: str | None) -> bool:
+    """Whether a name a paste printed in place of an address stands for no one known host: a
+    mask (``XX.XX.XX.XX``, ``192.x.x.x``, ``ip-10-X-X-XXX.ec2.internal``, ``...``), a
+    placeholder (``<server 1>``) or a name netstat cut short (``yahoo.``). Such a name may
+    stand for several hosts, so nothing that needs the one real address can rest on it. A
+    whole host name (netstat without -n, ``db1.example.com``, ``localhost``) names one host."""
+    if name is None:
+        return False
+    if name.startswith("<") or name.endswith("."):
+        return True
+    return any(_MASK_LABEL.match(label) for label in _LABEL_SEPARATORS.split(name))
 
 
 def destination(endpoint: Endpoint) -> Destination:

@@ -16,7 +16,13 @@ from __future__ import annotations
 from collections import Counter
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.index import (
+    Destination,
+    SnapshotIndex,
+    destination,
+    hides_host,
+    plain_address,
+)
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.wording import destination_text, level, number, percent, who
 from tcphealth.model import (
@@ -34,6 +40,10 @@ from tcphealth.model import (
 from tcphealth.states import port_range_or_default
 
 PORTS_EXHAUSTING = "ephemeral-ports-exhausting"
+# (local address, the name a paste printed for it, destination): one supply of ports.
+_Key = tuple[IPAddress, str | None, Destination]
+# As many toward (or from) an address the paste hides: whether it is one destination, unknown.
+ADDRESS_HIDDEN = "ephemeral-ports-address-hidden"
 
 # States that hold no port of a connection's supply: a listener's own port, a socket never
 # connected, and the server side of a handshake (its local port is the listener's).
@@ -67,8 +77,12 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     # One pass, as cheap per socket as it can be: keyed by integers only -- the identities of
     # the local and remote address objects (sources share them; ipaddress's own hash is slow)
     # and the remote port -- then folded into (local address, destination) once per key.
-    raw: dict[tuple[int, int, int | None, TcpState], int] = {}
-    raw_holders: dict[tuple[int, int, int | None, tuple[int, ...]], int] = {}
+    # A paste's host name or mask in place of an address shares the family's stand-in
+    # address object: the names (None for real addresses) keep such destinations apart.
+    raw: dict[tuple[int, str | None, int, int | None, str | None, TcpState], int] = {}
+    raw_holders: dict[
+        tuple[int, str | None, int, int | None, str | None, tuple[int, ...]], int
+    ] = {}
     address_of: dict[int, IPAddress] = {}
     for state, sockets in index.by_state.items():
         if state in _NOT_OUTGOING:
@@ -85,26 +99,29 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
                 address_of[local_id] = local
             if remote_id not in address_of:
                 address_of[remote_id] = remote.address
-            state_key = (local_id, remote_id, remote.port, state)
+            local_name, remote_name = sock.local.name, remote.name
+            state_key = (local_id, local_name, remote_id, remote.port, remote_name, state)
             raw[state_key] = raw.get(state_key, 0) + 1
             pids = sock.pids
             if pids:
-                owner_key = (local_id, remote_id, remote.port, pids)
+                owner_key = (local_id, local_name, remote_id, remote.port, remote_name, pids)
                 raw_holders[owner_key] = raw_holders.get(owner_key, 0) + 1
 
-    def fold(local_id: int, remote_id: int, port: int | None) -> tuple[IPAddress, Destination]:
-        remote = destination(Endpoint(address_of[remote_id], port))
-        return plain_address(address_of[local_id]), remote
+    def fold(
+        local_id: int, local_name: str | None, remote_id: int, port: int | None, name: str | None
+    ) -> _Key:
+        remote = destination(Endpoint(address_of[remote_id], port, name))
+        return plain_address(address_of[local_id]), local_name, remote
 
-    taken: Counter[tuple[IPAddress, Destination]] = Counter()
-    by_state: dict[tuple[IPAddress, Destination], Counter[TcpState]] = {}
-    for (local_id, remote_id, port, state), count in raw.items():
-        key = fold(local_id, remote_id, port)
+    taken: Counter[_Key] = Counter()
+    by_state: dict[_Key, Counter[TcpState]] = {}
+    for (local_id, local_name, remote_id, port, name, state), count in raw.items():
+        key = fold(local_id, local_name, remote_id, port, name)
         taken[key] += count
         by_state.setdefault(key, Counter())[state] += count
-    holders: dict[tuple[IPAddress, Destination], Counter[tuple[int, ...]]] = {}
-    for (local_id, remote_id, port, pids), count in raw_holders.items():
-        key = fold(local_id, remote_id, port)
+    holders: dict[_Key, Counter[tuple[int, ...]]] = {}
+    for (local_id, local_name, remote_id, port, name, pids), count in raw_holders.items():
+        key = fold(local_id, local_name, remote_id, port, name)
         holders.setdefault(key, Counter())[pids] += count
     findings: list[Finding] = []
     for key, count in taken.items():
@@ -136,7 +153,7 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
 
 def _finding(
     index: SnapshotIndex,
-    key: tuple[IPAddress, Destination],
+    key: _Key,
     count: int,
     states: Counter[TcpState],
     holders: Counter[tuple[int, ...]] | None,
@@ -146,7 +163,8 @@ def _finding(
     reserved: int,
     severity: Severity,
 ) -> Finding:
-    local, dest = key
+    local_address, local_name, dest = key
+    local = local_name or str(local_address)
     target = destination_text(dest)
     left = max(usable - count, 0)
     pids = holders.most_common(1)[0][0] if holders else ()
@@ -154,6 +172,45 @@ def _finding(
     states_text = ", ".join(
         f"{number(n)} {state.value}" for state, n in sorted(states.items(), key=lambda i: -i[1])
     )
+    hidden = [name for name in (local_name, dest.name) if name is not None and hides_host(name)]
+    if hidden:
+        # The mask may stand for several hosts, each with its own supply of ports.
+        shown = ", ".join(repr(name) for name in hidden)
+        return Finding(
+            code=ADDRESS_HIDDEN,
+            severity=Severity.INFO,
+            state=None,
+            blame=Blame.LOCAL_APPLICATION,
+            subject=Subject(
+                kind=SubjectKind.PEER,
+                pid=pids[0] if pids else None,
+                process=index.process_name(pids[0]) if pids else None,
+                endpoint=target,
+                pids=pids,
+                address=dest,
+            ),
+            count=count,
+            summary=(
+                f"{client} holds {number(count)} connections from {local} to {target} "
+                f"({states_text}); one destination's share of {number(usable)} usable "
+                f"ephemeral ports would be {percent(count / usable)}, but the paste shows "
+                f"{shown} where the address was, which may stand for several hosts, so "
+                "whether connects to one of them run out of ports could not be told."
+            ),
+            evidence=(
+                Evidence("ports_taken", count, f"from {local} to {target}: {states_text}"),
+                Evidence("ports_usable", usable, "the supply of one destination"),
+                Evidence("address_hidden", shown, "masked, a placeholder, or cut short"),
+            ),
+            next_steps=(
+                "ss -tan | awk 'NR>1 {print $4, $5}' | sed 's/:[0-9]*$//' | sort | uniq -c | "
+                "sort -rn | head   # per local address and remote host, unmasked",
+            ),
+            unchecked=(
+                "which hosts these connections go to: the paste hides the address, and the "
+                "port supply is per (local address, remote address, remote port)",
+            ),
+        )
     if left == 0:
         outcome = (
             f"every usable port is taken, so the next connect() from {local} to {target} "
@@ -196,7 +253,7 @@ def _finding(
             process=index.process_name(pids[0]) if pids else None,
             endpoint=target,
             pids=pids,
-            address=Endpoint(dest.address, dest.port),
+            address=dest,
         ),
         count=count,
         summary=(
@@ -206,7 +263,7 @@ def _finding(
         ),
         evidence=tuple(evidence),
         next_steps=(
-            f"ss -tan dst {dest.address} | awk '{{print $1}}' | sort | uniq -c",
+            f"ss -tan dst {dest.name or dest.address} | awk '{{print $1}}' | sort | uniq -c",
             "sysctl net.ipv4.ip_local_port_range net.ipv4.ip_local_reserved_ports",
             "Reuse connections (a pool, keep-alive) instead of opening one per request. A wider "
             "ip_local_port_range or more local or remote addresses only buy room.",
@@ -233,6 +290,12 @@ RULE = Rule(
             "sockets in any state toward one destination use up its ephemeral ports "
             "(connect() then fails with EADDRNOTAVAIL)",
             (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            ADDRESS_HIDDEN,
+            "as many sockets toward an address the paste masks or cuts short: whether they "
+            "are one destination, and its ports run out, could not be told",
+            (Severity.INFO,),
         ),
     ),
     check=check,

@@ -18,7 +18,13 @@ from __future__ import annotations
 from collections import Counter
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
+from tcphealth.diagnose.index import (
+    Destination,
+    SnapshotIndex,
+    destination,
+    hides_host,
+    plain_address,
+)
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import STILL_UNKNOWN, log_evidence, logged, logged_times, logged_when
 from tcphealth.diagnose.wording import (
@@ -45,11 +51,14 @@ from tcphealth.model import (
 )
 from tcphealth.states import LINUX_DEFAULTS, port_range_or_default
 
-# (local address, remote address, remote port): what one ephemeral port range is shared by.
-PortKey = tuple[IPAddress, IPAddress, int | None]
+# (local address, remote address, remote port): what one ephemeral port range is shared by,
+# each address with the name a paste printed in its place (None for a real address).
+PortKey = tuple[IPAddress, str | None, IPAddress, int | None, str | None]
 
 PORTS_EXHAUSTING = "time-wait-ports-exhausting"
 BUCKET_LIMIT = "time-wait-bucket-limit"
+# As many toward an address the paste hides (a mask, a placeholder): per destination, unknown.
+ADDRESS_HIDDEN = "time-wait-address-hidden"
 
 
 def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
@@ -76,7 +85,7 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
 
     everywhere: Counter[Destination] = Counter()
     # (local address, destination) -> TIME_WAIT; folded into PortKey once per distinct pair
-    from_client: Counter[tuple[IPAddress, Destination]] = Counter()
+    from_client: Counter[tuple[IPAddress, str | None, Destination]] = Counter()
     closed_as_client = 0
     for sock in sockets:
         remote = destination(sock.remote)
@@ -84,10 +93,11 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         local_port = sock.local.port
         if local_port is not None and low <= local_port <= high:
             closed_as_client += 1
-            from_client[(sock.local.address, remote)] += 1
+            from_client[(sock.local.address, sock.local.name, remote)] += 1
     per_destination: Counter[PortKey] = Counter()
-    for (local, remote), count in from_client.items():
-        per_destination[(plain_address(local), remote.address, remote.port)] += count
+    for (local, local_name, remote), count in from_client.items():
+        key = (plain_address(local), local_name, remote.address, remote.port, remote.name)
+        per_destination[key] += count
 
     findings: list[Finding] = []
     if ports > 0:
@@ -118,8 +128,13 @@ def _ports_finding(
     )
     if severity is None:
         return None
-    local, remote, remote_port = key
-    target = destination_text(Endpoint(remote, remote_port))
+    local_address, local_name, remote, remote_port, remote_name = key
+    local = local_name or str(local_address)
+    peer = Endpoint(remote, remote_port, remote_name)
+    target = destination_text(peer)
+    hidden = [name for name in (local_name, remote_name) if name is not None and hides_host(name)]
+    if hidden:
+        return _hidden_destination(index, count, ports, ratio, local, peer, hidden)
     low, high = port_range
     evidence: list[Evidence] = [
         Evidence("time_wait", count, f"from {local} to {target}"),
@@ -131,7 +146,7 @@ def _ports_finding(
         Evidence("port_use", round(ratio, 3), f"{percent(ratio)} of the range"),
         _tw_reuse_evidence(index.snapshot.sysctls.tcp_tw_reuse, loopback=remote.is_loopback),
     ]
-    holders = index.established_pids(Endpoint(remote, remote_port))
+    holders = index.established_pids(peer)
     client = ""
     if holders:
         pid, held = min(holders.items(), key=lambda item: (-item[1], item[0]))
@@ -150,9 +165,7 @@ def _ports_finding(
         severity=severity,
         state=TcpState.TIME_WAIT,
         blame=Blame.LOCAL_APPLICATION,
-        subject=Subject(
-            kind=SubjectKind.PEER, endpoint=target, address=Endpoint(remote, remote_port)
-        ),
+        subject=Subject(kind=SubjectKind.PEER, endpoint=target, address=peer),
         count=count,
         summary=(
             f"This host holds {number(count)} TIME_WAIT from {local} to {target}, "
@@ -169,6 +182,51 @@ def _ports_finding(
             "ip_local_port_range or tcp_tw_reuse=1 only buys room.",
         ),
         unchecked=unchecked,
+    )
+
+
+def _hidden_destination(
+    index: SnapshotIndex,
+    count: int,
+    ports: int,
+    ratio: float,
+    local: str,
+    peer: Endpoint,
+    hidden: list[str],
+) -> Finding:
+    """TIME_WAIT enough to use up one destination's ports, toward an address (or from one)
+    that the paste masks or cuts short: the mask may stand for several hosts, so whether one
+    destination runs out of ports cannot be told. Said, at INFO, with what would tell."""
+    target = destination_text(peer)
+    shown = ", ".join(repr(name) for name in hidden)
+    port_filter = f"'( dport = :{peer.port} )'" if peer.port is not None else ""
+    return Finding(
+        code=ADDRESS_HIDDEN,
+        severity=Severity.INFO,
+        state=TcpState.TIME_WAIT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=Subject(kind=SubjectKind.PEER, endpoint=target, address=peer),
+        count=count,
+        summary=(
+            f"This host holds {number(count)} TIME_WAIT from {local} to {target}; one "
+            f"destination's share of {number(ports)} ephemeral ports would be "
+            f"{percent(ratio)}, but the paste shows {shown} where the address was, which may "
+            "stand for several hosts, so whether connects to one of them run out of ports "
+            "could not be told."
+        ),
+        evidence=(
+            Evidence("time_wait", count, f"from {local} to {target}"),
+            Evidence("ephemeral_ports", ports, "the range one destination may use"),
+            Evidence("address_hidden", shown, "masked, a placeholder, or cut short"),
+        ),
+        next_steps=(
+            f"ss -tan state time-wait {port_filter} | awk 'NR>1 {{print $3, $4}}' | sort | "
+            "uniq -c | sort -rn | head   # per local and remote address, unmasked",
+        ),
+        unchecked=(
+            "which hosts these connections go to: the paste hides the address, and the "
+            "port supply is per (local address, remote address, remote port)",
+        ),
     )
 
 
@@ -344,6 +402,12 @@ RULE = Rule(
             PORTS_EXHAUSTING,
             "TIME_WAIT to one destination uses up the ephemeral ports for new connections there",
             (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            ADDRESS_HIDDEN,
+            "TIME_WAIT enough to use up one destination's ports, toward an address the paste "
+            "masks or cuts short: whether it is one destination could not be told",
+            (Severity.INFO,),
         ),
         Code(
             BUCKET_LIMIT,
