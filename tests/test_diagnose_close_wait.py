@@ -300,6 +300,30 @@ def test_unaccepted_on_a_listener_with_room_is_a_warning_by_count() -> None:
     assert finding.count == 12
 
 
+def test_a_few_unaccepted_on_a_listener_with_room_are_info_their_age_deciding() -> None:
+    snap = snapshot(
+        listener("0.0.0.0:8443", 3, 128, pids=(2200,)),
+        unaccepted(3, 8443, owner=OwnerSource.NONE),
+        processes=[process(2200, "api")],
+    )
+    finding = age_decides(diagnose(snap))
+    assert (finding.subject.kind, finding.subject.endpoint, finding.subject.pid) == (
+        SubjectKind.LISTENER,
+        "0.0.0.0:8443",
+        2200,
+    )
+    assert finding.count == 3
+    assert "without being accepted yet" in finding.summary
+    assert "nothing ends them until pid 2200 (api) calls accept()" in finding.summary
+    assert {e.name: e.value for e in finding.evidence}["close_wait_unaccepted"] == 3
+    # Seen live a moment after their clients closed (tcp_info): an accept() may be near.
+    young = [
+        dataclasses.replace(s, tcp_info=TcpInfo(last_ack_recv_ms=500))
+        for s in unaccepted(3, 8443, owner=OwnerSource.NONE)
+    ]
+    assert diagnose(snapshot(listener("0.0.0.0:8443", 3, 128, pids=(2200,)), young)) == []
+
+
 def test_unaccepted_with_a_proc_copy_listener_says_the_backlog_was_not_checked() -> None:
     snap = snapshot(
         listener("0.0.0.0:8443", 20, None),

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
-from tcphealth.diagnose.lasting import split_by_age
+from tcphealth.diagnose.lasting import AgeSplit, split_by_age
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
     assess_accept_queue,
@@ -519,11 +519,13 @@ def _age_decides(
     sockets: Sequence[Socket],
     thresholds: Thresholds,
     pids: tuple[int, ...],
+    listener: Socket | None = None,
 ) -> Finding | None:
     """CLOSE_WAIT below close_wait_warning, held by ``pids`` (``()``: a holder the source does
-    not name), of which some are of unknown age or known to have lasted past
-    close_wait_leak_seconds. None when every one was active within that time: an application
-    a moment from close(), as a live look shows all the time."""
+    not name) or never accepted from ``listener``'s queue, of which some are of unknown age or
+    known to have lasted past close_wait_leak_seconds. None when every one was active within
+    that time: an application a moment from close() (or accept()), as a live look shows all
+    the time."""
     limit = thresholds.close_wait_leak_seconds
     split = split_by_age(
         sockets, limit, index.observed_seconds if index.series_ages is not None else None
@@ -537,6 +539,8 @@ def _age_decides(
     holder = who(index, pids) if pids else _port_holder(subject)
     closer = "this application" if pids else "whoever holds them"
     them = "it" if count == 1 else "them"
+    if listener is not None:
+        return _unaccepted_age_decides(index, listener, sockets, split, thresholds)
     if split.lasting:
         oldest_text = f"{split.oldest:.0f} s" if split.oldest is not None else f"{limit:g} s"
         age_text = (
@@ -637,6 +641,78 @@ def _age_decides(
     )
 
 
+def _unaccepted_age_decides(
+    index: SnapshotIndex,
+    listener: Socket,
+    sockets: Sequence[Socket],
+    split: AgeSplit,
+    thresholds: Thresholds,
+) -> Finding:
+    """A few connections closed by their clients while they waited in ``listener``'s accept
+    queue, which has room: nothing ends them but accept(), so their age decides between an
+    accept() a moment away and a listener that stopped accepting."""
+    limit = thresholds.close_wait_leak_seconds
+    count = split.undecided
+    pids = listener_owner(listener)
+    owner = who(index, pids) if pids else "the listener's owner"
+    endpoint = str(listener.local)
+    if split.lasting:
+        oldest_text = f"{split.oldest:.0f} s" if split.oldest is not None else f"{limit:g} s"
+        age_text = (
+            f"{'one has' if split.lasting == 1 else f'{number(split.lasting)} have'} waited "
+            f"at least {oldest_text}: {owner} is not calling accept()."
+        )
+    else:
+        age_text = (
+            "the input does not say how long they have waited, and that decides: an accept() "
+            "a moment away, or a listener that stopped accepting."
+        )
+    evidence: list[Evidence] = [
+        Evidence("close_wait_unaccepted", count, "no descriptor holds them"),
+        Evidence("close_wait_warning", thresholds.close_wait_warning, "warns from this many"),
+    ]
+    if split.unknown:
+        evidence.append(Evidence("age_unknown", split.unknown, "no time in CLOSE_WAIT given"))
+    if split.lasting:
+        evidence.append(Evidence("lasting", split.lasting, f"in CLOSE_WAIT at least {limit:g} s"))
+    if split.oldest is not None:
+        evidence.append(
+            Evidence("oldest_at_least_s", round(split.oldest, 1), "in CLOSE_WAIT at least")
+        )
+    top: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
+    evidence.extend(top_destinations(top, name="top_client"))
+    port = listener.local.port
+    return Finding(
+        code=AGE_DECIDES,
+        severity=Severity.INFO,
+        state=TcpState.CLOSE_WAIT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=listener_subject(index, listener),
+        count=count,
+        summary=(
+            f"{number(count)} {'connection' if count == 1 else 'connections'} to {endpoint} "
+            f"{'sits' if count == 1 else 'sit'} in CLOSE_WAIT without being accepted yet: the "
+            "clients closed while waiting in the accept queue. That is below the "
+            f"{number(thresholds.close_wait_warning)} that warn, and the queue has room, but "
+            f"nothing ends them until {owner} calls accept(); {age_text}"
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            f"ss -ltn '( sport = :{port} )'   # Recv-Q: connections waiting for accept()",
+            f"ss -tno state close-wait '( sport = :{port} )'   # again after {limit:g} s",
+        ),
+        unchecked=(
+            (
+                f"{_TELL}: how long they have waited is not known, and a second look after "
+                f"{limit:g} s settles it (the next steps)",
+            )
+            if split.unknown
+            else ()
+        )
+        + owner_unchecked(listener),
+    )
+
+
 def _port_subject(
     index: SnapshotIndex, sockets: Sequence[Socket], ports: Counter[int | None]
 ) -> Subject:
@@ -676,6 +752,9 @@ def _unaccepted_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[F
             else level(count, thresholds.close_wait_warning, thresholds.close_wait_critical)
         )
         if severity is None:
+            few = _age_decides(index, sockets, thresholds, (), listener)
+            if few is not None:
+                findings.append(few)
             continue
         pids = listener_owner(listener)
         owner = who(index, pids) if pids else "the listener's owner"
