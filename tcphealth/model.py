@@ -740,6 +740,10 @@ class Snapshot:
     # Kernel log lines pasted beside the tables that say a limit was hit, at the time of the
     # line: facts about the host, not about this look's moment.
     kernel_log: tuple[KernelMessage, ...] = ()
+    # The one state a paste's listing command narrowed its rows to (``ss state fin-wait-2``,
+    # ``netstat -tpn | grep FIN_WAIT2``): sockets in other states were not shown, which is not
+    # the same as absent. None: the listing shows every state (or is no paste).
+    listed_state: TcpState | None = None
 
 
 # ---------------------------------------------------------------------------------------------

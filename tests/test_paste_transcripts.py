@@ -14,6 +14,7 @@ from tcphealth.diagnose import diagnose
 from tcphealth.errors import InputError
 from tcphealth.model import Endpoint, Family, Finding, Severity, Snapshot, TcpState
 from tcphealth.sources.snapshot_file import snapshot_from_json, snapshot_to_json
+from tcphealth.sources.text.lines import listing_state
 from tcphealth.sources.text.paste import read_paste
 
 
@@ -305,3 +306,57 @@ def test_when_nothing_looks_like_a_row_the_error_says_so() -> None:
     with pytest.raises(InputError) as raised:
         read("the sockets are all in CLOSE_WAIT, please help\n")
     assert "no line looked like a socket row" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("command", "state"),
+    [
+        ("sudo netstat -tpn | grep FIN_WAIT2", TcpState.FIN_WAIT2),
+        ("ss -tanp state fin-wait-2", TcpState.FIN_WAIT2),
+        ("netstat -an|grep 8080|grep CLOSE_WAIT", TcpState.CLOSE_WAIT),
+        ("ss -tanp", None),
+        ("netstat -anp | grep 8080", None),  # a port, not a state
+        ("netstat -an | grep -v LISTEN", None),  # a negation keeps every other state
+        ('netstat -an | egrep "FIN_WAIT2|CLOSE_WAIT"', None),  # an alternation keeps two
+    ],
+)
+def test_the_state_a_listing_command_keeps(command: str, state: TcpState | None) -> None:
+    assert listing_state(command) is state
+
+
+KUBE_PROXY = (
+    "$ sudo netstat -tpn{grep}\n"
+    "tcp6       0      0 10.244.0.1:33132        10.244.0.35:48936       FIN_WAIT2   "
+    "14125/kube-proxy\n"
+    "tcp6       0      0 10.244.0.1:48340        10.244.0.35:56339       FIN_WAIT2   "
+    "14125/kube-proxy\n"
+)
+
+
+def test_a_listing_kept_to_fin_wait2_does_not_rule_out_a_relay() -> None:
+    # kubernetes#17641's shape: `| grep FIN_WAIT2` hides any CLOSE_WAIT kube-proxy keeps.
+    snapshot = last(KUBE_PROXY.format(grep=" | grep FIN_WAIT2"))
+    assert snapshot.listed_state is TcpState.FIN_WAIT2
+    (finding,) = diagnose(snapshot)
+    evidence = {e.name: e for e in finding.evidence}
+    assert evidence["close_wait_same_holder"].value is None
+    assert evidence["close_wait_same_holder"].detail.startswith("not shown")  # type: ignore[union-attr]
+    assert any(
+        item.startswith("whether it also keeps connections in CLOSE_WAIT")
+        and "the paste's listing kept FIN_WAIT2 rows only" in item
+        for item in finding.unchecked
+    )
+    # The whole listing: none listed means none kept.
+    whole = last(KUBE_PROXY.format(grep=""))
+    assert whole.listed_state is None
+    (finding,) = diagnose(whole)
+    assert {e.name: e.value for e in finding.evidence}["close_wait_same_holder"] == 0
+    assert not any("CLOSE_WAIT (a relay" in item for item in finding.unchecked)
+
+
+def test_the_listed_state_survives_a_snapshot_file() -> None:
+    text = snapshot_to_json(last(KUBE_PROXY.format(grep=" | grep FIN_WAIT2")))
+    assert '"listed_state": "FIN_WAIT2"' in text
+    assert snapshot_from_json(text, "snap.json").listed_state is TcpState.FIN_WAIT2
+    # left out at its default, so a whole listing's file is as before
+    assert "listed_state" not in snapshot_to_json(last(KUBE_PROXY.format(grep="")))

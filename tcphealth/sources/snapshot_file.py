@@ -62,6 +62,7 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
         ("earlier_state_counts", {}),
         ("elisions", ()),
         ("kernel_log", ()),
+        ("listed_state", None),
     ),
     # A paste's host that was no address (a name, a mask); no file from a live run has one.
     "Endpoint": (("name", None),),

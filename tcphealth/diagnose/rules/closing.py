@@ -240,8 +240,31 @@ def _relayed_close_waits(
     return sum(1 for sock in kept if (sock.local, sock.remote) not in far_ends)
 
 
-def _story_evidence(relayed: int) -> tuple[Evidence, ...]:
+def _close_wait_unshown(index: SnapshotIndex, pids: tuple[int, ...]) -> str | None:
+    """Where the paste's listing kept one state other than CLOSE_WAIT (``grep FIN_WAIT2``):
+    the unchecked item saying that whether the holder also keeps CLOSE_WAIT -- a relay -- was
+    not shown. None where the listing shows every state."""
+    kept = index.snapshot.listed_state
+    if kept is None or kept is TcpState.CLOSE_WAIT:
+        return None
+    look = "ss -tnp state close-wait" + (f" | grep -F 'pid={pids[0]},'" if pids else "")
+    return (
+        "whether it also keeps connections in CLOSE_WAIT (a relay that half-closes and closes "
+        f"neither side, to be fixed here): the paste's listing kept {kept.value} rows only "
+        f"({look} tells)"
+    )
+
+
+def _story_evidence(relayed: int, unshown: bool = False) -> tuple[Evidence, ...]:
     """Why the blame falls where it does, said in the evidence."""
+    if unshown and not relayed:
+        return (
+            Evidence(
+                "close_wait_same_holder",
+                None,
+                "not shown: the listing kept one other state only, so a relay is not ruled out",
+            ),
+        )
     if relayed:
         return (
             Evidence(
@@ -352,7 +375,8 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         # A peer that is a process on this host (holding the far end in CLOSE_WAIT) is a
         # local application too: the fix is here, not on another host.
         blame = Blame.LOCAL_APPLICATION if relayed or peers else Blame.REMOTE_PEER
-        story = _story_evidence(relayed)
+        unshown = _close_wait_unshown(index, pids)
+        story = _story_evidence(relayed, unshown is not None)
         count_text = f"at least {number(count)}" if elided is not None else number(count)
         elided_text = (
             f" The paste leaves more of these rows out ({elided.mark!r}), so this is a floor."
@@ -413,6 +437,7 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                 ),
                 unchecked=(
                     *(() if pids else attribution_gaps(index, TcpState.FIN_WAIT2)),
+                    *(() if unshown is None else (unshown,)),
                     *young,
                     *(
                         ()
@@ -472,6 +497,7 @@ def _age_decides(
     destinations: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
     peers = local_peers(index, sockets, TcpState.CLOSE_WAIT)
     relayed = _relayed_close_waits(index, pids, sockets)
+    unshown = _close_wait_unshown(index, pids)
     # The same story as fin-wait2-held: a relay, or a peer on this host, is a local fix.
     blame = Blame.LOCAL_APPLICATION if relayed or peers else Blame.REMOTE_PEER
     waits = "it waits" if count == 1 else "they wait"
@@ -511,7 +537,7 @@ def _age_decides(
     evidence: list[Evidence] = [
         Evidence("fin_wait2_held", count, "half-closed, descriptor still open"),
         Evidence("fin_wait2_held_warning", thresholds.fin_wait2_held_warning, "warns from this"),
-        *_story_evidence(relayed),
+        *_story_evidence(relayed, unshown is not None),
     ]
     if split.unknown:
         evidence.append(
@@ -538,7 +564,7 @@ def _age_decides(
     evidence.extend(top_destinations(destinations))
     evidence.extend(pid_evidence(pids))
     look = "ss -tnpo state fin-wait-2" + (f" | grep -F 'pid={pids[0]},'" if pids else "")
-    unchecked: list[str] = []
+    unchecked: list[str] = [] if unshown is None else [unshown]
     if split.unknown:
         unchecked.append(
             f"{_PEERS_CLOSE}: how long they have waited in FIN_WAIT2 is not known, and a "

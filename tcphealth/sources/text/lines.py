@@ -872,6 +872,36 @@ def _words(stage: str) -> list[str]:
     return [_unquote(word) for word in re.findall(r"\"[^\"]*\"|'[^']*'|`[^`]*`|\S+", stage)]
 
 
+def listing_state(command: str) -> TcpState | None:
+    """The one state a listing command narrows its rows to -- ss's ``state fin-wait-2``, or a
+    grep of a state word (``netstat -tpn | grep FIN_WAIT2``) -- so that a state missing from
+    its rows is known not to have been shown, rather than absent. None where the command shows
+    every state, or what it keeps cannot be told (an alternation, a negated grep)."""
+    for part in _split_top(command, ";&"):
+        table = parse_table_command(part)
+        if table is None:
+            continue
+        if table.state_filter is not None:
+            return table.state_filter
+        for stage in _split_top(part, "|")[1:]:
+            words = _words(stage)
+            if not words or words[0] not in ("grep", "egrep", "fgrep"):
+                continue
+            options = [word for word in words[1:] if word.startswith("-") and len(word) > 1]
+            operands = [word for word in words[1:] if not (word.startswith("-") and len(word) > 1)]
+            if any("v" in option or option.startswith("-e") for option in options):
+                return None  # a negation, or patterns given by -e: not one state
+            if not operands:
+                continue
+            if "|" in operands[0]:
+                return None  # an alternation keeps several states
+            found = grep_state(operands[0])
+            if found is not None:
+                return found
+        return None
+    return None
+
+
 def count_part(part: str, files: dict[str, CountPart] | None = None) -> CountPart | None:
     """What one ``;``/``&&`` part of a command counted, if its output is one number (it ends
     in ``| wc -l`` or greps with ``-c``), or where it saved a selection (``> FILE``)."""

@@ -56,6 +56,7 @@ from tcphealth.sources.text.lines import (
     count_parts,
     fd_count_commands,
     histogram_selection,
+    listing_state,
     looks_like_count_command,
     match_counter,
     match_fd_limits,
@@ -104,6 +105,8 @@ class Section:
     # capture: a capture that starts with this section was taken then.
     stamp: tuple[int, Stamp] | None = None
     counted_by: str | None = None  # the format whose tool printed its per-state counts
+    # The one state the command that printed it narrowed its rows to (lines.listing_state).
+    listed_state: TcpState | None = None
     # Elision marks inside the listing, each with the rows beside it as they are read (the
     # rows themselves are let go before the snapshot is built).
     elided: list[_Mark] = field(default_factory=list)
@@ -317,6 +320,7 @@ class _Reader:
         self.captures: list[Capture] = [Capture()]
         self.section: Section | None = None
         self.command: TableCommand | None = None
+        self.listed_state: TcpState | None = None  # what the current command's rows keep
         self.prompt: Prompt | None = None
         self.privileged: bool | None = None
         self.hostname: str | None = None
@@ -376,6 +380,7 @@ class _Reader:
             privileged=self.privileged,
             first_line=number,
             stamp=self.stamp,
+            listed_state=self.listed_state if self.command is not None else None,
         )
         return self.section
 
@@ -565,6 +570,7 @@ class _Reader:
         table_command = parse_table_command(prompt.command)
         if table_command is not None:
             self.command = table_command
+            self.listed_state = listing_state(prompt.command)
             self.privileged = privileged
         self.expected_counts = fd_count_commands(prompt.command)
         self.limits_pid = _limits_pid(prompt)
@@ -600,6 +606,7 @@ class _Reader:
             return False
         self.close_section()
         self.command = None
+        self.listed_state = None
         self.header = None
         self.header_kind = None
         self.contexts.clear()
@@ -978,6 +985,13 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         attempted = attempted or section_attempted
         unseen += section_unseen
         per_section.append(section_sockets)
+    # One state for every listing of the capture: a state missing from its rows was not shown.
+    narrowed = {
+        section.listed_state
+        for section, listed in zip(capture.sections, per_section, strict=True)
+        if listed
+    }
+    listed_state = narrowed.pop() if len(narrowed) == 1 else None
     sockets, duplicates = _deduplicate(per_section)
     if duplicates:
         notes.append(
@@ -1050,6 +1064,7 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         state_counts=dict(sorted(state_counts.items())),
         elisions=elisions,
         kernel_log=facts.kernel_messages(epoch),
+        listed_state=listed_state,
     )
 
 
