@@ -355,3 +355,40 @@ def test_windows_rows_with_resolved_peers_and_service_names() -> None:
     ]
     assert [s.local.port for s in sockets] == [60469, 64824, 64853, 64854]
     assert {s.owner_source for s in sockets} == {OwnerSource.UNKNOWN}  # no -o: no PID column
+
+
+# Android's toybox netstat in an emulator shell (appium#14416's shape): no -n, so names for
+# the addresses and the service, cut to the column; no PID column; a header with trailing
+# blanks; the prompt is the device's.
+TOYBOX = (
+    "generic_x86:/ # netstat\n"
+    "Active Internet connections (w/o servers)\n"
+    "Proto Recv-Q Send-Q Local Address           Foreign Address         State      \n"
+    "tcp        1      0 10.0.2.16:50918         yyz12s05-in-f4.1e:https CLOSE_WAIT \n"
+    "tcp6       0      0 localhost:6790          localhost:41593         ESTABLISHED\n"
+    "tcp6       0      0 localhost:41593         localhost:6790          ESTABLISHED\n"
+)
+
+
+def test_toybox_netstat_rows_keep_their_names_and_ports() -> None:
+    snapshot = last(TOYBOX)
+    by_state = {sock.state: sock for sock in snapshot.sockets}
+    assert len(snapshot.sockets) == 3
+    held = by_state[TcpState.CLOSE_WAIT]
+    assert (held.recv_queue, held.remote.name, held.remote.port) == (
+        1,
+        "yyz12s05-in-f4.1e",
+        443,
+    )
+    assert held.pids == ()  # toybox prints no owner
+    ports = sorted(
+        (sock.local.port, sock.remote.port)
+        for sock in snapshot.sockets
+        if sock.state is TcpState.ESTABLISHED
+    )
+    assert ports == [(6790, 41593), (41593, 6790)]
+    assert all(
+        sock.local.address.is_loopback
+        for sock in snapshot.sockets
+        if sock.state is TcpState.ESTABLISHED
+    )
