@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from tcphealth.cli import main
-from tcphealth.diagnose.rules.close_wait import OWNER_UNKNOWN, PEER_IDLE_CLOSE
+from tcphealth.diagnose.rules.close_wait import AGE_DECIDES, OWNER_UNKNOWN, PEER_IDLE_CLOSE
 from tests.test_live_verdict import Children, children, wait_until
 
 __all__ = ["children"]  # the fixture, shared with test_live_verdict
@@ -161,4 +161,14 @@ def test_a_pool_that_only_grows_is_a_pile_where_one_listing_is_nothing(
     assert (seen["paste_listings"], seen["closed_between"], seen["came_between"]) == ("3, 5", 0, 2)
     assert "so they pile up" in str(finding["summary"])
 
-    assert check(tmp_path, last) == (0, [])  # the last listing alone: five of one look
+    # The last listing alone: five of one look, no owner and no age -- no warning, only that
+    # their age decides (close-wait-age-decides, INFO).
+    code, findings = check(tmp_path, last)
+    assert code == 0
+    (alone,) = findings
+    assert (alone["code"], alone["severity"], alone["count"], alone["pid"]) == (
+        AGE_DECIDES,
+        "INFO",
+        5,
+        None,
+    )
