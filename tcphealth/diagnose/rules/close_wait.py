@@ -10,6 +10,8 @@ Three cases, told apart by who holds the socket:
 * the source does not say who holds it: we report the numbers and say what we could not check.
 
 CLOSE_WAIT has no timer (KERNEL.md): only the application, its exit, or ``ss -K`` ends it.
+So a few below the warning count are still said (close-wait-age-decides, INFO) where their age
+is unknown or past a slow close: how long they stay decides between a moment and a leak.
 """
 
 from __future__ import annotations
