@@ -263,10 +263,19 @@ class _Grouping:
         self.listening = listening
         # id(address) -> Endpoint(address, None)
         self.without_port_by_id: dict[int, Endpoint] = {}
+        self.without_port_by_name: dict[str, Endpoint] = {}
         self._addresses: list[object] = []  # keeps those ids' objects alive, hence unique
 
     def without_port(self, endpoint: Endpoint) -> Endpoint:
         address = endpoint.address
+        if endpoint.name is not None:
+            # A paste's host name or mask: its address is the family's stand-in, shared by
+            # every name, so the name is what keeps it apart (and what is shown).
+            named = self.without_port_by_name.get(endpoint.name)
+            if named is None or named.address != address:
+                named = Endpoint(address, None, endpoint.name)
+                self.without_port_by_name[endpoint.name] = named
+            return named
         shared = self.without_port_by_id.get(id(address))
         if shared is None:
             shared = self.without_port_by_id[id(address)] = Endpoint(address, None)

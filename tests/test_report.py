@@ -8,6 +8,7 @@ from tcphealth.model import Endpoint, Severity, Socket, Sysctls, TcpState
 from tcphealth.pipeline import analyse
 from tcphealth.report import ExitCode, build_report
 from tcphealth.sources import load
+from tcphealth.sources.text import read_text
 from tests.golden_update import FIXTURES, fixture_names
 from tests.scenario_helpers import ep, finding, leak_finding, leak_snapshot, proc, snap, sock
 
@@ -390,3 +391,23 @@ def test_the_report_joined_from_namespaces_counts_ownerless_sockets_among_those_
     assert join(whole, [], ()).notes == (unseen_owner_note(1),)
     selected = dataclasses.replace(whole, sockets=(owned,))
     assert join(selected, [], ("--port 5000",)).notes == ()
+
+
+def test_a_pasted_name_or_mask_stays_itself_when_the_port_is_dropped() -> None:
+    # Each name shares the family's stand-in address: without the name, rows to two hosts
+    # (and a masked local name) grouped as one and showed as 0.0.0.0:*.
+    text = (
+        "dotnet 21799 root 912u IPv4 224825876 0t0 TCP ip-10-X-X-XXX.ec2.internal:43647->"
+        "db1.example.com:https (CLOSE_WAIT)\n"
+        "dotnet 21799 root 914u IPv4 224825884 0t0 TCP ip-10-X-X-XXX.ec2.internal:43357->"
+        "db2.example.com:https (CLOSE_WAIT)\n"
+        "dotnet 21799 root 915u IPv4 224825885 0t0 TCP ip-10-X-X-XXX.ec2.internal:43358->"
+        "db2.example.com:https (CLOSE_WAIT)\n"
+    )
+    (snapshot,) = read_text(text, "paste")
+    (owner,) = analyse(snapshot).processes
+    groups = sorted((str(g.local), str(g.remote), g.count) for g in owner.groups)
+    assert groups == [
+        ("ip-10-X-X-XXX.ec2.internal:*", "db1.example.com:443", 1),
+        ("ip-10-X-X-XXX.ec2.internal:*", "db2.example.com:443", 2),
+    ]
