@@ -26,8 +26,9 @@ from tests.builders import many, process, snapshot, sock
 THREADS = Path(__file__).resolve().parent.parent / "fixtures" / "realworld" / "threads"
 
 
-def paste(prefix: str) -> Path:
-    (path,) = THREADS.glob(f"{prefix}_*.txt")
+def paste(name: str) -> Path:
+    path = THREADS / name
+    assert path.is_file(), path  # a missing fixture must not pass
     return path
 
 
@@ -45,20 +46,35 @@ def table(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("prefix", "count", "pid", "subject"),
+    ("name", "count", "pid", "subject"),
     [
         # one lsof row: java holds a CLOSE_WAIT on localhost:ddi-tcp-1
-        ("github-jetty-2169", 1, 22664, "pid 22664 (java)"),
+        (
+            "github-jetty-2169_lsof-quoted-service-name-masked-user_closewait-30k.txt",
+            1,
+            22664,
+            "pid 22664 (java)",
+        ),
         # two lsof rows by dotnet (one with the state split as 'CLOSE _WAIT')
-        ("github-quickbooks-160", 2, 21799, "pid 21799 (dotnet)"),
+        (
+            "github-quickbooks-160_lsof-tid-column-masked-hostnames-split-state_closewait-sdk.txt",
+            2,
+            21799,
+            "pid 21799 (dotnet)",
+        ),
         # six macOS netstat rows on :8080, no owner: about the server port
-        ("github-srs-636", 6, None, "127.0.0.1:8080"),
+        (
+            "github-srs-636_macos-netstat-tcp4-dotted-ports_closewait-stuck-http-stream.txt",
+            6,
+            None,
+            "127.0.0.1:8080",
+        ),
     ],
 )
 def test_a_pasted_few_close_wait_are_not_nothing_wrong(
-    prefix: str, count: int, pid: int | None, subject: str
+    name: str, count: int, pid: int | None, subject: str
 ) -> None:
-    path = paste(prefix)
+    path = paste(name)
     code, findings = check_json(path)
     assert code == 0  # INFO: below the warning, so CI does not fail on it
     (finding,) = findings
@@ -94,7 +110,9 @@ def test_a_pasted_few_close_wait_are_not_nothing_wrong(
 
 def test_ownerless_server_ends_are_about_their_server_port() -> None:
     # (client ends without an owner are about the host: test_diagnose_close_wait)
-    (finding,) = check_json(paste("github-srs-636"))[1]
+    (finding,) = check_json(
+        paste("github-srs-636_macos-netstat-tcp4-dotted-ports_closewait-stuck-http-stream.txt")
+    )[1]
     assert finding["subject"] == {
         "kind": "listener",
         "pid": None,
@@ -107,7 +125,9 @@ def test_ownerless_server_ends_are_about_their_server_port() -> None:
 
 def test_held_fin_wait2_pasted_without_age_is_info_about_the_half_closer() -> None:
     # kubernetes#17641: four FIN_WAIT2 held by kube-proxy, and tcp_fin_timeout 60 beside them
-    code, findings = check_json(paste("github-kubernetes-17641"))
+    code, findings = check_json(
+        paste("github-kubernetes-17641_netstat-tpn-grep-sysctl_finwait2-kube-proxy-half-close.txt")
+    )
     assert code == 0
     (finding,) = findings
     assert (finding["code"], finding["severity"], finding["pid"], finding["count"]) == (
