@@ -581,14 +581,14 @@ for _ in range(COUNT):
     ports.append(client.getsockname()[1])
     client.close()
 print(json.dumps({"ports": ports}), flush=True)
-sys.stdin.readline()
-# The client comes back from the first port it used, as its port allocator may.
+# The client comes back from a port it used, as its port allocator may: the test says which.
+port = int(sys.stdin.readline())
 client = socket.socket()
 client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-client.bind(("127.0.0.1", ports[0]))
+client.bind(("127.0.0.1", port))
 client.setblocking(False)
 client.connect_ex(("127.0.0.1", 5900))
-print(json.dumps({"port": ports[0]}), flush=True)
+print(json.dumps({"port": port}), flush=True)
 sys.stdin.readline()
 select.select([], [client], [], 20)
 print(json.dumps({"error": client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)}), flush=True)
@@ -635,11 +635,25 @@ def test_close_wait_on_a_client_s_ports_collides_as_the_rule_says(netns: Any) ->
     assert evidence(risk)["TCPChallengeACK"] == challenges
     # Once the client's side is gone, only this host still holds the 4-tuple.
     assert _wait_for(lambda: not ns.ss("state", "fin-wait-2", "state", "time-wait"), 10)
+
+    def stale_ports() -> list[int]:
+        rows = ns.ss("state", "close-wait", "( sport = :5900 )")
+        return [int(row.split()[-1].rsplit(":", 1)[1]) for row in rows]
+
+    # A stale socket may already be gone by now (seen: 299 of 300 in one run of ten), most
+    # likely reset by a client end that stayed a full FIN_WAIT2 socket (its FIN acknowledged
+    # while close() still held it) and whose 1 s fin timeout ended it with a reset, not
+    # silently. So the stale sockets are counted again here, and the client comes back from
+    # a port one of them still holds.
+    stale = stale_ports()
+    assert count - 5 <= len(stale) <= count
+    target = ports[0] if ports[0] in stale else stale[0]
     # A firewall that loses the challenge ACK: the client's SYN meets the stale CLOSE_WAIT
     # and nothing answers it.
-    ns.nft(LOSE_CHALLENGE_ACK.replace("PORT", str(ports[0])))
-    say(child)
+    ns.nft(LOSE_CHALLENGE_ACK.replace("PORT", str(target)))
+    say(child, str(target))
     port = hear(child)["port"]
+    assert port == target
     assert _wait_for(lambda: ns.look().counters["TcpExt.TCPChallengeACK"] > challenges, 10), (
         "no challenge ACK"
     )
@@ -665,6 +679,6 @@ def test_close_wait_on_a_client_s_ports_collides_as_the_rule_says(netns: Any) ->
     def remaining() -> int:
         return len(ns.ss("state", "close-wait", "( sport = :5900 )"))
 
-    assert _wait_for(lambda: remaining() == count - 1, 5), remaining()
+    assert _wait_for(lambda: remaining() == len(stale) - 1, 5), (remaining(), len(stale))
     say(child)
     child.wait(timeout=CHILD_LIMIT)
