@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.rule import Window
 from tcphealth.diagnose.timeline import ConnectionKey, connection_key, kernel_age_floor
-from tcphealth.model import Socket
+from tcphealth.model import Evidence, Socket
 
 
 def oldest(seconds: Iterable[float | None]) -> float | None:
@@ -103,6 +103,33 @@ class AgeSplit:
     def undecided(self) -> int:
         """The sockets a look cannot pass as a moment: unknown or lasting."""
         return self.lasting + self.unknown
+
+
+def age_evidence(
+    split: AgeSplit,
+    state: str,
+    limit: float,
+    *,
+    young: str | None,
+    unknown: str | None = None,
+) -> list[Evidence]:
+    """What ``split`` of sockets in ``state`` says as evidence: how many of unknown age (the
+    reason ``unknown``, by default that the input gives no time), how many lasted ``limit``
+    seconds and the oldest, and -- where ``young`` says what their recent activity means --
+    how many were active within the limit."""
+    evidence: list[Evidence] = []
+    if split.unknown:
+        why = unknown or f"no time in {state} in the input (no tcp_info, no earlier timed sample)"
+        evidence.append(Evidence("age_unknown", split.unknown, why))
+    if split.lasting:
+        evidence.append(Evidence("lasting", split.lasting, f"in {state} at least {limit:g} s"))
+    if split.oldest is not None:
+        evidence.append(
+            Evidence("oldest_at_least_s", round(split.oldest, 1), f"in {state} at least")
+        )
+    if young is not None and split.young:
+        evidence.append(Evidence("active_recently", split.young, young))
+    return evidence
 
 
 def split_by_age(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
-from tcphealth.diagnose.lasting import AgeSplit, split_by_age
+from tcphealth.diagnose.lasting import AgeSplit, age_evidence, split_by_age
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
     assess_accept_queue,
@@ -578,28 +578,8 @@ def _age_decides(
         ),
         Evidence("close_wait_warning", thresholds.close_wait_warning, "warns from this many"),
     ]
-    if split.unknown:
-        evidence.append(
-            Evidence(
-                "age_unknown",
-                split.unknown,
-                "no time in CLOSE_WAIT in the input (no tcp_info, no earlier timed sample)",
-            )
-        )
-    if split.lasting:
-        evidence.append(Evidence("lasting", split.lasting, f"in CLOSE_WAIT at least {limit:g} s"))
-    if split.oldest is not None:
-        evidence.append(
-            Evidence("oldest_at_least_s", round(split.oldest, 1), "in CLOSE_WAIT at least")
-        )
-    if split.young:
-        evidence.append(
-            Evidence(
-                "active_recently",
-                split.young,
-                f"active within {limit:g} s (tcp_info): not counted, a close may be near",
-            )
-        )
+    young = f"active within {limit:g} s (tcp_info): not counted, a close may be near"
+    evidence.extend(age_evidence(split, "CLOSE_WAIT", limit, young=young))
     fin_in_queue = fin_counted(index)
     kinds = Counter(reading_of_queue(sock.recv_queue, fin_in_queue) for sock in sockets)
     for kind in _KIND_ORDER:
@@ -673,14 +653,9 @@ def _unaccepted_age_decides(
         Evidence("close_wait_unaccepted", count, "no descriptor holds them"),
         Evidence("close_wait_warning", thresholds.close_wait_warning, "warns from this many"),
     ]
-    if split.unknown:
-        evidence.append(Evidence("age_unknown", split.unknown, "no time in CLOSE_WAIT given"))
-    if split.lasting:
-        evidence.append(Evidence("lasting", split.lasting, f"in CLOSE_WAIT at least {limit:g} s"))
-    if split.oldest is not None:
-        evidence.append(
-            Evidence("oldest_at_least_s", round(split.oldest, 1), "in CLOSE_WAIT at least")
-        )
+    evidence.extend(
+        age_evidence(split, "CLOSE_WAIT", limit, young=None, unknown="no time in CLOSE_WAIT given")
+    )
     top: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
     evidence.extend(top_destinations(top, name="top_client"))
     port = listener.local.port

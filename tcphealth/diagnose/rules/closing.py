@@ -19,7 +19,13 @@ from dataclasses import replace
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
-from tcphealth.diagnose.lasting import cannot_tell_yet, has_lasted, oldest, split_by_age
+from tcphealth.diagnose.lasting import (
+    age_evidence,
+    cannot_tell_yet,
+    has_lasted,
+    oldest,
+    split_by_age,
+)
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import elision_among, local_peers, retransmits_of
 from tcphealth.diagnose.timeline import connection_key, kernel_age_floor
@@ -539,28 +545,8 @@ def _age_decides(
         Evidence("fin_wait2_held_warning", thresholds.fin_wait2_held_warning, "warns from this"),
         *_story_evidence(relayed, unshown is not None),
     ]
-    if split.unknown:
-        evidence.append(
-            Evidence(
-                "age_unknown",
-                split.unknown,
-                "no time in FIN_WAIT2 in the input (no tcp_info, no earlier timed sample)",
-            )
-        )
-    if split.lasting:
-        evidence.append(Evidence("lasting", split.lasting, f"in FIN_WAIT2 at least {limit:g} s"))
-    if split.oldest is not None:
-        evidence.append(
-            Evidence("oldest_at_least_s", round(split.oldest, 1), "in FIN_WAIT2 at least")
-        )
-    if split.young:
-        evidence.append(
-            Evidence(
-                "active_recently",
-                split.young,
-                f"traffic within {limit:g} s (tcp_info): not counted, the peer may close soon",
-            )
-        )
+    young = f"traffic within {limit:g} s (tcp_info): not counted, the peer may close soon"
+    evidence.extend(age_evidence(split, "FIN_WAIT2", limit, young=young))
     evidence.extend(top_destinations(destinations))
     evidence.extend(pid_evidence(pids))
     look = "ss -tnpo state fin-wait-2" + (f" | grep -F 'pid={pids[0]},'" if pids else "")
