@@ -234,6 +234,17 @@ def mark_linux_steps(platform: str | None, steps: tuple[str, ...]) -> tuple[str,
     )
 
 
+def widest_counts(counts: Iterable[ReportedCount]) -> dict[TcpState, ReportedCount]:
+    """Per state the largest count a paste printed (its widest selection, or the latest of a
+    growing series); the first printed where two are equal."""
+    best: dict[TcpState, ReportedCount] = {}
+    for count in counts:
+        known = best.get(count.state)
+        if known is None or count.sockets > known.sockets:
+            best[count.state] = count
+    return best
+
+
 def paste_count_evidence(count: ReportedCount) -> list[Evidence]:
     """A count the paste printed itself, as evidence: the number, the command that printed it,
     what it selected and its earlier counts."""

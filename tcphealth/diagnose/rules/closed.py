@@ -31,7 +31,7 @@ from collections import Counter
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import paste_count_evidence, platform_steps
+from tcphealth.diagnose.shared import paste_count_evidence, platform_steps, widest_counts
 from tcphealth.diagnose.wording import level, number, percent, pids_key, process_subject, who
 from tcphealth.model import (
     Blame,
@@ -76,22 +76,12 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         found = _unowned(index, unowned, thresholds)
         if found is not None:
             findings.append(found)
-    counted = _widest(index.snapshot.reported)
+    counted = widest_counts(index.snapshot.reported).get(TcpState.CLOSE)
     if counted is not None and counted.sockets > len(listed):
         found = _counted(index, counted, thresholds)
         if found is not None:
             findings.append(found)
     return findings
-
-
-def _widest(counts: tuple[ReportedCount, ...]) -> ReportedCount | None:
-    """The largest count of CLOSE the paste printed (its widest selection, or the latest of a
-    growing series)."""
-    return max(
-        (count for count in counts if count.state is TcpState.CLOSE),
-        key=lambda count: count.sockets,
-        default=None,
-    )
 
 
 def _linux(index: SnapshotIndex) -> bool:

@@ -35,7 +35,13 @@ import itertools
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import log_evidence, logged, paste_count_evidence, platform_steps
+from tcphealth.diagnose.shared import (
+    log_evidence,
+    logged,
+    paste_count_evidence,
+    platform_steps,
+    widest_counts,
+)
 from tcphealth.diagnose.wording import level, number, percent, process_subject, who
 from tcphealth.model import (
     Blame,
@@ -62,7 +68,7 @@ TIME_WAIT_COUNTED = "time-wait-counted"
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     findings: list[Finding] = []
-    for count in _widest_per_state(index.snapshot.reported):
+    for count in widest_counts(index.snapshot.reported).values():
         listed = index.sockets(count.state)
         if count.sockets <= len(listed):
             continue
@@ -76,17 +82,6 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         if found is not None:
             findings.append(found)
     return findings
-
-
-def _widest_per_state(counts: tuple[ReportedCount, ...]) -> list[ReportedCount]:
-    """Per state the largest count the paste printed (the widest selection, or the latest of a
-    growing series)."""
-    best: dict[TcpState, ReportedCount] = {}
-    for count in counts:
-        known = best.get(count.state)
-        if known is None or count.sockets > known.sockets:
-            best[count.state] = count
-    return list(best.values())
 
 
 def _growing(count: ReportedCount) -> bool:
