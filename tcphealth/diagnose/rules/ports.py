@@ -172,6 +172,14 @@ def _finding(
     states_text = ", ".join(
         f"{number(n)} {state.value}" for state, n in sorted(states.items(), key=lambda i: -i[1])
     )
+    subject = Subject(
+        kind=SubjectKind.PEER,
+        pid=pids[0] if pids else None,
+        process=index.process_name(pids[0]) if pids else None,
+        endpoint=target,
+        pids=pids,
+        address=dest,
+    )
     hidden = [name for name in (local_name, dest.name) if name is not None and hides_host(name)]
     if hidden:
         # The mask may stand for several hosts, each with its own supply of ports.
@@ -181,14 +189,7 @@ def _finding(
             severity=Severity.INFO,
             state=None,
             blame=Blame.LOCAL_APPLICATION,
-            subject=Subject(
-                kind=SubjectKind.PEER,
-                pid=pids[0] if pids else None,
-                process=index.process_name(pids[0]) if pids else None,
-                endpoint=target,
-                pids=pids,
-                address=dest,
-            ),
+            subject=subject,
             count=count,
             summary=(
                 f"{client} holds {number(count)} connections from {local} to {target} "
@@ -247,14 +248,7 @@ def _finding(
         severity=severity,
         state=None,
         blame=Blame.LOCAL_APPLICATION,
-        subject=Subject(
-            kind=SubjectKind.PEER,
-            pid=pids[0] if pids else None,
-            process=index.process_name(pids[0]) if pids else None,
-            endpoint=target,
-            pids=pids,
-            address=dest,
-        ),
+        subject=subject,
         count=count,
         summary=(
             f"{client} holds {number(count)} connections from {local} to {target} "
