@@ -648,19 +648,10 @@ CUT_MARK = bounds.CUT_MARK
 def _capped_cmdline(text: str, complete: bool) -> tuple[str, ...] | None:
     """The arguments of a NUL-separated command line, cut at MAX_CMDLINE_CHARS in all (the
     last one kept marked) -- also where the file itself was longer than was read."""
-    args: list[str] = []
-    left = MAX_CMDLINE_CHARS
-    for arg in text.split("\0"):
-        if not arg:
-            continue
-        if len(arg) > left:
-            args.append(arg[:left] + CUT_MARK)
-            return tuple(args)
-        args.append(arg)
-        left -= len(arg)
+    args = bounds.capped_cmdline(tuple(arg for arg in text.split("\0") if arg))
     if not complete and args and not args[-1].endswith(CUT_MARK):
-        args[-1] += CUT_MARK
-    return tuple(args) or None
+        args = (*args[:-1], args[-1] + CUT_MARK)
+    return args or None
 
 
 def read_process(
