@@ -45,11 +45,18 @@ def analyse(
     with gcpause.paused():  # indexes and groups over every socket: no cycles among them
         if snapshot.namespaces:  # each namespace diagnosed with its own sysctls and counters
             whole = _by_namespace(snapshot, lambda part: diagnose(part, thresholds))
-            narrowed = _with_named_processes(snapshot, apply_filter(snapshot, flt), whole)
+            narrowed = apply_filter(snapshot, flt)
+            # What each namespace shows under the filter, chosen once: the processes its
+            # findings name are listed, and no others (a finding the filter hides would list
+            # its process as one with "nothing wrong").
+            selected = {
+                inode: (part, select_findings(found, flt, part, narrowed))
+                for inode, (part, found) in whole.items()
+            }
+            narrowed = _with_named_processes(snapshot, narrowed, selected)
 
             def shown(part: Snapshot) -> list[Finding]:
-                whole_part, found = whole[part.namespaces[0].inode]
-                return select_findings(found, flt, whole_part, part)
+                return selected[part.namespaces[0].inode][1]
 
             report = namespaced.analyse(narrowed, shown, flt.describe(), grouped=grouped)
             return replace(report, empty_selection=_empty(snapshot, narrowed, flt))
@@ -81,15 +88,19 @@ def analyse_series(
             every_age = ages_over(series) if ages is None else ages
             whole = _series_by_namespace(series, thresholds, every_age)
             narrowed = [apply_filter(snapshot, flt) for snapshot in series]
+            selected = {
+                inode: (part, select_findings(found, flt, part, narrowed[-1]), facts)
+                for inode, (part, found, facts) in whole.items()
+            }
             narrowed[-1] = _with_named_processes(
                 latest,
                 narrowed[-1],
-                {inode: (part, found) for inode, (part, found, _) in whole.items()},
+                {inode: (part, shown) for inode, (part, shown, _) in selected.items()},
             )
 
             def diagnosis(part: Sequence[Snapshot]) -> tuple[list[Finding], SeriesFacts]:
-                whole_part, found, facts = whole[part[-1].namespaces[0].inode]
-                return select_findings(found, flt, whole_part, part[-1]), facts
+                _, shown, facts = selected[part[-1].namespaces[0].inode]
+                return shown, facts
 
             report = namespaced.analyse_series(narrowed, diagnosis, flt.describe(), grouped=grouped)
             return replace(report, empty_selection=_empty(latest, narrowed[-1], flt))

@@ -159,3 +159,24 @@ def test_a_counter_read_in_a_pod_is_said_to_be_the_pod_s() -> None:
     assert "host-wide" not in counter.detail
     (through,) = [s for s in overflow.next_steps if s.startswith("nsenter -t ")]
     assert through.count("#") == 1  # the step's own comment is not carried into it
+
+
+def test_a_filter_lists_no_process_whose_findings_it_hides() -> None:
+    """--pid 1 on a host whose pod process 700 leaks CLOSE_WAIT: the leak is not shown, and
+    pid 700 must not be listed either -- listed without its finding, it read as a process
+    with "nothing wrong" holding 0 sockets (found live: `tcphealth --pid 1` listed every
+    process with a finding elsewhere that way)."""
+    whole = host_with_a_pod()
+    flt = SocketFilter(pids=frozenset({1}))
+    for report in (analyse(whole, flt), analyse_series([whole, _later(whole)], flt)):
+        assert [f.code for f in report.findings] == []
+        assert [summary.pid for summary in report.processes] == [1]
+    # The pod's process is still listed, with its finding, when the filter selects it.
+    selected = analyse(whole, SocketFilter(pids=frozenset({700})))
+    (web,) = [summary for summary in selected.processes if summary.pid == 700]
+    assert [f.code for f in web.findings] == [f.code for f in selected.findings]
+    assert web.findings and web.findings[0].code.startswith("close-wait")
+
+
+def _later(first: Snapshot) -> Snapshot:
+    return replace(first, host=replace(first.host, taken_at=first.host.taken_at + 10))
