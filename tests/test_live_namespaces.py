@@ -388,3 +388,28 @@ def test_a_namespace_gone_before_its_child_reads_it_is_reported_not_raised() -> 
         workers.stop()
     assert frames == {1: namespaces._GONE, 2: namespaces._GONE}
     assert workers.unanswered() == []
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
+def test_a_run_in_an_unnamed_namespace_does_not_take_it_for_the_host_s() -> None:
+    """``unshare -n tcphealth`` where pid 1's namespace link is hidden (this VM's sandbox hides
+    it even from root): the caller's namespace, with no name bound, was taken for the host's,
+    so the run read every namespace and called its own "host". kthreadd's (pid 2) is the
+    host's: kernel threads live in the initial namespace."""
+    probe = (
+        "import json, os; from tcphealth.sources import namespaces; d = namespaces.discover(); "
+        "print(json.dumps([d.own, d.host, d.netns_of_pid.get(2)]))"
+    )
+    done = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    own, host, kthreadd = json.loads(done.stdout)
+    outside = os.stat("/proc/self/ns/net").st_ino
+    assert own != outside  # the probe ran in a namespace of its own
+    assert host == outside == kthreadd

@@ -112,8 +112,10 @@ def discover(proc_root: Path = Path("/proc"), netns_dir: str = NETNS_RUN_DIR) ->
     """Every network namespace a process lives in or a name is bound to.
 
     The host's is pid 1's. Where pid 1's link cannot be read (a sandbox that hides pid 1 even
-    from root), the caller's is taken for the host's unless a /run/netns name is bound to it
-    (then it was entered with ``ip netns exec``, and the lowest readable pid's is taken)."""
+    from root), it is kthreadd's (pid 2: kernel threads live in the host's namespace); where
+    that cannot be read either, the caller's is taken for the host's unless a /run/netns name
+    is bound to it (then it was entered with ``ip netns exec``, and the lowest readable pid's
+    is taken)."""
     found: dict[int, Found] = {}
     netns_of_pid: dict[int, int] = {}
     unreadable = 0
@@ -156,6 +158,8 @@ def discover(proc_root: Path = Path("/proc"), netns_dir: str = NETNS_RUN_DIR) ->
     if own is not None and own not in found:
         found[own] = Found(own)
     host = netns_of_pid.get(1)
+    if host is None:
+        host = _kernel_threads_netns(proc_root, netns_of_pid)
     if host is None and own is not None and not found[own].names:
         host = own
     elif host is None and netns_of_pid:
@@ -163,6 +167,23 @@ def discover(proc_root: Path = Path("/proc"), netns_dir: str = NETNS_RUN_DIR) ->
         # was started at boot, in the host's namespace.
         host = netns_of_pid[min(netns_of_pid)]
     return Discovery(found, own, host, netns_of_pid, unreadable)
+
+
+def _kernel_threads_netns(proc_root: Path, netns_of_pid: dict[int, int]) -> int | None:
+    """The namespace of kthreadd (pid 2, parent 0, in the host's pid namespace): kernel threads
+    all live in the initial network namespace, the host's. Read where pid 1's link is hidden,
+    so that a run started by ``unshare -n`` (no name bound) does not take its own namespace
+    for the host's."""
+    try:
+        stat = (proc_root / "2" / "stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # "2 (kthreadd) S 0 ...": the name in parentheses, then the state and the parent's pid.
+    name_end = stat.rfind(")")
+    fields = stat[name_end + 1 :].split()
+    if stat[stat.find("(") + 1 : name_end] != "kthreadd" or len(fields) < 2 or fields[1] != "0":
+        return None
+    return netns_of_pid.get(2)
 
 
 def _bound_names(netns_dir: str) -> list[str]:

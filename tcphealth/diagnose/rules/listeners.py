@@ -10,6 +10,11 @@ backlog programs and distributions commonly use (128, 511 and 4096 among them) i
 full queue: the kernel never queues more than backlog+1, and a queue sitting at one of those
 numbers is much likelier at its ceiling than there by chance. That is said as an assumption,
 with the command that reads the real backlog.
+
+ListenOverflows counts since boot. When it is above zero and no listener's queue is full or
+filling now, the overflows happened at some other moment: one look cannot say when or where,
+so it is information, with the listeners whose short backlogs overflow first under a burst
+and the commands that show whether it still happens.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import (
     assess_accept_queue,
+    platform_steps,
     listener_owner,
     listener_subject,
     overflow_counter_evidence,
@@ -34,6 +40,8 @@ from tcphealth.model import (
     Finding,
     Severity,
     Socket,
+    Subject,
+    SubjectKind,
     Sysctls,
     TcpState,
 )
@@ -46,6 +54,9 @@ _FULL_AT_USUAL_BACKLOG = {backlog + 1: backlog for backlog in _USUAL_BACKLOGS}
 LISTEN_QUEUE_FULL = "listen-queue-full"
 LISTEN_QUEUE_FILLING = "listen-queue-filling"
 LISTEN_BACKLOG_UNKNOWN = "listen-backlog-unknown"
+LISTEN_OVERFLOWED = "listen-overflowed"
+# How many of the shortest backlogs the since-boot finding names.
+_SHORTEST_SHOWN = 3
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
@@ -64,7 +75,81 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
             if finding is not None:
                 hidden = "which port it listens on: the source does not show the port"
                 findings.append(replace(finding, unchecked=(*finding.unchecked, hidden)))
+    if not any(f.code in (LISTEN_QUEUE_FULL, LISTEN_QUEUE_FILLING) for f in findings):
+        overflowed = _overflowed_since_boot(index)
+        if overflowed is not None:
+            findings.append(overflowed)
     return findings
+
+
+def _overflowed_since_boot(index: SnapshotIndex) -> Finding | None:
+    """Accept queues overflowed since boot, none full or filling now (the caller checks)."""
+    counters = index.snapshot.counters
+    overflows = counters.get("TcpExt.ListenOverflows")
+    if not overflows:
+        return None
+    evidence = [
+        Evidence(
+            "ListenOverflows",
+            overflows,
+            "handshakes dropped since boot because a listener's accept queue was full",
+        )
+    ]
+    drops = counters.get("TcpExt.ListenDrops")
+    if drops:
+        evidence.append(Evidence("ListenDrops", drops, "all drops at listeners since boot"))
+    shortest = sorted(
+        (s for s in index.sockets(TcpState.LISTEN) if s.listen_backlog is not None),
+        key=lambda s: (s.listen_backlog or 0, s.local.port or 0),
+    )[:_SHORTEST_SHOWN]
+    for listener in shortest:
+        waiting = (
+            "" if listener.recv_queue is None else f", {number(listener.recv_queue)} waiting now"
+        )
+        evidence.append(
+            Evidence("listen_backlog", listener.listen_backlog, f"on {listener.local}{waiting}")
+        )
+    somaxconn = index.snapshot.sysctls.somaxconn
+    if somaxconn is not None:
+        evidence.append(Evidence("somaxconn", somaxconn, "caps every listen() backlog"))
+    short = ""
+    if shortest:
+        first = shortest[0]
+        short = (
+            f" The shortest backlog listed is {number(first.listen_backlog or 0)}, on "
+            f"{first.local}: a short queue is the first to overflow when connections "
+            "arrive in a burst."
+        )
+    return Finding(
+        code=LISTEN_OVERFLOWED,
+        severity=Severity.INFO,
+        state=None,
+        blame=Blame.NONE,
+        subject=Subject(kind=SubjectKind.HOST),
+        count=0,  # handshakes since boot, not sockets now: the evidence gives them
+        summary=(
+            f"Since boot the kernel dropped {number(overflows)} incoming connections because "
+            "a listener's accept queue was full; no queue is full or filling now, so one look "
+            "cannot say when it happened or on which listener." + short
+        ),
+        evidence=tuple(evidence),
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                "nstat -az TcpExtListenOverflows TcpExtListenDrops   # twice, a minute apart: "
+                "still rising?",
+                "ss -ltn   # per listener: Recv-Q (waiting) against Send-Q (backlog)",
+                "tcphealth --samples 3   # sees the counter rise and the queue that fills",
+            ),
+            bsd=(
+                "netstat -s -p tcp | grep -i 'listen queue'   # twice: still rising?",
+                "netstat -Lan   # per listener: queue length against its limit",
+            ),
+        ),
+        unchecked=(
+            "when, and on which listener: the counter is host-wide and counts since boot",
+        ),
+    )
 
 
 def _check_listener(
@@ -258,6 +343,11 @@ RULE = Rule(
         Code(
             LISTEN_BACKLOG_UNKNOWN,
             "connections wait on a listener whose backlog the source does not give",
+            (Severity.INFO,),
+        ),
+        Code(
+            LISTEN_OVERFLOWED,
+            "accept queues overflowed since boot; none is full or filling now",
             (Severity.INFO,),
         ),
     ),
