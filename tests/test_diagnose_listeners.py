@@ -136,3 +136,50 @@ def test_threshold_ratio_is_configurable() -> None:
     (finding,) = diagnose(snapshot(listener("0.0.0.0:80", 129, 128)), lenient)
     assert (finding.code, finding.severity) == ("listen-queue-filling", Severity.WARNING)
     assert diagnose(snapshot(listener("0.0.0.0:80", 120, 128)), lenient) == []
+
+
+def test_overflows_since_boot_and_no_queue_full_now_are_information_naming_short_backlogs() -> None:
+    """dubbo#5168's paste: netstat -s counts 3220 overflows, `ss -lnt` shows the one listener
+    empty with a backlog of 50. Before, tcphealth said "no problems found"."""
+    snap = snapshot(
+        listener("0.0.0.0:20880", 0, 50),
+        listener("0.0.0.0:8080", 3, 4096, pids=(901,)),
+        processes=[process(901, "nginx")],
+        sysctls=Sysctls(somaxconn=4096),
+        counters={"TcpExt.ListenOverflows": 3220, "TcpExt.ListenDrops": 3220},
+    )
+    finding = only(diagnose(snap))
+    assert (finding.code, finding.severity, finding.blame) == (
+        "listen-overflowed",
+        Severity.INFO,
+        Blame.NONE,
+    )
+    assert (finding.subject.kind, finding.state, finding.count) == (SubjectKind.HOST, None, 0)
+    assert finding.summary.startswith(
+        "Since boot the kernel dropped 3,220 incoming connections because a listener's accept "
+        "queue was full; no queue is full or filling now"
+    )
+    assert "The shortest backlog listed is 50, on 0.0.0.0:20880" in finding.summary
+    shown = [(e.name, e.value, e.detail) for e in finding.evidence]
+    assert shown[:2] == [
+        (
+            "ListenOverflows",
+            3220,
+            "handshakes dropped since boot because a listener's accept queue was full",
+        ),
+        ("ListenDrops", 3220, "all drops at listeners since boot"),
+    ]
+    assert [(name, value) for name, value, _ in shown[2:]] == [
+        ("listen_backlog", 50),
+        ("listen_backlog", 4096),
+        ("somaxconn", 4096),
+    ]
+    assert shown[2][2] == "on 0.0.0.0:20880, 0 waiting now"
+
+
+def test_overflows_since_boot_are_left_to_a_full_queue_that_explains_them() -> None:
+    counters = {"TcpExt.ListenOverflows": 3220}
+    full = snapshot(listener("0.0.0.0:5432", 129, 128, pids=(901,)), counters=counters)
+    assert [f.code for f in diagnose(full)] == ["listen-queue-full"]
+    quiet = snapshot(listener("0.0.0.0:5432", 0, 128), counters={"TcpExt.ListenOverflows": 0})
+    assert diagnose(quiet) == []

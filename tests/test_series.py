@@ -261,10 +261,12 @@ def test_listen_overflows_that_rose_during_the_window_are_a_warning() -> None:
     assert [(d.name, d.delta, d.per_second) for d in facts.counter_deltas] == [
         ("TcpExt.ListenOverflows", 60, 3.0)
     ]
-    # A counter that went down was reset: no delta, no finding.
+    # A counter that went down was reset: no delta, no rising finding; what is left is the
+    # latest sample's own count since boot, said as that.
     reset = [series[0], at(snapshot(listener, counters={"TcpExt.ListenOverflows": 5}), 10)]
     findings, facts = diagnose_series(reset)
-    assert (codes(findings), facts.counter_deltas) == ([], ())
+    assert (codes(findings), facts.counter_deltas) == (["listen-overflowed"], ())
+    assert evidence(findings[0], "ListenOverflows") == 5
 
 
 def test_a_process_whose_count_rises_in_every_sample_is_growing() -> None:

@@ -32,6 +32,10 @@ class Code:
     # code accounts for: the series adds the rise to it as evidence instead of a finding of
     # its own. Declared here so that the series needs no other module's code names.
     explains_counters: tuple[str, ...] = ()
+    # Kernel counters whose count since boot a finding with this code reports, with no way to
+    # say when it grew. Over a series that sees one of them rise, the rising finding says
+    # more (when, how fast), and a finding with this code is left out.
+    since_boot_of: tuple[str, ...] = ()
     # Made only by the rule's step over a series (--samples, watch, a series file), never from
     # one snapshot.
     from_series: bool = False

@@ -26,12 +26,12 @@ from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import (
     assess_accept_queue,
-    platform_steps,
     listener_owner,
     listener_subject,
     overflow_counter_evidence,
     owner_next_steps,
     owner_unchecked,
+    platform_steps,
 )
 from tcphealth.diagnose.wording import level, number, percent, who
 from tcphealth.model import (
@@ -146,9 +146,7 @@ def _overflowed_since_boot(index: SnapshotIndex) -> Finding | None:
                 "netstat -Lan   # per listener: queue length against its limit",
             ),
         ),
-        unchecked=(
-            "when, and on which listener: the counter is host-wide and counts since boot",
-        ),
+        unchecked=("when, and on which listener: the counter is host-wide and counts since boot",),
     )
 
 
@@ -349,6 +347,7 @@ RULE = Rule(
             LISTEN_OVERFLOWED,
             "accept queues overflowed since boot; none is full or filling now",
             (Severity.INFO,),
+            since_boot_of=("TcpExt.ListenOverflows",),
         ),
     ),
     check=check,

@@ -119,7 +119,13 @@ def _past_timer(window: Window) -> list[Finding]:
 
 def _counters(window: Window, findings: list[Finding]) -> list[Finding]:
     deltas = {delta.name: delta for delta in window.facts.counter_deltas}
-    result = list(findings)
+    risen = {name for name, delta in deltas.items() if delta.delta > 0}
+    # A since-boot reading of a counter the window saw rise: the rise says more.
+    result = [
+        finding
+        for finding in findings
+        if not risen.intersection(_since_boot_of(window, finding.code))
+    ]
     for name, code in _RISING:
         delta = deltas.get(name)
         if delta is None or delta.delta <= 0:
@@ -138,6 +144,11 @@ def _counters(window: Window, findings: list[Finding]) -> list[Finding]:
         if not attached:
             result.append(_counter_finding(code, delta, window, evidence))
     return result
+
+
+def _since_boot_of(window: Window, code: str) -> tuple[str, ...]:
+    declared = window.codes.get(code)
+    return declared.since_boot_of if declared is not None else ()
 
 
 def _counter_finding(code: str, delta: CounterDelta, window: Window, evidence: Evidence) -> Finding:

@@ -359,6 +359,11 @@ RULE = Rule(
             SYN_QUEUE_OVERFLOWED,
             "SYN cookies were sent or SYNs dropped since boot; nothing is half open now",
             (Severity.INFO,),
+            since_boot_of=(
+                "TcpExt.TCPReqQFullDoCookies",
+                "TcpExt.SyncookiesSent",
+                "TcpExt.TCPReqQFullDrop",
+            ),
         ),
     ),
     check=check,
