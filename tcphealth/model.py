@@ -693,6 +693,31 @@ class KernelMessage:
     seconds_before_capture: float | None = None
 
 
+class ErrorKind(enum.StrEnum):
+    """An application's own error line in a paste (see sources/text/error_lines.py): a system
+    call failed for want of a resource TCP findings are about."""
+
+    # EMFILE, "Too many open files": the process is at its descriptor limit (RLIMIT_NOFILE);
+    # accept(), socket() and open() fail for it.
+    DESCRIPTORS = "too-many-open-files"
+    # EADDRNOTAVAIL, "Cannot assign requested address": connect() (or bind() of port 0) found
+    # no free local port toward the destination.
+    LOCAL_PORTS = "cannot-assign-address"
+
+
+@dataclass(frozen=True)
+class ErrorLine:
+    """Lines of a paste where a program (or the reporter, quoting it) says a call failed with
+    one of the errors of :class:`ErrorKind`: the first as the paste shows it, how many there
+    are and on which line the first is. A fact about the process that printed it, at the time
+    it printed it -- which the line rarely says."""
+
+    kind: ErrorKind
+    text: str  # the first such line, stripped, as the paste shows it
+    count: int  # the lines of this kind in the paste
+    line: int  # the paste's line number of the first
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything one look at a host saw.
@@ -744,6 +769,9 @@ class Snapshot:
     # ``netstat -tpn | grep FIN_WAIT2``): sockets in other states were not shown, which is not
     # the same as absent. None: the listing shows every state (or is no paste).
     listed_state: TcpState | None = None
+    # Error lines pasted beside the tables (``socket: too many open files``, ``connect:
+    # cannot assign requested address``): what a process met, in its own words.
+    error_lines: tuple[ErrorLine, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------

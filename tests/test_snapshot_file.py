@@ -16,6 +16,8 @@ from tcphealth.errors import SnapshotFormatError
 from tcphealth.model import (
     Attribution,
     Endpoint,
+    ErrorKind,
+    ErrorLine,
     Family,
     HostInfo,
     OwnerSource,
@@ -318,3 +320,24 @@ def test_a_socket_s_drops_are_left_out_unless_known_and_then_say_version_2() -> 
     assert json.loads(text)["snapshot"]["sockets"][0]["drops"] == 0  # known 0 is kept
     assert snapshot_from_json(text, "drops.json") == counted
     assert json.loads(text) == json.loads(_indented_everywhere(counted))
+
+
+def test_a_paste_s_error_lines_are_left_out_unless_there_and_then_say_version_2() -> None:
+    plain = replace(full_snapshot(), sysctls=Sysctls(tcp_fin_timeout=60))
+    assert '"error_lines"' not in snapshot_to_json(plain)
+    logged = replace(
+        plain,
+        error_lines=(
+            ErrorLine(ErrorKind.DESCRIPTORS, "accept4: too many open files", 2, 7),
+            ErrorLine(ErrorKind.LOCAL_PORTS, "connect: cannot assign requested address", 1, 9),
+        ),
+    )
+    text = snapshot_to_json(logged)
+    assert json.loads(text)["version"] == 2
+    assert json.loads(text)["snapshot"]["error_lines"][0] == {
+        "kind": "too-many-open-files",
+        "text": "accept4: too many open files",
+        "count": 2,
+        "line": 7,
+    }
+    assert snapshot_from_json(text, "errors.json") == logged

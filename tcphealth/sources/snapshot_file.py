@@ -63,6 +63,7 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
         ("elisions", ()),
         ("kernel_log", ()),
         ("listed_state", None),
+        ("error_lines", ()),
     ),
     # A paste's host that was no address (a name, a mask); no file from a live run has one.
     "Endpoint": (("name", None),),
@@ -177,7 +178,7 @@ def _version_of(snapshot: Snapshot) -> int:
         return FORMAT_VERSION
     if not snapshot.host.taken_at_known:  # a paste's: the field is written, so version 2
         return FORMAT_VERSION
-    if snapshot.kernel_log:
+    if snapshot.kernel_log or snapshot.error_lines:
         return FORMAT_VERSION
     if any(sock.drops is not None for sock in snapshot.sockets):
         return FORMAT_VERSION

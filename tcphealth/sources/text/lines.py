@@ -454,6 +454,20 @@ class Prompt:
         return None
 
 
+# What may come before a command we know on a prompt line: a ``date`` run first (``date &&
+# lsof -p 26768 | wc -l``, to time the count), ``sudo``, and a wrapper that runs it in a
+# container or namespace (``docker exec clair netstat``, ``kubectl exec -n x pod -- ss -tan``,
+# ``ip netns exec blue ss``, ``nsenter -t 42 -n ss``). Bounded, so a long line costs little.
+_RUNS = (
+    r"(?:(?:date|uptime)(?:\s+[^\s;&|]{1,40}){0,3}\s*(?:;|&&)\s*)?(?:sudo\s+)?"
+    r"(?:(?:docker|podman|nerdctl|crictl)\s+exec\s+"
+    r"(?:-{1,2}[\w-]{1,20}(?:[ =][\w.:/-]{1,64})?\s+){0,6}[\w.-]{1,128}\s+(?:--\s+)?"
+    r"|kubectl\s+(?:[^\s;&|]{1,128}\s+){0,8}?exec\s+(?:[^\s;&|]{1,128}\s+){0,8}?--\s+"
+    r"|ip\s+(?:-n\s+[\w.-]{1,64}|netns\s+exec\s+[\w.-]{1,64})\s+"
+    r"|nsenter\s+(?:-{1,2}[\w-]{1,20}(?:[ =]\S{1,64})?\s+){1,8}"
+    r")?(?:sudo\s+)?"
+)
+
 _PROMPTS = (
     # root@ip-172-1-57-200:~# ss -nltp     deploy@web:/srv$ netstat -tanp
     re.compile(
@@ -473,14 +487,14 @@ _PROMPTS = (
     # the sigil; only with a command we know, so '/etc/x.conf # comment' stays prose)
     re.compile(
         r"^(?:(?P<host>[\w.-]+):)?(?P<cwd>[~/][^\s#$%]*)\s+(?P<sigil>[#$%])\s+"
-        r"(?P<cmd>(?:sudo\s+)?(?:ss|netstat|cat|sysctl|lsof|ls|ll|ulimit|while|for|watch|nstat)\b.*)$"
+        rf"(?P<cmd>{_RUNS}(?:ss|netstat|cat|sysctl|lsof|ls|ll|ulimit|while|for|watch|nstat)\b.*)$"
     ),
     # $ ss -tanp      # netstat -tanp   (only with a command we know, so '# comment' is prose)
     re.compile(
-        r"^(?P<sigil>[#$%])\s+(?P<cmd>(?:sudo\s+)?(?:ss|netstat|cat|sysctl|lsof|ls|ll|ulimit|while|for|watch|nstat)\b.*)$"
+        rf"^(?P<sigil>[#$%])\s+(?P<cmd>{_RUNS}(?:ss|netstat|cat|sysctl|lsof|ls|ll|ulimit|while|for|watch|nstat)\b.*)$"
     ),
     # > ss -np | grep 33000 | wc -l   (a bare '>' prompt, again only before a command we know)
-    re.compile(r"^(?P<sigil>>)\s*(?P<cmd>(?:sudo\s+)?(?:ss|netstat|lsof|nstat)\b.*)$"),
+    re.compile(rf"^(?P<sigil>>)\s*(?P<cmd>{_RUNS}(?:ss|netstat|lsof|nstat)\b.*)$"),
     # [ xrd-cp]$ netstat -t | grep TIME_WAIT | wc -l   (a bracketed prompt the user shortened)
     re.compile(r"^\[[^\]]{0,80}\]\s?(?P<sigil>[#$%])\s*(?P<cmd>.*)$"),
 )
@@ -796,7 +810,7 @@ _STATE_SPELLINGS = (
     ("CLOSED", TcpState.CLOSE),
 )
 _MIN_STATE_PREFIX = 4
-_COUNT_TOOLS = re.compile(r"^\s*(?:sudo\s+)?(?:ss|netstat|lsof|grep|egrep|cat)\b")
+_COUNT_TOOLS = re.compile(rf"^\s*{_RUNS}(?:ss|netstat|lsof|grep|egrep|cat)\b")
 _PGREP = re.compile(r"`pgrep\s+(?:-\w+\s+)?([\w.-]+)`|\$\(pgrep\s+(?:-\w+\s+)?([\w.-]+)\)")
 
 
@@ -927,6 +941,9 @@ def count_part(part: str, files: dict[str, CountPart] | None = None) -> CountPar
     table = parse_table_command(source)
     if table is not None and table.state_filter is not None:
         state = table.state_filter
+    # A word grepped from ss or netstat output names a program only where the rows show one
+    # (-p); without it the word can only be in an address: a host or service name.
+    shows_programs = table is None or "p" in table.flags
     for stage in stages:
         words = _words(stage)
         if not words or words[0] not in ("grep", "egrep", "fgrep"):
@@ -961,7 +978,7 @@ def count_part(part: str, files: dict[str, CountPart] | None = None) -> CountPar
         pid = re.fullmatch(r"pid=(\d{1,9}),?", pattern)
         if pid is not None:
             pids.append(int(pid.group(1)))
-        elif pgrep is None and re.fullmatch(r"[A-Za-z][\w.-]*", pattern):
+        elif pgrep is None and shows_programs and re.fullmatch(r"[A-Za-z][\w.-]*", pattern):
             program = program or pattern
         selects.append(pattern)
     if inherited is not None:

@@ -28,6 +28,8 @@ from tcphealth.errors import InputError
 from tcphealth.model import (
     Attribution,
     Elision,
+    ErrorKind,
+    ErrorLine,
     HostInfo,
     KernelMessage,
     OwnerSource,
@@ -42,6 +44,7 @@ from tcphealth.model import (
 from tcphealth.sources.owners import credit_unaccepted_to_listeners
 from tcphealth.sources.procfs import parse_port_list, parse_tcp_mem
 from tcphealth.sources.text import registry
+from tcphealth.sources.text.error_lines import match_error_line
 from tcphealth.sources.text.kernel_log import KernelLine, Suppressed, match_kernel_line
 from tcphealth.sources.text.lines import (
     SYSCTL_FIELDS,
@@ -72,6 +75,8 @@ from tcphealth.sources.text.powershell import Grouped, match_grouped
 from tcphealth.sources.text.stamps import Stamp, read_stamp, split_prompt_stamp
 
 SEPARATORS = frozenset({"---", "----", "-----", "===", "====", "#####"})
+# ``lsof -p 26768``, ``lsof -np 26768``, ``lsof -p26768``: the one process lsof is asked about.
+_LSOF_PID = re.compile(r"\blsof\b(?:\s+-[A-Za-z]+)*?\s+-[A-Za-oq-z]*p\s*(\d{1,9})\b")
 
 
 @dataclass
@@ -173,6 +178,41 @@ class Facts:
     suppressed: int = 0
     # The instant the last line of each printed, where its time says one (ISO with a zone).
     kernel_epochs: dict[tuple[object, ...], float | None] = field(default_factory=dict)
+    # A program's error lines (EMFILE, EADDRNOTAVAIL), one record per kind, first seen first.
+    error_lines: dict[ErrorKind, ErrorLine] = field(default_factory=dict)
+    # Processes a command narrowed its output to (``lsof -p 26768``): the paste is about them
+    # even where no row names them.
+    named_pids: set[int] = field(default_factory=set)
+
+    def add_error_line(self, number: int, line: str, kind: ErrorKind) -> None:
+        old = self.error_lines.get(kind)
+        if old is None:
+            self.error_lines[kind] = ErrorLine(kind=kind, text=line[:300], count=1, line=number)
+        else:
+            self.error_lines[kind] = replace(old, count=old.count + 1)
+
+    def stateless_counts(self) -> list[str]:
+        """Notes for the counts the paste printed of no one state (``netstat -tn | grep 6379 |
+        wc -l``): read, and said, but judged by no rule -- they mix every state."""
+        notes = []
+        for part, values in self.counted.values():
+            if part.state is not None or part.writes is not None or not values:
+                continue
+            shown = ", then ".join(f"{value:,}" for value in values[-4:])
+            if part.selects is None and _LSOF_PID.search(part.text):
+                what = (
+                    "the files lsof lists for one process: its descriptors, and its directory, "
+                    "program and mapped files besides"
+                )
+            else:
+                what = "a count of rows in any state" + (
+                    f" (selected by {part.selects})" if part.selects else ""
+                )
+            notes.append(
+                f"the paste's own `{part.text}` printed {shown}: {what}, which no rule judges "
+                "-- it does not say which states they are in"
+            )
+        return notes
 
     def add_kernel_line(self, number: int, line: str, found: KernelLine) -> None:
         key = (found.event, found.port, found.address, found.cookies)
@@ -522,6 +562,10 @@ class _Reader:
                     )
                 )
             return
+        error = match_error_line(stripped)
+        if error is not None:
+            self.facts.add_error_line(number, stripped, error)
+            return
         self.read_row(number, line)
 
     def read_grouped(self, number: int, grouped: Grouped) -> None:
@@ -590,6 +634,7 @@ class _Reader:
             self.facts.start_histogram(self.histogram[0])
         pgrep = re.search(r"pgrep\s+(?:-\w+\s+)?([\w.-]+)", command)
         self.pgrep_program = pgrep.group(1) if pgrep is not None else None
+        self.facts.named_pids.update(int(pid) for pid in _LSOF_PID.findall(command))
 
     def read_bare_command(self, stripped: str) -> bool:
         """A command line pasted without its prompt: a count pipeline, possibly with its
@@ -870,9 +915,16 @@ def read_paste(
     captures = [capture for capture in reader.captures if capture.sections]
     listed = any(section.rows for capture in captures for section in capture.sections)
     reported = reader.facts.reported(listed=listed)
-    if not captures and (reported or reader.facts.counters or reader.facts.kernel_log):
+    stateless = reader.facts.stateless_counts()
+    if not captures and (
+        reported
+        or reader.facts.counters
+        or reader.facts.kernel_log
+        or reader.facts.error_lines
+        or stateless
+    ):
         # Summaries are inputs too: counts the transcript printed, netstat -s counters, the
-        # kernel's log.
+        # kernel's log, a program's error lines.
         captures = [reader.captures[-1]]
     if not captures:
         wanted = " or ".join(sorted(formats))
@@ -901,6 +953,9 @@ def read_paste(
                 "descriptors of chosen processes, not the host's sockets",
             ),
         )
+    if stateless:
+        last = snapshots[-1]
+        snapshots[-1] = replace(last, notes=(*last.notes, *(f"{where}: {n}" for n in stateless)))
     earlier = _earlier_summaries(captures)
     if earlier:
         snapshots[-1] = replace(snapshots[-1], earlier_state_counts=earlier)
@@ -1016,7 +1071,13 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         if names.get(pid) is None:
             names[pid] = name
     elisions = tuple(mark.elision() for section in capture.sections for mark in section.elided)
-    pids = sorted(set(names) | set(facts.fd_limits) | set(facts.open_fds) | set(facts.highest_fd))
+    pids = sorted(
+        set(names)
+        | set(facts.fd_limits)
+        | set(facts.open_fds)
+        | set(facts.highest_fd)
+        | facts.named_pids
+    )
     processes = tuple(
         bounds.capped_process(
             Process(
@@ -1065,6 +1126,7 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         elisions=elisions,
         kernel_log=facts.kernel_messages(epoch),
         listed_state=listed_state,
+        error_lines=tuple(facts.error_lines.values()),
     )
 
 
