@@ -15,10 +15,13 @@ from tcphealth.diagnose.wording import number, process_subject
 from tcphealth.model import (
     Elision,
     Endpoint,
+    ErrorKind,
+    ErrorLine,
     Evidence,
     KernelEvent,
     KernelMessage,
     ReportedCount,
+    Severity,
     Socket,
     Subject,
     SubjectKind,
@@ -399,6 +402,38 @@ def log_evidence(message: KernelMessage, meaning: str) -> tuple[Evidence, ...]:
             )
         )
     return tuple(evidence)
+
+
+def error_line(index: SnapshotIndex, kind: ErrorKind) -> ErrorLine | None:
+    """The paste's own error line of this kind (the first, with how many there are), if any."""
+    return next((line for line in index.snapshot.error_lines if line.kind is kind), None)
+
+
+def error_evidence(line: ErrorLine, meaning: str) -> Evidence:
+    """An error line the paste holds, quoted as the paste shows it, as evidence."""
+    times = "once" if line.count == 1 else f"{number(line.count)} times"
+    return Evidence(
+        "error_line",
+        line.text,
+        f"the paste's own error line, {times} in it, first on line {line.line}: {meaning}",
+    )
+
+
+def ports_ran_out(index: SnapshotIndex, severity: Severity) -> tuple[Severity, Evidence | None]:
+    """A finding about ephemeral ports running out, where the paste's own error line says a
+    connect() already found none (EADDRNOTAVAIL): critical, with the line as evidence. The
+    finding is at the warning level at least (its own thresholds met), so the ports it is
+    about are the likely ones the line ran out of."""
+    line = error_line(index, ErrorKind.LOCAL_PORTS)
+    if line is None:
+        return severity, None
+    evidence = error_evidence(
+        line, "a connect() found no free local port (EADDRNOTAVAIL): the supply ran out"
+    )
+    return Severity.CRITICAL, evidence
+
+
+PORTS_RAN_OUT = "; the paste's own error line says a connect() already found none free"
 
 
 STILL_UNKNOWN = (

@@ -21,7 +21,9 @@ What the tables list of them differs by system, and decides what a count can sho
 
 So the rows and counts judged here are a floor of the pile, and a finding says so on Linux.
 Rows with a holder are judged per holder; rows without one, and a paste's own count of every
-CLOSE(D) on the host, warn at most and say which fact (the holder) would settle it.
+CLOSE(D) on the host, warn at most and say which fact (the holder) would settle it -- unless
+the paste's own error line says a process ran out of descriptors (EMFILE): the harm such a
+pile does is then shown, and a pile at the critical level is critical, whoever holds it.
 """
 
 from __future__ import annotations
@@ -31,10 +33,17 @@ from collections import Counter
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import paste_count_evidence, platform_steps, widest_counts
+from tcphealth.diagnose.shared import (
+    error_evidence,
+    error_line,
+    paste_count_evidence,
+    platform_steps,
+    widest_counts,
+)
 from tcphealth.diagnose.wording import level, number, percent, pids_key, process_subject, who
 from tcphealth.model import (
     Blame,
+    ErrorKind,
     Evidence,
     Finding,
     ReportedCount,
@@ -158,13 +167,29 @@ def _held(
     )
 
 
-def _unowned(index: SnapshotIndex, count: int, thresholds: Thresholds) -> Finding | None:
-    if level(count, thresholds.close_held_warning, thresholds.close_held_critical) is None:
+_RAN_OUT = "a process ran out of descriptors, which each of these sockets holds one of"
+_RAN_OUT_SUMMARY = "; the paste's own error line says a process ran out of descriptors"
+
+
+def _ran_out(index: SnapshotIndex, severity: Severity) -> Evidence | None:
+    """The EMFILE line, as evidence, where the pile is at the critical level: the harm it
+    does is then shown, whoever holds it."""
+    line = error_line(index, ErrorKind.DESCRIPTORS)
+    if line is None or severity is not Severity.CRITICAL:
         return None
+    return error_evidence(line, _RAN_OUT)
+
+
+def _unowned(index: SnapshotIndex, count: int, thresholds: Thresholds) -> Finding | None:
+    by_count = level(count, thresholds.close_held_warning, thresholds.close_held_critical)
+    if by_count is None:
+        return None
+    ran_out = _ran_out(index, by_count)
     return Finding(
         code=CLOSE_HELD,
-        # Per-process thresholds cannot be applied to sockets whose holders are not known.
-        severity=Severity.WARNING,
+        # Per-process thresholds cannot be applied to sockets whose holders are not known --
+        # unless a process is shown to have run out of descriptors.
+        severity=Severity.CRITICAL if ran_out is not None else Severity.WARNING,
         state=TcpState.CLOSE,
         blame=Blame.LOCAL_APPLICATION,
         subject=Subject(kind=SubjectKind.HOST),
@@ -172,9 +197,14 @@ def _unowned(index: SnapshotIndex, count: int, thresholds: Thresholds) -> Findin
         summary=(
             f"{number(count)} TCP sockets in CLOSE whose holder the source does not say: each "
             "is a connection over, or never begun, whose descriptor something on this host "
-            "keeps open -- a descriptor leak in an application."
+            "keeps open -- a descriptor leak in an application"
+            + (_RAN_OUT_SUMMARY if ran_out is not None else "")
+            + "."
         ),
-        evidence=(Evidence("close_listed", count, "sockets in CLOSE listed without a holder"),),
+        evidence=(
+            Evidence("close_listed", count, "sockets in CLOSE listed without a holder"),
+            *((ran_out,) if ran_out is not None else ()),
+        ),
         next_steps=_steps(index, ()),
         unchecked=(
             "which process holds them: the source does not say, and the critical level is for "
@@ -191,8 +221,9 @@ def _counted(index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds)
     pids = count.pids
     one_holder = bool(pids) or count.selects is not None
     unchecked: list[str] = []
+    ran_out = _ran_out(index, severity)
     if not one_holder:
-        if severity is Severity.CRITICAL:
+        if severity is Severity.CRITICAL and ran_out is None:
             severity = Severity.WARNING
         unchecked.append(
             "which process holds them: the count covers every CLOSE(D) socket on the host, and "
@@ -219,9 +250,11 @@ def _counted(index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds)
             f"The paste counts {number(count.sockets)} TCP sockets in CLOSE(D): a socket stays "
             f"in that state after its connection is over only while a descriptor holds it, so "
             f"{holder} keeps the descriptors of connections it finished with -- a descriptor "
-            "leak in the application, not a network problem."
+            "leak in the application, not a network problem"
+            + (_RAN_OUT_SUMMARY if ran_out is not None else "")
+            + "."
         ),
-        evidence=tuple(paste_count_evidence(count)),
+        evidence=(*paste_count_evidence(count), *((ran_out,) if ran_out is not None else ())),
         next_steps=_steps(index, pids, _platform_of_count(index, count)),
         unchecked=tuple(unchecked),
     )

@@ -8,6 +8,12 @@ Where the count of open descriptors is not known but a listing showed one by num
 column in a paste), that number is a floor: the kernel hands out the lowest free number, so
 when descriptor N was opened, all N below it were in use. The finding says it is a floor and
 names the command that gives the count.
+
+A paste may say it outright: the program's own error line, ``accept4: too many open files``
+(EMFILE). The limit was then reached -- the strongest fact there is about it, stronger than any
+count -- at the time of the line, which the paste seldom shows. That is critical whatever the
+counts say. It is the process's if the paste is about one process (the only one it names);
+otherwise the line does not say whose, and the finding says so.
 """
 
 from __future__ import annotations
@@ -15,19 +21,104 @@ from __future__ import annotations
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import error_evidence, error_line
 from tcphealth.diagnose.wording import level, number, percent, process_subject, who
-from tcphealth.model import Blame, Evidence, Finding, Process, Severity
+from tcphealth.model import (
+    Blame,
+    ErrorKind,
+    ErrorLine,
+    Evidence,
+    Finding,
+    Process,
+    Severity,
+    Subject,
+    SubjectKind,
+)
 
 FD_LIMIT_NEAR = "fd-limit-near"
+FD_EXHAUSTED_LOGGED = "fd-exhausted-logged"
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     findings: list[Finding] = []
+    logged = error_line(index, ErrorKind.DESCRIPTORS)
+    # The paste is about one process when it names no other: the error line is then its.
+    named = list(index.processes.values())
+    only = named[0] if logged is not None and len(named) == 1 else None
+    if logged is not None:
+        findings.append(_logged(index, logged, only))
     for process in index.processes.values():
+        if process is only:
+            continue  # the error line says more than its counts: one finding, that one
         finding = _check_process(index, process, thresholds)
         if finding is not None:
             findings.append(finding)
     return findings
+
+
+def _logged(index: SnapshotIndex, line: ErrorLine, process: Process | None) -> Finding:
+    evidence = [
+        error_evidence(
+            line, "a call that needed a new descriptor failed with EMFILE: the limit was reached"
+        )
+    ]
+    unchecked = [
+        "whether the limit is still reached: the line says it was, when it was printed; "
+        "the descriptor count against the limit now settles it"
+    ]
+    if process is None:
+        holder = "a process on this host (the line does not say which)"
+        subject = Subject(kind=SubjectKind.HOST)
+        sockets = 0
+        unchecked.insert(
+            0,
+            "which process ran out: the paste names none or several, and the line does not "
+            "say (count each one's descriptors against its limit to know)",
+        )
+        steps: tuple[str, ...] = (
+            'for p in /proc/[0-9]*; do echo "$(ls $p/fd 2>/dev/null | wc -l) $p"; done | '
+            "sort -rn | head   # descriptors per process",
+        )
+    else:
+        pid = process.pid
+        holder = who(index, (pid,))
+        subject = process_subject(index, (pid,))
+        sockets = index.sockets_per_pid.get(pid, 0)
+        if process.open_fds is not None:
+            evidence.append(Evidence("open_fds", process.open_fds, "descriptors it has open"))
+        if process.fd_soft_limit is not None:
+            evidence.append(
+                Evidence("fd_soft_limit", process.fd_soft_limit, "RLIMIT_NOFILE, the EMFILE line")
+            )
+        evidence.append(Evidence("sockets", sockets, "TCP sockets it holds in this paste"))
+        steps = (
+            f"ls /proc/{pid}/fd | wc -l",
+            f"ls -l /proc/{pid}/fd | grep -c socket   # how many of them are sockets",
+            f"cat /proc/{pid}/limits   # Max open files",
+            f"ss -tanp | grep 'pid={pid},' | awk '{{print $1}}' | sort | uniq -c   # the "
+            "states its sockets are in",
+        )
+    return Finding(
+        code=FD_EXHAUSTED_LOGGED,
+        severity=Severity.CRITICAL,
+        state=None,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=subject,
+        count=sockets,
+        summary=(
+            f"The paste's own error line says {holder} ran out of file descriptors ('too many "
+            "open files', EMFILE): at its open-file limit, accept(), socket() and open() fail, "
+            "so new connections are refused or dropped until descriptors are freed."
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            *steps,
+            "If the count only grows, find what keeps them: sockets in CLOSE_WAIT or CLOSE are "
+            "descriptors of finished connections never closed. If the load is legitimate, "
+            "raise the limit (LimitNOFILE=, ulimit -n).",
+        ),
+        unchecked=tuple(unchecked),
+    )
 
 
 def _check_process(
@@ -104,12 +195,17 @@ def _check_process(
 
 RULE = Rule(
     name="descriptors",
-    summary="processes near their file-descriptor limit",
+    summary="processes near their file-descriptor limit, or past it by the paste's own error line",
     codes=(
         Code(
             FD_LIMIT_NEAR,
             "a process holding sockets has used most of its open-file limit",
             (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            FD_EXHAUSTED_LOGGED,
+            "the paste's own error line: a process ran out of file descriptors (EMFILE)",
+            (Severity.CRITICAL,),
         ),
     ),
     check=check,

@@ -9,6 +9,13 @@ address"). ``tcp_tw_reuse`` can hand out a TIME_WAIT socket's port again, but no
 
 The TIME_WAIT rule already speaks of destinations that TIME_WAIT alone fills; this one speaks
 when the other states are (part of) what fills them, and says how many ports are left.
+
+A paste may hold the error itself: ``connect: cannot assign requested address``. Beside a
+destination whose supply is filling, the line says it ran out: critical. With nothing in the
+paste filling any supply, the line still says connects failed for want of a local address or
+port -- most often the ports toward one destination, used up by connections opened per request,
+but also an address asked for that is not this host's -- and the finding says which fact (the
+sockets per destination against the port range) tells the two apart.
 """
 
 from __future__ import annotations
@@ -24,10 +31,19 @@ from tcphealth.diagnose.index import (
     plain_address,
 )
 from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import (
+    PORTS_RAN_OUT,
+    error_evidence,
+    error_line,
+    ports_ran_out,
+    widest_counts,
+)
 from tcphealth.diagnose.wording import destination_text, level, number, percent, who
 from tcphealth.model import (
     Blame,
     Endpoint,
+    ErrorKind,
+    ErrorLine,
     Evidence,
     Finding,
     IPAddress,
@@ -40,6 +56,7 @@ from tcphealth.model import (
 from tcphealth.states import port_range_or_default
 
 PORTS_EXHAUSTING = "ephemeral-ports-exhausting"
+PORTS_UNAVAILABLE_LOGGED = "ports-unavailable-logged"
 # (local address, the name a paste printed for it, destination): one supply of ports.
 _Key = tuple[IPAddress, str | None, Destination]
 # As many toward (or from) an address the paste hides: whether it is one destination, unknown.
@@ -124,10 +141,12 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         key = fold(local_id, local_name, remote_id, port, name)
         holders.setdefault(key, Counter())[pids] += count
     findings: list[Finding] = []
+    filling = False  # a supply the TIME_WAIT rules speak of
     for key, count in taken.items():
         states = by_state[key]
         time_wait = states.get(TcpState.TIME_WAIT, 0)
         if time_wait / (high - low + 1) >= thresholds.time_wait_ports_warning_ratio:
+            filling = True
             continue  # TIME_WAIT alone fills it: the TIME_WAIT rule speaks of it
         severity = level(
             count / usable, thresholds.ports_warning_ratio, thresholds.ports_critical_ratio
@@ -148,7 +167,50 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
                 severity,
             )
         )
+    logged = error_line(index, ErrorKind.LOCAL_PORTS)
+    if logged is not None and not filling and not findings:
+        counted = widest_counts(index.snapshot.reported).get(TcpState.TIME_WAIT)
+        if counted is None or counted.sockets < thresholds.time_wait_counted_warning:
+            findings.append(_unavailable(logged, (low, high), assumed))
     return findings
+
+
+def _unavailable(line: ErrorLine, port_range: tuple[int, int], assumed: bool) -> Finding:
+    """The error line alone: nothing in the paste fills a supply of ports."""
+    low, high = port_range
+    return Finding(
+        code=PORTS_UNAVAILABLE_LOGGED,
+        severity=Severity.WARNING,
+        state=None,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=Subject(kind=SubjectKind.HOST),
+        count=0,
+        summary=(
+            "The paste's own error line says a connect() or bind() found no local address or "
+            "port to use ('cannot assign requested address', EADDRNOTAVAIL): most often the "
+            "ephemeral ports toward one destination are all taken by connections opened per "
+            "request, but the paste shows no such pile, so an address that is not this "
+            "host's is as likely."
+        ),
+        evidence=(
+            error_evidence(line, "a connect() or bind() failed with EADDRNOTAVAIL"),
+            Evidence(
+                "ip_local_port_range",
+                f"{low}-{high}",
+                f"{number(high - low + 1)} ports" + (" (default assumed)" if assumed else ""),
+            ),
+        ),
+        next_steps=(
+            "ss -tan | awk 'NR>1 {print $5}' | sed 's/:[0-9]*$//' | sort | uniq -c | sort -rn "
+            "| head   # sockets per remote host",
+            "sysctl net.ipv4.ip_local_port_range",
+            "ip -brief address   # is the address the program binds to this host's?",
+        ),
+        unchecked=(
+            "which it was: the sockets toward the destination the program connects to, "
+            "against the port range, tell ports used up from an address not on this host",
+        ),
+    )
 
 
 def _finding(
@@ -165,6 +227,7 @@ def _finding(
 ) -> Finding:
     local_address, local_name, dest = key
     local = local_name or str(local_address)
+    severity, ran_out = ports_ran_out(index, severity)
     target = destination_text(dest)
     left = max(usable - count, 0)
     pids = holders.most_common(1)[0][0] if holders else ()
@@ -243,6 +306,8 @@ def _finding(
         )
     for state, n in sorted(states.items(), key=lambda item: -item[1]):
         evidence.append(Evidence(state.value.lower(), n, "sockets toward it in this state"))
+    if ran_out is not None:
+        evidence.append(ran_out)
     return Finding(
         code=PORTS_EXHAUSTING,
         severity=severity,
@@ -253,7 +318,9 @@ def _finding(
         summary=(
             f"{client} holds {number(count)} connections from {local} to {target} "
             f"({states_text}), {percent(count / usable)} of the {number(usable)} usable "
-            f"ephemeral ports: {outcome}.{reuse_note}"
+            f"ephemeral ports: {outcome}"
+            + (PORTS_RAN_OUT if ran_out is not None else "")
+            + f".{reuse_note}"
         ),
         evidence=tuple(evidence),
         next_steps=(
@@ -284,6 +351,12 @@ RULE = Rule(
             "sockets in any state toward one destination use up its ephemeral ports "
             "(connect() then fails with EADDRNOTAVAIL)",
             (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            PORTS_UNAVAILABLE_LOGGED,
+            "the paste's own error line: a connect() found no local address or port "
+            "(EADDRNOTAVAIL), and no pile of sockets in the paste says which",
+            (Severity.WARNING,),
         ),
         Code(
             ADDRESS_HIDDEN,

@@ -36,10 +36,12 @@ from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import (
+    PORTS_RAN_OUT,
     log_evidence,
     logged,
     paste_count_evidence,
     platform_steps,
+    ports_ran_out,
     widest_counts,
 )
 from tcphealth.diagnose.wording import level, number, percent, process_subject, who
@@ -317,7 +319,10 @@ def _time_wait(
         severity = Severity.WARNING
     if severity is None:
         return None
+    severity, ran_out = ports_ran_out(index, severity)
     evidence = paste_count_evidence(count)
+    if ran_out is not None:
+        evidence.append(ran_out)
     evidence.append(
         Evidence(
             "ip_local_port_range",
@@ -338,7 +343,9 @@ def _time_wait(
             f"{percent(ratio)} of the {number(ports)} ephemeral ports: each is a connection "
             "this host closed first, so connections are opened and closed per request instead "
             "of reused. If they all go to one destination, connects there fail with "
-            "EADDRNOTAVAIL once the range is used up -- reuse connections (keep-alive, a pool)."
+            "EADDRNOTAVAIL once the range is used up -- reuse connections (keep-alive, a pool)"
+            + (PORTS_RAN_OUT if ran_out is not None else "")
+            + "."
         ),
         evidence=tuple(evidence),
         next_steps=platform_steps(

@@ -26,7 +26,15 @@ from tcphealth.diagnose.index import (
     plain_address,
 )
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import STILL_UNKNOWN, log_evidence, logged, logged_times, logged_when
+from tcphealth.diagnose.shared import (
+    PORTS_RAN_OUT,
+    STILL_UNKNOWN,
+    log_evidence,
+    logged,
+    logged_times,
+    logged_when,
+    ports_ran_out,
+)
 from tcphealth.diagnose.wording import (
     destination_text,
     level,
@@ -135,6 +143,7 @@ def _ports_finding(
     hidden = [name for name in (local_name, remote_name) if name is not None and hides_host(name)]
     if hidden:
         return _hidden_destination(index, count, ports, ratio, local, peer, hidden)
+    severity, ran_out = ports_ran_out(index, severity)
     low, high = port_range
     evidence: list[Evidence] = [
         Evidence("time_wait", count, f"from {local} to {target}"),
@@ -145,6 +154,7 @@ def _ports_finding(
         ),
         Evidence("port_use", round(ratio, 3), f"{percent(ratio)} of the range"),
         _tw_reuse_evidence(index.snapshot.sysctls.tcp_tw_reuse, loopback=remote.is_loopback),
+        *((ran_out,) if ran_out is not None else ()),
     ]
     holders = index.established_pids(peer)
     client = ""
@@ -172,7 +182,7 @@ def _ports_finding(
             f"{percent(ratio)} of its {number(ports)} ephemeral ports: a client here"
             f"{client} closes first and opens a new connection per request; once the range "
             "is used up, connects there fail with EADDRNOTAVAIL -- reuse connections "
-            "(keep-alive, a pool)."
+            "(keep-alive, a pool)" + (PORTS_RAN_OUT if ran_out is not None else "") + "."
         ),
         evidence=tuple(evidence),
         next_steps=(
