@@ -703,6 +703,10 @@ class ErrorKind(enum.StrEnum):
     # EADDRNOTAVAIL, "Cannot assign requested address": connect() (or bind() of port 0) found
     # no free local port toward the destination.
     LOCAL_PORTS = "cannot-assign-address"
+    # EADDRINUSE, "Address already in use" (Winsock's WSAEADDRINUSE, 10048): bind() of a
+    # chosen address and port found it taken -- by a socket still on it (a TIME_WAIT without
+    # SO_REUSEADDR on the new one, or another program listening there).
+    ADDRESS_IN_USE = "address-in-use"
 
 
 @dataclass(frozen=True)

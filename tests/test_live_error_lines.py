@@ -10,6 +10,9 @@ what the kernel shows.
   until connect() fails; ``ss`` shows the ten connections. With the range pasted too, the
   ports finding for that destination carries the line; without it, the line alone warns and
   says which fact would tell its cause.
+- EADDRINUSE: a client that binds its source port closes first, and binding that port again
+  fails while ``ss`` shows its connection in TIME_WAIT; pasted together, the TIME_WAIT is read
+  as what blocks the bind, on that port.
 
 Every child lives under ``timeout`` and is killed by its handle and waited for, and every
 namespace deleted, whatever happens. Needs root, ip (iproute2) and ss.
@@ -193,3 +196,54 @@ def test_a_no_free_port_line_is_read_with_the_ports_it_ran_out_of_or_alone(
     assert code == 1
     assert line_only["severity"] == "WARNING"
     assert with_code(alone, "ephemeral-ports-exhausting") == []
+
+
+# --- EADDRINUSE ---------------------------------------------------------------------------------
+
+REBINDER = """
+import json, socket, sys, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", 5556))
+listener.listen(8)
+client = socket.socket()
+client.bind(("127.0.0.1", 0))
+port = client.getsockname()[1]
+client.connect(("127.0.0.1", 5556))
+server_side, _ = listener.accept()
+client.close()  # the client closes first: its end goes to TIME_WAIT once the server closes
+server_side.close()
+time.sleep(0.2)
+again = socket.socket()
+try:
+    again.bind(("127.0.0.1", port))
+    error = None
+except OSError as failed:
+    error = f"bind: {failed}"
+print(json.dumps({"port": port, "error": error}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_an_address_in_use_pasted_beside_the_time_wait_of_that_port_is_read_as_its_cause(
+    netns: Callable[[str], Namespace], tmp_path: Path
+) -> None:
+    ns = netns("inuse")
+    rebind = hear(ns.start(REBINDER))
+    port = rebind["port"]
+    # The kernel's side: the port's connection is in TIME_WAIT, and bind() to it failed.
+    assert rebind["error"] is not None and os.strerror(errno.EADDRINUSE) in rebind["error"]
+    assert len(ns.ss("state", "time-wait", f"( sport = :{port} )")) == 1
+
+    rows = ns.run("ss", "-tan")
+    code, findings = check_paste(tmp_path, "inuse.txt", rows + rebind["error"] + "\n")
+    (found,) = with_code(findings, "time-wait-blocks-bind")
+    assert code == 1
+    assert (found["severity"], found["state"], found["blame"]) == (
+        "WARNING",
+        "TIME_WAIT",
+        "local-application",
+    )
+    assert str(port) in found["summary"]
+    # The same rows without the line: one TIME_WAIT is nothing to say.
+    _, without = check_paste(tmp_path, "rows.txt", rows)
+    assert with_code(without, "time-wait-blocks-bind") == []

@@ -2,8 +2,9 @@
 as a reader pastes them -- the listing with the lines of the same comment around it:
 
 - a program's own error line as evidence: EMFILE ("too many open files": the process is at its
-  descriptor limit) and EADDRNOTAVAIL ("cannot assign requested address": a connect() found no
-  local port);
+  descriptor limit), EADDRNOTAVAIL ("cannot assign requested address": a connect() found no
+  local port) and EADDRINUSE beside TIME_WAIT ("address already in use": a bind() of a chosen
+  port met a connection of that port still in TIME_WAIT);
 - prompts whose command runs ``ss``/``netstat``/``lsof`` through a wrapper (``docker exec``,
   ``kubectl exec``, ``ip netns exec``, ``nsenter``) or after ``date &&``; ``lsof -p PID`` naming
   the process a paste is about;
@@ -96,6 +97,21 @@ def test_no_local_port_is_read_wherever_the_line_says_it(line: str) -> None:
 @pytest.mark.parametrize(
     "line",
     [
+        "WSAEADDRINUSE (10048)",
+        "Address already in use",
+        "listen tcp :8080: bind: address already in use",
+        "OSError: [Errno 98] Address already in use",
+        os.strerror(errno.EADDRINUSE),
+    ],
+)
+def test_an_address_in_use_is_read_wherever_the_line_says_it(line: str) -> None:
+    assert match_error_line(line) is ErrorKind.ADDRESS_IN_USE
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "$ grep 'Address already in use' /var/log/app.log | wc -l",
         # ENFILE is the system's file table (fs.file-max), not the process's limit
         "VFS: file-max limit 65536 reached: Too many open files in system",
         "accept: ENFILE",
@@ -107,7 +123,7 @@ def test_no_local_port_is_read_wherever_the_line_says_it(line: str) -> None:
         "# zgrep 'cannot assign requested address' /var/log/syslog*",
         # other errors
         "dial tcp 10.0.0.8:5432: connect: connection refused",
-        "bind: Address already in use",
+        "read tcp 10.0.0.1:5000->10.0.0.9:443: read: connection reset by peer",
         # a line too long to be a log line
         "x" * 1001 + " Too many open files",
     ],
@@ -350,3 +366,38 @@ def test_counts_of_no_one_state_are_read_and_said_not_judged() -> None:
 def test_a_command_without_its_count_is_not_an_input() -> None:
     with pytest.raises(InputError):
         read_paste(["netstat -tn|grep 6379|wc -l"], "paste")
+
+
+# --- EADDRINUSE beside TIME_WAIT -----------------------------------------------------------------
+
+
+def test_an_address_in_use_beside_time_wait_is_a_bind_blocked_by_it() -> None:
+    # the ramen26 blog post: WSAEADDRINUSE, then Windows netstat under a Japanese header with one
+    # TIME_WAIT on the client's own chosen source port
+    snapshot = last(corpus("blog-ramen26-hatena"))
+    assert [s.state for s in snapshot.sockets] == [TcpState.TIME_WAIT]
+    assert [(e.kind, e.count, e.line) for e in snapshot.error_lines] == [
+        (ErrorKind.ADDRESS_IN_USE, 2, 2)
+    ]
+    (found,) = diagnose(snapshot)
+    assert (found.code, found.severity, found.state, found.count) == (
+        "time-wait-blocks-bind",
+        Severity.WARNING,
+        TcpState.TIME_WAIT,
+        1,
+    )
+    assert found.subject.endpoint == "local port 52202"
+    # Windows steps for a Windows paste
+    assert all("findstr" in step for step in found.next_steps)
+
+
+def test_an_address_in_use_without_time_wait_or_time_wait_without_it_is_no_such_finding() -> None:
+    in_use = ErrorLine(ErrorKind.ADDRESS_IN_USE, "bind: address already in use", 1, 3)
+    waiting = snapshot(sock("TIME_WAIT", "10.0.0.1:7000", "10.0.0.5:443"))
+    assert by_code(diagnose(waiting), "time-wait-blocks-bind") == []
+    listening = snapshot(sock("LISTEN", "0.0.0.0:7000"), processes=[process(3, "app")])
+    assert (
+        by_code(diagnose(replace(listening, error_lines=(in_use,))), "time-wait-blocks-bind") == []
+    )
+    (found,) = by_code(diagnose(replace(waiting, error_lines=(in_use,))), "time-wait-blocks-bind")
+    assert found.subject.endpoint == "local port 7000"

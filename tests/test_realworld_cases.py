@@ -37,14 +37,14 @@ THREADS = REALWORLD / "threads"
 # blind (session 11) put them at 35 and 32 of 47, and the floors at those shares. Fifteen more
 # collected blind (session 12) put them at 46 and 41 of 62 once the readings they showed
 # missing were added: the verdict floor holds (0.742), the exit floor is the measured share
-# (41/62, 0.661; it was 0.68). Six more collected blind in session 13, taken with the lines
-# around the code block (error lines, stated counts), put them at 50 and 44 of 68 once the
+# (41/62, 0.661; it was 0.68). Eight more collected blind in session 13, taken with the lines
+# around the code block (error lines, stated counts), put them at 52 and 46 of 70 once the
 # readings they showed missing were added (program error lines, wrapped prompts): the floors
-# are those measured shares (50/68, 0.735; 44/68, 0.647). The rest rest on what the thread knew
+# are those measured shares (52/70, 0.742; 46/70, 0.657). The rest rest on what the thread knew
 # beyond the paste (a count only in the prose, an error log kept out of the excerpt, an age, a
 # rate) and are listed in CASES.md's notes; verdict and exit are held where the work reaches,
 # to be raised with it.
-REQUIRED_SCORE = {"read": 0.9, "sockets": 0.9, "counts": 0.9, "verdict": 0.735, "exit": 0.647}
+REQUIRED_SCORE = {"read": 0.9, "sockets": 0.9, "counts": 0.9, "verdict": 0.742, "exit": 0.657}
 MIN_CASES = 30  # the issue asks for at least 30 real pastes with an established cause
 
 MEASURES = ("read", "sockets", "counts", "verdict", "exit")

@@ -11,11 +11,18 @@ TIME_WAIT sits on the side that closed first, for a fixed 60 s. Two limits matte
   table overflow": pasted, that line says the cap was hit at the time of the line -- critical,
   unless the paste's own count shows room at its look (then a warning: which came first is not
   said).
+
+One TIME_WAIT matters too, to a program that binds a port of its own choosing: until it ends,
+bind() of that address fails with EADDRINUSE (without SO_REUSEADDR on the new socket; a
+listener restarted, or a client that picks its source port). A paste holding that error line
+beside TIME_WAIT is read so, with the ports they hold as the candidates -- the line rarely
+names its port.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import (
@@ -29,10 +36,13 @@ from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import (
     PORTS_RAN_OUT,
     STILL_UNKNOWN,
+    error_evidence,
+    error_line,
     log_evidence,
     logged,
     logged_times,
     logged_when,
+    platform_steps,
     ports_ran_out,
 )
 from tcphealth.diagnose.wording import (
@@ -48,11 +58,14 @@ from tcphealth.diagnose.wording import (
 from tcphealth.model import (
     Blame,
     Endpoint,
+    ErrorKind,
+    ErrorLine,
     Evidence,
     Finding,
     IPAddress,
     KernelEvent,
     Severity,
+    Socket,
     Subject,
     SubjectKind,
     TcpState,
@@ -67,6 +80,7 @@ PORTS_EXHAUSTING = "time-wait-ports-exhausting"
 BUCKET_LIMIT = "time-wait-bucket-limit"
 # As many toward an address the paste hides (a mask, a placeholder): per destination, unknown.
 ADDRESS_HIDDEN = "time-wait-address-hidden"
+BLOCKS_BIND = "time-wait-blocks-bind"
 
 
 def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
@@ -118,7 +132,66 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     bucket = _bucket_finding(index, len(sockets), closed_as_client, everywhere, thresholds)
     if bucket is not None:
         findings.append(bucket)
+    in_use = error_line(index, ErrorKind.ADDRESS_IN_USE)
+    if in_use is not None and sockets:
+        findings.append(_blocks_bind(index, in_use, sockets))
     return findings
+
+
+def _blocks_bind(index: SnapshotIndex, line: ErrorLine, sockets: Sequence[Socket]) -> Finding:
+    """The paste's own EADDRINUSE line beside TIME_WAIT: a bind() of a chosen port met a
+    connection of that port still in TIME_WAIT. The line rarely names the port; the TIME_WAIT
+    the paste shows hold the candidates."""
+    by_port = Counter(sock.local.port for sock in sockets if sock.local.port is not None)
+    ports = sorted(by_port)
+    shown = ", ".join(str(port) for port in ports[:5]) + (
+        f" and {number(len(ports) - 5)} more" if len(ports) > 5 else ""
+    )
+    one = ports[0] if len(ports) == 1 else None
+    subject = (
+        Subject(kind=SubjectKind.PEER, endpoint=f"local port {one}")
+        if one is not None
+        else Subject(kind=SubjectKind.HOST)
+    )
+    return Finding(
+        code=BLOCKS_BIND,
+        severity=Severity.WARNING,
+        state=TcpState.TIME_WAIT,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=subject,
+        count=len(sockets),
+        summary=(
+            "The paste's own error line says a bind() found its address already in use "
+            f"(EADDRINUSE), and {number(len(sockets))} TIME_WAIT "
+            f"{'holds' if len(sockets) == 1 else 'hold'} local "
+            f"{'port' if one is not None else 'ports'} {shown}: a program that binds a port of "
+            "its choosing -- a client picking its source port, a server restarted without "
+            "SO_REUSEADDR -- cannot take it again until the TIME_WAIT of its last connection "
+            "there ends. Let the system pick a client's port; set SO_REUSEADDR on a listener."
+        ),
+        evidence=(
+            error_evidence(line, "a bind() found the address it asked for in use"),
+            Evidence("time_wait", len(sockets), f"on local ports {shown}"),
+        ),
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                "ss -tan state time-wait '( sport = :PORT )'   # PORT: the one the program binds",
+                "ss -ltnp '( sport = :PORT )'   # a listener there instead: another instance runs",
+            ),
+            bsd=(
+                "netstat -an -p tcp | grep '\\.PORT ' | grep TIME_WAIT   # PORT: the one it binds",
+                "lsof -nP -iTCP:PORT -sTCP:LISTEN   # a listener there: another instance runs",
+            ),
+            windows=(
+                "netstat -ano | findstr :PORT   # PORT: the one it binds; TIME_WAIT or LISTENING",
+            ),
+        ),
+        unchecked=(
+            "which port the bind asked for: the line does not say; if it is one of these, "
+            "their TIME_WAIT is why, and if a listener holds it, another instance is running",
+        ),
+    )
 
 
 def _ports_finding(
@@ -425,6 +498,12 @@ RULE = Rule(
             "kernel's log",
             (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
             explains_counters=("TcpExt.TCPTimeWaitOverflow",),
+        ),
+        Code(
+            BLOCKS_BIND,
+            "the paste's own error line: a bind() found its address in use (EADDRINUSE) while "
+            "TIME_WAIT hold local ports a program may bind again",
+            (Severity.WARNING,),
         ),
     ),
     check=check,

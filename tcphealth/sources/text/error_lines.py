@@ -15,6 +15,8 @@ macOS, or by its errno name:
   once), which is a different limit and is not read here.
 * EADDRNOTAVAIL, "Cannot assign requested address" (macOS: "Can't assign requested
   address"): connect() found no free local port for the destination (or bind() no address).
+* EADDRINUSE, "Address already in use" (Winsock: WSAEADDRINUSE, error 10048): bind() of an
+  address and port the program chose found them taken.
 
 A line that searches for the words is a command, not the error: ``grep "Too many open files"
 app.log`` (with or without a prompt before it) is passed over. The caller looks at a line only
@@ -36,14 +38,22 @@ _SYSTEM_FILES = re.compile(r"too many open files in system|\bENFILE\b", re.IGNOR
 _LOCAL_PORTS = re.compile(
     r"(?:cannot|can't|can not) assign requested address|\bEADDRNOTAVAIL\b", re.IGNORECASE
 )
+_IN_USE = re.compile(r"address already in use|\b(?:WSA)?EADDRINUSE\b", re.IGNORECASE)
 # A search for the words: a tool that takes a pattern, then the words in its arguments.
 _SEARCH = re.compile(
     r"\b(?:[ezf]?grep|rg|ag|ack|awk|sed|findstr|select-string)\b[^|]{0,200}"
-    r"(?:open files|emfile|assign requested|eaddrnotavail)",
+    r"(?:open files|emfile|assign requested|eaddrnotavail|already in use|eaddrinuse)",
     re.IGNORECASE,
 )
 # Words one of the errors holds (lower-cased): a line without any is not looked at further.
-_HINTS = ("open files", "emfile", "assign requested", "eaddrnotavail")
+_HINTS = (
+    "open files",
+    "emfile",
+    "assign requested",
+    "eaddrnotavail",
+    "already in use",
+    "eaddrinuse",
+)
 
 
 def match_error_line(line: str) -> ErrorKind | None:
@@ -57,4 +67,6 @@ def match_error_line(line: str) -> ErrorKind | None:
         return ErrorKind.LOCAL_PORTS
     if _DESCRIPTORS.search(line) and not _SYSTEM_FILES.search(line):
         return ErrorKind.DESCRIPTORS
+    if _IN_USE.search(line):
+        return ErrorKind.ADDRESS_IN_USE
     return None
