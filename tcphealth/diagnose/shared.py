@@ -428,7 +428,9 @@ def ports_ran_out(index: SnapshotIndex, severity: Severity) -> tuple[Severity, E
     if line is None:
         return severity, None
     evidence = error_evidence(
-        line, "a connect() found no free local port (EADDRNOTAVAIL): the supply ran out"
+        line,
+        "a connect() found no free local port (EADDRNOTAVAIL) -- most likely this supply, "
+        "the one the paste shows filling; the line does not name its destination",
     )
     return Severity.CRITICAL, evidence
 

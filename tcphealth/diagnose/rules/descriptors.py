@@ -81,6 +81,11 @@ def _logged(index: SnapshotIndex, line: ErrorLine, process: Process | None) -> F
         )
     else:
         pid = process.pid
+        unchecked.insert(
+            0,
+            f"that the line is pid {pid}'s: the paste names no other process, and the line "
+            "does not say whose it is",
+        )
         holder = who(index, (pid,))
         subject = process_subject(index, (pid,))
         sockets = index.sockets_per_pid.get(pid, 0)
