@@ -1,0 +1,245 @@
+"""The columnar decoding of the netlink dump (tcphealth.sources.columns) against the object
+decoder (tcphealth.sources.netlink.Decoder): the same bytes give the same sockets, field by
+field -- on the recorded reply, on a live dump of a scene made for it, and on the odd
+messages the columns leave to the object decoder."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tcphealth.model import Family, OwnerSource, Socket, SocketDraft, TcpState
+from tcphealth.sources import columns, dump_relay, netlink
+from tcphealth.sources.netlink import (
+    INET_DIAG_INFO,
+    INET_DIAG_SHUTDOWN,
+    SOCK_DIAG_BY_FAMILY,
+    Decoder,
+    NetlinkError,
+)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "netlink"
+
+
+def _finished(drafts: list[SocketDraft]) -> list[Socket]:
+    return [draft.finish((), OwnerSource.UNKNOWN) for draft in drafts]
+
+
+def _both_ways(chunks: list[bytes]) -> tuple[list[Socket], list[Socket]]:
+    """The sockets of one family's reply, decoded by objects and by columns."""
+    decoder = Decoder()
+    by_objects: list[SocketDraft] = []
+    for chunk in chunks:
+        found, done = decoder.drafts(memoryview(chunk), "objects")
+        by_objects.extend(found)
+        if done:
+            break
+    decoded = columns.decode(chunks, "columns")
+    assert decoded is not None, "expected every message to be one the columns read"
+    table, done = decoded
+    assert done
+    return _finished(by_objects), _finished(columns.sockets_at(table))
+
+
+def test_the_recorded_reply_gives_the_same_sockets_as_the_object_decoder() -> None:
+    data = (FIXTURES / "tcp4-dump.bin").read_bytes()
+    setup = json.loads((FIXTURES / "tcp4-dump.json").read_text())
+    by_objects, by_columns = _both_ways([data])
+    assert by_columns == by_objects
+    assert [s.tcp_info for s in by_columns] == [s.tcp_info for s in by_objects]
+    assert [s.drops for s in by_columns] == [s.drops for s in by_objects]
+    # The columns themselves hold what was set up (not only what the decoder says).
+    decoded = columns.decode([data], "columns")
+    assert decoded is not None
+    table = decoded[0]
+    listener = [
+        i
+        for i in range(len(table))
+        if table.state[i] == 10 and table.sport[i] == setup["listener_port"]
+    ]
+    assert len(listener) == 1
+    assert (int(table.rqueue[listener[0]]), int(table.wqueue[listener[0]])) == (1, 7)
+
+
+def _spans(data: bytes) -> list[tuple[int, int]]:
+    spans, offset = [], 0
+    while offset < len(data):
+        length, kind = struct.unpack_from("=IH", data, offset)
+        if kind == SOCK_DIAG_BY_FAMILY:
+            spans.append((offset + 16, offset + length))
+        offset += (length + 3) & ~3
+    return spans
+
+
+def _framed(*bodies: bytes) -> bytes:
+    return b"".join(
+        struct.pack("=IHHII", 16 + len(body), SOCK_DIAG_BY_FAMILY, 2, 1, 0) + body
+        for body in bodies
+    )
+
+
+def _attribute_at(body: bytes | bytearray, kind: int) -> int:
+    offset = 72
+    while struct.unpack_from("=H", body, offset + 2)[0] != kind:
+        offset += (struct.unpack_from("=H", body, offset)[0] + 3) & ~3
+    return offset
+
+
+def _full_messages() -> list[bytes]:
+    """The recorded reply's message bodies that carry tcp_info and a shutdown byte."""
+    data = (FIXTURES / "tcp4-dump.bin").read_bytes()
+    bodies = [data[start:end] for start, end in _spans(data)]
+    full = [
+        body
+        for body in bodies
+        if Decoder().message(memoryview(body), 0, len(body), "x").shutdown is not None
+        and Decoder().message(memoryview(body), 0, len(body), "x").tcp_info is not None
+    ]
+    assert full
+    return full
+
+
+def test_one_length_with_two_layouts_is_left_to_the_object_decoder() -> None:
+    body = _full_messages()[0]
+    changed = bytearray(body)
+    struct.pack_into("=H", changed, _attribute_at(body, INET_DIAG_SHUTDOWN) + 2, 99)
+    assert columns.decode([_framed(body, bytes(changed))], "x") is None
+    # Each alone is read (the changed one with no shutdown byte), as the object decoder does.
+    for one in (body, bytes(changed)):
+        decoded = columns.decode([_framed(one)], "x")
+        assert decoded is not None
+        (by_columns,) = _finished(columns.sockets_at(decoded[0]))
+        assert by_columns == Decoder().message(memoryview(one), 0, len(one), "x")
+    assert columns.sockets_at(columns.decode([_framed(bytes(changed))], "x")[0])[0].shutdown is None  # type: ignore[index]
+
+
+def test_a_short_tcp_info_is_left_to_the_object_decoder() -> None:
+    body = bytearray(_full_messages()[0])
+    at = _attribute_at(body, INET_DIAG_INFO)
+    length = struct.unpack_from("=H", body, at)[0]
+    # An older kernel's tcp_info, cut to 64 bytes: the attribute shrinks, the message too.
+    cut = 4 + 64
+    shorter = body[: at + cut] + body[at + ((length + 3) & ~3) :]
+    struct.pack_into("=H", shorter, at, cut)
+    assert columns.decode([_framed(bytes(shorter))], "x") is None
+    # ...which the object decoder reads field by field.
+    assert Decoder().message(memoryview(bytes(shorter)), 0, len(shorter), "x").tcp_info
+
+
+def test_malformed_replies_are_the_object_decoders_errors() -> None:
+    data = (FIXTURES / "tcp4-dump.bin").read_bytes()
+    # Cut anywhere: the same error as the object decoder's, or the same sockets and no end.
+    for cut in range(1, len(data), 97):
+        head = data[:cut]
+        try:
+            expected: object = netlink.parse_messages(head, "x")
+        except NetlinkError as failed:
+            expected = str(failed)
+        try:
+            decoded = columns.decode([head], "x")
+            assert decoded is not None
+            got: object = (_finished(columns.sockets_at(decoded[0])), decoded[1])
+        except NetlinkError as failed:
+            got = str(failed)
+        assert got == expected, cut
+    error = struct.pack("=IHHII", 20, dump_relay.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -1)
+    with pytest.raises(NetlinkError, match="EPERM"):
+        columns.decode([error], "x")
+    body = bytearray(_full_messages()[0])
+    body[0] = 7  # not an inet family
+    with pytest.raises(NetlinkError, match="address family 7"):
+        columns.decode([_framed(bytes(body))], "x")
+
+
+@pytest.fixture
+def live_scene() -> Iterator[dict[str, TcpState]]:
+    """A listener with one connection left in its accept queue, an accepted connection with
+    unread bytes, a CLOSE_WAIT and its FIN_WAIT2 peer, a TIME_WAIT, on loopback; the local
+    end of each as text, with the state it must be in."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    address = listener.getsockname()
+    busy_client = socket.create_connection(address)
+    busy_server, _ = listener.accept()
+    busy_client.sendall(b"x" * 1000)  # left unread: a receive queue
+    closing = socket.create_connection(address)
+    closed_by_peer, _ = listener.accept()
+    closing_end = closing.getsockname()
+    closing.close()  # -> FIN_WAIT2 here, CLOSE_WAIT on the accepted end
+    short = socket.create_connection(address)
+    short_server, _ = listener.accept()
+    short_end = short.getsockname()
+    short.close()
+    short_server.close()  # the client closed first: its end goes to TIME_WAIT
+    queued = socket.create_connection(address)  # never accepted
+    held = [listener, busy_client, busy_server, closed_by_peer, queued]
+
+    def text(end: tuple[str, int]) -> str:
+        return f"{end[0]}:{end[1]}"
+
+    expected = {
+        text(address): TcpState.LISTEN,
+        text(busy_client.getsockname()): TcpState.ESTABLISHED,
+        text(closing_end): TcpState.FIN_WAIT2,
+        text(short_end): TcpState.TIME_WAIT,
+        text(queued.getsockname()): TcpState.ESTABLISHED,
+    }
+    try:
+        deadline = time.monotonic() + 5
+        while True:  # the closed ends pass through FIN_WAIT1 until the peer's ACK
+            seen = {(str(d.local), d.state) for d in netlink._dump_both_families(True)}
+            if set(expected.items()) <= seen:
+                break
+            assert time.monotonic() < deadline, "the scene never settled"
+            time.sleep(0.01)
+        yield expected
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _received(family: Family) -> list[bytes]:
+    """One family's dump as the kernel sent it, each datagram copied."""
+    request = netlink.build_request(netlink._address_family(family), 1, with_tcp_info=True)
+    chunks = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, dump_relay.NETLINK_SOCK_DIAG) as channel:
+        for chunk in dump_relay.receive(channel, request, netlink.RECEIVE_BUFFER, 10):
+            chunks.append(bytes(chunk))
+            if dump_relay.dump_ended(chunk):
+                break
+    return chunks
+
+
+@pytest.mark.live
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not netlink.available(),
+    reason="needs netlink sock_diag",
+)
+def test_a_live_dump_gives_the_same_sockets_both_ways(live_scene: dict[str, TcpState]) -> None:
+    for family in (Family.IPV4, Family.IPV6):
+        chunks = _received(family)
+        by_objects, by_columns = _both_ways(chunks)
+        assert by_columns == by_objects
+        assert [(s.tcp_info, s.drops) for s in by_columns] == [
+            (s.tcp_info, s.drops) for s in by_objects
+        ]
+        if family is Family.IPV4:
+            found = {(str(s.local), s.state): s for s in by_columns}
+            assert set(live_scene.items()) <= set(found)
+            listener = next(
+                s
+                for (end, state), s in found.items()
+                if end in live_scene and state is TcpState.LISTEN
+            )
+            assert (listener.recv_queue, listener.listen_backlog) == (1, 8)
+            busy = [s for s in by_columns if s.recv_queue == 1000 and str(s.local) in live_scene]
+            assert len(busy) == 1 and busy[0].tcp_info is not None
+            assert busy[0].state is TcpState.ESTABLISHED
