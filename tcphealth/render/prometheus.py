@@ -21,10 +21,11 @@ from __future__ import annotations
 import bisect
 import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
@@ -34,7 +35,8 @@ from prometheus_client.core import (
 )
 
 from tcphealth import __version__
-from tcphealth.model import TCP_STATES, Endpoint, Severity, Socket, Sysctls, TcpState
+from tcphealth.columnar import STATE_OF_CODE, AddressTable, SocketTable
+from tcphealth.model import TCP_STATES, Endpoint, Severity, Sysctls, TcpState
 from tcphealth.render.text import inert
 from tcphealth.report import STATE_ORDER, Report
 
@@ -148,12 +150,116 @@ def families(report: Report, kernel: KernelFacts, *, top: int = DEFAULT_TOP) -> 
     return out
 
 
+def table_families(
+    report: Report, table: SocketTable, kernel: KernelFacts, *, top: int = DEFAULT_TOP
+) -> list[Metric]:
+    """:func:`families`, with every count over the sockets made over ``table`` (the same
+    sockets as columns) instead of the report's socket objects: the report gives the
+    findings, the processes and the time. The same families, series and values as
+    :func:`families` of a report of those sockets (tests/test_lean_metrics.py compares the
+    two on a live host). A single snapshot only: the ages a series saw are per socket."""
+    if report.series is not None:
+        raise ValueError("the columns' metrics are of one snapshot, not of a series")
+    columns = table.columns
+    codes = np.bincount(columns.state, minlength=256).tolist()
+    states: Counter[TcpState] = Counter()
+    for code, count in enumerate(codes):
+        if count:
+            states[STATE_OF_CODE[code]] += count
+    out: list[Metric] = [_state_family(states)]
+    # Per (holder group, state code), counted by numpy; named once per distinct pair.
+    pairs, pair_counts = np.unique(
+        table.holders.astype(np.uint64) * np.uint64(256) + columns.state, return_counts=True
+    )
+    by_holders: Counter[tuple[tuple[int, ...], TcpState]] = Counter()
+    for pair, count in zip(pairs.tolist(), pair_counts.tolist(), strict=True):
+        by_holders[table.groups[pair >> 8], STATE_OF_CODE[pair & 0xFF]] += count
+    out.extend(_processes(report, top, _named(report, by_holders)))
+    out.extend(_findings(report, top))
+    out.extend(_table_socket_families(report, table, kernel.sysctls, top))
+    out.extend(_kernel_counters(kernel.counters))
+    out.append(
+        GaugeMetricFamily(
+            _name("snapshot_timestamp_seconds"),
+            "When the snapshot behind these metrics was taken (Unix time).",
+            value=report.host.taken_at,
+        )
+    )
+    return out
+
+
+# Kernel state codes (include/net/tcp_states.h) of the states the table's passes pick out.
+_LISTEN_CODE, _TIME_WAIT_CODE = 10, 6
+_FLOOR_CODES = (1, 8, 5)  # ESTABLISHED, CLOSE_WAIT, FIN_WAIT2: _AGE_FLOOR_STATES
+
+
+def _table_socket_families(
+    report: Report, table: SocketTable, sysctls: Sysctls, top: int
+) -> Iterator[Metric]:
+    """:func:`_socket_pass`'s families (listeners, TIME_WAIT per destination, ages) counted
+    over the table: objects only for the listeners and for each distinct TIME_WAIT pair."""
+    columns = table.columns
+    listeners: dict[tuple[str, str], _ListenerAccumulator] = {}
+    addresses = AddressTable()
+    for row in np.flatnonzero(columns.state == _LISTEN_CODE).tolist():
+        family = int(columns.family[row])
+        address = addresses.get(family, int(columns.src_high[row]), int(columns.src_low[row]))
+        _add_listener(
+            listeners,
+            report,
+            Endpoint(address, int(columns.sport[row])),
+            table.groups[int(table.holders[row])],
+            int(columns.rqueue[row]),
+            int(columns.wqueue[row]),  # a listener's maximum backlog
+        )
+
+    port_range = sysctls.ip_local_port_range
+    time_wait: Counter[tuple[str, str]] = Counter()
+    if port_range is not None:
+        low, high = port_range
+        sport = columns.sport
+        chosen = (columns.state == _TIME_WAIT_CODE) & (sport >= low) & (sport <= high)
+        keys = np.stack(
+            [
+                columns.family[chosen].astype(np.uint64),
+                columns.src_high[chosen],
+                columns.src_low[chosen],
+                columns.dst_high[chosen],
+                columns.dst_low[chosen],
+                columns.dport[chosen].astype(np.uint64),
+            ],
+            axis=1,
+        )
+        if len(keys):
+            distinct, counts = np.unique(keys, axis=0, return_counts=True)
+            for (family, src_high, src_low, dst_high, dst_low, dport), count in zip(
+                distinct.tolist(), counts.tolist(), strict=True
+            ):
+                remote = Endpoint(addresses.get(family, dst_high, dst_low), dport)
+                source = addresses.get(family, src_high, src_low)
+                time_wait[_destination_key(source, remote)] += count
+
+    ages: dict[TcpState, Sequence[float]] = {}
+    for code in _FLOOR_CODES:
+        known = (columns.state == code) & columns.has_info
+        if bool(known.any()):
+            observed = np.sort(columns.last_ack_recv_ms[known] / 1000)
+            ages[STATE_OF_CODE[code]] = observed.tolist()
+    yield from _listener_families(listeners, top)
+    yield from _time_wait_families(time_wait, port_range, top)
+    yield _age_family(ages)
+
+
 def _sockets_by_state(report: Report) -> Metric:
+    return _state_family(report.states)
+
+
+def _state_family(states: Mapping[TcpState, int]) -> Metric:
     family = GaugeMetricFamily(
         _name("sockets"), "TCP sockets on the host, by state.", labels=["state"]
     )
     for state in STATE_ORDER:
-        count = report.states.get(state, 0)
+        count = states.get(state, 0)
         # The eleven TCP states always (a state at 0 is a fact); the two odd ones when seen.
         if count or state in TCP_STATES:
             family.add_metric([state.value], count)
@@ -167,6 +273,13 @@ def _sockets_by_name(report: Report) -> dict[tuple[str, ...], Counter[TcpState]]
     sockets = report.sockets
     # Counted per (holders, state) in C, then named once per distinct holder set.
     by_holders = Counter(zip(map(_PIDS, sockets), map(_STATE, sockets), strict=True))
+    return _named(report, by_holders)
+
+
+def _named(
+    report: Report, by_holders: Mapping[tuple[tuple[int, ...], TcpState], int]
+) -> dict[tuple[str, ...], Counter[TcpState]]:
+    """Counts per (holders, state) made counts per process name and state."""
     names_of: dict[tuple[int, ...], set[str]] = {}
     by_name: dict[tuple[str, ...], Counter[TcpState]] = {}
     for (pids, state), count in by_holders.items():
@@ -192,8 +305,15 @@ _PIDS = operator.attrgetter("pids")
 _STATE = operator.attrgetter("state")
 
 
-def _processes(report: Report, top: int) -> Iterator[Metric]:
-    sockets = _sockets_by_name(report)
+def _processes(
+    report: Report,
+    top: int,
+    sockets: dict[tuple[str, ...], Counter[TcpState]] | None = None,
+) -> Iterator[Metric]:
+    """The per-process families; ``sockets``: the counts per name and state, where the caller
+    counted them (from columns) instead of the report's sockets."""
+    if sockets is None:
+        sockets = _sockets_by_name(report)
     open_fds: dict[tuple[str, ...], int] = {}
     fd_ratio: dict[tuple[str, ...], float] = {}
     for summary in report.processes:
@@ -326,7 +446,9 @@ def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]
         state = sock.state
         if state is listen:
             if sock.recv_queue is not None:
-                _add_listener(listeners, report, sock)
+                _add_listener(
+                    listeners, report, sock.local, sock.pids, sock.recv_queue, sock.listen_backlog
+                )
         elif state is tw:
             port = sock.local.port
             if port is not None and low <= port <= high:
@@ -352,20 +474,25 @@ def _socket_pass(report: Report, sysctls: Sysctls, top: int) -> Iterator[Metric]
         time_wait[_destination_key(*pair_of[ids])] += count
     yield from _listener_families(listeners, top)
     yield from _time_wait_families(time_wait, port_range, top)
-    yield _age_family(ages)
+    yield _age_family({state: sorted(observed) for state, observed in ages.items()})
 
 
 def _add_listener(
-    listeners: dict[tuple[str, str], _ListenerAccumulator], report: Report, sock: Socket
+    listeners: dict[tuple[str, str], _ListenerAccumulator],
+    report: Report,
+    local: Endpoint,
+    pids: tuple[int, ...],
+    queue: int,
+    backlog: int | None,
 ) -> None:
-    names = report.process_names(sock.pids)
-    key = (inert(str(sock.local)), label_text(names) if names else NO_PROCESS)
+    names = report.process_names(pids)
+    key = (inert(str(local)), label_text(names) if names else NO_PROCESS)
     acc = listeners.get(key)
     if acc is None:
         acc = listeners[key] = _ListenerAccumulator()
-    acc.queue += sock.recv_queue or 0
-    if sock.listen_backlog is not None:
-        acc.backlog = (acc.backlog or 0) + sock.listen_backlog
+    acc.queue += queue
+    if backlog is not None:
+        acc.backlog = (acc.backlog or 0) + backlog
 
 
 def _destination_key(address: object, remote: Endpoint) -> tuple[str, str]:
@@ -440,7 +567,8 @@ def _time_wait_families(
     yield ratio
 
 
-def _age_family(ages: Mapping[TcpState, list[float]]) -> Metric:
+def _age_family(ages: Mapping[TcpState, Sequence[float]]) -> Metric:
+    """The histogram of ages per state; each state's ages sorted."""
     family = GaugeHistogramMetricFamily(
         _name("socket_state_age_seconds"),
         "How long sockets have been in their state, at least (tcp_info's time since the last "
@@ -452,7 +580,6 @@ def _age_family(ages: Mapping[TcpState, list[float]]) -> Metric:
         observed = ages.get(state)
         if not observed:
             continue
-        observed = sorted(observed)
         buckets = [
             (_bound_text(bound), bisect.bisect_right(observed, bound)) for bound in AGE_BUCKETS
         ]

@@ -29,21 +29,20 @@ with it socket by socket.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import struct
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from tcphealth.columnar import COLUMN_NAMES, AddressTable, DumpColumns
 from tcphealth.model import (
     ENDPOINT_SLOTS_OF,
     TCP_INFO_SLOTS_OF,
     Endpoint,
     Family,
-    IPAddress,
     OwnerSource,
     SocketDraft,
     TcpInfo,
@@ -92,53 +91,6 @@ _MSG_FIELDS: tuple[tuple[str, int, str], ...] = (
 _SRC_AT, _DST_AT, _COOKIE_AT = 8, 24, 44
 
 
-@dataclass(frozen=True)
-class DumpColumns:
-    """Every socket of a dump, one row each, in the dump's order. Addresses are integers in
-    two halves (``*_high``, ``*_low``: the 16 bytes of ``idiag_src``/``idiag_dst`` read
-    big-endian; an IPv4 address is the top 32 bits of ``*_high``). The tcp_info columns hold 0
-    where ``has_info`` is False; ``shutdown`` and ``drops`` hold -1 where the message had none.
-    """
-
-    family: npt.NDArray[np.uint8]
-    state: npt.NDArray[np.uint8]
-    timer: npt.NDArray[np.uint8]
-    retrans: npt.NDArray[np.uint8]
-    sport: npt.NDArray[np.uint32]
-    dport: npt.NDArray[np.uint32]
-    src_high: npt.NDArray[np.uint64]
-    src_low: npt.NDArray[np.uint64]
-    dst_high: npt.NDArray[np.uint64]
-    dst_low: npt.NDArray[np.uint64]
-    cookie: npt.NDArray[np.uint64]
-    expires: npt.NDArray[np.uint32]
-    rqueue: npt.NDArray[np.uint32]
-    wqueue: npt.NDArray[np.uint32]
-    uid: npt.NDArray[np.uint32]
-    inode: npt.NDArray[np.uint32]
-    has_info: npt.NDArray[np.bool_]
-    # tcp_info, the fields of netlink.TCP_INFO_FIELDS by their TcpInfo names
-    retransmits: npt.NDArray[np.uint8]
-    probes: npt.NDArray[np.uint8]
-    backoff: npt.NDArray[np.uint8]
-    rto_us: npt.NDArray[np.uint32]
-    unacked: npt.NDArray[np.uint32]
-    last_data_sent_ms: npt.NDArray[np.uint32]
-    last_data_recv_ms: npt.NDArray[np.uint32]
-    last_ack_recv_ms: npt.NDArray[np.uint32]
-    rtt_us: npt.NDArray[np.uint32]
-    total_retrans: npt.NDArray[np.uint32]
-    busy_time_us: npt.NDArray[np.uint64]
-    rwnd_limited_us: npt.NDArray[np.uint64]
-    sndbuf_limited_us: npt.NDArray[np.uint64]
-    shutdown: npt.NDArray[np.int16]
-    drops: npt.NDArray[np.int64]
-
-    def __len__(self) -> int:
-        return len(self.state)
-
-
-COLUMN_NAMES = tuple(field.name for field in fields(DumpColumns))
 _DTYPES: dict[str, type[np.generic]] = {
     **dict.fromkeys(("family", "state", "timer", "retrans"), np.uint8),
     **dict.fromkeys(("retransmits", "probes", "backoff"), np.uint8),
@@ -349,25 +301,6 @@ def joined(parts: Sequence[dict[str, Array]] | Sequence[DumpColumns]) -> DumpCol
 def take(columns: DumpColumns, rows: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> DumpColumns:
     """The given rows of ``columns`` (positions, or a mask)."""
     return DumpColumns(**{name: getattr(columns, name)[rows] for name in COLUMN_NAMES})
-
-
-class AddressTable:
-    """Addresses as the model's objects, one per distinct value: a host has few of its own and
-    its peers repeat."""
-
-    def __init__(self) -> None:
-        self._known: dict[tuple[int, int, int], IPAddress] = {}
-
-    def get(self, family: int, high: int, low: int) -> IPAddress:
-        key = (family, high, low)
-        found = self._known.get(key)
-        if found is None:
-            if family == _AF_INET:
-                found = ipaddress.IPv4Address(high >> 32)
-            else:
-                found = ipaddress.IPv6Address((high << 64) | low)
-            self._known[key] = found
-        return found
 
 
 def sockets_at(

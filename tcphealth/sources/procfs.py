@@ -890,6 +890,24 @@ def collect(
 _PIDS = operator.attrgetter("pids")
 
 
+def read_holders(
+    pid_tuples: Iterable[tuple[int, ...]], scan: FdScan, proc_root: Path
+) -> tuple[list[Process], int]:
+    """The processes holding sockets (each distinct pid of ``pid_tuples``, in pid order), and
+    how many of them exited before they were read. A holder that exited between the fd walk
+    and reading its name is still listed (its sockets name its pid): a race of a busy host,
+    not an error."""
+    users: dict[int, str | None] = {}
+    holders = sorted({pid for pids in pid_tuples for pid in pids})
+    processes = [read_process(proc_root, pid, scan.open_fds.get(pid), users) for pid in holders]
+    exited = sum(
+        1
+        for process in processes
+        if process.name is None and not os.path.isdir(f"{proc_root}/{process.pid}")
+    )
+    return processes, exited
+
+
 def assemble(
     sockets: list[Socket],
     notes: list[str],
@@ -920,17 +938,8 @@ def assemble(
             sockets, unseen = second_look(
                 sockets, scan, proc_root, None if found is None else found.unseen
             )
-        users: dict[int, str | None] = {}
         # The distinct pid tuples first, in C: a few among 300,000 sockets.
-        holders = sorted({pid for pids in set(map(_PIDS, sockets)) for pid in pids})
-        processes = [read_process(proc_root, pid, scan.open_fds.get(pid), users) for pid in holders]
-        # A holder that exited between the fd walk and reading its name: still listed (its
-        # sockets name its pid), counted, and said once -- a race of a busy host, not an error.
-        exited = sum(
-            1
-            for process in processes
-            if process.name is None and not os.path.isdir(f"{proc_root}/{process.pid}")
-        )
+        processes, exited = read_holders(set(map(_PIDS, sockets)), scan, proc_root)
         if exited:
             notes.append(
                 f"{exited} process(es) holding sockets exited while they were read; "
