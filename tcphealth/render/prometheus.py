@@ -219,24 +219,32 @@ def _table_socket_families(
         low, high = port_range
         sport = columns.sport
         chosen = (columns.state == _TIME_WAIT_CODE) & (sport >= low) & (sport <= high)
-        keys = np.stack(
-            [
-                columns.family[chosen].astype(np.uint64),
-                columns.src_high[chosen],
-                columns.src_low[chosen],
-                columns.dst_high[chosen],
-                columns.dst_low[chosen],
-                columns.dport[chosen].astype(np.uint64),
-            ],
-            axis=1,
-        )
-        if len(keys):
-            distinct, counts = np.unique(keys, axis=0, return_counts=True)
-            for (family, src_high, src_low, dst_high, dst_low, dport), count in zip(
-                distinct.tolist(), counts.tolist(), strict=True
-            ):
-                remote = Endpoint(addresses.get(family, dst_high, dst_low), dport)
-                source = addresses.get(family, src_high, src_low)
+        rows = np.flatnonzero(chosen)
+        # The distinct (local address, destination) pairs and how many rows each: sorted by
+        # every key column at once (lexsort), a new pair wherever one of them changes.
+        keys = [
+            columns.dport[rows],
+            columns.dst_low[rows],
+            columns.dst_high[rows],
+            columns.src_low[rows],
+            columns.src_high[rows],
+            columns.family[rows],
+        ]
+        if len(rows):
+            order = np.lexsort(keys)
+            ordered = [key[order] for key in keys]
+            starts = np.zeros(len(rows), dtype=np.bool_)
+            starts[0] = True
+            for key in ordered:
+                starts[1:] |= key[1:] != key[:-1]
+            first = np.flatnonzero(starts)
+            counts = np.diff(np.append(first, len(rows))).tolist()
+            dport, dst_low, dst_high, src_low, src_high, family = (
+                key[first].tolist() for key in ordered
+            )
+            for at, count in enumerate(counts):
+                remote = Endpoint(addresses.get(family[at], dst_high[at], dst_low[at]), dport[at])
+                source = addresses.get(family[at], src_high[at], src_low[at])
                 time_wait[_destination_key(source, remote)] += count
 
     ages: dict[TcpState, Sequence[float]] = {}
