@@ -1,6 +1,6 @@
 """What the columnar path costs against the object path, without a live dump: a large reply
-made of the recorded reply's messages (benchmarks.netlink_decode; its listeners once), owners made up (every
-socket with a descriptor held by one of two processes), best of several rounds.
+made of the recorded reply's messages (benchmarks.netlink_decode; its listeners once), owners
+made up (every socket with a descriptor held by one of two processes), best of several rounds.
 
     python -m benchmarks.columns --sockets 100000
 
@@ -27,8 +27,8 @@ from tcphealth.render.prometheus import KernelFacts, families, table_families
 from tcphealth.report import build_report
 from tcphealth.sources import background_scan, columns, lean, netlink, procfs
 
-CHUNK = 1 << 20
-_STATE_AT, _LISTEN = 16 + 1, 10  # nlmsghdr, then idiag_family, idiag_state  # about what one recv() of the dump gives
+CHUNK = 1 << 20  # about what one recv() of the dump gives
+_STATE_AT, _LISTEN = 16 + 1, 10  # nlmsghdr, then idiag_family, idiag_state
 
 
 def chunked(reply: bytes) -> list[memoryview]:

@@ -102,3 +102,34 @@ class AddressTable:
                 found = ipaddress.IPv6Address((high << 64) | low)
             self._known[key] = found
         return found
+
+
+def distinct_rows(
+    keys: list[npt.NDArray[np.generic]],
+) -> tuple[list[list[int]], list[int]]:
+    """The distinct combinations of ``keys`` (equal-length integer columns) and how many rows
+    have each: ``values[k][i]`` is key ``k`` of the ``i``-th combination, ``counts[i]`` its
+    rows. Sorted by every column at once (one lexsort, the last key the primary one), a new
+    combination wherever one of them changes: no Python step per row."""
+    values, counts, _ = distinct_rows_first(keys)
+    return values, counts
+
+
+def distinct_rows_first(
+    keys: list[npt.NDArray[np.generic]],
+) -> tuple[list[list[int]], list[int], list[int]]:
+    """:func:`distinct_rows`, with the first row (the lowest position) of each combination:
+    what a loop over the rows in order would meet each combination at."""
+    if not keys or not len(keys[0]):
+        return [[] for _ in keys], [], []
+    order = np.lexsort(keys)
+    ordered = [key[order] for key in keys]
+    starts = np.zeros(len(order), dtype=np.bool_)
+    starts[0] = True
+    for key in ordered:
+        starts[1:] |= key[1:] != key[:-1]
+    first = np.flatnonzero(starts)
+    counts: list[int] = np.diff(np.append(first, len(order))).tolist()
+    # lexsort is stable: within one combination the rows stay in order, the first is lowest.
+    first_rows: list[int] = order[first].tolist()
+    return [key[first].tolist() for key in ordered], counts, first_rows

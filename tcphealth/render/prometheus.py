@@ -35,7 +35,7 @@ from prometheus_client.core import (
 )
 
 from tcphealth import __version__
-from tcphealth.columnar import STATE_OF_CODE, AddressTable, SocketTable
+from tcphealth.columnar import STATE_OF_CODE, AddressTable, SocketTable, distinct_rows
 from tcphealth.model import TCP_STATES, Endpoint, Severity, Sysctls, TcpState
 from tcphealth.render.text import inert
 from tcphealth.report import STATE_ORDER, Report
@@ -220,32 +220,21 @@ def _table_socket_families(
         sport = columns.sport
         chosen = (columns.state == _TIME_WAIT_CODE) & (sport >= low) & (sport <= high)
         rows = np.flatnonzero(chosen)
-        # The distinct (local address, destination) pairs and how many rows each: sorted by
-        # every key column at once (lexsort), a new pair wherever one of them changes.
-        keys = [
-            columns.dport[rows],
-            columns.dst_low[rows],
-            columns.dst_high[rows],
-            columns.src_low[rows],
-            columns.src_high[rows],
-            columns.family[rows],
-        ]
-        if len(rows):
-            order = np.lexsort(keys)
-            ordered = [key[order] for key in keys]
-            starts = np.zeros(len(rows), dtype=np.bool_)
-            starts[0] = True
-            for key in ordered:
-                starts[1:] |= key[1:] != key[:-1]
-            first = np.flatnonzero(starts)
-            counts = np.diff(np.append(first, len(rows))).tolist()
-            dport, dst_low, dst_high, src_low, src_high, family = (
-                key[first].tolist() for key in ordered
-            )
-            for at, count in enumerate(counts):
-                remote = Endpoint(addresses.get(family[at], dst_high[at], dst_low[at]), dport[at])
-                source = addresses.get(family[at], src_high[at], src_low[at])
-                time_wait[_destination_key(source, remote)] += count
+        # The distinct (local address, destination) pairs and how many rows each.
+        (kinds, src_high, src_low, dst_high, dst_low, dport), counts = distinct_rows(
+            [
+                columns.family[rows],
+                columns.src_high[rows],
+                columns.src_low[rows],
+                columns.dst_high[rows],
+                columns.dst_low[rows],
+                columns.dport[rows],
+            ]
+        )
+        for at, count in enumerate(counts):
+            remote = Endpoint(addresses.get(kinds[at], dst_high[at], dst_low[at]), dport[at])
+            source = addresses.get(kinds[at], src_high[at], src_low[at])
+            time_wait[_destination_key(source, remote)] += count
 
     ages: dict[TcpState, Sequence[float]] = {}
     for code in _FLOOR_CODES:

@@ -22,6 +22,16 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+import numpy.typing as npt
+
+from tcphealth.columnar import (
+    STATE_OF_CODE,
+    AddressTable,
+    SocketTable,
+    distinct_rows,
+    distinct_rows_first,
+)
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import (
     Destination,
@@ -67,6 +77,7 @@ ADDRESS_HIDDEN = "ephemeral-ports-address-hidden"
 _NOT_OUTGOING = frozenset(
     {TcpState.LISTEN, TcpState.CLOSE, TcpState.SYN_RECV, TcpState.BOUND_INACTIVE}
 )
+_LISTEN_CODE = 10  # the kernel's TCP_LISTEN
 
 
 def usable_ports(sysctls: Sysctls | None) -> tuple[int, tuple[int, int], bool, int]:
@@ -84,12 +95,93 @@ def _reserved(port: int, ranges: tuple[tuple[int, int], ...] | None) -> bool:
     return any(first <= port <= last for first, last in ranges or ())
 
 
+# What the counting gives the judging: sockets per supply of ports, those per state, and
+# per holder set.
+_Counted = tuple[Counter[_Key], dict[_Key, Counter[TcpState]], dict[_Key, Counter[tuple[int, ...]]]]
+
+
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     sysctls = index.snapshot.sysctls
     usable, (low, high), assumed, reserved = usable_ports(sysctls)
     if usable <= 0:
         return []
-    reserved_ranges = sysctls.ip_local_reserved_ports
+    counted = _counted(index, low, high, sysctls.ip_local_reserved_ports)
+    return _judged(index, thresholds, counted, usable, (low, high), assumed, reserved)
+
+
+def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
+    """:func:`check`, counting over ``table`` (every socket of the index's snapshot, as
+    columns) instead of the index's socket objects: the same findings
+    (tests/test_lean_rules.py compares them)."""
+    sysctls = index.snapshot.sysctls
+    usable, (low, high), assumed, reserved = usable_ports(sysctls)
+    if usable <= 0:
+        return []
+    counted = _counted_table(table, low, high, sysctls.ip_local_reserved_ports)
+    return _judged(index, thresholds, counted, usable, (low, high), assumed, reserved)
+
+
+# Per kernel state code: whether its sockets hold a port of a connection's supply.
+_OUTGOING_CODES = np.array([state not in _NOT_OUTGOING for state in STATE_OF_CODE])
+# Per kernel state code: where the index's by_state puts that state (TcpState's order).
+_RANK = [list(TcpState).index(state) for state in STATE_OF_CODE]
+
+
+def _counted_table(
+    table: SocketTable,
+    low: int,
+    high: int,
+    reserved_ranges: tuple[tuple[int, int], ...] | None,
+) -> _Counted:
+    columns = table.columns
+    sport = columns.sport
+    listening = np.unique(sport[columns.state == _LISTEN_CODE])
+    chosen = _OUTGOING_CODES[columns.state] & (sport >= low) & (sport <= high)
+    chosen &= ~np.isin(sport, listening)
+    for first, last in reserved_ranges or ():
+        chosen &= (sport < first) | (sport > last)
+    rows = np.flatnonzero(chosen)
+    ends: list[npt.NDArray[np.generic]] = [
+        columns.family[rows],
+        columns.src_high[rows],
+        columns.src_low[rows],
+        columns.dst_high[rows],
+        columns.dst_low[rows],
+        columns.dport[rows],
+    ]
+    addresses = AddressTable()
+
+    def key_of(values: list[list[int]], at: int) -> _Key:
+        family, src_high, src_low, dst_high, dst_low, port = (value[at] for value in values[:6])
+        local = addresses.get(family, src_high, src_low)
+        remote = addresses.get(family, dst_high, dst_low)
+        return plain_address(local), None, destination(Endpoint(remote, port))
+
+    # Keys in the order the object path meets them (state by state in TcpState's order,
+    # then the sockets' order): the same findings in the same order.
+    taken: Counter[_Key] = Counter()
+    by_state: dict[_Key, Counter[TcpState]] = {}
+    values, counts, first_rows = distinct_rows_first([*ends, columns.state[rows]])
+    met = sorted(range(len(counts)), key=lambda at: (_RANK[values[6][at]], first_rows[at]))
+    for at in met:
+        key = key_of(values, at)
+        taken[key] += counts[at]
+        by_state.setdefault(key, Counter())[STATE_OF_CODE[values[6][at]]] += counts[at]
+    holders: dict[_Key, Counter[tuple[int, ...]]] = {}
+    values, counts = distinct_rows([*ends, table.holders[rows]])
+    for at, count in enumerate(counts):
+        pids = table.groups[values[6][at]]
+        if pids:
+            holders.setdefault(key_of(values, at), Counter())[pids] += count
+    return taken, by_state, holders
+
+
+def _counted(
+    index: SnapshotIndex,
+    low: int,
+    high: int,
+    reserved_ranges: tuple[tuple[int, int], ...] | None,
+) -> _Counted:
     listening = index.listeners_by_port
     # One pass, as cheap per socket as it can be: keyed by integers only -- the identities of
     # the local and remote address objects (sources share them; ipaddress's own hash is slow)
@@ -140,6 +232,20 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     for (local_id, local_name, remote_id, port, name, pids), count in raw_holders.items():
         key = fold(local_id, local_name, remote_id, port, name)
         holders.setdefault(key, Counter())[pids] += count
+    return taken, by_state, holders
+
+
+def _judged(
+    index: SnapshotIndex,
+    thresholds: Thresholds,
+    counted: _Counted,
+    usable: int,
+    port_range: tuple[int, int],
+    assumed: bool,
+    reserved: int,
+) -> list[Finding]:
+    taken, by_state, holders = counted
+    low, high = port_range
     findings: list[Finding] = []
     filling = False  # a supply the TIME_WAIT rules speak of
     for key, count in taken.items():

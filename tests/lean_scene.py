@@ -1,0 +1,160 @@
+"""A live scene for the columnar path's differential tests (tests/test_lean_*.py): the
+benchmark's load generator with a few thousand loopback sockets, a full listener, a pair
+with unread bytes; one dump taken once, read by the object path and by the columns."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tcphealth.columnar import SocketTable
+from tcphealth.model import Family, Snapshot, SocketDraft
+from tcphealth.sources import background_scan, columns, dump_relay, lean, netlink, procfs
+
+SCENE_SOCKETS = 3000
+PROC = Path("/proc")
+
+
+def received(family: Family) -> list[bytes]:
+    """One family's dump as the kernel sent it, each datagram copied."""
+    request = netlink.build_request(netlink._address_family(family), 1, with_tcp_info=True)
+    chunks = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, dump_relay.NETLINK_SOCK_DIAG) as channel:
+        for chunk in dump_relay.receive(channel, request, netlink.RECEIVE_BUFFER, 10):
+            chunks.append(bytes(chunk))
+            if dump_relay.dump_ended(memoryview(chunk)):
+                break
+    return chunks
+
+
+@contextlib.contextmanager
+def generator(tmp_path: Path, scene_port: int) -> Iterator[frozenset[int]]:
+    """The benchmark's load generator with a few thousand loopback sockets; its ports."""
+    state_file = tmp_path / "loadgen.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.loadgen",
+            f"--sockets={SCENE_SOCKETS}",
+            "--processes=2",
+            "--seconds=60",  # ends by itself should this test be killed outright
+            f"--base-port={scene_port}",
+            f"--state-file={state_file}",
+            "--exit-with-parent",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + 60
+            while True:
+                assert time.monotonic() < deadline, "the load generator was not ready"
+                if selector.select(timeout=0.5):
+                    line = process.stdout.readline()
+                    assert line, f"the load generator ended ({process.poll()})"
+                    if line.startswith("READY"):
+                        break
+        yield frozenset(json.loads(state_file.read_text())["ports"])
+    finally:
+        if process.poll() is None:
+            process.terminate()  # by pid: only the generator this test started
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@contextlib.contextmanager
+def extra_scene() -> Iterator[dict[str, socket.socket]]:
+    """A full listener (backlog 1, connections left in its queue), an ESTABLISHED pair with
+    unread bytes."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(1)
+    queued = [socket.create_connection(full.getsockname()) for _ in range(2)]
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    busy_client = socket.create_connection(server.getsockname())
+    busy_server, _ = server.accept()
+    busy_client.sendall(b"y" * 3000)  # never read
+    held = [full, *queued, server, busy_client, busy_server]
+    try:
+        yield {"full": full, "busy_client": busy_client}
+    finally:
+        for sock in held:
+            sock.close()
+
+
+@dataclass
+class BothPaths:
+    """One dump read both ways: the object path's snapshot and the columns' table (its rows
+    in the snapshot's socket order), the unseen count the columns' second look left, and
+    where the socket made unseen is."""
+
+    snapshot: Snapshot
+    table: SocketTable
+    unseen: int
+    unseen_at: int
+
+
+def both_paths(busy_client: socket.socket) -> BothPaths:
+    """Dump once; the object path as netlink.collect runs it, and the columns with their
+    owners (sources.lean), from the same datagrams and the same fd walk."""
+    chunks = {family: received(family) for family in (Family.IPV4, Family.IPV6)}
+    scan = procfs.scan_fds(PROC)
+    busy = "{}:{}".format(*busy_client.getsockname())
+
+    # The object path, as netlink.collect runs it.
+    drafts: list[SocketDraft] = []
+    for family in (Family.IPV4, Family.IPV6):
+        decoder = netlink.Decoder()
+        for chunk in chunks[family]:
+            found, done = decoder.drafts(memoryview(chunk), "objects")
+            drafts.extend(found)
+            if done:
+                break
+    inodes = array("Q", [d.inode or 0 for d in drafts])
+    owners = background_scan.owners_from(scan, inodes)
+    # Our own accepted end of the busy pair is made unseen (its holder "not read"): the
+    # second look finds it again through the listener on its port, which we hold too.
+    unseen_at = next(i for i, d in enumerate(drafts) if str(d.remote) == busy)
+    assert owners.index[unseen_at]
+    owners.index[unseen_at] = 0
+    sorted_owners = netlink._finish_all(drafts, owners)
+    snapshot = procfs.assemble(
+        drafts,  # type: ignore[arg-type]  # finished: Sockets now
+        [],
+        PROC,
+        taken_at=time.time(),
+        source="netlink",
+        with_processes=True,
+        scan=owners.scan,
+        found=sorted_owners,
+    )
+
+    # The columns, from the same datagrams and the same walk.
+    parts = []
+    for family in (Family.IPV4, Family.IPV6):
+        decoded = columns.decode(chunks[family], "columns")
+        assert decoded is not None and decoded[1]
+        parts.append(decoded[0])
+    table_columns = columns.joined(parts)
+    assert len(table_columns) == len(drafts)
+    owners_again = background_scan.owners_from(scan, array("Q", table_columns.inode.tolist()))
+    owners_again.index[unseen_at] = 0
+    table, unseen = lean.table_of(table_columns, owners_again, PROC)
+    return BothPaths(snapshot, table, unseen, unseen_at)

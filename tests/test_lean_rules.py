@@ -1,0 +1,52 @@
+"""Each rule ported to columns against its object path, on one live dump
+(tests/lean_scene.py): the same findings -- code, severity, subject, count, summary,
+evidence -- from the table as from the index's socket objects. The thresholds are lowered so
+that a few thousand loopback sockets make findings (a rule that says nothing both ways would
+prove nothing)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.rules import ports
+from tcphealth.sources import netlink
+from tests import lean_scene
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or not netlink.available(),
+        reason="needs netlink sock_diag",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lean_scene.BothPaths]:
+    tmp_path: Path = tmp_path_factory.mktemp("lean")
+    with lean_scene.generator(tmp_path, 28860), lean_scene.extra_scene() as held:
+        time.sleep(0.2)  # the closed ends of the generator's pairs reach FIN_WAIT2
+        yield lean_scene.both_paths(held["busy_client"])
+
+
+def test_ports_counted_over_columns(both: lean_scene.BothPaths) -> None:
+    # Every supply of ports a few thousand sockets use is a finding at these ratios.
+    thresholds = dataclasses.replace(
+        Thresholds(), ports_warning_ratio=0.001, ports_critical_ratio=0.02
+    )
+    index = SnapshotIndex.build(both.snapshot)
+    # In the same order too: findings that tie in the report's order keep the rule's.
+    by_objects = ports.check(index, thresholds)
+    by_columns = ports.check_table(index, thresholds, both.table)
+    assert by_columns == by_objects
+    assert len(by_objects) >= 2
+    assert {f.code for f in by_objects} == {ports.PORTS_EXHAUSTING}
+    assert any(f.subject.pids for f in by_objects)  # a holder named from the columns too
