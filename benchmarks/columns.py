@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import cast
 
 from benchmarks.netlink_decode import RECORDED, generated, split
+from tcphealth.columnar import DumpColumns
 from tcphealth.model import Attribution, HostInfo, Snapshot, Socket, SocketDraft, Sysctls
 from tcphealth.render.prometheus import KernelFacts, families, table_families
 from tcphealth.report import build_report
@@ -80,7 +81,7 @@ def main() -> None:
             drafts.extend(found)
         return drafts
 
-    def table_columns() -> columns.DumpColumns:
+    def table_columns() -> DumpColumns:
         decoded = columns.decode(chunks, "benchmark")
         assert decoded is not None
         return decoded[0]

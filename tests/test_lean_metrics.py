@@ -20,7 +20,7 @@ import pytest
 from tcphealth.model import OwnerSource, TcpState
 from tcphealth.pipeline import diagnose_samples
 from tcphealth.render.prometheus import KernelFacts, exposition, families, table_families
-from tcphealth.sources import lean, netlink
+from tcphealth.sources import lean, netlink, procfs
 from tests import lean_scene
 
 pytestmark = [
@@ -60,10 +60,7 @@ def test_the_columns_metrics_are_the_object_paths_metrics(
     assert [table.groups[at] for at in table.holders.tolist()] == [s.pids for s in snapshot.sockets]
     assert both.unseen == snapshot.attribution.sockets_unseen
     assert [
-        p.pid
-        for p in lean.processes_of(
-            table, lean_scene.procfs.scan_fds(lean_scene.PROC), lean_scene.PROC
-        )
+        p.pid for p in lean.processes_of(table, procfs.scan_fds(lean_scene.PROC), lean_scene.PROC)
     ] == [p.pid for p in snapshot.processes]
 
     # The scene is what the comparison needs to mean something.
