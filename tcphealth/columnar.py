@@ -16,10 +16,44 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-from tcphealth.model import IPAddress, TcpState, state_from_kernel_code
+from tcphealth.model import (
+    ENDPOINT_SLOTS_OF,
+    TCP_INFO_SLOTS_OF,
+    Endpoint,
+    Family,
+    IPAddress,
+    OwnerSource,
+    Socket,
+    SocketDraft,
+    TcpInfo,
+    TcpState,
+    TimerKind,
+    state_from_kernel_code,
+    timer_from_kernel_code,
+)
 
 # Kernel state code -> the model's state (one byte: looked up by index).
 STATE_OF_CODE: tuple[TcpState, ...] = tuple(state_from_kernel_code(code) for code in range(256))
+_TIMER_OF_CODE: tuple[TimerKind, ...] = tuple(timer_from_kernel_code(code) for code in range(256))
+# The tcp_info columns, in the order of the netlink decoder's TCP_INFO_FIELDS (which
+# sources.columns checks on import): sockets_at reads them in this order.
+INFO_NAMES = (
+    "retransmits",
+    "probes",
+    "backoff",
+    "rto_us",
+    "unacked",
+    "last_data_sent_ms",
+    "last_data_recv_ms",
+    "last_ack_recv_ms",
+    "rtt_us",
+    "total_retrans",
+    "busy_time_us",
+    "rwnd_limited_us",
+    "sndbuf_limited_us",
+)
+# How a row's owners are known (SocketTable.sources holds positions in this tuple).
+OWNER_SOURCES: tuple[OwnerSource, ...] = tuple(OwnerSource)
 
 
 @dataclass(frozen=True)
@@ -80,9 +114,22 @@ class SocketTable:
     columns: DumpColumns
     holders: npt.NDArray[np.uint32]
     groups: list[tuple[int, ...]]
+    sources: npt.NDArray[np.uint8]  # how each row's holders are known: OWNER_SOURCES[...]
 
     def __len__(self) -> int:
         return len(self.columns)
+
+    def sockets(self, rows: npt.NDArray[np.intp]) -> list[Socket]:
+        """The given rows as sockets, their owners set: for the few a rule or a finding
+        needs as objects."""
+        drafts = sockets_at(self.columns, rows)
+        groups, sources = self.groups, OWNER_SOURCES
+        return [
+            draft.finish(groups[holder], sources[source])
+            for draft, holder, source in zip(
+                drafts, self.holders[rows].tolist(), self.sources[rows].tolist(), strict=True
+            )
+        ]
 
 
 class AddressTable:
@@ -133,3 +180,151 @@ def distinct_rows_first(
     # lexsort is stable: within one combination the rows stay in order, the first is lowest.
     first_rows: list[int] = order[first].tolist()
     return [key[first].tolist() for key in ordered], counts, first_rows
+
+
+def sockets_at(
+    columns: DumpColumns,
+    rows: npt.NDArray[np.intp] | None = None,
+    addresses: AddressTable | None = None,
+) -> list[SocketDraft]:
+    """Drafts (owners not set) of the given rows (every row: None), each field as the object
+    decoder gives it; tests compare the two socket by socket."""
+    picked = columns if rows is None else take(columns, np.asarray(rows, dtype=np.intp))
+    table = addresses or AddressTable()
+    address = table.get
+    endpoints: dict[tuple[int, int, int, int], Endpoint] = {}
+    states, timers = STATE_OF_CODE, _TIMER_OF_CODE
+    listen, time_wait, syn_recv = TcpState.LISTEN, TcpState.TIME_WAIT, TcpState.SYN_RECV
+    no_timer, keepalive, zero_window = (
+        TimerKind.NONE,
+        TimerKind.KEEPALIVE,
+        TimerKind.ZERO_WINDOW_PROBE,
+    )
+    unknown_state, unknown_owner = TcpState.UNKNOWN, OwnerSource.UNKNOWN
+    new_object = object.__new__
+    endpoint_builder, endpoint_class = ENDPOINT_SLOTS_OF, Endpoint
+    tcp_info_builder, tcp_info_class = TCP_INFO_SLOTS_OF, TcpInfo
+    new_draft = SocketDraft.__new__
+
+    def endpoint(family_code: int, high: int, low: int, port: int) -> Endpoint:
+        key = (family_code, high, low, port)
+        found = endpoints.get(key)
+        if found is None:
+            found = new_object(endpoint_builder)
+            found.address = address(family_code, high, low)
+            found.port = port
+            found.name = None
+            found.__class__ = endpoint_class
+            endpoints[key] = found
+        return found
+
+    info_columns = [getattr(picked, name).tolist() for name in INFO_NAMES]
+    info_rows = zip(*info_columns, strict=True)
+    drafts: list[SocketDraft] = []
+    append = drafts.append
+    for (
+        family_code,
+        state_code,
+        timer_code,
+        retrans,
+        sport,
+        dport,
+        src_high,
+        src_low,
+        dst_high,
+        dst_low,
+        cookie,
+        expires,
+        rqueue,
+        wqueue,
+        uid,
+        inode,
+        has_info,
+        shutdown,
+        drops,
+        info_values,
+    ) in zip(
+        picked.family.tolist(),
+        picked.state.tolist(),
+        picked.timer.tolist(),
+        picked.retrans.tolist(),
+        picked.sport.tolist(),
+        picked.dport.tolist(),
+        picked.src_high.tolist(),
+        picked.src_low.tolist(),
+        picked.dst_high.tolist(),
+        picked.dst_low.tolist(),
+        picked.cookie.tolist(),
+        picked.expires.tolist(),
+        picked.rqueue.tolist(),
+        picked.wqueue.tolist(),
+        picked.uid.tolist(),
+        picked.inode.tolist(),
+        picked.has_info.tolist(),
+        picked.shutdown.tolist(),
+        picked.drops.tolist(),
+        info_rows,
+        strict=True,
+    ):
+        state = states[state_code]
+        timer = timers[timer_code]
+        retransmits: int | None = retrans
+        probes: int | None = None
+        if timer is zero_window or timer is keepalive:
+            retransmits, probes = None, retrans
+        tcp_info: TcpInfo | None = None
+        if has_info:
+            info = new_object(tcp_info_builder)
+            (
+                info.retransmits,
+                info.probes,
+                info.backoff,
+                info.rto_us,
+                info.unacked,
+                info.last_data_sent_ms,
+                info.last_data_recv_ms,
+                info.last_ack_recv_ms,
+                info.rtt_us,
+                info.total_retrans,
+                info.busy_time_us,
+                info.rwnd_limited_us,
+                info.sndbuf_limited_us,
+            ) = info_values
+            info.__class__ = tcp_info_class
+            tcp_info = info
+            if not ((state is time_wait or state is syn_recv) and inode == 0):
+                retransmits = info_values[0]
+            probes = info_values[1]
+        if state is time_wait:
+            retransmits = None
+        is_listener = state is listen
+        draft = new_draft(SocketDraft)
+        draft.family = Family.IPV4 if family_code == 2 else Family.IPV6
+        draft.local = endpoint(family_code, src_high, src_low, sport)
+        draft.remote = endpoint(family_code, dst_high, dst_low, dport)
+        draft.state = state
+        draft.send_queue = None if is_listener else wqueue
+        draft.recv_queue = rqueue
+        draft.listen_backlog = wqueue if is_listener else None
+        draft.timer = timer
+        draft.timer_seconds = None if timer is no_timer else expires / 1000
+        draft.retransmits = retransmits
+        draft.probes = probes
+        draft.uid = None if state is time_wait else uid
+        draft.inode = inode
+        draft.pids = ()
+        draft.owner_source = unknown_owner
+        draft.raw_state = f"{state_code:02X}" if state is unknown_state else None
+        draft.cookie = cookie
+        draft.tcp_info = tcp_info
+        draft.shutdown = None if shutdown < 0 else shutdown
+        draft.truncated = False
+        draft.netns = None
+        draft.drops = None if drops < 0 else drops
+        append(draft)
+    return drafts
+
+
+def take(columns: DumpColumns, rows: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> DumpColumns:
+    """The given rows of ``columns`` (positions, or a mask)."""
+    return DumpColumns(**{name: getattr(columns, name)[rows] for name in COLUMN_NAMES})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tcphealth import columnar
 from tcphealth.model import Family, OwnerSource, Socket, SocketDraft, TcpState
 from tcphealth.sources import columns, dump_relay, netlink
 from tcphealth.sources.netlink import (
@@ -45,7 +46,7 @@ def _both_ways(chunks: list[bytes]) -> tuple[list[Socket], list[Socket]]:
     assert decoded is not None, "expected every message to be one the columns read"
     table, done = decoded
     assert done
-    return _finished(by_objects), _finished(columns.sockets_at(table))
+    return _finished(by_objects), _finished(columnar.sockets_at(table))
 
 
 def test_the_recorded_reply_gives_the_same_sockets_as_the_object_decoder() -> None:
@@ -115,9 +116,11 @@ def test_one_length_with_two_layouts_is_left_to_the_object_decoder() -> None:
     for one in (body, bytes(changed)):
         decoded = columns.decode([_framed(one)], "x")
         assert decoded is not None
-        (by_columns,) = _finished(columns.sockets_at(decoded[0]))
+        (by_columns,) = _finished(columnar.sockets_at(decoded[0]))
         assert by_columns == Decoder().message(memoryview(one), 0, len(one), "x")
-    assert columns.sockets_at(columns.decode([_framed(bytes(changed))], "x")[0])[0].shutdown is None  # type: ignore[index]
+    alone = columns.decode([_framed(bytes(changed))], "x")
+    assert alone is not None
+    assert columnar.sockets_at(alone[0])[0].shutdown is None
 
 
 def test_a_short_tcp_info_is_left_to_the_object_decoder() -> None:
@@ -145,7 +148,7 @@ def test_malformed_replies_are_the_object_decoders_errors() -> None:
         try:
             decoded = columns.decode([head], "x")
             assert decoded is not None
-            got: object = (_finished(columns.sockets_at(decoded[0])), decoded[1])
+            got: object = (_finished(columnar.sockets_at(decoded[0])), decoded[1])
         except NetlinkError as failed:
             got = str(failed)
         assert got == expected, cut

@@ -16,7 +16,8 @@ import pytest
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.diagnose.rules import ports
+from tcphealth.diagnose.rules import ports, time_wait
+from tcphealth.model import TcpState
 from tcphealth.sources import netlink
 from tests import lean_scene
 
@@ -50,3 +51,29 @@ def test_ports_counted_over_columns(both: lean_scene.BothPaths) -> None:
     assert len(by_objects) >= 2
     assert {f.code for f in by_objects} == {ports.PORTS_EXHAUSTING}
     assert any(f.subject.pids for f in by_objects)  # a holder named from the columns too
+
+
+def test_time_wait_counted_over_columns(both: lean_scene.BothPaths) -> None:
+    thresholds = dataclasses.replace(
+        Thresholds(), time_wait_ports_warning_ratio=0.0001, time_wait_ports_critical_ratio=0.002
+    )
+    index = SnapshotIndex.build(both.snapshot)
+    by_objects = time_wait.check(index, thresholds)
+    by_columns = time_wait.check_table(index, thresholds, both.table)
+    assert by_columns == by_objects
+    assert time_wait.PORTS_EXHAUSTING in {f.code for f in by_objects}
+
+
+def test_time_wait_bucket_limit_counted_over_columns(both: lean_scene.BothPaths) -> None:
+    # A bucket limit the scene's TIME_WAIT come near: the finding lists their destinations.
+    snapshot = both.snapshot
+    held = sum(1 for s in snapshot.sockets if s.state is TcpState.TIME_WAIT)
+    assert held
+    limited = dataclasses.replace(
+        snapshot, sysctls=dataclasses.replace(snapshot.sysctls, tcp_max_tw_buckets=held)
+    )
+    index = SnapshotIndex.build(limited)
+    by_objects = time_wait.check(index, Thresholds())
+    by_columns = time_wait.check_table(index, Thresholds(), both.table)
+    assert by_columns == by_objects
+    assert time_wait.BUCKET_LIMIT in {f.code for f in by_objects}

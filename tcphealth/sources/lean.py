@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from tcphealth.columnar import DumpColumns, SocketTable
+from tcphealth.columnar import OWNER_SOURCES, DumpColumns, SocketTable, sockets_at
 from tcphealth.model import OwnerSource, Process, Socket, TcpState
 from tcphealth.sources import background_scan, procfs
 from tcphealth.sources import owners as owners_module
-from tcphealth.sources.columns import sockets_at
 
 # Kernel state codes (include/net/tcp_states.h).
 _LISTEN = 10
@@ -74,6 +73,12 @@ def table_of(
         sockets, owners_module.Sorted(listeners, unaccepted_at, unseen_sockets)
     )
     sockets, still_unseen = procfs.second_look(sockets, owners.scan, proc_root, unseen_sockets)
+    # How each row's holders are known, as netlink._finish_all says it; then the worked rows'
+    # holders and sources as the credit and the second look left them.
+    source_at = {source: at for at, source in enumerate(OWNER_SOURCES)}
+    sources = np.full(len(columns), source_at[held], dtype=np.uint8)
+    sources[holders == 0] = source_at[not_held]
+    sources[inode == 0] = source_at[nobody]
     number = {pids: at for at, pids in enumerate(groups)}
     for row, sock in zip(rows.tolist(), sockets, strict=True):
         at = number.get(sock.pids)
@@ -81,7 +86,8 @@ def table_of(
             at = number[sock.pids] = len(groups)
             groups.append(sock.pids)
         holders[row] = at
-    return SocketTable(columns, holders, groups), still_unseen
+        sources[row] = source_at[sock.owner_source]
+    return SocketTable(columns, holders, groups, sources), still_unseen
 
 
 def _second_look_candidates(

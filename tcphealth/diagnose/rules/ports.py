@@ -238,13 +238,13 @@ def _counted(
 def _judged(
     index: SnapshotIndex,
     thresholds: Thresholds,
-    counted: _Counted,
+    tallies: _Counted,
     usable: int,
     port_range: tuple[int, int],
     assumed: bool,
     reserved: int,
 ) -> list[Finding]:
-    taken, by_state, holders = counted
+    taken, by_state, holders = tallies
     low, high = port_range
     findings: list[Finding] = []
     filling = False  # a supply the TIME_WAIT rules speak of

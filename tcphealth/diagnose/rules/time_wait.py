@@ -22,8 +22,11 @@ names its port.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
+
+from tcphealth.columnar import AddressTable, SocketTable, distinct_rows_first
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import (
     Destination,
@@ -75,6 +78,7 @@ from tcphealth.states import LINUX_DEFAULTS, port_range_or_default
 # (local address, remote address, remote port): what one ephemeral port range is shared by,
 # each address with the name a paste printed in its place (None for a real address).
 PortKey = tuple[IPAddress, str | None, IPAddress, int | None, str | None]
+_TIME_WAIT_CODE = 6  # the kernel's TCP_TIME_WAIT
 
 PORTS_EXHAUSTING = "time-wait-ports-exhausting"
 BUCKET_LIMIT = "time-wait-bucket-limit"
@@ -101,9 +105,7 @@ def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     sockets = index.sockets(TcpState.TIME_WAIT)
-    sysctls = index.snapshot.sysctls
-    (low, high), range_assumed = port_range_or_default(sysctls)
-    ports = high - low + 1
+    (low, high), _ = port_range_or_default(index.snapshot.sysctls)
 
     everywhere: Counter[Destination] = Counter()
     # (local address, destination) -> TIME_WAIT; folded into PortKey once per distinct pair
@@ -116,6 +118,74 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
         if local_port is not None and low <= local_port <= high:
             closed_as_client += 1
             from_client[(sock.local.address, sock.local.name, remote)] += 1
+    return _judged(
+        index, thresholds, len(sockets), closed_as_client, everywhere, from_client, lambda: sockets
+    )
+
+
+def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
+    """:func:`check`, counting over ``table`` (every socket of the index's snapshot, as
+    columns) instead of the TIME_WAIT objects: the same findings in the same order
+    (tests/test_lean_rules.py)."""
+    (low, high), _ = port_range_or_default(index.snapshot.sysctls)
+    columns = table.columns
+    rows = np.flatnonzero(columns.state == _TIME_WAIT_CODE)
+    addresses = AddressTable()
+    family, dst_high, dst_low, dport = (
+        columns.family[rows],
+        columns.dst_high[rows],
+        columns.dst_low[rows],
+        columns.dport[rows],
+    )
+
+    def remote_of(kind: int, high_half: int, low_half: int, port: int) -> Destination:
+        return destination(Endpoint(addresses.get(kind, high_half, low_half), port))
+
+    # Each distinct value counted once, folded in the order the object loop meets it.
+    everywhere: Counter[Destination] = Counter()
+    values, counts, first = distinct_rows_first([family, dst_high, dst_low, dport])
+    for at in sorted(range(len(counts)), key=first.__getitem__):
+        everywhere[remote_of(*(value[at] for value in values))] += counts[at]
+    sport = columns.sport[rows]
+    client = (sport >= low) & (sport <= high)
+    picked = np.flatnonzero(client)
+    from_client: Counter[tuple[IPAddress, str | None, Destination]] = Counter()
+    values, counts, first = distinct_rows_first(
+        [
+            key[picked]
+            for key in (
+                family,
+                columns.src_high[rows],
+                columns.src_low[rows],
+                dst_high,
+                dst_low,
+                dport,
+            )
+        ]
+    )
+    for at in sorted(range(len(counts)), key=first.__getitem__):
+        kind, src_high, src_low, high_half, low_half, port = (value[at] for value in values)
+        local = addresses.get(kind, src_high, src_low)
+        from_client[(local, None, remote_of(kind, high_half, low_half, port))] += counts[at]
+
+    # The TIME_WAIT objects only for a paste's EADDRINUSE line (never in a live table).
+    def objects() -> Sequence[Socket]:
+        return index.sockets(TcpState.TIME_WAIT)
+
+    return _judged(index, thresholds, len(rows), len(picked), everywhere, from_client, objects)
+
+
+def _judged(
+    index: SnapshotIndex,
+    thresholds: Thresholds,
+    total: int,
+    closed_as_client: int,
+    everywhere: Counter[Destination],
+    from_client: Counter[tuple[IPAddress, str | None, Destination]],
+    time_wait_sockets: Callable[[], Sequence[Socket]],
+) -> list[Finding]:
+    (low, high), range_assumed = port_range_or_default(index.snapshot.sysctls)
+    ports = high - low + 1
     per_destination: Counter[PortKey] = Counter()
     for (local, local_name, remote), count in from_client.items():
         key = (plain_address(local), local_name, remote.address, remote.port, remote.name)
@@ -129,12 +199,12 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
             )
             if finding is not None:
                 findings.append(finding)
-    bucket = _bucket_finding(index, len(sockets), closed_as_client, everywhere, thresholds)
+    bucket = _bucket_finding(index, total, closed_as_client, everywhere, thresholds)
     if bucket is not None:
         findings.append(bucket)
     in_use = error_line(index, ErrorKind.ADDRESS_IN_USE)
-    if in_use is not None and sockets:
-        findings.append(_blocks_bind(index, in_use, sockets))
+    if in_use is not None and total:
+        findings.append(_blocks_bind(index, in_use, time_wait_sockets()))
     return findings
 
 
