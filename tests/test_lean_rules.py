@@ -16,7 +16,7 @@ import pytest
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.diagnose.rules import ports, time_wait
+from tcphealth.diagnose.rules import keepalive, ports, time_wait
 from tcphealth.model import TcpState
 from tcphealth.sources import netlink
 from tests import lean_scene
@@ -77,3 +77,14 @@ def test_time_wait_bucket_limit_counted_over_columns(both: lean_scene.BothPaths)
     by_columns = time_wait.check_table(index, Thresholds(), both.table)
     assert by_columns == by_objects
     assert time_wait.BUCKET_LIMIT in {f.code for f in by_objects}
+
+
+def test_keepalive_counted_over_columns(both: lean_scene.BothPaths) -> None:
+    # Idle for a second counts: the generator's connections are quiet.
+    thresholds = dataclasses.replace(Thresholds(), established_idle_seconds=0)
+    index = SnapshotIndex.build(both.snapshot)
+    by_objects = keepalive.check(index, thresholds)
+    by_columns = keepalive.check_table(index, thresholds, both.table)
+    assert by_columns == by_objects
+    idle = [f for f in by_objects if f.code == keepalive.IDLE_NO_KEEPALIVE]
+    assert len(idle) >= 2 and all(f.subject.pids for f in idle)

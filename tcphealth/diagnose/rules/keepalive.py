@@ -18,6 +18,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from tcphealth.columnar import AddressTable, SocketTable, distinct_rows_first
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
 from tcphealth.diagnose.rule import Code, Rule
@@ -45,6 +48,8 @@ from tcphealth.states import duration_text, host_or_default, keepalive_seconds_l
 
 KEEPALIVE_UNANSWERED = "established-keepalive-unanswered"
 IDLE_NO_KEEPALIVE = "established-idle-no-keepalive"
+# Kernel codes: TCP_ESTABLISHED; inet_diag's timer numbers (none, keepalive).
+_ESTABLISHED_CODE, _NO_TIMER, _KEEPALIVE_TIMER = 1, 0, 2
 
 
 @dataclass
@@ -105,6 +110,82 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
                 group = idle.setdefault(pids_key(sock.pids), _Group())
                 group.add(sock)
                 group.idle_ms.append(idle_ms)
+    return _judged(index, unanswered, idle, probes, interval, probes_assumed, interval_assumed)
+
+
+def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
+    """:func:`check`, counting the quiet ESTABLISHED connections -- most of a host's -- over
+    ``table`` (every socket of the index's snapshot, as columns); the few with keepalive
+    probes outstanding are made objects. The same findings in the same order
+    (tests/test_lean_rules.py)."""
+    sysctls = index.snapshot.sysctls
+    probes, probes_assumed = host_or_default(sysctls, "tcp_keepalive_probes")
+    interval, interval_assumed = host_or_default(sysctls, "tcp_keepalive_intvl")
+    columns = table.columns
+    established = columns.state == _ESTABLISHED_CODE
+    timer = columns.timer
+    # A socket's probes: tcp_info's where it came, else the retrans byte under this timer.
+    probing = np.where(columns.has_info, columns.probes, columns.retrans)
+    unanswered: dict[IPAddress, _Group] = {}
+    outstanding = np.flatnonzero(established & (timer == _KEEPALIVE_TIMER) & (probing != 0))
+    for sock in table.sockets(outstanding):
+        group = unanswered.setdefault(plain_address(sock.remote.address), _Group())
+        group.add(sock)
+        if sock.timer_seconds is not None and sock.probes:
+            group.ends_in.append(
+                keepalive_seconds_left(sock.timer_seconds, sock.probes, probes, interval)
+            )
+    idle_ms = np.minimum(
+        np.minimum(columns.last_data_sent_ms, columns.last_data_recv_ms), columns.last_ack_recv_ms
+    )
+    quiet = (
+        established
+        & (timer == _NO_TIMER)
+        & (columns.wqueue == 0)
+        & (columns.rqueue == 0)
+        & columns.has_info
+        & (idle_ms >= thresholds.established_idle_seconds * 1000)
+    )
+    rows = np.flatnonzero(quiet)
+    # Each holder set a group, in the order the object loop meets them; its destinations
+    # likewise, folded as destination() folds them.
+    holders = table.holders[rows]
+    longest = np.zeros(len(table.groups), dtype=np.uint32)
+    np.maximum.at(longest, holders, idle_ms[rows])
+    idle: dict[tuple[int, ...], _Group] = {}
+    (holder_values,), counts, first = distinct_rows_first([holders])
+    for at in sorted(range(len(counts)), key=first.__getitem__):
+        pids = pids_key(table.groups[holder_values[at]])
+        group = idle.setdefault(pids, _Group())
+        group.sockets += counts[at]
+        group.pids[pids] += counts[at]
+        group.idle_ms.append(int(longest[holder_values[at]]))
+    addresses = AddressTable()
+    values, counts, first = distinct_rows_first(
+        [
+            holders,
+            columns.family[rows],
+            columns.dst_high[rows],
+            columns.dst_low[rows],
+            columns.dport[rows],
+        ]
+    )
+    for at in sorted(range(len(counts)), key=first.__getitem__):
+        holder, family, high, low, port = (value[at] for value in values)
+        remote = Endpoint(addresses.get(family, high, low), port)
+        idle[pids_key(table.groups[holder])].destinations[destination(remote)] += counts[at]
+    return _judged(index, unanswered, idle, probes, interval, probes_assumed, interval_assumed)
+
+
+def _judged(
+    index: SnapshotIndex,
+    unanswered: dict[IPAddress, _Group],
+    idle: dict[tuple[int, ...], _Group],
+    probes: int,
+    interval: int,
+    probes_assumed: bool,
+    interval_assumed: bool,
+) -> list[Finding]:
     assumed = [
         name
         for name, was in (
