@@ -16,7 +16,7 @@ import pytest
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.diagnose.rules import keepalive, ports, time_wait
+from tcphealth.diagnose.rules import established, keepalive, ports, receive_drops, time_wait
 from tcphealth.model import TcpState
 from tcphealth.sources import netlink
 from tests import lean_scene
@@ -88,3 +88,33 @@ def test_keepalive_counted_over_columns(both: lean_scene.BothPaths) -> None:
     assert by_columns == by_objects
     idle = [f for f in by_objects if f.code == keepalive.IDLE_NO_KEEPALIVE]
     assert len(idle) >= 2 and all(f.subject.pids for f in idle)
+
+
+def test_established_counted_over_columns(both: lean_scene.BothPaths) -> None:
+    # The busy pair's 3,000 unread bytes are "not reading" at this threshold.
+    thresholds = dataclasses.replace(Thresholds(), established_recv_queue_bytes=2000)
+    index = SnapshotIndex.build(both.snapshot)
+    by_objects = established.check(index, thresholds)
+    by_columns = established.check_table(index, thresholds, both.table)
+    assert by_columns == by_objects
+    assert established.NOT_READING in {f.code for f in by_objects}
+
+
+def test_receive_drops_counted_over_columns(both: lean_scene.BothPaths) -> None:
+    # Loopback drops nothing on demand: the same made-up drops on a few sockets of both
+    # paths (rows and sockets are in the same order), a listener's among them (not data).
+    snapshot, table = both.snapshot, both.table
+    sockets = list(snapshot.sockets)
+    drops = table.columns.drops.copy()
+    for row in range(0, len(sockets), 97):
+        drops[row] = row % 5
+        sockets[row] = dataclasses.replace(sockets[row], drops=row % 5)
+    listener = next(i for i, s in enumerate(sockets) if s.state is TcpState.LISTEN)
+    drops[listener] = 9
+    sockets[listener] = dataclasses.replace(sockets[listener], drops=9)
+    changed = dataclasses.replace(table, columns=dataclasses.replace(table.columns, drops=drops))
+    index = SnapshotIndex.build(dataclasses.replace(snapshot, sockets=tuple(sockets)))
+    by_objects = receive_drops.check(index, Thresholds())
+    by_columns = receive_drops.check_table(index, Thresholds(), changed)
+    assert by_columns == by_objects
+    assert len([f for f in by_objects if f.code == receive_drops.RECEIVE_DROPS]) >= 2

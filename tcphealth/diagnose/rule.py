@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.timeline import Age, ConnectionKey, connection_key
@@ -83,6 +84,7 @@ Check = Callable[[SnapshotIndex, Thresholds], list[Finding]]
 # A step takes the findings so far (the latest sample's, as corrected by the steps before it)
 # and returns them corrected and extended by what the series shows.
 Step = Callable[[Window, list[Finding], Thresholds], list[Finding]]
+TableCheck = Callable[[SnapshotIndex, Thresholds, SocketTable], list[Finding]]
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,7 @@ class Rule:
     codes: tuple[Code, ...]
     check: Check | None
     step: Step | None = None
+    # The same check counting over the snapshot's sockets as columns (SocketTable), for a
+    # rule that reads a state most sockets are in: the lean path of `tcphealth serve`
+    # (diagnose(..., table=...)); tests/test_lean_rules.py holds each to its ``check``.
+    check_table: TableCheck | None = None

@@ -19,8 +19,12 @@ it in every sample of a long enough stretch; before that they say what the sampl
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
+from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
 from tcphealth.diagnose.lasting import cannot_tell_yet, has_lasted, held_across, oldest
@@ -60,6 +64,9 @@ from tcphealth.states import (
 PEER_UNREACHABLE = "established-peer-unreachable"
 PEER_NOT_READING = "established-peer-not-reading"
 NOT_READING = "established-not-reading"
+
+# Kernel codes: TCP_ESTABLISHED; inet_diag's zero-window probe timer.
+_ESTABLISHED_CODE, _ZERO_WINDOW_TIMER = 1, 4
 
 
 @dataclass
@@ -146,12 +153,33 @@ def _is_stalled(sock: Socket, thresholds: Thresholds) -> bool:
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    return _judged(index, thresholds, index.sockets(TcpState.ESTABLISHED))
+
+
+def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
+    """:func:`check` over the ESTABLISHED rows of ``table`` that may be stalled, probed for
+    a zero window or not read (a superset picked from the columns), made objects in their
+    order: every other row adds nothing to any finding."""
+    columns = table.columns
+    retransmits = np.maximum(columns.retrans, columns.retransmits)  # either may be the one
+    maybe = (
+        ((retransmits >= thresholds.established_min_retransmits) & (columns.wqueue > 0))
+        | (columns.timer == _ZERO_WINDOW_TIMER)
+        | (columns.rqueue >= thresholds.established_recv_queue_bytes)
+    )
+    rows = np.flatnonzero(maybe & (columns.state == _ESTABLISHED_CODE))
+    return _judged(index, thresholds, table.sockets(rows))
+
+
+def _judged(
+    index: SnapshotIndex, thresholds: Thresholds, sockets: Iterable[Socket]
+) -> list[Finding]:
     stalled: dict[IPAddress, _Group] = {}
     not_reading: dict[tuple[int, ...], _Group] = {}
     peer_not_reading: dict[IPAddress, _Group] = {}
     retries2, _ = host_or_default(index.snapshot.sysctls, "tcp_retries2")
     zero_window = TimerKind.ZERO_WINDOW_PROBE
-    for sock in index.sockets(TcpState.ESTABLISHED):
+    for sock in sockets:
         # The peer's address is worked out only for the few sockets that need it.
         if _is_stalled(sock, thresholds):
             group = stalled.setdefault(plain_address(sock.remote.address), _Group())
@@ -509,5 +537,6 @@ RULE = Rule(
         ),
     ),
     check=check,
+    check_table=check_table,
     step=over_series,
 )

@@ -307,4 +307,5 @@ RULE = Rule(
         ),
     ),
     check=check,
+    check_table=check_table,
 )

@@ -472,4 +472,5 @@ RULE = Rule(
         ),
     ),
     check=check,
+    check_table=check_table,
 )

@@ -18,8 +18,12 @@ accept-queue rule, which shows that count as its own evidence.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule, Window
@@ -46,6 +50,7 @@ from tcphealth.model import (
 
 RECEIVE_DROPS = "receive-drops"
 RECEIVE_DROPS_RISING = "receive-drops-rising"
+_LISTEN_CODE = 10  # the kernel's TCP_LISTEN
 
 _COUNTERS: tuple[tuple[str, str], ...] = (
     ("TcpExt.TCPRcvQDrop", "no room in a socket's receive queue"),
@@ -80,10 +85,10 @@ def _data_drops(sock: Socket) -> int | None:
     return None if sock.state is TcpState.LISTEN else sock.drops
 
 
-def _socket_drops(snapshot: Snapshot) -> _Seen:
+def _socket_drops(sockets: Iterable[Socket]) -> _Seen:
     seen = _Seen()
     listen = TcpState.LISTEN
-    for sock in snapshot.sockets:
+    for sock in sockets:
         drops = sock.drops  # _data_drops(sock), written out: this runs for every socket
         if drops is None or sock.state is listen:
             continue
@@ -103,10 +108,22 @@ def _since_boot(snapshot: Snapshot) -> tuple[Evidence, ...]:
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    return _judged(index, _socket_drops(index.snapshot.sockets))
+
+
+def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
+    """:func:`check`, with the sockets that dropped anything picked out of ``table`` (every
+    socket of the snapshot, as columns) and made objects: the others add nothing."""
+    columns = table.columns
+    dropped = np.flatnonzero((columns.drops > 0) & (columns.state != _LISTEN_CODE))
+    return _judged(index, _socket_drops(table.sockets(dropped)))
+
+
+def _judged(index: SnapshotIndex, seen: _Seen) -> list[Finding]:
     snapshot = index.snapshot
     findings = [
         _socket_finding(index, pids, holder, _since_boot(snapshot))
-        for pids, holder in _socket_drops(snapshot).holders.items()
+        for pids, holder in seen.holders.items()
     ]
     if not findings:
         counted = sum(snapshot.counters.get(name, 0) for name, _ in _COUNTERS)
@@ -284,5 +301,6 @@ RULE = Rule(
         ),
     ),
     check=check,
+    check_table=check_table,
     step=over_series,
 )

@@ -577,4 +577,5 @@ RULE = Rule(
         ),
     ),
     check=check,
+    check_table=check_table,
 )
