@@ -115,6 +115,7 @@ class SocketTable:
     holders: npt.NDArray[np.uint32]
     groups: list[tuple[int, ...]]
     sources: npt.NDArray[np.uint8]  # how each row's holders are known: OWNER_SOURCES[...]
+    netns: int | None = None  # the network namespace every row is in, where it is noted
 
     def __len__(self) -> int:
         return len(self.columns)
@@ -124,6 +125,9 @@ class SocketTable:
         needs as objects."""
         drafts = sockets_at(self.columns, rows)
         groups, sources = self.groups, OWNER_SOURCES
+        if self.netns is not None:
+            for draft in drafts:
+                draft.netns = self.netns
         return [
             draft.finish(groups[holder], sources[source])
             for draft, holder, source in zip(

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from prometheus_client.core import Metric
 
+from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.filters import SocketFilter
 from tcphealth.model import Snapshot
-from tcphealth.pipeline import diagnose_samples
-from tcphealth.render.prometheus import DEFAULT_TOP, KernelFacts, families
+from tcphealth.pipeline import analyse_table, diagnose_samples
+from tcphealth.render.prometheus import DEFAULT_TOP, KernelFacts, families, table_families
 
 
 def report_families(
@@ -36,6 +37,21 @@ def report_families(
     diagnosed = diagnose_samples(series, where, flt, thresholds, grouped=False)
     latest = diagnosed.noted  # the snapshot the report is of: its counters and sysctls
     return families(diagnosed.report, KernelFacts(latest.counters, latest.sysctls), top=top)
+
+
+def table_families_of(
+    snapshot: Snapshot,
+    table: SocketTable,
+    *,
+    lazy: Sequence[int] = (),
+    thresholds: Thresholds | None = None,
+    top: int = DEFAULT_TOP,
+) -> list[Metric]:
+    """:func:`report_families` of one live snapshot given as a table (every socket as columns,
+    the snapshot listing as objects those in states not in ``lazy``): the same families,
+    counted over the columns (tests/test_lean_pipeline.py compares them)."""
+    report = analyse_table(snapshot, table, thresholds, lazy)
+    return table_families(report, table, KernelFacts(snapshot.counters, snapshot.sysctls), top=top)
 
 
 def write_textfile(path: Path, data: bytes) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tcphealth import gcpause, namespaced, sources
+from tcphealth.columnar import SocketTable
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.timeline import Age, ConnectionKey, Tracker
@@ -61,6 +62,32 @@ def analyse(
             report = namespaced.analyse(narrowed, shown, flt.describe(), grouped=grouped)
             return replace(report, empty_selection=_empty(snapshot, narrowed, flt))
         return _narrowed_report(snapshot, diagnose(snapshot, thresholds), flt, grouped=grouped)
+
+
+def analyse_table(
+    snapshot: Snapshot,
+    table: SocketTable,
+    thresholds: Thresholds | None = None,
+    lazy: Sequence[int] = (),
+) -> Report:
+    """:func:`analyse` of a whole snapshot given as a table (every socket as columns; the
+    snapshot lists as objects those in states not in ``lazy``), without a filter or the
+    groups a report's tables need: the report the metrics read, made as ``analyse`` of the
+    whole snapshot makes it (tests/test_lean_pipeline.py compares the two)."""
+    with gcpause.paused():
+        findings = diagnose(snapshot, thresholds, table=table, lazy=lazy)
+        if not snapshot.namespaces:
+            return build_report(snapshot, findings, grouped=False, table=table)
+        if len(snapshot.namespaces) != 1:
+            raise ValueError("a table is of one network namespace")
+        # namespaced.analyse of one namespace: each finding placed in it.
+        namespace = snapshot.namespaces[0]
+        by_pid = {process.pid: process for process in snapshot.processes}
+        placed = [namespaced.place(finding, namespace, by_pid) for finding in findings]
+        return replace(
+            build_report(snapshot, placed, grouped=False, table=table),
+            namespaces=snapshot.namespaces,
+        )
 
 
 def analyse_series(

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from tcphealth.columnar import STATE_OF_CODE, SocketTable
 from tcphealth.diagnose import AGE_DECIDES
 from tcphealth.diagnose import config as diagnose_config
 from tcphealth.diagnose.config import Thresholds, thresholds_as_toml
@@ -504,9 +507,15 @@ def build_report(
     series: SeriesFacts | None = None,
     empty_selection: str | None = None,
     grouped: bool = True,
+    table: SocketTable | None = None,
 ) -> Report:
     """Arrange a (possibly filtered) snapshot and the findings the diagnosis made of it;
     ``series`` when the snapshot is the latest of several samples.
+
+    ``table``: every socket of the snapshot as columns (the snapshot listing only some as
+    objects, see SnapshotIndex.build_table): the counts per state and holder come from it,
+    and the report lists no socket objects (only the metrics read such a report, through
+    the table).
 
     ``grouped=False`` leaves out the groups of sockets of each process (its table in the
     other formats), keeping their counts per state: what the metrics read, for a third of
@@ -515,11 +524,17 @@ def build_report(
     states: Counter[TcpState] = Counter()
     owners: dict[int, _OwnerAccumulator] = {}
     unowned = _OwnerAccumulator()
-    if not grouped:
+    if table is not None:
+        if grouped or series is not None:
+            raise ValueError("a table's report is of one snapshot, without groups")
+        truncated = 0  # the columns come from netlink, which cuts no address short
+        counts = table_counts(table)
+    elif not grouped:
         # Counted per (holders, state) in C; no endpoint is looked at.
         truncated = sum(map(_TRUNCATED, snapshot.sockets))
         sockets = snapshot.sockets
         counts = Counter(zip(map(_PIDS, sockets), map(_STATE, sockets), strict=True))
+    if not grouped:
         for (holders, state), count in counts.items():
             states[state] += count
             if not holders:
@@ -577,7 +592,7 @@ def build_report(
     return Report(
         host=snapshot.host,
         attribution=snapshot.attribution,
-        socket_count=len(snapshot.sockets),
+        socket_count=len(snapshot.sockets) if table is None else len(table),
         states=_ordered_states(states),
         findings=ordered,
         processes=tuple(summaries),
@@ -587,11 +602,23 @@ def build_report(
         reported_states=dict(snapshot.state_counts),
         truncated_sockets=truncated,
         skipped_lines=snapshot.skipped_lines,
-        sockets=snapshot.sockets,
+        sockets=snapshot.sockets if table is None else (),
         process_by_pid=process_by_pid,
         series=series,
         empty_selection=empty_selection,
     )
+
+
+def table_counts(table: SocketTable) -> Counter[tuple[tuple[int, ...], TcpState]]:
+    """Sockets per (holders, state) over a table's rows, counted by numpy."""
+    pairs, pair_counts = np.unique(
+        table.holders.astype(np.uint64) * np.uint64(256) + table.columns.state,
+        return_counts=True,
+    )
+    counts: Counter[tuple[tuple[int, ...], TcpState]] = Counter()
+    for pair, count in zip(pairs.tolist(), pair_counts.tolist(), strict=True):
+        counts[table.groups[pair >> 8], STATE_OF_CODE[pair & 0xFF]] += count
+    return counts
 
 
 def notes_for_selection(snapshot: Snapshot, filters: tuple[str, ...]) -> tuple[str, ...]:

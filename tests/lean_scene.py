@@ -109,6 +109,7 @@ class BothPaths:
     table: SocketTable
     unseen: int
     unseen_at: int
+    scan: procfs.FdScan
 
 
 def both_paths(busy_client: socket.socket) -> BothPaths:
@@ -157,4 +158,4 @@ def both_paths(busy_client: socket.socket) -> BothPaths:
     owners_again = background_scan.owners_from(scan, array("Q", table_columns.inode.tolist()))
     owners_again.index[unseen_at] = 0
     table, unseen = lean.table_of(table_columns, owners_again, PROC)
-    return BothPaths(snapshot, table, unseen, unseen_at)
+    return BothPaths(snapshot, table, unseen, unseen_at, scan)

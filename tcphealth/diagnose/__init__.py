@@ -12,9 +12,10 @@ README's table of codes are made from it. The rules share helpers only through `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
@@ -96,19 +97,33 @@ def diagnose(
     snapshot: Snapshot,
     thresholds: Thresholds | None = None,
     series_ages: Mapping[ConnectionKey, Age] | None = None,
+    *,
+    table: SocketTable | None = None,
+    lazy: Sequence[int] = (),
 ) -> list[Finding]:
     """Every finding the rules make about ``snapshot``, most severe first.
 
     Order: severity (CRITICAL first), then count descending, then code. Healthy sockets give
     no finding. Runs in time linear in the number of sockets. ``series_ages``: the sockets'
     ages where ``snapshot`` is the latest of a series (see SnapshotIndex.series_ages).
+
+    ``table``: every socket of the snapshot as columns, the snapshot itself listing as
+    objects only those in states not in ``lazy`` (kernel state codes; see
+    SnapshotIndex.build_table): each rule with a table check counts over the columns, the
+    others read objects, made from the table for a lazy state when first asked for. The
+    same findings as of the whole snapshot (tests/test_lean_pipeline.py).
     """
-    index = SnapshotIndex.build(snapshot)
+    if table is None:
+        index = SnapshotIndex.build(snapshot)
+    else:
+        index = SnapshotIndex.build_table(snapshot, table, lazy)
     index.series_ages = series_ages
     effective = thresholds if thresholds is not None else Thresholds()
     findings: list[Finding] = []
     for rule in RULES:
-        if rule.check is not None:
+        if table is not None and rule.check_table is not None:
+            findings.extend(rule.check_table(index, effective, table))
+        elif rule.check is not None:
             findings.extend(rule.check(index, effective))
     platform = snapshot.host.platform
     if platform is not None and platform != "linux":

@@ -10,9 +10,19 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from tcphealth.columnar import (
+    OWNER_SOURCES,
+    STATE_OF_CODE,
+    AddressTable,
+    SocketTable,
+    distinct_rows,
+    distinct_rows_first,
+)
 from tcphealth.diagnose.timeline import Age, ConnectionKey, connection_key
 from tcphealth.model import (
     Endpoint,
@@ -23,6 +33,8 @@ from tcphealth.model import (
     Socket,
     TcpState,
 )
+
+_ESTABLISHED_CODE = 1  # the kernel's TCP_ESTABLISHED
 
 # A destination as TCP sees it for port allocation: the remote endpoint, its address
 # normalised (a v4-mapped IPv6 address turned back into IPv4). An Endpoint rather than an
@@ -116,6 +128,11 @@ class SnapshotIndex:
     # Each socket's age in its state as a series of samples saw it (None: one look). Read by
     # the few rules whose verdict on a handful of sockets rests on their age alone.
     series_ages: Mapping[ConnectionKey, Age] | None = None
+    # Every socket as columns, where the index was built from a table (build_table): the
+    # snapshot then lists as objects only the sockets of the states not in ``_lazy``; the
+    # others are made objects from the table when a rule first asks for them.
+    table: SocketTable | None = None
+    _lazy: dict[TcpState, int] = field(default_factory=dict)  # state -> its kernel code
 
     def observed_seconds(self, sock: Socket) -> float | None:
         """How long the series saw ``sock`` in its state (None: one look, or not seen)."""
@@ -194,6 +211,8 @@ class SnapshotIndex:
         """Which pids hold ESTABLISHED connections to ``dest``, and how many each: names the
         likely client behind TIME_WAIT toward it (TIME_WAIT itself has no owner). Worked out
         for every destination the first time it is asked -- rarely: only for a finding."""
+        if self._established_by_destination is None and self.table is not None:
+            self._established_by_destination = self._established_by_destination_of_table()
         if self._established_by_destination is None:
             by_destination: defaultdict[Destination, Counter[int]] = defaultdict(Counter)
             for sock in self.sockets(TcpState.ESTABLISHED):
@@ -202,8 +221,75 @@ class SnapshotIndex:
             self._established_by_destination = dict(by_destination)
         return self._established_by_destination.get(dest)
 
+    def _established_by_destination_of_table(self) -> dict[Destination, Counter[int]]:
+        """:meth:`established_pids`'s map over the table: each (holders, destination) once."""
+        assert self.table is not None
+        table, columns = self.table, self.table.columns
+        rows = np.flatnonzero(columns.state == _ESTABLISHED_CODE)
+        addresses = AddressTable()
+        values, counts, first = distinct_rows_first(
+            [
+                table.holders[rows],
+                columns.family[rows],
+                columns.dst_high[rows],
+                columns.dst_low[rows],
+                columns.dport[rows],
+            ]
+        )
+        found: defaultdict[Destination, Counter[int]] = defaultdict(Counter)
+        for at in sorted(range(len(counts)), key=first.__getitem__):
+            holder, kind, high, low, port = (value[at] for value in values)
+            pids = table.groups[holder]
+            if pids:
+                remote = Endpoint(addresses.get(kind, high, low), port)
+                counter = found[destination(remote)]
+                for pid in pids:
+                    counter[pid] += counts[at]
+        return dict(found)
+
     def sockets(self, state: TcpState) -> list[Socket]:
+        if self._lazy and state in self._lazy:
+            self._materialise(state)
         return self.by_state.get(state, [])
+
+    def _materialise(self, state: TcpState) -> None:
+        """Make the table's rows in ``state`` objects, in their order (a rule without a table
+        check asked for them)."""
+        assert self.table is not None
+        code = self._lazy.pop(state)
+        rows = np.flatnonzero(self.table.columns.state == code)
+        if len(rows):
+            self.by_state[state] = self.table.sockets(rows)
+
+    @classmethod
+    def build_table(
+        cls, snapshot: Snapshot, table: SocketTable, lazy: Sequence[int]
+    ) -> SnapshotIndex:
+        """The index of a snapshot whose sockets are ``table``'s rows: the snapshot lists as
+        objects the sockets of every state but the kernel codes in ``lazy``; those states'
+        are made objects only if a rule asks for them (rules with a table check count over
+        the columns instead). Every lookup the same as :meth:`build` of the whole snapshot
+        (tests/test_lean_pipeline.py)."""
+        index = cls.build(snapshot)
+        index.table = table
+        index._lazy = {STATE_OF_CODE[code]: code for code in lazy}
+        columns = table.columns
+        # What build() counts over every socket, over the columns: local addresses and
+        # sockets per pid.
+        addresses = AddressTable()
+        (kinds, highs, lows), _ = distinct_rows([columns.family, columns.src_high, columns.src_low])
+        index.local_addresses = set()
+        for kind, high, low in zip(kinds, highs, lows, strict=True):
+            local = plain_address(addresses.get(kind, high, low))
+            if not local.is_unspecified:
+                index.local_addresses.add(local)
+        index.sockets_per_pid = Counter()
+        for group, count in enumerate(
+            np.bincount(table.holders, minlength=len(table.groups)).tolist()
+        ):
+            for pid in table.groups[group] if count else ():
+                index.sockets_per_pid[pid] += count
+        return index
 
     def client_end(self, local: Endpoint, remote: Endpoint) -> Endpoint:
         """Of a connection's two ends, the one that is no listening port here: the client's,
@@ -264,6 +350,12 @@ class SnapshotIndex:
         """How many sockets in ``state`` have a descriptor that no process we could read
         holds. Counted once per state, when a finding first asks."""
         count = self._unseen_by_state.get(state)
+        if count is None and self.table is not None and state in self._lazy:
+            code = OWNER_SOURCES.index(OwnerSource.UNSEEN)
+            table = self.table
+            in_state = table.columns.state == self._lazy[state]
+            count = int(np.count_nonzero(in_state & (table.sources == code)))
+            self._unseen_by_state[state] = count
         if count is None:
             unseen = OwnerSource.UNSEEN
             count = sum(1 for sock in self.sockets(state) if sock.owner_source is unseen)

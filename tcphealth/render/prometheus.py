@@ -38,7 +38,7 @@ from tcphealth import __version__
 from tcphealth.columnar import STATE_OF_CODE, AddressTable, SocketTable, distinct_rows
 from tcphealth.model import TCP_STATES, Endpoint, Severity, Sysctls, TcpState
 from tcphealth.render.text import inert
-from tcphealth.report import STATE_ORDER, Report
+from tcphealth.report import STATE_ORDER, Report, table_counts
 
 PREFIX = "tcphealth"
 
@@ -167,13 +167,7 @@ def table_families(
         if count:
             states[STATE_OF_CODE[code]] += count
     out: list[Metric] = [_state_family(states)]
-    # Per (holder group, state code), counted by numpy; named once per distinct pair.
-    pairs, pair_counts = np.unique(
-        table.holders.astype(np.uint64) * np.uint64(256) + columns.state, return_counts=True
-    )
-    by_holders: Counter[tuple[tuple[int, ...], TcpState]] = Counter()
-    for pair, count in zip(pairs.tolist(), pair_counts.tolist(), strict=True):
-        by_holders[table.groups[pair >> 8], STATE_OF_CODE[pair & 0xFF]] += count
+    by_holders = table_counts(table)
     out.extend(_processes(report, top, _named(report, by_holders)))
     out.extend(_findings(report, top))
     out.extend(_table_socket_families(report, table, kernel.sysctls, top))

@@ -14,17 +14,26 @@ back as group numbers.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import socket
+import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from tcphealth import gcpause
 from tcphealth.columnar import OWNER_SOURCES, DumpColumns, SocketTable, sockets_at
-from tcphealth.model import OwnerSource, Process, Socket, TcpState
-from tcphealth.sources import background_scan, procfs
+from tcphealth.model import Family, OwnerSource, Process, Snapshot, Socket, TcpState
+from tcphealth.sources import background_scan, dump_relay, namespaces, netlink, procfs
+from tcphealth.sources import columns as columns_module
 from tcphealth.sources import owners as owners_module
 
+PROC = Path("/proc")
 # Kernel state codes (include/net/tcp_states.h).
 _LISTEN = 10
 # The states a connection may wait in an accept queue with no descriptor (owners.py's
@@ -33,10 +42,14 @@ _UNACCEPTED_CODES = (1, 3, 8)
 
 
 def table_of(
-    columns: DumpColumns, owners: background_scan.Owners, proc_root: Path
+    columns: DumpColumns,
+    owners: background_scan.Owners,
+    proc_root: Path,
+    netns: int | None = None,
 ) -> tuple[SocketTable, int]:
     """The rows with their holders, and how many rows stay unseen (a descriptor no process
-    we read holds) after the second look."""
+    we read holds) after the second look. ``netns``: the namespace every row is in, where the
+    object path notes it on each socket (a collection of every namespace)."""
     groups = list(owners.groups)
     holders = np.frombuffer(owners.index, dtype=np.uint32).copy()
     if len(holders) != len(columns):
@@ -50,6 +63,8 @@ def table_of(
         worked |= _second_look_candidates(columns, holders, unseen)
     rows = np.flatnonzero(worked)
     drafts = sockets_at(columns, rows)
+    for draft in drafts:
+        draft.netns = netns
     held, not_held, nobody = OwnerSource.FD, OwnerSource.UNSEEN, OwnerSource.NONE
     sockets: list[Socket] = []
     listeners: list[Socket] = []
@@ -87,7 +102,7 @@ def table_of(
             groups.append(sock.pids)
         holders[row] = at
         sources[row] = source_at[sock.owner_source]
-    return SocketTable(columns, holders, groups, sources), still_unseen
+    return SocketTable(columns, holders, groups, sources, netns), still_unseen
 
 
 def _second_look_candidates(
@@ -121,3 +136,117 @@ def processes_of(table: SocketTable, scan: procfs.FdScan, proc_root: Path) -> li
     used = np.unique(table.holders).tolist()
     processes, _ = procfs.read_holders((table.groups[at] for at in used), scan, proc_root)
     return processes
+
+
+# The states most of a busy host's sockets are in, which the rules with a table check read
+# as columns: their rows are made objects only when a rule without one asks for them
+# (SnapshotIndex.sockets). Every other state's sockets are objects in the snapshot.
+BULK_CODES = (1, 6)  # ESTABLISHED, TIME_WAIT
+
+
+def snapshot_of(
+    table: SocketTable,
+    scan: procfs.FdScan,
+    unseen: int,
+    notes: list[str],
+    proc_root: Path,
+    taken_at: float,
+) -> Snapshot:
+    """The snapshot that goes with ``table``: its sockets are the rows in every state but
+    the bulk ones (BULK_CODES) as objects; processes, attribution, notes and the host's
+    facts as :func:`procfs.assemble` makes them. Only the table-aware diagnosis and report
+    (``diagnose(..., table=...)``, ``build_report(..., table=...)``) read it."""
+    rows = np.flatnonzero(~np.isin(table.columns.state, BULK_CODES))
+    sockets = table.sockets(rows)
+    used = np.unique(table.holders).tolist()
+    processes, attribution = procfs.holders_read(
+        (table.groups[at] for at in used), scan, unseen, notes, proc_root
+    )
+    return procfs.host_snapshot(
+        sockets, notes, proc_root, taken_at, "netlink", processes, attribution
+    )
+
+
+def collect(
+    proc_root: Path = Path("/proc"), *, scope: str = "auto", node_root: Path = Path("/")
+) -> tuple[Snapshot, SocketTable] | None:
+    """This host's sockets as a table and its snapshot (:func:`snapshot_of`), as
+    ``sources.collect_live`` would see them with this ``scope`` -- or None where this path
+    does not apply (another network namespace to read, no netlink, a message the columns do
+    not read): the caller collects the object way then."""
+    if proc_root != PROC or not netlink.available() or not os.path.isdir("/proc/self/ns"):
+        return None
+    discovery = namespaces.discover(proc_root)
+    root = os.geteuid() == 0
+    every = root and (scope == "all" or (scope == "auto" and discovery.own == discovery.host))
+    if every and discovery.others:
+        return None  # several namespaces: the object path reads them all
+    taken_at = time.time()
+    requests = [
+        netlink.build_request(family, 1, with_tcp_info=True)
+        for family in (socket.AF_INET, socket.AF_INET6)
+    ]
+    with contextlib.ExitStack() as stack:
+        relay = stack.enter_context(
+            dump_relay.started(
+                requests, buffer_size=netlink.RECEIVE_BUFFER, timeout=netlink.DUMP_TIMEOUT
+            )
+        )
+        helpers = () if relay is None or relay.pid is None else (relay.pid,)
+        pending = stack.enter_context(background_scan.started(proc_root, helpers))
+        with gcpause.paused():
+            columns = _dumped(relay)
+            if columns is None:
+                return None
+            # Read with the dump, as the collection of every namespace reads them.
+            own_read = namespaces._Read(
+                procfs.read_sysctls(proc_root), procfs.read_counters(proc_root)
+            )
+            owners = pending.owners(array("Q", columns.inode.tolist()))
+            table, unseen = table_of(columns, owners, proc_root, discovery.own if every else None)
+            scan = owners.scan
+            del owners
+    notes: list[str] = []
+    snapshot = snapshot_of(table, scan, unseen, notes, proc_root, taken_at)
+    if every:
+        read = {} if discovery.own is None else {discovery.own: own_read}
+        labelled = namespaces.label(
+            snapshot, discovery, read, proc_root=proc_root, node_root=node_root
+        )
+        return labelled, table
+    return (
+        namespaces.this_namespace(
+            snapshot,
+            proc_root,
+            node_root=node_root,
+            discovery=discovery,
+            note_others=scope != "self",
+        ),
+        table,
+    )
+
+
+def _dumped(relay: dump_relay.Relay | None) -> DumpColumns | None:
+    """Both families' dumps as columns (relayed by ``relay``'s child if there is one, else
+    received here), or None where a message is not one the columns read."""
+    parts: list[DumpColumns] = []
+    for number, family in enumerate((Family.IPV4, Family.IPV6)):
+        where = f"netlink sock_diag ({family.value})"
+        chunks = (
+            netlink._relayed(relay, number, family)
+            if relay is not None
+            else netlink._received(family, True, netlink.DUMP_TIMEOUT)
+        )
+        try:
+            decoded = columns_module.decode(chunks, where)
+        except OSError as error:
+            if family is Family.IPV6 and error.errno == errno.EAFNOSUPPORT:
+                continue  # a kernel without IPv6
+            raise netlink.NetlinkError(where, str(error)) from None
+        if decoded is None:
+            return None
+        part, done = decoded
+        if not done:
+            raise netlink.NetlinkError(where, "the dump ended without NLMSG_DONE")
+        parts.append(part)
+    return columns_module.joined(parts) if parts else None

@@ -939,28 +939,58 @@ def assemble(
                 sockets, scan, proc_root, None if found is None else found.unseen
             )
         # The distinct pid tuples first, in C: a few among 300,000 sockets.
-        processes, exited = read_holders(set(map(_PIDS, sockets)), scan, proc_root)
-        if exited:
-            notes.append(
-                f"{exited} process(es) holding sockets exited while they were read; "
-                "their sockets show the pid without a name"
-            )
-        attribution = Attribution(
-            attempted=True,
-            processes_scanned=scan.scanned,
-            processes_vanished=scan.vanished + exited,
-            processes_forbidden=scan.forbidden,
-            sockets_unseen=unseen,
+        processes, attribution = holders_read(
+            set(map(_PIDS, sockets)), scan, unseen, notes, proc_root
         )
-        if scan.forbidden:
-            notes.append(
-                f"the file descriptors of {scan.forbidden} process(es) were not readable, so "
-                f"{unseen} socket(s) have no known owner; run as root to see them"
-            )
-        elif unseen:
-            notes.append(unseen_owner_note(unseen))
     else:
         attribution = Attribution(attempted=False)
+    return host_snapshot(sockets, notes, proc_root, taken_at, source, processes, attribution)
+
+
+def holders_read(
+    pid_tuples: Iterable[tuple[int, ...]],
+    scan: FdScan,
+    unseen: int,
+    notes: list[str],
+    proc_root: Path,
+) -> tuple[list[Process], Attribution]:
+    """The processes holding sockets, and what the attribution of the sockets to them came
+    to (``unseen``: sockets no process we read holds); the notes that says, added to
+    ``notes``."""
+    processes, exited = read_holders(pid_tuples, scan, proc_root)
+    if exited:
+        notes.append(
+            f"{exited} process(es) holding sockets exited while they were read; "
+            "their sockets show the pid without a name"
+        )
+    attribution = Attribution(
+        attempted=True,
+        processes_scanned=scan.scanned,
+        processes_vanished=scan.vanished + exited,
+        processes_forbidden=scan.forbidden,
+        sockets_unseen=unseen,
+    )
+    if scan.forbidden:
+        notes.append(
+            f"the file descriptors of {scan.forbidden} process(es) were not readable, so "
+            f"{unseen} socket(s) have no known owner; run as root to see them"
+        )
+    elif unseen:
+        notes.append(unseen_owner_note(unseen))
+    return processes, attribution
+
+
+def host_snapshot(
+    sockets: Iterable[Socket],
+    notes: list[str],
+    proc_root: Path,
+    taken_at: float,
+    source: str,
+    processes: Iterable[Process],
+    attribution: Attribution,
+) -> Snapshot:
+    """The snapshot of ``sockets`` with the host's facts, sysctls and counters read below
+    ``proc_root``."""
     hostname = _read_text(f"{proc_root}/sys/kernel/hostname")
     kernel = _read_text(f"{proc_root}/sys/kernel/osrelease")
     live = proc_root == Path("/proc")

@@ -1,0 +1,97 @@
+"""The lean path of `tcphealth serve` as a whole against the object path, on one live dump
+(tests/lean_scene.py): the snapshot with only its non-bulk sockets as objects, the table,
+the diagnosis with the rules' table checks, the report and the metrics counted over the
+columns -- the same exposition, byte for byte, as the full report's metrics of the whole
+snapshot; and no ESTABLISHED or TIME_WAIT socket made an object on the way."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tcphealth import exporter
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.model import TcpState
+from tcphealth.render.prometheus import exposition
+from tcphealth.sources import lean, netlink
+from tests import lean_scene
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or not netlink.available(),
+        reason="needs netlink sock_diag",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lean_scene.BothPaths]:
+    tmp_path: Path = tmp_path_factory.mktemp("lean")
+    with lean_scene.generator(tmp_path, 28960), lean_scene.extra_scene() as held:
+        time.sleep(0.2)  # the closed ends of the generator's pairs reach FIN_WAIT2
+        yield lean_scene.both_paths(held["busy_client"])
+
+
+# The defaults, and thresholds low enough that every rule with a table check finds
+# something in a few thousand loopback sockets.
+_LOW = dataclasses.replace(
+    Thresholds(),
+    ports_warning_ratio=0.001,
+    ports_critical_ratio=0.02,
+    time_wait_ports_warning_ratio=0.0001,
+    time_wait_ports_critical_ratio=0.002,
+    established_idle_seconds=0,
+    established_recv_queue_bytes=2000,
+)
+
+
+@pytest.mark.parametrize("thresholds", [Thresholds(), _LOW], ids=["defaults", "low"])
+def test_the_lean_exposition_is_the_full_one(
+    both: lean_scene.BothPaths, thresholds: Thresholds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = exposition(exporter.report_families([both.snapshot], thresholds=thresholds))
+
+    made: list[TcpState] = []
+    materialise = SnapshotIndex._materialise
+
+    def noted(index: SnapshotIndex, state: TcpState) -> None:
+        made.append(state)
+        materialise(index, state)
+
+    monkeypatch.setattr(SnapshotIndex, "_materialise", noted)
+    snapshot = lean.snapshot_of(
+        both.table, both.scan, both.unseen, [], lean_scene.PROC, both.snapshot.host.taken_at
+    )
+    # Only the sockets outside ESTABLISHED and TIME_WAIT are objects.
+    assert {s.state for s in snapshot.sockets}.isdisjoint(
+        {TcpState.ESTABLISHED, TcpState.TIME_WAIT}
+    )
+    assert len(snapshot.sockets) < len(both.snapshot.sockets) // 2
+    lean_families = exporter.table_families_of(
+        snapshot, both.table, lazy=lean.BULK_CODES, thresholds=thresholds
+    )
+    assert exposition(lean_families).decode() == full.decode()
+    if thresholds is _LOW:
+        # The not-reading finding names its local senders: ESTABLISHED made objects once,
+        # for that finding (the object path's lookup, by_client_end).
+        assert made == [TcpState.ESTABLISHED]
+    else:
+        assert made == []  # no rule asked for the bulk states' objects
+
+    text = full.decode()
+    assert "tcphealth_finding_sockets{" in text
+    if thresholds is _LOW:
+        for code in (
+            "ephemeral-ports-exhausting",
+            "time-wait-ports-exhausting",
+            "established-idle-no-keepalive",
+            "established-not-reading",
+        ):
+            assert f'code="{code}"' in text
