@@ -1264,7 +1264,30 @@ def serve(
         raise click.UsageError(f"--listen: {error}") from None
     logging.basicConfig(level=logging.INFO, format="tcphealth serve: %(message)s")
 
+    # The lean path: this host's sockets as columns, objects only where a rule needs them
+    # (tcphealth.sources.lean), for the plain case -- live, netlink, no filter, this
+    # namespace or all when there is no other. Anything else, or a dump the columns do not
+    # read, is collected and reported as by `tcphealth metrics`.
+    lean_scope = (
+        (inputs.netns or "auto")
+        if inputs.from_file is None
+        and not flt.active
+        and inputs.source in ("auto", "netlink")
+        and not inputs.no_processes
+        and (inputs.netns is None or inputs.netns in ("auto", "all", "self"))
+        else None
+    )
+
     def collect() -> list[Any]:
+        if lean_scope is not None:
+            from tcphealth.sources import lean
+
+            collected = lean.collect(inputs.proc_root, scope=lean_scope, node_root=inputs.node_root)
+            if collected is not None:
+                snapshot, table = collected
+                return exporter.table_families_of(
+                    snapshot, table, lazy=lean.BULK_CODES, thresholds=thresholds, top=top
+                )
         series = inputs.load_series()
         return exporter.report_families(
             series, inputs.from_file or "-", flt=flt, thresholds=thresholds, top=top
