@@ -180,14 +180,13 @@ def _empty(count: int) -> dict[str, Array]:
     return out
 
 
-def _decode_chunk(data: memoryview, where: str) -> tuple[dict[str, Array], bool] | None:
-    """One chunk's sockets as columns, and whether NLMSG_DONE came; None: not for this
-    decoder."""
+def _walk(data: memoryview, where: str, base: int, starts: list[int], lengths: list[int]) -> bool:
+    """Note where each socket message of one datagram starts (plus ``base``: where the
+    datagram will sit in its batch) and its body's length; whether NLMSG_DONE came. The one
+    per-message Python loop of the columns."""
     header = NLMSGHDR_HEAD.unpack_from
-    starts: list[int] = []
-    lengths: list[int] = []
     add_start, add_length = starts.append, lengths.append
-    offset, end, done = 0, len(data), False
+    offset, end = 0, len(data)
     while offset < end:
         if end - offset < _HEADER_SIZE:
             raise NetlinkError(where, f"{end - offset} stray bytes after the last message")
@@ -195,20 +194,27 @@ def _decode_chunk(data: memoryview, where: str) -> tuple[dict[str, Array], bool]
         if length < _HEADER_SIZE or offset + length > end:
             raise NetlinkError(where, f"message length {length} does not fit the reply")
         if kind == SOCK_DIAG_BY_FAMILY:
-            add_start(offset + _HEADER_SIZE)
+            add_start(base + offset + _HEADER_SIZE)
             add_length(length - _HEADER_SIZE)
         elif kind == NLMSG_DONE:
-            done = True
-            break
+            return True
         elif kind == NLMSG_ERROR:
             body = data[offset + _HEADER_SIZE : offset + length]
             code = -struct.unpack_from("=i", body, 0)[0] if len(body) >= 4 else 0
             raise NetlinkError(where, f"kernel answered error {errno.errorcode.get(code, code)}")
         offset += (length + 3) & ~3
+    return False
+
+
+def _gathered(
+    data: memoryview, where: str, starts: list[int], lengths: list[int]
+) -> dict[str, Array] | None:
+    """The columns of the socket messages of a batch (where :func:`_walk` found them); None:
+    not for this decoder."""
     count = len(starts)
     out = _empty(count)
     if not count:
-        return out, done
+        return out
     gather = _Gather(data)
     all_starts = np.array(starts, dtype=np.intp)
     all_lengths = np.array(lengths, dtype=np.intp)
@@ -254,22 +260,42 @@ def _decode_chunk(data: memoryview, where: str) -> tuple[dict[str, Array], bool]
             out["shutdown"][rows] = gather.u8(at + layout.shutdown_at)
         if layout.drops_at >= 0:
             out["drops"][rows] = gather.u32(at + layout.drops_at)
-    return out, done
+    return out
+
+
+# The datagrams of a dump are decoded in batches of about this many bytes: a datagram holds
+# a few dozen sockets, and each decoding costs a few dozen numpy calls whatever its size.
+BATCH_BYTES = 4 << 20
 
 
 def decode(chunks: Iterable[memoryview | bytes], where: str) -> tuple[DumpColumns, bool] | None:
     """The sockets of one family's dump (its chunks, each read before the next is asked
-    for), and whether NLMSG_DONE came; None where a message is not one this decoder reads."""
+    for), and whether NLMSG_DONE came; None where a message is not one this decoder reads.
+    Each datagram's headers are walked as it comes; its bytes are copied into a batch of
+    about BATCH_BYTES, whose fields are gathered at once (a datagram holds a few dozen
+    sockets, and a gathering costs a few dozen numpy calls whatever its size)."""
     parts: list[dict[str, Array]] = []
+    batch = bytearray()
+    starts: list[int] = []
+    lengths: list[int] = []
     done = False
     for chunk in chunks:
-        decoded = _decode_chunk(memoryview(chunk), where)
-        if decoded is None:
-            return None
-        part, done = decoded
-        parts.append(part)
+        view = memoryview(chunk)
+        done = _walk(view, where, len(batch), starts, lengths)
+        batch += view
+        if len(batch) >= BATCH_BYTES or done:
+            part = _gathered(memoryview(batch), where, starts, lengths)
+            if part is None:
+                return None
+            parts.append(part)
+            batch, starts, lengths = bytearray(), [], []
         if done:
             break
+    if starts:
+        part = _gathered(memoryview(batch), where, starts, lengths)
+        if part is None:
+            return None
+        parts.append(part)
     return joined(parts), done
 
 
