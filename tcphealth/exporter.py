@@ -12,15 +12,18 @@ import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 
-from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.filters import SocketFilter
 from tcphealth.model import Snapshot
 from tcphealth.pipeline import analyse_table, diagnose_samples
 from tcphealth.render.prometheus import DEFAULT_TOP, KernelFacts, families, table_families
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
 
 
 def report_families(

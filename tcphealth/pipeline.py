@@ -14,9 +14,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tcphealth import gcpause, namespaced, sources
-from tcphealth.columnar import SocketTable
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.timeline import Age, ConnectionKey, Tracker
@@ -30,6 +30,9 @@ from tcphealth.filters import (
 from tcphealth.model import Finding, Snapshot, Sysctls
 from tcphealth.report import Report, build_report
 from tcphealth.series_facts import SeriesFacts
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
 
 
 def analyse(

@@ -24,9 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from tcphealth.columnar import STATE_OF_CODE, SocketTable
 from tcphealth.diagnose import AGE_DECIDES
 from tcphealth.diagnose import config as diagnose_config
 from tcphealth.diagnose.config import Thresholds, thresholds_as_toml
@@ -56,6 +53,7 @@ from tcphealth.phrases import unseen_owner_note
 from tcphealth.states import DEFAULT_PORT_RANGE
 
 if TYPE_CHECKING:
+    from tcphealth.columnar import SocketTable
     from tcphealth.series_facts import SeriesFacts  # only named here: a series loads it
 
 
@@ -611,6 +609,10 @@ def build_report(
 
 def table_counts(table: SocketTable) -> Counter[tuple[tuple[int, ...], TcpState]]:
     """Sockets per (holders, state) over a table's rows, counted by numpy."""
+    import numpy as np
+
+    from tcphealth.columnar import STATE_OF_CODE
+
     pairs, pair_counts = np.unique(
         table.holders.astype(np.uint64) * np.uint64(256) + table.columns.state,
         return_counts=True,

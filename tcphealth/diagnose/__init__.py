@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
@@ -43,6 +43,9 @@ from tcphealth.diagnose.rules import (
 from tcphealth.diagnose.shared import mark_linux_steps
 from tcphealth.diagnose.timeline import Age, ConnectionKey
 from tcphealth.model import Finding, Snapshot, finding_order
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
 
 __all__ = ["AGE_DECIDES", "CODES", "RULES", "diagnose", "finding_order", "rule_of"]
 

@@ -12,17 +12,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from tcphealth.columnar import (
-    OWNER_SOURCES,
-    STATE_OF_CODE,
-    AddressTable,
-    SocketTable,
-    distinct_rows,
-    distinct_rows_first,
-)
 from tcphealth.diagnose.timeline import Age, ConnectionKey, connection_key
 from tcphealth.model import (
     Endpoint,
@@ -33,6 +24,9 @@ from tcphealth.model import (
     Socket,
     TcpState,
 )
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
 
 _ESTABLISHED_CODE = 1  # the kernel's TCP_ESTABLISHED
 
@@ -223,6 +217,10 @@ class SnapshotIndex:
 
     def _established_by_destination_of_table(self) -> dict[Destination, Counter[int]]:
         """:meth:`established_pids`'s map over the table: each (holders, destination) once."""
+        import numpy as np
+
+        from tcphealth.columnar import AddressTable, distinct_rows_first
+
         assert self.table is not None
         table, columns = self.table, self.table.columns
         rows = np.flatnonzero(columns.state == _ESTABLISHED_CODE)
@@ -255,6 +253,8 @@ class SnapshotIndex:
     def _materialise(self, state: TcpState) -> None:
         """Make the table's rows in ``state`` objects, in their order (a rule without a table
         check asked for them)."""
+        import numpy as np
+
         assert self.table is not None
         code = self._lazy.pop(state)
         rows = np.flatnonzero(self.table.columns.state == code)
@@ -270,6 +270,10 @@ class SnapshotIndex:
         are made objects only if a rule asks for them (rules with a table check count over
         the columns instead). Every lookup the same as :meth:`build` of the whole snapshot
         (tests/test_lean_pipeline.py)."""
+        import numpy as np
+
+        from tcphealth.columnar import STATE_OF_CODE, AddressTable, distinct_rows
+
         index = cls.build(snapshot)
         index.table = table
         index._lazy = {STATE_OF_CODE[code]: code for code in lazy}
@@ -351,6 +355,10 @@ class SnapshotIndex:
         holds. Counted once per state, when a finding first asks."""
         count = self._unseen_by_state.get(state)
         if count is None and self.table is not None and state in self._lazy:
+            import numpy as np
+
+            from tcphealth.columnar import OWNER_SOURCES
+
             code = OWNER_SOURCES.index(OwnerSource.UNSEEN)
             table = self.table
             in_state = table.columns.state == self._lazy[state]

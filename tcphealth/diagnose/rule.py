@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.timeline import Age, ConnectionKey, connection_key
 from tcphealth.model import Finding, Severity, Snapshot, Socket
 from tcphealth.series_facts import SeriesFacts
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ Check = Callable[[SnapshotIndex, Thresholds], list[Finding]]
 # A step takes the findings so far (the latest sample's, as corrected by the steps before it)
 # and returns them corrected and extended by what the series shows.
 Step = Callable[[Window, list[Finding], Thresholds], list[Finding]]
-TableCheck = Callable[[SnapshotIndex, Thresholds, SocketTable], list[Finding]]
+TableCheck = Callable[[SnapshotIndex, Thresholds, "SocketTable"], list[Finding]]
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,8 @@ import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
@@ -35,10 +34,12 @@ from prometheus_client.core import (
 )
 
 from tcphealth import __version__
-from tcphealth.columnar import STATE_OF_CODE, AddressTable, SocketTable, distinct_rows
 from tcphealth.model import TCP_STATES, Endpoint, Severity, Sysctls, TcpState
 from tcphealth.render.text import inert
 from tcphealth.report import STATE_ORDER, Report, table_counts
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
 
 PREFIX = "tcphealth"
 
@@ -158,6 +159,10 @@ def table_families(
     findings, the processes and the time. The same families, series and values as
     :func:`families` of a report of those sockets (tests/test_lean_metrics.py compares the
     two on a live host). A single snapshot only: the ages a series saw are per socket."""
+    import numpy as np
+
+    from tcphealth.columnar import STATE_OF_CODE
+
     if report.series is not None:
         raise ValueError("the columns' metrics are of one snapshot, not of a series")
     columns = table.columns
@@ -192,6 +197,10 @@ def _table_socket_families(
 ) -> Iterator[Metric]:
     """:func:`_socket_pass`'s families (listeners, TIME_WAIT per destination, ages) counted
     over the table: objects only for the listeners and for each distinct TIME_WAIT pair."""
+    import numpy as np
+
+    from tcphealth.columnar import STATE_OF_CODE, AddressTable, distinct_rows
+
     columns = table.columns
     listeners: dict[tuple[str, str], _ListenerAccumulator] = {}
     addresses = AddressTable()

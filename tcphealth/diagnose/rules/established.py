@@ -21,10 +21,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
 from tcphealth.diagnose.lasting import cannot_tell_yet, has_lasted, held_across, oldest
@@ -67,6 +65,9 @@ NOT_READING = "established-not-reading"
 
 # Kernel codes: TCP_ESTABLISHED; inet_diag's zero-window probe timer.
 _ESTABLISHED_CODE, _ZERO_WINDOW_TIMER = 1, 4
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
 
 
 @dataclass
@@ -160,6 +161,8 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     """:func:`check` over the ESTABLISHED rows of ``table`` that may be stalled, probed for
     a zero window or not read (a superset picked from the columns), made objects in their
     order: every other row adds nothing to any finding."""
+    import numpy as np
+
     columns = table.columns
     retransmits = np.maximum(columns.retrans, columns.retransmits)  # either may be the one
     maybe = (

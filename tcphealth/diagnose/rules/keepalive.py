@@ -17,10 +17,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from tcphealth.columnar import AddressTable, SocketTable, distinct_rows_first
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, plain_address
 from tcphealth.diagnose.rule import Code, Rule
@@ -50,6 +48,9 @@ KEEPALIVE_UNANSWERED = "established-keepalive-unanswered"
 IDLE_NO_KEEPALIVE = "established-idle-no-keepalive"
 # Kernel codes: TCP_ESTABLISHED; inet_diag's timer numbers (none, keepalive).
 _ESTABLISHED_CODE, _NO_TIMER, _KEEPALIVE_TIMER = 1, 0, 2
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
 
 
 @dataclass
@@ -118,6 +119,10 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     ``table`` (every socket of the index's snapshot, as columns); the few with keepalive
     probes outstanding are made objects. The same findings in the same order
     (tests/test_lean_rules.py)."""
+    import numpy as np
+
+    from tcphealth.columnar import AddressTable, distinct_rows_first
+
     sysctls = index.snapshot.sysctls
     probes, probes_assumed = host_or_default(sysctls, "tcp_keepalive_probes")
     interval, interval_assumed = host_or_default(sysctls, "tcp_keepalive_intvl")

@@ -21,17 +21,8 @@ sockets per destination against the port range) tells the two apart.
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
-
-from tcphealth.columnar import (
-    STATE_OF_CODE,
-    AddressTable,
-    SocketTable,
-    distinct_rows,
-    distinct_rows_first,
-)
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import (
     Destination,
@@ -64,6 +55,12 @@ from tcphealth.model import (
     TcpState,
 )
 from tcphealth.states import port_range_or_default
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    import numpy as np
+    import numpy.typing as npt
+
+    from tcphealth.columnar import SocketTable
 
 PORTS_EXHAUSTING = "ephemeral-ports-exhausting"
 PORTS_UNAVAILABLE_LOGGED = "ports-unavailable-logged"
@@ -121,22 +118,24 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     return _judged(index, thresholds, counted, usable, (low, high), assumed, reserved)
 
 
-# Per kernel state code: whether its sockets hold a port of a connection's supply.
-_OUTGOING_CODES = np.array([state not in _NOT_OUTGOING for state in STATE_OF_CODE])
-# Per kernel state code: where the index's by_state puts that state (TcpState's order).
-_RANK = [list(TcpState).index(state) for state in STATE_OF_CODE]
-
-
 def _counted_table(
     table: SocketTable,
     low: int,
     high: int,
     reserved_ranges: tuple[tuple[int, int], ...] | None,
 ) -> _Counted:
+    import numpy as np
+
+    from tcphealth.columnar import STATE_OF_CODE, AddressTable, distinct_rows, distinct_rows_first
+
+    # Per kernel state code: whether its sockets hold a port of a connection's supply, and
+    # where the index's by_state puts that state (TcpState's order).
+    outgoing_codes = np.array([state not in _NOT_OUTGOING for state in STATE_OF_CODE])
+    rank = [list(TcpState).index(state) for state in STATE_OF_CODE]
     columns = table.columns
     sport = columns.sport
     listening = np.unique(sport[columns.state == _LISTEN_CODE])
-    chosen = _OUTGOING_CODES[columns.state] & (sport >= low) & (sport <= high)
+    chosen = outgoing_codes[columns.state] & (sport >= low) & (sport <= high)
     chosen &= ~np.isin(sport, listening)
     for first, last in reserved_ranges or ():
         chosen &= (sport < first) | (sport > last)
@@ -162,7 +161,7 @@ def _counted_table(
     taken: Counter[_Key] = Counter()
     by_state: dict[_Key, Counter[TcpState]] = {}
     values, counts, first_rows = distinct_rows_first([*ends, columns.state[rows]])
-    met = sorted(range(len(counts)), key=lambda at: (_RANK[values[6][at]], first_rows[at]))
+    met = sorted(range(len(counts)), key=lambda at: (rank[values[6][at]], first_rows[at]))
     for at in met:
         key = key_of(values, at)
         taken[key] += counts[at]

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from tcphealth.columnar import SocketTable
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule, Window
@@ -56,6 +54,9 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("TcpExt.TCPRcvQDrop", "no room in a socket's receive queue"),
     ("TcpExt.TCPBacklogDrop", "a locked socket's backlog was full"),
 )
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
 
 
 @dataclass
@@ -114,6 +115,8 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
 def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
     """:func:`check`, with the sockets that dropped anything picked out of ``table`` (every
     socket of the snapshot, as columns) and made objects: the others add nothing."""
+    import numpy as np
+
     columns = table.columns
     dropped = np.flatnonzero((columns.drops > 0) & (columns.state != _LISTEN_CODE))
     return _judged(index, _socket_drops(table.sockets(dropped)))

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from tcphealth.columnar import AddressTable, SocketTable, distinct_rows_first
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import (
     Destination,
@@ -86,6 +84,9 @@ BUCKET_LIMIT = "time-wait-bucket-limit"
 ADDRESS_HIDDEN = "time-wait-address-hidden"
 BLOCKS_BIND = "time-wait-blocks-bind"
 
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    from tcphealth.columnar import SocketTable
+
 
 def _tw_reuse_evidence(reuse: int | None, *, loopback: bool) -> Evidence:
     if reuse is None:
@@ -127,6 +128,10 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     """:func:`check`, counting over ``table`` (every socket of the index's snapshot, as
     columns) instead of the TIME_WAIT objects: the same findings in the same order
     (tests/test_lean_rules.py)."""
+    import numpy as np
+
+    from tcphealth.columnar import AddressTable, distinct_rows_first
+
     (low, high), _ = port_range_or_default(index.snapshot.sysctls)
     columns = table.columns
     rows = np.flatnonzero(columns.state == _TIME_WAIT_CODE)

@@ -1,0 +1,57 @@
+"""numpy is loaded only where sockets are read as columns (the lean path of `tcphealth serve`):
+a report, `check` or `metrics --from` of a file runs without it, as before it was a
+dependency (it adds about 20 MiB and 0.2 s to a process that loads it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LEAK = ROOT / "fixtures" / "close-wait-leak.json"
+
+
+def _imported(stderr: str) -> set[str]:
+    """The modules ``python -X importtime`` says it imported."""
+    return {
+        line.rsplit("|", 1)[-1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:")
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--from", str(LEAK), "--format", "plain"],
+        ["check", "--from", str(LEAK)],
+        ["metrics", "--from", str(LEAK), "-o", "-"],
+    ],
+    ids=["report", "check", "metrics"],
+)
+def test_commands_on_a_file_do_not_load_numpy(args: list[str]) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tcphealth", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.stdout  # the command ran and printed its output
+    imported = _imported(ran.stderr)
+    assert "tcphealth.diagnose.rules.ports" in imported  # the listing is of this run
+    assert "numpy" not in imported
+
+
+def test_the_columns_load_numpy() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", "import sys, tcphealth.sources.lean; print('numpy' in sys.modules)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.stdout.strip() == "True"
