@@ -8,12 +8,14 @@ Parts timed, each both ways:
 - decoding: ``Decoder.drafts`` (one object per socket) against ``columns.decode``;
 - owners: ``netlink._finish_all`` against ``lean.table_of`` (group numbers per row);
 - the exposition's socket counts: ``families`` of a report against ``table_families``
-  (both with no findings: the diagnosis is not part of this comparison).
+  (both with no findings);
+- each rule with a table check: ``check`` on the index against ``check_table``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import struct
 import time
 from array import array
@@ -23,6 +25,9 @@ from typing import cast
 
 from benchmarks.netlink_decode import RECORDED, generated, split
 from tcphealth.columnar import DumpColumns
+from tcphealth.diagnose import RULES
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.model import Attribution, HostInfo, Snapshot, Socket, SocketDraft, Sysctls
 from tcphealth.render.prometheus import KernelFacts, families, table_families
 from tcphealth.report import build_report
@@ -111,6 +116,21 @@ def main() -> None:
     )
     report = build_report(snapshot, [], grouped=False)
     kernel = KernelFacts({}, sysctls)
+    index = SnapshotIndex.build(snapshot)
+    thresholds = Thresholds()
+    rule_rows = []
+    for rule in RULES:
+        if rule.check is None or rule.check_table is None:
+            continue
+        objects_check = functools.partial(rule.check, index, thresholds)
+        columns_check = functools.partial(rule.check_table, index, thresholds, table)
+        rule_rows.append(
+            (
+                f"rule {rule.name}",
+                best(objects_check, args.rounds),
+                best(columns_check, args.rounds),
+            )
+        )
     rows = [
         ("decoding", best(objects, args.rounds), best(table_columns, args.rounds)),
         ("owners", finish_s, best(lambda: lean.table_of(decoded, owners, proc), args.rounds)),
@@ -121,7 +141,7 @@ def main() -> None:
         ),
     ]
     print(f"{args.sockets} sockets, CPU seconds (best of {args.rounds}): objects / columns")
-    for name, by_objects, by_columns in rows:
+    for name, by_objects, by_columns in rows + rule_rows:
         print(f"  {name:32} {by_objects:8.4f} {by_columns:8.4f}")
 
 
