@@ -186,6 +186,14 @@ def distinct_rows_first(
     return [key[first].tolist() for key in ordered], counts, first_rows
 
 
+# Rows made objects at a time: each column of them is made a Python list first, and a whole
+# state's rows at once would hold ~30 lists of 100,000 ints each beside the objects.
+_ROWS_AT_A_TIME = 8192
+# Equal endpoints and times are shared between the objects made, as the object decoder shares
+# them (about a third of an object's memory), up to this many distinct ones.
+_SHARED_LIMIT = 1 << 16
+
+
 def sockets_at(
     columns: DumpColumns,
     rows: npt.NDArray[np.intp] | None = None,
@@ -193,10 +201,25 @@ def sockets_at(
 ) -> list[SocketDraft]:
     """Drafts (owners not set) of the given rows (every row: None), each field as the object
     decoder gives it; tests compare the two socket by socket."""
-    picked = columns if rows is None else take(columns, np.asarray(rows, dtype=np.intp))
+    chosen = np.arange(len(columns), dtype=np.intp) if rows is None else np.asarray(rows)
     table = addresses or AddressTable()
-    address = table.get
     endpoints: dict[tuple[int, int, int, int], Endpoint] = {}
+    ints: dict[int, int] = {}
+    drafts: list[SocketDraft] = []
+    for start in range(0, len(chosen), _ROWS_AT_A_TIME):
+        picked = take(columns, chosen[start : start + _ROWS_AT_A_TIME])
+        drafts.extend(_sockets_of(picked, table, endpoints, ints))
+    return drafts
+
+
+def _sockets_of(
+    picked: DumpColumns,
+    table: AddressTable,
+    endpoints: dict[tuple[int, int, int, int], Endpoint],
+    ints: dict[int, int],
+) -> list[SocketDraft]:
+    address = table.get
+    shared = ints.setdefault
     states, timers = STATE_OF_CODE, _TIMER_OF_CODE
     listen, time_wait, syn_recv = TcpState.LISTEN, TcpState.TIME_WAIT, TcpState.SYN_RECV
     no_timer, keepalive, zero_window = (
@@ -219,7 +242,8 @@ def sockets_at(
             found.port = port
             found.name = None
             found.__class__ = endpoint_class
-            endpoints[key] = found
+            if len(endpoints) < _SHARED_LIMIT:
+                endpoints[key] = found
         return found
 
     info_columns = [getattr(picked, name).tolist() for name in INFO_NAMES]
@@ -294,6 +318,12 @@ def sockets_at(
                 info.rwnd_limited_us,
                 info.sndbuf_limited_us,
             ) = info_values
+            if len(ints) < _SHARED_LIMIT:
+                info.rto_us = shared(info.rto_us, info.rto_us)
+                info.rtt_us = shared(info.rtt_us, info.rtt_us)
+                info.last_data_sent_ms = shared(info.last_data_sent_ms, info.last_data_sent_ms)
+                info.last_data_recv_ms = shared(info.last_data_recv_ms, info.last_data_recv_ms)
+                info.last_ack_recv_ms = shared(info.last_ack_recv_ms, info.last_ack_recv_ms)
             info.__class__ = tcp_info_class
             tcp_info = info
             if not ((state is time_wait or state is syn_recv) and inode == 0):
@@ -314,7 +344,7 @@ def sockets_at(
         draft.timer_seconds = None if timer is no_timer else expires / 1000
         draft.retransmits = retransmits
         draft.probes = probes
-        draft.uid = None if state is time_wait else uid
+        draft.uid = None if state is time_wait else shared(uid, uid)
         draft.inode = inode
         draft.pids = ()
         draft.owner_source = unknown_owner

@@ -274,6 +274,32 @@ def decode(chunks: Iterable[memoryview | bytes], where: str) -> tuple[DumpColumn
     Each datagram's headers are walked as it comes; its bytes are copied into a batch of
     about BATCH_BYTES, whose fields are gathered at once (a datagram holds a few dozen
     sockets, and a gathering costs a few dozen numpy calls whatever its size)."""
+    decoded = decoded_parts(chunks, where)
+    if decoded is None:
+        return None
+    parts, done = decoded
+    return joined(parts), done
+
+
+def joined(parts: Sequence[dict[str, Array]] | Sequence[DumpColumns]) -> DumpColumns:
+    """The columns of several decodings, one after the other. Parts given as dicts are
+    emptied as their columns are joined, so that the peak holds one column twice, not all."""
+    if not parts:
+        return DumpColumns(**_empty(0))  # type: ignore[arg-type]
+    values: list[dict[str, Array]] = [
+        part if isinstance(part, dict) else {name: getattr(part, name) for name in COLUMN_NAMES}
+        for part in parts
+    ]
+    return DumpColumns(
+        **{name: np.concatenate([part.pop(name) for part in values]) for name in COLUMN_NAMES}
+    )
+
+
+def decoded_parts(
+    chunks: Iterable[memoryview | bytes], where: str
+) -> tuple[list[dict[str, Array]], bool] | None:
+    """:func:`decode`, its batches' columns not joined yet (for :func:`joined` to join with
+    another family's at once)."""
     parts: list[dict[str, Array]] = []
     batch = bytearray()
     starts: list[int] = []
@@ -296,17 +322,4 @@ def decode(chunks: Iterable[memoryview | bytes], where: str) -> tuple[DumpColumn
         if part is None:
             return None
         parts.append(part)
-    return joined(parts), done
-
-
-def joined(parts: Sequence[dict[str, Array]] | Sequence[DumpColumns]) -> DumpColumns:
-    """The columns of several decodings, one after the other."""
-    if not parts:
-        return DumpColumns(**_empty(0))  # type: ignore[arg-type]
-    values: list[dict[str, Array]] = [
-        part if isinstance(part, dict) else {name: getattr(part, name) for name in COLUMN_NAMES}
-        for part in parts
-    ]
-    return DumpColumns(
-        **{name: np.concatenate([part[name] for part in values]) for name in COLUMN_NAMES}
-    )
+    return parts, done

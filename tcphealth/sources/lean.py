@@ -229,7 +229,7 @@ def collect(
 def _dumped(relay: dump_relay.Relay | None) -> DumpColumns | None:
     """Both families' dumps as columns (relayed by ``relay``'s child if there is one, else
     received here), or None where a message is not one the columns read."""
-    parts: list[DumpColumns] = []
+    parts: list[dict[str, columns_module.Array]] = []
     for number, family in enumerate((Family.IPV4, Family.IPV6)):
         where = f"netlink sock_diag ({family.value})"
         chunks = (
@@ -238,15 +238,15 @@ def _dumped(relay: dump_relay.Relay | None) -> DumpColumns | None:
             else netlink._received(family, True, netlink.DUMP_TIMEOUT)
         )
         try:
-            decoded = columns_module.decode(chunks, where)
+            decoded = columns_module.decoded_parts(chunks, where)
         except OSError as error:
             if family is Family.IPV6 and error.errno == errno.EAFNOSUPPORT:
                 continue  # a kernel without IPv6
             raise netlink.NetlinkError(where, str(error)) from None
         if decoded is None:
             return None
-        part, done = decoded
+        found, done = decoded
         if not done:
             raise netlink.NetlinkError(where, "the dump ended without NLMSG_DONE")
-        parts.append(part)
-    return columns_module.joined(parts) if parts else None
+        parts.extend(found)
+    return columns_module.joined(parts)
