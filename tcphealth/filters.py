@@ -99,6 +99,12 @@ class SocketFilter:
     def selects_owners(self) -> bool:
         return bool(self.pids or self.processes)
 
+    @property
+    def selects_sockets(self) -> bool:
+        """Criteria on the sockets themselves (state, port, address, family), not on who
+        holds them."""
+        return bool(self.states or self.ports or self.local or self.remote or self.families)
+
     def describe(self) -> tuple[str, ...]:
         """The criteria as ``key=value`` words, for the report header."""
         words: list[str] = []
@@ -297,11 +303,14 @@ class _Relation:
     """Which sockets of a snapshot a finding is about, from its state and its subject.
 
     A finding is about the sockets in its state (any state, for a finding about a listener as
-    a whole or about no state) that its subject names: held by one of its pids, or on its
-    address -- the listener's local port (with clients on this host connecting to it) or the
-    peer's remote address. A finding that names neither pid nor address is about every socket
-    in its state. Local addresses are those any socket of the snapshot is bound to, so a
-    client of a local listener is told from a client of a remote one on the same port."""
+    a whole or about no state) that its subject names. A subject with an address is about the
+    sockets on it -- the listener's local port (with clients on this host connecting to it) or
+    the peer's remote address -- and nothing else: its pids say who owns or uses that place,
+    not that every other socket of theirs belongs to it (a process listening on two ports with
+    trouble on one). A subject with pids and no address is about the sockets those pids hold;
+    one that names neither is about every socket in its state. Local addresses are those any
+    socket of the snapshot is bound to, so a client of a local listener is told from a client
+    of a remote one on the same port."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.local_addresses = {sock.local.address for sock in snapshot.sockets}
@@ -327,10 +336,8 @@ class _Relation:
         def test(sock: Socket) -> bool:
             if state is not None and sock.state is not state:
                 return False
-            if pids and not pids.isdisjoint(sock.pids):
-                return True
             if address is None:
-                return not pids
+                return not pids or not pids.isdisjoint(sock.pids)
             if listener:
                 return _on_listener(sock.local, address) or (
                     _on_listener(sock.remote, address) and is_local(sock.remote.address)
@@ -361,7 +368,7 @@ def select_findings(
     finding an unfiltered run makes (same code, severity, blame, subject and evidence); the
     filter only chooses which are shown. A finding is shown when one of the sockets it is
     about (:class:`_Relation`) was selected, or when --pid/--process selected a process it is
-    about. When some of its sockets lie outside the selection, ``outside_filter`` says how
+    about and no criterion on the sockets (state, port, address, family) says otherwise. When some of its sockets lie outside the selection, ``outside_filter`` says how
     many, so that a narrowed view never hides that the cause reaches further."""
     if not flt.active:
         return list(findings)
@@ -392,7 +399,13 @@ def select_findings(
         )
         about = list(filter(relation.test(finding), candidates))
         inside = sum(1 for sock in about if id(sock) in selected_ids)
-        by_process = any(pid in owners for pid in finding_pids(finding))
+        # A selected process brings its findings along by itself only where nothing else
+        # narrows: `--pid X --port P` asks about X's sockets on P, so a finding about X's
+        # sockets elsewhere stays out -- unless it is about no socket at all, which no socket
+        # criterion can place.
+        by_process = (not flt.selects_sockets or not about) and any(
+            pid in owners for pid in finding_pids(finding)
+        )
         if not inside and not by_process:
             continue
         outside = len(about) - inside
