@@ -31,6 +31,8 @@ from tcphealth.errors import InputError, SourceUnavailableError
 from tcphealth.filters import (
     FilterError,
     SocketFilter,
+    apply_filter,
+    notes_for_selection,
     parse_network,
     saved_selection,
 )
@@ -956,15 +958,15 @@ def snapshot(
             with sample_progress(env, 1, sampling.interval):
                 samples = [inputs.load()]
     keep_until_exit(samples)
-    report_notes(env, samples[-1].notes, samples[-1].skipped_lines)
+    # The notes of what is saved: about the sockets the filters kept, and that they were used.
+    saved = [saved_selection(taken, flt) for taken in samples]
+    report_notes(env, saved[-1].notes, samples[-1].skipped_lines)
     planned = sampling.samples if series else 1
     try:
         if series:
-            write_series(
-                [saved_selection(taken, flt) for taken in samples], output, env.stdout, planned
-            )
+            write_series(saved, output, env.stdout, planned)
         else:
-            write_snapshot(saved_selection(samples[0], flt), output, env.stdout)
+            write_snapshot(saved[0], output, env.stdout)
     except BrokenPipeError:
         raise  # the reader went away: the group ends the run quietly
     except OSError as error:
@@ -979,7 +981,7 @@ def snapshot(
         cut_short(context)
     elif output is not None and str(output) != "-" and not env.quiet:
         what = plural(len(samples), "sample") if series else "a snapshot"
-        sockets = plural(len(samples[-1].sockets), "socket")
+        sockets = plural(len(saved[-1].sockets), "socket")
         say(env, f"tcphealth: wrote {what} ({sockets} in the last) to {inert(str(output))}")
     context.exit(exit_status(context))
 
@@ -1190,7 +1192,8 @@ def metrics(
     with input_errors():
         series = inputs.load_series()
     keep_until_exit(series)
-    report_notes(env, series[-1].notes, series[-1].skipped_lines)
+    shown = apply_filter(series[-1], flt)
+    report_notes(env, notes_for_selection(shown, flt.describe()), series[-1].skipped_lines)
     built = exporter.report_families(
         series, inputs.from_file or "-", flt=flt, thresholds=thresholds, top=top
     )

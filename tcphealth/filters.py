@@ -23,12 +23,14 @@ from tcphealth.model import (
     Finding,
     IPAddress,
     NetNamespace,
+    OwnerSource,
     Severity,
     Snapshot,
     Socket,
     SubjectKind,
     TcpState,
 )
+from tcphealth.phrases import unseen_owner_note
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -266,7 +268,19 @@ def saved_selection(snapshot: Snapshot, flt: SocketFilter) -> Snapshot:
         "snapshot, so the diagnosis of it sees part of the host, not all of it"
     )
     narrowed = apply_filter(snapshot, flt)
-    return replace(narrowed, notes=(*narrowed.notes, note))
+    return replace(narrowed, notes=(*notes_for_selection(narrowed, flt.describe()), note))
+
+
+def notes_for_selection(snapshot: Snapshot, filters: tuple[str, ...]) -> tuple[str, ...]:
+    """The snapshot's notes, with the collector's count of sockets no visible process holds
+    made again for the sockets a filter kept: a note about a socket the user filtered out
+    would be about something the report does not show."""
+    whole = unseen_owner_note(snapshot.attribution.sockets_unseen)
+    if not filters or whole not in snapshot.notes:
+        return snapshot.notes
+    shown = sum(1 for sock in snapshot.sockets if sock.owner_source is OwnerSource.UNSEEN)
+    mine = (unseen_owner_note(shown),) if shown else ()
+    return tuple(kept for note in snapshot.notes for kept in (mine if note == whole else (note,)))
 
 
 def selection_is_empty(snapshot: Snapshot, narrowed: Snapshot, flt: SocketFilter) -> bool:
@@ -368,8 +382,9 @@ def select_findings(
     finding an unfiltered run makes (same code, severity, blame, subject and evidence); the
     filter only chooses which are shown. A finding is shown when one of the sockets it is
     about (:class:`_Relation`) was selected, or when --pid/--process selected a process it is
-    about and no criterion on the sockets (state, port, address, family) says otherwise. When some of its sockets lie outside the selection, ``outside_filter`` says how
-    many, so that a narrowed view never hides that the cause reaches further."""
+    about and no criterion on the sockets (state, port, address, family) says otherwise.
+    When some of its sockets lie outside the selection, ``outside_filter`` says how many, so
+    that a narrowed view never hides that the cause reaches further."""
     if not flt.active:
         return list(findings)
     relation = _Relation(snapshot)

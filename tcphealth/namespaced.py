@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from tcphealth.filters import notes_for_selection
 from tcphealth.model import (
     Container,
     Finding,
@@ -36,7 +37,6 @@ from tcphealth.report import (
     Report,
     SocketGroup,
     build_report,
-    notes_for_selection,
     process_sort_key,
     sort_findings,
 )

@@ -426,7 +426,7 @@ def follow(
         recent.append(snapshot)
         report = analyse_series(list(recent), flt, thresholds, ages)
         new_notes: list[str] = []
-        for note in snapshot.notes:
+        for note in report.notes:  # the snapshot's, about the sockets the filter kept
             # Each kind of note once, not once per sample: "12 socket(s) ..." and
             # "13 socket(s) ..." say the same thing.
             kind = re.sub(r"\d+", "N", note)

@@ -34,6 +34,7 @@ from tcphealth.diagnose.timeline import (
     connection_key,
     kernel_age_floor,
 )
+from tcphealth.filters import notes_for_selection
 from tcphealth.model import (
     TCP_STATES,
     Attribution,
@@ -49,7 +50,6 @@ from tcphealth.model import (
     TcpState,
     finding_order,
 )
-from tcphealth.phrases import unseen_owner_note
 from tcphealth.states import DEFAULT_PORT_RANGE
 
 if TYPE_CHECKING:
@@ -621,18 +621,6 @@ def table_counts(table: SocketTable) -> Counter[tuple[tuple[int, ...], TcpState]
     for pair, count in zip(pairs.tolist(), pair_counts.tolist(), strict=True):
         counts[table.groups[pair >> 8], STATE_OF_CODE[pair & 0xFF]] += count
     return counts
-
-
-def notes_for_selection(snapshot: Snapshot, filters: tuple[str, ...]) -> tuple[str, ...]:
-    """The snapshot's notes, with the collector's count of sockets no visible process holds
-    made again for the sockets a filter kept: a note about a socket the user filtered out
-    would be about something the report does not show."""
-    whole = unseen_owner_note(snapshot.attribution.sockets_unseen)
-    if not filters or whole not in snapshot.notes:
-        return snapshot.notes
-    shown = sum(1 for sock in snapshot.sockets if sock.owner_source is OwnerSource.UNSEEN)
-    mine = (unseen_owner_note(shown),) if shown else ()
-    return tuple(kept for note in snapshot.notes for kept in (mine if note == whole else (note,)))
 
 
 def process_sort_key(summary: OwnerSummary) -> tuple[int, int, int]:

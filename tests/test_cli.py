@@ -690,3 +690,41 @@ def test_the_ownerless_note_on_stderr_is_about_the_sockets_shown(tmp_path: Path)
     assert filtered.exit_code == 0
     assert "local=10.0.0.1:5000 " in filtered.stdout  # the owned socket is shown, and
     assert "held by no process" not in filtered.stderr  # the note about :2024 is gone
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["watch", "--count", "1"], ["metrics"], ["snapshot"], ["check", "--fail-on", "critical"]],
+)
+def test_every_command_notes_the_ownerless_sockets_its_filter_kept(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # Before, watch, metrics and snapshot printed the collector's note for the whole host,
+    # about a listener on :2024 that `--port 5000` left out; snapshot also saved it.
+    from tcphealth.model import Attribution, OwnerSource
+    from tcphealth.phrases import unseen_owner_note
+    from tests import builders
+
+    owned = builders.sock("ESTAB", "10.0.0.1:5000", "10.0.0.2:40000", pids=(7,), inode=11)
+    ownerless = builders.sock("LISTEN", "0.0.0.0:2024", None, inode=12, owner=OwnerSource.UNSEEN)
+    whole = dataclasses.replace(
+        builders.snapshot(
+            owned,
+            ownerless,
+            attribution=Attribution(attempted=True, processes_scanned=1, sockets_unseen=1),
+        ),
+        notes=(unseen_owner_note(1),),
+    )
+    path = tmp_path / "host.json"
+    path.write_text(snapshot_to_json(whole), encoding="utf-8")
+    note = f"tcphealth: note: {unseen_owner_note(1)}"
+    for port, noted in (("2024", True), ("5000", False)):
+        saved = tmp_path / f"saved-{port}.json"
+        output = ["-o", str(saved)] if command == ["snapshot"] else []
+        result = run(*command, "--from", path, "--port", port, *output)
+        assert result.exit_code == 0, result.stderr
+        assert (note in result.stderr.splitlines()) is noted, result.stderr
+        if output:
+            notes = json.loads(saved.read_text(encoding="utf-8"))["snapshot"]["notes"]
+            assert (unseen_owner_note(1) in notes) is noted
+            assert f"wrote a snapshot (1 socket in the last) to {saved}" in result.stderr
