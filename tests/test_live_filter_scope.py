@@ -92,8 +92,10 @@ def scene() -> Iterator[Scene]:
         a, b1, b2 = map(int, ports.split())
         client, _ = children.start(CLIENT, a, b1, b2, ON_B1, ON_B2)
         wait_until(
-            lambda: ss_count("close-wait", f"sport = :{b1}") == ON_B1
-            and ss_count("close-wait", f"sport = :{b2}") == ON_B2,
+            lambda: (
+                ss_count("close-wait", f"sport = :{b1}") == ON_B1
+                and ss_count("close-wait", f"sport = :{b2}") == ON_B2
+            ),
             "the server's CLOSE_WAIT on both ports",
         )
         wait_until(lambda: _accept_queue(a) == 2, "listener A's queue to fill (backlog 1 + 1)")

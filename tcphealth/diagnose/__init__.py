@@ -40,7 +40,7 @@ from tcphealth.diagnose.rules import (
     syn_queue,
     time_wait,
 )
-from tcphealth.diagnose.shared import mark_linux_steps
+from tcphealth.diagnose.shared import mark_linux_steps, steps_platform
 from tcphealth.diagnose.timeline import Age, ConnectionKey
 from tcphealth.model import Finding, Snapshot, finding_order
 
@@ -128,10 +128,11 @@ def diagnose(
             findings.extend(rule.check_table(index, effective, table))
         elif rule.check is not None:
             findings.extend(rule.check(index, effective))
-    platform = snapshot.host.platform
+    platform = steps_platform(snapshot)
     if platform is not None and platform != "linux":
-        # A rule without steps of its own for the pasted platform still offers ss and /proc:
-        # each such step says it is a Linux command.
+        # A rule without steps of its own for the pasted platform (or for a paste that does
+        # not say its platform) still offers ss and /proc: each such step says it is a Linux
+        # command.
         findings = [
             replace(finding, next_steps=mark_linux_steps(platform, finding.next_steps))
             for finding in findings

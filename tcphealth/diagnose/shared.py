@@ -6,6 +6,7 @@ a socket has retransmitted (the handshake, closing and established rules).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from tcphealth.model import (
     KernelMessage,
     ReportedCount,
     Severity,
+    Snapshot,
     Socket,
     Subject,
     SubjectKind,
@@ -207,6 +209,43 @@ _LINUX_ONLY = (
 LINUX_MARK = "   # a Linux command: "
 
 
+# Words of a pasted counting command that only one platform's tools have, for a count with
+# no table to say where it was taken. netstat, lsof and grep are everywhere and say nothing.
+_COMMAND_PLATFORMS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?:^|[|;&(]|\bsudo)\s*ss\s"), "linux"),
+    (re.compile(r"/proc/"), "linux"),
+    (re.compile(r"Get-NetTCPConnection|\bfindstr\b", re.IGNORECASE), "windows"),
+    (re.compile(r"(?:^|[|;&(]|\bsudo)\s*sockstat\b"), "freebsd"),
+    # BSD's and macOS's word for the state, never Linux's (CLOSE) or Windows' (CLOSED too,
+    # but with findstr or PowerShell, caught above).
+    (re.compile(r"CLOSED"), "darwin"),
+)
+# The platform of a paste whose counts say nothing of it: steps for Linux, marked as such.
+UNKNOWN_PLATFORM = "unknown"
+
+
+def count_platform(snapshot: Snapshot, count: ReportedCount) -> str:
+    """The platform of the host a pasted count was taken on: the snapshot's where it says,
+    else what the counting command's own tools say, else :data:`UNKNOWN_PLATFORM`."""
+    if snapshot.host.platform is not None:
+        return snapshot.host.platform
+    for pattern, platform in _COMMAND_PLATFORMS:
+        if pattern.search(count.command):
+            return platform
+    return UNKNOWN_PLATFORM
+
+
+def steps_platform(snapshot: Snapshot) -> str | None:
+    """The platform next steps are written for: the snapshot's; for a paste that says none
+    but printed counts, the one its counting commands agree on, else
+    :data:`UNKNOWN_PLATFORM` (a count-only ``netstat -an | grep -c`` may come from any
+    system). None where nothing says, as in a snapshot file older than the field."""
+    if snapshot.host.platform is not None or not snapshot.reported:
+        return snapshot.host.platform
+    platforms = {count_platform(snapshot, count) for count in snapshot.reported}
+    return platforms.pop() if len(platforms) == 1 else UNKNOWN_PLATFORM
+
+
 def platform_steps(
     platform: str | None,
     linux: tuple[str, ...],
@@ -228,9 +267,13 @@ def mark_linux_steps(platform: str | None, steps: tuple[str, ...]) -> tuple[str,
     sent looking for ``ss``."""
     if platform is None or platform == "linux":
         return steps
-    where = _PLATFORM_NAMES.get(platform, platform)
+    where = (
+        "the paste does not say which system it comes from"
+        if platform == UNKNOWN_PLATFORM
+        else f"not on {_PLATFORM_NAMES.get(platform, platform)}"
+    )
     return tuple(
-        f"{step}{LINUX_MARK}not on {where}"
+        f"{step}{LINUX_MARK}{where}"
         if step.startswith(_LINUX_ONLY) and LINUX_MARK not in step
         else step
         for step in steps

@@ -34,6 +34,7 @@ from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import (
+    count_platform,
     error_evidence,
     error_line,
     paste_count_evidence,
@@ -255,18 +256,9 @@ def _counted(index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds)
             + "."
         ),
         evidence=(*paste_count_evidence(count), *((ran_out,) if ran_out is not None else ())),
-        next_steps=_steps(index, pids, _platform_of_count(index, count)),
+        next_steps=_steps(index, pids, count_platform(index.snapshot, count)),
         unchecked=tuple(unchecked),
     )
-
-
-def _platform_of_count(index: SnapshotIndex, count: ReportedCount) -> str | None:
-    """The snapshot's platform; where it is not known (a count with no table to tell), a
-    command that selects "CLOSED" -- BSD's and macOS's word, never Linux's -- says BSD."""
-    platform = index.snapshot.host.platform
-    if platform is None and "CLOSED" in count.command:
-        return "darwin"
-    return platform
 
 
 def _steps(

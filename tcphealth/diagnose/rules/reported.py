@@ -37,6 +37,7 @@ from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import (
     PORTS_RAN_OUT,
+    count_platform,
     log_evidence,
     logged,
     paste_count_evidence,
@@ -184,7 +185,7 @@ def _close_wait(
         ),
         evidence=tuple(evidence),
         next_steps=platform_steps(
-            index.snapshot.host.platform,
+            count_platform(index.snapshot, count),
             (
                 "ss -tanp state close-wait | awk '{print $NF}' | sort | uniq -c | sort -rn | head",
                 _CLOSE_WAIT_FIX,
@@ -349,7 +350,7 @@ def _time_wait(
         ),
         evidence=tuple(evidence),
         next_steps=platform_steps(
-            index.snapshot.host.platform,
+            count_platform(index.snapshot, count),
             (
                 "ss -tan state time-wait | awk '{print $4}' | sort | uniq -c | sort -rn | head",
                 _TIME_WAIT_FIX,
