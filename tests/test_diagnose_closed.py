@@ -20,6 +20,7 @@ from tcphealth.model import (
     SubjectKind,
     TcpState,
 )
+from tcphealth.sources.snapshot_file import snapshot_from_json
 from tcphealth.sources.text import read_text
 from tests.builders import listener, many, process, snapshot, sock
 
@@ -46,6 +47,9 @@ def closed(count: int, pids: tuple[int, ...] = (PID,)) -> list[Socket]:
 
 def of_code(findings: list[Finding], code: str) -> list[Finding]:
     return [finding for finding in findings if finding.code == code]
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def on(platform: str | None, snap: Snapshot) -> Snapshot:
@@ -278,26 +282,15 @@ def test_close_held_on_windows_and_bsd() -> None:
 
 
 def test_a_rule_without_steps_for_the_platform_marks_its_linux_commands() -> None:
-    # A held CLOSE_WAIT pile (close_wait.py gives Linux steps only) on a macOS paste.
-    snap = on(
-        "darwin",
-        snapshot(
-            many(
-                20,
-                lambda i: sock(
-                    "CLOSE_WAIT", f"10.0.0.1:{40000 + i}", "10.0.0.2:80", pids=(5,), recv_queue=1
-                ),
-            )
-        ),
+    # A zero window toward a peer (established.py gives Linux steps only) on a macOS paste.
+    whole = snapshot_from_json(
+        (FIXTURES / "peer-window-closed.json").read_text(encoding="utf-8"), "fixture"
     )
-    findings = [finding for finding in diagnose(snap) if finding.code.startswith("close-wait")]
-    assert findings
-    steps = [step for finding in findings for step in finding.next_steps]
-    linux_only = [
-        step for step in steps if step.startswith(("ss ", "ls /proc", "ls -l /proc", "cat /proc"))
-    ]
+    snap = on("darwin", whole)
+    (finding,) = of_code(diagnose(snap), "established-peer-not-reading")
+    linux_only = [step for step in finding.next_steps if step.startswith("ss ")]
     assert linux_only
     assert all(step.endswith("# a Linux command: not on macOS or BSD") for step in linux_only)
-    # The same pile from Linux is not marked.
-    linux = [f for f in diagnose(on("linux", snap)) if f.code.startswith("close-wait")]
-    assert not any("a Linux command" in step for finding in linux for step in finding.next_steps)
+    # The same from Linux is not marked.
+    (linux,) = of_code(diagnose(on("linux", snap)), "established-peer-not-reading")
+    assert not any("a Linux command" in step for step in linux.next_steps)

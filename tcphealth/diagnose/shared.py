@@ -252,9 +252,13 @@ def platform_steps(
     *,
     bsd: tuple[str, ...] | None = None,
     windows: tuple[str, ...] | None = None,
+    elsewhere: Elsewhere | None = None,
 ) -> tuple[str, ...]:
     """The next steps that fit the platform the snapshot says it comes from: ``linux`` on Linux
-    or where it is not known, else the platform's own, else ``linux`` marked as Linux's."""
+    or where it is not known, else the platform's own (``bsd``/``windows``, or ``elsewhere``'s),
+    else ``linux`` marked as Linux's."""
+    if elsewhere is not None:
+        bsd, windows = elsewhere.bsd, elsewhere.windows
     if platform is None or platform == "linux":
         return linux
     chosen = bsd if platform in BSD_LIKE else windows if platform == "windows" else None
@@ -278,6 +282,117 @@ def mark_linux_steps(platform: str | None, steps: tuple[str, ...]) -> tuple[str,
         else step
         for step in steps
     )
+
+
+# How a state is spelled where there is no ss: BSD's and macOS's netstat and lsof -sTCP: (the
+# kernel's own names), and Windows' netstat and Get-NetTCPConnection -State.
+_BSD_STATE_NAMES = {
+    TcpState.SYN_SENT: "SYN_SENT",
+    TcpState.SYN_RECV: "SYN_RCVD",
+    TcpState.CLOSE_WAIT: "CLOSE_WAIT",
+    TcpState.FIN_WAIT1: "FIN_WAIT_1",
+    TcpState.FIN_WAIT2: "FIN_WAIT_2",
+    TcpState.CLOSING: "CLOSING",
+    TcpState.LAST_ACK: "LAST_ACK",
+}
+_WINDOWS_STATE_NAMES = {
+    TcpState.SYN_SENT: ("SynSent", "SYN_SENT"),
+    TcpState.SYN_RECV: ("SynReceived", "SYN_RECEIVED"),
+    TcpState.CLOSE_WAIT: ("CloseWait", "CLOSE_WAIT"),
+    TcpState.FIN_WAIT1: ("FinWait1", "FIN_WAIT_1"),
+    TcpState.FIN_WAIT2: ("FinWait2", "FIN_WAIT_2"),
+    TcpState.CLOSING: ("Closing", "CLOSING"),
+    TcpState.LAST_ACK: ("LastAck", "LAST_ACK"),
+}
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """Next steps for a pasted macOS/BSD table and for a Windows one, beside a rule's Linux
+    steps (see :func:`platform_steps`)."""
+
+    bsd: tuple[str, ...]
+    windows: tuple[str, ...]
+
+    def plus(self, other: Elsewhere) -> Elsewhere:
+        return Elsewhere((*self.bsd, *other.bsd), (*self.windows, *other.windows))
+
+    def then(self, *steps: str) -> Elsewhere:
+        """These steps, followed by ``steps`` (advice that holds on every platform)."""
+        return Elsewhere((*self.bsd, *steps), (*self.windows, *steps))
+
+
+def listing_elsewhere(
+    state: TcpState,
+    *,
+    pid: int | None = None,
+    port: int | None = None,
+    local_port: bool = True,
+    address: str | None = None,
+    why: str | None = None,
+) -> Elsewhere:
+    """Commands that list the sockets in ``state`` on macOS/BSD and on Windows: held by
+    ``pid``, else on ``port`` (the local one, or the remote with ``local_port`` False), else
+    toward ``address``, else all of them; ``why`` is a comment for the first command."""
+    name = _BSD_STATE_NAMES[state]
+    cmdlet, shown = _WINDOWS_STATE_NAMES[state]
+    note = f"   # {why}" if why else ""
+    bsd: tuple[str, ...]
+    windows: tuple[str, ...]
+    if pid is not None:
+        bsd = (
+            f"lsof -nP -a -p {pid} -iTCP -sTCP:{name}{note}",
+            f"sockstat -46s -P tcp | awk '$3 == {pid} && /{name}/'   # the same on FreeBSD",
+        )
+        windows = (f"Get-NetTCPConnection -State {cmdlet} -OwningProcess {pid}{note}",)
+    elif port is not None:
+        column = "$4" if local_port else "$5"
+        bsd = (
+            f"netstat -an -p tcp | awk '$6 == \"{name}\" && {column} ~ /[.]{port}$/'{note}",
+            f"lsof -nP -iTCP:{port} -sTCP:{name}   # who holds them (macOS; as root)",
+        )
+        side = "LocalPort" if local_port else "RemotePort"
+        windows = (f"Get-NetTCPConnection -State {cmdlet} -{side} {port}{note}",)
+    elif address is not None:
+        pattern = address.replace(".", "[.]")  # BSD's netstat puts the port after a dot
+        bsd = (f"netstat -an -p tcp | awk '$6 == \"{name}\" && $5 ~ /^{pattern}[.]/'{note}",)
+        windows = (f"Get-NetTCPConnection -State {cmdlet} -RemoteAddress {address}{note}",)
+    else:
+        bsd = (
+            f"netstat -an -p tcp | grep {name}{note}",
+            f"lsof -nP -iTCP -sTCP:{name}   # who holds them (macOS; as root)",
+        )
+        windows = (
+            f"Get-NetTCPConnection -State {cmdlet} | Group-Object OwningProcess | "
+            f"Sort-Object Count -Descending{note}",
+        )
+    return Elsewhere(bsd, (*windows, f"netstat -ano -p tcp | findstr {shown}   # pid last"))
+
+
+def descriptors_elsewhere(pid: int) -> Elsewhere:
+    """How many descriptors ``pid`` holds, and its limit, on macOS/BSD and on Windows (where
+    a process counts handles, and sockets are among them)."""
+    return Elsewhere(
+        (
+            f"lsof -p {pid} | wc -l   # open files (macOS)",
+            f"procstat -f {pid} | wc -l   # open files (FreeBSD)",
+            f"procstat -l {pid} | grep openfiles   # its limit (FreeBSD)",
+            "launchctl limit maxfiles   # the default limit (macOS)",
+        ),
+        # No open-file limit to run into there; a handle count that only grows is the leak.
+        (f"Get-Process -Id {pid} | Select-Object Id, ProcessName, HandleCount   # grows?",),
+    )
+
+
+def reach_elsewhere(address: str, port: int | None) -> Elsewhere:
+    """Whether ``address`` answers, and the way there, on macOS/BSD and on Windows."""
+    bsd = [f"route -n get {address}"]
+    windows = [f"Find-NetRoute -RemoteIPAddress {address}"]
+    if port is not None:
+        bsd.append(f"nc -vz -w 3 {address} {port}   # does it answer by hand?")
+        windows.append(f"Test-NetConnection {address} -Port {port}")
+    windows.append(f"tracert -d {address}")
+    return Elsewhere(tuple(bsd), tuple(windows))
 
 
 def widest_counts(counts: Iterable[ReportedCount]) -> dict[TcpState, ReportedCount]:

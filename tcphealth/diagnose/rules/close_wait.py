@@ -29,13 +29,17 @@ from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, ow
 from tcphealth.diagnose.lasting import AgeSplit, age_evidence, split_by_age
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
+    Elsewhere,
     assess_accept_queue,
+    descriptors_elsewhere,
     listener_owner,
     listener_subject,
+    listing_elsewhere,
     local_peers,
     overflow_counter_evidence,
     owner_next_steps,
     owner_unchecked,
+    platform_steps,
 )
 from tcphealth.diagnose.timeline import ConnectionKey, connection_key, kernel_age_floor
 from tcphealth.diagnose.wording import (
@@ -398,7 +402,7 @@ def _held_finding(
         count=group.count,
         summary=summary,
         evidence=tuple(evidence),
-        next_steps=_held_next_steps(pids, kind, group),
+        next_steps=_held_next_steps(pids, kind, group, index.snapshot.host.platform),
         unchecked=(
             *(
                 attribution_gaps(index, TcpState.CLOSE_WAIT)
@@ -480,7 +484,9 @@ def too_young_to_tell(seconds: float | None, thresholds: Thresholds) -> str:
     )
 
 
-def _held_next_steps(pids: tuple[int, ...], kind: str, group: _Held) -> tuple[str, ...]:
+def _held_next_steps(
+    pids: tuple[int, ...], kind: str, group: _Held, platform: str | None
+) -> tuple[str, ...]:
     pid = pids[0]
     steps: list[str] = []
     ports = [port for port, _ in group.local_ports.most_common(1) if port is not None]
@@ -491,8 +497,10 @@ def _held_next_steps(pids: tuple[int, ...], kind: str, group: _Held) -> tuple[st
         steps.append(f"ss -tnpo state close-wait | grep -F 'pid={pid},'")
     steps.append(f"ls -l /proc/{pid}/fd | grep -c socket   # descriptors held by sockets")
     steps.append(f"cat /proc/{pid}/limits   # Max open files: how far the leak can go")
+    elsewhere = listing_elsewhere(TcpState.CLOSE_WAIT, pid=pid).plus(descriptors_elsewhere(pid))
+    advice: list[str] = []
     if kind == NOT_CLOSED:
-        steps.append(
+        advice.append(
             "Find the code path that sees end-of-file (a read returning 0) or an error and "
             "returns without close(): error branches, response bodies never closed, pooled "
             "connections never released."
@@ -502,15 +510,28 @@ def _held_next_steps(pids: tuple[int, ...], kind: str, group: _Held) -> tuple[st
             f"grep State /proc/{pid}/status   # T = stopped, else a thread dump shows where the "
             "reader is blocked"
         )
-        steps.append(
+        elsewhere = Elsewhere(
+            (*elsewhere.bsd, f"ps -o pid,stat,wchan -p {pid}   # T = stopped; where it waits"),
+            elsewhere.windows,
+        )
+        advice.append(
             "Find why the application stopped reading these connections (a stuck worker, a "
             "pool that no longer polls idle connections)."
         )
-    steps.append(
+    linux = (
+        *steps,
+        *advice,
         "No sysctl shortens CLOSE_WAIT, and restarting the process or `ss -K` (root) only "
-        "clears the symptom."
+        "clears the symptom.",
     )
-    return tuple(steps)
+    return platform_steps(
+        platform,
+        linux,
+        elsewhere=elsewhere.then(
+            *advice,
+            "No setting shortens CLOSE_WAIT, and restarting the process only clears the symptom.",
+        ),
+    )
 
 
 # --- a few, whose age decides ------------------------------------------------------------------
@@ -614,10 +635,19 @@ def _age_decides(
         count=count,
         summary=summary,
         evidence=tuple(evidence),
-        next_steps=(
-            f"{look}   # again after {limit:g} s: the same ones still there are a leak",
-            f"tcphealth check --samples 4 --interval {max(1, round(limit / 3)):g}"
-            "   # follows them and says which stay",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                f"{look}   # again after {limit:g} s: the same ones still there are a leak",
+                f"tcphealth check --samples 4 --interval {max(1, round(limit / 3)):g}"
+                "   # follows them and says which stay",
+            ),
+            elsewhere=listing_elsewhere(
+                TcpState.CLOSE_WAIT,
+                pid=None if port is not None or not pids else pids[0],
+                port=port,
+                why=f"again after {limit:g} s: the same ones still there are a leak",
+            ),
         ),
         unchecked=tuple(unchecked),
     )
@@ -776,7 +806,9 @@ def _unaccepted_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[F
                 count=count,
                 summary=summary,
                 evidence=tuple(evidence),
-                next_steps=owner_next_steps(pids, listener.local.port),
+                next_steps=owner_next_steps(
+                    pids, listener.local.port, index.snapshot.host.platform
+                ),
                 unchecked=queue.unchecked(endpoint) + owner_unchecked(listener),
             )
         )
@@ -791,6 +823,13 @@ _RECV_QUEUE = operator.attrgetter("recv_queue")
 _TCP_INFO = operator.attrgetter("tcp_info")
 _LAST_DATA_RECV = operator.attrgetter("last_data_recv_ms")
 _KNOWN = functools.partial(operator.is_not, None)  # x -> x is not None
+
+
+_POOL_FIX = (
+    "Make the client's pool drop idle connections before the server does (an idle timeout "
+    "shorter than the server's, or a check before each reuse), or raise the server's idle "
+    "timeout."
+)
 
 
 def _owner_unknown_finding(
@@ -914,9 +953,14 @@ def _owner_unknown_finding(
             + (listings.sentence() if listings is not None else "")
         ),
         evidence=tuple(evidence),
-        next_steps=(
-            "ss -tnpo state close-wait   # as root, to see the owning processes",
-            "ss -tn state close-wait | awk 'NR>1 {print $3}' | sort | uniq -c | sort -rn | head",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                "ss -tnpo state close-wait   # as root, to see the owning processes",
+                "ss -tn state close-wait | awk 'NR>1 {print $3}' | sort | uniq -c | sort -rn "
+                "| head",
+            ),
+            elsewhere=listing_elsewhere(TcpState.CLOSE_WAIT),
         ),
         unchecked=unchecked,
     )
@@ -996,12 +1040,19 @@ def _peer_idle_close(
             f"{most_common_text(destinations)}."
         ),
         evidence=tuple(evidence),
-        next_steps=(
-            f"ss -tno state close-wait '( dport = :{port} )'   # again in a minute: replaced, "
-            "not growing",
-            "Make the client's pool drop idle connections before the server does (an idle "
-            "timeout shorter than the server's, or a check before each reuse), or raise the "
-            "server's idle timeout.",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                f"ss -tno state close-wait '( dport = :{port} )'   # again in a minute: "
+                "replaced, not growing",
+                _POOL_FIX,
+            ),
+            elsewhere=listing_elsewhere(
+                TcpState.CLOSE_WAIT,
+                port=port,
+                local_port=False,
+                why="again in a minute: replaced, not growing",
+            ).then(_POOL_FIX),
         ),
         unchecked=tuple(unchecked),
     )

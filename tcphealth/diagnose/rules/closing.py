@@ -27,7 +27,15 @@ from tcphealth.diagnose.lasting import (
     split_by_age,
 )
 from tcphealth.diagnose.rule import Code, Rule, Window
-from tcphealth.diagnose.shared import elision_among, local_peers, retransmits_of
+from tcphealth.diagnose.shared import (
+    Elsewhere,
+    elision_among,
+    listing_elsewhere,
+    local_peers,
+    platform_steps,
+    reach_elsewhere,
+    retransmits_of,
+)
 from tcphealth.diagnose.timeline import connection_key, kernel_age_floor
 from tcphealth.diagnose.wording import (
     attribution_gaps,
@@ -179,15 +187,53 @@ def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]
                     f"{most_common_text(destinations)}{pressure_text}."
                 ),
                 evidence=tuple(evidence),
-                next_steps=(
-                    f"ss -tno state {_SS_STATE[state]}   # retransmit timers and peers",
-                    _path_probe(destinations),
-                    "nstat -az TcpExtTCPAbortOnTimeout   # connections the kernel gave up on",
-                    "cat /proc/net/sockstat   # orphans",
+                next_steps=platform_steps(
+                    index.snapshot.host.platform,
+                    (
+                        f"ss -tno state {_SS_STATE[state]}   # retransmit timers and peers",
+                        _path_probe(destinations),
+                        "nstat -az TcpExtTCPAbortOnTimeout   # connections the kernel gave up on",
+                        "cat /proc/net/sockstat   # orphans",
+                    ),
+                    elsewhere=_fin_elsewhere(state, destinations),
                 ),
             )
         )
     return findings
+
+
+_READ_TIMEOUT = (
+    "Give the local application a read timeout after shutdown(), so it closes when the peer "
+    "never answers."
+)
+
+
+def _peer_elsewhere(index: SnapshotIndex, peers: tuple[int, ...], peer_step: str) -> Elsewhere:
+    """Where the peer that never closes is a local process: its CLOSE_WAIT, listed the
+    platform's way; else the step about the peer host, which may run anything."""
+    if not peers:
+        return Elsewhere((peer_step,), (peer_step,))
+    listed = listing_elsewhere(
+        TcpState.CLOSE_WAIT,
+        pid=peers[0],
+        why=f"{who(index, peers)}, the local peer that has not closed",
+    )
+    return Elsewhere(listed.bsd[:1], listed.windows[:1])
+
+
+def _fin_elsewhere(state: TcpState, destinations: Counter[Destination]) -> Elsewhere:
+    """Their peers, the way to the most frequent one, and the retransmissions given up on,
+    on macOS/BSD and on Windows."""
+    top, _ = min(destinations.items(), key=lambda i: (-i[1], str((i[0].address, i[0].port))))
+    given_up = Elsewhere(
+        ("netstat -s -p tcp | grep -i rexmit   # connections dropped after retransmitting",),
+        ("netstat -s -p tcp   # Segments Retransmitted: still rising?",),
+    )
+    return (
+        listing_elsewhere(state, why="their peers")
+        .plus(reach_elsewhere(str(top.address), top.port))
+        .plus(given_up)
+    )
 
 
 def _path_probe(destinations: Counter[Destination]) -> str:
@@ -433,13 +479,18 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                     *pid_evidence(pids),
                     *peer_evidence,
                 ),
-                next_steps=(
-                    f"ss -tnpo state fin-wait-2 | grep -F 'pid={pids[0]},'"
-                    if pids
-                    else "ss -tnpo state fin-wait-2",
-                    peer_step,
-                    "Give the local application a read timeout after shutdown(), so it closes "
-                    "when the peer never answers.",
+                next_steps=platform_steps(
+                    index.snapshot.host.platform,
+                    (
+                        f"ss -tnpo state fin-wait-2 | grep -F 'pid={pids[0]},'"
+                        if pids
+                        else "ss -tnpo state fin-wait-2",
+                        peer_step,
+                        _READ_TIMEOUT,
+                    ),
+                    elsewhere=listing_elsewhere(TcpState.FIN_WAIT2, pid=pids[0] if pids else None)
+                    .plus(_peer_elsewhere(index, peers, peer_step))
+                    .then(_READ_TIMEOUT),
                 ),
                 unchecked=(
                     *(() if pids else attribution_gaps(index, TcpState.FIN_WAIT2)),
@@ -475,9 +526,13 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                     Evidence("tcp_fin_timeout", fin_timeout, "how long each may wait"),
                     *top_destinations(orphan_peers),
                 ),
-                next_steps=(
-                    "ss -tno state fin-wait-2   # which peers do not close",
-                    "cat /proc/net/sockstat   # tw counts these too",
+                next_steps=platform_steps(
+                    index.snapshot.host.platform,
+                    (
+                        "ss -tno state fin-wait-2   # which peers do not close",
+                        "cat /proc/net/sockstat   # tw counts these too",
+                    ),
+                    elsewhere=listing_elsewhere(TcpState.FIN_WAIT2, why="which peers do not close"),
                 ),
                 unchecked=()
                 if fin_timeout is not None
@@ -568,10 +623,18 @@ def _age_decides(
         count=count,
         summary=summary,
         evidence=tuple(evidence),
-        next_steps=(
-            f"{look}   # again after {limit:g} s: the same ones still there are not closed",
-            f"tcphealth check --samples 4 --interval {max(1, round(limit / 3)):g}"
-            "   # follows them and says which stay",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                f"{look}   # again after {limit:g} s: the same ones still there are not closed",
+                f"tcphealth check --samples 4 --interval {max(1, round(limit / 3)):g}"
+                "   # follows them and says which stay",
+            ),
+            elsewhere=listing_elsewhere(
+                TcpState.FIN_WAIT2,
+                pid=pids[0] if pids else None,
+                why=f"again after {limit:g} s: the same ones still there are not closed",
+            ),
         ),
         unchecked=tuple(unchecked),
     )

@@ -21,7 +21,13 @@ from __future__ import annotations
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
-from tcphealth.diagnose.shared import error_evidence, error_line
+from tcphealth.diagnose.shared import (
+    Elsewhere,
+    descriptors_elsewhere,
+    error_evidence,
+    error_line,
+    platform_steps,
+)
 from tcphealth.diagnose.wording import level, number, percent, process_subject, who
 from tcphealth.model import (
     Blame,
@@ -79,6 +85,16 @@ def _logged(index: SnapshotIndex, line: ErrorLine, process: Process | None) -> F
             'for p in /proc/[0-9]*; do echo "$(ls $p/fd 2>/dev/null | wc -l) $p"; done | '
             "sort -rn | head   # descriptors per process",
         )
+        elsewhere = Elsewhere(
+            (
+                "lsof -n | awk 'NR > 1 {print $2, $1}' | sort | uniq -c | sort -rn | head   "
+                "# descriptors per process (macOS, and BSD with the lsof port)",
+            ),
+            (
+                "Get-Process | Sort-Object HandleCount -Descending | Select-Object -First 10 Id, "
+                "ProcessName, HandleCount",
+            ),
+        )
     else:
         pid = process.pid
         unchecked.insert(
@@ -103,6 +119,7 @@ def _logged(index: SnapshotIndex, line: ErrorLine, process: Process | None) -> F
             f"ss -tanp | grep 'pid={pid},' | awk '{{print $1}}' | sort | uniq -c   # the "
             "states its sockets are in",
         )
+        elsewhere = descriptors_elsewhere(pid)
     return Finding(
         code=FD_EXHAUSTED_LOGGED,
         severity=Severity.CRITICAL,
@@ -116,11 +133,15 @@ def _logged(index: SnapshotIndex, line: ErrorLine, process: Process | None) -> F
             "so new connections are refused or dropped until descriptors are freed."
         ),
         evidence=tuple(evidence),
-        next_steps=(
-            *steps,
-            "If the count only grows, find what keeps them: sockets in CLOSE_WAIT or CLOSE are "
-            "descriptors of finished connections never closed. If the load is legitimate, "
-            "raise the limit (LimitNOFILE=, ulimit -n).",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                *steps,
+                f"{_KEPT} If the load is legitimate, raise the limit (LimitNOFILE=, ulimit -n).",
+            ),
+            elsewhere=elsewhere.then(
+                f"{_KEPT} If the load is legitimate, raise the process's open-file limit."
+            ),
         ),
         unchecked=tuple(unchecked),
     )
@@ -180,12 +201,19 @@ def _check_process(
             "are gone."
         ),
         evidence=tuple(evidence),
-        next_steps=(
-            f"ls /proc/{pid}/fd | wc -l",
-            f"ls -l /proc/{pid}/fd | grep -c socket",
-            f"cat /proc/{pid}/limits   # Max open files",
-            f"If the load is legitimate, {raise_text}. If the count only grows, look for a "
-            "leak (CLOSE_WAIT findings for this pid).",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                f"ls /proc/{pid}/fd | wc -l",
+                f"ls -l /proc/{pid}/fd | grep -c socket",
+                f"cat /proc/{pid}/limits   # Max open files",
+                f"If the load is legitimate, {raise_text}. {_LEAK}",
+            ),
+            # raise_text names systemd's way; elsewhere the shell's, where it applies.
+            elsewhere=descriptors_elsewhere(pid).then(
+                f"If the load is legitimate, raise the process's open-file limit (ulimit -n "
+                f"where it starts). {_LEAK}"
+            ),
         ),
         unchecked=(
             (
@@ -197,6 +225,12 @@ def _check_process(
         ),
     )
 
+
+_KEPT = (
+    "If the count only grows, find what keeps them: sockets in CLOSE_WAIT or CLOSE are "
+    "descriptors of finished connections never closed."
+)
+_LEAK = "If the count only grows, look for a leak (CLOSE_WAIT findings for this pid)."
 
 RULE = Rule(
     name="descriptors",

@@ -27,9 +27,12 @@ from tcphealth.diagnose.shared import (
     assess_accept_queue,
     listener_owner,
     listener_subject,
+    listing_elsewhere,
     overflow_counter_evidence,
     owner_next_steps,
     owner_unchecked,
+    platform_steps,
+    reach_elsewhere,
     retransmits_of,
     syn_queue_room,
 )
@@ -206,12 +209,31 @@ def _syn_recv_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fin
                     f"loses them); {syncookies}."
                 ),
                 evidence=tuple(evidence),
-                next_steps=(
-                    f"ss -tn state syn-recv '( sport = :{port} )'   # how many sources?",
-                    "nstat -az TcpExtSyncookiesSent TcpExtTCPReqQFullDrop TcpExtListenOverflows",
-                    f"tcpdump -ni any 'tcp port {port} and tcp[tcpflags] & tcp-ack != 0'   "
-                    "# do final ACKs arrive?",
-                    "sysctl net.ipv4.tcp_syncookies net.ipv4.tcp_max_syn_backlog",
+                next_steps=platform_steps(
+                    index.snapshot.host.platform,
+                    (
+                        f"ss -tn state syn-recv '( sport = :{port} )'   # how many sources?",
+                        "nstat -az TcpExtSyncookiesSent TcpExtTCPReqQFullDrop "
+                        "TcpExtListenOverflows",
+                        f"tcpdump -ni any 'tcp port {port} and tcp[tcpflags] & tcp-ack != 0'   "
+                        "# do final ACKs arrive?",
+                        "sysctl net.ipv4.tcp_syncookies net.ipv4.tcp_max_syn_backlog",
+                    ),
+                    bsd=(
+                        *listing_elsewhere(
+                            TcpState.SYN_RECV, port=port, why="how many sources?"
+                        ).bsd[:1],
+                        "netstat -s -p tcp | grep -i -e syncache -e cookie   # the SYN cache "
+                        "and its cookies: still rising?",
+                        f"tcpdump -n 'tcp port {port} and tcp[tcpflags] & tcp-ack != 0'   "
+                        "# do final ACKs arrive?",
+                    ),
+                    windows=(
+                        f"Get-NetTCPConnection -State SynReceived -LocalPort {port} | "
+                        "Group-Object RemoteAddress | Sort-Object Count -Descending   "
+                        "# many sources: a flood",
+                        "netstat -s -p tcp   # Failed Connection Attempts: still rising?",
+                    ),
                 ),
                 unchecked=tuple(unchecked),
             )
@@ -291,6 +313,16 @@ def _backend_sets(
     return sets
 
 
+_BACKEND_SET_FIX = (
+    "Check the security groups or firewall rules between this host and the set, and whether "
+    "the service runs on the backends."
+)
+_UNANSWERED_FIX = (
+    "Check the firewall rules on both sides and whether the service there runs. Give the "
+    "client a connect timeout shorter than the kernel's."
+)
+
+
 def _backend_set_finding(
     index: SnapshotIndex,
     port: int,
@@ -324,12 +356,18 @@ def _backend_set_finding(
                 f"ESTABLISHED from {client} to port {port} in the source",
             ),
         ),
-        next_steps=(
-            f"ss -tnpo state syn-sent '( dport = :{port} )'   # retransmit timers of the attempts",
-            f"nc -vz -w 3 {dests[0].address} {port}   # one backend by hand",
-            f"traceroute -T -p {port} {dests[0].address}   # where do the SYNs stop?",
-            "Check the security groups or firewall rules between this host and the set, and "
-            "whether the service runs on the backends.",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                f"ss -tnpo state syn-sent '( dport = :{port} )'   # retransmit timers of the "
+                "attempts",
+                f"nc -vz -w 3 {dests[0].address} {port}   # one backend by hand",
+                f"traceroute -T -p {port} {dests[0].address}   # where do the SYNs stop?",
+                _BACKEND_SET_FIX,
+            ),
+            elsewhere=listing_elsewhere(TcpState.SYN_SENT, port=port, local_port=False)
+            .plus(reach_elsewhere(str(dests[0].address), port))
+            .then(_BACKEND_SET_FIX),
         ),
         unchecked=(
             "whether the attempts are old: the source gives no retransmit count or timer, so "
@@ -467,14 +505,19 @@ def _syn_sent_finding(
         count=count,
         summary=summary,
         evidence=tuple(evidence),
-        next_steps=(
-            f"ss -tnpo state syn-sent {ss_peer_filter(address, port)}",
-            f"ip route get {address}",
-            f"traceroute -T -p {port} {address}   # where do the SYNs stop?"
-            if port is not None
-            else f"traceroute -T {address}",
-            "Check the firewall rules on both sides and whether the service there runs. Give "
-            "the client a connect timeout shorter than the kernel's.",
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                f"ss -tnpo state syn-sent {ss_peer_filter(address, port)}",
+                f"ip route get {address}",
+                f"traceroute -T -p {port} {address}   # where do the SYNs stop?"
+                if port is not None
+                else f"traceroute -T {address}",
+                _UNANSWERED_FIX,
+            ),
+            elsewhere=listing_elsewhere(TcpState.SYN_SENT, address=str(address))
+            .plus(reach_elsewhere(str(address), port))
+            .then(_UNANSWERED_FIX),
         ),
         unchecked=tuple(unchecked),
     )
@@ -537,7 +580,7 @@ def _syn_sent_to_full_listener(
         count=count,
         summary=summary,
         evidence=tuple(evidence),
-        next_steps=owner_next_steps(pids, listener.local.port),
+        next_steps=owner_next_steps(pids, listener.local.port, index.snapshot.host.platform),
         unchecked=unchecked,
     )
 
