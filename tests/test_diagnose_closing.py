@@ -159,6 +159,21 @@ def test_fin_wait2_held_but_young_does_not_say_the_peers_never_close(
         assert "has lasted at least 4.0 s, under 60 s" in item
 
 
+def test_the_catalogue_says_of_fin_wait2_held_what_a_young_finding_says() -> None:
+    # Before: "its peers do not close" in `explain --codes`, which the finding itself claims
+    # only once the wait has outlasted stuck_seconds.
+    from tcphealth.diagnose import rule_of
+
+    rule = rule_of("fin-wait2-held")
+    assert rule is not None
+    (code,) = [code for code in rule.codes if code.name == "fin-wait2-held"]
+    (young,) = diagnose(snapshot(half_closed(30, 77, waited_ms=4_000)))
+    assert "its peers have not closed theirs yet" in young.summary
+    assert "its peers have not closed theirs yet" in code.meaning
+    assert "do not close" not in code.meaning
+    assert "never only once the wait outlasts stuck_seconds" in code.meaning
+
+
 def test_fin_wait2_held_by_an_unseen_owner_still_counts_by_inode() -> None:
     (finding,) = diagnose(snapshot(half_closed(10, None)))
     assert finding.code == "fin-wait2-held"

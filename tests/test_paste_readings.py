@@ -233,6 +233,17 @@ def test_counted_fin_wait2_tells_the_same_story() -> None:
     assert evidence(alone)["close_wait_same_holder"] == 0
 
 
+def test_a_host_wide_count_of_fin_wait2_does_not_say_the_peers_never_close() -> None:
+    # A count has no age: before, it said "peers that never send their FIN", which the held
+    # finding says only once the wait outlasts stuck_seconds.
+    (counted,) = found(last("$ netstat -an | grep -c FIN_WAIT2\n20000\n"), "fin-wait2-counted")
+    assert counted.blame is Blame.REMOTE_PEER
+    assert "never" not in counted.summary
+    assert "their peers have not sent their FIN yet, and a count does not say for how long" in (
+        counted.summary
+    )
+
+
 # --- a LISTEN Recv-Q of a usual backlog + 1 -----------------------------------------------------
 
 LISTENER = HEADER + (

@@ -711,7 +711,8 @@ RULE = Rule(
         Code(
             FIN_WAIT2_HELD,
             "a process shut down its sending side and keeps the sockets, which no timer ends: "
-            "its peers do not close, or it relays a half-close and closes neither side",
+            "its peers have not closed theirs yet (said to be never only once the wait outlasts "
+            "stuck_seconds), or it relays a half-close and closes neither side",
             _LEVELS,
         ),
         Code(

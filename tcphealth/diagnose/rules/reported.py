@@ -258,8 +258,8 @@ def _fin_wait2(
         holder = ""
         summary = (
             f"The paste counts {number(count.sockets)} connections in FIN_WAIT2 host-wide: "
-            "peers that never send their FIN. Orphaned ones end after tcp_fin_timeout; ones "
-            "a process still holds do not."
+            "their peers have not sent their FIN yet, and a count does not say for how long. "
+            "Orphaned ones end after tcp_fin_timeout; ones a process still holds do not."
         )
         blame = Blame.REMOTE_PEER
     if severity is None:
