@@ -77,6 +77,7 @@ def test_document_header_host_and_summary() -> None:
         },
         "findings": {"CRITICAL": 1, "WARNING": 0, "INFO": 0},
         "worst": "CRITICAL",
+        "age_decides": 0,
         "reported_states": {},
         "truncated_sockets": 0,
         "skipped_lines": 0,

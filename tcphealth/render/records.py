@@ -56,6 +56,8 @@ def summary_record(report: Report) -> JSONObject:
         "states": states_record(report.states),
         "findings": {sev.label: count for sev, count in report.count_by_severity().items() if sev},
         "worst": report.worst_severity.label,
+        # The verdict's "N sockets whose age decides", for a script to see the same fact.
+        "age_decides": report.age_decides,
         "reported_states": dict(report.reported_states),
         "truncated_sockets": report.truncated_sockets,
         "skipped_lines": report.skipped_lines,
