@@ -4,6 +4,9 @@ held by an owner the source does not name."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+
+import pytest
 
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
@@ -160,8 +163,35 @@ def test_one_finding_per_process_and_forked_holders_share_one() -> None:
     assert {e.name: e.value for e in shared.evidence}["pids"] == "100, 101"
     # All on one local port: the ss command filters on it.
     assert shared.next_steps[0] == "ss -tnpo state close-wait '( sport = :8080 )'"
-    # Clients' ports differ every time, so the destinations are counted by host.
-    assert shared.summary.endswith("mostly to 10.0.3.9 (20).")
+    # Clients' ports differ every time, so the peers are counted by host; this host's end is
+    # the server's (port 8080), so they are where the connections come from.
+    assert shared.summary.endswith("mostly from 10.0.3.9 (20).")
+
+
+@pytest.mark.parametrize(
+    ("local", "remote", "words"),
+    [
+        # a client end: an ephemeral port, toward a service port
+        (lambda i: f"10.0.0.1:{40000 + i}", lambda i: "10.0.0.5:5432", "mostly to 10.0.0.5:5432"),
+        # a server end: a service port, from clients' ephemeral ports
+        (lambda i: "10.0.0.1:8080", lambda i: f"10.0.3.9:{50000 + i}", "mostly from 10.0.3.9"),
+        # both
+        (
+            lambda i: f"10.0.0.1:{40000 + i}" if i % 2 else "10.0.0.1:8080",
+            lambda i: "10.0.0.5:5432" if i % 2 else f"10.0.3.9:{50000 + i}",
+            "mostly with ",
+        ),
+    ],
+)
+def test_the_peers_are_where_connections_go_only_for_a_client_s_end(
+    local: Callable[[int], str], remote: Callable[[int], str], words: str
+) -> None:
+    # Before, every summary said "mostly to" its peers, also a server's about its clients.
+    snap = snapshot(
+        many(20, lambda i: sock("CLOSE-WAIT", local(i), remote(i), pids=(100,), recv_queue=0))
+    )
+    (finding,) = [f for f in diagnose(snap) if f.state is TcpState.CLOSE_WAIT]
+    assert f"; {words}" in finding.summary, finding.summary
 
 
 def age_decides(findings: list[Finding]) -> Finding:

@@ -293,8 +293,20 @@ def test_every_state_holds_a_port_and_reserved_ports_are_not_counted() -> None:
     finding = codes(diagnose(snap))["ephemeral-ports-exhausting"]
     assert finding.severity is Severity.WARNING  # 14 / 15 = 93%, under 95%
     assert (finding.count, evidence(finding)["ports_usable"]) == (14, 15)
-    assert "1 ports are left" in finding.summary
+    assert "1 port is left; the connect() after 1 more fails" in finding.summary
     assert finding.subject.pids == (30,)
+
+
+def test_ports_held_by_no_named_process_start_the_sentence_with_the_host() -> None:
+    # Before: "this host holds 14 connections ..." -- a summary beginning in lower case.
+    snap = snapshot(
+        [sock("ESTAB", f"10.0.0.5:{port}", "10.9.9.9:5432") for port in range(40000, 40010)],
+        [sock("ESTAB", f"10.0.0.5:{port}", "10.9.9.9:5432") for port in range(40015, 40019)],
+        sysctls=NARROW,
+    )
+    finding = codes(diagnose(snap))["ephemeral-ports-exhausting"]
+    assert finding.subject.pids == ()
+    assert finding.summary.startswith("This host holds 14 connections from 10.0.0.5 to ")
 
 
 def test_a_socket_on_a_reserved_or_listening_port_is_not_an_outgoing_one() -> None:

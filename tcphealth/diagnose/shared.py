@@ -7,12 +7,13 @@ a socket has retransmitted (the handshake, closing and established rules).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import SnapshotIndex, owned_by_fd
-from tcphealth.diagnose.wording import number, process_subject
+from tcphealth.diagnose.index import Destination, SnapshotIndex, owned_by_fd
+from tcphealth.diagnose.wording import most_common_text, number, process_subject
 from tcphealth.model import (
     Elision,
     Endpoint,
@@ -30,7 +31,7 @@ from tcphealth.model import (
     Sysctls,
     TcpState,
 )
-from tcphealth.states import host_or_default, syn_queue_capacity
+from tcphealth.states import host_or_default, port_range_or_default, syn_queue_capacity
 
 
 def retransmits_of(sock: Socket) -> int | None:
@@ -393,6 +394,24 @@ def reach_elsewhere(address: str, port: int | None) -> Elsewhere:
         windows.append(f"Test-NetConnection {address} -Port {port}")
     windows.append(f"tracert -d {address}")
     return Elsewhere(tuple(bsd), tuple(windows))
+
+
+def peers_text(
+    index: SnapshotIndex, local_ports: Iterable[int | None], peers: Counter[Destination]
+) -> str:
+    """``mostly to 10.0.0.5:6379 (2,900)`` where this host's ends are clients (their peers are
+    where they connect to), ``mostly from ...`` where they are a server's (their peers are its
+    clients), ``mostly with ...`` where both or neither can be told. A local port is a
+    server's when a listener here has it or it lies outside the ephemeral range, from which a
+    client's port is drawn; ``local_ports`` may repeat."""
+    (low, high), _ = port_range_or_default(index.snapshot.sysctls)
+    sides = {
+        port in index.listeners_by_port or not low <= port <= high
+        for port in set(local_ports)
+        if port is not None
+    }
+    word = "with" if len(sides) != 1 else "from" if sides.pop() else "to"
+    return f"mostly {word} {most_common_text(peers)}"
 
 
 def widest_counts(counts: Iterable[ReportedCount]) -> dict[TcpState, ReportedCount]:

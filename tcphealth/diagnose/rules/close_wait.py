@@ -39,6 +39,7 @@ from tcphealth.diagnose.shared import (
     overflow_counter_evidence,
     owner_next_steps,
     owner_unchecked,
+    peers_text,
     platform_steps,
 )
 from tcphealth.diagnose.timeline import ConnectionKey, connection_key, kernel_age_floor
@@ -345,7 +346,8 @@ def _held_finding(
         closed = "this application has not closed them yet"
     summary = (
         f"{holder} holds {number(group.count)} connections in CLOSE_WAIT: the peers closed and "
-        f"{closed}; {reading}{mixed}; mostly to {most_common_text(group.destinations)}."
+        f"{closed}; {reading}{mixed}; "
+        f"{peers_text(index, group.local_ports, group.destinations)}."
         + (listings.sentence() if listings is not None else "")
     )
     evidence: list[Evidence] = [Evidence("close_wait", group.count, "held by a descriptor")]
@@ -586,8 +588,8 @@ def _age_decides(
     summary = (
         f"{holder} {'holds' if pids else 'has'} {number(count)} "
         f"{'connection' if count == 1 else 'connections'} in CLOSE_WAIT: the "
-        f"{'peer' if count == 1 else 'peers'} closed and {closer} has not yet; mostly to "
-        f"{most_common_text(destinations)}. That is below the "
+        f"{'peer' if count == 1 else 'peers'} closed and {closer} has not yet; "
+        f"{peers_text(index, ports, destinations)}. That is below the "
         f"{number(thresholds.close_wait_warning)} that warn, but no timer ends CLOSE_WAIT, "
         f"only the application's close(); {age_text}"
     )
@@ -948,8 +950,8 @@ def _owner_unknown_finding(
         count=count,
         summary=(
             f"{number(count)} connections sit in CLOSE_WAIT: their peers closed and a local "
-            "application has not, but the source does not say which one; mostly to "
-            f"{most_common_text(destinations)}.{unread_text}"
+            "application has not, but the source does not say which one; "
+            f"{peers_text(index, local_ports, destinations)}.{unread_text}"
             + (listings.sentence() if listings is not None else "")
         ),
         evidence=tuple(evidence),

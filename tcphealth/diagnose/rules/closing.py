@@ -32,6 +32,7 @@ from tcphealth.diagnose.shared import (
     elision_among,
     listing_elsewhere,
     local_peers,
+    peers_text,
     platform_steps,
     reach_elsewhere,
     retransmits_of,
@@ -183,8 +184,9 @@ def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]
                 summary=(
                     f"{number(count)} connections sit in {state.value} with their FIN sent "
                     f"{thresholds.closing_min_retransmits} or more times and never "
-                    f"acknowledged: the peer or the path to it is gone; mostly to "
-                    f"{most_common_text(destinations)}{pressure_text}."
+                    "acknowledged: the peer or the path to it is gone; "
+                    f"{peers_text(index, (s.local.port for s in stuck), destinations)}"
+                    f"{pressure_text}."
                 ),
                 evidence=tuple(evidence),
                 next_steps=platform_steps(
@@ -451,8 +453,9 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                 count=count,
                 summary=(
                     f"{holder} holds {count_text} connections in FIN_WAIT2: it shut down its "
-                    f"sending side and {wait_text}; mostly to "
-                    f"{most_common_text(destinations)}.{peer_text}{relay_text}{elided_text}"
+                    f"sending side and {wait_text}; "
+                    f"{peers_text(index, (s.local.port for s in sockets), destinations)}."
+                    f"{peer_text}{relay_text}{elided_text}"
                 ),
                 evidence=(
                     Evidence("fin_wait2_held", count, "half-closed, descriptor still open"),
@@ -589,8 +592,8 @@ def _age_decides(
         f"{holder} holds {number(count)} "
         f"{'connection' if count == 1 else 'connections'} in FIN_WAIT2: it shut down its "
         f"sending side and keeps the {'descriptor' if count == 1 else 'descriptors'}, and "
-        f"the {'peer has' if count == 1 else 'peers have'} not closed yet; mostly to "
-        f"{most_common_text(destinations)}. That is below the "
+        f"the {'peer has' if count == 1 else 'peers have'} not closed yet; "
+        f"{peers_text(index, (s.local.port for s in sockets), destinations)}. That is below the "
         f"{number(thresholds.fin_wait2_held_warning)} that warn, but while the process keeps "
         f"them no timer ends {'it' if count == 1 else 'them'} (tcp_fin_timeout is for "
         f"orphans only); {age_text}{local_text}"

@@ -39,7 +39,7 @@ from tcphealth.diagnose.shared import (
     ports_ran_out,
     widest_counts,
 )
-from tcphealth.diagnose.wording import destination_text, level, number, percent, who
+from tcphealth.diagnose.wording import destination_text, level, number, percent, plural, who
 from tcphealth.model import (
     Blame,
     Endpoint,
@@ -336,7 +336,7 @@ def _finding(
     target = destination_text(dest)
     left = max(usable - count, 0)
     pids = holders.most_common(1)[0][0] if holders else ()
-    client = who(index, pids) if pids else "this host"
+    client = who(index, pids) if pids else "This host"  # it begins the summaries
     states_text = ", ".join(
         f"{number(n)} {state.value}" for state, n in sorted(states.items(), key=lambda i: -i[1])
     )
@@ -387,8 +387,8 @@ def _finding(
         )
     else:
         outcome = (
-            f"{number(left)} ports are left; the connect() after {number(left)} more fails "
-            "with EADDRNOTAVAIL unless some of these close"
+            f"{plural(left, 'port')} {'is' if left == 1 else 'are'} left; the connect() after "
+            f"{number(left)} more fails with EADDRNOTAVAIL unless some of these close"
         )
     low, high = port_range
     reuse_note = (

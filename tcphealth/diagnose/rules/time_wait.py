@@ -524,7 +524,11 @@ def _bucket_finding(
             if closed_as_client
             else "; this host closed first on them as the server"
         )
-        toward = f"; mostly toward {most_common_text(everywhere)}"
+        # Their peers are the clients where this host was the server: not "toward" them.
+        side = (
+            "from" if not closed_as_client else "toward" if closed_as_client == listed else "with"
+        )
+        toward = f"; mostly {side} {most_common_text(everywhere)}"
     else:
         closer = toward = ""
         unchecked = (
