@@ -103,7 +103,7 @@ def test_a_pasted_few_close_wait_are_not_nothing_wrong(
     steps = finding["next_steps"]
     assert isinstance(steps, list)
     if "macos" in name:  # a macOS paste: its own netstat and lsof look again
-        assert steps[0].startswith("netstat -an -p tcp | awk '$6 == \"CLOSE_WAIT\"")
+        assert steps[0].startswith('netstat -an -p tcp | awk \'$6 == "CLOSE_WAIT"')
         assert steps[1].startswith("lsof -nP -iTCP:8080 -sTCP:CLOSE_WAIT")
     else:
         assert steps[0].startswith("ss -tnpo state close-wait")

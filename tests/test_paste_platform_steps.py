@@ -91,6 +91,15 @@ def _scenes() -> dict[str, Snapshot]:
             ),
             processes=owner,
         ),
+        "close-wait-unread-data": snapshot(
+            many(
+                20,
+                lambda i: sock(
+                    "CLOSE_WAIT", f"10.0.0.1:{40000 + i}", "10.0.0.2:80", pids=(4242,), recv_queue=5
+                ),
+            ),
+            processes=owner,
+        ),
         "close-wait-owner-unknown": snapshot(
             many(12, lambda i: sock("CLOSE_WAIT", "10.0.0.1:8080", f"10.0.0.{i + 2}:5000"))
         ),
@@ -166,6 +175,8 @@ def test_a_bsd_or_windows_paste_gets_that_system_s_commands(platform: str, code:
     assert steps[0].startswith(FIRST[platform]), steps
     assert not any(step.startswith(LINUX_ONLY) for step in steps), steps
     assert not any("a Linux command" in step for step in steps), steps
+    # Plain output joins the steps with "; ": our own words never hold one.
+    assert not any(";" in step for step in steps), steps
     # The same host on Linux keeps its ss and /proc steps.
     (linux,) = [f for f in diagnose(_on("linux", snap)) if f.code == code]
     assert linux.next_steps[0].startswith(("ss ", "ls /proc/")), linux.next_steps
@@ -199,5 +210,5 @@ def test_a_real_macos_paste_of_close_wait_gets_netstat_and_lsof() -> None:
     assert finding.next_steps[:2] == (
         "netstat -an -p tcp | awk '$6 == \"CLOSE_WAIT\" && $4 ~ /[.]8080$/'   # again after 60 s: "
         "the same ones still there are a leak",
-        "lsof -nP -iTCP:8080 -sTCP:CLOSE_WAIT   # who holds them (macOS; as root)",
+        "lsof -nP -iTCP:8080 -sTCP:CLOSE_WAIT   # who holds them (macOS, as root)",
     )

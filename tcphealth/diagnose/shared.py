@@ -175,13 +175,13 @@ def _bsd_owner_next_steps(pids: tuple[int, ...], port: int | None) -> tuple[str,
     steps = [
         "netstat -Lan -p tcp   # qlen (waiting) against maxqlen (backlog), per listener",
         "netstat -s -p tcp | grep -i listen   # dropped for a full queue: still rising?",
-        f"lsof -nP -iTCP{where} -sTCP:LISTEN   # who owns it (macOS; lsof is a port on BSD)",
+        f"lsof -nP -iTCP{where} -sTCP:LISTEN   # who owns it (macOS, and BSD with the lsof port)",
     ]
     if port is not None:
         steps.append(f"sockstat -46l -p {port}   # who owns it (FreeBSD)")
     if pids:
         pid = pids[0]
-        steps.append(f"ps -o pid,stat,wchan -p {pid}   # T = stopped; where it waits")
+        steps.append(f"ps -o pid,stat,wchan -p {pid}   # T = stopped, else where it waits")
     steps.append(
         "Fix the accept loop (a stopped, blocked or overloaded thread). A larger listen() "
         "backlog and kern.ipc.somaxconn (kern.ipc.soacceptqueue on FreeBSD) only delay the "
@@ -350,7 +350,7 @@ def listing_elsewhere(
         column = "$4" if local_port else "$5"
         bsd = (
             f"netstat -an -p tcp | awk '$6 == \"{name}\" && {column} ~ /[.]{port}$/'{note}",
-            f"lsof -nP -iTCP:{port} -sTCP:{name}   # who holds them (macOS; as root)",
+            f"lsof -nP -iTCP:{port} -sTCP:{name}   # who holds them (macOS, as root)",
         )
         side = "LocalPort" if local_port else "RemotePort"
         windows = (f"Get-NetTCPConnection -State {cmdlet} -{side} {port}{note}",)
@@ -361,7 +361,7 @@ def listing_elsewhere(
     else:
         bsd = (
             f"netstat -an -p tcp | grep {name}{note}",
-            f"lsof -nP -iTCP -sTCP:{name}   # who holds them (macOS; as root)",
+            f"lsof -nP -iTCP -sTCP:{name}   # who holds them (macOS, as root)",
         )
         windows = (
             f"Get-NetTCPConnection -State {cmdlet} | Group-Object OwningProcess | "

@@ -513,7 +513,7 @@ def _held_next_steps(
             "reader is blocked"
         )
         elsewhere = Elsewhere(
-            (*elsewhere.bsd, f"ps -o pid,stat,wchan -p {pid}   # T = stopped; where it waits"),
+            (*elsewhere.bsd, f"ps -o pid,stat,wchan -p {pid}   # T = stopped, else where it waits"),
             elsewhere.windows,
         )
         advice.append(
