@@ -229,7 +229,7 @@ def test_listen_queue_full_on_bsd_or_macos_offers_their_commands() -> None:
         assert finding.next_steps[:4] == (
             "netstat -Lan -p tcp   # qlen (waiting) against maxqlen (backlog), per listener",
             "netstat -s -p tcp | grep -i listen   # dropped for a full queue: still rising?",
-            "lsof -nP -iTCP:5043 -sTCP:LISTEN   # who owns it (macOS; lsof is a port on BSD)",
+            "lsof -nP -iTCP:5043 -sTCP:LISTEN   # who owns it (macOS, and BSD with the lsof port)",
             "sockstat -46l -p 5043   # who owns it (FreeBSD)",
         )
         assert not any(

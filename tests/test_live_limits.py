@@ -201,7 +201,7 @@ def test_ephemeral_ports_used_up_by_established_until_eaddrnotavail(netns: Any) 
     (finding,) = codes(diagnose(snapshot), "ephemeral-ports-exhausting")
     assert finding.severity is Severity.WARNING
     assert (finding.count, evidence(finding)["ports_usable"]) == (8, 9)
-    assert "1 ports are left; the connect() after 1 more fails with EADDRNOTAVAIL" in (
+    assert "1 port is left; the connect() after 1 more fails with EADDRNOTAVAIL" in (
         finding.summary
     )
 
