@@ -16,12 +16,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tcphealth.columnar import SocketTable
 from tcphealth.model import Family, Snapshot, SocketDraft
 from tcphealth.sources import background_scan, columns, dump_relay, lean, netlink, procfs
 
 SCENE_SOCKETS = 3000
 PROC = Path("/proc")
+# The marks of every test that reads this scene: live, and only where sock_diag answers.
+LIVE_NETLINK = [
+    pytest.mark.live,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or not netlink.available(),
+        reason="needs netlink sock_diag",
+    ),
+]
 
 
 def received(family: Family) -> list[bytes]:
@@ -37,7 +47,9 @@ def received(family: Family) -> list[bytes]:
 
 
 @contextlib.contextmanager
-def generator(tmp_path: Path, scene_port: int) -> Iterator[frozenset[int]]:
+def generator(
+    tmp_path: Path, scene_port: int, sockets: int = SCENE_SOCKETS
+) -> Iterator[frozenset[int]]:
     """The benchmark's load generator with a few thousand loopback sockets; its ports."""
     state_file = tmp_path / "loadgen.json"
     process = subprocess.Popen(
@@ -45,7 +57,7 @@ def generator(tmp_path: Path, scene_port: int) -> Iterator[frozenset[int]]:
             sys.executable,
             "-m",
             "benchmarks.loadgen",
-            f"--sockets={SCENE_SOCKETS}",
+            f"--sockets={sockets}",
             "--processes=2",
             "--seconds=60",  # ends by itself should this test be killed outright
             f"--base-port={scene_port}",
@@ -97,6 +109,14 @@ def extra_scene() -> Iterator[dict[str, socket.socket]]:
     finally:
         for sock in held:
             sock.close()
+
+
+@contextlib.contextmanager
+def captured(tmp_path: Path, scene_port: int) -> Iterator[BothPaths]:
+    """The load generator and the extra scene held while one dump is read both ways."""
+    with generator(tmp_path, scene_port), extra_scene() as held:
+        time.sleep(0.2)  # the closed ends of the generator's pairs reach FIN_WAIT2
+        yield both_paths(held["busy_client"])
 
 
 @dataclass

@@ -4,12 +4,9 @@ here, never a crash, a hang or a child left behind."""
 
 from __future__ import annotations
 
-import json
 import os
-import selectors
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +22,7 @@ from tcphealth.model import Family, OwnerSource, Snapshot, Socket, SocketDraft, 
 from tcphealth.sources import background_scan, dump_relay, netlink, procfs
 from tcphealth.sources import owners as owners_module
 from tcphealth.sources.netlink import NetlinkError
+from tests import lean_scene
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not netlink.available(),
@@ -258,22 +256,6 @@ _STABLE = frozenset(
 )
 
 
-def _generator_ready(process: subprocess.Popen[str], state_file: Path) -> frozenset[int]:
-    """Wait (bounded) for the generator's READY line; its listening ports."""
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.5):
-                line = process.stdout.readline()
-                if line.startswith("READY"):
-                    return frozenset(json.loads(state_file.read_text())["ports"])
-                if not line:
-                    break
-    raise AssertionError(f"the load generator was not ready (exit code {process.poll()})")
-
-
 def _stable_view(snapshot: Snapshot, ports: frozenset[int]) -> dict[int, tuple[object, ...]]:
     """The generator's sockets in the states that do not churn, by cookie, in every field a
     second dump must repeat (tcp_info's clocks move between two dumps; its RTO does not)."""
@@ -308,35 +290,11 @@ def test_the_load_generators_scene_is_the_same_received_in_place_or_relayed(
     """The differential test of serve's in-place dump: 3,000 loopback sockets of the benchmark's
     load generator, collected relayed (as a report does) and received in place (as serve
     does), give the same sockets with the same owners and fields."""
-    state_file = tmp_path / "loadgen.json"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.loadgen",
-            f"--sockets={_SCENE_SOCKETS}",
-            "--processes=2",
-            "--seconds=60",  # ends by itself should this test be killed outright
-            f"--base-port={_SCENE_PORT}",
-            f"--state-file={state_file}",
-            "--exit-with-parent",
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ports = _generator_ready(process, state_file)
+    with lean_scene.generator(tmp_path, _SCENE_PORT, _SCENE_SOCKETS) as ports:
         relayed = netlink.collect()
         monkeypatch.setattr(dump_relay, "_relay_wanted", True)  # restored after the test
         dump_relay.received_in_place()
         here = netlink.collect()
-    finally:
-        if process.poll() is None:
-            process.terminate()  # by pid: only the generator this test started
-        process.wait(timeout=30)
-        assert process.stdout is not None
-        process.stdout.close()
     before, after = _stable_view(relayed, ports), _stable_view(here, ports)
     assert after == before
     states = Counter(fields[0] for fields in after.values())

@@ -9,7 +9,6 @@ must be the same bytes."""
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +19,10 @@ import pytest
 from tcphealth.model import OwnerSource, TcpState
 from tcphealth.pipeline import diagnose_samples
 from tcphealth.render.prometheus import KernelFacts, exposition, families, table_families
-from tcphealth.sources import lean, netlink, procfs
+from tcphealth.sources import lean, procfs
 from tests import lean_scene
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.skipif(
-        not sys.platform.startswith("linux") or not netlink.available(),
-        reason="needs netlink sock_diag",
-    ),
-]
+pytestmark = lean_scene.LIVE_NETLINK
 
 
 @pytest.fixture

@@ -7,10 +7,7 @@ prove nothing)."""
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,24 +15,15 @@ from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rules import established, keepalive, ports, receive_drops, time_wait
 from tcphealth.model import TcpState
-from tcphealth.sources import netlink
 from tests import lean_scene
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.skipif(
-        not sys.platform.startswith("linux") or not netlink.available(),
-        reason="needs netlink sock_diag",
-    ),
-]
+pytestmark = lean_scene.LIVE_NETLINK
 
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lean_scene.BothPaths]:
-    tmp_path: Path = tmp_path_factory.mktemp("lean")
-    with lean_scene.generator(tmp_path, 28860), lean_scene.extra_scene() as held:
-        time.sleep(0.2)  # the closed ends of the generator's pairs reach FIN_WAIT2
-        yield lean_scene.both_paths(held["busy_client"])
+    with lean_scene.captured(tmp_path_factory.mktemp("lean"), 28860) as both:
+        yield both
 
 
 def test_ports_counted_over_columns(both: lean_scene.BothPaths) -> None:
