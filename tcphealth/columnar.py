@@ -101,6 +101,18 @@ class DumpColumns:
     def __len__(self) -> int:
         return len(self.state)
 
+    def ends_at(self, rows: npt.NDArray[np.intp]) -> list[npt.NDArray[np.generic]]:
+        """What keys a connection's two ends but the local port, at ``rows``: family, local
+        address (two halves), remote address (two halves), remote port -- in that order."""
+        return [
+            self.family[rows],
+            self.src_high[rows],
+            self.src_low[rows],
+            self.dst_high[rows],
+            self.dst_low[rows],
+            self.dport[rows],
+        ]
+
 
 COLUMN_NAMES = tuple(field.name for field in fields(DumpColumns))
 

@@ -225,14 +225,7 @@ def _table_socket_families(
         rows = np.flatnonzero(chosen)
         # The distinct (local address, destination) pairs and how many rows each.
         (kinds, src_high, src_low, dst_high, dst_low, dport), counts = distinct_rows(
-            [
-                columns.family[rows],
-                columns.src_high[rows],
-                columns.src_low[rows],
-                columns.dst_high[rows],
-                columns.dst_low[rows],
-                columns.dport[rows],
-            ]
+            columns.ends_at(rows)
         )
         for at, count in enumerate(counts):
             remote = Endpoint(addresses.get(kinds[at], dst_high[at], dst_low[at]), dport[at])

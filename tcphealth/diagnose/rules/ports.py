@@ -57,9 +57,6 @@ from tcphealth.model import (
 from tcphealth.states import port_range_or_default
 
 if TYPE_CHECKING:  # numpy is loaded only where a table is read
-    import numpy as np
-    import numpy.typing as npt
-
     from tcphealth.columnar import SocketTable
 
 PORTS_EXHAUSTING = "ephemeral-ports-exhausting"
@@ -140,14 +137,7 @@ def _counted_table(
     for first, last in reserved_ranges or ():
         chosen &= (sport < first) | (sport > last)
     rows = np.flatnonzero(chosen)
-    ends: list[npt.NDArray[np.generic]] = [
-        columns.family[rows],
-        columns.src_high[rows],
-        columns.src_low[rows],
-        columns.dst_high[rows],
-        columns.dst_low[rows],
-        columns.dport[rows],
-    ]
+    ends = columns.ends_at(rows)
     addresses = AddressTable()
 
     def key_of(values: list[list[int]], at: int) -> _Key:

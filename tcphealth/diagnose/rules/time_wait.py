@@ -136,12 +136,7 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     columns = table.columns
     rows = np.flatnonzero(columns.state == _TIME_WAIT_CODE)
     addresses = AddressTable()
-    family, dst_high, dst_low, dport = (
-        columns.family[rows],
-        columns.dst_high[rows],
-        columns.dst_low[rows],
-        columns.dport[rows],
-    )
+    family, src_high, src_low, dst_high, dst_low, dport = columns.ends_at(rows)
 
     def remote_of(kind: int, high_half: int, low_half: int, port: int) -> Destination:
         return destination(Endpoint(addresses.get(kind, high_half, low_half), port))
@@ -156,21 +151,11 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     picked = np.flatnonzero(client)
     from_client: Counter[tuple[IPAddress, str | None, Destination]] = Counter()
     values, counts, first = distinct_rows_first(
-        [
-            key[picked]
-            for key in (
-                family,
-                columns.src_high[rows],
-                columns.src_low[rows],
-                dst_high,
-                dst_low,
-                dport,
-            )
-        ]
+        [key[picked] for key in (family, src_high, src_low, dst_high, dst_low, dport)]
     )
     for at in sorted(range(len(counts)), key=first.__getitem__):
-        kind, src_high, src_low, high_half, low_half, port = (value[at] for value in values)
-        local = addresses.get(kind, src_high, src_low)
+        kind, local_high, local_low, high_half, low_half, port = (value[at] for value in values)
+        local = addresses.get(kind, local_high, local_low)
         from_client[(local, None, remote_of(kind, high_half, low_half, port))] += counts[at]
 
     # The TIME_WAIT objects only for a paste's EADDRINUSE line (never in a live table).
