@@ -1,7 +1,7 @@
 """Network namespaces of a test's own, with children talking over a pipe: what the live tests
 that need dropped packets or their own sysctls share (test_live_limits,
-test_live_paste_readings). Each test module keeps its own ``netns`` fixture as
-``yield from namespaces()``."""
+test_live_paste_readings, test_live_error_lines), and how those read a paste made from them.
+Each test module keeps its own ``netns`` fixture as ``yield from namespaces()``."""
 
 from __future__ import annotations
 
@@ -9,14 +9,43 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
+
+from tcphealth.cli import main
 from tcphealth.model import Snapshot
 from tcphealth.sources import collect_live
 
 PREFIX = "thlab"  # lab/netns_lab.py's: its leftover check covers these namespaces too
 CHILD_LIMIT = 40  # seconds any child may live; every case here ends in under 10
+SETTLE = 10.0  # the most any wait for the kernel may take
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Wait for the kernel to reach a state (bounded by SETTLE)."""
+    deadline = time.monotonic() + SETTLE
+    while not condition():
+        assert time.monotonic() < deadline, "the kernel did not reach the state in time"
+        time.sleep(0.05)
+
+
+def check_paste(tmp_path: Path, name: str, text: str) -> tuple[int, list[dict[str, Any]]]:
+    """``tcphealth check --from`` a paste written to ``tmp_path/name``: its exit code and the
+    findings of its JSON."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(main, ["check", "--from", str(path), "--format", "json"])
+    assert result.exit_code in (0, 1, 2), result.output
+    findings: list[dict[str, Any]] = json.loads(result.stdout)["findings"]
+    return result.exit_code, findings
+
+
+def with_code(findings: list[dict[str, Any]], code: str) -> list[dict[str, Any]]:
+    return [finding for finding in findings if finding["code"] == code]
 
 
 def run(*args: str, stdin: str | None = None) -> str:

@@ -21,20 +21,15 @@ namespace deleted, whatever happens. Needs root, ip (iproute2) and ss.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from tcphealth.cli import main
-from tests.live_netns import Namespace, hear, namespaces, say
+from tests.live_netns import Namespace, check_paste, hear, namespaces, say, until, with_code
 
 pytestmark = [
     pytest.mark.lab,
@@ -44,32 +39,10 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)"),
 ]
 
-SETTLE = 10.0  # the most any wait for the kernel below may take
-
 
 @pytest.fixture
 def netns() -> Iterator[Callable[[str], Namespace]]:
     yield from namespaces()
-
-
-def until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + SETTLE
-    while not condition():
-        assert time.monotonic() < deadline, "the kernel did not reach the state in time"
-        time.sleep(0.05)
-
-
-def check_paste(tmp_path: Path, name: str, text: str) -> tuple[int, list[dict[str, Any]]]:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    result = CliRunner().invoke(main, ["check", "--from", str(path), "--format", "json"])
-    assert result.exit_code in (0, 1, 2), result.output
-    findings: list[dict[str, Any]] = json.loads(result.stdout)["findings"]
-    return result.exit_code, findings
-
-
-def with_code(findings: list[dict[str, Any]], code: str) -> list[dict[str, Any]]:
-    return [finding for finding in findings if finding["code"] == code]
 
 
 # --- EMFILE -------------------------------------------------------------------------------------
