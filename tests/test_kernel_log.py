@@ -22,7 +22,7 @@ from tcphealth.diagnose import diagnose
 from tcphealth.model import Blame, Finding, KernelEvent, Severity, Snapshot, SubjectKind
 from tcphealth.sources.snapshot_file import snapshot_from_json, snapshot_to_json
 from tcphealth.sources.text.kernel_log import KernelLine, Suppressed, match_kernel_line
-from tcphealth.sources.text.paste import read_paste
+from tests.pastes import last
 
 ORPHANS = KernelEvent.ORPHANS
 MEMORY = KernelEvent.TCP_MEMORY
@@ -215,10 +215,6 @@ def test_near_misses_are_not_read(line: str) -> None:
 
 
 # --- in a paste, as findings ------------------------------------------------------------------
-
-
-def last(text: str) -> Snapshot:
-    return read_paste(text.splitlines(), "paste")[-1]
 
 
 def found(snapshot: Snapshot, code: str) -> Finding:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -36,7 +35,6 @@ from tcphealth.model import (
     Finding,
     ReportedCount,
     Severity,
-    Snapshot,
     SubjectKind,
     TcpState,
 )
@@ -44,17 +42,7 @@ from tcphealth.sources.text.error_lines import match_error_line
 from tcphealth.sources.text.lines import count_parts, match_prompt
 from tcphealth.sources.text.paste import read_paste
 from tests.builders import many, process, snapshot, sock
-
-THREADS = Path(__file__).resolve().parent.parent / "fixtures" / "realworld" / "threads"
-
-
-def corpus(prefix: str) -> str:
-    (path,) = THREADS.glob(f"{prefix}*.txt")
-    return path.read_text(encoding="utf-8")
-
-
-def last(text: str) -> Snapshot:
-    return read_paste(text.splitlines(), "paste")[-1]
+from tests.pastes import corpus, last
 
 
 def by_code(findings: list[Finding], code: str) -> list[Finding]:

@@ -8,8 +8,6 @@ with a near miss that must keep its old reading."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tcphealth.diagnose import diagnose
@@ -17,17 +15,7 @@ from tcphealth.errors import InputError
 from tcphealth.model import Snapshot, TcpState
 from tcphealth.sources.text.lines import match_prompt
 from tcphealth.sources.text.paste import _undo_posting, read_paste
-
-THREADS = Path(__file__).resolve().parent.parent / "fixtures" / "realworld" / "threads"
-
-
-def corpus(prefix: str) -> str:
-    (path,) = THREADS.glob(f"{prefix}*.txt")
-    return path.read_text(encoding="utf-8")
-
-
-def last(text: str) -> Snapshot:
-    return read_paste(text.splitlines(), "paste")[-1]
+from tests.pastes import corpus, last
 
 
 def states(snapshot: Snapshot) -> dict[str, int]:

@@ -17,11 +17,7 @@ from tcphealth.cli import main
 from tcphealth.diagnose import diagnose
 from tcphealth.model import Blame, Elision, Finding, Severity, Snapshot, TcpState
 from tcphealth.sources.snapshot_file import snapshot_from_json, snapshot_to_json
-from tcphealth.sources.text.paste import read_paste
-
-
-def last(text: str) -> Snapshot:
-    return read_paste(text.splitlines(), "paste")[-1]
+from tests.pastes import last
 
 
 def found(snapshot: Snapshot, code: str) -> list[Finding]:

@@ -8,23 +8,11 @@ around each line. The real shapes are the corpus files they were found in
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tcphealth.diagnose import diagnose
 from tcphealth.model import Severity, Snapshot, TcpState
 from tcphealth.sources.text.lines import grep_state, histogram_selection
-from tcphealth.sources.text.paste import _undo_posting, read_paste
-
-THREADS = Path(__file__).resolve().parent.parent / "fixtures" / "realworld" / "threads"
-
-
-def corpus(prefix: str) -> str:
-    (path,) = THREADS.glob(f"{prefix}*.txt")
-    return path.read_text(encoding="utf-8")
-
-
-def last(text: str) -> Snapshot:
-    return read_paste(text.splitlines(), "paste")[-1]
+from tcphealth.sources.text.paste import _undo_posting
+from tests.pastes import corpus, last
 
 
 def codes(snapshot: Snapshot) -> list[tuple[str, Severity]]:
