@@ -334,3 +334,51 @@ def test_time_wait_pasted_as_a_histogram_alone_is_counted_against_the_port_range
     listing = ns.run("netstat", "-tan")
     _, beside = check_paste(tmp_path, "beside.txt", f"{command}\n{histogram}{listing}")
     assert with_code(beside, "time-wait-counted") == []
+
+
+# --- a sample of rows beside the paste's own count of them -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "ss_state", "counted", "few"),
+    [
+        ("CLOSE_WAIT", "CLOSE-WAIT", "close-wait-counted", "close-wait-age-decides"),
+        ("FIN_WAIT2", "FIN-WAIT-2", "fin-wait2-counted", "fin-wait2-age-decides"),
+    ],
+)
+def test_rows_shown_beside_their_own_count_get_one_finding_about_the_count(
+    netns: Callable[[str], Namespace],
+    tmp_path: Path,
+    state: str,
+    ss_state: str,
+    counted: str,
+    few: str,
+) -> None:
+    """``ss -tanp | grep STATE | head -3`` and then ``grep -c`` of the same: the three rows are
+    a sample of the twelve counted. One finding about the twelve, not a second one saying
+    that three are "below the 10 that warn" beside it."""
+    ns = netns("sample" + state[:2].lower())
+    pid = _half_closer(ns, relay=True)
+    rows = [
+        line
+        for line in ns.run("ss", "-tanp").splitlines()
+        if line.startswith(ss_state + " ") and f"pid={pid}," in line
+    ]
+    assert len(rows) == held_by(ns, pid, ss_state.lower()) == 12
+    prompt = f"root@web1:~# ss -tanp | grep {ss_state} | grep"
+    paste = "\n".join(
+        [f"{prompt} pid={pid}, | head -3", *rows[:3], f"{prompt} -c pid={pid},", "12"]
+    )
+    code, findings = check_paste(tmp_path, "sample.txt", paste + "\n")
+    assert code == 1
+    assert [
+        (f["code"], f["severity"], f["pid"], f["count"]) for f in findings if f["state"] == state
+    ] == [(counted, "WARNING", pid, 12)]
+    assert with_code(findings, few) == []
+    # A count is one moment: it shows the pile, not that it was never to be closed.
+    assert "never" not in with_code(findings, counted)[0]["summary"]
+    # The three rows alone, with no count: what they say of themselves is all there is.
+    _, alone = check_paste(
+        tmp_path, "alone.txt", "\n".join([f"{prompt} pid={pid}, | head -3", *rows[:3]]) + "\n"
+    )
+    assert [(f["code"], f["pid"], f["count"]) for f in with_code(alone, few)] == [(few, pid, 3)]

@@ -425,6 +425,33 @@ def widest_counts(counts: Iterable[ReportedCount]) -> dict[TcpState, ReportedCou
     return best
 
 
+def count_holders(index: SnapshotIndex, count: ReportedCount) -> tuple[int, ...]:
+    """The processes a pasted count is about: named by its selection, or the one process
+    holding every socket the paste listed in that state beside it; ``()`` when neither says."""
+    if count.pids:
+        return count.pids
+    listed = index.sockets(count.state)
+    holders = {sock.pids for sock in listed}
+    if len(holders) == 1 and listed:
+        only = holders.pop()
+        if only:
+            return only
+    return ()
+
+
+def counted_beyond_listing(
+    index: SnapshotIndex, state: TcpState, pids: tuple[int, ...], warning: int
+) -> ReportedCount | None:
+    """The paste's own count of ``state`` for the holder ``pids`` when it is larger than the
+    rows listed and reaches ``warning``: the counted finding then speaks for the listed rows
+    too (they are a sample of it), and a finding about the few rows alone -- "3, below the 10
+    that warn" beside "the paste counts 30" -- would contradict it."""
+    count = widest_counts(index.snapshot.reported).get(state)
+    if count is None or count.sockets <= len(index.sockets(state)) or count.sockets < warning:
+        return None
+    return count if count_holders(index, count) == pids else None
+
+
 def paste_count_evidence(count: ReportedCount) -> list[Evidence]:
     """A count the paste printed itself, as evidence: the number, the command that printed it,
     what it selected and its earlier counts."""

@@ -31,6 +31,7 @@ from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
     Elsewhere,
     assess_accept_queue,
+    counted_beyond_listing,
     descriptors_elsewhere,
     listener_owner,
     listener_subject,
@@ -331,6 +332,10 @@ def _held_finding(
             severity, kind = Severity.WARNING, UNREAD_DATA
         elif _accumulate_enough(listings, group.count):
             severity = Severity.WARNING
+        elif counted_beyond_listing(
+            index, TcpState.CLOSE_WAIT, pids, thresholds.close_wait_warning
+        ):
+            return None  # the paste's own count of this holder's pile is judged instead
         else:
             return _age_decides(index, sockets, thresholds, pids)
     holder = who(index, pids)

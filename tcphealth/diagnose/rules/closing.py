@@ -29,6 +29,7 @@ from tcphealth.diagnose.lasting import (
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
     Elsewhere,
+    counted_beyond_listing,
     elision_among,
     listing_elsewhere,
     local_peers,
@@ -364,6 +365,10 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         if severity is None and elided is not None:
             severity = Severity.WARNING
         if severity is None:
+            if counted_beyond_listing(
+                index, TcpState.FIN_WAIT2, pids, thresholds.fin_wait2_held_warning
+            ):
+                continue  # the paste's own count of this holder's pile is judged instead
             few = _age_decides(index, pids, sockets, thresholds)
             if few is not None:
                 findings.append(few)

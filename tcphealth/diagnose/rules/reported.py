@@ -37,6 +37,7 @@ from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import (
     PORTS_RAN_OUT,
+    count_holders,
     count_platform,
     log_evidence,
     logged,
@@ -96,20 +97,6 @@ def _growing(count: ReportedCount) -> bool:
     )
 
 
-def _holders(index: SnapshotIndex, count: ReportedCount) -> tuple[int, ...]:
-    """The processes the count is about: named by its selection, or the one process holding
-    every socket the paste listed in that state beside it."""
-    if count.pids:
-        return count.pids
-    listed = index.sockets(count.state)
-    holders = {sock.pids for sock in listed}
-    if len(holders) == 1 and listed:
-        only = holders.pop()
-        if only:
-            return only
-    return ()
-
-
 def _subject(index: SnapshotIndex, pids: tuple[int, ...]) -> Subject:
     if pids:
         return process_subject(index, pids)
@@ -134,7 +121,7 @@ def _close_wait(
     severity = level(count.sockets, thresholds.close_wait_warning, thresholds.close_wait_critical)
     if severity is None:
         return None
-    pids = _holders(index, count)
+    pids = count_holders(index, count)
     one_holder = bool(pids) or count.selects is not None
     growing = _growing(count)
     unchecked: list[str] = []
@@ -180,8 +167,8 @@ def _close_wait(
         count=count.sockets,
         summary=(
             f"The paste counts {number(count.sockets)} connections in CLOSE_WAIT{trend}: their "
-            f"peers closed and {holder} never called close() on them -- a leak or a stuck "
-            f"handler in the application, not a network problem{harm}."
+            f"peers closed and {holder} has not called close() on them -- at this many, a leak "
+            f"or a stuck handler in the application, not a network problem{harm}."
         ),
         evidence=tuple(evidence),
         next_steps=platform_steps(
@@ -215,7 +202,7 @@ def _close_wait(
 def _fin_wait2(
     index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds
 ) -> Finding | None:
-    pids = _holders(index, count)
+    pids = count_holders(index, count)
     held = bool(pids) or count.selects is not None
     evidence = paste_count_evidence(count)
     if held:
