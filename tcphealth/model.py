@@ -645,7 +645,8 @@ class ReportedCount:
 @dataclass(frozen=True)
 class Elision:
     """A mark a paste put inside a listing for rows it left out (``...``, ``[very long
-    list]``, ``<snip>``): the listing is partial there. ``states`` and ``pids`` are those of
+    list]``, ``<snip>``), or the ``head``/``tail`` that cut it (``| head -3``, every row's
+    states and holders): the listing is partial there. ``states`` and ``pids`` are those of
     the rows on either side of the mark, the kind of rows it most likely stands for."""
 
     mark: str

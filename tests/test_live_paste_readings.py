@@ -340,10 +340,23 @@ def test_time_wait_pasted_as_a_histogram_alone_is_counted_against_the_port_range
 
 
 @pytest.mark.parametrize(
-    ("state", "ss_state", "counted", "few"),
+    ("state", "ss_state", "counted", "few", "cut"),
     [
-        ("CLOSE_WAIT", "CLOSE-WAIT", "close-wait-counted", "close-wait-age-decides"),
-        ("FIN_WAIT2", "FIN-WAIT-2", "fin-wait2-counted", "fin-wait2-age-decides"),
+        (
+            "CLOSE_WAIT",
+            "CLOSE-WAIT",
+            "close-wait-counted",
+            "close-wait-age-decides",
+            ("close-wait-age-decides", "INFO"),
+        ),
+        # held FIN_WAIT2 rows of a cut listing are a floor that warns (closing.py)
+        (
+            "FIN_WAIT2",
+            "FIN-WAIT-2",
+            "fin-wait2-counted",
+            "fin-wait2-age-decides",
+            ("fin-wait2-held", "WARNING"),
+        ),
     ],
 )
 def test_rows_shown_beside_their_own_count_get_one_finding_about_the_count(
@@ -353,6 +366,7 @@ def test_rows_shown_beside_their_own_count_get_one_finding_about_the_count(
     ss_state: str,
     counted: str,
     few: str,
+    cut: tuple[str, str],
 ) -> None:
     """``ss -tanp | grep STATE | head -3`` and then ``grep -c`` of the same: the three rows are
     a sample of the twelve counted. One finding about the twelve, not a second one saying
@@ -371,14 +385,25 @@ def test_rows_shown_beside_their_own_count_get_one_finding_about_the_count(
     )
     code, findings = check_paste(tmp_path, "sample.txt", paste + "\n")
     assert code == 1
-    assert [
-        (f["code"], f["severity"], f["pid"], f["count"]) for f in findings if f["state"] == state
-    ] == [(counted, "WARNING", pid, 12)]
+    # The cut listing is said (an INFO: its rows are a sample), and the pile is judged once.
+    assert [(f["code"], f["severity"], f["pid"], f["count"]) for f in findings] == [
+        (counted, "WARNING", pid, 12),
+        ("listing-elided", "INFO", pid, 3),
+    ]
     assert with_code(findings, few) == []
     # A count is one moment: it shows the pile, not that it was never to be closed.
     assert "never" not in with_code(findings, counted)[0]["summary"]
-    # The three rows alone, with no count: what they say of themselves is all there is.
+    # The three rows alone, with no count: `head -3` printed exactly three, so the listing
+    # was cut there -- the rows are a sample of more, said so, and their number a floor.
     _, alone = check_paste(
         tmp_path, "alone.txt", "\n".join([f"{prompt} pid={pid}, | head -3", *rows[:3]]) + "\n"
     )
-    assert [(f["code"], f["pid"], f["count"]) for f in with_code(alone, few)] == [(few, pid, 3)]
+    assert [(f["code"], f["severity"], f["pid"], f["count"]) for f in alone] == [
+        (cut[0], cut[1], pid, 3),
+        ("listing-elided", "INFO", pid, 3),
+    ]
+    # `head -4` printed three: nothing was cut, and nothing says it was.
+    _, whole = check_paste(
+        tmp_path, "whole.txt", "\n".join([f"{prompt} pid={pid}, | head -4", *rows[:3]]) + "\n"
+    )
+    assert [(f["code"], f["pid"], f["count"]) for f in whole] == [(few, pid, 3)]

@@ -14,7 +14,7 @@ from tcphealth.diagnose import diagnose
 from tcphealth.errors import InputError
 from tcphealth.model import Endpoint, Family, Finding, Severity, Snapshot, TcpState
 from tcphealth.sources.snapshot_file import snapshot_from_json, snapshot_to_json
-from tcphealth.sources.text.lines import listing_state
+from tcphealth.sources.text.lines import listing_limit, listing_state
 from tcphealth.sources.text.paste import read_paste
 
 
@@ -360,3 +360,67 @@ def test_the_listed_state_survives_a_snapshot_file() -> None:
     assert snapshot_from_json(text, "snap.json").listed_state is TcpState.FIN_WAIT2
     # left out at its default, so a whole listing's file is as before
     assert "listed_state" not in snapshot_to_json(last(KUBE_PROXY.format(grep="")))
+
+
+# --- a listing cut by head or tail ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "limit"),
+    [
+        ("ss -tanp | grep CLOSE-WAIT | head", ("head", 10)),
+        ("ss -tanp | head -3", ("head -3", 3)),
+        ("netstat -tanp | head -n 20", ("head -n 20", 20)),
+        ("netstat -tanp | head -n20", ("head -n20", 20)),
+        ("netstat -tanp | head --lines=5", ("head --lines=5", 5)),
+        ("sudo netstat -tunp|grep traffic_stats|head", ("head", 10)),
+        ("ss -tan | tail -4", ("tail -4", 4)),
+        ("ss -tan | tail -n +2", None),  # skips the header: cuts nothing off
+        ("ss -tan | head -n -5", None),  # all but the last five: not a line limit
+        ("ss -tan | head -3 | grep ESTAB", None),  # the grep after head may drop lines
+        ("ss -tan | grep ESTAB", None),
+        ("date | head -1", None),  # not a listing
+    ],
+)
+def test_a_listing_limit_is_the_head_or_tail_that_ends_its_pipeline(
+    command: str, limit: tuple[str, int] | None
+) -> None:
+    assert listing_limit(command) == limit
+
+
+NETSTAT_HEADER = "Proto Recv-Q Send-Q Local Address           Foreign Address         State       PID/Program name"
+ROW = "tcp        1      0 10.1.0.5:8080           10.1.0.9:{port}         CLOSE_WAIT  812/java"
+
+
+def test_a_listing_that_printed_exactly_heads_lines_was_cut_and_its_rows_are_a_floor() -> None:
+    rows = [ROW.format(port=40000 + n) for n in range(9)]
+    cut = last("\n".join(["$ netstat -tanp | head", NETSTAT_HEADER, *rows]) + "\n")
+    (elision,) = cut.elisions
+    assert (elision.mark, elision.states, elision.pids) == (
+        "| head",
+        (TcpState.CLOSE_WAIT,),
+        (812,),
+    )
+    assert [(f.code, f.count) for f in diagnose(cut) if f.code == "listing-elided"] == [
+        ("listing-elided", 9)
+    ]
+    # One line short of the limit: head let everything through.
+    whole = last("\n".join(["$ netstat -tanp | head", NETSTAT_HEADER, *rows[:8]]) + "\n")
+    assert whole.elisions == ()
+    # The cut is the listing's, not the next command's: a prompt after it ends the count;
+    # a line no prompt starts counts as more of the listing's output, so no cut is claimed.
+    then = last(
+        "\n".join(
+            [
+                "$ netstat -tanp | head",
+                NETSTAT_HEADER,
+                *rows,
+                "root@web1:~# uptime",
+                " 10:00 up 3 days",
+            ]
+        )
+        + "\n"
+    )
+    assert [e.mark for e in then.elisions] == ["| head"]
+    prose = last("\n".join(["$ netstat -tanp | head", NETSTAT_HEADER, *rows, "and so on."]) + "\n")
+    assert prose.elisions == ()

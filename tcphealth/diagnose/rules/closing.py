@@ -359,16 +359,16 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         severity = level(
             len(sockets), thresholds.fin_wait2_held_warning, thresholds.fin_wait2_held_critical
         )
+        if severity is None and counted_beyond_listing(
+            index, TcpState.FIN_WAIT2, pids, thresholds.fin_wait2_held_warning
+        ):
+            continue  # the paste's own count of this holder's pile is judged instead
         # Rows left out of a pasted listing right beside these: the ones shown are a sample,
         # their count a floor, and the reporter cut them for being many.
         elided = elision_among(index, TcpState.FIN_WAIT2, pids)
         if severity is None and elided is not None:
             severity = Severity.WARNING
         if severity is None:
-            if counted_beyond_listing(
-                index, TcpState.FIN_WAIT2, pids, thresholds.fin_wait2_held_warning
-            ):
-                continue  # the paste's own count of this holder's pile is judged instead
             few = _age_decides(index, pids, sockets, thresholds)
             if few is not None:
                 findings.append(few)

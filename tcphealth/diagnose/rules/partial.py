@@ -1,5 +1,5 @@
 """Listings a paste cut short: ``...``, ``[very long list]`` or ``<snip>`` where rows were left
-out.
+out, or a ``| head`` (``tail``) that printed exactly the lines it lets through.
 
 The rows beside such a mark are a sample of more of their kind. Nothing said about them may
 rest on their number being small: a rule that counts them calls the count a floor, and no

@@ -916,6 +916,30 @@ def listing_state(command: str) -> TcpState | None:
     return None
 
 
+_LINE_LIMIT = re.compile(r"(?:-n\s*|--lines=|-)(\d+)$")
+
+
+def listing_limit(command: str) -> tuple[str, int] | None:
+    """The ``head``/``tail`` stage that ends a listing command and the lines it lets through
+    (10 unless it says): where the listing printed exactly that many lines, the rest of it was
+    cut off. None where no such stage ends the pipeline (a stage after it may have dropped
+    lines itself), or it cuts nothing off (``tail -n +2`` skips the header, ``head -n -5``
+    keeps all but the last)."""
+    for part in _split_top(command, ";&"):
+        if parse_table_command(part) is None:
+            continue
+        stages = _split_top(part, "|")
+        words = _words(stages[-1]) if len(stages) > 1 else []
+        if not words or words[0] not in ("head", "tail"):
+            return None
+        options = " ".join(words[1:])
+        if not options:
+            return stages[-1], 10
+        limit = _LINE_LIMIT.fullmatch(options)
+        return (stages[-1], int(limit.group(1))) if limit is not None else None
+    return None
+
+
 def count_part(part: str, files: dict[str, CountPart] | None = None) -> CountPart | None:
     """What one ``;``/``&&`` part of a command counted, if its output is one number (it ends
     in ``| wc -l`` or greps with ``-c``), or where it saved a selection (``> FILE``)."""

@@ -59,6 +59,7 @@ from tcphealth.sources.text.lines import (
     count_parts,
     fd_count_commands,
     histogram_selection,
+    listing_limit,
     listing_state,
     looks_like_count_command,
     match_counter,
@@ -124,6 +125,14 @@ class Section:
                 mark.beside(row)
             self.awaiting.clear()
         self.rows.append(row)
+
+    def add_cut(self, text: str) -> None:
+        """The listing ended where ``head``/``tail`` stopped it: the rows left out are most
+        likely of the kinds shown, all of them."""
+        mark = _Mark(text)
+        for row in self.rows:
+            mark.beside(row)
+        self.elided.append(mark)
 
     def add_mark(self, text: str) -> None:
         """A mark after the rows read so far: the row before it is known now, the row after
@@ -362,6 +371,10 @@ class _Reader:
         self.command: TableCommand | None = None
         self.listed_state: TcpState | None = None  # what the current command's rows keep
         self.prompt: Prompt | None = None
+        # The head/tail stage ending the last prompt's listing and its line limit, and the
+        # lines printed under that prompt so far (lines.listing_limit).
+        self.cut: tuple[str, int] | None = None
+        self.printed = 0
         self.privileged: bool | None = None
         self.hostname: str | None = None
         self.header: str | None = None
@@ -470,6 +483,7 @@ class _Reader:
             and pending_parser.is_continuation(line)
         ):
             self.pending = pending_parser.read_continuation(line, self.pending)
+            self.printed += 1
             return
         # Before the times: a dmesg line starts with one ("[Mon Nov 16 14:55:04 2020] TCP: ...").
         logged = match_kernel_line(stripped)
@@ -496,6 +510,7 @@ class _Reader:
         if prompt is not None:
             self.on_prompt(prompt)
             return
+        self.printed += 1  # one more line of the last prompt's output
         if self.read_bare_command(stripped):
             return
         if stripped in SEPARATORS:
@@ -601,7 +616,18 @@ class _Reader:
                 return name
         return None
 
+    def mark_cut(self) -> None:
+        """The listing under the last prompt printed exactly the lines its ``head`` or
+        ``tail`` lets through: it was cut there (a shorter one may be whole)."""
+        cut, self.cut = self.cut, None
+        if cut is None or self.printed != cut[1] or self.section is None:
+            return
+        self.flush_pending()
+        if self.section.rows:
+            self.section.add_cut(f"| {cut[0]}")
+
     def on_prompt(self, prompt: Prompt) -> None:
+        self.mark_cut()
         self.close_section()
         self.prompt = prompt
         self.foreign = False
@@ -616,6 +642,8 @@ class _Reader:
             self.command = table_command
             self.listed_state = listing_state(prompt.command)
             self.privileged = privileged
+        self.cut = listing_limit(prompt.command)
+        self.printed = 0
         self.expected_counts = fd_count_commands(prompt.command)
         self.limits_pid = _limits_pid(prompt)
         self.on_command(prompt.command)
@@ -911,6 +939,7 @@ def read_paste(
     reader = _Reader(where, formats, strict)
     for number, raw in enumerate(lines, start=1):
         reader.feed(number, raw.rstrip("\r\n"))
+    reader.mark_cut()
     reader.close_section()
     captures = [capture for capture in reader.captures if capture.sections]
     listed = any(section.rows for capture in captures for section in capture.sections)
