@@ -688,6 +688,16 @@ def say(env: Environment, line: str) -> None:
     env.stderr.flush()
 
 
+def note_empty_selection(env: Environment, report: Report, fmt: str | None) -> None:
+    """Filters that matched no socket: the table says so on screen; plain lines and JSON print
+    no record at all, so a pipe gets the reason on stderr instead of silence (JSON also has
+    ``empty_selection``)."""
+    if env.quiet or report.empty_selection is None:
+        return
+    if (fmt or env.default_format) != "table":
+        say(env, f"tcphealth: note: no socket matched {inert(report.empty_selection)}")
+
+
 def report_notes(env: Environment, notes: Sequence[str], skipped_lines: int = 0) -> None:
     """Source notes (skipped rows, unseen owners) go to stderr once, never into the results;
     then how many input lines were skipped, so a diagnosis of part of a paste says so."""
@@ -824,6 +834,7 @@ def main(
         with_sockets=with_sockets,
         limit=limit,
     )
+    note_empty_selection(env, report, fmt)
     with paged(env) as shown:
         render(report, fmt or env.default_format, options, shown)
     context.exit(exit_status(context))
@@ -841,6 +852,7 @@ def sockets(
     """List the sockets, one per row: state, addresses, queues, timer, process."""
     env = environment()
     report = make_report(env, inputs, flt, config)
+    note_empty_selection(env, report, fmt)
     with paged(env) as shown:
         render(
             report, fmt or env.default_format, RenderOptions(view=View.SOCKETS, limit=limit), shown

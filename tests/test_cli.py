@@ -193,6 +193,24 @@ def test_filters_apply_to_the_report_and_its_findings(
     assert "filtered: state=CLOSE_WAIT" in table
 
 
+@pytest.mark.parametrize("command", [[], ["sockets"]])
+@pytest.mark.parametrize("fmt", ["plain", "json"])
+def test_a_filter_that_matches_nothing_says_so_on_stderr_when_piped(
+    leak_file: Path, command: list[str], fmt: str
+) -> None:
+    """Piped, an empty selection prints no record; the reason goes to stderr, not silence."""
+    result = run(*command, "--from", leak_file, "--format", fmt, "--pid", "999999")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == ["tcphealth: note: no socket matched --pid 999999"]
+    quiet = run(*command, "--quiet", "--from", leak_file, "--format", fmt, "--pid", "999999")
+    assert quiet.stderr == ""
+    # A table says it on screen; and a selection that matched says nothing on stderr.
+    table = run(*command, "--from", leak_file, "--format", "table", "--pid", "999999")
+    assert "no socket matched" not in table.stderr
+    matched = run(*command, "--from", leak_file, "--format", fmt, "--pid", "812")
+    assert matched.stderr == ""
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
