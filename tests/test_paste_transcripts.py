@@ -424,3 +424,22 @@ def test_a_listing_that_printed_exactly_heads_lines_was_cut_and_its_rows_are_a_f
     assert [e.mark for e in then.elisions] == ["| head"]
     prose = last("\n".join(["$ netstat -tanp | head", NETSTAT_HEADER, *rows, "and so on."]) + "\n")
     assert prose.elisions == ()
+
+
+@pytest.mark.parametrize(
+    ("count", "said", "not_said"),
+    [
+        (20000, "If they all go to one destination", "more than one local address"),
+        # Over the range: one local address cannot hold them all toward one destination.
+        (92272, "more than one local address can hold toward one destination", "all go to one"),
+    ],
+)
+def test_a_time_wait_count_over_the_port_range_is_not_said_to_go_to_one_destination(
+    count: int, said: str, not_said: str
+) -> None:
+    snapshot = last(f"$ netstat -tan | grep TIME_WAIT | wc -l\n{count}\n")
+    (found,) = [f for f in diagnose(snapshot) if f.code == "time-wait-counted"]
+    assert said in found.summary and not_said not in found.summary
+    assert found.unchecked[0].endswith(
+        "is at most this" if count <= 28232 else "is not known, and may be all of it"
+    )

@@ -330,7 +330,7 @@ def _time_wait(
             f"The paste counts {number(count.sockets)} connections in TIME_WAIT, "
             f"{percent(ratio)} of the {number(ports)} ephemeral ports: each is a connection "
             "this host closed first, so connections are opened and closed per request instead "
-            "of reused. If they all go to one destination, connects there fail with "
+            f"of reused. {_toward_one(count.sockets, ports)}, connects there fail with "
             "EADDRNOTAVAIL once the range is used up -- reuse connections (keep-alive, a pool)"
             + (PORTS_RAN_OUT if ran_out is not None else "")
             + "."
@@ -357,8 +357,24 @@ def _time_wait(
         ),
         unchecked=(
             "toward whom: the paste counts TIME_WAIT host-wide, so the share of the port "
-            "range used toward any one destination is at most this",
+            + (
+                "range used toward any one destination is at most this"
+                if count.sockets <= ports
+                else "range used toward any one destination is not known, and may be all of it"
+            ),
         ),
+    )
+
+
+def _toward_one(sockets: int, ports: int) -> str:
+    """Where a host-wide TIME_WAIT count would exhaust the ports: toward one destination, if
+    it can all be one's; a count over the range cannot (one local address has the range toward
+    each destination), so it is spread over several, any of which may be the one."""
+    if sockets <= ports:
+        return "If they all go to one destination"
+    return (
+        "That is more than one local address can hold toward one destination, so they go to "
+        "several; toward each of them"
     )
 
 
