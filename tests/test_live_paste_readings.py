@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import pytest
 from tcphealth.diagnose import diagnose
 from tcphealth.model import Blame, Finding
 from tcphealth.sources import collect_live
+from tcphealth.sources.text.paste import read_paste
 from tests.live_netns import Namespace, check_paste, hear, namespaces, until, with_code
 
 pytestmark = [
@@ -407,3 +409,31 @@ def test_rows_shown_beside_their_own_count_get_one_finding_about_the_count(
         tmp_path, "whole.txt", "\n".join([f"{prompt} pid={pid}, | head -4", *rows[:3]]) + "\n"
     )
     assert [(f["code"], f["pid"], f["count"]) for f in whole] == [(few, pid, 3)]
+
+
+@pytest.mark.skipif(shutil.which("lsof") is None, reason="needs lsof")
+def test_a_real_lsof_listing_says_it_comes_from_linux_and_agrees_with_ss(
+    netns: Callable[[str], Namespace], tmp_path: Path
+) -> None:
+    """lsof's own format names no platform; its DEVICE column (a socket's inode, in decimal,
+    on Linux) does, so the next steps are Linux's without a mark."""
+    ns = netns("lsofplat")
+    pid = _half_closer(ns, relay=True)
+    listing = ns.run("lsof", "-nP", "-a", "-p", str(pid), "-iTCP")
+    (snapshot,) = read_paste(listing.splitlines(), "lsof.txt")
+    assert snapshot.host.platform == "linux"
+    states = Counter(sock.state.value for sock in snapshot.sockets)
+    assert (
+        (states["FIN_WAIT2"], states["CLOSE_WAIT"])
+        == (
+            held_by(ns, pid, "fin-wait-2"),
+            held_by(ns, pid, "close-wait"),
+        )
+        == (12, 12)
+    )
+    findings = diagnose(snapshot)
+    (held,) = live_codes(findings, "close-wait-held")
+    assert held.subject.pids == (pid,) and held.next_steps[0].startswith(
+        "ss -tnpo state close-wait"
+    )
+    assert not any("a Linux command" in step for f in findings for step in f.next_steps)

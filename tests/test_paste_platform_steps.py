@@ -212,3 +212,35 @@ def test_a_real_macos_paste_of_close_wait_gets_netstat_and_lsof() -> None:
         "the same ones still there are a leak",
         "lsof -nP -iTCP:8080 -sTCP:CLOSE_WAIT   # who holds them (macOS, as root)",
     )
+
+
+def test_lsof_rows_tell_their_platform_by_the_socket_device_column() -> None:
+    """lsof runs everywhere, so its format names no platform; its DEVICE column does: a
+    socket's inode in decimal on Linux, the kernel's address in hex on macOS and the BSDs."""
+    macos = (
+        REALWORLD / "github-apodini-358_lsof-i-hostnames-elided_established-client-not-listener.txt"
+    )
+    seen = read_paste(macos.read_text(encoding="utf-8").splitlines(), macos.name)[-1]
+    assert seen.host.platform == "darwin"
+    # Its cut listing asks for the rest with macOS's tools, not with ss.
+    (elided,) = [f for f in diagnose(seen) if f.code == "listing-elided"]
+    assert (
+        elided.next_steps[0].startswith("Paste the whole listing")
+        and "lsof -nP" in (elided.next_steps[0])
+    )
+    linux = (
+        REALWORLD
+        / "github-quickbooks-160_lsof-tid-column-masked-hostnames-split-state_closewait-sdk.txt"
+    )
+    assert (
+        read_paste(linux.read_text(encoding="utf-8").splitlines(), linux.name)[-1].host.platform
+        == "linux"
+    )
+    # Rows of both kinds, or a device that is neither: not told.
+    mixed = (
+        "homed 485 moritz 19u IPv4 0x23e9f3 0t0 TCP 10.0.0.2:49182->10.0.0.3:8080 (ESTABLISHED)\n"
+        "java 22664 app 570u IPv6 57747443 0t0 TCP 10.0.0.2:8888->10.0.0.4:60836 (CLOSE_WAIT)\n"
+    )
+    assert read_paste(mixed.splitlines(), "mixed")[-1].host.platform is None
+    odd = "java 22664 app 570u IPv6 XXXXXXXX 0t0 TCP 10.0.0.2:8888->10.0.0.4:60836 (CLOSE_WAIT)\n"
+    assert read_paste(odd.splitlines(), "odd")[-1].host.platform is None

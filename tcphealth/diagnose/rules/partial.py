@@ -13,6 +13,7 @@ from __future__ import annotations
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import platform_steps
 from tcphealth.diagnose.wording import process_subject, who
 from tcphealth.model import Blame, Evidence, Finding, Severity, Subject, SubjectKind
 
@@ -54,9 +55,22 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
                     Evidence("elided", elision.mark, "the paste's mark for rows left out"),
                     Evidence("states_beside", states, "the states of the rows beside it"),
                 ),
-                next_steps=(
-                    "Paste the whole listing, or its count per state and process "
-                    "(ss -tanp | awk '{print $1, $NF}' | sort | uniq -c | sort -rn | head).",
+                next_steps=platform_steps(
+                    index.snapshot.host.platform,
+                    (
+                        "Paste the whole listing, or its count per state and process "
+                        "(ss -tanp | awk '{print $1, $NF}' | sort | uniq -c | sort -rn | head).",
+                    ),
+                    bsd=(
+                        "Paste the whole listing, or its count per state and process "
+                        "(lsof -nP -iTCP | awk 'NR > 1 {print $NF, $1, $2}' | sort | uniq -c "
+                        "| sort -rn | head).",
+                    ),
+                    windows=(
+                        "Paste the whole listing, or its count per state and process "
+                        "(Get-NetTCPConnection | Group-Object State, OwningProcess | "
+                        "Sort-Object Count -Descending | Select-Object -First 10 Count, Name).",
+                    ),
                 ),
                 unchecked=(
                     "the rows left out: how many, and whether they are like the rows beside "

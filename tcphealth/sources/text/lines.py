@@ -114,6 +114,10 @@ class Row:
     extended: bool = False  # ss -e fields (ino:, sk:) were on the row
     raw_state: str | None = None
     line: int = 0
+    # The platform the row's own shape tells it was printed on, where its format runs on
+    # several (lsof's DEVICE: a socket's inode in decimal on Linux, a kernel address in hex
+    # on macOS and the BSDs); None where it does not tell.
+    platform: str | None = None
 
 
 # --- numbers ------------------------------------------------------------------------------------

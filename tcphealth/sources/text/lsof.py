@@ -206,7 +206,18 @@ def parse_row(line: str) -> Row:
         state=state,
         holders=[Holder(pid, tokens[0])],
         raw_state=found.group("state"),
+        platform=_device_platform(tokens[tokens.index(family_type) + 1]),
     )
+
+
+def _device_platform(device: str) -> str | None:
+    """lsof's DEVICE of a socket: its inode (``57747443``) on Linux, the kernel's address of
+    the socket (``0x23e9f3``, ``0xfffff80012345678``) on macOS and the BSDs."""
+    if device.isascii() and device.isdigit():
+        return "linux"
+    if re.fullmatch(r"0x[0-9a-fA-F]+", device):
+        return "darwin"  # "macOS or BSD": their next steps are the same
+    return None
 
 
 PARSER = RowParser(

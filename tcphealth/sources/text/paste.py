@@ -1057,8 +1057,10 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
     unseen = 0
     attempted = False
     privileged_values = {s.privileged for s in capture.sections}
+    row_platforms: set[str | None] = set()
     for section in capture.sections:
         for row in section.rows:
+            row_platforms.add(row.platform)
             for holder in row.holders or ():
                 if names.get(holder.pid) is None:
                     names[holder.pid] = holder.name
@@ -1125,7 +1127,10 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         notes.append(f"{where}:{number}: line skipped: {reason}")
     notes.extend(facts.notes)
     platforms = {registry.BY_NAME[k].platform if k in registry.BY_NAME else None for k in kinds}
-    platform = platforms.pop() if len(platforms) == 1 else None
+    platform = next(iter(platforms)) if len(platforms) == 1 else None
+    if platforms == {None} and len(row_platforms) == 1:
+        # Formats of any platform (lsof) whose every row told the same one.
+        platform = next(iter(row_platforms))
     privileged = privileged_values.pop() if len(privileged_values) == 1 else None
     epoch = capture.stamp[1].epoch if capture.stamp is not None else None
     if capture.stamp is not None and epoch is None:
