@@ -627,9 +627,12 @@ class NetNamespace:
 class ReportedCount:
     """A count of sockets in one state that a paste printed itself -- ``ss ... | wc -l``,
     ``grep -c TIME_WAIT`` -- with what its command selected, so that a finding can say what the
-    number is about. The sockets themselves were never listed."""
+    number is about. The sockets themselves were never listed.
 
-    state: TcpState
+    ``state`` is None for a count of a listing's rows in any state (``netstat -tn | grep 6379
+    | wc -l``): it says how many sockets the selection holds, not in which states."""
+
+    state: TcpState | None
     count: int  # the number as printed
     sockets: int  # the sockets it counts (less ss's header line where wc -l counted it)
     command: str  # the command that printed it, as the paste shows it
@@ -637,6 +640,10 @@ class ReportedCount:
     # "port 8090", "kube-proxy"); None where it counted every socket in that state.
     selects: str | None = None
     pids: tuple[int, ...] = ()  # processes the selection names, where the paste says which
+    # A host name the selection greps from rows that show no program (netstat without -n or
+    # -p): the connections' other end, taken to be the peer -- the rows' own host name would
+    # match too, and the paste does not say which it is.
+    peer: str | None = None
     # The same command's earlier counts in the paste (a watch loop, before and after), oldest
     # first.
     earlier: tuple[int, ...] = ()

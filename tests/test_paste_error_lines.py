@@ -342,13 +342,20 @@ def test_a_word_grepped_from_netstat_without_p_is_no_program() -> None:
 # --- counts of no one state -------------------------------------------------------------------------
 
 
-def test_counts_of_no_one_state_are_read_and_said_not_judged() -> None:
-    # beaker_extensions#6: 'netstat -tn|grep 6379|wc -l' -> 6008, then 8009
+def test_counts_of_no_one_state_are_read_and_said_and_only_their_growth_judged() -> None:
+    # beaker_extensions#6: 'netstat -tn|grep 6379|wc -l' -> 6008, then 8009. The counts mix
+    # every state, so they are no state's count (reported_states stays empty); their rise is
+    # the reported rule's count-growing (tests/test_paste_piles.py has its wording).
     snapshot = last(corpus("github-beaker-extensions-6"))
-    assert snapshot.reported == () and snapshot.sockets == ()
+    assert snapshot.sockets == () and snapshot.state_counts == {}
+    (count,) = snapshot.reported
+    assert (count.state, count.count, count.earlier, count.selects) == (None, 8009, (6008,), "6379")
     (note,) = [n for n in snapshot.notes if "6379" in n]
     assert "6,008, then 8,009" in note and "any state" in note
-    assert diagnose(snapshot) == []
+    assert "no rule judges" not in note
+    assert [(f.code, f.severity, f.state) for f in diagnose(snapshot)] == [
+        ("count-growing", Severity.WARNING, None)
+    ]
 
 
 def test_a_command_without_its_count_is_not_an_input() -> None:

@@ -162,6 +162,18 @@ class Thresholds:
         "ESTABLISHED with nothing sent or received for this long and no keepalive timer: "
         "no timer ends it if the peer is gone (info).",
     )
+    established_pile_warning: int = _knob(
+        500,
+        "ESTABLISHED connections one process (or, counted by a paste, one selection) holds to "
+        "one remote address:port, as a client: warn from this many. Client pools hold a few to "
+        "a few dozen per destination by default and servers admit a few hundred clients in all "
+        "(PostgreSQL 100, MySQL 151): this many is a pool not reused, or a leak.",
+    )
+    counted_growth_warning: int = _knob(
+        500,
+        "The paste's own counts of one selection (any state), printed by the same command "
+        "two or more times, rising at every step by this many in all: warn (a build-up).",
+    )
     ports_warning_ratio: float = _knob(
         0.8,
         "Sockets in any state from one local address to one remote address:port, as a fraction "

@@ -12,8 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import Destination, SnapshotIndex, owned_by_fd
-from tcphealth.diagnose.wording import most_common_text, number, process_subject
+from tcphealth.diagnose.index import (
+    Destination,
+    SnapshotIndex,
+    destination,
+    hides_host,
+    owned_by_fd,
+)
+from tcphealth.diagnose.wording import most_common_text, number, pids_key, process_subject
 from tcphealth.model import (
     Elision,
     Endpoint,
@@ -416,9 +422,12 @@ def peers_text(
 
 def widest_counts(counts: Iterable[ReportedCount]) -> dict[TcpState, ReportedCount]:
     """Per state the largest count a paste printed (its widest selection, or the latest of a
-    growing series); the first printed where two are equal."""
+    growing series); the first printed where two are equal. Counts of no one state are left
+    out."""
     best: dict[TcpState, ReportedCount] = {}
     for count in counts:
+        if count.state is None:
+            continue
         known = best.get(count.state)
         if known is None or count.sockets > known.sockets:
             best[count.state] = count
@@ -430,6 +439,8 @@ def count_holders(index: SnapshotIndex, count: ReportedCount) -> tuple[int, ...]
     holding every socket the paste listed in that state beside it; ``()`` when neither says."""
     if count.pids:
         return count.pids
+    if count.state is None:  # rows in any state: the listing beside it is no sample of them
+        return ()
     listed = index.sockets(count.state)
     holders = {sock.pids for sock in listed}
     if len(holders) == 1 and listed:
@@ -646,3 +657,54 @@ STILL_UNKNOWN = (
     "whether the limit is still hit: the log says it was, at the time of the line; the same "
     "reading taken now, twice a minute apart, settles it"
 )
+
+
+# --- ESTABLISHED piled toward one destination (the piled rule's sockets, the reported rule's
+# counts): one reading, said alike from rows and from a paste's number.
+
+PILE_MEANING = (
+    "one client holding that many connections open to one server is not reusing them -- either "
+    "that many requests are in flight at once, or connections are opened and never closed (a "
+    "leak, such as response bodies or sessions left open)"
+)
+PILE_FIX = (
+    "On the client: close every response and connection it opens, and send its requests "
+    "through a pool bounded per destination (the fix is the client's, not the server's)."
+)
+PILE_IDLE_UNKNOWN = (
+    "whether they are idle (left open: a leak) or busy (that many requests in flight): the "
+    "source gives no idle times; tcp_info's lastsnd/lastrcv (ss -tni) settle it"
+)
+
+
+def pile_steps(destination_text: str, port: int | None) -> tuple[str, ...]:
+    """What to run next about a pile toward one destination: each connection's idle times."""
+    dport = f" '( dport = :{port} )'" if port is not None else ""
+    return (
+        f"ss -tnpi state established{dport}   # lastsnd/lastrcv: connections idle for long "
+        f"were left open; toward {destination_text}",
+        PILE_FIX,
+    )
+
+
+def pile_candidate(index: SnapshotIndex, sock: Socket) -> bool:
+    """Whether an ESTABLISHED socket may be one of a client's pile toward one destination: its
+    peer is one known host and port, and its local end is no listener's (a server's accepted
+    connections come from many clients, each its own peer)."""
+    remote = sock.remote
+    if remote.port is None or remote.is_unspecified or hides_host(remote.name):
+        return False
+    return sock.local.port not in index.listeners_by_port
+
+
+def established_piles(
+    index: SnapshotIndex, sockets: Iterable[Socket], at_least: int
+) -> dict[tuple[tuple[int, ...], Destination], list[Socket]]:
+    """ESTABLISHED client connections by (holders, destination), the groups of at least
+    ``at_least``, in the order first met."""
+    groups: dict[tuple[tuple[int, ...], Destination], list[Socket]] = {}
+    for sock in sockets:
+        if pile_candidate(index, sock):
+            key = (pids_key(sock.pids), destination(sock.remote))
+            groups.setdefault(key, []).append(sock)
+    return {key: members for key, members in groups.items() if len(members) >= at_least}

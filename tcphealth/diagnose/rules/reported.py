@@ -24,6 +24,18 @@ What a count can be held to depends on what its command selected (see
   near the ephemeral port range they may exhaust the ports toward one destination (the count
   is host-wide, so that is said as the worst case).
 
+* ESTABLISHED counted toward one destination -- a selection that names the peer (``netstat |
+  grep registry | grep ESTABLISHED | wc -l``), or a host-wide count beside a listing whose
+  every row goes to one address and port -- is the piled rule's reading from a number: one
+  client holding that many connections open to one server is not reusing them. Where the
+  destination is only inferred from the rows shown, the finding says it is an assumption;
+  where nothing points at one destination (a server's count of its clients looks the same),
+  nothing is said. Whether they are idle or busy a count cannot tell.
+* Any count of one selection (in one state, or a listing's rows in every state) that the
+  paste printed two or more times, rising at every step by ``counted_growth_warning`` in
+  all, is a build-up toward that selection: connections opened faster than they end. Not
+  TIME_WAIT (a timer ends each; a rise is more traffic) nor LISTEN.
+
 Only a count larger than the sockets listed in that state is judged here: when the listing
 holds them all, the rules that see the sockets speak.
 """
@@ -31,24 +43,34 @@ holds them all, the rules that see the sockets speak.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import SnapshotIndex
+from tcphealth.diagnose.index import SnapshotIndex, destination
 from tcphealth.diagnose.rule import Code, Rule
 from tcphealth.diagnose.shared import (
+    PILE_IDLE_UNKNOWN,
+    PILE_MEANING,
     PORTS_RAN_OUT,
     count_holders,
     count_platform,
+    error_evidence,
+    error_line,
+    established_piles,
     log_evidence,
     logged,
     paste_count_evidence,
+    pile_candidate,
+    pile_steps,
     platform_steps,
     ports_ran_out,
     widest_counts,
 )
-from tcphealth.diagnose.wording import level, number, percent, process_subject, who
+from tcphealth.diagnose.wording import level, number, percent, pids_key, process_subject, who
 from tcphealth.model import (
     Blame,
+    Endpoint,
+    ErrorKind,
     Evidence,
     Finding,
     KernelEvent,
@@ -68,13 +90,18 @@ _CLOSE_WAIT_FIX = (
 _TIME_WAIT_FIX = "Make the client keep its connections open and reuse them."
 FIN_WAIT2_COUNTED = "fin-wait2-counted"
 TIME_WAIT_COUNTED = "time-wait-counted"
+ESTABLISHED_COUNTED = "established-counted"
+COUNT_GROWING = "count-growing"
+# States whose count rising says nothing is held: a timer ends each TIME_WAIT, so more of them
+# is more traffic; more listeners are more services.
+_NOT_HELD = frozenset({TcpState.TIME_WAIT, TcpState.LISTEN})
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     findings: list[Finding] = []
+    judged: list[ReportedCount] = []
     for count in widest_counts(index.snapshot.reported).values():
-        listed = index.sockets(count.state)
-        if count.sockets <= len(listed):
+        if count.state is None or count.sockets <= len(index.sockets(count.state)):
             continue
         found: Finding | None = None
         if count.state is TcpState.CLOSE_WAIT:
@@ -83,8 +110,16 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
             found = _fin_wait2(index, count, thresholds)
         elif count.state is TcpState.TIME_WAIT:
             found = _time_wait(index, count, thresholds)
+        elif count.state is TcpState.ESTABLISHED:
+            found = _established(index, count, thresholds)
         if found is not None:
             findings.append(found)
+            judged.append(count)
+    for count in index.snapshot.reported:
+        if not any(count is other for other in judged):
+            found = _grown(index, count, thresholds)
+            if found is not None:
+                findings.append(found)
     return findings
 
 
@@ -378,6 +413,191 @@ def _toward_one(sockets: int, ports: int) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Toward:
+    """Where a count of ESTABLISHED goes: the destination as text, its endpoint where rows
+    showed it, and what makes it an assumption (None: the selection names it)."""
+
+    text: str
+    address: Endpoint | None
+    assumed: str | None
+    evidence: Evidence
+
+
+def _toward(index: SnapshotIndex, count: ReportedCount) -> _Toward | None:
+    """The one destination a count of ESTABLISHED is about: the peer its selection names, or
+    the one every listed row goes to (a host-wide count: then an assumption). None where
+    nothing points at one -- a server's count of its many clients looks the same."""
+    if count.peer is not None:
+        return _Toward(
+            text=count.peer,
+            address=None,
+            assumed=(
+                f"that `{count.peer}` is the peer's host name: netstat printed names, and the "
+                "grep would match this host's own name too"
+            ),
+            evidence=Evidence(
+                "paste_peer",
+                count.peer,
+                "the host name the count's grep selects, taken as the peer",
+            ),
+        )
+    listed = [sock for sock in index.sockets(TcpState.ESTABLISHED) if pile_candidate(index, sock)]
+    destinations = {destination(sock.remote) for sock in listed}
+    holders = {pids_key(sock.pids) for sock in listed}
+    total = len(index.sockets(TcpState.ESTABLISHED))
+    if len(listed) < 2 or len(listed) != total or len(destinations) != 1 or len(holders) != 1:
+        return None
+    (only,) = destinations
+    text = str(only)
+    return _Toward(
+        text=text,
+        address=only,
+        assumed=(
+            f"that the {number(count.sockets - total)} not listed go to {text} too: every "
+            f"row the paste lists ({number(total)}) does, but the count covers "
+            + (
+                f"what `{count.selects}` selects"
+                if count.selects is not None
+                else "every ESTABLISHED connection here"
+            )
+            + "; count them per destination (ss -tn state established | awk '{print $4}' | "
+            "sort | uniq -c | sort -rn | head) to know"
+        ),
+        evidence=Evidence(
+            "listed_destination", text, f"where every listed row goes ({number(total)} rows)"
+        ),
+    )
+
+
+def _established(
+    index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds
+) -> Finding | None:
+    if count.sockets < thresholds.established_pile_warning:
+        return None
+    # Rows the paste lists that already make a pile are the piled rule's, said there.
+    listed = index.sockets(TcpState.ESTABLISHED)
+    if established_piles(index, listed, thresholds.established_pile_warning):
+        return None
+    toward = _toward(index, count)
+    if toward is None:
+        return None
+    pids = count_holders(index, count)
+    evidence = [*paste_count_evidence(count), toward.evidence]
+    severity, ran_out = ports_ran_out(index, Severity.WARNING)
+    harm = PORTS_RAN_OUT if ran_out is not None else ""
+    if ran_out is not None:
+        evidence.append(ran_out)
+    descriptors = error_line(index, ErrorKind.DESCRIPTORS)
+    if descriptors is not None:
+        severity = Severity.CRITICAL
+        evidence.append(
+            error_evidence(
+                descriptors,
+                "a process ran out of file descriptors (EMFILE): each of these connections "
+                "holds one",
+            )
+        )
+        harm += "; the paste's own error line says a process ran out of file descriptors"
+    holder = f"{who(index, pids)} holds" if pids else "this host holds"
+    unchecked = [PILE_IDLE_UNKNOWN]
+    if toward.assumed is not None:
+        unchecked.insert(0, toward.assumed)
+    if not pids:
+        unchecked.append(
+            "which process holds them: the paste names none; ss -tnp state established shows "
+            "the holders"
+        )
+    return Finding(
+        code=ESTABLISHED_COUNTED,
+        severity=severity,
+        state=TcpState.ESTABLISHED,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=(
+            process_subject(index, pids, address=toward.address, endpoint=toward.text)
+            if pids
+            else Subject(kind=SubjectKind.PEER, endpoint=toward.text, address=toward.address)
+        ),
+        count=count.sockets,
+        summary=(
+            f"The paste counts {number(count.sockets)} ESTABLISHED connections, which "
+            f"{holder} open to {toward.text}"
+            + (" (by the rows it lists; the count itself is wider)" if toward.address else "")
+            + f": {PILE_MEANING}{harm}."
+        ),
+        evidence=tuple(evidence),
+        next_steps=pile_steps(
+            toward.text, toward.address.port if toward.address is not None else None
+        ),
+        unchecked=tuple(unchecked),
+    )
+
+
+def _grown(index: SnapshotIndex, count: ReportedCount, thresholds: Thresholds) -> Finding | None:
+    """Two or more counts of one selection, rising at every step by enough in all."""
+    values = (*count.earlier, count.count)
+    if len(values) < 2 or count.state in _NOT_HELD:
+        return None
+    if any(later < earlier for earlier, later in itertools.pairwise(values)):
+        return None
+    rise = values[-1] - values[0]
+    if rise < thresholds.counted_growth_warning:
+        return None
+    listed = index.snapshot.sockets if count.state is None else index.sockets(count.state)
+    if count.sockets <= len(listed):
+        return None
+    pids = count_holders(index, count)
+    if count.state is None:
+        what = "in any state"
+        states = (
+            "in which states they are: the count mixes every state; "
+            f"`{count.command.split('|')[0].strip()}` with the same grep, its state column "
+            "counted (| awk '{print $6}' | sort | uniq -c), tells"
+        )
+    else:
+        what = f"in {count.state.value}"
+        states = ""
+    selection = f"{count.selects}, {what}" if count.selects is not None else what
+    shown = ", then ".join(number(value) for value in values)
+    if pids:
+        subject = process_subject(index, pids)
+    elif count.peer is not None:
+        subject = Subject(kind=SubjectKind.PEER, endpoint=count.peer)
+    else:
+        subject = Subject(kind=SubjectKind.HOST, endpoint=count.selects)
+    unchecked = [
+        "how fast: the paste prints no time between its counts",
+        *([states] if states else []),
+    ]
+    if not pids:
+        unchecked.append("which process holds them: the count does not say")
+    return Finding(
+        code=COUNT_GROWING,
+        severity=Severity.WARNING,
+        state=count.state,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=subject,
+        count=count.sockets,
+        summary=(
+            f"The paste's own `{count.command}` printed {shown}: the connections it selects "
+            f"({selection}) rose by {number(rise)} and never fell. They are opened faster than "
+            "they end -- a build-up, the mark of a leak toward that selection: connections "
+            "opened per request and neither closed nor returned to a pool, until a limit "
+            "(descriptors, ports, the server's connections) is reached."
+        ),
+        evidence=(
+            *paste_count_evidence(count),
+            Evidence("rise", rise, "from the first count to the last"),
+        ),
+        next_steps=(
+            f"{count.command}   # the same count again, a minute later: still rising is a leak",
+            "ss -tanp | awk 'NR > 1 {print $NF}' | sort | uniq -c | sort -rn | head   # who holds "
+            "the most",
+        ),
+        unchecked=tuple(unchecked),
+    )
+
+
 RULE = Rule(
     name="reported",
     summary="counts a pasted transcript printed (wc -l, grep -c) beyond the rows it lists",
@@ -396,6 +616,17 @@ RULE = Rule(
             TIME_WAIT_COUNTED,
             "the paste's own count of TIME_WAIT: connections closed per request, not reused",
             (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            ESTABLISHED_COUNTED,
+            "the paste's own count of ESTABLISHED toward one destination: connections not "
+            "reused, or a leak",
+            (Severity.WARNING, Severity.CRITICAL),
+        ),
+        Code(
+            COUNT_GROWING,
+            "the paste's own counts of one selection rising from count to count: a build-up",
+            (Severity.WARNING,),
         ),
     ),
     check=check,

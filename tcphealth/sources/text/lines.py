@@ -818,6 +818,10 @@ _COUNT_TOOLS = re.compile(rf"^\s*{_RUNS}(?:ss|netstat|lsof|grep|egrep|cat)\b")
 _PGREP = re.compile(r"`pgrep\s+(?:-\w+\s+)?([\w.-]+)`|\$\(pgrep\s+(?:-\w+\s+)?([\w.-]+)\)")
 
 
+# Words grepped from a listing that name no host: its protocol and family columns.
+_NOT_HOSTS = frozenset({"tcp", "tcp4", "tcp6", "tcp46", "udp", "udp4", "udp6", "inet", "inet6"})
+
+
 def grep_state(pattern: str) -> TcpState | None:
     """The state a grep pattern selects: a state word inside it (``127.0.0.1.*TIME_WAIT``) or
     a pattern that is the first letters of one (``CLOS``, ``ESTA``, ``TIME``)."""
@@ -847,6 +851,8 @@ class CountPart:
     pids: tuple[int, ...]
     counts_header: bool  # wc -l counted ss's header line too
     writes: str | None = None  # ``> FILE``: the pipeline's output went to a file, not a count
+    # A host name grepped from rows that show no program: the other end, taken for the peer.
+    peer: str | None = None
 
 
 def _split_top(command: str, separators: str) -> list[str]:
@@ -962,6 +968,7 @@ def count_part(part: str, files: dict[str, CountPart] | None = None) -> CountPar
     state: TcpState | None = None
     selects: list[str] = []
     program: str | None = None
+    peer: str | None = None
     pids: list[int] = []
     grepped = False
     source = stages[0]
@@ -1008,11 +1015,20 @@ def count_part(part: str, files: dict[str, CountPart] | None = None) -> CountPar
             pids.append(int(pid.group(1)))
         elif pgrep is None and shows_programs and re.fullmatch(r"[A-Za-z][\w.-]*", pattern):
             program = program or pattern
+        elif (
+            pgrep is None
+            and table is not None
+            and "n" not in table.flags  # numeric addresses: a word matches no host there
+            and re.fullmatch(r"[A-Za-z][\w.-]*", pattern)
+            and pattern.lower() not in _NOT_HOSTS
+        ):
+            peer = peer or pattern
         selects.append(pattern)
     if inherited is not None:
         selects = [*(inherited.selects or "").split(", "), *selects]
         selects = [item for item in selects if item]
         program = program or inherited.program
+        peer = peer or inherited.peer
         pids = pids or list(inherited.pids)
         state = state or inherited.state
     if not (counted or grep_count or writes):
@@ -1032,6 +1048,7 @@ def count_part(part: str, files: dict[str, CountPart] | None = None) -> CountPar
         pids=tuple(pids),
         counts_header=counts_header,
         writes=writes,
+        peer=peer,
     )
 
 

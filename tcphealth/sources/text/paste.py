@@ -202,7 +202,7 @@ class Facts:
 
     def stateless_counts(self) -> list[str]:
         """Notes for the counts the paste printed of no one state (``netstat -tn | grep 6379 |
-        wc -l``): read, and said, but judged by no rule -- they mix every state."""
+        wc -l``): read and said; they mix every state, so only their growth is judged."""
         notes = []
         for part, values in self.counted.values():
             if part.state is not None or part.writes is not None or not values:
@@ -217,9 +217,11 @@ class Facts:
                 what = "a count of rows in any state" + (
                     f" (selected by {part.selects})" if part.selects else ""
                 )
+            # A socket listing's count is judged (its growth: the reported rule); lsof's is not.
+            judged = "" if _counts_sockets(part) else ", which no rule judges"
             notes.append(
-                f"the paste's own `{part.text}` printed {shown}: {what}, which no rule judges "
-                "-- it does not say which states they are in"
+                f"the paste's own `{part.text}` printed {shown}: {what}{judged} -- it does not "
+                "say which states they are in"
             )
         return notes
 
@@ -278,7 +280,7 @@ class Facts:
         TIME_WAIT bucket rule does); alone it is all the paste gives, as a ``| wc -l`` is."""
         found: list[ReportedCount] = []
         for part, values in self.counted.values():
-            if part.state is None or not values:
+            if not values or (part.state is None and not _counts_sockets(part)):
                 continue
             count = values[-1]
             pids = part.pids
@@ -295,6 +297,7 @@ class Facts:
                     command=part.text,
                     selects=selects,
                     pids=pids,
+                    peer=part.peer,
                     earlier=tuple(values[:-1]),
                 )
             )
@@ -303,6 +306,12 @@ class Facts:
     def all_sysctls(self) -> dict[str, Any]:
         """Every setting read, by Sysctls field, but the port range."""
         return {**self.sysctls, **self.other_sysctls}
+
+
+def _counts_sockets(part: CountPart) -> bool:
+    """Whether a count of no one state counts the rows of an ss or netstat listing (sockets,
+    in any state) -- not lsof's files of a process, nor a saved selection."""
+    return part.state is None and part.writes is None and parse_table_command(part.text) is not None
 
 
 def _add_count(counts: list[ReportedCount], count: ReportedCount) -> None:
@@ -993,7 +1002,7 @@ def read_paste(
         last = snapshots[-1]
         state_counts = dict(last.state_counts)
         for item in reported:
-            if item.count > 0:
+            if item.count > 0 and item.state is not None:
                 state_counts[item.state.value] = max(
                     state_counts.get(item.state.value, 0), item.count
                 )

@@ -1,0 +1,241 @@
+"""ESTABLISHED connections that one process holds, as a client, to one server: many more than
+a pool holds.
+
+A client that reuses its connections keeps a few per destination (pools default to a few or a
+few dozen). Hundreds or thousands open to one address and port mean it is not reusing them:
+either that many requests are in flight at once (load: the server and the client's concurrency
+are what to look at), or connections are opened and never closed (a leak: response bodies or
+sessions left open, each one a descriptor and a port until something runs out). The
+connections' own idle times tell the two apart -- tcp_info's time since data was last sent and
+received, which a live collection has and a paste does not:
+
+* carrying no data for ``established_idle_seconds`` (the keepalive rule's "long idle"): opened
+  and left open, a leak -- WARNING;
+* idle past ``stuck_seconds`` but not that long: a leak or a pool's spare connections, which
+  time will tell -- WARNING, saying what settles it;
+* most carried data within ``stuck_seconds``: busy, that many requests in flight -- INFO, load
+  rather than a leak;
+* no idle times (a paste): WARNING, saying that tcp_info would settle it.
+
+A server's accepted connections are not counted (a listener has their local port): its many
+clients are each their own peer. A paste's *count* of such a pile, without the rows, is the
+reported rule's ``established-counted``, said the same way (diagnose.shared's pile wording).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from tcphealth.diagnose.config import Thresholds
+from tcphealth.diagnose.index import Destination, SnapshotIndex
+from tcphealth.diagnose.rule import Code, Rule
+from tcphealth.diagnose.shared import (
+    PILE_IDLE_UNKNOWN,
+    PILE_MEANING,
+    PORTS_RAN_OUT,
+    error_evidence,
+    error_line,
+    established_piles,
+    pile_steps,
+    ports_ran_out,
+)
+from tcphealth.diagnose.wording import number, pid_evidence, process_subject, who
+from tcphealth.model import (
+    Blame,
+    ErrorKind,
+    Evidence,
+    Finding,
+    Severity,
+    Socket,
+    Subject,
+    SubjectKind,
+    TcpState,
+)
+from tcphealth.states import duration_text
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    import numpy as np
+    import numpy.typing as npt
+
+    from tcphealth.columnar import SocketTable
+
+PILED = "established-piled"
+_ESTABLISHED_CODE, _AF_INET6 = 1, 10
+
+
+def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
+    return _judged(index, thresholds, index.sockets(TcpState.ESTABLISHED))
+
+
+def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
+    """:func:`check` over the ESTABLISHED rows whose remote address and port at least
+    ``established_pile_warning`` rows share (a v4-mapped address folded to its IPv4 one, as
+    the object path's destination() folds it): a superset of every pile, made objects in
+    their order. Most hosts have none, so nothing is made."""
+    import numpy as np
+
+    columns = table.columns
+    rows = np.flatnonzero(columns.state == _ESTABLISHED_CODE)
+    if len(rows) < thresholds.established_pile_warning:
+        return []
+    high, low = columns.dst_high[rows], columns.dst_low[rows]
+    mapped = (columns.family[rows] == _AF_INET6) & (high == 0) & ((low >> np.uint64(32)) == 0xFFFF)
+    high = np.where(mapped, (low & np.uint64(0xFFFF_FFFF)) << np.uint64(32), high)
+    low = np.where(mapped, np.uint64(0), low)
+    keys: list[npt.NDArray[np.generic]] = [high, low, columns.dport[rows]]
+    order = np.lexsort(keys)
+    starts = np.zeros(len(order), dtype=np.bool_)
+    starts[0] = True
+    for key in keys:
+        ordered = key[order]
+        starts[1:] |= ordered[1:] != ordered[:-1]
+    group = np.cumsum(starts) - 1
+    sizes = np.bincount(group)
+    size = np.empty(len(rows), dtype=sizes.dtype)
+    size[order] = sizes[group]
+    candidates = rows[size >= thresholds.established_pile_warning]
+    if not len(candidates):
+        return []
+    return _judged(index, thresholds, table.sockets(candidates))
+
+
+def _judged(
+    index: SnapshotIndex, thresholds: Thresholds, sockets: Iterable[Socket]
+) -> list[Finding]:
+    piles = established_piles(index, sockets, thresholds.established_pile_warning)
+    return [
+        _finding(index, thresholds, pids, toward, members)
+        for (pids, toward), members in piles.items()
+    ]
+
+
+def _data_idle_seconds(sock: Socket) -> float | None:
+    """How long the connection has carried no data either way (tcp_info); ACKs alone, such
+    as keepalive's, do not count. None where the source lacks it."""
+    info = sock.tcp_info
+    if info is None or info.last_data_sent_ms is None or info.last_data_recv_ms is None:
+        return None
+    return min(info.last_data_sent_ms, info.last_data_recv_ms) / 1000
+
+
+def _finding(
+    index: SnapshotIndex,
+    thresholds: Thresholds,
+    pids: tuple[int, ...],
+    toward: Destination,
+    members: list[Socket],
+) -> Finding:
+    idle = [_data_idle_seconds(sock) for sock in members]
+    known = [value for value in idle if value is not None]
+    left_after = float(thresholds.established_idle_seconds)
+    enough = thresholds.established_pile_warning
+    severity = Severity.WARNING
+    unchecked: list[str] = []
+    evidence: list[Evidence] = [
+        Evidence("sockets", len(members), f"ESTABLISHED to {toward}, from client ports"),
+    ]
+    if len(known) < len(members):
+        reading = "Whether they are idle or busy the source does not say."
+        unchecked.append(PILE_IDLE_UNKNOWN)
+    else:
+        left = sum(1 for value in known if value >= left_after)
+        quiet = sum(1 for value in known if value >= thresholds.stuck_seconds)
+        longest = max(known)
+        evidence.extend(
+            (
+                Evidence(
+                    "idle_at_least",
+                    left,
+                    f"carried no data for {duration_text(left_after)} or more "
+                    "(established_idle_seconds)",
+                ),
+                Evidence(
+                    "busy",
+                    len(members) - quiet,
+                    f"carried data within the last {thresholds.stuck_seconds:g} s (stuck_seconds)",
+                ),
+                Evidence("longest_idle_s", round(longest, 1), "tcp_info's lastsnd/lastrcv"),
+            )
+        )
+        if left >= enough:
+            reading = (
+                f"{number(left)} of them have carried no data for {duration_text(left_after)} "
+                "or more: opened and left open -- a leak, or a pool far larger than its use."
+            )
+        elif quiet >= enough:
+            reading = (
+                f"{number(quiet)} of them have carried no data for {thresholds.stuck_seconds:g} s "
+                f"or more (the longest for {duration_text(longest)}), not yet the "
+                f"{duration_text(left_after)} that calls a connection left open."
+            )
+            unchecked.append(
+                "whether they are left open (a leak) or a pool's spare connections: none has "
+                f"been idle for {duration_text(left_after)} yet; the same look later settles it"
+            )
+        else:
+            severity = Severity.INFO
+            reading = (
+                f"{number(len(members) - quiet)} of them carried data within the last "
+                f"{thresholds.stuck_seconds:g} s: they are busy, that many requests in flight "
+                "at once -- load, not a leak, by what tcp_info shows; the server's capacity and "
+                "the client's concurrency are what to look at."
+            )
+    harm = ""
+    if severity is not Severity.INFO:
+        severity, ran_out = ports_ran_out(index, severity)
+        if ran_out is not None:
+            evidence.append(ran_out)
+            harm = PORTS_RAN_OUT
+        descriptors = error_line(index, ErrorKind.DESCRIPTORS)
+        if descriptors is not None:
+            severity = Severity.CRITICAL
+            evidence.append(
+                error_evidence(
+                    descriptors,
+                    "a process ran out of file descriptors (EMFILE): each of these "
+                    "connections holds one",
+                )
+            )
+            harm += "; the paste's own error line says a process ran out of file descriptors"
+    if pids:
+        holder = who(index, pids)
+        subject = process_subject(index, pids, address=toward)
+    else:
+        holder = "A process the source does not name"
+        subject = Subject(kind=SubjectKind.PEER, endpoint=str(toward), address=toward)
+        unchecked.append(
+            "which process holds them, and whether it is one: the source names no holder; "
+            "ss -tnp as root shows them"
+        )
+    return Finding(
+        code=PILED,
+        severity=severity,
+        state=TcpState.ESTABLISHED,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=subject,
+        count=len(members),
+        summary=(
+            f"{holder} holds {number(len(members))} ESTABLISHED connections open to {toward}: "
+            f"{PILE_MEANING}{harm}. {reading}"
+        ),
+        evidence=(*evidence, *pid_evidence(pids)),
+        next_steps=pile_steps(str(toward), toward.port),
+        unchecked=tuple(unchecked),
+    )
+
+
+RULE = Rule(
+    name="piled",
+    summary="ESTABLISHED piled by one client toward one server: not reused, or leaked",
+    codes=(
+        Code(
+            PILED,
+            "one process holds many ESTABLISHED connections to one server: not reused (busy: "
+            "load; idle: a leak)",
+            (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
+        ),
+    ),
+    check=check,
+    check_table=check_table,
+)
