@@ -13,7 +13,14 @@ import pytest
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.diagnose.rules import established, keepalive, ports, receive_drops, time_wait
+from tcphealth.diagnose.rules import (
+    established,
+    keepalive,
+    piled,
+    ports,
+    receive_drops,
+    time_wait,
+)
 from tcphealth.model import TcpState
 from tests import lean_scene
 
@@ -76,6 +83,18 @@ def test_keepalive_counted_over_columns(both: lean_scene.BothPaths) -> None:
     assert by_columns == by_objects
     idle = [f for f in by_objects if f.code == keepalive.IDLE_NO_KEEPALIVE]
     assert len(idle) >= 2 and all(f.subject.pids for f in idle)
+
+
+def test_piles_counted_over_columns(both: lean_scene.BothPaths) -> None:
+    # The generator's clients hold dozens of connections to each of its listeners.
+    thresholds = dataclasses.replace(Thresholds(), established_pile_warning=20)
+    index = SnapshotIndex.build(both.snapshot)
+    by_objects = piled.check(index, thresholds)
+    by_columns = piled.check_table(index, thresholds, both.table)
+    assert by_columns == by_objects
+    assert len(by_objects) >= 2 and all(f.subject.pids for f in by_objects)
+    # at the default the two paths agree as well
+    assert piled.check_table(index, Thresholds(), both.table) == piled.check(index, Thresholds())
 
 
 def test_established_counted_over_columns(both: lean_scene.BothPaths) -> None:

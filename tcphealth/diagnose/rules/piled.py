@@ -139,8 +139,10 @@ def _finding(
         reading = "Whether they are idle or busy the source does not say."
         unchecked.append(PILE_IDLE_UNKNOWN)
     else:
+        # Quiet: past what a passing moment explains (never longer than "left open" itself).
+        quiet_after = min(thresholds.stuck_seconds, left_after)
         left = sum(1 for value in known if value >= left_after)
-        quiet = sum(1 for value in known if value >= thresholds.stuck_seconds)
+        quiet = sum(1 for value in known if value >= quiet_after)
         longest = max(known)
         evidence.extend(
             (
@@ -153,7 +155,7 @@ def _finding(
                 Evidence(
                     "busy",
                     len(members) - quiet,
-                    f"carried data within the last {thresholds.stuck_seconds:g} s (stuck_seconds)",
+                    f"carried data within the last {quiet_after:g} s (stuck_seconds)",
                 ),
                 Evidence("longest_idle_s", round(longest, 1), "tcp_info's lastsnd/lastrcv"),
             )
@@ -165,7 +167,7 @@ def _finding(
             )
         elif quiet >= enough:
             reading = (
-                f"{number(quiet)} of them have carried no data for {thresholds.stuck_seconds:g} s "
+                f"{number(quiet)} of them have carried no data for {quiet_after:g} s "
                 f"or more (the longest for {duration_text(longest)}), not yet the "
                 f"{duration_text(left_after)} that calls a connection left open."
             )
@@ -177,7 +179,7 @@ def _finding(
             severity = Severity.INFO
             reading = (
                 f"{number(len(members) - quiet)} of them carried data within the last "
-                f"{thresholds.stuck_seconds:g} s: they are busy, that many requests in flight "
+                f"{quiet_after:g} s: they are busy, that many requests in flight "
                 "at once -- load, not a leak, by what tcp_info shows; the server's capacity and "
                 "the client's concurrency are what to look at."
             )
