@@ -115,7 +115,7 @@ def test_venti_a_host_wide_count_beside_rows_all_to_one_destination_is_an_assume
     assert "(by the rows it lists; the count itself is wider)" in found.summary
     assert evidence(found)["listed_destination"] == where
     assert found.unchecked[0].startswith(f"that the 1,005 not listed go to {where} too")
-    assert "dport = :9093" in found.next_steps[0]
+    assert found.next_steps[0].startswith(f"ss -tnpi state established dst {where}   #")
 
 
 def _rows_then_count(rows: list[str], count: int, *extra: str) -> list[str]:

@@ -677,12 +677,11 @@ PILE_IDLE_UNKNOWN = (
 )
 
 
-def pile_steps(destination_text: str, port: int | None) -> tuple[str, ...]:
+def pile_steps(destination_text: str) -> tuple[str, ...]:
     """What to run next about a pile toward one destination: each connection's idle times."""
-    dport = f" '( dport = :{port} )'" if port is not None else ""
     return (
-        f"ss -tnpi state established{dport}   # lastsnd/lastrcv: connections idle for long "
-        f"were left open; toward {destination_text}",
+        f"ss -tnpi state established dst {destination_text}   # lastsnd/lastrcv: the ones "
+        "idle for long were left open",
         PILE_FIX,
     )
 

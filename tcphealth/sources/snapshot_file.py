@@ -67,6 +67,8 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
     ),
     # A paste's host that was no address (a name, a mask); no file from a live run has one.
     "Endpoint": (("name", None),),
+    # The peer a pasted count's grep names (session 14): left out where none, as before.
+    "ReportedCount": (("peer", None),),
     "Socket": (("netns", None), ("drops", None)),
     "Process": (
         ("netns", None),

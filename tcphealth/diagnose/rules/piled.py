@@ -222,7 +222,7 @@ def _finding(
             f"{PILE_MEANING}{harm}. {reading}"
         ),
         evidence=(*evidence, *pid_evidence(pids)),
-        next_steps=pile_steps(str(toward), toward.port),
+        next_steps=pile_steps(str(toward)),
         unchecked=tuple(unchecked),
     )
 

@@ -526,9 +526,7 @@ def _established(
             + f": {PILE_MEANING}{harm}."
         ),
         evidence=tuple(evidence),
-        next_steps=pile_steps(
-            toward.text, toward.address.port if toward.address is not None else None
-        ),
+        next_steps=pile_steps(toward.text),
         unchecked=tuple(unchecked),
     )
 
