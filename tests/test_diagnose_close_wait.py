@@ -386,13 +386,15 @@ def test_close_wait_with_no_named_owner_is_counted_not_attributed() -> None:
 
 
 def test_healthy_established_sockets_give_no_close_wait_finding() -> None:
+    # 50 to each of ten servers, what a pool holds: 500 to one server would be a pile
+    # (established-piled, tests/test_paste_piles.py), not healthy
     snap = snapshot(
         many(
             500,
             lambda i: sock(
                 "ESTAB",
                 f"10.0.0.1:{30000 + i}",
-                "10.0.0.7:443",
+                f"10.0.0.{10 + i % 10}:443",
                 pids=(1,),
                 recv_queue=0,
                 send_queue=0,
