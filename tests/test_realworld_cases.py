@@ -40,11 +40,13 @@ THREADS = REALWORLD / "threads"
 # (41/62, 0.661; it was 0.68). Eight more collected blind in session 13, taken with the lines
 # around the code block (error lines, stated counts), put them at 52 and 46 of 70 once the
 # readings they showed missing were added (program error lines, wrapped prompts): the floors
-# are those measured shares (52/70, 0.742; 46/70, 0.657). The rest rest on what the thread knew
-# beyond the paste (a count only in the prose, an error log kept out of the excerpt, an age, a
-# rate) and are listed in CASES.md's notes; verdict and exit are held where the work reaches,
-# to be raised with it.
-REQUIRED_SCORE = {"read": 0.9, "sockets": 0.9, "counts": 0.9, "verdict": 0.742, "exit": 0.657}
+# are those measured shares (52/70, 0.742; 46/70, 0.657). Session 14 read what an expert reads
+# from the excerpts alone and tcphealth did not: ESTABLISHED counted toward one server
+# (harbor#2954, venti#85) and a count of one selection rising (beaker_extensions#6): 55/70
+# (0.785) and 47/70 (0.671). The rest rest on what the thread knew beyond the paste (a count
+# only in the prose, an error log kept out of the excerpt, an age, a rate) and are listed in
+# CASES.md's notes; verdict and exit are held where the work reaches, to be raised with it.
+REQUIRED_SCORE = {"read": 0.9, "sockets": 0.9, "counts": 0.9, "verdict": 0.785, "exit": 0.671}
 MIN_CASES = 30  # the issue asks for at least 30 real pastes with an established cause
 
 MEASURES = ("read", "sockets", "counts", "verdict", "exit")
