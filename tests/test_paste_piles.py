@@ -268,7 +268,7 @@ def test_tcp_info_idle_for_minutes_is_said_not_yet_known() -> None:
 def test_tcp_info_busy_now_reads_as_load_not_a_leak() -> None:
     (found,) = _live_pile([200] * 12)
     assert found.severity is Severity.INFO
-    assert "they are busy, that many requests in flight at once -- load, not a leak" in (
+    assert "they are in use, that many requests in flight at once -- load, not a leak" in (
         found.summary
     )
     assert evidence(found)["busy"] == 12

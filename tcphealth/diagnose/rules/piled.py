@@ -13,8 +13,8 @@ received, which a live collection has and a paste does not:
   and left open, a leak -- WARNING;
 * idle past ``stuck_seconds`` but not that long: a leak or a pool's spare connections, which
   time will tell -- WARNING, saying what settles it;
-* most carried data within ``stuck_seconds``: busy, that many requests in flight -- INFO, load
-  rather than a leak;
+* most sent or received data (or were opened: tcp_info counts from the connect) within
+  ``stuck_seconds``: in use, that many requests in flight -- INFO, load rather than a leak;
 * no idle times (a paste): WARNING, saying that tcp_info would settle it.
 
 A server's accepted connections are not counted (a listener has their local port): its many
@@ -155,7 +155,7 @@ def _finding(
                 Evidence(
                     "busy",
                     len(members) - quiet,
-                    f"carried data within the last {quiet_after:g} s (stuck_seconds)",
+                    f"sent, received or opened within the last {quiet_after:g} s (stuck_seconds)",
                 ),
                 Evidence("longest_idle_s", round(longest, 1), "tcp_info's lastsnd/lastrcv"),
             )
@@ -178,10 +178,11 @@ def _finding(
         else:
             severity = Severity.INFO
             reading = (
-                f"{number(len(members) - quiet)} of them carried data within the last "
-                f"{quiet_after:g} s: they are busy, that many requests in flight "
-                "at once -- load, not a leak, by what tcp_info shows; the server's capacity and "
-                "the client's concurrency are what to look at."
+                f"{number(len(members) - quiet)} of them sent or received data, or were "
+                f"opened, within the last {quiet_after:g} s: they are in use, that many requests "
+                "in flight at once -- load, not a leak, by what tcp_info shows now (a leak's "
+                "connections stay idle: a look after the idle time above tells); the server's "
+                "capacity and the client's concurrency are what to look at."
             )
     harm = ""
     if severity is not Severity.INFO:
