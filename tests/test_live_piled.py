@@ -126,4 +126,4 @@ def test_idle_clients_piled_toward_one_listener_are_left_open_then_busy_is_load(
     busy_values = {item.name: item.value for item in busy.evidence}
     assert busy.severity is Severity.INFO and busy.count == CLIENTS
     assert busy_values["busy"] == CLIENTS and busy_values["idle_at_least"] == 0
-    assert "load, not a leak" in busy.summary
+    assert "is load rather than a leak" in busy.summary

@@ -268,10 +268,16 @@ def test_tcp_info_idle_for_minutes_is_said_not_yet_known() -> None:
 def test_tcp_info_busy_now_reads_as_load_not_a_leak() -> None:
     (found,) = _live_pile([200] * 12)
     assert found.severity is Severity.INFO
-    assert "they are in use, that many requests in flight at once -- load, not a leak" in (
+    assert "active now, not left idle -- that many requests in flight at once is load rather " in (
         found.summary
     )
     assert evidence(found)["busy"] == 12
+    # recent activity may be the connect itself: said, with what would tell
+    assert found.unchecked == (
+        "whether they carry requests or were only just opened: tcp_info's idle times count "
+        "from the connect; a leak's connections stay idle, which a look after 3,600 s (about "
+        "60 min) tells",
+    )
 
 
 def test_a_pile_is_one_holder_s_and_a_listener_s_accepted_connections_are_none() -> None:

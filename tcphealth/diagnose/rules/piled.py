@@ -179,10 +179,14 @@ def _finding(
             severity = Severity.INFO
             reading = (
                 f"{number(len(members) - quiet)} of them sent or received data, or were "
-                f"opened, within the last {quiet_after:g} s: they are in use, that many requests "
-                "in flight at once -- load, not a leak, by what tcp_info shows now (a leak's "
-                "connections stay idle: a look after the idle time above tells); the server's "
+                f"opened, within the last {quiet_after:g} s: active now, not left idle -- that "
+                "many requests in flight at once is load rather than a leak, and the server's "
                 "capacity and the client's concurrency are what to look at."
+            )
+            unchecked.append(
+                "whether they carry requests or were only just opened: tcp_info's idle times "
+                f"count from the connect; a leak's connections stay idle, which a look after "
+                f"{duration_text(left_after)} tells"
             )
     harm = ""
     if severity is not Severity.INFO:
