@@ -183,3 +183,14 @@ def test_overflows_since_boot_are_left_to_a_full_queue_that_explains_them() -> N
     assert [f.code for f in diagnose(full)] == ["listen-queue-full"]
     quiet = snapshot(listener("0.0.0.0:5432", 0, 128), counters={"TcpExt.ListenOverflows": 0})
     assert diagnose(quiet) == []
+
+
+def test_overflows_since_boot_without_any_listener_shown_do_not_claim_no_queue_is_full() -> None:
+    """A pasted `netstat -s` alone: the counter, and no listener to say whether a queue is
+    full now -- unknown, not "none"."""
+    snap = snapshot(counters={"TcpExt.ListenOverflows": 10625, "TcpExt.ListenDrops": 10625})
+    finding = only(diagnose(snap))
+    assert finding.code == "listen-overflowed"
+    assert "no queue is full" not in finding.summary
+    assert "the input shows no listener's queue" in finding.summary
+    assert finding.unchecked[-1].startswith("whether an accept queue is full now")

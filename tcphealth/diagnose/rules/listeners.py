@@ -120,6 +120,22 @@ def _overflowed_since_boot(index: SnapshotIndex) -> Finding | None:
             f"{first.local}: a short queue is the first to overflow when connections "
             "arrive in a burst."
         )
+    # "None full now" is a fact only where the input shows listeners' queues: a pasted
+    # `netstat -s` alone shows none.
+    queues_shown = any(s.recv_queue is not None for s in index.sockets(TcpState.LISTEN))
+    now = (
+        "no queue is full or filling now, so one look cannot say when it happened or on which "
+        "listener."
+        if queues_shown
+        else "the input shows no listener's queue, so neither whether one is full now nor "
+        "when it happened or on which listener is known."
+    )
+    unchecked = ["when, and on which listener: the counter is host-wide and counts since boot"]
+    if not queues_shown:
+        unchecked.append(
+            "whether an accept queue is full now: the input lists no listener with its queue "
+            "(ss -ltn shows each one's waiting connections against its backlog)"
+        )
     return Finding(
         code=LISTEN_OVERFLOWED,
         severity=Severity.INFO,
@@ -129,8 +145,7 @@ def _overflowed_since_boot(index: SnapshotIndex) -> Finding | None:
         count=0,  # handshakes since boot, not sockets now: the evidence gives them
         summary=(
             f"Since boot the kernel dropped {number(overflows)} incoming connections because "
-            "a listener's accept queue was full; no queue is full or filling now, so one look "
-            "cannot say when it happened or on which listener." + short
+            f"a listener's accept queue was full; {now}" + short
         ),
         evidence=tuple(evidence),
         next_steps=platform_steps(
@@ -146,7 +161,7 @@ def _overflowed_since_boot(index: SnapshotIndex) -> Finding | None:
                 "netstat -Lan   # per listener: queue length against its limit",
             ),
         ),
-        unchecked=("when, and on which listener: the counter is host-wide and counts since boot",),
+        unchecked=tuple(unchecked),
     )
 
 
