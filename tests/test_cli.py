@@ -345,10 +345,15 @@ def test_bad_config_is_one_line_naming_the_key_and_exit_3(leak_file: Path, tmp_p
         result = run(*command, *from_args, "--config", config)
         assert result.exit_code == 3
         assert result.stderr.startswith(
-            f"tcphealth: {config}: thresholds.close_wait_warnin: unknown key (known: "
+            f"tcphealth: {config}: thresholds.close_wait_warnin: unknown key (did you mean "
+            "close_wait_warning? known: "
         )
         assert len(result.stderr.splitlines()) == 1
         assert result.stdout == ""
+    # A name like none of them gets the list alone.
+    config.write_text("[thresholds]\nbanana = 3\n", encoding="utf-8")
+    result = run("config", "--config", config)
+    assert result.stderr.startswith(f"tcphealth: {config}: thresholds.banana: unknown key (known: ")
 
 
 def test_missing_config_file_is_exit_3(leak_file: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ the key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -272,7 +273,9 @@ def thresholds_from_mapping(values: dict[str, Any], *, origin: str) -> Threshold
     for key, value in values.items():
         where = f"{origin}: {TABLE}.{key}"
         if key not in types:
-            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(types))})")
+            close = difflib.get_close_matches(key, types, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"{where}: unknown key ({hint}known: {', '.join(sorted(types))})")
         expected = types[key]
         # bool is a subclass of int in Python; `true` is never a count.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
