@@ -132,6 +132,10 @@ class SocketTable:
     def __len__(self) -> int:
         return len(self.columns)
 
+    def named(self) -> npt.NDArray[np.bool_]:
+        """Per holder group, whether it names any pid (index it with ``holders``)."""
+        return np.array([bool(pids) for pids in self.groups], dtype=np.bool_)
+
     def sockets(self, rows: npt.NDArray[np.intp]) -> list[Socket]:
         """The given rows as sockets, their owners set: for the few a rule or a finding
         needs as objects."""
@@ -196,6 +200,70 @@ def distinct_rows_first(
     # lexsort is stable: within one combination the rows stay in order, the first is lowest.
     first_rows: list[int] = order[first].tolist()
     return [key[first].tolist() for key in ordered], counts, first_rows
+
+
+def other_ends(
+    columns: DumpColumns, rows: npt.NDArray[np.intp], others: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The pairs of a row of ``rows`` and a row of ``others`` that are the two ends of one
+    connection on this host: the same family, each one's local address and port the other's
+    remote ones. Found by sorting both sides' keys together (one lexsort): a match is a run
+    of equal keys holding rows of both sides. Returned as two arrays of rows, pair by pair,
+    ordered by the row of ``rows``."""
+    empty = np.zeros(0, dtype=np.intp)
+    if not len(rows) or not len(others):
+        return empty, empty
+    # This end's key, and the other end's written from its own side (remote first).
+    mine: list[npt.NDArray[np.generic]] = [
+        columns.family[rows],
+        columns.src_high[rows],
+        columns.src_low[rows],
+        columns.sport[rows],
+        columns.dst_high[rows],
+        columns.dst_low[rows],
+        columns.dport[rows],
+    ]
+    theirs: list[npt.NDArray[np.generic]] = [
+        columns.family[others],
+        columns.dst_high[others],
+        columns.dst_low[others],
+        columns.dport[others],
+        columns.src_high[others],
+        columns.src_low[others],
+        columns.sport[others],
+    ]
+    keys = [np.concatenate((a, b)) for a, b in zip(mine, theirs, strict=True)]
+    side = np.concatenate((np.zeros(len(rows), np.uint8), np.ones(len(others), np.uint8)))
+    where = np.concatenate((rows, others))
+    # lexsort's last key is the primary one; the side last of all puts ours first in a run.
+    order = np.lexsort([side, *reversed(keys)])
+    starts = np.zeros(len(order), dtype=np.bool_)
+    starts[0] = True
+    for key in keys:
+        ordered = key[order]
+        starts[1:] |= ordered[1:] != ordered[:-1]
+    run = np.cumsum(starts) - 1
+    sides = side[order]
+    ours = np.bincount(run, weights=sides == 0, minlength=run[-1] + 1).astype(np.intp)
+    theirs_count = np.bincount(run, weights=sides == 1, minlength=run[-1] + 1).astype(np.intp)
+    first = np.flatnonzero(starts)
+    both = np.flatnonzero((ours > 0) & (theirs_count > 0))
+    if not len(both):
+        return empty, empty
+    simple = both[(ours[both] == 1) & (theirs_count[both] == 1)]
+    mine_at = [where[order[first[simple]]]]
+    theirs_at = [where[order[first[simple] + 1]]]
+    # A key shared by several sockets of one side (the same connection seen twice): each
+    # pairing, in Python -- rare.
+    for at in both[(ours[both] != 1) | (theirs_count[both] != 1)].tolist():
+        members = order[first[at] : first[at] + ours[at] + theirs_count[at]]
+        a = where[members[: ours[at]]]
+        b = where[members[ours[at] :]]
+        mine_at.append(np.repeat(a, len(b)))
+        theirs_at.append(np.tile(b, len(a)))
+    left, right = np.concatenate(mine_at), np.concatenate(theirs_at)
+    by_row = np.argsort(left, kind="stable")
+    return left[by_row], right[by_row]
 
 
 # Rows made objects at a time: each column of them is made a Python list first, and a whole

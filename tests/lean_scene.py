@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tcphealth.columnar import SocketTable
-from tcphealth.model import Family, Snapshot, SocketDraft
+from tcphealth.model import Family, Snapshot, SocketDraft, TcpState
 from tcphealth.sources import background_scan, columns, dump_relay, lean, netlink, procfs
 
 SCENE_SOCKETS = 3000
@@ -89,10 +89,24 @@ def generator(
             process.stdout.close()
 
 
+@dataclass
+class Scene:
+    """What the extra scene's tests name: the full listener, the client of the busy pair, and
+    the address of the client that closed outright (its CLOSE_WAIT peer is made unseen)."""
+
+    full: socket.socket
+    busy_client: socket.socket
+    orphan_peer: tuple[str, int]
+
+
 @contextlib.contextmanager
-def extra_scene() -> Iterator[dict[str, socket.socket]]:
+def extra_scene() -> Iterator[Scene]:
     """A full listener (backlog 1, connections left in its queue), an ESTABLISHED pair with
-    unread bytes."""
+    unread bytes; and the closing states the generator does not make, held by this process:
+    a CLOSE_WAIT read to end-of-file and one with unread data (their clients half-closed, in
+    FIN_WAIT2 here), a CLOSE_WAIT whose client closed outright (an orphaned FIN_WAIT2; the
+    captures make this one's holder unseen), and a connection its client closed before the
+    listener accepted it (CLOSE_WAIT in the accept queue, an orphaned FIN_WAIT2)."""
     full = socket.socket()
     full.bind(("127.0.0.1", 0))
     full.listen(1)
@@ -104,11 +118,46 @@ def extra_scene() -> Iterator[dict[str, socket.socket]]:
     busy_server, _ = server.accept()
     busy_client.sendall(b"y" * 3000)  # never read
     held = [full, *queued, server, busy_client, busy_server]
+    keeper: subprocess.Popen[bytes] | None = None
     try:
-        yield {"full": full, "busy_client": busy_client}
+        read_client = socket.create_connection(server.getsockname())
+        read_server, _ = server.accept()
+        unread_client = socket.create_connection(server.getsockname())
+        unread_server, _ = server.accept()
+        # Accepted from a listener closed at once: no listener on its port and no holder of
+        # its peer, where the second look would find its holder again.
+        with socket.socket() as lone:
+            lone.bind(("127.0.0.1", 0))
+            lone.listen()
+            orphan_client = socket.create_connection(lone.getsockname())
+            orphan_server, _ = lone.accept()
+        held += [read_client, read_server, unread_client, unread_server]
+        # Held by a child alone: the second look, which reads this process again for the
+        # busy pair's sake, must not find it.
+        keeper = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            pass_fds=[orphan_server.fileno()],
+        )
+        orphan_server.close()
+        read_client.shutdown(socket.SHUT_WR)
+        unread_client.sendall(b"z" * 500)  # never read
+        unread_client.shutdown(socket.SHUT_WR)
+        orphan_name = orphan_client.getsockname()
+        orphan_client.close()
+        read_server.settimeout(5)
+        assert read_server.recv(10) == b""  # end-of-file read, the socket kept
+        unaccepting = socket.socket()
+        unaccepting.bind(("127.0.0.1", 0))
+        unaccepting.listen(4)
+        held.append(unaccepting)
+        socket.create_connection(unaccepting.getsockname()).close()
+        yield Scene(full, busy_client, orphan_name)
     finally:
         for sock in held:
             sock.close()
+        if keeper is not None:
+            keeper.terminate()  # by pid: only the child this scene started
+            keeper.wait(timeout=30)
 
 
 @contextlib.contextmanager
@@ -116,7 +165,7 @@ def captured(tmp_path: Path, scene_port: int) -> Iterator[BothPaths]:
     """The load generator and the extra scene held while one dump is read both ways."""
     with generator(tmp_path, scene_port), extra_scene() as held:
         time.sleep(0.2)  # the closed ends of the generator's pairs reach FIN_WAIT2
-        yield both_paths(held["busy_client"])
+        yield both_paths(held.busy_client, ownerless=held.orphan_peer)
 
 
 @dataclass
@@ -132,7 +181,9 @@ class BothPaths:
     scan: procfs.FdScan
 
 
-def both_paths(busy_client: socket.socket, attempts: int = 3) -> BothPaths:
+def both_paths(
+    busy_client: socket.socket, attempts: int = 3, ownerless: tuple[str, int] | None = None
+) -> BothPaths:
     """Dump once; the object path as netlink.collect runs it, and the columns with their
     owners (sources.lean), from the same datagrams and the same fd walk.
 
@@ -140,17 +191,21 @@ def both_paths(busy_client: socket.socket, attempts: int = 3) -> BothPaths:
     other: on a machine where other processes open and close sockets meanwhile, the two can
     find a stranger's socket differently. Up to ``attempts`` captures are made until the two
     paths give every row the same holders (the tests then compare everything else); the
-    last is returned either way, and the tests' own comparison of the holders fails on it."""
+    last is returned either way, and the tests' own comparison of the holders fails on it.
+    ``ownerless``: the address of a closed client whose CLOSE_WAIT peer is made unseen too
+    (no second look finds it: nothing else connects to that client's port)."""
     for _ in range(attempts - 1):
-        both = _both_paths_once(busy_client)
+        both = _both_paths_once(busy_client, ownerless)
         if [both.table.groups[at] for at in both.table.holders.tolist()] == [
             s.pids for s in both.snapshot.sockets
         ]:
             return both
-    return _both_paths_once(busy_client)
+    return _both_paths_once(busy_client, ownerless)
 
 
-def _both_paths_once(busy_client: socket.socket) -> BothPaths:
+def _both_paths_once(
+    busy_client: socket.socket, ownerless: tuple[str, int] | None = None
+) -> BothPaths:
     chunks = {family: received(family) for family in (Family.IPV4, Family.IPV6)}
     scan = procfs.scan_fds(PROC)
     busy = "{}:{}".format(*busy_client.getsockname())
@@ -171,6 +226,16 @@ def _both_paths_once(busy_client: socket.socket) -> BothPaths:
     unseen_at = next(i for i, d in enumerate(drafts) if str(d.remote) == busy)
     assert owners.index[unseen_at]
     owners.index[unseen_at] = 0
+    also_unseen = []
+    if ownerless is not None:
+        orphan = "{}:{}".format(*ownerless)
+        also_unseen = [
+            i
+            for i, d in enumerate(drafts)
+            if str(d.remote) == orphan and d.state is TcpState.CLOSE_WAIT
+        ]
+        assert len(also_unseen) == 1 and owners.index[also_unseen[0]]
+        owners.index[also_unseen[0]] = 0
     sorted_owners = netlink._finish_all(drafts, owners)
     snapshot = procfs.assemble(
         drafts,  # type: ignore[arg-type]  # finished: Sockets now
@@ -193,5 +258,7 @@ def _both_paths_once(busy_client: socket.socket) -> BothPaths:
     assert len(table_columns) == len(drafts)
     owners_again = background_scan.owners_from(scan, array("Q", table_columns.inode.tolist()))
     owners_again.index[unseen_at] = 0
+    for at in also_unseen:
+        owners_again.index[at] = 0
     table, unseen = lean.table_of(table_columns, owners_again, PROC)
     return BothPaths(snapshot, table, unseen, unseen_at, scan)

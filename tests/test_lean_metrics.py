@@ -8,7 +8,6 @@ must be the same bytes."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,16 +31,16 @@ def generator(tmp_path: Path) -> Iterator[frozenset[int]]:
 
 
 @pytest.fixture
-def extra_scene() -> Iterator[dict[str, socket.socket]]:
+def extra_scene() -> Iterator[lean_scene.Scene]:
     with lean_scene.extra_scene() as held:
         yield held
 
 
 def test_the_columns_metrics_are_the_object_paths_metrics(
-    generator: frozenset[int], extra_scene: dict[str, socket.socket]
+    generator: frozenset[int], extra_scene: lean_scene.Scene
 ) -> None:
     time.sleep(0.2)  # the closed ends of the generator's pairs reach FIN_WAIT2
-    both = lean_scene.both_paths(extra_scene["busy_client"])
+    both = lean_scene.both_paths(extra_scene.busy_client)
     snapshot, table = both.snapshot, both.table
     report = diagnose_samples([snapshot], "-", grouped=False).report
     kernel = KernelFacts(snapshot.counters, snapshot.sysctls)
@@ -60,7 +59,7 @@ def test_the_columns_metrics_are_the_object_paths_metrics(
     sockets = snapshot.sockets
     assert sockets[both.unseen_at].owner_source is OwnerSource.FD  # found again
     credited = [s for s in sockets if s.owner_source is OwnerSource.LISTENER]
-    full_port = extra_scene["full"].getsockname()[1]
+    full_port = extra_scene.full.getsockname()[1]
     assert len([s for s in credited if s.local.port == full_port]) >= 1
     states = {s.state for s in sockets if {s.local.port, s.remote.port} & generator}
     assert {TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.TIME_WAIT} <= states

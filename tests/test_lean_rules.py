@@ -11,9 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from tcphealth.columnar import STATE_OF_CODE
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rules import (
+    close_wait,
     established,
     keepalive,
     piled,
@@ -125,3 +127,66 @@ def test_receive_drops_counted_over_columns(both: lean_scene.BothPaths) -> None:
     by_columns = receive_drops.check_table(index, Thresholds(), changed)
     assert by_columns == by_objects
     assert len([f for f in by_objects if f.code == receive_drops.RECEIVE_DROPS]) >= 2
+
+
+# The states the lean path leaves as columns (sources.lean.BULK_CODES once CLOSE_WAIT and
+# FIN_WAIT2 joined ESTABLISHED and TIME_WAIT).
+_LAZY = (1, 5, 6, 8)
+
+
+def lean_index(both: lean_scene.BothPaths) -> SnapshotIndex:
+    """The index the lean path builds: the snapshot lists as objects the sockets of the
+    states not in _LAZY, every socket is a row of the table."""
+    lazy = {STATE_OF_CODE[code] for code in _LAZY}
+    kept = tuple(s for s in both.snapshot.sockets if s.state not in lazy)
+    return SnapshotIndex.build_table(
+        dataclasses.replace(both.snapshot, sockets=kept), both.table, _LAZY
+    )
+
+
+# Low enough that the generator's holders (hundreds of CLOSE_WAIT each) warn and this
+# process's few do not (but their unread request does); then one that makes everything warn.
+_CLOSE_WAIT_LOW = dataclasses.replace(
+    Thresholds(),
+    close_wait_warning=50,
+    close_wait_critical=400,
+    close_wait_leak_seconds=0,
+    close_wait_unread_warning=1,
+)
+_CLOSE_WAIT_ONE = dataclasses.replace(
+    Thresholds(), close_wait_warning=1, close_wait_critical=2, close_wait_unread_warning=1
+)
+
+
+@pytest.mark.parametrize("thresholds", [Thresholds(), _CLOSE_WAIT_LOW, _CLOSE_WAIT_ONE])
+def test_close_wait_counted_over_columns(
+    both: lean_scene.BothPaths, thresholds: Thresholds
+) -> None:
+    by_objects = close_wait.check(SnapshotIndex.build(both.snapshot), thresholds)
+    index = lean_index(both)
+    by_columns = close_wait.check_table(index, thresholds, both.table)
+    assert by_columns == by_objects
+    assert by_objects
+    # Objects were made only for the rows no descriptor is known to hold and for the
+    # holders below the warning count.
+    assert TcpState.CLOSE_WAIT not in index.by_state
+
+
+def test_close_wait_codes_the_scene_makes(both: lean_scene.BothPaths) -> None:
+    # Every code a live look can give, over the three settings above: HELD needs a source
+    # without receive queues, SLOW_CLOSE and PEER_IDLE_CLOSE a series or a paste's listings.
+    codes = set()
+    for thresholds in (Thresholds(), _CLOSE_WAIT_LOW, _CLOSE_WAIT_ONE):
+        codes |= {f.code for f in close_wait.check_table(lean_index(both), thresholds, both.table)}
+    assert codes == {
+        close_wait.NOT_READING,
+        close_wait.NOT_CLOSED,
+        close_wait.UNREAD_DATA,
+        close_wait.UNACCEPTED,
+        close_wait.OWNER_UNKNOWN,
+        close_wait.AGE_DECIDES,
+    }
+    # The generator's holders name their local peer (themselves: each holds both ends).
+    low = close_wait.check_table(lean_index(both), _CLOSE_WAIT_LOW, both.table)
+    named = [f for f in low if f.code == close_wait.NOT_READING]
+    assert named and all(any(e.name == "local_peer" for e in f.evidence) for f in named)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from tcphealth.diagnose.timeline import Age, ConnectionKey, connection_key
 from tcphealth.model import (
@@ -26,6 +26,9 @@ from tcphealth.model import (
 )
 
 if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    import numpy as np
+    import numpy.typing as npt
+
     from tcphealth.columnar import SocketTable
 
 _ESTABLISHED_CODE = 1  # the kernel's TCP_ESTABLISHED
@@ -127,6 +130,15 @@ class SnapshotIndex:
     # others are made objects from the table when a rule first asks for them.
     table: SocketTable | None = None
     _lazy: dict[TcpState, int] = field(default_factory=dict)  # state -> its kernel code
+    # The table's rows already made objects (row -> object): a row is made once, so that a
+    # rule comparing objects by identity (unaccepted_close_wait_ids) meets the same one.
+    _made: dict[int, Socket] = field(default_factory=dict)
+    # The states that were lazy when the index was built (made objects since or not): their
+    # table checks read the columns, with the objects made through objects_at.
+    table_states: frozenset[TcpState] = frozenset()
+    # The CLOSE_WAIT rows the index credited to a listener as never accepted, where
+    # CLOSE_WAIT is a lazy state (their objects' ids are in unaccepted_close_wait_ids).
+    unaccepted_close_wait_rows: list[int] = field(default_factory=list)
 
     def observed_seconds(self, sock: Socket) -> float | None:
         """How long the series saw ``sock`` in its state (None: one look, or not seen)."""
@@ -187,8 +199,16 @@ class SnapshotIndex:
             else:
                 self.listener_by_id[id(listener)] = listener
                 syn_recv[id(listener)].append(sock)
+        self.syn_recv_by_listener = dict(syn_recv)
+        self._attach_close_wait(self.sockets(TcpState.CLOSE_WAIT))
+
+    def _attach_close_wait(self, close_wait: Iterable[Socket]) -> None:
+        """The CLOSE_WAIT half of :meth:`_attach_to_listeners`, over ``close_wait`` (every
+        CLOSE_WAIT socket, or at least those no descriptor is known to hold), in order."""
+        self.unaccepted_close_wait_without_listener = []
+        self.unaccepted_close_wait_ids = set()
         unaccepted: defaultdict[int, list[Socket]] = defaultdict(list)
-        for sock in self.sockets(TcpState.CLOSE_WAIT):
+        for sock in close_wait:
             if owned_by_fd(sock) or not never_accepted(sock):
                 continue
             listener = self.listener_for(sock.local)
@@ -198,7 +218,6 @@ class SnapshotIndex:
                 self.listener_by_id[id(listener)] = listener
                 unaccepted[id(listener)].append(sock)
                 self.unaccepted_close_wait_ids.add(id(sock))
-        self.syn_recv_by_listener = dict(syn_recv)
         self.unaccepted_close_wait_by_listener = dict(unaccepted)
 
     def established_pids(self, dest: Destination) -> Counter[int] | None:
@@ -259,7 +278,27 @@ class SnapshotIndex:
         code = self._lazy.pop(state)
         rows = np.flatnonzero(self.table.columns.state == code)
         if len(rows):
-            self.by_state[state] = self.table.sockets(rows)
+            self.by_state[state] = self.objects_at(rows)
+
+    def reads_table(self, table: SocketTable, *states: TcpState) -> bool:
+        """Whether this index was built from ``table`` with ``states`` lazy: a table check
+        may then count those states over the columns and make objects with objects_at."""
+        return self.table is table and all(state in self.table_states for state in states)
+
+    def objects_at(self, rows: npt.NDArray[np.intp]) -> list[Socket]:
+        """The table's ``rows`` as objects, in that order: each row made once (the same
+        object whoever asks again)."""
+        assert self.table is not None
+        made = self._made
+        new = [row for row in rows.tolist() if row not in made]
+        if new:
+            import numpy as np
+
+            for row, sock in zip(
+                new, self.table.sockets(np.asarray(new, dtype=np.intp)), strict=True
+            ):
+                made[row] = sock
+        return [made[row] for row in rows.tolist()]
 
     @classmethod
     def build_table(
@@ -277,7 +316,23 @@ class SnapshotIndex:
         index = cls.build(snapshot)
         index.table = table
         index._lazy = {STATE_OF_CODE[code]: code for code in lazy}
+        index.table_states = frozenset(index._lazy)
         columns = table.columns
+        close_wait = index._lazy.get(TcpState.CLOSE_WAIT)
+        if close_wait is not None:
+            # _attach_to_listeners over the CLOSE_WAIT rows it can credit: those no
+            # descriptor is known to hold (made objects; a few, unless owners are unknown).
+            from tcphealth.columnar import OWNER_SOURCES
+
+            held = (table.sources == OWNER_SOURCES.index(OwnerSource.FD)) & table.named()[
+                table.holders
+            ]
+            rows = np.flatnonzero((columns.state == close_wait) & ~held)
+            index._attach_close_wait(index.objects_at(rows))
+            unaccepted = index.unaccepted_close_wait_ids
+            index.unaccepted_close_wait_rows = [
+                row for row in rows.tolist() if id(index._made[row]) in unaccepted
+            ]
         # What build() counts over every socket, over the columns: local addresses and
         # sockets per pid.
         addresses = AddressTable()
@@ -409,3 +464,34 @@ class SnapshotIndex:
     def process_name(self, pid: int | None) -> str | None:
         process = self.process(pid)
         return None if process is None else process.name
+
+
+class TableRows(Sequence[Socket]):
+    """Rows of an index's table as a sequence of sockets, made objects only once read: what
+    a table check hands to object code that reads its sockets on some paths only (a count
+    below a threshold, a paste's listings). Its length needs no object."""
+
+    def __init__(self, index: SnapshotIndex, rows: npt.NDArray[np.intp]) -> None:
+        self._index = index
+        self._rows = rows
+        self._objects: list[Socket] | None = None
+
+    def _made(self) -> list[Socket]:
+        if self._objects is None:
+            self._objects = self._index.objects_at(self._rows)
+        return self._objects
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, at: int) -> Socket: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> Sequence[Socket]: ...
+
+    def __getitem__(self, at: int | slice) -> Socket | Sequence[Socket]:
+        return self._made()[at]
+
+    def __iter__(self) -> Iterator[Socket]:
+        return iter(self._made())

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import (
@@ -38,6 +39,12 @@ from tcphealth.model import (
     TcpState,
 )
 from tcphealth.states import host_or_default, port_range_or_default, syn_queue_capacity
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    import numpy as np
+    import numpy.typing as npt
+
+    from tcphealth.columnar import DumpColumns, SocketTable
 
 
 def retransmits_of(sock: Socket) -> int | None:
@@ -519,6 +526,131 @@ def local_peers(
             ):
                 pids.update(other.pids)
     return tuple(sorted(pids))
+
+
+# --- the same counts over a table's columns (the table checks of the closing-state rules) ---
+
+
+def held_groups_of_table(
+    table: SocketTable, rows: npt.NDArray[np.intp]
+) -> list[tuple[tuple[int, ...], npt.NDArray[np.intp]]]:
+    """``rows`` grouped by the normal form of their holders' pids (:func:`pids_key`), as
+    the object rules group sockets: first by the pid tuple as the source gave it, then by
+    its normal form. The groups in the order their first row comes; within one, the rows of
+    each given tuple together, those tuples in the order their first row comes."""
+    import numpy as np
+
+    if not len(rows):
+        return []
+    holders = table.holders[rows]
+    numbers, first = np.unique(holders, return_index=True)
+    tuple_first: dict[tuple[int, ...], int] = {}
+    for number_at, at in zip(numbers.tolist(), first.tolist(), strict=True):
+        pids = table.groups[number_at]
+        tuple_first[pids] = min(at, tuple_first.get(pids, at))
+    key_first: dict[tuple[int, ...], int] = {}
+    for pids, at in tuple_first.items():
+        key = pids_key(pids)
+        key_first[key] = min(at, key_first.get(key, at))
+    tuple_rank = np.zeros(len(table.groups), dtype=np.intp)
+    key_rank = np.zeros(len(table.groups), dtype=np.intp)
+    keys: dict[int, tuple[int, ...]] = {}
+    for number_at in numbers.tolist():
+        pids = table.groups[number_at]
+        key = pids_key(pids)
+        tuple_rank[number_at] = tuple_first[pids]
+        key_rank[number_at] = at = key_first[key]
+        keys[at] = key
+    ranks = key_rank[holders]
+    order = np.lexsort((np.arange(len(rows)), tuple_rank[holders], ranks))
+    ranks = ranks[order]
+    starts = np.flatnonzero(np.concatenate(([True], ranks[1:] != ranks[:-1])))
+    ends = np.append(starts[1:], len(order))
+    ordered = rows[order]
+    return [
+        (keys[int(ranks[start])], ordered[start:end])
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+
+
+def destinations_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> Counter[Destination]:
+    """The sockets at ``rows`` per :func:`destination` of their remote end: each distinct
+    remote end made an endpoint once."""
+    from tcphealth.columnar import AddressTable, distinct_rows
+
+    (kinds, highs, lows, ports), counts = distinct_rows(
+        [columns.family[rows], columns.dst_high[rows], columns.dst_low[rows], columns.dport[rows]]
+    )
+    addresses = AddressTable()
+    found: Counter[Destination] = Counter()
+    for kind, high, low, port, count in zip(kinds, highs, lows, ports, counts, strict=True):
+        found[destination(Endpoint(addresses.get(kind, high, low), port))] += count
+    return found
+
+
+def local_ports_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> Counter[int | None]:
+    """The sockets at ``rows`` per local port."""
+    import numpy as np
+
+    ports, counts = np.unique(columns.sport[rows], return_counts=True)
+    return Counter(dict(zip(ports.tolist(), counts.tolist(), strict=True)))
+
+
+class TablePeers:
+    """:func:`local_peers` over a table: the rows of one state paired once with the other
+    ends on this host (the rows of ``peer_code`` a named holder holds) by one join of their
+    keys (:func:`tcphealth.columnar.other_ends`); :meth:`of` gives the peers' pids for any
+    subset of the first state's rows."""
+
+    def __init__(
+        self, index: SnapshotIndex, table: SocketTable, rows: npt.NDArray[np.intp], peer_code: int
+    ) -> None:
+        import numpy as np
+
+        from tcphealth.columnar import AddressTable, distinct_rows_first, other_ends
+
+        columns = table.columns
+        others = np.flatnonzero((columns.state == peer_code) & table.named()[table.holders])
+        left, right = other_ends(columns, rows, others)
+        if len(left):
+            # local_peers looks only where the other end's address is this host's.
+            values, _, first = distinct_rows_first(
+                [columns.family[left], columns.dst_high[left], columns.dst_low[left]]
+            )
+            addresses = AddressTable()
+            foreign = [
+                at
+                for at, (kind, high, low) in zip(first, zip(*values, strict=True), strict=True)
+                if not index.is_local(addresses.get(kind, high, low))
+            ]
+            if foreign:
+                gone = np.zeros(len(left), dtype=np.bool_)
+                for at in foreign:
+                    row = left[at]
+                    same = (
+                        (columns.family[left] == columns.family[row])
+                        & (columns.dst_high[left] == columns.dst_high[row])
+                        & (columns.dst_low[left] == columns.dst_low[row])
+                    )
+                    gone |= same
+                left, right = left[~gone], right[~gone]
+        self._table = table
+        self._left = left
+        self._right = right
+
+    def pairs(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """The pairs: a row of the first state, and the row of its other end."""
+        return self._left, self._right
+
+    def of(self, rows: npt.NDArray[np.intp]) -> tuple[int, ...]:
+        """The pids holding the other end of any of ``rows``, lowest first."""
+        import numpy as np
+
+        if not len(self._left):
+            return ()
+        numbers = np.unique(self._table.holders[self._right[np.isin(self._left, rows)]])
+        groups = self._table.groups
+        return tuple(sorted({pid for at in numbers.tolist() for pid in groups[at]}))
 
 
 def elision_among(index: SnapshotIndex, state: TcpState, pids: tuple[int, ...]) -> Elision | None:

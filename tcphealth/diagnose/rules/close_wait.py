@@ -23,20 +23,31 @@ import operator
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
+from tcphealth.diagnose.index import (
+    Destination,
+    SnapshotIndex,
+    TableRows,
+    destination,
+    owned_by_fd,
+)
 from tcphealth.diagnose.lasting import AgeSplit, age_evidence, split_by_age
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
     Elsewhere,
+    TablePeers,
     assess_accept_queue,
     counted_beyond_listing,
     descriptors_elsewhere,
+    destinations_of_table,
+    held_groups_of_table,
     listener_owner,
     listener_subject,
     listing_elsewhere,
     local_peers,
+    local_ports_of_table,
     overflow_counter_evidence,
     owner_next_steps,
     owner_unchecked,
@@ -62,6 +73,7 @@ from tcphealth.model import (
     Endpoint,
     Evidence,
     Finding,
+    OwnerSource,
     Severity,
     Snapshot,
     Socket,
@@ -69,6 +81,14 @@ from tcphealth.model import (
     SubjectKind,
     TcpState,
 )
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    import numpy as np
+    import numpy.typing as npt
+
+    from tcphealth.columnar import DumpColumns, SocketTable
+
+_CLOSE_WAIT_CODE, _FIN_WAIT2_CODE = 8, 5  # the kernel's TCP_CLOSE_WAIT, TCP_FIN_WAIT2
 
 # The receive-queue reading of a held CLOSE_WAIT socket, most telling first: a leak (0) is the
 # surest diagnosis, then "not reading" (the FIN alone), then unread data, then unknown.
@@ -170,6 +190,33 @@ class _Held:
             longest_idle_ms=max(filter(_KNOWN, map(_LAST_DATA_RECV, infos)), default=None),
             oldest_seconds=max(
                 (age for age in map(kernel_age_floor, sockets) if age is not None), default=None
+            ),
+        )
+
+    @classmethod
+    def of_table(
+        cls, columns: DumpColumns, rows: npt.NDArray[np.intp], fin_in_queue: bool = True
+    ) -> _Held:
+        """:meth:`of` the sockets at ``rows`` of a table, counted over its columns."""
+        import numpy as np
+
+        kinds: Counter[str] = Counter()
+        queued, counts = np.unique(columns.rqueue[rows], return_counts=True)
+        for value, count in zip(queued.tolist(), counts.tolist(), strict=True):
+            kinds[reading_of_queue(value, fin_in_queue)] += count
+        with_info = rows[columns.has_info[rows]]
+        return cls(
+            count=len(rows),
+            kinds=kinds,
+            destinations=destinations_of_table(columns, rows),
+            local_ports=local_ports_of_table(columns, rows),
+            longest_idle_ms=(
+                int(columns.last_data_recv_ms[with_info].max()) if len(with_info) else None
+            ),
+            # kernel_age_floor: tcp_info's time since the last ACK, CLOSE_WAIT being
+            # entered on one.
+            oldest_seconds=(
+                int(columns.last_ack_recv_ms[with_info].max()) / 1000 if len(with_info) else None
             ),
         )
 
@@ -303,6 +350,57 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     return findings
 
 
+def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
+    """:func:`check` over the CLOSE_WAIT rows of ``table``: each holder's sockets counted over
+    the columns, the local peers found by one join with the FIN_WAIT2 rows; objects only for
+    the rows no descriptor is known to hold (never accepted, or owner unknown), for a holder
+    below close_wait_warning, and for whatever a paste's listings would read (never live).
+    The index must have been built from ``table`` with CLOSE_WAIT lazy, else the objects are
+    read as by :func:`check`."""
+    import numpy as np
+
+    from tcphealth.columnar import OWNER_SOURCES
+
+    if not index.reads_table(table, TcpState.CLOSE_WAIT):
+        return check(index, thresholds)
+    columns = table.columns
+    rows = np.flatnonzero(columns.state == _CLOSE_WAIT_CODE)
+    owned = (table.sources[rows] == OWNER_SOURCES.index(OwnerSource.FD)) & table.named()[
+        table.holders[rows]
+    ]
+    fin_in_queue = fin_counted(index)
+    held_rows = rows[owned]
+    peers = TablePeers(index, table, held_rows, _FIN_WAIT2_CODE)
+    unread_over = 1 if fin_in_queue else 0
+    findings: list[Finding] = []
+    for pids, members in held_groups_of_table(table, held_rows):
+        group = _Held.of_table(columns, members, fin_in_queue)
+        unread = columns.rqueue[members]
+        unread = unread[unread > unread_over]
+        finding = _held_finding(
+            index,
+            pids,
+            group,
+            thresholds,
+            TableRows(index, members),
+            unread=(
+                _unread_range(int(unread.min()), int(unread.max()), fin_in_queue)
+                if len(unread)
+                else []
+            ),
+            peers=peers.of(members),
+        )
+        if finding is not None:
+            findings.append(finding)
+    findings.extend(_unaccepted_findings(index, thresholds))
+    loose = rows[~owned]
+    unknown = loose[~np.isin(loose, np.asarray(index.unaccepted_close_wait_rows, dtype=np.intp))]
+    owner_unknown = _owner_unknown_finding(index, index.objects_at(unknown), thresholds)
+    if owner_unknown is not None:
+        findings.append(owner_unknown)
+    return findings
+
+
 def _is_unaccepted(index: SnapshotIndex, sock: Socket) -> bool:
     """The index credited it to a listener as never accepted (see index._attach_to_listeners)."""
     return id(sock) in index.unaccepted_close_wait_ids
@@ -313,8 +411,14 @@ def _held_finding(
     pids: tuple[int, ...],
     group: _Held,
     thresholds: Thresholds,
-    sockets: list[Socket],
+    sockets: Sequence[Socket],
+    *,
+    unread: list[Evidence] | None = None,
+    peers: tuple[int, ...] | None = None,
 ) -> Finding | None:
+    """The finding of the CLOSE_WAIT ``sockets`` held by ``pids``, counted in ``group``;
+    ``unread`` (:func:`unread_evidence`) and ``peers`` (:func:`local_peers` toward FIN_WAIT2)
+    where the caller counted them already."""
     severity = level(group.count, thresholds.close_wait_warning, thresholds.close_wait_critical)
     kind = group.dominant_kind()
     listings = _listings(
@@ -369,7 +473,7 @@ def _held_finding(
     for each in _KIND_ORDER:
         if group.kinds[each]:
             evidence.append(Evidence(each, group.kinds[each], _KIND_READING[each][1]))
-    evidence.extend(unread_evidence(sockets, fin_counted(index)))
+    evidence.extend(unread_evidence(sockets, fin_counted(index)) if unread is None else unread)
     evidence.extend(top_destinations(group.destinations))
     evidence.extend(pid_evidence(pids))
     if group.longest_idle_ms is not None:
@@ -381,7 +485,8 @@ def _held_finding(
             )
         )
     # Both ends on this host: the process that closed first waits in FIN_WAIT2 for this one.
-    peers = local_peers(index, sockets, TcpState.FIN_WAIT2)
+    if peers is None:
+        peers = local_peers(index, sockets, TcpState.FIN_WAIT2)
     if peers:
         evidence.append(
             Evidence(
@@ -459,7 +564,10 @@ def unread_evidence(sockets: Sequence[Socket], fin_in_queue: bool = True) -> lis
     known = [value for value in queued if value is not None]
     if not known:
         return []
-    low, high = min(known), max(known)
+    return _unread_range(min(known), max(known), fin_in_queue)
+
+
+def _unread_range(low: int, high: int, fin_in_queue: bool) -> list[Evidence]:
     return [
         Evidence(
             "unread_bytes",
@@ -1273,5 +1381,6 @@ RULE = Rule(
         ),
     ),
     check=check,
+    check_table=check_table,
     step=over_series,
 )
