@@ -16,14 +16,16 @@ from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
 from tcphealth.diagnose.rules import (
     close_wait,
+    closing,
     established,
     keepalive,
     piled,
+    port_collision,
     ports,
     receive_drops,
     time_wait,
 )
-from tcphealth.model import TcpState
+from tcphealth.model import Severity, TcpState
 from tests import lean_scene
 
 pytestmark = lean_scene.LIVE_NETLINK
@@ -190,3 +192,89 @@ def test_close_wait_codes_the_scene_makes(both: lean_scene.BothPaths) -> None:
     low = close_wait.check_table(lean_index(both), _CLOSE_WAIT_LOW, both.table)
     named = [f for f in low if f.code == close_wait.NOT_READING]
     assert named and all(any(e.name == "local_peer" for e in f.evidence) for f in named)
+
+
+# The generator's holders (hundreds of FIN_WAIT2 each) warn, this process's two do not and
+# are old enough to be said; its orphaned two are a finding. Then everything warns.
+_FIN_WAIT2_LOW = dataclasses.replace(
+    Thresholds(),
+    fin_wait2_held_warning=50,
+    fin_wait2_held_critical=400,
+    fin_wait2_orphan_warning=1,
+    stuck_seconds=0,
+)
+_FIN_WAIT2_ONE = dataclasses.replace(
+    Thresholds(), fin_wait2_held_warning=1, fin_wait2_held_critical=2, fin_wait2_orphan_warning=1
+)
+
+
+@pytest.mark.parametrize("thresholds", [Thresholds(), _FIN_WAIT2_LOW, _FIN_WAIT2_ONE])
+def test_closing_counted_over_columns(both: lean_scene.BothPaths, thresholds: Thresholds) -> None:
+    by_objects = closing.check(SnapshotIndex.build(both.snapshot), thresholds)
+    index = lean_index(both)
+    by_columns = closing.check_table(index, thresholds, both.table)
+    assert by_columns == by_objects
+    assert by_objects
+    assert TcpState.FIN_WAIT2 not in index.by_state and TcpState.CLOSE_WAIT not in index.by_state
+
+
+def test_closing_codes_the_scene_makes(both: lean_scene.BothPaths) -> None:
+    # The FIN_WAIT2 codes; FIN_WAIT1, CLOSING and LAST_ACK need a FIN that goes unacknowledged,
+    # which loopback does not lose (their sockets are objects, read as before).
+    found = [
+        f
+        for thresholds in (Thresholds(), _FIN_WAIT2_LOW, _FIN_WAIT2_ONE)
+        for f in closing.check_table(lean_index(both), thresholds, both.table)
+    ]
+    assert {f.code for f in found} == {
+        closing.FIN_WAIT2_HELD,
+        closing.FIN_WAIT2_AGE_DECIDES,
+        closing.FIN_WAIT2_ORPHANS,
+    }
+    # Both stories the evidence tells: a local peer, and a holder that also keeps a
+    # CLOSE_WAIT besides the far ends of its own (this process: the one never accepted).
+    stories = {e.value for f in found for e in f.evidence if e.name == "close_wait_same_holder"}
+    assert 0 in stories and any(isinstance(v, int) and v > 0 for v in stories)
+    assert any(e.name == "local_peer" for f in found for e in f.evidence)
+
+
+def test_port_collision_counted_over_columns(
+    both: lean_scene.BothPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A share of the port range a few thousand sockets reach (the rule's shares are no
+    # knobs): the generator's listeners each hold a few dozen of one client's ports, some
+    # more than others.
+    monkeypatch.setattr(port_collision, "WARNING_SHARE", 0.0005)
+    monkeypatch.setattr(port_collision, "CRITICAL_SHARE", 0.0008)
+    by_objects = port_collision.check(SnapshotIndex.build(both.snapshot), Thresholds())
+    by_columns = port_collision.check_table(lean_index(both), Thresholds(), both.table)
+    assert by_columns == by_objects
+    assert {f.severity for f in by_objects} == {Severity.WARNING, Severity.CRITICAL}
+    assert all(f.code == port_collision.COLLISION_RISK and f.subject.pids for f in by_objects)
+
+
+def test_port_collision_met_by_a_handshake_over_columns(both: lean_scene.BothPaths) -> None:
+    # Loopback cannot open a connection on the 4-tuple of a CLOSE_WAIT it still holds (the
+    # client's end is in use): a SYN_SENT made from one CLOSE_WAIT, its ends swapped, and a
+    # SYN_RECV on another's tuple, added to both paths' objects.
+    close_wait = [s for s in both.snapshot.sockets if s.state is TcpState.CLOSE_WAIT]
+    opening = (
+        dataclasses.replace(
+            close_wait[3],
+            state=TcpState.SYN_SENT,
+            local=close_wait[3].remote,
+            remote=close_wait[3].local,
+        ),
+        dataclasses.replace(close_wait[-2], state=TcpState.SYN_RECV),
+    )
+    snapshot = dataclasses.replace(both.snapshot, sockets=(*both.snapshot.sockets, *opening))
+    by_objects = port_collision.check(SnapshotIndex.build(snapshot), Thresholds())
+    lazy = {STATE_OF_CODE[code] for code in _LAZY}
+    kept = tuple(s for s in snapshot.sockets if s.state not in lazy)
+    index = SnapshotIndex.build_table(
+        dataclasses.replace(snapshot, sockets=kept), both.table, _LAZY
+    )
+    by_columns = port_collision.check_table(index, Thresholds(), both.table)
+    assert by_columns == by_objects
+    collision = [f for f in by_objects if f.code == port_collision.COLLISION]
+    assert len(collision) == 1 and collision[0].count == 2

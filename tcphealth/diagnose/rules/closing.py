@@ -13,12 +13,20 @@ FIN_WAIT2 waiting for a peer that never closes.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, owned_by_fd
+from tcphealth.diagnose.index import (
+    Destination,
+    SnapshotIndex,
+    TableRows,
+    destination,
+    owned_by_fd,
+)
 from tcphealth.diagnose.lasting import (
     age_evidence,
     cannot_tell_yet,
@@ -29,10 +37,14 @@ from tcphealth.diagnose.lasting import (
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
     Elsewhere,
+    TablePeers,
     counted_beyond_listing,
+    destinations_of_table,
     elision_among,
+    held_groups_of_table,
     listing_elsewhere,
     local_peers,
+    local_ports_of_table,
     peers_text,
     platform_steps,
     reach_elsewhere,
@@ -70,6 +82,15 @@ from tcphealth.states import (
     host_or_default,
     retransmission_budget,
 )
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    import numpy as np
+    import numpy.typing as npt
+
+    from tcphealth.columnar import SocketTable
+
+# The kernel's TCP_FIN_WAIT2 and TCP_CLOSE_WAIT, and its code of the TIME_WAIT timer.
+_FIN_WAIT2_CODE, _CLOSE_WAIT_CODE, _TIME_WAIT_TIMER = 5, 8, 3
 
 FIN_WAIT1_UNACKED = "fin-wait1-fin-unacknowledged"
 CLOSING_UNACKED = "closing-fin-unacknowledged"
@@ -275,7 +296,7 @@ _WAIT = "the oldest wait in FIN_WAIT2"
 
 
 def _relayed_close_waits(
-    index: SnapshotIndex, pids: tuple[int, ...], fin_wait2: list[Socket]
+    index: SnapshotIndex, pids: tuple[int, ...], fin_wait2: Sequence[Socket]
 ) -> int:
     """CLOSE_WAIT that the holder of ``fin_wait2`` also keeps, other than the far ends of
     those connections (a process talking to itself over loopback)."""
@@ -338,6 +359,31 @@ def _story_evidence(relayed: int, unshown: bool = False) -> tuple[Evidence, ...]
     )
 
 
+@dataclass
+class _HeldWait:
+    """The held FIN_WAIT2 of one holder, as its finding reads them. Its local peers and the
+    CLOSE_WAIT it relays are worked out when asked (a holder below the warning count whose
+    sockets all had traffic lately needs neither)."""
+
+    sockets: Sequence[Socket]
+    destinations: Counter[Destination]
+    local_ports: Iterable[int | None]
+    waited: float | None  # tcp_info's floor of the longest wait (kernel_age_floor)
+    peers: Callable[[], tuple[int, ...]]
+    relayed: Callable[[], int]
+
+    @classmethod
+    def of(cls, index: SnapshotIndex, pids: tuple[int, ...], sockets: list[Socket]) -> _HeldWait:
+        return cls(
+            sockets=sockets,
+            destinations=Counter(destination(s.remote) for s in sockets),
+            local_ports=[s.local.port for s in sockets],
+            waited=oldest(map(kernel_age_floor, sockets)),
+            peers=functools.partial(local_peers, index, sockets, TcpState.CLOSE_WAIT),
+            relayed=functools.partial(_relayed_close_waits, index, pids, sockets),
+        )
+
+
 def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     orphaned = 0
     orphan_peers: Counter[Destination] = Counter()
@@ -345,7 +391,99 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         if _is_orphaned_fin_wait2(sock):
             orphaned += 1
             orphan_peers[destination(sock.remote)] += 1
-    held = _held_fin_wait2_groups(index.sockets(TcpState.FIN_WAIT2))
+    held = [
+        (pids, _HeldWait.of(index, pids, sockets))
+        for pids, sockets in _held_fin_wait2_groups(index.sockets(TcpState.FIN_WAIT2)).items()
+    ]
+    return _fin_wait2_judged(index, thresholds, held, orphaned, orphan_peers)
+
+
+def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
+    """:func:`check`, the FIN_WAIT2 rows of ``table`` counted over its columns: each
+    holder's grouped with one lexsort, their local peers and the CLOSE_WAIT the holder relays
+    found by one join with the CLOSE_WAIT rows; objects only for a holder below the warning
+    count (whose finding rests on each socket's age). The index must have been built from
+    ``table`` with FIN_WAIT2 lazy, else the objects are read as by :func:`check`."""
+    import numpy as np
+
+    from tcphealth.columnar import other_ends
+
+    if not index.reads_table(table, TcpState.FIN_WAIT2):
+        return check(index, thresholds)
+    columns = table.columns
+    rows = np.flatnonzero(columns.state == _FIN_WAIT2_CODE)
+    # _is_orphaned_fin_wait2; every other FIN_WAIT2 has an inode, so it is held.
+    orphaned = (columns.inode[rows] == 0) | (columns.timer[rows] == _TIME_WAIT_TIMER)
+    held_rows = rows[~orphaned]
+    peers = TablePeers(index, table, held_rows, _CLOSE_WAIT_CODE)
+    # The CLOSE_WAIT a holder keeps (index.held_by: those with pids).
+    close_wait = np.flatnonzero((columns.state == _CLOSE_WAIT_CODE) & table.named()[table.holders])
+    close_wait_holders = table.holders[close_wait]
+    far_ends, ends = other_ends(columns, held_rows, close_wait)
+    held: list[tuple[tuple[int, ...], _HeldWait]] = []
+    for pids, members in held_groups_of_table(table, held_rows):
+        with_info = members[columns.has_info[members]]
+        held.append(
+            (
+                pids,
+                _HeldWait(
+                    sockets=TableRows(index, members),
+                    destinations=destinations_of_table(columns, members),
+                    local_ports=local_ports_of_table(columns, members),
+                    waited=(
+                        int(columns.last_ack_recv_ms[with_info].max()) / 1000
+                        if len(with_info)
+                        else None
+                    ),
+                    peers=functools.partial(peers.of, members),
+                    relayed=functools.partial(
+                        _relayed_of_table,
+                        table,
+                        pids,
+                        close_wait,
+                        close_wait_holders,
+                        ends[np.isin(far_ends, members)],
+                    ),
+                ),
+            )
+        )
+    return _fin_findings(index, thresholds) + _fin_wait2_judged(
+        index,
+        thresholds,
+        held,
+        int(np.count_nonzero(orphaned)),
+        destinations_of_table(columns, rows[orphaned]),
+    )
+
+
+def _relayed_of_table(
+    table: SocketTable,
+    pids: tuple[int, ...],
+    close_wait: npt.NDArray[np.intp],
+    close_wait_holders: npt.NDArray[np.uint32],
+    far_ends: npt.NDArray[np.intp],
+) -> int:
+    """:func:`_relayed_close_waits` over the table: of the CLOSE_WAIT rows (``close_wait``,
+    held by ``close_wait_holders``), those a pid of ``pids`` holds, but the far ends of its
+    own FIN_WAIT2 (``far_ends``)."""
+    import numpy as np
+
+    if not pids:
+        return 0
+    wanted = set(pids)
+    numbers = [at for at, group in enumerate(table.groups) if wanted.intersection(group)]
+    kept = close_wait[np.isin(close_wait_holders, numbers)]
+    return int(np.count_nonzero(~np.isin(kept, far_ends)))
+
+
+def _fin_wait2_judged(
+    index: SnapshotIndex,
+    thresholds: Thresholds,
+    held: list[tuple[tuple[int, ...], _HeldWait]],
+    orphaned: int,
+    orphan_peers: Counter[Destination],
+) -> list[Finding]:
+    """The FIN_WAIT2 findings: each holder's held ones (``held``, in order), the orphans."""
     findings: list[Finding] = []
     sysctls = index.snapshot.sysctls
     fin_timeout = sysctls.tcp_fin_timeout
@@ -355,7 +493,8 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         if timeout_assumed
         else f"tcp_fin_timeout ({timeout} s)"
     )
-    for pids, sockets in held.items():
+    for pids, group in held:
+        sockets = group.sockets
         severity = level(
             len(sockets), thresholds.fin_wait2_held_warning, thresholds.fin_wait2_held_critical
         )
@@ -369,16 +508,16 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
         if severity is None and elided is not None:
             severity = Severity.WARNING
         if severity is None:
-            few = _age_decides(index, pids, sockets, thresholds)
+            few = _age_decides(index, pids, sockets, thresholds, group)
             if few is not None:
                 findings.append(few)
             continue
-        destinations: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
+        destinations = group.destinations
         holder = who(index, pids)
         count = len(sockets)
         # Both ends on this host: the peer that never closes is a local process, with its
         # own CLOSE_WAIT finding; name it instead of sending the reader to "the peer host".
-        peers = local_peers(index, sockets, TcpState.CLOSE_WAIT)
+        peers = group.peers()
         peer_evidence: tuple[Evidence, ...] = ()
         if peers:
             local_peer = who(index, peers)
@@ -398,11 +537,11 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
             peer_step = (
                 "On the peer host: ss -tnp state close-wait   # the application that never closes"
             )
-        relayed = _relayed_close_waits(index, pids, sockets)
+        relayed = group.relayed()
         subject = process_subject(index, pids)
         extra = tuple(pid for pid in peers if pid not in subject.pids)
         # tcp_info's time since the peer's last ACK: the wait has lasted at least that long.
-        waited = oldest(map(kernel_age_floor, sockets))
+        waited = group.waited
         if has_lasted(waited, thresholds):
             wait_text = (
                 "waits for peers that never close theirs; because it keeps the descriptors, "
@@ -459,7 +598,7 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
                 summary=(
                     f"{holder} holds {count_text} connections in FIN_WAIT2: it shut down its "
                     f"sending side and {wait_text}; "
-                    f"{peers_text(index, (s.local.port for s in sockets), destinations)}."
+                    f"{peers_text(index, group.local_ports, destinations)}."
                     f"{peer_text}{relay_text}{elided_text}"
                 ),
                 evidence=(
@@ -551,7 +690,11 @@ def _fin_wait2_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Fi
 
 
 def _age_decides(
-    index: SnapshotIndex, pids: tuple[int, ...], sockets: list[Socket], thresholds: Thresholds
+    index: SnapshotIndex,
+    pids: tuple[int, ...],
+    sockets: Sequence[Socket],
+    thresholds: Thresholds,
+    group: _HeldWait,
 ) -> Finding | None:
     """Held FIN_WAIT2 below fin_wait2_held_warning: none when every one had traffic within
     stuck_seconds (a peer about to close); else INFO, saying that the wait's length decides."""
@@ -563,9 +706,9 @@ def _age_decides(
         return None
     count = split.undecided
     holder = who(index, pids)
-    destinations: Counter[Destination] = Counter(destination(s.remote) for s in sockets)
-    peers = local_peers(index, sockets, TcpState.CLOSE_WAIT)
-    relayed = _relayed_close_waits(index, pids, sockets)
+    destinations = group.destinations
+    peers = group.peers()
+    relayed = group.relayed()
     unshown = _close_wait_unshown(index, pids)
     # The same story as fin-wait2-held: a relay, or a peer on this host, is a local fix.
     blame = Blame.LOCAL_APPLICATION if relayed or peers else Blame.REMOTE_PEER
@@ -598,7 +741,7 @@ def _age_decides(
         f"{'connection' if count == 1 else 'connections'} in FIN_WAIT2: it shut down its "
         f"sending side and keeps the {'descriptor' if count == 1 else 'descriptors'}, and "
         f"the {'peer has' if count == 1 else 'peers have'} not closed yet; "
-        f"{peers_text(index, (s.local.port for s in sockets), destinations)}. That is below the "
+        f"{peers_text(index, group.local_ports, destinations)}. That is below the "
         f"{number(thresholds.fin_wait2_held_warning)} that warn, but while the process keeps "
         f"them no timer ends {'it' if count == 1 else 'them'} (tcp_fin_timeout is for "
         f"orphans only); {age_text}{local_text}"
@@ -737,5 +880,6 @@ RULE = Rule(
         ),
     ),
     check=check,
+    check_table=check_table,
     step=over_series,
 )

@@ -23,7 +23,9 @@ Two findings:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
@@ -55,6 +57,13 @@ _CHALLENGE_ACK = "TcpExt.TCPChallengeACK"
 
 # Where the client connects to (this host's endpoint) and from which address.
 _Pair = tuple[Endpoint, IPAddress]
+
+if TYPE_CHECKING:  # numpy is loaded only where a table is read
+    import numpy.typing as npt
+
+    from tcphealth.columnar import SocketTable
+
+_CLOSE_WAIT_CODE = 8  # the kernel's TCP_CLOSE_WAIT
 
 
 def range_size(port_range: tuple[int, int] = ASSUMED_RANGE) -> int:
@@ -121,6 +130,92 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
     return findings
 
 
+def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
+    """:func:`check` over the CLOSE_WAIT rows of ``table``: the (service, client address)
+    groups and their distinct client ports counted over the columns, holders and endpoints
+    made only for the groups over the warning share; objects only for the CLOSE_WAIT whose
+    4-tuple a handshake here opens on. The index must have been built from ``table`` with
+    CLOSE_WAIT lazy, else the objects are read as by :func:`check`."""
+    import numpy as np
+
+    from tcphealth.columnar import AddressTable
+
+    del thresholds  # as in check
+    if not index.reads_table(table, TcpState.CLOSE_WAIT):
+        return check(index, Thresholds())
+    columns = table.columns
+    rows = np.flatnonzero(columns.state == _CLOSE_WAIT_CODE)
+    if not len(rows):
+        return []
+    # Each row's group: the service end (family, local address and port) and the client's
+    # address, numbered in one lexsort.
+    keys: list[npt.NDArray[np.generic]] = [
+        columns.family[rows],
+        columns.src_high[rows],
+        columns.src_low[rows],
+        columns.sport[rows],
+        columns.dst_high[rows],
+        columns.dst_low[rows],
+    ]
+    order = np.lexsort(keys[::-1])
+    starts = np.zeros(len(order), dtype=np.bool_)
+    starts[0] = True
+    for key in keys:
+        ordered = key[order]
+        starts[1:] |= ordered[1:] != ordered[:-1]
+    group = np.empty(len(rows), dtype=np.intp)
+    group[order] = np.cumsum(starts) - 1
+    groups = int(group.max()) + 1
+    low, high = ASSUMED_RANGE
+    ports = columns.dport[rows]
+    inside = (ports >= low) & (ports <= high)
+    # Distinct client ports per group: each (group, port) once.
+    pairs = np.unique(group[inside].astype(np.uint64) << np.uint64(32) | ports[inside])
+    held = np.bincount((pairs >> np.uint64(32)).astype(np.intp), minlength=groups)
+    outside = np.bincount(group[~inside], minlength=groups)
+    size = range_size()
+    addresses = AddressTable()
+    found: list[tuple[Endpoint, IPAddress, _Group]] = []
+    for at in np.flatnonzero(held / size >= WARNING_SHARE).tolist():
+        members = np.flatnonzero(group == at)
+        first = int(rows[members[0]])
+        kind = int(columns.family[first])
+        service = Endpoint(
+            addresses.get(kind, int(columns.src_high[first]), int(columns.src_low[first])),
+            int(columns.sport[first]),
+        )
+        client = addresses.get(kind, int(columns.dst_high[first]), int(columns.dst_low[first]))
+        part = _Group(outside=int(outside[at]))
+        counted = members[inside[members]]
+        part.ports = set(ports[counted].tolist())
+        numbers, counts = np.unique(table.holders[rows[counted]], return_counts=True)
+        for number_at, count in zip(numbers.tolist(), counts.tolist(), strict=True):
+            holder = pids_key(table.groups[number_at])
+            part.pids[holder] = part.pids.get(holder, 0) + count
+        found.append((service, client, part))
+    findings = [
+        _risk_finding(index, service, client, part, _severity(len(part.ports) / size))
+        for service, client, part in sorted(
+            found, key=lambda item: (-len(item[2].ports), str(item[0]), str(item[1]))
+        )
+    ]
+    syn_sent, syn_recv = index.sockets(TcpState.SYN_SENT), index.sockets(TcpState.SYN_RECV)
+    if syn_sent or syn_recv:
+        # The CLOSE_WAIT a handshake may open on: those on its ports, made objects.
+        local_ports = {s.remote.port for s in syn_sent} | {s.local.port for s in syn_recv}
+        remote_ports = {s.local.port for s in syn_sent} | {s.remote.port for s in syn_recv}
+        maybe = rows[
+            np.isin(columns.sport[rows], [p for p in local_ports if p is not None])
+            & np.isin(ports, [p for p in remote_ports if p is not None])
+        ]
+        findings.extend(_collision_findings(index, index.objects_at(maybe)))
+    return findings
+
+
+def _severity(share: float) -> Severity:
+    return Severity.CRITICAL if share >= CRITICAL_SHARE else Severity.WARNING
+
+
 def _risk_groups(close_wait: list[Socket]) -> dict[_Pair, _Group]:
     """CLOSE_WAIT by (service endpoint, client address): the client ports in the assumed range
     each group holds, how many are outside it, and the sockets per holder."""
@@ -171,8 +266,7 @@ def _risk_findings(index: SnapshotIndex, close_wait: list[Socket]) -> list[Findi
         share = len(group.ports) / size
         if share < WARNING_SHARE:
             continue
-        severity = Severity.CRITICAL if share >= CRITICAL_SHARE else Severity.WARNING
-        findings.append(_risk_finding(index, service, client, group, severity))
+        findings.append(_risk_finding(index, service, client, group, _severity(share)))
     return findings
 
 
@@ -248,7 +342,9 @@ def _chance_text(chance: float) -> str:
     return percent(chance) if chance >= 0.01 else f"{chance * 100:.2f}%"
 
 
-def _collision_findings(index: SnapshotIndex, close_wait: list[Socket]) -> list[Finding]:
+def _collision_findings(index: SnapshotIndex, close_wait: Sequence[Socket]) -> list[Finding]:
+    """The handshakes opening on the 4-tuple of a CLOSE_WAIT among ``close_wait`` (every
+    CLOSE_WAIT, or at least each one whose 4-tuple a handshake here could have)."""
     if not index.sockets(TcpState.SYN_SENT) and not index.sockets(TcpState.SYN_RECV):
         return []  # no handshake to meet a stale tuple: no map of every CLOSE_WAIT to build
     tuples = {(sock.local, sock.remote): sock for sock in close_wait}
@@ -324,4 +420,5 @@ RULE = Rule(
         ),
     ),
     check=check,
+    check_table=check_table,
 )
