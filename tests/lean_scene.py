@@ -104,7 +104,8 @@ def extra_scene() -> Iterator[Scene]:
     """A full listener (backlog 1, connections left in its queue), an ESTABLISHED pair with
     unread bytes; and the closing states the generator does not make, held by this process:
     a CLOSE_WAIT read to end-of-file and one with unread data (their clients half-closed, in
-    FIN_WAIT2 here), a CLOSE_WAIT whose client closed outright (an orphaned FIN_WAIT2; the
+    FIN_WAIT2 here), the same from an IPv4 client of a dual-stack listener (where IPv6
+    works), a CLOSE_WAIT whose client closed outright (an orphaned FIN_WAIT2; the
     captures make this one's holder unseen), and a connection its client closed before the
     listener accepted it (CLOSE_WAIT in the accept queue, an orphaned FIN_WAIT2)."""
     full = socket.socket()
@@ -146,6 +147,18 @@ def extra_scene() -> Iterator[Scene]:
         orphan_client.close()
         read_server.settimeout(5)
         assert read_server.recv(10) == b""  # end-of-file read, the socket kept
+        if socket.has_ipv6:
+            # An IPv4 client of a dual-stack listener: its CLOSE_WAIT here is IPv6, the
+            # addresses v4-mapped (counted as IPv4 destinations).
+            dual = socket.socket(socket.AF_INET6)
+            dual.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            dual.bind(("::", 0))
+            dual.listen()
+            held.append(dual)
+            mapped_client = socket.create_connection(("127.0.0.1", dual.getsockname()[1]))
+            mapped_server, _ = dual.accept()
+            held += [mapped_client, mapped_server]
+            mapped_client.shutdown(socket.SHUT_WR)
         unaccepting = socket.socket()
         unaccepting.bind(("127.0.0.1", 0))
         unaccepting.listen(4)

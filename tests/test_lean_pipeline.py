@@ -38,6 +38,12 @@ _LOW = dataclasses.replace(
     time_wait_ports_critical_ratio=0.002,
     established_idle_seconds=0,
     established_recv_queue_bytes=2000,
+    close_wait_warning=50,
+    close_wait_leak_seconds=0,
+    close_wait_unread_warning=1,
+    fin_wait2_held_warning=50,
+    fin_wait2_orphan_warning=1,
+    stuck_seconds=0,
 )
 
 
@@ -58,9 +64,9 @@ def test_the_lean_exposition_is_the_full_one(
     snapshot = lean.snapshot_of(
         both.table, both.scan, both.unseen, [], lean_scene.PROC, both.snapshot.host.taken_at
     )
-    # Only the sockets outside ESTABLISHED and TIME_WAIT are objects.
+    # Only the sockets outside ESTABLISHED, TIME_WAIT, CLOSE_WAIT and FIN_WAIT2 are objects.
     assert {s.state for s in snapshot.sockets}.isdisjoint(
-        {TcpState.ESTABLISHED, TcpState.TIME_WAIT}
+        {TcpState.ESTABLISHED, TcpState.TIME_WAIT, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2}
     )
     assert len(snapshot.sockets) < len(both.snapshot.sockets) // 2
     lean_families = exporter.table_families_of(
@@ -69,8 +75,8 @@ def test_the_lean_exposition_is_the_full_one(
     assert exposition(lean_families).decode() == full.decode()
     # A bulk state is made objects at most once, and only for a finding that looks up
     # sockets in it: at the low thresholds the not-reading finding names its local senders
-    # (by_client_end of ESTABLISHED). At the defaults it depends on the rest of this shared
-    # host's sockets.
+    # (by_client_end of ESTABLISHED); the closing states' findings never ask for theirs. At
+    # the defaults it depends on the rest of this shared host's sockets.
     assert len(made) == len(set(made))
     if thresholds is _LOW:
         assert made == [TcpState.ESTABLISHED]
@@ -83,5 +89,11 @@ def test_the_lean_exposition_is_the_full_one(
             "time-wait-ports-exhausting",
             "established-idle-no-keepalive",
             "established-not-reading",
+            "close-wait-not-reading",
+            "close-wait-unread-data",
+            "close-wait-age-decides",
+            "fin-wait2-held",
+            "fin-wait2-age-decides",
+            "fin-wait2-orphans",
         ):
             assert f'code="{code}"' in text

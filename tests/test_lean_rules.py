@@ -7,8 +7,10 @@ prove nothing)."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from tcphealth.columnar import STATE_OF_CODE
@@ -188,6 +190,12 @@ def test_close_wait_codes_the_scene_makes(both: lean_scene.BothPaths) -> None:
         close_wait.OWNER_UNKNOWN,
         close_wait.AGE_DECIDES,
     }
+    # The dual-stack listener's CLOSE_WAIT is there, its destination v4-mapped.
+    if socket.has_ipv6:
+        columns = both.table.columns
+        assert np.count_nonzero(
+            (columns.state == 8) & (columns.family == 10) & (columns.dst_low >> 32 == 0xFFFF)
+        )
     # The generator's holders name their local peer (themselves: each holds both ends).
     low = close_wait.check_table(lean_index(both), _CLOSE_WAIT_LOW, both.table)
     named = [f for f in low if f.code == close_wait.NOT_READING]

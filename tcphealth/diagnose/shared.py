@@ -573,18 +573,72 @@ def held_groups_of_table(
     ]
 
 
-def destinations_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> Counter[Destination]:
-    """The sockets at ``rows`` per :func:`destination` of their remote end: each distinct
-    remote end made an endpoint once."""
-    from tcphealth.columnar import AddressTable, distinct_rows
+# How many destinations a finding names (wording.top_destinations, most_common_text).
+_NAMED_DESTINATIONS = 3
 
-    (kinds, highs, lows, ports), counts = distinct_rows(
-        [columns.family[rows], columns.dst_high[rows], columns.dst_low[rows], columns.dport[rows]]
-    )
+
+def destinations_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> Counter[Destination]:
+    """The sockets at ``rows`` per :func:`destination` of their remote end, as far as a
+    finding names them: every count :func:`wording.top_destinations` and ``most_common_text``
+    (through ``by_host_if_ports_vary``) would rank among the first three, not every
+    destination. Where no destination repeats, the counts per host they fold into; else the
+    destinations with at least the third largest count. A server's CLOSE_WAIT have one
+    destination per client port: tens of thousands of endpoints made for three names."""
+    import numpy as np
+
+    from tcphealth.columnar import AddressTable
+
+    if not len(rows):
+        return Counter()
+    family, high, low = columns.family[rows], columns.dst_high[rows], columns.dst_low[rows]
+    # destination(): a v4-mapped IPv6 address (::ffff:a.b.c.d) counted as the IPv4 one.
+    mapped = (family == 10) & (high == 0) & (low >> np.uint64(32) == 0xFFFF)
+    if bool(mapped.any()):
+        family = np.where(mapped, np.uint8(2), family)
+        high = np.where(mapped, (low & np.uint64(0xFFFFFFFF)) << np.uint64(32), high)
+        low = np.where(mapped, np.uint64(0), low)
+    keys: list[npt.NDArray[np.generic]] = [family, high, low, columns.dport[rows]]
+    order = np.lexsort(keys[::-1])
+    changed = np.zeros(len(order), dtype=np.bool_)
+    changed[0] = True
+    for key in keys:
+        ordered = key[order]
+        changed[1:] |= ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(changed)
+    counts = np.diff(np.append(starts, len(order)))
+    firsts = order[starts]
     addresses = AddressTable()
     found: Counter[Destination] = Counter()
-    for kind, high, low, port, count in zip(kinds, highs, lows, ports, counts, strict=True):
-        found[destination(Endpoint(addresses.get(kind, high, low), port))] += count
+    if len(counts) > 1 and int(counts.max()) == 1:
+        # by_host_if_ports_vary's fold, done here: the hosts, each with its sockets.
+        by_host: list[npt.NDArray[np.generic]] = [family[firsts], high[firsts], low[firsts]]
+        host_order = np.lexsort(by_host[::-1])
+        new_host = np.zeros(len(host_order), dtype=np.bool_)
+        new_host[0] = True
+        for key in by_host:
+            ordered = key[host_order]
+            new_host[1:] |= ordered[1:] != ordered[:-1]
+        host_starts = np.flatnonzero(new_host)
+        host_counts = np.diff(np.append(host_starts, len(host_order))).tolist()
+        at = firsts[host_order[host_starts]]
+        for kind, top, bottom, count in zip(
+            family[at].tolist(), high[at].tolist(), low[at].tolist(), host_counts, strict=True
+        ):
+            found[Endpoint(addresses.get(kind, top, bottom), None)] += count
+        return found
+    if len(counts) > _NAMED_DESTINATIONS:
+        least = np.partition(counts, len(counts) - _NAMED_DESTINATIONS)[-_NAMED_DESTINATIONS]
+        kept = np.flatnonzero(counts >= least)
+        counts, firsts = counts[kept], firsts[kept]
+    for kind, top, bottom, port, count in zip(
+        family[firsts].tolist(),
+        high[firsts].tolist(),
+        low[firsts].tolist(),
+        columns.dport[rows][firsts].tolist(),
+        counts.tolist(),
+        strict=True,
+    ):
+        found[Endpoint(addresses.get(kind, top, bottom), port)] += count
     return found
 
 

@@ -140,8 +140,9 @@ def processes_of(table: SocketTable, scan: procfs.FdScan, proc_root: Path) -> li
 
 # The states most of a busy host's sockets are in, which the rules with a table check read
 # as columns: their rows are made objects only when a rule without one asks for them
-# (SnapshotIndex.sockets). Every other state's sockets are objects in the snapshot.
-BULK_CODES = (1, 6)  # ESTABLISHED, TIME_WAIT
+# (SnapshotIndex.sockets), or a few at a time for a finding (SnapshotIndex.objects_at).
+# Every other state's sockets are objects in the snapshot.
+BULK_CODES = (1, 5, 6, 8)  # ESTABLISHED, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT
 
 
 def snapshot_of(
