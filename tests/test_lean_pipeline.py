@@ -73,13 +73,13 @@ def test_the_lean_exposition_is_the_full_one(
         snapshot, both.table, lazy=lean.BULK_CODES, thresholds=thresholds
     )
     assert exposition(lean_families).decode() == full.decode()
-    # A bulk state is made objects at most once, and only for a finding that looks up
-    # sockets in it: at the low thresholds the not-reading finding names its local senders
-    # (by_client_end of ESTABLISHED); the closing states' findings never ask for theirs. At
-    # the defaults it depends on the rest of this shared host's sockets.
+    # A bulk state is made objects at most once, and only for a rule without a table check
+    # that asks for its sockets: at the low thresholds none does (the local peers a finding
+    # names are found over the columns). At the defaults it depends on the rest of this
+    # shared host's sockets.
     assert len(made) == len(set(made))
     if thresholds is _LOW:
-        assert made == [TcpState.ESTABLISHED]
+        assert made == []
 
     text = full.decode()
     assert "tcphealth_finding_sockets{" in text

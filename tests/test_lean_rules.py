@@ -113,6 +113,24 @@ def test_established_counted_over_columns(both: lean_scene.BothPaths) -> None:
     assert established.NOT_READING in {f.code for f in by_objects}
 
 
+def test_local_peers_found_over_columns(both: lean_scene.BothPaths) -> None:
+    # The not-reading finding names the local process sending to it (local_peers toward
+    # ESTABLISHED): over the lean index it joins the columns instead of making every
+    # ESTABLISHED socket an object.
+    thresholds = dataclasses.replace(Thresholds(), established_recv_queue_bytes=2000)
+    by_objects = established.check(SnapshotIndex.build(both.snapshot), thresholds)
+    index = lean_index(both)
+    by_columns = established.check_table(index, thresholds, both.table)
+    assert by_columns == by_objects
+    assert any(
+        e.name == "local_peer"
+        for f in by_objects
+        if f.code == established.NOT_READING
+        for e in f.evidence
+    )
+    assert TcpState.ESTABLISHED not in index.by_state
+
+
 def test_receive_drops_counted_over_columns(both: lean_scene.BothPaths) -> None:
     # Loopback drops nothing on demand: the same made-up drops on a few sockets of both
     # paths (rows and sockets are in the same order), a listener's among them (not data).

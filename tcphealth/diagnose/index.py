@@ -135,7 +135,7 @@ class SnapshotIndex:
     _made: dict[int, Socket] = field(default_factory=dict)
     # The states that were lazy when the index was built (made objects since or not): their
     # table checks read the columns, with the objects made through objects_at.
-    table_states: frozenset[TcpState] = frozenset()
+    table_states: Mapping[TcpState, int] = field(default_factory=dict)  # state -> its code
     # The CLOSE_WAIT rows the index credited to a listener as never accepted, where
     # CLOSE_WAIT is a lazy state (their objects' ids are in unaccepted_close_wait_ids).
     unaccepted_close_wait_rows: list[int] = field(default_factory=list)
@@ -316,7 +316,7 @@ class SnapshotIndex:
         index = cls.build(snapshot)
         index.table = table
         index._lazy = {STATE_OF_CODE[code]: code for code in lazy}
-        index.table_states = frozenset(index._lazy)
+        index.table_states = dict(index._lazy)
         columns = table.columns
         close_wait = index._lazy.get(TcpState.CLOSE_WAIT)
         if close_wait is not None:

@@ -499,6 +499,17 @@ def local_peers(
     """The pids holding the other end of ``sockets`` where that end is on this host too (a
     connection between two local processes, over loopback or a local address) and is in
     ``peer_state``; lowest first, () when no other end is here."""
+    table = index.table
+    if table is not None and peer_state in index.table_states:
+        # The peer state is columns: the sockets' rows found by their cookies, their other
+        # ends by one join (not every socket of that state made an object to look them up).
+        sockets = list(sockets)
+        cookies = [sock.cookie for sock in sockets if sock.cookie is not None]
+        if len(cookies) == len(sockets):
+            import numpy as np
+
+            rows = np.flatnonzero(np.isin(table.columns.cookie, cookies))
+            return TablePeers(index, table, rows, index.table_states[peer_state]).of(rows)
     by_client_end: dict[Endpoint, Socket | list[Socket]] | None = None
     # Whether each remote address is this host's, by the address object: sources share them
     # between sockets, and every one is alive (its socket holds it) while this runs.
