@@ -1271,6 +1271,7 @@ def serve(
 
     from tcphealth import exporter
     from tcphealth import serve as serving
+    from tcphealth.render.prometheus import collect_path_family
 
     thresholds, _ = load_config(config)
     try:
@@ -1283,15 +1284,21 @@ def serve(
     # (tcphealth.sources.lean), for the plain case -- live, netlink, no filter, this
     # namespace or all when there is no other. Anything else, or a dump the columns do not
     # read, is collected and reported as by `tcphealth metrics`.
-    lean_scope = (
-        (inputs.netns or "auto")
-        if inputs.from_file is None
-        and not flt.active
-        and inputs.source in ("auto", "netlink")
-        and not inputs.no_processes
-        and (inputs.netns is None or inputs.netns in ("auto", "all", "self"))
+    # Why not, where it is not (tcphealth_collect_path_info's reason: fixed phrases).
+    not_lean = (
+        "--from a file"
+        if inputs.from_file is not None
+        else "a filter"
+        if flt.active
+        else f"--source {inputs.source}"
+        if inputs.source not in ("auto", "netlink")
+        else "--no-processes"
+        if inputs.no_processes
+        else "--netns NAME"
+        if inputs.netns is not None and inputs.netns not in ("auto", "all", "self")
         else None
     )
+    lean_scope = (inputs.netns or "auto") if not_lean is None else None
 
     if lean_scope is not None:
         # Loaded here, in the server, once: each scrape's forked child inherits numpy and
@@ -1299,17 +1306,25 @@ def serve(
         from tcphealth.sources import lean
 
     def collect() -> list[Any]:
+        why = not_lean or ""
         if lean_scope is not None:
             collected = lean.collect(inputs.proc_root, scope=lean_scope, node_root=inputs.node_root)
-            if collected is not None:
+            if not isinstance(collected, str):
                 snapshot, table = collected
-                return exporter.table_families_of(
-                    snapshot, table, lazy=lean.BULK_CODES, thresholds=thresholds, top=top
-                )
+                return [
+                    *exporter.table_families_of(
+                        snapshot, table, lazy=lean.BULK_CODES, thresholds=thresholds, top=top
+                    ),
+                    collect_path_family("lean"),
+                ]
+            why = collected
         series = inputs.load_series()
-        return exporter.report_families(
-            series, inputs.from_file or "-", flt=flt, thresholds=thresholds, top=top
-        )
+        return [
+            *exporter.report_families(
+                series, inputs.from_file or "-", flt=flt, thresholds=thresholds, top=top
+            ),
+            collect_path_family("full", why),
+        ]
 
     # Descriptor tables are kept from one scrape to the next: only those that changed are read
     # again (tcphealth.sources.fd_cache says what that allows); a --from file has none.
@@ -1328,7 +1343,7 @@ def serve(
                 "them in stat(/proc/PID/fd) (Linux 6.2 and later do)"
             )
     shared = serving.SharedCollection(
-        serving.forked(collect, collect_timeout, carried), min_interval
+        serving.noting_path(serving.forked(collect, collect_timeout, carried)), min_interval
     )
     app = serving.make_app(serving.make_registry(shared), min_interval)
     try:

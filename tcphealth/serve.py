@@ -188,6 +188,29 @@ def forked(
     return run
 
 
+def noting_path(run: Callable[[], list[Metric]]) -> Callable[[], list[Metric]]:
+    """``run``, logging the way its collections are made (tcphealth_collect_path_info) the
+    first time and whenever it changes: an operator sees in the log when a host falls back
+    to the costlier full path (a container host: several network namespaces)."""
+    last: list[tuple[str, str]] = []
+
+    def noted() -> list[Metric]:
+        families = run()
+        for family in families:
+            if family.name == "tcphealth_collect_path":
+                labels = family.samples[0].labels
+                now = (labels["path"], labels["reason"])
+                if last != [now]:
+                    if now[1]:
+                        LOG.info("collecting by the %s path: %s", now[0], now[1])
+                    else:
+                        LOG.info("collecting by the %s path", now[0])
+                    last[:] = [now]
+        return families
+
+    return noted
+
+
 def _read_until(fd: int, deadline: float) -> tuple[bytes, bool]:
     """Everything written to ``fd`` until its writer closes it (True), or what came before
     ``deadline`` (False)."""

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 from prometheus_client import generate_latest
@@ -25,6 +25,8 @@ from tcphealth.serve import (
     make_registry,
     parse_listen,
 )
+from tcphealth.sources import netlink
+from tests import live_netns
 from tests.fd_holder import holder
 from tests.serve_helpers import ROOT, get, serving, stop
 
@@ -179,6 +181,8 @@ def test_serve_answers_and_ends_cleanly_on_sigterm() -> None:
             in body
         )
         assert "tcphealth_collect_duration_seconds " in body
+        # A file is read the full way, and the exposition says so.
+        assert 'tcphealth_collect_path_info{path="full",reason="--from a file"} 1.0' in body
         status, kind, body = get(
             served.url + "/metrics", accept="application/openmetrics-text; version=1.0.0"
         )
@@ -189,6 +193,10 @@ def test_serve_answers_and_ends_cleanly_on_sigterm() -> None:
         served.read_log()
         # Two scrapes of /metrics with --min-interval 0: two collections, no more.
         assert served.log[-1] == "tcphealth serve: stopped after 2 collections"
+        # The way it collects is logged once, not at every collection.
+        assert [line for line in served.log if "collecting by" in line] == [
+            "tcphealth serve: collecting by the full path: --from a file"
+        ]
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", served.port), 2):
             pass  # the port is closed
 
@@ -221,6 +229,69 @@ def test_serve_live_sees_its_own_listening_socket() -> None:
         mine = f'endpoint="127.0.0.1:{served.port}"'
         lines = [line for line in body.splitlines() if mine in line]
         assert any(line.startswith("tcphealth_listener_backlog{") for line in lines), lines
+
+
+_LIVE_NETLINK = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not netlink.available(),
+    reason="needs netlink sock_diag",
+)
+
+
+def _collect_path(body: str) -> dict[str, str]:
+    # The text format has no info type: a gauge named *_info.
+    (family,) = [
+        f for f in text_string_to_metric_families(body) if f.name == "tcphealth_collect_path_info"
+    ]
+    (sample,) = family.samples
+    assert sample.value == 1
+    return dict(sample.labels)
+
+
+@_LIVE_NETLINK
+def test_serve_of_its_own_namespace_takes_the_lean_path() -> None:
+    with serving("--netns", "self", "--min-interval", "0") as served:
+        for _ in range(2):
+            status, _, body = get(served.url + "/metrics")
+            assert status == 200 and "tcphealth_collect_success 1.0" in body
+            assert _collect_path(body) == {"path": "lean", "reason": ""}
+        served.read_log()
+        assert [line for line in served.log if "collecting by" in line] == [
+            "tcphealth serve: collecting by the lean path"
+        ]
+
+
+@pytest.fixture
+def netns() -> Iterator[Callable[[str], live_netns.Namespace]]:
+    yield from live_netns.namespaces()
+
+
+@_LIVE_NETLINK
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, and every one read")
+def test_serve_of_a_host_with_containers_says_it_takes_the_full_path(
+    netns: Callable[[str], live_netns.Namespace],
+) -> None:
+    # A second network namespace with a process in it, as a container host has: every
+    # namespace is read the object way, and the exposition and the log say why.
+    container = netns("path")
+    child = container.start(_LISTENING)
+    assert live_netns.hear(child)["port"]
+    with serving("--min-interval", "0") as served:
+        status, _, body = get(served.url + "/metrics")
+        assert status == 200 and "tcphealth_collect_success 1.0" in body
+        assert _collect_path(body) == {"path": "full", "reason": "several network namespaces"}
+        served.read_log()
+        assert "tcphealth serve: collecting by the full path: several network namespaces" in (
+            served.log
+        )
+    live_netns.say(child)
+
+
+_LISTENING = """
+import json, socket, sys
+listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
+print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
+sys.stdin.readline()
+"""
 
 
 # The names of the helper processes below, and the states ss prints for them.

@@ -619,6 +619,18 @@ def self_families(
     return out
 
 
+def collect_path_family(path: str, reason: str = "") -> Metric:
+    """Which way ``serve`` collected: ``lean`` (the columns) or ``full`` (one object per
+    socket, as ``tcphealth metrics``), and why not lean (a few fixed phrases)."""
+    family = InfoMetricFamily(
+        _name("collect_path"),
+        "How the last collection was made: lean (sockets as columns) or full (one object "
+        "per socket, costlier), with the reason for full.",
+    )
+    family.add_metric([], {"path": path, "reason": reason})
+    return family
+
+
 class StaticCollector:
     """A collector that yields families already built (for a textfile or a one-off render)."""
 

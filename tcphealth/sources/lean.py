@@ -168,20 +168,30 @@ def snapshot_of(
     )
 
 
+# Why a collection did not take this path (the exporter's tcphealth_collect_path_info says
+# it): a few fixed phrases, so that the label stays bounded.
+NOT_PROC = "another /proc"
+NO_NETLINK = "no netlink sock_diag"
+NAMESPACES = "several network namespaces"
+UNREAD_MESSAGE = "a message the columns do not read"
+
+
 def collect(
     proc_root: Path = Path("/proc"), *, scope: str = "auto", node_root: Path = Path("/")
-) -> tuple[Snapshot, SocketTable] | None:
+) -> tuple[Snapshot, SocketTable] | str:
     """This host's sockets as a table and its snapshot (:func:`snapshot_of`), as
-    ``sources.collect_live`` would see them with this ``scope`` -- or None where this path
-    does not apply (another network namespace to read, no netlink, a message the columns do
-    not read): the caller collects the object way then."""
-    if proc_root != PROC or not netlink.available() or not os.path.isdir("/proc/self/ns"):
-        return None
+    ``sources.collect_live`` would see them with this ``scope`` -- or why this path does not
+    apply (another network namespace to read, no netlink, a message the columns do not
+    read; one of the phrases above): the caller collects the object way then."""
+    if proc_root != PROC:
+        return NOT_PROC
+    if not netlink.available() or not os.path.isdir("/proc/self/ns"):
+        return NO_NETLINK
     discovery = namespaces.discover(proc_root)
     root = os.geteuid() == 0
     every = root and (scope == "all" or (scope == "auto" and discovery.own == discovery.host))
     if every and discovery.others:
-        return None  # several namespaces: the object path reads them all
+        return NAMESPACES  # the object path reads them all
     taken_at = time.time()
     requests = [
         netlink.build_request(family, 1, with_tcp_info=True)
@@ -198,7 +208,7 @@ def collect(
         with gcpause.paused():
             columns = _dumped(relay)
             if columns is None:
-                return None
+                return UNREAD_MESSAGE
             # Read with the dump, as the collection of every namespace reads them.
             own_read = namespaces._Read(
                 procfs.read_sysctls(proc_root), procfs.read_counters(proc_root)
