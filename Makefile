@@ -111,10 +111,11 @@ bench-deps:
 	else echo "bench-deps: ss, netstat, lsof and GNU time are installed"; fi
 
 # What a Prometheus scrape of `tcphealth serve` costs at N sockets, against a full report
-# (benchmarks/scrape.py; results in benchmarks/RESULTS.md). Never part of `make test`/CI.
+# (benchmarks/scrape.py; results in benchmarks/RESULTS.md); BASELINE="CMD ..." scrapes older
+# servers in the same rounds. Never part of `make test`/CI.
 .PHONY: bench-scrape rules
 bench-scrape: $(VENV)/.installed-test
-	$(PY) -m benchmarks.scrape --sockets $(N) --rounds $(ROUNDS) $(if $(BASELINE),--baseline $(BASELINE))
+	$(PY) -m benchmarks.scrape --sockets $(N) --rounds $(ROUNDS) $(foreach b,$(BASELINE),--baseline $(b))
 
 # The shipped alert rules: checked and unit-tested by promtool (the Debian package
 # prometheus). `make test` runs the same through tests/test_prometheus.py.

@@ -99,14 +99,16 @@ def scrape(port: int) -> tuple[float, int, str]:
     for line in body.decode().splitlines():
         if line.startswith("tcphealth_collect_max_resident_bytes "):
             PEAKS.setdefault(port, []).append(float(line.split()[1]) / (1 << 20))
+    lines = body.decode().splitlines()
     success = next(
-        (
-            line
-            for line in body.decode().splitlines()
-            if line.startswith("tcphealth_collect_success")
-        ),
+        (line for line in lines if line.startswith("tcphealth_collect_success")),
         "tcphealth_collect_success ?",
     )
+    # Which way it collected (a version that says so): the full path costs more, and a
+    # namespace another process made meanwhile sends the default scope there.
+    path = next((line for line in lines if line.startswith("tcphealth_collect_path_info")), None)
+    if path is not None:
+        success += ", " + path.split("{", 1)[1].split("}", 1)[0]
     return wall, len(body), success
 
 
@@ -136,7 +138,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--baseline",
         metavar="CMD",
-        help="also scrape a server started from this tcphealth command, in the same rounds",
+        action="append",
+        default=[],
+        help="also scrape a server started from this tcphealth command, in the same rounds "
+        "(repeatable)",
     )
     parser.add_argument(
         "--tcphealth",
@@ -159,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             servers: list[Server] = []
             try:
                 commands = [("scrape", args.tcphealth)]
-                if args.baseline:
-                    commands.append(("baseline scrape", args.baseline))
+                for number, baseline in enumerate(args.baseline, 1):
+                    name = "baseline scrape" if len(args.baseline) == 1 else f"baseline {number}"
+                    print(f"{name}: {baseline}")
+                    commands.append((name, baseline))
                 for name, command in commands:
                     serve, port = start_serve(command)
                     servers.append(Server(name, serve, port))
