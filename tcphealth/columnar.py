@@ -204,15 +204,17 @@ def distinct_rows_first(
 
 def other_ends(
     columns: DumpColumns, rows: npt.NDArray[np.intp], others: npt.NDArray[np.intp]
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """The pairs of a row of ``rows`` and a row of ``others`` that are the two ends of one
-    connection on this host: the same family, each one's local address and port the other's
-    remote ones. Found by sorting both sides' keys together (one lexsort): a match is a run
-    of equal keys holding rows of both sides. Returned as two arrays of rows, pair by pair,
-    ordered by the row of ``rows``."""
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Which rows of ``rows`` and of ``others`` are the two ends of one connection on this
+    host: the same family, each one's local address and port the other's remote ones. Found
+    by sorting both sides' keys together (one lexsort): the ends of one connection are a run
+    of equal keys holding rows of both sides. Returned as the rows of ``rows`` that have an
+    other end and their runs' numbers, then the same of ``others``: a row of ``rows`` and
+    one of ``others`` with the same number are two ends of one connection. (Runs rather than
+    pairs: a key several rows of each side share would make as many pairs as their product.)"""
     empty = np.zeros(0, dtype=np.intp)
     if not len(rows) or not len(others):
-        return empty, empty
+        return empty, empty, empty, empty
     # This end's key, and the other end's written from its own side (remote first).
     mine: list[npt.NDArray[np.generic]] = [
         columns.family[rows],
@@ -233,10 +235,9 @@ def other_ends(
         columns.sport[others],
     ]
     keys = [np.concatenate((a, b)) for a, b in zip(mine, theirs, strict=True)]
-    side = np.concatenate((np.zeros(len(rows), np.uint8), np.ones(len(others), np.uint8)))
+    side = np.concatenate((np.zeros(len(rows), np.bool_), np.ones(len(others), np.bool_)))
     where = np.concatenate((rows, others))
-    # lexsort's last key is the primary one; the side last of all puts ours first in a run.
-    order = np.lexsort([side, *reversed(keys)])
+    order = np.lexsort(keys[::-1])  # the last key is lexsort's primary one
     starts = np.zeros(len(order), dtype=np.bool_)
     starts[0] = True
     for key in keys:
@@ -244,26 +245,14 @@ def other_ends(
         starts[1:] |= ordered[1:] != ordered[:-1]
     run = np.cumsum(starts) - 1
     sides = side[order]
-    ours = np.bincount(run, weights=sides == 0, minlength=run[-1] + 1).astype(np.intp)
-    theirs_count = np.bincount(run, weights=sides == 1, minlength=run[-1] + 1).astype(np.intp)
-    first = np.flatnonzero(starts)
-    both = np.flatnonzero((ours > 0) & (theirs_count > 0))
-    if not len(both):
-        return empty, empty
-    simple = both[(ours[both] == 1) & (theirs_count[both] == 1)]
-    mine_at = [where[order[first[simple]]]]
-    theirs_at = [where[order[first[simple] + 1]]]
-    # A key shared by several sockets of one side (the same connection seen twice): each
-    # pairing, in Python -- rare.
-    for at in both[(ours[both] != 1) | (theirs_count[both] != 1)].tolist():
-        members = order[first[at] : first[at] + ours[at] + theirs_count[at]]
-        a = where[members[: ours[at]]]
-        b = where[members[ours[at] :]]
-        mine_at.append(np.repeat(a, len(b)))
-        theirs_at.append(np.tile(b, len(a)))
-    left, right = np.concatenate(mine_at), np.concatenate(theirs_at)
-    by_row = np.argsort(left, kind="stable")
-    return left[by_row], right[by_row]
+    runs = int(run[-1]) + 1
+    both = (np.bincount(run[~sides], minlength=runs) > 0) & (
+        np.bincount(run[sides], minlength=runs) > 0
+    )
+    matched = both[run]
+    ours, others_matched = matched & ~sides, matched & sides
+    placed = where[order]
+    return placed[ours], run[ours], placed[others_matched], run[others_matched]
 
 
 # Rows made objects at a time: each column of them is made a Python list first, and a whole

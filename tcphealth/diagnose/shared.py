@@ -662,7 +662,7 @@ def local_ports_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> Co
 
 
 class TablePeers:
-    """:func:`local_peers` over a table: the rows of one state paired once with the other
+    """:func:`local_peers` over a table: the rows of one state matched once with the other
     ends on this host (the rows of ``peer_code`` a named holder holds) by one join of their
     keys (:func:`tcphealth.columnar.other_ends`); :meth:`of` gives the peers' pids for any
     subset of the first state's rows."""
@@ -676,11 +676,11 @@ class TablePeers:
 
         columns = table.columns
         others = np.flatnonzero((columns.state == peer_code) & table.named()[table.holders])
-        left, right = other_ends(columns, rows, others)
-        if len(left):
+        mine, my_runs, theirs, their_runs = other_ends(columns, rows, others)
+        if len(mine):
             # local_peers looks only where the other end's address is this host's.
             values, _, first = distinct_rows_first(
-                [columns.family[left], columns.dst_high[left], columns.dst_low[left]]
+                [columns.family[mine], columns.dst_high[mine], columns.dst_low[mine]]
             )
             addresses = AddressTable()
             foreign = [
@@ -689,31 +689,29 @@ class TablePeers:
                 if not index.is_local(addresses.get(kind, high, low))
             ]
             if foreign:
-                gone = np.zeros(len(left), dtype=np.bool_)
+                gone = np.zeros(len(mine), dtype=np.bool_)
                 for at in foreign:
-                    row = left[at]
-                    same = (
-                        (columns.family[left] == columns.family[row])
-                        & (columns.dst_high[left] == columns.dst_high[row])
-                        & (columns.dst_low[left] == columns.dst_low[row])
+                    row = mine[at]
+                    gone |= (
+                        (columns.family[mine] == columns.family[row])
+                        & (columns.dst_high[mine] == columns.dst_high[row])
+                        & (columns.dst_low[mine] == columns.dst_low[row])
                     )
-                    gone |= same
-                left, right = left[~gone], right[~gone]
+                mine, my_runs = mine[~gone], my_runs[~gone]
         self._table = table
-        self._left = left
-        self._right = right
-
-    def pairs(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-        """The pairs: a row of the first state, and the row of its other end."""
-        return self._left, self._right
+        self._mine = mine
+        self._my_runs = my_runs
+        self._their_runs = their_runs
+        self._their_holders = table.holders[theirs]
 
     def of(self, rows: npt.NDArray[np.intp]) -> tuple[int, ...]:
         """The pids holding the other end of any of ``rows``, lowest first."""
         import numpy as np
 
-        if not len(self._left):
+        if not len(self._mine):
             return ()
-        numbers = np.unique(self._table.holders[self._right[np.isin(self._left, rows)]])
+        runs = self._my_runs[np.isin(self._mine, rows)]
+        numbers = np.unique(self._their_holders[np.isin(self._their_runs, runs)])
         groups = self._table.groups
         return tuple(sorted({pid for at in numbers.tolist() for pid in groups[at]}))
 

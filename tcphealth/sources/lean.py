@@ -213,7 +213,11 @@ def collect(
             own_read = namespaces._Read(
                 procfs.read_sysctls(proc_root), procfs.read_counters(proc_root)
             )
-            owners = pending.owners(array("Q", columns.inode.tolist()))
+            # Copied as bytes: a list of the inodes first would hold 300,000 Python ints.
+            inodes = array("Q")
+            inodes.frombytes(columns.inode.astype(np.uint64).tobytes())
+            owners = pending.owners(inodes)
+            del inodes
             table, unseen = table_of(columns, owners, proc_root, discovery.own if every else None)
             scan = owners.scan
             del owners

@@ -419,7 +419,7 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     # The CLOSE_WAIT a holder keeps (index.held_by: those with pids).
     close_wait = np.flatnonzero((columns.state == _CLOSE_WAIT_CODE) & table.named()[table.holders])
     close_wait_holders = table.holders[close_wait]
-    far_ends, ends = other_ends(columns, held_rows, close_wait)
+    ends, end_runs, far_ends, far_runs = other_ends(columns, held_rows, close_wait)
     held: list[tuple[tuple[int, ...], _HeldWait]] = []
     for pids, members in held_groups_of_table(table, held_rows):
         with_info = members[columns.has_info[members]]
@@ -442,7 +442,7 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
                         pids,
                         close_wait,
                         close_wait_holders,
-                        ends[np.isin(far_ends, members)],
+                        far_ends[np.isin(far_runs, end_runs[np.isin(ends, members)])],
                     ),
                 ),
             )
