@@ -246,3 +246,44 @@ def test_a_live_dump_gives_the_same_sockets_both_ways(live_scene: dict[str, TcpS
             busy = [s for s in by_columns if s.recv_queue == 1000 and str(s.local) in live_scene]
             assert len(busy) == 1 and busy[0].tcp_info is not None
             assert busy[0].state is TcpState.ESTABLISHED
+
+
+def _walked(chunk: bytes, at_once: bool) -> tuple[bool, list[int], list[int]]:
+    starts: list[int] = []
+    lengths: list[int] = []
+    if at_once:
+        handled = columns._walk_at_once(memoryview(chunk), 100, starts, lengths)
+    else:
+        handled = not columns._walk(memoryview(chunk), "test", 100, starts, lengths)
+    return handled, starts, lengths
+
+
+@pytest.mark.live
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not netlink.available(),
+    reason="needs netlink sock_diag",
+)
+def test_a_datagram_is_walked_at_once_where_it_can_be(live_scene: dict[str, TcpState]) -> None:
+    chunks = _received(Family.IPV4)
+    at_once = [_walked(chunk, True) for chunk in chunks]
+    by_step = [_walked(chunk, False) for chunk in chunks]
+    # Each datagram of socket messages: the same messages found both ways. The one with
+    # NLMSG_DONE is left to the per-message walk.
+    for chunk, (handled, starts, lengths), expected in zip(chunks, at_once, by_step, strict=True):
+        if dump_relay.dump_ended(memoryview(chunk)):
+            assert not handled and not starts
+        else:
+            assert handled and (True, starts, lengths) == expected and starts
+    assert any(handled for handled, _, _ in at_once)
+
+    first = next(chunk for chunk, (handled, _, _) in zip(chunks, at_once, strict=True) if handled)
+    (length,) = struct.unpack_from("=I", first, 0)
+    if (length + 3) & ~3 < len(first):  # two messages or more: a body that looks like a header
+        fake = bytearray(first)
+        fake[32:48] = first[0:16]  # inside the first message's body: a second chain
+        assert _walked(bytes(fake), True) == (False, [], [])
+    # Stray bytes after the last message, a message cut short, an error: left to _walk.
+    assert not _walked(first + b"\0" * 4, True)[0]
+    assert not _walked(first[:-4], True)[0]
+    error = struct.pack("=IHHIIi", 20, dump_relay.NLMSG_ERROR, 0, 1, 0, -1)
+    assert not _walked(first + error, True)[0]

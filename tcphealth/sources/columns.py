@@ -180,6 +180,39 @@ def _empty(count: int) -> dict[str, Array]:
     return out
 
 
+def _walk_at_once(data: memoryview, base: int, starts: list[int], lengths: list[int]) -> bool:
+    """:func:`_walk` of a datagram of socket messages only, without a Python step per
+    message: every 4-byte position that could start one is found at once (a header of
+    SOCK_DIAG_BY_FAMILY with the first message's sequence number and port id), and kept only
+    if those positions are exactly the chain of messages from the first to the end of the
+    datagram (each one's aligned length leads to the next). False, nothing noted: not such
+    a datagram, or not sure (NLMSG_DONE, an error, another type, stray bytes, a body that
+    looks like a header) -- :func:`_walk` reads it then."""
+    end = len(data)
+    if end < _HEADER_SIZE or end % 4:
+        return False
+    words = np.frombuffer(data, dtype=np.uint32)  # native order, as netlink sends
+    halves = np.frombuffer(data, dtype=np.uint16)
+    count = len(words) - 3  # the positions a 16-byte header fits at: nlmsg_len, nlmsg_type
+    length = words[:count]  # (with the flags), nlmsg_seq, nlmsg_pid
+    maybe = (
+        (halves[2 : 2 * count + 2 : 2] == SOCK_DIAG_BY_FAMILY)
+        & (words[2 : count + 2] == words[2])
+        & (words[3 : count + 3] == words[3])
+        & (length >= _HEADER_SIZE)
+    )
+    at = np.flatnonzero(maybe)
+    if not len(at) or at[0] != 0:
+        return False
+    found = length[at].astype(np.int64)
+    following = at + ((found + 3) >> 2)  # the aligned length, in words
+    if following[-1] != len(words) or not bool(np.all(following[:-1] == at[1:])):
+        return False
+    starts.extend((at * 4 + (base + _HEADER_SIZE)).tolist())
+    lengths.extend((found - _HEADER_SIZE).tolist())
+    return True
+
+
 def _walk(data: memoryview, where: str, base: int, starts: list[int], lengths: list[int]) -> bool:
     """Note where each socket message of one datagram starts (plus ``base``: where the
     datagram will sit in its batch) and its body's length; whether NLMSG_DONE came. The one
@@ -307,7 +340,9 @@ def decoded_parts(
     done = False
     for chunk in chunks:
         view = memoryview(chunk)
-        done = _walk(view, where, len(batch), starts, lengths)
+        done = not _walk_at_once(view, len(batch), starts, lengths) and _walk(
+            view, where, len(batch), starts, lengths
+        )
         batch += view
         if len(batch) >= BATCH_BYTES or done:
             part = _gathered(memoryview(batch), where, starts, lengths)
