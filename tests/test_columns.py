@@ -287,3 +287,22 @@ def test_a_datagram_is_walked_at_once_where_it_can_be(live_scene: dict[str, TcpS
     assert not _walked(first[:-4], True)[0]
     error = struct.pack("=IHHIIi", 20, dump_relay.NLMSG_ERROR, 0, 1, 0, -1)
     assert not _walked(first + error, True)[0]
+
+
+def test_ends_by_group_pairs_every_row_of_a_shared_key() -> None:
+    # Runs as other_ends gives them: rows 10 and 11 share run 0 (one key, two rows: a
+    # connection seen twice), row 12 is in no group; rows 20 and 21 are the other ends.
+    import numpy as np
+
+    from tcphealth.diagnose.shared import ends_by_group
+
+    group_of = np.full(30, -1, dtype=np.intp)
+    group_of[10], group_of[11] = 0, 1
+    group, other = ends_by_group(
+        group_of,
+        np.array([10, 11, 12], dtype=np.intp),
+        np.array([0, 0, 1], dtype=np.intp),
+        np.array([20, 21], dtype=np.intp),
+        np.array([0, 1], dtype=np.intp),
+    )
+    assert sorted(zip(group.tolist(), other.tolist(), strict=True)) == [(0, 20), (1, 20)]

@@ -661,6 +661,49 @@ def local_ports_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> Co
     return Counter(dict(zip(ports.tolist(), counts.tolist(), strict=True)))
 
 
+def group_numbers(
+    table: SocketTable, groups: list[tuple[tuple[int, ...], npt.NDArray[np.intp]]]
+) -> npt.NDArray[np.intp]:
+    """Per row of ``table``, the position of its group among ``groups`` (as
+    :func:`held_groups_of_table` gives them); -1 for a row in none."""
+    import numpy as np
+
+    found = np.full(len(table), -1, dtype=np.intp)
+    for at, (_, members) in enumerate(groups):
+        found[members] = at
+    return found
+
+
+def ends_by_group(
+    group_of: npt.NDArray[np.intp],
+    mine: npt.NDArray[np.intp],
+    my_runs: npt.NDArray[np.intp],
+    theirs: npt.NDArray[np.intp],
+    their_runs: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The other ends of each group's rows, from :func:`tcphealth.columnar.other_ends`'s
+    answer (rows and runs of both sides, in run order): the group numbers (``group_of[row]``,
+    -1 for a row in none) and the other end's row, pair by pair. One pass for every group,
+    where a lookup per group would sort both sides once per group."""
+    import numpy as np
+
+    empty = np.zeros(0, dtype=np.intp)
+    if not len(mine) or not len(theirs):
+        return empty, empty
+    first = np.searchsorted(my_runs, their_runs, side="left")
+    last = np.searchsorted(my_runs, their_runs, side="right")
+    single = (last - first) == 1  # one row of this side per connection: every real one
+    groups = [group_of[mine[first[single]]]]
+    others = [theirs[single]]
+    for at in np.flatnonzero(~single).tolist():  # a key several rows share
+        for row in mine[first[at] : last[at]].tolist():
+            groups.append(np.array([group_of[row]], dtype=np.intp))
+            others.append(theirs[at : at + 1])
+    group, other = np.concatenate(groups), np.concatenate(others)
+    kept = group >= 0
+    return group[kept], other[kept]
+
+
 class TablePeers:
     """:func:`local_peers` over a table: the rows of one state matched once with the other
     ends on this host (the rows of ``peer_code`` a named holder holds) by one join of their
@@ -701,8 +744,25 @@ class TablePeers:
         self._table = table
         self._mine = mine
         self._my_runs = my_runs
+        self._theirs = theirs
         self._their_runs = their_runs
         self._their_holders = table.holders[theirs]
+
+    def by_group(self, group_of: npt.NDArray[np.intp], groups: int) -> list[tuple[int, ...]]:
+        """:meth:`of` the rows of each of ``groups`` groups at once (``group_of[row]``: the
+        group of a row of the first state, -1 for none)."""
+        import numpy as np
+
+        found: list[set[int]] = [set() for _ in range(groups)]
+        group, other = ends_by_group(
+            group_of, self._mine, self._my_runs, self._theirs, self._their_runs
+        )
+        if len(group):
+            holders = np.uint64(len(self._table.groups))
+            pairs = np.unique(group.astype(np.uint64) * holders + self._table.holders[other])
+            for key in pairs.tolist():
+                found[key // int(holders)].update(self._table.groups[key % int(holders)])
+        return [tuple(sorted(pids)) for pids in found]
 
     def of(self, rows: npt.NDArray[np.intp]) -> tuple[int, ...]:
         """The pids holding the other end of any of ``rows``, lowest first."""

@@ -42,6 +42,7 @@ from tcphealth.diagnose.shared import (
     counted_beyond_listing,
     descriptors_elsewhere,
     destinations_of_table,
+    group_numbers,
     held_groups_of_table,
     listener_owner,
     listener_subject,
@@ -370,10 +371,12 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     ]
     fin_in_queue = fin_counted(index)
     held_rows = rows[owned]
-    peers = TablePeers(index, table, held_rows, _FIN_WAIT2_CODE)
+    groups = held_groups_of_table(table, held_rows)
+    group_of = group_numbers(table, groups)
+    peers = TablePeers(index, table, held_rows, _FIN_WAIT2_CODE).by_group(group_of, len(groups))
     unread_over = 1 if fin_in_queue else 0
     findings: list[Finding] = []
-    for pids, members in held_groups_of_table(table, held_rows):
+    for (pids, members), local in zip(groups, peers, strict=True):
         group = _Held.of_table(columns, members, fin_in_queue)
         unread = columns.rqueue[members]
         unread = unread[unread > unread_over]
@@ -388,7 +391,7 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
                 if len(unread)
                 else []
             ),
-            peers=peers.of(members),
+            peers=local,
         )
         if finding is not None:
             findings.append(finding)

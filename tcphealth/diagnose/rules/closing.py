@@ -41,6 +41,8 @@ from tcphealth.diagnose.shared import (
     counted_beyond_listing,
     destinations_of_table,
     elision_among,
+    ends_by_group,
+    group_numbers,
     held_groups_of_table,
     listing_elsewhere,
     local_peers,
@@ -415,13 +417,18 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     # _is_orphaned_fin_wait2; every other FIN_WAIT2 has an inode, so it is held.
     orphaned = (columns.inode[rows] == 0) | (columns.timer[rows] == _TIME_WAIT_TIMER)
     held_rows = rows[~orphaned]
-    peers = TablePeers(index, table, held_rows, _CLOSE_WAIT_CODE)
-    # The CLOSE_WAIT a holder keeps (index.held_by: those with pids).
+    groups = held_groups_of_table(table, held_rows)
+    group_of = group_numbers(table, groups)
+    peers = TablePeers(index, table, held_rows, _CLOSE_WAIT_CODE).by_group(group_of, len(groups))
+    # The CLOSE_WAIT a holder keeps (index.held_by: those with pids), and the far ends of each
+    # group's FIN_WAIT2 among them (not relayed: the other end of its own connection).
     close_wait = np.flatnonzero((columns.state == _CLOSE_WAIT_CODE) & table.named()[table.holders])
     close_wait_holders = table.holders[close_wait]
-    ends, end_runs, far_ends, far_runs = other_ends(columns, held_rows, close_wait)
+    group, far_end = ends_by_group(group_of, *other_ends(columns, held_rows, close_wait))
+    by_group = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[by_group], np.arange(len(groups) + 1))
     held: list[tuple[tuple[int, ...], _HeldWait]] = []
-    for pids, members in held_groups_of_table(table, held_rows):
+    for at, ((pids, members), local) in enumerate(zip(groups, peers, strict=True)):
         with_info = members[columns.has_info[members]]
         held.append(
             (
@@ -435,14 +442,14 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
                         if len(with_info)
                         else None
                     ),
-                    peers=functools.partial(peers.of, members),
+                    peers=functools.partial(_given, local),
                     relayed=functools.partial(
                         _relayed_of_table,
                         table,
                         pids,
                         close_wait,
                         close_wait_holders,
-                        far_ends[np.isin(far_runs, end_runs[np.isin(ends, members)])],
+                        far_end[by_group[bounds[at] : bounds[at + 1]]],
                     ),
                 ),
             )
@@ -473,7 +480,13 @@ def _relayed_of_table(
     wanted = set(pids)
     numbers = [at for at, group in enumerate(table.groups) if wanted.intersection(group)]
     kept = close_wait[np.isin(close_wait_holders, numbers)]
-    return int(np.count_nonzero(~np.isin(kept, far_ends)))
+    far = np.zeros(len(table), dtype=np.bool_)
+    far[far_ends] = True
+    return int(np.count_nonzero(~far[kept]))
+
+
+def _given(pids: tuple[int, ...]) -> tuple[int, ...]:
+    return pids
 
 
 def _fin_wait2_judged(
