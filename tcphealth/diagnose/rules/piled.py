@@ -40,9 +40,10 @@ from tcphealth.diagnose.shared import (
     pile_steps,
     ports_ran_out,
 )
-from tcphealth.diagnose.wording import number, pid_evidence, process_subject, who
+from tcphealth.diagnose.wording import number, pid_evidence, pids_key, process_subject, who
 from tcphealth.model import (
     Blame,
+    Endpoint,
     ErrorKind,
     Evidence,
     Finding,
@@ -55,13 +56,10 @@ from tcphealth.model import (
 from tcphealth.states import duration_text
 
 if TYPE_CHECKING:  # numpy is loaded only where a table is read
-    import numpy as np
-    import numpy.typing as npt
-
     from tcphealth.columnar import SocketTable
 
 PILED = "established-piled"
-_ESTABLISHED_CODE, _AF_INET6 = 1, 10
+_ESTABLISHED_CODE, _AF_INET, _AF_INET6 = 1, 2, 10
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
@@ -69,35 +67,61 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
 
 
 def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable) -> list[Finding]:
-    """:func:`check` over the ESTABLISHED rows whose remote address and port at least
-    ``established_pile_warning`` rows share (a v4-mapped address folded to its IPv4 one, as
-    the object path's destination() folds it): a superset of every pile, made objects in
-    their order. Most hosts have none, so nothing is made."""
+    """:func:`check` over the ESTABLISHED rows of ``table``: the client connections
+    (:func:`pile_candidate`) counted per (holders, destination) with one lexsort -- a
+    v4-mapped address folded to its IPv4 one, as destination() folds it -- and each pile's
+    idle times read from the columns; no socket made an object (a busy host's piles hold
+    tens of thousands)."""
     import numpy as np
 
+    from tcphealth.columnar import AddressTable, distinct_rows_first
+
+    at_least = thresholds.established_pile_warning
     columns = table.columns
     rows = np.flatnonzero(columns.state == _ESTABLISHED_CODE)
-    if len(rows) < thresholds.established_pile_warning:
+    if len(rows) < at_least:
         return []
-    high, low = columns.dst_high[rows], columns.dst_low[rows]
-    mapped = (columns.family[rows] == _AF_INET6) & (high == 0) & ((low >> np.uint64(32)) == 0xFFFF)
+    family, high, low = columns.family[rows], columns.dst_high[rows], columns.dst_low[rows]
+    mapped = (family == _AF_INET6) & (high == 0) & ((low >> np.uint64(32)) == 0xFFFF)
+    # pile_candidate: a peer that is one known host (not the unspecified address), and a
+    # local port no listener here has.
+    listening = np.array(sorted(p for p in index.listeners_by_port if p is not None))
+    candidate = ((high != 0) | (low != 0)) & ~np.isin(columns.sport[rows], listening)
     high = np.where(mapped, (low & np.uint64(0xFFFF_FFFF)) << np.uint64(32), high)
     low = np.where(mapped, np.uint64(0), low)
-    keys: list[npt.NDArray[np.generic]] = [high, low, columns.dport[rows]]
-    order = np.lexsort(keys)
-    starts = np.zeros(len(order), dtype=np.bool_)
-    starts[0] = True
-    for key in keys:
-        ordered = key[order]
-        starts[1:] |= ordered[1:] != ordered[:-1]
-    group = np.cumsum(starts) - 1
-    sizes = np.bincount(group)
-    size = np.empty(len(rows), dtype=sizes.dtype)
-    size[order] = sizes[group]
-    candidates = rows[size >= thresholds.established_pile_warning]
-    if not len(candidates):
-        return []
-    return _judged(index, thresholds, table.sockets(candidates))
+    family = np.where(mapped, np.uint8(_AF_INET), family)
+    rows, family, high, low = rows[candidate], family[candidate], high[candidate], low[candidate]
+    port = columns.dport[rows]
+    holder = table.holders[rows]
+    values, counts, first = distinct_rows_first([holder, family, high, low, port])
+    # Each (holders as given, destination) once, then by the holders' normal form, in the
+    # order a pass over the rows meets them.
+    addresses = AddressTable()
+    met: dict[tuple[tuple[int, ...], Destination], tuple[int, int, list[int]]] = {}
+    for at, (number_at, kind, top, bottom, remote_port) in enumerate(zip(*values, strict=True)):
+        remote = Endpoint(addresses.get(kind, top, bottom), remote_port)
+        key = (pids_key(table.groups[number_at]), remote)
+        earliest, count, combos = met.get(key, (first[at], 0, []))
+        met[key] = (min(earliest, first[at]), count + counts[at], [*combos, at])
+    findings: list[Finding] = []
+    sent, received = columns.last_data_sent_ms, columns.last_data_recv_ms
+    for (pids, toward), (_, count, combos) in sorted(met.items(), key=lambda item: item[1][0]):
+        if count < at_least:
+            continue
+        wanted = np.zeros(len(rows), dtype=np.bool_)
+        for at in combos:
+            wanted |= (
+                (holder == values[0][at])
+                & (family == values[1][at])
+                & (high == values[2][at])
+                & (low == values[3][at])
+                & (port == values[4][at])
+            )
+        members = rows[wanted]
+        known = members[columns.has_info[members]]
+        idle = (np.minimum(sent[known], received[known]) / 1000).tolist()
+        findings.append(_finding(index, thresholds, pids, toward, len(members), idle))
+    return findings
 
 
 def _judged(
@@ -105,7 +129,14 @@ def _judged(
 ) -> list[Finding]:
     piles = established_piles(index, sockets, thresholds.established_pile_warning)
     return [
-        _finding(index, thresholds, pids, toward, members)
+        _finding(
+            index,
+            thresholds,
+            pids,
+            toward,
+            len(members),
+            [idle for sock in members if (idle := _data_idle_seconds(sock)) is not None],
+        )
         for (pids, toward), members in piles.items()
     ]
 
@@ -124,18 +155,19 @@ def _finding(
     thresholds: Thresholds,
     pids: tuple[int, ...],
     toward: Destination,
-    members: list[Socket],
+    count: int,
+    known: list[float],
 ) -> Finding:
-    idle = [_data_idle_seconds(sock) for sock in members]
-    known = [value for value in idle if value is not None]
+    """The finding of a pile of ``count`` connections, ``known`` the idle times of those
+    whose tcp_info gives them (:func:`_data_idle_seconds`)."""
     left_after = float(thresholds.established_idle_seconds)
     enough = thresholds.established_pile_warning
     severity = Severity.WARNING
     unchecked: list[str] = []
     evidence: list[Evidence] = [
-        Evidence("sockets", len(members), f"ESTABLISHED to {toward}, from client ports"),
+        Evidence("sockets", count, f"ESTABLISHED to {toward}, from client ports"),
     ]
-    if len(known) < len(members):
+    if len(known) < count:
         reading = "Whether they are idle or busy the source does not say."
         unchecked.append(PILE_IDLE_UNKNOWN)
     else:
@@ -154,7 +186,7 @@ def _finding(
                 ),
                 Evidence(
                     "busy",
-                    len(members) - quiet,
+                    count - quiet,
                     f"sent, received or opened within the last {quiet_after:g} s (stuck_seconds)",
                 ),
                 Evidence("longest_idle_s", round(longest, 1), "tcp_info's lastsnd/lastrcv"),
@@ -178,7 +210,7 @@ def _finding(
         else:
             severity = Severity.INFO
             reading = (
-                f"{number(len(members) - quiet)} of them sent or received data, or were "
+                f"{number(count - quiet)} of them sent or received data, or were "
                 f"opened, within the last {quiet_after:g} s: active now, not left idle -- that "
                 "many requests in flight at once is load rather than a leak, and the server's "
                 "capacity and the client's concurrency are what to look at."
@@ -221,9 +253,9 @@ def _finding(
         state=TcpState.ESTABLISHED,
         blame=Blame.LOCAL_APPLICATION,
         subject=subject,
-        count=len(members),
+        count=count,
         summary=(
-            f"{holder} holds {number(len(members))} ESTABLISHED connections open to {toward}: "
+            f"{holder} holds {number(count)} ESTABLISHED connections open to {toward}: "
             f"{PILE_MEANING}{harm}. {reading}"
         ),
         evidence=(*evidence, *pid_evidence(pids)),
