@@ -49,6 +49,8 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
             held[item.pids[0]] = item.sockets
             counted[item.pids[0]] = item.command
     ports = high - low + 1
+    if ports <= 0:
+        return []  # an empty range (low above high): no port to pick, so no share of it held
     findings = []
     for pid, count in held.most_common():
         ratio = count / ports
