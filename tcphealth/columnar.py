@@ -171,6 +171,21 @@ class AddressTable:
         return found
 
 
+def lexsorted_runs(
+    keys: list[npt.NDArray[np.generic]],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """The rows sorted by ``keys`` (equal-length columns, at least one row; in np.lexsort's
+    order: the last key the primary one) and, in that order, where each run of rows equal in
+    every key starts. Stable: within a run the rows keep their order."""
+    order = np.lexsort(keys)
+    starts = np.zeros(len(order), dtype=np.bool_)
+    starts[0] = True
+    for key in keys:
+        ordered = key[order]
+        starts[1:] |= ordered[1:] != ordered[:-1]
+    return order, starts
+
+
 def distinct_rows(
     keys: list[npt.NDArray[np.generic]],
 ) -> tuple[list[list[int]], list[int]]:
@@ -189,17 +204,12 @@ def distinct_rows_first(
     what a loop over the rows in order would meet each combination at."""
     if not keys or not len(keys[0]):
         return [[] for _ in keys], [], []
-    order = np.lexsort(keys)
-    ordered = [key[order] for key in keys]
-    starts = np.zeros(len(order), dtype=np.bool_)
-    starts[0] = True
-    for key in ordered:
-        starts[1:] |= key[1:] != key[:-1]
+    order, starts = lexsorted_runs(keys)
     first = np.flatnonzero(starts)
     counts: list[int] = np.diff(np.append(first, len(order))).tolist()
     # lexsort is stable: within one combination the rows stay in order, the first is lowest.
     first_rows: list[int] = order[first].tolist()
-    return [key[first].tolist() for key in ordered], counts, first_rows
+    return [key[order[first]].tolist() for key in keys], counts, first_rows
 
 
 def other_ends(
@@ -237,12 +247,7 @@ def other_ends(
     keys = [np.concatenate((a, b)) for a, b in zip(mine, theirs, strict=True)]
     side = np.concatenate((np.zeros(len(rows), np.bool_), np.ones(len(others), np.bool_)))
     where = np.concatenate((rows, others))
-    order = np.lexsort(keys[::-1])  # the last key is lexsort's primary one
-    starts = np.zeros(len(order), dtype=np.bool_)
-    starts[0] = True
-    for key in keys:
-        ordered = key[order]
-        starts[1:] |= ordered[1:] != ordered[:-1]
+    order, starts = lexsorted_runs(keys[::-1])  # the last key is lexsort's primary one
     run = np.cumsum(starts) - 1
     sides = side[order]
     runs = int(run[-1]) + 1

@@ -597,7 +597,7 @@ def destinations_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> C
     destination per client port: tens of thousands of endpoints made for three names."""
     import numpy as np
 
-    from tcphealth.columnar import AddressTable
+    from tcphealth.columnar import AddressTable, lexsorted_runs
 
     if not len(rows):
         return Counter()
@@ -609,12 +609,7 @@ def destinations_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> C
         high = np.where(mapped, (low & np.uint64(0xFFFFFFFF)) << np.uint64(32), high)
         low = np.where(mapped, np.uint64(0), low)
     keys: list[npt.NDArray[np.generic]] = [family, high, low, columns.dport[rows]]
-    order = np.lexsort(keys[::-1])
-    changed = np.zeros(len(order), dtype=np.bool_)
-    changed[0] = True
-    for key in keys:
-        ordered = key[order]
-        changed[1:] |= ordered[1:] != ordered[:-1]
+    order, changed = lexsorted_runs(keys[::-1])
     starts = np.flatnonzero(changed)
     counts = np.diff(np.append(starts, len(order)))
     firsts = order[starts]
@@ -623,12 +618,7 @@ def destinations_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> C
     if len(counts) > 1 and int(counts.max()) == 1:
         # by_host_if_ports_vary's fold, done here: the hosts, each with its sockets.
         by_host: list[npt.NDArray[np.generic]] = [family[firsts], high[firsts], low[firsts]]
-        host_order = np.lexsort(by_host[::-1])
-        new_host = np.zeros(len(host_order), dtype=np.bool_)
-        new_host[0] = True
-        for key in by_host:
-            ordered = key[host_order]
-            new_host[1:] |= ordered[1:] != ordered[:-1]
+        host_order, new_host = lexsorted_runs(by_host[::-1])
         host_starts = np.flatnonzero(new_host)
         host_counts = np.diff(np.append(host_starts, len(host_order))).tolist()
         at = firsts[host_order[host_starts]]

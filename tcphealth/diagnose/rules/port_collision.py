@@ -138,7 +138,7 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     CLOSE_WAIT lazy, else the objects are read as by :func:`check`."""
     import numpy as np
 
-    from tcphealth.columnar import AddressTable
+    from tcphealth.columnar import AddressTable, lexsorted_runs
 
     del thresholds  # as in check
     if not index.reads_table(table, TcpState.CLOSE_WAIT):
@@ -157,12 +157,7 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
         columns.dst_high[rows],
         columns.dst_low[rows],
     ]
-    order = np.lexsort(keys[::-1])
-    starts = np.zeros(len(order), dtype=np.bool_)
-    starts[0] = True
-    for key in keys:
-        ordered = key[order]
-        starts[1:] |= ordered[1:] != ordered[:-1]
+    order, starts = lexsorted_runs(keys[::-1])
     group = np.empty(len(rows), dtype=np.intp)
     group[order] = np.cumsum(starts) - 1
     groups = int(group.max()) + 1
