@@ -602,7 +602,7 @@ RULE = Rule(
     codes=(
         Code(
             CLOSE_WAIT_COUNTED,
-            "the paste's own count of CLOSE_WAIT: connections the application never closed",
+            "the paste's own count of CLOSE_WAIT: connections the application has not closed",
             (Severity.WARNING, Severity.CRITICAL),
         ),
         Code(
