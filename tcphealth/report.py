@@ -252,20 +252,61 @@ class _Grouping:
 
     A listener keeps both. A socket whose local port is one this host listens on is the
     service side; one whose remote port is, and whose local port is not, is a client of it.
-    Otherwise the side whose port lies in the ephemeral range is the client side; when both or
-    neither do, the side with the higher port is taken to be it.
+    Otherwise the side whose port lies in the ephemeral range is the client side. When both or
+    neither do (a service bound to a port of the ephemeral range whose listener is gone or not
+    shown: client TIME_WAIT left after a test server stopped, a paste without the LISTEN row),
+    the end that more of those undecided sockets share is the service -- clients come from
+    many ports, a service takes them on one; where that ties too, the side with the higher port
+    is taken to be the client.
 
     The endpoint without its port is made once per address object and shared: sources share
     address objects, so 300,000 sockets need a few of them, not 300,000.
     """
 
-    def __init__(self, ephemeral: tuple[int, int], listening: frozenset[int]) -> None:
+    def __init__(
+        self,
+        ephemeral: tuple[int, int],
+        listening: frozenset[int],
+        sockets: Iterable[Socket] = (),
+    ) -> None:
         self.low, self.high = ephemeral
         self.listening = listening
+        self._sockets = sockets
+        # Endpoint -> how many undecided sockets have it at either end; counted on the first
+        # undecided socket only, so a host where every socket is decided pays nothing.
+        self._shared: Counter[Endpoint] | None = None
         # id(address) -> Endpoint(address, None)
         self.without_port_by_id: dict[int, Endpoint] = {}
         self.without_port_by_name: dict[str, Endpoint] = {}
         self._addresses: list[object] = []  # keeps those ids' objects alive, hence unique
+
+    def undecided(self, local_port: int, remote_port: int) -> bool:
+        """Whether neither the listeners nor the port range tell the client side."""
+        if local_port in self.listening or remote_port in self.listening:
+            return False
+        low, high = self.low, self.high
+        return (low <= local_port <= high) == (low <= remote_port <= high)
+
+    def local_is_client(self, sock: Socket) -> bool:
+        """For an :meth:`undecided` socket: whether its local end is the client's."""
+        shared = self._shared
+        if shared is None:
+            shared = self._shared = Counter()
+            for one in self._sockets:
+                local, remote = one.local, one.remote
+                if (
+                    one.state is not TcpState.LISTEN
+                    and local.port is not None
+                    and remote.port is not None
+                    and self.undecided(local.port, remote.port)
+                ):
+                    shared[local] += 1
+                    shared[remote] += 1
+        local_count, remote_count = shared[sock.local], shared[sock.remote]
+        if local_count != remote_count:
+            return local_count < remote_count
+        assert sock.local.port is not None and sock.remote.port is not None
+        return sock.local.port >= sock.remote.port
 
     def without_port(self, endpoint: Endpoint) -> Endpoint:
         address = endpoint.address
@@ -473,7 +514,7 @@ def _group_by_identity(
                 if local_ephemeral != (low <= remote_port <= high):
                     collapse_local = local_ephemeral
                 else:
-                    collapse_local = local_port >= remote_port
+                    collapse_local = grouping.local_is_client(sock)
             if collapse_local:
                 shared = without_port.get(id(local.address))
                 local = shared if shared is not None else grouping.without_port(local)
@@ -550,7 +591,7 @@ def build_report(
             for sock in snapshot.sockets
             if sock.state is TcpState.LISTEN and sock.local.port is not None
         )
-        grouping = _Grouping(ephemeral, listening)
+        grouping = _Grouping(ephemeral, listening, snapshot.sockets)
         ages = series.ages if series is not None else None
         by_identity, truncated = _group_by_identity(snapshot.sockets, grouping, ages)
         # Each group goes to its holders straight away: an owner's groups are keyed by equal

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import pytest
 
@@ -110,6 +111,27 @@ def test_server_side_groups_fold_several_clients_into_one_row() -> None:
         # a single client keeps its address
         ("10.0.0.5:22", "192.0.2.10:*", 1, 1, 0),
     ]
+
+
+def test_a_service_on_an_ephemeral_port_without_its_listener_is_the_shared_end() -> None:
+    """Neither the listeners nor the port range tell the sides apart (both ports ephemeral,
+    the LISTEN row gone): the end the connections share is the service, so the clients'
+    TIME_WAIT make one row, not one row each under the lower port."""
+    sockets = [
+        sock("TIME_WAIT", f"127.0.0.1:{port}", "127.0.0.1:41691", 9)
+        for port in (36134, 36142, 36148, 50150, 60164)
+    ]
+    # One more with the service's port below the client's, as the old rule would have
+    # taken for the server side: the shared end still decides.
+    sockets.append(sock("TIME_WAIT", "127.0.0.1:33000", "127.0.0.1:41691", 9))
+    groups = build_report(snap(sockets, [proc(9, "client")]), []).processes[0].groups
+    assert [(str(g.local), g.remote_text, g.count) for g in groups] == [
+        ("127.0.0.1:*", "127.0.0.1:41691", 6)
+    ]
+    # A lone connection ties (each end once): the higher port is still the client's.
+    lone = [sock("ESTABLISHED", "127.0.0.1:50000", "127.0.0.1:40000", 9)]
+    groups = build_report(snap(lone, [proc(9, "client")]), []).processes[0].groups
+    assert [(str(g.local), g.remote_text) for g in groups] == [("127.0.0.1:*", "127.0.0.1:40000")]
 
 
 def test_listen_groups_keep_both_endpoints_and_the_backlog() -> None:
@@ -255,6 +277,17 @@ def test_the_grouping_loop_does_what_its_functions_say() -> None:
     lost = sock("ESTABLISHED", "10.0.0.5:0", "198.51.100.1:443", 2)
     sockets.append(dataclasses.replace(lost, local=Endpoint(lost.local.address, None)))
 
+    undecided_ends: Counter[Endpoint] = Counter()
+    for one in sockets:
+        ports = (one.local.port, one.remote.port)
+        if (
+            one.state is not TcpState.LISTEN
+            and None not in ports
+            and not set(ports) & listening
+            and len({32768 <= port <= 60999 for port in ports if port is not None}) == 1
+        ):
+            undecided_ends.update((one.local, one.remote))
+
     def grouped_under(one: Socket) -> tuple[Endpoint, Endpoint]:
         """_Grouping's rule: the client side loses its port."""
         local, remote = one.local, one.remote
@@ -266,6 +299,8 @@ def test_the_grouping_loop_does_what_its_functions_say() -> None:
             client_is_local = True
         elif (32768 <= local.port <= 60999) != (32768 <= remote.port <= 60999):
             client_is_local = 32768 <= local.port <= 60999
+        elif undecided_ends[local] != undecided_ends[remote]:
+            client_is_local = undecided_ends[local] < undecided_ends[remote]
         else:
             client_is_local = local.port >= remote.port
         if client_is_local:
@@ -277,7 +312,9 @@ def test_the_grouping_loop_does_what_its_functions_say() -> None:
         local, remote = grouped_under(one)
         expected[(one.pids, one.state, str(local), str(remote))].append(kernel_age_floor(one))
 
-    groups, truncated = _group_by_identity(sockets, _Grouping((32768, 60999), listening), None)
+    groups, truncated = _group_by_identity(
+        sockets, _Grouping((32768, 60999), listening, sockets), None
+    )
     got: dict[tuple[object, ...], tuple[int, float | None]] = {}
     for (pids, state, _, _), (local, remote, group) in groups.items():
         # Equal endpoints in different objects are separate groups here (joined later).
