@@ -279,12 +279,12 @@ def test_the_grouping_loop_does_what_its_functions_say() -> None:
 
     undecided_ends: Counter[Endpoint] = Counter()
     for one in sockets:
-        ports = (one.local.port, one.remote.port)
+        ends = (one.local.port, one.remote.port)
         if (
             one.state is not TcpState.LISTEN
-            and None not in ports
-            and not set(ports) & listening
-            and len({32768 <= port <= 60999 for port in ports if port is not None}) == 1
+            and None not in ends
+            and not set(ends) & listening
+            and len({32768 <= port <= 60999 for port in ends if port is not None}) == 1
         ):
             undecided_ends.update((one.local, one.remote))
 
