@@ -90,7 +90,7 @@ def test_one_young_sample_states_what_it_shows_and_does_not_call_it_a_leak() -> 
     assert finding.summary == (
         "pid 812 (java) holds 30 connections in CLOSE_WAIT: the peers closed and this "
         "application has not closed them yet; it read each to end-of-file and has not called "
-        "close() yet; mostly to 10.0.0.5:5432 (30)."
+        "close() yet; all to 10.0.0.5:5432 (30)."
     )
     assert "leak" not in finding.summary
     assert {e.name: e.value for e in finding.evidence}["oldest_at_least_s"] == 3.0
@@ -165,16 +165,22 @@ def test_one_finding_per_process_and_forked_holders_share_one() -> None:
     assert shared.next_steps[0] == "ss -tnpo state close-wait '( sport = :8080 )'"
     # Clients' ports differ every time, so the peers are counted by host; this host's end is
     # the server's (port 8080), so they are where the connections come from.
-    assert shared.summary.endswith("mostly from 10.0.3.9 (20).")
+    assert shared.summary.endswith("all from 10.0.3.9 (20).")
 
 
 @pytest.mark.parametrize(
     ("local", "remote", "words"),
     [
         # a client end: an ephemeral port, toward a service port
-        (lambda i: f"10.0.0.1:{40000 + i}", lambda i: "10.0.0.5:5432", "mostly to 10.0.0.5:5432"),
+        (lambda i: f"10.0.0.1:{40000 + i}", lambda i: "10.0.0.5:5432", "all to 10.0.0.5:5432"),
         # a server end: a service port, from clients' ephemeral ports
-        (lambda i: "10.0.0.1:8080", lambda i: f"10.0.3.9:{50000 + i}", "mostly from 10.0.3.9"),
+        (lambda i: "10.0.0.1:8080", lambda i: f"10.0.3.9:{50000 + i}", "all from 10.0.3.9"),
+        # a client end toward five servers: the three named are not all of them
+        (
+            lambda i: f"10.0.0.1:{40000 + i}",
+            lambda i: f"10.0.0.{5 + i % 5}:5432",
+            "mostly to 10.0.0.5:5432 (4), 10.0.0.6:5432 (4), 10.0.0.7:5432 (4).",
+        ),
         # both
         (
             lambda i: f"10.0.0.1:{40000 + i}" if i % 2 else "10.0.0.1:8080",
@@ -186,7 +192,8 @@ def test_one_finding_per_process_and_forked_holders_share_one() -> None:
 def test_the_peers_are_where_connections_go_only_for_a_client_s_end(
     local: Callable[[int], str], remote: Callable[[int], str], words: str
 ) -> None:
-    # Before, every summary said "mostly to" its peers, also a server's about its clients.
+    # Before, every summary said "mostly to" its peers, also a server's about its clients;
+    # and "mostly" where the peers it names are all there are.
     snap = snapshot(
         many(20, lambda i: sock("CLOSE-WAIT", local(i), remote(i), pids=(100,), recv_queue=0))
     )

@@ -20,7 +20,13 @@ from tcphealth.diagnose.index import (
     hides_host,
     owned_by_fd,
 )
-from tcphealth.diagnose.wording import most_common_text, number, pids_key, process_subject
+from tcphealth.diagnose.wording import (
+    most_common_text,
+    number,
+    pids_key,
+    process_subject,
+    share_word,
+)
 from tcphealth.model import (
     Elision,
     Endpoint,
@@ -410,13 +416,17 @@ def reach_elsewhere(address: str, port: int | None) -> Elsewhere:
 
 
 def peers_text(
-    index: SnapshotIndex, local_ports: Iterable[int | None], peers: Counter[Destination]
+    index: SnapshotIndex,
+    local_ports: Iterable[int | None],
+    peers: Counter[Destination],
+    total: int,
 ) -> str:
     """``mostly to 10.0.0.5:6379 (2,900)`` where this host's ends are clients (their peers are
     where they connect to), ``mostly from ...`` where they are a server's (their peers are its
-    clients), ``mostly with ...`` where both or neither can be told. A local port is a
-    server's when a listener here has it or it lies outside the ephemeral range, from which a
-    client's port is drawn; ``local_ports`` may repeat."""
+    clients), ``mostly with ...`` where both or neither can be told; ``all`` for ``mostly``
+    where those named hold all ``total`` sockets. A local port is a server's when a listener
+    here has it or it lies outside the ephemeral range, from which a client's port is drawn;
+    ``local_ports`` may repeat."""
     (low, high), _ = port_range_or_default(index.snapshot.sysctls)
     sides = {
         port in index.listeners_by_port or not low <= port <= high
@@ -424,7 +434,7 @@ def peers_text(
         if port is not None
     }
     word = "with" if len(sides) != 1 else "from" if sides.pop() else "to"
-    return f"mostly {word} {most_common_text(peers)}"
+    return f"{share_word(peers, total)} {word} {most_common_text(peers)}"
 
 
 def widest_counts(counts: Iterable[ReportedCount]) -> dict[TcpState, ReportedCount]:

@@ -147,6 +147,13 @@ def _ranked(counts: Counter[Destination], limit: int) -> list[tuple[Destination,
     return candidates[:limit]
 
 
+def share_word(counts: Counter[Destination], total: int, limit: int = 3) -> str:
+    """``all`` where the destinations :func:`most_common_text` lists hold every one of the
+    ``total`` sockets, else ``mostly``: "mostly to X (30)" of 30 sockets says there were others."""
+    ranked = _ranked(by_host_if_ports_vary(counts), limit)
+    return "all" if sum(count for _, count in ranked) >= total else "mostly"
+
+
 def most_common_text(counts: Counter[Destination], limit: int = 3) -> str:
     """``10.0.0.5:6379 (2,900), 10.0.0.6:6379 (220)`` for a summary sentence."""
     ranked = _ranked(by_host_if_ports_vary(counts), limit)

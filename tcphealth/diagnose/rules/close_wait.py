@@ -65,6 +65,7 @@ from tcphealth.diagnose.wording import (
     pid_evidence,
     pids_key,
     process_subject,
+    share_word,
     sockets_text,
     top_destinations,
     who,
@@ -459,7 +460,7 @@ def _held_finding(
     summary = (
         f"{holder} holds {number(group.count)} connections in CLOSE_WAIT: the peers closed and "
         f"{closed}; {reading}{mixed}; "
-        f"{peers_text(index, group.local_ports, group.destinations)}."
+        f"{peers_text(index, group.local_ports, group.destinations, group.count)}."
         + (listings.sentence() if listings is not None else "")
     )
     evidence: list[Evidence] = [Evidence("close_wait", group.count, "held by a descriptor")]
@@ -705,7 +706,7 @@ def _age_decides(
         f"{holder} {'holds' if pids else 'has'} {number(count)} "
         f"{'connection' if count == 1 else 'connections'} in CLOSE_WAIT: the "
         f"{'peer' if count == 1 else 'peers'} closed and {closer} has not yet; "
-        f"{peers_text(index, ports, destinations)}. That is below the "
+        f"{peers_text(index, ports, destinations, count)}. That is below the "
         f"{number(thresholds.close_wait_warning)} that warn, but no timer ends CLOSE_WAIT, "
         f"only the application's close(); {age_text}"
     )
@@ -1067,7 +1068,7 @@ def _owner_unknown_finding(
         summary=(
             f"{number(count)} connections sit in CLOSE_WAIT: their peers closed and a local "
             "application has not, but the source does not say which one; "
-            f"{peers_text(index, local_ports, destinations)}.{unread_text}"
+            f"{peers_text(index, local_ports, destinations, count)}.{unread_text}"
             + (listings.sentence() if listings is not None else "")
         ),
         evidence=tuple(evidence),
@@ -1154,8 +1155,8 @@ def _peer_idle_close(
             f"closed them while they were idle, and {holder} closes its side only later -- of "
             f"the {number(listings.counts[0])} in the paste's first listing, "
             f"{number(listings.closed)} were gone by its last and {number(listings.added)} new "
-            "had come, so this is a pool closing late, not a leak; mostly to "
-            f"{most_common_text(destinations)}."
+            f"had come, so this is a pool closing late, not a leak; "
+            f"{share_word(destinations, count)} to {most_common_text(destinations)}."
         ),
         evidence=tuple(evidence),
         next_steps=platform_steps(

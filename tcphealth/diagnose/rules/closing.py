@@ -62,6 +62,7 @@ from tcphealth.diagnose.wording import (
     pid_evidence,
     pids_key,
     process_subject,
+    share_word,
     top_destinations,
     who,
 )
@@ -209,7 +210,7 @@ def _fin_findings(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]
                     f"{number(count)} connections sit in {state.value} with their FIN sent "
                     f"{thresholds.closing_min_retransmits} or more times and never "
                     "acknowledged: the peer or the path to it is gone; "
-                    f"{peers_text(index, (s.local.port for s in stuck), destinations)}"
+                    f"{peers_text(index, (s.local.port for s in stuck), destinations, count)}"
                     f"{pressure_text}."
                 ),
                 evidence=tuple(evidence),
@@ -611,7 +612,7 @@ def _fin_wait2_judged(
                 summary=(
                     f"{holder} holds {count_text} connections in FIN_WAIT2: it shut down its "
                     f"sending side and {wait_text}; "
-                    f"{peers_text(index, group.local_ports, destinations)}."
+                    f"{peers_text(index, group.local_ports, destinations, count)}."
                     f"{peer_text}{relay_text}{elided_text}"
                 ),
                 evidence=(
@@ -679,7 +680,8 @@ def _fin_wait2_judged(
                 summary=(
                     f"{number(orphaned)} closed connections wait in FIN_WAIT2 for peers to "
                     f"close their side; each goes after {timeout_text}, but this many means "
-                    f"peers routinely fail to close -- mostly {most_common_text(orphan_peers)}."
+                    f"peers routinely fail to close -- {share_word(orphan_peers, orphaned)} "
+                    f"{most_common_text(orphan_peers)}."
                 ),
                 evidence=(
                     Evidence("fin_wait2_orphaned", orphaned, "no process holds them"),
@@ -754,7 +756,7 @@ def _age_decides(
         f"{'connection' if count == 1 else 'connections'} in FIN_WAIT2: it shut down its "
         f"sending side and keeps the {'descriptor' if count == 1 else 'descriptors'}, and "
         f"the {'peer has' if count == 1 else 'peers have'} not closed yet; "
-        f"{peers_text(index, group.local_ports, destinations)}. That is below the "
+        f"{peers_text(index, group.local_ports, destinations, count)}. That is below the "
         f"{number(thresholds.fin_wait2_held_warning)} that warn, but while the process keeps "
         f"them no timer ends {'it' if count == 1 else 'them'} (tcp_fin_timeout is for "
         f"orphans only); {age_text}{local_text}"

@@ -36,6 +36,7 @@ from tcphealth.diagnose.wording import (
     pid_evidence,
     pids_key,
     process_subject,
+    share_word,
     top_destinations,
     who,
 )
@@ -373,14 +374,16 @@ def _not_reading_finding(
     if has_lasted(untouched, thresholds) and untouched is not None:
         summary = (
             f"{holder} has stopped reading {number(group.sockets)} connections: {unread}, "
-            f"nothing new has arrived for at least {untouched:.0f} s; mostly from "
+            f"nothing new has arrived for at least {untouched:.0f} s; "
+            f"{share_word(group.destinations, group.sockets)} from "
             f"{most_common_text(group.destinations)}."
         )
         young: tuple[str, ...] = ()
     else:
         summary = (
             f"{holder} has not read what arrived on {number(group.sockets)} connections: "
-            f"{unread}; mostly from {most_common_text(group.destinations)}."
+            f"{unread}; {share_word(group.destinations, group.sockets)} from "
+            f"{most_common_text(group.destinations)}."
         )
         young = (cannot_tell_yet(_STOPPED, _UNREAD, untouched, thresholds),)
     idle_evidence: tuple[Evidence, ...] = (

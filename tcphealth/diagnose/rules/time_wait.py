@@ -52,6 +52,7 @@ from tcphealth.diagnose.wording import (
     most_common_text,
     number,
     percent,
+    share_word,
     ss_peer_filter,
     top_destinations,
     who,
@@ -513,7 +514,7 @@ def _bucket_finding(
         side = (
             "from" if not closed_as_client else "toward" if closed_as_client == listed else "with"
         )
-        toward = f"; mostly {side} {most_common_text(everywhere)}"
+        toward = f"; {share_word(everywhere, listed)} {side} {most_common_text(everywhere)}"
     else:
         closer = toward = ""
         unchecked = (
