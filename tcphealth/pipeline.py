@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from tcphealth import gcpause, namespaced, sources
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.diagnose.timeline import Age, ConnectionKey, Tracker
+from tcphealth.diagnose.timeline import Age, ConnectionKey, HeldSince, Tracker
 from tcphealth.filters import (
     SocketFilter,
     apply_filter,
@@ -100,10 +100,12 @@ def analyse_series(
     ages: Mapping[ConnectionKey, Age] | None = None,
     *,
     grouped: bool = True,
+    held: HeldSince | None = None,
 ) -> Report:
     """Like :func:`analyse` for several samples of one host, oldest first: the report is of
     the latest, with the findings time corrects and adds (see :mod:`tcphealth.diagnose.series`).
-    ``ages`` comes from a tracker that followed the host for longer (``watch``)."""
+    ``ages`` comes from a tracker that followed the host for longer (``watch``), and ``held``
+    from the looks before (see :class:`~tcphealth.diagnose.timeline.HeldSince`)."""
     # Loaded here, not with this module: a one-snapshot run has no use for it.
     from tcphealth.diagnose.series import diagnose_series
 
@@ -116,7 +118,7 @@ def analyse_series(
             # Ages over the whole host's samples: a socket's key holds no namespace, but its
             # cookie (or inode) is unique on the host.
             every_age = ages_over(series) if ages is None else ages
-            whole = _series_by_namespace(series, thresholds, every_age)
+            whole = _series_by_namespace(series, thresholds, every_age, held)
             narrowed = [apply_filter(snapshot, flt) for snapshot in series]
             selected = {
                 inode: (part, select_findings(found, flt, part, narrowed[-1]), facts)
@@ -134,7 +136,7 @@ def analyse_series(
 
             report = namespaced.analyse_series(narrowed, diagnosis, flt.describe(), grouped=grouped)
             return replace(report, empty_selection=_empty(latest, narrowed[-1], flt))
-        findings, facts = diagnose_series(series, thresholds, ages)
+        findings, facts = diagnose_series(series, thresholds, ages, held)
         return _narrowed_report(latest, findings, flt, facts, grouped=grouped)
 
 
@@ -203,6 +205,7 @@ def _series_by_namespace(
     series: Sequence[Snapshot],
     thresholds: Thresholds | None,
     ages: Mapping[ConnectionKey, Age],
+    held: HeldSince | None = None,
 ) -> dict[int, tuple[Snapshot, list[Finding], SeriesFacts]]:
     """Like :func:`_by_namespace` over several samples (as :func:`namespaced.analyse_series`
     splits them): each namespace of the latest diagnosed over its part of every sample."""
@@ -218,7 +221,7 @@ def _series_by_namespace(
     for namespace, part in namespaced.split(series[-1]):
         earlier = [parts.get(namespace.inode) for parts in parts_of[:-1]]
         sub = [sample for sample in earlier if sample is not None] + [part]
-        found, facts = diagnose_series(sub, thresholds, ages)
+        found, facts = diagnose_series(sub, thresholds, ages, held)
         whole[namespace.inode] = (part, found, facts)
     return whole
 
@@ -417,14 +420,17 @@ def follow(
     connection since it was first seen; stops after ``count`` samples (None: when
     ``samples`` ends). A sample is taken only when the one before has been handled."""
     tracker = Tracker()
+    held = HeldSince()
     recent: deque[Snapshot] = deque(maxlen=window)
     noted: set[str] = set()
     first_at: float | None = None
     for number, snapshot in enumerate(samples, start=1):
         first_at = snapshot.host.taken_at if first_at is None else first_at
         ages = tracker.observe(snapshot)
+        if recent:
+            held.forget_before(recent[-1].host.taken_at)
         recent.append(snapshot)
-        report = analyse_series(list(recent), flt, thresholds, ages)
+        report = analyse_series(list(recent), flt, thresholds, ages, held=held)
         new_notes: list[str] = []
         for note in report.notes:  # the snapshot's, about the sockets the filter kept
             # Each kind of note once, not once per sample: "12 socket(s) ..." and

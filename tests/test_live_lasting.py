@@ -277,3 +277,30 @@ def test_watch_says_the_reader_stopped_once_its_queue_has_waited(unread: Scene) 
     # The closed window is seen by the series alone: 3.5 s needs 5 samples 1 s apart.
     assert seen[0] is False and seen[-1] is True, seen
     assert seen == sorted(seen), seen
+
+
+def test_watch_keeps_a_stretch_longer_than_its_window(unread: Scene) -> None:
+    """A window of 2 samples 1 s apart spans a second or so, under the 3.5 s the claim
+    needs: the closed window is seen lasting only because each look carries the stretch on
+    from the one before (before that, the claim never came, and a window whose span sat at
+    the limit made it come and go with the timing of the samples)."""
+
+    def theirs(report: Report) -> Finding:
+        (finding,) = findings(report, unread.other, PEER_NOT_READING)
+        return finding
+
+    seen: list[bool] = []
+    lasted: list[float] = []
+    for look in follow(
+        Inputs(source="netlink").live_samples(8, 1.0), thresholds=SHORT, window=2, count=8
+    ):
+        finding = theirs(look.report)
+        made = claims(finding, READER_CLAIM)
+        assert made != asks(finding, WINDOW_QUESTION), (look.number, finding.unchecked)
+        seen.append(made)
+        value = {e.name: e.value for e in finding.evidence}.get("lasted_at_least_s")
+        lasted.append(float(value) if isinstance(value, (int, float)) else 0.0)
+    assert seen[0] is False and seen[-1] is True, seen
+    assert seen == sorted(seen), seen  # never back
+    # The stretch grew past the window's span, look after look.
+    assert lasted == sorted(lasted) and lasted[-1] >= 5.0, lasted

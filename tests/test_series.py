@@ -562,3 +562,36 @@ def test_the_facts_of_several_namespaces_add_up_to_the_host_s() -> None:
     assert whole.growth == (grows,)
     assert (whole.samples, whole.window_seconds) == (2, 10.0)
     assert combine([host]) is host
+
+
+def test_held_since_carries_an_unbroken_stretch_and_starts_again_after_a_break() -> None:
+    from tcphealth.diagnose.timeline import ConnectionKey, HeldSince
+
+    held = HeldSince()
+    since: dict[ConnectionKey, float]
+    # Look at t=10: the window shows the condition since 8 (its own start).
+    since = {"a": 8.0, "b": 9.0}
+    held.extend("unread", since, [], previous_at=5.0, latest_at=10.0)
+    assert since == {"a": 8.0, "b": 9.0}  # nothing remembered yet
+    # Look at t=15: the window (15 back to 12) is shorter than the stretch; the look at 10
+    # saw it, so "a" keeps its start at 8. "b" broke (dropped) and is forgotten.
+    held.forget_before(10.0)
+    since = {"a": 12.0}
+    held.extend("unread", since, ["b"], previous_at=10.0, latest_at=15.0)
+    assert since == {"a": 8.0}
+    # "b" shows it again at t=20: it starts over from what the window shows.
+    held.forget_before(15.0)
+    since = {"a": 17.0, "b": 19.0}
+    held.extend("unread", since, [], previous_at=15.0, latest_at=20.0)
+    assert since == {"a": 8.0, "b": 19.0}
+    # A look that asked nothing about "a" (no finding) breaks what is known of it.
+    held.forget_before(20.0)
+    held.extend("unread", {}, [], previous_at=20.0, latest_at=25.0)
+    held.forget_before(25.0)
+    since = {"a": 27.0}
+    held.extend("unread", since, [], previous_at=25.0, latest_at=30.0)
+    assert since == {"a": 27.0}
+    # Conditions are kept apart.
+    since = {"a": 29.0}
+    held.extend("zero-window", since, [], previous_at=25.0, latest_at=30.0)
+    assert since == {"a": 29.0}

@@ -51,11 +51,13 @@ def cannot_tell_yet(question: str, what: str, seconds: float | None, thresholds:
 
 
 def held_across(
-    window: Window, members: Iterable[Socket], holds: Callable[[Socket], bool]
+    window: Window, members: Iterable[Socket], holds: Callable[[Socket], bool], condition: str
 ) -> dict[ConnectionKey, float]:
     """For each of ``members`` (sockets of the latest sample), how long the samples show
     ``holds`` true of it without a break up to the latest: the time from the first sample of
-    that unbroken stretch to the latest (0 when only the latest shows it)."""
+    that unbroken stretch to the latest (0 when only the latest shows it). Under ``watch``
+    the stretch reaches back past the window, as far as the looks before saw ``condition``
+    (a name for ``holds``) unbroken."""
     wanted = {connection_key(sock): sock for sock in members}
     latest = window.latest.host.taken_at
     since: dict[ConnectionKey, float] = {key: latest for key, sock in wanted.items() if holds(sock)}
@@ -75,6 +77,10 @@ def held_across(
                 since[key] = snapshot.host.taken_at
             else:
                 open_keys.discard(key)
+    if window.held is not None:
+        previous = window.series[-2].host.taken_at if len(window.series) > 1 else None
+        dropped = [key for key in wanted if key not in since]
+        window.held.extend(condition, since, dropped, previous, latest)
     return {key: max(0.0, latest - first) for key, first in since.items()}
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import SnapshotIndex
-from tcphealth.diagnose.timeline import Age, ConnectionKey, connection_key
+from tcphealth.diagnose.timeline import Age, ConnectionKey, HeldSince, connection_key
 from tcphealth.model import Finding, Severity, Snapshot, Socket
 from tcphealth.series_facts import SeriesFacts
 
@@ -58,6 +58,8 @@ class Window:
     ages: Mapping[ConnectionKey, Age]
     facts: SeriesFacts
     codes: Mapping[str, Code]
+    # Where ``watch`` keeps unbroken stretches from look to look (None: the window is all)
+    held: HeldSince | None = None
 
     @property
     def latest(self) -> Snapshot:

@@ -31,7 +31,7 @@ from tcphealth.diagnose import CODES, RULES, diagnose, finding_order
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.diagnose.index import owned_by_fd
 from tcphealth.diagnose.rule import Window
-from tcphealth.diagnose.timeline import Age, ConnectionKey, ages_over
+from tcphealth.diagnose.timeline import Age, ConnectionKey, HeldSince, ages_over
 from tcphealth.model import Finding, Snapshot, TcpState
 from tcphealth.series_facts import CounterDelta, Growth, SeriesFacts
 
@@ -69,6 +69,7 @@ def diagnose_series(
     series: Sequence[Snapshot],
     thresholds: Thresholds | None = None,
     ages: Mapping[ConnectionKey, Age] | None = None,
+    held: HeldSince | None = None,
 ) -> tuple[list[Finding], SeriesFacts]:
     """Findings about the latest sample of ``series`` (oldest first), corrected and extended by
     what the series shows, and the facts behind them.
@@ -76,7 +77,8 @@ def diagnose_series(
     ``ages`` may come from a :class:`~tcphealth.diagnose.timeline.Tracker` that has followed
     the host for longer than ``series`` (``watch``); by default they are worked out from
     ``series`` alone. A socket counts as present through the window when it was seen in its
-    state in at least as many samples in a row as the window holds.
+    state in at least as many samples in a row as the window holds. ``held`` keeps, from one
+    look of ``watch`` to the next, how long conditions the window alone cannot span have lasted.
     """
     if not series:
         raise ValueError("a series needs at least one sample")
@@ -95,7 +97,7 @@ def diagnose_series(
     if len(series) < 2:
         return diagnose(latest, effective), facts
     findings = diagnose(latest, effective, ages)
-    window = Window(series, ages, facts, CODES)
+    window = Window(series, ages, facts, CODES, held)
     for rule in RULES:
         if rule.step is not None:
             findings = rule.step(window, findings, effective)

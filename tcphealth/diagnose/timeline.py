@@ -117,3 +117,52 @@ def ages_over(series: Sequence[Snapshot]) -> dict[ConnectionKey, Age]:
     for snapshot in series:
         ages = tracker.observe(snapshot)
     return ages
+
+
+class HeldSince:
+    """Since when each connection has shown a condition without a break, kept from one look
+    of ``watch`` to the next.
+
+    A rule's step sees only the window of the last few samples, so a stretch it measures
+    cannot grow past the window's span: with ``--interval 15`` and a window of 5 that span sits
+    at 60 s, and a claim resting on 60 s came and went with a few milliseconds of timing.
+    This keeps, per condition and connection, where the unbroken stretch began, so the
+    stretch grows for as long as the condition lasts, as the module says a series only adds
+    time. An entry is used only when the look just before this one refreshed it: one not
+    seen there (the connection gone, the condition broken, no finding asking) starts again.
+    Memory is one entry per connection currently in a condition a finding asked about.
+    """
+
+    def __init__(self) -> None:
+        # (condition, connection) -> (start of the unbroken stretch, time of the last look
+        # that saw it)
+        self._since: dict[tuple[str, ConnectionKey], tuple[float, float]] = {}
+
+    def extend(
+        self,
+        condition: str,
+        since: dict[ConnectionKey, float],
+        dropped: Sequence[ConnectionKey],
+        previous_at: float | None,
+        latest_at: float,
+    ) -> None:
+        """Move each start in ``since`` (connections showing ``condition`` at ``latest_at``,
+        with the start the window shows) back to the one remembered, where the look at
+        ``previous_at`` saw the stretch unbroken too; remember the result, and forget the
+        ``dropped`` connections (which do not show it now)."""
+        memory = self._since
+        for key in dropped:
+            memory.pop((condition, key), None)
+        for key, start in since.items():
+            remembered = memory.get((condition, key))
+            if remembered is not None and previous_at is not None:
+                began, seen_at = remembered
+                # Refreshed by the previous look, or by another finding of this look.
+                if seen_at in (previous_at, latest_at):
+                    start = min(start, began)
+                    since[key] = start
+            memory[(condition, key)] = (start, latest_at)
+
+    def forget_before(self, taken_at: float) -> None:
+        """Drop what no look since ``taken_at`` refreshed."""
+        self._since = {entry: value for entry, value in self._since.items() if value[1] >= taken_at}

@@ -464,7 +464,7 @@ def over_series(window: Window, findings: list[Finding], thresholds: Thresholds)
                 for sock in established
                 if _unread(sock, thresholds) and pids_key(sock.pids) == finding.subject.pids
             ]
-            spans = held_across(window, members, lambda sock: _unread(sock, thresholds))
+            spans = held_across(window, members, lambda sock: _unread(sock, thresholds), "unread")
             floor = oldest(_idle_seconds(sock) for sock in members)
             lasted = oldest((*spans.values(), floor))
             result.append(_told_over_time(finding, lasted, thresholds, _STOPPED, _UNREAD, "unread"))
@@ -475,7 +475,9 @@ def over_series(window: Window, findings: list[Finding], thresholds: Thresholds)
                 for sock in established
                 if _zero_window(sock, thresholds) and plain_address(sock.remote.address) == peer
             ]
-            spans = held_across(window, members, lambda sock: _zero_window(sock, thresholds))
+            spans = held_across(
+                window, members, lambda sock: _zero_window(sock, thresholds), "zero-window"
+            )
             result.append(
                 _told_over_time(
                     finding, oldest(spans.values()), thresholds, _WINDOW_STAYS, _CLOSED, "closed"
