@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -135,9 +135,28 @@ def analyse_series(
                 return shown, facts
 
             report = namespaced.analyse_series(narrowed, diagnosis, flt.describe(), grouped=grouped)
-            return replace(report, empty_selection=_empty(latest, narrowed[-1], flt))
+            report = replace(report, empty_selection=_empty(latest, narrowed[-1], flt))
+            return _history_of_selection(report, narrowed, flt)
         findings, facts = diagnose_series(series, thresholds, ages, held)
-        return _narrowed_report(latest, findings, flt, facts, grouped=grouped)
+        report = _narrowed_report(latest, findings, flt, facts, grouped=grouped)
+        if not flt.active:
+            return report
+        return _history_of_selection(report, [apply_filter(sample, flt) for sample in series], flt)
+
+
+def _history_of_selection(
+    report: Report, selected: Sequence[Snapshot], flt: SocketFilter
+) -> Report:
+    """``report`` whose states over the samples count what ``flt`` selected of each
+    (``selected``), as the rest of a filtered report does. The diagnosis went over the whole
+    host; shown under "filtered: pid=...", its host-wide counts read as the selection's."""
+    if not flt.active or report.series is None:
+        return report
+    history = tuple(
+        (sample.host.taken_at, dict(Counter(sock.state for sock in sample.sockets)))
+        for sample in selected
+    )
+    return replace(report, series=replace(report.series, state_history=history))
 
 
 def _narrowed_report(

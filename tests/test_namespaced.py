@@ -7,7 +7,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tcphealth.filters import SocketFilter, apply_filter, select_namespace
-from tcphealth.model import Container, NetNamespace, NetnsKind, OwnerSource, Snapshot, Sysctls
+from tcphealth.model import (
+    Container,
+    NetNamespace,
+    NetnsKind,
+    OwnerSource,
+    Snapshot,
+    Sysctls,
+    TcpState,
+)
 from tcphealth.namespaced import way_in
 from tcphealth.pipeline import analyse, analyse_series
 from tcphealth.render import RenderOptions, render
@@ -180,3 +188,42 @@ def test_a_filter_lists_no_process_whose_findings_it_hides() -> None:
 
 def _later(first: Snapshot) -> Snapshot:
     return replace(first, host=replace(first.host, taken_at=first.host.taken_at + 10))
+
+
+def test_a_filtered_series_counts_the_selection_in_each_sample() -> None:
+    """The pod's CLOSE_WAIT grow from 12 to 20 between samples; filtered to the host's init,
+    the states over the samples are init's (none), not the host's, as the header "filtered"
+    says. Unfiltered, they are the host's."""
+    first = replace(host_with_a_pod(), host=replace(host_with_a_pod().host, taken_at=100.0))
+    grown = many(
+        8,
+        lambda i: sock(
+            "CLOSE-WAIT", "10.1.0.5:8080", f"10.1.0.8:{42000 + i}", pids=(700,), recv_queue=0,
+            inode=9500 + i, netns=POD,
+        ),
+    )  # fmt: skip
+    second = replace(
+        first,
+        sockets=(*first.sockets, *grown),
+        host=replace(first.host, taken_at=110.0),
+    )
+    whole = analyse_series([first, second])
+    assert whole.series is not None
+    assert [counts.get(TcpState.CLOSE_WAIT, 0) for _, counts in whole.series.state_history] == [
+        12,
+        20,
+    ]
+    web = analyse_series([first, second], SocketFilter(pids=frozenset({700})))
+    assert web.series is not None
+    assert [counts.get(TcpState.CLOSE_WAIT, 0) for _, counts in web.series.state_history] == [
+        12,
+        20,
+    ]
+    time_wait = analyse_series(
+        [first, second], SocketFilter(states=frozenset({TcpState.TIME_WAIT}))
+    )
+    assert time_wait.series is not None
+    assert [dict(counts) for _, counts in time_wait.series.state_history] == [
+        {TcpState.TIME_WAIT: 2},
+        {TcpState.TIME_WAIT: 2},
+    ]

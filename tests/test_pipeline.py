@@ -137,3 +137,34 @@ def test_every_format_renders_an_explanation_and_the_thresholds(name: str) -> No
         assert text == states.format_explanation(explanation, width=88)
         assert toml.startswith("# tcphealth thresholds: defaults (no tcphealth.toml or ")
         assert toml.endswith(shown.toml)
+
+
+def test_a_filtered_series_shows_the_selection_s_states_over_the_samples() -> None:
+    """The recorded leak grows 60 -> 75 -> 90 CLOSE_WAIT in pid 2200; filtered to pid 611
+    (two listeners), the states over the samples are its own, steady, and no trend of the
+    leak is shown under "filtered: pid=611"."""
+    from tcphealth.filters import SocketFilter
+    from tcphealth.pipeline import analyse_series
+
+    samples = Inputs(from_file=str(SERIES)).load_series()
+    report = analyse_series(samples, SocketFilter(pids=frozenset({611})))
+    assert report.series is not None
+    assert [dict(counts) for _, counts in report.series.state_history] == [{TcpState.LISTEN: 2}] * 3
+    whole = analyse_series(samples)
+    assert whole.series is not None
+    assert [counts[TcpState.CLOSE_WAIT] for _, counts in whole.series.state_history] == [
+        60,
+        75,
+        90,
+    ]
+    table = (
+        CliRunner()
+        .invoke(
+            main,
+            ["--from", str(SERIES), "--pid", "611", "--format", "table"],
+            env={"COLUMNS": "100"},
+        )
+        .stdout
+    )
+    assert "3 samples over 20.0 s" in table
+    assert "CLOSE_WAIT 60" not in table
