@@ -92,6 +92,10 @@ def test_the_same_rows_unmasked_are_judged(tmp_path: Path) -> None:
         ("ip-10-X-X-XXX.ec2.internal", True),  # quickbooks-160's local name
         ("...", True),
         ("<server 1>", True),
+        ("$SERVER", True),  # wing-binlog-go#31: shell-variable placeholders
+        ("${CLIENT_IP}", True),
+        ("%HOST%", True),
+        ("{ip}", True),
         ("yahoo.", True),  # cut short by netstat: a prefix many hosts may share
         ("db1.example.com", False),
         ("localhost", False),
@@ -102,3 +106,31 @@ def test_the_same_rows_unmasked_are_judged(tmp_path: Path) -> None:
 )
 def test_which_names_hide_the_host(name: str | None, hidden: bool) -> None:
     assert hides_host(name) is hidden
+
+
+# wing-binlog-go#31, the shape as posted: ss rows without a header or Netid column whose
+# addresses a reporter replaced with shell variables, the ports kept.
+SHELL_VARIABLE_ROWS = (
+    "TIME-WAIT   0      0 $SERVER:34874 $CLIENT:8125\n"
+    "TIME-WAIT   0      0 $SERVER:29442 $CLIENT:8125\n"
+    "TIME-WAIT   0      0 ${SERVER}:31806 %CLIENT%:8125\n"
+    "TIME-WAIT   0      0 {server}:36626 $CLIENT:8125\n"
+)
+
+
+def test_rows_whose_addresses_are_shell_variables_are_read(tmp_path: Path) -> None:
+    """Before: 'no TCP socket table found' -- "address '$SERVER' is not numeric"."""
+    path = tmp_path / "paste.txt"
+    path.write_text(SHELL_VARIABLE_ROWS, "utf-8")
+    result = CliRunner().invoke(main, ["sockets", "--from", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["summary"]["sockets"] == 4
+    assert report["summary"]["states"]["TIME_WAIT"] == 4
+    # the placeholders are kept as what they are, with their ports: nothing reads as 0.0.0.0
+    assert sorted((s["local"], s["remote"]) for s in report["sockets"]) == [
+        ("$SERVER:29442", "$CLIENT:8125"),
+        ("$SERVER:34874", "$CLIENT:8125"),
+        ("${SERVER}:31806", "%CLIENT%:8125"),
+        ("{server}:36626", "$CLIENT:8125"),
+    ]

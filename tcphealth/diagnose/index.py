@@ -59,13 +59,14 @@ _LABEL_SEPARATORS = re.compile(r"[.:-]")
 def hides_host(name: str | None) -> bool:
     """Whether a name a paste printed in place of an address stands for no one known host: a
     mask (``XX.XX.XX.XX``, ``192.x.x.x``, ``ip-10-X-X-XXX.ec2.internal``, ``...``), a
-    placeholder (``<server 1>``) or a name netstat cut short (``yahoo.``). Such a name may
-    stand for several hosts, so nothing that needs the one real address can rest on it. A
-    whole host name (netstat without -n, ``db1.example.com``, ``localhost``) names one host."""
+    placeholder (``<server 1>``, ``$SERVER``, ``%HOST%``, ``{ip}``) or a name netstat cut short
+    (``yahoo.``). Such a name may stand for several hosts, so nothing that needs the one real
+    address can rest on it. A whole host name (netstat without -n, ``db1.example.com``,
+    ``localhost``) names one host."""
     if name is None:
         return False
-    if name.startswith("<") or name.endswith("."):
-        return True
+    if name.startswith(("<", "$", "%", "{")) or name.endswith("."):
+        return True  # a typed placeholder (a tag, a shell or template variable) or a cut name
     return any(_MASK_LABEL.match(label) for label in _LABEL_SEPARATORS.split(name))
 
 

@@ -287,10 +287,13 @@ SERVICES: dict[str, int] = {
     "hp-pdl-datastr": 9100,
     "wap-wsp": 9200,
 }
-_PORT_NAME = re.compile(r"^(?:[A-Za-z][\w.-]{0,31}|<[^<>\s]{1,40}>|\?)$", re.ASCII)
+# A placeholder a reporter typed as a shell or template variable, for an address or a port:
+# ``$SERVER``, ``${CLIENT_IP}``, ``%HOST%`` (a Windows variable), ``{ip}``.
+_VARIABLE = r"\$\w{1,40}|\$\{\w{1,40}\}|%\w{1,40}%|\{\w{1,40}\}"
+_PORT_NAME = re.compile(rf"^(?:[A-Za-z][\w.-]{{0,31}}|<[^<>\s]{{1,40}}>|\?|{_VARIABLE})$", re.ASCII)
 # What a paste shows where an address was: a host name (cut short or not), a mask
-# (``XX.XX.XX.XX``, ``192.x.x.x``, ``...``), a placeholder (``<server_ip>``).
-_HOST_TEXT = re.compile(r"^(?:\?|[\w.<>*-][\w.<>*:-]{0,254})$", re.ASCII)
+# (``XX.XX.XX.XX``, ``192.x.x.x``, ``...``), a placeholder (``<server_ip>``, ``$SERVER``).
+_HOST_TEXT = re.compile(rf"^(?:\?|[\w.<>*-][\w.<>*:-]{{0,254}}|{_VARIABLE})$", re.ASCII)
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "localhost6"})
 
 
