@@ -900,8 +900,16 @@ class Finding:
     outside_filter: tuple[str, ...] = ()
 
 
-def finding_order(finding: Finding) -> tuple[int, int, str, str]:
+def finding_order(finding: Finding) -> tuple[int, int, bool, str, str]:
     """The one order findings are listed in, everywhere: most severe first, then the largest,
-    then by code; the subject breaks the last ties so that the same snapshot always gives the
-    same list."""
-    return (-finding.severity, -finding.count, finding.code, finding.subject.describe())
+    then a listener's own state before the connections (a listener that does not accept is
+    what the CLOSE_WAIT and SYN_RECV queued behind it wait on: at the same severity and size,
+    the cause is named first), then by code; the subject breaks the last ties so that the same
+    snapshot always gives the same list."""
+    return (
+        -finding.severity,
+        -finding.count,
+        finding.state is not TcpState.LISTEN,
+        finding.code,
+        finding.subject.describe(),
+    )

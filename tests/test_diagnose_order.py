@@ -6,7 +6,7 @@ import random
 
 from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
-from tcphealth.model import Severity, Socket, Sysctls, TcpInfo, TimerKind
+from tcphealth.model import OwnerSource, Severity, Socket, Sysctls, TcpInfo, TimerKind
 from tests.builders import listener, many, process, snapshot, sock
 
 
@@ -166,3 +166,24 @@ def test_a_large_mixed_host_groups_every_concern() -> None:
     findings = diagnose(snap)
     codes = {f.code for f in findings}
     assert {"close-wait-unaccepted", "listen-queue-full", "syn-sent-unanswered"} <= codes
+
+
+NONE = OwnerSource.NONE
+
+
+def test_a_full_listener_comes_before_the_connections_queued_behind_it() -> None:
+    """The accept-queue lab of the session-15 corpus (moooofly-lls, held out): a listener whose
+    queue holds 2 for a backlog of 1, and the 2 queued connections the clients closed. Both
+    findings are CRITICAL and count 2; the code used to break the tie, naming the CLOSE_WAIT
+    symptom (close-wait-unaccepted) before its cause, the listener that does not accept."""
+    sockets = [
+        listener("0.0.0.0:12345", 2, 1, pids=(16430,)),
+        # ss printed no users:(()) for them: read as held by none
+        sock("CLOSE-WAIT", "127.0.0.1:12345", "127.0.0.1:46436", owner=NONE, recv_queue=1),
+        sock("CLOSE-WAIT", "127.0.0.1:12345", "127.0.0.1:46434", owner=NONE, recv_queue=1),
+    ]
+    findings = diagnose(snapshot(sockets, processes=[process(16430)]))
+    assert [(f.severity, f.count, f.code) for f in findings] == [
+        (Severity.CRITICAL, 2, "listen-queue-full"),
+        (Severity.CRITICAL, 2, "close-wait-unaccepted"),
+    ]
