@@ -443,3 +443,49 @@ def test_a_time_wait_count_over_the_port_range_is_not_said_to_go_to_one_destinat
     assert found.unchecked[0].endswith(
         "is at most this" if count <= 28232 else "is not known, and may be all of it"
     )
+
+
+# --- a repeated listing whose last samples printed nothing ---------------------------------------
+
+# The shape of moooofly-lls' sentry-cli loop (session 15, held out): `echo ----` after each
+# one-second sample, so a sample with no row leaves two separators with nothing between them.
+_LOOP = 'root@sentry-frontend-prod:~# while true; do netstat -anpt|grep sentry-cli; sleep 1; echo "----"; done\n'
+_ROW = "tcp        0    {q} 172.31.12.235:{port}     54.222.132.135:443      ESTABLISHED 17942/sentry-cli\n"
+
+
+def test_a_loop_whose_last_sample_printed_nothing_ends_with_no_socket() -> None:
+    """Before: the last sample with a row was diagnosed as the host's present (1 socket)."""
+    text = (
+        _LOOP
+        + "----\n----\n"
+        + _ROW.format(q="  0", port=46530)
+        + "----\n"
+        + _ROW.format(q="155", port=47956)
+        + "----\n----\n"
+    )
+    snapshots = read(text)
+    assert [len(s.sockets) for s in snapshots] == [1, 1, 0]
+    (note,) = [n for n in snapshots[-1].notes if "printed no rows" in n]
+    assert "the repeated listing's last sample printed no rows" in note
+
+
+def test_a_loop_that_ends_on_a_sample_with_rows_keeps_it() -> None:
+    # each sample's own trailing separator does not make an empty one
+    text = (
+        _LOOP
+        + "----\n"
+        + _ROW.format(q="  0", port=46530)
+        + "----\n"
+        + _ROW.format(q="155", port=47956)
+        + "----\n"
+    )
+    snapshots = read(text)
+    assert [len(s.sockets) for s in snapshots] == [1, 1]
+    assert snapshots[-1].sockets[0].local.port == 47956
+    assert not [n for n in snapshots[-1].notes if "printed no rows" in n]
+
+
+def test_one_listing_followed_by_stray_separators_is_not_a_loop() -> None:
+    text = "# netstat -anpt\n" + _ROW.format(q="  0", port=46530) + "----\n----\n----\n"
+    (snapshot,) = read(text)
+    assert len(snapshot.sockets) == 1

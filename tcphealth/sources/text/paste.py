@@ -376,6 +376,9 @@ class _Reader:
         ]
         self.facts = Facts()
         self.captures: list[Capture] = [Capture()]
+        # Separators that closed an empty sample since the last section with rows: a loop
+        # (``while ...; do ss ... | grep X; echo ---; done``) whose last looks printed nothing.
+        self.empty_looks = 0
         self.section: Section | None = None
         self.command: TableCommand | None = None
         self.listed_state: TcpState | None = None  # what the current command's rows keep
@@ -417,6 +420,7 @@ class _Reader:
         self.section = None
         if section is None or not section.has_content:
             return
+        self.empty_looks = 0
         capture = self.captures[-1]
         if any(old.signature == section.signature for old in capture.sections) or (
             # a format whose tables are a view of their own (lsof's descriptors of chosen
@@ -523,6 +527,8 @@ class _Reader:
         if self.read_bare_command(stripped):
             return
         if stripped in SEPARATORS:
+            if self.section is None or not self.section.has_content:
+                self.empty_looks += 1  # nothing printed since the last separator
             self.close_section()
             return
         if stripped.startswith(self.foreign_titles):
@@ -979,7 +985,19 @@ def read_paste(
         captures[-1].skipped.extend(orphans)
         captures[-1].skipped.sort()
     captures, others = _same_kind(captures)
+    emptied = _empty_last_look(captures, reader.empty_looks)
     snapshots = [_snapshot(capture, reader.facts, where, taken_at) for capture in captures]
+    if emptied:
+        samples = "sample" if reader.empty_looks == 1 else f"{reader.empty_looks} samples"
+        snapshots[-1] = replace(
+            snapshots[-1],
+            notes=(
+                *snapshots[-1].notes,
+                f"{where}: the repeated listing's last {samples} printed no rows: what it "
+                "selects was gone when the paste ended, so the host as last seen holds none of "
+                "them (the samples before are not diagnosed)",
+            ),
+        )
     if others:
         last = snapshots[-1]
         snapshots[-1] = replace(
@@ -1010,6 +1028,27 @@ def read_paste(
             last, reported=reported, state_counts=dict(sorted(state_counts.items()))
         )
     return snapshots
+
+
+def _empty_last_look(captures: list[Capture], empty_looks: int) -> bool:
+    """Where a repeated listing's last samples printed nothing (two separators with no row
+    between them after its last rows), append that last look: the same sections with no rows.
+    A repeated listing is one whose last capture's command and header printed the capture
+    before it too; a lone listing followed by stray separators is left as it is."""
+    if empty_looks < 1 or len(captures) < 2:
+        return False
+    last, before = captures[-1], captures[-2]
+    signatures = {section.signature for section in last.sections}
+    if not signatures & {section.signature for section in before.sections}:
+        return False
+    if any(not section.rows for section in last.sections):
+        return False  # a section of summaries alone: not a listing's sample
+    empty = [
+        replace(section, rows=[], state_counts=Counter(), elided=[], awaiting=[], stamp=None)
+        for section in last.sections
+    ]
+    captures.append(Capture(sections=empty, hostname=last.hostname))
+    return True
 
 
 def _earlier_summaries(captures: list[Capture]) -> dict[str, tuple[int, ...]]:
