@@ -308,6 +308,22 @@ def test_attempts_to_every_backend_of_a_set_at_once_warn_naming_them_and_the_pro
     assert found(snapshot, "syn-sent-unconfirmed") == []
 
 
+def test_a_set_listed_in_part_says_how_many_attempts_the_paste_counts() -> None:
+    # An awk histogram above the listing counts 40 SYN_SENT; the listing shows 3 and '...'.
+    histogram = "$ netstat -ant | awk '/^tcp/ {++S[$NF]} END {for(a in S) print a, S[a]}'\nSYN_SENT 40\nESTABLISHED 7\n"
+    backends = ["172.31.4.14", "172.31.4.131", "172.31.10.149"]
+    snapshot = last(histogram + _scrape_paste(backends, "...\n"))
+    (found_set,) = found(snapshot, "syn-sent-backend-set")
+    assert found_set.count == 3
+    assert found_set.summary.endswith(
+        "The paste's own count puts 40 connections in SYN_SENT; the listing shows 3."
+    )
+    assert evidence(found_set)["syn_sent_summary"] == 40
+    # Without a count beyond the rows, nothing is said of one.
+    (plain,) = found(last(_scrape_paste(backends)), "syn-sent-backend-set")
+    assert "own count" not in plain.summary and "syn_sent_summary" not in evidence(plain)
+
+
 def test_two_backends_or_one_connected_member_is_no_set_that_does_not_answer() -> None:
     two = last(_scrape_paste(["172.31.4.14", "172.31.4.131"]))
     assert found(two, "syn-sent-backend-set") == []

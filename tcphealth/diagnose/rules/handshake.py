@@ -31,10 +31,12 @@ from tcphealth.diagnose.shared import (
     overflow_counter_evidence,
     owner_next_steps,
     owner_unchecked,
+    paste_count_evidence,
     platform_steps,
     reach_elsewhere,
     retransmits_of,
     syn_queue_room,
+    widest_counts,
 )
 from tcphealth.diagnose.timeline import connection_key
 from tcphealth.diagnose.wording import (
@@ -333,6 +335,25 @@ def _backend_set_finding(
     client = who(index, pids)
     attempts = sum(len(groups[dest].unknown) for dest in dests)
     backends = ", ".join(destination_text(dest) for dest in dests)
+    # A paste's own count of SYN_SENT beyond the rows it lists (an awk histogram above an
+    # elided listing): the listing is a sample, and the finding says how much it leaves out.
+    listed = len(index.sockets(TcpState.SYN_SENT))
+    summarised = index.snapshot.state_counts.get(TcpState.SYN_SENT.value, 0)
+    counted_text = ""
+    counted_evidence: list[Evidence] = []
+    if summarised > listed:
+        command = widest_counts(index.snapshot.reported).get(TcpState.SYN_SENT)
+        selection = command.selects if command is not None else None
+        counted_text = (
+            f" The paste's own count puts {number(summarised)} connections in SYN_SENT"
+            + (f" ({selection})" if selection else "")
+            + f"; the listing shows {number(listed)}."
+        )
+        counted_evidence = (
+            paste_count_evidence(command)
+            if command is not None and command.sockets == summarised
+            else [Evidence("syn_sent_summary", summarised, "a per-state count in the source")]
+        )
     return Finding(
         code=SYN_SENT_BACKEND_SET,
         severity=Severity.WARNING,
@@ -345,7 +366,7 @@ def _backend_set_finding(
             f"{number(len(dests))} backends on port {port} ({backends}) -- every one the "
             "listing shows in use there -- and none of them is connected: the set does not "
             "answer; the backends are down, or a firewall or security group between drops the "
-            "SYNs."
+            f"SYNs.{counted_text}"
         ),
         evidence=(
             Evidence("backends", len(dests), backends),
@@ -355,6 +376,7 @@ def _backend_set_finding(
                 0,
                 f"ESTABLISHED from {client} to port {port} in the source",
             ),
+            *counted_evidence,
         ),
         next_steps=platform_steps(
             index.snapshot.host.platform,
