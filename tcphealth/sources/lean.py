@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.ma  # imported here, not in each scrape's child: see PROC below
 import numpy.typing as npt
 
 from tcphealth import gcpause
@@ -33,6 +34,9 @@ from tcphealth.sources import background_scan, dump_relay, namespaces, netlink, 
 from tcphealth.sources import columns as columns_module
 from tcphealth.sources import owners as owners_module
 
+# numpy.ma is imported here, in the server that loads this module once, because numpy
+# imports it on the first np.unique (which asks np.ma.is_masked): otherwise every scrape's
+# forked child imports it again, 0.025 CPU-s each (benchmarks/RESULTS.md, session 15).
 PROC = Path("/proc")
 # Kernel state codes (include/net/tcp_states.h).
 _LISTEN = 10
