@@ -108,16 +108,16 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 families = collect(profile)
                 payload = pickle.dumps((families, fd_cache.handed_back()), pickle.HIGHEST_PROTOCOL)
-                with os.fdopen(write_end, "wb") as pipe:
-                    pipe.write(payload)
+                with os.fdopen(write_end, "wb") as sending:
+                    sending.write(payload)
             except BaseException as error:  # said, and the child leaves
                 print("collection failed:", error)
                 status = 1
             finally:
                 os._exit(status)
         os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            data = pipe.read()
+        with os.fdopen(read_end, "rb") as receiving:
+            data = receiving.read()
         os.waitpid(pid, 0)
         families, delta = pickle.loads(data)
         fd_cache.adopt(delta)
@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             def collect(self) -> list[Metric]:
                 return families
 
-        registry.register(Fixed())  # type: ignore[arg-type]
+        registry.register(Fixed())
         body = generate_latest(registry)
         server_after = _usage(resource.RUSAGE_SELF)
         children_after = _usage(resource.RUSAGE_CHILDREN)
-        stages = json.loads(stages_file.read_text())
+        stages: dict[str, Any] = json.loads(stages_file.read_text())
         stages["server user"] = server_after[0] - server_before[0]
         stages["server sys"] = server_after[1] - server_before[1]
         reaped = (children_after[0] - children_before[0]) + (children_after[1] - children_before[1])

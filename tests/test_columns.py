@@ -306,3 +306,74 @@ def test_ends_by_group_pairs_every_row_of_a_shared_key() -> None:
         np.array([0, 1], dtype=np.intp),
     )
     assert sorted(zip(group.tolist(), other.tolist(), strict=True)) == [(0, 20), (1, 20)]
+
+
+def _messages(data: bytes) -> list[bytes]:
+    """A reply's messages, each with its padding."""
+    found, offset = [], 0
+    while offset < len(data):
+        (length,) = struct.unpack_from("=I", data, offset)
+        step = (length + 3) & ~3
+        found.append(data[offset : offset + step])
+        offset += step
+    return found
+
+
+def _recorded_in_datagrams(size: int) -> list[bytes]:
+    """The recorded reply cut into datagrams of ``size`` messages each (the last holding
+    NLMSG_DONE after its socket messages, as the kernel sends it)."""
+    messages = _messages((FIXTURES / "tcp4-dump.bin").read_bytes())
+    return [b"".join(messages[at : at + size]) for at in range(0, len(messages), size)]
+
+
+def _columns_of(chunks: list[bytes]) -> list[Socket]:
+    decoded = columns.decode(chunks, "columns")
+    assert decoded is not None
+    table, done = decoded
+    assert done
+    return _finished(columnar.sockets_at(table))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+def test_the_datagrams_walked_together_give_what_one_datagram_gives(size: int) -> None:
+    chunks = _recorded_in_datagrams(size)
+    assert len(chunks) > 2
+    whole = _columns_of([(FIXTURES / "tcp4-dump.bin").read_bytes()])
+    assert len(whole) == 18
+    by_objects, by_columns = _both_ways(chunks)
+    assert by_columns == by_objects == whole
+    assert [s.tcp_info for s in by_columns] == [s.tcp_info for s in whole]
+
+
+def test_a_batch_not_sure_of_its_walk_is_walked_datagram_by_datagram() -> None:
+    chunks = _recorded_in_datagrams(2)
+    # Inside the second datagram's first body: a header like the reply's own (a second chain
+    # the walk of the whole batch cannot tell from the real one).
+    fake = bytearray(chunks[1])
+    fake[32:48] = chunks[1][0:16]
+    chunks[1] = bytes(fake)
+    by_objects, by_columns = _both_ways(chunks)
+    assert by_columns == by_objects
+    assert len(by_columns) == 18
+
+
+def test_the_dump_ends_at_its_done_wherever_it_sits() -> None:
+    messages = _messages((FIXTURES / "tcp4-dump.bin").read_bytes())
+    done = messages[-1]
+    assert struct.unpack_from("=IH", done, 0) == (20, dump_relay.NLMSG_DONE)
+    # NLMSG_DONE between two socket messages of one datagram (the kernel puts it last; a
+    # reply that does not is still read to that end only), more datagrams after it.
+    odd = b"".join([*messages[0:3], done, *messages[3:5]])
+    chunks = [b"".join(messages[5:8]), odd, b"".join(messages[8:10])]
+    by_objects, by_columns = _both_ways(chunks)
+    assert by_columns == by_objects
+    assert len(by_columns) == 6  # the first datagram's 3, the odd one's 3 before its end
+
+    def given() -> Iterator[bytes]:
+        yield b"".join(messages[0:4])
+        yield b"".join([*messages[4:6], done])  # the dump's last datagram, as it comes
+        raise AssertionError("read on after the datagram with NLMSG_DONE")
+
+    decoded = columns.decode(given(), "columns")
+    assert decoded is not None
+    assert decoded[1] and len(decoded[0]) == 6

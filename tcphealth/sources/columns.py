@@ -332,29 +332,92 @@ def decoded_parts(
     chunks: Iterable[memoryview | bytes], where: str
 ) -> tuple[list[dict[str, Array]], bool] | None:
     """:func:`decode`, its batches' columns not joined yet (for :func:`joined` to join with
-    another family's at once)."""
+    another family's at once).
+
+    The datagrams of socket messages only (nearly all of a dump: :func:`_plain`) are walked
+    together, a batch at a time (:func:`_walk_at_once` over all of them: a few numpy calls per
+    batch instead of per datagram); a datagram that may end the dump (NLMSG_DONE, an error) or
+    does not start with a socket message is walked by itself as it comes, after those before
+    it. Where the batch's walk is not sure, its datagrams are walked one by one, as they came."""
     parts: list[dict[str, Array]] = []
     batch = bytearray()
     starts: list[int] = []
     lengths: list[int] = []
+    ends: list[int] = []  # where each datagram not walked yet ends in the batch
+    walked_to = 0  # the batch is walked up to here
     done = False
+
+    def walk_pending() -> bool:
+        """Walk the datagrams not walked yet; whether one of them ended the dump."""
+        nonlocal walked_to
+        if not ends:
+            return False
+        ended = False
+        with memoryview(batch) as whole:
+            with whole[walked_to:] as pending:
+                at_once = _walk_at_once(pending, walked_to, starts, lengths)
+            if not at_once:
+                for end in ends:
+                    with whole[walked_to:end] as view:
+                        ended = not _walk_at_once(view, walked_to, starts, lengths) and _walk(
+                            view, where, walked_to, starts, lengths
+                        )
+                    walked_to = end
+                    if ended:  # not in the datagram that ends the dump, as the kernel sends
+                        break
+        if at_once:
+            walked_to = ends[-1]
+        # Where one ended the dump, the datagrams after it stay unwalked: no row reads them.
+        ends.clear()
+        return ended
+
     for chunk in chunks:
         view = memoryview(chunk)
-        done = not _walk_at_once(view, len(batch), starts, lengths) and _walk(
-            view, where, len(batch), starts, lengths
-        )
-        batch += view
+        if _plain(view):
+            batch += view
+            ends.append(len(batch))
+        else:
+            done = walk_pending()
+            if not done:
+                done = not _walk_at_once(view, len(batch), starts, lengths) and _walk(
+                    view, where, len(batch), starts, lengths
+                )
+                batch += view
+                walked_to = len(batch)
         if len(batch) >= BATCH_BYTES or done:
+            done = walk_pending() or done
             part = _gathered(memoryview(batch), where, starts, lengths)
             if part is None:
                 return None
             parts.append(part)
-            batch, starts, lengths = bytearray(), [], []
+            batch, starts, lengths, walked_to = bytearray(), [], [], 0
         if done:
             break
+    if not done:
+        done = walk_pending()
     if starts:
         part = _gathered(memoryview(batch), where, starts, lengths)
         if part is None:
             return None
         parts.append(part)
     return parts, done
+
+
+def _plain(data: memoryview) -> bool:
+    """Whether a datagram can wait to be walked with others: whole 4-byte words, a socket
+    message first, and not ending in a message that may end the dump (NLMSG_DONE, which the
+    kernel puts after a dump's last message, or an error) -- the reading must stop at that
+    one, so it is walked as it comes."""
+    size = len(data)
+    if size < _HEADER_SIZE or size % 4:
+        return False
+    if NLMSGHDR_HEAD.unpack_from(data, 0)[1] != SOCK_DIAG_BY_FAMILY:
+        return False
+    if size >= _DONE_SIZE + _HEADER_SIZE:
+        length, kind = NLMSGHDR_HEAD.unpack_from(data, size - _DONE_SIZE)
+        if kind in (NLMSG_DONE, NLMSG_ERROR) and length == _DONE_SIZE:
+            return False
+    return True
+
+
+_DONE_SIZE = _HEADER_SIZE + 4  # NLMSG_DONE: the header and an int (the dump's errno)
