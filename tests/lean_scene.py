@@ -8,6 +8,7 @@ import contextlib
 import json
 import selectors
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -44,6 +45,48 @@ def received(family: Family) -> list[bytes]:
             if dump_relay.dump_ended(memoryview(chunk)):
                 break
     return chunks
+
+
+def received_of_both() -> list[bytes]:
+    """One dump of both families (the lean path's request) as the kernel sent it."""
+    chunks = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, dump_relay.NETLINK_SOCK_DIAG) as channel:
+        request = netlink.build_request_of_both(1, with_tcp_info=True)
+        for chunk in dump_relay.receive(channel, request, netlink.RECEIVE_BUFFER, 10):
+            chunks.append(bytes(chunk))
+            if dump_relay.dump_ended(memoryview(chunk)):
+                break
+    return chunks
+
+
+def per_family_of(chunks: list[bytes]) -> dict[Family, list[bytes]]:
+    """A dump of both families as the two dumps one per family would give the same sockets:
+    each family's messages, in the order they came, as SOCK_DIAG_BY_FAMILY's replies (one
+    datagram per datagram of the dump that held any), each ending in NLMSG_DONE."""
+    codes = {int(socket.AF_INET): Family.IPV4, int(socket.AF_INET6): Family.IPV6}
+    out: dict[Family, list[bytes]] = {Family.IPV4: [], Family.IPV6: []}
+    done = b""
+    for chunk in chunks:
+        mine: dict[Family, bytearray] = {Family.IPV4: bytearray(), Family.IPV6: bytearray()}
+        offset = 0
+        while offset < len(chunk):
+            length, kind = struct.unpack_from("=IH", chunk, offset)
+            step = (length + 3) & ~3
+            message = bytearray(chunk[offset : offset + step])
+            if kind == netlink.TCPDIAG_GETSOCK:
+                struct.pack_into("=H", message, 4, netlink.SOCK_DIAG_BY_FAMILY)
+                mine[codes[message[16]]] += message
+            else:
+                assert kind == dump_relay.NLMSG_DONE, kind
+                done = bytes(message)
+            offset += step
+        for family, data in mine.items():
+            if data:
+                out[family].append(bytes(data))
+    assert done, "the dump ended without NLMSG_DONE"
+    for family in out:
+        out[family].append(done)
+    return out
 
 
 @contextlib.contextmanager
@@ -195,7 +238,11 @@ class BothPaths:
 
 
 def both_paths(
-    busy_client: socket.socket, attempts: int = 3, ownerless: tuple[str, int] | None = None
+    busy_client: socket.socket,
+    attempts: int = 3,
+    ownerless: tuple[str, int] | None = None,
+    *,
+    at_once: bool = False,
 ) -> BothPaths:
     """Dump once; the object path as netlink.collect runs it, and the columns with their
     owners (sources.lean), from the same datagrams and the same fd walk.
@@ -206,20 +253,27 @@ def both_paths(
     paths give every row the same holders (the tests then compare everything else); the
     last is returned either way, and the tests' own comparison of the holders fails on it.
     ``ownerless``: the address of a closed client whose CLOSE_WAIT peer is made unseen too
-    (no second look finds it: nothing else connects to that client's port)."""
+    (no second look finds it: nothing else connects to that client's port). ``at_once``:
+    the dump is the lean path's one dump of both families; the object path reads its
+    sockets as the two dumps one per family would give them (:func:`per_family_of`)."""
     for _ in range(attempts - 1):
-        both = _both_paths_once(busy_client, ownerless)
+        both = _both_paths_once(busy_client, ownerless, at_once)
         if [both.table.groups[at] for at in both.table.holders.tolist()] == [
             s.pids for s in both.snapshot.sockets
         ]:
             return both
-    return _both_paths_once(busy_client, ownerless)
+    return _both_paths_once(busy_client, ownerless, at_once)
 
 
 def _both_paths_once(
-    busy_client: socket.socket, ownerless: tuple[str, int] | None = None
+    busy_client: socket.socket, ownerless: tuple[str, int] | None = None, at_once: bool = False
 ) -> BothPaths:
-    chunks = {family: received(family) for family in (Family.IPV4, Family.IPV6)}
+    combined = received_of_both() if at_once else []
+    chunks = (
+        per_family_of(combined)
+        if at_once
+        else {family: received(family) for family in (Family.IPV4, Family.IPV6)}
+    )
     scan = procfs.scan_fds(PROC)
     busy = "{}:{}".format(*busy_client.getsockname())
 
@@ -262,12 +316,17 @@ def _both_paths_once(
     )
 
     # The columns, from the same datagrams and the same walk.
-    parts = []
-    for family in (Family.IPV4, Family.IPV6):
-        decoded = columns.decode(chunks[family], "columns")
+    if at_once:
+        decoded = columns.decode(combined, "columns")
         assert decoded is not None and decoded[1]
-        parts.append(decoded[0])
-    table_columns = columns.joined(parts)
+        table_columns = columns.in_family_order(decoded[0])
+    else:
+        parts = []
+        for family in (Family.IPV4, Family.IPV6):
+            decoded = columns.decode(chunks[family], "columns")
+            assert decoded is not None and decoded[1]
+            parts.append(decoded[0])
+        table_columns = columns.joined(parts)
     assert len(table_columns) == len(drafts)
     owners_again = background_scan.owners_from(scan, array("Q", table_columns.inode.tolist()))
     owners_again.index[unseen_at] = 0

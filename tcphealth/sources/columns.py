@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tcphealth.columnar import COLUMN_NAMES, INFO_NAMES, DumpColumns
+from tcphealth.columnar import COLUMN_NAMES, INFO_NAMES, DumpColumns, take
 from tcphealth.sources.dump_relay import NLMSG_DONE, NLMSG_ERROR, NLMSGHDR_HEAD
 from tcphealth.sources.netlink import (
     _SKMEM_DROPS_AT,
@@ -45,7 +45,7 @@ from tcphealth.sources.netlink import (
     INET_DIAG_INFO,
     INET_DIAG_SHUTDOWN,
     INET_DIAG_SKMEMINFO,
-    SOCK_DIAG_BY_FAMILY,
+    SOCKET_MESSAGES,
     TCP_INFO_FIELDS,
     TCP_INFO_STRUCT,
     NetlinkError,
@@ -182,8 +182,8 @@ def _empty(count: int) -> dict[str, Array]:
 
 def _walk_at_once(data: memoryview, base: int, starts: list[int], lengths: list[int]) -> bool:
     """:func:`_walk` of a datagram of socket messages only, without a Python step per
-    message: every 4-byte position that could start one is found at once (a header of
-    SOCK_DIAG_BY_FAMILY with the first message's sequence number and port id), and kept only
+    message: every 4-byte position that could start one is found at once (a header of the
+    first message's type -- a socket's -- sequence number and port id), and kept only
     if those positions are exactly the chain of messages from the first to the end of the
     datagram (each one's aligned length leads to the next). False, nothing noted: not such
     a datagram, or not sure (NLMSG_DONE, an error, another type, stray bytes, a body that
@@ -193,10 +193,12 @@ def _walk_at_once(data: memoryview, base: int, starts: list[int], lengths: list[
         return False
     words = np.frombuffer(data, dtype=np.uint32)  # native order, as netlink sends
     halves = np.frombuffer(data, dtype=np.uint16)
+    if int(halves[2]) not in SOCKET_MESSAGES:
+        return False
     count = len(words) - 3  # the positions a 16-byte header fits at: nlmsg_len, nlmsg_type
     length = words[:count]  # (with the flags), nlmsg_seq, nlmsg_pid
     maybe = (
-        (halves[2 : 2 * count + 2 : 2] == SOCK_DIAG_BY_FAMILY)
+        (halves[2 : 2 * count + 2 : 2] == halves[2])
         & (words[2 : count + 2] == words[2])
         & (words[3 : count + 3] == words[3])
         & (length >= _HEADER_SIZE)
@@ -226,7 +228,7 @@ def _walk(data: memoryview, where: str, base: int, starts: list[int], lengths: l
         length, kind = header(data, offset)
         if length < _HEADER_SIZE or offset + length > end:
             raise NetlinkError(where, f"message length {length} does not fit the reply")
-        if kind == SOCK_DIAG_BY_FAMILY:
+        if kind in SOCKET_MESSAGES:
             add_start(base + offset + _HEADER_SIZE)
             add_length(length - _HEADER_SIZE)
         elif kind == NLMSG_DONE:
@@ -328,6 +330,17 @@ def joined(parts: Sequence[dict[str, Array]] | Sequence[DumpColumns]) -> DumpCol
     )
 
 
+def in_family_order(columns: DumpColumns) -> DumpColumns:
+    """The rows of a dump of both families (:func:`netlink.build_request_of_both`) in the
+    order of the two dumps one per family: IPv4's rows first, then IPv6's, each family's in
+    the order they came (the kernel walks its tables once, in the same order, and gives
+    each socket of the family asked for)."""
+    later = columns.family != _AF_INET
+    if not bool(later.any()) or bool(later[np.argmax(later) :].all()):
+        return columns  # already so
+    return take(columns, np.concatenate([np.flatnonzero(~later), np.flatnonzero(later)]))
+
+
 def decoded_parts(
     chunks: Iterable[memoryview | bytes], where: str
 ) -> tuple[list[dict[str, Array]], bool] | None:
@@ -411,7 +424,7 @@ def _plain(data: memoryview) -> bool:
     size = len(data)
     if size < _HEADER_SIZE or size % 4:
         return False
-    if NLMSGHDR_HEAD.unpack_from(data, 0)[1] != SOCK_DIAG_BY_FAMILY:
+    if NLMSGHDR_HEAD.unpack_from(data, 0)[1] not in SOCKET_MESSAGES:
         return False
     if size >= _DONE_SIZE + _HEADER_SIZE:
         length, kind = NLMSGHDR_HEAD.unpack_from(data, size - _DONE_SIZE)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import socket
 import time
 from array import array
 from collections.abc import Callable
@@ -197,10 +196,7 @@ def collect(
     if every and discovery.others:
         return NAMESPACES  # the object path reads them all
     taken_at = time.time()
-    requests = [
-        netlink.build_request(family, 1, with_tcp_info=True)
-        for family in (socket.AF_INET, socket.AF_INET6)
-    ]
+    requests = [netlink.build_request_of_both(1, with_tcp_info=True)]
     with contextlib.ExitStack() as stack:
         relay = stack.enter_context(
             dump_relay.started(
@@ -246,16 +242,35 @@ def collect(
 
 
 def _dumped(relay: dump_relay.Relay | None) -> DumpColumns | None:
-    """Both families' dumps as columns (relayed by ``relay``'s child if there is one, else
-    received here), or None where a message is not one the columns read."""
+    """Both families' sockets as columns, IPv4's first, each family's in its dump's order (as
+    the object path's two dumps give them): from one dump of both (relayed by ``relay``'s
+    child if there is one, else received here), or from one dump per family received here
+    where the kernel does not answer that one. None where a message is not one the columns
+    read."""
+    chunks = (
+        netlink._relayed_of_both(relay, 0)
+        if relay is not None
+        else netlink._received_of_both(netlink.DUMP_TIMEOUT)
+    )
+    try:
+        decoded = columns_module.decoded_parts(chunks, netlink.BOTH_FAMILIES)
+    except (OSError, netlink.NetlinkError):
+        return _dumped_per_family()  # which says what is wrong if that fails too
+    if decoded is None:
+        return None
+    found, done = decoded
+    if not done:
+        raise netlink.NetlinkError(netlink.BOTH_FAMILIES, "the dump ended without NLMSG_DONE")
+    return columns_module.in_family_order(columns_module.joined(found))
+
+
+def _dumped_per_family() -> DumpColumns | None:
+    """Both families' dumps as columns, one after the other, received here; None where a
+    message is not one the columns read."""
     parts: list[dict[str, columns_module.Array]] = []
-    for number, family in enumerate((Family.IPV4, Family.IPV6)):
+    for family in (Family.IPV4, Family.IPV6):
         where = f"netlink sock_diag ({family.value})"
-        chunks = (
-            netlink._relayed(relay, number, family)
-            if relay is not None
-            else netlink._received(family, True, netlink.DUMP_TIMEOUT)
-        )
+        chunks = netlink._received(family, True, netlink.DUMP_TIMEOUT)
         try:
             decoded = columns_module.decoded_parts(chunks, where)
         except OSError as error:

@@ -177,17 +177,50 @@ class NetlinkUnavailable(Exception):
     """This kernel (or this sandbox) does not offer NETLINK_SOCK_DIAG."""
 
 
+# The older request, inet_diag_req (family, src_len, dst_len, ext; the sockid; states, dbs),
+# which the kernel still serves for TCP with the family left open (AF_UNSPEC): one dump of
+# both families. A dump walks every socket of the host's tables, whichever family it asks
+# for, so two dumps walk them twice (benchmarks/RESULTS.md, session 15: a quarter of the
+# kernel's time for the dump). The replies are the same inet_diag_msg, of this type.
+TCPDIAG_GETSOCK = 18
+_REQUEST_V1 = struct.Struct("=BBBB")
+_REQUEST_V1_TAIL = struct.Struct("=II")
+# The message types of a socket in a dump's reply: to either request.
+SOCKET_MESSAGES = (SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK)
+
+
 def build_request(family: int, sequence: int, *, with_tcp_info: bool) -> bytes:
-    extensions = 1 << (INET_DIAG_SHUTDOWN - 1)
-    if with_tcp_info:
-        # The socket's memory comes with its tcp_info: both are the per-socket detail.
-        extensions |= 1 << (INET_DIAG_INFO - 1) | 1 << (INET_DIAG_SKMEMINFO - 1)
-    body = _REQUEST.pack(family, socket.IPPROTO_TCP, extensions, ALL_STATES)
+    body = _REQUEST.pack(family, socket.IPPROTO_TCP, _extensions(with_tcp_info), ALL_STATES)
     body += bytes(_SOCKID.size + _SOCKID_TAIL.size)  # match any socket
     header = _NLMSGHDR.pack(
         _NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0
     )
     return header + body
+
+
+def build_request_of_both(sequence: int, *, with_tcp_info: bool) -> bytes:
+    """A dump of every TCP socket of both families in one walk (TCPDIAG_GETSOCK): the
+    messages of IPv4 and IPv6 sockets come mixed, each family's in the order its own dump
+    gives them."""
+    body = _REQUEST_V1.pack(socket.AF_INET, 0, 0, _extensions(with_tcp_info))
+    body += bytes(_SOCKID.size + _SOCKID_TAIL.size)  # match any socket
+    body += _REQUEST_V1_TAIL.pack(ALL_STATES, 0)
+    header = _NLMSGHDR.pack(
+        _NLMSGHDR.size + len(body), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0
+    )
+    return header + body
+
+
+def _extensions(with_tcp_info: bool) -> int:
+    """The attributes asked for besides the message: the shutdown byte, and with tcp_info the
+    socket's memory (its drops). The rules read both for every state but LISTEN (and a
+    TIME_WAIT socket carries neither): nothing here is asked for and left unread
+    (tests/test_lean_pipeline.py checks that every column read is in the reply)."""
+    extensions = 1 << (INET_DIAG_SHUTDOWN - 1)
+    if with_tcp_info:
+        # The socket's memory comes with its tcp_info: both are the per-socket detail.
+        extensions |= 1 << (INET_DIAG_INFO - 1) | 1 << (INET_DIAG_SKMEMINFO - 1)
+    return extensions
 
 
 def parse_tcp_info(data: memoryview) -> TcpInfo:
@@ -783,17 +816,35 @@ def _received(family: Family, with_tcp_info: bool, timeout: float) -> Iterator[m
     request = build_request(_address_family(family), 1, with_tcp_info=with_tcp_info)
     with _open() as channel:
         yield from _failures_raised(
-            family, dump_relay.receive(channel, request, RECEIVE_BUFFER, timeout)
+            _where(family), dump_relay.receive(channel, request, RECEIVE_BUFFER, timeout)
         )
 
 
 def _relayed(relay: dump_relay.Relay, number: int, family: Family) -> Iterator[memoryview]:
     """The messages of one family's dump, received by the relay's child (request
     ``number``)."""
-    return _failures_raised(family, relay.dump(number))
+    return _failures_raised(_where(family), relay.dump(number))
 
 
-def _failures_raised(family: Family, chunks: Iterator[memoryview]) -> Iterator[memoryview]:
+BOTH_FAMILIES = "netlink sock_diag (IPv4 and IPv6)"
+
+
+def _received_of_both(timeout: float) -> Iterator[memoryview]:
+    """The datagrams of one dump of both families (:func:`build_request_of_both`), received
+    here; each is valid until the next."""
+    request = build_request_of_both(1, with_tcp_info=True)
+    with _open() as channel:
+        yield from _failures_raised(
+            BOTH_FAMILIES, dump_relay.receive(channel, request, RECEIVE_BUFFER, timeout)
+        )
+
+
+def _relayed_of_both(relay: dump_relay.Relay, number: int) -> Iterator[memoryview]:
+    """:func:`_received_of_both`, received by the relay's child (request ``number``)."""
+    return _failures_raised(BOTH_FAMILIES, relay.dump(number))
+
+
+def _failures_raised(where: str, chunks: Iterator[memoryview]) -> Iterator[memoryview]:
     """``chunks``, with a failure to receive them raised as this module's errors: an errno as
     OSError (which :func:`_dump_each_family` judges), anything else as NetlinkError."""
     try:
@@ -801,7 +852,7 @@ def _failures_raised(family: Family, chunks: Iterator[memoryview]) -> Iterator[m
     except dump_relay.ReceiveFailed as failure:
         if failure.errno:
             raise OSError(failure.errno, failure.text) from None
-        raise NetlinkError(_where(family), failure.text) from None
+        raise NetlinkError(where, failure.text) from None
 
 
 def _decode_into(drafts: list[SocketDraft], family: Family, chunks: Iterator[memoryview]) -> None:
