@@ -334,8 +334,14 @@ def _columns_of(chunks: list[bytes]) -> list[Socket]:
     return _finished(columnar.sockets_at(table))
 
 
+@pytest.mark.parametrize("batch", [columns.BATCH_BYTES, 1000, 400])
 @pytest.mark.parametrize("size", [1, 2, 3, 7])
-def test_the_datagrams_walked_together_give_what_one_datagram_gives(size: int) -> None:
+def test_the_datagrams_walked_together_give_what_one_datagram_gives(
+    size: int, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of a few datagrams, or smaller than one (a datagram of seven messages is
+    # 1,848 bytes at most here): each batch's columns gathered on its own, in turn.
+    monkeypatch.setattr(columns, "BATCH_BYTES", batch)
     chunks = _recorded_in_datagrams(size)
     assert len(chunks) > 2
     whole = _columns_of([(FIXTURES / "tcp4-dump.bin").read_bytes()])

@@ -353,7 +353,10 @@ def decoded_parts(
     does not start with a socket message is walked by itself as it comes, after those before
     it. Where the batch's walk is not sure, its datagrams are walked one by one, as they came."""
     parts: list[dict[str, Array]] = []
-    batch = bytearray()
+    # One buffer, filled batch after batch: its pages are the kernel's to fault in once, not
+    # once per batch (a fresh 4 MB each time: 1,000 page faults per 4 MB of the dump).
+    batch = bytearray(BATCH_BYTES)
+    filled = 0  # the batch holds this many bytes
     starts: list[int] = []
     lengths: list[int] = []
     ends: list[int] = []  # where each datagram not walked yet ends in the batch
@@ -367,7 +370,7 @@ def decoded_parts(
             return False
         ended = False
         with memoryview(batch) as whole:
-            with whole[walked_to:] as pending:
+            with whole[walked_to : ends[-1]] as pending:
                 at_once = _walk_at_once(pending, walked_to, starts, lengths)
             if not at_once:
                 for end in ends:
@@ -384,35 +387,49 @@ def decoded_parts(
         ends.clear()
         return ended
 
+    def gathered() -> bool:
+        """The batch's columns onto ``parts``, and the batch emptied; False: not for this
+        decoder."""
+        nonlocal starts, lengths, filled, walked_to
+        if starts:
+            with memoryview(batch) as whole, whole[:filled] as data:
+                part = _gathered(data, where, starts, lengths)
+            if part is None:
+                return False
+            parts.append(part)
+        starts, lengths, filled, walked_to = [], [], 0, 0
+        return True
+
     for chunk in chunks:
         view = memoryview(chunk)
+        size = len(view)
+        if filled + size > len(batch):
+            done = walk_pending()
+            if not gathered():
+                return None
+            if done:
+                break
+            if size > len(batch):  # a datagram larger than a batch: not from this kernel
+                batch = bytearray(size)
         if _plain(view):
-            batch += view
-            ends.append(len(batch))
+            batch[filled : filled + size] = view
+            filled += size
+            ends.append(filled)
         else:
             done = walk_pending()
             if not done:
-                done = not _walk_at_once(view, len(batch), starts, lengths) and _walk(
-                    view, where, len(batch), starts, lengths
+                done = not _walk_at_once(view, filled, starts, lengths) and _walk(
+                    view, where, filled, starts, lengths
                 )
-                batch += view
-                walked_to = len(batch)
-        if len(batch) >= BATCH_BYTES or done:
-            done = walk_pending() or done
-            part = _gathered(memoryview(batch), where, starts, lengths)
-            if part is None:
-                return None
-            parts.append(part)
-            batch, starts, lengths, walked_to = bytearray(), [], [], 0
+                batch[filled : filled + size] = view
+                filled += size
+                walked_to = filled
         if done:
             break
     if not done:
         done = walk_pending()
-    if starts:
-        part = _gathered(memoryview(batch), where, starts, lengths)
-        if part is None:
-            return None
-        parts.append(part)
+    if not gathered():
+        return None
     return parts, done
 
 
