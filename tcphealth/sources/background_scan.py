@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 from array import array
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,12 +99,19 @@ def _cached_owners(
     return owners_from(scan, inodes, walk.delta())
 
 
+# Another way to answer from a walk of kept tables (see started()); None where it cannot.
+AnswerWith = Callable[[fd_cache.CachedWalk, "array[int]"], "Owners | None"] | None
+
+
 class PendingScan:
     """A walk of /proc/*/fd under way; :meth:`owners` waits for it and asks it about inodes."""
 
-    def __init__(self, proc_root: Path, skip_pids: Collection[int] = ()) -> None:
+    def __init__(
+        self, proc_root: Path, skip_pids: Collection[int] = (), answer_with: AnswerWith = None
+    ) -> None:
         self.proc_root = proc_root
         self.skip_pids = tuple(skip_pids)  # other helpers of ours, holding copies of our fds
+        self.answer_with = answer_with
         # The tables kept from earlier collections (None: walk everything), and the processes
         # read every time anyway: this one and its parent (the server, whose descriptors
         # change with every request).
@@ -197,10 +204,14 @@ class PendingScan:
 
 
 @contextlib.contextmanager
-def started(proc_root: Path, skip_pids: Collection[int] = ()) -> Iterator[PendingScan]:
+def started(
+    proc_root: Path, skip_pids: Collection[int] = (), answer_with: AnswerWith = None
+) -> Iterator[PendingScan]:
     """Start walking ``proc_root``/*/fd in a child; the child is gone when the block ends.
-    ``skip_pids``: other children of this process, whose descriptors are copies of ours."""
-    pending = PendingScan(proc_root, skip_pids)
+    ``skip_pids``: other children of this process, whose descriptors are copies of ours.
+    ``answer_with``: where the walk starts from kept tables, what answers in the child
+    instead of ``place`` when it can (:func:`.fd_columns.owners_at_once`)."""
+    pending = PendingScan(proc_root, skip_pids, answer_with)
     pending.start()
     try:
         yield pending
@@ -232,7 +243,9 @@ def _child(pending: PendingScan, question_end: int, write_end: int) -> None:
         inodes.frombytes(question[1:])
         del question
         if walk is not None:
-            answer = owners_from(walk.place(inodes), inodes, walk.delta())
+            answer = pending.answer_with(walk, inodes) if pending.answer_with else None
+            if answer is None:
+                answer = owners_from(walk.place(inodes), inodes, walk.delta())
         else:
             assert index is not None
             answer = index.owners(inodes)

@@ -29,7 +29,14 @@ import numpy.typing as npt
 from tcphealth import gcpause
 from tcphealth.columnar import OWNER_SOURCES, DumpColumns, SocketTable, sockets_at
 from tcphealth.model import Family, OwnerSource, Process, Snapshot, Socket, TcpState
-from tcphealth.sources import background_scan, dump_relay, namespaces, netlink, procfs
+from tcphealth.sources import (
+    background_scan,
+    dump_relay,
+    fd_columns,
+    namespaces,
+    netlink,
+    procfs,
+)
 from tcphealth.sources import columns as columns_module
 from tcphealth.sources import owners as owners_module
 
@@ -204,7 +211,9 @@ def collect(
             )
         )
         helpers = () if relay is None or relay.pid is None else (relay.pid,)
-        pending = stack.enter_context(background_scan.started(proc_root, helpers))
+        pending = stack.enter_context(
+            background_scan.started(proc_root, helpers, fd_columns.owners_at_once)
+        )
         with gcpause.paused():
             columns = _dumped(relay)
             if columns is None:
