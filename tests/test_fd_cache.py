@@ -4,10 +4,11 @@ and the owners it gives are those a full walk gives."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import os
-import socket
+import signal
 import subprocess
 import sys
 from array import array
@@ -214,73 +215,82 @@ def _both_answers(
     return at_once, by_place
 
 
-def test_the_columns_answer_what_place_answers() -> None:
-    # Made first, on this process's lowest free descriptors, and handed to the child below
-    # too: the groups are numbered in the order their first socket is met (by pid, then as
-    # each table lists them), so this pair's two holders come before this process alone.
-    unix = socket.socketpair()
-    with (
-        unix[0],
-        unix[1],
-        holder("th23-cols-a", 3) as first,
-        holder("th23-cols-b", 2) as second,
-        socket.socket() as listener,
-    ):
-        # A connection held by this process and by a child it handed both ends to: sockets
-        # of two holders, among thousands of one.
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        with socket.create_connection(listener.getsockname()) as client:
-            server, _ = listener.accept()
-            with server:
-                keeper = subprocess.Popen(
-                    [sys.executable, "-c", "import time; time.sleep(30)"],
-                    pass_fds=[unix[0].fileno(), unix[1].fileno(), client.fileno(), server.fileno()],
-                )
-                try:
-                    shared = [os.fstat(end.fileno()).st_ino for end in (client, server)]
-                    nobody = max(procfs.scan_fds(PROC).pids_by_inode) + 987_654
-                    asked = [0, *first.inodes, *shared, 0, *second.inodes, *shared[:1]]
-                    one, _ = walk(fd_cache.Learned(), asked)
-                    # A walk from kept tables, one process read again.
-                    first.tell("open 1")
-                    asked = [*asked, *first.inodes[-2:]]
-                    two = fd_cache.CachedWalk(fresh(one.learned()), always_pids=(os.getpid(),))
-                    two.look()
-                    assert first.pid in two.walked and second.pid not in two.walked
-                    at_once, by_place = _both_answers(two, asked)
-                    assert at_once is not None
-                    assert at_once == by_place
-                    index = dict(zip(asked, at_once.index, strict=True))
-                    both_of_us = tuple(sorted((os.getpid(), keeper.pid)))
-                    assert at_once.groups[index[shared[0]]] == both_of_us
-                    assert at_once.groups.index(both_of_us) < at_once.groups.index((os.getpid(),))
-                    assert at_once.groups[index[first.inodes[0]]] == (first.pid,)
-                    assert index[0] == 0
+# Holds a pair of sockets on its lowest free descriptors, shares them with a child it forks,
+# then opens a listener: in its descriptor table a socket of two holders comes before its
+# own. Prints the pair's inode, the listener's and the child's pid; both end within 30 s.
+_SHARING = """
+import os, socket, time
+pair = socket.socketpair()
+child = os.fork()
+if child == 0:
+    time.sleep(30)
+    os._exit(0)
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+print(os.fstat(pair[0].fileno()).st_ino, os.fstat(listener.fileno()).st_ino, child, flush=True)
+time.sleep(30)
+"""
 
-                    # A socket no table holds: place() reads what it must, not the columns.
-                    three = fd_cache.CachedWalk(fresh(one.learned()), always_pids=(os.getpid(),))
-                    three.look()
-                    untouched = copy.deepcopy(three.tables)
-                    answer, by_place = _both_answers(three, [*asked, nobody])
-                    assert answer is None
-                    assert three.tables == untouched and three.unplaceable is None
-                    assert by_place.learned is not None
-                    assert by_place.learned.unplaceable == {nobody}
-                    # Known unplaceable from then on: the columns answer, and keep it so.
-                    learned = by_place.learned.applied(fresh(one.learned()))
-                    assert learned is not None
-                    four = fd_cache.CachedWalk(fresh(learned), always_pids=(os.getpid(),))
-                    four.look()
-                    at_once, by_place = _both_answers(four, [*asked, nobody])
-                    assert at_once is not None and at_once == by_place
-                    assert at_once.learned is not None
-                    assert at_once.learned.unplaceable == {nobody}
-                    # Gone from the dump: forgotten.
-                    at_once, by_place = _both_answers(four, asked)
-                    assert at_once is not None and at_once == by_place
-                    assert at_once.learned is not None
-                    assert at_once.learned.unplaceable == frozenset()
-                finally:
-                    keeper.kill()  # by its pid: the child this test started
-                    keeper.wait()
+
+def test_the_columns_answer_what_place_answers() -> None:
+    with holder("th23-cols-a", 3) as first, holder("th23-cols-b", 2) as second:
+        sharing = subprocess.Popen(
+            [sys.executable, "-c", _SHARING], stdout=subprocess.PIPE, text=True
+        )
+        child = None
+        try:
+            assert sharing.stdout is not None
+            shared, alone, child = (int(word) for word in sharing.stdout.readline().split())
+            nobody = max(procfs.scan_fds(PROC).pids_by_inode) + 987_654
+            asked = [0, *first.inodes, shared, 0, *second.inodes, alone, shared]
+            one, _ = walk(fd_cache.Learned(), asked)
+            # A walk from kept tables, one process read again.
+            first.tell("open 1")
+            asked = [*asked, *first.inodes[-2:]]
+            two = fd_cache.CachedWalk(fresh(one.learned()), always_pids=(os.getpid(),))
+            two.look()
+            assert first.pid in two.walked and second.pid not in two.walked
+            at_once, by_place = _both_answers(two, asked)
+            assert at_once is not None
+            assert at_once == by_place
+            index = dict(zip(asked, at_once.index, strict=True))
+            assert at_once.groups[index[shared]] == tuple(sorted((sharing.pid, child)))
+            assert at_once.groups[index[alone]] == (sharing.pid,)
+            assert at_once.groups[index[first.inodes[0]]] == (first.pid,)
+            assert index[0] == 0
+            # Groups are numbered in the order their first socket is met (by pid, then as
+            # each table lists them): the shared pair's before its holder's own listener.
+            assert index[shared] < index[alone]
+
+            # A socket no table holds: place() reads what it must, not the columns.
+            three = fd_cache.CachedWalk(fresh(one.learned()), always_pids=(os.getpid(),))
+            three.look()
+            untouched = copy.deepcopy(three.tables)
+            answer, by_place = _both_answers(three, [*asked, nobody])
+            assert answer is None
+            assert three.tables == untouched and three.unplaceable is None
+            assert by_place.learned is not None
+            assert by_place.learned.unplaceable == {nobody}
+            # Known unplaceable from then on: the columns answer, and keep it so.
+            learned = by_place.learned.applied(fresh(one.learned()))
+            assert learned is not None
+            four = fd_cache.CachedWalk(fresh(learned), always_pids=(os.getpid(),))
+            four.look()
+            at_once, by_place = _both_answers(four, [*asked, nobody])
+            assert at_once is not None and at_once == by_place
+            assert at_once.learned is not None
+            assert at_once.learned.unplaceable == {nobody}
+            # Gone from the dump: forgotten.
+            at_once, by_place = _both_answers(four, asked)
+            assert at_once is not None and at_once == by_place
+            assert at_once.learned is not None
+            assert at_once.learned.unplaceable == frozenset()
+        finally:
+            for pid in (sharing.pid, child):  # by pid: the process this test started, its child
+                if pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            sharing.wait()
+            if sharing.stdout is not None:
+                sharing.stdout.close()
