@@ -54,6 +54,36 @@ def test_ports_counted_over_columns(both: lean_scene.BothPaths) -> None:
     assert any(f.subject.pids for f in by_objects)  # a holder named from the columns too
 
 
+def test_ports_counted_over_columns_only_where_a_supply_can_be_judged(
+    both: lean_scene.BothPaths,
+) -> None:
+    # The columns write out only the supplies toward a remote port whose sockets together
+    # reach a threshold; at a share only the largest supply reaches, the rest are left out
+    # and the findings are still the object path's.
+    index = SnapshotIndex.build(both.snapshot)
+    sysctls = both.snapshot.sysctls
+    usable, (low, high), _, _ = ports.usable_ports(sysctls)
+    reserved = sysctls.ip_local_reserved_ports
+    taken, _, _ = ports._counted(index, low, high, reserved)
+    largest = max(taken.values())
+    thresholds = dataclasses.replace(
+        Thresholds(),
+        ports_warning_ratio=largest / usable,
+        ports_critical_ratio=1.0,
+        time_wait_ports_warning_ratio=1.0,
+    )
+    by_objects = ports.check(index, thresholds)
+    by_columns = ports.check_table(index, thresholds, both.table)
+    assert by_columns == by_objects
+    assert [f.count for f in by_objects] == [largest] * len(by_objects) and by_objects
+    could = ports._could_be_judged(thresholds, usable, high - low + 1)
+    every, _, _ = ports._counted_table(both.table, low, high, reserved)
+    written, _, _ = ports._counted_table(both.table, low, high, reserved, could)
+    assert every == taken
+    assert len(by_objects) <= len(written) < len(every)
+    assert all(written[key] == every[key] for key in written)
+
+
 def test_time_wait_counted_over_columns(both: lean_scene.BothPaths) -> None:
     thresholds = dataclasses.replace(
         Thresholds(), time_wait_ports_warning_ratio=0.0001, time_wait_ports_critical_ratio=0.002

@@ -21,6 +21,7 @@ sockets per destination against the port range) tells the two apart.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tcphealth.diagnose.config import Thresholds
@@ -111,8 +112,19 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     usable, (low, high), assumed, reserved = usable_ports(sysctls)
     if usable <= 0:
         return []
-    counted = _counted_table(table, low, high, sysctls.ip_local_reserved_ports)
+    could = _could_be_judged(thresholds, usable, high - low + 1)
+    counted = _counted_table(table, low, high, sysctls.ip_local_reserved_ports, could)
     return _judged(index, thresholds, counted, usable, (low, high), assumed, reserved)
+
+
+def _could_be_judged(thresholds: Thresholds, usable: int, span: int) -> Callable[[int], bool]:
+    """Whether a supply of ``count`` sockets could meet either test of :func:`_judged`: its
+    share of the usable ports at a threshold (the lower of the two, whichever order they are
+    set in), or its TIME_WAIT's share of the port range (``span`` ports; its TIME_WAIT are at
+    most ``count``). Below both it is counted, then passed over."""
+    share = min(thresholds.ports_warning_ratio, thresholds.ports_critical_ratio)
+    time_wait = thresholds.time_wait_ports_warning_ratio
+    return lambda count: count / usable >= share or count / span >= time_wait
 
 
 def _counted_table(
@@ -120,6 +132,7 @@ def _counted_table(
     low: int,
     high: int,
     reserved_ranges: tuple[tuple[int, int], ...] | None,
+    could_be_judged: Callable[[int], bool] | None = None,
 ) -> _Counted:
     import numpy as np
 
@@ -137,6 +150,15 @@ def _counted_table(
     for first, last in reserved_ranges or ():
         chosen &= (sport < first) | (sport > last)
     rows = np.flatnonzero(chosen)
+    if could_be_judged is not None and len(rows):
+        # A supply's sockets are some of those toward its remote port: where all of those
+        # together could not be judged, none of its supplies is written out (a Python step
+        # per supply, thousands of them on a busy host, for counts no finding reads).
+        _, port_of, per_port = np.unique(
+            columns.dport[rows], return_inverse=True, return_counts=True
+        )
+        judged = np.array([could_be_judged(count) for count in per_port.tolist()], np.bool_)
+        rows = rows[judged[port_of]]
     ends = columns.ends_at(rows)
     addresses = AddressTable()
 
