@@ -112,10 +112,12 @@ bench-deps:
 
 # What a Prometheus scrape of `tcphealth serve` costs at N sockets, against a full report
 # (benchmarks/scrape.py; results in benchmarks/RESULTS.md); BASELINE="CMD ..." scrapes older
-# servers in the same rounds. Never part of `make test`/CI.
+# servers in the same rounds; SERVE_ARGS="--netns self" is added to every server's command.
+# Never part of `make test`/CI.
 .PHONY: bench-scrape rules
 bench-scrape: $(VENV)/.installed-test
-	$(PY) -m benchmarks.scrape --sockets $(N) --rounds $(ROUNDS) $(foreach b,$(BASELINE),--baseline $(b))
+	$(PY) -m benchmarks.scrape --sockets $(N) --rounds $(ROUNDS) $(foreach b,$(BASELINE),--baseline $(b)) \
+		$(foreach a,$(SERVE_ARGS),--serve-arg=$(a))
 
 # The shipped alert rules: checked and unit-tested by promtool (the Debian package
 # prometheus). `make test` runs the same through tests/test_prometheus.py.

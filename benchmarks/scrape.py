@@ -58,9 +58,9 @@ def memory_kib(pid: int, key: str) -> int:
     raise RuntimeError(f"no {key} in /proc/{pid}/status")
 
 
-def start_serve(tcphealth: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_serve(tcphealth: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     process = subprocess.Popen(
-        [tcphealth, "serve", "--listen", "127.0.0.1:0", "--min-interval", "0"],
+        [tcphealth, "serve", "--listen", "127.0.0.1:0", "--min-interval", "0", *extra],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -144,6 +144,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(repeatable)",
     )
     parser.add_argument(
+        "--serve-arg",
+        metavar="ARG",
+        action="append",
+        default=[],
+        help="one more argument to every server's command line (repeatable): --netns self "
+        "where a network namespace someone else made sends the default to the full path",
+    )
+    parser.add_argument(
         "--tcphealth",
         default=str(Path(sys.executable).parent / "tcphealth"),
         help="the tcphealth command to measure (default: next to this Python)",
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: {baseline}")
                     commands.append((name, baseline))
                 for name, command in commands:
-                    serve, port = start_serve(command)
+                    serve, port = start_serve(command, args.serve_arg)
                     servers.append(Server(name, serve, port))
                 return measure(args, servers)
             finally:
