@@ -214,7 +214,7 @@ def build_request_of_both(sequence: int, *, with_tcp_info: bool) -> bytes:
 def _extensions(with_tcp_info: bool) -> int:
     """The attributes asked for besides the message: the shutdown byte, and with tcp_info the
     socket's memory (its drops). The rules read both for every state but LISTEN (and a
-    TIME_WAIT socket carries neither): nothing here is asked for and left unread
+    TIME_WAIT socket carries neither): no attribute asked for here goes unread
     (tests/test_lean_pipeline.py checks that every column read is in the reply)."""
     extensions = 1 << (INET_DIAG_SHUTDOWN - 1)
     if with_tcp_info:
