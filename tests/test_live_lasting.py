@@ -237,18 +237,29 @@ def test_two_samples_of_a_young_unread_queue_still_cannot_tell(unread: Scene) ->
 # --- watch: "cannot tell yet", then the claim, never back ----------------------------------
 
 
-def _followed(pick: Callable[[Report], Finding], claim: str, question: str) -> list[bool]:
-    """Follow 7 samples 1 s apart (a window of 5) with stuck_seconds of 4 s: whether each
-    look's finding makes ``claim``; every look that does not leaves ``question``."""
-    seen: list[bool] = []
+def _looks(
+    pick: Callable[[Report], Finding], claim: str, question: str, *, window: int, count: int
+) -> list[tuple[bool, Finding]]:
+    """Follow ``count`` samples 1 s apart (a window of ``window``) with stuck_seconds of
+    3.5 s: each look's finding and whether it makes ``claim``; every look that does not
+    leaves ``question``."""
+    looks: list[tuple[bool, Finding]] = []
     for look in follow(
-        Inputs(source="netlink").live_samples(7, 1.0), thresholds=SHORT, window=5, count=7
+        Inputs(source="netlink").live_samples(count, 1.0),
+        thresholds=SHORT,
+        window=window,
+        count=count,
     ):
         finding = pick(look.report)
         made = claims(finding, claim)
         assert made != asks(finding, question), (look.number, finding.unchecked)
-        seen.append(made)
-    return seen
+        looks.append((made, finding))
+    return looks
+
+
+def _followed(pick: Callable[[Report], Finding], claim: str, question: str) -> list[bool]:
+    """Whether each of 7 looks (a window of 5) makes ``claim``."""
+    return [made for made, _ in _looks(pick, claim, question, window=5, count=7)]
 
 
 def test_watch_says_the_peers_never_close_once_the_wait_has_lasted(half_closed: Scene) -> None:
@@ -289,17 +300,13 @@ def test_watch_keeps_a_stretch_longer_than_its_window(unread: Scene) -> None:
         (finding,) = findings(report, unread.other, PEER_NOT_READING)
         return finding
 
-    seen: list[bool] = []
-    lasted: list[float] = []
-    for look in follow(
-        Inputs(source="netlink").live_samples(8, 1.0), thresholds=SHORT, window=2, count=8
-    ):
-        finding = theirs(look.report)
-        made = claims(finding, READER_CLAIM)
-        assert made != asks(finding, WINDOW_QUESTION), (look.number, finding.unchecked)
-        seen.append(made)
-        value = {e.name: e.value for e in finding.evidence}.get("lasted_at_least_s")
-        lasted.append(float(value) if isinstance(value, (int, float)) else 0.0)
+    looks = _looks(theirs, READER_CLAIM, WINDOW_QUESTION, window=2, count=8)
+    seen = [made for made, _ in looks]
+    lasted = [
+        float(value) if isinstance(value, (int, float)) else 0.0
+        for _, finding in looks
+        for value in [{e.name: e.value for e in finding.evidence}.get("lasted_at_least_s")]
+    ]
     assert seen[0] is False and seen[-1] is True, seen
     assert seen == sorted(seen), seen  # never back
     # The stretch grew past the window's span, look after look.
