@@ -249,13 +249,17 @@ def test_a_live_dump_gives_the_same_sockets_both_ways(live_scene: dict[str, TcpS
 
 
 def _walked(chunk: bytes, at_once: bool) -> tuple[bool, list[int], list[int]]:
-    starts: list[int] = []
-    lengths: list[int] = []
+    starts: list[columns.Positions] = []
+    lengths: list[columns.Positions] = []
     if at_once:
         handled = columns._walk_at_once(memoryview(chunk), 100, starts, lengths)
     else:
         handled = not columns._walk(memoryview(chunk), "test", 100, starts, lengths)
-    return handled, starts, lengths
+    return handled, _flat(starts), _flat(lengths)
+
+
+def _flat(parts: list[columns.Positions]) -> list[int]:
+    return [int(value) for part in parts for value in part.tolist()]
 
 
 @pytest.mark.live
@@ -383,3 +387,92 @@ def test_the_dump_ends_at_its_done_wherever_it_sits() -> None:
     decoded = columns.decode(given(), "columns")
     assert decoded is not None
     assert decoded[1] and len(decoded[0]) == 6
+
+
+def _raw_columns(body: bytes) -> dict[str, int]:
+    """One message's raw column values read field by field with struct (the reference for
+    the columns' gather): the inet_diag_msg fields, and tcp_info's, the shutdown byte's and
+    skmem's drops where the message carries them (else the columns' defaults)."""
+    family, state, timer, retrans = struct.unpack_from("=4B", body, 0)
+    sport, dport = struct.unpack_from(">2H", body, 4)
+    expires, rqueue, wqueue, uid, inode = struct.unpack_from("=5I", body, 52)
+    row: dict[str, int] = {
+        "family": family,
+        "state": state,
+        "timer": timer,
+        "retrans": retrans,
+        "sport": sport,
+        "dport": dport,
+        "expires": expires,
+        "rqueue": rqueue,
+        "wqueue": wqueue,
+        "uid": uid,
+        "inode": inode,
+        "cookie": struct.unpack_from("=Q", body, 44)[0],
+        "src_high": struct.unpack_from(">Q", body, 8)[0],
+        "src_low": struct.unpack_from(">Q", body, 16)[0],
+        "dst_high": struct.unpack_from(">Q", body, 24)[0],
+        "dst_low": struct.unpack_from(">Q", body, 32)[0],
+        "has_info": 0,
+        "shutdown": -1,
+        "drops": -1,
+        **dict.fromkeys(columnar.INFO_NAMES, 0),
+    }
+    offset = 72
+    while offset + 4 <= len(body):
+        length, kind = struct.unpack_from("=HH", body, offset)
+        payload = offset + 4
+        if kind == INET_DIAG_INFO:
+            row["has_info"] = 1
+            values = netlink.TCP_INFO_STRUCT.unpack_from(body, payload)
+            row.update(zip(columnar.INFO_NAMES, values, strict=True))
+        elif kind == INET_DIAG_SHUTDOWN:
+            row["shutdown"] = body[payload]
+        elif kind == netlink.INET_DIAG_SKMEMINFO:
+            row["drops"] = struct.unpack_from("=I", body, payload + netlink._SKMEM_DROPS_AT)[0]
+        offset += (length + 3) & ~3
+    return row
+
+
+def test_the_gather_reads_every_column_as_struct_does() -> None:
+    # The recorded reply's messages of every length: in the kernel's order, one length only,
+    # and reordered so that the lengths interleave (each length gathered at its own rows).
+    data = (FIXTURES / "tcp4-dump.bin").read_bytes()
+    bodies = [data[start:end] for start, end in _spans(data)]
+    lengths = {len(body) for body in bodies}
+    assert len(lengths) >= 2, "the recorded reply should hold messages of several lengths"
+    by_length = sorted(bodies, key=len)
+    interleaved = [
+        body for pair in zip(by_length, reversed(by_length), strict=True) for body in pair
+    ]
+    for messages in (bodies, _full_messages(), interleaved):
+        decoded = columns.decode([_framed(*messages)], "x")
+        assert decoded is not None
+        table = decoded[0]
+        assert len(table) == len(messages)
+        for name in columnar.COLUMN_NAMES:
+            got = [int(value) for value in getattr(table, name).tolist()]
+            assert got == [_raw_columns(body)[name] for body in messages], name
+    # Each kind of message (one length each) carries something the others do not.
+    assert {_raw_columns(body)["has_info"] for body in bodies} == {0, 1}
+
+
+@pytest.mark.live
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not netlink.available(),
+    reason="needs netlink sock_diag",
+)
+def test_the_gather_reads_a_live_dump_as_struct_does(
+    live_scene: dict[str, TcpState],
+) -> None:
+    # The live dump carries skmem's drops (the recorded reply does not).
+    bodies = [chunk[start:end] for chunk in _received(Family.IPV4) for start, end in _spans(chunk)]
+    decoded = columns.decode([_framed(*bodies)], "x")
+    assert decoded is not None
+    table = decoded[0]
+    expected = [_raw_columns(body) for body in bodies]
+    for name in columnar.COLUMN_NAMES:
+        assert [int(value) for value in getattr(table, name).tolist()] == [
+            row[name] for row in expected
+        ], name
+    assert any(row["drops"] >= 0 for row in expected)

@@ -52,6 +52,9 @@ from tcphealth.sources.netlink import (
 )
 
 Array = npt.NDArray[np.generic]
+# Where messages start in a batch, or their lengths: one array per datagram or run of them
+# (not a Python int each: 100,000 of them made and read back cost more than the walk).
+Positions = npt.NDArray[np.intp]
 _U8 = np.uint8
 _U32 = np.uint32
 _U64 = np.uint64
@@ -180,7 +183,9 @@ def _empty(count: int) -> dict[str, Array]:
     return out
 
 
-def _walk_at_once(data: memoryview, base: int, starts: list[int], lengths: list[int]) -> bool:
+def _walk_at_once(
+    data: memoryview, base: int, starts: list[Positions], lengths: list[Positions]
+) -> bool:
     """:func:`_walk` of a datagram of socket messages only, without a Python step per
     message: every 4-byte position that could start one is found at once (a header of the
     first message's type -- a socket's -- sequence number and port id), and kept only
@@ -210,18 +215,23 @@ def _walk_at_once(data: memoryview, base: int, starts: list[int], lengths: list[
     following = at + ((found + 3) >> 2)  # the aligned length, in words
     if following[-1] != len(words) or not bool(np.all(following[:-1] == at[1:])):
         return False
-    starts.extend((at * 4 + (base + _HEADER_SIZE)).tolist())
-    lengths.extend((found - _HEADER_SIZE).tolist())
+    starts.append(at * 4 + (base + _HEADER_SIZE))
+    lengths.append((found - _HEADER_SIZE).astype(np.intp))
     return True
 
 
-def _walk(data: memoryview, where: str, base: int, starts: list[int], lengths: list[int]) -> bool:
+def _walk(
+    data: memoryview, where: str, base: int, starts: list[Positions], lengths: list[Positions]
+) -> bool:
     """Note where each socket message of one datagram starts (plus ``base``: where the
     datagram will sit in its batch) and its body's length; whether NLMSG_DONE came. The one
     per-message Python loop of the columns."""
     header = NLMSGHDR_HEAD.unpack_from
-    add_start, add_length = starts.append, lengths.append
+    found_starts: list[int] = []
+    found_lengths: list[int] = []
+    add_start, add_length = found_starts.append, found_lengths.append
     offset, end = 0, len(data)
+    ended = False
     while offset < end:
         if end - offset < _HEADER_SIZE:
             raise NetlinkError(where, f"{end - offset} stray bytes after the last message")
@@ -232,27 +242,31 @@ def _walk(data: memoryview, where: str, base: int, starts: list[int], lengths: l
             add_start(base + offset + _HEADER_SIZE)
             add_length(length - _HEADER_SIZE)
         elif kind == NLMSG_DONE:
-            return True
+            ended = True
+            break
         elif kind == NLMSG_ERROR:
             body = data[offset + _HEADER_SIZE : offset + length]
             code = -struct.unpack_from("=i", body, 0)[0] if len(body) >= 4 else 0
             raise NetlinkError(where, f"kernel answered error {errno.errorcode.get(code, code)}")
         offset += (length + 3) & ~3
-    return False
+    if found_starts:
+        starts.append(np.array(found_starts, dtype=np.intp))
+        lengths.append(np.array(found_lengths, dtype=np.intp))
+    return ended
 
 
 def _gathered(
-    data: memoryview, where: str, starts: list[int], lengths: list[int]
+    data: memoryview, where: str, starts: Sequence[Positions], lengths: Sequence[Positions]
 ) -> dict[str, Array] | None:
     """The columns of the socket messages of a batch (where :func:`_walk` found them); None:
     not for this decoder."""
-    count = len(starts)
+    all_starts = np.concatenate(starts) if starts else np.zeros(0, dtype=np.intp)
+    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.intp)
+    count = len(all_starts)
     out = _empty(count)
     if not count:
         return out
     gather = _Gather(data)
-    all_starts = np.array(starts, dtype=np.intp)
-    all_lengths = np.array(lengths, dtype=np.intp)
     for length in np.unique(all_lengths).tolist():
         rows = np.flatnonzero(all_lengths == length)
         at = all_starts[rows]
@@ -357,8 +371,8 @@ def decoded_parts(
     # once per batch (a fresh 4 MB each time: 1,000 page faults per 4 MB of the dump).
     batch = bytearray(BATCH_BYTES)
     filled = 0  # the batch holds this many bytes
-    starts: list[int] = []
-    lengths: list[int] = []
+    starts: list[Positions] = []
+    lengths: list[Positions] = []
     ends: list[int] = []  # where each datagram not walked yet ends in the batch
     walked_to = 0  # the batch is walked up to here
     done = False
