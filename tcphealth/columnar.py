@@ -177,13 +177,71 @@ def lexsorted_runs(
     """The rows sorted by ``keys`` (equal-length columns, at least one row; in np.lexsort's
     order: the last key the primary one) and, in that order, where each run of rows equal in
     every key starts. Stable: within a run the rows keep their order."""
-    order = np.lexsort(keys)
+    packed = _packed(keys)
+    compared: list[npt.NDArray[np.generic]] = keys if packed is None else list(packed)
+    if packed is None:
+        order = np.lexsort(keys)
+    elif len(packed) == 1:
+        key = packed[0]
+        row_bits = len(key).bit_length()
+        if int(key.max()).bit_length() + row_bits <= 64:
+            # The row number in the low bits: every value distinct, so a plain sort of the
+            # values (no index to carry, not stable) gives the stable order, 3x faster.
+            ordered = np.sort((key << np.uint64(row_bits)) | np.arange(len(key), dtype=np.uint64))
+            order = (ordered & np.uint64((1 << row_bits) - 1)).astype(np.intp)
+            key_ordered = ordered >> np.uint64(row_bits)
+            starts = np.empty(len(order), dtype=np.bool_)
+            starts[0] = True
+            np.not_equal(key_ordered[1:], key_ordered[:-1], out=starts[1:])
+            return order, starts
+        order = np.argsort(key, kind="stable")
+    else:
+        order = np.lexsort(packed)
     starts = np.zeros(len(order), dtype=np.bool_)
     starts[0] = True
-    for key in keys:
-        ordered = key[order]
+    for column in compared:
+        ordered = column[order]
         starts[1:] |= ordered[1:] != ordered[:-1]
     return order, starts
+
+
+def _packed(keys: list[npt.NDArray[np.generic]]) -> list[npt.NDArray[np.uint64]] | None:
+    """The same sort keys in fewer columns (np.lexsort's order: the last the primary one):
+    each key made ``(value - its least) >> the zero bits at the end of every such value``
+    -- which keeps its order and which values are equal -- and adjacent keys then put side
+    by side in one 64-bit integer while their widths fit, the more significant one in the
+    higher bits; a key with one value throughout is left out. Sorting these (stably) gives
+    np.lexsort's order of ``keys``, and rows equal in these are equal in ``keys``. A lexsort
+    costs a stable sort per key: the loopback's seven-column connection keys (family, both
+    addresses' halves, both ports) fit in one. None: a key that is not integers."""
+    if any(key.dtype.kind not in "biu" for key in keys):
+        return None
+    packed: list[npt.NDArray[np.uint64]] = []  # most significant first
+    current: npt.NDArray[np.uint64] | None = None
+    width = 0
+    for key in reversed(keys):  # from the primary key down
+        least, most = int(key.min()), int(key.max())
+        if least == most:
+            continue
+        if (most - least).bit_length() > 64:
+            return None
+        value = key.astype(np.uint64) - np.uint64(least % (1 << 64))
+        bits = int(np.bitwise_or.reduce(value))
+        shift = (bits & -bits).bit_length() - 1
+        if shift:
+            value >>= np.uint64(shift)
+        size = (bits >> shift).bit_length()
+        if current is not None and width + size <= 64:
+            current = (current << np.uint64(size)) | value
+            width += size
+        else:
+            if current is not None:
+                packed.append(current)
+            current, width = value, size
+    if current is None:
+        return [np.zeros(len(keys[0]), dtype=np.uint64)]
+    packed.append(current)
+    return packed[::-1]
 
 
 def distinct_rows(

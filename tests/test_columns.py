@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -476,3 +477,72 @@ def test_the_gather_reads_a_live_dump_as_struct_does(
             row[name] for row in expected
         ], name
     assert any(row["drops"] >= 0 for row in expected)
+
+
+def _lexsorted_runs_by_lexsort(
+    keys: list[Any],
+) -> tuple[Any, Any]:
+    """The reference: np.lexsort over every key as given, runs where any key changes."""
+    import numpy as np
+
+    order = np.lexsort(keys)
+    starts = np.zeros(len(order), dtype=np.bool_)
+    starts[0] = True
+    for key in keys:
+        ordered = key[order]
+        starts[1:] |= ordered[1:] != ordered[:-1]
+    return order, starts
+
+
+def test_lexsorted_runs_packs_keys_without_changing_the_order_or_the_runs() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(23)
+    high = (rng.integers(0x7F000001, 0x7F000011, 500).astype(np.uint64)) << np.uint64(32)
+    wide = rng.integers(0, 1 << 63, 500, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    cases: list[list[Any]] = [
+        # Loopback connection keys as other_ends gives them (primary last): the addresses'
+        # low halves all zero, IPv4's high halves 32 bits shifted up, a few ports.
+        [
+            rng.integers(20000, 20004, 500).astype(np.uint32),
+            np.zeros(500, np.uint64),
+            high[::-1].copy(),
+            rng.integers(30000, 30008, 500).astype(np.uint32),
+            np.zeros(500, np.uint64),
+            high,
+            np.full(500, 2, np.uint8),
+        ],
+        # Full-width keys that cannot share a word, mixed with narrow ones and families.
+        [
+            rng.integers(0, 3, 500).astype(np.uint32),
+            wide,
+            wide[::-1].copy(),
+            rng.choice(np.array([2, 10], np.uint8), 500),
+        ],
+        # Signed keys with negatives (holder numbers, -1 for none), booleans, one constant.
+        [
+            rng.integers(-1, 5, 500).astype(np.int64),
+            rng.integers(0, 2, 500).astype(np.bool_),
+            np.full(500, 7, np.int32),
+            rng.integers(-(1 << 62), 1 << 62, 500).astype(np.int64),
+        ],
+        # One key too wide for the row number beside it (a stable sort of it), and one narrow
+        # enough (the row number in its low bits, one plain sort).
+        [wide],
+        [rng.integers(0, 1 << 40, 500, dtype=np.uint64)],
+        # Every key constant; and one row.
+        [np.full(50, 3, np.uint32), np.zeros(50, np.uint64)],
+        [np.array([5], np.uint32), np.array([1], np.uint64)],
+        # The full signed range: falls back to the lexsort itself.
+        [np.array([-(1 << 63), (1 << 63) - 1, 0, -(1 << 63)], np.int64)],
+    ]
+    for keys in cases:
+        order, starts = columnar.lexsorted_runs(keys)
+        expected_order, expected_starts = _lexsorted_runs_by_lexsort(keys)
+        assert order.tolist() == expected_order.tolist()
+        assert starts.tolist() == expected_starts.tolist()
+    # The loopback keys fit in one word: one stable sort instead of seven.
+    packed = columnar._packed(cases[0])
+    assert packed is not None and len(packed) == 1
+    assert len(columnar._packed(cases[1]) or []) == 3
+    assert columnar._packed([np.array([0.5, 1.0])]) is None
