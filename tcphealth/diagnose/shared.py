@@ -22,6 +22,7 @@ from tcphealth.diagnose.index import (
 )
 from tcphealth.diagnose.wording import (
     most_common_text,
+    named_destinations,
     number,
     pids_key,
     process_subject,
@@ -600,10 +601,10 @@ _NAMED_DESTINATIONS = 3
 
 def destinations_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> Counter[Destination]:
     """The sockets at ``rows`` per :func:`destination` of their remote end, as far as a
-    finding names them: every count :func:`wording.top_destinations` and ``most_common_text``
-    (through ``by_host_if_ports_vary``) would rank among the first three, not every
+    finding names them: the first three :func:`wording.top_destinations` and
+    ``most_common_text`` (through ``by_host_if_ports_vary``) would rank, not every
     destination. Where no destination repeats, the counts per host they fold into; else the
-    destinations with at least the third largest count. A server's CLOSE_WAIT have one
+    three with the largest counts, ties by their text. A server's CLOSE_WAIT have one
     destination per client port: tens of thousands of endpoints made for three names."""
     import numpy as np
 
@@ -650,7 +651,13 @@ def destinations_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> C
         strict=True,
     ):
         found[Endpoint(addresses.get(kind, top, bottom), port)] += count
-    return found
+    # A server's clients tied at the third count (each port connected to two listeners, say)
+    # would be ranked by their text in each of a finding's three sentences and lists.
+    return (
+        named_destinations(found, _NAMED_DESTINATIONS)
+        if len(found) > _NAMED_DESTINATIONS
+        else found
+    )
 
 
 def local_ports_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> Counter[int | None]:

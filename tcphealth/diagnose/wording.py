@@ -143,8 +143,32 @@ def _ranked(counts: Counter[Destination], limit: int) -> list[tuple[Destination,
         candidates = [item for item in counts.items() if item[1] >= least]
     else:
         candidates = list(counts.items())
-    candidates.sort(key=lambda item: (-item[1], destination_text(item[0])))
+    if len(candidates) <= 1:
+        return candidates
+    # A server's clients tied at one count share a few addresses: each address is written
+    # out once here (ipaddress formats slowly), not once per client port.
+    written: dict[int, str] = {}
+
+    def text(dest: Destination) -> str:
+        address, port = dest.address, dest.port
+        if dest.name is not None or port is None:
+            return destination_text(dest)
+        shown = written.get(id(address))
+        if shown is None:
+            shown = written[id(address)] = (
+                f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+            )
+        return f"{shown}:{port}"
+
+    candidates.sort(key=lambda item: (-item[1], text(item[0])))
     return candidates[:limit]
+
+
+def named_destinations(counts: Counter[Destination], limit: int = 3) -> Counter[Destination]:
+    """Only the ``limit`` destinations :func:`top_destinations` and :func:`most_common_text`
+    name (no fold by host is needed: some destination of ``counts`` repeats), ranked once:
+    each of them would otherwise write out every destination tied at the last count."""
+    return Counter(dict(_ranked(counts, limit)))
 
 
 def share_word(counts: Counter[Destination], total: int, limit: int = 3) -> str:
