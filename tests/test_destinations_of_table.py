@@ -10,7 +10,7 @@ import numpy as np
 from tcphealth.columnar import DumpColumns
 from tcphealth.diagnose.index import destination
 from tcphealth.diagnose.shared import destinations_of_table
-from tcphealth.diagnose.wording import most_common_text, share_word, top_destinations
+from tcphealth.diagnose.wording import most_common_text, share_text, top_destinations
 from tcphealth.model import Endpoint
 from tcphealth.sources.columns import _empty, joined
 
@@ -36,7 +36,7 @@ def _named(ends: list[tuple[str, int]]) -> tuple[object, ...]:
     table = destinations_of_table(_columns(ends), rows)
     objects = Counter(destination(Endpoint(ipaddress.ip_address(a), p)) for a, p in ends)
     said = [
-        (top_destinations(counts), most_common_text(counts), share_word(counts, len(ends)))
+        (top_destinations(counts), most_common_text(counts), share_text(counts, len(ends)))
         for counts in (table, objects)
     ]
     assert said[0] == said[1]
@@ -55,7 +55,7 @@ def test_ties_at_the_third_count_are_ranked_by_text_not_by_number() -> None:
     ] + [("127.0.0.9", 40000)]
     _, text, share = _named(ends)
     assert text == "127.0.0.20:10000 (2), 127.0.0.20:41000 (2), 127.0.0.20:5000 (2)"
-    assert share == "mostly"
+    assert share == f"mostly {text}"
 
 
 def test_mapped_and_ipv6_ends_tie_with_ipv4_as_objects_count_them() -> None:

@@ -21,12 +21,11 @@ from tcphealth.diagnose.index import (
     owned_by_fd,
 )
 from tcphealth.diagnose.wording import (
-    most_common_text,
     named_destinations,
     number,
     pids_key,
     process_subject,
-    share_word,
+    share_text,
 )
 from tcphealth.model import (
     Elision,
@@ -435,7 +434,7 @@ def peers_text(
         if port is not None
     }
     word = "with" if len(sides) != 1 else "from" if sides.pop() else "to"
-    return f"{share_word(peers, total)} {word} {most_common_text(peers)}"
+    return share_text(peers, total, word)
 
 
 def widest_counts(counts: Iterable[ReportedCount]) -> dict[TcpState, ReportedCount]:

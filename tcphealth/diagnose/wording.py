@@ -171,16 +171,22 @@ def named_destinations(counts: Counter[Destination], limit: int = 3) -> Counter[
     return Counter(dict(_ranked(counts, limit)))
 
 
-def share_word(counts: Counter[Destination], total: int, limit: int = 3) -> str:
-    """``all`` where the destinations :func:`most_common_text` lists hold every one of the
-    ``total`` sockets, else ``mostly``: "mostly to X (30)" of 30 sockets says there were others."""
+def share_text(counts: Counter[Destination], total: int, side: str = "", limit: int = 3) -> str:
+    """``mostly to 10.0.0.5:6379 (2,900), 10.0.0.6:6379 (220)`` (``side`` "to") for a summary
+    sentence: the destinations :func:`most_common_text` lists, after ``all`` where they hold
+    every one of the ``total`` sockets, else ``mostly`` ("mostly to X (30)" of 30 sockets
+    would say there were others). Ranked once for both."""
     ranked = _ranked(by_host_if_ports_vary(counts), limit)
-    return "all" if sum(count for _, count in ranked) >= total else "mostly"
+    word = "all" if sum(count for _, count in ranked) >= total else "mostly"
+    return " ".join(part for part in (word, side, _listed(ranked)) if part)
 
 
 def most_common_text(counts: Counter[Destination], limit: int = 3) -> str:
     """``10.0.0.5:6379 (2,900), 10.0.0.6:6379 (220)`` for a summary sentence."""
-    ranked = _ranked(by_host_if_ports_vary(counts), limit)
+    return _listed(_ranked(by_host_if_ports_vary(counts), limit))
+
+
+def _listed(ranked: list[tuple[Destination, int]]) -> str:
     return ", ".join(f"{destination_text(dest)} ({number(count)})" for dest, count in ranked)
 
 

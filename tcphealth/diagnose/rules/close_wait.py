@@ -59,13 +59,12 @@ from tcphealth.diagnose.timeline import ConnectionKey, connection_key, kernel_ag
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
-    most_common_text,
     number,
     percent,
     pid_evidence,
     pids_key,
     process_subject,
-    share_word,
+    share_text,
     sockets_text,
     top_destinations,
     who,
@@ -1156,7 +1155,7 @@ def _peer_idle_close(
             f"the {number(listings.counts[0])} in the paste's first listing, "
             f"{number(listings.closed)} were gone by its last and {number(listings.added)} new "
             f"had come, so this is a pool closing late, not a leak; "
-            f"{share_word(destinations, count)} to {most_common_text(destinations)}."
+            f"{share_text(destinations, count, 'to')}."
         ),
         evidence=tuple(evidence),
         next_steps=platform_steps(

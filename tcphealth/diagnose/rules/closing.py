@@ -56,13 +56,12 @@ from tcphealth.diagnose.timeline import connection_key, kernel_age_floor
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
-    most_common_text,
     number,
     percent,
     pid_evidence,
     pids_key,
     process_subject,
-    share_word,
+    share_text,
     top_destinations,
     who,
 )
@@ -680,8 +679,7 @@ def _fin_wait2_judged(
                 summary=(
                     f"{number(orphaned)} closed connections wait in FIN_WAIT2 for peers to "
                     f"close their side; each goes after {timeout_text}, but this many means "
-                    f"peers routinely fail to close -- {share_word(orphan_peers, orphaned)} "
-                    f"{most_common_text(orphan_peers)}."
+                    f"peers routinely fail to close -- {share_text(orphan_peers, orphaned)}."
                 ),
                 evidence=(
                     Evidence("fin_wait2_orphaned", orphaned, "no process holds them"),

@@ -31,12 +31,11 @@ from tcphealth.diagnose.shared import local_peers, retransmits_of
 from tcphealth.diagnose.wording import (
     attribution_gaps,
     level,
-    most_common_text,
     number,
     pid_evidence,
     pids_key,
     process_subject,
-    share_word,
+    share_text,
     top_destinations,
     who,
 )
@@ -375,15 +374,13 @@ def _not_reading_finding(
         summary = (
             f"{holder} has stopped reading {number(group.sockets)} connections: {unread}, "
             f"nothing new has arrived for at least {untouched:.0f} s; "
-            f"{share_word(group.destinations, group.sockets)} from "
-            f"{most_common_text(group.destinations)}."
+            f"{share_text(group.destinations, group.sockets, 'from')}."
         )
         young: tuple[str, ...] = ()
     else:
         summary = (
             f"{holder} has not read what arrived on {number(group.sockets)} connections: "
-            f"{unread}; {share_word(group.destinations, group.sockets)} from "
-            f"{most_common_text(group.destinations)}."
+            f"{unread}; {share_text(group.destinations, group.sockets, 'from')}."
         )
         young = (cannot_tell_yet(_STOPPED, _UNREAD, untouched, thresholds),)
     idle_evidence: tuple[Evidence, ...] = (

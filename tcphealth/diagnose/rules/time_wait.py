@@ -49,10 +49,9 @@ from tcphealth.diagnose.shared import (
 from tcphealth.diagnose.wording import (
     destination_text,
     level,
-    most_common_text,
     number,
     percent,
-    share_word,
+    share_text,
     ss_peer_filter,
     top_destinations,
     who,
@@ -514,7 +513,7 @@ def _bucket_finding(
         side = (
             "from" if not closed_as_client else "toward" if closed_as_client == listed else "with"
         )
-        toward = f"; {share_word(everywhere, listed)} {side} {most_common_text(everywhere)}"
+        toward = f"; {share_text(everywhere, listed, side)}"
     else:
         closer = toward = ""
         unchecked = (
