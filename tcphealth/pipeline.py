@@ -136,21 +136,22 @@ def analyse_series(
 
             report = namespaced.analyse_series(narrowed, diagnosis, flt.describe(), grouped=grouped)
             report = replace(report, empty_selection=_empty(latest, narrowed[-1], flt))
-            return _history_of_selection(report, narrowed, flt)
+            return _history_of_selection(report, narrowed) if flt.active else report
         findings, facts = diagnose_series(series, thresholds, ages, held)
-        report = _narrowed_report(latest, findings, flt, facts, grouped=grouped)
         if not flt.active:
-            return report
-        return _history_of_selection(report, [apply_filter(sample, flt) for sample in series], flt)
+            return _narrowed_report(latest, findings, flt, facts, grouped=grouped)
+        narrowed = [apply_filter(sample, flt) for sample in series]
+        report = _narrowed_report(
+            latest, findings, flt, facts, grouped=grouped, narrowed=narrowed[-1]
+        )
+        return _history_of_selection(report, narrowed)
 
 
-def _history_of_selection(
-    report: Report, selected: Sequence[Snapshot], flt: SocketFilter
-) -> Report:
-    """``report`` whose states over the samples count what ``flt`` selected of each
+def _history_of_selection(report: Report, selected: Sequence[Snapshot]) -> Report:
+    """``report`` whose states over the samples count what a filter selected of each
     (``selected``), as the rest of a filtered report does. The diagnosis went over the whole
     host; shown under "filtered: pid=...", its host-wide counts read as the selection's."""
-    if not flt.active or report.series is None:
+    if report.series is None:
         return report
     history = tuple(
         (sample.host.taken_at, dict(Counter(sock.state for sock in sample.sockets)))
@@ -166,10 +167,12 @@ def _narrowed_report(
     series: SeriesFacts | None = None,
     *,
     grouped: bool = True,
+    narrowed: Snapshot | None = None,
 ) -> Report:
-    """The report of what ``flt`` selects from ``snapshot``, whose whole diagnosis is
-    ``findings``."""
-    narrowed = apply_filter(snapshot, flt)
+    """The report of what ``flt`` selects from ``snapshot`` (``narrowed``, where the caller
+    has it already), whose whole diagnosis is ``findings``."""
+    if narrowed is None:
+        narrowed = apply_filter(snapshot, flt)
     shown = select_findings(findings, flt, snapshot, narrowed)
     narrowed = _with_named_processes(snapshot, narrowed, {0: (snapshot, shown)})
     return build_report(
