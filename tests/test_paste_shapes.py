@@ -189,7 +189,9 @@ def test_ss_s_beside_a_table_counts_what_the_rows_do_not_show() -> None:
     assert len(snapshot.sockets) == 2
     assert snapshot.state_counts["TIME_WAIT"] == 29986
     found = [f for f in diagnose(snapshot) if f.code == "time-wait-counted"]
-    assert [(f.severity, f.count) for f in found] == [(Severity.CRITICAL, 29986)]
+    # Above the 28,232 ports of the default range: spread over several destinations, so a
+    # build-up (warning), not ports shown to run out toward one.
+    assert [(f.severity, f.count) for f in found] == [(Severity.WARNING, 29986)]
     assert "`ss -s`" in repr(found[0].evidence)  # the count is said to be the paste's own
 
 

@@ -489,3 +489,37 @@ def test_one_listing_followed_by_stray_separators_is_not_a_loop() -> None:
     text = "# netstat -anpt\n" + _ROW.format(q="  0", port=46530) + "----\n----\n----\n"
     (snapshot,) = read(text)
     assert len(snapshot.sockets) == 1
+
+
+@pytest.mark.parametrize(
+    ("count", "severity"),
+    [
+        # Up to the range, one destination could hold them all: near full is critical.
+        (28230, Severity.CRITICAL),
+        # Over the range they are spread over several destinations (phpClickHouse#109's 92272):
+        # how full any one is the count cannot show, so it warns of the build-up.
+        (92272, Severity.WARNING),
+    ],
+)
+def test_a_time_wait_count_over_the_port_range_warns_and_does_not_claim_exhaustion(
+    count: int, severity: Severity
+) -> None:
+    snapshot = last(
+        f"$ netstat -tan | awk '$5 ~ /:813/ {{print $6}}' | sort | uniq -c\n  {count} TIME_WAIT\n"
+    )
+    (found,) = [f for f in diagnose(snapshot) if f.code == "time-wait-counted"]
+    assert found.severity is severity
+    assert ("warns of the build-up rather than of ports run out" in found.summary) is (
+        severity is Severity.WARNING
+    )
+
+
+def test_a_time_wait_count_over_the_port_range_is_critical_beside_an_eaddrnotavail_line() -> None:
+    """The error line shows the ports ran out, which the count alone does not."""
+    snapshot = last(
+        "$ netstat -tan | grep TIME_WAIT | wc -l\n92272\n"
+        "dial tcp 10.0.0.5:8123: connect: cannot assign requested address\n"
+    )
+    (found,) = [f for f in diagnose(snapshot) if f.code == "time-wait-counted"]
+    assert found.severity is Severity.CRITICAL
+    assert "build-up rather than" not in found.summary

@@ -342,6 +342,13 @@ def _time_wait(
         severity = Severity.WARNING
     if severity is None:
         return None
+    # The ratios measure TIME_WAIT toward one destination against the ports it can use. A count
+    # above the whole range cannot be toward one (one local address has the range toward each
+    # destination), so it is spread over several, and how full any one of them is the count
+    # does not say: a build-up to warn of, not ports shown to run out (an error line can).
+    spread = count.sockets > ports > 0
+    if spread:
+        severity = min(severity, Severity.WARNING)
     severity, ran_out = ports_ran_out(index, severity)
     evidence = paste_count_evidence(count)
     if ran_out is not None:
@@ -369,6 +376,12 @@ def _time_wait(
             "EADDRNOTAVAIL once the range is used up -- reuse connections (keep-alive, a pool)"
             + (PORTS_RAN_OUT if ran_out is not None else "")
             + "."
+            + (
+                " How near any one destination is to that, a host-wide count cannot show, "
+                "so this warns of the build-up rather than of ports run out."
+                if spread and ran_out is None
+                else ""
+            )
         ),
         evidence=tuple(evidence),
         next_steps=platform_steps(
