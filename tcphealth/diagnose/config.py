@@ -103,6 +103,13 @@ class Thresholds:
     )
     closing_warning: int = _knob(10, "Such sockets in one state, host-wide: warn.")
     closing_critical: int = _knob(1000, "Unacknowledged FINs in one state, host-wide: critical.")
+    peer_loss_warning: int = _knob(
+        3,
+        "Connections with one peer address that resent a segment, over a paste's captures (or "
+        "one look), among them resends in the handshake (SYN_SENT / SYN_RECV) and in the close "
+        "(FIN_WAIT1 / CLOSING / LAST_ACK): warn from this many while one still resends -- the "
+        "path to that peer loses packets.",
+    )
     close_held_warning: int = _knob(
         100,
         "TCP sockets in CLOSE (BSD: CLOSED) held by one process -- connections that ended, "
