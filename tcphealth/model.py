@@ -781,6 +781,10 @@ class Snapshot:
     # ``netstat -tpn | grep FIN_WAIT2``): sockets in other states were not shown, which is not
     # the same as absent. None: the listing shows every state (or is no paste).
     listed_state: TcpState | None = None
+    # A paste's listing printed by a command seen in it that shows every listener and narrows
+    # nothing (``ss -lnt``, ``netstat -lntp``; no grep, no filter, no elision): a listener not
+    # in its rows is not on the host. False where that is not known (no command shown).
+    every_listener_shown: bool = False
     # Error lines pasted beside the tables (``socket: too many open files``, ``connect:
     # cannot assign requested address``): what a process met, in its own words.
     error_lines: tuple[ErrorLine, ...] = ()

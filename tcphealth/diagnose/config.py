@@ -103,6 +103,12 @@ class Thresholds:
     )
     closing_warning: int = _knob(10, "Such sockets in one state, host-wide: warn.")
     closing_critical: int = _knob(1000, "Unacknowledged FINs in one state, host-wide: critical.")
+    listen_overflowed_warning: int = _knob(
+        100,
+        "Accept-queue overflows since boot (ListenOverflows) where a paste's whole listing "
+        "holds one listener, with a backlog under 128: warn from this many, taking them to "
+        "be that listener's.",
+    )
     peer_loss_warning: int = _knob(
         3,
         "Connections with one peer address that resent a segment, over a paste's captures (or "

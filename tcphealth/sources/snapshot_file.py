@@ -63,6 +63,7 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
         ("elisions", ()),
         ("kernel_log", ()),
         ("listed_state", None),
+        ("every_listener_shown", False),
         ("error_lines", ()),
     ),
     # A paste's host that was no address (a name, a mask); no file from a live run has one.

@@ -14,7 +14,12 @@ with the command that reads the real backlog.
 ListenOverflows counts since boot. When it is above zero and no listener's queue is full or
 filling now, the overflows happened at some other moment: one look cannot say when or where,
 so it is information, with the listeners whose short backlogs overflow first under a burst
-and the commands that show whether it still happens.
+and the commands that show whether it still happens. One case says where: a paste whose listing
+shows every listener of the host (``ss -lnt`` unfiltered) and holds only one, with a backlog
+shorter than the 128 the kernel and most servers default to (the JDK's 50, say). Taking the
+overflows to be that listener's -- an assumption, said: the counter names none, and a listener
+since closed could have had them -- its backlog is too short for the bursts it gets, a warning
+once the counter holds listen_overflowed_warning drops. When stays unknown, and is said so.
 """
 
 from __future__ import annotations
@@ -55,6 +60,10 @@ LISTEN_QUEUE_FULL = "listen-queue-full"
 LISTEN_QUEUE_FILLING = "listen-queue-filling"
 LISTEN_BACKLOG_UNKNOWN = "listen-backlog-unknown"
 LISTEN_OVERFLOWED = "listen-overflowed"
+LISTEN_OVERFLOWED_SHORT_BACKLOG = "listen-overflowed-short-backlog"
+# The kernel's somaxconn before Linux 5.4 and the lowest backlog in common use: a listener
+# below it was given a short queue on purpose or by an API's default (the JDK's 50).
+_SHORT_BACKLOG = 128
 # How many of the shortest backlogs the since-boot finding names.
 _SHORTEST_SHOWN = 3
 
@@ -76,18 +85,22 @@ def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
                 hidden = "which port it listens on: the source does not show the port"
                 findings.append(replace(finding, unchecked=(*finding.unchecked, hidden)))
     if not any(f.code in (LISTEN_QUEUE_FULL, LISTEN_QUEUE_FILLING) for f in findings):
-        overflowed = _overflowed_since_boot(index)
+        overflowed = _overflowed_since_boot(index, thresholds)
         if overflowed is not None:
             findings.append(overflowed)
     return findings
 
 
-def _overflowed_since_boot(index: SnapshotIndex) -> Finding | None:
+def _overflowed_since_boot(index: SnapshotIndex, thresholds: Thresholds) -> Finding | None:
     """Accept queues overflowed since boot, none full or filling now (the caller checks)."""
     counters = index.snapshot.counters
     overflows = counters.get("TcpExt.ListenOverflows")
     if not overflows:
         return None
+    if overflows >= thresholds.listen_overflowed_warning:
+        only = _only_listener_short(index)
+        if only is not None:
+            return _overflowed_on_short_backlog(index, only, overflows)
     evidence = [
         Evidence(
             "ListenOverflows",
@@ -162,6 +175,94 @@ def _overflowed_since_boot(index: SnapshotIndex) -> Finding | None:
             ),
         ),
         unchecked=tuple(unchecked),
+    )
+
+
+def _only_listener_short(index: SnapshotIndex) -> Socket | None:
+    """The host's one listener, where the paste shows every listener and there is only one
+    (its IPv4 and IPv6 sockets on one port count as one), with a backlog shorter than
+    _SHORT_BACKLOG; else None."""
+    if not index.snapshot.every_listener_shown:
+        return None
+    listeners = index.sockets(TcpState.LISTEN)
+    ports = {listener.local.port for listener in listeners}
+    if not listeners or len(ports) != 1 or None in ports:
+        return None
+    backlogs = [listener.listen_backlog for listener in listeners]
+    if any(backlog is None or backlog >= _SHORT_BACKLOG for backlog in backlogs):
+        return None
+    return min(listeners, key=lambda listener: listener.listen_backlog or 0)
+
+
+def _overflowed_on_short_backlog(index: SnapshotIndex, listener: Socket, overflows: int) -> Finding:
+    """Overflows since boot on a host whose one listener has a short backlog: the likely
+    place, said as an assumption; when it happened stays unknown."""
+    backlog = listener.listen_backlog or 0
+    somaxconn = index.snapshot.sysctls.somaxconn
+    capped = somaxconn is not None and somaxconn <= backlog
+    pids = listener_owner(listener)
+    owner = who(index, pids) if pids else "its owner"
+    evidence = [
+        Evidence(
+            "ListenOverflows",
+            overflows,
+            "handshakes dropped since boot because a listener's accept queue was full",
+        ),
+        Evidence(
+            "listen_backlog",
+            backlog,
+            f"on {listener.local}, the only listener the paste's listing shows "
+            f"({number(listener.recv_queue or 0)} waiting now)",
+        ),
+    ]
+    drops = index.snapshot.counters.get("TcpExt.ListenDrops")
+    if drops:
+        evidence.append(Evidence("ListenDrops", drops, "all drops at listeners since boot"))
+    if somaxconn is not None:
+        evidence.append(Evidence("somaxconn", somaxconn, "caps every listen() backlog"))
+    fix = (
+        f"net.core.somaxconn ({number(somaxconn or 0)}) caps it: raise that, and the "
+        "backlog the application asks for"
+        if capped
+        else f"raise the backlog {owner} passes to listen() (somaxconn caps it)"
+    )
+    return Finding(
+        code=LISTEN_OVERFLOWED_SHORT_BACKLOG,
+        severity=Severity.WARNING,
+        state=TcpState.LISTEN,
+        blame=Blame.KERNEL_LIMIT if capped else Blame.LOCAL_APPLICATION,
+        subject=listener_subject(index, listener),
+        count=0,  # handshakes since boot, not sockets now: the evidence gives them
+        summary=(
+            f"Since boot the kernel dropped {number(overflows)} incoming connections because "
+            f"an accept queue was full, and the one listener the paste's listing shows, "
+            f"{listener.local}, has a backlog of {number(backlog)} -- shorter than the "
+            f"{_SHORT_BACKLOG} the kernel and most servers default to, so a burst of more "
+            f"than {number(backlog + 1)} connections arriving faster than it accepts them "
+            "overflows it. Taking the drops to be its own, the queue is too short for the "
+            f"bursts it gets: {fix}. Its queue is not full now, so when they happened one look "
+            "cannot say."
+        ),
+        evidence=tuple(evidence),
+        next_steps=platform_steps(
+            index.snapshot.host.platform,
+            (
+                "nstat -az TcpExtListenOverflows   # twice, a minute apart: still rising?",
+                f"ss -ltn 'sport = :{listener.local.port}'   # its queue against its backlog",
+                "sysctl net.core.somaxconn",
+            ),
+            bsd=(
+                "netstat -s -p tcp | grep -i 'listen queue'   # twice: still rising?",
+                "netstat -Lan   # per listener: queue length against its limit",
+            ),
+        ),
+        unchecked=(
+            f"that the drops were {listener.local}'s: the counter is host-wide and names no "
+            "listener; the paste shows no other now, but one since closed could have had them",
+            "when: the counter counts since boot; read twice a minute apart, it says whether "
+            "the queue still overflows",
+            *owner_unchecked(listener),
+        ),
     )
 
 
@@ -362,6 +463,13 @@ RULE = Rule(
             LISTEN_OVERFLOWED,
             "accept queues overflowed since boot; none is full or filling now",
             (Severity.INFO,),
+            since_boot_of=("TcpExt.ListenOverflows",),
+        ),
+        Code(
+            LISTEN_OVERFLOWED_SHORT_BACKLOG,
+            "accept queues overflowed since boot, and the host's one listener has a short "
+            "backlog: taken to be where, said as an assumption",
+            (Severity.WARNING,),
             since_boot_of=("TcpExt.ListenOverflows",),
         ),
     ),

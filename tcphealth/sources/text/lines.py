@@ -929,6 +929,54 @@ def listing_state(command: str) -> TcpState | None:
     return None
 
 
+# Pipeline stages that pass every line through: they reorder, page or lay out, never select.
+_PASS_THROUGH = frozenset({"cat", "column", "less", "more", "sort", "tee", "expand"})
+# Words of an ss filter expression: a listing that uses one shows only what it matches.
+_SS_FILTER_WORDS = frozenset({"sport", "dport", "src", "dst", "(", ")", "exclude"})
+
+
+def lists_every_listener(command: str) -> bool:
+    """Whether the first ``ss``/``netstat`` call of ``command`` prints every listening socket
+    of its families and the pipeline keeps every line it prints: ``ss -lnt``, ``ss -tan``,
+    ``netstat -lntp``, ``ss state listening``, with no grep, no awk pattern, no filter
+    expression and no head/tail. Then a listener missing from the rows is absent from the
+    host, not left out by the paste. False where anything may have narrowed them."""
+    parts = [part for part in _split_top(command, ";&") if parse_table_command(part)]
+    if not parts:
+        return False
+    table = parse_table_command(parts[0])
+    assert table is not None
+    shows_listeners = bool({"l", "a"} & table.flags) or table.state_filter is TcpState.LISTEN
+    stages = _split_top(parts[0], "|")
+    own = _words(stages[0])
+    tool_at = own.index(table.tool) if table.tool in own else 0
+    arguments = [w for w in own[tool_at + 1 :] if not w.startswith("-")]
+    if table.state_filter is not None:
+        arguments = arguments[2:] if arguments[:1] == ["state"] else arguments
+    if table.state_filter not in (None, TcpState.LISTEN) or arguments:
+        return False  # another state, a filter expression or an address selects rows
+    if any(w.strip("'\"()") in _SS_FILTER_WORDS for w in own):
+        return False
+    for stage in stages[1:]:
+        words = _words(stage)
+        if not words:
+            continue
+        if words[0] in _PASS_THROUGH:
+            continue
+        if (
+            words[0] in ("grep", "egrep")
+            and len(words) == 2
+            and grep_state(words[1]) is (TcpState.LISTEN)
+        ):
+            continue  # a grep of the LISTEN state word keeps every listener
+        if words[0] == "awk" and len(words) == 2 and words[1].lstrip().startswith("{"):
+            program = words[1]
+            if not any(token in program for token in ("if", "next", "~", "==", "!=", "exit")):
+                continue  # an awk without a pattern, printing every line
+        return False
+    return shows_listeners
+
+
 _LINE_LIMIT = re.compile(r"(?:-n\s*|--lines=|-)(\d+)$")
 
 

@@ -61,6 +61,7 @@ from tcphealth.sources.text.lines import (
     histogram_selection,
     listing_limit,
     listing_state,
+    lists_every_listener,
     looks_like_count_command,
     match_counter,
     match_fd_limits,
@@ -1208,6 +1209,12 @@ def _snapshot(capture: Capture, facts: Facts, where: str, taken_at: float) -> Sn
         elisions=elisions,
         kernel_log=facts.kernel_messages(epoch),
         listed_state=listed_state,
+        every_listener_shown=not elisions
+        and any(
+            section.command is not None and lists_every_listener(section.command.text)
+            for section, listed in zip(capture.sections, per_section, strict=True)
+            if listed
+        ),
         error_lines=tuple(facts.error_lines.values()),
     )
 
