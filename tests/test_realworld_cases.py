@@ -53,8 +53,14 @@ THREADS = REALWORLD / "threads"
 # 0.785), the exit floor up to its.
 # Session 16 added nine more held-out cases, scored before any fix: verdict 4 and exit 4 of 9
 # (CASES.md says what each miss showed). They put the corpus at 65/88 (0.739) and 59/88 (0.670),
-# so both floors are set down to those measured shares.
-REQUIRED_SCORE = {"read": 0.9, "sockets": 0.9, "counts": 0.9, "verdict": 0.738, "exit": 0.670}
+# so both floors are set down to those measured shares. The same session triaged every miss of
+# the 79 older cases (what the excerpt holds against what only the thread's prose knows) and
+# read the three the pastes decide: one peer's resends in the handshake and the close over a
+# paste's samples (peer-path-losing), overflows beside a whole listing of one short-backlog
+# listener (listen-overflowed-short-backlog), and a TIME_WAIT count above the port range as a
+# build-up, not ports run out. The held-out nine are unchanged by them: 67/88 (0.761) and
+# 62/88 (0.704), the floors now.
+REQUIRED_SCORE = {"read": 0.9, "sockets": 0.9, "counts": 0.9, "verdict": 0.761, "exit": 0.704}
 MIN_CASES = 30  # the issue asks for at least 30 real pastes with an established cause
 
 MEASURES = ("read", "sockets", "counts", "verdict", "exit")
