@@ -211,8 +211,8 @@ def _overflowed_on_short_backlog(index: SnapshotIndex, listener: Socket, overflo
         Evidence(
             "listen_backlog",
             backlog,
-            f"on {listener.local}, the only listener the paste's listing shows "
-            f"({number(listener.recv_queue or 0)} waiting now)",
+            f"on {listener.local}, the only listener the paste's listing shows, with "
+            f"{number(listener.recv_queue or 0)} waiting now",
         ),
     ]
     drops = index.snapshot.counters.get("TcpExt.ListenDrops")
