@@ -17,7 +17,8 @@ TEXT = "text"
 
 
 def detect(text: str) -> str:
-    """``snapshot``, ``proc`` or ``text``.
+    """``snapshot``, ``proc`` or ``text``. A /proc copy may have the command that printed it
+    above it (:func:`proc_copy.starts_copy`).
 
     >>> detect('{"format": "tcphealth.snapshot"}')
     'snapshot'
@@ -36,8 +37,20 @@ def detect(text: str) -> str:
         return TEXT  # lsof -J / -j: read as a paste, line by line
     if text.startswith("{", start):
         return SNAPSHOT
-    end = text.find("\n", start)
-    first_line = text[start:] if end < 0 else text[start:end]
-    if proc_copy.looks_like(first_line):
+    if proc_copy.starts_copy(_first_lines(text, start, proc_copy.LEADING_LINES + 1)):
         return PROC
     return TEXT
+
+
+def _first_lines(text: str, start: int, count: int) -> list[str]:
+    """Up to ``count`` non-blank lines of ``text`` from ``start``, found by position."""
+    lines: list[str] = []
+    while len(lines) < count and start < len(text):
+        end = text.find("\n", start)
+        line = text[start:] if end < 0 else text[start:end]
+        if line.strip():
+            lines.append(line)
+        if end < 0:
+            break
+        start = end + 1
+    return lines

@@ -17,6 +17,9 @@ from tcphealth.model import Family, Socket
 from tcphealth.sources import procfs
 
 NAME = "proc"
+# The most lines a copy may hold before its first header or row: the command that printed it
+# (``cat /proc/net/tcp6``, ``watch -n1 "grep 1F90 tcp6"``) or a prompt, as pasted above it.
+LEADING_LINES = 3
 _ROW = re.compile(r"^\s*(?P<sl>[0-9]{1,9}):\s+(?P<address>[0-9A-Fa-f]+):[0-9A-Fa-f]{4}\s")
 
 
@@ -24,6 +27,12 @@ def looks_like(first_line: str) -> bool:
     """The first non-blank line of a /proc/net/tcp copy: its header, or a row."""
     words = first_line.split()
     return ("local_address" in words and "st" in words) or _ROW.match(first_line) is not None
+
+
+def starts_copy(lines: list[str]) -> bool:
+    """Whether the first non-blank lines of a text begin a /proc/net/tcp copy: a header or row
+    first, or after at most ``LEADING_LINES`` lines (the command pasted above the table)."""
+    return any(looks_like(line) for line in lines[: LEADING_LINES + 1])
 
 
 @dataclass
@@ -73,10 +82,21 @@ class _CopyReader:
         self.header: str | None = None  # a header line not yet followed by a row
         self.first_header: str | None = None
         self.last_sl = -1
+        self.leading = 0  # lines before the first header or row, passed over
 
     def add(self, number: int, raw: str) -> None:
         line = raw.rstrip("\r\n")
         if not line.strip():
+            return
+        if (
+            self.capture is None
+            and not self.captures
+            and self.header is None
+            and not looks_like(line)
+            and self.leading < LEADING_LINES
+        ):
+            # The command (or prompt) pasted above the table: not part of it.
+            self.leading += 1
             return
         words = line.split()
         if "local_address" in words:
