@@ -9,10 +9,10 @@ per-state summaries (``TIME_WAIT 65547``) are kept; any other text is passed ove
 a line that looks like a socket row but cannot be read is reported as skipped.
 
 Sections become *captures* (one look at the host each): a section joins the current capture
-unless that capture already holds a section printed by the same command under the same header,
-in which case the same look was taken again and a new capture starts. So ``ss -nltp`` followed
-by ``ss -antp | grep 30720`` is one capture, and a loop printing ``ss -natp`` between ``---``
-lines is a series.
+unless that capture already holds a section of the same format printed by the same command under
+the same header, in which case the same look was taken again and a new capture starts. So
+``ss -nltp`` followed by ``ss -antp | grep 30720`` is one capture, so are headerless netstat rows
+followed by an ``ss`` row, and a loop printing ``ss -natp`` between ``---`` lines is a series.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ from tcphealth.sources.text.lines import (
     match_summary,
     match_sysctl,
     parse_table_command,
+    state_word,
 )
 from tcphealth.sources.text.parser import Context, RowParser
 from tcphealth.sources.text.powershell import Grouped, match_grouped
@@ -338,6 +339,9 @@ _ELISION = re.compile(
     re.IGNORECASE,
 )
 _ELISION_MAX = 80
+# The most words the line under a wrapped row holds: its state, then PID/Program and a timer
+# (netstat -o's ``off (0.00/0/0)`` is two words).
+_WRAPPED_TAIL_WORDS = 4
 # HTML line breaks a tracker's import left at the ends of a pasted line (JIRA: "<p>$ cmd <br/>",
 # "tcp ... 795/traffic_stats   <br/>"); a tag elsewhere in the line is kept.
 _HTML_EDGES = re.compile(r"^<p>|(?:\s*<br\s*/?>|\s*</p>)+\s*$", re.IGNORECASE)
@@ -395,6 +399,9 @@ class _Reader:
         self.foreign = False  # inside a UNIX-socket or kernel-control section
         self.pending: Row | None = None
         self.pending_parser: RowParser | None = None
+        # A row that could not be read, held for one line: a mail client or a narrow terminal
+        # may have wrapped it, putting its last columns on the next line (see join_wrapped).
+        self.cut_row: tuple[int, str, str] | None = None
         self.pending_text = ""
         # Each format's view of the header and command, made once per table, not per row:
         # emptied wherever the header, its format or the command changes.
@@ -423,7 +430,13 @@ class _Reader:
             return
         self.empty_looks = 0
         capture = self.captures[-1]
-        if any(old.signature == section.signature for old in capture.sections) or (
+        # The same look again: the same command and header printing the same format. Rows of
+        # another format under no command or header (netstat rows, then an ss row, in one
+        # block) are another tool's look at the host, read with it.
+        if any(
+            old.signature == section.signature and not _other_formats(old, section)
+            for old in capture.sections
+        ) or (
             # a format whose tables are a view of their own (lsof's descriptors of chosen
             # processes) never joins another tool's look at the host in one capture
             None not in (view := _own_view(section.kind), held := _own_view_of(capture))
@@ -481,6 +494,8 @@ class _Reader:
         posted = _undo_posting(line, stripped)
         if posted is not None:
             self.feed(number, posted)
+            return
+        if self.cut_row is not None and self.join_wrapped(stripped):
             return
         for split in self.splitters:
             rows = split(stripped)
@@ -842,7 +857,31 @@ class _Reader:
             pid = int(tokens[1])
             self.facts.highest_fd[pid] = max(self.facts.highest_fd.get(pid, 0), int(fd.group(1)))
 
-    def read_row(self, number: int, line: str) -> None:
+    def join_wrapped(self, stripped: str) -> bool:
+        """The held row with this line after it, where this line holds only a row's last
+        columns -- a state word, then at most a few words (PID/Program, a timer): the row was
+        wrapped (``tcp 0 0 127.0.0.1:9000 127.0.0.1:45603`` / ``TIME_WAIT -``). Otherwise the
+        held row is skipped with its own reason, and the line is read as it is."""
+        assert self.cut_row is not None
+        number, line, reason = self.cut_row
+        self.cut_row = None
+        words = stripped.split()
+        if len(words) <= _WRAPPED_TAIL_WORDS and state_word(words[0]) is not None:
+            self.read_row(number, f"{line}  {stripped}", joinable=False)
+            return True
+        self.skip(number, reason, line)
+        return False
+
+    def finish(self) -> None:
+        """The end of the paste: a row still held is skipped."""
+        if self.cut_row is not None:
+            number, line, reason = self.cut_row
+            self.cut_row = None
+            self.skip(number, reason, line)
+        self.mark_cut()
+        self.close_section()
+
+    def read_row(self, number: int, line: str, *, joinable: bool = True) -> None:
         if self.header_kind == "lsof":
             self.note_descriptor(line.split())
         found = self.classify(line.split())
@@ -855,7 +894,11 @@ class _Reader:
         except NotTcp:
             return
         except (RowError, ValueError) as error:  # ValueError: a number beyond reason
-            self.skip(number, str(error), line)
+            if joinable:
+                self.flush_pending()
+                self.cut_row = (number, line, str(error))  # the next line may complete it
+            else:
+                self.skip(number, str(error), line)
             return
         row.line = number
         self.pending_text = line
@@ -878,6 +921,12 @@ class _Reader:
                 self.where, f"line skipped: {reason}: {line.strip()[:200]!r}", line=number
             )
         self.captures[-1].skipped.append((number, reason))
+
+
+def _other_formats(one: Section, other: Section) -> bool:
+    """Whether two sections are rows of two different formats (a section of counts alone has
+    none)."""
+    return None not in (one.kind, other.kind) and one.kind != other.kind
 
 
 def _undo_posting(line: str, stripped: str) -> str | None:
@@ -955,8 +1004,7 @@ def read_paste(
     reader = _Reader(where, formats, strict)
     for number, raw in enumerate(lines, start=1):
         reader.feed(number, raw.rstrip("\r\n"))
-    reader.mark_cut()
-    reader.close_section()
+    reader.finish()
     captures = [capture for capture in reader.captures if capture.sections]
     listed = any(section.rows for capture in captures for section in capture.sections)
     reported = reader.facts.reported(listed=listed)
@@ -1312,21 +1360,37 @@ def _section_sockets(section: Section, notes: list[str]) -> tuple[list[Socket], 
 
 
 def _deduplicate(sections: list[list[Socket]]) -> tuple[list[Socket], int]:
-    """Overlapping commands in one capture (``ss -nltp`` then ``ss -antp | grep PORT``) list
-    some sockets twice: keep the later row, the fresher look, per (local, remote, inode). Rows
-    of one section are never merged -- a table may print two sockets alike (SO_REUSEPORT
-    listeners, or addresses cut short) -- and neither are truncated rows."""
+    """Overlapping commands in one capture (``ss -nltp`` then ``ss -antp | grep PORT``, or
+    ``netstat`` and ``ss`` rows in one block) list some sockets twice: keep the later row, the
+    fresher look, per (local, remote, inode) -- per (local, remote) where either row shows no
+    inode (another tool, or the same without -e): one connection's addresses belong to one
+    socket at a time. Rows of one section are never merged -- a table may print two sockets
+    alike (SO_REUSEPORT listeners, or addresses cut short) -- and neither are truncated rows."""
     keep: list[list[Socket]] = []
     seen_later: set[tuple[object, ...]] = set()
+    # (local, remote) of every later row, and of those that showed no inode.
+    seen_pair: set[tuple[object, ...]] = set()
+    seen_pair_no_inode: set[tuple[object, ...]] = set()
     duplicates = 0
     for position, section_sockets in enumerate(reversed(sections), start=1):
         kept = []
         for sock in section_sockets:
-            if not sock.truncated and (sock.local, sock.remote, sock.inode) in seen_later:
+            pair = (sock.local, sock.remote)
+            if not sock.truncated and (
+                (sock.local, sock.remote, sock.inode) in seen_later
+                or pair in seen_pair_no_inode
+                or (sock.inode is None and pair in seen_pair)
+            ):
                 duplicates += 1
             else:
                 kept.append(sock)
         if position < len(sections):  # the first section has no earlier one to look here
-            seen_later.update((s.local, s.remote, s.inode) for s in kept if not s.truncated)
+            for later in kept:
+                if later.truncated:
+                    continue
+                seen_later.add((later.local, later.remote, later.inode))
+                seen_pair.add((later.local, later.remote))
+                if later.inode is None:
+                    seen_pair_no_inode.add((later.local, later.remote))
         keep.append(kept)
     return [sock for kept in reversed(keep) for sock in kept], duplicates

@@ -1,0 +1,160 @@
+"""Readings the session-16 held-out pastes of issue #22 showed missing (fixtures/realworld/CASES.md,
+"Session 16: held-out cases"):
+
+- a netstat row that a mail client wrapped, its state and PID/Program on the next line, behind
+  ``> > `` quoting;
+- a /proc/net/tcp6 copy under the command that printed it (``watch ... grep 1F90 tcp6``);
+- headerless netstat rows and an ss row in one block: two tools' looks at the host, one capture,
+  a socket both list counted once;
+- a program's log line saying connect() found no free local port (HAProxy's ``no free ports``),
+  naming the process by its syslog tag ``name[pid]``;
+- a logged connect() timeout (ETIMEDOUT) beside SYN_SENT rows.
+
+The real shapes are the corpus files they were found in; each is paired with a near miss that
+must keep its old reading.
+"""
+
+# ruff: noqa: E501 -- rows and log lines are kept as wide as they were printed
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from tcphealth.errors import InputError
+from tcphealth.model import TcpState
+from tcphealth.sources.text import detect as detect_module
+from tcphealth.sources.text import read_text
+from tcphealth.sources.text.paste import read_paste
+from tests.pastes import corpus, last
+
+# --- wrapped rows ------------------------------------------------------------------------------
+
+
+def test_a_quoted_row_wrapped_after_the_foreign_address_is_joined() -> None:
+    snapshot = last(corpus("mail-nginx-2009-04-011246_"))
+    assert [
+        (s.state, str(s.local.address), s.local.port, s.remote.port) for s in snapshot.sockets
+    ] == [
+        (TcpState.TIME_WAIT, "127.0.0.1", 9000, 45603),
+        (TcpState.TIME_WAIT, "127.0.0.1", 9000, 45601),
+    ]
+    assert snapshot.skipped_lines == 0
+
+
+def test_a_wrapped_row_keeps_its_program_and_timer_from_the_next_line() -> None:
+    paste = (
+        "tcp        0      0 10.0.0.5:45210          10.0.0.9:5432\n"
+        "ESTABLISHED 4242/postgres  keepalive (7184.32/0/0)\n"
+    )
+    (sock,) = last(paste).sockets
+    assert sock.state is TcpState.ESTABLISHED
+    assert sock.pids == (4242,)
+    assert sock.remote.port == 5432
+
+
+def test_a_short_row_not_followed_by_its_columns_is_still_skipped_with_its_reason() -> None:
+    paste = (
+        "tcp        0      0 10.0.0.5:45210          10.0.0.9:5432\n"
+        "the rest of the row was lost\n"
+        "tcp        0      0 10.0.0.5:45211          10.0.0.9:5432          ESTABLISHED\n"
+    )
+    snapshot = last(paste)
+    assert [s.remote.port for s in snapshot.sockets] == [5432]
+    assert snapshot.sockets[0].local.port == 45211
+    assert snapshot.skipped_lines == 1
+    assert any(":1: line skipped: 5 columns" in note for note in snapshot.notes)
+
+
+def test_a_short_row_at_the_end_is_skipped_and_said_why() -> None:
+    with pytest.raises(InputError, match="5 columns, at least 6 expected"):
+        last("tcp        0      0 10.0.0.5:45210          10.0.0.9:5432\n")
+
+
+# --- /proc/net/tcp under its command -----------------------------------------------------------
+
+
+def test_a_proc_tcp6_copy_under_its_watch_command_is_read_as_proc() -> None:
+    text = corpus("blog-williamsbdev_")
+    assert detect_module.detect(text) == detect_module.PROC
+    (snapshot,) = read_text(text, "paste")
+    (sock,) = snapshot.sockets
+    assert sock.state is TcpState.ESTABLISHED
+    assert sock.local.address == ipaddress.ip_address("::ffff:172.17.0.12")
+    assert (sock.local.port, sock.remote.port, sock.inode) == (40128, 8080, 4648852)
+
+
+def test_a_prompt_and_cat_above_a_proc_copy() -> None:
+    text = (
+        "root@web1:~# cat /proc/net/tcp\n"
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n"
+    )
+    (snapshot,) = read_text(text, "paste")
+    (sock,) = snapshot.sockets
+    assert (sock.state, sock.local.port) == (TcpState.LISTEN, 8080)
+
+
+def test_more_lines_before_a_proc_row_than_a_command_takes_is_not_a_proc_copy() -> None:
+    text = (
+        "We saw this on the host.\nIt happened twice.\nThen it stopped.\nHere is the row:\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n"
+    )
+    assert detect_module.detect(text) == detect_module.TEXT
+
+
+# --- two tools in one block ---------------------------------------------------------------------
+
+
+def test_netstat_rows_then_an_ss_row_are_one_capture() -> None:
+    snapshots = read_paste(corpus("blog-alibabacloud-acceptq-overflow_").splitlines(), "paste")
+    assert len(snapshots) == 1
+    (snapshot,) = snapshots
+    counted: dict[TcpState, int] = {}
+    for sock in snapshot.sockets:
+        counted[sock.state] = counted.get(sock.state, 0) + 1
+    assert counted == {TcpState.ESTABLISHED: 6, TcpState.LISTEN: 1}
+    assert {s.recv_queue for s in snapshot.sockets if s.state is TcpState.ESTABLISHED} == {11}
+
+
+NETSTAT_AND_SS_OF_ONE_CONNECTION = """\
+tcp        0      0 10.0.0.5:45210          10.0.0.9:5432           ESTABLISHED
+tcp        0      0 10.0.0.5:45212          10.0.0.9:5432           TIME_WAIT
+
+ESTAB      0      0      10.0.0.5:45210      10.0.0.9:5432
+ESTAB      0      0      10.0.0.5:45212      10.0.0.9:5432
+"""
+
+
+def test_a_socket_both_tools_list_is_counted_once_as_the_later_look_shows_it() -> None:
+    snapshots = read_paste(NETSTAT_AND_SS_OF_ONE_CONNECTION.splitlines(), "paste")
+    assert len(snapshots) == 1
+    sockets = sorted((s.local.port or 0, s.state.value) for s in snapshots[0].sockets)
+    # Each connection's addresses are one socket's: once each, in the later (ss) row's state.
+    assert sockets == [(45210, "ESTABLISHED"), (45212, "ESTABLISHED")]
+    assert any("2 row(s) showed a socket already listed" in n for n in snapshots[0].notes)
+
+
+def test_rows_with_an_inode_and_without_one_of_the_same_connection_are_one_socket() -> None:
+    paste = (
+        "tcp        0      0 10.0.0.5:45210          10.0.0.9:5432           ESTABLISHED 1000       81234      4242/app\n"
+        "\n"
+        "ESTAB      0      0      10.0.0.5:45210      10.0.0.9:5432\n"
+        "ESTAB      0      0      10.0.0.5:45214      10.0.0.9:5432\n"
+    )
+    (snapshot,) = read_paste(paste.splitlines(), "paste")
+    assert [(s.local.port, s.inode) for s in snapshot.sockets] == [(45210, None), (45214, None)]
+
+
+def test_the_same_tool_printed_again_is_still_a_new_capture() -> None:
+    header = "Proto Recv-Q Send-Q Local Address           Foreign Address         State\n"
+    paste = (
+        f"{header}tcp        0      0 10.0.0.5:45210          10.0.0.9:5432           ESTABLISHED\n"
+        f"{header}tcp        0      0 10.0.0.5:45210          10.0.0.9:5432           CLOSE_WAIT\n"
+    )
+    snapshots = read_paste(paste.splitlines(), "paste")
+    assert [[s.state for s in snap.sockets] for snap in snapshots] == [
+        [TcpState.ESTABLISHED],
+        [TcpState.CLOSE_WAIT],
+    ]
