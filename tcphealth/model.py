@@ -715,6 +715,9 @@ class ErrorKind(enum.StrEnum):
     # chosen address and port found it taken -- by a socket still on it (a TIME_WAIT without
     # SO_REUSEADDR on the new one, or another program listening there).
     ADDRESS_IN_USE = "address-in-use"
+    # ETIMEDOUT from connect(), "Connection timed out" while connecting: the SYN and all its
+    # retries went unanswered (no SYN-ACK, no RST).
+    CONNECT_TIMEOUT = "connect-timed-out"
 
 
 @dataclass(frozen=True)
@@ -728,6 +731,13 @@ class ErrorLine:
     text: str  # the first such line, stripped, as the paste shows it
     count: int  # the lines of this kind in the paste
     line: int  # the paste's line number of the first
+    # The process that logged it where the line names one by its syslog tag
+    # (``haproxy[3569]: ...``): the first line's.
+    program: str | None = None
+    pid: int | None = None
+    # LOCAL_PORTS only: the line says the local ports ran out ("no free ports"), not only
+    # EADDRNOTAVAIL, which an address that is not the host's gives as well.
+    ports_named: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,12 @@ import ipaddress
 
 import pytest
 
+from tcphealth.diagnose import diagnose
 from tcphealth.errors import InputError
-from tcphealth.model import TcpState
+from tcphealth.model import Blame, ErrorKind, Severity, TcpState
 from tcphealth.sources.text import detect as detect_module
 from tcphealth.sources.text import read_text
+from tcphealth.sources.text.error_lines import match_error_line, names_ports
 from tcphealth.sources.text.paste import read_paste
 from tests.pastes import corpus, last
 
@@ -158,3 +160,121 @@ def test_the_same_tool_printed_again_is_still_a_new_capture() -> None:
         [TcpState.ESTABLISHED],
         [TcpState.CLOSE_WAIT],
     ]
+
+
+# --- a logged "no free ports" ----------------------------------------------------------------------
+
+
+def test_haproxys_no_free_ports_is_port_exhaustion_of_the_process_its_tag_names() -> None:
+    snapshot = last(corpus("blog-pusher-ephemeral-ports_"))
+    (line,) = snapshot.error_lines
+    assert (line.kind, line.program, line.pid, line.ports_named) == (
+        ErrorKind.LOCAL_PORTS,
+        "haproxy",
+        3569,
+        True,
+    )
+    # cat /proc/sys/net/ipv4/ip_local_port_range, tab-separated, under its prompt
+    assert snapshot.sysctls.ip_local_port_range == (32768, 61000)
+    top = diagnose(snapshot)[0]
+    assert (top.code, top.severity, top.state, top.blame) == (
+        "ports-exhausted-logged",
+        Severity.CRITICAL,
+        TcpState.ESTABLISHED,
+        Blame.LOCAL_APPLICATION,
+    )
+    assert (top.subject.pid, top.subject.process, top.count) == (3569, "haproxy", 3)
+    assert "a part of the listing only" in top.summary
+
+
+def test_eaddrnotavail_without_words_for_ports_still_only_warns() -> None:
+    paste = (
+        "Dec  7 10:00:01 lb1 app[812]: dial tcp 10.0.0.9:443: connect: cannot assign requested address\n"
+        "ESTAB      0      0      10.0.0.5:45210      10.0.0.9:443\n"
+    )
+    snapshot = last(paste)
+    assert (snapshot.error_lines[0].pid, snapshot.error_lines[0].ports_named) == (812, False)
+    codes = {f.code: f.severity for f in diagnose(snapshot)}
+    assert codes.get("ports-unavailable-logged") is Severity.WARNING
+    assert "ports-exhausted-logged" not in codes
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("haproxy[3569]: Connect() failed for backend socket: no free ports", True),
+        ("proxy: no more free local ports toward 10.0.0.9:443", True),
+        ("grep 'no free ports' /var/log/haproxy.log", None),
+        ("the pool has no free workers", None),
+    ],
+)
+def test_the_words_that_name_ports(line: str, named: bool | None) -> None:
+    kind = match_error_line(line)
+    if named is None:
+        assert kind is None
+    else:
+        assert kind is ErrorKind.LOCAL_PORTS
+        assert names_ports(line) is named
+
+
+def test_a_cat_of_another_file_prints_no_setting() -> None:
+    paste = (
+        "$ cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/net/ipv4/tcp_fin_timeout\n"
+        "32768\t61000\n"
+        "60\n"
+        "ESTAB      0      0      10.0.0.5:45210      10.0.0.9:443\n"
+    )
+    assert last(paste).sysctls.ip_local_port_range is None
+
+
+# --- a logged connect() timeout beside SYN_SENT -------------------------------------------------
+
+
+def test_a_logged_connect_timeout_beside_syn_sent_says_the_peer_does_not_answer() -> None:
+    snapshot = last(
+        corpus("blog-cloudflare-sockets-refuse-to-die_ss-o-tcpdump-interleaved_synsent")
+    )
+    (sock,) = snapshot.sockets
+    assert (sock.state, sock.retransmits) == (TcpState.SYN_SENT, 0)
+    (finding,) = diagnose(snapshot)
+    assert (finding.code, finding.severity, finding.state, finding.blame) == (
+        "syn-sent-connect-timed-out",
+        Severity.WARNING,
+        TcpState.SYN_SENT,
+        Blame.REMOTE_PEER,
+    )
+    assert finding.subject.endpoint == "host:1"
+    assert finding.evidence[0].value == "02:10.000 connect ETIMEDOUT"
+
+
+def test_without_the_timeout_line_a_first_syn_is_not_judged() -> None:
+    text = corpus("blog-cloudflare-sockets-refuse-to-die_ss-o-tcpdump-interleaved_synsent")
+    snapshot = last(text.replace("connect ETIMEDOUT", "connect returned"))
+    assert diagnose(snapshot) == []
+
+
+def test_a_timeout_line_without_syn_sent_says_nothing_of_a_peer() -> None:
+    paste = (
+        "dial tcp 10.0.0.9:443: connect: connection timed out\n"
+        "ESTAB      0      0      10.0.0.5:45210      10.0.0.9:443\n"
+    )
+    assert "syn-sent-connect-timed-out" not in {f.code for f in diagnose(last(paste))}
+
+
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        ("dial tcp 10.0.0.1:443: connect: connection timed out", ErrorKind.CONNECT_TIMEOUT),
+        (
+            "connect() failed (110: Connection timed out) while connecting to upstream",
+            ErrorKind.CONNECT_TIMEOUT,
+        ),
+        ("java.net.ConnectException: Connection timed out", ErrorKind.CONNECT_TIMEOUT),
+        # the same errno from read(): an established connection's data unacknowledged
+        ("read tcp 10.0.0.5:45210->10.0.0.9:443: read: connection timed out", None),
+        ("upstream timed out (110: Connection timed out) while reading response header", None),
+        ('grep "connect timed out" app.log', None),
+    ],
+)
+def test_which_timeouts_are_a_connects(line: str, kind: ErrorKind | None) -> None:
+    assert match_error_line(line) is kind

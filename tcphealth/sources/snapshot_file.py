@@ -70,6 +70,8 @@ _LEFT_OUT_WHEN_DEFAULT: dict[str, tuple[tuple[str, object], ...]] = {
     "Endpoint": (("name", None),),
     # The peer a pasted count's grep names (session 14): left out where none, as before.
     "ReportedCount": (("peer", None),),
+    # Who logged an error line, and whether it named ports (session 16).
+    "ErrorLine": (("program", None), ("pid", None), ("ports_named", False)),
     "Socket": (("netns", None), ("drops", None)),
     "Process": (
         ("netns", None),

@@ -13,6 +13,11 @@ open at once to every address they use on one port -- three or more backends of 
 them connected -- is no coincidence of timing: the whole set does not answer them (the
 backends are down, or a firewall or security group between drops the SYNs). That is a warning
 naming the backends and the processes.
+
+A paste may hold the client's own error: a connect() that timed out (ETIMEDOUT). A connect()
+times out only when its SYN and every retry went unanswered, so beside SYN_SENT rows -- whose
+retransmit count may still be low, a new attempt -- it says the peer or the path does not
+answer: a warning that says it rests on the line.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from tcphealth.diagnose.index import Destination, SnapshotIndex, destination, pl
 from tcphealth.diagnose.rule import Code, Rule, Window
 from tcphealth.diagnose.shared import (
     assess_accept_queue,
+    error_evidence,
+    error_line,
     listener_owner,
     listener_subject,
     listing_elsewhere,
@@ -53,6 +60,7 @@ from tcphealth.diagnose.wording import (
 from tcphealth.model import (
     Blame,
     Endpoint,
+    ErrorKind,
     Evidence,
     Finding,
     IPAddress,
@@ -78,6 +86,7 @@ SYN_SENT_UNCONFIRMED = "syn-sent-unconfirmed"
 SYN_SENT_TO_FULL_LISTENER = "syn-sent-to-full-listener"
 SYN_SENT_STUCK = "syn-sent-stuck"  # from a series: unanswered in every sample
 SYN_SENT_BACKEND_SET = "syn-sent-backend-set"
+SYN_SENT_CONNECT_TIMED_OUT = "syn-sent-connect-timed-out"
 
 # Distinct backends on one port, all in SYN_SENT from known processes, none connected, before
 # the attempts are read as the set not answering rather than connects caught mid-flight.
@@ -608,7 +617,98 @@ def _syn_sent_to_full_listener(
 
 
 def check(index: SnapshotIndex, thresholds: Thresholds) -> list[Finding]:
-    return _syn_recv_findings(index, thresholds) + _syn_sent_findings(index, thresholds)
+    return _syn_recv_findings(index, thresholds) + _connect_timed_out(
+        index, _syn_sent_findings(index, thresholds)
+    )
+
+
+# Findings that already judge SYN_SENT as unanswered (or its cause found): a logged timeout
+# adds nothing they need.
+_SYN_SENT_JUDGED = frozenset({SYN_SENT_UNANSWERED, SYN_SENT_BACKEND_SET, SYN_SENT_TO_FULL_LISTENER})
+
+
+def _connect_timed_out(index: SnapshotIndex, findings: list[Finding]) -> list[Finding]:
+    """SYN_SENT rows beside the paste's own line saying a connect() timed out (ETIMEDOUT): a
+    connect() times out only when the SYN and all its retries got no answer -- neither a
+    SYN-ACK nor a RST -- so the peer (or the path to it) does not answer; the attempts
+    waiting now are most likely more of the same. It replaces the "waiting, could not be
+    checked" notes of those attempts; where retransmits already judged them, nothing is added."""
+    line = error_line(index, ErrorKind.CONNECT_TIMEOUT)
+    waiting = index.sockets(TcpState.SYN_SENT)
+    if line is None or not waiting or any(f.code in _SYN_SENT_JUDGED for f in findings):
+        return findings
+    kept = [f for f in findings if f.code != SYN_SENT_UNCONFIRMED]
+    destinations = Counter(destination(sock.remote) for sock in waiting)
+    targets = [dest for dest, _ in destinations.most_common()]
+    shown = ", ".join(destination_text(dest) for dest in targets[:3])
+    if len(targets) > 3:
+        shown += f" and {plural(len(targets) - 3, 'other')}"
+    every = tuple(sorted({pid for sock in waiting for pid in sock.pids}))
+    holders = {pids_key(sock.pids) for sock in waiting} - {()}
+    client_pids = holders.pop() if len(holders) == 1 else ()
+    client = who(index, client_pids) if client_pids else "This host"
+    sysctls = index.snapshot.sysctls
+    retries, assumed = host_or_default(sysctls, "tcp_syn_retries")
+    give_up = duration_text(syn_schedule(retries, sysctls.tcp_syn_linear_timeouts).give_up_seconds)
+    if len(targets) == 1:
+        (dest,) = targets
+        subject = replace(
+            process_subject(index, client_pids, SubjectKind.PEER, address=dest, endpoint=shown),
+            pids=client_pids or every,
+        )
+    else:
+        subject = Subject(kind=SubjectKind.HOST, pids=every)
+    evidence = [
+        error_evidence(line, "a connect() gave up after its SYN retries got no answer"),
+        Evidence("syn_sent", len(waiting), f"connection attempts waiting now, toward {shown}"),
+        Evidence(
+            "tcp_syn_retries",
+            retries,
+            f"connect() times out after {give_up}" + (" (default assumed)" if assumed else ""),
+        ),
+    ]
+    # The peer as the paste named it where it gave a name (an address then stands in for it).
+    address, port = targets[0].name or str(targets[0].address), targets[0].port
+    peer_filter = f"dst {address}" + (f" '( dport = :{port} )'" if port is not None else "")
+    kept.append(
+        Finding(
+            code=SYN_SENT_CONNECT_TIMED_OUT,
+            severity=Severity.WARNING,
+            state=TcpState.SYN_SENT,
+            blame=Blame.REMOTE_PEER,
+            subject=subject,
+            count=len(waiting),
+            summary=(
+                f"{client} has {plural(len(waiting), 'connection attempt')} toward {shown} "
+                "waiting in SYN_SENT, and the paste's own log line says a connect() timed out "
+                "(ETIMEDOUT): its SYN and every retry got no answer, neither a SYN-ACK nor a "
+                "reset. The peer does not answer -- it is down or drops the SYNs, or a firewall "
+                f"on the way does; each attempt fails after {give_up}."
+            ),
+            evidence=tuple(evidence),
+            next_steps=platform_steps(
+                index.snapshot.host.platform,
+                (
+                    f"ss -tnpo state syn-sent {peer_filter}   # retransmits climbing?",
+                    f"traceroute -T -p {port} {address}   # where do the SYNs stop?"
+                    if port is not None
+                    else f"traceroute -T {address}",
+                    _UNANSWERED_FIX,
+                ),
+                elsewhere=listing_elsewhere(TcpState.SYN_SENT, address=address)
+                .plus(reach_elsewhere(address, port))
+                .then(_UNANSWERED_FIX),
+            ),
+            unchecked=(
+                f"that the connect() that timed out went to {shown}: the line does not say "
+                "(or says in its own words) where it connected; the attempts shown are the "
+                "ones waiting now",
+                "whether the peer or the path drops the SYNs: a capture at the peer shows "
+                "whether they arrive",
+            ),
+        )
+    )
+    return kept
 
 
 # --- over a series: SYN_SENT that stays -----------------------------------------------------------
@@ -727,6 +827,12 @@ RULE = Rule(
             SYN_SENT_BACKEND_SET,
             "one process's connection attempts wait at once on every backend it uses on a port, "
             "connected to none: the set does not answer",
+            (Severity.WARNING,),
+        ),
+        Code(
+            SYN_SENT_CONNECT_TIMED_OUT,
+            "connection attempts wait in SYN_SENT beside the paste's own line saying a "
+            "connect() timed out (ETIMEDOUT): the peer, or the path to it, does not answer",
             (Severity.WARNING,),
         ),
         Code(

@@ -10,7 +10,9 @@ address"). ``tcp_tw_reuse`` can hand out a TIME_WAIT socket's port again, but no
 The TIME_WAIT rule already speaks of destinations that TIME_WAIT alone fills; this one speaks
 when the other states are (part of) what fills them, and says how many ports are left.
 
-A paste may hold the error itself: ``connect: cannot assign requested address``. Beside a
+A paste may hold the error itself: ``connect: cannot assign requested address``. Where a
+program says in its own words that the ports ran out (HAProxy's ``no free ports``), the process
+that logged it (its syslog tag) ran out of them: critical, whatever the paste lists. Beside a
 destination whose supply is filling, the line says it ran out: critical. With nothing in the
 paste filling any supply, the line still says connects failed for want of a local address or
 port -- most often the ports toward one destination, used up by connections opened per request,
@@ -40,7 +42,15 @@ from tcphealth.diagnose.shared import (
     ports_ran_out,
     widest_counts,
 )
-from tcphealth.diagnose.wording import destination_text, level, number, percent, plural, who
+from tcphealth.diagnose.wording import (
+    destination_text,
+    level,
+    number,
+    percent,
+    plural,
+    process_subject,
+    who,
+)
 from tcphealth.model import (
     Blame,
     Endpoint,
@@ -62,6 +72,7 @@ if TYPE_CHECKING:  # numpy is loaded only where a table is read
 
 PORTS_EXHAUSTING = "ephemeral-ports-exhausting"
 PORTS_UNAVAILABLE_LOGGED = "ports-unavailable-logged"
+PORTS_EXHAUSTED_LOGGED = "ports-exhausted-logged"
 # (local address, the name a paste printed for it, destination): one supply of ports.
 _Key = tuple[IPAddress, str | None, Destination]
 # As many toward (or from) an address the paste hides: whether it is one destination, unknown.
@@ -288,8 +299,99 @@ def _judged(
     if logged is not None and not filling and not findings:
         counted = widest_counts(index.snapshot.reported).get(TcpState.TIME_WAIT)
         if counted is None or counted.sockets < thresholds.time_wait_counted_warning:
-            findings.append(_unavailable(logged, (low, high), assumed))
+            if logged.ports_named:
+                findings.append(_ran_out_logged(index, logged, (low, high), assumed))
+            else:
+                findings.append(_unavailable(logged, (low, high), assumed))
     return findings
+
+
+def _ran_out_logged(
+    index: SnapshotIndex, line: ErrorLine, port_range: tuple[int, int], assumed: bool
+) -> Finding:
+    """The error line names the ports ("no free ports"): a connect() of the process that
+    logged it found every local port toward its destination taken. The paste's outgoing
+    connections from the range (a listing of them, often cut short) say in which state they
+    hold the ports; the line says it ran out, whatever their number."""
+    low, high = port_range
+    outgoing = [
+        sock
+        for sock in index.snapshot.sockets
+        if sock.state not in _NOT_OUTGOING
+        and sock.local.port is not None
+        and low <= sock.local.port <= high
+    ]
+    states = Counter(sock.state for sock in outgoing)
+    destinations = Counter(destination_text(destination(sock.remote)) for sock in outgoing)
+    unchecked = [
+        "which destination ran out: the line does not name it; the connections per "
+        "destination against the port range settle it",
+        "whether ports are still short: the line says they were when it was printed",
+    ]
+    pid = line.pid
+    if pid is None and len(index.processes) == 1:
+        pid = next(iter(index.processes))
+        unchecked.insert(
+            0,
+            f"that the line is pid {pid}'s: the paste names no other process, and the line "
+            "does not say whose it is",
+        )
+    holder = who(index, (pid,)) if pid is not None else "a process on this host"
+    evidence = [
+        error_evidence(
+            line, "connect() found no free local port (EADDRNOTAVAIL): the supply ran out"
+        ),
+        Evidence(
+            "ip_local_port_range",
+            f"{low}-{high}",
+            f"{number(high - low + 1)} ports per destination"
+            + (" (default assumed)" if assumed else ""),
+        ),
+    ]
+    shown = ""
+    if outgoing:
+        states_text = ", ".join(f"{number(n)} {state.value}" for state, n in states.most_common())
+        toward = ", ".join(name for name, _ in destinations.most_common(3))
+        partial = bool(index.snapshot.elisions)
+        evidence.append(
+            Evidence(
+                "outgoing_listed",
+                len(outgoing),
+                f"connections from the port range in the paste ({states_text}), toward "
+                f"{toward}" + ("; the listing is cut short, so a floor" if partial else ""),
+            )
+        )
+        shown = (
+            f" The paste lists {number(len(outgoing))} of the connections holding such ports "
+            f"({states_text}, toward {toward})"
+            + (", a part of the listing only" if partial else "")
+            + "."
+        )
+    return Finding(
+        code=PORTS_EXHAUSTED_LOGGED,
+        severity=Severity.CRITICAL,
+        state=states.most_common(1)[0][0] if outgoing else None,
+        blame=Blame.LOCAL_APPLICATION,
+        subject=process_subject(index, (pid,)) if pid is not None else Subject(SubjectKind.HOST),
+        count=len(outgoing),
+        summary=(
+            f"The paste's own log line says {holder} found no free local port for a new "
+            "connection ('no free ports', EADDRNOTAVAIL from connect()): the ports of "
+            f"ip_local_port_range toward a destination it connects to are all held, so its new "
+            "connections fail until some close." + shown
+        ),
+        evidence=tuple(evidence),
+        next_steps=(
+            f"ss -tan '( sport >= :{low} and sport <= :{high} )' | awk 'NR>1 {{print $5}}' | "
+            "sort | uniq -c | sort -rn | head   # connections per destination",
+            "sysctl net.ipv4.ip_local_port_range",
+            "Each (source address, destination address, destination port) has its own supply: "
+            "reuse connections where the protocol allows, or give the connections more "
+            "destination addresses or ports, or more source addresses; a wider port range only "
+            "buys room.",
+        ),
+        unchecked=tuple(unchecked),
+    )
 
 
 def _unavailable(line: ErrorLine, port_range: tuple[int, int], assumed: bool) -> Finding:
@@ -474,6 +576,12 @@ RULE = Rule(
             "the paste's own error line: a connect() found no local address or port "
             "(EADDRNOTAVAIL), and no pile of sockets in the paste says which",
             (Severity.WARNING,),
+        ),
+        Code(
+            PORTS_EXHAUSTED_LOGGED,
+            "the paste's own log line says a connect() found no free local port ('no free "
+            "ports'): the process that logged it ran out of ephemeral ports",
+            (Severity.CRITICAL,),
         ),
         Code(
             ADDRESS_HIDDEN,

@@ -44,7 +44,7 @@ from tcphealth.model import (
 from tcphealth.sources.owners import credit_unaccepted_to_listeners
 from tcphealth.sources.procfs import parse_port_list, parse_tcp_mem
 from tcphealth.sources.text import registry
-from tcphealth.sources.text.error_lines import match_error_line
+from tcphealth.sources.text.error_lines import logged_by, match_error_line, names_ports
 from tcphealth.sources.text.kernel_log import KernelLine, Suppressed, match_kernel_line
 from tcphealth.sources.text.lines import (
     SYSCTL_FIELDS,
@@ -198,7 +198,18 @@ class Facts:
     def add_error_line(self, number: int, line: str, kind: ErrorKind) -> None:
         old = self.error_lines.get(kind)
         if old is None:
-            self.error_lines[kind] = ErrorLine(kind=kind, text=line[:300], count=1, line=number)
+            tag = logged_by(line)
+            if tag is not None:
+                self.names.setdefault(tag[1], tag[0])  # the process the paste is then about
+            self.error_lines[kind] = ErrorLine(
+                kind=kind,
+                text=line[:300],
+                count=1,
+                line=number,
+                program=tag[0] if tag is not None else None,
+                pid=tag[1] if tag is not None else None,
+                ports_named=kind is ErrorKind.LOCAL_PORTS and names_ports(line),
+            )
         else:
             self.error_lines[kind] = replace(old, count=old.count + 1)
 
@@ -408,6 +419,9 @@ class _Reader:
         self.contexts: dict[str, Context] = {}
         self.expected_counts: list[tuple[int, int, str] | None] = []
         self.limits_pid: int | None = None
+        # The setting a ``cat /proc/sys/net/ipv4/NAME`` prompt prints on the next line, by its
+        # sysctl name (net.ipv4.NAME).
+        self.proc_sys: str | None = None
         # What each number printed under the last command counts, in turn (a loop repeats).
         self.count_parts: list[CountPart | None] = []
         self.count_turn = 0
@@ -677,6 +691,7 @@ class _Reader:
         self.printed = 0
         self.expected_counts = fd_count_commands(prompt.command)
         self.limits_pid = _limits_pid(prompt)
+        self.proc_sys = _proc_sys_name(prompt)
         self.on_command(prompt.command)
 
     def on_command(self, command: str) -> None:
@@ -736,6 +751,10 @@ class _Reader:
         return False
 
     def read_fact(self, number: int, line: str) -> bool:
+        if self.proc_sys is not None:
+            name, self.proc_sys = self.proc_sys, None
+            self.store_sysctl(name, line.strip())
+            return True
         sysctl = match_sysctl(line)
         if sysctl is not None:
             self.store_sysctl(*sysctl)
@@ -972,6 +991,16 @@ def _why_nothing(captures: list[Capture]) -> str:
     shown = "; ".join(f"line {number}: {reason}" for number, reason in skipped[:3])
     more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
     return f"{len(skipped)} line(s) looked like socket rows but could not be read -- {shown}{more}"
+
+
+def _proc_sys_name(prompt: Prompt) -> str | None:
+    """The sysctl whose value ``cat /proc/sys/net/ipv4/ip_local_port_range`` prints (its name
+    with dots), where the command is that ``cat`` of one file alone."""
+    words = prompt.command.split()
+    if len(words) != 2 or words[0] != "cat" or not words[1].startswith("/proc/sys/"):
+        return None
+    name = words[1].removeprefix("/proc/sys/").strip("/")
+    return name.replace("/", ".") if name and "." not in name else None
 
 
 def _limits_pid(prompt: Prompt) -> int | None:
