@@ -278,3 +278,53 @@ def test_a_timeout_line_without_syn_sent_says_nothing_of_a_peer() -> None:
 )
 def test_which_timeouts_are_a_connects(line: str, kind: ErrorKind | None) -> None:
     assert match_error_line(line) is kind
+
+
+# --- the last look of each kind ------------------------------------------------------------------
+
+ONE_OFF_THEN_REPEATED = """\
+$ ss -ant | grep 5432
+ESTAB      0      0      10.0.0.5:45210      10.0.0.9:5432
+ESTAB      0      0      10.0.0.5:45212      10.0.0.9:5432
+$ ss -lnt
+State      Recv-Q Send-Q Local Address:Port   Peer Address:Port
+LISTEN     0      128    0.0.0.0:8080         0.0.0.0:*
+$ ss -lnt
+State      Recv-Q Send-Q Local Address:Port   Peer Address:Port
+LISTEN     129    128    0.0.0.0:8080         0.0.0.0:*
+"""
+
+
+def test_a_look_taken_once_is_read_with_the_last_capture_of_another_kind() -> None:
+    snapshots = read_paste(ONE_OFF_THEN_REPEATED.splitlines(), "paste")
+    assert len(snapshots) == 2
+    last_look = snapshots[-1]
+    assert sorted((s.state.value, s.local.port, s.recv_queue) for s in last_look.sockets) == [
+        ("ESTABLISHED", 45210, 0),
+        ("ESTABLISHED", 45212, 0),
+        ("LISTEN", 8080, 129),  # the repeated look's last, not its first
+    ]
+    assert any("1 listing taken once, before the last capture" in n for n in last_look.notes)
+
+
+LOOP_WHOSE_LAST_SAMPLE_LACKS_A_SELECTION = """\
+$ ss -lnt
+LISTEN     0      128    0.0.0.0:8080         0.0.0.0:*
+$ ss -ant | grep CLOSE-WAIT
+CLOSE-WAIT 1      0      10.0.0.5:8080       10.0.0.7:51000
+$ ss -lnt
+LISTEN     0      128    0.0.0.0:8080         0.0.0.0:*
+$ ss -ant | grep CLOSE-WAIT
+CLOSE-WAIT 1      0      10.0.0.5:8080       10.0.0.7:51002
+$ ss -lnt
+LISTEN     0      128    0.0.0.0:8080         0.0.0.0:*
+$ ss -ant | grep CLOSE-WAIT
+"""
+
+
+def test_a_kind_a_loop_printed_in_several_samples_is_not_carried_into_the_last() -> None:
+    snapshots = read_paste(LOOP_WHOSE_LAST_SAMPLE_LACKS_A_SELECTION.splitlines(), "paste")
+    assert len(snapshots) == 3
+    # the last grep printed nothing: the CLOSE_WAIT it printed twice before is gone
+    assert [s.state for s in snapshots[-1].sockets] == [TcpState.LISTEN]
+    assert not any("taken once" in n for n in snapshots[-1].notes)

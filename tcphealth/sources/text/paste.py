@@ -13,6 +13,8 @@ unless that capture already holds a section of the same format printed by the sa
 the same header, in which case the same look was taken again and a new capture starts. So
 ``ss -nltp`` followed by ``ss -antp | grep 30720`` is one capture, so are headerless netstat rows
 followed by an ``ss`` row, and a loop printing ``ss -natp`` between ``---`` lines is a series.
+The last capture is read with the listings an earlier capture took once, of a kind it does not
+hold: the last look of each kind describes the host.
 """
 
 from __future__ import annotations
@@ -1064,6 +1066,7 @@ def read_paste(
         captures[-1].skipped.sort()
     captures, others = _same_kind(captures)
     emptied = _empty_last_look(captures, reader.empty_looks)
+    carried = 0 if emptied else _carry_other_looks(captures)
     snapshots = [_snapshot(capture, reader.facts, where, taken_at) for capture in captures]
     if emptied:
         samples = "sample" if reader.empty_looks == 1 else f"{reader.empty_looks} samples"
@@ -1074,6 +1077,17 @@ def read_paste(
                 f"{where}: the repeated listing's last {samples} printed no rows: what it "
                 "selects was gone when the paste ended, so the host as last seen holds none of "
                 "them (the samples before are not diagnosed)",
+            ),
+        )
+    if carried:
+        snapshots[-1] = replace(
+            snapshots[-1],
+            notes=(
+                *snapshots[-1].notes,
+                f"{where}: {plural_looks(carried)} taken once, before the last capture, by "
+                "another command, header or tool were read with it: the last look of each kind "
+                "describes the host together (a socket both list is counted once, as the later "
+                "row shows it)",
             ),
         )
     if others:
@@ -1106,6 +1120,36 @@ def read_paste(
             last, reported=reported, state_counts=dict(sorted(state_counts.items()))
         )
     return snapshots
+
+
+def plural_looks(count: int) -> str:
+    return "1 listing" if count == 1 else f"{count} listings"
+
+
+def _carry_other_looks(captures: list[Capture]) -> int:
+    """Read with the last capture the listings an earlier capture took once, of a kind the
+    last does not hold (another format, command or header): ``ss -ant | grep 8080``, then
+    ``ss -lnt`` twice -- the last look of each kind describes the host together. A kind that
+    was taken again in several captures (a loop's samples) is not carried: where the last
+    capture lacks it, it printed nothing there. Rows are copied: each capture's snapshot uses
+    its own up. Returns how many listings were carried."""
+    if len(captures) < 2:
+        return 0
+    looks: Counter[tuple[str | None, tuple[str | None, str | None]]] = Counter()
+    for capture in captures:
+        looks.update({(section.kind, section.signature) for section in capture.sections})
+    last = captures[-1]
+    held = {(section.kind, section.signature) for section in last.sections}
+    carried = [
+        replace(section, rows=list(section.rows), elided=list(section.elided), awaiting=[])
+        for capture in captures[:-1]
+        for section in capture.sections
+        if section.rows
+        and (section.kind, section.signature) not in held
+        and looks[(section.kind, section.signature)] == 1
+    ]
+    last.sections[:0] = carried
+    return len(carried)
 
 
 def _empty_last_look(captures: list[Capture], empty_looks: int) -> bool:
