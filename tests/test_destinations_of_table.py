@@ -79,3 +79,37 @@ def test_a_larger_count_leads_whatever_its_text() -> None:
     ends = [("127.0.0.9", 9)] * 3 + [(f"127.0.0.{n}", 1000 + n) for n in range(2, 6)] * 2
     _, text, _ = _named(ends)
     assert text == "127.0.0.9:9 (3), 127.0.0.2:1002 (2), 127.0.0.3:1003 (2)"
+
+
+def test_a_thousand_tied_clients_name_the_first_by_text_across_families() -> None:
+    # A server's CLOSE_WAIT: one client port counted twice, a thousand once (the third
+    # count), v4, v4-mapped and IPv6 clients among them; only three become objects.
+    ends = [("127.0.0.16", 51620)] * 2 + [
+        (client, port)
+        for client in ("127.0.0.10", "127.0.0.2", "::ffff:127.0.0.3", "2001:db8::7")
+        for port in range(35000, 35250)
+    ]
+    _, text, share = _named(ends)
+    assert text == "127.0.0.16:51620 (2), 127.0.0.10:35000 (1), 127.0.0.10:35001 (1)"
+    assert share == f"mostly {text}"
+    # Ports whose text order is not their numeric order, above and at the tie.
+    ends = [("127.0.0.9", 9), ("127.0.0.9", 9), ("127.0.0.9", 10), ("127.0.0.9", 10)] + [
+        ("127.0.0.1", port) for port in (5000, 10000, 9999, 100000 % 65536, 42)
+    ]
+    _, text, _ = _named(ends)
+    assert text == "127.0.0.9:10 (2), 127.0.0.9:9 (2), 127.0.0.1:10000 (1)"
+
+
+def test_three_candidates_of_more_destinations_keep_the_tables_order() -> None:
+    # Counts 3, 2, 2, 1: the three at or above the third count are kept as the columns
+    # order them (by address), unranked, as before.
+    ends = [("127.0.0.3", 1)] * 3 + [("127.0.0.2", 2)] * 2 + [("127.0.0.1", 3)] * 2
+    ends.append(("127.0.0.4", 4))
+    rows = np.arange(len(ends), dtype=np.intp)
+    table = destinations_of_table(_columns(ends), rows)
+    assert [(str(dest.address), count) for dest, count in table.items()] == [
+        ("127.0.0.1", 2),
+        ("127.0.0.2", 2),
+        ("127.0.0.3", 3),
+    ]
+    _named(ends)

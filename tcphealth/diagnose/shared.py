@@ -6,6 +6,8 @@ a socket has retransmitted (the handshake, closing and established rules).
 
 from __future__ import annotations
 
+import heapq
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -50,7 +52,7 @@ if TYPE_CHECKING:  # numpy is loaded only where a table is read
     import numpy as np
     import numpy.typing as npt
 
-    from tcphealth.columnar import DumpColumns, SocketTable
+    from tcphealth.columnar import AddressTable, DumpColumns, SocketTable
 
 
 def retransmits_of(sock: Socket) -> int | None:
@@ -637,26 +639,59 @@ def destinations_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> C
         ):
             found[Endpoint(addresses.get(kind, top, bottom), None)] += count
         return found
+    ports = columns.dport[rows]
+    ranked = False
     if len(counts) > _NAMED_DESTINATIONS:
         least = np.partition(counts, len(counts) - _NAMED_DESTINATIONS)[-_NAMED_DESTINATIONS]
-        kept = np.flatnonzero(counts >= least)
+        kept = np.flatnonzero(counts >= least)  # in the columns' order, as before
+        if len(kept) > _NAMED_DESTINATIONS:
+            # A server's clients tied at the third count (each port connected to two
+            # listeners, say): only the first by text are named, so only those become
+            # objects (ranked once, by named_destinations, as every sentence would).
+            ranked = True
+            above = np.flatnonzero(counts > least)
+            tied = np.flatnonzero(counts == least)
+            wanted = _NAMED_DESTINATIONS - len(above)
+            at = tied[_first_by_text(addresses, family, high, low, ports, firsts[tied], wanted)]
+            kept = np.concatenate((above, at))
         counts, firsts = counts[kept], firsts[kept]
     for kind, top, bottom, port, count in zip(
         family[firsts].tolist(),
         high[firsts].tolist(),
         low[firsts].tolist(),
-        columns.dport[rows][firsts].tolist(),
+        ports[firsts].tolist(),
         counts.tolist(),
         strict=True,
     ):
         found[Endpoint(addresses.get(kind, top, bottom), port)] += count
-    # A server's clients tied at the third count (each port connected to two listeners, say)
-    # would be ranked by their text in each of a finding's three sentences and lists.
-    return (
-        named_destinations(found, _NAMED_DESTINATIONS)
-        if len(found) > _NAMED_DESTINATIONS
-        else found
+    return named_destinations(found, _NAMED_DESTINATIONS) if ranked else found
+
+
+def _first_by_text(
+    addresses: AddressTable,
+    family: npt.NDArray[np.generic],
+    high: npt.NDArray[np.generic],
+    low: npt.NDArray[np.generic],
+    port: npt.NDArray[np.generic],
+    at: npt.NDArray[np.intp],
+    limit: int,
+) -> list[int]:
+    """The positions in ``at`` (rows of distinct destinations) of the ``limit`` whose
+    :func:`wording.destination_text` comes first, each address written out once (a server's
+    clients share a few): no Endpoint for the thousand a finding does not name."""
+    written: dict[tuple[int, int, int], str] = {}
+    texts: list[str] = []
+    ends = zip(
+        family[at].tolist(), high[at].tolist(), low[at].tolist(), port[at].tolist(), strict=True
     )
+    for kind, top, bottom, port_number in ends:
+        shown = written.get((kind, top, bottom))
+        if shown is None:
+            address = addresses.get(kind, top, bottom)
+            shown = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+            written[(kind, top, bottom)] = shown
+        texts.append(f"{shown}:{port_number}")
+    return heapq.nsmallest(limit, range(len(texts)), key=texts.__getitem__)
 
 
 def local_ports_of_table(columns: DumpColumns, rows: npt.NDArray[np.intp]) -> Counter[int | None]:
