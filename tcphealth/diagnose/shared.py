@@ -761,6 +761,10 @@ class TablePeers:
         columns = table.columns
         others = np.flatnonzero((columns.state == peer_code) & table.named()[table.holders])
         mine, my_runs, theirs, their_runs = other_ends(columns, rows, others)
+        # The join as other_ends gave it, for a rule that reads it beside the peers (closing's
+        # CLOSE_WAIT relayed): one join of the two states, not two.
+        self.others = others
+        self.ends = (mine, my_runs, theirs, their_runs)
         if len(mine):
             # local_peers looks only where the other end's address is this host's.
             values, _, first = distinct_rows_first(

@@ -408,8 +408,6 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     ``table`` with FIN_WAIT2 lazy, else the objects are read as by :func:`check`."""
     import numpy as np
 
-    from tcphealth.columnar import other_ends
-
     if not index.reads_table(table, TcpState.FIN_WAIT2):
         return check(index, thresholds)
     columns = table.columns
@@ -419,12 +417,14 @@ def check_table(index: SnapshotIndex, thresholds: Thresholds, table: SocketTable
     held_rows = rows[~orphaned]
     groups = held_groups_of_table(table, held_rows)
     group_of = group_numbers(table, groups)
-    peers = TablePeers(index, table, held_rows, _CLOSE_WAIT_CODE).by_group(group_of, len(groups))
+    joined = TablePeers(index, table, held_rows, _CLOSE_WAIT_CODE)
+    peers = joined.by_group(group_of, len(groups))
     # The CLOSE_WAIT a holder keeps (index.held_by: those with pids), and the far ends of each
-    # group's FIN_WAIT2 among them (not relayed: the other end of its own connection).
-    close_wait = np.flatnonzero((columns.state == _CLOSE_WAIT_CODE) & table.named()[table.holders])
+    # group's FIN_WAIT2 among them (not relayed: the other end of its own connection): the
+    # rows and the join the peers were found by.
+    close_wait = joined.others
     close_wait_holders = table.holders[close_wait]
-    group, far_end = ends_by_group(group_of, *other_ends(columns, held_rows, close_wait))
+    group, far_end = ends_by_group(group_of, *joined.ends)
     by_group = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[by_group], np.arange(len(groups) + 1))
     held: list[tuple[tuple[int, ...], _HeldWait]] = []
