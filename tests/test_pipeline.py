@@ -82,7 +82,8 @@ def test_a_timed_series_is_diagnosed_with_time_and_captures_by_the_latest_alone(
     assert alone.report.series is None
     assert alone.noted.notes[0] == (
         "paste.txt: 2 captures were found (a repeated header, command or '---'); "
-        "only the last is diagnosed"
+        "only the last is diagnosed, the earlier ones compared with it (what stayed, what "
+        "kept resending)"
     )
 
 

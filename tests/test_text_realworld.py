@@ -296,7 +296,8 @@ def test_proc_copy_two_captures() -> None:
     last = load(fixture(PROC_TWO))
     assert last.sockets == series[1].sockets
     assert last.notes[0].endswith("2 captures were found (a repeated header, command or '---'); "
-                                  "only the last is diagnosed")  # fmt: skip
+                                  "only the last is diagnosed, the earlier ones compared "
+                                  "with it (what stayed, what kept resending)")  # fmt: skip
     assert last.host.source == f"proc:{fixture(PROC_TWO)}"
     assert last.attribution.attempted is False
     assert {s.owner_source for s in last.sockets} == {OwnerSource.UNKNOWN}

@@ -143,7 +143,8 @@ def latest_of(path: Path | str, series: Sequence[Snapshot]) -> Snapshot:
     else:
         note = (
             f"{_where(path)}: {len(series)} captures were found (a repeated header, command or "
-            "'---'); only the last is diagnosed"
+            "'---'); only the last is diagnosed, the earlier ones compared with it (what "
+            "stayed, what kept resending)"
         )
     return replace(
         last,
