@@ -54,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from tcphealth import exporter
     from tcphealth.render.prometheus import collect_path_family
-    from tcphealth.sources import dump_relay, fd_cache, lean
+    from tcphealth.sources import background_scan, dump_relay, fd_cache, lean
 
     dump_relay.received_in_place()
+    if hasattr(background_scan, "walked_in_place"):  # as serve does (a baseline may not)
+        background_scan.walked_in_place()
     if not fd_cache.enable():
         print("fd_cache not supported here: every scrape walks every descriptor")
     stages_file = Path(tempfile.mkstemp(prefix="tcphealth-split-")[1])

@@ -1330,10 +1330,12 @@ def serve(
     # again (tcphealth.sources.fd_cache says what that allows); a --from file has none.
     carried = None
     if inputs.from_file is None:
-        from tcphealth.sources import dump_relay, fd_cache
+        from tcphealth.sources import background_scan, dump_relay, fd_cache
 
-        # Judged by CPU per scrape, not by wall time: no relaying child for the dump.
+        # Judged by CPU per scrape, not by wall time: no relaying child for the dump, and the
+        # walk of the kept descriptor tables done by the collecting process itself.
         dump_relay.received_in_place()
+        background_scan.walked_in_place()
 
         if fd_cache.enable():
             carried = serving.Carried(fd_cache.handed_back, fd_cache.adopt)

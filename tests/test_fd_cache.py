@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tcphealth.sources import background_scan, fd_cache, procfs
+from tcphealth.sources import background_scan, fd_cache, fd_columns, procfs
 from tests.fd_holder import holder
 
 pytestmark = pytest.mark.skipif(
@@ -154,6 +154,65 @@ def test_the_scan_in_a_child_uses_and_returns_the_kept_tables(
             kept = fd_cache.current()
             assert kept is not None and kept.collections == collection
             assert held.pid in kept.tables
+
+
+def test_in_place_the_walk_forks_nothing_and_answers_as_the_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """serve's walk of kept tables (background_scan.walked_in_place): no child; the tables
+    looked at when the walk starts, before the dump, and the child's answer and delta."""
+    monkeypatch.setattr(fd_cache, "_enabled", True)
+    monkeypatch.setattr(fd_cache, "_learned", fd_cache.Learned())
+    with holder("th23-inplace", 2) as held:
+        asked = array("Q", [*held.inodes, 0])
+        with background_scan.started(PROC, answer_with=fd_columns.owners_at_once) as pending:
+            assert pending._pid is not None  # the first collection: a child, as before
+            from_child = pending.owners(asked)
+        kept_by_child = fd_cache.current()
+        assert kept_by_child is not None
+        # No table due for its refresh (a pid's luck): a table read at the look is not read
+        # again for a socket opened after it, in place as in the child.
+        monkeypatch.setattr(fd_cache, "_learned", fresh(kept_by_child))
+        monkeypatch.setattr(background_scan, "_in_place", True)
+        forks: list[int] = []
+        real_fork = os.fork
+
+        def counted_fork() -> int:
+            forks.append(1)
+            return real_fork()
+
+        monkeypatch.setattr(os, "fork", counted_fork)
+        with background_scan.started(PROC, answer_with=fd_columns.owners_at_once) as pending:
+            assert pending._pid is None and pending._walk is not None
+            assert held.pid in pending._walk.tables  # looked at already, before any dump
+            # A connection opened after the look, before the owners are asked for: placed by
+            # reading again the table whose count changed, as the child does.
+            before = list(held.inodes)
+            held.tell("open 1")
+            opened = sorted(set(held.inodes) - set(before))
+            assert len(opened) == 2  # both ends of the new connection
+            in_place = pending.owners(array("Q", [*asked, *opened]))
+        assert forks == []
+        holders = [in_place.groups[number] for number in in_place.index]
+        assert holders == [(held.pid,)] * len(before) + [()] + [(held.pid,)] * 2
+        assert holders[: len(asked)] == [from_child.groups[n] for n in from_child.index]
+        assert in_place.learned is not None and in_place.learned.base == 1
+        assert held.pid in in_place.learned.read  # its count changed: read again
+        kept = fd_cache.current()
+        assert kept_by_child.collections == 1
+        assert kept is not None and kept.collections == 2
+        assert sorted(kept.tables[held.pid].inodes) == sorted([*before, *opened])
+
+
+def test_in_place_without_kept_tables_the_walk_still_runs_in_a_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(background_scan, "_in_place", True)
+    assert fd_cache.current() is None  # not enabled: a full walk, its map kept in the child
+    with background_scan.started(PROC) as pending:
+        assert pending._pid is not None and pending._walk is None
+        owners = pending.owners(array("Q"))
+    assert owners.learned is None
 
 
 def test_without_enable_nothing_is_kept() -> None:

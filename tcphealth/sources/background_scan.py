@@ -19,6 +19,13 @@ tables come back with the answer and are kept for the next collection.
 Whenever a child cannot do it (no ``fork``, other threads running, the child failed or sent
 something unreadable) the walk simply runs here, when the owners are asked for: the answer
 is the same either way.
+
+A process judged by the CPU a collection costs rather than by how soon it ends (``tcphealth
+serve``) asks for the walk of kept tables to be done in place (:func:`walked_in_place`): the
+child gains wall time only on a spare core, and costs CPU of its own -- its fork and exit, the
+pages it copies, the inodes and the answer pickled through two pipes. In place, the tables are
+looked at in :func:`started` (before the dump, as the child would) and the inodes placed when
+the owners are asked for; the answer is the child's.
 """
 
 from __future__ import annotations
@@ -33,6 +40,18 @@ from typing import Any
 
 from tcphealth.sources import children, fd_cache
 from tcphealth.sources.procfs import FdScan, scan_fds
+
+_in_place = False
+
+
+def walked_in_place() -> None:
+    """From now on, a walk that starts from kept tables (:mod:`.fd_cache` enabled) runs in
+    the process that collects, with no child (see the module's docstring). A full walk (no
+    tables kept) still runs in a child: its inode map of every descriptor would otherwise be
+    held here at the moment the collection's memory peaks."""
+    global _in_place
+    _in_place = True
+
 
 # The question the child is asked: this byte, then the inodes (an array("Q")). Without it
 # (the parent closed the pipe without asking) the child leaves without answering.
@@ -103,6 +122,15 @@ def _cached_owners(
 AnswerWith = Callable[[fd_cache.CachedWalk, "array[int]"], "Owners | None"] | None
 
 
+def _answer_of(walk: fd_cache.CachedWalk, inodes: array[int], answer_with: AnswerWith) -> Owners:
+    """The answer about ``inodes`` of a walk that has looked: by ``answer_with`` where it
+    answers, else by the walk's own ``place``."""
+    answer = answer_with(walk, inodes) if answer_with is not None else None
+    if answer is None:
+        answer = owners_from(walk.place(inodes), inodes, walk.delta())
+    return answer
+
+
 class PendingScan:
     """A walk of /proc/*/fd under way; :meth:`owners` waits for it and asks it about inodes."""
 
@@ -120,8 +148,15 @@ class PendingScan:
         self._pid: int | None = None  # the child walking, if there is one
         self._pipe: int | None = None  # our end of the pipe it answers on
         self._question: int | None = None  # our end of the pipe we ask it on
+        self._walk: fd_cache.CachedWalk | None = None  # the walk looked at here, if in place
 
     def start(self) -> None:
+        if _in_place and self.cached is not None:
+            self._walk = fd_cache.CachedWalk(
+                self.cached, self.skip_pids, self.always_pids, self.proc_root
+            )
+            self._walk.look()  # before the dump, as the child looks while it is received
+            return
         if not children.can_fork():
             return
         read_end, write_end = os.pipe()
@@ -143,6 +178,11 @@ class PendingScan:
     def owners(self, inodes: array[int]) -> Owners:
         """Who holds each of ``inodes``, asked of the child that walked (see :class:`Owners`),
         or found by a walk here when there is no child or its answer is not usable."""
+        if self._walk is not None:
+            walk, self._walk = self._walk, None
+            answer = _answer_of(walk, inodes, self.answer_with)
+            fd_cache.adopt(answer.learned)
+            return answer
         answer = self._ask(inodes)
         if (
             isinstance(answer, Owners)
@@ -243,9 +283,7 @@ def _child(pending: PendingScan, question_end: int, write_end: int) -> None:
         inodes.frombytes(question[1:])
         del question
         if walk is not None:
-            answer = pending.answer_with(walk, inodes) if pending.answer_with else None
-            if answer is None:
-                answer = owners_from(walk.place(inodes), inodes, walk.delta())
+            answer = _answer_of(walk, inodes, pending.answer_with)
         else:
             assert index is not None
             answer = index.owners(inodes)
