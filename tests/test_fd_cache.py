@@ -322,15 +322,17 @@ def test_the_columns_answer_what_place_answers() -> None:
             # each table lists them): the shared pair's before its holder's own listener.
             assert index[shared] < index[alone]
 
-            # A socket no table holds: place() reads what it must, not the columns.
+            # A socket no table holds: the columns read again what place() reads (every
+            # process, here) and answer what it answers.
             three = fd_cache.CachedWalk(fresh(one.learned()), always_pids=(os.getpid(),))
             three.look()
-            untouched = copy.deepcopy(three.tables)
+            before = set(three.walked)
             answer, by_place = _both_answers(three, [*asked, nobody])
-            assert answer is None
-            assert three.tables == untouched and three.unplaceable is None
+            assert answer == by_place
+            assert second.pid in three.walked - before  # read again: a full walk
             assert by_place.learned is not None
             assert by_place.learned.unplaceable == {nobody}
+            assert three.unplaceable == frozenset({nobody})
             # Known unplaceable from then on: the columns answer, and keep it so.
             learned = by_place.learned.applied(fresh(one.learned()))
             assert learned is not None

@@ -9,9 +9,11 @@ sockets (benchmarks/RESULTS.md, session 15). Here the tables' inodes are one arr
 once, and the sockets are found in it with one search: the same groups, numbered in the same
 order, the same answer, and the same tables handed back.
 
-Only the plain case is done here: every socket of the dump is held by a table, or was already
-known to be held by none. Otherwise (a socket opened since, which some table must be read
-again for) :func:`owners_at_once` answers None and the walk's own ``place`` does it.
+Where a socket of the dump is held by no table and was not known to be held by none (one
+opened since), the same tables are read again as ``place`` reads them -- those that changed or
+lost a socket, then every one not read yet -- and the answer is ``place``'s, without its dict
+of every inode: in ``tcphealth serve`` the walk runs in the collecting process, where that
+dict would be held while the dump is decoded.
 """
 
 from __future__ import annotations
@@ -46,14 +48,20 @@ def _among(
     return found
 
 
-def owners_at_once(walk: fd_cache.CachedWalk, inodes: array[int]) -> Owners | None:
-    """What ``owners_from(walk.place(inodes), inodes, walk.delta())`` answers, for a walk
-    that has looked (:meth:`CachedWalk.look`); None, the walk untouched, where a socket is
-    held by no table and not known to be unplaceable."""
+_Held = tuple[
+    npt.NDArray[np.int64],  # order: positions in crediting order, sorted by inode
+    npt.NDArray[np.int64],  # pid_by_inode: the crediting pid of each, in that order
+    npt.NDArray[np.int64],  # starts: where each distinct inode begins in that order
+    npt.NDArray[np.uint64],  # distinct: the distinct inodes, sorted
+    int,  # how many inodes the tables hold in all
+]
+
+
+def _held(walk: fd_cache.CachedWalk) -> _Held:
+    """Every table's inodes in one array, in the order place() credits them (by pid, then as
+    each table lists them), sorted by inode with that order kept within an inode."""
     pids = sorted(walk.tables)
     tables = [walk.tables[pid] for pid in pids]
-    # Every table's inodes in one array, in the order place() credits them: by pid, then
-    # as each table lists them.
     held = (
         np.concatenate([_inodes_of(table.inodes) for table in tables])
         if tables
@@ -62,27 +70,52 @@ def owners_at_once(walk: fd_cache.CachedWalk, inodes: array[int]) -> Owners | No
     pid_of = np.repeat(
         np.array(pids, dtype=np.int64), [len(table.inodes) for table in tables]
     ).astype(np.int64)
-    asked = _inodes_of(inodes)
-    wanted = np.sort(asked[asked != 0])  # sorted and distinct (np.unique hashes: slower)
-    wanted = wanted[np.r_[True, wanted[1:] != wanted[:-1]]] if len(wanted) else wanted
-    # Sorted by inode; within an inode, in crediting order (the sort is stable).
     order = np.argsort(held, kind="stable")
     by_inode, pid_by_inode = held[order], pid_of[order]
     starts = np.flatnonzero(np.r_[True, by_inode[1:] != by_inode[:-1]]) if len(held) else order
-    distinct = by_inode[starts]
+    return order, pid_by_inode, starts, by_inode[starts], len(held)
+
+
+def _lost(walk: fd_cache.CachedWalk, wanted: npt.NDArray[np.uint64]) -> set[int]:
+    """CachedWalk._lost over the columns: the processes not read this collection whose kept
+    table holds a socket no longer in the dump."""
+    return {
+        pid
+        for pid, table in walk.tables.items()
+        if pid not in walk.walked and not bool(_among(_inodes_of(table.inodes), wanted).all())
+    }
+
+
+def owners_at_once(walk: fd_cache.CachedWalk, inodes: array[int]) -> Owners:
+    """What ``owners_from(walk.place(inodes), inodes, walk.delta())`` answers, for a walk
+    that has looked (:meth:`CachedWalk.look`), reading again what ``place`` reads again when
+    a socket is held by no table and not known to be unplaceable -- without the dict of every
+    inode ``place`` builds (20 MB at 100,000 sockets, held while the dump is decoded when the
+    walk runs in the collecting process)."""
+    asked = _inodes_of(inodes)
+    wanted = np.sort(asked[asked != 0])  # sorted and distinct (np.unique hashes: slower)
+    wanted = wanted[np.r_[True, wanted[1:] != wanted[:-1]]] if len(wanted) else wanted
     unplaceable_before = np.sort(np.fromiter(walk.previous.unplaceable, dtype=_U64))
-    placed = _among(wanted, distinct)
-    if bool((~placed & ~_among(wanted, unplaceable_before)).any()):
-        return None
+    order, pid_by_inode, starts, distinct, held_count = _held(walk)
+    unplaced = wanted[~_among(wanted, distinct) & ~_among(wanted, unplaceable_before)]
+    walked_all = False
+    if len(unplaced):
+        walk._read_again(walk._changed() | _lost(walk, wanted))
+        order, pid_by_inode, starts, distinct, held_count = _held(walk)
+        unplaced = unplaced[~_among(unplaced, distinct)]
+    if len(unplaced):
+        walk._read_again(None)
+        order, pid_by_inode, starts, distinct, held_count = _held(walk)
+        walked_all = True
 
     # Each distinct inode's holders: one pid (nearly all), or several (a socket shared
     # across a fork) -- those few as tuples, as procfs.credit_holder makes them.
     first_pid = pid_by_inode[starts]
-    same = pid_by_inode == np.repeat(first_pid, np.diff(np.r_[starts, len(held)]))
-    alone = np.logical_and.reduceat(same, starts) if len(held) else same
+    same = pid_by_inode == np.repeat(first_pid, np.diff(np.r_[starts, held_count]))
+    alone = np.logical_and.reduceat(same, starts) if held_count else same
     first_at = order[starts]  # where each inode is first credited
     shared: dict[int, tuple[int, ...]] = {}
-    ends = np.r_[starts[1:], len(held)]
+    ends = np.r_[starts[1:], held_count]
     for at in np.flatnonzero(~alone).tolist():
         shared[at] = tuple(sorted(set(pid_by_inode[starts[at] : ends[at]].tolist())))
 
@@ -123,9 +156,12 @@ def owners_at_once(walk: fd_cache.CachedWalk, inodes: array[int]) -> Owners | No
     # What CachedWalk.place and delta leave: the inodes known unplaceable that are still
     # asked for and still held by no table, and the tables read this time keeping only the
     # dump's inodes.
-    still = unplaceable_before[
-        _among(unplaceable_before, wanted) & ~_among(unplaceable_before, distinct)
-    ]
+    if walked_all:  # what even a walk of every process could not place
+        still = wanted[~_among(wanted, distinct)]
+    else:
+        still = unplaceable_before[
+            _among(unplaceable_before, wanted) & ~_among(unplaceable_before, distinct)
+        ]
     unplaceable = frozenset(still.tolist())
     walk.unplaceable = unplaceable
     read = {}
