@@ -26,7 +26,8 @@ closed as many descriptors stays without that holder. A new TCP socket never goe
 Both cases end at the table's next refresh: within :data:`REFRESH_EVERY` collections.
 
 The tables live in the process that keeps collecting (the server); each collection runs in a
-forked child that inherits them, walks what it must in its own helper, and hands back what
+forked child that inherits them, walks what it must (in place under ``serve``, see
+:func:`.background_scan.walked_in_place`; else in a helper of its own), and hands back what
 changed with its result (:func:`current`, :func:`adopt`, :func:`handed_back`). Without
 ``enable()`` -- every other command -- nothing is kept and each run walks everything, as
 before.
@@ -73,11 +74,12 @@ class Learned:
 
 @dataclass(frozen=True)
 class Delta:
-    """What one collection changed in what is kept, as the walking child hands it to the
-    collecting one and that one to the server (each holds the tables the collection started
-    from): the tables read again, the pids whose kept table stays, and the inodes no walk can
-    place. Between two quiet scrapes a few tables, instead of all of them (2.4 MB of inodes
-    at 300,000 sockets, pickled twice at the moment the collection's memory peaks)."""
+    """What one collection changed in what is kept, as the walk hands it to the collecting
+    process (itself, when it walks in place) and that one to the server (each holds the
+    tables the collection started from): the tables read again, the pids whose kept table
+    stays, and the inodes no walk can place. Between two quiet scrapes a few tables, instead
+    of all of them (2.4 MB of inodes at 300,000 sockets, pickled twice at the moment the
+    collection's memory peaks)."""
 
     base: int  # the Learned.collections it follows
     read: dict[int, Table]

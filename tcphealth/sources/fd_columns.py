@@ -1,5 +1,5 @@
 """The answer of a walk from kept descriptor tables (:class:`.fd_cache.CachedWalk`) counted
-with numpy, for the lean path's walking child.
+with numpy, for the lean path's walk (in the collecting process under ``serve``).
 
 Between two quiet scrapes the walk reads a few tables again and keeps the rest; what is left
 is naming the holders of every socket in the dump: :meth:`CachedWalk.place` builds a dict of
