@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,7 +240,7 @@ class CachedWalk:
         self._wanted = wanted
         unplaced = wanted - pids_by_inode.keys() - self.previous.unplaceable
         if unplaced:
-            self._read_again(self._changed() | self._lost(wanted))
+            self._read_again(self._changed() | self._lost(wanted.issuperset))
             pids_by_inode = self._holders()
             unplaced -= pids_by_inode.keys()
         if unplaced:
@@ -277,13 +277,15 @@ class CachedWalk:
             changed.add(pid)
         return changed
 
-    def _lost(self, wanted: set[int]) -> set[int]:
+    def _lost(self, all_dumped: Callable[[array[int]], bool]) -> set[int]:
         """The processes not read this collection whose kept table holds a TCP socket that is
-        no longer in the dump: they closed it since, and may have opened the unplaced one."""
+        no longer in the dump: they closed it since, and may have opened the unplaced one.
+        ``all_dumped(inodes)`` says whether every one of a table's inodes is in the dump (a
+        set's ``issuperset`` here, a search of sorted columns in :mod:`.fd_columns`)."""
         return {
             pid
             for pid, table in self.tables.items()
-            if pid not in self.walked and not wanted.issuperset(table.inodes)
+            if pid not in self.walked and not all_dumped(table.inodes)
         }
 
     def _read_again(self, pids: set[int] | None) -> None:

@@ -76,16 +76,6 @@ def _held(walk: fd_cache.CachedWalk) -> _Held:
     return order, pid_by_inode, starts, by_inode[starts], len(held)
 
 
-def _lost(walk: fd_cache.CachedWalk, wanted: npt.NDArray[np.uint64]) -> set[int]:
-    """CachedWalk._lost over the columns: the processes not read this collection whose kept
-    table holds a socket no longer in the dump."""
-    return {
-        pid
-        for pid, table in walk.tables.items()
-        if pid not in walk.walked and not bool(_among(_inodes_of(table.inodes), wanted).all())
-    }
-
-
 def owners_at_once(walk: fd_cache.CachedWalk, inodes: array[int]) -> Owners:
     """What ``owners_from(walk.place(inodes), inodes, walk.delta())`` answers, for a walk
     that has looked (:meth:`CachedWalk.look`), reading again what ``place`` reads again when
@@ -100,7 +90,9 @@ def owners_at_once(walk: fd_cache.CachedWalk, inodes: array[int]) -> Owners:
     unplaced = wanted[~_among(wanted, distinct) & ~_among(wanted, unplaceable_before)]
     walked_all = False
     if len(unplaced):
-        walk._read_again(walk._changed() | _lost(walk, wanted))
+        walk._read_again(
+            walk._changed() | walk._lost(lambda held: bool(_among(_inodes_of(held), wanted).all()))
+        )
         order, pid_by_inode, starts, distinct, held_count = _held(walk)
         unplaced = unplaced[~_among(unplaced, distinct)]
     if len(unplaced):
