@@ -1,12 +1,14 @@
 """Network namespaces of a test's own, with children talking over a pipe: what the live tests
 that need dropped packets or their own sysctls share (test_live_limits,
 test_live_paste_readings, test_live_error_lines), and how those read a paste made from them.
-Each test module keeps its own ``netns`` fixture as ``yield from namespaces()``."""
+Each test module keeps its own ``netns`` fixture as ``yield from namespaces()``, and takes its
+marks from :func:`lab_marks`."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from tcphealth.cli import main
@@ -23,6 +26,28 @@ from tcphealth.sources import collect_live
 PREFIX = "thlab"  # lab/netns_lab.py's: its leftover check covers these namespaces too
 CHILD_LIMIT = 40  # seconds any child may live; every case here ends in under 10
 SETTLE = 10.0  # the most any wait for the kernel may take
+
+# Where each tool a lab test may need comes from, for the reason it is skipped without it.
+_PACKAGE = {"ip": "iproute2", "ss": "iproute2", "nstat": "iproute2", "nft": "nftables",
+            "netstat": "net-tools"}  # fmt: skip
+
+
+def lab_marks(*tools: str) -> list[pytest.MarkDecorator]:
+    """A module's ``pytestmark`` for tests that make network namespaces: the ``lab`` marker,
+    Linux, root, and each of ``tools`` on PATH."""
+    return [
+        pytest.mark.lab,
+        pytest.mark.skipif(
+            not sys.platform.startswith("linux"), reason="network namespaces are Linux"
+        ),
+        pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
+        *(
+            pytest.mark.skipif(
+                shutil.which(tool) is None, reason=f"needs {tool} ({_PACKAGE[tool]})"
+            )
+            for tool in tools
+        ),
+    ]
 
 
 def until(condition: Callable[[], bool]) -> None:

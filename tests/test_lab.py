@@ -8,7 +8,6 @@ missing. CI installs them (.ci/run), so there these tests run.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -20,15 +19,12 @@ from tcphealth.diagnose import diagnose
 from tcphealth.diagnose.config import Thresholds
 from tcphealth.model import Finding, OwnerSource, Snapshot, Socket, TcpState
 from tcphealth.sources import collect_live, netlink
+from tests.live_netns import lab_marks
 
 if sys.platform.startswith("linux"):
     from lab.netns_lab import Lab, LabSocket, leftover_namespaces, missing_tools, running_lab
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
-]
+pytestmark = lab_marks()
 
 # One socket of a state is enough to be reported in the lab (the defaults ask for more).
 LAB_THRESHOLDS = Thresholds(

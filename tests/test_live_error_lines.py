@@ -22,22 +22,23 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.live_netns import Namespace, check_paste, hear, namespaces, say, until, with_code
+from tests.live_netns import (
+    Namespace,
+    check_paste,
+    hear,
+    lab_marks,
+    namespaces,
+    say,
+    until,
+    with_code,
+)
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip (iproute2)"),
-    pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)"),
-]
+pytestmark = lab_marks("ip", "ss")
 
 
 @pytest.fixture

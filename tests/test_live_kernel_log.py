@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -38,6 +37,7 @@ from tests.live_netns import (
     drop_final_acks,
     half_open_script,
     hear,
+    lab_marks,
     namespaces,
     run,
     say,
@@ -52,13 +52,7 @@ def _dmesg_readable() -> bool:
 
 
 pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
-    pytest.mark.skipif(
-        any(shutil.which(tool) is None for tool in ("ip", "ss", "nstat", "nft")),
-        reason="needs ip, ss, nstat (iproute2) and nft",
-    ),
+    *lab_marks("ip", "ss", "nstat", "nft"),
     pytest.mark.skipif(not _dmesg_readable(), reason="needs a readable kernel log (dmesg)"),
 ]
 

@@ -15,9 +15,6 @@ Needs root, ip (iproute2), ss and nft; skipped with the reason otherwise.
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,19 +31,13 @@ from tests.live_netns import (
     drop_final_acks,
     half_open_script,
     hear,
+    lab_marks,
     namespaces,
     run,
     say,
 )
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip (iproute2)"),
-    pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)"),
-    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (nftables)"),
-]
+pytestmark = lab_marks("ip", "ss", "nft")
 
 
 @pytest.fixture

@@ -20,9 +20,7 @@ namespace deleted, whatever happens. Needs root, ip (iproute2), ss, netstat and 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,17 +31,9 @@ from tcphealth.diagnose import diagnose
 from tcphealth.model import Blame, Finding
 from tcphealth.sources import collect_live
 from tcphealth.sources.text.paste import read_paste
-from tests.live_netns import Namespace, check_paste, hear, namespaces, until, with_code
+from tests.live_netns import Namespace, check_paste, hear, lab_marks, namespaces, until, with_code
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip (iproute2)"),
-    pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)"),
-    pytest.mark.skipif(shutil.which("netstat") is None, reason="needs netstat (net-tools)"),
-    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (nftables)"),
-]
+pytestmark = lab_marks("ip", "ss", "netstat", "nft")
 
 
 @pytest.fixture

@@ -13,26 +13,16 @@ whatever happens. Needs root, ip (iproute2), ss and nft."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tcphealth.diagnose import diagnose
 from tcphealth.model import Blame, Severity, TcpState
-from tests.live_netns import Namespace, hear, namespaces, say, until
+from tests.live_netns import Namespace, hear, lab_marks, namespaces, say, until
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip (iproute2)"),
-    pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)"),
-    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (nftables)"),
-]
+pytestmark = lab_marks("ip", "ss", "nft")
 
 PORT = 8443
 PEER = "127.0.0.5"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -27,13 +26,9 @@ import pytest
 from tcphealth.model import TcpState
 from tcphealth.sources import collect_live
 from tcphealth.states import explain
+from tests.live_netns import lab_marks
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="creating network namespaces needs root"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip (iproute2)"),
-]
+pytestmark = lab_marks("ip")
 
 PREFIX = "thlab"  # lab/netns_lab.py's: its leftover check covers these namespaces too
 CONNECT_LIMIT = 30.0  # seconds; every case here fails in under 5
